@@ -1,0 +1,122 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "restartix-kit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "RestartixKit", targets: ["RestartixKit"]),
+        .library(name: "RestartixTenancy", targets: ["RestartixTenancy"]),
+        .library(name: "RestartixCrypto", targets: ["RestartixCrypto"]),
+        .library(name: "RestartixProviders", targets: ["RestartixProviders"]),
+        .library(name: "RestartixTelemetry", targets: ["RestartixTelemetry"]),
+        .executable(name: "restartix-core-api", targets: ["CoreAPI"]),
+        .executable(name: "restartix-telemetry-api", targets: ["TelemetryAPI"]),
+        .executable(name: "restartix-jobs", targets: ["Jobs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    ],
+    targets: [
+        // System libraries (Debian: libpq-dev, libsqlite3-dev, libhiredis-dev).
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+        .systemLibrary(
+            name: "CSQLite3",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
+        ),
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+        ),
+
+        // Libraries.
+        .target(
+            name: "RestartixKit",
+            dependencies: [
+                "CLibPQ",
+                "CSQLite3",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "RestartixTenancy", dependencies: ["RestartixKit"]),
+        .target(name: "RestartixCrypto", dependencies: ["RestartixKit"]),
+        .target(name: "RestartixProviders", dependencies: ["RestartixKit", "RestartixCrypto"]),
+        .target(name: "RestartixTelemetry"),
+
+        // Shells.
+        .executableTarget(
+            name: "CoreAPI",
+            dependencies: [
+                "RestartixKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Shells/CoreAPI"
+        ),
+        .executableTarget(
+            name: "TelemetryAPI",
+            dependencies: [
+                "RestartixKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Shells/TelemetryAPI"
+        ),
+        .executableTarget(
+            name: "Jobs",
+            dependencies: [
+                "RestartixKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Shells/Jobs"
+        ),
+
+        // Tests.
+        .testTarget(
+            name: "RestartixKitTests",
+            dependencies: [
+                "RestartixKit",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "CoreAPITests",
+            dependencies: [
+                "CoreAPI",
+                "RestartixKit",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "JobsTests",
+            dependencies: ["Jobs", "RestartixKit"]
+        ),
+    ]
+)
+
+for target in package.targets where [.executable, .test, .regular].contains(target.type) {
+    var settings = target.swiftSettings ?? []
+    // Require `any` for existential types (SE-0335).
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    // Imports are visible only where they are written (SE-0444).
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    // `public import` only for modules whose types appear in public API (SE-0409).
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// A bounded pool of connections: at most `maximumConnections` open, an acquire that waits at
+/// most `acquireTimeout` (then throws `.poolTimeout`, never hangs), a health check on every
+/// checkout, and broken connections closed and replaced.
+final class ConnectionPool: Sendable {
+    typealias Factory = @Sendable () async throws -> any ConnectionDriver
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<any ConnectionDriver, any Error>
+    }
+
+    private struct State {
+        var idle: [any ConnectionDriver] = []
+        var open = 0  // idle + leased + being opened
+        var waiters: [Waiter] = []
+        var nextWaiterID: UInt64 = 0
+        var closed = false
+    }
+
+    private enum AcquireStep {
+        case use(any ConnectionDriver)
+        case open
+        case wait
+        case closed
+    }
+
+    let name: String
+    let maximumConnections: Int
+    let acquireTimeout: Duration
+    private let factory: Factory
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    init(name: String, maximumConnections: Int, acquireTimeout: Duration, logger: Logger, factory: @escaping Factory) {
+        precondition(maximumConnections > 0, "a pool needs at least one connection")
+        self.name = name
+        self.maximumConnections = maximumConnections
+        self.acquireTimeout = acquireTimeout
+        self.factory = factory
+        self.logger = logger
+    }
+
+    /// Leases a healthy connection, runs `body`, and returns the connection (or discards it if
+    /// it broke).
+    func withConnection<T>(_ body: (any ConnectionDriver) async throws -> T) async throws -> T {
+        let connection = try await acquire()
+        do {
+            let result = try await body(connection)
+            await release(connection)
+            return result
+        } catch {
+            await release(connection)
+            throw error
+        }
+    }
+
+    func acquire() async throws -> any ConnectionDriver {
+        let deadline = ContinuousClock.now + acquireTimeout
+        while true {
+            let step: AcquireStep = state.withLock { state in
+                if state.closed { return .closed }
+                if let connection = state.idle.popLast() { return .use(connection) }
+                if state.open < maximumConnections {
+                    state.open += 1
+                    return .open
+                }
+                return .wait
+            }
+            switch step {
+            case .closed:
+                throw DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down")
+            case .use(let connection):
+                if await connection.isHealthy() { return connection }
+                logger.debug("Discarding a broken pooled connection", metadata: ["db.pool": "\(name)"])
+                await discard(connection)
+            case .open:
+                do {
+                    return try await factory()
+                } catch {
+                    state.withLock { $0.open -= 1 }
+                    wakeOneWaiterToOpen()
+                    throw error
+                }
+            case .wait:
+                let connection = try await waitForRelease(until: deadline)
+                if await connection.isHealthy() { return connection }
+                await discard(connection)
+            }
+            if ContinuousClock.now >= deadline { throw timeoutError() }
+        }
+    }
+
+    private func timeoutError() -> DatabaseError {
+        DatabaseError(
+            code: .poolTimeout,
+            detail: "no connection of the \(name) pool (size \(maximumConnections)) became free within \(acquireTimeout)"
+        )
+    }
+
+    private func waitForRelease(until deadline: ContinuousClock.Instant) async throws -> any ConnectionDriver {
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        let timeout = Task { [weak self] in
+            try? await Task.sleep(until: deadline)
+            guard let self, !Task.isCancelled else { return }
+            self.failWaiter(id: id, with: self.timeoutError())
+        }
+        defer { timeout.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any ConnectionDriver, any Error>) in
+                let rejected: DatabaseError? = state.withLock { state in
+                    if state.closed { return DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down") }
+                    // A connection may have come back between our check and now.
+                    if let connection = state.idle.popLast() {
+                        continuation.resume(returning: connection)
+                        return nil
+                    }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return nil
+                }
+                if let rejected { continuation.resume(throwing: rejected) }
+            }
+        } onCancel: {
+            failWaiter(id: id, with: CancellationError())
+        }
+    }
+
+    private func failWaiter(id: UInt64, with error: any Error) {
+        let waiter: Waiter? = state.withLock { state in
+            guard let i = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: i)
+        }
+        waiter?.continuation.resume(throwing: error)
+    }
+
+    /// Returns a connection: to the first waiter, to the idle stack, or closed if broken or if
+    /// it was left inside a transaction.
+    func release(_ connection: any ConnectionDriver) async {
+        if connection.isBroken {
+            await discard(connection)
+            return
+        }
+        if connection.transactionState() != .idle {
+            // A handle ended with a transaction still open; never hand that to someone else.
+            logger.warning("Closing a pooled connection returned inside a transaction", metadata: ["db.pool": "\(name)"])
+            await discard(connection)
+            return
+        }
+        let (waiter, closeIt): (Waiter?, Bool) = state.withLock { state in
+            if state.closed {
+                state.open -= 1
+                return (nil, true)
+            }
+            if !state.waiters.isEmpty { return (state.waiters.removeFirst(), false) }
+            state.idle.append(connection)
+            return (nil, false)
+        }
+        if closeIt { await connection.close() }
+        waiter?.continuation.resume(returning: connection)
+    }
+
+    private func discard(_ connection: any ConnectionDriver) async {
+        state.withLock { $0.open -= 1 }
+        await connection.close()
+        wakeOneWaiterToOpen()
+    }
+
+    /// A slot freed up: let the first waiter open a new connection in it.
+    private func wakeOneWaiterToOpen() {
+        let waiter: Waiter? = state.withLock { state in
+            guard !state.waiters.isEmpty, state.open < maximumConnections else { return nil }
+            state.open += 1
+            return state.waiters.removeFirst()
+        }
+        guard let waiter else { return }
+        Task {
+            do {
+                waiter.continuation.resume(returning: try await factory())
+            } catch {
+                state.withLock { $0.open -= 1 }
+                waiter.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Closes idle connections, fails waiters, and makes later acquires fail.
+    func shutdown() async {
+        let (idle, waiters) = state.withLock { state in
+            state.closed = true
+            let idle = state.idle
+            let waiters = state.waiters
+            state.open -= idle.count
+            state.idle.removeAll()
+            state.waiters.removeAll()
+            return (idle, waiters)
+        }
+        for waiter in waiters {
+            waiter.continuation.resume(throwing: DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down"))
+        }
+        for connection in idle { await connection.close() }
+    }
+
+    /// Connections currently open (idle, leased or opening).
+    var openConnections: Int { state.withLock { $0.open } }
+}

@@ -1,0 +1,284 @@
+import Foundation
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// A database — PostgreSQL through libpq or an embedded SQLite file — behind one API.
+///
+/// ```swift
+/// let db = try Database(configuration: DatabaseConfiguration(url: "sqlite::memory:"), logger: logger)
+/// try await db.transaction { tx in
+///     try await tx.execute("INSERT INTO organizations (id, name) VALUES (\(UUIDv7.generate()), \(name))")
+/// }
+/// ```
+///
+/// Connections open lazily; nothing connects in `init`. The pool is a swift-service-lifecycle
+/// `Service`: add the database to a `ServiceGroup` and it closes its connections on graceful
+/// shutdown (or call ``shutdown()`` yourself).
+///
+/// SQLite file databases use one writer connection (transactions, ``withConnection(_:)``) and
+/// up to ``DatabaseConfiguration/maximumConnections`` read-only connections (``read(_:)``),
+/// in WAL mode, so reads run in parallel with the writer.
+public final class Database: Sendable, Service {
+    /// The configuration this database was built from.
+    public let configuration: DatabaseConfiguration
+    /// The SQL dialect spoken.
+    public var dialect: SQLDialect { configuration.dialect }
+
+    let writer: ConnectionPool
+    let readers: ConnectionPool?
+    let logger: Logger
+
+    /// Creates the database and its pool; connects on first use.
+    public init(configuration: DatabaseConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        let timeout = configuration.acquireTimeout
+        switch configuration.target {
+        case .postgres(let conninfo):
+            let applicationName = configuration.applicationName
+            let target = configuration.redactedURL
+            writer = ConnectionPool(
+                name: "postgres",
+                maximumConnections: max(1, configuration.maximumConnections),
+                acquireTimeout: timeout,
+                logger: logger
+            ) {
+                try await PostgresConnection.connect(conninfo: conninfo, applicationName: applicationName, redactedTarget: target)
+            }
+            readers = nil
+        case .sqlite(let path):
+            let sqlite = configuration.sqlite
+            writer = ConnectionPool(name: "sqlite-writer", maximumConnections: 1, acquireTimeout: timeout, logger: logger) {
+                try await SQLiteConnection.open(path: path, readOnly: false, configuration: sqlite, role: .writer)
+            }
+            if sqlite.isInMemory {
+                readers = nil  // each in-memory connection would be a different database
+            } else {
+                readers = ConnectionPool(
+                    name: "sqlite-readers",
+                    maximumConnections: max(1, configuration.maximumConnections),
+                    acquireTimeout: timeout,
+                    logger: logger
+                ) {
+                    try await SQLiteConnection.open(path: path, readOnly: true, configuration: sqlite, role: .reader)
+                }
+            }
+        }
+    }
+
+    /// Parses `url` and creates the database.
+    public convenience init(url: String, logger: Logger) throws(DatabaseError) {
+        self.init(configuration: try DatabaseConfiguration(url: url), logger: logger)
+    }
+
+    // MARK: Leasing
+
+    /// Leases a connection for several statements outside a transaction (each commits on its
+    /// own). The handle is valid only inside `body`.
+    public func withConnection<T>(_ body: (borrowing DatabaseConnection) async throws -> T) async throws -> T {
+        try await writer.withConnection { driver in
+            let lease = Lease(driver)
+            defer { lease.end() }
+            return try await body(DatabaseConnection(lease: lease))
+        }
+    }
+
+    /// Leases a read-only connection: a reader beside the writer on SQLite files, a pooled
+    /// connection on Postgres. Writes through it fail.
+    public func read<T>(_ body: (borrowing DatabaseConnection) async throws -> T) async throws -> T {
+        guard let readers else { return try await withConnection(body) }
+        return try await readers.withConnection { driver in
+            let lease = Lease(driver)
+            defer { lease.end() }
+            return try await body(DatabaseConnection(lease: lease))
+        }
+    }
+
+    /// Runs `body` in a transaction: committed when `body` returns, rolled back when it throws.
+    ///
+    /// The handle cannot leave the closure (it is non-copyable and only borrowed) and refuses
+    /// use after the closure returns. If a statement failed inside `body` and the error was
+    /// caught, Postgres has aborted the transaction: the commit then throws
+    /// `.transactionAborted` instead of pretending to succeed.
+    public func transaction<T>(_ body: (borrowing Transaction) async throws -> T) async throws -> T {
+        try await writer.withConnection { driver in
+            try await Self.transaction(on: driver, prelude: [], body)
+        }
+    }
+
+    /// Runs `body` in a transaction on a leased driver. `prelude` statements are sent in the
+    /// same round trip as `BEGIN` (the tenancy layer puts its `set_config` there).
+    static func transaction<T>(
+        on driver: any ConnectionDriver,
+        prelude: [SQLQuery],
+        _ body: (borrowing Transaction) async throws -> T
+    ) async throws -> T {
+        let begin = driver.dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"
+        let statements = [(sql: begin, binds: [SQLValue]())] + prelude.map { $0.render(for: driver.dialect) }
+        do {
+            _ = try await driver.pipeline(statements)
+        } catch {
+            if driver.transactionState() != .idle { _ = try? await driver.execute("ROLLBACK", []) }
+            throw error
+        }
+        let lease = Lease(driver)
+        let value: T
+        do {
+            value = try await body(Transaction(lease: lease))
+        } catch {
+            lease.end()
+            if !driver.isBroken { _ = try? await driver.execute("ROLLBACK", []) }
+            throw error
+        }
+        lease.end()
+        // Postgres aborts a transaction at its first failed statement; SQLite would carry on and
+        // commit the statements that worked. Refuse to commit on both, so a caught error never
+        // turns into a half-applied transaction.
+        if lease.sawFailure || driver.transactionState() == .failed {
+            _ = try? await driver.execute("ROLLBACK", [])
+            throw DatabaseError(
+                code: .transactionAborted,
+                detail: "a statement failed inside the transaction; it was rolled back, not committed"
+            )
+        }
+        let commit = try await driver.execute("COMMIT", [])
+        if commit.commandTag == "ROLLBACK" {
+            throw DatabaseError(code: .transactionAborted, detail: "the server rolled the transaction back at commit")
+        }
+        return value
+    }
+
+    // MARK: One-statement conveniences
+
+    /// Runs one statement on a pooled connection and returns its rows.
+    @discardableResult
+    public func query(_ query: SQLQuery) async throws -> [SQLRow] {
+        try await withConnection { try await $0.query(query) }
+    }
+
+    /// Runs one statement on a pooled connection and returns the number of rows it changed.
+    @discardableResult
+    public func execute(_ query: SQLQuery) async throws -> Int {
+        try await withConnection { try await $0.execute(query) }
+    }
+
+    // MARK: Lifecycle
+
+    /// Waits for graceful shutdown, then closes every connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Closes idle connections and fails later acquires with `.poolClosed`.
+    public func shutdown() async {
+        await writer.shutdown()
+        await readers?.shutdown()
+    }
+}
+
+/// The lease behind a connection or transaction handle; ends when the closure returns.
+final class Lease: Sendable {
+    let driver: any ConnectionDriver
+    private let open = Atomic<Bool>(true)
+    private let failed = Atomic<Bool>(false)
+
+    init(_ driver: any ConnectionDriver) { self.driver = driver }
+
+    func end() { open.store(false, ordering: .releasing) }
+
+    /// Whether a statement failed under this lease (a transaction then refuses to commit).
+    var sawFailure: Bool { failed.load(ordering: .acquiring) }
+
+    /// Runs a statement, remembering a failure.
+    func run<T>(_ body: (any ConnectionDriver) async throws -> T) async throws -> T {
+        let driver = try live()
+        do {
+            return try await body(driver)
+        } catch {
+            failed.store(true, ordering: .releasing)
+            throw error
+        }
+    }
+
+    func live() throws(DatabaseError) -> any ConnectionDriver {
+        guard open.load(ordering: .acquiring) else { throw DatabaseError.closedHandle }
+        return driver
+    }
+}
+
+/// Something statements can run on: a leased connection or a transaction.
+public protocol SQLExecutor: ~Copyable {
+    /// The dialect the statements are rendered for.
+    var dialect: SQLDialect { get }
+    /// Runs one statement and returns its full result.
+    func run(_ query: SQLQuery) async throws -> QueryResult
+    /// Sends several statements in one round trip (Postgres pipeline mode) and returns one
+    /// result per statement. When one fails, the error is thrown and later ones did not run.
+    func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult]
+}
+
+extension SQLExecutor where Self: ~Copyable {
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: SQLQuery) async throws -> [SQLRow] {
+        try await run(query).rows
+    }
+
+    /// Runs one statement and returns its first row, if any.
+    public func first(_ query: SQLQuery) async throws -> SQLRow? {
+        try await run(query).rows.first
+    }
+
+    /// Runs one statement and returns the number of rows it inserted, updated or deleted.
+    @discardableResult
+    public func execute(_ query: SQLQuery) async throws -> Int {
+        try await run(query).affectedRows
+    }
+}
+
+/// A leased connection, valid only inside ``Database/withConnection(_:)``.
+public struct DatabaseConnection: SQLExecutor, ~Copyable {
+    let lease: Lease
+
+    public var dialect: SQLDialect { lease.driver.dialect }
+
+    public func run(_ query: SQLQuery) async throws -> QueryResult {
+        try await lease.live().execute(query)
+    }
+
+    public func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
+        let driver = try lease.live()
+        return try await driver.pipeline(queries.map { $0.render(for: driver.dialect) })
+    }
+
+    /// Runs a script of several statements with no binds (DDL, migrations).
+    public func executeScript(_ sql: String) async throws {
+        try await lease.live().executeScript(sql)
+    }
+}
+
+/// An open transaction, valid only inside ``Database/transaction(_:)``.
+///
+/// If any statement fails inside the transaction, the transaction can no longer commit: even
+/// when the error is caught, ``Database/transaction(_:)`` rolls back and throws
+/// `.transactionAborted` (Postgres behaves so by itself; the kit makes SQLite agree).
+public struct Transaction: SQLExecutor, ~Copyable {
+    let lease: Lease
+
+    public var dialect: SQLDialect { lease.driver.dialect }
+
+    public func run(_ query: SQLQuery) async throws -> QueryResult {
+        try await lease.run { try await $0.execute(query) }
+    }
+
+    public func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
+        try await lease.run { driver in try await driver.pipeline(queries.map { $0.render(for: driver.dialect) }) }
+    }
+
+    /// Runs a script of several statements with no binds (DDL, migrations).
+    public func executeScript(_ sql: String) async throws {
+        try await lease.run { try await $0.executeScript(sql) }
+    }
+}

@@ -1,0 +1,288 @@
+import CSQLite3
+import Foundation
+import Synchronization
+
+/// A libsqlite3 connection driven from its own thread, with a bounded prepared-statement cache.
+final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
+    // `db` and `cache` are only touched on `worker`'s thread.
+    private let db: OpaquePointer
+    private let worker: BlockingWorker
+    private var cache: [String: OpaquePointer] = [:]
+    private var cacheOrder: [String] = []
+    private let cacheCapacity: Int
+    private let brokenFlag = Atomic<Bool>(false)
+    /// Keeps registered function and authorizer boxes alive as long as the connection.
+    private var retained: [AnyObject] = []
+
+    let dialect = SQLDialect.sqlite
+
+    private init(db: OpaquePointer, worker: BlockingWorker, cacheCapacity: Int) {
+        self.db = db
+        self.worker = worker
+        self.cacheCapacity = cacheCapacity
+    }
+
+    var isBroken: Bool { brokenFlag.load(ordering: .relaxed) }
+
+    /// Opens a connection and applies the per-connection settings and hooks.
+    static func open(
+        path: String,
+        readOnly: Bool,
+        configuration: SQLiteConfiguration,
+        role: SQLiteConnectionRole
+    ) async throws -> SQLiteConnection {
+        let worker = BlockingWorker(name: "restartix.sqlite")
+        do {
+            let handle = try await worker.run { () throws -> UnsafeSendable<OpaquePointer> in
+                var db: OpaquePointer?
+                let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
+                let rc = sqlite3_open_v2(path, &db, flags, nil)
+                guard rc == SQLITE_OK, let db else {
+                    let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+                    sqlite3_close_v2(db)
+                    throw DatabaseError(code: .connectionFailed, detail: "could not open the SQLite database: \(message)")
+                }
+                sqlite3_extended_result_codes(db, 1)
+                sqlite3_busy_timeout(db, Int32(clamping: configuration.busyTimeout.milliseconds))
+                return UnsafeSendable(db)
+            }
+            let connection = SQLiteConnection(db: handle.value, worker: worker, cacheCapacity: configuration.statementCacheCapacity)
+            try await connection.worker.run { [connection] in
+                try connection.configureBlocking(readOnly: readOnly, configuration: configuration, role: role)
+            }
+            return connection
+        } catch {
+            worker.stop()
+            throw error
+        }
+    }
+
+    private func configureBlocking(readOnly: Bool, configuration: SQLiteConfiguration, role: SQLiteConnectionRole) throws {
+        if !configuration.isInMemory {
+            try execScriptBlocking("PRAGMA journal_mode = WAL")
+        }
+        try execScriptBlocking("PRAGMA foreign_keys = ON")
+        try execScriptBlocking("PRAGMA synchronous = NORMAL")
+        if readOnly { try execScriptBlocking("PRAGMA query_only = ON") }
+        if let setup = configuration.connectionSetup {
+            let handle = SQLiteConnectionHandle(connection: self, role: role)
+            try setup(handle)
+            handle.invalidate()
+        }
+    }
+
+    // MARK: ConnectionDriver
+
+    func execute(_ sql: String, _ binds: [SQLValue]) async throws -> QueryResult {
+        try await worker.run { [self] in try executeBlocking(sql, binds) }
+    }
+
+    func pipeline(_ statements: [(sql: String, binds: [SQLValue])]) async throws -> [QueryResult] {
+        // SQLite is in-process: there is no round trip to save.
+        try await worker.run { [self] in try statements.map { try executeBlocking($0.sql, $0.binds) } }
+    }
+
+    func executeScript(_ sql: String) async throws {
+        try await worker.run { [self] in try execScriptBlocking(sql) }
+    }
+
+    func transactionState() -> TransactionState {
+        // Reads connection state without I/O; safe while the lease holder has no job in flight.
+        sqlite3_get_autocommit(db) != 0 ? .idle : .active
+    }
+
+    func isHealthy() async -> Bool {
+        !isBroken && sqlite3_get_autocommit(db) != 0
+    }
+
+    func close() async {
+        brokenFlag.store(true, ordering: .relaxed)
+        _ = try? await worker.run { [self] in
+            for statement in cache.values { sqlite3_finalize(statement) }
+            cache.removeAll()
+            sqlite3_close_v2(db)
+        }
+        worker.stop()
+    }
+
+    // MARK: Blocking internals (worker thread only)
+
+    func execScriptBlocking(_ sql: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(db, sql, nil, nil, &message)
+        if let message { sqlite3_free(message) }
+        guard rc == SQLITE_OK else { throw error(rc) }
+    }
+
+    private func prepared(_ sql: String) throws -> OpaquePointer {
+        if let statement = cache[sql] {
+            if let i = cacheOrder.lastIndex(of: sql), i != cacheOrder.count - 1 {
+                cacheOrder.remove(at: i)
+                cacheOrder.append(sql)
+            }
+            return statement
+        }
+        var statement: OpaquePointer?
+        var tail: UnsafePointer<CChar>?
+        let rc = sql.withCString { text in
+            sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
+        }
+        guard rc == SQLITE_OK, let statement else { throw error(rc) }
+        if let tail, !String(cString: tail).allSatisfy(\.isWhitespace) {
+            sqlite3_finalize(statement)
+            throw DatabaseError(code: .syntaxError, detail: "a query holds exactly one statement; use a script for several")
+        }
+        cache[sql] = statement
+        cacheOrder.append(sql)
+        if cacheOrder.count > cacheCapacity {
+            let evicted = cacheOrder.removeFirst()
+            if let old = cache.removeValue(forKey: evicted) { sqlite3_finalize(old) }
+        }
+        return statement
+    }
+
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    func executeBlocking(_ sql: String, _ binds: [SQLValue]) throws -> QueryResult {
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        let expected = Int(sqlite3_bind_parameter_count(statement))
+        guard expected == binds.count else {
+            throw DatabaseError(code: .syntaxError, detail: "the statement has \(expected) placeholders but \(binds.count) values were bound")
+        }
+        for (i, value) in binds.enumerated() {
+            try bind(value, at: Int32(i + 1), to: statement)
+        }
+        let columnCount = Int(sqlite3_column_count(statement))
+        var names: [String] = []
+        for c in 0..<Int32(columnCount) { names.append(String(cString: sqlite3_column_name(statement, c))) }
+        let columns = SQLColumns(names)
+        var rows: [SQLRow] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            var values: [SQLValue] = []
+            values.reserveCapacity(columnCount)
+            for c in 0..<Int32(columnCount) { values.append(Self.column(statement, c)) }
+            rows.append(SQLRow(columns: columns, values: values))
+        }
+        let affected = sqlite3_stmt_readonly(statement) != 0 ? 0 : Int(sqlite3_changes64(db))
+        return QueryResult(columns: columns, rows: rows, affectedRows: affected, commandTag: "")
+    }
+
+    private func bind(_ value: SQLValue, at index: Int32, to statement: OpaquePointer) throws {
+        let rc: Int32
+        switch value.storage {
+        case .null: rc = sqlite3_bind_null(statement, index)
+        case .integer(let v): rc = sqlite3_bind_int64(statement, index, v)
+        case .double(let v): rc = sqlite3_bind_double(statement, index, v)
+        case .bool(let v): rc = sqlite3_bind_int64(statement, index, v ? 1 : 0)
+        case .text(let v), .numeric(let v): rc = bindText(v, index, statement)
+        case .uuid(let v): rc = bindText(v.uuidString.lowercased(), index, statement)
+        case .timestamp(let v): rc = bindText(UTCTimestamp.format(v), index, statement)
+        case .json(let v): rc = bindText(String(decoding: v, as: UTF8.self), index, statement)
+        case .bytes(let v):
+            rc = v.withUnsafeBytes { raw in
+                // A zero-length blob still needs a non-NULL pointer, or SQLite binds NULL.
+                sqlite3_bind_blob64(statement, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(raw.count), Self.transient)
+            }
+        case .unsupported(let oid):
+            throw DatabaseError(code: .invalidValue, detail: "bind \(index) has an unsupported type (oid \(oid))")
+        }
+        guard rc == SQLITE_OK else { throw error(rc) }
+    }
+
+    private func bindText(_ text: String, _ index: Int32, _ statement: OpaquePointer) -> Int32 {
+        var text = text
+        return text.withUTF8 { utf8 in
+            sqlite3_bind_text64(statement, index, UnsafeRawPointer(utf8.baseAddress ?? UnsafePointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self), UInt64(utf8.count), Self.transient, UInt8(SQLITE_UTF8))
+        }
+    }
+
+    static func column(_ statement: OpaquePointer, _ c: Int32) -> SQLValue {
+        switch sqlite3_column_type(statement, c) {
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, c))
+        case SQLITE_FLOAT: return .double(sqlite3_column_double(statement, c))
+        case SQLITE_TEXT:
+            let count = Int(sqlite3_column_bytes(statement, c))
+            guard let pointer = sqlite3_column_text(statement, c) else { return .text("") }
+            return .text(String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, c))
+            guard count > 0, let pointer = sqlite3_column_blob(statement, c) else { return .bytes(Data()) }
+            return .bytes(Data(bytes: pointer, count: count))
+        default: return .null
+        }
+    }
+
+    func error(_ rc: Int32) -> DatabaseError {
+        let extended = sqlite3_extended_errcode(db)
+        let message = String(cString: sqlite3_errmsg(db))
+        return Self.error(extended: extended == 0 ? rc : extended, message: message)
+    }
+
+    static func error(extended: Int32, message: String) -> DatabaseError {
+        let primary = extended & 0xFF
+        var table: String?
+        var column: String?
+        var constraint: String?
+        // "UNIQUE constraint failed: users.email" names schema objects only.
+        if let range = message.range(of: "constraint failed: ") {
+            let objects = message[range.upperBound...]
+            if let first = objects.split(separator: ",").first {
+                let parts = first.trimmingCharacters(in: .whitespaces).split(separator: ".")
+                if parts.count == 2 {
+                    table = String(parts[0])
+                    column = String(parts[1])
+                } else {
+                    constraint = String(first)
+                }
+            }
+        }
+        let code: DatabaseError.Code
+        switch extended {
+        case 2067, 1555: code = .uniqueViolation  // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
+        case 787: code = .foreignKeyViolation  // SQLITE_CONSTRAINT_FOREIGNKEY
+        case 275: code = .checkViolation  // SQLITE_CONSTRAINT_CHECK
+        case 1299: code = .notNullViolation  // SQLITE_CONSTRAINT_NOTNULL
+        case 517: code = .serializationFailure  // SQLITE_BUSY_SNAPSHOT
+        default:
+            switch primary {
+            case SQLITE_CONSTRAINT:
+                code = message.contains("row-level security") ? .rowLevelSecurityViolation : .checkViolation
+            case SQLITE_AUTH: code = .insufficientPrivilege
+            case SQLITE_BUSY, SQLITE_LOCKED: code = .busy
+            case SQLITE_MISMATCH, SQLITE_TOOBIG, SQLITE_RANGE: code = .invalidValue
+            case SQLITE_ERROR:
+                code = message.contains("row-level security") ? .rowLevelSecurityViolation : .syntaxError
+            case SQLITE_READONLY: code = .insufficientPrivilege
+            default: code = .server
+            }
+        }
+        // SQLite's messages name schema objects and SQL text, never bound values.
+        return DatabaseError(
+            code: code,
+            constraint: constraint,
+            table: table,
+            column: column,
+            detail: "SQLite: \(message) (code \(extended))",
+            serverMessage: message
+        )
+    }
+
+    // MARK: Hooks (worker thread only, from SQLiteConnectionHandle)
+
+    func retain(_ object: AnyObject) { retained.append(object) }
+    var rawHandle: OpaquePointer { db }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,56 @@
+public import Foundation
+import Synchronization
+
+/// Generates RFC 9562 version 7 UUIDs: a 48-bit Unix millisecond timestamp, then random bits.
+///
+/// Ids are made by the client so they are known before insert (the column cipher binds a value
+/// to its row id) and sort by creation time, which keeps B-tree inserts local.
+/// Within one process, ids generated in the same millisecond are still strictly increasing:
+/// the 12-bit `rand_a` field is used as a counter seeded randomly each millisecond (RFC 9562
+/// §6.2, method 1).
+public enum UUIDv7 {
+    private struct State {
+        var lastMillis: UInt64 = 0
+        var counter: UInt16 = 0
+    }
+
+    private static let state = Mutex(State())
+
+    /// A new version 7 UUID.
+    public static func generate(now: Date = Date()) -> UUID {
+        var random = SystemRandomNumberGenerator()
+        let wallMillis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        let (millis, counter) = state.withLock { state -> (UInt64, UInt16) in
+            if wallMillis > state.lastMillis {
+                state.lastMillis = wallMillis
+                state.counter = UInt16.random(in: 0...0x7FF, using: &random)  // leave headroom
+            } else if state.counter < 0xFFF {
+                state.counter += 1
+            } else {
+                // Counter exhausted within one millisecond: borrow the next millisecond.
+                state.lastMillis += 1
+                state.counter = 0
+            }
+            return (state.lastMillis, state.counter)
+        }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: millis >> (40 - 8 * UInt64(i))) }
+        bytes[6] = 0x70 | UInt8(counter >> 8)
+        bytes[7] = UInt8(truncatingIfNeeded: counter)
+        let tail = random.next() as UInt64
+        for i in 8..<16 { bytes[i] = UInt8(truncatingIfNeeded: tail >> (8 * UInt64(i - 8))) }
+        bytes[8] = 0x80 | (bytes[8] & 0x3F)  // RFC 9562 variant
+        return UUID(uuid: (
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+        ))
+    }
+
+    /// The Unix millisecond timestamp in a version 7 UUID, or `nil` for other versions.
+    public static func timestamp(of id: UUID) -> Date? {
+        let u = id.uuid
+        guard u.6 >> 4 == 7 else { return nil }
+        let millis = [u.0, u.1, u.2, u.3, u.4, u.5].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return Date(timeIntervalSince1970: Double(millis) / 1000)
+    }
+}

@@ -1,0 +1,16 @@
+import Hummingbird
+import Logging
+
+@main
+struct CoreAPI {
+    static func main() async throws {
+        let configuration: CoreAPIConfiguration
+        do {
+            configuration = try CoreAPIConfiguration(environment: ProcessEnvironment.current)
+        } catch {
+            ProcessEnvironment.fail("restartix-core-api: \(error)")
+        }
+        let app = try await buildApplication(configuration: configuration)
+        try await app.runService()
+    }
+}

@@ -1,0 +1,87 @@
+@testable import CoreAPI
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import RestartixKit
+import Testing
+
+@Suite("Core API")
+struct CoreAPITests {
+    func embeddedConfiguration() -> (CoreAPIConfiguration, String) {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("restartix-core-\(UUID().uuidString)/restartix.sqlite").path
+        var configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: path), isEmbeddedDefault: true)
+        configuration.port = 0
+        configuration.logLevel = .warning
+        return (configuration, path)
+    }
+
+    @Test("health and readiness on the embedded default, with migrations applied at start")
+    func healthAndReady() async throws {
+        let (configuration, path) = embeddedConfiguration()
+        let app = try await buildApplication(configuration: configuration)
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == #"{"status":"ok"}"#)
+                #expect(response.headers[.contentType] == "application/json")
+            }
+            try await client.execute(uri: "/ready", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == #"{"status":"ready"}"#)
+            }
+            try await client.execute(uri: "/no-such-route", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+        // The embedded file exists and holds the migrated schema.
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: .init(label: "test"))
+        let applied = try await Migrator(database: db, logger: .init(label: "test")).appliedChecksums()
+        #expect(applied.keys.sorted() == MigrationSet.builtIn(for: .sqlite).migrations.map(\.version))
+        await db.shutdown()
+        try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    }
+
+    @Test("readiness is 503 when the database cannot be reached, and says nothing secret")
+    func notReady() async throws {
+        var configuration = CoreAPIConfiguration(
+            database: try DatabaseConfiguration(url: "postgres://someone:topsecret-pw@127.0.0.1:1/db?connect_timeout=2"),
+            isEmbeddedDefault: false
+        )
+        configuration.logLevel = .critical
+        let app = try await buildApplication(configuration: configuration)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = String(buffer: response.body)
+                #expect(body == #"{"status":"unavailable"}"#)
+                #expect(!body.contains("topsecret"))
+            }
+        }
+    }
+
+    @Test("configuration from the environment: defaults and clear errors")
+    func environment() throws {
+        let defaults = try CoreAPIConfiguration(environment: [:])
+        #expect(defaults.isEmbeddedDefault)
+        #expect(defaults.host == "127.0.0.1")
+        #expect(defaults.port == 8080)
+        #expect(defaults.database.sqliteFilePath == ".restartix/restartix.sqlite")
+
+        let postgres = try CoreAPIConfiguration(environment: ["DATABASE_URL": "postgres://u:p@db:5432/x", "PORT": "9000", "HOST": "0.0.0.0"])
+        #expect(!postgres.isEmbeddedDefault)
+        #expect(postgres.database.dialect == .postgres)
+        #expect(postgres.port == 9000)
+
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "http"]) }
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "70000"]) }
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["LOG_LEVEL": "loud"]) }
+        let error = #expect(throws: DatabaseError.self) {
+            try CoreAPIConfiguration(environment: ["DATABASE_URL": "mysql://u:hunter2@db/x"])
+        }
+        #expect(error?.code == .configuration)
+        #expect(error.map { !$0.description.contains("hunter2") } == true)
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+import RestartixKit
+import Testing
+
+/// A database in its own namespace: a fresh SQLite file, or a fresh Postgres schema reached with
+/// `search_path` (owner role, direct: migrations never go through PgBouncer).
+struct MigrationSandbox {
+    let backend: TestBackend
+    let url: String
+    let cleanup: @Sendable () async throws -> Void
+
+    static func make(_ backend: TestBackend) async throws -> MigrationSandbox {
+        if backend == .sqlite {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-mig-\(UUID().uuidString).sqlite").path
+            return MigrationSandbox(backend: backend, url: "sqlite://" + path) {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+        }
+        let owner = try TestBackend.require("DATABASE_DIRECT_URL")
+        let schema = "mig_\(UUID().uuidString.prefix(8).lowercased())"
+        let admin = try Database(url: owner, logger: TestBackend.logger)
+        try await admin.execute(SQLQuery(unsafeSQL: "CREATE SCHEMA \(schema)"))
+        await admin.shutdown()
+        return MigrationSandbox(backend: backend, url: owner + "&options=-csearch_path%3D\(schema)") {
+            let admin = try Database(url: owner, logger: TestBackend.logger)
+            try await admin.execute(SQLQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"))
+            await admin.shutdown()
+        }
+    }
+
+    func database() throws -> Database { try Database(url: url, logger: TestBackend.logger) }
+
+    func run<T>(_ body: (MigrationSandbox) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            try await cleanup()
+            return result
+        } catch {
+            try? await cleanup()
+            throw error
+        }
+    }
+}
+
+@Suite("Migrations")
+struct MigrationTests {
+    static let backends = TestBackend.all.filter { $0 != .pgbouncer }
+
+    @Test("fresh apply, then re-apply is a no-op", arguments: backends)
+    func applyAndReapply(backend: TestBackend) async throws {
+        try await MigrationSandbox.make(backend).run { sandbox in
+            let db = try sandbox.database()
+            let migrator = Migrator(database: db, logger: TestBackend.logger)
+            let first = try await migrator.migrate()
+            #expect(first.applied == MigrationSet.builtIn(for: db.dialect).migrations.map(\.version))
+            let second = try await migrator.migrate()
+            #expect(second.applied.isEmpty)
+            #expect(second.alreadyApplied == first.applied)
+            // The schema is usable: every table of the foundation exists.
+            for table in ["organizations", "organization_domains", "users", "memberships", "patients",
+                          "platform_service_providers", "audit_log", "usage_records", "usage_quotas",
+                          "usage_summaries", "break_glass_sessions", "patient_impersonation_sessions",
+                          "inbound_webhook_events", "pose_session_metrics", "pose_rep_metrics",
+                          "media_session_metrics", "media_buffering_events"] {
+                _ = try await db.query(SQLQuery(unsafeSQL: "SELECT count(*) FROM \(table)"))
+            }
+            let recorded = try await migrator.appliedChecksums()
+            #expect(recorded[1] == MigrationSet.builtIn(for: db.dialect).migrations[0].checksum)
+            await db.shutdown()
+        }
+    }
+
+    @Test("the schema enforces its constraints", arguments: backends)
+    func schemaConstraints(backend: TestBackend) async throws {
+        try await MigrationSandbox.make(backend).run { sandbox in
+            let db = try sandbox.database()
+            try await Migrator(database: db, logger: TestBackend.logger).migrate()
+            let org = UUIDv7.generate()
+            try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), \("clinic-a"), \("Clinic A"))")
+            let duplicate = await #expect(throws: DatabaseError.self) {
+                try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("clinic-a"), \("Again"))")
+            }
+            #expect(duplicate?.code == .uniqueViolation)
+            let badSlug = await #expect(throws: DatabaseError.self) {
+                try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("Bad Slug"), \("x"))")
+            }
+            #expect(badSlug?.code == .checkViolation)
+            // One platform default per capability (NULL organization counts as one value).
+            try await db.execute("INSERT INTO platform_service_providers (id, capability, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \("ses"))")
+            let second = await #expect(throws: DatabaseError.self) {
+                try await db.execute("INSERT INTO platform_service_providers (id, capability, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \("ses"))")
+            }
+            #expect(second?.code == .uniqueViolation)
+            try await db.execute("INSERT INTO platform_service_providers (id, capability, organization_id, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \(org), \("ses"))")
+            // Composite foreign keys: a metric row cannot point at another clinic's patient.
+            let other = UUIDv7.generate()
+            try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(other), \("clinic-b"), \("Clinic B"))")
+            let patient = UUIDv7.generate()
+            try await db.execute("INSERT INTO patients (id, organization_id, name) VALUES (\(patient), \(org), \(Data([1, 2, 3])))")
+            let crossClinic = await #expect(throws: DatabaseError.self) {
+                try await db.execute(
+                    """
+                    INSERT INTO pose_session_metrics (id, organization_id, patient_id, exercise, started_at, ended_at, rep_count)
+                    VALUES (\(UUIDv7.generate()), \(other), \(patient), \("squat"), \(Date()), \(Date()), \(0))
+                    """
+                )
+            }
+            #expect(crossClinic?.code == .foreignKeyViolation)
+            // Partitioned tables accept rows for the current month.
+            try await db.execute(
+                "INSERT INTO audit_log (id, organization_id, actor_kind, action) VALUES (\(UUIDv7.generate()), \(org), \("system"), \("test"))"
+            )
+            await db.shutdown()
+        }
+    }
+
+    @Test("a changed applied migration is refused", arguments: backends)
+    func changedMigrationRefused(backend: TestBackend) async throws {
+        try await MigrationSandbox.make(backend).run { sandbox in
+            let db = try sandbox.database()
+            let original = try MigrationSet([Migration(version: 1, name: "one", sql: "CREATE TABLE one (id integer)")])
+            try await Migrator(database: db, migrations: original, logger: TestBackend.logger).migrate()
+            let edited = try MigrationSet([
+                Migration(version: 1, name: "one", sql: "CREATE TABLE one (id integer, extra integer)"),
+                Migration(version: 2, name: "two", sql: "CREATE TABLE two (id integer)"),
+            ])
+            let error = await #expect(throws: DatabaseError.self) {
+                try await Migrator(database: db, migrations: edited, logger: TestBackend.logger).migrate()
+            }
+            #expect(error?.code == .migration)
+            #expect(error?.description.contains("migration 1 (one) was changed") == true)
+            // Nothing of version 2 was applied.
+            await #expect(throws: DatabaseError.self) { try await db.query("SELECT * FROM two") }
+
+            // A database ahead of the build is refused too.
+            let empty = try MigrationSet([])
+            let ahead = await #expect(throws: DatabaseError.self) {
+                try await Migrator(database: db, migrations: empty, logger: TestBackend.logger).migrate()
+            }
+            #expect(ahead?.description.contains("does not know") == true)
+            await db.shutdown()
+        }
+    }
+
+    @Test("a failing migration leaves nothing half-applied", arguments: backends)
+    func failingMigrationRollsBack(backend: TestBackend) async throws {
+        try await MigrationSandbox.make(backend).run { sandbox in
+            let db = try sandbox.database()
+            let set = try MigrationSet([
+                Migration(version: 1, name: "good", sql: "CREATE TABLE good (id integer)"),
+                Migration(version: 2, name: "bad", sql: "CREATE TABLE half (id integer); INSERT INTO no_such_table VALUES (1);"),
+            ])
+            let error = await #expect(throws: DatabaseError.self) {
+                try await Migrator(database: db, migrations: set, logger: TestBackend.logger).migrate()
+            }
+            #expect(error?.code == .migration)
+            #expect(error?.description.contains("migration 2 (bad) failed") == true)
+            _ = try await db.query("SELECT * FROM good")
+            await #expect(throws: DatabaseError.self) { try await db.query("SELECT * FROM half") }
+            let applied = try await Migrator(database: db, migrations: set, logger: TestBackend.logger).appliedChecksums()
+            #expect(Array(applied.keys) == [1])
+            await db.shutdown()
+        }
+    }
+
+    @Test("two concurrent runs apply each migration once", arguments: backends)
+    func concurrentRuns(backend: TestBackend) async throws {
+        try await MigrationSandbox.make(backend).run { sandbox in
+            let a = try sandbox.database()
+            let b = try sandbox.database()
+            async let first = Migrator(database: a, logger: TestBackend.logger).migrate()
+            async let second = Migrator(database: b, logger: TestBackend.logger).migrate()
+            let reports = try await [first, second]
+            let expected = MigrationSet.builtIn(for: a.dialect).migrations.map(\.version)
+            #expect((reports[0].applied + reports[1].applied).sorted() == expected)
+            #expect((reports[0].alreadyApplied + reports[1].alreadyApplied).sorted() == expected)
+            let rows = try await a.query("SELECT count(*) AS n FROM schema_migrations")
+            #expect(try rows.first?.decode("n", as: Int.self) == expected.count)
+            await a.shutdown()
+            await b.shutdown()
+        }
+    }
+
+    @Test("partition roll twice gives the same state", arguments: backends)
+    func partitionRoll(backend: TestBackend) async throws {
+        try await MigrationSandbox.make(backend).run { sandbox in
+            let db = try sandbox.database()
+            try await Migrator(database: db, logger: TestBackend.logger).migrate()
+            let roller = PartitionRoller(database: db)
+            guard backend.isPostgres else {
+                #expect(try await roller.roll() == nil)
+                await db.shutdown()
+                return
+            }
+            func partitions() async throws -> [String] {
+                try await db.query(
+                    """
+                    SELECT c.relname AS name FROM pg_inherits i
+                    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY 1
+                    """
+                ).map { try $0.decode("name", as: String.self) }
+            }
+            // The migration provisioned the current month and the next 3 for all 4 tables.
+            let initial = try await partitions()
+            #expect(initial.count == 16)
+            let first = try #require(try await roller.roll())
+            #expect(first.values.reduce(0, +) == 0)
+            #expect(first.count == 4)
+            let wider = try #require(try await roller.roll(monthsAhead: 5))
+            #expect(wider == ["audit_log": 2, "media_buffering_events": 2, "pose_rep_metrics": 2, "usage_records": 2])
+            let after = try await partitions()
+            #expect(try #require(try await roller.roll(monthsAhead: 5)).values.reduce(0, +) == 0)
+            #expect(try await partitions() == after)
+            #expect(after.count == 24)
+            await #expect(throws: DatabaseError.self) { try await roller.roll(monthsAhead: 99) }
+            await db.shutdown()
+        }
+    }
+}
+
+@Suite("Migration sets (no services)")
+struct MigrationSetTests {
+    @Test("the built-in sets are valid and share versions and names across dialects")
+    func builtIns() {
+        let postgres = MigrationSet.builtIn(for: .postgres).migrations
+        let sqlite = MigrationSet.builtIn(for: .sqlite).migrations
+        #expect(postgres.map(\.version) == sqlite.map(\.version))
+        #expect(postgres.map(\.name) == sqlite.map(\.name))
+    }
+
+    @Test("gaps, duplicates, bad names and empty scripts are refused")
+    func invalidSets() {
+        let gap = #expect(throws: DatabaseError.self) {
+            try MigrationSet([Migration(version: 1, name: "a", sql: "x"), Migration(version: 3, name: "c", sql: "x")])
+        }
+        #expect(gap?.description.contains("version 2 is missing") == true)
+        let duplicate = #expect(throws: DatabaseError.self) {
+            try MigrationSet([Migration(version: 1, name: "a", sql: "x"), Migration(version: 1, name: "b", sql: "x")])
+        }
+        #expect(duplicate?.description.contains("two migrations have version 1") == true)
+        #expect(throws: DatabaseError.self) { try MigrationSet([Migration(version: 1, name: "Bad Name", sql: "x")]) }
+        #expect(throws: DatabaseError.self) { try MigrationSet([Migration(version: 1, name: "empty", sql: "  \n")]) }
+    }
+
+    @Test("a migration folder with a gap, a duplicate or a stray file is refused")
+    func folders() throws {
+        func folder(_ files: [String: String]) throws -> URL {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-migrations-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            for (name, sql) in files { try sql.write(to: url.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+            return url
+        }
+        let good = try MigrationSet.load(directory: folder(["0001_first.sql": "CREATE TABLE a (x integer);", "0002_second.sql": "SELECT 1;"]))
+        #expect(good.migrations.map(\.name) == ["first", "second"])
+        let gap = #expect(throws: DatabaseError.self) {
+            try MigrationSet.load(directory: folder(["0001_a.sql": "SELECT 1;", "0003_c.sql": "SELECT 1;"]))
+        }
+        #expect(gap?.code == .migration)
+        let duplicate = #expect(throws: DatabaseError.self) {
+            try MigrationSet.load(directory: folder(["0001_a.sql": "SELECT 1;", "001_b.sql": "SELECT 1;"]))
+        }
+        #expect(duplicate?.description.contains("two migrations have version 1") == true)
+        let stray = #expect(throws: DatabaseError.self) {
+            try MigrationSet.load(directory: folder(["0001_a.sql": "SELECT 1;", "README.md": "notes"]))
+        }
+        #expect(stray?.description.contains("README.md is not named NNNN_name.sql") == true)
+        #expect(throws: DatabaseError.self) {
+            try MigrationSet.load(directory: URL(fileURLWithPath: "/nonexistent/migrations"))
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import RestartixKit
+import Synchronization
+import Testing
+
+@Suite("SQLite adapter")
+struct SQLiteTests {
+    func temporaryPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("restartix-sqlite-\(UUID().uuidString).sqlite").path
+    }
+
+    @Test("WAL, foreign keys and the busy timeout are on for every connection")
+    func pragmas() async throws {
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: temporaryPath()), logger: TestBackend.logger)
+        let journal = try await db.query("PRAGMA journal_mode").first?.decode(at: 0, as: String.self)
+        #expect(journal == "wal")
+        #expect(try await db.query("PRAGMA foreign_keys").first?.decode(at: 0, as: Int.self) == 1)
+        #expect(try await db.query("PRAGMA busy_timeout").first?.decode(at: 0, as: Int.self) == 5000)
+        let readerPragmas = try await db.read { conn in
+            [
+                try await conn.query("PRAGMA foreign_keys").first?.decode(at: 0, as: Int.self),
+                try await conn.query("PRAGMA query_only").first?.decode(at: 0, as: Int.self),
+            ]
+        }
+        #expect(readerPragmas == [1, 1])
+        await db.shutdown()
+    }
+
+    @Test("readers run while the writer holds a transaction, and see committed data only")
+    func parallelReaders() async throws {
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: temporaryPath()), logger: TestBackend.logger)
+        try await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        try await db.execute("INSERT INTO t (id) VALUES (1)")
+        try await db.transaction { tx in
+            try await tx.execute("INSERT INTO t (id) VALUES (2)")
+            let seen = try await db.read { conn in
+                try await conn.query("SELECT count(*) FROM t").first?.decode(at: 0, as: Int.self)
+            }
+            #expect(seen == 1)
+        }
+        let after = try await db.read { try await $0.query("SELECT count(*) FROM t").first?.decode(at: 0, as: Int.self) }
+        #expect(after == 2)
+        let error = await #expect(throws: DatabaseError.self) {
+            try await db.read { try await $0.execute("INSERT INTO t (id) VALUES (3)") }
+        }
+        #expect(error?.code == .insufficientPrivilege)
+        await db.shutdown()
+    }
+
+    @Test("app-defined functions and the authorizer are installed on every connection")
+    func hooks() async throws {
+        var configuration = DatabaseConfiguration(sqlitePath: temporaryPath())
+        let roles = Mutex<[String]>([])
+        configuration.sqlite.connectionSetup = { handle in
+            roles.withLock { $0.append(handle.role.description) }
+            try handle.createFunction("double_it", argumentCount: 1, deterministic: true) { arguments in
+                .integer(try Int64(sqlValue: arguments[0]) * 2)
+            }
+            try handle.createFunction("fail_it", argumentCount: 0, deterministic: false) { _ in
+                throw DatabaseError(code: .server, detail: "refused by the function")
+            }
+            try handle.setAuthorizer { request in
+                if request.action == SQLiteAuthorizerRequest.read, request.argument1 == "secrets" { return .deny }
+                return .allow
+            }
+        }
+        let db = Database(configuration: configuration, logger: TestBackend.logger)
+        #expect(try await db.query("SELECT double_it(\(21)) AS v").first?.decode("v", as: Int.self) == 42)
+        let failed = await #expect(throws: DatabaseError.self) { try await db.query("SELECT fail_it()") }
+        #expect(failed?.code == .syntaxError || failed?.code == .server)
+        try await db.execute("CREATE TABLE secrets (v TEXT)")
+        let denied = await #expect(throws: DatabaseError.self) { try await db.query("SELECT v FROM secrets") }
+        #expect(denied?.code == .insufficientPrivilege)
+        let readerValue = try await db.read { try await $0.query("SELECT double_it(5)").first?.decode(at: 0, as: Int.self) }
+        #expect(readerValue == 10)
+        #expect(roles.withLock { Set($0) } == ["writer", "reader"])
+        await db.shutdown()
+    }
+
+    @Test("the statement cache serves repeated queries; one statement per query")
+    func statementCache() async throws {
+        var configuration = try DatabaseConfiguration(url: "sqlite::memory:")
+        configuration.sqlite.statementCacheCapacity = 4
+        let db = Database(configuration: configuration, logger: TestBackend.logger)
+        try await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        try await db.transaction { tx in
+            for i in 0..<500 { try await tx.execute("INSERT INTO t (id, v) VALUES (\(i), \("v\(i % 7)"))") }
+            // More distinct statements than the cache holds: eviction must not break anything.
+            for i in 0..<10 { _ = try await tx.query(SQLQuery(unsafeSQL: "SELECT \(i) AS n")) }
+        }
+        #expect(try await count(db, "t") == 500)
+        let error = await #expect(throws: DatabaseError.self) {
+            try await db.execute("INSERT INTO t (id) VALUES (1000); DELETE FROM t")
+        }
+        #expect(error?.code == .syntaxError)
+        #expect(try await count(db, "t") == 500)
+        await db.shutdown()
+    }
+
+    @Test("in-memory databases keep their data across leases")
+    func inMemory() async throws {
+        let db = try Database(url: "sqlite::memory:", logger: TestBackend.logger)
+        try await db.execute("CREATE TABLE t (v INTEGER)")
+        try await db.execute("INSERT INTO t VALUES (1)")
+        #expect(try await db.read { try await $0.query("SELECT v FROM t").count } == 1)
+        await db.shutdown()
+        let error = await #expect(throws: DatabaseError.self) { try await db.query("SELECT 1") }
+        #expect(error?.code == .poolClosed)
+    }
+
+    @Test("an unopenable file is a clear connection error")
+    func unopenable() async throws {
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: "/proc/no/such/dir/x.sqlite"), logger: TestBackend.logger)
+        let error = await #expect(throws: DatabaseError.self) { try await db.query("SELECT 1") }
+        #expect(error?.code == .connectionFailed)
+        await db.shutdown()
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import RestartixKit
+import Testing
+
+/// The backends every conformance test runs on. Postgres backends come from the environment
+/// that `Scripts/services env` prints; locally they are skipped when absent, under CI=true (or
+/// RESTARTIX_REQUIRE_SERVICES=1) their absence fails the test.
+enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+    case postgresDirect
+    case pgbouncer
+
+    var testDescription: String { rawValue }
+
+    static let environment = ProcessInfo.processInfo.environment
+
+    static var servicesRequired: Bool {
+        environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1"
+    }
+
+    /// Backends to run: always SQLite; Postgres ones when configured or required.
+    static var all: [TestBackend] {
+        allCases.filter { $0 == .sqlite || $0.url != nil || servicesRequired }
+    }
+
+    static var postgres: [TestBackend] {
+        all.filter { $0 != .sqlite }
+    }
+
+    /// The URL the test database connects with.
+    var url: String? {
+        switch self {
+        case .sqlite: nil
+        case .postgresDirect: Self.value("DATABASE_DIRECT_URL")
+        case .pgbouncer: Self.value("DATABASE_URL")
+        }
+    }
+
+    /// The owner role, direct: creates and drops scratch tables.
+    static var ownerURL: String? { value("DATABASE_DIRECT_URL") }
+
+    static func value(_ name: String) -> String? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        return text
+    }
+
+    /// A URL that must exist for this test; records a failure (and throws) under CI when missing.
+    static func require(_ name: String) throws -> String {
+        if let url = value(name) { return url }
+        Issue.record("\(name) is not set: run the tests with Scripts/test-all (services are required under CI=true)")
+        throw MissingService(name: name)
+    }
+
+    var isPostgres: Bool { self != .sqlite }
+
+    static let logger = Logger(label: "restartix.tests")
+
+    /// Opens a database on this backend. SQLite uses a fresh temporary file (WAL, readers).
+    func makeDatabase(
+        maximumConnections: Int = 4,
+        acquireTimeout: Duration = .seconds(5),
+        configure: (inout DatabaseConfiguration) -> Void = { _ in }
+    ) throws -> Database {
+        var configuration: DatabaseConfiguration
+        switch self {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory
+                .appendingPathComponent("restartix-test-\(UUID().uuidString).sqlite").path
+            configuration = DatabaseConfiguration(sqlitePath: path)
+        case .postgresDirect:
+            configuration = try DatabaseConfiguration(url: Self.require("DATABASE_DIRECT_URL"))
+        case .pgbouncer:
+            configuration = try DatabaseConfiguration(url: Self.require("DATABASE_URL"))
+        }
+        configuration.maximumConnections = maximumConnections
+        configuration.acquireTimeout = acquireTimeout
+        configure(&configuration)
+        return Database(configuration: configuration, logger: Self.logger)
+    }
+
+    /// Creates a uniquely named table (columns in this backend's dialect; `%TABLE%` in them is
+    /// replaced by the table's name), runs `body`, and drops it. On Postgres the owner creates it and grants the admin role (the PgBouncer pool's role)
+    /// full access.
+    func withScratchTable<T>(
+        postgres postgresColumns: String,
+        sqlite sqliteColumns: String,
+        maximumConnections: Int = 4,
+        _ body: (Database, String) async throws -> T
+    ) async throws -> T {
+        let table = "scratch_\(UUID().uuidString.prefix(8).lowercased())"
+        let database = try makeDatabase(maximumConnections: maximumConnections)
+        let postgresColumns = postgresColumns.replacingOccurrences(of: "%TABLE%", with: table)
+        let sqliteColumns = sqliteColumns.replacingOccurrences(of: "%TABLE%", with: table)
+        if isPostgres {
+            let owner = Database(configuration: try DatabaseConfiguration(url: Self.require("DATABASE_DIRECT_URL")), logger: Self.logger)
+            try await owner.withConnection { conn in
+                try await conn.executeScript("CREATE TABLE \(table) (\(postgresColumns)); GRANT ALL ON \(table) TO restartix_admin")
+            }
+            await owner.shutdown()
+        } else {
+            try await database.withConnection { try await $0.executeScript("CREATE TABLE \(table) (\(sqliteColumns))") }
+        }
+        do {
+            let result = try await body(database, table)
+            try await drop(table, database)
+            return result
+        } catch {
+            try? await drop(table, database)
+            throw error
+        }
+    }
+
+    private func drop(_ table: String, _ database: Database) async throws {
+        await database.shutdown()
+        if isPostgres {
+            let owner = Database(configuration: try DatabaseConfiguration(url: Self.require("DATABASE_DIRECT_URL")), logger: Self.logger)
+            try await owner.execute(SQLQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"))
+            await owner.shutdown()
+        }
+        if let path = database.configuration.sqliteFilePath {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+    }
+}
+
+struct MissingService: Error, CustomStringConvertible {
+    let name: String
+    var description: String { "missing service configuration \(name)" }
+}
+
+/// A one-shot gate that tasks can wait on (tests only).
+actor Gate {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func open() {
+        isOpen = true
+        for waiter in waiters { waiter.resume() }
+        waiters.removeAll()
+    }
+}
