@@ -39,12 +39,16 @@ let package = Package(
             providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
         ),
 
+        // OS headers Glibc does not export (epoll).
+        .systemLibrary(name: "CSystemShims"),
+
         // Libraries.
         .target(
             name: "RestartixKit",
             dependencies: [
                 "CLibPQ",
                 "CSQLite3",
+                "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,6 +89,13 @@ let package = Package(
             path: "Sources/Shells/Jobs"
         ),
 
+        // Examples: programs an integrator would copy; built with the package so they never rot.
+        .executableTarget(
+            name: "StorageQuickstart",
+            dependencies: ["RestartixKit", .product(name: "Logging", package: "swift-log")],
+            path: "Examples/StorageQuickstart"
+        ),
+
         // Tests.
         .testTarget(
             name: "RestartixKitTests",
@@ -110,6 +121,19 @@ let package = Package(
     ]
 )
 
+// Benchmarks stay out of the consumers' graph (as Hummingbird's do): they exist only when
+// RESTARTIX_BENCHMARKS is set, e.g. `RESTARTIX_BENCHMARKS=1 swift run -c release storage-benchmark`.
+if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
+    package.products.append(.executable(name: "storage-benchmark", targets: ["StorageBenchmark"]))
+    package.targets.append(
+        .executableTarget(
+            name: "StorageBenchmark",
+            dependencies: ["RestartixKit", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/StorageBenchmark"
+        )
+    )
+}
+
 for target in package.targets where [.executable, .test, .regular].contains(target.type) {
     var settings = target.swiftSettings ?? []
     // Require `any` for existential types (SE-0335).
@@ -118,5 +142,8 @@ for target in package.targets where [.executable, .test, .regular].contains(targ
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     // `public import` only for modules whose types appear in public API (SE-0409).
     settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    // Nonisolated async functions run on the caller's executor (SE-0461), so closures passed to
+    // `transaction { }` from actor-isolated code need not be Sendable.
+    settings.append(.enableUpcomingFeature("NonisolatedNonsendingByDefault"))
     target.swiftSettings = settings
 }

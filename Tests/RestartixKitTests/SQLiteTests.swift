@@ -116,3 +116,23 @@ struct SQLiteTests {
         await db.shutdown()
     }
 }
+
+@Suite("Handles from isolated code")
+struct IsolationContextTests {
+    /// Connection and transaction handles are Sendable: actor-isolated code (a main-actor
+    /// handler, top-level code) can use them without data-race diagnostics.
+    @MainActor
+    @Test("handles work from the main actor")
+    func mainActor() async throws {
+        let db = try Database(url: "sqlite::memory:", logger: TestBackend.logger)
+        try await db.transaction { tx in
+            try await tx.execute("CREATE TABLE t (v INTEGER)")
+            try await tx.execute("INSERT INTO t VALUES (\(1))")
+        }
+        let n = try await db.withConnection { conn in
+            try await conn.first("SELECT count(*) AS n FROM t")?.decode("n", as: Int.self)
+        }
+        #expect(n == 1)
+        await db.shutdown()
+    }
+}

@@ -327,7 +327,7 @@ SELECT restartix_ensure_monthly_partitions(table_name::regclass, 3) FROM restart
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'restartix_admin') THEN
-        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO restartix_admin;
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO restartix_admin', current_schema());
     END IF;
 END;
 $$;

@@ -239,7 +239,7 @@ extension SQLExecutor where Self: ~Copyable {
 }
 
 /// A leased connection, valid only inside ``Database/withConnection(_:)``.
-public struct DatabaseConnection: SQLExecutor, ~Copyable {
+public struct DatabaseConnection: SQLExecutor, ~Copyable, Sendable {
     let lease: Lease
 
     public var dialect: SQLDialect { lease.driver.dialect }
@@ -264,7 +264,7 @@ public struct DatabaseConnection: SQLExecutor, ~Copyable {
 /// If any statement fails inside the transaction, the transaction can no longer commit: even
 /// when the error is caught, ``Database/transaction(_:)`` rolls back and throws
 /// `.transactionAborted` (Postgres behaves so by itself; the kit makes SQLite agree).
-public struct Transaction: SQLExecutor, ~Copyable {
+public struct Transaction: SQLExecutor, ~Copyable, Sendable {
     let lease: Lease
 
     public var dialect: SQLDialect { lease.driver.dialect }

@@ -2,13 +2,25 @@
 public final class SQLColumns: Sendable {
     /// Column names in result order.
     public let names: [String]
-    let index: [String: Int]
+    /// Name lookup for wide results; narrow ones (the common case) scan `names`, which is
+    /// cheaper than building a dictionary for every result.
+    private let wideIndex: [String: Int]?
 
     init(_ names: [String]) {
         self.names = names
-        var index: [String: Int] = [:]
-        for (i, name) in names.enumerated() where index[name] == nil { index[name] = i }
-        self.index = index
+        if names.count > 16 {
+            var index: [String: Int] = [:]
+            for (i, name) in names.enumerated() where index[name] == nil { index[name] = i }
+            wideIndex = index
+        } else {
+            wideIndex = nil
+        }
+    }
+
+    /// The position of the first column with this name.
+    func position(of name: String) -> Int? {
+        if let wideIndex { return wideIndex[name] }
+        return names.firstIndex(of: name)
     }
 }
 
@@ -30,14 +42,14 @@ public struct SQLRow: Sendable {
 
     /// The raw cell of a column, or `nil` when the result has no such column.
     public subscript(column: String) -> SQLValue? {
-        columns.index[column].map { values[$0] }
+        columns.position(of: column).map { values[$0] }
     }
 
     /// Decodes the cell of the named column.
     /// - Throws: ``DatabaseError`` with code `.decoding` naming the column, when the result has
     ///   no such column or its value does not fit `T`.
     public func decode<T: SQLDecodable>(_ column: String, as type: T.Type = T.self) throws(DatabaseError) -> T {
-        guard let i = columns.index[column] else {
+        guard let i = columns.position(of: column) else {
             throw DatabaseError(code: .decoding, column: column, detail: "the result has no column named \(column)")
         }
         return try decode(at: i, as: type)

@@ -8,55 +8,61 @@ import Glibc
 import Darwin
 #endif
 
-/// A libpq connection driven from its own thread.
+/// A libpq connection in non-blocking mode.
 ///
-/// Statements are unnamed (`PQexecParams` / `PQsendQueryParams`), so nothing outlives a
-/// transaction on the server and PgBouncer in transaction mode is safe. Binds go in binary
-/// with explicit type OIDs, except text, which is sent untyped so the server infers the type
-/// from context (`WHERE id = $1` with a UUID string works). Results come back in binary, so no
-/// output depends on the server's `DateStyle` or `TimeZone`.
+/// The task holding the lease sends its statement itself (non-blocking writes), waits on
+/// ``SocketPoller`` until the server answers, and parses the answer itself: no libpq call ever
+/// blocks a thread, and a statement costs no hand-off to another thread and back. Only
+/// connecting (DNS, TLS handshake) blocks, so it runs on a thread of its own.
+///
+/// Statements are unnamed (`PQsendQueryParams`), so nothing outlives a transaction on the
+/// server and PgBouncer in transaction mode is safe. Binds go in binary with explicit type
+/// OIDs, except text, which is sent untyped so the server infers the type from context
+/// (`WHERE id = $1` with a UUID string works). Results come back in binary, so no output
+/// depends on the server's `DateStyle` or `TimeZone`.
 final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
-    // `conn` is only touched on `worker`'s thread; `broken` is shared.
+    // `conn` is used by one lease holder at a time (the pool guarantees it); `broken` is shared.
     private let conn: OpaquePointer
-    private let worker: BlockingWorker
+    private let socket: Int32
     private let brokenFlag = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
 
     let dialect = SQLDialect.postgres
 
-    private init(conn: OpaquePointer, worker: BlockingWorker) {
+    private init(conn: OpaquePointer) {
         self.conn = conn
-        self.worker = worker
+        self.socket = PQsocket(conn)
     }
 
     var isBroken: Bool { brokenFlag.load(ordering: .relaxed) }
 
     /// Opens a connection. `conninfo` is a `postgres://` URL or a libpq keyword string.
     static func connect(conninfo: String, applicationName: String, redactedTarget: String) async throws -> PostgresConnection {
-        let worker = BlockingWorker(name: "restartix.postgres")
-        do {
-            let conn = try await worker.run { () throws -> UnsafeSendable<OpaquePointer> in
-                let keywords = ["dbname", "fallback_application_name", "client_encoding"]
-                let values = [conninfo, applicationName, "UTF8"]
-                let connection: OpaquePointer? = withCStringArray(keywords) { kw in
-                    withCStringArray(values) { vals in PQconnectdbParams(kw, vals, 1) }
-                }
-                guard let connection else {
-                    throw DatabaseError(code: .connectionFailed, detail: "libpq could not allocate a connection")
-                }
-                guard PQstatus(connection) == CONNECTION_OK else {
-                    let message = String(cString: PQerrorMessage(connection))
-                    PQfinish(connection)
-                    throw connectError(message: message, target: redactedTarget)
-                }
-                // Notices go nowhere: libpq's default prints them to stderr, and they can carry data.
-                PQsetNoticeProcessor(connection, { _, _ in }, nil)
-                return UnsafeSendable(connection)
+        let worker = BlockingWorker(name: "restartix.postgres.connect")
+        defer { worker.stop() }
+        let conn = try await worker.run { () throws -> UnsafeSendable<OpaquePointer> in
+            let keywords = ["dbname", "fallback_application_name", "client_encoding"]
+            let values = [conninfo, applicationName, "UTF8"]
+            let connection: OpaquePointer? = withCStringArray(keywords) { kw in
+                withCStringArray(values) { vals in PQconnectdbParams(kw, vals, 1) }
             }
-            return PostgresConnection(conn: conn.value, worker: worker)
-        } catch {
-            worker.stop()
-            throw error
+            guard let connection else {
+                throw DatabaseError(code: .connectionFailed, detail: "libpq could not allocate a connection")
+            }
+            guard PQstatus(connection) == CONNECTION_OK else {
+                let message = String(cString: PQerrorMessage(connection))
+                PQfinish(connection)
+                throw connectError(message: message, target: redactedTarget)
+            }
+            // Notices go nowhere: libpq's default prints them to stderr, and they can carry data.
+            PQsetNoticeProcessor(connection, { _, _ in }, nil)
+            guard PQsetnonblocking(connection, 1) == 0, SocketPoller.shared.register(fd: PQsocket(connection)) else {
+                PQfinish(connection)
+                throw DatabaseError(code: .connectionFailed, detail: "libpq could not switch the connection to non-blocking mode")
+            }
+            return UnsafeSendable(connection)
         }
+        return PostgresConnection(conn: conn.value)
     }
 
     private static func connectError(message: String, target: String) -> DatabaseError {
@@ -80,94 +86,18 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     // MARK: ConnectionDriver
 
     func execute(_ sql: String, _ binds: [SQLValue]) async throws -> QueryResult {
-        try await worker.run { [self] in try executeBlocking(sql, binds) }
+        let params = try PostgresParameters(binds)
+        let sent = params.withPointers { count, types, values, lengths, formats in
+            PQsendQueryParams(conn, sql, count, types, values, lengths, formats, 1)
+        }
+        guard sent == 1 else { throw lostError() }
+        try await flush()
+        return try await collect(decoding: true)
     }
 
     func pipeline(_ statements: [(sql: String, binds: [SQLValue])]) async throws -> [QueryResult] {
-        try await worker.run { [self] in try pipelineBlocking(statements) }
-    }
-
-    func executeScript(_ sql: String) async throws {
-        try await worker.run { [self] in
-            guard let result = PQexec(conn, sql) else { throw lostError() }
-            defer { PQclear(result) }
-            let status = PQresultStatus(result)
-            guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY else {
-                throw error(from: result)
-            }
-        }
-    }
-
-    func transactionState() -> TransactionState {
-        // Reads libpq's client-side state without I/O; safe while the lease holder has no job
-        // in flight on the worker.
-        switch PQtransactionStatus(conn) {
-        case PQTRANS_IDLE: .idle
-        case PQTRANS_INTRANS, PQTRANS_ACTIVE: .active
-        case PQTRANS_INERROR: .failed
-        default: .unknown
-        }
-    }
-
-    func isHealthy() async -> Bool {
-        guard !isBroken else { return false }
-        // Fast path without a thread hop: status, idle, and nothing unexpected on the socket.
-        switch quickHealthCheck() {
-        case .healthy: return true
-        case .broken:
-            brokenFlag.store(true, ordering: .relaxed)
-            return false
-        case .needsPing:
-            let healthy = (try? await worker.run { [self] in pingBlocking() }) ?? false
-            if !healthy { brokenFlag.store(true, ordering: .relaxed) }
-            return healthy
-        }
-    }
-
-    func close() async {
-        brokenFlag.store(true, ordering: .relaxed)
-        _ = try? await worker.run { [self] in PQfinish(conn) }
-        worker.stop()
-    }
-
-    // MARK: Blocking internals (worker thread only)
-
-    private enum QuickHealth { case healthy, broken, needsPing }
-
-    /// Idle connections must have nothing to read: a readable socket means the server sent
-    /// something unprompted, typically the FATAL before closing (`pg_terminate_backend`, restart).
-    /// `poll` with a zero timeout does not block.
-    private func quickHealthCheck() -> QuickHealth {
-        guard PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) == PQTRANS_IDLE else { return .broken }
-        let socket = PQsocket(conn)
-        guard socket >= 0 else { return .broken }
-        var pfd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        let ready = poll(&pfd, 1, 0)
-        if ready == 0 { return .healthy }
-        return ready < 0 ? .broken : .needsPing
-    }
-
-    private func pingBlocking() -> Bool {
-        // Something arrived: consume it and see whether the connection survived.
-        guard PQconsumeInput(conn) == 1, PQstatus(conn) == CONNECTION_OK else { return false }
-        guard let result = PQexec(conn, "") else { return false }
-        defer { PQclear(result) }
-        return PQresultStatus(result) == PGRES_EMPTY_QUERY && PQstatus(conn) == CONNECTION_OK
-    }
-
-    private func executeBlocking(_ sql: String, _ binds: [SQLValue]) throws -> QueryResult {
-        let params = try PostgresParameters(binds)
-        let result: OpaquePointer? = params.withPointers { count, types, values, lengths, formats in
-            PQexecParams(conn, sql, count, types, values, lengths, formats, 1)
-        }
-        guard let result else { throw lostError() }
-        defer { PQclear(result) }
-        return try decodeResult(result)
-    }
-
-    private func pipelineBlocking(_ statements: [(sql: String, binds: [SQLValue])]) throws -> [QueryResult] {
         if statements.isEmpty { return [] }
-        if statements.count == 1 { return [try executeBlocking(statements[0].sql, statements[0].binds)] }
+        if statements.count == 1 { return [try await execute(statements[0].sql, statements[0].binds)] }
         let encoded = try statements.map { try PostgresParameters($0.binds) }
         guard PQenterPipelineMode(conn) == 1 else { throw lostError() }
         defer { PQexitPipelineMode(conn) }
@@ -180,24 +110,26 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             sent += 1
         }
         guard PQpipelineSync(conn) == 1 else { throw lostError() }
+        try await flush()
 
         var results: [QueryResult] = []
         var firstError: (any Error)?
         // One result (then NULL) per statement sent, then the sync marker.
         for _ in 0..<sent {
-            guard let result = PQgetResult(conn) else { throw lostError() }
+            guard let result = try await nextResult() else { throw lostError() }
             let status = PQresultStatus(result)
             if status == PGRES_PIPELINE_ABORTED {
-                if firstError == nil { firstError = DatabaseError(code: .transactionAborted, detail: "an earlier statement in the pipeline failed") }
+                if firstError == nil {
+                    firstError = DatabaseError(code: .transactionAborted, detail: "an earlier statement in the pipeline failed")
+                }
             } else if firstError == nil {
                 do { results.append(try decodeResult(result)) } catch { firstError = error }
             }
             PQclear(result)
-            while let extra = PQgetResult(conn) { PQclear(extra) }
+            while let extra = try await nextResult() { PQclear(extra) }
         }
-        // Drain up to and including the sync marker.
         while true {
-            guard let result = PQgetResult(conn) else {
+            guard let result = try await nextResult() else {
                 if PQstatus(conn) != CONNECTION_OK { throw lostError() }
                 continue
             }
@@ -208,6 +140,95 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         if sent < statements.count, firstError == nil { throw lostError() }
         if let firstError { throw firstError }
         return results
+    }
+
+    func executeScript(_ sql: String) async throws {
+        guard PQsendQuery(conn, sql) == 1 else { throw lostError() }
+        try await flush()
+        _ = try await collect(decoding: false)
+    }
+
+    func transactionState() -> TransactionState {
+        // Reads libpq's client-side state without I/O.
+        switch PQtransactionStatus(conn) {
+        case PQTRANS_IDLE: .idle
+        case PQTRANS_INTRANS, PQTRANS_ACTIVE: .active
+        case PQTRANS_INERROR: .failed
+        default: .unknown
+        }
+    }
+
+    func isHealthy() async -> Bool {
+        guard !isBroken else { return false }
+        // Idle connections must have nothing to read: a readable socket means the server sent
+        // something unprompted, typically the FATAL before closing (`pg_terminate_backend`,
+        // restart). `poll` with a zero timeout does not block.
+        guard PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) == PQTRANS_IDLE, socket >= 0 else {
+            brokenFlag.store(true, ordering: .relaxed)
+            return false
+        }
+        var pfd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&pfd, 1, 0)
+        if ready == 0 { return true }
+        // Something arrived: consume it, and ping to see whether the connection survived.
+        guard ready > 0, PQconsumeInput(conn) == 1, PQstatus(conn) == CONNECTION_OK,
+              (try? await executeScript("")) != nil, PQstatus(conn) == CONNECTION_OK
+        else {
+            brokenFlag.store(true, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        brokenFlag.store(true, ordering: .relaxed)
+        SocketPoller.shared.forget(fd: socket)
+        PQfinish(conn)
+    }
+
+    // MARK: Non-blocking I/O
+
+    /// Sends everything libpq has buffered, waiting for the socket when the kernel buffer is full.
+    private func flush() async throws {
+        while true {
+            let rc = PQflush(conn)
+            if rc == 0 { return }
+            guard rc == 1 else { throw lostError() }
+            await SocketPoller.shared.waitWritable(fd: socket)
+            // Read what the server sent meanwhile, so neither side waits on the other.
+            guard PQconsumeInput(conn) == 1 else { throw lostError() }
+        }
+    }
+
+    /// The next result, waiting for the server as needed; `nil` ends the current statement.
+    private func nextResult() async throws -> OpaquePointer? {
+        while PQisBusy(conn) == 1 {
+            await SocketPoller.shared.waitReadable(fd: socket)
+            guard PQconsumeInput(conn) == 1 else { throw lostError() }
+        }
+        return PQgetResult(conn)
+    }
+
+    /// Reads every result of the current statement (or script); throws the first error after
+    /// draining, returns the last result decoded.
+    private func collect(decoding: Bool) async throws -> QueryResult {
+        var last = QueryResult.empty
+        var firstError: (any Error)?
+        while let result = try await nextResult() {
+            if firstError == nil {
+                let status = PQresultStatus(result)
+                if status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE || status == PGRES_NONFATAL_ERROR {
+                    firstError = error(from: result)
+                } else if decoding {
+                    do { last = try decodeResult(result) } catch { firstError = error }
+                }
+            }
+            PQclear(result)
+        }
+        if let firstError { throw firstError }
+        if PQstatus(conn) != CONNECTION_OK { throw lostError() }
+        return last
     }
 
     private func decodeResult(_ result: OpaquePointer) throws -> QueryResult {

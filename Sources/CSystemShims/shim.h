@@ -1,0 +1,4 @@
+// OS interfaces that Swift's Glibc module does not export.
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
