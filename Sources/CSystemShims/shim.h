@@ -1,4 +1,5 @@
 // OS interfaces that Swift's Glibc module does not export.
 #ifdef __linux__
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #endif

@@ -333,6 +333,31 @@ struct StorageConformanceTests {
         await db.shutdown()
     }
 
+    @Test("tasks that prefer the Postgres I/O executor run correctly", arguments: TestBackend.postgres)
+    func ioExecutorPreference(backend: TestBackend) async throws {
+        let db = try backend.makeDatabase(maximumConnections: 4)
+        let executor = try #require(db.taskExecutor)
+        let sum = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<40 {
+                group.addTask(executorPreference: executor) {
+                    try await db.transaction { tx in
+                        try #require(try await tx.first("SELECT \(i) + 1 AS n")).decode("n", as: Int.self)
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(sum == (1...40).reduce(0, +))
+        // Errors surface the same way on the I/O executor.
+        let error = await withTaskExecutorPreference(executor) {
+            await #expect(throws: DatabaseError.self) { try await db.query("SELECT * FROM no_such_table_here") }
+        }
+        #expect(error?.code == .syntaxError)
+        await db.shutdown()
+        #expect(try backend.makeDatabase().taskExecutor != nil)
+        #expect(try TestBackend.sqlite.makeDatabase().taskExecutor == nil)
+    }
+
     @Test("a connection killed server-side is replaced", arguments: TestBackend.postgres)
     func killedConnectionIsReplaced(backend: TestBackend) async throws {
         // Through PgBouncer, a server connection is shared by every client of its (database,

@@ -72,6 +72,18 @@ public final class Database: Sendable, Service {
         self.init(configuration: try DatabaseConfiguration(url: url), logger: logger)
     }
 
+    /// The executor of the Postgres driver's I/O thread, or `nil` on SQLite.
+    ///
+    /// Optional tuning: a task that runs under
+    /// `withTaskExecutorPreference(db.taskExecutor) { ... }` keeps its statements, its waits for
+    /// the server and its result parsing on that one thread, so no other thread is woken per
+    /// statement (the default hands every answer from the I/O thread to Swift's global pool).
+    /// Only non-blocking work belongs there: never block, sleep synchronously or run long
+    /// computations inside such a scope, or every connection's I/O waits.
+    public var taskExecutor: (any TaskExecutor)? {
+        dialect == .postgres ? SocketPoller.shared : nil
+    }
+
     // MARK: Leasing
 
     /// Leases a connection for several statements outside a transaction (each commits on its

@@ -8,16 +8,17 @@ import Glibc
 import Darwin
 #endif
 
-/// One thread that waits for the sockets of every Postgres connection to become readable or
-/// writable, and resumes the task waiting on each.
+/// One thread that waits for the sockets of every Postgres connection to become readable, and
+/// resumes the task waiting on each; it is also a `TaskExecutor`.
 ///
 /// libpq runs in non-blocking mode: a task sends its statement itself (a non-blocking write),
 /// then suspends here until the answer arrives and parses it itself. No libpq call blocks, so
 /// none of them holds a cooperative-pool thread, and there is no hand-off to a per-connection
-/// thread and back for every statement — that hand-off costs two context switches per query,
-/// which on a small machine is most of the client's cost. This thread does only `epoll_wait`,
-/// as pgbench's own client loop does.
-final class SocketPoller: Sendable {
+/// thread and back for every statement. The thread does only `epoll_wait`, as pgbench's own
+/// client loop does — and runs the jobs of tasks that prefer it as their executor
+/// (``Database/taskExecutor``), so such a task's statements, waits and parsing all stay on
+/// this one thread with no wake-up of another thread in between.
+final class SocketPoller: TaskExecutor, Sendable {
     static let shared = SocketPoller()
 
     private enum Slot {
@@ -27,28 +28,65 @@ final class SocketPoller: Sendable {
         case ready
     }
 
+    private struct JobQueue {
+        var jobs: [UnownedJob] = []
+        /// The loop is (about to be) blocked in `epoll_wait`; an enqueue must wake it.
+        var sleeping = false
+    }
+
     private let slots = Mutex<[Int32: Slot]>([:])
+    private let queue = Mutex(JobQueue())
 
     #if os(Linux)
     private let epollFD: Int32
+    private let wakeFD: Int32
 
     private init() {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         precondition(epollFD >= 0, "epoll_create1 failed (errno \(errno))")
+        wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        precondition(wakeFD >= 0, "eventfd failed (errno \(errno))")
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeFD
+        precondition(epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &event) == 0, "epoll_ctl failed (errno \(errno))")
         let thread = Thread { [self] in loop() }
-        thread.name = "restartix.postgres.poller"
+        thread.name = "restartix.postgres.io"
         thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let wake = queue.withLock { queue -> Bool in
+            queue.jobs.append(job)
+            guard queue.sleeping else { return false }
+            queue.sleeping = false
+            return true
+        }
+        if wake {
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, 8)
+        }
     }
 
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 128)
         while true {
-            let count = epoll_wait(epollFD, &events, Int32(events.count), -1)
-            if count < 0 { continue }  // EINTR
+            let jobs = queue.withLock { queue -> [UnownedJob] in
+                let jobs = queue.jobs
+                queue.jobs.removeAll(keepingCapacity: true)
+                if jobs.isEmpty { queue.sleeping = true }
+                return jobs
+            }
+            for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            let count = epoll_wait(epollFD, &events, Int32(events.count), jobs.isEmpty ? -1 : 0)
+            if jobs.isEmpty { queue.withLock { $0.sleeping = false } }
+            if count <= 0 { continue }  // timeout or EINTR
             var wake: [UnsafeContinuation<Void, Never>] = []
             slots.withLock { slots in
                 for event in events[0..<Int(count)] {
                     let fd = event.data.fd
+                    if fd == wakeFD { continue }
                     if case .waiting(let continuation) = slots[fd] {
                         wake.append(continuation)
                         slots[fd] = nil
@@ -57,6 +95,11 @@ final class SocketPoller: Sendable {
                     }
                 }
             }
+            if events[0..<Int(count)].contains(where: { $0.data.fd == wakeFD }) {
+                var drained: UInt64 = 0
+                _ = read(wakeFD, &drained, 8)
+            }
+            // A task that prefers this executor continues right here, on the next turn.
             for continuation in wake { continuation.resume() }
         }
     }
@@ -79,6 +122,12 @@ final class SocketPoller: Sendable {
     }
     #else
     private init() {}
+
+    /// Portable fallback: jobs run on the global concurrent executor.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        Task.detached { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
 
     func register(fd: Int32) -> Bool { true }
 
