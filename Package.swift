@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "RestartixKit"]
+            dependencies: ["Jobs", "RestartixKit", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -6,7 +6,7 @@ import Logging
 import RestartixKit
 import Testing
 
-@Suite("Core API")
+@Suite("Core API", .timeLimit(.minutes(1)))
 struct CoreAPITests {
     func embeddedConfiguration() -> (CoreAPIConfiguration, String) {
         let path = FileManager.default.temporaryDirectory

@@ -1,9 +1,10 @@
 import Foundation
+import Logging
 import RestartixKit
 import Testing
 
 /// Runs the real `restartix-jobs` binary, as the scheduler would.
-@Suite("restartix-jobs")
+@Suite("restartix-jobs", .timeLimit(.minutes(1)))
 struct JobsTests {
     struct Outcome {
         let status: Int32
@@ -15,7 +16,9 @@ struct JobsTests {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("restartix-jobs")
     }
 
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+    /// Runs the binary without blocking a cooperative thread: the test suite runs in parallel,
+    /// and a job waiting on a database lock held by another test must not starve that test.
+    func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -23,19 +26,28 @@ struct JobsTests {
         env.removeValue(forKey: "DATABASE_DIRECT_URL")
         env.merge(environment) { $1 }
         process.environment = env
-        let out = Pipe()
-        let err = Pipe()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-jobs-out-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outURL = directory.appendingPathComponent("stdout")
+        let errURL = directory.appendingPathComponent("stderr")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL)
+        let err = try FileHandle(forWritingTo: errURL)
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        try out.close()
+        try err.close()
         return Outcome(
-            status: process.terminationStatus,
-            stdout: String(decoding: stdout, as: UTF8.self),
-            stderr: String(decoding: stderr, as: UTF8.self)
+            status: status,
+            stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
         )
     }
 
@@ -46,39 +58,86 @@ struct JobsTests {
     }
 
     @Test("migrate applies once, then is a no-op; partition roll is a no-op on SQLite")
-    func migrateSQLite() throws {
+    func migrateSQLite() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = "sqlite://" + dir.appendingPathComponent("jobs.sqlite").path
-        let first = try run(["migrate", "--database-url", url])
+        let first = try await run(["migrate", "--database-url", url])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("migrate: applied 1 (1), already applied 0"))
-        let second = try run(["migrate", "--database-url", url])
+        let second = try await run(["migrate", "--database-url", url])
         #expect(second.status == 0)
         #expect(second.stdout.contains("migrate: applied 0 (), already applied 1"))
-        let roll = try run(["audit-partition-roll", "--database-url", url])
+        let roll = try await run(["audit-partition-roll", "--database-url", url])
         #expect(roll.status == 0)
         #expect(roll.stdout.contains("nothing to do"))
     }
 
+    @Test("migrate and partition roll on Postgres; the password may come from PGPASSWORD")
+    func postgres() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let required = environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1"
+        guard let owner = environment["DATABASE_DIRECT_URL"], !owner.isEmpty else {
+            if required { Issue.record("DATABASE_DIRECT_URL is not set: run the tests with Scripts/test-all") }
+            return
+        }
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        // postgres://user:password@host:port/db?... -> the password, and the URL without it.
+        let userinfo = try #require(owner.range(of: #"//[^:/@]+:[^@]+@"#, options: .regularExpression))
+        let credentials = owner[userinfo].dropFirst(2).dropLast()
+        let colon = try #require(credentials.firstIndex(of: ":"))
+        let password = String(credentials[credentials.index(after: colon)...])
+        let schema = "jobs_\(UUID().uuidString.prefix(8).lowercased())"
+        let withoutPassword = owner.replacingCharacters(in: userinfo, with: "//" + credentials[..<colon] + "@")
+            + "&options=-csearch_path%3D\(schema)"
+
+        let admin = try Database(url: owner, logger: Logger(label: "jobs-test"))
+        try await admin.execute(SQLQuery(unsafeSQL: "CREATE SCHEMA \(schema)"))
+        do {
+            try await checkPostgresJobs(url: withoutPassword, password: password)
+        } catch {
+            Issue.record(error)
+        }
+        try await admin.execute(SQLQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"))
+        await admin.shutdown()
+    }
+
+    func checkPostgresJobs(url withoutPassword: String, password: String) async throws {
+        let noPassword = try await run(["migrate", "--database-url", withoutPassword], environment: ["PGPASSWORD": ""])
+        #expect(noPassword.status != 0)
+        #expect(noPassword.stderr.contains("authentication failed") || noPassword.stderr.contains("could not connect"))
+
+        let migrate = try await run(["migrate", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
+        #expect(migrate.status == 0, "\(migrate.stderr)")
+        #expect(migrate.stdout.contains("migrate: applied 1 (1), already applied 0"))
+        let first = try await run(["audit-partition-roll", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("audit-partition-roll: created 0 partitions"))
+        let wider = try await run(["audit-partition-roll", "--months-ahead", "4", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
+        #expect(wider.stdout.contains("audit-partition-roll: created 4 partitions"))
+        let again = try await run(["audit-partition-roll", "--months-ahead", "4", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
+        #expect(again.stdout.contains("audit-partition-roll: created 0 partitions"))
+        #expect(!(migrate.stdout + migrate.stderr + first.stderr).contains(password))
+    }
+
     @Test("bad input: each a clear error, non-zero exit, no password, nothing applied")
-    func badInput() throws {
+    func badInput() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
 
-        let scheme = try run(["migrate", "--database-url", "mysql://root:hunter2@localhost/x"])
+        let scheme = try await run(["migrate", "--database-url", "mysql://root:hunter2@localhost/x"])
         #expect(scheme.status != 0)
         #expect(scheme.stderr.contains("unsupported database URL scheme 'mysql'"))
         #expect(!scheme.stderr.contains("hunter2"))
 
-        let malformed = try run(["migrate", "--database-url", "postgres://root:hunter2@localhost:port/x"])
+        let malformed = try await run(["migrate", "--database-url", "postgres://root:hunter2@localhost:port/x"])
         #expect(malformed.status != 0)
         #expect(malformed.stderr.contains("invalid port"))
         #expect(!malformed.stderr.contains("hunter2"))
 
-        let refused = try run(["migrate", "--database-url", "postgres://root:hunter2@127.0.0.1:1/x"])
+        let refused = try await run(["migrate", "--database-url", "postgres://root:hunter2@127.0.0.1:1/x"])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("could not connect"))
         #expect(!refused.stderr.contains("hunter2"))
@@ -89,18 +148,18 @@ struct JobsTests {
         try "CREATE TABLE a (x INTEGER);".write(to: folder.appendingPathComponent("0001_a.sql"), atomically: true, encoding: .utf8)
         try "CREATE TABLE c (x INTEGER);".write(to: folder.appendingPathComponent("0003_c.sql"), atomically: true, encoding: .utf8)
         let database = dir.appendingPathComponent("gap.sqlite").path
-        let gap = try run(["migrate", "--database-url", "sqlite://" + database, "--migrations-directory", folder.path])
+        let gap = try await run(["migrate", "--database-url", "sqlite://" + database, "--migrations-directory", folder.path])
         #expect(gap.status != 0)
         #expect(gap.stderr.contains("version 2 is missing"))
-        let tables = try run(["migrate", "--database-url", "sqlite://" + database, "--migrations-directory", dir.appendingPathComponent("none").path])
+        let tables = try await run(["migrate", "--database-url", "sqlite://" + database, "--migrations-directory", dir.appendingPathComponent("none").path])
         #expect(tables.status != 0)
         #expect(tables.stderr.contains("cannot read the migration folder"))
 
-        let months = try run(["audit-partition-roll", "--months-ahead", "99", "--database-url", "sqlite::memory:"])
+        let months = try await run(["audit-partition-roll", "--months-ahead", "99", "--database-url", "sqlite::memory:"])
         #expect(months.status != 0)
         #expect(months.stderr.contains("--months-ahead must be between 0 and 36"))
 
-        let unknown = try run(["no-such-job"])
+        let unknown = try await run(["no-such-job"])
         #expect(unknown.status != 0)
     }
 }

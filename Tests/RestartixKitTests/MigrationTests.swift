@@ -42,7 +42,7 @@ struct MigrationSandbox {
     }
 }
 
-@Suite("Migrations")
+@Suite("Migrations", .timeLimit(.minutes(1)))
 struct MigrationTests {
     static let backends = TestBackend.all.filter { $0 != .pgbouncer }
 
@@ -219,7 +219,7 @@ struct MigrationTests {
     }
 }
 
-@Suite("Migration sets (no services)")
+@Suite("Migration sets (no services)", .timeLimit(.minutes(1)))
 struct MigrationSetTests {
     @Test("the built-in sets are valid and share versions and names across dialects")
     func builtIns() {

@@ -3,7 +3,7 @@ import RestartixKit
 import Synchronization
 import Testing
 
-@Suite("SQLite adapter")
+@Suite("SQLite adapter", .timeLimit(.minutes(1)))
 struct SQLiteTests {
     func temporaryPath() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("restartix-sqlite-\(UUID().uuidString).sqlite").path
@@ -117,7 +117,7 @@ struct SQLiteTests {
     }
 }
 
-@Suite("Handles from isolated code")
+@Suite("Handles from isolated code", .timeLimit(.minutes(1)))
 struct IsolationContextTests {
     /// Connection and transaction handles are Sendable: actor-isolated code (a main-actor
     /// handler, top-level code) can use them without data-race diagnostics.

@@ -3,7 +3,7 @@ import RestartixKit
 import Testing
 
 /// One suite, run identically on SQLite, Postgres direct and Postgres through PgBouncer.
-@Suite("Storage conformance")
+@Suite("Storage conformance", .timeLimit(.minutes(1)))
 struct StorageConformanceTests {
     static let typesPostgres = """
         id bigint PRIMARY KEY, i bigint, i4 integer, d double precision, b boolean, t text, raw bytea,
@@ -379,6 +379,27 @@ struct StorageConformanceTests {
         }
         let next = try #require(try await db.query("SELECT pg_backend_pid() AS pid").first).decode("pid", as: Int.self)
         #expect(next != pid)
+        await db.shutdown()
+        await owner.shutdown()
+    }
+
+    @Test("a connection killed inside a transaction fails with connectionLost; the pool recovers", arguments: TestBackend.postgres)
+    func killedMidTransaction(backend: TestBackend) async throws {
+        // Direct only makes the kill deterministic: through PgBouncer the client connection
+        // survives and PgBouncer reports the server's loss in its own words.
+        guard backend == .postgresDirect else { return }
+        let db = try backend.makeDatabase(maximumConnections: 1)
+        let owner = try Database(url: TestBackend.require("DATABASE_DIRECT_URL"), logger: TestBackend.logger)
+        let error = await #expect(throws: DatabaseError.self) {
+            try await db.transaction { tx in
+                let pid = try #require(try await tx.first("SELECT pg_backend_pid() AS pid")).decode("pid", as: Int.self)
+                _ = try await owner.query("SELECT pg_terminate_backend(\(pid)::integer)")
+                try await tx.execute("SELECT 1")
+            }
+        }
+        #expect(error?.code == .connectionLost)
+        #expect(error?.isTransient == true)
+        #expect(try await db.query("SELECT 1 AS one").first?.decode("one", as: Int.self) == 1)
         await db.shutdown()
         await owner.shutdown()
     }

@@ -2,7 +2,7 @@ import Foundation
 @testable import RestartixKit
 import Testing
 
-@Suite("Storage units (no services)")
+@Suite("Storage units (no services)", .timeLimit(.minutes(1)))
 struct StorageUnitTests {
     @Test("interpolation renders binds per dialect and never splices values")
     func rendering() {

@@ -28,13 +28,13 @@ BEGIN
     IF months_ahead < 0 OR months_ahead > 36 THEN
         RAISE EXCEPTION 'months_ahead must be between 0 and 36' USING ERRCODE = '22023';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('restartix_ensure_monthly_partitions'));
     SELECT c.relname, n.nspname INTO parent_name, parent_schema
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = parent AND c.relkind = 'p';
     IF parent_name IS NULL THEN
         RAISE EXCEPTION 'table % is not partitioned', parent USING ERRCODE = '42809';
     END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('restartix_ensure_monthly_partitions'), hashtext(parent_schema || '.' || parent_name));
     FOR i IN 0..months_ahead LOOP
         lower_bound := (base_month + make_interval(months => i)) AT TIME ZONE 'UTC';
         upper_bound := (base_month + make_interval(months => i + 1)) AT TIME ZONE 'UTC';

@@ -102,7 +102,8 @@ public struct MigrationReport: Sendable, Hashable {
 ///
 /// Every migration runs in its own transaction together with the row that records it in
 /// `schema_migrations` (version, name, checksum, applied_at): a failing migration leaves nothing
-/// behind. On Postgres each transaction first takes `pg_advisory_xact_lock`, so concurrent runs
+/// behind. On Postgres each transaction first takes `pg_advisory_xact_lock` (keyed by the
+/// schema), so concurrent runs
 /// serialize and the loser sees the migration already recorded; the lock is
 /// transaction-scoped, so it can never leak through a pooler, but run migrations with the owner
 /// role on a direct connection (`DATABASE_DIRECT_URL`): DDL through PgBouncer is a mistake
@@ -112,8 +113,10 @@ public struct MigrationReport: Sendable, Hashable {
 /// refuses to run if an applied migration changed, or if the database has versions this build
 /// does not know.
 public struct Migrator: Sendable {
-    /// Key of the advisory lock (an arbitrary constant: "rxmigrat" in ASCII).
-    static let lockKey: Int64 = 0x7278_6d69_6772_6174
+    /// First half of the advisory lock key (an arbitrary constant, "rxmg" in ASCII); the second
+    /// half is a hash of the schema being migrated, so migrations of different schemas in one
+    /// database do not wait on each other.
+    static let lockClass: Int32 = 0x7278_6d67
 
     let database: Database
     let set: MigrationSet
@@ -205,7 +208,7 @@ public struct Migrator: Sendable {
 
     private func lock(_ tx: borrowing Transaction) async throws {
         if tx.dialect == .postgres {
-            try await tx.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
+            try await tx.execute("SELECT pg_advisory_xact_lock(\(Self.lockClass)::integer, hashtext(current_schema()))")
         }
     }
 

@@ -21,20 +21,14 @@ import Darwin
 final class SocketPoller: TaskExecutor, Sendable {
     static let shared = SocketPoller()
 
-    private enum Slot {
-        /// A task waits for the socket to become readable.
-        case waiting(UnsafeContinuation<Void, Never>)
-        /// The socket became readable while nobody waited: the next wait returns at once.
-        case ready
-    }
-
     private struct JobQueue {
         var jobs: [UnownedJob] = []
         /// The loop is (about to be) blocked in `epoll_wait`; an enqueue must wake it.
         var sleeping = false
     }
 
-    private let slots = Mutex<[Int32: Slot]>([:])
+    /// Tasks waiting for their socket to become readable.
+    private let waiters = Mutex<[Int32: UnsafeContinuation<Void, Never>]>([:])
     private let queue = Mutex(JobQueue())
 
     #if os(Linux)
@@ -83,16 +77,9 @@ final class SocketPoller: TaskExecutor, Sendable {
             if jobs.isEmpty { queue.withLock { $0.sleeping = false } }
             if count <= 0 { continue }  // timeout or EINTR
             var wake: [UnsafeContinuation<Void, Never>] = []
-            slots.withLock { slots in
-                for event in events[0..<Int(count)] {
-                    let fd = event.data.fd
-                    if fd == wakeFD { continue }
-                    if case .waiting(let continuation) = slots[fd] {
-                        wake.append(continuation)
-                        slots[fd] = nil
-                    } else {
-                        slots[fd] = .ready
-                    }
+            waiters.withLock { waiters in
+                for event in events[0..<Int(count)] where event.data.fd != wakeFD {
+                    if let continuation = waiters.removeValue(forKey: event.data.fd) { wake.append(continuation) }
                 }
             }
             if events[0..<Int(count)].contains(where: { $0.data.fd == wakeFD }) {
@@ -104,10 +91,10 @@ final class SocketPoller: TaskExecutor, Sendable {
         }
     }
 
-    /// Starts watching a socket (edge-triggered, so a wait costs no system call to re-arm).
+    /// Adds a socket to the epoll set, disarmed until a task waits on it.
     func register(fd: Int32) -> Bool {
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue | EPOLLET.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
+        event.events = EPOLLONESHOT.rawValue
         event.data.fd = fd
         return epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0
     }
@@ -116,9 +103,7 @@ final class SocketPoller: TaskExecutor, Sendable {
     func forget(fd: Int32) {
         var unused = epoll_event()
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &unused)
-        if case .waiting(let continuation) = slots.withLock({ $0.removeValue(forKey: fd) }) {
-            continuation.resume()
-        }
+        waiters.withLock { $0.removeValue(forKey: fd) }?.resume()
     }
     #else
     private init() {}
@@ -134,21 +119,24 @@ final class SocketPoller: TaskExecutor, Sendable {
     func forget(fd: Int32) {}
     #endif
 
-    /// Suspends until `fd` has become readable since the last wait (or has an error or
-    /// hang-up, which the caller's next libpq call reports). May return spuriously; callers
-    /// re-check with `PQconsumeInput` / `PQisBusy`.
+    /// Suspends until `fd` is readable (or has an error or hang-up, which the caller's next
+    /// libpq call reports).
+    ///
+    /// Level-triggered and one-shot: arming reports data or an end-of-file that is already
+    /// pending, so nothing libpq left unread in the socket can be missed (an edge-triggered
+    /// wait would hang there: `PQconsumeInput` does not promise to read until `EAGAIN`).
     func waitReadable(fd: Int32) async {
         #if os(Linux)
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            let readyNow: Bool = slots.withLock { slots in
-                if case .ready = slots[fd] {
-                    slots[fd] = nil
-                    return true
-                }
-                slots[fd] = .waiting(continuation)
-                return false
+            // Store the waiter before arming, so an event that fires at once finds it.
+            waiters.withLock { $0[fd] = continuation }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLONESHOT.rawValue
+            event.data.fd = fd
+            if epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) != 0 {
+                // Cannot watch the socket: wake the caller, whose next libpq call reports the problem.
+                waiters.withLock { $0.removeValue(forKey: fd) }?.resume()
             }
-            if readyNow { continuation.resume() }
         }
         #else
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
