@@ -128,9 +128,13 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             PQclear(result)
             while let extra = try await nextResult() { PQclear(extra) }
         }
+        // Between results libpq may report "nothing more for this statement" (NULL) a few
+        // times; more than that means the protocol state is lost.
+        var spareNulls = statements.count + 2
         while true {
             guard let result = try await nextResult() else {
-                if PQstatus(conn) != CONNECTION_OK { throw lostError() }
+                spareNulls -= 1
+                if PQstatus(conn) != CONNECTION_OK || spareNulls < 0 { throw lostError() }
                 continue
             }
             let status = PQresultStatus(result)
@@ -308,8 +312,10 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         )
     }
 
+    /// The connection cannot be trusted any more (I/O failed or the protocol state is lost):
+    /// mark it so the pool closes it instead of handing it out again.
     private func lostError() -> DatabaseError {
-        if PQstatus(conn) != CONNECTION_OK { brokenFlag.store(true, ordering: .relaxed) }
+        brokenFlag.store(true, ordering: .relaxed)
         return DatabaseError(code: .connectionLost, detail: "the connection to the server failed")
     }
 }
