@@ -106,25 +106,33 @@ final class ConnectionPool: Sendable {
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        let timeout = Task { [weak self] in
-            try? await Task.sleep(until: deadline)
-            guard let self, !Task.isCancelled else { return }
-            self.failWaiter(id: id, with: self.timeoutError())
-        }
-        defer { timeout.cancel() }
+        // The timer starts only once the waiter is registered: a timer started earlier could
+        // fire before registration, find nobody, and leave the waiter without a deadline.
+        var timeout: Task<Void, Never>?
+        defer { timeout?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any ConnectionDriver, any Error>) in
-                let rejected: DatabaseError? = state.withLock { state in
-                    if state.closed { return DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down") }
+                enum Registration { case resumed, rejected(DatabaseError), waiting }
+                let registration: Registration = state.withLock { state in
+                    if state.closed { return .rejected(DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down")) }
                     // A connection may have come back between our check and now.
                     if let connection = state.idle.popLast() {
                         continuation.resume(returning: connection)
-                        return nil
+                        return .resumed
                     }
                     state.waiters.append(Waiter(id: id, continuation: continuation))
-                    return nil
+                    return .waiting
                 }
-                if let rejected { continuation.resume(throwing: rejected) }
+                switch registration {
+                case .resumed: break
+                case .rejected(let error): continuation.resume(throwing: error)
+                case .waiting:
+                    timeout = Task { [weak self] in
+                        try? await Task.sleep(until: deadline)
+                        guard let self, !Task.isCancelled else { return }
+                        self.failWaiter(id: id, with: self.timeoutError())
+                    }
+                }
             }
         } onCancel: {
             failWaiter(id: id, with: CancellationError())
