@@ -404,6 +404,15 @@ struct StorageConformanceTests {
         await owner.shutdown()
     }
 
+    @Test("COPY is refused cleanly and the pool recovers", arguments: TestBackend.postgres)
+    func copyIsRefused(backend: TestBackend) async throws {
+        let db = try backend.makeDatabase(maximumConnections: 1)
+        let error = await #expect(throws: DatabaseError.self) { try await db.query("COPY (SELECT 1) TO STDOUT") }
+        #expect(error?.description.contains("COPY is not supported") == true)
+        #expect(try await db.query("SELECT 2 AS two").first?.decode("two", as: Int.self) == 2)
+        await db.shutdown()
+    }
+
     @Test("pipelined statements return one result each; a failure stops the rest", arguments: TestBackend.all)
     func pipeline(backend: TestBackend) async throws {
         try await backend.withScratchTable(postgres: "id integer PRIMARY KEY", sqlite: "id INTEGER PRIMARY KEY") { db, table in

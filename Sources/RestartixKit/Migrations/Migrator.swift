@@ -151,11 +151,14 @@ public struct Migrator: Sendable {
                 do {
                     try await tx.executeScript(migration.sql)
                 } catch let error as DatabaseError {
-                    // Our own SQL: the server's message names no data and is what an operator needs.
+                    // Syntax and reference errors (class 42) quote only the script's own SQL text,
+                    // which is what an operator needs; other messages can quote row data (a
+                    // data migration's failed cast), so they are left out.
+                    let reason = (error.sqlState?.hasPrefix("42") == true ? error.serverMessage : nil) ?? error.description
                     throw DatabaseError(
                         code: .migration,
                         sqlState: error.sqlState,
-                        detail: "migration \(migration.version) (\(migration.name)) failed and was rolled back: \(error.serverMessage ?? error.description)"
+                        detail: "migration \(migration.version) (\(migration.name)) failed and was rolled back: \(reason)"
                     )
                 }
                 try await tx.execute(
@@ -208,6 +211,9 @@ public struct Migrator: Sendable {
 
     private func lock(_ tx: borrowing Transaction) async throws {
         if tx.dialect == .postgres {
+            // Read committed whatever the server's default: the re-check after the lock must see
+            // a concurrent run's commit, which a snapshot taken before the wait would hide.
+            try await tx.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             try await tx.execute("SELECT pg_advisory_xact_lock(\(Self.lockClass)::integer, hashtext(current_schema()))")
         }
     }

@@ -112,9 +112,11 @@ final class ConnectionPool: Sendable {
         defer { timeout?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any ConnectionDriver, any Error>) in
-                enum Registration { case resumed, rejected(DatabaseError), waiting }
+                enum Registration { case resumed, rejected(DatabaseError), cancelled, waiting }
                 let registration: Registration = state.withLock { state in
                     if state.closed { return .rejected(DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down")) }
+                    // Cancelled before registering: the cancellation handler found nobody to fail.
+                    if Task.isCancelled { return .cancelled }
                     // A connection may have come back between our check and now.
                     if let connection = state.idle.popLast() {
                         continuation.resume(returning: connection)
@@ -126,6 +128,7 @@ final class ConnectionPool: Sendable {
                 switch registration {
                 case .resumed: break
                 case .rejected(let error): continuation.resume(throwing: error)
+                case .cancelled: continuation.resume(throwing: CancellationError())
                 case .waiting:
                     timeout = Task { [weak self] in
                         try? await Task.sleep(until: deadline)

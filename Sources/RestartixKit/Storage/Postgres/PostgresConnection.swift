@@ -187,7 +187,9 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         brokenFlag.store(true, ordering: .relaxed)
-        SocketPoller.shared.forget(fd: socket)
+        // If libpq already closed the socket (the server hung up), its number may now belong
+        // to another connection: only deregister a socket that is still ours.
+        if PQsocket(conn) == socket { SocketPoller.shared.forget(fd: socket) }
         PQfinish(conn)
     }
 
@@ -208,10 +210,28 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     /// The next result, waiting for the server as needed; `nil` ends the current statement.
     private func nextResult() async throws -> OpaquePointer? {
         while PQisBusy(conn) == 1 {
-            await SocketPoller.shared.waitReadable(fd: socket)
+            // Over TLS, OpenSSL may already hold decrypted bytes that the socket no longer
+            // shows as readable; read those before waiting on the socket.
+            if !tlsHasPendingData() {
+                await SocketPoller.shared.waitReadable(fd: socket)
+            }
             guard PQconsumeInput(conn) == 1 else { throw lostError() }
         }
-        return PQgetResult(conn)
+        guard let result = PQgetResult(conn) else { return nil }
+        let status = PQresultStatus(result)
+        if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+            // COPY would keep the connection in a sub-protocol this driver does not speak.
+            PQclear(result)
+            brokenFlag.store(true, ordering: .relaxed)
+            throw DatabaseError(code: .server, detail: "COPY is not supported by the storage layer; the connection was retired")
+        }
+        return result
+    }
+
+    private func tlsHasPendingData() -> Bool {
+        guard PQsslInUse(conn) == 1, let pending = TLSPending.function,
+              let ssl = PQsslStruct(conn, "OpenSSL") else { return false }
+        return pending(OpaquePointer(ssl)) > 0
     }
 
     /// Reads every result of the current statement (or script); throws the first error after
@@ -318,6 +338,16 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         brokenFlag.store(true, ordering: .relaxed)
         return DatabaseError(code: .connectionLost, detail: "the connection to the server failed")
     }
+}
+
+/// OpenSSL's `SSL_pending`, looked up at run time from the libssl that libpq already loaded,
+/// so the kit needs no link-time dependency on OpenSSL.
+enum TLSPending {
+    typealias Function = @convention(c) (OpaquePointer?) -> Int32
+    static let function: Function? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "SSL_pending") else { return nil }
+        return unsafeBitCast(symbol, to: Function.self)
+    }()
 }
 
 /// Passes a non-Sendable C pointer out of a worker job; the caller keeps it thread-confined.

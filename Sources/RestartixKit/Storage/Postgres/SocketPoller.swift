@@ -133,7 +133,12 @@ final class SocketPoller: TaskExecutor, Sendable {
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLONESHOT.rawValue
             event.data.fd = fd
-            if epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) != 0 {
+            var rc = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
+            if rc != 0 && errno == ENOENT {
+                // The socket left the set (it was closed and its number reused): add it back.
+                rc = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)
+            }
+            if rc != 0 {
                 // Cannot watch the socket: wake the caller, whose next libpq call reports the problem.
                 waiters.withLock { $0.removeValue(forKey: fd) }?.resume()
             }
@@ -155,6 +160,9 @@ final class SocketPoller: TaskExecutor, Sendable {
     func waitWritable(fd: Int32) async {
         var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         if poll(&pfd, 1, 0) > 0 { return }
-        try? await Task.sleep(for: .microseconds(200))
+        // Not Task.sleep: it returns at once in a cancelled task, which would spin here.
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + .microseconds(200)) { continuation.resume() }
+        }
     }
 }

@@ -46,9 +46,14 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
                 sqlite3_busy_timeout(db, Int32(clamping: configuration.busyTimeout.milliseconds))
                 return UnsafeSendable(db)
             }
-            let connection = SQLiteConnection(db: handle.value, worker: worker, cacheCapacity: configuration.statementCacheCapacity)
-            try await connection.worker.run { [connection] in
-                try connection.configureBlocking(readOnly: readOnly, configuration: configuration, role: role)
+            let connection = SQLiteConnection(db: handle.value, worker: worker, cacheCapacity: max(1, configuration.statementCacheCapacity))
+            do {
+                try await connection.worker.run { [connection] in
+                    try connection.configureBlocking(readOnly: readOnly, configuration: configuration, role: role)
+                }
+            } catch {
+                await connection.close()
+                throw error
             }
             return connection
         } catch {
@@ -123,12 +128,15 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
             return statement
         }
         var statement: OpaquePointer?
-        var tail: UnsafePointer<CChar>?
-        let rc = sql.withCString { text in
-            sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
+        // `tail` points into the C string, so it is read inside the closure that owns it.
+        let (rc, hasMore) = sql.withCString { text -> (Int32, Bool) in
+            var tail: UnsafePointer<CChar>?
+            let rc = sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
+            let hasMore = tail.map { !String(cString: $0).allSatisfy(\.isWhitespace) } ?? false
+            return (rc, hasMore)
         }
         guard rc == SQLITE_OK, let statement else { throw error(rc) }
-        if let tail, !String(cString: tail).allSatisfy(\.isWhitespace) {
+        if hasMore {
             sqlite3_finalize(statement)
             throw DatabaseError(code: .syntaxError, detail: "a query holds exactly one statement; use a script for several")
         }
