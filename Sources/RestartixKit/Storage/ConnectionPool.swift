@@ -216,7 +216,4 @@ final class ConnectionPool: Sendable {
         }
         for connection in idle { await connection.close() }
     }
-
-    /// Connections currently open (idle, leased or opening).
-    var openConnections: Int { state.withLock { $0.open } }
 }

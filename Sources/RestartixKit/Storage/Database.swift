@@ -89,18 +89,21 @@ public final class Database: Sendable, Service {
     /// Leases a connection for several statements outside a transaction (each commits on its
     /// own). The handle is valid only inside `body`.
     public func withConnection<T>(_ body: (borrowing DatabaseConnection) async throws -> T) async throws -> T {
-        try await writer.withConnection { driver in
-            let lease = Lease(driver)
-            defer { lease.end() }
-            return try await body(DatabaseConnection(lease: lease))
-        }
+        try await Self.lease(from: writer, body)
     }
 
     /// Leases a read-only connection: a reader beside the writer on SQLite files, a pooled
     /// connection on Postgres. Writes through it fail.
     public func read<T>(_ body: (borrowing DatabaseConnection) async throws -> T) async throws -> T {
-        guard let readers else { return try await withConnection(body) }
-        return try await readers.withConnection { driver in
+        try await Self.lease(from: readers ?? writer, body)
+    }
+
+    /// Leases a connection from `pool` as a handle that ends with `body`.
+    private static func lease<T>(
+        from pool: ConnectionPool,
+        _ body: (borrowing DatabaseConnection) async throws -> T
+    ) async throws -> T {
+        try await pool.withConnection { driver in
             let lease = Lease(driver)
             defer { lease.end() }
             return try await body(DatabaseConnection(lease: lease))
@@ -203,8 +206,8 @@ final class Lease: Sendable {
     /// Whether a statement failed under this lease (a transaction then refuses to commit).
     var sawFailure: Bool { failed.load(ordering: .acquiring) }
 
-    /// Runs a statement, remembering a failure.
-    func run<T>(_ body: (any ConnectionDriver) async throws -> T) async throws -> T {
+    /// Runs statements on the leased driver, remembering a failure.
+    private func run<T>(_ body: (any ConnectionDriver) async throws -> T) async throws -> T {
         let driver = try live()
         do {
             return try await body(driver)
@@ -212,6 +215,18 @@ final class Lease: Sendable {
             failed.store(true, ordering: .releasing)
             throw error
         }
+    }
+
+    func execute(_ query: SQLQuery) async throws -> QueryResult {
+        try await run { try await $0.execute(query) }
+    }
+
+    func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
+        try await run { driver in try await driver.pipeline(queries.map { $0.render(for: driver.dialect) }) }
+    }
+
+    func executeScript(_ sql: String) async throws {
+        try await run { try await $0.executeScript(sql) }
     }
 
     func live() throws(DatabaseError) -> any ConnectionDriver {
@@ -257,17 +272,16 @@ public struct DatabaseConnection: SQLExecutor, ~Copyable, Sendable {
     public var dialect: SQLDialect { lease.driver.dialect }
 
     public func run(_ query: SQLQuery) async throws -> QueryResult {
-        try await lease.live().execute(query)
+        try await lease.execute(query)
     }
 
     public func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
-        let driver = try lease.live()
-        return try await driver.pipeline(queries.map { $0.render(for: driver.dialect) })
+        try await lease.pipeline(queries)
     }
 
     /// Runs a script of several statements with no binds (DDL, migrations).
     public func executeScript(_ sql: String) async throws {
-        try await lease.live().executeScript(sql)
+        try await lease.executeScript(sql)
     }
 }
 
@@ -282,15 +296,15 @@ public struct Transaction: SQLExecutor, ~Copyable, Sendable {
     public var dialect: SQLDialect { lease.driver.dialect }
 
     public func run(_ query: SQLQuery) async throws -> QueryResult {
-        try await lease.run { try await $0.execute(query) }
+        try await lease.execute(query)
     }
 
     public func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
-        try await lease.run { driver in try await driver.pipeline(queries.map { $0.render(for: driver.dialect) }) }
+        try await lease.pipeline(queries)
     }
 
     /// Runs a script of several statements with no binds (DDL, migrations).
     public func executeScript(_ sql: String) async throws {
-        try await lease.run { try await $0.executeScript(sql) }
+        try await lease.executeScript(sql)
     }
 }
