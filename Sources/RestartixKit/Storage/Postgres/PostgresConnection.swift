@@ -26,6 +26,10 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     private let socket: Int32
     private let brokenFlag = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
+    /// Input was read since the current statement was sent, so the socket may still hold bytes
+    /// that raise no new edge-triggered event (see ``SocketPoller/waitReadable(fd:)``). Until a
+    /// statement is sent the server owes nothing, so sending clears it.
+    private var consumedSinceSend = false
 
     let dialect = SQLDialect.postgres
 
@@ -87,6 +91,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
 
     func execute(_ sql: String, _ binds: [SQLValue]) async throws -> QueryResult {
         let params = try PostgresParameters(binds)
+        consumedSinceSend = false
         let sent = params.withPointers { count, types, values, lengths, formats in
             PQsendQueryParams(conn, sql, count, types, values, lengths, formats, 1)
         }
@@ -100,6 +105,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         if statements.count == 1 { return [try await execute(statements[0].sql, statements[0].binds)] }
         let encoded = try statements.map { try PostgresParameters($0.binds) }
         guard PQenterPipelineMode(conn) == 1 else { throw lostError() }
+        consumedSinceSend = false
         defer { PQexitPipelineMode(conn) }
         var sent = 0
         for (statement, params) in zip(statements, encoded) {
@@ -147,6 +153,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     }
 
     func executeScript(_ sql: String) async throws {
+        consumedSinceSend = false
         guard PQsendQuery(conn, sql) == 1 else { throw lostError() }
         try await flush()
         _ = try await collect(decoding: false)
@@ -204,18 +211,23 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             await SocketPoller.shared.waitWritable(fd: socket)
             // Read what the server sent meanwhile, so neither side waits on the other.
             guard PQconsumeInput(conn) == 1 else { throw lostError() }
+            consumedSinceSend = true
         }
     }
 
     /// The next result, waiting for the server as needed; `nil` ends the current statement.
     private func nextResult() async throws -> OpaquePointer? {
         while PQisBusy(conn) == 1 {
-            // Over TLS, OpenSSL may already hold decrypted bytes that the socket no longer
-            // shows as readable; read those before waiting on the socket.
-            if !tlsHasPendingData() {
+            // Wait for the server unless bytes are already there to read: over TLS, OpenSSL may
+            // hold decrypted bytes the socket no longer shows; and after an earlier read the
+            // socket may hold more that raises no new edge. The first wait after sending needs
+            // neither check, which keeps the common statement at zero extra system calls.
+            let ready = tlsHasPendingData() || (consumedSinceSend && SocketPoller.shared.hasUnreadData(fd: socket))
+            if !ready {
                 await SocketPoller.shared.waitReadable(fd: socket)
             }
             guard PQconsumeInput(conn) == 1 else { throw lostError() }
+            consumedSinceSend = true
         }
         guard let result = PQgetResult(conn) else { return nil }
         let status = PQresultStatus(result)

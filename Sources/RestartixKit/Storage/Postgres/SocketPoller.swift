@@ -14,9 +14,10 @@ import Darwin
 /// libpq runs in non-blocking mode: a task sends its statement itself (a non-blocking write),
 /// then suspends here until the answer arrives and parses it itself. No libpq call blocks, so
 /// none of them holds a cooperative-pool thread, and there is no hand-off to a per-connection
-/// thread and back for every statement. The thread does only `epoll_wait`, as pgbench's own
-/// client loop does — and runs the jobs of tasks that prefer it as their executor
-/// (``Database/taskExecutor``), so such a task's statements, waits and parsing all stay on
+/// thread and back for every statement. The thread does only `epoll_wait` on sockets registered
+/// once, edge-triggered, as pgbench's own client loop waits — and runs the jobs of tasks that
+/// prefer it as their executor (``Database/taskExecutor``), so such a task's statements, waits
+/// and parsing all stay on
 /// this one thread with no wake-up of another thread in between.
 final class SocketPoller: TaskExecutor, Sendable {
     static let shared = SocketPoller()
@@ -27,8 +28,14 @@ final class SocketPoller: TaskExecutor, Sendable {
         var sleeping = false
     }
 
-    /// Tasks waiting for their socket to become readable.
-    private let waiters = Mutex<[Int32: UnsafeContinuation<Void, Never>]>([:])
+    /// Per socket: the task waiting for it to become readable, or a note that data arrived
+    /// while nobody waited (an edge-triggered event is reported once, so none may be dropped).
+    private enum Readiness {
+        case waiting(UnsafeContinuation<Void, Never>)
+        case arrived
+    }
+
+    private let readiness = Mutex<[Int32: Readiness]>([:])
     private let queue = Mutex(JobQueue())
 
     #if os(Linux)
@@ -65,6 +72,7 @@ final class SocketPoller: TaskExecutor, Sendable {
 
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 128)
+        var wake: [UnsafeContinuation<Void, Never>] = []
         while true {
             let jobs = queue.withLock { queue -> [UnownedJob] in
                 let jobs = queue.jobs
@@ -76,13 +84,20 @@ final class SocketPoller: TaskExecutor, Sendable {
             let count = epoll_wait(epollFD, &events, Int32(events.count), jobs.isEmpty ? -1 : 0)
             if jobs.isEmpty { queue.withLock { $0.sleeping = false } }
             if count <= 0 { continue }  // timeout or EINTR
-            var wake: [UnsafeContinuation<Void, Never>] = []
-            waiters.withLock { waiters in
-                for event in events[0..<Int(count)] where event.data.fd != wakeFD {
-                    if let continuation = waiters.removeValue(forKey: event.data.fd) { wake.append(continuation) }
+            wake.removeAll(keepingCapacity: true)
+            var drain = false
+            readiness.withLock { readiness in
+                for index in 0..<Int(count) {
+                    let fd = events[index].data.fd
+                    if fd == wakeFD {
+                        drain = true
+                    } else if case .waiting(let continuation) = readiness.updateValue(.arrived, forKey: fd) {
+                        readiness[fd] = nil
+                        wake.append(continuation)
+                    }
                 }
             }
-            if events[0..<Int(count)].contains(where: { $0.data.fd == wakeFD }) {
+            if drain {
                 var drained: UInt64 = 0
                 _ = read(wakeFD, &drained, 8)
             }
@@ -91,11 +106,14 @@ final class SocketPoller: TaskExecutor, Sendable {
         }
     }
 
-    /// Adds a socket to the epoll set, disarmed until a task waits on it.
+    /// Adds a socket to the epoll set for good, edge-triggered: the kernel reports each arrival
+    /// of data once, and a wait costs no `epoll_ctl` call.
     func register(fd: Int32) -> Bool {
         var event = epoll_event()
-        event.events = EPOLLONESHOT.rawValue
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
         event.data.fd = fd
+        // A note left by an earlier socket with the same number would wake a waiter falsely.
+        readiness.withLock { $0[fd] = nil }
         return epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0
     }
 
@@ -103,7 +121,9 @@ final class SocketPoller: TaskExecutor, Sendable {
     func forget(fd: Int32) {
         var unused = epoll_event()
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &unused)
-        waiters.withLock { $0.removeValue(forKey: fd) }?.resume()
+        if case .waiting(let continuation) = readiness.withLock({ $0.removeValue(forKey: fd) }) {
+            continuation.resume()
+        }
     }
     #else
     private init() {}
@@ -119,29 +139,32 @@ final class SocketPoller: TaskExecutor, Sendable {
     func forget(fd: Int32) {}
     #endif
 
-    /// Suspends until `fd` is readable (or has an error or hang-up, which the caller's next
-    /// libpq call reports).
+    /// Suspends until data arrives on `fd` (or an error or hang-up, which the caller's next
+    /// libpq call reports); returns at once if data arrived since the previous wait.
     ///
-    /// Level-triggered and one-shot: arming reports data or an end-of-file that is already
-    /// pending, so nothing libpq left unread in the socket can be missed (an edge-triggered
-    /// wait would hang there: `PQconsumeInput` does not promise to read until `EAGAIN`).
+    /// Edge-triggered: bytes that arrived before the previous wake-up and are still unread
+    /// raise no new event. `PQconsumeInput` does not promise to read the socket empty (a TLS
+    /// read takes one record), so a caller that has consumed input since sending and still
+    /// needs more checks ``hasUnreadData(fd:)`` before waiting here.
     func waitReadable(fd: Int32) async {
         #if os(Linux)
+        if readiness.withLock({ readiness in
+            guard case .arrived = readiness[fd] else { return false }
+            readiness[fd] = nil
+            return true
+        }) {
+            return
+        }
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            // Store the waiter before arming, so an event that fires at once finds it.
-            waiters.withLock { $0[fd] = continuation }
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLONESHOT.rawValue
-            event.data.fd = fd
-            var rc = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
-            if rc != 0 && errno == ENOENT {
-                // The socket left the set (it was closed and its number reused): add it back.
-                rc = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)
+            let arrived = readiness.withLock { readiness -> Bool in
+                if case .arrived = readiness[fd] {
+                    readiness[fd] = nil
+                    return true
+                }
+                readiness[fd] = .waiting(continuation)
+                return false
             }
-            if rc != 0 {
-                // Cannot watch the socket: wake the caller, whose next libpq call reports the problem.
-                waiters.withLock { $0.removeValue(forKey: fd) }?.resume()
-            }
+            if arrived { continuation.resume() }
         }
         #else
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
@@ -152,6 +175,12 @@ final class SocketPoller: TaskExecutor, Sendable {
             }
         }
         #endif
+    }
+
+    /// Whether the socket holds unread data (or an error or hang-up) right now; never blocks.
+    func hasUnreadData(fd: Int32) -> Bool {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&pfd, 1, 0) != 0
     }
 
     /// Waits for room in a full send buffer. Rare (binds larger than the kernel's socket
