@@ -118,35 +118,44 @@ public final class Database: Sendable, Service {
     /// `.transactionAborted` instead of pretending to succeed.
     public func transaction<T>(_ body: (borrowing Transaction) async throws -> T) async throws -> T {
         try await writer.withConnection { driver in
-            try await Self.transaction(on: driver, prelude: [], body)
+            try await Self.transaction(on: driver, prelude: [], deferred: false, body)
         }
     }
 
     /// Runs `body` in a transaction on a leased driver. `prelude` statements are sent in the
     /// same round trip as `BEGIN` (the tenancy layer puts its `set_config` there).
+    /// With `deferred`, `BEGIN` and the prelude wait for the body's first statement and go out
+    /// with it; a body that runs no statement then opens no transaction at all.
     static func transaction<T>(
         on driver: any ConnectionDriver,
         prelude: [SQLQuery],
+        deferred: Bool,
         _ body: (borrowing Transaction) async throws -> T
     ) async throws -> T {
         let begin = driver.dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"
         let statements = [(sql: begin, binds: [SQLValue]())] + prelude.map { $0.render(for: driver.dialect) }
-        do {
-            _ = try await driver.pipeline(statements)
-        } catch {
-            if driver.transactionState() != .idle { _ = try? await driver.execute("ROLLBACK", []) }
-            throw error
+        let lease: Lease
+        if deferred {
+            lease = Lease(driver, pending: statements)
+        } else {
+            do {
+                _ = try await driver.pipeline(statements)
+            } catch {
+                if driver.transactionState() != .idle { _ = try? await driver.execute("ROLLBACK", []) }
+                throw error
+            }
+            lease = Lease(driver)
         }
-        let lease = Lease(driver)
         let value: T
         do {
             value = try await body(Transaction(lease: lease))
         } catch {
             lease.end()
-            if !driver.isBroken { _ = try? await driver.execute("ROLLBACK", []) }
+            if !driver.isBroken, !lease.neverStarted { _ = try? await driver.execute("ROLLBACK", []) }
             throw error
         }
         lease.end()
+        if lease.neverStarted { return value }
         // Postgres aborts a transaction at its first failed statement; SQLite would carry on and
         // commit the statements that worked. Refuse to commit on both, so a caught error never
         // turns into a half-applied transaction.
@@ -162,6 +171,43 @@ public final class Database: Sendable, Service {
             throw DatabaseError(code: .transactionAborted, detail: "the server rolled the transaction back at commit")
         }
         return value
+    }
+
+    // MARK: Scoped transactions (for RestartixTenancy)
+
+    /// A transaction whose `prelude` (the tenancy layer's `set_config`) goes out in the same
+    /// round trip as `BEGIN` and the body's first statement. A body that runs no statement
+    /// sends nothing at all.
+    package func transaction<T>(
+        deferredPrelude prelude: [SQLQuery],
+        _ body: (borrowing Transaction) async throws -> T
+    ) async throws -> T {
+        try await writer.withConnection { driver in
+            try await Self.transaction(on: driver, prelude: prelude, deferred: true, body)
+        }
+    }
+
+    /// One statement in its own transaction, sent with `BEGIN`, `prelude` and `COMMIT` in a
+    /// single round trip (Postgres pipeline mode; in order on SQLite). Returns its result.
+    package func pipelinedTransaction(prelude: [SQLQuery], statement: SQLQuery) async throws -> QueryResult {
+        try await writer.withConnection { driver in
+            let dialect = driver.dialect
+            let begin = dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"
+            let statements = [(sql: begin, binds: [SQLValue]())]
+                + prelude.map { $0.render(for: dialect) }
+                + [statement.render(for: dialect), (sql: "COMMIT", binds: [SQLValue]())]
+            let results: [QueryResult]
+            do {
+                results = try await driver.pipeline(statements)
+            } catch {
+                if !driver.isBroken, driver.transactionState() != .idle { _ = try? await driver.execute("ROLLBACK", []) }
+                throw error
+            }
+            if results.last?.commandTag == "ROLLBACK" {
+                throw DatabaseError(code: .transactionAborted, detail: "the server rolled the transaction back at commit")
+            }
+            return results[results.count - 2]
+        }
     }
 
     // MARK: One-statement conveniences
@@ -194,12 +240,28 @@ public final class Database: Sendable, Service {
 }
 
 /// The lease behind a connection or transaction handle; ends when the closure returns.
-final class Lease: Sendable {
+package final class Lease: Sendable {
     let driver: any ConnectionDriver
     private let open = Atomic<Bool>(true)
     private let failed = Atomic<Bool>(false)
+    /// Statements (a deferred `BEGIN` and prelude) sent in front of the first statement.
+    private let pending: Mutex<[(sql: String, binds: [SQLValue])]?>
 
-    init(_ driver: any ConnectionDriver) { self.driver = driver }
+    init(_ driver: any ConnectionDriver, pending: [(sql: String, binds: [SQLValue])]? = nil) {
+        self.driver = driver
+        self.pending = Mutex(pending)
+    }
+
+    /// A deferred transaction whose body ran no statement: nothing was sent.
+    var neverStarted: Bool { pending.withLock { $0 != nil } }
+
+    /// Takes the deferred statements, once.
+    private func takePending() -> [(sql: String, binds: [SQLValue])] {
+        pending.withLock { pending in
+            defer { pending = nil }
+            return pending ?? []
+        }
+    }
 
     func end() { open.store(false, ordering: .releasing) }
 
@@ -218,15 +280,27 @@ final class Lease: Sendable {
     }
 
     func execute(_ query: SQLQuery) async throws -> QueryResult {
-        try await run { try await $0.execute(query) }
+        try await run { driver in
+            let pending = takePending()
+            if pending.isEmpty { return try await driver.execute(query) }
+            return try await driver.pipeline(pending + [query.render(for: driver.dialect)]).last!
+        }
     }
 
     func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
-        try await run { driver in try await driver.pipeline(queries.map { $0.render(for: driver.dialect) }) }
+        try await run { driver in
+            let pending = takePending()
+            let results = try await driver.pipeline(pending + queries.map { $0.render(for: driver.dialect) })
+            return Array(results.dropFirst(pending.count))
+        }
     }
 
     func executeScript(_ sql: String) async throws {
-        try await run { try await $0.executeScript(sql) }
+        try await run { driver in
+            let pending = takePending()
+            if !pending.isEmpty { _ = try await driver.pipeline(pending) }
+            try await driver.executeScript(sql)
+        }
     }
 
     func live() throws(DatabaseError) -> any ConnectionDriver {
@@ -291,7 +365,9 @@ public struct DatabaseConnection: SQLExecutor, ~Copyable, Sendable {
 /// when the error is caught, ``Database/transaction(_:)`` rolls back and throws
 /// `.transactionAborted` (Postgres behaves so by itself; the kit makes SQLite agree).
 public struct Transaction: SQLExecutor, ~Copyable, Sendable {
-    let lease: Lease
+    package let lease: Lease
+
+    package init(lease: Lease) { self.lease = lease }
 
     public var dialect: SQLDialect { lease.driver.dialect }
 

@@ -13,6 +13,15 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     private let brokenFlag = Atomic<Bool>(false)
     /// Keeps registered function and authorizer boxes alive as long as the connection.
     private var retained: [AnyObject] = []
+    /// Postgres-style configuration settings (`set_config` / `current_setting`).
+    private var settings = SQLiteSettings()
+    /// Rows changed through INSTEAD OF triggers in the current statement, which
+    /// `sqlite3_changes` does not count (the triggers report them with `restartix_count_changes`).
+    private var triggerChanges = 0
+    /// Changes with every statement prepared or run, so an authorizer can tell which
+    /// statement a callback belongs to (SQLite re-prepares inside `sqlite3_step` after a
+    /// schema change, and those callbacks get a number of their own).
+    private(set) var statementSequence: UInt64 = 0
 
     let dialect = SQLDialect.sqlite
 
@@ -69,6 +78,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         try execScriptBlocking("PRAGMA foreign_keys = ON")
         try execScriptBlocking("PRAGMA synchronous = NORMAL")
         if readOnly { try execScriptBlocking("PRAGMA query_only = ON") }
+        try registerBuiltInFunctions()
         if let setup = configuration.connectionSetup {
             let handle = SQLiteConnectionHandle(connection: self, role: role)
             try setup(handle)
@@ -112,11 +122,88 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
 
     // MARK: Blocking internals (worker thread only)
 
+    /// Runs every statement of a script (no binds), one prepare at a time, so each has its own
+    /// statement number for the authorizer.
     func execScriptBlocking(_ sql: String) throws {
-        var message: UnsafeMutablePointer<CChar>?
-        let rc = sqlite3_exec(db, sql, nil, nil, &message)
-        if let message { sqlite3_free(message) }
-        guard rc == SQLITE_OK else { throw error(rc) }
+        defer { endOfStatement() }
+        try sql.withCString { start in
+            var next: UnsafePointer<CChar>? = start
+            while let text = next, text.pointee != 0 {
+                var statement: OpaquePointer?
+                var tail: UnsafePointer<CChar>?
+                statementSequence &+= 1
+                let rc = sqlite3_prepare_v2(db, text, -1, &statement, &tail)
+                guard rc == SQLITE_OK else { throw error(rc) }
+                next = tail
+                guard let statement else { continue }  // whitespace or a comment
+                defer { sqlite3_finalize(statement) }
+                while true {
+                    statementSequence &+= 1
+                    let step = sqlite3_step(statement)
+                    if step == SQLITE_DONE { break }
+                    guard step == SQLITE_ROW else { throw error(step) }
+                }
+            }
+        }
+    }
+
+    /// Transaction-local settings end with their transaction (or with the statement, outside
+    /// one), as on Postgres.
+    private func endOfStatement() {
+        if sqlite3_get_autocommit(db) != 0 { settings.endTransaction() }
+    }
+
+    // MARK: Built-in functions
+
+    /// `set_config`, `current_setting` and `restartix_count_changes`, on every connection.
+    private func registerBuiltInFunctions() throws {
+        let handle = SQLiteConnectionHandle(connection: self, role: .writer)
+        defer { handle.invalidate() }
+        // The closures run on this connection's thread, during its statements.
+        try handle.createFunction("set_config", argumentCount: 3, deterministic: false) { [unowned self] arguments in
+            guard case .text(let name)? = arguments.first?.storage else {
+                throw SQLiteFunctionError("set_config needs a setting name")
+            }
+            let value: String = switch arguments[1].storage {
+            case .null: ""
+            case .text(let text): text
+            case .integer(let number): String(number)
+            case .double(let number): String(number)
+            default: throw SQLiteFunctionError("set_config needs a text value")
+            }
+            let isLocal: Bool = switch arguments[2].storage {
+            case .integer(let flag): flag != 0
+            case .text(let text): text == "true" || text == "1" || text == "on"
+            default: false
+            }
+            try settings.set(name, value, local: isLocal)
+            return .text(value)
+        }
+        for count: Int32 in [1, 2] {
+            try handle.createFunction("current_setting", argumentCount: count, deterministic: false) { [unowned self] arguments in
+                guard case .text(let name)? = arguments.first?.storage else {
+                    throw SQLiteFunctionError("current_setting needs a setting name")
+                }
+                let missingOK: Bool = switch arguments.count > 1 ? arguments[1].storage : .null {
+                case .integer(let flag): flag != 0
+                case .text(let text): text == "true" || text == "1" || text == "on"
+                default: false
+                }
+                if let value = settings.value(of: name) { return .text(value) }
+                if missingOK { return .null }
+                throw SQLiteFunctionError("unrecognized configuration parameter \"\(name)\"")
+            }
+        }
+        try handle.createFunction("restartix_count_changes", argumentCount: 1, deterministic: false) { [unowned self] arguments in
+            if case .integer(let count)? = arguments.first?.storage { triggerChanges += Int(count) }
+            return arguments.first ?? .null
+        }
+    }
+
+    /// Sets a session-level setting from the connection's setup; a locked one cannot be
+    /// changed by `set_config` afterwards.
+    func presetSetting(_ name: String, _ value: String?, locked: Bool) throws {
+        try settings.preset(name, value, locked: locked)
     }
 
     private func prepared(_ sql: String) throws -> OpaquePointer {
@@ -131,6 +218,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         // `tail` points into the C string, so it is read inside the closure that owns it.
         let (rc, hasMore) = sql.withCString { text -> (Int32, Bool) in
             var tail: UnsafePointer<CChar>?
+            statementSequence &+= 1
             let rc = sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
             let hasMore = tail.map { !String(cString: $0).allSatisfy(\.isWhitespace) } ?? false
             return (rc, hasMore)
@@ -169,7 +257,10 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         for c in 0..<Int32(columnCount) { names.append(String(cString: sqlite3_column_name(statement, c))) }
         let columns = SQLColumns(names)
         var rows: [SQLRow] = []
+        triggerChanges = 0
+        defer { endOfStatement() }
         while true {
+            statementSequence &+= 1
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw error(rc) }
@@ -178,7 +269,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
             for c in 0..<Int32(columnCount) { values.append(Self.column(statement, c)) }
             rows.append(SQLRow(columns: columns, values: values))
         }
-        let affected = sqlite3_stmt_readonly(statement) != 0 ? 0 : Int(sqlite3_changes64(db))
+        let affected = sqlite3_stmt_readonly(statement) != 0 ? 0 : Int(sqlite3_changes64(db)) + triggerChanges
         return QueryResult(columns: columns, rows: rows, affectedRows: affected, commandTag: "")
     }
 
@@ -260,13 +351,21 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         case 517: code = .serializationFailure  // SQLITE_BUSY_SNAPSHOT
         default:
             switch primary {
+            case SQLITE_CONSTRAINT where message.contains("row-level security"):
+                code = .rowLevelSecurityViolation
+            case SQLITE_CONSTRAINT where message.hasPrefix("permission denied"):
+                code = .insufficientPrivilege
             case SQLITE_CONSTRAINT:
-                code = message.contains("row-level security") ? .rowLevelSecurityViolation : .checkViolation
+                code = .checkViolation
             case SQLITE_AUTH: code = .insufficientPrivilege
             case SQLITE_BUSY, SQLITE_LOCKED: code = .busy
             case SQLITE_MISMATCH, SQLITE_TOOBIG, SQLITE_RANGE: code = .invalidValue
+            case SQLITE_ERROR where message.contains("row-level security"):
+                code = .rowLevelSecurityViolation
+            case SQLITE_ERROR where message.hasPrefix("permission denied"):
+                code = .insufficientPrivilege
             case SQLITE_ERROR:
-                code = message.contains("row-level security") ? .rowLevelSecurityViolation : .syntaxError
+                code = .syntaxError
             case SQLITE_READONLY: code = .insufficientPrivilege
             default: code = .server
             }

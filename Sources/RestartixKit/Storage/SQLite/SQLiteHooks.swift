@@ -39,6 +39,12 @@ public final class SQLiteConnectionHandle {
         try live().execScriptBlocking(sql)
     }
 
+    /// Runs one statement on this connection and returns its rows, for per-connection setup.
+    public func query(_ query: SQLQuery) throws -> [SQLRow] {
+        let (sql, binds) = query.render(for: .sqlite)
+        return try live().executeBlocking(sql, binds).rows
+    }
+
     /// Registers a scalar SQL function.
     /// - Parameters:
     ///   - name: The SQL name.
@@ -76,10 +82,17 @@ public final class SQLiteConnectionHandle {
         guard rc == SQLITE_OK else { throw connection.error(rc) }
     }
 
+    /// Sets a session-level setting, as `set_config(name, value, false)` would; with `locked`,
+    /// `set_config` can no longer change it on this connection (a `nil` value then means the
+    /// setting can never be set). The tenancy layer marks its app connections this way.
+    public func presetSetting(_ name: String, to value: String?, locked: Bool) throws {
+        try live().presetSetting(name, value, locked: locked)
+    }
+
     /// Installs an authorizer consulted while statements are prepared on this connection.
     public func setAuthorizer(_ body: @escaping @Sendable (SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision) throws {
         let connection = try live()
-        let box = SQLiteAuthorizerBox(body)
+        let box = SQLiteAuthorizerBox(body, connection: connection)
         connection.retain(box)
         let rc = sqlite3_set_authorizer(
             connection.rawHandle,
@@ -90,7 +103,8 @@ public final class SQLiteConnectionHandle {
                     argument1: a.map { String(cString: $0) },
                     argument2: b.map { String(cString: $0) },
                     database: c.map { String(cString: $0) },
-                    trigger: d.map { String(cString: $0) }
+                    trigger: d.map { String(cString: $0) },
+                    statement: box.connection?.statementSequence ?? 0
                 )
                 return box.body(request).rawValue
             },
@@ -110,8 +124,12 @@ public struct SQLiteAuthorizerRequest: Sendable {
     public let argument2: String?
     /// Database name (`main`, `temp`).
     public let database: String?
-    /// The innermost trigger or view responsible, or `nil` when the access is direct.
+    /// The innermost trigger or view responsible, or `nil` when the access is direct (SQLite
+    /// also gives `nil` for the foreign-key actions a statement sets off).
     public let trigger: String?
+    /// Identifies the statement being prepared: equal for the callbacks of one statement,
+    /// different for the next one on the connection.
+    public let statement: UInt64
 
     public static let read = Int32(SQLITE_READ)
     public static let insert = Int32(SQLITE_INSERT)
@@ -121,6 +139,8 @@ public struct SQLiteAuthorizerRequest: Sendable {
     public static let function = Int32(SQLITE_FUNCTION)
     public static let pragma = Int32(SQLITE_PRAGMA)
     public static let transaction = Int32(SQLITE_TRANSACTION)
+    public static let savepoint = Int32(SQLITE_SAVEPOINT)
+    public static let recursive = Int32(SQLITE_RECURSIVE)
 }
 
 /// An authorizer's answer.
@@ -141,7 +161,12 @@ final class SQLiteFunctionBox {
 
 final class SQLiteAuthorizerBox {
     let body: @Sendable (SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision
-    init(_ body: @escaping @Sendable (SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision) { self.body = body }
+    /// The connection is owned elsewhere; the box lives exactly as long (in its `retained`).
+    unowned(unsafe) let connection: SQLiteConnection?
+    init(_ body: @escaping @Sendable (SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision, connection: SQLiteConnection) {
+        self.body = body
+        self.connection = connection
+    }
 }
 
 private func sqliteValue(_ value: OpaquePointer?) -> SQLValue {
