@@ -54,7 +54,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "RestartixTenancy", dependencies: ["RestartixKit"]),
+        .target(
+            name: "RestartixTenancy",
+            dependencies: [
+                "RestartixKit",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "RestartixCrypto", dependencies: ["RestartixKit"]),
         .target(name: "RestartixProviders", dependencies: ["RestartixKit", "RestartixCrypto"]),
         .target(name: "RestartixTelemetry"),
@@ -64,6 +71,7 @@ let package = Package(
             name: "CoreAPI",
             dependencies: [
                 "RestartixKit",
+                "RestartixTenancy",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -106,10 +114,19 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "RestartixTenancyTests",
+            dependencies: [
+                "RestartixTenancy",
+                "RestartixKit",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "CoreAPITests",
             dependencies: [
                 "CoreAPI",
                 "RestartixKit",
+                "RestartixTenancy",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

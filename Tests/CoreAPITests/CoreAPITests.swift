@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import RestartixKit
+import RestartixTenancy
 import Testing
 
 @Suite("Core API", .timeLimit(.minutes(1)))
@@ -43,14 +44,40 @@ struct CoreAPITests {
         try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
 
+    @Test("refuses to start on a database that does not keep clinics apart")
+    func refusesUnsafeDatabase() async throws {
+        let (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        try FileManager.default.createDirectory(
+            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true
+        )
+        // A migrated file whose policy view for patients was dropped and replaced by a table.
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: .init(label: "test"))
+        _ = try await Migrator(database: db, logger: .init(label: "test")).migrate()
+        try await db.withConnection { try await $0.executeScript("DROP VIEW patients; CREATE TABLE patients (id TEXT)") }
+        await db.shutdown()
+        let database = Database(configuration: configuration.database, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let error = await #expect(throws: TenancyError.self) {
+            try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: .init(label: "test"))
+        }
+        #expect(error?.problems.contains { $0.contains("patients") } == true)
+        await database.shutdown()
+        await tenants.shutdown()
+    }
+
     @Test("readiness is 503 when the database cannot be reached, and says nothing secret")
     func notReady() async throws {
-        var configuration = CoreAPIConfiguration(
-            database: try DatabaseConfiguration(url: "postgres://someone:topsecret-pw@127.0.0.1:1/db?connect_timeout=2"),
-            isEmbeddedDefault: false
+        // The database went away after start (at start, the boot check refuses to serve).
+        let database = Database(
+            configuration: try DatabaseConfiguration(url: "postgres://someone:topsecret-pw@127.0.0.1:1/db?connect_timeout=2"),
+            logger: Logger(label: "test")
         )
-        configuration.logLevel = .critical
-        let app = try await buildApplication(configuration: configuration)
+        let router = Router()
+        addHealthRoutes(to: router, database: database)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/ready", method: .get) { response in
@@ -60,6 +87,22 @@ struct CoreAPITests {
                 #expect(!body.contains("topsecret"))
             }
         }
+        await database.shutdown()
+    }
+
+    @Test("an unreachable database at start stops the boot, with no secret in the error")
+    func unreachableAtStart() async throws {
+        let unreachable = try DatabaseConfiguration(url: "postgres://someone:topsecret-pw@127.0.0.1:1/db?connect_timeout=2")
+        let configuration = CoreAPIConfiguration(database: unreachable, isEmbeddedDefault: false)
+        let database = Database(configuration: unreachable, logger: Logger(label: "test"))
+        let tenants = TenantDatabase(configuration: unreachable, logger: Logger(label: "test"))
+        let error = await #expect(throws: DatabaseError.self) {
+            try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: Logger(label: "test"))
+        }
+        #expect(error?.code == .connectionFailed)
+        #expect(error.map { !"\($0)".contains("topsecret") } == true)
+        await database.shutdown()
+        await tenants.shutdown()
     }
 
     @Test("configuration from the environment: defaults and clear errors")
@@ -70,10 +113,19 @@ struct CoreAPITests {
         #expect(defaults.port == 8080)
         #expect(defaults.database.sqliteFilePath == ".restartix/restartix.sqlite")
 
-        let postgres = try CoreAPIConfiguration(environment: ["DATABASE_URL": "postgres://u:p@db:5432/x", "PORT": "9000", "HOST": "0.0.0.0"])
+        let postgres = try CoreAPIConfiguration(environment: [
+            "DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x",
+            "PORT": "9000", "HOST": "0.0.0.0",
+        ])
         #expect(!postgres.isEmbeddedDefault)
         #expect(postgres.database.dialect == .postgres)
+        #expect(postgres.appDatabase.dialect == .postgres)
         #expect(postgres.port == 9000)
+        // Postgres without the app role's URL: refused, rather than serving tenants as admin.
+        let noApp = #expect(throws: ConfigurationError.self) {
+            try CoreAPIConfiguration(environment: ["DATABASE_URL": "postgres://u:p@db:5432/x"])
+        }
+        #expect(noApp?.description.contains("DATABASE_APP_URL") == true)
 
         #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "http"]) }
         #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "70000"]) }

@@ -7,6 +7,8 @@ import Testing
 struct MigrationSandbox {
     let backend: TestBackend
     let url: String
+    /// The platform (admin) role on the same schema; the same database on SQLite.
+    var platformURL: String? = nil
     let cleanup: @Sendable () async throws -> Void
 
     static func make(_ backend: TestBackend) async throws -> MigrationSandbox {
@@ -21,7 +23,8 @@ struct MigrationSandbox {
         let admin = try Database(url: owner, logger: TestBackend.logger)
         try await admin.execute(SQLQuery(unsafeSQL: "CREATE SCHEMA \(schema)"))
         await admin.shutdown()
-        return MigrationSandbox(backend: backend, url: owner + "&options=-csearch_path%3D\(schema)") {
+        let platform = try TestBackend.require("DATABASE_ADMIN_DIRECT_URL") + "&options=-csearch_path%3D\(schema)"
+        return MigrationSandbox(backend: backend, url: owner + "&options=-csearch_path%3D\(schema)", platformURL: platform) {
             let admin = try Database(url: owner, logger: TestBackend.logger)
             try await admin.execute(SQLQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"))
             await admin.shutdown()
@@ -29,6 +32,26 @@ struct MigrationSandbox {
     }
 
     func database() throws -> Database { try Database(url: url, logger: TestBackend.logger) }
+
+    /// A connection for platform work on every clinic's rows: tenant tables show rows only
+    /// under a context or `app.unscoped` (row-level security on Postgres, policy views on
+    /// SQLite), so the setting is made for the whole session of this one test connection.
+    func withUnscopedConnection<T>(_ body: (borrowing DatabaseConnection) async throws -> T) async throws -> T {
+        var configuration = try DatabaseConfiguration(url: platformURL ?? url)
+        configuration.maximumConnections = 1
+        let db = Database(configuration: configuration, logger: TestBackend.logger)
+        do {
+            let result = try await db.withConnection { conn in
+                try await conn.query("SELECT set_config('app.unscoped', 'on', false)")
+                return try await body(conn)
+            }
+            await db.shutdown()
+            return result
+        } catch {
+            await db.shutdown()
+            throw error
+        }
+    }
 
     func run<T>(_ body: (MigrationSandbox) async throws -> T) async throws -> T {
         do {
@@ -75,42 +98,44 @@ struct MigrationTests {
         try await MigrationSandbox.make(backend).run { sandbox in
             let db = try sandbox.database()
             try await Migrator(database: db, logger: TestBackend.logger).migrate()
-            let org = UUIDv7.generate()
-            try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), \("clinic-a"), \("Clinic A"))")
-            let duplicate = await #expect(throws: DatabaseError.self) {
-                try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("clinic-a"), \("Again"))")
-            }
-            #expect(duplicate?.code == .uniqueViolation)
-            let badSlug = await #expect(throws: DatabaseError.self) {
-                try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("Bad Slug"), \("x"))")
-            }
-            #expect(badSlug?.code == .checkViolation)
-            // One platform default per capability (NULL organization counts as one value).
-            try await db.execute("INSERT INTO platform_service_providers (id, capability, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \("ses"))")
-            let second = await #expect(throws: DatabaseError.self) {
-                try await db.execute("INSERT INTO platform_service_providers (id, capability, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \("ses"))")
-            }
-            #expect(second?.code == .uniqueViolation)
-            try await db.execute("INSERT INTO platform_service_providers (id, capability, organization_id, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \(org), \("ses"))")
-            // Composite foreign keys: a metric row cannot point at another clinic's patient.
-            let other = UUIDv7.generate()
-            try await db.execute("INSERT INTO organizations (id, slug, name) VALUES (\(other), \("clinic-b"), \("Clinic B"))")
-            let patient = UUIDv7.generate()
-            try await db.execute("INSERT INTO patients (id, organization_id, name) VALUES (\(patient), \(org), \(Data([1, 2, 3])))")
-            let crossClinic = await #expect(throws: DatabaseError.self) {
-                try await db.execute(
-                    """
-                    INSERT INTO pose_session_metrics (id, organization_id, patient_id, exercise, started_at, ended_at, rep_count)
-                    VALUES (\(UUIDv7.generate()), \(other), \(patient), \("squat"), \(Date()), \(Date()), \(0))
-                    """
+            await db.shutdown()
+            try await sandbox.withUnscopedConnection { conn in
+                let org = UUIDv7.generate()
+                try await conn.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), \("clinic-a"), \("Clinic A"))")
+                let duplicate = await #expect(throws: DatabaseError.self) {
+                    try await conn.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("clinic-a"), \("Again"))")
+                }
+                #expect(duplicate?.code == .uniqueViolation)
+                let badSlug = await #expect(throws: DatabaseError.self) {
+                    try await conn.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("Bad Slug"), \("x"))")
+                }
+                #expect(badSlug?.code == .checkViolation)
+                // One platform default per capability (NULL organization counts as one value).
+                try await conn.execute("INSERT INTO platform_service_providers (id, capability, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \("ses"))")
+                let second = await #expect(throws: DatabaseError.self) {
+                    try await conn.execute("INSERT INTO platform_service_providers (id, capability, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \("ses"))")
+                }
+                #expect(second?.code == .uniqueViolation)
+                try await conn.execute("INSERT INTO platform_service_providers (id, capability, organization_id, provider_kind) VALUES (\(UUIDv7.generate()), \("email"), \(org), \("ses"))")
+                // Composite foreign keys: a metric row cannot point at another clinic's patient.
+                let other = UUIDv7.generate()
+                try await conn.execute("INSERT INTO organizations (id, slug, name) VALUES (\(other), \("clinic-b"), \("Clinic B"))")
+                let patient = UUIDv7.generate()
+                try await conn.execute("INSERT INTO patients (id, organization_id, name) VALUES (\(patient), \(org), \(Data([1, 2, 3])))")
+                let crossClinic = await #expect(throws: DatabaseError.self) {
+                    try await conn.execute(
+                        """
+                        INSERT INTO pose_session_metrics (id, organization_id, patient_id, exercise, started_at, ended_at, rep_count)
+                        VALUES (\(UUIDv7.generate()), \(other), \(patient), \("squat"), \(Date()), \(Date()), \(0))
+                        """
+                    )
+                }
+                #expect(crossClinic?.code == .foreignKeyViolation)
+                // Partitioned tables accept rows for the current month.
+                try await conn.execute(
+                    "INSERT INTO audit_log (id, organization_id, actor_kind, action) VALUES (\(UUIDv7.generate()), \(org), \("system"), \("test"))"
                 )
             }
-            #expect(crossClinic?.code == .foreignKeyViolation)
-            // Partitioned tables accept rows for the current month.
-            try await db.execute(
-                "INSERT INTO audit_log (id, organization_id, actor_kind, action) VALUES (\(UUIDv7.generate()), \(org), \("system"), \("test"))"
-            )
-            await db.shutdown()
         }
     }
 
@@ -227,6 +252,26 @@ struct MigrationSetTests {
         let sqlite = MigrationSet.builtIn(for: .sqlite).migrations
         #expect(postgres.map(\.version) == sqlite.map(\.version))
         #expect(postgres.map(\.name) == sqlite.map(\.name))
+    }
+
+    /// Applied migrations are immutable: an edit (or a re-run of the SQLite generator that
+    /// changes its output) would make every database that applied them refuse to start.
+    @Test("shipped migrations never change (checksums pinned)")
+    func pinned() {
+        let pins: [SQLDialect: [String]] = [
+            .postgres: [
+                "5a1ae1ff79b9589bcef29b625261668b87db7996b500434a5c6a609e5af4bdad",
+                "7b13309f837a2fb90daceb0b0dd540830dfabdc03e5a8ea5007c8c867aef6934",
+            ],
+            .sqlite: [
+                "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
+                "eb4505ee9ca2453020e6eeff0640f5eb00af68b6da10cbcec466133f91bf7bd7",
+            ],
+        ]
+        for (dialect, checksums) in pins {
+            let shipped = MigrationSet.builtIn(for: dialect).migrations.map(\.checksum)
+            #expect(Array(shipped.prefix(checksums.count)) == checksums, "\(dialect)")
+        }
     }
 
     @Test("gaps, duplicates, bad names and empty scripts are refused")

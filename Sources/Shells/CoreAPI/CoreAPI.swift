@@ -10,7 +10,12 @@ struct CoreAPI {
         } catch {
             ProcessEnvironment.fail("restartix-core-api: \(error)")
         }
-        let app = try await buildApplication(configuration: configuration)
-        try await app.runService()
+        do {
+            let app = try await buildApplication(configuration: configuration)
+            try await app.runService()
+        } catch {
+            // Errors here name tables, roles and hosts, never passwords or data.
+            ProcessEnvironment.fail("restartix-core-api: \(error)")
+        }
     }
 }

@@ -7,30 +7,40 @@ import RestartixKit
 /// | variable | meaning | default |
 /// |---|---|---|
 /// | `HOST`, `PORT` | listen address | `127.0.0.1`, `8080` |
-/// | `DATABASE_URL` | the platform database (`postgres://` through PgBouncer in production) | unset: embedded SQLite |
+/// | `DATABASE_URL` | the platform database, admin role (`postgres://` through PgBouncer in production) | unset: embedded SQLite |
+/// | `DATABASE_APP_URL` | the tenant database, restricted app role (required with `DATABASE_URL`) | the embedded SQLite file |
 /// | `RESTARTIX_SQLITE_PATH` | the embedded SQLite file | `.restartix/restartix.sqlite` |
 /// | `LOG_LEVEL` | swift-log level | `info` |
 struct CoreAPIConfiguration: Sendable {
     var host = "127.0.0.1"
     var port = 8080
     var database: DatabaseConfiguration
+    /// The tenant-scoped app database (`TenantDatabase`): the restricted app role on Postgres,
+    /// app connections on the same SQLite file on the embedded default.
+    var appDatabase: DatabaseConfiguration
     /// True when no database was configured and the embedded SQLite default is in use.
     var isEmbeddedDefault: Bool
     var logLevel: Logger.Level = .info
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
 
-    init(database: DatabaseConfiguration, isEmbeddedDefault: Bool) {
+    init(database: DatabaseConfiguration, appDatabase: DatabaseConfiguration? = nil, isEmbeddedDefault: Bool) {
         self.database = database
+        self.appDatabase = appDatabase ?? database
         self.isEmbeddedDefault = isEmbeddedDefault
     }
 
     init(environment: [String: String]) throws {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
             database = try DatabaseConfiguration(url: url)
+            guard let appURL = environment["DATABASE_APP_URL"], !appURL.isEmpty else {
+                throw ConfigurationError("DATABASE_APP_URL must be set with DATABASE_URL: tenant data is served through the restricted app role")
+            }
+            appDatabase = try DatabaseConfiguration(url: appURL)
             isEmbeddedDefault = false
         } else {
             database = DatabaseConfiguration(sqlitePath: environment["RESTARTIX_SQLITE_PATH"] ?? Self.defaultSQLitePath)
+            appDatabase = database
             isEmbeddedDefault = true
         }
         if let host = environment["HOST"], !host.isEmpty { self.host = host }

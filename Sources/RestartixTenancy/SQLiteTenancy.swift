@@ -1,0 +1,149 @@
+import RestartixKit
+
+/// Tenant isolation on SQLite, enforced below the query code (Documentation/RestartixTenancy.md).
+///
+/// Migration 2 moves each protected table's rows to `<table>__rows` and puts a view named
+/// `<table>` in its place: the view shows only the rows the current context may see (the same
+/// rules as the Postgres policies, reading the same `current_setting` values, which the kit's
+/// SQLite connections implement), and its INSTEAD OF triggers enforce the write rules (WITH
+/// CHECK) and raise the same "row-level security" error. Service code runs the same SQL on both
+/// backends.
+///
+/// App connections (``TenantDatabase`` on SQLite) are then locked down here:
+/// - `restartix.connection_role` is 'app' and locked, so the views apply the app rules; and
+///   `app.unscoped` can never be set;
+/// - an authorizer refuses, at prepare time, any direct read or write of a base table, any
+///   statement the app role's grants would refuse on Postgres (an UPDATE of audit_log), and
+///   all DDL, PRAGMA, ATTACH and the like. What remains is access from inside the views and
+///   their triggers, and the foreign-key actions (cascades) of a write through a view, which
+///   SQLite reports with no trigger named: the authorizer allows those only in a statement
+///   whose own target was a view.
+enum SQLiteTenancy {
+    /// The app role's grants, as on Postgres: table -> allowed writes (every table listed is readable).
+    static let grants: [String: Set<Int32>] = {
+        let all: Set<Int32> = [SQLiteAuthorizerRequest.insert, SQLiteAuthorizerRequest.update, SQLiteAuthorizerRequest.delete]
+        var grants: [String: Set<Int32>] = [
+            "organizations": [],
+            "users": [],
+            "audit_log": [SQLiteAuthorizerRequest.insert],
+        ]
+        for table in [
+            "organization_domains", "memberships", "patients", "usage_records", "usage_quotas", "usage_summaries",
+            "break_glass_sessions", "patient_impersonation_sessions", "pose_session_metrics", "pose_rep_metrics",
+            "media_session_metrics", "media_buffering_events",
+        ] {
+            grants[table] = all
+        }
+        return grants
+    }()
+
+    /// Catalog tables an app connection may read directly.
+    static let catalog: Set<String> = ["restartix_tenant_tables", "sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"]
+
+    /// The per-connection setup of app connections, run before any other setup.
+    static func configure(_ configuration: inout DatabaseConfiguration) {
+        guard configuration.dialect == .sqlite else { return }
+        let userSetup = configuration.sqlite.connectionSetup
+        configuration.sqlite.connectionSetup = { handle in
+            try handle.presetSetting("restartix.connection_role", to: "app", locked: true)
+            try handle.presetSetting("app.unscoped", to: nil, locked: true)
+            try userSetup?(handle)
+            let authorizer = Authorizer()
+            try handle.setAuthorizer { authorizer.decide($0) }
+        }
+    }
+
+    /// The app connections' authorizer. One per connection; SQLite calls it on the connection's
+    /// own thread while preparing, so its state needs no lock.
+    final class Authorizer: @unchecked Sendable {
+        /// The statement being prepared, and whether it writes through a policy view.
+        private var statement: UInt64 = .max
+        private var writesThroughView = false
+
+        func decide(_ request: SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision {
+            if request.statement != statement {
+                statement = request.statement
+                writesThroughView = false
+            }
+            switch request.action {
+            case SQLiteAuthorizerRequest.select, SQLiteAuthorizerRequest.transaction, SQLiteAuthorizerRequest.savepoint,
+                 SQLiteAuthorizerRequest.recursive, SQLiteAuthorizerRequest.function:
+                return .allow
+            case SQLiteAuthorizerRequest.read:
+                // Inside a view or trigger, the view's filter or the trigger's check applies.
+                if request.trigger != nil { return .allow }
+                guard let table = request.argument1 else { return .deny }
+                if grants[table] != nil || catalog.contains(table) { return .allow }
+                // A foreign-key action (ON DELETE CASCADE, SET NULL) of a write through a view
+                // reads the tables behind the views with no trigger named; nothing else may.
+                return table.hasSuffix("__rows") && writesThroughView ? .allow : .deny
+            case SQLiteAuthorizerRequest.insert, SQLiteAuthorizerRequest.update, SQLiteAuthorizerRequest.delete:
+                if request.trigger != nil { return .allow }
+                guard let table = request.argument1 else { return .deny }
+                if let allowed = grants[table] {
+                    guard allowed.contains(request.action) else { return .deny }
+                    // A statement's own target is authorized before anything it sets off.
+                    writesThroughView = true
+                    return .allow
+                }
+                // Foreign-key actions update or delete (never insert) behind a view write.
+                let cascade = request.action != SQLiteAuthorizerRequest.insert && table.hasSuffix("__rows")
+                return cascade && writesThroughView ? .allow : .deny
+            default:
+                // DDL, PRAGMA, ATTACH/DETACH, ANALYZE, REINDEX, virtual tables: never from the app.
+                return .deny
+            }
+        }
+    }
+
+    /// The boot check's findings on SQLite.
+    static func problems(_ database: Database, role: IsolationCheck.Role) async throws -> [String] {
+        try await database.withConnection { connection in
+            var problems: [String] = []
+            let objects = try await connection.query("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')")
+            var present = Set<String>()
+            for row in objects {
+                present.insert(try row.decode("type", as: String.self) + ":" + row.decode("name", as: String.self))
+            }
+            guard present.contains("table:restartix_tenant_tables") else {
+                problems.append("restartix_tenant_tables is missing: the tenancy migrations have not run on this database")
+                return problems
+            }
+            let listed = try await connection.query("SELECT table_name FROM restartix_tenant_tables ORDER BY table_name")
+            for table in try listed.map({ try $0.decode("table_name", as: String.self) }) + ["users"] {
+                if !present.contains("view:\(table)") || !present.contains("table:\(table)__rows") {
+                    problems.append("tenant table \(table) is not behind its policy view (\(table) over \(table)__rows)")
+                    continue
+                }
+                var triggers = ["insert", "update", "delete"]
+                if table == "audit_log" { triggers = ["insert"] }
+                for kind in triggers where !present.contains("trigger:\(table)__\(kind)") {
+                    problems.append("tenant table \(table) has no \(kind) policy trigger (\(table)__\(kind))")
+                }
+                if present.contains("table:\(table)") {
+                    problems.append("table \(table) exists beside its policy view")
+                }
+            }
+            guard role == .app else { return problems }
+
+            let marker = try await connection.first("SELECT current_setting('restartix.connection_role', true) AS role")
+            if try marker?.decode("role", as: String?.self) != "app" {
+                problems.append("this connection is not set up as an app connection")
+            }
+            do {
+                _ = try await connection.query("SELECT count(*) FROM patients__rows")
+                problems.append("app connections can read base table patients__rows directly (no authorizer)")
+            } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+            do {
+                // Changes nothing even where it is allowed.
+                _ = try await connection.execute("UPDATE audit_log__rows SET id = id WHERE 0")
+                problems.append("app connections can write base table audit_log__rows directly (no authorizer)")
+            } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+            do {
+                _ = try await connection.query("SELECT set_config('app.unscoped', 'on', true)")
+                problems.append("app connections can set app.unscoped")
+            } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+            return problems
+        }
+    }
+}

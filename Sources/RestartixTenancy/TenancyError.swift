@@ -1,0 +1,40 @@
+/// A tenancy failure. Descriptions name the problem (a field, a table, a role), never a token,
+/// a secret or a row's data; each code maps to one HTTP status class.
+public struct TenancyError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        /// A context could not be built: malformed id, unknown role, missing claim (HTTP 400/401).
+        public static let invalidContext = Code(name: "invalidContext")
+        /// The principal is not a member of the organization, or it is not active (HTTP 403).
+        public static let notAMember = Code(name: "notAMember")
+        /// The organization is suspended or deleted (HTTP 403).
+        public static let organizationInactive = Code(name: "organizationInactive")
+        /// A break-glass or impersonation session is missing, closed or expired (HTTP 403).
+        public static let sessionNotOpen = Code(name: "sessionNotOpen")
+        /// An unscoped admin transaction was asked for without a usable reason (HTTP 400).
+        public static let invalidReason = Code(name: "invalidReason")
+        /// The database does not isolate tenants (boot check): refuse to start.
+        public static let unsafeDatabase = Code(name: "unsafeDatabase")
+
+        public var description: String { name }
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// A short explanation that is safe to log and to show.
+    public let detail: String
+    /// For ``Code/unsafeDatabase``: one line per problem found, each naming its table or role.
+    public let problems: [String]
+
+    /// Creates an error.
+    public init(_ code: Code, _ detail: String, problems: [String] = []) {
+        self.code = code
+        self.detail = detail
+        self.problems = problems
+    }
+
+    public var description: String {
+        problems.isEmpty ? "\(code): \(detail)" : "\(code): \(detail): \(problems.joined(separator: "; "))"
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+public import Logging
+public import RestartixKit
+public import ServiceLifecycle
+
+/// The app database: every statement runs inside one clinic's context, or not at all.
+///
+/// ```swift
+/// let app = TenantDatabase(configuration: try DatabaseConfiguration(url: appURL), logger: logger)
+/// try await app.verifyIsolation()          // at boot: refuse to start on an unsafe database
+/// let rows = try await app.withTenant(context) { tx in
+///     try await tx.query("SELECT id FROM patients WHERE deleted_at IS NULL")
+/// }
+/// ```
+///
+/// There is no way to run a statement without a ``TenantContext``: the type exposes no
+/// connection, no context-free query and not the underlying ``Database``. Each transaction opens
+/// with `SELECT set_config('app.current_org_id', $1, true), set_config('app.current_user_id',
+/// $2, true), set_config('app.current_role', $3, true)` (bound values), sent in the same round
+/// trip as `BEGIN` and the body's first statement. The settings end with the transaction, so
+/// a pooled server connection (PgBouncer in transaction mode) never carries a tenant into the
+/// next transaction; the policies turn the '' it holds afterwards into "no rows".
+///
+/// Connect it as the restricted app role (`DATABASE_APP_URL`), which owns nothing and has no
+/// BYPASSRLS; ``verifyIsolation()`` checks that.
+public final class TenantDatabase: Sendable, Service {
+    private let database: Database
+
+    /// Creates the app database; connects on first use.
+    ///
+    /// On SQLite the connections are set up as app connections (see Documentation/RestartixTenancy.md):
+    /// the policy views apply the app rules and an authorizer refuses direct access to the rows
+    /// behind them, DDL and PRAGMA. Any `connectionSetup` of your own still runs.
+    public init(configuration: DatabaseConfiguration, logger: Logger) {
+        var configuration = configuration
+        SQLiteTenancy.configure(&configuration)
+        self.database = Database(configuration: configuration, logger: logger)
+    }
+
+    /// Parses `url` and creates the app database.
+    public convenience init(url: String, logger: Logger) throws(DatabaseError) {
+        self.init(configuration: try DatabaseConfiguration(url: url), logger: logger)
+    }
+
+    /// The SQL dialect spoken.
+    public var dialect: SQLDialect { database.dialect }
+
+    /// The Postgres driver's I/O executor (see ``Database/taskExecutor``), or `nil`.
+    public var taskExecutor: (any TaskExecutor)? { database.taskExecutor }
+
+    /// Runs `body` in a transaction scoped to `context`: committed when it returns, rolled back
+    /// when it throws. The handle cannot leave the closure and refuses use afterwards.
+    ///
+    /// `BEGIN`, the context and the first statement of `body` go out in one round trip; the
+    /// commit is a second. For one statement, ``query(_:_:)`` and ``execute(_:_:)`` need only one.
+    public func withTenant<T>(
+        _ context: TenantContext,
+        _ body: (borrowing TenantTransaction) async throws -> T
+    ) async throws -> T {
+        try await database.transaction(deferredPrelude: [Self.contextStatement(context)]) { tx in
+            try await body(TenantTransaction(lease: tx.lease, context: context))
+        }
+    }
+
+    /// Runs one statement in its own transaction scoped to `context` and returns its rows:
+    /// `BEGIN`, the context, the statement and `COMMIT` in a single round trip.
+    @discardableResult
+    public func query(_ context: TenantContext, _ query: SQLQuery) async throws -> [SQLRow] {
+        try await run(context, query).rows
+    }
+
+    /// Runs one statement in its own transaction scoped to `context` and returns how many rows
+    /// it inserted, updated or deleted; one round trip.
+    @discardableResult
+    public func execute(_ context: TenantContext, _ query: SQLQuery) async throws -> Int {
+        try await run(context, query).affectedRows
+    }
+
+    /// Runs one statement in its own transaction scoped to `context` and returns its full
+    /// result; one round trip.
+    public func run(_ context: TenantContext, _ query: SQLQuery) async throws -> QueryResult {
+        try await database.pipelinedTransaction(prelude: [Self.contextStatement(context)], statement: query)
+    }
+
+    /// The boot check: throws ``TenancyError/Code/unsafeDatabase`` naming every problem when
+    /// this connection's role could escape row-level security (see ``IsolationCheck``).
+    public func verifyIsolation() async throws {
+        try await IsolationCheck.verify(database, role: .app)
+    }
+
+    /// Runs until graceful shutdown, then closes the pool.
+    public func run() async throws { try await database.run() }
+
+    /// Closes idle connections; later transactions fail with `.poolClosed`.
+    public func shutdown() async { await database.shutdown() }
+
+    /// The one statement that sets a context: three transaction-scoped settings, bound values.
+    static func contextStatement(_ context: TenantContext) -> SQLQuery {
+        let organization = context.organizationID.uuidString.lowercased()
+        let user = context.userID.uuidString.lowercased()
+        let role = context.role.rawValue
+        return """
+            SELECT set_config('app.current_org_id', \(organization), true), \
+            set_config('app.current_user_id', \(user), true), \
+            set_config('app.current_role', \(role), true)
+            """
+    }
+}
+
+/// A transaction scoped to one clinic, valid only inside ``TenantDatabase/withTenant(_:_:)``.
+public struct TenantTransaction: SQLExecutor, ~Copyable, Sendable {
+    let lease: Lease
+    /// The context every statement of this transaction runs under.
+    public let context: TenantContext
+
+    init(lease: Lease, context: TenantContext) {
+        self.lease = lease
+        self.context = context
+    }
+
+    public var dialect: SQLDialect { Transaction(lease: lease).dialect }
+
+    public func run(_ query: SQLQuery) async throws -> QueryResult {
+        try await Transaction(lease: lease).run(query)
+    }
+
+    public func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
+        try await Transaction(lease: lease).pipeline(queries)
+    }
+
+    /// Appends an audit row for this context's clinic and user in this transaction: it commits
+    /// with the change it describes, or not at all. The action context (normal, break-glass,
+    /// impersonation) comes from ``context``.
+    public func audit(_ event: AuditEvent) async throws {
+        try await Transaction(lease: lease).execute(event.insert(context: context))
+    }
+}

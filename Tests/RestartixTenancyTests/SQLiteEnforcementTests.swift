@@ -1,0 +1,100 @@
+import Foundation
+import RestartixKit
+@testable import RestartixTenancy
+import Testing
+
+/// SQLite-specific guarantees behind the shared matrix: what an app connection can never do,
+/// whatever SQL the service code sends.
+@Suite("SQLite tenant enforcement", .timeLimit(.minutes(1)))
+struct SQLiteEnforcementTests {
+    @Test("app connections cannot touch the rows behind the views, run DDL, PRAGMA or ATTACH, or unscope themselves")
+    func lockedDown() async throws {
+        let databases = try await TenancyBackend.sqlite.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let context = fixture.context(staffOf: fixture.a)
+        let refused = [
+            "SELECT count(*) FROM patients__rows",
+            "SELECT name FROM patients__rows",
+            "DELETE FROM pose_session_metrics__rows",
+            "UPDATE patients__rows SET organization_id = organization_id",
+            "INSERT INTO audit_log__rows (id, actor_kind, action) VALUES ('x', 'user', 'x')",
+            "SELECT * FROM platform_service_providers",
+            "SELECT * FROM schema_migrations",
+            "UPDATE audit_log SET action = 'changed'",
+            "DELETE FROM audit_log",
+            "INSERT INTO organizations (id, slug, name) VALUES ('x', 'x', 'x')",
+            "CREATE TABLE notes (id TEXT)",
+            "DROP VIEW patients",
+            "CREATE TEMP VIEW patients AS SELECT * FROM main.patients__rows",
+            "PRAGMA foreign_keys = OFF",
+            "ATTACH DATABASE ':memory:' AS other",
+            "SELECT set_config('app.unscoped', 'on', true)",
+            "SELECT set_config('restartix.connection_role', 'admin', true)",
+        ]
+        for sql in refused {
+            await #expect(throws: DatabaseError.self, "\(sql)") {
+                try await databases.app.withTenant(context) { tx in
+                    try await tx.query(SQLQuery(unsafeSQL: sql))
+                }
+            }
+        }
+        // Nothing changed: every patient row is still there, seen through the admin database.
+        let count = try await databases.admin.unscoped(reason: "count rows after refusals", actor: .system("tests")) { tx in
+            try await tx.first("SELECT count(*) AS n FROM patients")?.decode("n", as: Int.self)
+        }
+        #expect(count == 3)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("errors are typed: privilege for grants and base tables, row-level security for WITH CHECK")
+    func typedErrors() async throws {
+        let databases = try await TenancyBackend.sqlite.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let context = fixture.context(staffOf: fixture.a)
+        let privilege = await #expect(throws: DatabaseError.self) {
+            try await databases.app.execute(context, "DELETE FROM audit_log")
+        }
+        #expect(privilege?.code == .insufficientPrivilege)
+        let base = await #expect(throws: DatabaseError.self) {
+            try await databases.app.query(context, "SELECT id FROM patients__rows")
+        }
+        #expect(base?.code == .insufficientPrivilege)
+        let policy = await #expect(throws: DatabaseError.self) {
+            try await databases.app.execute(context, """
+                INSERT INTO organization_domains (id, organization_id, domain) \
+                VALUES (\(UUIDv7.generate()), \(fixture.b.id), 'elsewhere.example.test')
+                """)
+        }
+        #expect(policy?.code == .rowLevelSecurityViolation)
+        // Moving a row to another clinic is a WITH CHECK violation, as on Postgres.
+        let move = await #expect(throws: DatabaseError.self) {
+            try await databases.app.execute(context, "UPDATE patients SET organization_id = \(fixture.b.id) WHERE id = \(fixture.a1.patient)")
+        }
+        #expect(move?.code == .rowLevelSecurityViolation)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("a delete through a view cascades behind it; counts and RETURNING work through the views")
+    func cascadesAndCounts() async throws {
+        let databases = try await TenancyBackend.sqlite.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let context = fixture.context(staffOf: fixture.a)
+        let deleted = try await databases.app.execute(context, "DELETE FROM patients WHERE id = \(fixture.a2.patient)")
+        #expect(deleted == 1)
+        let orphans = try await databases.app.query(context, "SELECT count(*) AS n FROM pose_session_metrics WHERE patient_id = \(fixture.a2.patient)")
+        #expect(try orphans.first?.decode("n", as: Int.self) == 0)
+        let updated = try await databases.app.execute(context, "UPDATE usage_quotas SET limit_units = limit_units + 1")
+        #expect(updated == 2)  // A's two quota rows, not B's
+        let id = UUIDv7.generate()
+        let returned = try await databases.app.query(context, """
+            INSERT INTO usage_records (id, organization_id, capability, units) \
+            VALUES (\(id), \(fixture.a.id), 'video', 3) RETURNING id, units
+            """)
+        #expect(try returned.first?.decode("id", as: UUID.self) == id)
+        #expect(try returned.first?.decode("units", as: Int.self) == 3)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+}

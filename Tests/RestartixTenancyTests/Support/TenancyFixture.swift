@@ -1,0 +1,331 @@
+import Foundation
+import Logging
+import RestartixKit
+@testable import RestartixTenancy
+import Testing
+
+/// Where the tenancy suites run: an embedded SQLite file, Postgres direct, Postgres through
+/// PgBouncer. Postgres URLs come from `Scripts/services env`; under CI=true (or
+/// RESTARTIX_REQUIRE_SERVICES=1) a missing one fails the test instead of skipping it.
+enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+    case postgresDirect
+    case pgbouncer
+
+    var testDescription: String { rawValue }
+
+    static let environment = ProcessInfo.processInfo.environment
+
+    static var servicesRequired: Bool {
+        environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1"
+    }
+
+    static var all: [TenancyBackend] {
+        allCases.filter { $0 == .sqlite || $0.appURLName.flatMap(value) != nil || servicesRequired }
+    }
+
+    static var postgres: [TenancyBackend] { all.filter { $0 != .sqlite } }
+
+    static let logger = Logger(label: "restartix.tests.tenancy")
+
+    static func value(_ name: String) -> String? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        return text
+    }
+
+    static func require(_ name: String) throws -> String {
+        if let url = value(name) { return url }
+        Issue.record("\(name) is not set: run the tests with Scripts/test-all (services are required under CI=true)")
+        throw MissingService(name: name)
+    }
+
+    var appURLName: String? {
+        switch self {
+        case .sqlite: nil
+        case .postgresDirect: "DATABASE_APP_DIRECT_URL"
+        case .pgbouncer: "DATABASE_APP_URL"
+        }
+    }
+
+    var adminURLName: String {
+        switch self {
+        case .sqlite: ""
+        case .postgresDirect: "DATABASE_ADMIN_DIRECT_URL"
+        case .pgbouncer: "DATABASE_URL"
+        }
+    }
+
+    /// The three ways into one migrated database: the app database the kit's users get, the
+    /// admin database, and a raw pool of app connections that bypasses the kit's API (what a
+    /// forgotten context looks like to the database).
+    struct Databases: Sendable {
+        let app: TenantDatabase
+        let admin: AdminDatabase
+        let raw: Database
+        let sqlitePath: String?
+
+        func close() async {
+            await app.shutdown()
+            await admin.shutdown()
+            await raw.shutdown()
+            if let sqlitePath {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlitePath + suffix) }
+            }
+        }
+    }
+
+    func open(maximumConnections: Int = 4) async throws -> Databases {
+        switch self {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-tenancy-\(UUID().uuidString).sqlite").path
+            let owner = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: Self.logger)
+            _ = try await Migrator(database: owner, logger: Self.logger).migrate()
+            await owner.shutdown()
+            var app = DatabaseConfiguration(sqlitePath: path)
+            app.maximumConnections = maximumConnections
+            var raw = app
+            SQLiteTenancy.configure(&raw)
+            return Databases(
+                app: TenantDatabase(configuration: app, logger: Self.logger),
+                admin: AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Self.logger),
+                raw: Database(configuration: raw, logger: Self.logger),
+                sqlitePath: path
+            )
+        case .postgresDirect, .pgbouncer:
+            try await SchemaOnce.shared.prepare()
+            var app = try DatabaseConfiguration(url: Self.require(appURLName!))
+            app.maximumConnections = maximumConnections
+            return Databases(
+                app: TenantDatabase(configuration: app, logger: Self.logger),
+                admin: AdminDatabase(configuration: try DatabaseConfiguration(url: Self.require(adminURLName)), logger: Self.logger),
+                raw: Database(configuration: app, logger: Self.logger),
+                sqlitePath: nil
+            )
+        }
+    }
+}
+
+struct MissingService: Error, CustomStringConvertible {
+    let name: String
+    var description: String { "missing service configuration \(name)" }
+}
+
+/// Thrown to roll a transaction back after a matrix cell has been observed.
+struct Rollback: Error {}
+
+actor SchemaOnce {
+    static let shared = SchemaOnce()
+    private var done = false
+
+    func prepare() async throws {
+        if done { return }
+        let owner = try Database(url: TenancyBackend.require("DATABASE_DIRECT_URL"), logger: TenancyBackend.logger)
+        _ = try await Migrator(database: owner, logger: TenancyBackend.logger).migrate()
+        await owner.shutdown()
+        done = true
+    }
+}
+
+/// Two clinics, A and B. In A: a specialist, two patients (each with a user, a membership and
+/// a patient record); in B: a specialist and one patient. For every tenant table, one row tied
+/// to patient A1, one tied to patient A2, one in B. Created through the admin role's audited
+/// unscoped access, removed at the end.
+struct TenancyFixture: Sendable {
+    struct Clinic: Sendable {
+        let id: UUID
+        let staffUser: UUID
+        let patients: [Patient]
+    }
+
+    struct Patient: Sendable {
+        let user: UUID
+        let patient: UUID
+        let poseSession: UUID
+        let mediaSession: UUID
+    }
+
+    /// The rows of one table: tied to A1, tied to A2, in B.
+    struct Rows: Sendable {
+        let a1: UUID
+        let a2: UUID
+        let b: UUID
+    }
+
+    let a: Clinic
+    let b: Clinic
+    /// A user with no membership anywhere (memberships inserts use it).
+    let spareUser: UUID
+    let rows: [String: Rows]
+
+    var a1: Patient { a.patients[0] }
+    var a2: Patient { a.patients[1] }
+    var b1: Patient { b.patients[0] }
+
+    func context(staffOf clinic: Clinic, role: TenantRole = .specialist) -> TenantContext {
+        TenantContext(organizationID: clinic.id, userID: clinic.staffUser, role: role)
+    }
+
+    func context(patient: Patient, in clinic: Clinic) -> TenantContext {
+        TenantContext(organizationID: clinic.id, userID: patient.user, role: .patient)
+    }
+
+    static func make(admin: AdminDatabase) async throws -> TenancyFixture {
+        func clinic(patients: Int) -> Clinic {
+            Clinic(
+                id: UUIDv7.generate(),
+                staffUser: UUIDv7.generate(),
+                patients: (0..<patients).map { _ in
+                    Patient(user: UUIDv7.generate(), patient: UUIDv7.generate(), poseSession: UUIDv7.generate(), mediaSession: UUIDv7.generate())
+                }
+            )
+        }
+        let a = clinic(patients: 2)
+        let b = clinic(patients: 1)
+        let spare = UUIDv7.generate()
+        var rows: [String: Rows] = [:]
+        for table in TenantTable.all where table.name != "organizations" {
+            rows[table.name] = Rows(a1: UUIDv7.generate(), a2: UUIDv7.generate(), b: UUIDv7.generate())
+        }
+        rows["organizations"] = Rows(a1: a.id, a2: a.id, b: b.id)
+        rows["patients"] = Rows(a1: a.patients[0].patient, a2: a.patients[1].patient, b: b.patients[0].patient)
+        rows["pose_session_metrics"] = Rows(a1: a.patients[0].poseSession, a2: a.patients[1].poseSession, b: b.patients[0].poseSession)
+        rows["media_session_metrics"] = Rows(a1: a.patients[0].mediaSession, a2: a.patients[1].mediaSession, b: b.patients[0].mediaSession)
+        let fixture = TenancyFixture(a: a, b: b, spareUser: spare, rows: rows)
+
+        try await admin.unscoped(reason: "tenancy test fixture", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("INSERT INTO users (id) VALUES (\(spare))")
+            for clinic in [a, b] {
+                let slug = "t-" + clinic.id.uuidString.suffix(12).lowercased()
+                try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(clinic.id), \(slug), 'Test clinic')")
+                try await tx.execute("INSERT INTO users (id) VALUES (\(clinic.staffUser))")
+                try await tx.execute("""
+                    INSERT INTO memberships (id, organization_id, user_id, role) \
+                    VALUES (\(UUIDv7.generate()), \(clinic.id), \(clinic.staffUser), 'specialist')
+                    """)
+                for patient in clinic.patients {
+                    try await tx.execute("INSERT INTO users (id) VALUES (\(patient.user))")
+                }
+            }
+            // Every tenant table but organizations, in dependency order: one row per patient tie.
+            for table in TenantTable.all where table.name != "organizations" {
+                let ids = rows[table.name]!
+                for (id, patient, clinic) in [(ids.a1, a.patients[0], a), (ids.a2, a.patients[1], a), (ids.b, b.patients[0], b)] {
+                    try await tx.execute(table.insert(id: id, organization: clinic.id, tie: patient, fixture: fixture, fresh: false))
+                }
+            }
+        }
+        return fixture
+    }
+
+    func remove(admin: AdminDatabase) async throws {
+        try await admin.unscoped(reason: "tenancy test fixture cleanup", actor: .system("tenancy-tests")) { tx in
+            // Cascades remove every tenant row; audit rows stay (append-only by design).
+            try await tx.execute("DELETE FROM organizations WHERE id IN (\(a.id), \(b.id))")
+            let users = [a.staffUser, b.staffUser, spareUser] + (a.patients + b.patients).map(\.user)
+            for user in users { try await tx.execute("DELETE FROM users WHERE id = \(user)") }
+        }
+    }
+}
+
+/// A tenant table, what each role may do on it, and how to write a valid row into it.
+struct TenantTable: Sendable, CustomStringConvertible {
+    enum Operation: String, CaseIterable, Sendable {
+        case select, insert, update, delete
+    }
+
+    let name: String
+    /// The column naming the clinic.
+    let tenantColumn: String
+    /// Operations the app role is granted at all.
+    let granted: Set<Operation>
+    /// Operations the patient role may do on rows tied to its own user.
+    let patientOwn: Set<Operation>
+    /// Operations the patient role may do on every row of its clinic (rows tied to no one).
+    let patientClinicWide: Set<Operation>
+
+    var description: String { name }
+
+    static let all: [TenantTable] = [
+        TenantTable(name: "organizations", tenantColumn: "id", granted: [.select], patientOwn: [], patientClinicWide: [.select]),
+        TenantTable(name: "organization_domains", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "memberships", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select], patientClinicWide: []),
+        TenantTable(name: "patients", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .update], patientClinicWide: []),
+        TenantTable(name: "audit_log", tenantColumn: "organization_id", granted: [.select, .insert], patientOwn: [], patientClinicWide: [.insert]),
+        TenantTable(name: "usage_records", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "usage_quotas", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "usage_summaries", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "break_glass_sessions", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "patient_impersonation_sessions", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "pose_session_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
+        TenantTable(name: "pose_rep_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
+        TenantTable(name: "media_session_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
+        TenantTable(name: "media_buffering_events", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
+    ]
+
+    /// A valid INSERT of row `id` for `organization`, tied to `tie` where the table has a
+    /// patient tie. `fresh` rows avoid the unique keys that fixture rows already use.
+    func insert(id: UUID, organization: UUID, tie: TenancyFixture.Patient, fixture: TenancyFixture, fresh: Bool) -> SQLQuery {
+        let tag = id.uuidString.suffix(12).lowercased()
+        let now = Date()
+        let later = now.addingTimeInterval(3600)
+        switch name {
+        case "organizations":
+            return "INSERT INTO organizations (id, slug, name) VALUES (\(id), \("t-" + tag), 'Inserted clinic')"
+        case "organization_domains":
+            return "INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(id), \(organization), \(tag + ".example.test"))"
+        case "memberships":
+            let user = fresh ? fixture.spareUser : tie.user
+            return "INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(id), \(organization), \(user), 'patient')"
+        case "patients":
+            let user: UUID? = tie.user
+            return "INSERT INTO patients (id, organization_id, user_id, name) VALUES (\(id), \(organization), \(user), \(Data([0x01, 0x02])))"
+        case "audit_log":
+            return """
+                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action) \
+                VALUES (\(id), \(organization), \(tie.user), 'user', 'test.write')
+                """
+        case "usage_records":
+            return "INSERT INTO usage_records (id, organization_id, capability, units) VALUES (\(id), \(organization), 'video', 1)"
+        case "usage_quotas":
+            return """
+                INSERT INTO usage_quotas (id, organization_id, capability, limit_units, period_start_at, period_end_at) \
+                VALUES (\(id), \(organization), \("c" + tag), 10, \(now), \(later))
+                """
+        case "usage_summaries":
+            return """
+                INSERT INTO usage_summaries (id, organization_id, capability, period_start_at, period_end_at) \
+                VALUES (\(id), \(organization), \("c" + tag), \(now), \(later))
+                """
+        case "break_glass_sessions":
+            return """
+                INSERT INTO break_glass_sessions (id, organization_id, user_id, reason, expires_at) \
+                VALUES (\(id), \(organization), \(tie.user), 'emergency access for a test', \(later))
+                """
+        case "patient_impersonation_sessions":
+            return """
+                INSERT INTO patient_impersonation_sessions (id, organization_id, user_id, patient_id, reason, expires_at) \
+                VALUES (\(id), \(organization), \(tie.user), \(tie.patient), 'support session for a test', \(later))
+                """
+        case "pose_session_metrics":
+            return """
+                INSERT INTO pose_session_metrics (id, organization_id, patient_id, exercise, started_at, ended_at, rep_count) \
+                VALUES (\(id), \(organization), \(tie.patient), 'knee_flexion', \(now), \(later), 0)
+                """
+        case "pose_rep_metrics":
+            return """
+                INSERT INTO pose_rep_metrics (id, organization_id, session_id, rep_index, start_ms, end_ms, duration_ms, \
+                min_angle_degrees, max_angle_degrees, rom_degrees) \
+                VALUES (\(id), \(organization), \(tie.poseSession), 0, 0, 1000, 1000, 40.0, 120.0, 80.0)
+                """
+        case "media_session_metrics":
+            return "INSERT INTO media_session_metrics (id, organization_id, patient_id, video_id) VALUES (\(id), \(organization), \(tie.patient), 'video-1')"
+        case "media_buffering_events":
+            return """
+                INSERT INTO media_buffering_events (id, organization_id, media_session_id, started_at_ms, duration_ms) \
+                VALUES (\(id), \(organization), \(tie.mediaSession), 100, 250)
+                """
+        default:
+            fatalError("no row factory for \(name)")
+        }
+    }
+}
