@@ -142,13 +142,20 @@ let package = Package(
 // RESTARTIX_BENCHMARKS is set, e.g. `RESTARTIX_BENCHMARKS=1 swift run -c release storage-benchmark`.
 if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "storage-benchmark", targets: ["StorageBenchmark"]))
-    package.targets.append(
+    package.products.append(.executable(name: "tenancy-benchmark", targets: ["TenancyBenchmark"]))
+    package.targets.append(contentsOf: [
+        .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
             name: "StorageBenchmark",
-            dependencies: ["RestartixKit", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchmarkSupport", "RestartixKit", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/StorageBenchmark"
-        )
-    )
+        ),
+        .executableTarget(
+            name: "TenancyBenchmark",
+            dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixTenancy", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/TenancyBenchmark"
+        ),
+    ])
 }
 
 for target in package.targets where [.executable, .test, .regular].contains(target.type) {

@@ -72,6 +72,10 @@ public final class Database: Sendable, Service {
         self.init(configuration: try DatabaseConfiguration(url: url), logger: logger)
     }
 
+    /// How many times this process has waited for a Postgres server's answer: one per round
+    /// trip. For benchmarks and diagnostics.
+    package static var postgresRoundTrips: Int { SocketPoller.waits.load(ordering: .relaxed) }
+
     /// The executor of the Postgres driver's I/O thread, or `nil` on SQLite.
     ///
     /// Optional tuning: a task that runs under

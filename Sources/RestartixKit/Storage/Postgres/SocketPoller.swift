@@ -22,6 +22,9 @@ import Darwin
 final class SocketPoller: TaskExecutor, Sendable {
     static let shared = SocketPoller()
 
+    /// Waits for a server's answer, process-wide: round trips, for benchmarks.
+    package static let waits = Atomic<Int>(0)
+
     private struct JobQueue {
         var jobs: [UnownedJob] = []
         /// The loop is (about to be) blocked in `epoll_wait`; an enqueue must wake it.
@@ -147,6 +150,7 @@ final class SocketPoller: TaskExecutor, Sendable {
     /// read takes one record), so a caller that has consumed input since sending and still
     /// needs more checks ``hasUnreadData(fd:)`` before waiting here.
     func waitReadable(fd: Int32) async {
+        Self.waits.add(1, ordering: .relaxed)
         #if os(Linux)
         if readiness.withLock({ readiness in
             guard case .arrived = readiness[fd] else { return false }

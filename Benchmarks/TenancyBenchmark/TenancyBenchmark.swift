@@ -1,0 +1,144 @@
+import BenchmarkSupport
+import Foundation
+import Logging
+import RestartixKit
+import RestartixTenancy
+
+/// A tenant-scoped primary-key read transaction through PgBouncer, beside pgbench running the
+/// identical transaction (BEGIN; SELECT set_config x3; SELECT; COMMIT) in the same run, with
+/// the same client count, as the same app role, under the same row-level security: once naive
+/// (4 round trips) and once inside `\startpipeline` / `\endpipeline` (1 round trip).
+///
+///     Scripts/services up && eval "$(Scripts/services env)"
+///     RESTARTIX_BENCHMARKS=1 swift run -c release tenancy-benchmark
+///
+/// Environment: DATABASE_DIRECT_URL (owner: migrations), DATABASE_ADMIN_DIRECT_URL (fixture),
+/// DATABASE_APP_URL (app role through PgBouncer: the measured path); BENCH_SECONDS (default 10),
+/// BENCH_CLIENTS (default "1,8,32").
+@main
+struct TenancyBenchmark {
+    static let organization = "00000000-0000-7000-8000-0000000b0000"
+    static let user = "00000000-0000-7000-8000-0000000b0001"
+    static let rows = 100_000
+
+    /// The body statement, shared by both sides; `$1` is a row number.
+    static let select = "SELECT name FROM patients WHERE id = ('00000000-0000-7000-8000-' || lpad(to_hex("
+    static let selectTail = "::integer), 12, '0'))::uuid"
+
+    static func main() async throws {
+        Bench.name = "tenancy-benchmark"
+        let environment = ProcessInfo.processInfo.environment
+        func require(_ name: String) -> String {
+            guard let value = environment[name], !value.isEmpty else {
+                Bench.fail("\(name) is not set: run `Scripts/services up && eval \"$(Scripts/services env)\"` first")
+            }
+            return value
+        }
+        let owner = require("DATABASE_DIRECT_URL")
+        let admin = require("DATABASE_ADMIN_DIRECT_URL")
+        let appURL = require("DATABASE_APP_URL")
+        let seconds = Int(environment["BENCH_SECONDS"] ?? "10") ?? 10
+        let clients = (environment["BENCH_CLIENTS"] ?? "1,8,32").split(separator: ",").compactMap { Int($0) }
+        let pgbench = Bench.findPgbench()
+        var logger = Logger(label: "benchmark")
+        logger.logLevel = .error
+
+        Bench.say("tenancy-benchmark: migrating and seeding one clinic with \(rows) patients")
+        let ownerDB = try Database(url: owner, logger: logger)
+        _ = try await Migrator(database: ownerDB, logger: logger).migrate()
+        await ownerDB.shutdown()
+        try Bench.run("psql", ["-q", "-v", "ON_ERROR_STOP=1", "-c", """
+            BEGIN;
+            SELECT set_config('app.unscoped', 'on', true);
+            INSERT INTO organizations (id, slug, name) VALUES ('\(organization)', 'bench-clinic', 'Benchmark clinic') ON CONFLICT DO NOTHING;
+            INSERT INTO users (id) VALUES ('\(user)') ON CONFLICT DO NOTHING;
+            INSERT INTO patients (id, organization_id, name)
+                SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, '\(organization)', '\\x00'::bytea
+                FROM generate_series(1, \(rows)) AS i
+                ON CONFLICT DO NOTHING;
+            COMMIT;
+            ANALYZE patients;
+            """, admin])
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tenancy-benchmark-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let transaction = """
+            BEGIN;
+            SELECT set_config('app.current_org_id', :org, true), set_config('app.current_user_id', :user, true), set_config('app.current_role', :role, true);
+            \(select):n\(selectTail);
+            END;
+            """
+        let naive = directory.appendingPathComponent("naive.sql")
+        let pipelined = directory.appendingPathComponent("pipelined.sql")
+        try "\\set n random(1, \(rows))\n\(transaction)\n".write(to: naive, atomically: true, encoding: .utf8)
+        try "\\set n random(1, \(rows))\n\\startpipeline\n\(transaction)\n\\endpipeline\n".write(to: pipelined, atomically: true, encoding: .utf8)
+
+        Bench.say("limit: pgbench -M extended through PgBouncer, app role, same transaction, same clients, same run; \(seconds) s each")
+        Bench.say("naive = 4 round trips per transaction; pipelined = \\startpipeline ... \\endpipeline, 1 round trip")
+        Bench.say("kit: TenantDatabase.query(context, sql) (BEGIN, context, SELECT, COMMIT pipelined); kit+exec: tasks prefer the I/O executor")
+        Bench.say("clients  naive_tps  pipelined_tps   kit_tps  kit/pipelined  kit/naive  kit_round_trips  kit+exec_tps  kit+exec/pipelined  kit+exec/naive")
+        for n in clients {
+            let naiveTPS = try pgbenchTPS(pgbench, script: naive.path, url: appURL, clients: n, seconds: seconds)
+            let pipelinedTPS = try pgbenchTPS(pgbench, script: pipelined.path, url: appURL, clients: n, seconds: seconds)
+            let kit = try await kitTPS(url: appURL, clients: n, seconds: seconds, preferIOExecutor: false, logger: logger)
+            let pinned = try await kitTPS(url: appURL, clients: n, seconds: seconds, preferIOExecutor: true, logger: logger)
+            Bench.say(String(
+                format: "%7d %10.0f %14.0f %9.0f %14.3f %10.3f %16.2f %13.0f %19.3f %15.3f",
+                n, naiveTPS, pipelinedTPS, kit.tps, kit.tps / pipelinedTPS, kit.tps / naiveTPS, kit.roundTrips,
+                pinned.tps, pinned.tps / pipelinedTPS, pinned.tps / naiveTPS
+            ))
+        }
+    }
+
+    static func kitTPS(
+        url: String, clients: Int, seconds: Int, preferIOExecutor: Bool, logger: Logger
+    ) async throws -> (tps: Double, roundTrips: Double) {
+        var configuration = try DatabaseConfiguration(url: url)
+        configuration.maximumConnections = clients
+        let app = TenantDatabase(configuration: configuration, logger: logger)
+        let context = try TenantContext(organizationID: organization, userID: user, role: "specialist")
+        // Open every connection before timing, as pgbench excludes connection time.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<clients { group.addTask { _ = try await app.query(context, "SELECT 1") } }
+            try await group.waitForAll()
+        }
+        let waitsBefore = Database.postgresRoundTrips
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(seconds)
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            let executor = preferIOExecutor ? app.taskExecutor : nil
+            for _ in 0..<clients {
+                group.addTask(executorPreference: executor) {
+                    var count = 0
+                    var random = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
+                    while ContinuousClock.now < deadline {
+                        let n = Int.random(in: 1...rows, using: &random)
+                        let found = try await app.query(context, "\(unsafeRaw: select)\(n)\(unsafeRaw: selectTail)")
+                        precondition(found.count == 1, "row-level security hid a row of the context's own clinic")
+                        count += 1
+                    }
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - started
+        let roundTrips = Double(Database.postgresRoundTrips - waitsBefore) / Double(max(total, 1))
+        await app.shutdown()
+        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return (Double(total) / secondsElapsed, roundTrips)
+    }
+
+    static func pgbenchTPS(_ pgbench: String, script: String, url: String, clients: Int, seconds: Int) throws -> Double {
+        let output = try Bench.run(pgbench, [
+            "-M", "extended", "-n", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(seconds)",
+            "-f", script, "-D", "org=\(organization)", "-D", "user=\(user)", "-D", "role=specialist", url,
+        ])
+        for line in output.split(separator: "\n") where line.hasPrefix("tps = ") {
+            let number = line.dropFirst(6).prefix { $0.isNumber || $0 == "." }
+            if let tps = Double(number) { return tps }
+        }
+        Bench.fail("could not read tps from pgbench output:\n\(output)")
+    }
+}
