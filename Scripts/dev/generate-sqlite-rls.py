@@ -51,6 +51,12 @@ TENANT = {
         "ON p.organization_id = s.organization_id AND p.id = s.patient_id "
         "WHERE s.organization_id = {r}.organization_id AND p.user_id = {user})"),
 }
+# Extra app-role conditions for one command (restrictive, as on Postgres): an app user appends
+# audit rows as itself only.
+APP_EXTRA = {
+    ("audit_log", "insert"): "{r}.actor_kind = 'user' AND {r}.actor_user_id = {user} "
+                             "AND coalesce({r}.action_context, 'normal') IN ('normal', 'break_glass', 'impersonation')",
+}
 # Audit rows are append-only for everyone: UPDATE and DELETE through the view are refused.
 READ_ONLY_COMMANDS = {"audit_log": {"update", "delete"}}
 
@@ -72,7 +78,9 @@ def allowed(table, ref, command):
         patient.append(own_sql.format(r=ref, user=USER))
     if patient:
         who.append(f"({ROLE} = 'patient' AND ({' OR '.join(patient)}))")
-    app = f"({IS_APP} AND {ref}.{column} = {ORG} AND ({' OR '.join(who)}))"
+    extra = APP_EXTRA.get((table, command))
+    extra = f" AND {extra.format(r=ref, user=USER)}" if extra else ""
+    app = f"({IS_APP} AND {ref}.{column} = {ORG} AND ({' OR '.join(who)}){extra})"
     return f"({admin} OR {app})"
 
 

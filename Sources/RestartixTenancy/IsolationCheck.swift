@@ -12,6 +12,10 @@ import RestartixKit
 /// - for the app role, every other table of the schema it may read or write has RLS enabled
 ///   and forced (the admin role's platform tables, such as providers, have no clinic).
 ///
+/// On SQLite it checks that every tenant table sits behind its policy view and triggers and,
+/// for app connections, that the connection is marked as one, cannot reach the tables behind
+/// the views and cannot set `app.unscoped` (see ``SQLiteTenancy``).
+///
 /// Every problem found is listed, each naming its table or role.
 enum IsolationCheck {
     enum Role {
@@ -43,7 +47,7 @@ enum IsolationCheck {
             if try me.decode("rolsuper", as: Bool.self) { problems.append("role \(name) is a superuser") }
             if try me.decode("rolbypassrls", as: Bool.self) { problems.append("role \(name) has BYPASSRLS") }
 
-            if role == .app {
+            do {
                 let owned = try await connection.query("""
                     SELECT c.relname::text AS table_name, pg_get_userbyid(c.relowner)::text AS owner
                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

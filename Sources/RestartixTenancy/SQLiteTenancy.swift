@@ -1,3 +1,4 @@
+import Foundation
 import RestartixKit
 
 /// Tenant isolation on SQLite, enforced below the query code (Documentation/RestartixTenancy.md).
@@ -17,7 +18,9 @@ import RestartixKit
 ///   all DDL, PRAGMA, ATTACH and the like. What remains is access from inside the views and
 ///   their triggers, and the foreign-key actions (cascades) of a write through a view, which
 ///   SQLite reports with no trigger named: the authorizer allows those only in a statement
-///   whose own target was a view.
+///   whose own target was a view;
+/// - a statement filter refuses any app statement whose text names a `__rows` table, so no
+///   CTE, subquery or INSERT ... SELECT can reach them either.
 enum SQLiteTenancy {
     /// The app role's grants, as on Postgres: table -> allowed writes (every table listed is readable).
     static let grants: [String: Set<Int32>] = {
@@ -50,7 +53,19 @@ enum SQLiteTenancy {
             try userSetup?(handle)
             let authorizer = Authorizer()
             try handle.setAuthorizer { authorizer.decide($0) }
+            try handle.setStatementFilter(screen)
         }
+    }
+
+    /// App SQL may not name the tables behind the views at all, in any spelling: an identifier
+    /// can be quoted or re-cased but not escaped, so the text always holds `__rows`. This is
+    /// what stops a CTE or subquery from reaching them (SQLite names a CTE like a view to the
+    /// authorizer), and what lets the authorizer admit the foreign-key actions of a write
+    /// through a view, which arrive unnamed.
+    @Sendable static func screen(_ sql: String) -> String? {
+        sql.range(of: "__rows", options: .caseInsensitive) == nil
+            ? nil
+            : "app connections may not name the tables behind the policy views"
     }
 
     /// The app connections' authorizer. One per connection; SQLite calls it on the connection's

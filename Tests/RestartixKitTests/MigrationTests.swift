@@ -261,11 +261,11 @@ struct MigrationSetTests {
         let pins: [SQLDialect: [String]] = [
             .postgres: [
                 "5a1ae1ff79b9589bcef29b625261668b87db7996b500434a5c6a609e5af4bdad",
-                "7b13309f837a2fb90daceb0b0dd540830dfabdc03e5a8ea5007c8c867aef6934",
+                "e0a7a35961c5e571cbdfa1e055115c7806d67de709739168741e09029db9767d",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
-                "eb4505ee9ca2453020e6eeff0640f5eb00af68b6da10cbcec466133f91bf7bd7",
+                "127aebdaaea68dc5dc3c3278a26038548099382138df314fd1c3db935d38cea8",
             ],
         ]
         for (dialect, checksums) in pins {

@@ -99,7 +99,7 @@ struct IsolationMatrixTests {
         case .select:
             "SELECT count(*) AS n FROM \(identifier: table.name) WHERE id = \(target)"
         case .insert:
-            table.insert(id: UUIDv7.generate(), organization: organization, tie: tie, fixture: fixture, fresh: true)
+            table.insert(id: UUIDv7.generate(), organization: organization, tie: tie, fixture: fixture, fresh: true, actor: context?.userID)
         case .update:
             "UPDATE \(identifier: table.name) SET \(identifier: table.tenantColumn) = \(identifier: table.tenantColumn) WHERE id = \(target)"
         case .delete:

@@ -30,6 +30,13 @@ struct SQLiteEnforcementTests {
             "ATTACH DATABASE ':memory:' AS other",
             "SELECT set_config('app.unscoped', 'on', true)",
             "SELECT set_config('restartix.connection_role', 'admin', true)",
+            // Shapes the authorizer alone would see as views or as a write's own cascade.
+            "WITH x AS (SELECT * FROM patients__rows) SELECT * FROM x",
+            "WITH patients AS (SELECT * FROM main.patients__rows) SELECT * FROM patients",
+            "SELECT * FROM \"PATIENTS__ROWS\"",
+            "INSERT INTO usage_records (id, organization_id, capability, units) SELECT id, organization_id, 'x', 1 FROM patients__rows",
+            "UPDATE usage_quotas SET capability = (SELECT group_concat(id) FROM patients__rows)",
+            "DELETE FROM usage_quotas WHERE EXISTS (SELECT 1 FROM patients__rows)",
         ]
         for sql in refused {
             await #expect(throws: DatabaseError.self, "\(sql)") {
@@ -43,6 +50,55 @@ struct SQLiteEnforcementTests {
             try await tx.first("SELECT count(*) AS n FROM patients")?.decode("n", as: Int.self)
         }
         #expect(count == 3)
+        // A CTE over the views stays inside the context.
+        let confined = try await databases.app.query(context, "WITH x AS (SELECT * FROM patients) SELECT count(*) AS n FROM x")
+        #expect(try confined.first?.decode("n", as: Int.self) == 2)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("a transaction whose deferred BEGIN failed runs nothing more, even when the error is caught")
+    func failedStartRunsNothing() async throws {
+        let databases = try await TenancyBackend.sqlite.open()
+        let path = try #require(databases.sqlitePath)
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        var configuration = DatabaseConfiguration(sqlitePath: path)
+        configuration.sqlite.busyTimeout = .milliseconds(50)
+        let app = TenantDatabase(configuration: configuration, logger: TenancyBackend.logger)
+        let context = fixture.context(staffOf: fixture.a)
+        // Another writer holds the file, so BEGIN IMMEDIATE fails with .busy.
+        let holder = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TenancyBackend.logger)
+        let gate = Gate()
+        let release = Gate()
+        let holding = Task {
+            try await holder.withConnection { conn in
+                try await conn.executeScript("BEGIN IMMEDIATE")
+                await gate.open()
+                await release.wait()
+                try await conn.executeScript("ROLLBACK")
+            }
+        }
+        await gate.wait()
+        var second: (any Error)?
+        await #expect(throws: DatabaseError.self) {
+            try await app.withTenant(context) { tx in
+                do {
+                    try await tx.execute("UPDATE usage_quotas SET limit_units = 1")
+                } catch {
+                    // Caught: the next statement must not run in autocommit without a context.
+                    do { try await tx.execute("UPDATE usage_quotas SET limit_units = 2") } catch let later { second = later }
+                }
+            }
+        }
+        #expect((second as? DatabaseError)?.code == .transactionAborted)
+        await release.open()
+        try await holding.value
+        let limits = try await databases.admin.unscoped(reason: "read limits after a failed start", actor: .system("tests")) { tx in
+            try await tx.query("SELECT limit_units FROM usage_quotas").map { try $0.decode("limit_units", as: Int.self) }
+        }
+        #expect(!limits.contains(1) && !limits.contains(2))
+        await holder.shutdown()
+        await app.shutdown()
         try await fixture.remove(admin: databases.admin)
         await databases.close()
     }

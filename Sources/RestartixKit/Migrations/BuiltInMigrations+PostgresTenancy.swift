@@ -219,6 +219,11 @@ $$;
 -- UPDATE or DELETE on them (grants below), so nobody changes them.
 CREATE POLICY member_append ON audit_log AS PERMISSIVE FOR INSERT TO restartix_app
     WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) = 'patient');
+-- An app user appends audit rows as itself only: no forged actor, actor kind or context.
+CREATE POLICY audit_actor ON audit_log AS RESTRICTIVE FOR INSERT TO restartix_app
+    WITH CHECK (actor_kind = 'user'
+        AND actor_user_id = (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid)
+        AND action_context IN ('normal', 'break_glass', 'impersonation'));
 
 -- users is platform-wide: the app sees itself and the members of its clinic (memberships'
 -- own policies decide who those are, so a patient sees only itself).

@@ -248,6 +248,7 @@ package final class Lease: Sendable {
     let driver: any ConnectionDriver
     private let open = Atomic<Bool>(true)
     private let failed = Atomic<Bool>(false)
+    private let startFailed = Atomic<Bool>(false)
     /// Statements (a deferred `BEGIN` and prelude) sent in front of the first statement.
     private let pending: Mutex<[(sql: String, binds: [SQLValue])]?>
 
@@ -272,36 +273,40 @@ package final class Lease: Sendable {
     /// Whether a statement failed under this lease (a transaction then refuses to commit).
     var sawFailure: Bool { failed.load(ordering: .acquiring) }
 
-    /// Runs statements on the leased driver, remembering a failure.
-    private func run<T>(_ body: (any ConnectionDriver) async throws -> T) async throws -> T {
+    /// Runs statements on the leased driver, remembering a failure. Once the deferred `BEGIN`
+    /// and prelude failed to go out with a statement, nothing more runs under this lease: a
+    /// caught error must not let later statements run outside the transaction or its context.
+    private func run<T>(_ body: (any ConnectionDriver, _ pending: [(sql: String, binds: [SQLValue])]) async throws -> T) async throws -> T {
         let driver = try live()
+        guard !startFailed.load(ordering: .acquiring) else {
+            throw DatabaseError(code: .transactionAborted, detail: "the transaction could not start; nothing more runs in it")
+        }
+        let pending = takePending()
         do {
-            return try await body(driver)
+            return try await body(driver, pending)
         } catch {
             failed.store(true, ordering: .releasing)
+            if !pending.isEmpty { startFailed.store(true, ordering: .releasing) }
             throw error
         }
     }
 
     func execute(_ query: SQLQuery) async throws -> QueryResult {
-        try await run { driver in
-            let pending = takePending()
+        try await run { driver, pending in
             if pending.isEmpty { return try await driver.execute(query) }
             return try await driver.pipeline(pending + [query.render(for: driver.dialect)]).last!
         }
     }
 
     func pipeline(_ queries: [SQLQuery]) async throws -> [QueryResult] {
-        try await run { driver in
-            let pending = takePending()
+        try await run { driver, pending in
             let results = try await driver.pipeline(pending + queries.map { $0.render(for: driver.dialect) })
             return Array(results.dropFirst(pending.count))
         }
     }
 
     func executeScript(_ sql: String) async throws {
-        try await run { driver in
-            let pending = takePending()
+        try await run { driver, pending in
             if !pending.isEmpty { _ = try await driver.pipeline(pending) }
             try await driver.executeScript(sql)
         }

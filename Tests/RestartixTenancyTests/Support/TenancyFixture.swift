@@ -264,7 +264,8 @@ struct TenantTable: Sendable, CustomStringConvertible {
 
     /// A valid INSERT of row `id` for `organization`, tied to `tie` where the table has a
     /// patient tie. `fresh` rows avoid the unique keys that fixture rows already use.
-    func insert(id: UUID, organization: UUID, tie: TenancyFixture.Patient, fixture: TenancyFixture, fresh: Bool) -> SQLQuery {
+    /// `actor` is the user writing (audit rows must name their writer).
+    func insert(id: UUID, organization: UUID, tie: TenancyFixture.Patient, fixture: TenancyFixture, fresh: Bool, actor: UUID? = nil) -> SQLQuery {
         let tag = id.uuidString.suffix(12).lowercased()
         let now = Date()
         let later = now.addingTimeInterval(3600)
@@ -282,7 +283,7 @@ struct TenantTable: Sendable, CustomStringConvertible {
         case "audit_log":
             return """
                 INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action) \
-                VALUES (\(id), \(organization), \(tie.user), 'user', 'test.write')
+                VALUES (\(id), \(organization), \(actor ?? tie.user), 'user', 'test.write')
                 """
         case "usage_records":
             return "INSERT INTO usage_records (id, organization_id, capability, units) VALUES (\(id), \(organization), 'video', 1)"
@@ -327,5 +328,22 @@ struct TenantTable: Sendable, CustomStringConvertible {
         default:
             fatalError("no row factory for \(name)")
         }
+    }
+}
+
+/// A one-shot gate that tasks can wait on (tests only).
+actor Gate {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func open() {
+        isOpen = true
+        for waiter in waiters { waiter.resume() }
+        waiters.removeAll()
     }
 }

@@ -13,6 +13,8 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     private let brokenFlag = Atomic<Bool>(false)
     /// Keeps registered function and authorizer boxes alive as long as the connection.
     private var retained: [AnyObject] = []
+    /// Refuses statement texts before they are prepared (set by the connection's setup).
+    private var statementFilter: (@Sendable (String) -> String?)?
     /// Postgres-style configuration settings (`set_config` / `current_setting`).
     private var settings = SQLiteSettings()
     /// Rows changed through INSTEAD OF triggers in the current statement, which
@@ -125,6 +127,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     /// Runs every statement of a script (no binds), one prepare at a time, so each has its own
     /// statement number for the authorizer.
     func execScriptBlocking(_ sql: String) throws {
+        try screen(sql)
         defer { endOfStatement() }
         try sql.withCString { start in
             var next: UnsafePointer<CChar>? = start
@@ -200,6 +203,17 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         }
     }
 
+    /// Installs the statement filter (from the connection's setup).
+    func setStatementFilter(_ filter: @escaping @Sendable (String) -> String?) {
+        statementFilter = filter
+    }
+
+    private func screen(_ sql: String) throws {
+        if let filter = statementFilter, let reason = filter(sql) {
+            throw DatabaseError(code: .insufficientPrivilege, detail: reason)
+        }
+    }
+
     /// Sets a session-level setting from the connection's setup; a locked one cannot be
     /// changed by `set_config` afterwards.
     func presetSetting(_ name: String, _ value: String?, locked: Bool) throws {
@@ -214,6 +228,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
             }
             return statement
         }
+        try screen(sql)
         var statement: OpaquePointer?
         // `tail` points into the C string, so it is read inside the closure that owns it.
         let (rc, hasMore) = sql.withCString { text -> (Int32, Bool) in

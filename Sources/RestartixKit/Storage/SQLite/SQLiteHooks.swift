@@ -89,6 +89,14 @@ public final class SQLiteConnectionHandle {
         try live().presetSetting(name, value, locked: locked)
     }
 
+    /// Installs a filter that sees the text of every statement or script before SQLite
+    /// prepares it; returning a reason refuses it with `.insufficientPrivilege` (the reason is
+    /// the error's detail, so it must not quote the text). It runs after this setup, so setup
+    /// statements are not filtered.
+    public func setStatementFilter(_ filter: @escaping @Sendable (String) -> String?) throws {
+        try live().setStatementFilter(filter)
+    }
+
     /// Installs an authorizer consulted while statements are prepared on this connection.
     public func setAuthorizer(_ body: @escaping @Sendable (SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision) throws {
         let connection = try live()
