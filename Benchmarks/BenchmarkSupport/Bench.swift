@@ -13,6 +13,43 @@ public enum Bench {
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
+    /// Runs `body` once in each of `clients` concurrent tasks: a warm-up that opens every pooled
+    /// connection before timing, as pgbench excludes connection time.
+    public static func concurrently(_ clients: Int, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<clients { group.addTask { try await body() } }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Runs `clients` concurrent tasks for `seconds`, each calling `operation` in a loop (with its
+    /// own cheap random generator), on `executor` when given. Returns operations per second.
+    public static func throughput(
+        clients: Int,
+        seconds: Int,
+        executor: (any TaskExecutor)?,
+        _ operation: @escaping @Sendable (inout SplitMix64) async throws -> Void
+    ) async throws -> Double {
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(seconds)
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<clients {
+                group.addTask(executorPreference: executor) {
+                    var count = 0
+                    var random = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
+                    while ContinuousClock.now < deadline {
+                        try await operation(&random)
+                        count += 1
+                    }
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - started
+        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
     public static func findPgbench() -> String {
         for candidate in ["/usr/lib/postgresql/15/bin/pgbench", "/usr/bin/pgbench", "/usr/local/bin/pgbench"]
         where FileManager.default.isExecutableFile(atPath: candidate) {

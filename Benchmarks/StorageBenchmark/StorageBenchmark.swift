@@ -67,35 +67,18 @@ struct StorageBenchmark {
         var logger = Logger(label: "benchmark")
         logger.logLevel = .error
         let database = Database(configuration: configuration, logger: logger)
-        // Open every connection before timing, as pgbench excludes connection time.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<clients { group.addTask { try await database.withConnection { _ = try await $0.query("SELECT 1") } } }
-            try await group.waitForAll()
+        try await Bench.concurrently(clients) { try await database.withConnection { _ = try await $0.query("SELECT 1") } }
+        let tps = try await Bench.throughput(
+            clients: clients,
+            seconds: seconds,
+            executor: preferIOExecutor ? database.taskExecutor : nil
+        ) { random in
+            let aid = Int.random(in: 1...100_000, using: &random)
+            let rows = try await database.query("SELECT abalance FROM pgbench_accounts WHERE aid = \(aid)")
+            precondition(rows.count == 1)
         }
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        let started = ContinuousClock.now
-        let total = try await withThrowingTaskGroup(of: Int.self) { group in
-            let executor = preferIOExecutor ? database.taskExecutor : nil
-            for _ in 0..<clients {
-                group.addTask(executorPreference: executor) {
-                    var count = 0
-                    // A cheap generator, as pgbench's own: SystemRandomNumberGenerator would make
-                    // a getrandom system call per query and charge it to the kit.
-                    var random = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
-                    while ContinuousClock.now < deadline {
-                        let aid = Int.random(in: 1...100_000, using: &random)
-                        let rows = try await database.query("SELECT abalance FROM pgbench_accounts WHERE aid = \(aid)")
-                        precondition(rows.count == 1)
-                        count += 1
-                    }
-                    return count
-                }
-            }
-            return try await group.reduce(0, +)
-        }
-        let elapsed = ContinuousClock.now - started
         await database.shutdown()
-        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return tps
     }
 
     static func pgbenchTPS(_ pgbench: String, url: String, clients: Int, seconds: Int) throws -> Double {

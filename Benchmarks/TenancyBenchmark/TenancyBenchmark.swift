@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RestartixKit
 import RestartixTenancy
+import Synchronization
 
 /// A tenant-scoped primary-key read transaction through PgBouncer, beside pgbench running the
 /// identical transaction (BEGIN; SELECT set_config x3; SELECT; COMMIT) in the same run, with
@@ -98,36 +99,23 @@ struct TenancyBenchmark {
         configuration.maximumConnections = clients
         let app = TenantDatabase(configuration: configuration, logger: logger)
         let context = try TenantContext(organizationID: organization, userID: user, role: "specialist")
-        // Open every connection before timing, as pgbench excludes connection time.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<clients { group.addTask { _ = try await app.query(context, "SELECT 1") } }
-            try await group.waitForAll()
-        }
+        try await Bench.concurrently(clients) { _ = try await app.query(context, "SELECT 1") }
         let waitsBefore = Database.postgresRoundTrips
-        let started = ContinuousClock.now
-        let deadline = started + .seconds(seconds)
-        let total = try await withThrowingTaskGroup(of: Int.self) { group in
-            let executor = preferIOExecutor ? app.taskExecutor : nil
-            for _ in 0..<clients {
-                group.addTask(executorPreference: executor) {
-                    var count = 0
-                    var random = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
-                    while ContinuousClock.now < deadline {
-                        let n = Int.random(in: 1...rows, using: &random)
-                        let found = try await app.query(context, "\(unsafeRaw: select)\(n)\(unsafeRaw: selectTail)")
-                        precondition(found.count == 1, "row-level security hid a row of the context's own clinic")
-                        count += 1
-                    }
-                    return count
-                }
-            }
-            return try await group.reduce(0, +)
+        let transactions = Atomic<Int>(0)
+        let tps = try await Bench.throughput(
+            clients: clients,
+            seconds: seconds,
+            executor: preferIOExecutor ? app.taskExecutor : nil
+        ) { random in
+            let n = Int.random(in: 1...rows, using: &random)
+            let found = try await app.query(context, "\(unsafeRaw: select)\(n)\(unsafeRaw: selectTail)")
+            precondition(found.count == 1, "row-level security hid a row of the context's own clinic")
+            transactions.add(1, ordering: .relaxed)
         }
-        let elapsed = ContinuousClock.now - started
-        let roundTrips = Double(Database.postgresRoundTrips - waitsBefore) / Double(max(total, 1))
+        let waits = Database.postgresRoundTrips - waitsBefore
+        let roundTrips = Double(waits) / Double(max(transactions.load(ordering: .relaxed), 1))
         await app.shutdown()
-        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return (Double(total) / secondsElapsed, roundTrips)
+        return (tps, roundTrips)
     }
 
     static func pgbenchTPS(_ pgbench: String, script: String, url: String, clients: Int, seconds: Int) throws -> Double {

@@ -67,12 +67,12 @@ public final class AdminDatabase: Sendable, Service {
         actor: PlatformActor,
         _ body: (borrowing AdminTransaction) async throws -> T
     ) async throws -> T {
-        let prelude: SQLQuery = """
-            SELECT set_config('app.current_org_id', \(organizationID.uuidString.lowercased()), true), \
-            set_config('app.current_user_id', \(actor.userID?.uuidString.lowercased() ?? ""), true), \
-            set_config('app.current_role', '', true), \
-            set_config('app.unscoped', '', true)
-            """
+        let prelude = TenantDatabase.settingsStatement(
+            organization: organizationID.uuidString.lowercased(),
+            user: actor.userID?.uuidString.lowercased() ?? "",
+            role: "",
+            unscoped: ""
+        )
         return try await database.transaction(deferredPrelude: [prelude]) { tx in
             try await body(AdminTransaction(lease: tx.lease, actor: actor, organizationID: organizationID))
         }
@@ -99,12 +99,12 @@ public final class AdminDatabase: Sendable, Service {
             actionContext: actor.actionContext,
             metadata: metadata
         )
-        let prelude: SQLQuery = """
-            SELECT set_config('app.unscoped', 'on', true), \
-            set_config('app.current_org_id', '', true), \
-            set_config('app.current_user_id', \(actor.userID?.uuidString.lowercased() ?? ""), true), \
-            set_config('app.current_role', '', true)
-            """
+        let prelude = TenantDatabase.settingsStatement(
+            organization: "",
+            user: actor.userID?.uuidString.lowercased() ?? "",
+            role: "",
+            unscoped: "on"
+        )
         return try await database.transaction(deferredPrelude: [prelude, audit]) { tx in
             try await body(AdminTransaction(lease: tx.lease, actor: actor, organizationID: nil))
         }

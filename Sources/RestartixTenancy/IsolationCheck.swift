@@ -47,21 +47,20 @@ enum IsolationCheck {
             if try me.decode("rolsuper", as: Bool.self) { problems.append("role \(name) is a superuser") }
             if try me.decode("rolbypassrls", as: Bool.self) { problems.append("role \(name) has BYPASSRLS") }
 
-            do {
-                let owned = try await connection.query("""
-                    SELECT c.relname::text AS table_name, pg_get_userbyid(c.relowner)::text AS owner
-                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-                      AND pg_has_role(current_user, c.relowner, 'MEMBER')
-                    ORDER BY 1
-                    """)
-                for row in owned {
-                    let table = try row.decode("table_name", as: String.self)
-                    let owner = try row.decode("owner", as: String.self)
-                    problems.append(owner == name
-                        ? "role \(name) owns table \(table)"
-                        : "role \(name) is a member of \(owner), which owns table \(table)")
-                }
+            // The connected role must not own (or be able to become the owner of) any table.
+            let owned = try await connection.query("""
+                SELECT c.relname::text AS table_name, pg_get_userbyid(c.relowner)::text AS owner
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+                  AND pg_has_role(current_user, c.relowner, 'MEMBER')
+                ORDER BY 1
+                """)
+            for row in owned {
+                let table = try row.decode("table_name", as: String.self)
+                let owner = try row.decode("owner", as: String.self)
+                problems.append(owner == name
+                    ? "role \(name) owns table \(table)"
+                    : "role \(name) is a member of \(owner), which owns table \(table)")
             }
 
             let listed = try await connection.first("""

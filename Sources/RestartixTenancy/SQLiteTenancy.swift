@@ -125,7 +125,8 @@ enum SQLiteTenancy {
                 return problems
             }
             let listed = try await connection.query("SELECT table_name FROM restartix_tenant_tables ORDER BY table_name")
-            for table in try listed.map({ try $0.decode("table_name", as: String.self) }) + ["users"] {
+            let protected = try listed.map { try $0.decode("table_name", as: String.self) } + ["users"]
+            for table in protected {
                 if !present.contains("view:\(table)") || !present.contains("table:\(table)__rows") {
                     problems.append("tenant table \(table) is not behind its policy view (\(table) over \(table)__rows)")
                     continue

@@ -96,14 +96,23 @@ public final class TenantDatabase: Sendable, Service {
 
     /// The one statement that sets a context: three transaction-scoped settings, bound values.
     static func contextStatement(_ context: TenantContext) -> SQLQuery {
-        let organization = context.organizationID.uuidString.lowercased()
-        let user = context.userID.uuidString.lowercased()
-        let role = context.role.rawValue
-        return """
+        settingsStatement(
+            organization: context.organizationID.uuidString.lowercased(),
+            user: context.userID.uuidString.lowercased(),
+            role: context.role.rawValue
+        )
+    }
+
+    /// `SELECT set_config(...)` for the settings the policies read, each transaction-local and
+    /// bound; `unscoped` is written only when given (admin transactions), '' clearing a setting.
+    static func settingsStatement(organization: String, user: String, role: String, unscoped: String? = nil) -> SQLQuery {
+        var statement: SQLQuery = """
             SELECT set_config('app.current_org_id', \(organization), true), \
             set_config('app.current_user_id', \(user), true), \
             set_config('app.current_role', \(role), true)
             """
+        if let unscoped { statement.append(", set_config('app.unscoped', \(unscoped), true)") }
+        return statement
     }
 }
 
