@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
-"""Generates SQLite migration 2 (row-level security emulation) from the schema of migration 1.
+"""Generates SQLite migrations 2 and 3 (row-level security emulation) from the schema of migration 1.
 
-The output is Sources/RestartixKit/Migrations/BuiltInMigrations+SQLiteTenancy.swift: plain,
+The output is Sources/RestartixKit/Migrations/BuiltInMigrations+SQLiteTenancy.swift (2) and
+BuiltInMigrations+SQLiteTenancy3.swift (3): plain,
 reviewable SQL in a Swift string literal, like every migration. The rules here are the same
 as the Postgres policies of migration 2 (BuiltInMigrations+PostgresTenancy.swift); see
 Documentation/RestartixTenancy.md for the design. Applied migrations are immutable: run this
 only to write a new migration, never to change an applied one (the migrator refuses a changed
 checksum, and a test pins this one).
 
-    python3 Scripts/dev/generate-sqlite-rls.py > Sources/RestartixKit/Migrations/BuiltInMigrations+SQLiteTenancy.swift
+    python3 Scripts/dev/generate-sqlite-rls.py
 """
 import pathlib
 import re
 import sqlite3
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "Sources/RestartixKit/Migrations/BuiltInMigrations+SQLite.swift"
+OUT = ROOT / "Sources/RestartixKit/Migrations"
+SOURCE = OUT / "BuiltInMigrations+SQLite.swift"
 
 ORG = "nullif(current_setting('app.current_org_id', 1), '')"
 USER = "nullif(current_setting('app.current_user_id', 1), '')"
@@ -61,7 +63,21 @@ APP_EXTRA = {
 READ_ONLY_COMMANDS = {"audit_log": {"update", "delete"}}
 
 
-def allowed(table, ref, command):
+SESSION = "nullif(current_setting('app.session_id', 1), '')"
+# Migration 3: the elevated-session rules (as on Postgres). A break-glass or impersonation
+# transaction names its session in app.session_id; that session row is readable in it, and an
+# impersonation audit row names the staff member behind the session as its actor.
+SESSION_READ_V3 = {"break_glass_sessions", "patient_impersonation_sessions"}
+APP_EXTRA_V3 = {
+    ("audit_log", "insert"): "{r}.actor_kind = 'user' "
+                             "AND coalesce({r}.action_context, 'normal') IN ('normal', 'break_glass', 'impersonation') "
+                             "AND ({r}.actor_user_id = {user} OR (coalesce({r}.action_context, 'normal') = 'impersonation' "
+                             "AND {r}.actor_user_id = (SELECT s.user_id FROM patient_impersonation_sessions__rows s "
+                             f"WHERE s.id = {SESSION} AND s.organization_id = {{r}}.organization_id)))",
+}
+
+
+def allowed(table, ref, command, version=2):
     """The rule for one row (`ref` is r, NEW or OLD) and one command, as SQL."""
     if table == "users":
         if command == "select":
@@ -78,7 +94,9 @@ def allowed(table, ref, command):
         patient.append(own_sql.format(r=ref, user=USER))
     if patient:
         who.append(f"({ROLE} = 'patient' AND ({' OR '.join(patient)}))")
-    extra = APP_EXTRA.get((table, command))
+    if version >= 3 and command == "select" and table in SESSION_READ_V3:
+        who.append(f"{ref}.id = {SESSION}")
+    extra = (APP_EXTRA_V3 if version >= 3 else APP_EXTRA).get((table, command))
     extra = f" AND {extra.format(r=ref, user=USER)}" if extra else ""
     app = f"({IS_APP} AND {ref}.{column} = {ORG} AND ({' OR '.join(who)}){extra})"
     return f"({admin} OR {app})"
@@ -90,9 +108,54 @@ def migration_one():
     return match.group(1)
 
 
-def main():
-    db = sqlite3.connect(":memory:")
-    db.executescript(migration_one())
+def emit_table(db, emit, table, version, rename):
+    """The policy view of `table` and its INSTEAD OF triggers, from the table's current columns."""
+    rows = f"{table}__rows"
+    columns = db.execute(f"PRAGMA table_info({table if rename else rows})").fetchall()
+    names = [c[1] for c in columns]
+    rule = lambda ref, command: allowed(table, ref, command, version)
+    emit(f"-- {table}")
+    if rename:
+        emit(f"ALTER TABLE {table} RENAME TO {table}__rows;")
+    emit(f"CREATE VIEW {table} AS SELECT * FROM {table}__rows AS r WHERE {rule('r', 'select')};")
+    denied = READ_ONLY_COMMANDS.get(table, set())
+    message = f"'new row violates row-level security policy for table \"{table}\"'"
+    values = []
+    for (_cid, name, _type, notnull, default, _pk) in columns:
+        values.append(f"coalesce(NEW.{name}, {default})" if notnull and default is not None else f"NEW.{name}")
+    emit(f"CREATE TRIGGER {table}__insert INSTEAD OF INSERT ON {table} BEGIN")
+    emit(f"    SELECT RAISE(ABORT, {message}) WHERE NOT coalesce({rule('NEW', 'insert')}, 0);")
+    emit(f"    INSERT INTO {table}__rows ({', '.join(names)})")
+    emit(f"        VALUES ({', '.join(values)});")
+    emit("    SELECT restartix_count_changes(changes());")
+    emit("END;")
+    denial = f"'permission denied for table {table}'"
+    if "update" in denied:
+        emit(f"CREATE TRIGGER {table}__update INSTEAD OF UPDATE ON {table} BEGIN")
+        emit(f"    SELECT RAISE(ABORT, {denial});")
+        emit("END;")
+    else:
+        assignments = ", ".join(f"{n} = NEW.{n}" for n in names)
+        emit(f"CREATE TRIGGER {table}__update INSTEAD OF UPDATE ON {table} BEGIN")
+        emit(f"    SELECT RAISE(ABORT, {message})")
+        emit(f"        WHERE coalesce({rule('OLD', 'update')}, 0) AND NOT coalesce({rule('NEW', 'update')}, 0);")
+        emit(f"    UPDATE {table}__rows SET {assignments}")
+        emit(f"        WHERE id = OLD.id AND coalesce({rule('OLD', 'update')}, 0);")
+        emit("    SELECT restartix_count_changes(changes());")
+        emit("END;")
+    if "delete" in denied:
+        emit(f"CREATE TRIGGER {table}__delete INSTEAD OF DELETE ON {table} BEGIN")
+        emit(f"    SELECT RAISE(ABORT, {denial});")
+        emit("END;")
+    else:
+        emit(f"CREATE TRIGGER {table}__delete INSTEAD OF DELETE ON {table} BEGIN")
+        emit(f"    DELETE FROM {table}__rows WHERE id = OLD.id AND coalesce({rule('OLD', 'delete')}, 0);")
+        emit("    SELECT restartix_count_changes(changes());")
+        emit("END;")
+    emit("")
+
+
+def migration_two(db):
     out = []
     emit = out.append
     emit("-- Generated by Scripts/dev/generate-sqlite-rls.py from migration 1; do not edit by hand.")
@@ -107,62 +170,64 @@ def main():
         emit(f"INSERT INTO restartix_tenant_tables (table_name, tenant_column) VALUES ('{table}', '{column}');")
     emit("")
     for table in list(TENANT) + ["users"]:
-        columns = db.execute(f"PRAGMA table_info({table})").fetchall()
-        names = [c[1] for c in columns]
-        emit(f"-- {table}")
-        emit(f"ALTER TABLE {table} RENAME TO {table}__rows;")
-        emit(f"CREATE VIEW {table} AS SELECT * FROM {table}__rows AS r WHERE {allowed(table, 'r', 'select')};")
-        denied = READ_ONLY_COMMANDS.get(table, set())
-        message = f"'new row violates row-level security policy for table \"{table}\"'"
-        values = []
-        for (_cid, name, _type, notnull, default, _pk) in columns:
-            values.append(f"coalesce(NEW.{name}, {default})" if notnull and default is not None else f"NEW.{name}")
-        emit(f"CREATE TRIGGER {table}__insert INSTEAD OF INSERT ON {table} BEGIN")
-        emit(f"    SELECT RAISE(ABORT, {message}) WHERE NOT coalesce({allowed(table, 'NEW', 'insert')}, 0);")
-        emit(f"    INSERT INTO {table}__rows ({', '.join(names)})")
-        emit(f"        VALUES ({', '.join(values)});")
-        emit("    SELECT restartix_count_changes(changes());")
-        emit("END;")
-        denial = f"'permission denied for table {table}'"
-        if "update" in denied:
-            emit(f"CREATE TRIGGER {table}__update INSTEAD OF UPDATE ON {table} BEGIN")
-            emit(f"    SELECT RAISE(ABORT, {denial});")
-            emit("END;")
-        else:
-            assignments = ", ".join(f"{n} = NEW.{n}" for n in names)
-            emit(f"CREATE TRIGGER {table}__update INSTEAD OF UPDATE ON {table} BEGIN")
-            emit(f"    SELECT RAISE(ABORT, {message})")
-            emit(f"        WHERE coalesce({allowed(table, 'OLD', 'update')}, 0) AND NOT coalesce({allowed(table, 'NEW', 'update')}, 0);")
-            emit(f"    UPDATE {table}__rows SET {assignments}")
-            emit(f"        WHERE id = OLD.id AND coalesce({allowed(table, 'OLD', 'update')}, 0);")
-            emit("    SELECT restartix_count_changes(changes());")
-            emit("END;")
-        if "delete" in denied:
-            emit(f"CREATE TRIGGER {table}__delete INSTEAD OF DELETE ON {table} BEGIN")
-            emit(f"    SELECT RAISE(ABORT, {denial});")
-            emit("END;")
-        else:
-            emit(f"CREATE TRIGGER {table}__delete INSTEAD OF DELETE ON {table} BEGIN")
-            emit(f"    DELETE FROM {table}__rows WHERE id = OLD.id AND coalesce({allowed(table, 'OLD', 'delete')}, 0);")
-            emit("    SELECT restartix_count_changes(changes());")
-            emit("END;")
-        emit("")
-    sql = "\n".join(out).rstrip() + "\n"
-    # Check the generated SQL applies on top of migration 1 before printing it.
-    db.create_function("restartix_count_changes", 1, lambda n: n)
-    db.create_function("current_setting", 2, lambda name, missing: None)
-    db.executescript(sql)
-    print('''// Row-level security emulation for SQLite: migration 2, generated by
+        emit_table(db, emit, table, 2, rename=True)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def migration_three(db):
+    out = []
+    emit = out.append
+    emit("-- Generated by Scripts/dev/generate-sqlite-rls.py; do not edit by hand.")
+    emit("-- Clerk organization ids on organizations (the principal lookup), and the elevated-session")
+    emit("-- rules: views and triggers of the changed tables are dropped and made again.")
+    emit("")
+    emit("ALTER TABLE organizations__rows ADD COLUMN clerk_organization_id TEXT")
+    emit("    CHECK (clerk_organization_id IS NULL OR length(clerk_organization_id) BETWEEN 1 AND 255);")
+    emit("CREATE UNIQUE INDEX organizations_clerk_organization_id_key ON organizations__rows (clerk_organization_id);")
+    emit("")
+    db.executescript("\n".join(out))  # the views below are made from the new columns
+    for table in ["organizations", "break_glass_sessions", "patient_impersonation_sessions", "audit_log"]:
+        emit(f"DROP VIEW {table};")
+        emit_table(db, emit, table, 3, rename=False)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def swift_file(version, name, symbol, sql, header):
+    return (header + f'''
+extension MigrationSet {{
+    static let {symbol} = Migration(version: {version}, name: "{name}", sql: sqlite000{version})
+}}
+
+private let sqlite000{version} = #"""
+''' + sql + '"""#\n')
+
+
+def main():
+    def database():
+        db = sqlite3.connect(":memory:")
+        db.create_function("restartix_count_changes", 1, lambda n: n)
+        db.create_function("current_setting", 2, lambda name, missing: None)
+        db.executescript(migration_one())
+        return db
+
+    work = database()
+    two = migration_two(work)
+    work.executescript(two)
+    three = migration_three(work)
+    # Check that the migrations apply in order on a fresh database before writing them.
+    check = database()
+    check.executescript(two)
+    check.executescript(three)
+    (OUT / "BuiltInMigrations+SQLiteTenancy.swift").write_text(swift_file(2, "row_level_security", "sqliteTenancy", two,
+        '''// Row-level security emulation for SQLite: migration 2, generated by
 // Scripts/dev/generate-sqlite-rls.py (do not edit by hand; applied migrations are immutable).
 // The rules are those of the Postgres policies in BuiltInMigrations+PostgresTenancy.swift.
-
-extension MigrationSet {
-    static let sqliteTenancy = Migration(version: 2, name: "row_level_security", sql: sqlite0002)
-}
-
-private let sqlite0002 = #"""''')
-    print(sql, end="")
-    print('"""#')
+'''))
+    (OUT / "BuiltInMigrations+SQLiteTenancy3.swift").write_text(swift_file(3, "principals_and_elevated_sessions", "sqliteTenancy3", three,
+        '''// SQLite migration 3, generated by Scripts/dev/generate-sqlite-rls.py (do not edit by hand;
+// applied migrations are immutable). The rules are those of Postgres migration 3 in
+// BuiltInMigrations+PostgresTenancy3.swift.
+'''))
 
 
 if __name__ == "__main__":

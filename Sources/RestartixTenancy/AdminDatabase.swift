@@ -62,6 +62,7 @@ public final class AdminDatabase: Sendable, Service {
     public var dialect: SQLDialect { database.dialect }
 
     /// Platform work inside one clinic: rows of other clinics stay invisible.
+    @discardableResult
     public func withOrganization<T>(
         _ organizationID: UUID,
         actor: PlatformActor,
@@ -81,6 +82,7 @@ public final class AdminDatabase: Sendable, Service {
     /// Cross-clinic platform work, explicit and audited: one audit row per transaction naming
     /// the actor and `reason` (8-500 characters, one line, no PHI) goes out with `BEGIN`, and
     /// commits or rolls back with the body.
+    @discardableResult
     public func unscoped<T>(
         reason: String,
         actor: PlatformActor,
@@ -108,6 +110,13 @@ public final class AdminDatabase: Sendable, Service {
         return try await database.transaction(deferredPrelude: [prelude, audit]) { tx in
             try await body(AdminTransaction(lease: tx.lease, actor: actor, organizationID: nil))
         }
+    }
+
+    /// The principal lookup of ``PrincipalResolver``: one fixed read across clinics (ids, a role,
+    /// a status), in one round trip, with no audit row. Internal: nothing else may use it.
+    func principalLookup(_ query: SQLQuery) async throws -> SQLRow? {
+        let prelude = TenantDatabase.settingsStatement(organization: "", user: "", role: "", unscoped: "on")
+        return try await database.pipelinedTransaction(prelude: [prelude], statement: query).rows.first
     }
 
     /// The boot check for the admin role: throws when it could bypass row-level security

@@ -43,12 +43,19 @@ public struct AuditEvent: Sendable, Hashable {
     /// The INSERT for a user acting in a clinic.
     func insert(context: TenantContext) throws(TenancyError) -> SQLQuery {
         var metadata = try validated().metadata
-        if let session = context.actionContext.sessionID {
+        var actor = context.userID
+        switch context.actionContext {
+        case .normal: break
+        case .breakGlass(let session):
             metadata["session_id"] = session.uuidString.lowercased()
+        case .impersonation(let session, let staff):
+            metadata["session_id"] = session.uuidString.lowercased()
+            metadata["acting_as_user_id"] = context.userID.uuidString.lowercased()
+            actor = staff
         }
         return insert(
             organizationID: context.organizationID,
-            actorUserID: context.userID,
+            actorUserID: actor,
             actorKind: "user",
             actionContext: context.actionContext.auditValue,
             metadata: metadata

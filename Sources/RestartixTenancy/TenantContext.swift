@@ -25,10 +25,12 @@ public enum TenantRole: String, Sendable, Hashable, CaseIterable, Codable {
 public enum ActionContext: Sendable, Hashable {
     /// Ordinary work by a member of the clinic.
     case normal
-    /// Emergency access under an open break-glass session.
+    /// Emergency access under an open break-glass session (see ``ElevatedSessions``); the
+    /// context's user is the one who opened it.
     case breakGlass(sessionID: UUID)
-    /// A staff member acting as a patient under an open impersonation session.
-    case impersonation(sessionID: UUID)
+    /// A staff member (`actorUserID`) acting as a patient under an open impersonation session;
+    /// the context's user and role are the patient's, audit rows name the staff member.
+    case impersonation(sessionID: UUID, actorUserID: UUID)
 
     /// The `audit_log.action_context` value.
     public var auditValue: String {
@@ -43,9 +45,13 @@ public enum ActionContext: Sendable, Hashable {
     public var sessionID: UUID? {
         switch self {
         case .normal: nil
-        case .breakGlass(let id), .impersonation(let id): id
+        case .breakGlass(let id), .impersonation(let id, _): id
         }
     }
+
+    /// Whether the context runs under a break-glass or impersonation session, which every
+    /// transaction checks is still open and audits.
+    public var isElevated: Bool { sessionID != nil }
 }
 
 /// Who is acting, for which clinic: the only way into the app database.

@@ -53,12 +53,24 @@ public final class TenantDatabase: Sendable, Service {
     ///
     /// `BEGIN`, the context and the first statement of `body` go out in one round trip; the
     /// commit is a second. For one statement, ``query(_:_:)`` and ``execute(_:_:)`` need only one.
+    ///
+    /// Under a break-glass or impersonation context the first statement, in that same round
+    /// trip, appends the access audit row, and only if the session is still open (not closed,
+    /// not expired by the database's clock): otherwise the transaction rolls back before `body`
+    /// runs and the call throws ``TenancyError/Code/sessionNotOpen``.
+    @discardableResult
     public func withTenant<T>(
         _ context: TenantContext,
         _ body: (borrowing TenantTransaction) async throws -> T
     ) async throws -> T {
         try await database.transaction(deferredPrelude: [Self.contextStatement(context)]) { tx in
-            try await body(TenantTransaction(lease: tx.lease, context: context))
+            let transaction = TenantTransaction(lease: tx.lease, context: context)
+            if let gate = ElevatedSessions.accessGate(context, dialect: tx.dialect) {
+                guard try await transaction.execute(gate) == 1 else {
+                    throw TenancyError(.sessionNotOpen, "the \(context.actionContext.auditValue) session is closed, expired or not this user's")
+                }
+            }
+            return try await body(transaction)
         }
     }
 
@@ -78,8 +90,14 @@ public final class TenantDatabase: Sendable, Service {
 
     /// Runs one statement in its own transaction scoped to `context` and returns its full
     /// result; one round trip.
+    ///
+    /// Under a break-glass or impersonation context this is ``withTenant(_:_:)`` with one
+    /// statement (two round trips: the session check and audit row, then the statement).
     public func run(_ context: TenantContext, _ query: SQLQuery) async throws -> QueryResult {
-        try await database.pipelinedTransaction(prelude: [Self.contextStatement(context)], statement: query)
+        if context.actionContext.isElevated {
+            return try await withTenant(context) { tx in try await tx.run(query) }
+        }
+        return try await database.pipelinedTransaction(prelude: [Self.contextStatement(context)], statement: query)
     }
 
     /// The boot check: throws ``TenancyError/Code/unsafeDatabase`` naming every problem when
@@ -95,12 +113,17 @@ public final class TenantDatabase: Sendable, Service {
     public func shutdown() async { await database.shutdown() }
 
     /// The one statement that sets a context: three transaction-scoped settings, bound values.
+    /// Elevated contexts also name their session in `app.session_id`, which the policies read.
     static func contextStatement(_ context: TenantContext) -> SQLQuery {
-        settingsStatement(
+        var statement = settingsStatement(
             organization: context.organizationID.uuidString.lowercased(),
             user: context.userID.uuidString.lowercased(),
             role: context.role.rawValue
         )
+        if let session = context.actionContext.sessionID {
+            statement.append(", set_config('app.session_id', \(session.uuidString.lowercased()), true)")
+        }
+        return statement
     }
 
     /// `SELECT set_config(...)` for the settings the policies read, each transaction-local and

@@ -130,10 +130,58 @@ struct CoreAPITests {
         #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "http"]) }
         #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "70000"]) }
         #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["LOG_LEVEL": "loud"]) }
+        let production = #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "production"]) }
+        #expect(production?.description.contains("CLERK_ISSUER") == true, "no local development issuer in production")
+        #expect(throws: PrincipalError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "prod"]) }
+        let clerk = try CoreAPIConfiguration(environment: [
+            "APP_ENV": "production", "CLERK_ISSUER": "https://clerk.example.com",
+            "CLERK_AUTHORIZED_PARTIES": "https://app.example.com, https://admin.example.com",
+        ])
+        #expect(clerk.clerk?.jwksURL == "https://clerk.example.com/.well-known/jwks.json")
+        #expect(clerk.clerk?.authorizedParties == ["https://app.example.com", "https://admin.example.com"])
         let error = #expect(throws: DatabaseError.self) {
             try CoreAPIConfiguration(environment: ["DATABASE_URL": "mysql://u:hunter2@db/x"])
         }
         #expect(error?.code == .configuration)
         #expect(error.map { !$0.description.contains("hunter2") } == true)
+    }
+
+    @Test("GET /v1/me: a member's context; 401 for a bad token, 403 for a non-member, nothing secret")
+    func me() async throws {
+        var (configuration, sqlitePath) = embeddedConfiguration()
+        let path = sqlitePath
+        let secret = String(repeating: "d", count: 40)
+        configuration.devTokenSecret = secret
+        let app = try await buildApplication(configuration: configuration)
+        let issuer = try await LocalDevIssuer(environment: .test, secret: secret)
+        let org = UUIDv7.generate(), member = UUIDv7.generate(), outsider = UUIDv7.generate()
+        try await app.test(.live) { client in
+            // The server is up, so migrations ran: add a clinic, a member and an outsider.
+            let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: .init(label: "test"))
+            try await admin.unscoped(reason: "core api test fixture", actor: .system("core-api-tests")) { tx in
+                try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), 'me-clinic', 'Me clinic')")
+                try await tx.execute("INSERT INTO users (id) VALUES (\(member)), (\(outsider))")
+                try await tx.execute("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(org), \(member), 'assistant')")
+            }
+            await admin.shutdown()
+            let good = try await issuer.issue(user: member, organization: org)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(good)"]) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains(#""role":"assistant""#))
+            }
+            try await client.execute(uri: "/v1/me", method: .get) { #expect($0.status == .unauthorized) }
+            let forged = try await LocalDevIssuer(environment: .test).issue(user: member, organization: org)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(forged)"]) { response in
+                #expect(response.status == .unauthorized)
+                #expect(String(buffer: response.body).contains("invalidSignature"))
+                #expect(!String(buffer: response.body).contains(forged.prefix(30)))
+            }
+            let stranger = try await issuer.issue(user: outsider, organization: org)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(stranger)"]) { response in
+                #expect(response.status == .forbidden)
+                #expect(String(buffer: response.body).contains("notAMember"))
+            }
+        }
+        try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
 }

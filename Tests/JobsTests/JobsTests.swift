@@ -76,6 +76,49 @@ struct JobsTests {
         #expect(roll.stdout.contains("nothing to do"))
     }
 
+    @Test("expired-sessions-sweep closes an expired session once and audits it; a second run closes nothing")
+    func expiredSessionsSweep() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("jobs.sqlite").path
+        #expect(try await run(["migrate", "--database-url", "sqlite://" + path]).status == 0)
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let org = UUIDv7.generate(), user = UUIDv7.generate(), expired = UUIDv7.generate(), open = UUIDv7.generate()
+        try await db.transaction { tx in
+            // A platform (non-app) connection sees every clinic with app.unscoped set.
+            try await tx.execute("SELECT set_config('app.unscoped', 'on', true)")
+            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), 'sweep-clinic', 'Sweep clinic')")
+            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+            try await tx.execute("""
+                INSERT INTO break_glass_sessions (id, organization_id, user_id, reason, opened_at, expires_at) VALUES \
+                (\(expired), \(org), \(user), 'expired emergency access', \(Date().addingTimeInterval(-7200)), \(Date().addingTimeInterval(-3600))), \
+                (\(open), \(org), \(user), 'current emergency access', \(Date().addingTimeInterval(-60)), \(Date().addingTimeInterval(3600)))
+                """)
+        }
+        let first = try await run(["expired-sessions-sweep", "--database-url", "sqlite://" + path])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("closed 1 break-glass and 0 impersonation sessions"), "\(first.stdout)")
+        let second = try await run(["expired-sessions-sweep", "--database-url", "sqlite://" + path])
+        #expect(second.stdout.contains("closed 0 break-glass and 0 impersonation sessions"), "\(second.stdout)")
+        let rows = try await db.transaction { tx in
+            try await tx.execute("SELECT set_config('app.unscoped', 'on', true)")
+            return try await tx.query("""
+                SELECT s.id, s.closed_by, s.closed_at = s.expires_at AS at_expiry, \
+                (SELECT count(*) FROM audit_log a WHERE a.resource_id = s.id AND a.action = 'break_glass.expire' AND a.actor_kind = 'system') AS audits \
+                FROM break_glass_sessions s ORDER BY s.id
+                """)
+        }
+        await db.shutdown()
+        #expect(rows.count == 2)
+        #expect(try rows[0].decode("id", as: UUID.self) == expired)
+        #expect(try rows[0].decode("closed_by", as: String?.self) == "expiry")
+        #expect(try rows[0].decode("at_expiry", as: Int.self) == 1)
+        #expect(try rows[0].decode("audits", as: Int.self) == 1)
+        #expect(try rows[1].decode("closed_by", as: String?.self) == nil, "an open session is left alone")
+        #expect(try rows[1].decode("audits", as: Int.self) == 0)
+    }
+
     @Test("migrate and partition roll on Postgres; the password may come from PGPASSWORD")
     func postgres() async throws {
         let environment = ProcessInfo.processInfo.environment

@@ -5,6 +5,7 @@ extension MigrationSet {
     static let postgresMigrations: [Migration] = [
         Migration(version: 1, name: "initial_schema", sql: postgres0001),
         postgresTenancy,
+        postgresTenancy3,
     ]
 }
 

@@ -7,6 +7,7 @@ extension MigrationSet {
     static let sqliteMigrations: [Migration] = [
         Migration(version: 1, name: "initial_schema", sql: sqlite0001),
         sqliteTenancy,
+        sqliteTenancy3,
     ]
 }
 

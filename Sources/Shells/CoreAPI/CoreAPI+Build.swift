@@ -19,21 +19,63 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     }
     let database = Database(configuration: configuration.database, logger: logger)
     let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: logger)
+    let admin = AdminDatabase(configuration: configuration.database, logger: logger)
+    let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: logger)
 
     let router = Router()
     router.add(middleware: LogRequestsMiddleware(.debug))
     addHealthRoutes(to: router, database: database)
+    addPrincipalRoutes(to: router, resolver: resolver)
 
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-core-api"),
-        services: [database, tenants],
+        services: [database, tenants, admin],
         logger: logger
     )
     app.beforeServerStarts {
         try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: logger)
     }
     return app
+}
+
+/// Clerk when configured; otherwise the local development issuer, which
+/// ``LocalDevIssuer/init(environment:secret:clock:)`` refuses in production.
+func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminDatabase, logger: Logger) async throws -> PrincipalResolver {
+    if let clerk = configuration.clerk {
+        return PrincipalResolver(issuer: .clerk(try ClerkSessionVerifier(configuration: clerk, logger: logger)), admin: admin)
+    }
+    let dev = try await LocalDevIssuer(environment: configuration.environment, secret: configuration.devTokenSecret)
+    logger.notice("No CLERK_ISSUER: accepting local development tokens only (refused in production)")
+    return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin)
+}
+
+/// `GET /v1/me`: the tenant context a bearer token resolves to (organization, user, role), or
+/// the reason it resolves to none: 401 for an unusable token, 403 for a non-member or an
+/// inactive clinic, 503 when the issuer's keys cannot be fetched. Bodies name the check, never
+/// the token.
+func addPrincipalRoutes(to router: Router<BasicRequestContext>, resolver: PrincipalResolver) {
+    router.get("v1/me") { request, _ -> Response in
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            return jsonResponse(.unauthorized, #"{"error":"missingToken","detail":"send Authorization: Bearer <token>"}"#)
+        }
+        do {
+            let context = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
+            return jsonResponse(.ok, """
+                {"organization_id":"\(context.organizationID.uuidString.lowercased())",\
+                "user_id":"\(context.userID.uuidString.lowercased())","role":"\(context.role.rawValue)"}
+                """)
+        } catch let error as PrincipalError {
+            return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.code.description, error.detail))
+        } catch let error as TenancyError {
+            return jsonResponse(.forbidden, errorBody(error.code.description, error.detail))
+        }
+    }
+}
+
+func errorBody(_ code: String, _ detail: String) -> String {
+    let escaped = detail.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+    return #"{"error":"\#(code)","detail":"\#(escaped)"}"#
 }
 
 /// Before serving: migrations on the embedded default, then the tenancy boot check. Throws (and

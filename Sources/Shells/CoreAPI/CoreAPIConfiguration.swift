@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RestartixKit
+import RestartixTenancy
 
 /// The Core API's configuration, read from the environment by the shell only.
 ///
@@ -11,6 +12,11 @@ import RestartixKit
 /// | `DATABASE_APP_URL` | the tenant database, restricted app role (required with `DATABASE_URL`) | the embedded SQLite file |
 /// | `RESTARTIX_SQLITE_PATH` | the embedded SQLite file | `.restartix/restartix.sqlite` |
 /// | `LOG_LEVEL` | swift-log level | `info` |
+/// | `APP_ENV` | development, test, staging or production | `development` |
+/// | `CLERK_ISSUER` | the Clerk instance's Frontend API URL (`iss`); required in production | unset: local development issuer |
+/// | `CLERK_JWKS_URL` | the Clerk key set | `{CLERK_ISSUER}/.well-known/jwks.json` |
+/// | `CLERK_AUTHORIZED_PARTIES` | comma-separated `azp` allow-list (frontend origins) | none |
+/// | `RESTARTIX_DEV_TOKEN_SECRET` | secret of the local development issuer (32+ bytes) | random per process |
 struct CoreAPIConfiguration: Sendable {
     var host = "127.0.0.1"
     var port = 8080
@@ -21,6 +27,12 @@ struct CoreAPIConfiguration: Sendable {
     /// True when no database was configured and the embedded SQLite default is in use.
     var isEmbeddedDefault: Bool
     var logLevel: Logger.Level = .info
+    /// `APP_ENV`.
+    var environment: DeploymentEnvironment = .development
+    /// Clerk session tokens, when `CLERK_ISSUER` is set; otherwise the local development issuer
+    /// (refused in production).
+    var clerk: ClerkConfiguration?
+    var devTokenSecret: String?
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
 
@@ -50,6 +62,19 @@ struct CoreAPIConfiguration: Sendable {
             }
             self.port = port
         }
+        self.environment = try DeploymentEnvironment(appEnv: environment["APP_ENV"])
+        if let issuer = environment["CLERK_ISSUER"], !issuer.isEmpty {
+            let parties = (environment["CLERK_AUTHORIZED_PARTIES"] ?? "").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            clerk = ClerkConfiguration(
+                issuer: issuer,
+                jwksURL: environment["CLERK_JWKS_URL"].flatMap { $0.isEmpty ? nil : $0 },
+                authorizedParties: Set(parties)
+            )
+        } else if self.environment == .production {
+            throw ConfigurationError("CLERK_ISSUER must be set in production: the local development issuer is refused there")
+        }
+        devTokenSecret = environment["RESTARTIX_DEV_TOKEN_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         if let text = environment["LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ConfigurationError("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")

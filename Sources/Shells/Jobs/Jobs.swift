@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import RestartixKit
+import RestartixTenancy
 
 /// `restartix-jobs <subcommand>`: the scheduled and one-off jobs. Each is idempotent and safe
 /// when two copies run at once.
@@ -10,7 +11,7 @@ struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restartix-jobs",
         abstract: "Restartix scheduled and maintenance jobs.",
-        subcommands: [Migrate.self, AuditPartitionRoll.self]
+        subcommands: [Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self]
     )
 }
 
@@ -26,6 +27,11 @@ struct DatabaseOptions: ParsableArguments {
         if let url = databaseURL ?? environment["DATABASE_DIRECT_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
             return try DatabaseConfiguration(url: url)
         }
+        return try Self.embedded(environment: environment)
+    }
+
+    /// The embedded SQLite file (`RESTARTIX_SQLITE_PATH`, default `.restartix/restartix.sqlite`).
+    static func embedded(environment: [String: String]) throws -> DatabaseConfiguration {
         let path = environment["RESTARTIX_SQLITE_PATH"] ?? ".restartix/restartix.sqlite"
         try FileManager.default.createDirectory(
             at: URL(fileURLWithPath: path).deletingLastPathComponent(),
@@ -114,6 +120,49 @@ struct AuditPartitionRoll: AsyncParsableCommand {
             print("audit-partition-roll: created \(created.values.reduce(0, +)) partitions (\(created.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))")
         } else {
             print("audit-partition-roll: SQLite has no partitions; nothing to do")
+        }
+    }
+}
+
+struct ExpiredSessionsSweep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "expired-sessions-sweep",
+        abstract: "Close break-glass and impersonation sessions that expired while open (closed_at = expires_at, one system audit row each).",
+        discussion: "Connects as the admin role: --database-url, else $DATABASE_URL, else the embedded SQLite file. Idempotent; safe when two run at once."
+    )
+
+    @Option(
+        name: .customLong("database-url"),
+        help: "postgres:// URL of the admin role (through PgBouncer is fine) or sqlite: URL. Default: $DATABASE_URL, else the embedded SQLite file."
+    )
+    var databaseURL: String?
+
+    @Option(help: "Sessions closed per transaction.")
+    var batchSize: Int = 500
+
+    func validate() throws {
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 10000") }
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let logger = makeLogger("restartix.jobs.expired-sessions-sweep")
+        let admin: AdminDatabase
+        do {
+            // The admin role, not the owner: the owner has no policies, so it would see no sessions.
+            let configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
+                .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
+            admin = AdminDatabase(configuration: configuration, logger: logger)
+        } catch {
+            throw CleanExit.message(error)
+        }
+        do {
+            let report = try await ElevatedSessions(admin: admin).sweepExpired(batchSize: batchSize)
+            await admin.shutdown()
+            print("expired-sessions-sweep: closed \(report.breakGlass) break-glass and \(report.impersonation) impersonation sessions")
+        } catch {
+            await admin.shutdown()
+            throw CleanExit.message(error)
         }
     }
 }

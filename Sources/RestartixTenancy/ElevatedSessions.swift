@@ -1,0 +1,321 @@
+public import Foundation
+public import RestartixKit
+
+/// An open break-glass or impersonation session, and the context to act under it.
+public struct ElevatedSession: Sendable, Hashable {
+    /// The two kinds of elevated access.
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        /// Emergency access to a clinic's records (`break_glass_sessions`).
+        case breakGlass = "break_glass"
+        /// A staff member acting as one patient (`patient_impersonation_sessions`).
+        case impersonation
+
+        var table: String { self == .breakGlass ? "break_glass_sessions" : "patient_impersonation_sessions" }
+        var resourceType: String { self == .breakGlass ? "break_glass_session" : "patient_impersonation_session" }
+    }
+
+    /// The session row's id.
+    public let id: UUID
+    /// Which kind of session.
+    public let kind: Kind
+    /// The clinic.
+    public let organizationID: UUID
+    /// The staff member or platform administrator who opened it.
+    public let actorUserID: UUID
+    /// For impersonation: the patient acted as.
+    public let patientID: UUID?
+    /// When it stops granting access (the database's clock decides).
+    public let expiresAt: Date
+    /// The context to pass to ``TenantDatabase/withTenant(_:_:)``: every transaction under it
+    /// checks the session is open and appends an access audit row.
+    public let context: TenantContext
+}
+
+/// Opens, resumes, closes and sweeps break-glass and patient-impersonation sessions.
+///
+/// - A session is opened for one clinic with a reason (10-2000 characters) and a duration (1
+///   minute up to ``maximumDuration``, 4 hours by default), by a staff member of that clinic or
+///   a platform administrator; opening writes the session row and an `*.open` audit row in one
+///   transaction.
+/// - Every transaction under its context (``ElevatedSession/context``) first appends an
+///   `*.access` audit row, and only while the session is open; after expiry or close the
+///   transaction is refused before its body runs (``TenancyError/Code/sessionNotOpen``).
+/// - ``sweepExpired(batchSize:)`` (the `expired-sessions-sweep` job) closes sessions that
+///   expired without being closed: `closed_at = expires_at`, `closed_by = 'expiry'`, one
+///   system-attributed `*.expire` audit row per session, idempotent and safe when several run.
+public final class ElevatedSessions: Sendable {
+    private let admin: AdminDatabase
+    /// The longest session that may be opened.
+    public let maximumDuration: Duration
+
+    /// Creates the service over the admin database.
+    public init(admin: AdminDatabase, maximumDuration: Duration = .seconds(4 * 3600)) {
+        precondition(maximumDuration >= .seconds(60), "the maximum session duration must be at least a minute")
+        self.admin = admin
+        self.maximumDuration = maximumDuration
+    }
+
+    /// Opens a break-glass session for `user` in `organization`. Its context acts with the
+    /// `admin` role: every record of the clinic, each transaction audited.
+    public func openBreakGlass(
+        organization: UUID,
+        user: UUID,
+        reason: String,
+        duration: Duration = .seconds(3600)
+    ) async throws -> ElevatedSession {
+        let reason = try validated(reason: reason, duration: duration)
+        let id = UUIDv7.generate()
+        let expiresAt = try await admin.withOrganization(organization, actor: .user(user)) { tx in
+            try await Self.requireEligible(tx, organization: organization, user: user)
+            let results = try await tx.pipeline([
+                """
+                INSERT INTO break_glass_sessions (id, organization_id, user_id, reason, opened_at, expires_at) \
+                VALUES (\(id), \(organization), \(user), \(reason), \(Self.now(tx.dialect)), \(Self.now(tx.dialect, plus: duration)))
+                """,
+                "SELECT expires_at FROM break_glass_sessions WHERE id = \(id)",
+                Self.auditInsert(.breakGlass, verb: "open", session: id, organization: organization, actor: user, kind: "user",
+                                 metadata: ["duration_seconds": "\(duration.components.seconds)"]),
+            ])
+            return try results[1].rows[0].decode("expires_at", as: Date.self)
+        }
+        return ElevatedSession(
+            id: id, kind: .breakGlass, organizationID: organization, actorUserID: user, patientID: nil, expiresAt: expiresAt,
+            context: TenantContext(organizationID: organization, userID: user, role: .admin, actionContext: .breakGlass(sessionID: id))
+        )
+    }
+
+    /// Opens an impersonation session: `actor` (staff of the clinic or a platform
+    /// administrator) acts as `patient`, who must have a user account.
+    public func openImpersonation(
+        organization: UUID,
+        actor: UUID,
+        patient: UUID,
+        reason: String,
+        duration: Duration = .seconds(1800)
+    ) async throws -> ElevatedSession {
+        let reason = try validated(reason: reason, duration: duration)
+        let id = UUIDv7.generate()
+        let (patientUser, expiresAt) = try await admin.withOrganization(organization, actor: .user(actor)) { tx in
+            try await Self.requireEligible(tx, organization: organization, user: actor)
+            let patientRow = try await tx.first(
+                "SELECT user_id FROM patients WHERE organization_id = \(organization) AND id = \(patient) AND deleted_at IS NULL"
+            )
+            guard let patientRow else { throw TenancyError(.invalidContext, "no such patient in the organization") }
+            guard let patientUser = try patientRow.decode("user_id", as: UUID?.self) else {
+                throw TenancyError(.invalidContext, "the patient has no user account to act as")
+            }
+            guard patientUser != actor else { throw TenancyError(.invalidContext, "a user cannot impersonate themselves") }
+            let results = try await tx.pipeline([
+                """
+                INSERT INTO patient_impersonation_sessions (id, organization_id, user_id, patient_id, reason, opened_at, expires_at) \
+                VALUES (\(id), \(organization), \(actor), \(patient), \(reason), \(Self.now(tx.dialect)), \(Self.now(tx.dialect, plus: duration)))
+                """,
+                "SELECT expires_at FROM patient_impersonation_sessions WHERE id = \(id)",
+                Self.auditInsert(.impersonation, verb: "open", session: id, organization: organization, actor: actor, kind: "user",
+                                 metadata: ["duration_seconds": "\(duration.components.seconds)", "patient_id": patient.uuidString.lowercased()]),
+            ])
+            return (patientUser, try results[1].rows[0].decode("expires_at", as: Date.self))
+        }
+        return ElevatedSession(
+            id: id, kind: .impersonation, organizationID: organization, actorUserID: actor, patientID: patient, expiresAt: expiresAt,
+            context: TenantContext(
+                organizationID: organization, userID: patientUser, role: .patient,
+                actionContext: .impersonation(sessionID: id, actorUserID: actor)
+            )
+        )
+    }
+
+    /// The session `id` of `actor` in `organization`, if it is still open (a later request
+    /// naming its session). Throws ``TenancyError/Code/sessionNotOpen`` otherwise.
+    public func resume(_ kind: ElevatedSession.Kind, id: UUID, organization: UUID, actor: UUID) async throws -> ElevatedSession {
+        try await admin.withOrganization(organization, actor: .user(actor)) { tx in
+            let open: SQLQuery = "s.closed_at IS NULL AND s.expires_at > \(Self.now(tx.dialect))"
+            switch kind {
+            case .breakGlass:
+                let row = try await tx.first("""
+                    SELECT s.expires_at FROM break_glass_sessions s \
+                    WHERE s.id = \(id) AND s.organization_id = \(organization) AND s.user_id = \(actor) AND \(open)
+                    """)
+                guard let row else { throw TenancyError(.sessionNotOpen, "the break_glass session is closed, expired or not this user's") }
+                return ElevatedSession(
+                    id: id, kind: .breakGlass, organizationID: organization, actorUserID: actor, patientID: nil,
+                    expiresAt: try row.decode("expires_at", as: Date.self),
+                    context: TenantContext(organizationID: organization, userID: actor, role: .admin, actionContext: .breakGlass(sessionID: id))
+                )
+            case .impersonation:
+                let row = try await tx.first("""
+                    SELECT s.expires_at, s.patient_id, p.user_id FROM patient_impersonation_sessions s \
+                    JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
+                    WHERE s.id = \(id) AND s.organization_id = \(organization) AND s.user_id = \(actor) AND \(open)
+                    """)
+                guard let row, let patientUser = try row.decode("user_id", as: UUID?.self) else {
+                    throw TenancyError(.sessionNotOpen, "the impersonation session is closed, expired or not this user's")
+                }
+                return ElevatedSession(
+                    id: id, kind: .impersonation, organizationID: organization, actorUserID: actor,
+                    patientID: try row.decode("patient_id", as: UUID.self),
+                    expiresAt: try row.decode("expires_at", as: Date.self),
+                    context: TenantContext(
+                        organizationID: organization, userID: patientUser, role: .patient,
+                        actionContext: .impersonation(sessionID: id, actorUserID: actor)
+                    )
+                )
+            }
+        }
+    }
+
+    /// Closes a session before it expires; `byAdmin` records a platform administrator closing
+    /// someone else's. Returns `false` when it was already closed.
+    @discardableResult
+    public func close(_ session: ElevatedSession, by actor: UUID, byAdmin: Bool = false) async throws -> Bool {
+        try await admin.withOrganization(session.organizationID, actor: .user(actor)) { tx in
+            let closed = try await tx.execute("""
+                UPDATE \(unsafeRaw: session.kind.table) SET closed_at = \(Self.now(tx.dialect)), closed_by = \(byAdmin ? "admin" : "user") \
+                WHERE id = \(session.id) AND organization_id = \(session.organizationID) AND closed_at IS NULL
+                """)
+            guard closed == 1 else { return false }
+            try await tx.execute(Self.auditInsert(
+                session.kind, verb: "close", session: session.id, organization: session.organizationID, actor: actor, kind: "user",
+                metadata: ["closed_by": byAdmin ? "admin" : "user"]
+            ))
+            return true
+        }
+    }
+
+    /// What one sweep closed.
+    public struct SweepReport: Sendable, Hashable {
+        /// Break-glass sessions closed by this sweep.
+        public var breakGlass = 0
+        /// Impersonation sessions closed by this sweep.
+        public var impersonation = 0
+    }
+
+    /// Closes every session that expired while still open, in batches of `batchSize`: each gets
+    /// `closed_at = expires_at`, `closed_by = 'expiry'` and one system-attributed `*.expire`
+    /// audit row in the same transaction. A session another sweep closed first is skipped (the
+    /// UPDATE re-checks `closed_at IS NULL` under its row lock), so concurrent sweeps write one
+    /// close row per session between them.
+    public func sweepExpired(batchSize: Int = 500) async throws -> SweepReport {
+        precondition((1...10_000).contains(batchSize), "batchSize must be 1-10000")
+        var report = SweepReport()
+        for kind in ElevatedSession.Kind.allCases {
+            while true {
+                let (candidates, closed) = try await admin.unscoped(
+                    reason: "expired-sessions-sweep: close sessions that expired while open",
+                    actor: .system("expired-sessions-sweep")
+                ) { tx in
+                    let rows = try await tx.query("""
+                        SELECT id, organization_id, user_id FROM \(unsafeRaw: kind.table) \
+                        WHERE closed_at IS NULL AND expires_at <= \(Self.now(tx.dialect)) ORDER BY id LIMIT \(batchSize)
+                        """)
+                    guard !rows.isEmpty else { return (0, 0) }
+                    let sessions = try rows.map { row in
+                        (id: try row.decode("id", as: UUID.self), organization: try row.decode("organization_id", as: UUID.self),
+                         user: try row.decode("user_id", as: UUID.self))
+                    }
+                    let updates = try await tx.pipeline(sessions.map { session in
+                        """
+                        UPDATE \(unsafeRaw: kind.table) SET closed_at = expires_at, closed_by = 'expiry' \
+                        WHERE id = \(session.id) AND closed_at IS NULL
+                        """
+                    })
+                    let won = zip(sessions, updates).filter { $0.1.affectedRows == 1 }.map(\.0)
+                    if !won.isEmpty {
+                        _ = try await tx.pipeline(won.map { session in
+                            Self.auditInsert(
+                                kind, verb: "expire", session: session.id, organization: session.organization, actor: nil, kind: "system",
+                                metadata: ["session_user_id": session.user.uuidString.lowercased(), "job": "expired-sessions-sweep"]
+                            )
+                        })
+                    }
+                    return (rows.count, won.count)
+                }
+                if kind == .breakGlass { report.breakGlass += closed } else { report.impersonation += closed }
+                if candidates < batchSize { break }
+            }
+        }
+        return report
+    }
+
+    // MARK: - SQL
+
+    /// The first statement of every transaction under an elevated context: appends the access
+    /// audit row if, and only if, the session is open, belongs to this context, and (for
+    /// impersonation) names the context's patient. One row means go on; zero means refuse.
+    static func accessGate(_ context: TenantContext, dialect: SQLDialect) -> SQLQuery? {
+        let organization = context.organizationID
+        switch context.actionContext {
+        case .normal:
+            return nil
+        case .breakGlass(let session):
+            return """
+                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, metadata) \
+                SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'break_glass.access', 'break_glass', \
+                'break_glass_session', s.id, \(json: ["session_id": session.uuidString.lowercased()]) \
+                FROM break_glass_sessions s WHERE s.id = \(session) AND s.organization_id = \(organization) \
+                AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect))
+                """
+        case .impersonation(let session, let actor):
+            return """
+                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, metadata) \
+                SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'impersonation.access', 'impersonation', \
+                'patient', s.patient_id, \(json: ["session_id": session.uuidString.lowercased(), "acting_as_user_id": context.userID.uuidString.lowercased()]) \
+                FROM patient_impersonation_sessions s JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
+                WHERE s.id = \(session) AND s.organization_id = \(organization) AND s.user_id = \(actor) \
+                AND p.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect))
+                """
+        }
+    }
+
+    static func auditInsert(
+        _ kind: ElevatedSession.Kind, verb: String, session: UUID, organization: UUID, actor: UUID?, kind actorKind: String,
+        metadata: [String: String]
+    ) -> SQLQuery {
+        var metadata = metadata
+        metadata["session_id"] = session.uuidString.lowercased()
+        return AuditEvent(action: "\(kind.rawValue).\(verb)", resourceType: kind.resourceType, resourceID: session).insert(
+            organizationID: organization, actorUserID: actor, actorKind: actorKind, actionContext: kind.rawValue, metadata: metadata
+        )
+    }
+
+    /// The database's clock, in the column format of each dialect.
+    static func now(_ dialect: SQLDialect) -> SQLQuery {
+        dialect == .postgres ? "now()" : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
+    }
+
+    static func now(_ dialect: SQLDialect, plus duration: Duration) -> SQLQuery {
+        let seconds = Int(duration.components.seconds)
+        return dialect == .postgres
+            ? "now() + \(seconds) * interval '1 second'"
+            : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', \("+\(seconds) seconds"))"
+    }
+
+    private func validated(reason: String, duration: Duration) throws(TenancyError) -> String {
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (10...2000).contains(trimmed.count) else {
+            throw TenancyError(.invalidReason, "an elevated session needs a reason of 10-2000 characters")
+        }
+        guard duration >= .seconds(60), duration <= maximumDuration else {
+            throw TenancyError(.invalidContext, "a session lasts between 1 minute and \(maximumDuration.components.seconds / 60) minutes")
+        }
+        return trimmed
+    }
+
+    /// Staff of the clinic (any staff role) or a platform administrator, in an active clinic.
+    private static func requireEligible(_ tx: borrowing AdminTransaction, organization: UUID, user: UUID) async throws {
+        let row = try await tx.first("""
+            SELECT o.status AS status, u.is_platform_admin AS platform_admin, m.role AS role \
+            FROM organizations o JOIN users u ON u.id = \(user) AND u.deleted_at IS NULL \
+            LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = u.id WHERE o.id = \(organization)
+            """)
+        guard let row else { throw TenancyError(.notAMember, "no such user or organization") }
+        guard try row.decode("status", as: String.self) == "active" else {
+            throw TenancyError(.organizationInactive, "the organization is not active")
+        }
+        let staff = try row.decode("role", as: String?.self).flatMap(TenantRole.init(rawValue:))?.isStaff ?? false
+        let platformAdmin = try row.decode("platform_admin", as: Bool.self)
+        guard staff || platformAdmin else {
+            throw TenancyError(.notAMember, "only the clinic's staff or a platform administrator may open an elevated session")
+        }
+    }
+}

@@ -1,0 +1,113 @@
+public import Foundation
+import JWTKit
+
+/// Where a service runs, from `APP_ENV`. Anything unknown is an error, never a default.
+public enum DeploymentEnvironment: String, Sendable, CaseIterable {
+    case development
+    case test
+    case staging
+    case production
+
+    /// Parses `APP_ENV`; unset or empty means development (the embedded default).
+    public init(appEnv: String?) throws(PrincipalError) {
+        guard let value = appEnv?.trimmingCharacters(in: .whitespaces).lowercased(), !value.isEmpty else {
+            self = .development
+            return
+        }
+        guard let environment = DeploymentEnvironment(rawValue: value) else {
+            throw PrincipalError(.invalidConfiguration, "APP_ENV must be one of: \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = environment
+    }
+}
+
+/// The claims a local development token asserts: the kit's own ids, no Clerk.
+public struct LocalDevPrincipal: Sendable, Hashable {
+    /// The clinic (`organizations.id`).
+    public let organizationID: UUID
+    /// The user (`users.id`).
+    public let userID: UUID
+}
+
+/// A token issuer for the embedded default and local development, so the Core API can be
+/// exercised without a Clerk instance: HS256 tokens naming a `users.id` and an
+/// `organizations.id` directly, signed with a secret that exists only in this process (or
+/// `RESTARTIX_DEV_TOKEN_SECRET`). ``PrincipalResolver`` still requires a membership.
+///
+/// It cannot be built when the environment is production.
+public struct LocalDevIssuer: Sendable {
+    /// The `iss` of local development tokens; never accepted by ``ClerkSessionVerifier``.
+    public static let issuer = "restartix-local-dev"
+
+    private let keys: JWTKeyCollection
+    private let clock: @Sendable () -> Date
+
+    /// Creates the issuer; throws ``PrincipalError/Code/invalidConfiguration`` in production or
+    /// for a secret shorter than 32 bytes. With no secret a random one is made.
+    public init(environment: DeploymentEnvironment, secret: String? = nil, clock: @escaping @Sendable () -> Date = { Date() }) async throws(PrincipalError) {
+        guard environment != .production else {
+            throw PrincipalError(.invalidConfiguration, "the local development issuer is refused in production; configure Clerk")
+        }
+        let key: Data
+        if let secret {
+            guard secret.utf8.count >= 32 else {
+                throw PrincipalError(.invalidConfiguration, "the local development secret must be at least 32 bytes")
+            }
+            key = Data(secret.utf8)
+        } else {
+            key = Data((0..<32).map { _ in UInt8.random(in: .min ... .max) })
+        }
+        self.keys = await JWTKeyCollection().add(hmac: HMACKey(from: key), digestAlgorithm: .sha256)
+        self.clock = clock
+    }
+
+    /// A token for `user` in `organization`, valid for `lifetime` (at most a day).
+    public func issue(user: UUID, organization: UUID, lifetime: Duration = .seconds(3600)) async throws(PrincipalError) -> String {
+        guard lifetime > .zero, lifetime <= .seconds(86_400) else {
+            throw PrincipalError(.invalidConfiguration, "a local development token lives between 1 second and 1 day")
+        }
+        let now = clock().timeIntervalSince1970.rounded(.down)
+        let claims = LocalDevClaims(
+            iss: Self.issuer, sub: user.uuidString.lowercased(), org: organization.uuidString.lowercased(),
+            iat: now, exp: now + Double(lifetime.components.seconds)
+        )
+        do {
+            return try await keys.sign(claims, header: ["typ": "JWT"])
+        } catch {
+            throw PrincipalError(.invalidConfiguration, "the token could not be signed")
+        }
+    }
+
+    /// Verifies a token this issuer made.
+    public func verify(_ token: String) async throws(PrincipalError) -> LocalDevPrincipal {
+        let jws = try CompactJWS(token)
+        guard jws.header.alg == "HS256" else {
+            throw PrincipalError(.unsupportedAlgorithm, "local development tokens are HS256")
+        }
+        let claims: LocalDevClaims
+        do {
+            claims = try await keys.verify(token, as: LocalDevClaims.self)
+        } catch {
+            throw PrincipalError(.invalidSignature, "the token signature does not verify")
+        }
+        guard claims.iss == Self.issuer else { throw PrincipalError(.wrongIssuer, "the token was issued by another issuer") }
+        try TimeClaims.check(expiresAt: claims.exp, notBefore: nil, now: clock(), leeway: .seconds(5))
+        guard let user = claims.sub.flatMap(UUID.init(uuidString:)) else {
+            throw PrincipalError(.missingClaim, "the token's subject is not a user id")
+        }
+        guard let organization = claims.org.flatMap(UUID.init(uuidString:)) else {
+            throw PrincipalError(.missingClaim, "the token names no organization")
+        }
+        return LocalDevPrincipal(organizationID: organization, userID: user)
+    }
+}
+
+struct LocalDevClaims: JWTPayload {
+    let iss: String?
+    let sub: String?
+    let org: String?
+    let iat: Double?
+    let exp: Double?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}

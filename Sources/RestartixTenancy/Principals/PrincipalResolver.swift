@@ -1,0 +1,75 @@
+public import Foundation
+import RestartixKit
+
+/// Turns a bearer token into a ``TenantContext``: verify the token (no database work), then look
+/// the user's membership up in the platform database, which decides the role.
+///
+/// Clerk authenticates; the platform's own `memberships` table authorizes. A user with no
+/// membership in the token's organization gets no context (``TenancyError/Code/notAMember``),
+/// and a suspended or deleted organization gets none either
+/// (``TenancyError/Code/organizationInactive``). The lookup is one fixed, read-only statement
+/// on the admin pool (one round trip), the only cross-clinic read that is not audited: it
+/// returns ids, a role and a status, never patient data.
+public final class PrincipalResolver: Sendable {
+    /// Who issues the tokens this resolver accepts.
+    public enum Issuer: Sendable {
+        /// Clerk session tokens; the organization claim names `organizations.clerk_organization_id`.
+        case clerk(ClerkSessionVerifier)
+        /// ``LocalDevIssuer`` tokens (embedded default, development): kit ids directly.
+        case localDevelopment(LocalDevIssuer)
+    }
+
+    private let issuer: Issuer
+    private let admin: AdminDatabase
+
+    /// Creates a resolver reading memberships through `admin`.
+    public init(issuer: Issuer, admin: AdminDatabase) {
+        self.issuer = issuer
+        self.admin = admin
+    }
+
+    /// The context for `token` (the bearer value). Token failures are ``PrincipalError``s
+    /// and happen before any database work; membership failures are ``TenancyError``s.
+    public func context(bearer token: String) async throws -> TenantContext {
+        let lookup: SQLQuery
+        switch issuer {
+        case .clerk(let verifier):
+            let session = try await verifier.verify(token)
+            guard let organization = session.organizationID else {
+                throw PrincipalError(.missingClaim, "the token names no active organization")
+            }
+            guard session.organizationRole != nil else {
+                throw PrincipalError(.missingMembership, "the token names an organization but no membership in it")
+            }
+            lookup = """
+                SELECT o.id AS organization_id, o.status AS status, u.id AS user_id, m.role AS role \
+                FROM organizations o JOIN users u ON u.clerk_user_id = \(session.userID) AND u.deleted_at IS NULL \
+                LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = u.id \
+                WHERE o.clerk_organization_id = \(organization)
+                """
+        case .localDevelopment(let dev):
+            let principal = try await dev.verify(token)
+            lookup = """
+                SELECT o.id AS organization_id, o.status AS status, u.id AS user_id, m.role AS role \
+                FROM organizations o JOIN users u ON u.id = \(principal.userID) AND u.deleted_at IS NULL \
+                LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = u.id \
+                WHERE o.id = \(principal.organizationID)
+                """
+        }
+        guard let row = try await admin.principalLookup(lookup) else {
+            throw TenancyError(.notAMember, "the user is not a member of the organization")
+        }
+        guard let roleName = try row.decode("role", as: String?.self) else {
+            throw TenancyError(.notAMember, "the user is not a member of the organization")
+        }
+        let status = try row.decode("status", as: String.self)
+        guard status == "active" else {
+            throw TenancyError(.organizationInactive, "the organization is \(status == "deleted" ? "deleted" : "suspended")")
+        }
+        return TenantContext(
+            organizationID: try row.decode("organization_id", as: UUID.self),
+            userID: try row.decode("user_id", as: UUID.self),
+            role: try TenantRole(validating: roleName)
+        )
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import RestartixKit
+import RestartixTenancy
+import Synchronization
+import Testing
+
+/// Break-glass and impersonation: opened with a reason, every transaction audited while open,
+/// refused after expiry or close, swept once however many sweeps run.
+@Suite("Elevated sessions", .timeLimit(.minutes(2)))
+struct ElevatedSessionTests {
+    /// A platform administrator, member of no clinic.
+    static func platformAdmin(_ admin: AdminDatabase) async throws -> UUID {
+        let id = UUIDv7.generate()
+        try await admin.unscoped(reason: "elevated session tests: platform admin", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("INSERT INTO users (id, is_platform_admin) VALUES (\(id), \(true))")
+        }
+        return id
+    }
+
+    /// Moves a session's window into the past (both ends, so `expires_at > opened_at` holds).
+    static func expire(_ session: ElevatedSession, _ admin: AdminDatabase) async throws {
+        let table = session.kind == .breakGlass ? "break_glass_sessions" : "patient_impersonation_sessions"
+        try await admin.withOrganization(session.organizationID, actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("""
+                UPDATE \(unsafeRaw: table) SET opened_at = \(Date().addingTimeInterval(-7200)), expires_at = \(Date().addingTimeInterval(-3600)) \
+                WHERE id = \(session.id)
+                """)
+        }
+    }
+
+    static func auditCount(_ admin: AdminDatabase, session: UUID, action: String) async throws -> Int {
+        try await admin.unscoped(reason: "elevated session tests: count audit rows", actor: .system("tenancy-tests")) { tx in
+            try await tx.first("""
+                SELECT count(*) AS n FROM audit_log WHERE action = \(action) \
+                AND (resource_id = \(session) OR CAST(metadata AS text) LIKE \("%" + session.uuidString.lowercased() + "%"))
+                """)!.decode("n", as: Int.self)
+        }
+    }
+
+    @Test("break-glass: audited access while open, refused after expiry, swept once", arguments: TenancyBackend.all)
+    func breakGlass(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let sessions = ElevatedSessions(admin: databases.admin)
+        let operator_ = try await Self.platformAdmin(databases.admin)
+
+        let session = try await sessions.openBreakGlass(
+            organization: fixture.a.id, user: operator_, reason: "patient unconscious in ER, records needed", duration: .seconds(900)
+        )
+        #expect(session.expiresAt > Date().addingTimeInterval(800))
+        #expect(try await Self.auditCount(databases.admin, session: session.id, action: "break_glass.open") == 1)
+        for _ in 0..<2 {
+            let patients = try await databases.app.query(session.context, "SELECT id FROM patients")
+            #expect(Set(try patients.map { try $0.decode("id", as: UUID.self) }) == [fixture.a1.patient, fixture.a2.patient])
+        }
+        #expect(try await Self.auditCount(databases.admin, session: session.id, action: "break_glass.access") == 2)
+        let resumed = try await sessions.resume(.breakGlass, id: session.id, organization: fixture.a.id, actor: operator_)
+        #expect(resumed.context == session.context)
+        // Someone else cannot use the session id.
+        let stolen = TenantContext(organizationID: fixture.a.id, userID: fixture.a.staffUser, role: .admin, actionContext: .breakGlass(sessionID: session.id))
+        let theft = await #expect(throws: TenancyError.self) { try await databases.app.query(stolen, "SELECT id FROM patients") }
+        #expect(theft?.code == .sessionNotOpen)
+
+        // After expiry: refused before the body runs, nothing audited, nothing resumed.
+        try await Self.expire(session, databases.admin)
+        let ran = Mutex(false)
+        let denied = await #expect(throws: TenancyError.self) {
+            try await databases.app.withTenant(session.context) { tx in
+                ran.withLock { $0 = true }
+                return try await tx.query("SELECT id FROM patients")
+            }
+        }
+        #expect(denied?.code == .sessionNotOpen)
+        #expect(ran.withLock { $0 } == false, "the body did not run")
+        await #expect(throws: TenancyError.self) { try await databases.app.execute(session.context, "DELETE FROM patients") }
+        await #expect(throws: TenancyError.self) {
+            try await sessions.resume(.breakGlass, id: session.id, organization: fixture.a.id, actor: operator_)
+        }
+        #expect(try await Self.auditCount(databases.admin, session: session.id, action: "break_glass.access") == 2)
+
+        // The sweep closes it at its expiry, once.
+        _ = try await sessions.sweepExpired()
+        _ = try await sessions.sweepExpired()
+        #expect(try await Self.auditCount(databases.admin, session: session.id, action: "break_glass.expire") == 1)
+        let row = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.first("SELECT closed_at, expires_at, closed_by FROM break_glass_sessions WHERE id = \(session.id)")!
+        }
+        #expect(try row.decode("closed_at", as: Date.self) == (try row.decode("expires_at", as: Date.self)))
+        #expect(try row.decode("closed_by", as: String.self) == "expiry")
+
+        // Bad requests change nothing.
+        let shortReason = await #expect(throws: TenancyError.self) {
+            try await sessions.openBreakGlass(organization: fixture.a.id, user: operator_, reason: "because")
+        }
+        #expect(shortReason?.code == .invalidReason)
+        await #expect(throws: TenancyError.self) {
+            try await sessions.openBreakGlass(organization: fixture.a.id, user: operator_, reason: "a long enough reason", duration: .seconds(5 * 3600))
+        }
+        let patient = await #expect(throws: TenancyError.self) {
+            try await sessions.openBreakGlass(organization: fixture.a.id, user: fixture.a1.user, reason: "a patient asking for everything")
+        }
+        #expect(patient?.code == .notAMember)
+        let otherClinic = await #expect(throws: TenancyError.self) {
+            try await sessions.openBreakGlass(organization: fixture.a.id, user: fixture.b.staffUser, reason: "staff of another clinic")
+        }
+        #expect(otherClinic?.code == .notAMember)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("impersonation: the patient's view, audited as the staff member, ends on close", arguments: TenancyBackend.all)
+    func impersonation(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let sessions = ElevatedSessions(admin: databases.admin)
+        let session = try await sessions.openImpersonation(
+            organization: fixture.a.id, actor: fixture.a.staffUser, patient: fixture.a1.patient,
+            reason: "patient reports the exercise page is blank"
+        )
+        #expect(session.context.role == .patient)
+        #expect(session.context.userID == fixture.a1.user)
+        let seen = try await databases.app.withTenant(session.context) { tx in
+            try await tx.audit(AuditEvent(action: "patient.view_plan"))
+            return try await tx.query("SELECT id FROM patients")
+        }
+        #expect(try seen.map { try $0.decode("id", as: UUID.self) } == [fixture.a1.patient], "only the impersonated patient's record")
+        let rows = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.query("""
+                SELECT action, actor_user_id, action_context FROM audit_log \
+                WHERE action IN ('impersonation.access', 'patient.view_plan') AND CAST(metadata AS text) LIKE \("%" + session.id.uuidString.lowercased() + "%")
+                """)
+        }
+        #expect(rows.count == 2)
+        for row in rows {
+            #expect(try row.decode("actor_user_id", as: UUID.self) == fixture.a.staffUser, "audited as the staff member")
+            #expect(try row.decode("action_context", as: String.self) == "impersonation")
+        }
+        // A forged actor on the context is refused.
+        let forged = TenantContext(
+            organizationID: fixture.a.id, userID: fixture.a1.user, role: .patient,
+            actionContext: .impersonation(sessionID: session.id, actorUserID: fixture.a2.user)
+        )
+        await #expect(throws: TenancyError.self) { try await databases.app.query(forged, "SELECT id FROM patients") }
+
+        #expect(try await sessions.close(session, by: fixture.a.staffUser))
+        #expect(try await sessions.close(session, by: fixture.a.staffUser) == false)
+        let closed = await #expect(throws: TenancyError.self) { try await databases.app.query(session.context, "SELECT id FROM patients") }
+        #expect(closed?.code == .sessionNotOpen)
+        let cross = await #expect(throws: TenancyError.self) {
+            try await sessions.openImpersonation(
+                organization: fixture.a.id, actor: fixture.b.staffUser, patient: fixture.a1.patient, reason: "staff of another clinic"
+            )
+        }
+        #expect(cross?.code == .notAMember)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("two sweeps at once write one close row per session", arguments: TenancyBackend.all)
+    func concurrentSweeps(backend: TenancyBackend) async throws {
+        let databases = try await backend.open(maximumConnections: 8)
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let sessions = ElevatedSessions(admin: databases.admin)
+        let operator_ = try await Self.platformAdmin(databases.admin)
+        var opened: [ElevatedSession] = []
+        for index in 0..<12 {
+            let session = index.isMultiple(of: 2)
+                ? try await sessions.openBreakGlass(organization: fixture.a.id, user: operator_, reason: "sweep test session \(index)")
+                : try await sessions.openImpersonation(
+                    organization: fixture.a.id, actor: fixture.a.staffUser, patient: fixture.a2.patient, reason: "sweep test session \(index)"
+                )
+            try await Self.expire(session, databases.admin)
+            opened.append(session)
+        }
+        let small = ElevatedSessions(admin: databases.admin)
+        async let first = sessions.sweepExpired(batchSize: 3)
+        async let second = small.sweepExpired(batchSize: 5)
+        let (one, two) = try await (first, second)
+        if backend == .sqlite {
+            // A database of its own: these two sweeps are the only ones, so they closed exactly ours.
+            #expect(one.breakGlass + two.breakGlass == 6)
+            #expect(one.impersonation + two.impersonation == 6)
+        }  // On the shared Postgres schema, other tests' sweeps may close some of ours first.
+        for session in opened {
+            let action = session.kind == .breakGlass ? "break_glass.expire" : "impersonation.expire"
+            #expect(try await Self.auditCount(databases.admin, session: session.id, action: action) == 1, "\(backend) \(session.kind)")
+        }
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+}

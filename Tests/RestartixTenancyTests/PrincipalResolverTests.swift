@@ -1,0 +1,88 @@
+import Foundation
+import RestartixKit
+import RestartixTenancy
+import Testing
+
+/// Bearer token -> TenantContext: the token is checked first (no database work for a bad one),
+/// then the platform's membership decides.
+@Suite("Principal resolver", .timeLimit(.minutes(1)))
+struct PrincipalResolverTests {
+    @Test("membership decides: member, non-member, unknown clinic, suspended clinic", arguments: TenancyBackend.all)
+    func membership(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let setup = try await PrincipalTests.setup()
+        defer { setup.server.stop() }
+        let clerkOrg = "org_" + fixture.a.id.uuidString.suffix(12).lowercased()
+        let staff = "user_" + fixture.a.staffUser.uuidString.suffix(12).lowercased()
+        let stranger = "user_" + fixture.b.staffUser.uuidString.suffix(12).lowercased()
+        try await databases.admin.unscoped(reason: "resolver tests: link Clerk ids", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("UPDATE organizations SET clerk_organization_id = \(clerkOrg) WHERE id = \(fixture.a.id)")
+            try await tx.execute("UPDATE users SET clerk_user_id = \(staff) WHERE id = \(fixture.a.staffUser)")
+            try await tx.execute("UPDATE users SET clerk_user_id = \(stranger) WHERE id = \(fixture.b.staffUser)")
+        }
+        let resolver = PrincipalResolver(issuer: .clerk(setup.verifier), admin: databases.admin)
+        func token(user: String, org: String) async throws -> String {
+            var claims = TestClaims()
+            claims.sub = user
+            claims.o = .init(id: org, rol: "admin")
+            return try await setup.key.sign(claims)
+        }
+        let context = try await resolver.context(bearer: try await token(user: staff, org: clerkOrg))
+        #expect(context == TenantContext(organizationID: fixture.a.id, userID: fixture.a.staffUser, role: .specialist),
+                "the database's role, not the token's")
+        for (name, user, org) in [("not a member", stranger, clerkOrg), ("unknown clinic", staff, "org_unknown"), ("unknown user", "user_unknown", clerkOrg)] {
+            let error = await #expect(throws: TenancyError.self, "\(name)") { try await resolver.context(bearer: try await token(user: user, org: org)) }
+            #expect(error?.code == .notAMember, "\(name)")
+        }
+        _ = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("UPDATE organizations SET status = 'suspended' WHERE id = \(fixture.a.id)")
+        }
+        let suspended = await #expect(throws: TenancyError.self) { try await resolver.context(bearer: try await token(user: staff, org: clerkOrg)) }
+        #expect(suspended?.code == .organizationInactive)
+
+        // The local development issuer resolves the kit's own ids through the same membership.
+        let dev = try await LocalDevIssuer(environment: .test)
+        let local = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin)
+        #expect(try await local.context(bearer: try await dev.issue(user: fixture.b.staffUser, organization: fixture.b.id)).role == .specialist)
+        let outsider = await #expect(throws: TenancyError.self) {
+            try await local.context(bearer: try await dev.issue(user: fixture.spareUser, organization: fixture.b.id))
+        }
+        #expect(outsider?.code == .notAMember)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("bad tokens are refused before any database work")
+    func beforeDatabase() async throws {
+        let setup = try await PrincipalTests.setup()
+        defer { setup.server.stop() }
+        // A closed pool: any database work would fail with a DatabaseError, not a PrincipalError.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-closed-\(UUID().uuidString).sqlite").path
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: TenancyBackend.logger)
+        await admin.shutdown()
+        let resolver = PrincipalResolver(issuer: .clerk(setup.verifier), admin: admin)
+        var noOrg = TestClaims(); noOrg.o = nil
+        var noRole = TestClaims(); noRole.o = .init(id: "org_2xyz", rol: nil)
+        var expired = TestClaims(); expired.exp = Date().timeIntervalSince1970 - 60
+        var future = TestClaims(); future.nbf = Date().timeIntervalSince1970 + 60
+        var issuer = TestClaims(); issuer.iss = "https://other.clerk.test"
+        let stranger = try await TestRSAKey.make(kid: "ins_other")
+        let cases: [(String, String, PrincipalError.Code)] = [
+            ("malformed", "not-a-token", .malformedToken),
+            ("alg none", try PrincipalTests.unsigned(header: #"{"alg":"none","kid":"ins_key_1"}"#, claims: TestClaims(), signature: "eA"), .unsupportedAlgorithm),
+            ("expired", try await setup.key.sign(expired), .expired),
+            ("not yet valid", try await setup.key.sign(future), .notYetValid),
+            ("wrong issuer", try await setup.key.sign(issuer), .wrongIssuer),
+            ("unknown kid", try await stranger.sign(TestClaims()), .unknownKey),
+            ("missing org claim", try await setup.key.sign(noOrg), .missingClaim),
+            ("membership missing", try await setup.key.sign(noRole), .missingMembership),
+        ]
+        for (name, token, code) in cases {
+            let error = await #expect(throws: PrincipalError.self, "\(name)") { try await resolver.context(bearer: token) }
+            #expect(error?.code == code, "\(name): \(String(describing: error))")
+        }
+        // Positive control: a good token does reach the (closed) database.
+        await #expect(throws: DatabaseError.self) { try await resolver.context(bearer: try await setup.key.sign(TestClaims())) }
+    }
+}

@@ -1,0 +1,214 @@
+import Crypto
+import Foundation
+import JWTKit
+import RestartixKit
+import RestartixTenancy
+import Testing
+
+/// Claims as a test wants them, each optional so a token can lack any of them.
+struct TestClaims: JWTPayload {
+    struct Organization: Codable, Sendable {
+        var id: String?
+        var rol: String?
+    }
+
+    var iss: String? = "https://clerk.restartix.test"
+    var sub: String? = "user_2abc"
+    var sid: String? = "sess_1"
+    var azp: String? = "https://app.restartix.test"
+    var exp: Double? = Date().timeIntervalSince1970 + 60
+    var nbf: Double? = Date().timeIntervalSince1970 - 5
+    var iat: Double? = Date().timeIntervalSince1970 - 5
+    var v: Int? = 2
+    var sts: String? = "active"
+    var o: Organization? = Organization(id: "org_2xyz", rol: "admin")
+    var org_id: String?
+    var org_role: String?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// Clerk session tokens, service-account tokens and the local development issuer: every bad
+/// input refused with the check it failed, before any database work.
+@Suite("Principals", .timeLimit(.minutes(1)))
+struct PrincipalTests {
+    static let issuer = "https://clerk.restartix.test"
+
+    struct Setup {
+        let server: JWKSServer
+        let key: TestRSAKey
+        let verifier: ClerkSessionVerifier
+    }
+
+    static func setup(minimumRefreshInterval: Duration = .seconds(30)) async throws -> Setup {
+        let server = try await JWKSServer.start()
+        let key = try await TestRSAKey.make(kid: "ins_key_1")
+        server.serve(jwks(key))
+        let verifier = try ClerkSessionVerifier(configuration: ClerkConfiguration(
+            issuer: issuer, jwksURL: server.url, authorizedParties: ["https://app.restartix.test"],
+            minimumRefreshInterval: minimumRefreshInterval
+        ))
+        return Setup(server: server, key: key, verifier: verifier)
+    }
+
+    static func unsigned(header: String, claims: TestClaims, signature: String) throws -> String {
+        let payload = try JSONEncoder().encode(claims)
+        return "\(base64URL(Data(header.utf8))).\(base64URL(payload)).\(signature)"
+    }
+
+    @Test("a good v2 and v1 token verify; claims are read")
+    func goodTokens() async throws {
+        let setup = try await Self.setup()
+        defer { setup.server.stop() }
+        let session = try await setup.verifier.verify(try await setup.key.sign(TestClaims()))
+        #expect(session.userID == "user_2abc")
+        #expect(session.organizationID == "org_2xyz")
+        #expect(session.organizationRole == "admin")
+        var v1 = TestClaims()
+        v1.o = nil
+        v1.v = nil
+        v1.org_id = "org_v1"
+        v1.org_role = "org:specialist"
+        let old = try await setup.verifier.verify(try await setup.key.sign(v1))
+        #expect(old.organizationID == "org_v1")
+        #expect(old.organizationRole == "specialist")
+        // Inside the leeway (5 s) an expired token still passes; beyond it, not.
+        var skewed = TestClaims()
+        skewed.exp = Date().timeIntervalSince1970 - 2
+        _ = try await setup.verifier.verify(try await setup.key.sign(skewed))
+        #expect(setup.server.fetches == 1, "the key set is fetched once and cached")
+    }
+
+    @Test("bad tokens are refused with the check they fail")
+    func badTokens() async throws {
+        let setup = try await Self.setup()
+        defer { setup.server.stop() }
+        let now = Date().timeIntervalSince1970
+        let good = try await setup.key.sign(TestClaims())
+        let parts = good.split(separator: ".").map(String.init)
+        var expired = TestClaims(); expired.exp = now - 60
+        var future = TestClaims(); future.nbf = now + 60
+        var noExpiry = TestClaims(); noExpiry.exp = nil
+        var wrongIssuer = TestClaims(); wrongIssuer.iss = "https://evil.example"
+        var wrongParty = TestClaims(); wrongParty.azp = "https://evil.example"
+        var noSubject = TestClaims(); noSubject.sub = nil
+        var pending = TestClaims(); pending.sts = "pending"
+        let hmacWithPublicKey: String = try {
+            let header = base64URL(Data(#"{"alg":"HS256","typ":"JWT","kid":"ins_key_1"}"#.utf8))
+            let payload = base64URL(try JSONEncoder().encode(TestClaims()))
+            let mac = HMAC<SHA256>.authenticationCode(for: Data("\(header).\(payload)".utf8), using: SymmetricKey(data: Data(setup.key.publicPEM.utf8)))
+            return "\(header).\(payload).\(base64URL(Data(mac)))"
+        }()
+        let cases: [(String, String, PrincipalError.Code)] = [
+            ("empty", "", .malformedToken),
+            ("two parts", "\(parts[0]).\(parts[1])", .malformedToken),
+            ("not base64url", "\(parts[0]).\(parts[1]).abc+/=", .malformedToken),
+            ("header not JSON", "bm90IGpzb24.\(parts[1]).\(parts[2])", .malformedToken),
+            ("alg none", try Self.unsigned(header: #"{"alg":"none","kid":"ins_key_1"}"#, claims: TestClaims(), signature: "c2ln"), .unsupportedAlgorithm),
+            ("alg none, empty signature", try Self.unsigned(header: #"{"alg":"none"}"#, claims: TestClaims(), signature: ""), .malformedToken),
+            ("HS256 keyed with the RSA public key", hmacWithPublicKey, .unsupportedAlgorithm),
+            ("RS512", try Self.unsigned(header: #"{"alg":"RS512","kid":"ins_key_1"}"#, claims: TestClaims(), signature: parts[2]), .unsupportedAlgorithm),
+            ("no kid", try Self.unsigned(header: #"{"alg":"RS256"}"#, claims: TestClaims(), signature: parts[2]), .malformedToken),
+            ("critical extension", try Self.unsigned(header: #"{"alg":"RS256","kid":"ins_key_1","crit":["exp"]}"#, claims: TestClaims(), signature: parts[2]), .malformedToken),
+            ("payload changed", "\(parts[0]).\(base64URL(try JSONEncoder().encode(wrongIssuer))).\(parts[2])", .invalidSignature),
+            ("expired", try await setup.key.sign(expired), .expired),
+            ("not yet valid", try await setup.key.sign(future), .notYetValid),
+            ("no exp", try await setup.key.sign(noExpiry), .missingClaim),
+            ("wrong issuer", try await setup.key.sign(wrongIssuer), .wrongIssuer),
+            ("azp not allowed", try await setup.key.sign(wrongParty), .unauthorizedParty),
+            ("no subject", try await setup.key.sign(noSubject), .missingClaim),
+            ("pending session", try await setup.key.sign(pending), .sessionNotActive),
+        ]
+        for (name, token, code) in cases {
+            let error = await #expect(throws: PrincipalError.self, "\(name)") { try await setup.verifier.verify(token) }
+            #expect(error?.code == code, "\(name): \(String(describing: error))")
+            #expect(!(error?.description.contains(token.prefix(20)) ?? false) || token.isEmpty, "\(name): the error quotes the token")
+        }
+    }
+
+    @Test("an unknown kid triggers one refresh, rate limited; a rotated key is picked up")
+    func unknownKid() async throws {
+        let setup = try await Self.setup(minimumRefreshInterval: .seconds(1))
+        defer { setup.server.stop() }
+        _ = try await setup.verifier.verify(try await setup.key.sign(TestClaims()))
+        #expect(setup.server.fetches == 1)
+        try await Task.sleep(for: .milliseconds(1050))
+        let stranger = try await TestRSAKey.make(kid: "ins_unknown")
+        let forged = try await stranger.sign(TestClaims())
+        let first = await #expect(throws: PrincipalError.self) { try await setup.verifier.verify(forged) }
+        #expect(first?.code == .unknownKey)
+        #expect(setup.server.fetches == 2, "one refresh for the unknown kid")
+        // A flood of unknown kids within the interval fetches nothing more.
+        for _ in 0..<20 {
+            await #expect(throws: PrincipalError.self) { try await setup.verifier.verify(forged) }
+        }
+        #expect(setup.server.fetches == 2)
+
+        // Rotation: once the interval has passed, a new key is picked up on first sight.
+        let rotating = try await Self.setup(minimumRefreshInterval: .zero)
+        defer { rotating.server.stop() }
+        _ = try await rotating.verifier.verify(try await rotating.key.sign(TestClaims()))
+        let next = try await TestRSAKey.make(kid: "ins_key_2")
+        rotating.server.serve(jwks(rotating.key, next))
+        let session = try await rotating.verifier.verify(try await next.sign(TestClaims()))
+        #expect(session.userID == "user_2abc")
+        #expect(rotating.server.fetches == 2)
+    }
+
+    @Test("an unreachable or failing key set is keysUnavailable (503), not a bad token")
+    func keysUnavailable() async throws {
+        let setup = try await Self.setup()
+        setup.server.fail(with: 500)
+        let error = await #expect(throws: PrincipalError.self) { try await setup.verifier.verify(try await setup.key.sign(TestClaims())) }
+        #expect(error?.code == .keysUnavailable)
+        #expect(error?.httpStatus == 503)
+        setup.server.stop()
+        #expect(throws: PrincipalError.self) {
+            try ClerkSessionVerifier(configuration: ClerkConfiguration(issuer: "http://clerk.example.com"))
+        }
+    }
+
+    @Test("service-account tokens: audience, scope, rotation, HS256 only")
+    func serviceAccounts() async throws {
+        let current = String(repeating: "c", count: 40)
+        let previous = String(repeating: "p", count: 40)
+        let old = try await ServiceAccountTokens(secrets: [previous])
+        let tokens = try await ServiceAccountTokens(secrets: [current, previous])
+        let token = try await tokens.issue(service: "telemetry-api", audience: "core-api", scopes: ["aggregates:write"], lifetime: .seconds(60))
+        let principal = try await tokens.verify(token, audience: "core-api", requiring: "aggregates:write")
+        #expect(principal.service == "telemetry-api")
+        // A token signed with the previous secret still verifies during rotation.
+        let legacy = try await old.issue(service: "jobs", audience: "core-api", scopes: [], lifetime: .seconds(60))
+        #expect(try await tokens.verify(legacy, audience: "core-api").service == "jobs")
+        let cases: [(String, () async throws -> ServicePrincipal, PrincipalError.Code)] = [
+            ("wrong audience", { try await tokens.verify(token, audience: "telemetry-api") }, .wrongAudience),
+            ("missing scope", { try await tokens.verify(token, audience: "core-api", requiring: "admin") }, .insufficientScope),
+            ("unknown secret", { try await ServiceAccountTokens(secrets: [String(repeating: "x", count: 40)]).verify(token, audience: "core-api") }, .invalidSignature),
+            ("RS256 header", { try await tokens.verify(try await TestRSAKey.make(kid: "k").sign(TestClaims()), audience: "core-api") }, .unsupportedAlgorithm),
+            ("garbage", { try await tokens.verify("a.b", audience: "core-api") }, .malformedToken),
+        ]
+        for (name, call, code) in cases {
+            let error = await #expect(throws: PrincipalError.self, "\(name)") { _ = try await call() }
+            #expect(error?.code == code, "\(name)")
+        }
+        let expiredTokens = try await ServiceAccountTokens(secrets: [current], clock: { Date().addingTimeInterval(120) })
+        let error = await #expect(throws: PrincipalError.self) { try await expiredTokens.verify(token, audience: "core-api") }
+        #expect(error?.code == .expired)
+        await #expect(throws: PrincipalError.self) { try await ServiceAccountTokens(secrets: ["short"]) }
+    }
+
+    @Test("the local development issuer is refused in production")
+    func localIssuer() async throws {
+        let error = await #expect(throws: PrincipalError.self) { try await LocalDevIssuer(environment: .production) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(throws: PrincipalError.self) { try DeploymentEnvironment(appEnv: "prod") }
+        #expect(try DeploymentEnvironment(appEnv: nil) == .development)
+        let dev = try await LocalDevIssuer(environment: .development)
+        let other = try await LocalDevIssuer(environment: .development)
+        let user = UUIDv7.generate(), organization = UUIDv7.generate()
+        let token = try await dev.issue(user: user, organization: organization)
+        let principal = try await dev.verify(token)
+        #expect(principal.organizationID == organization && principal.userID == user)
+        await #expect(throws: PrincipalError.self) { try await other.verify(token) }
+    }
+}
