@@ -264,12 +264,15 @@ struct StorageConformanceTests {
         try await owner.withConnection { conn in
             try await conn.executeScript(
                 """
+                BEGIN;
+                \(TestBackend.migrationLock)
                 CREATE TABLE \(table) (id integer PRIMARY KEY, org integer NOT NULL);
                 CREATE TABLE \(table)_private (id integer);
                 ALTER TABLE \(table) ENABLE ROW LEVEL SECURITY;
                 ALTER TABLE \(table) FORCE ROW LEVEL SECURITY;
                 CREATE POLICY only_org_one ON \(table) USING (org = 1) WITH CHECK (org = 1);
                 GRANT SELECT, INSERT ON \(table) TO restartix_app;
+                COMMIT;
                 """
             )
         }

@@ -162,6 +162,12 @@ struct PrincipalTests {
         let error = await #expect(throws: PrincipalError.self) { try await setup.verifier.verify(try await setup.key.sign(TestClaims())) }
         #expect(error?.code == .keysUnavailable)
         #expect(error?.httpStatus == 503)
+        // Within the refresh interval an outage is not retried on every request.
+        for _ in 0..<10 {
+            let again = await #expect(throws: PrincipalError.self) { try await setup.verifier.verify(try await setup.key.sign(TestClaims())) }
+            #expect(again?.code == .keysUnavailable)
+        }
+        #expect(setup.server.fetches == 1, "one fetch during the outage")
         setup.server.stop()
         #expect(throws: PrincipalError.self) {
             try ClerkSessionVerifier(configuration: ClerkConfiguration(issuer: "http://clerk.example.com"))

@@ -201,6 +201,7 @@ actor JWKSCache {
     private var collection = JWTKeyCollection()
     private var kids: Set<String> = []
     private var fetchedAt: ContinuousClock.Instant?
+    private var lastAttempt: ContinuousClock.Instant?
     private var inFlight: Task<Void, any Error>?
 
     init(configuration: ClerkConfiguration, httpClient: HTTPClient, logger: Logger) {
@@ -212,19 +213,23 @@ actor JWKSCache {
     /// The key collection holding `kid`, fetching the key set when it is unknown (rate limited)
     /// or old (keeping the old keys if that fails).
     func keys(for kid: String) async throws(PrincipalError) -> JWTKeyCollection {
-        let now = ContinuousClock.now
+        // Every fetch, successful or not, counts against the interval: neither forged key ids
+        // nor a Clerk outage can turn requests into a flood of key-set fetches.
+        let mayFetch = lastAttempt.map { ContinuousClock.now - $0 >= configuration.minimumRefreshInterval } ?? true
         if kids.contains(kid) {
-            if let fetchedAt, now - fetchedAt > configuration.keySetLifetime {
+            if let fetchedAt, ContinuousClock.now - fetchedAt > configuration.keySetLifetime, mayFetch {
                 do { try await refresh() } catch {
                     logger.warning("JWKS refresh failed; keeping the keys held", metadata: ["error": "\(error)"])
                 }
             }
             return collection
         }
-        // An unknown key id fetches the set again, unless it was fetched within the interval:
-        // a set that fresh cannot hold a newer key, and forged key ids cannot flood Clerk.
-        if fetchedAt.map({ now - $0 >= configuration.minimumRefreshInterval }) ?? true {
+        // An unknown key id fetches the set again (a rotation), unless it was fetched within
+        // the interval: a set that fresh cannot hold a newer key.
+        if mayFetch {
             try await refresh()
+        } else if fetchedAt == nil {
+            throw PrincipalError(.keysUnavailable, "the key set could not be fetched; retrying after the refresh interval")
         }
         guard kids.contains(kid) else {
             throw PrincipalError(.unknownKey, "the token's key id is not in the issuer's key set")
@@ -244,6 +249,7 @@ actor JWKSCache {
     }
 
     private func fetch() async throws {
+        lastAttempt = ContinuousClock.now
         var request = HTTPClientRequest(url: configuration.jwksURL)
         request.headers.add(name: "Accept", value: "application/json")
         let body: ByteBuffer

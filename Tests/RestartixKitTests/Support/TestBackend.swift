@@ -82,6 +82,11 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// Creates a uniquely named table (columns in this backend's dialect; `%TABLE%` in them is
     /// replaced by the table's name), runs `body`, and drops it. On Postgres the owner creates it and grants the admin role (the PgBouncer pool's role)
     /// full access.
+    /// The migrator's advisory lock for the current schema (`Migrator.lockClass`): DDL in a test
+    /// takes it so it never runs beside a migration's schema-wide GRANT/REVOKE, which Postgres
+    /// answers with "tuple concurrently updated" (XX000).
+    static let migrationLock = "SELECT pg_advisory_xact_lock(\(0x7278_6d67)::integer, hashtext(current_schema()));"
+
     func withScratchTable<T>(
         postgres postgresColumns: String,
         sqlite sqliteColumns: String,
@@ -95,7 +100,9 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         if isPostgres {
             let owner = Database(configuration: try DatabaseConfiguration(url: Self.require("DATABASE_DIRECT_URL")), logger: Self.logger)
             try await owner.withConnection { conn in
-                try await conn.executeScript("CREATE TABLE \(table) (\(postgresColumns)); GRANT ALL ON \(table) TO restartix_admin")
+                try await conn.executeScript(
+                    "BEGIN; \(Self.migrationLock) CREATE TABLE \(table) (\(postgresColumns)); GRANT ALL ON \(table) TO restartix_admin; COMMIT;"
+                )
             }
             await owner.shutdown()
         } else {
