@@ -78,29 +78,31 @@ struct TenancyBenchmark {
         Bench.say("limit: pgbench -M extended through PgBouncer, app role, same transaction, same clients, same run; \(seconds) s each")
         Bench.say("naive = 4 round trips per transaction; pipelined = \\startpipeline ... \\endpipeline, 1 round trip")
         Bench.say("kit: TenantDatabase.query(context, sql) (BEGIN, context, SELECT, COMMIT pipelined); kit+exec: tasks prefer the I/O executor")
-        Bench.say("clients  naive_tps  pipelined_tps   kit_tps  kit/pipelined  kit/naive  kit_round_trips  kit+exec_tps  kit+exec/pipelined  kit+exec/naive")
+        Bench.say("kit_cpu_us = the kit process's own CPU time per transaction, µs (the server's share is the same as pgbench's: the same four statements)")
+        Bench.say("clients  naive_tps  pipelined_tps   kit_tps  kit/pipelined  kit/naive  kit_round_trips  kit+exec_tps  kit+exec/pipelined  kit+exec/naive  kit_cpu_us  kit+exec_cpu_us")
         for n in clients {
             let naiveTPS = try pgbenchTPS(pgbench, script: naive.path, url: appURL, clients: n, seconds: seconds)
             let pipelinedTPS = try pgbenchTPS(pgbench, script: pipelined.path, url: appURL, clients: n, seconds: seconds)
             let kit = try await kitTPS(url: appURL, clients: n, seconds: seconds, preferIOExecutor: false, logger: logger)
             let pinned = try await kitTPS(url: appURL, clients: n, seconds: seconds, preferIOExecutor: true, logger: logger)
             Bench.say(String(
-                format: "%7d %10.0f %14.0f %9.0f %14.3f %10.3f %16.2f %13.0f %19.3f %15.3f",
+                format: "%7d %10.0f %14.0f %9.0f %14.3f %10.3f %16.2f %13.0f %19.3f %15.3f %11.1f %16.1f",
                 n, naiveTPS, pipelinedTPS, kit.tps, kit.tps / pipelinedTPS, kit.tps / naiveTPS, kit.roundTrips,
-                pinned.tps, pinned.tps / pipelinedTPS, pinned.tps / naiveTPS
+                pinned.tps, pinned.tps / pipelinedTPS, pinned.tps / naiveTPS, kit.cpu, pinned.cpu
             ))
         }
     }
 
     static func kitTPS(
         url: String, clients: Int, seconds: Int, preferIOExecutor: Bool, logger: Logger
-    ) async throws -> (tps: Double, roundTrips: Double) {
+    ) async throws -> (tps: Double, roundTrips: Double, cpu: Double) {
         var configuration = try DatabaseConfiguration(url: url)
         configuration.maximumConnections = clients
         let app = TenantDatabase(configuration: configuration, logger: logger)
         let context = try TenantContext(organizationID: organization, userID: user, role: "specialist")
         try await Bench.concurrently(clients) { _ = try await app.query(context, "SELECT 1") }
         let waitsBefore = Database.postgresRoundTrips
+        let cpuBefore = Bench.cpuSeconds(RUSAGE_SELF)
         let transactions = Atomic<Int>(0)
         let tps = try await Bench.throughput(
             clients: clients,
@@ -112,10 +114,11 @@ struct TenancyBenchmark {
             precondition(found.count == 1, "row-level security hid a row of the context's own clinic")
             transactions.add(1, ordering: .relaxed)
         }
+        let cpu = Bench.cpuSeconds(RUSAGE_SELF) - cpuBefore
         let waits = Database.postgresRoundTrips - waitsBefore
-        let roundTrips = Double(waits) / Double(max(transactions.load(ordering: .relaxed), 1))
+        let count = Double(max(transactions.load(ordering: .relaxed), 1))
         await app.shutdown()
-        return (tps, roundTrips)
+        return (tps, Double(waits) / count, cpu * 1e6 / count)
     }
 
     static func pgbenchTPS(_ pgbench: String, script: String, url: String, clients: Int, seconds: Int) throws -> Double {

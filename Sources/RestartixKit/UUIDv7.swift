@@ -54,3 +54,30 @@ public enum UUIDv7 {
         return Date(timeIntervalSince1970: Double(millis) / 1000)
     }
 }
+
+extension UUID {
+    /// The canonical lower-case text form (`0190a4c2-...`), as Postgres prints a `uuid` and as
+    /// the kit stores ids on SQLite. Formatted directly from the bytes: `uuidString` goes
+    /// through `snprintf` and `lowercased()` allocates again, and ids are formatted on every
+    /// tenant transaction.
+    public var lowercasedString: String {
+        let hex: StaticString = "0123456789abcdef"
+        return withUnsafeBytes(of: uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { buffer in
+                hex.withUTF8Buffer { digits in
+                    var out = 0
+                    for index in 0..<16 {
+                        if index == 4 || index == 6 || index == 8 || index == 10 {
+                            buffer[out] = UInt8(ascii: "-")
+                            out += 1
+                        }
+                        buffer[out] = digits[Int(bytes[index] >> 4)]
+                        buffer[out + 1] = digits[Int(bytes[index] & 0x0F)]
+                        out += 2
+                    }
+                    return out
+                }
+            }
+        }
+    }
+}

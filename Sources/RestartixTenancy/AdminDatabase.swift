@@ -69,8 +69,8 @@ public final class AdminDatabase: Sendable, Service {
         _ body: (borrowing AdminTransaction) async throws -> T
     ) async throws -> T {
         let prelude = TenantDatabase.settingsStatement(
-            organization: organizationID.uuidString.lowercased(),
-            user: actor.userID?.uuidString.lowercased() ?? "",
+            organization: organizationID.lowercasedString,
+            user: actor.userID?.lowercasedString ?? "",
             role: "",
             unscoped: ""
         )
@@ -103,7 +103,7 @@ public final class AdminDatabase: Sendable, Service {
         )
         let prelude = TenantDatabase.settingsStatement(
             organization: "",
-            user: actor.userID?.uuidString.lowercased() ?? "",
+            user: actor.userID?.lowercasedString ?? "",
             role: "",
             unscoped: "on"
         )

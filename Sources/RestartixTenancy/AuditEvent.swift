@@ -47,10 +47,10 @@ public struct AuditEvent: Sendable, Hashable {
         switch context.actionContext {
         case .normal: break
         case .breakGlass(let session):
-            metadata["session_id"] = session.uuidString.lowercased()
+            metadata["session_id"] = session.lowercasedString
         case .impersonation(let session, let staff):
-            metadata["session_id"] = session.uuidString.lowercased()
-            metadata["acting_as_user_id"] = context.userID.uuidString.lowercased()
+            metadata["session_id"] = session.lowercasedString
+            metadata["acting_as_user_id"] = context.userID.lowercasedString
             actor = staff
         }
         return insert(

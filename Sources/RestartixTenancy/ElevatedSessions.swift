@@ -112,7 +112,7 @@ public final class ElevatedSessions: Sendable {
                 """,
                 "SELECT expires_at FROM patient_impersonation_sessions WHERE id = \(id)",
                 Self.auditInsert(.impersonation, verb: "open", session: id, organization: organization, actor: actor, kind: "user",
-                                 metadata: ["duration_seconds": "\(duration.components.seconds)", "patient_id": patient.uuidString.lowercased()]),
+                                 metadata: ["duration_seconds": "\(duration.components.seconds)", "patient_id": patient.lowercasedString]),
             ])
             return (patientUser, try results[1].rows[0].decode("expires_at", as: Date.self))
         }
@@ -224,7 +224,7 @@ public final class ElevatedSessions: Sendable {
                         _ = try await tx.pipeline(won.map { session in
                             Self.auditInsert(
                                 kind, verb: "expire", session: session.id, organization: session.organization, actor: nil, kind: "system",
-                                metadata: ["session_user_id": session.user.uuidString.lowercased(), "job": "expired-sessions-sweep"]
+                                metadata: ["session_user_id": session.user.lowercasedString, "job": "expired-sessions-sweep"]
                             )
                         })
                     }
@@ -251,7 +251,7 @@ public final class ElevatedSessions: Sendable {
             return """
                 INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, metadata) \
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'break_glass.access', 'break_glass', \
-                'break_glass_session', s.id, \(json: ["session_id": session.uuidString.lowercased()]) \
+                'break_glass_session', s.id, \(json: ["session_id": session.lowercasedString]) \
                 FROM break_glass_sessions s WHERE s.id = \(session) AND s.organization_id = \(organization) \
                 AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect))
                 """
@@ -259,7 +259,7 @@ public final class ElevatedSessions: Sendable {
             return """
                 INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, metadata) \
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'impersonation.access', 'impersonation', \
-                'patient', s.patient_id, \(json: ["session_id": session.uuidString.lowercased(), "acting_as_user_id": context.userID.uuidString.lowercased()]) \
+                'patient', s.patient_id, \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
                 FROM patient_impersonation_sessions s JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
                 WHERE s.id = \(session) AND s.organization_id = \(organization) AND s.user_id = \(actor) \
                 AND p.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect))
@@ -272,7 +272,7 @@ public final class ElevatedSessions: Sendable {
         metadata: [String: String]
     ) -> SQLQuery {
         var metadata = metadata
-        metadata["session_id"] = session.uuidString.lowercased()
+        metadata["session_id"] = session.lowercasedString
         return AuditEvent(action: "\(kind.rawValue).\(verb)", resourceType: kind.resourceType, resourceID: session).insert(
             organizationID: organization, actorUserID: actor, actorKind: actorKind, actionContext: kind.rawValue, metadata: metadata
         )

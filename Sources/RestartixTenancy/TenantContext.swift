@@ -1,4 +1,5 @@
 public import Foundation
+import RestartixKit
 
 /// A role inside one clinic (organization). Staff roles see their clinic's rows; the patient
 /// role sees only the rows tied to its own user.
@@ -100,6 +101,6 @@ public struct TenantContext: Sendable, Hashable {
 extension TenantContext: CustomStringConvertible {
     /// Ids and role only: nothing in a context is PHI.
     public var description: String {
-        "TenantContext(organization: \(organizationID.uuidString.lowercased()), user: \(userID.uuidString.lowercased()), role: \(role.rawValue), action: \(actionContext.auditValue))"
+        "TenantContext(organization: \(organizationID.lowercasedString), user: \(userID.lowercasedString), role: \(role.rawValue), action: \(actionContext.auditValue))"
     }
 }

@@ -116,12 +116,12 @@ public final class TenantDatabase: Sendable, Service {
     /// Elevated contexts also name their session in `app.session_id`, which the policies read.
     static func contextStatement(_ context: TenantContext) -> SQLQuery {
         var statement = settingsStatement(
-            organization: context.organizationID.uuidString.lowercased(),
-            user: context.userID.uuidString.lowercased(),
+            organization: context.organizationID.lowercasedString,
+            user: context.userID.lowercasedString,
             role: context.role.rawValue
         )
         if let session = context.actionContext.sessionID {
-            statement.append(", set_config('app.session_id', \(session.uuidString.lowercased()), true)")
+            statement.append(", set_config('app.session_id', \(session.lowercasedString), true)")
         }
         return statement
     }

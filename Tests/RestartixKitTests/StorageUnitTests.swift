@@ -145,3 +145,16 @@ struct StorageUnitTests {
         #expect(SQLiteConnection.error(extended: 1811, message: "row-level security violation").code == .rowLevelSecurityViolation)
     }
 }
+
+@Suite("UUID text")
+struct UUIDTextTests {
+    @Test("lowercasedString is the canonical lower-case form")
+    func canonical() throws {
+        let fixed = try #require(UUID(uuidString: "0190A4C2-7B3D-7E1F-8A2B-C3D4E5F60718"))
+        #expect(fixed.lowercasedString == "0190a4c2-7b3d-7e1f-8a2b-c3d4e5f60718")
+        for _ in 0..<1000 {
+            let id = UUID()
+            #expect(id.lowercasedString == id.uuidString.lowercased())
+        }
+    }
+}

@@ -41,6 +41,9 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation, CustomString
     }
 
     /// Renders the statement for a dialect: the SQL text with placeholders, and the binds.
+    /// `$0` ... `$31`, so rendering a statement does not format numbers.
+    private static let placeholders = (0..<32).map { "$\($0)" }
+
     public func render(for dialect: SQLDialect) -> (sql: String, binds: [SQLValue]) {
         var sql = ""
         var binds: [SQLValue] = []
@@ -50,7 +53,8 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation, CustomString
             case .bind(let value):
                 binds.append(value)
                 switch dialect.base {
-                case .postgres: sql += "$\(binds.count)"
+                case .postgres:
+                    if binds.count < Self.placeholders.count { sql += Self.placeholders[binds.count] } else { sql += "$\(binds.count)" }
                 case .sqlite: sql += "?"
                 }
             }

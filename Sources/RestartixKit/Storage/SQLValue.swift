@@ -183,7 +183,7 @@ extension String: SQLEncodable, SQLDecodable {
         case .text(let v): self = v
         case .numeric(let v): self = v
         case .json(let utf8): self = String(decoding: utf8, as: UTF8.self)
-        case .uuid(let v): self = v.uuidString.lowercased()
+        case .uuid(let v): self = v.lowercasedString
         default: throw SQLDecodingFailure(expected: "String", found: sqlValue)
         }
     }

@@ -1,5 +1,6 @@
 public import Foundation
 import JWTKit
+import RestartixKit
 
 /// Where a service runs, from `APP_ENV`. Anything unknown is an error, never a default.
 public enum DeploymentEnvironment: String, Sendable, CaseIterable {
@@ -68,7 +69,7 @@ public struct LocalDevIssuer: Sendable {
         }
         let now = clock().timeIntervalSince1970.rounded(.down)
         let claims = LocalDevClaims(
-            iss: Self.issuer, sub: user.uuidString.lowercased(), org: organization.uuidString.lowercased(),
+            iss: Self.issuer, sub: user.lowercasedString, org: organization.lowercasedString,
             iat: now, exp: now + Double(lifetime.components.seconds)
         )
         do {

@@ -1,5 +1,6 @@
 public import Foundation
 import JWTKit
+import RestartixKit
 
 /// A verified service-account token (Cat F): which service is calling, for what.
 public struct ServicePrincipal: Sendable, Hashable {
@@ -57,7 +58,7 @@ public struct ServiceAccountTokens: Sendable {
         let now = clock().timeIntervalSince1970.rounded(.down)
         let claims = ServiceClaims(
             iss: Self.issuer, sub: service, aud: audience, scope: scopes.sorted().joined(separator: " "),
-            iat: now, nbf: now, exp: now + Double(lifetime.components.seconds), jti: UUID().uuidString.lowercased()
+            iat: now, nbf: now, exp: now + Double(lifetime.components.seconds), jti: UUID().lowercasedString
         )
         do {
             return try await signers[0].sign(claims, header: ["typ": "JWT"])

@@ -62,8 +62,8 @@ func addPrincipalRoutes(to router: Router<BasicRequestContext>, resolver: Princi
         do {
             let context = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
             return jsonResponse(.ok, """
-                {"organization_id":"\(context.organizationID.uuidString.lowercased())",\
-                "user_id":"\(context.userID.uuidString.lowercased())","role":"\(context.role.rawValue)"}
+                {"organization_id":"\(context.organizationID.lowercasedString)",\
+                "user_id":"\(context.userID.lowercasedString)","role":"\(context.role.rawValue)"}
                 """)
         } catch let error as PrincipalError {
             return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.code.description, error.detail))

@@ -133,6 +133,10 @@ struct PostgresParameters {
 
     init(_ values: [SQLValue]) throws {
         types.reserveCapacity(values.count)
+        offsets.reserveCapacity(values.count)
+        lengths.reserveCapacity(values.count)
+        formats.reserveCapacity(values.count)
+        buffer.reserveCapacity(values.count * 16)
         for (index, value) in values.enumerated() {
             switch value.storage {
             case .null: appendNull()
@@ -141,7 +145,7 @@ struct PostgresParameters {
             case .bool(let v): appendBinary(PostgresBinary.OID.bool, bytes: [v ? 1 : 0])
             case .text(let v): try appendText(0, v, index: index)
             case .bytes(let v): appendBinary(PostgresBinary.OID.bytea, bytes: v)
-            case .uuid(let v): appendBinary(PostgresBinary.OID.uuid, bytes: withUnsafeBytes(of: v.uuid) { Array($0) })
+            case .uuid(let v): withUnsafeBytes(of: v.uuid) { appendBinary(PostgresBinary.OID.uuid, bytes: $0) }
             case .timestamp(let v):
                 let micros = UTCTimestamp.microseconds(since1970: v) - PostgresBinary.epochOffsetMicros
                 appendBinary(PostgresBinary.OID.timestamptz, bigEndian: micros)
@@ -161,7 +165,7 @@ struct PostgresParameters {
     }
 
     private mutating func appendBinary<T: FixedWidthInteger>(_ oid: UInt32, bigEndian value: T) {
-        appendBinary(oid, bytes: withUnsafeBytes(of: value.bigEndian) { Array($0) })
+        withUnsafeBytes(of: value.bigEndian) { appendBinary(oid, bytes: $0) }
     }
 
     private mutating func appendBinary(_ oid: UInt32, bytes: some Collection<UInt8>) {

@@ -296,7 +296,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         case .double(let v): rc = sqlite3_bind_double(statement, index, v)
         case .bool(let v): rc = sqlite3_bind_int64(statement, index, v ? 1 : 0)
         case .text(let v), .numeric(let v): rc = bindText(v, index, statement)
-        case .uuid(let v): rc = bindText(v.uuidString.lowercased(), index, statement)
+        case .uuid(let v): rc = bindText(v.lowercasedString, index, statement)
         case .timestamp(let v): rc = bindText(UTCTimestamp.format(v), index, statement)
         case .json(let v): rc = bindText(String(decoding: v, as: UTF8.self), index, statement)
         case .bytes(let v):

@@ -208,7 +208,7 @@ private func setResult(_ context: OpaquePointer?, _ value: SQLValue) {
     case .double(let v): sqlite3_result_double(context, v)
     case .bool(let v): sqlite3_result_int64(context, v ? 1 : 0)
     case .text(let v), .numeric(let v): text(v)
-    case .uuid(let v): text(v.uuidString.lowercased())
+    case .uuid(let v): text(v.lowercasedString)
     case .timestamp(let v): text(UTCTimestamp.format(v))
     case .json(let v): text(String(decoding: v, as: UTF8.self))
     case .bytes(let v):
