@@ -164,16 +164,29 @@ public final class ElevatedSessions: Sendable {
         }
     }
 
-    /// Closes a session before it expires; `byAdmin` records a platform administrator closing
-    /// someone else's. Returns `false` when it was already closed.
+    /// Closes a session early (or an expired one the sweep has not reached): by the user who
+    /// opened it, or with `byAdmin` by a platform administrator. Returns `false` when it was
+    /// already closed; throws ``TenancyError/Code/notAMember`` for anyone else.
     @discardableResult
     public func close(_ session: ElevatedSession, by actor: UUID, byAdmin: Bool = false) async throws -> Bool {
         try await admin.withOrganization(session.organizationID, actor: .user(actor)) { tx in
+            if byAdmin {
+                let row = try await tx.first("SELECT is_platform_admin FROM users WHERE id = \(actor) AND deleted_at IS NULL")
+                guard try row?.decode("is_platform_admin", as: Bool.self) == true else {
+                    throw TenancyError(.notAMember, "only a platform administrator may close someone else's session")
+                }
+            }
+            let owner: SQLQuery = byAdmin ? "" : " AND user_id = \(actor)"
             let closed = try await tx.execute("""
                 UPDATE \(unsafeRaw: session.kind.table) SET closed_at = \(Self.now(tx.dialect)), closed_by = \(byAdmin ? "admin" : "user") \
-                WHERE id = \(session.id) AND organization_id = \(session.organizationID) AND closed_at IS NULL
+                WHERE id = \(session.id) AND organization_id = \(session.organizationID) AND closed_at IS NULL\(owner)
                 """)
-            guard closed == 1 else { return false }
+            guard closed == 1 else {
+                if !byAdmin, try await tx.first("SELECT 1 AS x FROM \(unsafeRaw: session.kind.table) WHERE id = \(session.id) AND user_id <> \(actor)") != nil {
+                    throw TenancyError(.notAMember, "only the user who opened a session, or a platform administrator, may close it")
+                }
+                return false
+            }
             try await tx.execute(Self.auditInsert(
                 session.kind, verb: "close", session: session.id, organization: session.organizationID, actor: actor, kind: "user",
                 metadata: ["closed_by": byAdmin ? "admin" : "user"]
@@ -240,8 +253,9 @@ public final class ElevatedSessions: Sendable {
     // MARK: - SQL
 
     /// The first statement of every transaction under an elevated context: appends the access
-    /// audit row if, and only if, the session is open, belongs to this context, and (for
-    /// impersonation) names the context's patient. One row means go on; zero means refuse.
+    /// audit row if, and only if, the session is open, belongs to this context, (for
+    /// impersonation) names the context's patient, and the clinic is still active (break-glass:
+    /// and the user not deleted). One row means go on; zero means refuse.
     static func accessGate(_ context: TenantContext, dialect: SQLDialect) -> SQLQuery? {
         let organization = context.organizationID
         switch context.actionContext {
@@ -253,7 +267,9 @@ public final class ElevatedSessions: Sendable {
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'break_glass.access', 'break_glass', \
                 'break_glass_session', s.id, \(json: ["session_id": session.lowercasedString]) \
                 FROM break_glass_sessions s WHERE s.id = \(session) AND s.organization_id = \(organization) \
-                AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect))
+                AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect)) \
+                AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = s.organization_id AND o.status = 'active') \
+                AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id AND u.deleted_at IS NULL)
                 """
         case .impersonation(let session, let actor):
             return """
@@ -262,7 +278,8 @@ public final class ElevatedSessions: Sendable {
                 'patient', s.patient_id, \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
                 FROM patient_impersonation_sessions s JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
                 WHERE s.id = \(session) AND s.organization_id = \(organization) AND s.user_id = \(actor) \
-                AND p.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect))
+                AND p.user_id = \(context.userID) AND p.deleted_at IS NULL AND s.closed_at IS NULL AND s.expires_at > \(now(dialect)) \
+                AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = s.organization_id AND o.status = 'active')
                 """
         }
     }
@@ -292,7 +309,8 @@ public final class ElevatedSessions: Sendable {
 
     private func validated(reason: String, duration: Duration) throws(TenancyError) -> String {
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (10...2000).contains(trimmed.count) else {
+        // Counted as the database counts it (`length()`: code points, not grapheme clusters).
+        guard (10...2000).contains(trimmed.unicodeScalars.count) else {
             throw TenancyError(.invalidReason, "an elevated session needs a reason of 10-2000 characters")
         }
         guard duration >= .seconds(60), duration <= maximumDuration else {

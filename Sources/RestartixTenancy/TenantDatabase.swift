@@ -75,14 +75,15 @@ public final class TenantDatabase: Sendable, Service {
     }
 
     /// Runs one statement in its own transaction scoped to `context` and returns its rows:
-    /// `BEGIN`, the context, the statement and `COMMIT` in a single round trip.
+    /// `BEGIN`, the context, the statement and `COMMIT` in a single round trip (see
+    /// ``run(_:_:)`` for elevated contexts).
     @discardableResult
     public func query(_ context: TenantContext, _ query: SQLQuery) async throws -> [SQLRow] {
         try await run(context, query).rows
     }
 
     /// Runs one statement in its own transaction scoped to `context` and returns how many rows
-    /// it inserted, updated or deleted; one round trip.
+    /// it inserted, updated or deleted; one round trip (see ``run(_:_:)`` for elevated contexts).
     @discardableResult
     public func execute(_ context: TenantContext, _ query: SQLQuery) async throws -> Int {
         try await run(context, query).affectedRows
@@ -92,7 +93,8 @@ public final class TenantDatabase: Sendable, Service {
     /// result; one round trip.
     ///
     /// Under a break-glass or impersonation context this is ``withTenant(_:_:)`` with one
-    /// statement (two round trips: the session check and audit row, then the statement).
+    /// statement: three round trips (`BEGIN`, the context and the session check with its audit
+    /// row; the statement; `COMMIT`), so that nothing runs unless the session is open.
     public func run(_ context: TenantContext, _ query: SQLQuery) async throws -> QueryResult {
         if context.actionContext.isElevated {
             return try await withTenant(context) { tx in try await tx.run(query) }

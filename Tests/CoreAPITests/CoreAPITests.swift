@@ -115,7 +115,7 @@ struct CoreAPITests {
 
         let postgres = try CoreAPIConfiguration(environment: [
             "DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x",
-            "PORT": "9000", "HOST": "0.0.0.0",
+            "PORT": "9000", "HOST": "0.0.0.0", "APP_ENV": "development",
         ])
         #expect(!postgres.isEmbeddedDefault)
         #expect(postgres.database.dialect == .postgres)
@@ -132,6 +132,15 @@ struct CoreAPITests {
         #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["LOG_LEVEL": "loud"]) }
         let production = #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "production"]) }
         #expect(production?.description.contains("CLERK_ISSUER") == true, "no local development issuer in production")
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "staging"]) }
+        let forgotten = #expect(throws: ConfigurationError.self, "a real database with neither Clerk nor APP_ENV") {
+            try CoreAPIConfiguration(environment: ["DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x"])
+        }
+        #expect(forgotten?.description.contains("APP_ENV") == true)
+        let noParties = #expect(throws: ConfigurationError.self) {
+            try CoreAPIConfiguration(environment: ["APP_ENV": "production", "CLERK_ISSUER": "https://clerk.example.com"])
+        }
+        #expect(noParties?.description.contains("CLERK_AUTHORIZED_PARTIES") == true)
         #expect(throws: PrincipalError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "prod"]) }
         let clerk = try CoreAPIConfiguration(environment: [
             "APP_ENV": "production", "CLERK_ISSUER": "https://clerk.example.com",

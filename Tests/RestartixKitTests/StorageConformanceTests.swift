@@ -292,8 +292,9 @@ struct StorageConformanceTests {
             Issue.record(error)
         }
         await app.shutdown()
-        try await owner.execute(SQLQuery(unsafeSQL: "DROP TABLE \(table)"))
-        try await owner.execute(SQLQuery(unsafeSQL: "DROP TABLE \(table)_private"))
+        try await owner.withConnection {
+            try await $0.executeScript("BEGIN; \(TestBackend.migrationLock) DROP TABLE \(table); DROP TABLE \(table)_private; COMMIT;")
+        }
         await owner.shutdown()
     }
 

@@ -142,6 +142,10 @@ struct ElevatedSessionTests {
         )
         await #expect(throws: TenancyError.self) { try await databases.app.query(forged, "SELECT id FROM patients") }
 
+        // Only the opener (or a platform administrator) closes it.
+        let notYours = await #expect(throws: TenancyError.self) { try await sessions.close(session, by: fixture.a2.user) }
+        #expect(notYours?.code == .notAMember)
+        await #expect(throws: TenancyError.self) { try await sessions.close(session, by: fixture.a2.user, byAdmin: true) }
         #expect(try await sessions.close(session, by: fixture.a.staffUser))
         #expect(try await sessions.close(session, by: fixture.a.staffUser) == false)
         let closed = await #expect(throws: TenancyError.self) { try await databases.app.query(session.context, "SELECT id FROM patients") }

@@ -40,13 +40,17 @@ struct PrincipalTests {
         let verifier: ClerkSessionVerifier
     }
 
-    static func setup(minimumRefreshInterval: Duration = .seconds(30)) async throws -> Setup {
+    static func setup(
+        minimumRefreshInterval: Duration = .seconds(30),
+        keySetLifetime: Duration = .seconds(3600),
+        maximumKeyAge: Duration = .seconds(86_400)
+    ) async throws -> Setup {
         let server = try await JWKSServer.start()
         let key = try await TestRSAKey.make(kid: "ins_key_1")
         server.serve(jwks(key))
         let verifier = try ClerkSessionVerifier(configuration: ClerkConfiguration(
             issuer: issuer, jwksURL: server.url, authorizedParties: ["https://app.restartix.test"],
-            minimumRefreshInterval: minimumRefreshInterval
+            minimumRefreshInterval: minimumRefreshInterval, keySetLifetime: keySetLifetime, maximumKeyAge: maximumKeyAge
         ))
         return Setup(server: server, key: key, verifier: verifier)
     }
@@ -155,6 +159,32 @@ struct PrincipalTests {
         #expect(rotating.server.fetches == 2)
     }
 
+    @Test("concurrent first requests share one key-set fetch and all verify")
+    func coldStart() async throws {
+        let setup = try await Self.setup()
+        defer { setup.server.stop() }
+        let token = try await setup.key.sign(TestClaims())
+        try await withThrowingTaskGroup(of: ClerkSession.self) { group in
+            for _ in 0..<32 { group.addTask { try await setup.verifier.verify(token) } }
+            for try await session in group { #expect(session.userID == "user_2abc") }
+        }
+        #expect(setup.server.fetches == 1)
+    }
+
+    @Test("keys that cannot be refreshed stop being trusted after the maximum key age")
+    func maximumKeyAge() async throws {
+        let setup = try await Self.setup(minimumRefreshInterval: .zero, keySetLifetime: .milliseconds(200), maximumKeyAge: .milliseconds(1500))
+        defer { setup.server.stop() }
+        let token = try await setup.key.sign(TestClaims())
+        _ = try await setup.verifier.verify(token)
+        setup.server.fail(with: 503)
+        try await Task.sleep(for: .milliseconds(300))
+        _ = try await setup.verifier.verify(token)  // stale: refresh fails, the keys held still serve
+        try await Task.sleep(for: .milliseconds(1500))
+        let error = await #expect(throws: PrincipalError.self) { try await setup.verifier.verify(token) }
+        #expect(error?.code == .keysUnavailable)
+    }
+
     @Test("an unreachable or failing key set is keysUnavailable (503), not a bad token")
     func keysUnavailable() async throws {
         let setup = try await Self.setup()
@@ -207,6 +237,7 @@ struct PrincipalTests {
     func localIssuer() async throws {
         let error = await #expect(throws: PrincipalError.self) { try await LocalDevIssuer(environment: .production) }
         #expect(error?.code == .invalidConfiguration)
+        await #expect(throws: PrincipalError.self) { try await LocalDevIssuer(environment: .staging) }
         #expect(throws: PrincipalError.self) { try DeploymentEnvironment(appEnv: "prod") }
         #expect(try DeploymentEnvironment(appEnv: nil) == .development)
         let dev = try await LocalDevIssuer(environment: .development)

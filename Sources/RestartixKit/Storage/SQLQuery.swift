@@ -40,10 +40,10 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation, CustomString
         return result
     }
 
-    /// Renders the statement for a dialect: the SQL text with placeholders, and the binds.
     /// `$0` ... `$31`, so rendering a statement does not format numbers.
     private static let placeholders = (0..<32).map { "$\($0)" }
 
+    /// Renders the statement for a dialect: the SQL text with placeholders, and the binds.
     public func render(for dialect: SQLDialect) -> (sql: String, binds: [SQLValue]) {
         var sql = ""
         var binds: [SQLValue] = []

@@ -24,13 +24,17 @@ public struct ClerkConfiguration: Sendable {
     /// At most one key-set fetch per this interval for tokens naming an unknown `kid`, so a
     /// flood of forged key ids cannot turn into a flood of requests to Clerk.
     public var minimumRefreshInterval: Duration
-    /// Keys are re-fetched after this long; if that fetch fails, the keys held keep working.
+    /// Keys are re-fetched after this long; if that fetch fails, the keys held keep working...
     public var keySetLifetime: Duration
+    /// ...until they are this old: then, with every refresh failing, tokens are refused
+    /// (`keysUnavailable`) rather than trusting keys Clerk may have revoked since.
+    public var maximumKeyAge: Duration
     /// Timeout of one key-set fetch.
     public var fetchTimeout: Duration
 
     /// A configuration with the defaults: 5 s leeway, one refresh per 30 s on unknown key ids,
-    /// keys re-fetched hourly, 5 s fetch timeout.
+    /// keys re-fetched hourly and trusted for at most a day without a successful fetch, 5 s
+    /// fetch timeout.
     public init(
         issuer: String,
         jwksURL: String? = nil,
@@ -39,6 +43,7 @@ public struct ClerkConfiguration: Sendable {
         leeway: Duration = .seconds(5),
         minimumRefreshInterval: Duration = .seconds(30),
         keySetLifetime: Duration = .seconds(3600),
+        maximumKeyAge: Duration = .seconds(86_400),
         fetchTimeout: Duration = .seconds(5)
     ) {
         let trimmed = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
@@ -49,6 +54,7 @@ public struct ClerkConfiguration: Sendable {
         self.leeway = leeway
         self.minimumRefreshInterval = minimumRefreshInterval
         self.keySetLifetime = keySetLifetime
+        self.maximumKeyAge = maximumKeyAge
         self.fetchTimeout = fetchTimeout
     }
 
@@ -61,6 +67,9 @@ public struct ClerkConfiguration: Sendable {
         }
         guard leeway >= .zero, leeway <= .seconds(300) else {
             throw PrincipalError(.invalidConfiguration, "the leeway must be between 0 and 300 seconds")
+        }
+        guard maximumKeyAge >= keySetLifetime else {
+            throw PrincipalError(.invalidConfiguration, "the maximum key age must be at least the key-set lifetime")
         }
         return self
     }
@@ -98,16 +107,27 @@ public final class ClerkSessionVerifier: Sendable {
     private let keys: JWKSCache
     private let clock: @Sendable () -> Date
 
+    /// Fetches key sets for every verifier that brings no client: no redirects. Lives as long as
+    /// the process (it is never shut down, like `HTTPClient.shared`).
+    static let keySetClient = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+        configuration: HTTPClient.Configuration(redirectConfiguration: .disallow)
+    )
+
     /// Creates a verifier; throws ``PrincipalError/Code/invalidConfiguration`` for a non-HTTPS
     /// issuer or key-set URL. Keys are fetched on first use.
+    ///
+    /// With no `httpClient` the kit uses one process-wide client that follows no redirects, so
+    /// the `https://` rule cannot be undone by a redirect to `http://`; pass your own only if it
+    /// is configured the same way.
     public init(
         configuration: ClerkConfiguration,
-        httpClient: HTTPClient = .shared,
+        httpClient: HTTPClient? = nil,
         logger: Logger = Logger(label: "restartix.principals"),
         clock: @escaping @Sendable () -> Date = { Date() }
     ) throws(PrincipalError) {
         self.configuration = try configuration.validated()
-        self.keys = JWKSCache(configuration: self.configuration, httpClient: httpClient, logger: logger)
+        self.keys = JWKSCache(configuration: self.configuration, httpClient: httpClient ?? Self.keySetClient, logger: logger)
         self.clock = clock
     }
 
@@ -213,14 +233,21 @@ actor JWKSCache {
     /// The key collection holding `kid`, fetching the key set when it is unknown (rate limited)
     /// or old (keeping the old keys if that fails).
     func keys(for kid: String) async throws(PrincipalError) -> JWTKeyCollection {
+        // A fetch already under way (cold start, a rotation): wait for it, whatever its outcome,
+        // before deciding anything from the keys held.
+        if let inFlight { _ = try? await inFlight.value }
+        let now = ContinuousClock.now
         // Every fetch, successful or not, counts against the interval: neither forged key ids
         // nor a Clerk outage can turn requests into a flood of key-set fetches.
-        let mayFetch = lastAttempt.map { ContinuousClock.now - $0 >= configuration.minimumRefreshInterval } ?? true
-        if kids.contains(kid) {
-            if let fetchedAt, ContinuousClock.now - fetchedAt > configuration.keySetLifetime, mayFetch {
+        let mayFetch = lastAttempt.map { now - $0 >= configuration.minimumRefreshInterval } ?? true
+        if kids.contains(kid), let fetchedAt {
+            if now - fetchedAt > configuration.keySetLifetime, mayFetch {
                 do { try await refresh() } catch {
                     logger.warning("JWKS refresh failed; keeping the keys held", metadata: ["error": "\(error)"])
                 }
+            }
+            guard let current = self.fetchedAt, ContinuousClock.now - current <= configuration.maximumKeyAge else {
+                throw PrincipalError(.keysUnavailable, "the key set could not be refreshed for longer than the maximum key age")
             }
             return collection
         }

@@ -30,12 +30,14 @@ public struct LocalDevPrincipal: Sendable, Hashable {
     public let userID: UUID
 }
 
-/// A token issuer for the embedded default and local development, so the Core API can be
-/// exercised without a Clerk instance: HS256 tokens naming a `users.id` and an
-/// `organizations.id` directly, signed with a secret that exists only in this process (or
-/// `RESTARTIX_DEV_TOKEN_SECRET`). ``PrincipalResolver`` still requires a membership.
+/// A token issuer for the embedded default and local development, so services can be run and
+/// tested without a Clerk instance: HS256 tokens naming a `users.id` and an `organizations.id`
+/// directly, signed with a secret that exists only in this process (or one you share with the
+/// tool that mints tokens, `RESTARTIX_DEV_TOKEN_SECRET` in the Core API, which then mints
+/// them with ``issue(user:organization:lifetime:)``). ``PrincipalResolver`` still requires a
+/// membership.
 ///
-/// It cannot be built when the environment is production.
+/// It can be built only in development and test: staging and production use Clerk.
 public struct LocalDevIssuer: Sendable {
     /// The `iss` of local development tokens; never accepted by ``ClerkSessionVerifier``.
     public static let issuer = "restartix-local-dev"
@@ -43,11 +45,11 @@ public struct LocalDevIssuer: Sendable {
     private let keys: JWTKeyCollection
     private let clock: @Sendable () -> Date
 
-    /// Creates the issuer; throws ``PrincipalError/Code/invalidConfiguration`` in production or
-    /// for a secret shorter than 32 bytes. With no secret a random one is made.
+    /// Creates the issuer; throws ``PrincipalError/Code/invalidConfiguration`` in staging or
+    /// production, or for a secret shorter than 32 bytes. With no secret a random one is made.
     public init(environment: DeploymentEnvironment, secret: String? = nil, clock: @escaping @Sendable () -> Date = { Date() }) async throws(PrincipalError) {
-        guard environment != .production else {
-            throw PrincipalError(.invalidConfiguration, "the local development issuer is refused in production; configure Clerk")
+        guard environment == .development || environment == .test else {
+            throw PrincipalError(.invalidConfiguration, "the local development issuer is refused in \(environment.rawValue); configure Clerk")
         }
         let key: Data
         if let secret {

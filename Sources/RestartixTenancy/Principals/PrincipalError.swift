@@ -52,11 +52,11 @@ public struct PrincipalError: Error, Sendable, Equatable, CustomStringConvertibl
     }
 
     /// The HTTP status a service should answer with: 401 for an unusable token, 403 for a
-    /// token that is fine but not allowed, 503 when the issuer's keys cannot be fetched, 500 for
+    /// token that is fine but not allowed (wrong party, missing scope, no membership), 503 when the issuer's keys cannot be fetched, 500 for
     /// a misconfiguration.
     public var httpStatus: Int {
         switch code {
-        case .insufficientScope, .unauthorizedParty: 403
+        case .insufficientScope, .unauthorizedParty, .missingMembership: 403
         case .keysUnavailable: 503
         case .invalidConfiguration: 500
         default: 401

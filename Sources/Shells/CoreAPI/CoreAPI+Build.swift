@@ -40,19 +40,20 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
 }
 
 /// Clerk when configured; otherwise the local development issuer, which
-/// ``LocalDevIssuer/init(environment:secret:clock:)`` refuses in production.
+/// ``LocalDevIssuer/init(environment:secret:clock:)`` refuses outside development and test.
 func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminDatabase, logger: Logger) async throws -> PrincipalResolver {
     if let clerk = configuration.clerk {
         return PrincipalResolver(issuer: .clerk(try ClerkSessionVerifier(configuration: clerk, logger: logger)), admin: admin)
     }
     let dev = try await LocalDevIssuer(environment: configuration.environment, secret: configuration.devTokenSecret)
-    logger.notice("No CLERK_ISSUER: accepting local development tokens only (refused in production)")
+    logger.notice("No CLERK_ISSUER: accepting local development tokens only (development and test environments)")
     return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin)
 }
 
 /// `GET /v1/me`: the tenant context a bearer token resolves to (organization, user, role), or
-/// the reason it resolves to none: 401 for an unusable token, 403 for a non-member or an
-/// inactive clinic, 503 when the issuer's keys cannot be fetched. Bodies name the check, never
+/// the reason it resolves to none: 401 for an unusable token, 403 for a token without a
+/// membership claim, a non-member or an inactive clinic, 503 when the issuer's keys cannot be
+/// fetched. Bodies name the check, never
 /// the token.
 func addPrincipalRoutes(to router: Router<BasicRequestContext>, resolver: PrincipalResolver) {
     router.get("v1/me") { request, _ -> Response in

@@ -13,9 +13,9 @@ import RestartixTenancy
 /// | `RESTARTIX_SQLITE_PATH` | the embedded SQLite file | `.restartix/restartix.sqlite` |
 /// | `LOG_LEVEL` | swift-log level | `info` |
 /// | `APP_ENV` | development, test, staging or production | `development` |
-/// | `CLERK_ISSUER` | the Clerk instance's Frontend API URL (`iss`); required in production | unset: local development issuer |
+/// | `CLERK_ISSUER` | the Clerk instance's Frontend API URL (`iss`); required in staging and production, and with `DATABASE_URL` unless `APP_ENV` says development or test | unset: local development issuer |
 /// | `CLERK_JWKS_URL` | the Clerk key set | `{CLERK_ISSUER}/.well-known/jwks.json` |
-/// | `CLERK_AUTHORIZED_PARTIES` | comma-separated `azp` allow-list (frontend origins) | none |
+/// | `CLERK_AUTHORIZED_PARTIES` | comma-separated `azp` allow-list (frontend origins); required in staging and production | none |
 /// | `RESTARTIX_DEV_TOKEN_SECRET` | secret of the local development issuer (32+ bytes) | random per process |
 struct CoreAPIConfiguration: Sendable {
     var host = "127.0.0.1"
@@ -66,13 +66,20 @@ struct CoreAPIConfiguration: Sendable {
         if let issuer = environment["CLERK_ISSUER"], !issuer.isEmpty {
             let parties = (environment["CLERK_AUTHORIZED_PARTIES"] ?? "").split(separator: ",")
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            if self.environment == .production || self.environment == .staging, parties.isEmpty {
+                throw ConfigurationError("CLERK_AUTHORIZED_PARTIES must list the frontend origins in \(self.environment.rawValue): tokens are checked against it (azp)")
+            }
             clerk = ClerkConfiguration(
                 issuer: issuer,
                 jwksURL: environment["CLERK_JWKS_URL"].flatMap { $0.isEmpty ? nil : $0 },
                 authorizedParties: Set(parties)
             )
-        } else if self.environment == .production {
-            throw ConfigurationError("CLERK_ISSUER must be set in production: the local development issuer is refused there")
+        } else if self.environment == .production || self.environment == .staging {
+            throw ConfigurationError("CLERK_ISSUER must be set in \(self.environment.rawValue): the local development issuer is refused there")
+        } else if !isEmbeddedDefault, environment["APP_ENV"]?.isEmpty ?? true {
+            // A real database with neither Clerk nor an explicit environment is a deployment
+            // that forgot its configuration, not a laptop: do not fall back to development tokens.
+            throw ConfigurationError("set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
         }
         devTokenSecret = environment["RESTARTIX_DEV_TOKEN_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         if let text = environment["LOG_LEVEL"] {

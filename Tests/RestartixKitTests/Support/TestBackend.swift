@@ -83,8 +83,9 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// replaced by the table's name), runs `body`, and drops it. On Postgres the owner creates it and grants the admin role (the PgBouncer pool's role)
     /// full access.
     /// The migrator's advisory lock for the current schema (`Migrator.lockClass`): DDL in a test
-    /// takes it so it never runs beside a migration's schema-wide GRANT/REVOKE, which Postgres
-    /// answers with "tuple concurrently updated" (XX000).
+    /// takes it so it never runs beside a migration's schema-wide GRANT/REVOKE or another test's
+    /// DDL on tables granted to the same role, which Postgres can answer with "tuple
+    /// concurrently updated" (XX000).
     static let migrationLock = "SELECT pg_advisory_xact_lock(\(0x7278_6d67)::integer, hashtext(current_schema()));"
 
     func withScratchTable<T>(
@@ -122,7 +123,7 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         await database.shutdown()
         if isPostgres {
             let owner = Database(configuration: try DatabaseConfiguration(url: Self.require("DATABASE_DIRECT_URL")), logger: Self.logger)
-            try await owner.execute(SQLQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"))
+            try await owner.withConnection { try await $0.executeScript("BEGIN; \(Self.migrationLock) DROP TABLE IF EXISTS \(table) CASCADE; COMMIT;") }
             await owner.shutdown()
         }
         if let path = database.configuration.sqliteFilePath {
