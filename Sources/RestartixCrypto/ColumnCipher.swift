@@ -1,0 +1,226 @@
+public import Crypto
+public import Foundation
+public import Logging
+import Metrics
+import Synchronization
+
+/// Where a sealed value lives: its table, column, clinic and row. Bound into the value's
+/// associated data, so a value copied to another row, column or clinic does not open.
+public struct ColumnPlace: Sendable, Hashable {
+    /// The table (`patients`).
+    public let table: String
+    /// The column (`email`).
+    public let column: String
+    /// The clinic that owns the row; `nil` for platform rows (a provider's default credentials).
+    public let organizationID: UUID?
+    /// The row's id (client-generated, so known before the insert).
+    public let rowID: UUID
+
+    /// A place. Table and column are SQL identifiers: 1-63 characters of `a-z`, `0-9`, `_`.
+    public init(table: String, column: String, organizationID: UUID?, rowID: UUID) {
+        self.table = table
+        self.column = column
+        self.organizationID = organizationID
+        self.rowID = rowID
+    }
+
+    var isValid: Bool { Self.isIdentifier(table) && Self.isIdentifier(column) }
+
+    static func isIdentifier(_ text: String) -> Bool {
+        (1...63).contains(text.utf8.count) && text.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
+    }
+}
+
+/// AES-256-GCM for database columns, with a self-describing format and the value bound to its
+/// place. Reads like swift-crypto: ``seal(_:at:)`` and ``open(_:at:)``.
+///
+/// Format v1 (Documentation/RestartixCrypto.md):
+///
+/// | bytes | field |
+/// |---|---|
+/// | 1 | format version, `0x01` |
+/// | 1 | algorithm, `0x01` = AES-256-GCM under an HKDF-SHA256 per-column subkey |
+/// | 4 | key id, big-endian |
+/// | 12 | random nonce |
+/// | n | ciphertext |
+/// | 16 | tag |
+///
+/// Associated data: the 6 header bytes, then table, column, organization id (16 bytes, or
+/// empty) and row id (16 bytes), each prefixed with its length as a 4-byte big-endian integer.
+/// The key sealing a column is `HKDF-SHA256(key, salt: "restartix/column/v1", info: table,
+/// column)`, so each column spends its own random-nonce budget (2^32 seals per subkey).
+///
+/// Seals use the primary key; opens accept any key that is not disabled. Every failure is a
+/// ``EncryptionError`` — a changed byte, a value moved to another place, an unknown or disabled
+/// key — never wrong plaintext.
+public final class ColumnCipher: Sendable {
+    /// Format version byte of values this cipher writes.
+    public static let formatVersion: UInt8 = 1
+    /// Algorithm byte of values this cipher writes.
+    public static let algorithm: UInt8 = 1
+    /// Bytes a sealed value adds to its plaintext: 6 header, 12 nonce, 16 tag.
+    public static let overhead = 34
+    /// Largest plaintext accepted (16 MiB): a column value, not a file.
+    public static let maximumPlaintext = 16 << 20
+
+    private struct SubkeyID: Hashable {
+        let keyID: UInt32
+        let table: String
+        let column: String
+    }
+
+    /// The keyring in use.
+    public let keyring: Keyring
+    /// Seals per key id in this process above which a warning is logged (once per key). The
+    /// random-nonce limit is 2^32 per subkey; fleet totals are in the
+    /// `restartix_crypto_seals_total` metric, which is what to alert on.
+    public let warningThreshold: Int
+    private let subkeys = Mutex<[SubkeyID: SymmetricKey]>([:])
+    private let seals = Mutex<[UInt32: Int]>([:])
+    private let logger: Logger
+
+    /// Creates a cipher over `keyring`.
+    public init(keyring: Keyring, warningThreshold: Int = 1 << 30, logger: Logger = Logger(label: "restartix.crypto")) {
+        self.keyring = keyring
+        self.warningThreshold = warningThreshold
+        self.logger = logger
+    }
+
+    /// Seals `plaintext` for `place` under the primary key.
+    public func seal(_ plaintext: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> Data {
+        try seal(plaintext, at: place, nonce: AES.GCM.Nonce())
+    }
+
+    /// Seals UTF-8 text for `place`.
+    public func seal(_ text: String, at place: ColumnPlace) throws(EncryptionError) -> Data {
+        try seal(Data(text.utf8), at: place)
+    }
+
+    func seal(_ plaintext: some DataProtocol, at place: ColumnPlace, nonce: AES.GCM.Nonce) throws(EncryptionError) -> Data {
+        guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
+        guard plaintext.count <= Self.maximumPlaintext else {
+            throw EncryptionError(.invalidInput, "a column value is at most \(Self.maximumPlaintext) bytes")
+        }
+        let key = keyring.primary
+        let header = Self.header(keyID: key.id)
+        let box: AES.GCM.SealedBox
+        do {
+            box = try AES.GCM.seal(plaintext, using: subkey(key, place), nonce: nonce, authenticating: Self.associatedData(header, place))
+        } catch {
+            throw EncryptionError(.invalidInput, "the value could not be sealed")
+        }
+        count(key.id)
+        var out = Data(capacity: Self.overhead + plaintext.count)
+        out.append(contentsOf: header)
+        out.append(contentsOf: box.nonce)
+        out.append(box.ciphertext)
+        out.append(box.tag)
+        return out
+    }
+
+    /// Opens a value sealed for `place`.
+    public func open(_ sealed: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> Data {
+        let bytes = Data(sealed)
+        guard bytes.count >= Self.overhead else {
+            throw EncryptionError(.truncated, "a sealed value is at least \(Self.overhead) bytes; this one is \(bytes.count)")
+        }
+        let start = bytes.startIndex
+        guard bytes[start] == Self.formatVersion else {
+            throw EncryptionError(.unsupportedFormat, "format version \(bytes[start]) is not supported")
+        }
+        guard bytes[start + 1] == Self.algorithm else {
+            throw EncryptionError(.unsupportedAlgorithm, "algorithm \(bytes[start + 1]) is not supported")
+        }
+        let keyID = bytes[(start + 2)..<(start + 6)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard let key = keyring.keys[keyID] else { throw EncryptionError(.unknownKey, "key \(keyID) is not in the keyring") }
+        guard key.status != .disabled else { throw EncryptionError(.keyDisabled, "key \(keyID) is disabled") }
+        guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
+        do {
+            let box = try AES.GCM.SealedBox(
+                nonce: AES.GCM.Nonce(data: bytes[(start + 6)..<(start + 18)]),
+                ciphertext: bytes[(start + 18)..<(bytes.endIndex - 16)],
+                tag: bytes[(bytes.endIndex - 16)...]
+            )
+            let header = Array(bytes[start..<(start + 6)])
+            return try AES.GCM.open(box, using: subkey(key, place), authenticating: Self.associatedData(header, place))
+        } catch {
+            throw EncryptionError(.authenticationFailed, "the value does not authenticate: it was changed, or sealed for another place")
+        }
+    }
+
+    /// Opens a value sealed from text.
+    public func openString(_ sealed: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> String {
+        let data = try open(sealed, at: place)
+        guard let text = String(data: data, encoding: .utf8) else { throw EncryptionError(.invalidInput, "the value is not UTF-8 text") }
+        return text
+    }
+
+    /// The key id in a sealed value's header, without opening it (`nil` if it is not a v1
+    /// value). The re-encryption job finds rows to rewrite with the same bytes in SQL.
+    public static func keyID(of sealed: some DataProtocol) -> UInt32? {
+        let bytes = Array(sealed.prefix(6))
+        guard bytes.count == 6, bytes[0] == formatVersion, bytes[1] == algorithm else { return nil }
+        return bytes[2...5].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    }
+
+    /// Seals made in this process under `keyID`.
+    public func sealCount(keyID: UInt32) -> Int { seals.withLock { $0[keyID] ?? 0 } }
+
+    // MARK: - Internals
+
+    static func header(keyID: UInt32) -> [UInt8] {
+        [formatVersion, algorithm, UInt8(keyID >> 24), UInt8(keyID >> 16 & 0xFF), UInt8(keyID >> 8 & 0xFF), UInt8(keyID & 0xFF)]
+    }
+
+    static func associatedData(_ header: [UInt8], _ place: ColumnPlace) -> Data {
+        var aad = Data(capacity: 6 + 16 + place.table.utf8.count + place.column.utf8.count + 32)
+        aad.append(contentsOf: header)
+        aad.appendField(place.table.utf8)
+        aad.appendField(place.column.utf8)
+        aad.appendField(place.organizationID)
+        aad.appendField(place.rowID)
+        return aad
+    }
+
+    private func subkey(_ key: Keyring.Key, _ place: ColumnPlace) -> SymmetricKey {
+        let id = SubkeyID(keyID: key.id, table: place.table, column: place.column)
+        if let cached = subkeys.withLock({ $0[id] }) { return cached }
+        var info = Data("\(place.table)\u{0}\(place.column)".utf8)
+        info.insert(contentsOf: withUnsafeBytes(of: key.id.bigEndian) { Array($0) }, at: 0)
+        let derived = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: key.material, salt: Data("restartix/column/v1".utf8), info: info, outputByteCount: 32
+        )
+        subkeys.withLock { $0[id] = derived }
+        return derived
+    }
+
+    private func count(_ keyID: UInt32) {
+        let total = seals.withLock { counts -> Int in
+            counts[keyID, default: 0] += 1
+            return counts[keyID]!
+        }
+        Counter(label: "restartix_crypto_seals_total", dimensions: [("key_id", "\(keyID)")]).increment()
+        if total == warningThreshold {
+            logger.warning(
+                "Many seals under one key in this process: rotate well before 2^32 per column",
+                metadata: ["key_id": "\(keyID)", "seals": "\(total)"]
+            )
+        }
+    }
+}
+
+extension Data {
+    /// Appends `bytes` prefixed with their count as a 4-byte big-endian integer, so adjacent
+    /// fields can never be shifted into one another.
+    mutating func appendField(_ bytes: some Collection<UInt8>) {
+        let n = UInt32(bytes.count)
+        append(contentsOf: [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)])
+        append(contentsOf: bytes)
+    }
+
+    /// A UUID's 16 bytes as a field, or an empty field for `nil`.
+    mutating func appendField(_ id: UUID?) {
+        guard let id else { return appendField(EmptyCollection<UInt8>()) }
+        Swift.withUnsafeBytes(of: id.uuid) { appendField($0) }
+    }
+}

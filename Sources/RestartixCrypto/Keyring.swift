@@ -1,0 +1,140 @@
+public import Crypto
+public import Foundation
+
+/// A versioned set of column-encryption keys: exactly one primary (seals), any number of
+/// decrypt-only keys (open values sealed before a rotation), and disabled keys (refused, kept
+/// in the document so an old id is never reused), plus the blind-index key.
+///
+/// Loaded once at boot from a ``KeyringSource``; plaintext keys live only in memory, and
+/// nothing this type prints, logs or throws contains key bytes. The document format
+/// (`ENCRYPTION_KEYS`) is described in Documentation/RestartixCrypto.md:
+///
+/// ```json
+/// {
+///   "keys": [
+///     {"id": 1, "status": "decrypt-only", "key": "<base64 of 32 bytes>"},
+///     {"id": 2, "status": "primary",      "key": "<base64 of 32 bytes>"}
+///   ],
+///   "blind_index_key": "<base64 of 32 bytes>"
+/// }
+/// ```
+public struct Keyring: Sendable, CustomStringConvertible {
+    /// What a key may do.
+    public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Seals new values and opens old ones. Exactly one key is primary.
+        case primary
+        /// Opens values sealed under it; never seals.
+        case decryptOnly = "decrypt-only"
+        /// Refused for everything; disable a key only when no value uses it.
+        case disabled
+    }
+
+    /// One key: its id (written into every value it seals), status and material.
+    public struct Key: Sendable {
+        /// 1 ... 2^32-1; 0 is never a key id.
+        public let id: UInt32
+        /// What the key may do.
+        public let status: Status
+        let material: SymmetricKey
+    }
+
+    /// Keys by id.
+    public let keys: [UInt32: Key]
+    /// The primary key's id.
+    public let primaryID: UInt32
+    let blindIndexMaterial: SymmetricKey
+
+    /// The primary key.
+    public var primary: Key { keys[primaryID]! }
+
+    /// Builds a keyring from keys and a blind-index key (tests, generated local keyrings);
+    /// the same rules as the document apply.
+    public init(keys: [(id: UInt32, status: Status, key: SymmetricKey)], blindIndexKey: SymmetricKey) throws(EncryptionError) {
+        var byID: [UInt32: Key] = [:]
+        for entry in keys {
+            guard entry.id != 0 else { throw EncryptionError(.invalidKeyring, "key id 0 is reserved; ids are 1 to 4294967295") }
+            guard entry.key.bitCount == 256 else {
+                throw EncryptionError(.invalidKeyring, "key \(entry.id) is \(entry.key.bitCount / 8) bytes; keys are 32 bytes")
+            }
+            guard byID[entry.id] == nil else { throw EncryptionError(.invalidKeyring, "key id \(entry.id) appears twice") }
+            byID[entry.id] = Key(id: entry.id, status: entry.status, material: entry.key)
+        }
+        let primaries = byID.values.filter { $0.status == .primary }.map(\.id).sorted()
+        guard primaries.count == 1 else {
+            throw EncryptionError(
+                .invalidKeyring,
+                primaries.isEmpty ? "no key is primary; exactly one must be" : "keys \(primaries.map(String.init).joined(separator: ", ")) are all primary; exactly one must be"
+            )
+        }
+        guard blindIndexKey.bitCount == 256 else {
+            throw EncryptionError(.invalidKeyring, "the blind-index key is \(blindIndexKey.bitCount / 8) bytes; it must be 32")
+        }
+        let distinct = Set(byID.values.map { $0.material.withUnsafeBytes { Data($0) } })
+        guard distinct.count == byID.count, !distinct.contains(blindIndexKey.withUnsafeBytes { Data($0) }) else {
+            throw EncryptionError(.invalidKeyring, "two keys have the same material; every key, and the blind-index key, must be distinct")
+        }
+        self.keys = byID
+        self.primaryID = primaries[0]
+        self.blindIndexMaterial = blindIndexKey
+    }
+
+    /// Parses an `ENCRYPTION_KEYS` document. Every problem is named (a key id, a field); no
+    /// error ever contains key material.
+    public init(json: some DataProtocol) throws(EncryptionError) {
+        let document: KeyringDocument
+        do {
+            document = try JSONDecoder().decode(KeyringDocument.self, from: Data(json))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw EncryptionError(.invalidKeyring, "the keyring document has no \"\(key.stringValue)\" field")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            throw EncryptionError(.invalidKeyring, "the keyring field \(path.isEmpty ? "(root)" : path) has the wrong type")
+        } catch {
+            throw EncryptionError(.invalidKeyring, "the keyring is not a JSON document of the documented shape")
+        }
+        var entries: [(id: UInt32, status: Status, key: SymmetricKey)] = []
+        for entry in document.keys {
+            guard let id = UInt32(exactly: entry.id) else {
+                throw EncryptionError(.invalidKeyring, "key id \(entry.id) is out of range; ids are 1 to 4294967295")
+            }
+            guard let status = Status(rawValue: entry.status) else {
+                throw EncryptionError(.invalidKeyring, "key \(entry.id) has status \"\(entry.status.prefix(20))\"; use primary, decrypt-only or disabled")
+            }
+            guard let bytes = Data(base64Encoded: entry.key) else {
+                throw EncryptionError(.invalidKeyring, "key \(entry.id) is not base64")
+            }
+            entries.append((id, status, SymmetricKey(data: bytes)))
+        }
+        guard let blind = Data(base64Encoded: document.blind_index_key) else {
+            throw EncryptionError(.invalidKeyring, "the blind-index key is not base64")
+        }
+        try self.init(keys: entries, blindIndexKey: SymmetricKey(data: blind))
+    }
+
+    /// A new keyring with one random primary key (id 1) and a random blind-index key, and its
+    /// document: for the embedded default's generated local keyring and for tests.
+    public static func generate() -> (keyring: Keyring, document: String) {
+        let key = SymmetricKey(size: .bits256)
+        let blind = SymmetricKey(size: .bits256)
+        func base64(_ key: SymmetricKey) -> String { key.withUnsafeBytes { Data($0).base64EncodedString() } }
+        let document = #"{"keys":[{"id":1,"status":"primary","key":"\#(base64(key))"}],"blind_index_key":"\#(base64(blind))"}"#
+        return (try! Keyring(keys: [(1, .primary, key)], blindIndexKey: blind), document)
+    }
+
+    /// Ids and statuses only.
+    public var description: String {
+        let list = keys.values.sorted { $0.id < $1.id }.map { "\($0.id):\($0.status.rawValue)" }.joined(separator: ", ")
+        return "Keyring(primary: \(primaryID), keys: [\(list)])"
+    }
+}
+
+/// The `ENCRYPTION_KEYS` document as JSON.
+struct KeyringDocument: Decodable {
+    struct Entry: Decodable {
+        let id: Int64
+        let status: String
+        let key: String
+    }
+    let keys: [Entry]
+    let blind_index_key: String
+}
