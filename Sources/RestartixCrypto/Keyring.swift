@@ -94,12 +94,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
         }
         var entries: [(id: UInt32, status: Status, key: SymmetricKey)] = []
         for entry in document.keys {
-            guard let id = UInt32(exactly: entry.id) else {
-                throw EncryptionError(.invalidKeyring, "key id \(entry.id) is out of range; ids are 1 to 4294967295")
-            }
-            guard let status = Status(rawValue: entry.status) else {
-                throw EncryptionError(.invalidKeyring, "key \(entry.id) has status \"\(entry.status.prefix(20))\"; use primary, decrypt-only or disabled")
-            }
+            let (id, status) = try Self.validated(id: entry.id, status: entry.status)
             guard let bytes = Data(base64Encoded: entry.key) else {
                 throw EncryptionError(.invalidKeyring, "key \(entry.id) is not base64")
             }
@@ -109,6 +104,17 @@ public struct Keyring: Sendable, CustomStringConvertible {
             throw EncryptionError(.invalidKeyring, "the blind-index key is not base64")
         }
         try self.init(keys: entries, blindIndexKey: SymmetricKey(data: blind))
+    }
+
+    /// A document entry's id and status, checked.
+    static func validated(id: Int64, status: String) throws(EncryptionError) -> (UInt32, Status) {
+        guard let key = UInt32(exactly: id) else {
+            throw EncryptionError(.invalidKeyring, "key id \(id) is out of range; ids are 1 to 4294967295")
+        }
+        guard let parsed = Status(rawValue: status) else {
+            throw EncryptionError(.invalidKeyring, "key \(id) has status \"\(status.prefix(20))\"; use primary, decrypt-only or disabled")
+        }
+        return (key, parsed)
     }
 
     /// A new keyring with one random primary key (id 1) and a random blind-index key, and its

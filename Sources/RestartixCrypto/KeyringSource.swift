@@ -1,24 +1,49 @@
+public import Crypto
 public import Foundation
+import RestartixKit
 
-/// Where the keyring document comes from. Loaded once at boot; a failure stops boot with a
-/// message naming the problem and never any key bytes.
+/// Where the keyring comes from. Loaded once at boot; a failure stops boot with a message
+/// naming the problem and never any key bytes.
 ///
-/// AWS Secrets Manager and direct KMS sources arrive with the AWS clients (the crypto issue).
-public enum KeyringSource: Sendable, Hashable {
+/// - ``environment(variable:)``, ``file(path:)``, ``secretsManager(secretID:versionStage:)``
+///   hold the `ENCRYPTION_KEYS` document itself (on AWS the Secrets Manager secret is
+///   KMS-enveloped by the service: Phase 1).
+/// - ``kms(_:)`` wraps one of those holding a KMS keyring document, whose keys are KMS
+///   ciphertext blobs opened with `kms:Decrypt` at boot (Phase 2, Documentation/RestartixCrypto.md).
+///
+/// AWS sources read `AWS_REGION` (or `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
+/// `AWS_ENDPOINT_URL_KMS` or `AWS_ENDPOINT_URL` when set.
+public indirect enum KeyringSource: Sendable, Hashable {
     /// An environment variable holding the document (`ENCRYPTION_KEYS`).
     case environment(variable: String = "ENCRYPTION_KEYS")
     /// A file holding the document (a mounted secret). Files readable by group or others are
     /// refused: the keyring is the crown jewel.
     case file(path: String)
+    /// An AWS Secrets Manager secret: either the document itself, or a JSON object whose
+    /// `ENCRYPTION_KEYS` member is the document (with `BACKUP_ENCRYPTION_KEY` beside it).
+    case secretsManager(secretID: String, versionStage: String = "AWSCURRENT")
+    /// A KMS keyring document read from another source; its keys are opened with `kms:Decrypt`.
+    case kms(KeyringSource)
 
-    /// Reads and parses the keyring.
-    public func load(environment: [String: String] = ProcessInfo.processInfo.environment) throws(EncryptionError) -> Keyring {
+    /// Reads, decrypts where needed, and parses the keyring.
+    public func load(environment: [String: String] = ProcessInfo.processInfo.environment) async throws(EncryptionError) -> Keyring {
+        switch self {
+        case .kms(let inner):
+            return try await KMSKeyring.open(try await inner.document(environment), environment: environment)
+        default:
+            return try Keyring(json: try await document(environment))
+        }
+    }
+
+    /// The document text this source holds.
+    func document(_ environment: [String: String]) async throws(EncryptionError) -> Data {
         switch self {
         case .environment(let variable):
             guard let text = environment[variable], !text.isEmpty else {
                 throw EncryptionError(.keyringUnavailable, "\(variable) is not set")
             }
-            return try Keyring(json: Data(text.utf8))
+            return Data(text.utf8)
         case .file(let path):
             let attributes: [FileAttributeKey: Any]
             do {
@@ -35,7 +60,107 @@ public enum KeyringSource: Sendable, Hashable {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw EncryptionError(.keyringUnavailable, "the keyring file \(path) cannot be read")
             }
-            return try Keyring(json: data)
+            return data
+        case .secretsManager(let secretID, let stage):
+            let (region, credentials) = try AWSSetup.from(environment)
+            let value: SecretsManagerClient.SecretValue
+            do {
+                let client = try SecretsManagerClient(
+                    region: region, credentials: credentials,
+                    endpoint: AWSJSONClient.endpoint(for: "SECRETS_MANAGER", in: environment)
+                )
+                value = try await client.getSecretValue(secretID, versionStage: stage)
+            } catch {
+                throw EncryptionError(.keyringUnavailable, "the keyring secret \(secretID) could not be read: \(error)")
+            }
+            let data: Data
+            switch value {
+            case .string(let text): data = Data(text.utf8)
+            case .binary(let bytes): data = bytes
+            }
+            // A secret of several values: {"ENCRYPTION_KEYS": "<document>", "BACKUP_ENCRYPTION_KEY": ...}.
+            if let wrapper = try? JSONDecoder().decode([String: String].self, from: data), let document = wrapper["ENCRYPTION_KEYS"] {
+                return Data(document.utf8)
+            }
+            return data
+        case .kms:
+            throw EncryptionError(.invalidKeyring, "a KMS keyring document must come from an environment variable, a file or a secret")
         }
+    }
+}
+
+/// Region and credentials for the AWS sources, from the environment.
+enum AWSSetup {
+    static func from(_ environment: [String: String]) throws(EncryptionError) -> (String, AWSCredentials) {
+        guard let region = [environment["AWS_REGION"], environment["AWS_DEFAULT_REGION"]].compactMap({ $0 }).first(where: { !$0.isEmpty }) else {
+            throw EncryptionError(.keyringUnavailable, "AWS_REGION is not set")
+        }
+        guard let credentials = AWSCredentials.fromEnvironment(environment) else {
+            throw EncryptionError(.keyringUnavailable, "AWS credentials are not set (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+        }
+        return (region, credentials)
+    }
+}
+
+/// The KMS keyring document: the `ENCRYPTION_KEYS` shape with KMS ciphertext blobs instead of
+/// keys. Each blob is decrypted with an encryption context naming its role, so a blob cannot be
+/// moved to another key id or used as the blind-index key:
+/// `{"restartix:purpose": "column-key", "restartix:key-id": "<id>"}` for column keys,
+/// `{"restartix:purpose": "blind-index-key"}` for the blind-index key.
+///
+/// ```json
+/// {
+///   "kms_key_id": "arn:aws:kms:eu-central-1:111122223333:key/...",
+///   "keys": [{"id": 2, "status": "primary", "encrypted_key": "<base64 KMS blob>"}],
+///   "encrypted_blind_index_key": "<base64 KMS blob>"
+/// }
+/// ```
+public enum KMSKeyring {
+    struct Document: Decodable {
+        struct Entry: Decodable {
+            let id: Int64
+            let status: String
+            let encrypted_key: String
+        }
+        let kms_key_id: String?
+        let keys: [Entry]
+        let encrypted_blind_index_key: String
+    }
+
+    /// The encryption context of a column key's blob.
+    public static func context(keyID: UInt32) -> [String: String] {
+        ["restartix:purpose": "column-key", "restartix:key-id": "\(keyID)"]
+    }
+
+    /// The encryption context of the blind-index key's blob.
+    public static let blindIndexContext = ["restartix:purpose": "blind-index-key"]
+
+    static func open(_ json: Data, environment: [String: String]) async throws(EncryptionError) -> Keyring {
+        let document: Document
+        do { document = try JSONDecoder().decode(Document.self, from: json) } catch {
+            throw EncryptionError(.invalidKeyring, "the KMS keyring is not a JSON document of the documented shape (keys[].encrypted_key, encrypted_blind_index_key)")
+        }
+        let (region, credentials) = try AWSSetup.from(environment)
+        let client: KMSClient
+        do {
+            client = try KMSClient(region: region, credentials: credentials, endpoint: AWSJSONClient.endpoint(for: "KMS", in: environment))
+        } catch {
+            throw EncryptionError(.keyringUnavailable, "KMS is misconfigured: \(error)")
+        }
+        func decrypt(_ base64: String, _ context: [String: String], _ what: String) async throws(EncryptionError) -> SymmetricKey {
+            guard let blob = Data(base64Encoded: base64) else { throw EncryptionError(.invalidKeyring, "\(what) is not base64") }
+            do {
+                return SymmetricKey(data: try await client.decrypt(blob, keyID: document.kms_key_id, encryptionContext: context))
+            } catch {
+                throw EncryptionError(.keyringUnavailable, "KMS could not decrypt \(what): \(error)")
+            }
+        }
+        var keys: [(id: UInt32, status: Keyring.Status, key: SymmetricKey)] = []
+        for entry in document.keys {
+            let (id, status) = try Keyring.validated(id: entry.id, status: entry.status)
+            keys.append((id, status, try await decrypt(entry.encrypted_key, context(keyID: id), "key \(id)")))
+        }
+        let blind = try await decrypt(document.encrypted_blind_index_key, blindIndexContext, "the blind-index key")
+        return try Keyring(keys: keys, blindIndexKey: blind)
     }
 }

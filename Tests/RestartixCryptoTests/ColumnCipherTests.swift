@@ -173,19 +173,19 @@ struct KeyringTests {
     }
 
     @Test("sources: environment and file; a group-readable file and a missing variable are refused")
-    func sources() throws {
+    func sources() async throws {
         let (keyring, text) = Keyring.generate()
-        #expect(try KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": text]).primaryID == keyring.primaryID)
-        let missing = #expect(throws: EncryptionError.self) { try KeyringSource.environment().load(environment: [:]) }
+        #expect(try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": text]).primaryID == keyring.primaryID)
+        let missing = await #expect(throws: EncryptionError.self) { try await KeyringSource.environment().load(environment: [:]) }
         #expect(missing?.code == .keyringUnavailable)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("keyring-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        #expect(try KeyringSource.file(path: path).load().primaryID == 1)
+        #expect(try await KeyringSource.file(path: path).load().primaryID == 1)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-        let open = #expect(throws: EncryptionError.self) { try KeyringSource.file(path: path).load() }
+        let open = await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path).load() }
         #expect(open?.detail.contains("chmod 600") == true)
-        #expect(throws: EncryptionError.self) { try KeyringSource.file(path: path + ".missing").load() }
+        await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path + ".missing").load() }
     }
 
     @Test("nothing secret reaches a log line: seals, opens, failures and warnings with logging at trace")

@@ -1,0 +1,82 @@
+import Crypto
+import Foundation
+import RestartixCrypto
+import RestartixKit
+import Testing
+
+/// The AWS keyring sources against moto_server (Scripts/services): Secrets Manager holding the
+/// document, and a KMS keyring document whose keys are KMS blobs.
+@Suite("Keyring sources on AWS (moto)", .timeLimit(.minutes(1)))
+struct AWSKeyringSourceTests {
+    static let environment = ProcessInfo.processInfo.environment
+
+    /// The moto environment, or `nil` when moto is not configured (a failure under CI=true).
+    static func aws() throws -> [String: String]? {
+        guard let endpoint = environment["AWS_ENDPOINT_URL"], !endpoint.isEmpty else {
+            if environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1" {
+                Issue.record("AWS_ENDPOINT_URL is not set: run the tests with Scripts/test-all")
+                throw CancellationError()
+            }
+            return nil
+        }
+        return ["AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"]
+    }
+
+    @Test("Secrets Manager: the document itself, or ENCRYPTION_KEYS inside a secret of several values")
+    func secretsManager() async throws {
+        guard let env = try Self.aws() else { return }
+        let client = try SecretsManagerClient(region: "us-east-1", credentials: AWSCredentials.fromEnvironment(env)!, endpoint: env["AWS_ENDPOINT_URL"])
+        let (keyring, document) = Keyring.generate()
+        let plain = "restartix/test/encryption-\(UUID().uuidString)"
+        try await client.createSecret(name: plain, value: document)
+        #expect(try await KeyringSource.secretsManager(secretID: plain).load(environment: env).primaryID == keyring.primaryID)
+        let wrapped = "restartix/test/encryption-wrapped-\(UUID().uuidString)"
+        let object = try JSONSerialization.data(withJSONObject: ["ENCRYPTION_KEYS": document, "BACKUP_ENCRYPTION_KEY": "backup"])
+        try await client.createSecret(name: wrapped, value: String(decoding: object, as: UTF8.self))
+        let loaded = try await KeyringSource.secretsManager(secretID: wrapped).load(environment: env)
+        // The same keys: a value sealed under one opens under the other.
+        let place = ColumnPlace(table: "patients", column: "name", organizationID: UUID(), rowID: UUID())
+        #expect(try ColumnCipher(keyring: loaded).openString(try ColumnCipher(keyring: keyring).seal("Ana", at: place), at: place) == "Ana")
+        let missing = await #expect(throws: EncryptionError.self) {
+            try await KeyringSource.secretsManager(secretID: plain + "-missing").load(environment: env)
+        }
+        #expect(missing?.code == .keyringUnavailable)
+        #expect(missing?.description.contains("ResourceNotFoundException") == true)
+        let noRegion = await #expect(throws: EncryptionError.self) {
+            try await KeyringSource.secretsManager(secretID: plain).load(environment: env.filter { $0.key != "AWS_REGION" })
+        }
+        #expect(noRegion?.detail.contains("AWS_REGION") == true)
+    }
+
+    @Test("KMS: data-key blobs opened at boot; a blob moved to another key id does not open")
+    func kms() async throws {
+        guard let env = try Self.aws() else { return }
+        let kms = try KMSClient(region: "us-east-1", credentials: AWSCredentials.fromEnvironment(env)!, endpoint: env["AWS_ENDPOINT_URL"])
+        let master = try await kms.createKey(description: "restartix keyring test")
+        let old = SymmetricKey(size: .bits256), new = SymmetricKey(size: .bits256), blind = SymmetricKey(size: .bits256)
+        func blob(_ key: SymmetricKey, _ context: [String: String]) async throws -> String {
+            try await kms.encrypt(key.withUnsafeBytes { Data($0) }, keyID: master, encryptionContext: context).base64EncodedString()
+        }
+        let oldBlob = try await blob(old, KMSKeyring.context(keyID: 1))
+        let document = """
+            {"kms_key_id":"\(master)","keys":[
+            {"id":1,"status":"decrypt-only","encrypted_key":"\(oldBlob)"},
+            {"id":2,"status":"primary","encrypted_key":"\(try await blob(new, KMSKeyring.context(keyID: 2)))"}],
+            "encrypted_blind_index_key":"\(try await blob(blind, KMSKeyring.blindIndexContext))"}
+            """
+        let keyring = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": document]) { $1 })
+        #expect(keyring.primaryID == 2)
+        let place = ColumnPlace(table: "patients", column: "email", organizationID: UUID(), rowID: UUID())
+        let reference = try Keyring(keys: [(1, .decryptOnly, old), (2, .primary, new)], blindIndexKey: blind)
+        #expect(try ColumnCipher(keyring: keyring).openString(try ColumnCipher(keyring: reference).seal("x@y.z", at: place), at: place) == "x@y.z")
+
+        // Key 1's blob relabelled as key 3: its encryption context no longer matches.
+        let moved = document.replacingOccurrences(of: #"{"id":1,"status":"decrypt-only""#, with: #"{"id":3,"status":"decrypt-only""#)
+        let error = await #expect(throws: EncryptionError.self) {
+            try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": moved]) { $1 })
+        }
+        #expect(error?.code == .keyringUnavailable)
+        #expect(error?.detail.contains("key 3") == true)
+        #expect(error.map { !$0.description.contains(oldBlob) } == true)
+    }
+}

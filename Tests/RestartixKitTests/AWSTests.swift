@@ -1,0 +1,136 @@
+import Foundation
+@testable import RestartixKit
+import Testing
+
+/// SigV4 against the AWS Signature Version 4 test suite (the vectors as the AWS SDK for
+/// JavaScript v3 carries them: credentials AKIDEXAMPLE, 2015-08-30T12:36:00Z, us-east-1,
+/// service "service").
+@Suite("AWS SigV4")
+struct AWSSignerTests {
+    struct Vector {
+        let name: String
+        let method: String
+        let path: String
+        var query: [(String, String)] = []
+        var headers: [(String, String)] = []
+        var body = ""
+        let signature: String
+        var signed = "host;x-amz-date"
+    }
+
+    static let signer = AWSSigner(
+        credentials: AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        region: "us-east-1",
+        service: "service"
+    )
+    static let date = Date(timeIntervalSince1970: 1_440_938_160)  // 2015-08-30T12:36:00Z
+
+    static let vectors: [Vector] = [
+        Vector(name: "get-header-key-duplicate", method: "GET", path: "/", headers: [("my-header1", "value2,value2,value1")],
+               signature: "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea", signed: "host;my-header1;x-amz-date"),
+        Vector(name: "get-header-value-order", method: "GET", path: "/", headers: [("my-header1", "value4,value1,value3,value2")],
+               signature: "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01", signed: "host;my-header1;x-amz-date"),
+        Vector(name: "get-header-value-trim", method: "GET", path: "/", headers: [("my-header1", "value1"), ("my-header2", "\"a   b   c\"")],
+               signature: "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736", signed: "host;my-header1;my-header2;x-amz-date"),
+        Vector(name: "get-unreserved", method: "GET", path: "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+               signature: "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f"),
+        Vector(name: "get-utf8", method: "GET", path: "/\u{1234}", signature: "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85"),
+        Vector(name: "get-vanilla", method: "GET", path: "/", signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        Vector(name: "get-vanilla-empty-query-key", method: "GET", path: "/", query: [("Param1", "value1")],
+               signature: "a67d582fa61cc504c4bae71f336f98b97f1ea3c7a6bfe1b6e45aec72011b9aeb"),
+        Vector(name: "get-vanilla-query-order-key-case", method: "GET", path: "/", query: [("Param2", "value2"), ("Param1", "value1")],
+               signature: "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"),
+        Vector(name: "get-vanilla-query-unreserved", method: "GET", path: "/",
+               query: [("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")],
+               signature: "9c3e54bfcdf0b19771a7f523ee5669cdf59bc7cc0884027167c21bb143a40197"),
+        Vector(name: "get-vanilla-utf8-query", method: "GET", path: "/", query: [("\u{1234}", "bar")],
+               signature: "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04"),
+        Vector(name: "post-header-key-sort", method: "POST", path: "/", headers: [("my-header1", "value1")],
+               signature: "c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c", signed: "host;my-header1;x-amz-date"),
+        Vector(name: "post-header-value-case", method: "POST", path: "/", headers: [("My-Header1", "VALUE1")],
+               signature: "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d", signed: "host;my-header1;x-amz-date"),
+        Vector(name: "post-vanilla", method: "POST", path: "/", signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"),
+        Vector(name: "post-vanilla-query", method: "POST", path: "/", query: [("Param1", "value1")],
+               signature: "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11"),
+        Vector(name: "post-vanilla-query-nonunreserved", method: "POST", path: "/", query: [("@#$%^", ""), ("+", "/,?><`\";:\\|][{}")],
+               signature: "66c82657c86e26fb25238d0e69f011edc4c6df5ae71119d7cb98ed9b87393c1e"),
+        Vector(name: "post-vanilla-query-space", method: "POST", path: "/", query: [("p", "")],
+               signature: "e71688addb58a26418614085fb730ba3faa623b461c17f48f2fbdb9361b94a9b"),
+        Vector(name: "post-x-www-form-urlencoded", method: "POST", path: "/", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+               body: "Param1=value1", signature: "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a", signed: "content-type;host;x-amz-date"),
+        Vector(name: "post-x-www-form-urlencoded-parameters", method: "POST", path: "/",
+               headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf8")], body: "Param1=value1",
+               signature: "1a72ec8f64bd914b0e42e42607c7fbce7fb2c7465f63e3092b3b0d39fa77a6fe", signed: "content-type;host;x-amz-date"),
+    ]
+
+    @Test("the AWS SigV4 test suite", arguments: vectors.map(\.name))
+    func suite(name: String) {
+        let vector = Self.vectors.first { $0.name == name }!
+        let added = Self.signer.sign(
+            method: vector.method, path: vector.path, query: vector.query,
+            headers: [("Host", "example.amazonaws.com")] + vector.headers, body: Data(vector.body.utf8), date: Self.date
+        )
+        let authorization = added.first { $0.0 == "authorization" }?.1
+        #expect(authorization == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=\(vector.signed), Signature=\(vector.signature)")
+        #expect(added.first { $0.0 == "x-amz-date" }?.1 == "20150830T123600Z")
+    }
+
+    @Test("temporary credentials sign their session token; credentials never print their secret")
+    func sessionToken() {
+        let credentials = AWSCredentials(accessKeyID: "ASIAEXAMPLE", secretAccessKey: "very-secret", sessionToken: "token-1")
+        let added = AWSSigner(credentials: credentials, region: "eu-central-1", service: "kms")
+            .sign(method: "POST", path: "/", headers: [("host", "kms.eu-central-1.amazonaws.com")], body: Data(), date: Self.date)
+        #expect(added.contains { $0 == ("x-amz-security-token", "token-1") })
+        #expect(added.first { $0.0 == "authorization" }?.1.contains("x-amz-security-token") == true)
+        #expect(!"\(credentials)".contains("very-secret"))
+        #expect(AWSCredentials.fromEnvironment(["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "x"]) == nil)
+    }
+}
+
+/// Secrets Manager and KMS round trips against moto_server (Scripts/services).
+@Suite("AWS clients on moto", .timeLimit(.minutes(1)))
+struct AWSClientTests {
+    static func endpoint() throws -> String? {
+        if let url = TestBackend.value("AWS_ENDPOINT_URL") { return url }
+        if TestBackend.servicesRequired { _ = try TestBackend.require("AWS_ENDPOINT_URL") }
+        return nil
+    }
+
+    static let credentials = AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")
+
+    @Test("Secrets Manager: create, read AWSCURRENT, and a missing secret is a typed error")
+    func secretsManager() async throws {
+        guard let endpoint = try Self.endpoint() else { return }
+        let client = try SecretsManagerClient(region: "us-east-1", credentials: Self.credentials, endpoint: endpoint)
+        let name = "restartix/test/\(UUID().uuidString)"
+        try await client.createSecret(name: name, value: #"{"hello":"world"}"#)
+        guard case .string(let value) = try await client.getSecretValue(name) else {
+            Issue.record("expected a string secret")
+            return
+        }
+        #expect(value == #"{"hello":"world"}"#)
+        let missing = await #expect(throws: AWSError.self) { try await client.getSecretValue(name + "-missing") }
+        if case .service(let type, let status) = missing?.kind {
+            #expect(type == "ResourceNotFoundException")
+            #expect((400..<500).contains(status))  // AWS answers 400, moto 404
+        } else {
+            Issue.record("expected a service error, got \(String(describing: missing))")
+        }
+    }
+
+    @Test("KMS: encrypt and decrypt a data key; a wrong context fails; an unreachable endpoint is typed")
+    func kms() async throws {
+        guard let endpoint = try Self.endpoint() else { return }
+        let client = try KMSClient(region: "us-east-1", credentials: Self.credentials, endpoint: endpoint)
+        let key = try await client.createKey(description: "restartix test")
+        let dataKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) })
+        let blob = try await client.encrypt(dataKey, keyID: key, encryptionContext: ["purpose": "column"])
+        #expect(blob != dataKey)
+        #expect(try await client.decrypt(blob, encryptionContext: ["purpose": "column"]) == dataKey)
+        await #expect(throws: AWSError.self) { try await client.decrypt(blob, encryptionContext: ["purpose": "other"]) }
+        let nowhere = try KMSClient(region: "us-east-1", credentials: Self.credentials, endpoint: "http://127.0.0.1:9", timeout: .seconds(1))
+        let error = await #expect(throws: AWSError.self) { try await nowhere.decrypt(blob) }
+        #expect(error?.kind == .unreachable)
+        #expect(throws: AWSError.self) { try KMSClient(region: "us-east-1", credentials: Self.credentials, endpoint: "ftp://x") }
+    }
+}
