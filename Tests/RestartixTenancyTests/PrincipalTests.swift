@@ -204,35 +204,6 @@ struct PrincipalTests {
         }
     }
 
-    @Test("service-account tokens: audience, scope, rotation, HS256 only")
-    func serviceAccounts() async throws {
-        let current = String(repeating: "c", count: 40)
-        let previous = String(repeating: "p", count: 40)
-        let old = try await ServiceAccountTokens(secrets: [previous])
-        let tokens = try await ServiceAccountTokens(secrets: [current, previous])
-        let token = try await tokens.issue(service: "telemetry-api", audience: "core-api", scopes: ["aggregates:write"], lifetime: .seconds(60))
-        let principal = try await tokens.verify(token, audience: "core-api", requiring: "aggregates:write")
-        #expect(principal.service == "telemetry-api")
-        // A token signed with the previous secret still verifies during rotation.
-        let legacy = try await old.issue(service: "jobs", audience: "core-api", scopes: [], lifetime: .seconds(60))
-        #expect(try await tokens.verify(legacy, audience: "core-api").service == "jobs")
-        let cases: [(String, () async throws -> ServicePrincipal, PrincipalError.Code)] = [
-            ("wrong audience", { try await tokens.verify(token, audience: "telemetry-api") }, .wrongAudience),
-            ("missing scope", { try await tokens.verify(token, audience: "core-api", requiring: "admin") }, .insufficientScope),
-            ("unknown secret", { try await ServiceAccountTokens(secrets: [String(repeating: "x", count: 40)]).verify(token, audience: "core-api") }, .invalidSignature),
-            ("RS256 header", { try await tokens.verify(try await TestRSAKey.make(kid: "k").sign(TestClaims()), audience: "core-api") }, .unsupportedAlgorithm),
-            ("garbage", { try await tokens.verify("a.b", audience: "core-api") }, .malformedToken),
-        ]
-        for (name, call, code) in cases {
-            let error = await #expect(throws: PrincipalError.self, "\(name)") { _ = try await call() }
-            #expect(error?.code == code, "\(name)")
-        }
-        let expiredTokens = try await ServiceAccountTokens(secrets: [current], clock: { Date().addingTimeInterval(120) })
-        let error = await #expect(throws: PrincipalError.self) { try await expiredTokens.verify(token, audience: "core-api") }
-        #expect(error?.code == .expired)
-        await #expect(throws: PrincipalError.self) { try await ServiceAccountTokens(secrets: ["short"]) }
-    }
-
     @Test("the local development issuer is refused in production")
     func localIssuer() async throws {
         let error = await #expect(throws: PrincipalError.self) { try await LocalDevIssuer(environment: .production) }

@@ -1,4 +1,5 @@
 import Foundation
+import RestartixKit
 
 /// The parts of a compact JWS (`header.payload.signature`), split and decoded without trusting
 /// anything in them: this runs before any key is chosen, so it only checks the shape.
@@ -25,9 +26,9 @@ struct CompactJWS {
         guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else {
             throw PrincipalError(.malformedToken, "a token has three non-empty dot-separated parts")
         }
-        guard let headerData = Self.base64URLDecode(parts[0]),
-            let payload = Self.base64URLDecode(parts[1]),
-            Self.base64URLDecode(parts[2]) != nil
+        guard let headerData = Base64URL.decode(parts[0]),
+            let payload = Base64URL.decode(parts[1]),
+            Base64URL.decode(parts[2]) != nil
         else {
             throw PrincipalError(.malformedToken, "a token part is not base64url")
         }
@@ -40,21 +41,6 @@ struct CompactJWS {
         }
         self.header = header
         self.payload = payload
-    }
-
-    /// Decodes unpadded base64url (RFC 7515 §2); `nil` for any other alphabet or padding.
-    static func base64URLDecode(_ text: Substring) -> Data? {
-        guard text.utf8.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x5F }) else {
-            return nil
-        }
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        switch base64.count % 4 {
-        case 0: break
-        case 2: base64 += "=="
-        case 3: base64 += "="
-        default: return nil
-        }
-        return Data(base64Encoded: base64)
     }
 }
 

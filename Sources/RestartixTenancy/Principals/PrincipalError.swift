@@ -21,8 +21,6 @@ public struct PrincipalError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let notYetValid = Code(name: "notYetValid")
         /// `iss` is not the configured issuer.
         public static let wrongIssuer = Code(name: "wrongIssuer")
-        /// `aud` does not name this service.
-        public static let wrongAudience = Code(name: "wrongAudience")
         /// `azp` is not in the allow-list of authorized parties.
         public static let unauthorizedParty = Code(name: "unauthorizedParty")
         /// A required claim is absent or malformed (`sub`, `exp`, the organization claim...).
@@ -31,8 +29,6 @@ public struct PrincipalError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let missingMembership = Code(name: "missingMembership")
         /// The Clerk session is not active (for example `sts` is `pending`).
         public static let sessionNotActive = Code(name: "sessionNotActive")
-        /// A service-account token lacks the scope the endpoint requires (HTTP 403).
-        public static let insufficientScope = Code(name: "insufficientScope")
         /// The verifier is misconfigured: a short secret, a non-HTTPS key-set URL, or the local
         /// development issuer in production. Raised at construction, never per request.
         public static let invalidConfiguration = Code(name: "invalidConfiguration")
@@ -52,11 +48,11 @@ public struct PrincipalError: Error, Sendable, Equatable, CustomStringConvertibl
     }
 
     /// The HTTP status a service should answer with: 401 for an unusable token, 403 for a
-    /// token that is fine but not allowed (wrong party, missing scope, no membership), 503 when the issuer's keys cannot be fetched, 500 for
+    /// token that is fine but not allowed (wrong party, no membership), 503 when the issuer's keys cannot be fetched, 500 for
     /// a misconfiguration.
     public var httpStatus: Int {
         switch code {
-        case .insufficientScope, .unauthorizedParty, .missingMembership: 403
+        case .unauthorizedParty, .missingMembership: 403
         case .keysUnavailable: 503
         case .invalidConfiguration: 500
         default: 401
