@@ -176,6 +176,7 @@ let package = Package(
 if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "storage-benchmark", targets: ["StorageBenchmark"]))
     package.products.append(.executable(name: "tenancy-benchmark", targets: ["TenancyBenchmark"]))
+    package.products.append(.executable(name: "crypto-benchmark", targets: ["CryptoBenchmark"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -187,6 +188,11 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "TenancyBenchmark",
             dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixTenancy", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/TenancyBenchmark"
+        ),
+        .executableTarget(
+            name: "CryptoBenchmark",
+            dependencies: ["BenchmarkSupport", "RestartixCrypto"],
+            path: "Benchmarks/CryptoBenchmark"
         ),
     ])
 }

@@ -76,14 +76,22 @@ public final class ColumnCipher: Sendable {
     /// `restartix_crypto_seals_total` metric, which is what to alert on.
     public let warningThreshold: Int
     private let subkeys = Mutex<[SubkeyID: SymmetricKey]>([:])
-    private let seals = Mutex<[UInt32: Int]>([:])
+    private let usage: [UInt32: KeyUsage]
     private let logger: Logger
+
+    /// Seals under one key: a lock-free count and its metric, made once per key.
+    private final class KeyUsage: Sendable {
+        let seals = Atomic<Int>(0)
+        let counter: Counter
+        init(keyID: UInt32) { counter = Counter(label: "restartix_crypto_seals_total", dimensions: [("key_id", "\(keyID)")]) }
+    }
 
     /// Creates a cipher over `keyring`.
     public init(keyring: Keyring, warningThreshold: Int = 1 << 30, logger: Logger = Logger(label: "restartix.crypto")) {
         self.keyring = keyring
         self.warningThreshold = warningThreshold
         self.logger = logger
+        self.usage = Dictionary(uniqueKeysWithValues: keyring.keys.keys.map { ($0, KeyUsage(keyID: $0)) })
     }
 
     /// Seals `plaintext` for `place` under the primary key.
@@ -103,24 +111,25 @@ public final class ColumnCipher: Sendable {
         }
         let key = keyring.primary
         let header = Self.header(keyID: key.id)
-        let box: AES.GCM.SealedBox
+        let combined: Data
         do {
-            box = try AES.GCM.seal(plaintext, using: subkey(key, place), nonce: nonce, authenticating: Self.associatedData(header, place))
+            let box = try AES.GCM.seal(plaintext, using: subkey(key, place), nonce: nonce, authenticating: Self.associatedData(header, place))
+            combined = box.combined!  // a 12-byte nonce always has a combined form: nonce, ciphertext, tag
         } catch {
             throw EncryptionError(.invalidInput, "the value could not be sealed")
         }
         count(key.id)
-        var out = Data(capacity: Self.overhead + plaintext.count)
-        out.append(contentsOf: header)
-        out.append(contentsOf: box.nonce)
-        out.append(box.ciphertext)
-        out.append(box.tag)
+        var out = Data(count: header.count + combined.count)
+        out.withUnsafeMutableBytes { buffer in
+            buffer.copyBytes(from: header)
+            combined.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[header.count...]).copyMemory(from: $0) }
+        }
         return out
     }
 
     /// Opens a value sealed for `place`.
     public func open(_ sealed: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> Data {
-        let bytes = Data(sealed)
+        let bytes = (sealed as? Data) ?? Data(sealed)
         guard bytes.count >= Self.overhead else {
             throw EncryptionError(.truncated, "a sealed value is at least \(Self.overhead) bytes; this one is \(bytes.count)")
         }
@@ -131,18 +140,13 @@ public final class ColumnCipher: Sendable {
         guard bytes[start + 1] == Self.algorithm else {
             throw EncryptionError(.unsupportedAlgorithm, "algorithm \(bytes[start + 1]) is not supported")
         }
-        let keyID = bytes[(start + 2)..<(start + 6)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let keyID = UInt32(bytes[start + 2]) << 24 | UInt32(bytes[start + 3]) << 16 | UInt32(bytes[start + 4]) << 8 | UInt32(bytes[start + 5])
         guard let key = keyring.keys[keyID] else { throw EncryptionError(.unknownKey, "key \(keyID) is not in the keyring") }
         guard key.status != .disabled else { throw EncryptionError(.keyDisabled, "key \(keyID) is disabled") }
         guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
         do {
-            let box = try AES.GCM.SealedBox(
-                nonce: AES.GCM.Nonce(data: bytes[(start + 6)..<(start + 18)]),
-                ciphertext: bytes[(start + 18)..<(bytes.endIndex - 16)],
-                tag: bytes[(bytes.endIndex - 16)...]
-            )
-            let header = Array(bytes[start..<(start + 6)])
-            return try AES.GCM.open(box, using: subkey(key, place), authenticating: Self.associatedData(header, place))
+            let box = try AES.GCM.SealedBox(combined: bytes[(start + 6)...])
+            return try AES.GCM.open(box, using: subkey(key, place), authenticating: Self.associatedData(Self.header(keyID: keyID), place))
         } catch {
             throw EncryptionError(.authenticationFailed, "the value does not authenticate: it was changed, or sealed for another place")
         }
@@ -164,7 +168,7 @@ public final class ColumnCipher: Sendable {
     }
 
     /// Seals made in this process under `keyID`.
-    public func sealCount(keyID: UInt32) -> Int { seals.withLock { $0[keyID] ?? 0 } }
+    public func sealCount(keyID: UInt32) -> Int { usage[keyID]?.seals.load(ordering: .relaxed) ?? 0 }
 
     // MARK: - Internals
 
@@ -172,8 +176,9 @@ public final class ColumnCipher: Sendable {
         [formatVersion, algorithm, UInt8(keyID >> 24), UInt8(keyID >> 16 & 0xFF), UInt8(keyID >> 8 & 0xFF), UInt8(keyID & 0xFF)]
     }
 
-    static func associatedData(_ header: [UInt8], _ place: ColumnPlace) -> Data {
-        var aad = Data(capacity: 6 + 16 + place.table.utf8.count + place.column.utf8.count + 32)
+    static func associatedData(_ header: [UInt8], _ place: ColumnPlace) -> [UInt8] {
+        var aad: [UInt8] = []
+        aad.reserveCapacity(6 + 16 + place.table.utf8.count + place.column.utf8.count + 32)
         aad.append(contentsOf: header)
         aad.appendField(place.table.utf8)
         aad.appendField(place.column.utf8)
@@ -195,11 +200,9 @@ public final class ColumnCipher: Sendable {
     }
 
     private func count(_ keyID: UInt32) {
-        let total = seals.withLock { counts -> Int in
-            counts[keyID, default: 0] += 1
-            return counts[keyID]!
-        }
-        Counter(label: "restartix_crypto_seals_total", dimensions: [("key_id", "\(keyID)")]).increment()
+        guard let usage = usage[keyID] else { return }
+        let total = usage.seals.wrappingAdd(1, ordering: .relaxed).newValue
+        usage.counter.increment()
         if total == warningThreshold {
             logger.warning(
                 "Many seals under one key in this process: rotate well before 2^32 per column",
@@ -209,7 +212,7 @@ public final class ColumnCipher: Sendable {
     }
 }
 
-extension Data {
+extension RangeReplaceableCollection<UInt8> {
     /// Appends `bytes` prefixed with their count as a 4-byte big-endian integer, so adjacent
     /// fields can never be shifted into one another.
     mutating func appendField(_ bytes: some Collection<UInt8>) {
