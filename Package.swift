@@ -77,6 +77,7 @@ let package = Package(
             name: "RestartixCrypto",
             dependencies: [
                 "RestartixKit",
+                "RestartixTenancy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -149,6 +150,8 @@ let package = Package(
             name: "RestartixCryptoTests",
             dependencies: [
                 "RestartixCrypto",
+                "RestartixKit",
+                "RestartixTenancy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
