@@ -112,6 +112,7 @@ let package = Package(
             dependencies: [
                 "RestartixKit",
                 "RestartixTenancy",
+                "RestartixCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -169,7 +170,7 @@ let package = Package(
         ),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "RestartixKit", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -164,3 +164,16 @@ public enum KMSKeyring {
         return try Keyring(keys: keys, blindIndexKey: blind)
     }
 }
+
+extension KeyringSource {
+    /// The source the environment names, as the shells read it: `ENCRYPTION_KEYS_SECRET_ID`
+    /// (Secrets Manager), else `ENCRYPTION_KEYS_FILE`, else `ENCRYPTION_KEYS_KMS` (a KMS keyring
+    /// document in that variable), else `ENCRYPTION_KEYS`.
+    public static func configured(in environment: [String: String] = ProcessInfo.processInfo.environment) -> KeyringSource {
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if let secret = value("ENCRYPTION_KEYS_SECRET_ID") { return .secretsManager(secretID: secret) }
+        if let path = value("ENCRYPTION_KEYS_FILE") { return .file(path: path) }
+        if value("ENCRYPTION_KEYS_KMS") != nil { return .kms(.environment(variable: "ENCRYPTION_KEYS_KMS")) }
+        return .environment()
+    }
+}

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import RestartixCrypto
 import RestartixKit
+import RestartixTenancy
 import Testing
 
 /// Runs the real `restartix-jobs` binary, as the scheduler would.
@@ -119,6 +121,62 @@ struct JobsTests {
         #expect(try rows[1].decode("audits", as: Int.self) == 0)
     }
 
+    @Test("keyring-usage and reencrypt: values move to the primary; a disabled key in use is refused without key bytes")
+    func rotationJobs() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("jobs.sqlite").path
+        let url = "sqlite://" + path
+        #expect(try await run(["migrate", "--database-url", url]).status == 0)
+        let k1 = Data(repeating: 1, count: 32).base64EncodedString(), k2 = Data(repeating: 2, count: 32).base64EncodedString()
+        let blind = Data(repeating: 9, count: 32).base64EncodedString()
+        func document(_ one: String, _ two: String?) -> String {
+            let second = two.map { #",{"id":2,"status":"\#($0)","key":"\#(k2)"}"# } ?? ""
+            return #"{"keys":[{"id":1,"status":"\#(one)","key":"\#(k1)"}\#(second)],"blind_index_key":"\#(blind)"}"#
+        }
+        // Two patients sealed under key 1.
+        let logger = Logger(label: "restartix.tests.jobs")
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        let org = UUIDv7.generate(), user = UUIDv7.generate()
+        try await admin.unscoped(reason: "jobs test: one clinic", actor: .system("jobs-tests")) { tx in
+            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), 'rotation-clinic', 'Clinic')")
+            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+        }
+        let store = PatientStore(cipher: ColumnCipher(keyring: try Keyring(json: Data(document("primary", nil).utf8))))
+        let context = TenantContext(organizationID: org, userID: user, role: .owner)
+        let ids = try await app.withTenant(context) { tx in
+            [try await store.insert(PatientPII(name: "Ana", email: "ana@example.com"), in: tx), try await store.insert(PatientPII(name: "Ion"), in: tx)]
+        }
+        await app.shutdown()
+        await admin.shutdown()
+
+        let rotated = ["ENCRYPTION_KEYS": document("decrypt-only", "primary")]
+        let before = try await run(["keyring-usage", "--database-url", url], environment: rotated)
+        #expect(before.stdout.contains("keyring-usage: patients.name: key 1: 2"), "\(before.stdout)\(before.stderr)")
+        #expect(before.stdout.contains("keyring-usage: total: key 1: 3"))
+        let refused = try await run(["reencrypt", "--database-url", url], environment: ["ENCRYPTION_KEYS": document("disabled", "primary")])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("key 1 is disabled"), "\(refused.stderr)")
+        #expect(!refused.stderr.contains(k1) && !refused.stdout.contains(k1))
+        let reencrypt = try await run(["reencrypt", "--database-url", url, "--batch-size", "1"], environment: rotated)
+        #expect(reencrypt.status == 0, "\(reencrypt.stderr)")
+        #expect(reencrypt.stdout.contains("reencrypt: done, 3 values now under key 2"), "\(reencrypt.stdout)")
+        let after = try await run(["keyring-usage", "--database-url", url], environment: rotated)
+        #expect(after.stdout.contains("keyring-usage: total: key 2: 3"), "\(after.stdout)")
+        let again = try await run(["reencrypt", "--database-url", url], environment: rotated)
+        #expect(again.stdout.contains("reencrypt: done, 0 values"), "idempotent: \(again.stdout)")
+        // The values still open, now under key 2 alone.
+        let check = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        let retired = PatientStore(cipher: ColumnCipher(keyring: try Keyring(json: Data(document("disabled", "primary").utf8))))
+        let names = try await check.withTenant(context) { tx in
+            try await ids.asyncMap { try await retired.fetch($0, in: tx)?.pii.name }
+        }
+        await check.shutdown()
+        #expect(names == ["Ana", "Ion"])
+    }
+
     @Test("migrate and partition roll on Postgres; the password may come from PGPASSWORD")
     func postgres() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -208,5 +266,13 @@ struct JobsTests {
 
         let unknown = try await run(["no-such-job"])
         #expect(unknown.status != 0)
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
     }
 }

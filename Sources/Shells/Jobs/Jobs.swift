@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
 
@@ -11,7 +12,7 @@ struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restartix-jobs",
         abstract: "Restartix scheduled and maintenance jobs.",
-        subcommands: [Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self]
+        subcommands: [Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self, Reencrypt.self, KeyringUsageReport.self]
     )
 }
 
@@ -50,18 +51,22 @@ func makeLogger(_ label: String) -> Logger {
 /// Runs `body` with an open database and always closes it; errors become a clean exit.
 func withDatabase<T>(_ options: DatabaseOptions, label: String, _ body: (Database, Logger) async throws -> T) async throws -> T {
     let logger = makeLogger(label)
-    let database: Database
-    do {
-        database = Database(configuration: try options.configuration(), logger: logger)
-    } catch {
-        throw CleanExit.message(error)
+    return try await opened({ Database(configuration: try options.configuration(), logger: logger) }, shutdown: { await $0.shutdown() }) {
+        try await body($0, logger)
     }
+}
+
+/// Makes a pool, runs `body` with it and always shuts it down; any error becomes one line on
+/// stderr and exit status 1.
+func opened<Pool, T>(_ make: () throws -> Pool, shutdown: (Pool) async -> Void, _ body: (Pool) async throws -> T) async throws -> T {
+    let pool: Pool
+    do { pool = try make() } catch { throw CleanExit.message(error) }
     do {
-        let result = try await body(database, logger)
-        await database.shutdown()
+        let result = try await body(pool)
+        await shutdown(pool)
         return result
     } catch {
-        await database.shutdown()
+        await shutdown(pool)
         throw CleanExit.message(error)
     }
 }
@@ -131,11 +136,7 @@ struct ExpiredSessionsSweep: AsyncParsableCommand {
         discussion: "Connects as the admin role: --database-url, else $DATABASE_URL, else the embedded SQLite file. Idempotent; safe when two run at once."
     )
 
-    @Option(
-        name: .customLong("database-url"),
-        help: "postgres:// URL of the admin role (through PgBouncer is fine) or sqlite: URL. Default: $DATABASE_URL, else the embedded SQLite file."
-    )
-    var databaseURL: String?
+    @OptionGroup var admin: AdminDatabaseOptions
 
     @Option(help: "Sessions closed per transaction.")
     var batchSize: Int = 500
@@ -145,24 +146,86 @@ struct ExpiredSessionsSweep: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        let logger = makeLogger("restartix.jobs.expired-sessions-sweep")
-        let admin: AdminDatabase
-        do {
-            // The admin role, not the owner: the owner has no policies, so it would see no sessions.
-            let configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
-                .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
-            admin = AdminDatabase(configuration: configuration, logger: logger)
-        } catch {
-            throw CleanExit.message(error)
+        let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.expired-sessions-sweep") { admin, _ in
+            try await ElevatedSessions(admin: admin).sweepExpired(batchSize: batchSize)
         }
-        do {
-            let report = try await ElevatedSessions(admin: admin).sweepExpired(batchSize: batchSize)
-            await admin.shutdown()
-            print("expired-sessions-sweep: closed \(report.breakGlass) break-glass and \(report.impersonation) impersonation sessions")
-        } catch {
-            await admin.shutdown()
-            throw CleanExit.message(error)
+        print("expired-sessions-sweep: closed \(report.breakGlass) break-glass and \(report.impersonation) impersonation sessions")
+    }
+}
+
+/// Where the admin-role jobs connect.
+struct AdminDatabaseOptions: ParsableArguments {
+    @Option(
+        name: .customLong("database-url"),
+        help: "postgres:// URL of the admin role (through PgBouncer is fine) or sqlite: URL. Default: $DATABASE_URL, else the embedded SQLite file."
+    )
+    var databaseURL: String?
+}
+
+/// Runs `body` with the admin database (`--database-url`, else `DATABASE_URL`, else the embedded
+/// SQLite file) and always closes it; errors become one line and exit status 1.
+func withAdminDatabase<T>(_ databaseURL: String?, label: String, _ body: (AdminDatabase, Logger) async throws -> T) async throws -> T {
+    let environment = ProcessInfo.processInfo.environment
+    let logger = makeLogger(label)
+    return try await opened({
+        // The admin role, not the owner: the owner has no policies, so it would see no rows.
+        let configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
+            .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
+        return AdminDatabase(configuration: configuration, logger: logger)
+    }, shutdown: { await $0.shutdown() }) {
+        try await body($0, logger)
+    }
+}
+
+/// The keyring the environment names (`KeyringSource.configured`), or a clean exit.
+func loadKeyring() async throws -> Keyring {
+    do { return try await KeyringSource.configured().load() } catch { throw CleanExit.message(error) }
+}
+
+struct Reencrypt: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rewrite every sealed value not under the primary key (keyset batches, compare-and-swap; resumable, safe to run twice at once).",
+        discussion: "Keyring from ENCRYPTION_KEYS (or _SECRET_ID, _FILE, _KMS). Refuses to start while a value needs a disabled key. Admin role: --database-url, else $DATABASE_URL."
+    )
+
+    @OptionGroup var admin: AdminDatabaseOptions
+
+    @Option(help: "Rows per transaction.")
+    var batchSize: Int = 500
+
+    func validate() throws {
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 10000") }
+    }
+
+    func run() async throws {
+        let keyring = try await loadKeyring()
+        let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.reencrypt") { admin, logger in
+            try await Reencryptor(admin: admin, cipher: ColumnCipher(keyring: keyring, logger: logger), batchSize: batchSize).run { step in
+                print("reencrypt: \(step.column): \(step.rewritten) rewritten, \(step.skipped) changed meanwhile")
+            }
         }
+        let rewritten = report.rewritten.values.reduce(0, +)
+        print("reencrypt: done, \(rewritten) values now under key \(keyring.primaryID)")
+    }
+}
+
+struct KeyringUsageReport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyring-usage",
+        abstract: "Print how many sealed values each key id protects, per column; disable a key only at 0."
+    )
+
+    @OptionGroup var admin: AdminDatabaseOptions
+
+    func run() async throws {
+        let usage = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.keyring-usage") { admin, _ in
+            try await KeyringUsage.measure(admin)
+        }
+        for (column, perKey) in usage.counts.sorted(by: { $0.key.description < $1.key.description }) {
+            let list = perKey.sorted { $0.key < $1.key }.map { "key \($0.key): \($0.value)" }.joined(separator: ", ")
+            print("keyring-usage: \(column): \(list.isEmpty ? "no values" : list)")
+        }
+        let totals = usage.totals.sorted { $0.key < $1.key }.map { "key \($0.key): \($0.value)" }.joined(separator: ", ")
+        print("keyring-usage: total: \(totals.isEmpty ? "no values" : totals)")
     }
 }

@@ -1,0 +1,200 @@
+public import Foundation
+public import RestartixKit
+public import RestartixTenancy
+
+/// A sealed column and the column naming its clinic (`nil` for platform rows).
+public struct EncryptedColumn: Sendable, Hashable, CustomStringConvertible {
+    /// The table.
+    public let table: String
+    /// The sealed column.
+    public let column: String
+    /// The column holding the organization id bound into each value.
+    public let organizationColumn: String
+
+    /// A sealed column of `table`.
+    public init(table: String, column: String, organizationColumn: String = "organization_id") {
+        self.table = table
+        self.column = column
+        self.organizationColumn = organizationColumn
+    }
+
+    /// Every column the kit seals: the patients' PII and the providers' credentials.
+    public static let builtIn: [EncryptedColumn] =
+        PatientStore.sealedColumns.map { EncryptedColumn(table: "patients", column: $0) }
+        + [EncryptedColumn(table: "platform_service_providers", column: "credentials")]
+
+    public var description: String { "\(table).\(column)" }
+
+    /// ` AND organization_id IN (...)` for a scoped run, or nothing.
+    func scope(_ organizations: [UUID]?) -> SQLQuery {
+        guard let organizations else { return "" }
+        guard !organizations.isEmpty else { return " AND 1 = 0" }
+        var query: SQLQuery = " AND \(unsafeRaw: organizationColumn) IN ("
+        for (index, id) in organizations.enumerated() {
+            query.append(index == 0 ? "\(id)" : ", \(id)")
+        }
+        query.append(")")
+        return query
+    }
+
+    /// The 4 key-id bytes of the value, in SQL (bytes 3-6 of the header).
+    func keyIDBytes(_ dialect: SQLDialect) -> String {
+        dialect == .postgres ? "substring(\(column) from 3 for 4)" : "substr(\(column), 3, 4)"
+    }
+}
+
+/// Rows per key id per sealed column (`restartix-jobs keyring-usage`), and the check that no
+/// value still needs a disabled key.
+public struct KeyringUsage: Sendable, Hashable {
+    /// Count of values by column and key id (`0` collects values that are not format v1).
+    public let counts: [EncryptedColumn: [UInt32: Int]]
+
+    /// Counts every sealed value of `columns`, across all clinics or only `organizations` (one
+    /// audited unscoped transaction on the admin database).
+    public static func measure(
+        _ admin: AdminDatabase, columns: [EncryptedColumn] = EncryptedColumn.builtIn, organizations: [UUID]? = nil
+    ) async throws -> KeyringUsage {
+        try await admin.unscoped(reason: "keyring-usage: count sealed values per key id", actor: .system("keyring-usage")) { tx in
+            var counts: [EncryptedColumn: [UInt32: Int]] = [:]
+            for column in columns {
+                let rows = try await tx.query("""
+                    SELECT \(unsafeRaw: column.keyIDBytes(tx.dialect)) AS key_id, count(*) AS n FROM \(unsafeRaw: column.table) \
+                    WHERE \(unsafeRaw: column.column) IS NOT NULL\(column.scope(organizations)) GROUP BY 1
+                    """)
+                var perKey: [UInt32: Int] = [:]
+                for row in rows {
+                    let bytes = try row.decode("key_id", as: Data?.self) ?? Data()
+                    let id = bytes.count == 4 ? bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : 0
+                    perKey[id, default: 0] += try row.decode("n", as: Int.self)
+                }
+                counts[column] = perKey
+            }
+            return KeyringUsage(counts: counts)
+        }
+    }
+
+    /// Values per key id over all columns.
+    public var totals: [UInt32: Int] {
+        counts.values.reduce(into: [:]) { total, perKey in for (id, n) in perKey { total[id, default: 0] += n } }
+    }
+
+    /// Throws when a value needs a key the keyring cannot open with (disabled or absent):
+    /// disabling a key that is still in use is refused.
+    public func verify(against keyring: Keyring) throws(EncryptionError) {
+        for (column, perKey) in counts.sorted(by: { $0.key.description < $1.key.description }) {
+            for (id, n) in perKey.sorted(by: { $0.key < $1.key }) where n > 0 {
+                guard let key = keyring.keys[id] else {
+                    throw EncryptionError(.unknownKey, "\(n) values in \(column) use key \(id), which is not in the keyring")
+                }
+                if key.status == .disabled {
+                    throw EncryptionError(.keyDisabled, "key \(id) is disabled but \(n) values in \(column) use it: make it decrypt-only and run reencrypt first")
+                }
+            }
+        }
+    }
+}
+
+/// Re-encrypts every sealed value not under the primary key (`restartix-jobs reencrypt`).
+///
+/// Rows are found by the key id in their header (SQL on the bytes), in keyset-paginated batches
+/// of ``batchSize`` by id, each batch one transaction; each value is opened, sealed again for
+/// the same place under the primary, and written with a compare-and-swap
+/// (`UPDATE ... WHERE id = $id AND col = $old`), so a value changed meanwhile — by the service
+/// or by another reencrypt — is left alone. Nothing is remembered between runs: a rewritten
+/// value no longer matches, so a killed run resumes by running again, and two runs at once
+/// share the work. No locks beyond the rows being written.
+public struct Reencryptor: Sendable {
+    /// Progress after each batch.
+    public struct Progress: Sendable, Hashable {
+        /// The column the batch was in.
+        public let column: EncryptedColumn
+        /// Values rewritten under the primary in this run, for this column so far.
+        public let rewritten: Int
+        /// Values skipped because they changed between read and write.
+        public let skipped: Int
+    }
+
+    /// The outcome of a run.
+    public struct Report: Sendable, Hashable {
+        /// Values rewritten, per column.
+        public var rewritten: [EncryptedColumn: Int] = [:]
+        /// Values left alone because they changed meanwhile, per column.
+        public var skipped: [EncryptedColumn: Int] = [:]
+        /// Whether the run stopped at `maximumBatches` before finishing.
+        public var stoppedEarly = false
+    }
+
+    private let admin: AdminDatabase
+    private let cipher: ColumnCipher
+    private let columns: [EncryptedColumn]
+    private let organizations: [UUID]?
+    /// Rows per batch (one transaction).
+    public let batchSize: Int
+
+    /// A re-encryption over `columns` with `cipher`'s keyring, of every clinic or only
+    /// `organizations` (rows of platform columns have none and are skipped in a scoped run).
+    public init(
+        admin: AdminDatabase, cipher: ColumnCipher, columns: [EncryptedColumn] = EncryptedColumn.builtIn,
+        organizations: [UUID]? = nil, batchSize: Int = 500
+    ) {
+        precondition((1...10_000).contains(batchSize), "batchSize must be 1-10000")
+        self.admin = admin
+        self.cipher = cipher
+        self.columns = columns
+        self.organizations = organizations
+        self.batchSize = batchSize
+    }
+
+    /// Runs until no value outside the primary remains (or `maximumBatches` batches ran).
+    /// Refuses to start when a value needs a disabled or unknown key.
+    public func run(maximumBatches: Int = .max, progress: @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
+        try await KeyringUsage.measure(admin, columns: columns, organizations: organizations).verify(against: cipher.keyring)
+        let primary = Data(ColumnCipher.header(keyID: cipher.keyring.primaryID)[2..<6])
+        var report = Report()
+        var batches = 0
+        for column in columns {
+            var after: UUID?
+            while true {
+                if batches >= maximumBatches {
+                    report.stoppedEarly = true
+                    return report
+                }
+                batches += 1
+                let (last, rewritten, skipped, count) = try await batch(column, primary: primary, after: after)
+                report.rewritten[column, default: 0] += rewritten
+                report.skipped[column, default: 0] += skipped
+                progress(Progress(column: column, rewritten: report.rewritten[column]!, skipped: report.skipped[column]!))
+                guard count == batchSize, let last else { break }
+                after = last
+            }
+        }
+        return report
+    }
+
+    private func batch(_ column: EncryptedColumn, primary: Data, after: UUID?) async throws -> (UUID?, Int, Int, Int) {
+        try await admin.unscoped(reason: "reencrypt: rewrite \(column) under the primary key", actor: .system("reencrypt")) { tx in
+            let from: SQLQuery = after.map { "AND id > \($0) " } ?? ""
+            let rows = try await tx.query("""
+                SELECT id, \(unsafeRaw: column.organizationColumn) AS organization_id, \(unsafeRaw: column.column) AS value \
+                FROM \(unsafeRaw: column.table) WHERE \(unsafeRaw: column.column) IS NOT NULL \
+                AND \(unsafeRaw: column.keyIDBytes(tx.dialect)) <> \(primary)\(column.scope(organizations)) \(from)ORDER BY id LIMIT \(batchSize)
+                """)
+            var updates: [SQLQuery] = []
+            var last: UUID?
+            for row in rows {
+                let id = try row.decode("id", as: UUID.self)
+                let old = try row.decode("value", as: Data.self)
+                let place = ColumnPlace(table: column.table, column: column.column, organizationID: try row.decode("organization_id", as: UUID?.self), rowID: id)
+                let resealed = try cipher.seal(try cipher.open(old, at: place), at: place)
+                updates.append("""
+                    UPDATE \(unsafeRaw: column.table) SET \(unsafeRaw: column.column) = \(resealed) \
+                    WHERE id = \(id) AND \(unsafeRaw: column.column) = \(old)
+                    """)
+                last = id
+            }
+            let results = try await tx.pipeline(updates)
+            let rewritten = results.filter { $0.affectedRows == 1 }.count
+            return (last, rewritten, updates.count - rewritten, rows.count)
+        }
+    }
+}
