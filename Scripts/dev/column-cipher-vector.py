@@ -31,5 +31,5 @@ subkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"restartix/column/v1",
 header = bytes([1, 1]) + struct.pack(">I", KEY_ID)
 aad = header + field(TABLE.encode()) + field(COLUMN.encode()) + field(ORG) + field(ROW)
 print("sealed:", (header + NONCE + AESGCM(subkey).encrypt(NONCE, PLAINTEXT, aad)).hex())
-message = b"restartix/blind-index/v1" + field(ORG) + field(COLUMN.encode()) + field(PLAINTEXT)
+message = b"restartix/blind-index/v1" + field(ORG) + field(TABLE.encode()) + field(COLUMN.encode()) + field(PLAINTEXT)
 print("blind index:", hmac.new(BLIND, message, hashlib.sha256).hexdigest())

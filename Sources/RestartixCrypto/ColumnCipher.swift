@@ -47,8 +47,9 @@ public struct ColumnPlace: Sendable, Hashable {
 ///
 /// Associated data: the 6 header bytes, then table, column, organization id (16 bytes, or
 /// empty) and row id (16 bytes), each prefixed with its length as a 4-byte big-endian integer.
-/// The key sealing a column is `HKDF-SHA256(key, salt: "restartix/column/v1", info: table,
-/// column)`, so each column spends its own random-nonce budget (2^32 seals per subkey).
+/// The key sealing a column is `HKDF-SHA256(key, salt: "restartix/column/v1", info: key id
+/// (4 bytes, big-endian) || table || 0x00 || column)`, so each column spends its own
+/// random-nonce budget (2^32 seals per subkey).
 ///
 /// Seals use the primary key; opens accept any key that is not disabled. Every failure is a
 /// ``EncryptionError`` — a changed byte, a value moved to another place, an unknown or disabled

@@ -112,7 +112,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
             throw EncryptionError(.invalidKeyring, "key id \(id) is out of range; ids are 1 to 4294967295")
         }
         guard let parsed = Status(rawValue: status) else {
-            throw EncryptionError(.invalidKeyring, "key \(id) has status \"\(status.prefix(20))\"; use primary, decrypt-only or disabled")
+            throw EncryptionError(.invalidKeyring, "key \(id) has an unknown status; use primary, decrypt-only or disabled")
         }
         return (key, parsed)
     }

@@ -1,5 +1,8 @@
 public import Crypto
 public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import RestartixKit
 
 /// Where the keyring comes from. Loaded once at boot; a failure stops boot with a message
@@ -45,22 +48,7 @@ public indirect enum KeyringSource: Sendable, Hashable {
             }
             return Data(text.utf8)
         case .file(let path):
-            let attributes: [FileAttributeKey: Any]
-            do {
-                attributes = try FileManager.default.attributesOfItem(atPath: path)
-            } catch {
-                throw EncryptionError(.keyringUnavailable, "the keyring file \(path) cannot be read")
-            }
-            if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
-                throw EncryptionError(.keyringUnavailable, "the keyring file \(path) is readable by group or others (mode \(String(mode, radix: 8))); chmod 600 it")
-            }
-            if let size = attributes[.size] as? Int, size > 1 << 20 {
-                throw EncryptionError(.invalidKeyring, "the keyring file \(path) is larger than 1 MiB")
-            }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw EncryptionError(.keyringUnavailable, "the keyring file \(path) cannot be read")
-            }
-            return data
+            return try Self.readPrivateFile(path)
         case .secretsManager(let secretID, let stage):
             let (region, credentials) = try AWSSetup.from(environment)
             let value: SecretsManagerClient.SecretValue
@@ -89,6 +77,35 @@ public indirect enum KeyringSource: Sendable, Hashable {
     }
 }
 
+extension KeyringSource {
+    /// Reads a file that only its owner may read: opened first (following symlinks, as a
+    /// Kubernetes secret mount is), then checked on the open descriptor, so what is checked is
+    /// what is read. Group or other permission bits, another owner, or an unreadable mode: refused.
+    static func readPrivateFile(_ path: String) throws(EncryptionError) -> Data {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw EncryptionError(.keyringUnavailable, "the keyring file \(path) cannot be opened") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw EncryptionError(.keyringUnavailable, "the keyring file \(path) is not a regular file")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw EncryptionError(
+                .keyringUnavailable,
+                "the keyring file \(path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it (Kubernetes: defaultMode 0400)"
+            )
+        }
+        guard info.st_uid == getuid() else {
+            throw EncryptionError(.keyringUnavailable, "the keyring file \(path) belongs to another user")
+        }
+        guard info.st_size <= 1 << 20 else { throw EncryptionError(.invalidKeyring, "the keyring file \(path) is larger than 1 MiB") }
+        var data = Data(count: Int(info.st_size))
+        let count = data.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count == Int(info.st_size) else { throw EncryptionError(.keyringUnavailable, "the keyring file \(path) could not be read") }
+        return data
+    }
+}
+
 /// Region and credentials for the AWS sources, from the environment.
 enum AWSSetup {
     static func from(_ environment: [String: String]) throws(EncryptionError) -> (String, AWSCredentials) {
@@ -96,7 +113,9 @@ enum AWSSetup {
             throw EncryptionError(.keyringUnavailable, "AWS_REGION is not set")
         }
         guard let credentials = AWSCredentials.fromEnvironment(environment) else {
-            throw EncryptionError(.keyringUnavailable, "AWS credentials are not set (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+            // The container and instance credential chain (ECS task roles, EKS pod identity) is
+            // not implemented yet: those deployments inject the keyring as ENCRYPTION_KEYS.
+            throw EncryptionError(.keyringUnavailable, "AWS credentials are not set (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); the task-role credential chain is not supported yet")
         }
         return (region, credentials)
     }

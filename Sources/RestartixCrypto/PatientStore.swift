@@ -25,7 +25,7 @@ public struct PatientPII: Sendable, Hashable {
 
     /// Checks every field; the error names the field, never its value.
     func validated() throws(EncryptionError) -> PatientPII {
-        guard (1...200).contains(name.trimmingCharacters(in: .whitespacesAndNewlines).count) else {
+        guard name.count <= 200, !name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw EncryptionError(.invalidInput, "name must be 1-200 characters")
         }
         if let dateOfBirth {
@@ -40,8 +40,9 @@ public struct PatientPII: Sendable, Hashable {
             }
         }
         if let phone {
-            let allowed = Set("0123456789+-. ()")
-            guard (3...32).contains(phone.count), phone.allSatisfy(allowed.contains), phone.contains(where: \.isNumber) else {
+            let allowed = Set("0123456789-. ()")
+            let body = phone.hasPrefix("+") ? phone.dropFirst() : Substring(phone)
+            guard (3...32).contains(phone.count), body.allSatisfy(allowed.contains), body.contains(where: \.isNumber) else {
                 throw EncryptionError(.invalidInput, "phone must be 3-32 characters of digits, +, -, ., spaces or parentheses")
             }
         }
@@ -49,8 +50,13 @@ public struct PatientPII: Sendable, Hashable {
     }
 
     static func parseDate(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        let digits = [0, 1, 2, 3, 5, 6, 8, 9]
+        guard bytes.count == 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
+            digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[$0]) })
+        else { return nil }
         let parts = text.split(separator: "-")
-        guard text.count == 10, parts.count == 3, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]) else { return nil }
+        guard let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]) else { return nil }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         guard let date = calendar.date(from: DateComponents(year: y, month: m, day: d)),
@@ -60,10 +66,12 @@ public struct PatientPII: Sendable, Hashable {
     }
 }
 
-extension PatientPII: CustomStringConvertible, CustomDebugStringConvertible {
+extension PatientPII: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// Redacted: a patient's data never reaches a log line through this type.
     public var description: String { "PatientPII(<redacted>)" }
     public var debugDescription: String { description }
+    /// `dump()` and debuggers see no fields.
+    public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
 }
 
 /// A patient row, opened.
@@ -139,8 +147,11 @@ public struct PatientStore: Sendable {
     /// decryption of other rows), then opened and compared exactly.
     public func find(email: String, in tx: borrowing TenantTransaction) async throws -> [PatientRecord] {
         let normalized = BlindIndex.normalizedEmail(email)
-        let key = index.index(normalized, column: "email", organizationID: tx.context.organizationID)
-        let rows = try await tx.query("\(unsafeRaw: Self.select) WHERE email_index = \(key) AND deleted_at IS NULL ORDER BY id")
+        let organization = tx.context.organizationID
+        let key = index.index(normalized, table: "patients", column: "email", organizationID: organization)
+        let rows = try await tx.query("""
+            \(unsafeRaw: Self.select) WHERE organization_id = \(organization) AND email_index = \(key) AND deleted_at IS NULL ORDER BY id
+            """)
         return try rows.map { try open($0) }.filter { $0.pii.email.map(BlindIndex.normalizedEmail) == normalized }
     }
 
@@ -161,7 +172,7 @@ public struct PatientStore: Sendable {
             dateOfBirth: try pii.dateOfBirth.map { value throws(EncryptionError) in try cipher.seal(value, at: place("date_of_birth")) },
             email: try pii.email.map { value throws(EncryptionError) in try cipher.seal(value, at: place("email")) },
             phone: try pii.phone.map { value throws(EncryptionError) in try cipher.seal(value, at: place("phone")) },
-            emailIndex: pii.email.map { index.index(BlindIndex.normalizedEmail($0), column: "email", organizationID: organization) }
+            emailIndex: pii.email.map { index.index(BlindIndex.normalizedEmail($0), table: "patients", column: "email", organizationID: organization) }
         )
     }
 

@@ -11,8 +11,13 @@ public struct EncryptedColumn: Sendable, Hashable, CustomStringConvertible {
     /// The column holding the organization id bound into each value.
     public let organizationColumn: String
 
-    /// A sealed column of `table`.
+    /// A sealed column of `table`. Names are SQL identifiers (`a-z`, `0-9`, `_`); anything
+    /// else is a programming error and traps, since the names are spliced into SQL.
     public init(table: String, column: String, organizationColumn: String = "organization_id") {
+        precondition(
+            [table, column, organizationColumn].allSatisfy(ColumnPlace.isIdentifier),
+            "EncryptedColumn names must be SQL identifiers (a-z, 0-9, _)"
+        )
         self.table = table
         self.column = column
         self.organizationColumn = organizationColumn
@@ -37,9 +42,13 @@ public struct EncryptedColumn: Sendable, Hashable, CustomStringConvertible {
         return query
     }
 
-    /// The 4 key-id bytes of the value, in SQL (bytes 3-6 of the header).
-    func keyIDBytes(_ dialect: SQLDialect) -> String {
-        dialect == .postgres ? "substring(\(column) from 3 for 4)" : "substr(\(column), 3, 4)"
+    /// The 4 key-id bytes of a format v1 value in SQL (bytes 3-6 of the header), NULL for any
+    /// other value (plaintext, a legacy format), which ``KeyringUsage`` reports as key 0.
+    func keyIDBytes(_ dialect: SQLDialect) -> SQLQuery {
+        let v1 = Data([ColumnCipher.formatVersion, ColumnCipher.algorithm])
+        return dialect == .postgres
+            ? "CASE WHEN substring(\(unsafeRaw: column) from 1 for 2) = \(v1) THEN substring(\(unsafeRaw: column) from 3 for 4) END"
+            : "CASE WHEN substr(\(unsafeRaw: column), 1, 2) = \(v1) THEN substr(\(unsafeRaw: column), 3, 4) END"
     }
 }
 
@@ -58,7 +67,7 @@ public struct KeyringUsage: Sendable, Hashable {
             var counts: [EncryptedColumn: [UInt32: Int]] = [:]
             for column in columns {
                 let rows = try await tx.query("""
-                    SELECT \(unsafeRaw: column.keyIDBytes(tx.dialect)) AS key_id, count(*) AS n FROM \(unsafeRaw: column.table) \
+                    SELECT \(column.keyIDBytes(tx.dialect)) AS key_id, count(*) AS n FROM \(unsafeRaw: column.table) \
                     WHERE \(unsafeRaw: column.column) IS NOT NULL\(column.scope(organizations)) GROUP BY 1
                     """)
                 var perKey: [UInt32: Int] = [:]
@@ -83,6 +92,9 @@ public struct KeyringUsage: Sendable, Hashable {
     public func verify(against keyring: Keyring) throws(EncryptionError) {
         for (column, perKey) in counts.sorted(by: { $0.key.description < $1.key.description }) {
             for (id, n) in perKey.sorted(by: { $0.key < $1.key }) where n > 0 {
+                guard id != 0 else {
+                    throw EncryptionError(.unsupportedFormat, "\(n) values in \(column) are not sealed values of format v1")
+                }
                 guard let key = keyring.keys[id] else {
                     throw EncryptionError(.unknownKey, "\(n) values in \(column) use key \(id), which is not in the keyring")
                 }
@@ -101,8 +113,11 @@ public struct KeyringUsage: Sendable, Hashable {
 /// the same place under the primary, and written with a compare-and-swap
 /// (`UPDATE ... WHERE id = $id AND col = $old`), so a value changed meanwhile — by the service
 /// or by another reencrypt — is left alone. Nothing is remembered between runs: a rewritten
-/// value no longer matches, so a killed run resumes by running again, and two runs at once
-/// share the work. No locks beyond the rows being written.
+/// value no longer matches, so a killed run resumes by running again. On Postgres each batch
+/// reads its rows `FOR UPDATE SKIP LOCKED`, so two runs at once take different rows; on SQLite
+/// write transactions take turns. A value that does not open is recorded in the report and
+/// skipped, never rewritten. The report ends with how many values are still not under the
+/// primary.
 public struct Reencryptor: Sendable {
     /// Progress after each batch.
     public struct Progress: Sendable, Hashable {
@@ -120,8 +135,14 @@ public struct Reencryptor: Sendable {
         public var rewritten: [EncryptedColumn: Int] = [:]
         /// Values left alone because they changed meanwhile, per column.
         public var skipped: [EncryptedColumn: Int] = [:]
+        /// Values that could not be opened (changed bytes, or sealed for another place), per
+        /// column: left as they are, and the run goes on. Investigate each.
+        public var failed: [EncryptedColumn: [UUID]] = [:]
         /// Whether the run stopped at `maximumBatches` before finishing.
         public var stoppedEarly = false
+        /// Values still not under the primary when the run ended (another run may hold them,
+        /// or they failed): run again until 0, then disable the old keys.
+        public var remaining = 0
     }
 
     private let admin: AdminDatabase
@@ -152,49 +173,68 @@ public struct Reencryptor: Sendable {
         let primary = Data(ColumnCipher.header(keyID: cipher.keyring.primaryID)[2..<6])
         var report = Report()
         var batches = 0
-        for column in columns {
+        columns: for column in columns {
             var after: UUID?
             while true {
                 if batches >= maximumBatches {
                     report.stoppedEarly = true
-                    return report
+                    break columns
                 }
                 batches += 1
-                let (last, rewritten, skipped, count) = try await batch(column, primary: primary, after: after)
-                report.rewritten[column, default: 0] += rewritten
-                report.skipped[column, default: 0] += skipped
+                let outcome = try await batch(column, primary: primary, after: after)
+                report.rewritten[column, default: 0] += outcome.rewritten
+                report.skipped[column, default: 0] += outcome.skipped
+                if !outcome.failed.isEmpty { report.failed[column, default: []].append(contentsOf: outcome.failed) }
                 progress(Progress(column: column, rewritten: report.rewritten[column]!, skipped: report.skipped[column]!))
-                guard count == batchSize, let last else { break }
+                guard outcome.read == batchSize, let last = outcome.last else { break }
                 after = last
             }
         }
+        let usage = try await KeyringUsage.measure(admin, columns: columns, organizations: organizations)
+        report.remaining = usage.totals.filter { $0.key != cipher.keyring.primaryID }.values.reduce(0, +)
         return report
     }
 
-    private func batch(_ column: EncryptedColumn, primary: Data, after: UUID?) async throws -> (UUID?, Int, Int, Int) {
+    private struct Outcome {
+        var last: UUID?
+        var read = 0
+        var rewritten = 0
+        var skipped = 0
+        var failed: [UUID] = []
+    }
+
+    private func batch(_ column: EncryptedColumn, primary: Data, after: UUID?) async throws -> Outcome {
         try await admin.unscoped(reason: "reencrypt: rewrite \(column) under the primary key", actor: .system("reencrypt")) { tx in
-            let from: SQLQuery = after.map { "AND id > \($0) " } ?? ""
+            let from: SQLQuery = after.map { " AND id > \($0)" } ?? ""
+            let lock: SQLQuery = tx.dialect == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
             let rows = try await tx.query("""
                 SELECT id, \(unsafeRaw: column.organizationColumn) AS organization_id, \(unsafeRaw: column.column) AS value \
-                FROM \(unsafeRaw: column.table) WHERE \(unsafeRaw: column.column) IS NOT NULL \
-                AND \(unsafeRaw: column.keyIDBytes(tx.dialect)) <> \(primary)\(column.scope(organizations)) \(from)ORDER BY id LIMIT \(batchSize)
+                FROM \(unsafeRaw: column.table) WHERE \(column.keyIDBytes(tx.dialect)) <> \(primary)\(column.scope(organizations))\(from) \
+                ORDER BY id LIMIT \(batchSize)\(lock)
                 """)
+            var outcome = Outcome(read: rows.count)
             var updates: [SQLQuery] = []
-            var last: UUID?
             for row in rows {
                 let id = try row.decode("id", as: UUID.self)
+                outcome.last = id
                 let old = try row.decode("value", as: Data.self)
                 let place = ColumnPlace(table: column.table, column: column.column, organizationID: try row.decode("organization_id", as: UUID?.self), rowID: id)
-                let resealed = try cipher.seal(try cipher.open(old, at: place), at: place)
+                let resealed: Data
+                do {
+                    resealed = try cipher.seal(try cipher.open(old, at: place), at: place)
+                } catch {
+                    outcome.failed.append(id)
+                    continue
+                }
                 updates.append("""
                     UPDATE \(unsafeRaw: column.table) SET \(unsafeRaw: column.column) = \(resealed) \
                     WHERE id = \(id) AND \(unsafeRaw: column.column) = \(old)
                     """)
-                last = id
             }
             let results = try await tx.pipeline(updates)
-            let rewritten = results.filter { $0.affectedRows == 1 }.count
-            return (last, rewritten, updates.count - rewritten, rows.count)
+            outcome.rewritten = results.filter { $0.affectedRows == 1 }.count
+            outcome.skipped = updates.count - outcome.rewritten
+            return outcome
         }
     }
 }

@@ -40,8 +40,8 @@ struct ColumnCipherTests {
         #expect(hex(sealed) == "010100000007000102030405060708090a0b45f710cbb16b881ae936710b64bb23e85fb8490c0b81f77c882f2a977448dc")
         #expect(try cipher.openString(sealed, at: Self.place) == "ana@example.com")
         #expect(ColumnCipher.keyID(of: sealed) == 7)
-        let index = BlindIndex(keyring: try Self.keyring()).index("ana@example.com", column: "email", organizationID: Self.org)
-        #expect(hex(index) == "57d54f221a2158aa0ff4d687d683b1a1d9fab948ca13748d702ba2b1958d6c30")
+        let index = BlindIndex(keyring: try Self.keyring()).index("ana@example.com", table: "patients", column: "email", organizationID: Self.org)
+        #expect(hex(index) == "4f5c69137891cfa143c94d7806eb4e5345c2fea9f70913010e8bfc6b49c2c64b")
     }
 
     @Test("round trips; random nonces; empty and large values")
@@ -119,11 +119,14 @@ struct ColumnCipherTests {
     @Test("blind indexes: equal within a clinic and column, unrelated across them, normalized emails")
     func blindIndexes() throws {
         let index = BlindIndex(keyring: Keyring.generate().keyring)
-        let a = index.index(BlindIndex.normalizedEmail("  Ana@Example.COM "), column: "email", organizationID: Self.org)
-        #expect(a == index.index("ana@example.com", column: "email", organizationID: Self.org))
-        #expect(a != index.index("ana@example.com", column: "email", organizationID: UUID()))
-        #expect(a != index.index("ana@example.com", column: "phone", organizationID: Self.org))
-        #expect(a != BlindIndex(keyring: Keyring.generate().keyring).index("ana@example.com", column: "email", organizationID: Self.org))
+        let a = index.index(BlindIndex.normalizedEmail("  Ana@Example.COM "), table: "patients", column: "email", organizationID: Self.org)
+        #expect(a == index.index("ana@example.com", table: "patients", column: "email", organizationID: Self.org))
+        #expect(a != index.index("ana@example.com", table: "patients", column: "email", organizationID: UUID()))
+        #expect(a != index.index("ana@example.com", table: "patients", column: "phone", organizationID: Self.org))
+        #expect(a != index.index("ana@example.com", table: "users", column: "email", organizationID: Self.org))
+        #expect(a != BlindIndex(keyring: Keyring.generate().keyring).index("ana@example.com", table: "patients", column: "email", organizationID: Self.org))
+        // NFC: "é" precomposed and decomposed index the same.
+        #expect(BlindIndex.normalizedEmail("jos\u{00E9}@example.com") == BlindIndex.normalizedEmail("jose\u{0301}@example.com"))
     }
 }
 
@@ -155,7 +158,8 @@ struct KeyringTests {
             ("duplicate id", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"},{"id":1,"status":"decrypt-only","key":"\#(Self.key(2))"}"#), "key id 1 appears twice"),
             ("no primary", document(#"{"id":1,"status":"decrypt-only","key":"\#(Self.key(1))"}"#), "no key is primary"),
             ("two primaries", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"},{"id":2,"status":"primary","key":"\#(Self.key(2))"}"#), "keys 1, 2 are all primary"),
-            ("unknown status", document(#"{"id":1,"status":"active","key":"\#(Self.key(1))"}"#), "status \"active\""),
+            ("unknown status", document(#"{"id":1,"status":"active","key":"\#(Self.key(1))"}"#), "unknown status"),
+            ("status and key swapped", document(#"{"id":1,"status":"\#(Self.key(1))","key":"primary"}"#), "unknown status"),
             ("id zero", document(#"{"id":0,"status":"primary","key":"\#(Self.key(1))"}"#), "key id 0 is reserved"),
             ("negative id", document(#"{"id":-1,"status":"primary","key":"\#(Self.key(1))"}"#), "out of range"),
             ("string id", document(#"{"id":"1","status":"primary","key":"\#(Self.key(1))"}"#), "wrong type"),
@@ -182,6 +186,11 @@ struct KeyringTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
         #expect(try await KeyringSource.file(path: path).load().primaryID == 1)
+        // A symlink to a private file (a Kubernetes secret mount) is followed and accepted.
+        let link = path + ".link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
+        defer { try? FileManager.default.removeItem(atPath: link) }
+        #expect(try await KeyringSource.file(path: link).load().primaryID == 1)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         let open = await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path).load() }
         #expect(open?.detail.contains("chmod 600") == true)

@@ -62,6 +62,7 @@ struct RotationTests {
         let done = partial.rewritten.values.reduce(0, +) + one.rewritten.values.reduce(0, +) + two.rewritten.values.reduce(0, +)
         #expect(done == total, "every value outside the primary rewritten exactly once")
 
+        #expect(one.failed.isEmpty && two.failed.isEmpty)
         let after = try await KeyringUsage.measure(world.admin, organizations: world.clinics).totals
         #expect(after == [3: before.values.reduce(0, +)])
         // Nothing lost or double-encrypted: every row opens to what was written, under v3 alone...
@@ -77,6 +78,35 @@ struct RotationTests {
         }
         // ...and now disabling keys 1 and 2 passes the check.
         try await KeyringUsage.measure(world.admin, organizations: world.clinics).verify(against: try Self.keyring([1: .disabled, 2: .disabled, 3: .primary]))
+        await world.close()
+    }
+
+    @Test("a value that does not open is reported and skipped; a value that is not format v1 stops the run", arguments: PatientStoreTests.Backend.all)
+    func badValues(backend: PatientStoreTests.Backend) async throws {
+        let world = try await PatientStoreTests.world(backend)
+        let store = PatientStore(cipher: ColumnCipher(keyring: try Self.keyring([1: .primary])))
+        let ids = try await world.app.withTenant(world.context(0)) { tx in
+            [try await store.insert(PatientPII(name: "A"), in: tx), try await store.insert(PatientPII(name: "B"), in: tx), try await store.insert(PatientPII(name: "C"), in: tx)]
+        }
+        // Flip the last byte (the tag) of B's name.
+        let name = try await world.app.query(world.context(0), "SELECT name FROM patients WHERE id = \(ids[1])")[0].decode("name", as: Data.self)
+        var tampered = name
+        tampered[tampered.endIndex - 1] ^= 1
+        try await world.app.execute(world.context(0), "UPDATE patients SET name = \(tampered) WHERE id = \(ids[1])")
+        let v2 = try Self.keyring([1: .decryptOnly, 2: .primary])
+        let report = try await Reencryptor(admin: world.admin, cipher: ColumnCipher(keyring: v2), organizations: world.clinics).run()
+        #expect(report.failed.values.flatMap { $0 } == [ids[1]])
+        #expect(report.rewritten.values.reduce(0, +) == 2)
+        #expect(report.remaining == 1)
+
+        // A plaintext value where a sealed one belongs: counted as key 0, and the run refuses.
+        try await world.app.execute(world.context(0), "UPDATE patients SET phone = \(Data("0721 000 111".utf8)) WHERE id = \(ids[2])")
+        let usage = try await KeyringUsage.measure(world.admin, organizations: world.clinics)
+        #expect(usage.totals[0] == 1)
+        let refused = await #expect(throws: EncryptionError.self) {
+            try await Reencryptor(admin: world.admin, cipher: ColumnCipher(keyring: v2), organizations: world.clinics).run()
+        }
+        #expect(refused?.code == .unsupportedFormat)
         await world.close()
     }
 }

@@ -115,13 +115,14 @@ public struct ServiceAccountTokens: Sendable {
         self.clock = clock
     }
 
-    /// Issues a token for `service`, valid for `audience` and `scopes`, for `lifetime` (at most 1 year).
+    /// Issues a token for `service`, valid for `audience` and `scopes`, for `lifetime` (at most
+    /// 30 days: these tokens cannot be revoked one by one, only by rotating the secret).
     public func issue(service: String, audience: String, scopes: Set<String>, lifetime: Duration) throws(SignatureError) -> String {
         guard Self.isName(service), Self.isName(audience), scopes.allSatisfy(Self.isName) else {
             throw SignatureError(.missingClaim, "service, audience and scopes must be short names without spaces")
         }
-        guard lifetime > .zero, lifetime <= .seconds(366 * 86_400) else {
-            throw SignatureError(.missingClaim, "a service-account token lives between 1 second and 1 year")
+        guard lifetime > .zero, lifetime <= .seconds(30 * 86_400) else {
+            throw SignatureError(.missingClaim, "a service-account token lives between 1 second and 30 days")
         }
         let now = clock().timeIntervalSince1970.rounded(.down)
         return try hs256.sign(Claims(

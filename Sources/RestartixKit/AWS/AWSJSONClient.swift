@@ -82,6 +82,15 @@ public struct AWSJSONClient: Sendable {
         return nil
     }
 
+    /// The Host header for `url`: brackets around an IPv6 address, the port only when it is not
+    /// the scheme's default.
+    static func hostHeader(_ url: URL) -> String {
+        var host = url.host ?? ""
+        if host.contains(":") { host = "[\(host)]" }
+        if let port = url.port, !(url.scheme == "https" && port == 443), !(url.scheme == "http" && port == 80) { host += ":\(port)" }
+        return host
+    }
+
     /// Calls `action` with `request` and decodes the answer.
     public func call<Request: Encodable, Response: Decodable>(
         _ action: String, _ request: Request, as _: Response.Type = Response.self
@@ -90,8 +99,7 @@ public struct AWSJSONClient: Sendable {
         do { body = try JSONEncoder().encode(request) } catch {
             throw AWSError(.configuration, "the \(action) request could not be encoded")
         }
-        var host = endpoint.host ?? ""
-        if let port = endpoint.port { host += ":\(port)" }
+        let host = Self.hostHeader(endpoint)
         let headers = [
             ("host", host),
             ("content-type", "application/x-amz-json-1.1"),
@@ -100,7 +108,8 @@ public struct AWSJSONClient: Sendable {
         let signed = signer.sign(method: "POST", path: endpoint.path.isEmpty ? "/" : endpoint.path, headers: headers, body: body)
         var http = HTTPClientRequest(url: endpoint.absoluteString)
         http.method = .POST
-        for (name, value) in headers + signed where name != "host" { http.headers.add(name: name, value: value) }
+        // The Host sent is the Host signed (async-http-client keeps one it is given).
+        for (name, value) in headers + signed { http.headers.add(name: name, value: value) }
         http.body = .bytes(ByteBuffer(bytes: body))
         let status: Int
         let answer: ByteBuffer

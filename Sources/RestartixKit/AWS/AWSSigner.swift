@@ -30,18 +30,24 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "AWSCredentials(\(accessKeyID), secret: <redacted>)" }
 }
 
+extension AWSCredentials: CustomReflectable {
+    /// `dump()` and debuggers see the access key id only.
+    public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": accessKeyID], displayStyle: .struct) }
+}
+
 /// AWS Signature Version 4 (`AWS4-HMAC-SHA256`), header form.
 ///
-/// Checked against the AWS SigV4 test suite vectors (Tests/RestartixKitTests/AWSSignerTests.swift)
-/// and by round trips to moto. The path is encoded once (RFC 3986 unreserved characters kept,
-/// everything else `%XX`, `/` kept): right for the JSON-protocol services the kit calls (path
-/// `/`) and for S3.
+/// Checked against the AWS SigV4 test suite vectors (Tests/RestartixKitTests/AWSTests.swift)
+/// and by round trips to moto. `path` is the decoded path; it is encoded once (RFC 3986
+/// unreserved characters kept, everything else `%XX`, `/` kept), which is right for the
+/// JSON-protocol services (path `/`) and S3. REST services other than S3 sign each segment
+/// encoded twice: pass them the path already encoded once.
 public struct AWSSigner: Sendable {
     /// The credentials signing requests.
     public let credentials: AWSCredentials
     /// The region (`eu-central-1`).
     public let region: String
-    /// The signing name of the service (`secretsmanager`, `kms`, `s3`, `ses`).
+    /// The signing name of the service (`secretsmanager`, `kms`, `s3`).
     public let service: String
 
     /// A signer for one region and service.

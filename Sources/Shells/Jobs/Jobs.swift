@@ -205,7 +205,13 @@ struct Reencrypt: AsyncParsableCommand {
             }
         }
         let rewritten = report.rewritten.values.reduce(0, +)
-        print("reencrypt: done, \(rewritten) values now under key \(keyring.primaryID)")
+        let skipped = report.skipped.values.reduce(0, +)
+        print("reencrypt: done, \(rewritten) values now under key \(keyring.primaryID), \(skipped) changed meanwhile, \(report.remaining) remaining")
+        for (column, ids) in report.failed.sorted(by: { $0.key.description < $1.key.description }) {
+            print("reencrypt: \(column): \(ids.count) values do not open (changed, or sealed for another place): \(ids.prefix(20).map(\.lowercasedString).joined(separator: ", "))")
+        }
+        if !report.failed.isEmpty { throw ValidationFailure(description: "reencrypt: some values could not be opened; see above") }
+        if report.remaining > 0 { print("reencrypt: run again until 0 remain, then disable the old keys (restartix-jobs keyring-usage)") }
     }
 }
 
