@@ -43,6 +43,12 @@ let package = Package(
             providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
         ),
 
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+        ),
+
         // OS headers Glibc does not export (epoll).
         .systemLibrary(name: "CSystemShims"),
 
@@ -76,6 +82,7 @@ let package = Package(
         .target(
             name: "RestartixCrypto",
             dependencies: [
+                "CLibCrypto",
                 "RestartixKit",
                 "RestartixTenancy",
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -32,7 +32,9 @@ public struct ColumnPlace: Sendable, Hashable {
 }
 
 /// AES-256-GCM for database columns, with a self-describing format and the value bound to its
-/// place. Reads like swift-crypto: ``seal(_:at:)`` and ``open(_:at:)``.
+/// place. Reads like swift-crypto: ``seal(_:at:)`` and ``open(_:at:)``. The AES-GCM itself runs
+/// through OpenSSL's EVP interface with a cached context per subkey and nonces from OpenSSL's
+/// DRBG (libssl-dev); key derivation uses swift-crypto.
 ///
 /// Format v1 (Documentation/RestartixCrypto.md):
 ///
@@ -76,7 +78,7 @@ public final class ColumnCipher: Sendable {
     /// random-nonce limit is 2^32 per subkey; fleet totals are in the
     /// `restartix_crypto_seals_total` metric, which is what to alert on.
     public let warningThreshold: Int
-    private let subkeys = Mutex<[SubkeyID: SymmetricKey]>([:])
+    private let subkeys = Mutex<[SubkeyID: GCMKey]>([:])
     private let usage: [UInt32: KeyUsage]
     private let logger: Logger
 
@@ -97,7 +99,7 @@ public final class ColumnCipher: Sendable {
 
     /// Seals `plaintext` for `place` under the primary key.
     public func seal(_ plaintext: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> Data {
-        try seal(plaintext, at: place, nonce: AES.GCM.Nonce())
+        try seal(plaintext, at: place, nonce: nil)
     }
 
     /// Seals UTF-8 text for `place`.
@@ -105,26 +107,23 @@ public final class ColumnCipher: Sendable {
         try seal(Data(text.utf8), at: place)
     }
 
-    func seal(_ plaintext: some DataProtocol, at place: ColumnPlace, nonce: AES.GCM.Nonce) throws(EncryptionError) -> Data {
-        guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
+    /// `nonce` is for known-answer tests only; `nil` draws 12 random bytes from the DRBG.
+    func seal(_ plaintext: some DataProtocol, at place: ColumnPlace, nonce: AES.GCM.Nonce?) throws(EncryptionError) -> Data {
         guard plaintext.count <= Self.maximumPlaintext else {
             throw EncryptionError(.invalidInput, "a column value is at most \(Self.maximumPlaintext) bytes")
         }
         let key = keyring.primary
         let header = Self.header(keyID: key.id)
-        let combined: Data
-        do {
-            let box = try AES.GCM.seal(plaintext, using: subkey(key, place), nonce: nonce, authenticating: Self.associatedData(header, place))
-            combined = box.combined!  // a 12-byte nonce always has a combined form: nonce, ciphertext, tag
-        } catch {
-            throw EncryptionError(.invalidInput, "the value could not be sealed")
-        }
-        count(key.id)
-        var out = Data(count: header.count + combined.count)
-        out.withUnsafeMutableBytes { buffer in
+        let engine = try subkey(key, place)
+        let input = (plaintext as? Data) ?? Data(plaintext)
+        let fixed = nonce.map { Array($0) }
+        var out = Data(count: header.count + 12 + input.count + 16)
+        let sealed = out.withUnsafeMutableBytes { buffer -> Bool in
             buffer.copyBytes(from: header)
-            combined.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[header.count...]).copyMemory(from: $0) }
+            return input.withUnsafeBytes { engine.seal($0, aad: Self.associatedData(header, place), nonce: fixed, into: UnsafeMutableRawBufferPointer(rebasing: buffer[header.count...])) }
         }
+        guard sealed else { throw EncryptionError(.invalidInput, "the value could not be sealed") }
+        count(key.id)
         return out
     }
 
@@ -144,13 +143,13 @@ public final class ColumnCipher: Sendable {
         let keyID = UInt32(bytes[start + 2]) << 24 | UInt32(bytes[start + 3]) << 16 | UInt32(bytes[start + 4]) << 8 | UInt32(bytes[start + 5])
         guard let key = keyring.keys[keyID] else { throw EncryptionError(.unknownKey, "key \(keyID) is not in the keyring") }
         guard key.status != .disabled else { throw EncryptionError(.keyDisabled, "key \(keyID) is disabled") }
-        guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
-        do {
-            let box = try AES.GCM.SealedBox(combined: bytes[(start + 6)...])
-            return try AES.GCM.open(box, using: subkey(key, place), authenticating: Self.associatedData(Self.header(keyID: keyID), place))
-        } catch {
+        let engine = try subkey(key, place)
+        let aad = Self.associatedData(Self.header(keyID: keyID), place)
+        let opened = bytes.withUnsafeBytes { engine.open(UnsafeRawBufferPointer(rebasing: $0[6...]), aad: aad) }
+        guard let opened else {
             throw EncryptionError(.authenticationFailed, "the value does not authenticate: it was changed, or sealed for another place")
         }
+        return opened
     }
 
     /// Opens a value sealed from text.
@@ -188,16 +187,23 @@ public final class ColumnCipher: Sendable {
         return aad
     }
 
-    private func subkey(_ key: Keyring.Key, _ place: ColumnPlace) -> SymmetricKey {
+    /// The engine for a key and column; table and column are checked to be identifiers when the
+    /// subkey is first derived (a cached subkey was checked then).
+    private func subkey(_ key: Keyring.Key, _ place: ColumnPlace) throws(EncryptionError) -> GCMKey {
         let id = SubkeyID(keyID: key.id, table: place.table, column: place.column)
         if let cached = subkeys.withLock({ $0[id] }) { return cached }
+        guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
         var info = Data("\(place.table)\u{0}\(place.column)".utf8)
         info.insert(contentsOf: withUnsafeBytes(of: key.id.bigEndian) { Array($0) }, at: 0)
         let derived = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: key.material, salt: Data("restartix/column/v1".utf8), info: info, outputByteCount: 32
         )
-        subkeys.withLock { $0[id] = derived }
-        return derived
+        let engine = GCMKey(derived)
+        return subkeys.withLock { cache in
+            if let existing = cache[id] { return existing }
+            cache[id] = engine
+            return engine
+        }
     }
 
     private func count(_ keyID: UInt32) {
