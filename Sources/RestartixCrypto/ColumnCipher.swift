@@ -53,7 +53,8 @@ public struct ColumnPlace: Sendable, Hashable {
 /// (4 bytes, big-endian) || table || 0x00 || column)`, so each column spends its own
 /// random-nonce budget (2^32 seals per subkey).
 ///
-/// Seals use the primary key; opens accept any key that is not disabled. Every failure is a
+/// Seals use the primary key (a clinic's own primary when it brings its own keys); opens accept
+/// any key that is not disabled, and a clinic's own key only for that clinic's values. Every failure is a
 /// ``EncryptionError`` — a changed byte, a value moved to another place, an unknown or disabled
 /// key — never wrong plaintext.
 public final class ColumnCipher: Sendable {
@@ -112,7 +113,7 @@ public final class ColumnCipher: Sendable {
         guard plaintext.count <= Self.maximumPlaintext else {
             throw EncryptionError(.invalidInput, "a column value is at most \(Self.maximumPlaintext) bytes")
         }
-        let key = keyring.primary
+        let key = keyring.primary(for: place.organizationID)
         let header = Self.header(keyID: key.id)
         let engine = try subkey(key, place)
         let input = (plaintext as? Data) ?? Data(plaintext)
@@ -143,6 +144,9 @@ public final class ColumnCipher: Sendable {
         let keyID = UInt32(bytes[start + 2]) << 24 | UInt32(bytes[start + 3]) << 16 | UInt32(bytes[start + 4]) << 8 | UInt32(bytes[start + 5])
         guard let key = keyring.keys[keyID] else { throw EncryptionError(.unknownKey, "key \(keyID) is not in the keyring") }
         guard key.status != .disabled else { throw EncryptionError(.keyDisabled, "key \(keyID) is disabled") }
+        if let owner = key.organizationID, owner != place.organizationID {
+            throw EncryptionError(.authenticationFailed, "the value is under key \(keyID), which belongs to another organization")
+        }
         let engine = try subkey(key, place)
         let aad = Self.associatedData(Self.header(keyID: keyID), place)
         let opened = bytes.withUnsafeBytes { engine.open(UnsafeRawBufferPointer(rebasing: $0[6...]), aad: aad) }

@@ -1,5 +1,6 @@
 public import Crypto
 public import Foundation
+import RestartixKit
 
 /// A versioned set of column-encryption keys: exactly one primary (seals), any number of
 /// decrypt-only keys (open values sealed before a rotation), and disabled keys (refused, kept
@@ -18,6 +19,9 @@ public import Foundation
 ///   "blind_index_key": "<base64 of 32 bytes>"
 /// }
 /// ```
+///
+/// A key with `"organization_id"` belongs to that clinic (BYOK): it seals that clinic's values
+/// (the clinic needs exactly one primary of its own) and opens nobody else's.
 public struct Keyring: Sendable, CustomStringConvertible {
     /// What a key may do.
     public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
@@ -29,42 +33,91 @@ public struct Keyring: Sendable, CustomStringConvertible {
         case disabled
     }
 
-    /// One key: its id (written into every value it seals), status and material.
+    /// One key: its id (written into every value it seals), status, owner and material.
     public struct Key: Sendable {
         /// 1 ... 2^32-1; 0 is never a key id.
         public let id: UInt32
         /// What the key may do.
         public let status: Status
+        /// The clinic whose own key this is (BYOK), or `nil` for a platform key.
+        public let organizationID: UUID?
         let material: SymmetricKey
+    }
+
+    /// One key of a keyring being built.
+    public struct Entry: Sendable {
+        /// The key id.
+        public var id: UInt32
+        /// Its status.
+        public var status: Status
+        /// Its material, 32 bytes.
+        public var key: SymmetricKey
+        /// The clinic it belongs to (BYOK), or `nil` for a platform key.
+        public var organizationID: UUID?
+
+        /// An entry.
+        public init(id: UInt32, status: Status, key: SymmetricKey, organizationID: UUID? = nil) {
+            self.id = id
+            self.status = status
+            self.key = key
+            self.organizationID = organizationID
+        }
     }
 
     /// Keys by id.
     public let keys: [UInt32: Key]
-    /// The primary key's id.
+    /// The platform primary key's id.
     public let primaryID: UInt32
+    /// The primary key of each clinic that brings its own keys (BYOK).
+    public let organizationPrimaryIDs: [UUID: UInt32]
     let blindIndexMaterial: SymmetricKey
 
-    /// The primary key.
+    /// The platform primary key.
     public var primary: Key { keys[primaryID]! }
 
-    /// Builds a keyring from keys and a blind-index key (tests, generated local keyrings);
-    /// the same rules as the document apply.
+    /// The key that seals for `organization`: its own primary when it brings its own keys,
+    /// the platform primary otherwise (and for platform rows).
+    public func primary(for organization: UUID?) -> Key {
+        if let organization, let id = organizationPrimaryIDs[organization] { return keys[id]! }
+        return primary
+    }
+
+    /// Builds a keyring of platform keys and a blind-index key (tests, generated local
+    /// keyrings); the same rules as the document apply.
     public init(keys: [(id: UInt32, status: Status, key: SymmetricKey)], blindIndexKey: SymmetricKey) throws(EncryptionError) {
+        try self.init(entries: keys.map { Entry(id: $0.id, status: $0.status, key: $0.key) }, blindIndexKey: blindIndexKey)
+    }
+
+    /// Builds a keyring from entries, platform and per-clinic (BYOK). Rules: ids unique and not
+    /// 0; keys 32 bytes and all distinct; exactly one platform primary; a clinic with keys of
+    /// its own has exactly one primary among them.
+    public init(entries: [Entry], blindIndexKey: SymmetricKey) throws(EncryptionError) {
         var byID: [UInt32: Key] = [:]
-        for entry in keys {
+        for entry in entries {
             guard entry.id != 0 else { throw EncryptionError(.invalidKeyring, "key id 0 is reserved; ids are 1 to 4294967295") }
             guard entry.key.bitCount == 256 else {
                 throw EncryptionError(.invalidKeyring, "key \(entry.id) is \(entry.key.bitCount / 8) bytes; keys are 32 bytes")
             }
             guard byID[entry.id] == nil else { throw EncryptionError(.invalidKeyring, "key id \(entry.id) appears twice") }
-            byID[entry.id] = Key(id: entry.id, status: entry.status, material: entry.key)
+            byID[entry.id] = Key(id: entry.id, status: entry.status, organizationID: entry.organizationID, material: entry.key)
         }
-        let primaries = byID.values.filter { $0.status == .primary }.map(\.id).sorted()
+        let primaries = byID.values.filter { $0.status == .primary && $0.organizationID == nil }.map(\.id).sorted()
         guard primaries.count == 1 else {
             throw EncryptionError(
                 .invalidKeyring,
-                primaries.isEmpty ? "no key is primary; exactly one must be" : "keys \(primaries.map(String.init).joined(separator: ", ")) are all primary; exactly one must be"
+                primaries.isEmpty ? "no platform key is primary; exactly one must be" : "keys \(primaries.map(String.init).joined(separator: ", ")) are all primary; exactly one must be"
             )
+        }
+        var organizationPrimaries: [UUID: UInt32] = [:]
+        for organization in Set(byID.values.compactMap(\.organizationID)) {
+            let own = byID.values.filter { $0.organizationID == organization && $0.status == .primary }.map(\.id).sorted()
+            guard own.count == 1 else {
+                throw EncryptionError(
+                    .invalidKeyring,
+                    "organization \(organization.lowercasedString) has \(own.isEmpty ? "no primary key" : "keys \(own.map(String.init).joined(separator: ", ")) all primary"); exactly one must be"
+                )
+            }
+            organizationPrimaries[organization] = own[0]
         }
         guard blindIndexKey.bitCount == 256 else {
             throw EncryptionError(.invalidKeyring, "the blind-index key is \(blindIndexKey.bitCount / 8) bytes; it must be 32")
@@ -75,6 +128,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
         }
         self.keys = byID
         self.primaryID = primaries[0]
+        self.organizationPrimaryIDs = organizationPrimaries
         self.blindIndexMaterial = blindIndexKey
     }
 
@@ -92,18 +146,18 @@ public struct Keyring: Sendable, CustomStringConvertible {
         } catch {
             throw EncryptionError(.invalidKeyring, "the keyring is not a JSON document of the documented shape")
         }
-        var entries: [(id: UInt32, status: Status, key: SymmetricKey)] = []
+        var entries: [Entry] = []
         for entry in document.keys {
             let (id, status) = try Self.validated(id: entry.id, status: entry.status)
             guard let bytes = Data(base64Encoded: entry.key) else {
                 throw EncryptionError(.invalidKeyring, "key \(entry.id) is not base64")
             }
-            entries.append((id, status, SymmetricKey(data: bytes)))
+            entries.append(Entry(id: id, status: status, key: SymmetricKey(data: bytes), organizationID: try Self.organization(entry.organization_id, key: id)))
         }
         guard let blind = Data(base64Encoded: document.blind_index_key) else {
             throw EncryptionError(.invalidKeyring, "the blind-index key is not base64")
         }
-        try self.init(keys: entries, blindIndexKey: SymmetricKey(data: blind))
+        try self.init(entries: entries, blindIndexKey: SymmetricKey(data: blind))
     }
 
     /// A document entry's id and status, checked.
@@ -117,6 +171,15 @@ public struct Keyring: Sendable, CustomStringConvertible {
         return (key, parsed)
     }
 
+    /// A document entry's `organization_id`, checked.
+    static func organization(_ text: String?, key id: UInt32) throws(EncryptionError) -> UUID? {
+        guard let text else { return nil }
+        guard let organization = UUID(uuidString: text) else {
+            throw EncryptionError(.invalidKeyring, "key \(id) has an organization_id that is not a UUID")
+        }
+        return organization
+    }
+
     /// A new keyring with one random primary key (id 1) and a random blind-index key, and its
     /// document: for the embedded default's generated local keyring and for tests.
     public static func generate() -> (keyring: Keyring, document: String) {
@@ -127,9 +190,10 @@ public struct Keyring: Sendable, CustomStringConvertible {
         return (try! Keyring(keys: [(1, .primary, key)], blindIndexKey: blind), document)
     }
 
-    /// Ids and statuses only.
+    /// Ids, statuses and owners only.
     public var description: String {
-        let list = keys.values.sorted { $0.id < $1.id }.map { "\($0.id):\($0.status.rawValue)" }.joined(separator: ", ")
+        let list = keys.values.sorted { $0.id < $1.id }
+            .map { "\($0.id):\($0.status.rawValue)\($0.organizationID.map { "@\($0.lowercasedString)" } ?? "")" }.joined(separator: ", ")
         return "Keyring(primary: \(primaryID), keys: [\(list)])"
     }
 }
@@ -140,6 +204,7 @@ struct KeyringDocument: Decodable {
         let id: Int64
         let status: String
         let key: String
+        let organization_id: String?
     }
     let keys: [Entry]
     let blind_index_key: String

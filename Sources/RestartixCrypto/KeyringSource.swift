@@ -140,15 +140,19 @@ public enum KMSKeyring {
             let id: Int64
             let status: String
             let encrypted_key: String
+            let organization_id: String?
         }
         let kms_key_id: String?
         let keys: [Entry]
         let encrypted_blind_index_key: String
     }
 
-    /// The encryption context of a column key's blob.
-    public static func context(keyID: UInt32) -> [String: String] {
-        ["restartix:purpose": "column-key", "restartix:key-id": "\(keyID)"]
+    /// The encryption context of a column key's blob; a clinic's own key (BYOK) also names
+    /// the clinic, so its blob cannot be passed off as another clinic's or a platform key.
+    public static func context(keyID: UInt32, organizationID: UUID? = nil) -> [String: String] {
+        var context = ["restartix:purpose": "column-key", "restartix:key-id": "\(keyID)"]
+        if let organizationID { context["restartix:organization-id"] = organizationID.lowercasedString }
+        return context
     }
 
     /// The encryption context of the blind-index key's blob.
@@ -174,13 +178,15 @@ public enum KMSKeyring {
                 throw EncryptionError(.keyringUnavailable, "KMS could not decrypt \(what): \(error)")
             }
         }
-        var keys: [(id: UInt32, status: Keyring.Status, key: SymmetricKey)] = []
+        var keys: [Keyring.Entry] = []
         for entry in document.keys {
             let (id, status) = try Keyring.validated(id: entry.id, status: entry.status)
-            keys.append((id, status, try await decrypt(entry.encrypted_key, context(keyID: id), "key \(id)")))
+            let organization = try Keyring.organization(entry.organization_id, key: id)
+            let key = try await decrypt(entry.encrypted_key, context(keyID: id, organizationID: organization), "key \(id)")
+            keys.append(Keyring.Entry(id: id, status: status, key: key, organizationID: organization))
         }
         let blind = try await decrypt(document.encrypted_blind_index_key, blindIndexContext, "the blind-index key")
-        return try Keyring(keys: keys, blindIndexKey: blind)
+        return try Keyring(entries: keys, blindIndexKey: blind)
     }
 }
 

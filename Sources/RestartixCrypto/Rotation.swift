@@ -57,6 +57,8 @@ public struct EncryptedColumn: Sendable, Hashable, CustomStringConvertible {
 public struct KeyringUsage: Sendable, Hashable {
     /// Count of values by column and key id (`0` collects values that are not format v1).
     public let counts: [EncryptedColumn: [UInt32: Int]]
+    /// Count of values by clinic (`nil`: platform rows) and key id, over all columns.
+    public let byOrganization: [UUID?: [UInt32: Int]]
 
     /// Counts every sealed value of `columns`, across all clinics or only `organizations` (one
     /// audited unscoped transaction on the admin database).
@@ -65,20 +67,32 @@ public struct KeyringUsage: Sendable, Hashable {
     ) async throws -> KeyringUsage {
         try await admin.unscoped(reason: "keyring-usage: count sealed values per key id", actor: .system("keyring-usage")) { tx in
             var counts: [EncryptedColumn: [UInt32: Int]] = [:]
+            var byOrganization: [UUID?: [UInt32: Int]] = [:]
             for column in columns {
                 let rows = try await tx.query("""
-                    SELECT \(column.keyIDBytes(tx.dialect)) AS key_id, count(*) AS n FROM \(unsafeRaw: column.table) \
-                    WHERE \(unsafeRaw: column.column) IS NOT NULL\(column.scope(organizations)) GROUP BY 1
+                    SELECT \(unsafeRaw: column.organizationColumn) AS organization_id, \(column.keyIDBytes(tx.dialect)) AS key_id, \
+                    count(*) AS n FROM \(unsafeRaw: column.table) \
+                    WHERE \(unsafeRaw: column.column) IS NOT NULL\(column.scope(organizations)) GROUP BY 1, 2
                     """)
                 var perKey: [UInt32: Int] = [:]
                 for row in rows {
                     let bytes = try row.decode("key_id", as: Data?.self) ?? Data()
                     let id = bytes.count == 4 ? bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : 0
-                    perKey[id, default: 0] += try row.decode("n", as: Int.self)
+                    let n = try row.decode("n", as: Int.self)
+                    perKey[id, default: 0] += n
+                    byOrganization[try row.decode("organization_id", as: UUID?.self), default: [:]][id, default: 0] += n
                 }
                 counts[column] = perKey
             }
-            return KeyringUsage(counts: counts)
+            return KeyringUsage(counts: counts, byOrganization: byOrganization)
+        }
+    }
+
+    /// Values not under the key that seals for their clinic now (run reencrypt until 0).
+    public func remaining(under keyring: Keyring) -> Int {
+        byOrganization.reduce(0) { total, entry in
+            let target = keyring.primary(for: entry.key).id
+            return total + entry.value.filter { $0.key != target }.values.reduce(0, +)
         }
     }
 
@@ -103,10 +117,19 @@ public struct KeyringUsage: Sendable, Hashable {
                 }
             }
         }
+        for (organization, perKey) in byOrganization {
+            for (id, n) in perKey where n > 0 {
+                if let owner = keyring.keys[id]?.organizationID, owner != organization {
+                    throw EncryptionError(.authenticationFailed, "\(n) values of another clinic are under key \(id), which belongs to \(owner.lowercasedString)")
+                }
+            }
+        }
     }
 }
 
-/// Re-encrypts every sealed value not under the primary key (`restartix-jobs reencrypt`).
+/// Re-encrypts every sealed value not under the key that seals for its clinic now — the
+/// platform primary, or the clinic's own primary when it brings its own keys (BYOK)
+/// (`restartix-jobs reencrypt`).
 ///
 /// Rows are found by the key id in their header (SQL on the bytes), in keyset-paginated batches
 /// of ``batchSize`` by id, each batch one transaction; each value is opened, sealed again for
@@ -170,7 +193,7 @@ public struct Reencryptor: Sendable {
     /// Refuses to start when a value needs a disabled or unknown key.
     public func run(maximumBatches: Int = .max, progress: @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
         try await KeyringUsage.measure(admin, columns: columns, organizations: organizations).verify(against: cipher.keyring)
-        let primary = Data(ColumnCipher.header(keyID: cipher.keyring.primaryID)[2..<6])
+        let primary = Data(ColumnCipher.header(keyID: cipher.keyring.primaryID)[2..<6])  // platform; clinics with own keys are checked per row
         var report = Report()
         var batches = 0
         columns: for column in columns {
@@ -190,8 +213,7 @@ public struct Reencryptor: Sendable {
                 after = last
             }
         }
-        let usage = try await KeyringUsage.measure(admin, columns: columns, organizations: organizations)
-        report.remaining = usage.totals.filter { $0.key != cipher.keyring.primaryID }.values.reduce(0, +)
+        report.remaining = try await KeyringUsage.measure(admin, columns: columns, organizations: organizations).remaining(under: cipher.keyring)
         return report
     }
 
@@ -218,7 +240,10 @@ public struct Reencryptor: Sendable {
                 let id = try row.decode("id", as: UUID.self)
                 outcome.last = id
                 let old = try row.decode("value", as: Data.self)
-                let place = ColumnPlace(table: column.table, column: column.column, organizationID: try row.decode("organization_id", as: UUID?.self), rowID: id)
+                let organization = try row.decode("organization_id", as: UUID?.self)
+                // A clinic with keys of its own: values already under its primary stay as they are.
+                if ColumnCipher.keyID(of: old) == cipher.keyring.primary(for: organization).id { continue }
+                let place = ColumnPlace(table: column.table, column: column.column, organizationID: organization, rowID: id)
                 let resealed: Data
                 do {
                     resealed = try cipher.seal(try cipher.open(old, at: place), at: place)

@@ -78,5 +78,24 @@ struct AWSKeyringSourceTests {
         #expect(error?.code == .keyringUnavailable)
         #expect(error?.detail.contains("key 3") == true)
         #expect(error.map { !$0.description.contains(oldBlob) } == true)
+
+        // A clinic's own key: its blob names the clinic, so it cannot be moved to another one.
+        let clinic = UUID(), other = UUID()
+        let clinicBlob = try await blob(SymmetricKey(size: .bits256), KMSKeyring.context(keyID: 7, organizationID: clinic))
+        func withClinicKey(_ organization: UUID) async throws -> String {
+            """
+            {"kms_key_id":"\(master)","keys":[
+            {"id":2,"status":"primary","encrypted_key":"\(try await blob(new, KMSKeyring.context(keyID: 2)))"},
+            {"id":7,"status":"primary","organization_id":"\(organization.uuidString.lowercased())","encrypted_key":"\(clinicBlob)"}],
+            "encrypted_blind_index_key":"\(try await blob(blind, KMSKeyring.blindIndexContext))"}
+            """
+        }
+        let withClinic = try await withClinicKey(clinic)
+        let byok = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": withClinic]) { $1 })
+        #expect(byok.primary(for: clinic).id == 7)
+        let stolen = try await withClinicKey(other)
+        await #expect(throws: EncryptionError.self) {
+            try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": stolen]) { $1 })
+        }
     }
 }

@@ -156,7 +156,7 @@ struct KeyringTests {
             ("short key", document(#"{"id":4,"status":"primary","key":"\#(short)"}"#), "key 4 is 16 bytes"),
             ("not base64", document(#"{"id":4,"status":"primary","key":"***"}"#), "key 4 is not base64"),
             ("duplicate id", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"},{"id":1,"status":"decrypt-only","key":"\#(Self.key(2))"}"#), "key id 1 appears twice"),
-            ("no primary", document(#"{"id":1,"status":"decrypt-only","key":"\#(Self.key(1))"}"#), "no key is primary"),
+            ("no primary", document(#"{"id":1,"status":"decrypt-only","key":"\#(Self.key(1))"}"#), "no platform key is primary"),
             ("two primaries", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"},{"id":2,"status":"primary","key":"\#(Self.key(2))"}"#), "keys 1, 2 are all primary"),
             ("unknown status", document(#"{"id":1,"status":"active","key":"\#(Self.key(1))"}"#), "unknown status"),
             ("status and key swapped", document(#"{"id":1,"status":"\#(Self.key(1))","key":"primary"}"#), "unknown status"),

@@ -206,7 +206,7 @@ struct Reencrypt: AsyncParsableCommand {
         }
         let rewritten = report.rewritten.values.reduce(0, +)
         let skipped = report.skipped.values.reduce(0, +)
-        print("reencrypt: done, \(rewritten) values now under key \(keyring.primaryID), \(skipped) changed meanwhile, \(report.remaining) remaining")
+        print("reencrypt: done, \(rewritten) values rewritten (platform primary: key \(keyring.primaryID)), \(skipped) changed meanwhile, \(report.remaining) remaining")
         for (column, ids) in report.failed.sorted(by: { $0.key.description < $1.key.description }) {
             print("reencrypt: \(column): \(ids.count) values do not open (changed, or sealed for another place): \(ids.prefix(20).map(\.lowercasedString).joined(separator: ", "))")
         }
