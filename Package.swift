@@ -99,6 +99,7 @@ let package = Package(
             dependencies: [
                 "RestartixKit",
                 "RestartixTenancy",
+                "RestartixCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -171,6 +172,7 @@ let package = Package(
                 "CoreAPI",
                 "RestartixKit",
                 "RestartixTenancy",
+                "RestartixCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
 import Testing
@@ -36,6 +37,10 @@ struct CoreAPITests {
                 #expect(response.status == .notFound)
             }
         }
+        // A local keyring was generated beside it, readable by its owner only.
+        let keyringPath = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("keyring.json").path
+        let mode = try FileManager.default.attributesOfItem(atPath: keyringPath)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
         // The embedded file exists and holds the migrated schema.
         let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: .init(label: "test"))
         let applied = try await Migrator(database: db, logger: .init(label: "test")).appliedChecksums()
@@ -115,7 +120,7 @@ struct CoreAPITests {
 
         let postgres = try CoreAPIConfiguration(environment: [
             "DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x",
-            "PORT": "9000", "HOST": "0.0.0.0", "APP_ENV": "development",
+            "PORT": "9000", "HOST": "0.0.0.0", "APP_ENV": "development", "ENCRYPTION_KEYS": Keyring.generate().document,
         ])
         #expect(!postgres.isEmbeddedDefault)
         #expect(postgres.database.dialect == .postgres)
@@ -142,8 +147,14 @@ struct CoreAPITests {
         }
         #expect(noParties?.description.contains("CLERK_AUTHORIZED_PARTIES") == true)
         #expect(throws: PrincipalError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "prod"]) }
+        let noKeys = #expect(throws: ConfigurationError.self, "a real database needs the keyring") {
+            try CoreAPIConfiguration(environment: [
+                "DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x", "APP_ENV": "development",
+            ])
+        }
+        #expect(noKeys?.description.contains("ENCRYPTION_KEYS") == true)
         let clerk = try CoreAPIConfiguration(environment: [
-            "APP_ENV": "production", "CLERK_ISSUER": "https://clerk.example.com",
+            "APP_ENV": "production", "CLERK_ISSUER": "https://clerk.example.com", "ENCRYPTION_KEYS": Keyring.generate().document,
             "CLERK_AUTHORIZED_PARTIES": "https://app.example.com, https://admin.example.com",
         ])
         #expect(clerk.clerk?.jwksURL == "https://clerk.example.com/.well-known/jwks.json")
@@ -192,5 +203,22 @@ struct CoreAPITests {
             }
         }
         try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    }
+
+    @Test("a malformed keyring stops boot, naming the problem and no key bytes")
+    func badKeyring() async throws {
+        var (configuration, _) = embeddedConfiguration()
+        let key = Data(repeating: 0x42, count: 16).base64EncodedString()
+        configuration.keyringSource = .environment(variable: "TEST_KEYS")
+        let error = await #expect(throws: EncryptionError.self) {
+            _ = try await loadKeyring(
+                configuration: configuration,
+                environment: ["TEST_KEYS": #"{"keys":[{"id":1,"status":"primary","key":"\#(key)"}],"blind_index_key":"\#(key)"}"#],
+                logger: Logger(label: "test")
+            )
+        }
+        #expect(error?.code == .invalidKeyring)
+        #expect(error?.detail.contains("key 1 is 16 bytes") == true)
+        #expect(error?.description.contains(key) == false)
     }
 }

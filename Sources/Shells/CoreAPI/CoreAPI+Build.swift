@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
 
@@ -17,6 +18,8 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
+    // The keyring is loaded once, before anything else: a missing or malformed one stops boot.
+    _ = try await loadKeyring(configuration: configuration, logger: logger)
     let database = Database(configuration: configuration.database, logger: logger)
     let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: logger)
     let admin = AdminDatabase(configuration: configuration.database, logger: logger)
@@ -37,6 +40,26 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
         try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: logger)
     }
     return app
+}
+
+/// The configured keyring; on the embedded default with none configured, a local keyring
+/// generated once into `keyring.json` (mode 0600) beside the SQLite file, so sealed values
+/// survive restarts. Errors name the problem, never key bytes.
+func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: String] = ProcessEnvironment.current, logger: Logger) async throws -> Keyring {
+    if let source = configuration.keyringSource {
+        return try await source.load(environment: environment)
+    }
+    let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
+    let path = directory.appendingPathComponent("keyring.json").path
+    if !FileManager.default.fileExists(atPath: path) {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let document = Keyring.generate().document
+        guard FileManager.default.createFile(atPath: path, contents: Data(document.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ConfigurationError("could not write the local keyring \(path)")
+        }
+        logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
+    }
+    return try await KeyringSource.file(path: path).load(environment: environment)
 }
 
 /// Clerk when configured; otherwise the local development issuer, which

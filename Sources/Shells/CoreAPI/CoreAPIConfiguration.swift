@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
 
@@ -17,6 +18,7 @@ import RestartixTenancy
 /// | `CLERK_JWKS_URL` | the Clerk key set | `{CLERK_ISSUER}/.well-known/jwks.json` |
 /// | `CLERK_AUTHORIZED_PARTIES` | comma-separated `azp` allow-list (frontend origins); required in staging and production | none |
 /// | `RESTARTIX_DEV_TOKEN_SECRET` | secret of the local development issuer (32+ bytes) | random per process |
+/// | `ENCRYPTION_KEYS` (or `_SECRET_ID`, `_FILE`, `_KMS`) | the column-encryption keyring, loaded at boot | embedded default: a generated local keyring file beside the SQLite file; otherwise required |
 struct CoreAPIConfiguration: Sendable {
     var host = "127.0.0.1"
     var port = 8080
@@ -33,6 +35,9 @@ struct CoreAPIConfiguration: Sendable {
     /// (refused in production).
     var clerk: ClerkConfiguration?
     var devTokenSecret: String?
+    /// Where the keyring comes from; `nil` on the embedded default with none configured (a
+    /// local keyring file is generated beside the SQLite file).
+    var keyringSource: KeyringSource?
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
 
@@ -82,6 +87,12 @@ struct CoreAPIConfiguration: Sendable {
             throw ConfigurationError("set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
         }
         devTokenSecret = environment["RESTARTIX_DEV_TOKEN_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        let keyringVariables = ["ENCRYPTION_KEYS", "ENCRYPTION_KEYS_SECRET_ID", "ENCRYPTION_KEYS_FILE", "ENCRYPTION_KEYS_KMS"]
+        if keyringVariables.contains(where: { !(environment[$0] ?? "").isEmpty }) {
+            keyringSource = KeyringSource.configured(in: environment)
+        } else if !isEmbeddedDefault || self.environment == .production || self.environment == .staging {
+            throw ConfigurationError("ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
+        }
         if let text = environment["LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ConfigurationError("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
