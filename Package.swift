@@ -139,6 +139,7 @@ let package = Package(
             name: "RestartixKitTests",
             dependencies: [
                 "RestartixKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]

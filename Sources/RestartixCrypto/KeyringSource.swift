@@ -50,7 +50,7 @@ public indirect enum KeyringSource: Sendable, Hashable {
         case .file(let path):
             return try Self.readPrivateFile(path)
         case .secretsManager(let secretID, let stage):
-            let (region, credentials) = try AWSSetup.from(environment)
+            let (region, credentials) = try await AWSSetup.from(environment)
             let value: SecretsManagerClient.SecretValue
             do {
                 let client = try SecretsManagerClient(
@@ -106,18 +106,18 @@ extension KeyringSource {
     }
 }
 
-/// Region and credentials for the AWS sources, from the environment.
+/// Region and credentials for the AWS sources, from the environment (static keys, or the
+/// container credential endpoint of an ECS task role or EKS pod identity).
 enum AWSSetup {
-    static func from(_ environment: [String: String]) throws(EncryptionError) -> (String, AWSCredentials) {
+    static func from(_ environment: [String: String]) async throws(EncryptionError) -> (String, AWSCredentials) {
         guard let region = [environment["AWS_REGION"], environment["AWS_DEFAULT_REGION"]].compactMap({ $0 }).first(where: { !$0.isEmpty }) else {
             throw EncryptionError(.keyringUnavailable, "AWS_REGION is not set")
         }
-        guard let credentials = AWSCredentials.fromEnvironment(environment) else {
-            // The container and instance credential chain (ECS task roles, EKS pod identity) is
-            // not implemented yet: those deployments inject the keyring as ENCRYPTION_KEYS.
-            throw EncryptionError(.keyringUnavailable, "AWS credentials are not set (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); the task-role credential chain is not supported yet")
+        do {
+            return (region, try await AWSCredentials.resolve(environment: environment))
+        } catch {
+            throw EncryptionError(.keyringUnavailable, "AWS credentials: \(error)")
         }
-        return (region, credentials)
     }
 }
 
@@ -163,7 +163,7 @@ public enum KMSKeyring {
         do { document = try JSONDecoder().decode(Document.self, from: json) } catch {
             throw EncryptionError(.invalidKeyring, "the KMS keyring is not a JSON document of the documented shape (keys[].encrypted_key, encrypted_blind_index_key)")
         }
-        let (region, credentials) = try AWSSetup.from(environment)
+        let (region, credentials) = try await AWSSetup.from(environment)
         let client: KMSClient
         do {
             client = try KMSClient(region: region, credentials: credentials, endpoint: AWSJSONClient.endpoint(for: "KMS", in: environment))

@@ -1,4 +1,7 @@
 import Foundation
+import Hummingbird
+import Logging
+import NIOCore
 @testable import RestartixKit
 import Testing
 
@@ -132,5 +135,59 @@ struct AWSClientTests {
         let error = await #expect(throws: AWSError.self) { try await nowhere.decrypt(blob) }
         #expect(error?.kind == .unreachable)
         #expect(throws: AWSError.self) { try KMSClient(region: "us-east-1", credentials: Self.credentials, endpoint: "ftp://x") }
+    }
+}
+
+/// The container credential endpoint (ECS task roles, EKS pod identity) against a real local
+/// HTTP server standing in for 169.254.170.2.
+@Suite("AWS container credentials", .timeLimit(.minutes(1)))
+struct AWSContainerCredentialsTests {
+    static func server(token: String) async throws -> (url: String, stop: @Sendable () -> Void) {
+        let router = Router()
+        router.get("/creds") { request, _ -> Response in
+            guard request.headers[.authorization] == token else { return Response(status: .forbidden) }
+            let body = #"{"AccessKeyId":"ASIACONTAINER","SecretAccessKey":"container-secret","Token":"session-1","Expiration":"2030-01-01T00:00:00Z"}"#
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "restartix.tests.aws-container")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
+            logger: logger
+        )
+        let task = Task { try await app.run() }
+        var iterator = ports.makeAsyncIterator()
+        let port = await iterator.next() ?? 0
+        return ("http://127.0.0.1:\(port)/creds", { task.cancel() })
+    }
+
+    @Test("credentials from the endpoint with a token file; wrong token, bad URI and nothing set are typed errors")
+    func resolve() async throws {
+        let (url, stop) = try await Self.server(token: "pod-identity-token")
+        defer { stop() }
+        let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("aws-token-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: tokenFile, contents: Data("pod-identity-token\n".utf8))
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+        let credentials = try await AWSCredentials.resolve(environment: [
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": url, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile,
+        ])
+        #expect(credentials.accessKeyID == "ASIACONTAINER")
+        #expect(credentials.sessionToken == "session-1")
+        // Static keys win when both are present.
+        let fixed = try await AWSCredentials.resolve(environment: ["AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "AWS_CONTAINER_CREDENTIALS_FULL_URI": url])
+        #expect(fixed.accessKeyID == "AKIA")
+        let wrong = await #expect(throws: AWSError.self) {
+            try await AWSCredentials.resolve(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "other"])
+        }
+        #expect(wrong?.kind == .service(type: "ContainerCredentials", status: 403))
+        let remote = await #expect(throws: AWSError.self) {
+            try await AWSCredentials.resolve(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds"])
+        }
+        #expect(remote?.kind == .configuration)
+        let none = await #expect(throws: AWSError.self) { try await AWSCredentials.resolve(environment: [:]) }
+        #expect(none?.kind == .configuration)
     }
 }
