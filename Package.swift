@@ -180,7 +180,10 @@ let package = Package(
         ),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy",
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

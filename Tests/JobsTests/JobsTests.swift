@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import RestartixCrypto
@@ -175,6 +176,79 @@ struct JobsTests {
         }
         await check.shutdown()
         #expect(names == ["Ana", "Ion"])
+    }
+
+    @Test("reencrypt killed with SIGKILL half-way resumes on the next run; nothing lost")
+    func reencryptKilled() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("jobs.sqlite").path
+        let url = "sqlite://" + path
+        #expect(try await run(["migrate", "--database-url", url]).status == 0)
+        let v1 = Keyring.generate()
+        let primary = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
+        // v2: the generated key 1 becomes decrypt-only, a new key 2 is primary.
+        let old = try JSONSerialization.jsonObject(with: Data(v1.document.utf8)) as! [String: Any]
+        var keys = old["keys"] as! [[String: Any]]
+        keys[0]["status"] = "decrypt-only"
+        keys.append(["id": 2, "status": "primary", "key": primary])
+        let v2 = String(decoding: try JSONSerialization.data(withJSONObject: ["keys": keys, "blind_index_key": old["blind_index_key"]!]), as: UTF8.self)
+
+        let logger = Logger(label: "restartix.tests.jobs")
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        let org = UUIDv7.generate(), user = UUIDv7.generate()
+        try await admin.unscoped(reason: "jobs test: one clinic", actor: .system("jobs-tests")) { tx in
+            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), 'killed-clinic', 'Clinic')")
+            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+        }
+        let store = PatientStore(cipher: ColumnCipher(keyring: v1.keyring))
+        let context = TenantContext(organizationID: org, userID: user, role: .owner)
+        let ids = try await app.withTenant(context) { tx in
+            var ids: [UUID] = []
+            for n in 0..<1500 { ids.append(try await store.insert(PatientPII(name: "Patient \(n)"), in: tx)) }
+            return ids
+        }
+        await app.shutdown()
+        await admin.shutdown()
+
+        // Start a run one row per transaction and kill it -9 once it has made progress.
+        let out = dir.appendingPathComponent("out")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["reencrypt", "--database-url", url, "--batch-size", "1"]
+        var env = ProcessInfo.processInfo.environment
+        env["ENCRYPTION_KEYS"] = v2
+        env.removeValue(forKey: "DATABASE_URL")
+        process.environment = env
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var progressed = false
+        for _ in 0..<2000 where !progressed {
+            try await Task.sleep(for: .milliseconds(5))
+            progressed = ((try? String(contentsOf: out, encoding: .utf8)) ?? "").contains("rewritten")
+        }
+        #expect(progressed)
+        #expect(process.isRunning, "the run must still be working when it is killed")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+
+        let between = try await run(["keyring-usage", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
+        #expect(between.stdout.contains("key 1: "), "some values still under key 1 after the kill: \(between.stdout)")
+        let resumed = try await run(["reencrypt", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("0 remaining"), "\(resumed.stdout)")
+        let after = try await run(["keyring-usage", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
+        #expect(after.stdout.contains("keyring-usage: total: key 2: 1500"), "\(after.stdout)")
+        let check = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        let reader = PatientStore(cipher: ColumnCipher(keyring: try Keyring(json: Data(v2.utf8))))
+        let names = try await check.withTenant(context) { tx in try await ids.asyncMap { try await reader.fetch($0, in: tx)?.pii.name } }
+        await check.shutdown()
+        #expect(names == (0..<1500).map { "Patient \($0)" })
     }
 
     @Test("migrate and partition roll on Postgres; the password may come from PGPASSWORD")
