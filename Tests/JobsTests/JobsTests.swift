@@ -122,36 +122,58 @@ struct JobsTests {
         #expect(try rows[1].decode("audits", as: Int.self) == 0)
     }
 
-    @Test("keyring-usage and reencrypt: values move to the primary; a disabled key in use is refused without key bytes")
-    func rotationJobs() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+    /// A migrated SQLite file in a fresh folder with one clinic and its owner, for the jobs that
+    /// work on patient data.
+    func clinicDatabase(slug: String) async throws -> (dir: URL, path: String, url: String, context: TenantContext) {
         let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("jobs.sqlite").path
         let url = "sqlite://" + path
         #expect(try await run(["migrate", "--database-url", url]).status == 0)
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let org = UUIDv7.generate(), user = UUIDv7.generate()
+        try await admin.unscoped(reason: "jobs test: one clinic", actor: .system("jobs-tests")) { tx in
+            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), \(slug), 'Clinic')")
+            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+        }
+        await admin.shutdown()
+        return (dir, path, url, TenantContext(organizationID: org, userID: user, role: .owner))
+    }
+
+    /// Inserts patients under `keyring` and returns their ids.
+    func insertPatients(_ names: [String], keyring: Keyring, path: String, context: TenantContext) async throws -> [UUID] {
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let store = PatientStore(cipher: ColumnCipher(keyring: keyring))
+        let ids = try await app.withTenant(context) { tx in
+            var ids: [UUID] = []
+            for name in names { ids.append(try await store.insert(PatientPII(name: name, email: name == "Ana" ? "ana@example.com" : nil), in: tx)) }
+            return ids
+        }
+        await app.shutdown()
+        return ids
+    }
+
+    /// The patients' names opened under `keyring`.
+    func names(_ ids: [UUID], keyring: Keyring, path: String, context: TenantContext) async throws -> [String?] {
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let store = PatientStore(cipher: ColumnCipher(keyring: keyring))
+        let names = try await app.withTenant(context) { tx in try await ids.asyncMap { try await store.fetch($0, in: tx)?.pii.name } }
+        await app.shutdown()
+        return names
+    }
+
+    @Test("keyring-usage and reencrypt: values move to the primary; a disabled key in use is refused without key bytes")
+    func rotationJobs() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        let (dir, path, url, context) = try await clinicDatabase(slug: "rotation-clinic")
+        defer { try? FileManager.default.removeItem(at: dir) }
         let k1 = Data(repeating: 1, count: 32).base64EncodedString(), k2 = Data(repeating: 2, count: 32).base64EncodedString()
         let blind = Data(repeating: 9, count: 32).base64EncodedString()
         func document(_ one: String, _ two: String?) -> String {
             let second = two.map { #",{"id":2,"status":"\#($0)","key":"\#(k2)"}"# } ?? ""
             return #"{"keys":[{"id":1,"status":"\#(one)","key":"\#(k1)"}\#(second)],"blind_index_key":"\#(blind)"}"#
         }
-        // Two patients sealed under key 1.
-        let logger = Logger(label: "restartix.tests.jobs")
-        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        let org = UUIDv7.generate(), user = UUIDv7.generate()
-        try await admin.unscoped(reason: "jobs test: one clinic", actor: .system("jobs-tests")) { tx in
-            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), 'rotation-clinic', 'Clinic')")
-            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
-        }
-        let store = PatientStore(cipher: ColumnCipher(keyring: try Keyring(json: Data(document("primary", nil).utf8))))
-        let context = TenantContext(organizationID: org, userID: user, role: .owner)
-        let ids = try await app.withTenant(context) { tx in
-            [try await store.insert(PatientPII(name: "Ana", email: "ana@example.com"), in: tx), try await store.insert(PatientPII(name: "Ion"), in: tx)]
-        }
-        await app.shutdown()
-        await admin.shutdown()
+        // Two patients sealed under key 1 (three values: two names, one email).
+        let ids = try await insertPatients(["Ana", "Ion"], keyring: try Keyring(json: Data(document("primary", nil).utf8)), path: path, context: context)
 
         let rotated = ["ENCRYPTION_KEYS": document("decrypt-only", "primary")]
         let before = try await run(["keyring-usage", "--database-url", url], environment: rotated)
@@ -169,23 +191,14 @@ struct JobsTests {
         let again = try await run(["reencrypt", "--database-url", url], environment: rotated)
         #expect(again.stdout.contains("reencrypt: done, 0 values"), "idempotent: \(again.stdout)")
         // The values still open, now under key 2 alone.
-        let check = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        let retired = PatientStore(cipher: ColumnCipher(keyring: try Keyring(json: Data(document("disabled", "primary").utf8))))
-        let names = try await check.withTenant(context) { tx in
-            try await ids.asyncMap { try await retired.fetch($0, in: tx)?.pii.name }
-        }
-        await check.shutdown()
-        #expect(names == ["Ana", "Ion"])
+        #expect(try await names(ids, keyring: try Keyring(json: Data(document("disabled", "primary").utf8)), path: path, context: context) == ["Ana", "Ion"])
     }
 
     @Test("reencrypt killed with SIGKILL half-way resumes on the next run; nothing lost")
     func reencryptKilled() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
-        let dir = try temporaryDirectory()
+        let (dir, path, url, context) = try await clinicDatabase(slug: "killed-clinic")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("jobs.sqlite").path
-        let url = "sqlite://" + path
-        #expect(try await run(["migrate", "--database-url", url]).status == 0)
         let v1 = Keyring.generate()
         let primary = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
         // v2: the generated key 1 becomes decrypt-only, a new key 2 is primary.
@@ -195,23 +208,8 @@ struct JobsTests {
         keys.append(["id": 2, "status": "primary", "key": primary])
         let v2 = String(decoding: try JSONSerialization.data(withJSONObject: ["keys": keys, "blind_index_key": old["blind_index_key"]!]), as: UTF8.self)
 
-        let logger = Logger(label: "restartix.tests.jobs")
-        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        let org = UUIDv7.generate(), user = UUIDv7.generate()
-        try await admin.unscoped(reason: "jobs test: one clinic", actor: .system("jobs-tests")) { tx in
-            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), 'killed-clinic', 'Clinic')")
-            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
-        }
-        let store = PatientStore(cipher: ColumnCipher(keyring: v1.keyring))
-        let context = TenantContext(organizationID: org, userID: user, role: .owner)
-        let ids = try await app.withTenant(context) { tx in
-            var ids: [UUID] = []
-            for n in 0..<1500 { ids.append(try await store.insert(PatientPII(name: "Patient \(n)"), in: tx)) }
-            return ids
-        }
-        await app.shutdown()
-        await admin.shutdown()
+        let expected = (0..<1500).map { "Patient \($0)" }
+        let ids = try await insertPatients(expected, keyring: v1.keyring, path: path, context: context)
 
         // Start a run one row per transaction and kill it -9 once it has made progress.
         let out = dir.appendingPathComponent("out")
@@ -244,11 +242,7 @@ struct JobsTests {
         #expect(resumed.stdout.contains("0 remaining"), "\(resumed.stdout)")
         let after = try await run(["keyring-usage", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
         #expect(after.stdout.contains("keyring-usage: total: key 2: 1500"), "\(after.stdout)")
-        let check = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        let reader = PatientStore(cipher: ColumnCipher(keyring: try Keyring(json: Data(v2.utf8))))
-        let names = try await check.withTenant(context) { tx in try await ids.asyncMap { try await reader.fetch($0, in: tx)?.pii.name } }
-        await check.shutdown()
-        #expect(names == (0..<1500).map { "Patient \($0)" })
+        #expect(try await names(ids, keyring: try Keyring(json: Data(v2.utf8)), path: path, context: context) == expected)
     }
 
     @Test("migrate and partition roll on Postgres; the password may come from PGPASSWORD")
