@@ -1,4 +1,4 @@
-public import Crypto
+import Crypto
 public import Foundation
 
 /// Keyed blind indexes for equality lookup on sealed columns: HMAC-SHA256 under the keyring's

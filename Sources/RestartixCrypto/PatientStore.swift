@@ -1,5 +1,5 @@
 public import Foundation
-public import RestartixKit
+import RestartixKit
 public import RestartixTenancy
 
 /// A patient's personal data, as service code sees it. Stored sealed (name, date of birth,

@@ -1,5 +1,5 @@
 public import Foundation
-public import RestartixKit
+import RestartixKit
 public import RestartixTenancy
 
 /// A sealed column and the column naming its clinic (`nil` for platform rows).

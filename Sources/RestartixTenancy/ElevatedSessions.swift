@@ -1,5 +1,5 @@
 public import Foundation
-public import RestartixKit
+import RestartixKit
 
 /// An open break-glass or impersonation session, and the context to act under it.
 public struct ElevatedSession: Sendable, Hashable {

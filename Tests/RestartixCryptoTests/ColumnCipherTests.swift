@@ -184,7 +184,7 @@ struct KeyringTests {
         #expect(missing?.code == .keyringUnavailable)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("keyring-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
         #expect(try await KeyringSource.file(path: path).load().primaryID == 1)
         // A symlink to a private file (a Kubernetes secret mount) is followed and accepted.
         let link = path + ".link"
@@ -208,7 +208,7 @@ struct KeyringTests {
         let secretName = "Ana Secret-Patient"
         for _ in 0..<3 { _ = try cipher.openString(try cipher.seal(secretName, at: place), at: place) }
         _ = try? cipher.open(Data(repeating: 1, count: 40), at: place)
-        let lines = logs.entries.map { "\($0.message) \($0.metadata ?? [:])" }
+        let lines = logs.entries.map { "\($0.message) \($0.metadata)" }
         #expect(lines.contains { $0.contains("Many seals") }, "the warning threshold logs once")
         let material = keyring.primary.material.withUnsafeBytes { Data($0) }
         for line in lines {

@@ -169,7 +169,7 @@ struct AWSContainerCredentialsTests {
         let (url, stop) = try await Self.server(token: "pod-identity-token")
         defer { stop() }
         let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("aws-token-\(UUID().uuidString)").path
-        FileManager.default.createFile(atPath: tokenFile, contents: Data("pod-identity-token\n".utf8))
+        _ = FileManager.default.createFile(atPath: tokenFile, contents: Data("pod-identity-token\n".utf8))
         defer { try? FileManager.default.removeItem(atPath: tokenFile) }
         let credentials = try await AWSCredentials.resolve(environment: [
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": url, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile,

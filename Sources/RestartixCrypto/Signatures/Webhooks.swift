@@ -1,4 +1,4 @@
-public import Crypto
+import Crypto
 public import Foundation
 
 /// Verifies webhooks signed with the Svix scheme, as Clerk sends them (`CLERK_WEBHOOK_SECRET`).

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import RestartixKit
 
 /// Turns a bearer token into a ``TenantContext``: verify the token (no database work), then look
