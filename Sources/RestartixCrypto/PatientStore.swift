@@ -130,10 +130,9 @@ public struct PatientStore: Sendable {
     public func update(_ id: UUID, to pii: PatientPII, in tx: borrowing TenantTransaction) async throws -> Bool {
         let pii = try pii.validated()
         let sealed = try seal(pii, organization: tx.context.organizationID, row: id)
-        let now = tx.dialect == .postgres ? SQLQuery("now()") : SQLQuery("strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')")
         return try await tx.execute("""
             UPDATE patients SET name = \(sealed.name), date_of_birth = \(sealed.dateOfBirth), email = \(sealed.email), \
-            phone = \(sealed.phone), email_index = \(sealed.emailIndex), updated_at = \(now) \
+            phone = \(sealed.phone), email_index = \(sealed.emailIndex), updated_at = \(tx.dialect.now) \
             WHERE id = \(id) AND deleted_at IS NULL
             """) == 1
     }

@@ -70,7 +70,7 @@ public final class ElevatedSessions: Sendable {
             let results = try await tx.pipeline([
                 """
                 INSERT INTO break_glass_sessions (id, organization_id, user_id, reason, opened_at, expires_at) \
-                VALUES (\(id), \(organization), \(user), \(reason), \(Self.now(tx.dialect)), \(Self.now(tx.dialect, plus: duration)))
+                VALUES (\(id), \(organization), \(user), \(reason), \(tx.dialect.now), \(Self.now(tx.dialect, plus: duration)))
                 """,
                 "SELECT expires_at FROM break_glass_sessions WHERE id = \(id)",
                 Self.auditInsert(.breakGlass, verb: "open", session: id, organization: organization, actor: user, kind: "user",
@@ -108,7 +108,7 @@ public final class ElevatedSessions: Sendable {
             let results = try await tx.pipeline([
                 """
                 INSERT INTO patient_impersonation_sessions (id, organization_id, user_id, patient_id, reason, opened_at, expires_at) \
-                VALUES (\(id), \(organization), \(actor), \(patient), \(reason), \(Self.now(tx.dialect)), \(Self.now(tx.dialect, plus: duration)))
+                VALUES (\(id), \(organization), \(actor), \(patient), \(reason), \(tx.dialect.now), \(Self.now(tx.dialect, plus: duration)))
                 """,
                 "SELECT expires_at FROM patient_impersonation_sessions WHERE id = \(id)",
                 Self.auditInsert(.impersonation, verb: "open", session: id, organization: organization, actor: actor, kind: "user",
@@ -129,7 +129,7 @@ public final class ElevatedSessions: Sendable {
     /// naming its session). Throws ``TenancyError/Code/sessionNotOpen`` otherwise.
     public func resume(_ kind: ElevatedSession.Kind, id: UUID, organization: UUID, actor: UUID) async throws -> ElevatedSession {
         try await admin.withOrganization(organization, actor: .user(actor)) { tx in
-            let open: SQLQuery = "s.closed_at IS NULL AND s.expires_at > \(Self.now(tx.dialect))"
+            let open: SQLQuery = "s.closed_at IS NULL AND s.expires_at > \(tx.dialect.now)"
             switch kind {
             case .breakGlass:
                 let row = try await tx.first("""
@@ -178,7 +178,7 @@ public final class ElevatedSessions: Sendable {
             }
             let owner: SQLQuery = byAdmin ? "" : " AND user_id = \(actor)"
             let closed = try await tx.execute("""
-                UPDATE \(unsafeRaw: session.kind.table) SET closed_at = \(Self.now(tx.dialect)), closed_by = \(byAdmin ? "admin" : "user") \
+                UPDATE \(unsafeRaw: session.kind.table) SET closed_at = \(tx.dialect.now), closed_by = \(byAdmin ? "admin" : "user") \
                 WHERE id = \(session.id) AND organization_id = \(session.organizationID) AND closed_at IS NULL\(owner)
                 """)
             guard closed == 1 else {
@@ -219,7 +219,7 @@ public final class ElevatedSessions: Sendable {
                 ) { tx in
                     let rows = try await tx.query("""
                         SELECT id, organization_id, user_id FROM \(unsafeRaw: kind.table) \
-                        WHERE closed_at IS NULL AND expires_at <= \(Self.now(tx.dialect)) ORDER BY id LIMIT \(batchSize)
+                        WHERE closed_at IS NULL AND expires_at <= \(tx.dialect.now) ORDER BY id LIMIT \(batchSize)
                         """)
                     guard !rows.isEmpty else { return (0, 0) }
                     let sessions = try rows.map { row in
@@ -267,7 +267,7 @@ public final class ElevatedSessions: Sendable {
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'break_glass.access', 'break_glass', \
                 'break_glass_session', s.id, \(json: ["session_id": session.lowercasedString]) \
                 FROM break_glass_sessions s WHERE s.id = \(session) AND s.organization_id = \(organization) \
-                AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(now(dialect)) \
+                AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(dialect.now) \
                 AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = s.organization_id AND o.status = 'active') \
                 AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id AND u.deleted_at IS NULL)
                 """
@@ -278,7 +278,7 @@ public final class ElevatedSessions: Sendable {
                 'patient', s.patient_id, \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
                 FROM patient_impersonation_sessions s JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
                 WHERE s.id = \(session) AND s.organization_id = \(organization) AND s.user_id = \(actor) \
-                AND p.user_id = \(context.userID) AND p.deleted_at IS NULL AND s.closed_at IS NULL AND s.expires_at > \(now(dialect)) \
+                AND p.user_id = \(context.userID) AND p.deleted_at IS NULL AND s.closed_at IS NULL AND s.expires_at > \(dialect.now) \
                 AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = s.organization_id AND o.status = 'active')
                 """
         }
@@ -295,10 +295,6 @@ public final class ElevatedSessions: Sendable {
         )
     }
 
-    /// The database's clock, in the column format of each dialect.
-    static func now(_ dialect: SQLDialect) -> SQLQuery {
-        dialect == .postgres ? "now()" : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
-    }
 
     static func now(_ dialect: SQLDialect, plus duration: Duration) -> SQLQuery {
         let seconds = Int(duration.components.seconds)

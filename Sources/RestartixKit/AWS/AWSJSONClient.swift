@@ -114,8 +114,7 @@ public struct AWSJSONClient: Sendable {
         let status: Int
         let answer: ByteBuffer
         do {
-            let nanos = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-            let response = try await httpClient.execute(http, timeout: .nanoseconds(nanos))
+            let response = try await httpClient.execute(http, timeout: TimeAmount(timeout))
             status = Int(response.status.code)
             answer = try await response.body.collect(upTo: 4 << 20)
         } catch {

@@ -130,4 +130,10 @@ public struct SQLDialect: Sendable, Hashable, CustomStringConvertible {
         case .sqlite: "sqlite"
         }
     }
+
+    /// The database's clock as an expression, in the column format of the dialect: `now()` on
+    /// Postgres, the kit's `YYYY-MM-DDTHH:MM:SS.ffffffZ` text on SQLite.
+    public var now: SQLQuery {
+        base == .postgres ? "now()" : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
+    }
 }

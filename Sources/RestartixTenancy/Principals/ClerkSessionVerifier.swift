@@ -281,8 +281,7 @@ actor JWKSCache {
         request.headers.add(name: "Accept", value: "application/json")
         let body: ByteBuffer
         do {
-            let timeout = TimeAmount.nanoseconds(Int64(configuration.fetchTimeout.components.seconds) * 1_000_000_000
-                + configuration.fetchTimeout.components.attoseconds / 1_000_000_000)
+            let timeout = TimeAmount(configuration.fetchTimeout)
             let response = try await httpClient.execute(request, timeout: timeout)
             guard response.status == .ok else {
                 logger.warning("JWKS fetch answered HTTP \(response.status.code)")
