@@ -79,15 +79,58 @@ public final class ColumnCipher: Sendable {
     /// random-nonce limit is 2^32 per subkey; fleet totals are in the
     /// `restartix_crypto_seals_total` metric, which is what to alert on.
     public let warningThreshold: Int
-    private let subkeys = Mutex<[SubkeyID: GCMKey]>([:])
+    private let subkeys = Mutex<[SubkeyID: Subkey]>([:])
     private let usage: [UInt32: KeyUsage]
     private let logger: Logger
 
     /// Seals under one key: a lock-free count and its metric, made once per key.
     private final class KeyUsage: Sendable {
+        let keyID: UInt32
         let seals = Atomic<Int>(0)
         let counter: Counter
-        init(keyID: UInt32) { counter = Counter(label: "restartix_crypto_seals_total", dimensions: [("key_id", "\(keyID)")]) }
+        init(keyID: UInt32) {
+            self.keyID = keyID
+            counter = Counter(label: "restartix_crypto_seals_total", dimensions: [("key_id", "\(keyID)")])
+        }
+    }
+
+    /// One key's subkey for one column, with what every value under it shares: the first
+    /// fields of the associated data (header, table, column), the key's owner and its counter.
+    private final class Subkey: Sendable {
+        let engine: GCMKey
+        /// Header (6 bytes), then the table and column fields.
+        let prefix: [UInt8]
+        let owner: UUID?
+        let usage: KeyUsage?
+
+        init(engine: GCMKey, prefix: [UInt8], owner: UUID?, usage: KeyUsage?) {
+            self.engine = engine
+            self.prefix = prefix
+            self.owner = owner
+            self.usage = usage
+        }
+
+        /// Calls `body` with the whole associated data for a value of this column in clinic
+        /// `organization`, row `row`, built on the stack.
+        func withAssociatedData<R>(organization: UUID?, row: UUID, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+            let count = prefix.count + (organization == nil ? 4 : 20) + 20
+            return withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
+                prefix.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                var offset = prefix.count
+                func field(_ id: UUID?) {
+                    let length: UInt32 = id == nil ? 0 : 16
+                    withUnsafeBytes(of: length.bigEndian) { UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + 4]).copyMemory(from: $0) }
+                    offset += 4
+                    if let id {
+                        withUnsafeBytes(of: id.uuid) { UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + 16]).copyMemory(from: $0) }
+                        offset += 16
+                    }
+                }
+                field(organization)
+                field(row)
+                return body(UnsafeRawBufferPointer(buffer))
+            }
+        }
     }
 
     /// Creates a cipher over `keyring`.
@@ -99,61 +142,101 @@ public final class ColumnCipher: Sendable {
     }
 
     /// Seals `plaintext` for `place` under the primary key.
+    public func seal(_ plaintext: Data, at place: ColumnPlace) throws(EncryptionError) -> Data {
+        try plaintext.withUnsafeBytes { seal($0, at: place, nonce: nil) }.get()
+    }
+
+    /// Seals `plaintext` for `place` under the primary key.
     public func seal(_ plaintext: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> Data {
         try seal(plaintext, at: place, nonce: nil)
     }
 
     /// Seals UTF-8 text for `place`.
     public func seal(_ text: String, at place: ColumnPlace) throws(EncryptionError) -> Data {
-        try seal(Data(text.utf8), at: place)
+        var text = text
+        return try text.withUTF8 { seal(UnsafeRawBufferPointer($0), at: place, nonce: nil) }.get()
     }
 
-    /// `nonce` is for known-answer tests only; `nil` draws 12 random bytes from the DRBG.
+    /// `nonce` is for known-answer tests only; `nil` takes a random one.
     func seal(_ plaintext: some DataProtocol, at place: ColumnPlace, nonce: AES.GCM.Nonce?) throws(EncryptionError) -> Data {
+        let body = { (bytes: UnsafeRawBufferPointer) -> Result<Data, EncryptionError> in
+            guard let nonce else { return self.seal(bytes, at: place, nonce: nil) }
+            return nonce.withUnsafeBytes { self.seal(bytes, at: place, nonce: $0) }
+        }
+        if let result = plaintext.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) { return try result.get() }
+        return try Array(plaintext).withUnsafeBytes(body).get()
+    }
+
+    private func seal(_ plaintext: UnsafeRawBufferPointer, at place: ColumnPlace, nonce: UnsafeRawBufferPointer?) -> Result<Data, EncryptionError> {
         guard plaintext.count <= Self.maximumPlaintext else {
-            throw EncryptionError(.invalidInput, "a column value is at most \(Self.maximumPlaintext) bytes")
+            return .failure(EncryptionError(.invalidInput, "a column value is at most \(Self.maximumPlaintext) bytes"))
         }
-        let key = keyring.primary(for: place.organizationID)
-        let header = Self.header(keyID: key.id)
-        let engine = try subkey(key, place)
-        let input = (plaintext as? Data) ?? Data(plaintext)
-        let fixed = nonce.map { Array($0) }
-        var out = Data(count: header.count + 12 + input.count + 16)
-        let sealed = out.withUnsafeMutableBytes { buffer -> Bool in
-            buffer.copyBytes(from: header)
-            return input.withUnsafeBytes { engine.seal($0, aad: Self.associatedData(header, place), nonce: fixed, into: UnsafeMutableRawBufferPointer(rebasing: buffer[header.count...])) }
+        let subkey: Subkey
+        do { subkey = try self.subkey(keyring.primaryID(for: place.organizationID), place) } catch { return .failure(error) }
+        // The value is written straight into memory that the returned `Data` then owns.
+        let count = Self.overhead + plaintext.count
+        let out = UnsafeMutableRawBufferPointer(start: malloc(count), count: count)
+        guard let base = out.baseAddress else { return .failure(EncryptionError(.invalidInput, "no memory for a sealed value")) }
+        subkey.prefix.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 6) }
+        let sealed = subkey.withAssociatedData(organization: place.organizationID, row: place.rowID) { aad in
+            subkey.engine.seal(plaintext, aad: aad, nonce: nonce, into: UnsafeMutableRawBufferPointer(rebasing: out[6...]))
         }
-        guard sealed else { throw EncryptionError(.invalidInput, "the value could not be sealed") }
-        count(key.id)
-        return out
+        guard sealed else {
+            free(base)
+            return .failure(EncryptionError(.invalidInput, "the value could not be sealed"))
+        }
+        if let usage = subkey.usage { self.count(usage) }
+        return .success(Data(bytesNoCopy: base, count: count, deallocator: .free))
+    }
+
+    /// Opens a value sealed for `place`.
+    public func open(_ sealed: Data, at place: ColumnPlace) throws(EncryptionError) -> Data {
+        try sealed.withUnsafeBytes { open($0, at: place) }.get()
     }
 
     /// Opens a value sealed for `place`.
     public func open(_ sealed: some DataProtocol, at place: ColumnPlace) throws(EncryptionError) -> Data {
-        let bytes = (sealed as? Data) ?? Data(sealed)
+        if let result = sealed.withContiguousStorageIfAvailable({ open(UnsafeRawBufferPointer($0), at: place) }) { return try result.get() }
+        return try Array(sealed).withUnsafeBytes { open($0, at: place) }.get()
+    }
+
+    private func open(_ bytes: UnsafeRawBufferPointer, at place: ColumnPlace) -> Result<Data, EncryptionError> {
         guard bytes.count >= Self.overhead else {
-            throw EncryptionError(.truncated, "a sealed value is at least \(Self.overhead) bytes; this one is \(bytes.count)")
+            return .failure(EncryptionError(.truncated, "a sealed value is at least \(Self.overhead) bytes; this one is \(bytes.count)"))
         }
-        let start = bytes.startIndex
-        guard bytes[start] == Self.formatVersion else {
-            throw EncryptionError(.unsupportedFormat, "format version \(bytes[start]) is not supported")
+        guard bytes[0] == Self.formatVersion else {
+            return .failure(EncryptionError(.unsupportedFormat, "format version \(bytes[0]) is not supported"))
         }
-        guard bytes[start + 1] == Self.algorithm else {
-            throw EncryptionError(.unsupportedAlgorithm, "algorithm \(bytes[start + 1]) is not supported")
+        guard bytes[1] == Self.algorithm else {
+            return .failure(EncryptionError(.unsupportedAlgorithm, "algorithm \(bytes[1]) is not supported"))
         }
-        let keyID = UInt32(bytes[start + 2]) << 24 | UInt32(bytes[start + 3]) << 16 | UInt32(bytes[start + 4]) << 8 | UInt32(bytes[start + 5])
-        guard let key = keyring.keys[keyID] else { throw EncryptionError(.unknownKey, "key \(keyID) is not in the keyring") }
-        guard key.status != .disabled else { throw EncryptionError(.keyDisabled, "key \(keyID) is disabled") }
-        if let owner = key.organizationID, owner != place.organizationID {
-            throw EncryptionError(.authenticationFailed, "the value is under key \(keyID), which belongs to another organization")
+        let keyID = UInt32(bytes[2]) << 24 | UInt32(bytes[3]) << 16 | UInt32(bytes[4]) << 8 | UInt32(bytes[5])
+        let subkey: Subkey
+        do { subkey = try self.subkey(keyID, place) } catch { return .failure(error) }
+        if let owner = subkey.owner, owner != place.organizationID {
+            return .failure(EncryptionError(.authenticationFailed, "the value is under key \(keyID), which belongs to another organization"))
         }
-        let engine = try subkey(key, place)
-        let aad = Self.associatedData(Self.header(keyID: keyID), place)
-        let opened = bytes.withUnsafeBytes { engine.open(UnsafeRawBufferPointer(rebasing: $0[6...]), aad: aad) }
-        guard let opened else {
-            throw EncryptionError(.authenticationFailed, "the value does not authenticate: it was changed, or sealed for another place")
+        let count = bytes.count - Self.overhead
+        guard count > 0 else {
+            let opened = subkey.withAssociatedData(organization: place.organizationID, row: place.rowID) { aad in
+                subkey.engine.open(UnsafeRawBufferPointer(rebasing: bytes[6...]), aad: aad, into: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+            }
+            return opened ? .success(Data()) : .failure(Self.notAuthentic)
         }
-        return opened
+        let out = UnsafeMutableRawBufferPointer(start: malloc(count), count: count)
+        guard let base = out.baseAddress else { return .failure(EncryptionError(.invalidInput, "no memory for an opened value")) }
+        let opened = subkey.withAssociatedData(organization: place.organizationID, row: place.rowID) { aad in
+            subkey.engine.open(UnsafeRawBufferPointer(rebasing: bytes[6...]), aad: aad, into: out)
+        }
+        guard opened else {
+            free(base)  // zeroed by the engine
+            return .failure(Self.notAuthentic)
+        }
+        return .success(Data(bytesNoCopy: base, count: count, deallocator: .free))
+    }
+
+    private static var notAuthentic: EncryptionError {
+        EncryptionError(.authenticationFailed, "the value does not authenticate: it was changed, or sealed for another place")
     }
 
     /// Opens a value sealed from text.
@@ -180,44 +263,38 @@ public final class ColumnCipher: Sendable {
         [formatVersion, algorithm, UInt8(keyID >> 24), UInt8(keyID >> 16 & 0xFF), UInt8(keyID >> 8 & 0xFF), UInt8(keyID & 0xFF)]
     }
 
-    static func associatedData(_ header: [UInt8], _ place: ColumnPlace) -> [UInt8] {
-        var aad: [UInt8] = []
-        aad.reserveCapacity(6 + 16 + place.table.utf8.count + place.column.utf8.count + 32)
-        aad.append(contentsOf: header)
-        aad.appendField(place.table.utf8)
-        aad.appendField(place.column.utf8)
-        aad.appendField(place.organizationID)
-        aad.appendField(place.rowID)
-        return aad
-    }
-
-    /// The engine for a key and column; table and column are checked to be identifiers when the
-    /// subkey is first derived (a cached subkey was checked then).
-    private func subkey(_ key: Keyring.Key, _ place: ColumnPlace) throws(EncryptionError) -> GCMKey {
-        let id = SubkeyID(keyID: key.id, table: place.table, column: place.column)
+    /// The subkey of key `keyID` for the place's column: from the cache, or derived once. A key
+    /// that is missing or disabled is refused here; table and column are checked to be
+    /// identifiers when the subkey is first derived (a cached subkey was checked then).
+    private func subkey(_ keyID: UInt32, _ place: ColumnPlace) throws(EncryptionError) -> Subkey {
+        let id = SubkeyID(keyID: keyID, table: place.table, column: place.column)
         if let cached = subkeys.withLock({ $0[id] }) { return cached }
+        guard let key = keyring.keys[keyID] else { throw EncryptionError(.unknownKey, "key \(keyID) is not in the keyring") }
+        guard key.status != .disabled else { throw EncryptionError(.keyDisabled, "key \(keyID) is disabled") }
         guard place.isValid else { throw EncryptionError(.invalidInput, "table and column must be SQL identifiers (a-z, 0-9, _)") }
         var info = Data("\(place.table)\u{0}\(place.column)".utf8)
         info.insert(contentsOf: withUnsafeBytes(of: key.id.bigEndian) { Array($0) }, at: 0)
         let derived = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: key.material, salt: Data("restartix/column/v1".utf8), info: info, outputByteCount: 32
         )
-        let engine = GCMKey(derived)
+        var prefix = Self.header(keyID: keyID)
+        prefix.appendField(place.table.utf8)
+        prefix.appendField(place.column.utf8)
+        let subkey = Subkey(engine: GCMKey(derived), prefix: prefix, owner: key.organizationID, usage: usage[keyID])
         return subkeys.withLock { cache in
             if let existing = cache[id] { return existing }
-            cache[id] = engine
-            return engine
+            cache[id] = subkey
+            return subkey
         }
     }
 
-    private func count(_ keyID: UInt32) {
-        guard let usage = usage[keyID] else { return }
+    private func count(_ usage: KeyUsage) {
         let total = usage.seals.wrappingAdd(1, ordering: .relaxed).newValue
         usage.counter.increment()
         if total == warningThreshold {
             logger.warning(
                 "Many seals under one key in this process: rotate well before 2^32 per column",
-                metadata: ["key_id": "\(keyID)", "seals": "\(total)"]
+                metadata: ["key_id": "\(usage.keyID)", "seals": "\(total)"]
             )
         }
     }

@@ -78,8 +78,13 @@ public struct Keyring: Sendable, CustomStringConvertible {
     /// The key that seals for `organization`: its own primary when it brings its own keys,
     /// the platform primary otherwise (and for platform rows).
     public func primary(for organization: UUID?) -> Key {
-        if let organization, let id = organizationPrimaryIDs[organization] { return keys[id]! }
-        return primary
+        keys[primaryID(for: organization)]!
+    }
+
+    /// The id of ``primary(for:)``.
+    public func primaryID(for organization: UUID?) -> UInt32 {
+        guard let organization, !organizationPrimaryIDs.isEmpty else { return primaryID }
+        return organizationPrimaryIDs[organization] ?? primaryID
     }
 
     /// Builds a keyring of platform keys and a blind-index key (tests, generated local

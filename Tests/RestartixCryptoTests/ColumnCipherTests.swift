@@ -128,6 +128,74 @@ struct ColumnCipherTests {
         // NFC: "é" precomposed and decomposed index the same.
         #expect(BlindIndex.normalizedEmail("jos\u{00E9}@example.com") == BlindIndex.normalizedEmail("jose\u{0301}@example.com"))
     }
+
+    @Test("one cipher sealing and opening from many threads at once: every value opens, no nonce repeats")
+    func concurrentUse() async throws {
+        let cipher = ColumnCipher(keyring: Keyring.generate().keyring)
+        let nonces = try await withThrowingTaskGroup(of: [Data].self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var mine: [Data] = []
+                    for i in 0..<2_000 {
+                        let place = ColumnPlace(table: "patients", column: i % 2 == 0 ? "name" : "email", organizationID: Self.org, rowID: UUID())
+                        let text = "worker \(worker) value \(i)"
+                        let sealed = try cipher.seal(text, at: place)
+                        guard try cipher.openString(sealed, at: place) == text else { throw EncryptionError(.invalidInput, "a value opened to other text") }
+                        mine.append(sealed[6..<18])
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(nonces.count == 16_000)
+        #expect(Set(nonces).count == 16_000)
+    }
+
+    @Test("nonces come from batches without repeats, and a batch copied by fork() is not reused by the child")
+    func nonceBatches() throws {
+        let batch = NonceBatch()
+        var seen = Set<Data>()
+        var nonce = [UInt8](repeating: 0, count: 12)
+        for _ in 0..<(NonceBatch.size * 20 + 3) {
+            #expect(batch.draw(into: &nonce))
+            seen.insert(Data(nonce))
+        }
+        #expect(seen.count == NonceBatch.size * 20 + 3, "every nonce is handed out once")
+
+        // The parent has used 3 nonces of its current batch. A child that reused the copied batch
+        // would hand out the parent's 4th; the fork handler makes it draw a batch of its own.
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let child = fork()
+        if child == 0 {
+            // The child does only what it must: draw, write, exit.
+            var buffer: (UInt64, UInt32) = (0, 0)
+            let ok = withUnsafeMutableBytes(of: &buffer) { raw in
+                batch.draw(into: raw.baseAddress!.assumingMemoryBound(to: UInt8.self)) && write(fds[1], raw.baseAddress, 12) == 12
+            }
+            _exit(ok ? 0 : 1)
+        }
+        #expect(child > 0)
+        close(fds[1])
+        defer { close(fds[0]) }
+        var poller = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 20_000) == 1 else {
+            kill(child, SIGKILL)
+            _ = waitpid(child, nil, 0)
+            Issue.record("the forked child did not answer within 20 s")
+            return
+        }
+        var fromChild = [UInt8](repeating: 0, count: 12)
+        #expect(read(fds[0], &fromChild, 12) == 12)
+        var status: Int32 = 0
+        #expect(waitpid(child, &status, 0) == child)
+        #expect(status == 0, "the child drew its nonce")
+        var fromParent = [UInt8](repeating: 0, count: 12)
+        #expect(batch.draw(into: &fromParent))
+        #expect(fromChild != fromParent, "parent and child never hand out the same nonce")
+        #expect(!seen.contains(Data(fromChild)))
+    }
 }
 
 @Suite("Keyring")
