@@ -16,9 +16,16 @@ import RestartixKit
 ///     {"id": 1, "status": "decrypt-only", "key": "<base64 of 32 bytes>"},
 ///     {"id": 2, "status": "primary",      "key": "<base64 of 32 bytes>"}
 ///   ],
-///   "blind_index_key": "<base64 of 32 bytes>"
+///   "blind_index_key": "<base64 of 32 bytes>",
+///   "backup_encryption_key": "<base64 of 32 bytes>"
 /// }
 /// ```
+///
+/// `backup_encryption_key` is optional: the platform's `BACKUP_ENCRYPTION_KEY`, the envelope
+/// key of database dumps. It seals no column; it travels with the keyring because it is kept
+/// in the same secret and must be as distinct and as well checked as the other keys
+/// (``KeyringSource`` also takes it from the secret's `BACKUP_ENCRYPTION_KEY` member or the
+/// `BACKUP_ENCRYPTION_KEY` variable).
 ///
 /// A key with `"organization_id"` belongs to that clinic (BYOK): it seals that clinic's values
 /// (the clinic needs exactly one primary of its own) and opens nobody else's.
@@ -71,6 +78,9 @@ public struct Keyring: Sendable, CustomStringConvertible {
     /// The primary key of each clinic that brings its own keys (BYOK).
     public let organizationPrimaryIDs: [UUID: UInt32]
     let blindIndexMaterial: SymmetricKey
+    /// The envelope key of database dumps (`BACKUP_ENCRYPTION_KEY`), when one was loaded. Never
+    /// used for columns; distinct from every column key and the blind-index key.
+    public let backupKey: SymmetricKey?
 
     /// The platform primary key.
     public var primary: Key { keys[primaryID]! }
@@ -89,14 +99,16 @@ public struct Keyring: Sendable, CustomStringConvertible {
 
     /// Builds a keyring of platform keys and a blind-index key (tests, generated local
     /// keyrings); the same rules as the document apply.
-    public init(keys: [(id: UInt32, status: Status, key: SymmetricKey)], blindIndexKey: SymmetricKey) throws(EncryptionError) {
-        try self.init(entries: keys.map { Entry(id: $0.id, status: $0.status, key: $0.key) }, blindIndexKey: blindIndexKey)
+    public init(
+        keys: [(id: UInt32, status: Status, key: SymmetricKey)], blindIndexKey: SymmetricKey, backupKey: SymmetricKey? = nil
+    ) throws(EncryptionError) {
+        try self.init(entries: keys.map { Entry(id: $0.id, status: $0.status, key: $0.key) }, blindIndexKey: blindIndexKey, backupKey: backupKey)
     }
 
     /// Builds a keyring from entries, platform and per-clinic (BYOK). Rules: ids unique and not
-    /// 0; keys 32 bytes and all distinct; exactly one platform primary; a clinic with keys of
-    /// its own has exactly one primary among them.
-    public init(entries: [Entry], blindIndexKey: SymmetricKey) throws(EncryptionError) {
+    /// 0; keys 32 bytes and all distinct (the blind-index and backup keys too); exactly one
+    /// platform primary; a clinic with keys of its own has exactly one primary among them.
+    public init(entries: [Entry], blindIndexKey: SymmetricKey, backupKey: SymmetricKey? = nil) throws(EncryptionError) {
         var byID: [UInt32: Key] = [:]
         for entry in entries {
             guard entry.id != 0 else { throw EncryptionError(.invalidKeyring, "key id 0 is reserved; ids are 1 to 4294967295") }
@@ -127,14 +139,41 @@ public struct Keyring: Sendable, CustomStringConvertible {
         guard blindIndexKey.bitCount == 256 else {
             throw EncryptionError(.invalidKeyring, "the blind-index key is \(blindIndexKey.bitCount / 8) bytes; it must be 32")
         }
+        if let backupKey, backupKey.bitCount != 256 {
+            throw EncryptionError(.invalidKeyring, "the backup key (BACKUP_ENCRYPTION_KEY) is \(backupKey.bitCount / 8) bytes; it must be 32")
+        }
         let distinct = Set(byID.values.map { $0.material.withUnsafeBytes { Data($0) } })
         guard distinct.count == byID.count, !distinct.contains(blindIndexKey.withUnsafeBytes { Data($0) }) else {
             throw EncryptionError(.invalidKeyring, "two keys have the same material; every key, and the blind-index key, must be distinct")
+        }
+        if let backup = backupKey?.withUnsafeBytes({ Data($0) }), distinct.contains(backup) || backup == blindIndexKey.withUnsafeBytes({ Data($0) }) {
+            throw EncryptionError(.invalidKeyring, "the backup key (BACKUP_ENCRYPTION_KEY) is the same as another key; it must be distinct")
         }
         self.keys = byID
         self.primaryID = primaries[0]
         self.organizationPrimaryIDs = organizationPrimaries
         self.blindIndexMaterial = blindIndexKey
+        self.backupKey = backupKey
+    }
+
+    /// This keyring with `backupKey` as its backup key (checked like one from the document).
+    public func with(backupKey: SymmetricKey) throws(EncryptionError) -> Keyring {
+        try Keyring(
+            entries: keys.values.map { Entry(id: $0.id, status: $0.status, key: $0.material, organizationID: $0.organizationID) },
+            blindIndexKey: blindIndexMaterial, backupKey: backupKey
+        )
+    }
+
+    /// A base64 backup key from a document, a secret or the environment, checked; `origin` names
+    /// where it came from in the error.
+    static func backupKey(base64 text: String, from origin: String) throws(EncryptionError) -> SymmetricKey {
+        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw EncryptionError(.invalidKeyring, "the backup key (\(origin)) is not base64")
+        }
+        guard bytes.count == 32 else {
+            throw EncryptionError(.invalidKeyring, "the backup key (\(origin)) is \(bytes.count) bytes; it must be 32")
+        }
+        return SymmetricKey(data: bytes)
     }
 
     /// Parses an `ENCRYPTION_KEYS` document. Every problem is named (a key id, a field); no
@@ -162,7 +201,10 @@ public struct Keyring: Sendable, CustomStringConvertible {
         guard let blind = Data(base64Encoded: document.blind_index_key) else {
             throw EncryptionError(.invalidKeyring, "the blind-index key is not base64")
         }
-        try self.init(entries: entries, blindIndexKey: SymmetricKey(data: blind))
+        let backup = try document.backup_encryption_key.map { text throws(EncryptionError) in
+            try Self.backupKey(base64: text, from: "backup_encryption_key")
+        }
+        try self.init(entries: entries, blindIndexKey: SymmetricKey(data: blind), backupKey: backup)
     }
 
     /// A document entry's id and status, checked.
@@ -199,7 +241,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
     public var description: String {
         let list = keys.values.sorted { $0.id < $1.id }
             .map { "\($0.id):\($0.status.rawValue)\($0.organizationID.map { "@\($0.lowercasedString)" } ?? "")" }.joined(separator: ", ")
-        return "Keyring(primary: \(primaryID), keys: [\(list)])"
+        return "Keyring(primary: \(primaryID), keys: [\(list)]\(backupKey == nil ? "" : ", backup key: loaded"))"
     }
 }
 
@@ -213,4 +255,5 @@ struct KeyringDocument: Decodable {
     }
     let keys: [Entry]
     let blind_index_key: String
+    let backup_encryption_key: String?
 }

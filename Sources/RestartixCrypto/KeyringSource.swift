@@ -30,25 +30,47 @@ public indirect enum KeyringSource: Sendable, Hashable {
     case kms(KeyringSource)
 
     /// Reads, decrypts where needed, and parses the keyring.
+    ///
+    /// The backup key (``Keyring/backupKey``) comes from the document
+    /// (`backup_encryption_key`, or `encrypted_backup_encryption_key` in a KMS document), else
+    /// from the secret's `BACKUP_ENCRYPTION_KEY` member, else from the `BACKUP_ENCRYPTION_KEY`
+    /// variable; it is optional, but one that is set and malformed, or set in two of those
+    /// places with different values, stops boot like a bad column key.
     public func load(environment: [String: String] = ProcessInfo.processInfo.environment) async throws(EncryptionError) -> Keyring {
+        let (document, member) = try await contents(environment)
+        var keyring: Keyring
         switch self {
-        case .kms(let inner):
-            return try await KMSKeyring.open(try await inner.document(environment), environment: environment)
-        default:
-            return try Keyring(json: try await document(environment))
+        case .kms: keyring = try await KMSKeyring.open(document, environment: environment)
+        default: keyring = try Keyring(json: document)
         }
+        var candidates: [(origin: String, key: SymmetricKey)] = []
+        if let member { candidates.append(("the secret's BACKUP_ENCRYPTION_KEY", try Keyring.backupKey(base64: member, from: "the secret's BACKUP_ENCRYPTION_KEY"))) }
+        if let variable = environment["BACKUP_ENCRYPTION_KEY"], !variable.isEmpty {
+            candidates.append(("the BACKUP_ENCRYPTION_KEY variable", try Keyring.backupKey(base64: variable, from: "the BACKUP_ENCRYPTION_KEY variable")))
+        }
+        for candidate in candidates {
+            if let loaded = keyring.backupKey {
+                guard loaded == candidate.key else {
+                    throw EncryptionError(.invalidKeyring, "the backup key is set twice with different values (\(candidate.origin) and an earlier source); set it in one place")
+                }
+            } else {
+                keyring = try keyring.with(backupKey: candidate.key)
+            }
+        }
+        return keyring
     }
 
-    /// The document text this source holds.
-    func document(_ environment: [String: String]) async throws(EncryptionError) -> Data {
+    /// The document text this source holds, and the `BACKUP_ENCRYPTION_KEY` member of a secret
+    /// of several values.
+    private func contents(_ environment: [String: String]) async throws(EncryptionError) -> (document: Data, backupKey: String?) {
         switch self {
         case .environment(let variable):
             guard let text = environment[variable], !text.isEmpty else {
                 throw EncryptionError(.keyringUnavailable, "\(variable) is not set")
             }
-            return Data(text.utf8)
+            return (Data(text.utf8), nil)
         case .file(let path):
-            return try Self.readPrivateFile(path)
+            return (try Self.readPrivateFile(path), nil)
         case .secretsManager(let secretID, let stage):
             let (region, credentials) = try await AWSSetup.from(environment)
             let value: SecretsManagerClient.SecretValue
@@ -68,12 +90,14 @@ public indirect enum KeyringSource: Sendable, Hashable {
             }
             // A secret of several values: {"ENCRYPTION_KEYS": "<document>", "BACKUP_ENCRYPTION_KEY": ...}.
             if let wrapper = try? JSONDecoder().decode([String: String].self, from: data), let document = wrapper["ENCRYPTION_KEYS"] {
-                return Data(document.utf8)
+                return (Data(document.utf8), wrapper["BACKUP_ENCRYPTION_KEY"].flatMap { $0.isEmpty ? nil : $0 })
             }
-            return data
-        case .kms:
-            throw EncryptionError(.invalidKeyring, "a KMS keyring document must come from an environment variable, a file or a secret")
+            return (data, nil)
+        case .kms(let inner):
+            if case .kms = inner { break }
+            return try await inner.contents(environment)
         }
+        throw EncryptionError(.invalidKeyring, "a KMS keyring document must come from an environment variable, a file or a secret")
     }
 }
 
@@ -125,7 +149,9 @@ enum AWSSetup {
 /// keys. Each blob is decrypted with an encryption context naming its role, so a blob cannot be
 /// moved to another key id or used as the blind-index key:
 /// `{"restartix:purpose": "column-key", "restartix:key-id": "<id>"}` for column keys,
-/// `{"restartix:purpose": "blind-index-key"}` for the blind-index key.
+/// `{"restartix:purpose": "blind-index-key"}` for the blind-index key and
+/// `{"restartix:purpose": "backup-key"}` for the optional backup key
+/// (`encrypted_backup_encryption_key`).
 ///
 /// ```json
 /// {
@@ -145,6 +171,7 @@ public enum KMSKeyring {
         let kms_key_id: String?
         let keys: [Entry]
         let encrypted_blind_index_key: String
+        let encrypted_backup_encryption_key: String?
     }
 
     /// The encryption context of a column key's blob; a clinic's own key (BYOK) also names
@@ -157,6 +184,9 @@ public enum KMSKeyring {
 
     /// The encryption context of the blind-index key's blob.
     public static let blindIndexContext = ["restartix:purpose": "blind-index-key"]
+
+    /// The encryption context of the backup key's blob (`BACKUP_ENCRYPTION_KEY`).
+    public static let backupKeyContext = ["restartix:purpose": "backup-key"]
 
     static func open(_ json: Data, environment: [String: String]) async throws(EncryptionError) -> Keyring {
         let document: Document
@@ -186,7 +216,11 @@ public enum KMSKeyring {
             keys.append(Keyring.Entry(id: id, status: status, key: key, organizationID: organization))
         }
         let blind = try await decrypt(document.encrypted_blind_index_key, blindIndexContext, "the blind-index key")
-        return try Keyring(entries: keys, blindIndexKey: blind)
+        var backup: SymmetricKey?
+        if let blob = document.encrypted_backup_encryption_key {
+            backup = try await decrypt(blob, backupKeyContext, "the backup key")
+        }
+        return try Keyring(entries: keys, blindIndexKey: blind, backupKey: backup)
     }
 }
 

@@ -31,9 +31,16 @@ struct AWSKeyringSourceTests {
         try await client.createSecret(name: plain, value: document)
         #expect(try await KeyringSource.secretsManager(secretID: plain).load(environment: env).primaryID == keyring.primaryID)
         let wrapped = "restartix/test/encryption-wrapped-\(UUID().uuidString)"
-        let object = try JSONSerialization.data(withJSONObject: ["ENCRYPTION_KEYS": document, "BACKUP_ENCRYPTION_KEY": "backup"])
+        let backup = SymmetricKey(size: .bits256)
+        let object = try JSONSerialization.data(withJSONObject: ["ENCRYPTION_KEYS": document, "BACKUP_ENCRYPTION_KEY": backup.withUnsafeBytes { Data($0) }.base64EncodedString()])
         try await client.createSecret(name: wrapped, value: String(decoding: object, as: UTF8.self))
         let loaded = try await KeyringSource.secretsManager(secretID: wrapped).load(environment: env)
+        #expect(loaded.backupKey == backup, "BACKUP_ENCRYPTION_KEY beside ENCRYPTION_KEYS in the secret")
+        let badBackup = "restartix/test/encryption-bad-backup-\(UUID().uuidString)"
+        let badObject = try JSONSerialization.data(withJSONObject: ["ENCRYPTION_KEYS": document, "BACKUP_ENCRYPTION_KEY": "backup"])
+        try await client.createSecret(name: badBackup, value: String(decoding: badObject, as: UTF8.self))
+        let refused = await #expect(throws: EncryptionError.self) { try await KeyringSource.secretsManager(secretID: badBackup).load(environment: env) }
+        #expect(refused?.detail.contains("the secret's BACKUP_ENCRYPTION_KEY") == true)
         // The same keys: a value sealed under one opens under the other.
         let place = ColumnPlace(table: "patients", column: "name", organizationID: UUID(), rowID: UUID())
         #expect(try ColumnCipher(keyring: loaded).openString(try ColumnCipher(keyring: keyring).seal("Ana", at: place), at: place) == "Ana")
@@ -66,6 +73,21 @@ struct AWSKeyringSourceTests {
             """
         let keyring = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": document]) { $1 })
         #expect(keyring.primaryID == 2)
+        #expect(keyring.backupKey == nil)
+
+        // The backup key as a blob of its own purpose; the blind-index blob cannot stand in for it.
+        let backup = SymmetricKey(size: .bits256)
+        func withBackup(_ blob: String) -> String {
+            document.replacingOccurrences(of: #""encrypted_blind_index_key""#, with: #""encrypted_backup_encryption_key":"\#(blob)","encrypted_blind_index_key""#)
+        }
+        let backed = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS"))
+            .load(environment: env.merging(["ENCRYPTION_KEYS_KMS": withBackup(try await blob(backup, KMSKeyring.backupKeyContext))]) { $1 })
+        #expect(backed.backupKey == backup)
+        let wrongPurpose = await #expect(throws: EncryptionError.self) {
+            try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS"))
+                .load(environment: env.merging(["ENCRYPTION_KEYS_KMS": withBackup(try await blob(backup, KMSKeyring.blindIndexContext))]) { $1 })
+        }
+        #expect(wrongPurpose?.detail.contains("the backup key") == true)
         let place = ColumnPlace(table: "patients", column: "email", organizationID: UUID(), rowID: UUID())
         let reference = try Keyring(keys: [(1, .decryptOnly, old), (2, .primary, new)], blindIndexKey: blind)
         #expect(try ColumnCipher(keyring: keyring).openString(try ColumnCipher(keyring: reference).seal("x@y.z", at: place), at: place) == "x@y.z")

@@ -203,8 +203,9 @@ struct KeyringTests {
     static func key(_ byte: UInt8) -> String { Data(repeating: byte, count: 32).base64EncodedString() }
     static let blind = key(0xBB)
 
-    func document(_ keys: String, blind: String = KeyringTests.blind) -> Data {
-        Data(#"{"keys":[\#(keys)],"blind_index_key":"\#(blind)"}"#.utf8)
+    func document(_ keys: String, blind: String = KeyringTests.blind, backup: String? = nil) -> Data {
+        let member = backup.map { #","backup_encryption_key":"\#($0)""# } ?? ""
+        return Data(#"{"keys":[\#(keys)],"blind_index_key":"\#(blind)"\#(member)}"#.utf8)
     }
 
     @Test("a valid document loads; description shows ids and statuses only")
@@ -233,6 +234,10 @@ struct KeyringTests {
             ("string id", document(#"{"id":"1","status":"primary","key":"\#(Self.key(1))"}"#), "wrong type"),
             ("reused material", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"},{"id":2,"status":"decrypt-only","key":"\#(Self.key(1))"}"#), "same material"),
             ("blind key is a column key", document(#"{"id":1,"status":"primary","key":"\#(Self.blind)"}"#), "same material"),
+            ("short backup key", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"}"#, backup: short), "backup key (backup_encryption_key) is 16 bytes"),
+            ("backup key not base64", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"}"#, backup: "***"), "backup key (backup_encryption_key) is not base64"),
+            ("backup key is a column key", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"}"#, backup: Self.key(1)), "backup key (BACKUP_ENCRYPTION_KEY) is the same as another key"),
+            ("backup key is the blind key", document(#"{"id":1,"status":"primary","key":"\#(Self.key(1))"}"#, backup: Self.blind), "the same as another key"),
         ]
         for (name, json, expected) in cases {
             let error = #expect(throws: EncryptionError.self, "\(name)") { try Keyring(json: json) }
@@ -240,6 +245,36 @@ struct KeyringTests {
             #expect(error?.detail.contains(expected) == true, "\(name): \(error?.detail ?? "")")
             for byte: UInt8 in [1, 2, 5, 0xBB] {
                 #expect(error?.description.contains(Self.key(byte)) == false, "\(name) leaks a key")
+            }
+        }
+    }
+
+    @Test("the backup key (BACKUP_ENCRYPTION_KEY): from the document or the variable, checked, never printed; set twice differently is refused")
+    func backupKey() async throws {
+        let keys = #"{"id":1,"status":"primary","key":"\#(Self.key(1))"}"#
+        let plain = String(decoding: document(keys), as: UTF8.self)
+        let withMember = String(decoding: document(keys, backup: Self.key(0xC1)), as: UTF8.self)
+        let fromDocument = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": withMember])
+        #expect(fromDocument.backupKey == SymmetricKey(data: Data(repeating: 0xC1, count: 32)))
+        #expect(fromDocument.description == "Keyring(primary: 1, keys: [1:primary], backup key: loaded)")
+        let fromVariable = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Self.key(0xC2) + "\n"])
+        #expect(fromVariable.backupKey == SymmetricKey(data: Data(repeating: 0xC2, count: 32)))
+        #expect(try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": plain]).backupKey == nil, "optional")
+        let same = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": withMember, "BACKUP_ENCRYPTION_KEY": Self.key(0xC1)])
+        #expect(same.backupKey == fromDocument.backupKey, "the same key in two places is fine")
+
+        let refusals: [([String: String], String)] = [
+            (["ENCRYPTION_KEYS": withMember, "BACKUP_ENCRYPTION_KEY": Self.key(0xC2)], "set twice with different values"),
+            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Data(repeating: 0xC3, count: 31).base64EncodedString()], "the BACKUP_ENCRYPTION_KEY variable) is 31 bytes"),
+            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": "not-base64!"], "the BACKUP_ENCRYPTION_KEY variable) is not base64"),
+            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Self.key(1)], "the same as another key"),
+        ]
+        for (environment, expected) in refusals {
+            let error = await #expect(throws: EncryptionError.self) { try await KeyringSource.environment().load(environment: environment) }
+            #expect(error?.code == .invalidKeyring)
+            #expect(error?.detail.contains(expected) == true, "\(error?.detail ?? "")")
+            for byte: UInt8 in [1, 0xC1, 0xC2, 0xC3] {
+                #expect(error?.description.contains(Self.key(byte)) == false, "the error leaks a key")
             }
         }
     }
