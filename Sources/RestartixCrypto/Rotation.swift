@@ -193,7 +193,6 @@ public struct Reencryptor: Sendable {
     /// Refuses to start when a value needs a disabled or unknown key.
     public func run(maximumBatches: Int = .max, progress: @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
         try await KeyringUsage.measure(admin, columns: columns, organizations: organizations).verify(against: cipher.keyring)
-        let primary = Data(ColumnCipher.header(keyID: cipher.keyring.primaryID)[2..<6])  // platform; clinics with own keys are checked per row
         var report = Report()
         var batches = 0
         columns: for column in columns {
@@ -204,7 +203,7 @@ public struct Reencryptor: Sendable {
                     break columns
                 }
                 batches += 1
-                let outcome = try await batch(column, primary: primary, after: after)
+                let outcome = try await batch(column, after: after)
                 report.rewritten[column, default: 0] += outcome.rewritten
                 report.skipped[column, default: 0] += outcome.skipped
                 if !outcome.failed.isEmpty { report.failed[column, default: []].append(contentsOf: outcome.failed) }
@@ -225,13 +224,27 @@ public struct Reencryptor: Sendable {
         var failed: [UUID] = []
     }
 
-    private func batch(_ column: EncryptedColumn, primary: Data, after: UUID?) async throws -> Outcome {
+    /// The key-id bytes each row's value should carry, in SQL: the platform primary's, or for
+    /// a clinic with keys of its own (BYOK) that clinic's primary's.
+    private func targetKeyBytes(_ column: EncryptedColumn) -> SQLQuery {
+        func bytes(_ id: UInt32) -> Data { Data(ColumnCipher.header(keyID: id)[2..<6]) }
+        let keyring = cipher.keyring
+        guard !keyring.organizationPrimaryIDs.isEmpty else { return "\(bytes(keyring.primaryID))" }
+        var query: SQLQuery = "CASE \(unsafeRaw: column.organizationColumn)"
+        for (organization, id) in keyring.organizationPrimaryIDs.sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
+            query.append(" WHEN \(organization) THEN \(bytes(id))")
+        }
+        query.append(" ELSE \(bytes(keyring.primaryID)) END")
+        return query
+    }
+
+    private func batch(_ column: EncryptedColumn, after: UUID?) async throws -> Outcome {
         try await admin.unscoped(reason: "reencrypt: rewrite \(column) under the primary key", actor: .system("reencrypt")) { tx in
             let from: SQLQuery = after.map { " AND id > \($0)" } ?? ""
             let lock: SQLQuery = tx.dialect == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
             let rows = try await tx.query("""
                 SELECT id, \(unsafeRaw: column.organizationColumn) AS organization_id, \(unsafeRaw: column.column) AS value \
-                FROM \(unsafeRaw: column.table) WHERE \(column.keyIDBytes(tx.dialect)) <> \(primary)\(column.scope(organizations))\(from) \
+                FROM \(unsafeRaw: column.table) WHERE \(column.keyIDBytes(tx.dialect)) <> \(targetKeyBytes(column))\(column.scope(organizations))\(from) \
                 ORDER BY id LIMIT \(batchSize)\(lock)
                 """)
             var outcome = Outcome(read: rows.count)
@@ -241,8 +254,6 @@ public struct Reencryptor: Sendable {
                 outcome.last = id
                 let old = try row.decode("value", as: Data.self)
                 let organization = try row.decode("organization_id", as: UUID?.self)
-                // A clinic with keys of its own: values already under its primary stay as they are.
-                if ColumnCipher.keyID(of: old) == cipher.keyring.primary(for: organization).id { continue }
                 let place = ColumnPlace(table: column.table, column: column.column, organizationID: organization, rowID: id)
                 let resealed: Data
                 do {

@@ -90,4 +90,30 @@ struct BYOKTests {
         }
         await world.close()
     }
+
+    @Test("a clinic that starts bringing its own key while the platform primary stays: its values move, the others stay", arguments: PatientStoreTests.Backend.all)
+    func clinicOnlyRotation(backend: PatientStoreTests.Backend) async throws {
+        let world = try await PatientStoreTests.world(backend)
+        let platformOnly = try Keyring(keys: [(1, .primary, Self.platform)], blindIndexKey: Self.blind)
+        let store = PatientStore(cipher: ColumnCipher(keyring: platformOnly))
+        for clinic in 0..<2 {
+            _ = try await world.app.withTenant(world.context(clinic)) { tx in
+                try await store.insert(PatientPII(name: "C\(clinic)", phone: "+40 700 000 00\(clinic)"), in: tx)
+            }
+        }
+        let withClinicKey = try Keyring(entries: [
+            .init(id: 1, status: .primary, key: Self.platform),
+            .init(id: 10, status: .primary, key: Self.clinicKey, organizationID: world.clinics[0]),
+        ], blindIndexKey: Self.blind)
+        let cipher = ColumnCipher(keyring: withClinicKey)
+        let before = try await KeyringUsage.measure(world.admin, organizations: world.clinics)
+        #expect(before.remaining(under: withClinicKey) == 2, "clinic 0's name and phone are under the platform key")
+        let report = try await Reencryptor(admin: world.admin, cipher: cipher, organizations: world.clinics).run()
+        #expect(report.rewritten.values.reduce(0, +) == 2)
+        #expect(report.remaining == 0)
+        let usage = try await KeyringUsage.measure(world.admin, organizations: world.clinics)
+        #expect(usage.byOrganization[world.clinics[0]] == [10: 2])
+        #expect(usage.byOrganization[world.clinics[1]] == [1: 2], "the other clinic's values are left under the platform primary")
+        await world.close()
+    }
 }
