@@ -44,6 +44,50 @@ struct SignatureTests {
         #expect(code { _ = try SessionTokens(secrets: ["short"]) } == .invalidSecret)
     }
 
+    /// A compact HS256 JWT made here, independently of the kit, for claims the kit would never issue.
+    static func jwt(_ claims: [String: Any], secret: String) throws -> String {
+        func base64url(_ data: Data) -> String {
+            data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let input = base64url(Data(#"{"alg":"HS256","typ":"JWT"}"#.utf8)) + "." + base64url(try JSONSerialization.data(withJSONObject: claims))
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return input + "." + base64url(Data(mac))
+    }
+
+    @Test("session tokens: another audience, issuer or a missing claim is refused, even under the right secret")
+    func sessionTokenClaims() throws {
+        let tokens = try SessionTokens(secrets: [Self.current])
+        let now = Date().timeIntervalSince1970.rounded(.down)
+        let good: [String: Any] = [
+            "iss": SessionTokens.issuer, "aud": SessionTokens.audience, "sid": UUID().uuidString.lowercased(),
+            "org": UUID().uuidString.lowercased(), "pat": UUID().uuidString.lowercased(), "iat": now, "nbf": now, "exp": now + 60,
+        ]
+        #expect(try tokens.verify(Self.jwt(good, secret: Self.current)).expiresAt == Date(timeIntervalSince1970: now + 60), "the independent token verifies")
+        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["aud": "restartix-core-api"]) { $1 }, secret: Self.current)) } == .wrongAudience)
+        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["iss": "someone-else"]) { $1 }, secret: Self.current)) } == .wrongIssuer)
+        #expect(code { _ = try tokens.verify(Self.jwt(good.filter { $0.key != "exp" }, secret: Self.current)) } == .missingClaim)
+        #expect(code { _ = try tokens.verify(Self.jwt(good.filter { $0.key != "pat" }, secret: Self.current)) } == .missingClaim)
+        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["exp": now - 10]) { $1 }, secret: Self.current)) } == .expired)
+    }
+
+    @Test("token secrets from the environment: current and previous; missing or short named, never shown")
+    func tokenSecretsFromEnvironment() throws {
+        let environment = ["TELEMETRY_SESSION_TOKEN_SECRET": Self.current, "TELEMETRY_SESSION_TOKEN_SECRET_PREVIOUS": Self.previous]
+        let tokens = try SessionTokens(environment: environment)
+        let legacy = try SessionTokens(secrets: [Self.previous]).issue(session: UUID(), organization: UUID(), patient: UUID())
+        #expect(throws: Never.self) { try tokens.verify(legacy) }
+        #expect(code { _ = try SessionTokens(environment: ["TELEMETRY_SESSION_TOKEN_SECRET": Self.current]).verify(legacy) } == .invalidSignature)
+        let missing = #expect(throws: SignatureError.self) { try SessionTokens(environment: [:]) }
+        #expect(missing?.description.contains("TELEMETRY_SESSION_TOKEN_SECRET is not set") == true)
+        let short = #expect(throws: SignatureError.self) {
+            try ServiceAccountTokens(environment: ["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN": Self.current, "TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS": "tiny-secret"])
+        }
+        #expect(short?.description.contains("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS is 11 bytes") == true)
+        #expect(short?.description.contains("tiny-secret") == false)
+        let service = try ServiceAccountTokens(environment: ["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN": Self.current])
+        #expect(try service.verify(try service.issue(service: "telemetry-api", audience: "core-api", scopes: [], lifetime: .seconds(60)), audience: "core-api").service == "telemetry-api")
+    }
+
     @Test("service-account tokens: audience, scope, rotation, HS256 only")
     func serviceAccounts() throws {
         let tokens = try ServiceAccountTokens(secrets: [Self.current, Self.previous])
@@ -91,6 +135,8 @@ struct SignatureTests {
         let base = ["svix-id": "msg_1", "svix-timestamp": "\(ts)"]
         #expect(verify(base.merging(["svix-signature": "\(wrong) v1a,xyz \(good)"]) { $1 }) == nil, "any matching v1 entry")
         #expect(verify(["webhook-id": "msg_1", "webhook-timestamp": "\(ts)", "webhook-signature": good]) == nil)
+        #expect(verify(["svix-id": "msg_1", "webhook-timestamp": "\(ts)", "webhook-signature": good]) == .missingHeader, "one spelling for all three")
+        #expect(verify(base.merging(["svix-id": String(repeating: "m", count: 256), "svix-signature": good]) { $1 }) == .malformedHeader, "id too long")
         #expect(verify(base.merging(["svix-signature": wrong]) { $1 }) == .invalidSignature, "wrong secret")
         #expect(verify(base.merging(["svix-signature": good]) { $1 }, body + Data(" ".utf8)) == .invalidSignature, "tampered body")
         #expect(verify(["svix-id": "msg_2", "svix-timestamp": "\(ts)", "svix-signature": good]) == .invalidSignature, "another id")

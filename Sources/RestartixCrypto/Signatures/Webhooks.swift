@@ -40,8 +40,12 @@ public struct WebhookVerifier: Sendable {
 
     /// Verifies a delivery; `header` looks a header up by name, case-insensitively.
     public func verify(body: some DataProtocol, header: (String) -> String?) throws(SignatureError) -> Delivery {
-        func value(_ name: String) -> String? { header("svix-\(name)") ?? header("webhook-\(name)") }
-        guard let id = value("id"), !id.isEmpty, id.count <= 255 else { throw SignatureError(.missingHeader, "the svix-id header is missing") }
+        // One spelling for all three headers, as Svix's libraries read them: svix-* when all
+        // three are there, else webhook-*.
+        let spelling = ["id", "timestamp", "signature"].allSatisfy({ header("svix-\($0)")?.isEmpty == false }) ? "svix" : "webhook"
+        func value(_ name: String) -> String? { header("\(spelling)-\(name)").flatMap { $0.isEmpty ? nil : $0 } }
+        guard let id = value("id") else { throw SignatureError(.missingHeader, "the svix-id header is missing") }
+        guard id.utf8.count <= 255 else { throw SignatureError(.malformedHeader, "the svix-id header is longer than 255 bytes") }
         guard let timestampText = value("timestamp") else { throw SignatureError(.missingHeader, "the svix-timestamp header is missing") }
         guard let signatures = value("signature") else { throw SignatureError(.missingHeader, "the svix-signature header is missing") }
         guard let seconds = Int64(timestampText.trimmingCharacters(in: .whitespaces)) else {
@@ -57,6 +61,7 @@ public struct WebhookVerifier: Sendable {
             return Data(base64Encoded: String(parts[1]))
         }
         guard !candidates.isEmpty else { throw SignatureError(.malformedHeader, "the svix-signature header has no v1 signature") }
+        // The timestamp as a number, as Svix's libraries sign it (they re-format what they parsed).
         var content = Data("\(id).\(seconds).".utf8)
         content.append(contentsOf: body)
         // isValidAuthenticationCode compares in constant time.
