@@ -127,6 +127,24 @@ public struct KeyringUsage: Sendable, Hashable {
     }
 }
 
+extension KeyringUsage {
+    /// The boot check of a service about to serve with `keyring`: when the keyring lists a
+    /// disabled key, counts the sealed values and throws ``verify(against:)``'s error if any
+    /// value still needs a disabled (or absent) key, so a keyring that disables a key too early
+    /// is refused at deploy time rather than failing reads later. Costs one scan of each sealed
+    /// column, so it runs only when some key is disabled; returns the usage it measured, or
+    /// `nil` when there was nothing to check.
+    @discardableResult
+    public static func verifyBeforeServing(
+        _ admin: AdminDatabase, keyring: Keyring, columns: [EncryptedColumn] = EncryptedColumn.builtIn
+    ) async throws -> KeyringUsage? {
+        guard keyring.keys.values.contains(where: { $0.status == .disabled }) else { return nil }
+        let usage = try await measure(admin, columns: columns)
+        try usage.verify(against: keyring)
+        return usage
+    }
+}
+
 /// Re-encrypts every sealed value not under the key that seals for its clinic now — the
 /// platform primary, or the clinic's own primary when it brings its own keys (BYOK)
 /// (`restartix-jobs reencrypt`).

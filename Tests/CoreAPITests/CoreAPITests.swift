@@ -205,6 +205,46 @@ struct CoreAPITests {
         try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
 
+    @Test("a keyring that disables a key some value still needs stops boot; once the values moved, it boots")
+    func disabledKeyInUse() async throws {
+        let (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        func keyring(_ first: String, second: String? = nil) throws -> Keyring {
+            func key(_ byte: UInt8) -> String { Data(repeating: byte, count: 32).base64EncodedString() }
+            let keys = [#"{"id":1,"status":"\#(first)","key":"\#(key(1))"}"#] + (second.map { [#"{"id":2,"status":"\#($0)","key":"\#(key(2))"}"#] } ?? [])
+            return try Keyring(json: Data(#"{"keys":[\#(keys.joined(separator: ","))],"blind_index_key":"\#(key(9))"}"#.utf8))
+        }
+        let database = Database(configuration: configuration.database, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
+        try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: .init(label: "test"))
+        // One clinic, one patient sealed under key 1.
+        let organization = UUIDv7.generate(), user = UUIDv7.generate()
+        try await admin.unscoped(reason: "test: a clinic", actor: .system("test")) { tx in
+            try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(organization), 'disabled-key-clinic', 'Clinic')")
+            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+            try await tx.execute("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(organization), \(user), 'specialist')")
+        }
+        let store = PatientStore(cipher: ColumnCipher(keyring: try keyring("primary")))
+        let context = TenantContext(organizationID: organization, userID: user, role: .specialist)
+        _ = try await tenants.withTenant(context) { tx in try await store.insert(PatientPII(name: "Ana"), in: tx) }
+
+        let tooEarly = try keyring("disabled", second: "primary")
+        let error = await #expect(throws: EncryptionError.self) {
+            try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: tooEarly, logger: .init(label: "test"))
+        }
+        #expect(error?.code == .keyDisabled)
+        #expect(error?.detail.contains("key 1 is disabled") == true)
+        // Rotate properly: decrypt-only, reencrypt, then disable.
+        let rotating = try keyring("decrypt-only", second: "primary")
+        #expect(try await Reencryptor(admin: admin, cipher: ColumnCipher(keyring: rotating)).run().remaining == 0)
+        try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: tooEarly, logger: .init(label: "test"))
+        await database.shutdown()
+        await tenants.shutdown()
+        await admin.shutdown()
+    }
+
     @Test("a malformed keyring stops boot, naming the problem and no key bytes")
     func badKeyring() async throws {
         var (configuration, _) = embeddedConfiguration()

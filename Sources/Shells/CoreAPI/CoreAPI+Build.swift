@@ -19,7 +19,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
     // The keyring is loaded once, before anything else: a missing or malformed one stops boot.
-    _ = try await loadKeyring(configuration: configuration, logger: logger)
+    let keyring = try await loadKeyring(configuration: configuration, logger: logger)
     let database = Database(configuration: configuration.database, logger: logger)
     let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: logger)
     let admin = AdminDatabase(configuration: configuration.database, logger: logger)
@@ -37,7 +37,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
         logger: logger
     )
     app.beforeServerStarts {
-        try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: logger)
+        try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: keyring, logger: logger)
     }
     return app
 }
@@ -102,16 +102,29 @@ func errorBody(_ code: String, _ detail: String) -> String {
     return #"{"error":"\#(code)","detail":"\#(escaped)"}"#
 }
 
-/// Before serving: migrations on the embedded default, then the tenancy boot check. Throws (and
-/// the server does not start) when the database would not keep clinics apart.
+/// Before serving: migrations on the embedded default, the keyring check (a key disabled while
+/// values still need it), then the tenancy boot check. Throws (and the server does not start)
+/// when the keyring cannot open every sealed value or the database would not keep clinics apart.
 func prepareDatabases(
     configuration: CoreAPIConfiguration,
     database: Database,
     tenants: TenantDatabase,
+    admin: AdminDatabase? = nil,
+    keyring: Keyring? = nil,
     logger: Logger
 ) async throws {
     if configuration.isEmbeddedDefault {
         try await Migrator(database: database, logger: logger).migrate()
+    }
+    if let admin, let keyring {
+        do {
+            if let usage = try await KeyringUsage.verifyBeforeServing(admin, keyring: keyring) {
+                logger.info("Keyring lists disabled keys; no sealed value needs them", metadata: ["values": "\(usage.totals.values.reduce(0, +))"])
+            }
+        } catch let error as EncryptionError {
+            logger.critical("Refusing to start: the keyring cannot open every sealed value", metadata: ["problem": "\(error)"])
+            throw error
+        }
     }
     do {
         try await tenants.verifyIsolation()
