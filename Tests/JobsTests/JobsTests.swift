@@ -175,7 +175,7 @@ struct JobsTests {
         // Two patients sealed under key 1 (three values: two names, one email).
         let ids = try await insertPatients(["Ana", "Ion"], keyring: try Keyring(json: Data(document("primary", nil).utf8)), path: path, context: context)
 
-        let rotated = ["ENCRYPTION_KEYS": document("decrypt-only", "primary")]
+        let rotated = ["ENCRYPTION_KEYS": document("decrypt-only", "primary"), "LOG_LEVEL": "trace"]
         let before = try await run(["keyring-usage", "--database-url", url], environment: rotated)
         #expect(before.stdout.contains("keyring-usage: patients.name: key 1: 2"), "\(before.stdout)\(before.stderr)")
         #expect(before.stdout.contains("keyring-usage: total: key 1: 3"))
@@ -190,6 +190,12 @@ struct JobsTests {
         #expect(after.stdout.contains("keyring-usage: total: key 2: 3"), "\(after.stdout)")
         let again = try await run(["reencrypt", "--database-url", url], environment: rotated)
         #expect(again.stdout.contains("reencrypt: done, 0 values"), "idempotent: \(again.stdout)")
+        // At trace level, no output of any run carries a key or a patient's data.
+        for outcome in [before, refused, reencrypt, after, again] {
+            for secret in [k1, k2, blind, "ana@example.com"] {
+                #expect(!outcome.stdout.contains(secret) && !outcome.stderr.contains(secret), "a job's output carries a key or PII")
+            }
+        }
         // The values still open, now under key 2 alone.
         #expect(try await names(ids, keyring: try Keyring(json: Data(document("disabled", "primary").utf8)), path: path, context: context) == ["Ana", "Ion"])
     }
