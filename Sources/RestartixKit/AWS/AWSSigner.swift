@@ -43,8 +43,10 @@ extension AWSCredentials: CustomReflectable {
 /// Checked against the AWS SigV4 test suite vectors (Tests/RestartixKitTests/AWSTests.swift)
 /// and by round trips to moto. `path` is the decoded path; it is encoded once (RFC 3986
 /// unreserved characters kept, everything else `%XX`, `/` kept), which is right for the
-/// JSON-protocol services (path `/`) and S3. REST services other than S3 sign each segment
-/// encoded twice: pass them the path already encoded once.
+/// JSON-protocol services (path `/`) and S3. For every service but S3 the path is first
+/// normalized as SigV4 requires (`.` and `..` segments resolved, repeated slashes collapsed);
+/// S3 signs its keys as they are. REST services other than S3 sign each segment encoded twice:
+/// pass them the path already encoded once.
 public struct AWSSigner: Sendable {
     /// The credentials signing requests.
     public let credentials: AWSCredentials
@@ -80,7 +82,8 @@ public struct AWSSigner: Sendable {
             added.append(("x-amz-security-token", token))
         }
         let payloadHash = Self.hex(SHA256.hash(data: Data(body)))
-        let (canonical, signedHeaders) = Self.canonicalRequest(method: method, path: path, query: query, headers: all, payloadHash: payloadHash)
+        let signedPath = service == "s3" ? path : Self.normalized(path)
+        let (canonical, signedHeaders) = Self.canonicalRequest(method: method, path: signedPath, query: query, headers: all, payloadHash: payloadHash)
         let day = String(amzDate.prefix(8))
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.hex(SHA256.hash(data: Data(canonical.utf8))))"
@@ -109,7 +112,9 @@ public struct AWSSigner: Sendable {
         let canonicalQuery = sorted.map { pair -> String in pair.name + "=" + pair.value }.joined(separator: "&")
         var merged: [String: [String]] = [:]
         for (name, value) in headers {
-            let trimmed = value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+            // Trimall: no leading or trailing whitespace, every run of whitespace (line breaks of a
+            // folded value included) one space.
+            let trimmed = value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }).joined(separator: " ")
             merged[name.lowercased(), default: []].append(trimmed)
         }
         let names = merged.keys.sorted()
@@ -117,6 +122,22 @@ public struct AWSSigner: Sendable {
         let signed = names.joined(separator: ";")
         let uri = path.isEmpty ? "/" : path.split(separator: "/", omittingEmptySubsequences: false).map { encode(String($0)) }.joined(separator: "/")
         return ([method.uppercased(), uri, canonicalQuery, canonicalHeaders, signed, payloadHash].joined(separator: "\n"), signed)
+    }
+
+    /// `path` with `.` and `..` segments resolved (RFC 3986 §5.2.4) and empty segments
+    /// dropped, keeping a trailing slash: `/a/./b/../c//` is `/a/c/`.
+    static func normalized(_ path: String) -> String {
+        var segments: [Substring] = []
+        for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
+            switch segment {
+            case ".": continue
+            case "..": _ = segments.popLast()
+            default: segments.append(segment)
+            }
+        }
+        let last = path.split(separator: "/", omittingEmptySubsequences: true).last
+        let trailing = !segments.isEmpty && (path.hasSuffix("/") || last == "." || last == "..")
+        return "/" + segments.joined(separator: "/") + (trailing ? "/" : "")
     }
 
     /// RFC 3986 encoding as SigV4 wants it: unreserved characters as they are, every other

@@ -42,6 +42,13 @@ struct DatabaseOptions: ParsableArguments {
     }
 }
 
+/// Prints one line of a job's report and flushes it, so it is seen at once even through a pipe
+/// or a log collector, and a killed job has printed everything it did.
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
 func makeLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
@@ -98,7 +105,7 @@ struct Migrate: AsyncParsableCommand {
             let set = try migrationsDirectory.map { try MigrationSet.load(directory: URL(fileURLWithPath: $0)) }
             return try await Migrator(database: db, migrations: set, logger: logger).migrate()
         }
-        print("migrate: applied \(report.applied.count) (\(report.applied.map(String.init).joined(separator: ", "))), already applied \(report.alreadyApplied.count)")
+        say("migrate: applied \(report.applied.count) (\(report.applied.map(String.init).joined(separator: ", "))), already applied \(report.alreadyApplied.count)")
     }
 }
 
@@ -122,9 +129,9 @@ struct AuditPartitionRoll: AsyncParsableCommand {
             try await PartitionRoller(database: db).roll(monthsAhead: monthsAhead)
         }
         if let created {
-            print("audit-partition-roll: created \(created.values.reduce(0, +)) partitions (\(created.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))")
+            say("audit-partition-roll: created \(created.values.reduce(0, +)) partitions (\(created.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))")
         } else {
-            print("audit-partition-roll: SQLite has no partitions; nothing to do")
+            say("audit-partition-roll: SQLite has no partitions; nothing to do")
         }
     }
 }
@@ -149,7 +156,7 @@ struct ExpiredSessionsSweep: AsyncParsableCommand {
         let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.expired-sessions-sweep") { admin, _ in
             try await ElevatedSessions(admin: admin).sweepExpired(batchSize: batchSize)
         }
-        print("expired-sessions-sweep: closed \(report.breakGlass) break-glass and \(report.impersonation) impersonation sessions")
+        say("expired-sessions-sweep: closed \(report.breakGlass) break-glass and \(report.impersonation) impersonation sessions")
     }
 }
 
@@ -201,17 +208,17 @@ struct Reencrypt: AsyncParsableCommand {
         let keyring = try await loadKeyring()
         let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.reencrypt") { admin, logger in
             try await Reencryptor(admin: admin, cipher: ColumnCipher(keyring: keyring, logger: logger), batchSize: batchSize).run { step in
-                print("reencrypt: \(step.column): \(step.rewritten) rewritten, \(step.skipped) changed meanwhile")
+                say("reencrypt: \(step.column): \(step.rewritten) rewritten, \(step.skipped) changed meanwhile")
             }
         }
         let rewritten = report.rewritten.values.reduce(0, +)
         let skipped = report.skipped.values.reduce(0, +)
-        print("reencrypt: done, \(rewritten) values rewritten (platform primary: key \(keyring.primaryID)), \(skipped) changed meanwhile, \(report.remaining) remaining")
+        say("reencrypt: done, \(rewritten) values rewritten (platform primary: key \(keyring.primaryID)), \(skipped) changed meanwhile, \(report.remaining) remaining")
         for (column, ids) in report.failed.sorted(by: { $0.key.description < $1.key.description }) {
-            print("reencrypt: \(column): \(ids.count) values do not open (changed, or sealed for another place): \(ids.prefix(20).map(\.lowercasedString).joined(separator: ", "))")
+            say("reencrypt: \(column): \(ids.count) values do not open (changed, or sealed for another place): \(ids.prefix(20).map(\.lowercasedString).joined(separator: ", "))")
         }
         if !report.failed.isEmpty { throw ValidationFailure(description: "reencrypt: some values could not be opened; see above") }
-        if report.remaining > 0 { print("reencrypt: run again until 0 remain, then disable the old keys (restartix-jobs keyring-usage)") }
+        if report.remaining > 0 { say("reencrypt: run again until 0 remain, then disable the old keys (restartix-jobs keyring-usage)") }
     }
 }
 
@@ -229,9 +236,9 @@ struct KeyringUsageReport: AsyncParsableCommand {
         }
         for (column, perKey) in usage.counts.sorted(by: { $0.key.description < $1.key.description }) {
             let list = perKey.sorted { $0.key < $1.key }.map { "key \($0.key): \($0.value)" }.joined(separator: ", ")
-            print("keyring-usage: \(column): \(list.isEmpty ? "no values" : list)")
+            say("keyring-usage: \(column): \(list.isEmpty ? "no values" : list)")
         }
         let totals = usage.totals.sorted { $0.key < $1.key }.map { "key \($0.key): \($0.value)" }.joined(separator: ", ")
-        print("keyring-usage: total: \(totals.isEmpty ? "no values" : totals)")
+        say("keyring-usage: total: \(totals.isEmpty ? "no values" : totals)")
     }
 }
