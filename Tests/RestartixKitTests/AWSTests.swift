@@ -5,9 +5,10 @@ import NIOCore
 @testable import RestartixKit
 import Testing
 
-/// SigV4 against the AWS Signature Version 4 test suite (the vectors as the AWS SDK for
-/// JavaScript v3 carries them: credentials AKIDEXAMPLE, 2015-08-30T12:36:00Z, us-east-1,
-/// service "service").
+/// SigV4 against the AWS Signature Version 4 test suite (aws-sig-v4-test-suite: credentials
+/// AKIDEXAMPLE, 2015-08-30T12:36:00Z, us-east-1, service "service"), every case the header
+/// form applies to, the normalize-path and post-sts-token groups included. Left out:
+/// post-sts-header-after (a token added unsigned after signing, which this signer never does).
 @Suite("AWS SigV4")
 struct AWSSignerTests {
     struct Vector {
@@ -59,6 +60,22 @@ struct AWSSignerTests {
                signature: "66c82657c86e26fb25238d0e69f011edc4c6df5ae71119d7cb98ed9b87393c1e"),
         Vector(name: "post-vanilla-query-space", method: "POST", path: "/", query: [("p", "")],
                signature: "e71688addb58a26418614085fb730ba3faa623b461c17f48f2fbdb9361b94a9b"),
+        Vector(name: "get-header-value-multiline", method: "GET", path: "/", headers: [("My-Header1", "value1\n  value2\n     value3")],
+               signature: "ba17b383a53190154eb5fa66a1b836cc297cc0a3d70a5d00705980573d8ff790", signed: "host;my-header1;x-amz-date"),
+        Vector(name: "get-vanilla-query", method: "GET", path: "/", signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        Vector(name: "get-vanilla-query-order-key", method: "GET", path: "/", query: [("Param1", "value2"), ("Param1", "Value1")],
+               signature: "eedbc4e291e521cf13422ffca22be7d2eb8146eecf653089df300a15b2382bd1"),
+        Vector(name: "get-vanilla-query-order-value", method: "GET", path: "/", query: [("Param1", "value2"), ("Param1", "value1")],
+               signature: "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694"),
+        Vector(name: "post-header-key-case", method: "POST", path: "/", signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"),
+        // normalize-path/: every service but S3 signs the normalized path.
+        Vector(name: "get-space", method: "GET", path: "/example space/", signature: "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741"),
+        Vector(name: "get-slash", method: "GET", path: "//", signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        Vector(name: "get-slash-dot-slash", method: "GET", path: "/./", signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        Vector(name: "get-slash-pointless-dot", method: "GET", path: "/./example", signature: "ef75d96142cf21edca26f06005da7988e4f8dc83a165a80865db7089db637ec5"),
+        Vector(name: "get-slashes", method: "GET", path: "//example//", signature: "9a624bd73a37c9a373b5312afbebe7a714a789de108f0bdfe846570885f57e84"),
+        Vector(name: "get-relative", method: "GET", path: "/example/..", signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        Vector(name: "get-relative-relative", method: "GET", path: "/example1/example2/../..", signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
         Vector(name: "post-x-www-form-urlencoded", method: "POST", path: "/", headers: [("Content-Type", "application/x-www-form-urlencoded")],
                body: "Param1=value1", signature: "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a", signed: "content-type;host;x-amz-date"),
         Vector(name: "post-x-www-form-urlencoded-parameters", method: "POST", path: "/",
@@ -76,6 +93,29 @@ struct AWSSignerTests {
         let authorization = added.first { $0.0 == "authorization" }?.1
         #expect(authorization == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=\(vector.signed), Signature=\(vector.signature)")
         #expect(added.first { $0.0 == "x-amz-date" }?.1 == "20150830T123600Z")
+    }
+
+    @Test("post-sts-header-before: temporary credentials sign their session token (the suite's vector)")
+    func stsHeaderBefore() {
+        let token = "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="
+        let signer = AWSSigner(
+            credentials: AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", sessionToken: token),
+            region: "us-east-1", service: "service"
+        )
+        let added = signer.sign(method: "POST", path: "/", headers: [("Host", "example.amazonaws.com")], body: Data(), date: Self.date)
+        #expect(added.first { $0.0 == "authorization" }?.1 == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead")
+        #expect(added.contains { $0 == ("x-amz-security-token", token) })
+    }
+
+    @Test("S3 signs its keys as they are; other services sign the normalized path")
+    func pathNormalization() {
+        #expect(AWSSigner.normalized("/a/./b/../c//") == "/a/c/")
+        #expect(AWSSigner.normalized("/example/.") == "/example/")
+        #expect(AWSSigner.normalized("") == "/")
+        let s3 = AWSSigner(credentials: Self.signer.credentials, region: "us-east-1", service: "s3")
+        let dotted = s3.sign(method: "GET", path: "/bucket/a/../b", headers: [("Host", "s3.amazonaws.com")], body: Data(), date: Self.date)
+        let plain = s3.sign(method: "GET", path: "/bucket/b", headers: [("Host", "s3.amazonaws.com")], body: Data(), date: Self.date)
+        #expect(dotted.first { $0.0 == "authorization" }?.1 != plain.first { $0.0 == "authorization" }?.1, "an S3 key with dots is its own key")
     }
 
     @Test("temporary credentials sign their session token; credentials never print their secret")

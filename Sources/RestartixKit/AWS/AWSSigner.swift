@@ -112,10 +112,13 @@ public struct AWSSigner: Sendable {
         let canonicalQuery = sorted.map { pair -> String in pair.name + "=" + pair.value }.joined(separator: "&")
         var merged: [String: [String]] = [:]
         for (name, value) in headers {
-            // Trimall: no leading or trailing whitespace, every run of whitespace (line breaks of a
-            // folded value included) one space.
-            let trimmed = value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }).joined(separator: " ")
-            merged[name.lowercased(), default: []].append(trimmed)
+            // Trimall: no leading or trailing whitespace, every run of spaces one space. The lines
+            // of a folded (obs-fold) value count as values of their own, as the test suite's
+            // get-header-value-multiline has it.
+            let lines = value.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+                .map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }
+                .filter { !$0.isEmpty }
+            merged[name.lowercased(), default: []].append(contentsOf: lines.isEmpty ? [""] : lines)
         }
         let names = merged.keys.sorted()
         let canonicalHeaders = names.map { "\($0):\(merged[$0]!.joined(separator: ","))\n" }.joined()
