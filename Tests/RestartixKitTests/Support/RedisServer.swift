@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+
+/// A private `redis-server` for tests that stop, pause or reconfigure their server (timeouts,
+/// reconnects, passwords, TLS), on a free loopback port, without persistence. Stopped and its
+/// folder removed by ``stop()``.
+final class RedisServer: @unchecked Sendable {
+    let port: Int
+    let directory: URL
+    private let arguments: [String]
+    private var process: Process?
+
+    /// `redis-server` is on the machine; under CI its absence fails the test.
+    static var available: Bool {
+        let found = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+        if !found && TestBackend.servicesRequired { Issue.record("redis-server is not installed: run the tests with Scripts/test-all") }
+        return found
+    }
+
+    static var binary: String {
+        ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "redis-server"
+    }
+
+    /// A server with `extra` arguments (`--requirepass`); with `tls` (certificate, key and CA
+    /// files) it listens for TLS only, on ``port``.
+    init(extra: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) throws {
+        let port = try Self.freePort()
+        self.port = port
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-redis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let listen = tls.map {
+            ["--port", "0", "--tls-port", "\(port)", "--tls-cert-file", $0.certificate, "--tls-key-file", $0.key, "--tls-ca-cert-file", $0.ca, "--tls-auth-clients", "no"]
+        } ?? ["--port", "\(port)"]
+        arguments = ["--bind", "127.0.0.1"] + listen + ["--save", "", "--appendonly", "no", "--dir", directory.path] + extra
+        try start()
+    }
+
+    /// Starts (or restarts) the server on the same port and waits until it accepts connections.
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        try Self.waitUntilListening(port: port)
+    }
+
+    /// Stops the server at once (SIGKILL: a crash, nothing to save) and waits until it is gone.
+    /// SIGKILL because a child of the test process may inherit a signal mask that blocks
+    /// SIGTERM; `waitpid` rather than `Process.waitUntilExit`, which spins a run loop.
+    func kill() {
+        guard let process else { return }
+        let pid = process.processIdentifier
+        Foundation.kill(pid, SIGKILL)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result == -1 && errno == ECHILD) || Foundation.kill(pid, 0) != 0 { break }
+            usleep(5_000)
+        }
+        self.process = nil
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    func pause() { if let process { Foundation.kill(process.processIdentifier, SIGSTOP) } }
+
+    /// Unfreezes it (SIGCONT).
+    func resume() { if let process { Foundation.kill(process.processIdentifier, SIGCONT) } }
+
+    func stop() {
+        resume()
+        kill()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw POSIXError(.EADDRINUSE) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func waitUntilListening(port: Int, timeout: TimeInterval = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            let connected = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            close(fd)
+            if connected { return }
+            usleep(20_000)
+        }
+        throw POSIXError(.ETIMEDOUT)
+    }
+}
