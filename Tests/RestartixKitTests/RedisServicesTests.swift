@@ -1,0 +1,177 @@
+import Foundation
+import InMemoryLogging
+import Logging
+import RestartixKit
+import Testing
+
+/// The Redis-backed services against real redis-server processes, each beside its in-process
+/// twin: the same model, the same answers; and each degrading as the platform requires.
+@Suite("Redis services", .timeLimit(.minutes(1)))
+struct RedisServicesTests {
+    static let logger = Logger(label: "restartix.tests.redis-services")
+
+    /// The limiters to check against the model: Redis (shared server) when configured, and
+    /// the in-process one always.
+    static func limiters() throws -> [(String, any RateLimiter, RedisClient?)] {
+        var limiters: [(String, any RateLimiter, RedisClient?)] = [("in-process", InProcessRateLimiter(), nil)]
+        if let redis = try RedisClientTests.shared() { limiters.append(("redis", RedisRateLimiter(redis: redis, logger: logger), redis)) }
+        return limiters
+    }
+
+    @Test("rate limiter: a burst, then one request per emission interval, as GCRA defines; headers follow")
+    func rateLimitModel() async throws {
+        for (name, limiter, redis) in try Self.limiters() {
+            defer { redis?.shutdown() }
+            let principal = UUID().uuidString
+            // 4 per second (T = 250 ms), bursts of 5: the burst runs well within one interval.
+            let rate = RateLimit(4, per: .seconds(1), burst: 5)
+            var decisions: [RateLimitDecision] = []
+            let started = ContinuousClock.now
+            for _ in 0..<8 { decisions.append(await limiter.check(principal: principal, endpoint: "GET /v1/patients", rate: rate)) }
+            let burstTime = ContinuousClock.now - started
+            try #require(burstTime < .milliseconds(200), "\(name): the burst ran within one interval")
+            #expect(decisions.map(\.allowed) == [true, true, true, true, true, false, false, false], "\(name)")
+            #expect(decisions.prefix(5).map(\.remaining) == [4, 3, 2, 1, 0], "\(name)")
+            #expect(decisions.allSatisfy { !$0.failedOpen })
+            let denied = decisions[5]
+            #expect(denied.retryAfter.map { $0 > .milliseconds(40) && $0 <= .milliseconds(250) } == true, "\(name): \(String(describing: denied.retryAfter))")
+            #expect(denied.resetAfter <= .milliseconds(1250) && denied.resetAfter > .milliseconds(1040), "\(name): \(denied.resetAfter)")
+            #expect(denied.headers.map(\.name) == ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"])
+            #expect(denied.headers.first { $0.name == "Retry-After" }?.value == "1", "seconds, rounded up")
+            // Another endpoint or principal has its own budget.
+            #expect(await limiter.check(principal: principal, endpoint: "POST /v1/patients", rate: rate).allowed)
+            #expect(await limiter.check(principal: UUID().uuidString, endpoint: "GET /v1/patients", rate: rate).allowed)
+            // A cost of 3 takes three of the burst.
+            let heavy = UUID().uuidString
+            #expect(await limiter.check(principal: heavy, endpoint: "export", rate: rate, cost: 3).remaining == 2)
+            #expect(await !limiter.check(principal: heavy, endpoint: "export", rate: rate, cost: 3).allowed)
+
+            // 20 per second, bursts of 3, hammered for 600 ms: the burst, then one every 50 ms.
+            // The decisions are compared with GCRA run over the times the checks were made
+            // (a loaded machine may make fewer checks; the model is judged on those it made).
+            let steady = RateLimit(20, per: .seconds(1), burst: 3)
+            let hammer = UUID().uuidString
+            var checks: [(at: Duration, allowed: Bool)] = []
+            let window = ContinuousClock.now
+            while ContinuousClock.now - window < .milliseconds(600) {
+                let at = ContinuousClock.now - window
+                checks.append((at, await limiter.check(principal: hammer, endpoint: "GET /v1/patients", rate: steady).allowed))
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            let interval = Duration.milliseconds(50)
+            var tat = Duration.zero, modelled = 0
+            for check in checks {
+                let start = max(tat, check.at)
+                if start + interval - check.at <= interval * 3 {
+                    modelled += 1
+                    tat = start + interval
+                }
+            }
+            let allowed = checks.filter(\.allowed).count
+            #expect(abs(allowed - modelled) <= 2, "\(name): \(allowed) allowed, the model allows \(modelled) of \(checks.count) checks")
+            #expect(allowed <= 3 + 12 + 1, "\(name): never more than the burst plus one per interval")
+            // A quiet spell refills the burst, and no more than the burst.
+            try await Task.sleep(for: .milliseconds(250))
+            var refill = 0
+            for _ in 0..<6 where await limiter.check(principal: hammer, endpoint: "GET /v1/patients", rate: steady).allowed { refill += 1 }
+            #expect((3...4).contains(refill), "\(name): the burst comes back, no more (\(refill))")
+        }
+    }
+
+    @Test("rate limiter: Redis stopped -> every request allowed, marked failed open, one warning per interval")
+    func rateLimitFailsOpen() async throws {
+        guard RedisServer.available else { return }
+        let server = try RedisServer()
+        defer { server.stop() }
+        let redis = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(200))
+        defer { redis.shutdown() }
+        let logs = InMemoryLogHandler()
+        let limiter = RedisRateLimiter(redis: redis, logger: Logger(label: "test") { _ in logs }, logInterval: .seconds(60))
+        let rate = RateLimit(1, per: .seconds(60))
+        #expect(await limiter.check(principal: "p", endpoint: "e", rate: rate).allowed)
+        #expect(await !limiter.check(principal: "p", endpoint: "e", rate: rate).allowed, "limited while Redis is up")
+        server.kill()
+        for _ in 0..<50 {
+            let decision = await limiter.check(principal: "p", endpoint: "e", rate: rate)
+            #expect(decision.allowed && decision.failedOpen)
+            #expect(decision.headers.isEmpty)
+        }
+        #expect(logs.entries.filter { $0.level == .warning }.count == 1, "one warning, not fifty")
+        try server.start()
+        #expect(try await RedisClientTests.eventually { await !limiter.check(principal: "p", endpoint: "e", rate: rate).failedOpen },
+                "limits again once Redis is back")
+    }
+
+    @Test("activity debounce: once per interval per principal; Redis down -> every request writes")
+    func debounce() async throws {
+        var debounces: [(String, any ActivityDebounce)] = [("in-process", InProcessActivityDebounce())]
+        let redis = try RedisClientTests.shared()
+        defer { redis?.shutdown() }
+        if let redis { debounces.append(("redis", RedisActivityDebounce(redis: redis, logger: Self.logger))) }
+        for (name, debounce) in debounces {
+            let principal = UUID().uuidString, brief = UUID().uuidString
+            #expect(await debounce.shouldWrite(principal: principal, every: .seconds(30)), "\(name)")
+            #expect(await !debounce.shouldWrite(principal: principal, every: .seconds(30)), "\(name)")
+            #expect(await debounce.shouldWrite(principal: UUID().uuidString, every: .seconds(30)), "\(name): another principal")
+            #expect(await debounce.shouldWrite(principal: brief, every: .milliseconds(100)), "\(name)")
+            try await Task.sleep(for: .milliseconds(250))
+            #expect(await debounce.shouldWrite(principal: brief, every: .milliseconds(100)), "\(name): the next interval")
+        }
+        guard RedisServer.available else { return }
+        let server = try RedisServer()
+        defer { server.stop() }
+        let down = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(200))
+        defer { down.shutdown() }
+        server.kill()
+        let debounce = RedisActivityDebounce(redis: down, logger: Self.logger)
+        for _ in 0..<5 { #expect(await debounce.shouldWrite(principal: "p", every: .seconds(60)), "no debounce, nothing breaks") }
+    }
+
+    /// A migrated SQLite database in a temporary file.
+    static func database() async throws -> (Database, String) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-webhooks-\(UUID().uuidString).sqlite").path
+        let database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        _ = try await Migrator(database: database, logger: logger).migrate()
+        return (database, path)
+    }
+
+    @Test("webhook idempotency: exactly once across two instances, with Redis, without it, and across an outage")
+    func webhookIdempotency() async throws {
+        guard RedisServer.available else { return }
+        let server = try RedisServer()
+        defer { server.stop() }
+        let (database, path) = try await Self.database()
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+        let a = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(300))
+        let b = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(300))
+        defer { a.shutdown(); b.shutdown() }
+        let instances: [any WebhookIdempotency] = [
+            RedisWebhookIdempotency(redis: a, database: database, logger: Self.logger),
+            RedisWebhookIdempotency(redis: b, database: database, logger: Self.logger),
+        ]
+        func deliver(_ event: String, times: Int) async throws -> Int {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<times { group.addTask { try await instances[i % 2].firstDelivery(provider: "clerk", eventID: event, ttl: .seconds(60)) } }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+        }
+        #expect(try await deliver("msg_redis", times: 100) == 1, "Redis up: one first delivery out of 100")
+        server.kill()
+        #expect(try await deliver("msg_outage", times: 100) == 1, "Redis down: the database decides, still once")
+        try server.start()
+        _ = try await RedisClientTests.eventually { try await a.send("PING") == .simpleString("PONG") }
+        _ = try await RedisClientTests.eventually { try await b.send("PING") == .simpleString("PONG") }
+        #expect(try await deliver("msg_outage", times: 10) == 0, "recorded during the outage: Redis is new to it, the database is not")
+        #expect(try await deliver("msg_after", times: 50) == 1)
+        let rows = try await database.query("SELECT count(*) AS n FROM inbound_webhook_events WHERE provider = 'clerk'")
+        #expect(try rows[0].decode("n", as: Int.self) == 3)
+        await #expect(throws: RedisError.self) { try await instances[0].firstDelivery(provider: "clerk", eventID: "", ttl: .seconds(1)) }
+        // In process: once, and again after the ttl.
+        let local = InProcessWebhookIdempotency()
+        #expect(try await local.firstDelivery(provider: "clerk", eventID: "e", ttl: .milliseconds(100)))
+        #expect(try await !local.firstDelivery(provider: "clerk", eventID: "e", ttl: .milliseconds(100)))
+        await database.shutdown()
+    }
+}
