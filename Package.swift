@@ -200,6 +200,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "storage-benchmark", targets: ["StorageBenchmark"]))
     package.products.append(.executable(name: "tenancy-benchmark", targets: ["TenancyBenchmark"]))
     package.products.append(.executable(name: "crypto-benchmark", targets: ["CryptoBenchmark"]))
+    package.products.append(.executable(name: "redis-services-benchmark", targets: ["RedisBenchmark"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -216,6 +217,11 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "CryptoBenchmark",
             dependencies: ["BenchmarkSupport", "RestartixCrypto"],
             path: "Benchmarks/CryptoBenchmark"
+        ),
+        .executableTarget(
+            name: "RedisBenchmark",
+            dependencies: ["BenchmarkSupport", "RestartixKit", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/RedisBenchmark"
         ),
     ])
 }
