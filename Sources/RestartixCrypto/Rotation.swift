@@ -226,7 +226,10 @@ public struct Reencryptor: Sendable {
                 report.skipped[column, default: 0] += outcome.skipped
                 if !outcome.failed.isEmpty { report.failed[column, default: []].append(contentsOf: outcome.failed) }
                 progress(Progress(column: column, rewritten: report.rewritten[column]!, skipped: report.skipped[column]!))
-                guard outcome.read == batchSize, let last = outcome.last else { break }
+                // Only an empty batch ends a column: on Postgres a batch can come back short while
+                // rows remain (a row another run rewrote between this query's snapshot and its
+                // lock no longer matches, and LIMIT counted it), so a short batch is not the end.
+                guard outcome.read > 0, let last = outcome.last else { break }
                 after = last
             }
         }
