@@ -263,11 +263,13 @@ struct MigrationSetTests {
                 "5a1ae1ff79b9589bcef29b625261668b87db7996b500434a5c6a609e5af4bdad",
                 "e0a7a35961c5e571cbdfa1e055115c7806d67de709739168741e09029db9767d",
                 "a4ffb2b7b7c0c50fbb3f437b1e75add3b17191d41e958893e6e52e69bb98b88e",
+                "533c71a8b015bbf532c5a96b0e7e445f95ef290d87a01b14bf781ca013ae68ec",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
                 "127aebdaaea68dc5dc3c3278a26038548099382138df314fd1c3db935d38cea8",
                 "bec02cfe26c74a6b71d6aa3d303302992dad54df08bcbb8edb859d92c8d0222f",
+                "9da324fd84e3c8e5477d52ba998d6d9b2e1786bda3cac5adb0c5cfb16a753a2c",
             ],
         ]
         for (dialect, checksums) in pins {

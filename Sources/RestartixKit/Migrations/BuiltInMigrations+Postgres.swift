@@ -6,6 +6,7 @@ extension MigrationSet {
         Migration(version: 1, name: "initial_schema", sql: postgres0001),
         postgresTenancy,
         postgresTenancy3,
+        postgresSlotHolds,
     ]
 }
 

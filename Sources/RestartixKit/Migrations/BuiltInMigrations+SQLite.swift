@@ -8,6 +8,7 @@ extension MigrationSet {
         Migration(version: 1, name: "initial_schema", sql: sqlite0001),
         sqliteTenancy,
         sqliteTenancy3,
+        sqliteSlotHolds,
     ]
 }
 

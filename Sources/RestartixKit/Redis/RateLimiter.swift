@@ -90,11 +90,15 @@ extension RateLimiter {
 /// Redis down (or any error): the request is allowed, `restartix_ratelimit_fail_open_total` is
 /// incremented, and a warning is logged at most once per `logInterval`.
 public final class RedisRateLimiter: RateLimiter {
-    /// The script: KEYS[1] the key; ARGV emission interval (µs), burst, cost. Returns
-    /// {allowed, remaining, retry_after_us, reset_after_us}.
+    /// The script: KEYS[1] the key; ARGV emission interval (µs), burst, cost, and optionally
+    /// the time in µs (tests; otherwise the server's clock). Returns {allowed, remaining,
+    /// retry_after_us, reset_after_us}.
     public static let script = RedisScript("""
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        local now = tonumber(ARGV[4])
+        if not now then
+          local t = redis.call('TIME')
+          now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        end
         local interval = tonumber(ARGV[1])
         local burst = tonumber(ARGV[2])
         local cost = tonumber(ARGV[3])
@@ -105,7 +109,10 @@ public final class RedisRateLimiter: RateLimiter {
         if now < allow_at then
           return {0, 0, allow_at - now, tat - now}
         end
-        redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+        local ttl = math.ceil((new_tat - now) / 1000) + 1
+        -- A caller's clock (tests) is not the server's expiry clock: keep such keys longer.
+        if ARGV[4] then ttl = ttl + 600000 end
+        redis.call('SET', KEYS[1], new_tat, 'PX', ttl)
         return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
         """)
 
@@ -113,9 +120,16 @@ public final class RedisRateLimiter: RateLimiter {
     private let prefix: String
     private let logger: Logger
     private let degradation: Degradation
+    private let clock: (@Sendable () -> Int64)?
 
-    /// A limiter on `redis`, keys `"\(prefix)\(endpoint):\(principal)"`.
-    public init(redis: RedisClient, prefix: String = "ratelimit:", logger: Logger, logInterval: Duration = .seconds(60)) {
+    /// A limiter on `redis`, keys `"\(prefix)\(endpoint):\(principal)"`, on Redis's clock.
+    public convenience init(redis: RedisClient, prefix: String = "ratelimit:", logger: Logger, logInterval: Duration = .seconds(60)) {
+        self.init(redis: redis, prefix: prefix, logger: logger, logInterval: logInterval, clock: nil)
+    }
+
+    /// `clock` (microseconds) replaces the server's clock: for tests of the model.
+    init(redis: RedisClient, prefix: String, logger: Logger, logInterval: Duration, clock: (@Sendable () -> Int64)?) {
+        self.clock = clock
         self.redis = redis
         self.prefix = prefix
         self.logger = logger
@@ -133,7 +147,8 @@ public final class RedisRateLimiter: RateLimiter {
         let interval = rate.emissionInterval
         do {
             let reply = try await redis.evaluate(
-                Self.script, keys: ["\(prefix)\(endpoint):\(principal)"], arguments: [Int(interval), rate.burst, cost]
+                Self.script, keys: ["\(prefix)\(endpoint):\(principal)"],
+                arguments: [Int(interval), rate.burst, cost] + (clock.map { [Int($0())] } ?? [])
             )
             guard let values = reply.array?.compactMap(\.int), values.count == 4 else {
                 throw RedisError(.protocolError, "the rate-limit script answered another shape")
