@@ -138,6 +138,11 @@ let package = Package(
             dependencies: ["RestartixKit", .product(name: "Logging", package: "swift-log")],
             path: "Examples/StorageQuickstart"
         ),
+        .executableTarget(
+            name: "RedisQuickstart",
+            dependencies: ["RestartixKit", .product(name: "Logging", package: "swift-log")],
+            path: "Examples/RedisQuickstart"
+        ),
 
         // Tests.
         .testTarget(
@@ -145,6 +150,8 @@ let package = Package(
             dependencies: [
                 "RestartixKit",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),

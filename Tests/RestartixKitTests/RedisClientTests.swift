@@ -47,12 +47,15 @@ struct RedisClientTests {
             ("redis://cache?timeout=1", "query"),
             ("redis://ca che", "host name"),
             ("redis://:hunter2@[::1", "unclosed"),
+            ("redis://:hun/ter2@cache:0", "has no host"),
+            ("redis:/:hunter2@cache", "does not start with redis://"),
         ]
         for (url, expected) in bad {
             let error = #expect(throws: RedisError.self, "\(url)") { try RedisConfiguration(url: url) }
             #expect(error?.code == .invalidURL)
             #expect(error?.description.contains(expected) == true, "\(url): \(error?.description ?? "")")
             #expect(error?.description.contains("hunter2") == false)
+            #expect(error?.description.contains("ter2") == false)
             #expect(error?.description.contains("pa%zzss") == false)
         }
     }
@@ -128,6 +131,10 @@ struct RedisClientTests {
         #expect(try await redis.send("SCRIPT", "EXISTS", script.sha1).array == [.integer(0)])
         #expect(try await redis.evaluate(script, keys: [key], arguments: [5]).int == 10, "NOSCRIPT recovered by EVAL")
         #expect(try await redis.send("SCRIPT", "EXISTS", script.sha1).array == [.integer(1)], "and cached again")
+        // A script's own error text is not taken for a code (it could be a value).
+        let reply = await #expect(throws: RedisError.self) { try await redis.evaluate(RedisScript("return redis.error_reply('patient Ana Pop not found')")) }
+        #expect(reply?.serverCode == "ERR")
+        #expect(reply?.description.contains("Ana") == false)
         let failing = RedisScript("return redis.call('INCR', KEYS[1])")
         try await redis.send("SET", key, "not a number")
         let error = await #expect(throws: RedisError.self) { try await redis.evaluate(failing, keys: [key]) }
@@ -167,7 +174,7 @@ struct RedisClientTests {
         guard RedisServer.available else { return }
         let server = try RedisServer()
         defer { server.stop() }
-        let redis = try Self.quickClient(server, commandTimeout: .seconds(1))
+        let redis = try Self.quickClient(server, commandTimeout: .seconds(1), connections: 1, backoff: .seconds(2))
         defer { redis.shutdown() }
         #expect(try await redis.send("PING") == .simpleString("PONG"))
         server.pause()
@@ -175,6 +182,12 @@ struct RedisClientTests {
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(error?.code == .timeout)
         #expect(ContinuousClock.now - started < .seconds(4), "the timeout holds")
+        // A server that timed out is backed off from: the next call fails fast, not after
+        // another timeout (a frozen server still accepts TCP connections).
+        let next = ContinuousClock.now
+        let fast = await #expect(throws: RedisError.self) { try await redis.send("PING") }
+        #expect(fast?.code == .unavailable)
+        #expect(ContinuousClock.now - next < .milliseconds(900), "no second full timeout")
         server.resume()
         #expect(try await Self.eventually { try await redis.send("PING") == .simpleString("PONG") })
     }
@@ -253,7 +266,10 @@ struct RedisClientTests {
             defer { client.shutdown() }
             let error = await #expect(throws: RedisError.self) { try await client.send("GET", "in-db-5") }
             if url.contains("wrong-password") {
-                #expect(error?.code == .authenticationFailed || error?.code == .unavailable, "\(error.map { "\($0)" } ?? "")")
+                #expect(error?.code == .authenticationFailed, "\(error.map { "\($0)" } ?? "")")
+                // Later calls, while the client backs off, still say why.
+                let again = await #expect(throws: RedisError.self) { try await client.send("GET", "in-db-5") }
+                #expect(again?.code == .authenticationFailed)
             } else {
                 #expect(error?.serverCode == "NOAUTH", "no password: the server refuses the command")
             }
@@ -262,7 +278,7 @@ struct RedisClientTests {
         let refused = try RedisClient(url: "redis://:wrong-password@127.0.0.1:\(server.port)", logger: Self.logger)
         defer { refused.shutdown() }
         let first = await #expect(throws: RedisError.self) { try await refused.send("PING") }
-        #expect(first?.description.contains("credentials") == true || first?.code == .unavailable)
+        #expect(first?.description.contains("credentials") == true)
     }
 
     @Test("rediss://: a TLS redis-server with a test certificate made here by openssl")
@@ -318,6 +334,7 @@ struct RedisClientTests {
         var configuration = RedisConfiguration(host: "127.0.0.1", port: try RedisServer.freePort())
         configuration.reconnectInitialBackoff = .seconds(5)
         configuration.reconnectMaximumBackoff = .seconds(5)
+        configuration.connectionCount = 1
         let redis = try RedisClient(configuration: configuration, logger: Self.logger)
         defer { redis.shutdown() }
         let first = await #expect(throws: RedisError.self) { try await redis.send("PING") }
@@ -332,11 +349,11 @@ struct RedisClientTests {
     }
 
     /// A client of a private server with short timeouts and backoff (20-200 ms).
-    static func quickClient(_ server: RedisServer, commandTimeout: Duration, connections: Int = 2) throws -> RedisClient {
+    static func quickClient(_ server: RedisServer, commandTimeout: Duration, connections: Int = 2, backoff: Duration = .milliseconds(20)) throws -> RedisClient {
         var configuration = RedisConfiguration(host: "127.0.0.1", port: server.port)
         configuration.commandTimeout = commandTimeout
-        configuration.reconnectInitialBackoff = .milliseconds(20)
-        configuration.reconnectMaximumBackoff = .milliseconds(200)
+        configuration.reconnectInitialBackoff = backoff
+        configuration.reconnectMaximumBackoff = max(backoff, .milliseconds(200))
         configuration.connectionCount = connections
         return try RedisClient(configuration: configuration, logger: logger)
     }

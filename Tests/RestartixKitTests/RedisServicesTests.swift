@@ -97,17 +97,20 @@ struct RedisServicesTests {
         let redis = try RedisClientTests.quickClient(server, commandTimeout: .seconds(1))
         defer { redis.shutdown() }
         let logs = InMemoryLogHandler()
+        _ = TestMetricsSupport.metrics  // before the limiter makes its counter
         let limiter = RedisRateLimiter(redis: redis, logger: Logger(label: "test") { _ in logs }, logInterval: .seconds(60))
         let rate = RateLimit(1, per: .seconds(60))
         #expect(await limiter.check(principal: "p", endpoint: "e", rate: rate).allowed)
         #expect(await !limiter.check(principal: "p", endpoint: "e", rate: rate).allowed, "limited while Redis is up")
         server.kill()
+        let before = TestMetricsSupport.total("restartix_ratelimit_fail_open_total")
         for _ in 0..<50 {
             let decision = await limiter.check(principal: "p", endpoint: "e", rate: rate)
             #expect(decision.allowed && decision.failedOpen)
             #expect(decision.headers.isEmpty)
         }
         #expect(logs.entries.filter { $0.level == .warning }.count == 1, "one warning, not fifty")
+        #expect(TestMetricsSupport.total("restartix_ratelimit_fail_open_total") - before >= 50, "every fail-open counted")
         try server.start()
         #expect(try await RedisClientTests.eventually { await !limiter.check(principal: "p", endpoint: "e", rate: rate).failedOpen },
                 "limits again once Redis is back")
@@ -134,8 +137,11 @@ struct RedisServicesTests {
         let down = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(200))
         defer { down.shutdown() }
         server.kill()
+        _ = TestMetricsSupport.metrics
         let debounce = RedisActivityDebounce(redis: down, logger: Self.logger)
+        let before = TestMetricsSupport.total("restartix_activity_debounce_unavailable_total")
         for _ in 0..<5 { #expect(await debounce.shouldWrite(principal: "p", every: .seconds(60)), "no debounce, nothing breaks") }
+        #expect(TestMetricsSupport.total("restartix_activity_debounce_unavailable_total") - before >= 5)
     }
 
     /// A migrated SQLite database in a temporary file.

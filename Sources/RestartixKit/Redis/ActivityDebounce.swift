@@ -40,16 +40,16 @@ public final class RedisActivityDebounce: ActivityDebounce {
 
 /// The debounce in this process's memory, for the embedded default: one instance only.
 public final class InProcessActivityDebounce: ActivityDebounce {
-    private let until = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let recent = Mutex(ExpiringMap<Void>(sweepAt: 100_000))
 
+    /// An empty debounce.
     public init() {}
 
     public func shouldWrite(principal: String, every interval: Duration) async -> Bool {
         let now = ContinuousClock.now
-        return until.withLock { until in
-            if until.count > 100_000 { until = until.filter { $0.value > now } }
-            if let next = until[principal], next > now { return false }
-            until[principal] = now + interval
+        return recent.withLock { recent in
+            guard recent.value(principal, now: now) == nil else { return false }
+            recent.set(principal, (), until: now + interval, now: now)
             return true
         }
     }

@@ -22,22 +22,20 @@ public final class Aside: Sendable {
     }
 
     private final class Entries: Sendable {
-        let entries = Mutex<[String: (value: Data, expiresAt: ContinuousClock.Instant)]>([:])
+        let entries = Mutex(ExpiringMap<Data>())
     }
 
+    /// One load in flight for a key; `invalidated` is set when the key is invalidated meanwhile.
     private final class Flight: Sendable {
         let task: Task<Data, any Error>
-        let generation: Int
-        init(task: Task<Data, any Error>, generation: Int) {
-            self.task = task
-            self.generation = generation
-        }
+        let invalidated = Atomic<Bool>(false)
+        init(task: Task<Data, any Error>) { self.task = task }
     }
 
     private let store: Store
     private let prefix: String
     private let degradation: Degradation
-    private let flights = Mutex<(running: [String: Flight], generations: [String: Int])>(([:], [:]))
+    private let flights = Mutex<[String: Flight]>([:])
 
     /// A cache in `redis` (keys `"\(prefix)\(key)"`), shared by every instance.
     public init(redis: RedisClient, prefix: String = "aside:", logger: Logger, logInterval: Duration = .seconds(60)) {
@@ -67,15 +65,12 @@ public final class Aside: Sendable {
 
     /// Drops `key` from the cache (after the database row changed).
     public func invalidate(_ key: String) async {
-        flights.withLock { state in
-            state.generations[key, default: 0] += 1
-            state.running[key] = nil
-        }
+        flights.withLock { $0.removeValue(forKey: key) }?.invalidated.store(true, ordering: .releasing)
         switch store {
         case .redis(let redis):
             do { try await redis.send("DEL", prefix + key) } catch { degradation.record(error) }
         case .memory(let memory):
-            _ = memory.entries.withLock { $0.removeValue(forKey: key) }
+            memory.entries.withLock { $0.remove(key) }
         }
     }
 
@@ -90,14 +85,7 @@ public final class Aside: Sendable {
             }
         case .memory(let memory):
             let now = ContinuousClock.now
-            return memory.entries.withLock { entries in
-                guard let entry = entries[key] else { return nil }
-                guard entry.expiresAt > now else {
-                    entries[key] = nil
-                    return nil
-                }
-                return entry.value
-            }
+            return memory.entries.withLock { $0.value(key, now: now) }
         }
     }
 
@@ -106,45 +94,57 @@ public final class Aside: Sendable {
         case .redis(let redis):
             do { try await redis.send("SET", prefix + key, [UInt8](value), "PX", WebhookEvents.milliseconds(ttl)) } catch { degradation.record(error) }
         case .memory(let memory):
-            let expiresAt = ContinuousClock.now + ttl
-            memory.entries.withLock { entries in
-                if entries.count > 10_000 {
-                    let now = ContinuousClock.now
-                    entries = entries.filter { $0.value.expiresAt > now }
-                }
-                entries[key] = (value, expiresAt)
-            }
+            let now = ContinuousClock.now
+            memory.entries.withLock { $0.set(key, value, until: now + ttl, now: now) }
         }
     }
 
-    /// Runs `load` once for all concurrent callers of `key`; the run stores its result unless
-    /// the key was invalidated meanwhile.
+    /// Runs `load` once for all concurrent callers of `key`. The run stores its result unless
+    /// the key was invalidated meanwhile (and deletes it again if that happened while storing),
+    /// and only then leaves the flight, so a caller arriving meanwhile joins it rather than
+    /// loading again.
     private func singleFlight(_ key: String, ttl: Duration, _ load: @escaping @Sendable () async throws -> Data) async throws -> Data {
-        let flight = flights.withLock { state -> Flight in
-            if let running = state.running[key] { return running }
-            let generation = state.generations[key, default: 0]
-            let task = Task { [self] in
-                let data: Data
-                do { data = try await load() } catch {
-                    finish(key, generation: generation)
+        let flight = flights.withLock { running -> Flight in
+            if let flight = running[key] { return flight }
+            let box = FlightBox()
+            let flight = Flight(task: Task { [self] in
+                // Read under the lock: it was set in the critical section that made this task.
+                let current = { self.flights.withLock { _ in box.flight } }
+                do {
+                    let data = try await load()
+                    if let flight = current(), !flight.invalidated.load(ordering: .acquiring) {
+                        await write(key, data, ttl: ttl)
+                        if flight.invalidated.load(ordering: .acquiring) { await delete(key) }
+                    }
+                    current().map { finish(key, $0) }
+                    return data
+                } catch {
+                    current().map { finish(key, $0) }
                     throw error
                 }
-                if finish(key, generation: generation) { await write(key, data, ttl: ttl) }
-                return data
-            }
-            let flight = Flight(task: task, generation: generation)
-            state.running[key] = flight
+            })
+            box.flight = flight
+            running[key] = flight
             return flight
         }
         return try await flight.task.value
     }
 
-    /// Ends the flight of `key`; whether the key is still at `generation` (not invalidated).
-    @discardableResult
-    private func finish(_ key: String, generation: Int) -> Bool {
-        flights.withLock { state in
-            if state.running[key]?.generation == generation { state.running[key] = nil }
-            return state.generations[key, default: 0] == generation
+    /// Lets the task see its own flight; written and read only under `flights`' lock.
+    private final class FlightBox: @unchecked Sendable {
+        var flight: Flight?
+    }
+
+    private func finish(_ key: String, _ flight: Flight) {
+        flights.withLock { running in
+            if running[key] === flight { running[key] = nil }
+        }
+    }
+
+    private func delete(_ key: String) async {
+        switch store {
+        case .redis(let redis): _ = try? await redis.send("DEL", prefix + key)
+        case .memory(let memory): memory.entries.withLock { $0.remove(key) }
         }
     }
 }

@@ -49,6 +49,16 @@ public struct RateLimitDecision: Sendable, Hashable {
     /// The limiter could not be asked (Redis down) and allowed the request: fail open.
     public let failedOpen: Bool
 
+    /// A decision (for other ``RateLimiter`` implementations and test doubles).
+    public init(allowed: Bool, limit: Int, remaining: Int, retryAfter: Duration?, resetAfter: Duration, failedOpen: Bool) {
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.retryAfter = retryAfter
+        self.resetAfter = resetAfter
+        self.failedOpen = failedOpen
+    }
+
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds, rounded up) and,
     /// when denied, `Retry-After` (seconds, rounded up). Nothing when the check failed open.
     public var headers: [(name: String, value: String)] {
@@ -73,8 +83,9 @@ public struct RateLimitDecision: Sendable, Hashable {
 /// `burst + W/T` requests, with no window-boundary doubling as fixed windows have. Times are
 /// whole microseconds of the Redis server's clock, so every instance shares one clock.
 public protocol RateLimiter: Sendable {
-    /// Checks (and, when allowed, counts) one request of `cost` by `principal` on `endpoint`.
-    /// Never throws: when the limiter cannot be asked, the request is allowed (fail open).
+    /// Checks (and, when allowed, counts) one request of `cost` (1...burst) by `principal` on
+    /// `endpoint`. Never throws: when the limiter cannot be asked, or the rate or cost is out of
+    /// range, the request is allowed and the decision says `failedOpen`.
     func check(principal: String, endpoint: String, rate: RateLimit, cost: Int) async -> RateLimitDecision
 }
 
@@ -112,7 +123,7 @@ public final class RedisRateLimiter: RateLimiter {
         local ttl = math.ceil((new_tat - now) / 1000) + 1
         -- A caller's clock (tests) is not the server's expiry clock: keep such keys longer.
         if ARGV[4] then ttl = ttl + 600000 end
-        redis.call('SET', KEYS[1], new_tat, 'PX', ttl)
+        redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
         return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
         """)
 
@@ -120,6 +131,7 @@ public final class RedisRateLimiter: RateLimiter {
     private let prefix: String
     private let logger: Logger
     private let degradation: Degradation
+    private let misconfigured: Degradation
     private let clock: (@Sendable () -> Int64)?
 
     /// A limiter on `redis`, keys `"\(prefix)\(endpoint):\(principal)"`, on Redis's clock.
@@ -137,11 +149,15 @@ public final class RedisRateLimiter: RateLimiter {
             logger: logger, metric: "restartix_ratelimit_fail_open_total",
             message: "Rate limiting failed open: Redis could not be asked", interval: logInterval
         )
+        self.misconfigured = Degradation(
+            logger: logger, metric: "restartix_ratelimit_misconfigured_total",
+            message: "Rate limit misconfigured (allowing): limit, burst and period must be positive and cost 1...burst", interval: logInterval
+        )
     }
 
     public func check(principal: String, endpoint: String, rate: RateLimit, cost: Int = 1) async -> RateLimitDecision {
-        guard let rate = try? rate.validated(), cost >= 1 else {
-            logger.error("Rate limit misconfigured; allowing", metadata: ["endpoint": "\(endpoint)"])
+        guard let rate = try? rate.validated(), (1...rate.burst).contains(cost) else {
+            misconfigured.record(RedisError(.invalidArgument, "limit, burst and period must be positive and cost 1...burst"), metadata: ["endpoint": "\(endpoint)"])
             return .failedOpen(rate)
         }
         let interval = rate.emissionInterval
@@ -176,7 +192,7 @@ public final class InProcessRateLimiter: RateLimiter {
     private let state = Mutex(State())
     private let clock: @Sendable () -> Int64
 
-    /// A limiter on the system clock, or on `clock` (microseconds) in tests.
+    /// A limiter on the process's monotonic clock, or on `clock` (microseconds) in tests.
     public init(clock: (@Sendable () -> Int64)? = nil) {
         self.clock = clock ?? {
             let now = ContinuousClock.now - ContinuousClock.Instant.zeroReference
@@ -185,7 +201,7 @@ public final class InProcessRateLimiter: RateLimiter {
     }
 
     public func check(principal: String, endpoint: String, rate: RateLimit, cost: Int = 1) async -> RateLimitDecision {
-        guard let rate = try? rate.validated(), cost >= 1 else { return .failedOpen(rate) }
+        guard let rate = try? rate.validated(), (1...rate.burst).contains(cost) else { return .failedOpen(rate) }
         let interval = rate.emissionInterval, burst = Int64(rate.burst), cost = Int64(cost)
         let key = "\(endpoint):\(principal)"
         let now = clock()

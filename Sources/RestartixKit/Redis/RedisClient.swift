@@ -2,6 +2,7 @@ import Crypto
 public import Logging
 public import NIOCore
 import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 import Synchronization
 
@@ -30,6 +31,7 @@ public final class RedisClient: Sendable, Service {
     private let next = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
     private let group: any EventLoopGroup
+    private let tls: NIOSSLContext?
     private let subscriptions = Mutex<[Int: Task<Void, Never>]>([:])
     private let subscriptionIDs = Atomic<Int>(0)
 
@@ -41,8 +43,10 @@ public final class RedisClient: Sendable, Service {
         let eventLoopGroup = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         self.group = eventLoopGroup
         let configuration = self.configuration
+        let tls = try RedisConnection.tlsContext(configuration)
+        self.tls = tls
         self.slots = (0..<configuration.connectionCount).map { _ in
-            Slot(configuration: configuration, eventLoop: eventLoopGroup.next(), logger: logger)
+            Slot(configuration: configuration, tls: tls, eventLoop: eventLoopGroup.next(), logger: logger)
         }
     }
 
@@ -100,7 +104,7 @@ public final class RedisClient: Sendable, Service {
         guard !channels.isEmpty else { throw RedisError(.invalidArgument, "subscribe needs at least one channel") }
         guard !closed.load(ordering: .acquiring) else { throw RedisError(.shutdown, "the Redis client is shut down") }
         let id = subscriptionIDs.wrappingAdd(1, ordering: .relaxed).newValue
-        let subscription = RedisSubscription(configuration: configuration, channels: channels, eventLoop: group.next(), logger: logger) { [weak self] in
+        let subscription = RedisSubscription(configuration: configuration, tls: tls, channels: channels, eventLoop: group.next(), logger: logger) { [weak self] in
             self?.subscriptions.withLock { _ = $0.removeValue(forKey: id) }
         }
         subscriptions.withLock { $0[id] = subscription.task }
@@ -132,13 +136,19 @@ public final class RedisClient: Sendable, Service {
         guard !closed.load(ordering: .acquiring) else { throw RedisError(.shutdown, "the Redis client is shut down") }
         let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
         var lastError: RedisError?
+        var waited = false
         for offset in 0..<slots.count {
-            switch slots[((start &+ offset) & Int.max) % slots.count].decide(now: .now) {
+            // At most one connect attempt is waited for: when Redis is unreachable a command
+            // fails after one connect timeout, not one per slot.
+            switch slots[((start &+ offset) & Int.max) % slots.count].decide(now: .now, mayConnect: !waited) {
             case .ready(let connection):
                 return connection
             case .unavailable(let error):
                 lastError = error
+            case .skipped:
+                continue
             case .wait(let attempt):
+                waited = true
                 do { return try await attempt.value } catch { lastError = error as? RedisError }
             }
         }
@@ -154,6 +164,8 @@ public final class RedisClient: Sendable, Service {
         enum Decision {
             case ready(RedisConnection)
             case unavailable(RedisError)
+            /// Not connected, and this caller already waited for another slot's connect.
+            case skipped
             case wait(Task<RedisConnection, any Error>)
         }
 
@@ -167,23 +179,26 @@ public final class RedisClient: Sendable, Service {
 
         private let state = Mutex<State>(.idle(failures: 0))
         private let configuration: RedisConfiguration
+        private let tls: NIOSSLContext?
         private let eventLoop: any EventLoop
         private let logger: Logger
 
-        init(configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger) {
+        init(configuration: RedisConfiguration, tls: NIOSSLContext?, eventLoop: any EventLoop, logger: Logger) {
             self.configuration = configuration
+            self.tls = tls
             self.eventLoop = eventLoop
             self.logger = logger
         }
 
-        /// What a caller should do now; starts a connect when one is due.
-        func decide(now: ContinuousClock.Instant) -> Decision {
+        /// What a caller should do now; starts a connect when one is due and `mayConnect`.
+        func decide(now: ContinuousClock.Instant, mayConnect: Bool) -> Decision {
             state.withLock { state -> Decision in
                 var failures = 0
                 switch state {
                 case .ready(let connection):
                     if connection.isActive { return .ready(connection) }
                 case .connecting(let attempt):
+                    if !mayConnect { return .skipped }
                     return .wait(attempt)
                 case .backingOff(let until, let count, let error):
                     if now < until { return .unavailable(error) }
@@ -193,6 +208,7 @@ public final class RedisClient: Sendable, Service {
                 case .closed:
                     return .unavailable(RedisError(.shutdown, "the Redis client is shut down"))
                 }
+                guard mayConnect else { return .skipped }
                 let attempt = Task<RedisConnection, any Error> { try await self.connect(failures: failures) }
                 state = .connecting(attempt)
                 return .wait(attempt)
@@ -202,7 +218,7 @@ public final class RedisClient: Sendable, Service {
         private func connect(failures: Int) async throws(RedisError) -> RedisConnection {
             let connection: RedisConnection
             do {
-                connection = try await RedisConnection.connect(configuration, on: eventLoop)
+                connection = try await RedisConnection.connect(configuration, tls: tls, on: eventLoop)
             } catch {
                 let failures = failures + 1
                 let base = min(configuration.reconnectInitialBackoff * (1 << min(failures - 1, 20)), configuration.reconnectMaximumBackoff)
@@ -231,7 +247,18 @@ public final class RedisClient: Sendable, Service {
             if failures > 0 { logger.notice("Redis reachable again", metadata: ["redis.endpoint": "\(configuration.endpoint)"]) }
             connection.channel.closeFuture.whenComplete { [self] _ in
                 state.withLock { state in
-                    if case .ready(let current) = state, current === connection { state = .idle(failures: 0) }
+                    guard case .ready(let current) = state, current === connection else { return }
+                    // A connection dropped after a timeout means a server that does not answer
+                    // (frozen, or a black hole that still accepts TCP): back off as after a
+                    // failed connect, so commands fail fast instead of each waiting a timeout.
+                    if connection.timedOut.load(ordering: .relaxed) {
+                        state = .backingOff(
+                            until: .now + configuration.reconnectInitialBackoff, failures: 1,
+                            lastError: RedisError(.timeout, "Redis did not answer within \(configuration.commandTimeout)")
+                        )
+                    } else {
+                        state = .idle(failures: 0)
+                    }
                 }
             }
             return connection

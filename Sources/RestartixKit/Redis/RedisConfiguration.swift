@@ -122,22 +122,20 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
 
     /// Checks the values a caller may have set by hand.
     func validated() throws(RedisError) -> RedisConfiguration {
-        guard (1...64).contains(connectionCount) else { throw RedisError(.invalidURL, "connectionCount must be 1-64") }
-        guard connectTimeout > .zero, commandTimeout > .zero else { throw RedisError(.invalidURL, "timeouts must be positive") }
+        guard (1...64).contains(connectionCount) else { throw RedisError(.invalidConfiguration, "connectionCount must be 1-64") }
+        guard connectTimeout > .zero, commandTimeout > .zero else { throw RedisError(.invalidConfiguration, "timeouts must be positive") }
         guard reconnectInitialBackoff > .zero, reconnectMaximumBackoff >= reconnectInitialBackoff else {
-            throw RedisError(.invalidURL, "reconnect backoff must be positive, the maximum at least the initial")
+            throw RedisError(.invalidConfiguration, "reconnect backoff must be positive, the maximum at least the initial")
         }
         return self
     }
 
-    /// The URL with any userinfo replaced by `***`.
+    /// The URL with everything before its last `@` (the userinfo, whatever it contains)
+    /// replaced by `***`; a URL without `@` has no credentials to hide.
     static func redacted(_ url: String) -> String {
-        let parts = url.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return url.count > 80 ? String(url.prefix(20)) + "…" : url }
-        let afterScheme = parts[1]
-        let authorityEnd = afterScheme.firstIndex(of: "/") ?? afterScheme.endIndex
-        guard let at = afterScheme[..<authorityEnd].lastIndex(of: "@") else { return url }
-        return String(parts[0]) + "://***@" + String(afterScheme[afterScheme.index(after: at)...])
+        guard let at = url.lastIndex(of: "@") else { return url.count > 200 ? String(url.prefix(40)) + "…" : url }
+        let scheme = url.hasPrefix("rediss://") ? "rediss://" : url.hasPrefix("redis://") ? "redis://" : ""
+        return scheme + "***@" + String(url[url.index(after: at)...])
     }
 
     private static func percentDecoded(_ text: Substring) -> String? {

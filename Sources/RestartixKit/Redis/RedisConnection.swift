@@ -35,7 +35,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         do {
             try reader.feed(unwrapInboundIn(data))
             while let value = try reader.next() {
-                if let promise = waiting.popFirst() {
+                if let onPush, Self.isPush(value) {
+                    onPush(value)
+                } else if let promise = waiting.popFirst() {
                     promise.succeed(value)
                 } else if let onPush {
                     onPush(value)
@@ -60,6 +62,12 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
+    /// A published message on a subscriber connection (never a reply to a command).
+    private static func isPush(_ value: RedisValue) -> Bool {
+        guard case .array(let parts) = value, let kind = parts.first?.string else { return false }
+        return (kind == "message" && parts.count == 3) || (kind == "pmessage" && parts.count == 4)
+    }
+
     private func failAll(_ error: any Error, context: ChannelHandlerContext) {
         while let promise = waiting.popFirst() { promise.fail(error) }
     }
@@ -68,6 +76,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 /// One connection to Redis: TCP (or TLS), `AUTH` and `SELECT` done, commands pipelined.
 final class RedisConnection: Sendable {
     let channel: any Channel
+    /// Set when a command timed out and closed the connection: the server may be frozen or
+    /// unreachable, so the pool backs off instead of reconnecting at once.
+    let timedOut = Atomic<Bool>(false)
 
     private init(channel: any Channel) {
         self.channel = channel
@@ -75,18 +86,21 @@ final class RedisConnection: Sendable {
 
     /// Connects, does the TLS handshake when configured, authenticates and selects the
     /// database, all within the connect timeout.
-    static func connect(
-        _ configuration: RedisConfiguration, on eventLoop: any EventLoop, onPush: (@Sendable (RedisValue) -> Void)? = nil
-    ) async throws(RedisError) -> RedisConnection {
-        let sslContext: NIOSSLContext?
-        if let tls = configuration.tls {
-            do { sslContext = try NIOSSLContext(configuration: tls) } catch {
-                throw RedisError(.invalidURL, "the TLS configuration cannot be used (\(type(of: error)))")
-            }
-        } else {
-            sslContext = nil
+    /// The TLS context for `configuration`, made once per client (it loads the trust roots).
+    static func tlsContext(_ configuration: RedisConfiguration) throws(RedisError) -> NIOSSLContext? {
+        guard let tls = configuration.tls else { return nil }
+        do { return try NIOSSLContext(configuration: tls) } catch {
+            throw RedisError(.invalidConfiguration, "the TLS configuration cannot be used (\(type(of: error)))")
         }
+    }
+
+    static func connect(
+        _ configuration: RedisConfiguration, tls sslContext: NIOSSLContext?, on eventLoop: any EventLoop,
+        onPush: (@Sendable (RedisValue) -> Void)? = nil
+    ) async throws(RedisError) -> RedisConnection {
         let host = configuration.host
+        // SNI names a host, never an address.
+        let serverName = (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.so_keepalive), value: 1)
@@ -94,7 +108,6 @@ final class RedisConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let sslContext {
-                        let serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                     }
                     try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(onPush: onPush))
@@ -144,7 +157,8 @@ final class RedisConnection: Sendable {
             for command in commands { bytes.writeImmutableBuffer(command.encoded) }
         }
         let channel = self.channel
-        let timer = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+        let timer = eventLoop.scheduleTask(in: TimeAmount(timeout)) { [self] in
+            timedOut.store(true, ordering: .relaxed)
             let error = RedisError(.timeout, "Redis did not answer within \(timeout)")
             for promise in promises { promise.fail(error) }
             channel.close(promise: nil)

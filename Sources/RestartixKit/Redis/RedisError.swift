@@ -7,13 +7,15 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What went wrong, as an open set.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
-            case invalidURL, invalidArgument, connectionFailed, authenticationFailed, timeout, unavailable
+            case invalidURL, invalidConfiguration, invalidArgument, connectionFailed, authenticationFailed, timeout, unavailable
             case connectionClosed, protocolError, server, shutdown
         }
         private let base: Base
 
         /// The URL or configuration cannot be used.
         public static let invalidURL = Code(base: .invalidURL)
+        /// A configuration value is out of range (pool size, timeouts, TLS settings).
+        public static let invalidConfiguration = Code(base: .invalidConfiguration)
         /// A command's arguments are out of range (a TTL of zero, an empty key).
         public static let invalidArgument = Code(base: .invalidArgument)
         /// A TCP or TLS connection could not be made in time.
@@ -34,6 +36,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The client was shut down.
         public static let shutdown = Code(base: .shutdown)
 
+        /// The code's name.
         public var description: String { base.rawValue }
     }
 
@@ -57,9 +60,12 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// A server's error reply.
     public init(serverMessage message: String) {
+        // Only an error code's shape (WRONGTYPE, NOSCRIPT) is taken as the code: a script's
+        // error_reply can start with any text.
         let first = message.prefix { $0 != " " }
+        let isCode = (1...32).contains(first.count) && first.allSatisfy { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
         self.code = .server
-        self.serverCode = first.isEmpty ? "ERR" : String(first)
+        self.serverCode = isCode ? String(first) : "ERR"
         self.serverMessage = message
         self.detail = "the server answered \(self.serverCode!)"
     }

@@ -53,34 +53,34 @@ public enum RedisValue: Sendable, Hashable {
 /// A value that can be a command argument: sent as a RESP bulk string.
 public protocol RedisArgument: Sendable {
     /// Appends the argument's bytes (without framing).
-    func appendBytes(to buffer: inout ByteBuffer)
-    /// The number of bytes ``appendBytes(to:)`` appends.
-    var byteCount: Int { get }
+    func appendRedisBytes(to buffer: inout ByteBuffer)
+    /// The number of bytes ``appendRedisBytes(to:)`` appends.
+    var redisByteCount: Int { get }
 }
 
 extension String: RedisArgument {
-    public func appendBytes(to buffer: inout ByteBuffer) { buffer.writeString(self) }
-    public var byteCount: Int { utf8.count }
+    public func appendRedisBytes(to buffer: inout ByteBuffer) { buffer.writeString(self) }
+    public var redisByteCount: Int { utf8.count }
 }
 
 extension Substring: RedisArgument {
-    public func appendBytes(to buffer: inout ByteBuffer) { buffer.writeSubstring(self) }
-    public var byteCount: Int { utf8.count }
+    public func appendRedisBytes(to buffer: inout ByteBuffer) { buffer.writeSubstring(self) }
+    public var redisByteCount: Int { utf8.count }
 }
 
 extension Int: RedisArgument {
-    public func appendBytes(to buffer: inout ByteBuffer) { buffer.writeString(String(self)) }
-    public var byteCount: Int { String(self).utf8.count }
+    public func appendRedisBytes(to buffer: inout ByteBuffer) { buffer.writeString(String(self)) }
+    public var redisByteCount: Int { String(self).utf8.count }
 }
 
 extension Array: RedisArgument where Element == UInt8 {
-    public func appendBytes(to buffer: inout ByteBuffer) { buffer.writeBytes(self) }
-    public var byteCount: Int { count }
+    public func appendRedisBytes(to buffer: inout ByteBuffer) { buffer.writeBytes(self) }
+    public var redisByteCount: Int { count }
 }
 
 extension ByteBuffer: RedisArgument {
-    public func appendBytes(to buffer: inout ByteBuffer) { buffer.writeImmutableBuffer(self) }
-    public var byteCount: Int { readableBytes }
+    public func appendRedisBytes(to buffer: inout ByteBuffer) { buffer.writeImmutableBuffer(self) }
+    public var redisByteCount: Int { readableBytes }
 }
 
 /// One command, encoded once as a RESP array of bulk strings when it is made.
@@ -94,7 +94,7 @@ public struct RedisCommand: Sendable {
     public init(_ name: String, _ arguments: [any RedisArgument] = []) {
         self.name = name
         var size = 16 + name.utf8.count
-        for argument in arguments { size += argument.byteCount + 16 }
+        for argument in arguments { size += argument.redisByteCount + 16 }
         var buffer = ByteBufferAllocator().buffer(capacity: size)
         buffer.writeStaticString("*")
         buffer.writeString(String(arguments.count + 1))
@@ -111,9 +111,9 @@ public struct RedisCommand: Sendable {
 
     private static func appendBulk(_ argument: some RedisArgument, to buffer: inout ByteBuffer) {
         buffer.writeStaticString("$")
-        buffer.writeString(String(argument.byteCount))
+        buffer.writeString(String(argument.redisByteCount))
         buffer.writeStaticString("\r\n")
-        argument.appendBytes(to: &buffer)
+        argument.appendRedisBytes(to: &buffer)
         buffer.writeStaticString("\r\n")
     }
 }

@@ -7,7 +7,12 @@ public struct SlotHold: Sendable, Hashable {
     /// Which store granted the hold; ``SlotHolds/release(_:)`` and ``SlotHolds/confirm(_:)``
     /// go back to it.
     public enum Store: String, Sendable, Hashable {
-        case redis, database, memory
+        /// ``RedisSlotHolds`` in Redis.
+        case redis
+        /// The `slot_holds` reservation (``DatabaseSlotHolds``, or Redis's fallback).
+        case database
+        /// ``InProcessSlotHolds``.
+        case memory
     }
 
     /// The slot.
@@ -16,8 +21,9 @@ public struct SlotHold: Sendable, Hashable {
     public let holder: String
     /// The hold's unique token: only its bearer can release or confirm it.
     public let token: String
-    /// The fencing token: strictly greater for every later hold of the same slot (in the same
-    /// store). Write it with the booking and refuse a booking whose fence is not greater than
+    /// The fencing token: strictly greater for every later hold of the same slot — the greater
+    /// of the previous fence + 1 and the store's clock in microseconds, so it also grows across
+    /// stores and restarts (as long as clocks do not go back). Write it with the booking and refuse a booking whose fence is not greater than
     /// the slot's last one, so a holder that stalled past its expiry cannot book over a later one.
     public let fence: Int
     /// When the hold lapses.
@@ -44,10 +50,13 @@ extension SlotHold.Store: Codable {}
 public protocol SlotHolds: Sendable {
     /// Holds `slot` for `holder` for `ttl`; `nil` when someone else holds it.
     func hold(slot: String, holder: String, ttl: Duration) async throws -> SlotHold?
-    /// Ends the hold early; `false` when it had already lapsed or been ended.
+    /// Gives the slot up early; `false` when the hold had already lapsed, been released or
+    /// been confirmed.
     func release(_ hold: SlotHold) async throws -> Bool
-    /// Ends the hold because the booking goes ahead; `true` only while the hold is still live,
-    /// so a holder whose hold lapsed learns it here instead of booking over someone else.
+    /// Marks the hold confirmed because the booking goes ahead: `true` only while it is still
+    /// live, so a holder whose hold lapsed learns it here instead of booking over someone else.
+    /// A confirmed hold keeps the slot until it expires (nobody else can hold it while the
+    /// booking is written) and can be neither released nor confirmed again.
     func confirm(_ hold: SlotHold) async throws -> Bool
 }
 
@@ -56,23 +65,37 @@ public protocol SlotHolds: Sendable {
 /// closed, never "no hold needed". A hold is released or confirmed in the store that granted
 /// it; if that store cannot be asked, the call throws.
 ///
-/// The two stores do not see each other's holds: while Redis is down, holds made earlier in
-/// Redis are not known to the database. What makes a double booking impossible is the booking
-/// write itself — unique per slot in the database, carrying the hold's fence.
+/// A hold granted by Redis is given up again when the database still has a live hold of the
+/// slot (granted while Redis was down). The other way round cannot be checked — while Redis is
+/// down, holds made earlier in Redis are unknown to the database — so what finally makes a
+/// double booking impossible is the booking write: unique per slot, carrying the hold's fence.
 public final class RedisSlotHolds: SlotHolds {
-    /// KEYS[1] the hold, KEYS[2] the slot's fence counter; ARGV token, ttl ms. Returns the new
-    /// fence, or nil when the slot is held.
+    /// KEYS[1] the hold, KEYS[2] the slot's last fence; ARGV token, ttl ms. Returns the new
+    /// fence — the greater of the last one + 1 and the server's time in µs, so fences keep
+    /// growing across a lost counter, a restarted Redis and the database store — or nil when
+    /// the slot is held.
     static let holdScript = RedisScript("""
         if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-          local fence = redis.call('INCR', KEYS[2])
-          redis.call('PEXPIRE', KEYS[2], 2592000000)
+          local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+          local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now)
+          redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', 2592000000)
           return fence
         end
         return false
         """)
-    /// KEYS[1] the hold; ARGV token. 1 when the bearer's hold was deleted.
-    static let endScript = RedisScript("""
+    /// KEYS[1] the hold; ARGV token. Release: deletes the bearer's hold. 1 when it did.
+    static let releaseScript = RedisScript("""
         if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """)
+    /// KEYS[1] the hold; ARGV token. Confirm: marks the bearer's live hold confirmed, keeping
+    /// it (and the slot) until it expires. 1 when it did.
+    static let confirmScript = RedisScript("""
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          redis.call('SET', KEYS[1], 'confirmed:' .. ARGV[1], 'KEEPTTL')
+          return 1
+        end
         return 0
         """)
 
@@ -104,16 +127,22 @@ public final class RedisSlotHolds: SlotHolds {
             return try await fallback.hold(slot: slot, holder: holder, ttl: ttl)
         }
         guard let fence = reply.int else { return nil }
+        // A hold the database granted while Redis was down may still be live: it wins.
+        if (try? await fallback.isHeld(slot)) == true {
+            _ = try? await redis.evaluate(Self.releaseScript, keys: [prefix + slot], arguments: [token])
+            return nil
+        }
         return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(Holds.seconds(ttl)), store: .redis)
     }
 
-    public func release(_ hold: SlotHold) async throws -> Bool { try await end(hold) }
+    public func release(_ hold: SlotHold) async throws -> Bool {
+        guard hold.store == .redis else { return try await fallback.release(hold) }
+        return try await redis.evaluate(Self.releaseScript, keys: [prefix + hold.slot], arguments: [hold.token]).int == 1
+    }
 
-    public func confirm(_ hold: SlotHold) async throws -> Bool { try await end(hold) }
-
-    private func end(_ hold: SlotHold) async throws -> Bool {
+    public func confirm(_ hold: SlotHold) async throws -> Bool {
         guard hold.store == .redis else { return try await fallback.confirm(hold) }
-        return try await redis.evaluate(Self.endScript, keys: [prefix + hold.slot], arguments: [hold.token]).int == 1
+        return try await redis.evaluate(Self.confirmScript, keys: [prefix + hold.slot], arguments: [hold.token]).int == 1
     }
 }
 
@@ -133,10 +162,15 @@ public final class DatabaseSlotHolds: SlotHolds {
         let expires: SQLQuery = dialect == .postgres
             ? "now() + (\(Holds.milliseconds(ttl))::double precision * interval '1 millisecond')"
             : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', \("+\(Holds.seconds(ttl)) seconds"))"
+        // Fences: the greater of the last + 1 and the database's time in µs (as in Redis).
+        let micros: SQLQuery = dialect == .postgres
+            ? "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+            : "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
         let rows = try await database.query("""
-            INSERT INTO slot_holds (slot_id, holder, token, fence, expires_at) VALUES (\(slot), \(holder), \(token), 1, \(expires)) \
+            INSERT INTO slot_holds (slot_id, holder, token, fence, expires_at) VALUES (\(slot), \(holder), \(token), \(micros), \(expires)) \
             ON CONFLICT (slot_id) DO UPDATE SET holder = excluded.holder, token = excluded.token, \
-            fence = slot_holds.fence + 1, expires_at = excluded.expires_at \
+            fence = CASE WHEN slot_holds.fence + 1 > excluded.fence THEN slot_holds.fence + 1 ELSE excluded.fence END, \
+            expires_at = excluded.expires_at \
             WHERE slot_holds.expires_at <= \(dialect.now) \
             RETURNING fence, expires_at
             """)
@@ -145,16 +179,25 @@ public final class DatabaseSlotHolds: SlotHolds {
         return SlotHold(slot: slot, holder: holder, token: token, fence: try row.decode("fence", as: Int.self), expiresAt: expiresAt, store: .database)
     }
 
-    public func release(_ hold: SlotHold) async throws -> Bool { try await end(hold) }
-
-    public func confirm(_ hold: SlotHold) async throws -> Bool { try await end(hold) }
-
-    private func end(_ hold: SlotHold) async throws -> Bool {
+    public func release(_ hold: SlotHold) async throws -> Bool {
         let now = database.dialect.now
         return try await database.execute("""
             UPDATE slot_holds SET expires_at = \(now), token = '' \
             WHERE slot_id = \(hold.slot) AND token = \(hold.token) AND expires_at > \(now)
             """) == 1
+    }
+
+    public func confirm(_ hold: SlotHold) async throws -> Bool {
+        let now = database.dialect.now
+        return try await database.execute("""
+            UPDATE slot_holds SET token = \("confirmed:" + hold.token) \
+            WHERE slot_id = \(hold.slot) AND token = \(hold.token) AND expires_at > \(now)
+            """) == 1
+    }
+
+    /// Whether `slot` has a live hold here.
+    func isHeld(_ slot: String) async throws -> Bool {
+        try await !database.query("SELECT 1 FROM slot_holds WHERE slot_id = \(slot) AND expires_at > \(database.dialect.now)").isEmpty
     }
 }
 
@@ -169,6 +212,7 @@ public final class InProcessSlotHolds: SlotHolds {
 
     private let slots = Mutex<[String: Entry]>([:])
 
+    /// No holds yet.
     public init() {}
 
     public func hold(slot: String, holder: String, ttl: Duration) async throws -> SlotHold? {
@@ -177,7 +221,8 @@ public final class InProcessSlotHolds: SlotHolds {
         let fence: Int? = slots.withLock { slots in
             let previous = slots[slot]
             if let previous, previous.expiresAt > now { return nil }
-            let fence = (previous?.fence ?? 0) + 1
+            let micros = Int(Date().timeIntervalSince1970 * 1_000_000)
+            let fence = max((previous?.fence ?? 0) + 1, micros)
             slots[slot] = Entry(token: token, fence: fence, expiresAt: now + ttl)
             return fence
         }
@@ -185,16 +230,23 @@ public final class InProcessSlotHolds: SlotHolds {
         return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(Holds.seconds(ttl)), store: .memory)
     }
 
-    public func release(_ hold: SlotHold) async throws -> Bool { end(hold) }
+    public func release(_ hold: SlotHold) async throws -> Bool {
+        end(hold) { entry, now in
+            entry.token = ""
+            entry.expiresAt = now
+        }
+    }
 
-    public func confirm(_ hold: SlotHold) async throws -> Bool { end(hold) }
+    public func confirm(_ hold: SlotHold) async throws -> Bool {
+        end(hold) { entry, _ in entry.token = "confirmed:" + entry.token }
+    }
 
-    private func end(_ hold: SlotHold) -> Bool {
+    /// Applies `change` to the bearer's live hold; `false` when there is none.
+    private func end(_ hold: SlotHold, _ change: (inout Entry, ContinuousClock.Instant) -> Void) -> Bool {
         let now = ContinuousClock.now
         return slots.withLock { slots in
             guard var entry = slots[hold.slot], entry.token == hold.token, entry.expiresAt > now else { return false }
-            entry.token = ""
-            entry.expiresAt = now
+            change(&entry, now)
             slots[hold.slot] = entry
             return true
         }

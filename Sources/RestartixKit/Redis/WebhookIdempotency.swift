@@ -14,11 +14,12 @@ public protocol WebhookIdempotency: Sendable {
 /// Redis `SET NX` in front of the database's `inbound_webhook_events` (unique on provider and
 /// event id).
 ///
-/// - Redis says seen: `false`, without touching the database (retries are cheap).
 /// - Redis says new: the database decides (`INSERT ... ON CONFLICT DO NOTHING`), so an event
 ///   first recorded while Redis was down, or after its key expired, is still seen once only.
-///   When that insert fails, the Redis key is deleted again so a retry is not mistaken for a
-///   duplicate, and the error is thrown.
+///   When that insert fails, the Redis key is deleted again and the error is thrown.
+/// - Redis says seen: the database is asked whether the event is recorded (one indexed read),
+///   and it is recorded now if it is not: a claim left in Redis by an instance whose insert
+///   failed (and whose delete failed too) never swallows the provider's retries.
 /// - Redis down: the database alone decides, and `restartix_webhook_idempotency_fallback_total`
 ///   counts it.
 public final class RedisWebhookIdempotency: WebhookIdempotency {
@@ -49,7 +50,7 @@ public final class RedisWebhookIdempotency: WebhookIdempotency {
             degradation.record(error)
             return try await WebhookEvents.record(provider: provider, eventID: eventID, in: database)
         }
-        guard claimed else { return false }
+        guard claimed else { return try await WebhookEvents.record(provider: provider, eventID: eventID, in: database) }
         do {
             return try await WebhookEvents.record(provider: provider, eventID: eventID, in: database)
         } catch {
@@ -76,17 +77,17 @@ public final class DatabaseWebhookIdempotency: WebhookIdempotency {
 /// In this process's memory, for the embedded default without a database: one instance only,
 /// and forgotten on restart.
 public final class InProcessWebhookIdempotency: WebhookIdempotency {
-    private let seen = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let seen = Mutex(ExpiringMap<Void>(sweepAt: 100_000))
 
+    /// An empty set of seen deliveries.
     public init() {}
 
     public func firstDelivery(provider: String, eventID: String, ttl: Duration) async throws -> Bool {
         try WebhookEvents.validate(provider: provider, eventID: eventID, ttl: ttl)
         let now = ContinuousClock.now, key = "\(provider):\(eventID)"
         return seen.withLock { seen in
-            if seen.count > 100_000 { seen = seen.filter { $0.value > now } }
-            if let until = seen[key], until > now { return false }
-            seen[key] = now + ttl
+            guard seen.value(key, now: now) == nil else { return false }
+            seen.set(key, (), until: now + ttl, now: now)
             return true
         }
     }
