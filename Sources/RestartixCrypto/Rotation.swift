@@ -213,25 +213,34 @@ public struct Reencryptor: Sendable {
         try await KeyringUsage.measure(admin, columns: columns, organizations: organizations).verify(against: cipher.keyring)
         var report = Report()
         var batches = 0
-        columns: for column in columns {
-            var after: UUID?
-            while true {
-                if batches >= maximumBatches {
-                    report.stoppedEarly = true
-                    break columns
+        // Passes over every column until one rewrites nothing. One pass is not enough with a
+        // concurrent run: rows are locked whole, so a batch for one column skips rows the other
+        // run holds for another column, and both can pass such a row by; the run that rewrites
+        // last sees it on its next pass.
+        passes: while true {
+            var rewrittenThisPass = 0
+            for column in columns {
+                var after: UUID?
+                while true {
+                    if batches >= maximumBatches {
+                        report.stoppedEarly = true
+                        break passes
+                    }
+                    batches += 1
+                    let outcome = try await batch(column, after: after)
+                    rewrittenThisPass += outcome.rewritten
+                    report.rewritten[column, default: 0] += outcome.rewritten
+                    report.skipped[column, default: 0] += outcome.skipped
+                    for id in outcome.failed where !(report.failed[column]?.contains(id) ?? false) { report.failed[column, default: []].append(id) }
+                    progress(Progress(column: column, rewritten: report.rewritten[column]!, skipped: report.skipped[column]!))
+                    // Only an empty batch ends a column: on Postgres a batch can come back short
+                    // while rows remain (a row another run rewrote between this query's snapshot
+                    // and its lock no longer matches, and LIMIT counted it).
+                    guard outcome.read > 0, let last = outcome.last else { break }
+                    after = last
                 }
-                batches += 1
-                let outcome = try await batch(column, after: after)
-                report.rewritten[column, default: 0] += outcome.rewritten
-                report.skipped[column, default: 0] += outcome.skipped
-                if !outcome.failed.isEmpty { report.failed[column, default: []].append(contentsOf: outcome.failed) }
-                progress(Progress(column: column, rewritten: report.rewritten[column]!, skipped: report.skipped[column]!))
-                // Only an empty batch ends a column: on Postgres a batch can come back short while
-                // rows remain (a row another run rewrote between this query's snapshot and its
-                // lock no longer matches, and LIMIT counted it), so a short batch is not the end.
-                guard outcome.read > 0, let last = outcome.last else { break }
-                after = last
             }
+            if rewrittenThisPass == 0 { break }
         }
         report.remaining = try await KeyringUsage.measure(admin, columns: columns, organizations: organizations).remaining(under: cipher.keyring)
         return report

@@ -31,7 +31,14 @@ struct MigrationSandbox {
         }
     }
 
-    func database() throws -> Database { try Database(url: url, logger: TestBackend.logger) }
+    /// A database on the sandbox. SQLite waits `busyTimeout` for a lock another connection holds
+    /// (a concurrent migrator holds it for the whole migration, which a loaded CI machine can
+    /// stretch past the 5 s default).
+    func database(busyTimeout: Duration = .seconds(5)) throws -> Database {
+        var configuration = try DatabaseConfiguration(url: url)
+        configuration.sqlite.busyTimeout = busyTimeout
+        return Database(configuration: configuration, logger: TestBackend.logger)
+    }
 
     /// A connection for platform work on every clinic's rows: tenant tables show rows only
     /// under a context or `app.unscoped` (row-level security on Postgres, policy views on
@@ -191,8 +198,8 @@ struct MigrationTests {
     @Test("two concurrent runs apply each migration once", arguments: backends)
     func concurrentRuns(backend: TestBackend) async throws {
         try await MigrationSandbox.make(backend).run { sandbox in
-            let a = try sandbox.database()
-            let b = try sandbox.database()
+            let a = try sandbox.database(busyTimeout: .seconds(60))
+            let b = try sandbox.database(busyTimeout: .seconds(60))
             async let first = Migrator(database: a, logger: TestBackend.logger).migrate()
             async let second = Migrator(database: b, logger: TestBackend.logger).migrate()
             let reports = try await [first, second]

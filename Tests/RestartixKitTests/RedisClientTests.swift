@@ -169,6 +169,54 @@ struct RedisClientTests {
         #expect(try await redis.send("PING") == .simpleString("PONG"))
     }
 
+    @Test("a subscription survives a restarted server: .resubscribed, then new messages arrive")
+    func resubscribes() async throws {
+        guard RedisServer.available else { return }
+        let server = try RedisServer()
+        defer { server.stop() }
+        let redis = try Self.quickClient(server, commandTimeout: .seconds(2))
+        defer { redis.shutdown() }
+        let subscription = try redis.subscribe(to: ["invalidate"])
+        defer { subscription.cancel() }
+        let events = Task {
+            var seen: [String] = []
+            for await event in subscription {
+                switch event {
+                case .resubscribed: seen.append("resubscribed")
+                case .message(_, let payload): seen.append(String(decoding: payload, as: UTF8.self))
+                }
+                if seen.last == "after" { break }
+            }
+            return seen
+        }
+        func subscribers() async -> Int { (try? await redis.send("PUBSUB", "NUMSUB", "invalidate").array?.last?.int) ?? 0 }
+        #expect(try await Self.eventually { await subscribers() == 1 })
+        try await redis.send("PUBLISH", "invalidate", "before")
+        server.kill()
+        try server.start()
+        #expect(try await Self.eventually(within: .seconds(10)) { await subscribers() == 1 }, "subscribed again")
+        try await redis.send("PUBLISH", "invalidate", "after")
+        #expect(await events.value == ["before", "resubscribed", "after"])
+    }
+
+    @Test("a server that accepts but never answers the handshake: connect times out, typed")
+    func connectTimeout() async throws {
+        guard RedisServer.available else { return }
+        let server = try RedisServer(extra: ["--requirepass", "secret-pass"])
+        defer { server.stop() }
+        server.pause()  // the kernel still accepts TCP; AUTH is never answered
+        var configuration = try RedisConfiguration(url: "redis://:secret-pass@127.0.0.1:\(server.port)")
+        configuration.connectTimeout = .milliseconds(300)
+        configuration.connectionCount = 1
+        let redis = try RedisClient(configuration: configuration, logger: Self.logger)
+        defer { redis.shutdown() }
+        let started = ContinuousClock.now
+        let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(error?.code == .timeout || error?.code == .connectionFailed || error?.code == .unavailable, "\(error.map { "\($0)" } ?? "")")
+        #expect(error?.description.contains("secret-pass") == false)
+    }
+
     @Test("a frozen server: commands time out, the client reconnects once it answers again")
     func timeouts() async throws {
         guard RedisServer.available else { return }
