@@ -246,8 +246,8 @@ public final class RedisClient: Sendable, Service {
             }
             if failures > 0 { logger.notice("Redis reachable again", metadata: ["redis.endpoint": "\(configuration.endpoint)"]) }
             connection.channel.closeFuture.whenComplete { [self] _ in
-                state.withLock { state in
-                    guard case .ready(let current) = state, current === connection else { return }
+                let backedOff = state.withLock { state -> Bool in
+                    guard case .ready(let current) = state, current === connection else { return false }
                     // A connection dropped after a timeout means a server that does not answer
                     // (frozen, or a black hole that still accepts TCP): back off as after a
                     // failed connect, so commands fail fast instead of each waiting a timeout.
@@ -256,9 +256,16 @@ public final class RedisClient: Sendable, Service {
                             until: .now + configuration.reconnectInitialBackoff, failures: 1,
                             lastError: RedisError(.timeout, "Redis did not answer within \(configuration.commandTimeout)")
                         )
+                        return true
                     } else {
                         state = .idle(failures: 0)
+                        return false
                     }
+                }
+                if backedOff {
+                    logger.warning("Redis stopped answering; commands fail fast while it reconnects with backoff", metadata: [
+                        "redis.endpoint": "\(configuration.endpoint)",
+                    ])
                 }
             }
             return connection
