@@ -180,6 +180,7 @@ let package = Package(
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "RestartixTelemetryTests", dependencies: ["RestartixTelemetry"]),
         .testTarget(
             name: "CoreAPITests",
             dependencies: [

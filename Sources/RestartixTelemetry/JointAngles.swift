@@ -1,0 +1,139 @@
+import Foundation
+
+/// Three landmarks whose middle one is the joint: knee flexion is hip–knee–ankle.
+public struct JointTriple: Sendable, Hashable {
+    /// The first arm's end (the hip for a knee).
+    public let a: Int
+    /// The joint (the knee).
+    public let b: Int
+    /// The second arm's end (the ankle).
+    public let c: Int
+
+    /// A triple of landmark indices (0-32).
+    public init(_ a: PoseLandmark, _ b: PoseLandmark, _ c: PoseLandmark) {
+        self.a = a.rawValue
+        self.b = b.rawValue
+        self.c = c.rawValue
+    }
+}
+
+/// How joint angles are measured.
+public struct AngleOptions: Sendable, Hashable {
+    /// Planar (image plane, the default) or spatial (with MediaPipe's relative depth).
+    public enum Space: Sendable, Hashable {
+        /// `|atan2(c − b) − atan2(a − b)|` in the image plane, folded to [0°, 180°].
+        case planar
+        /// The angle between the vectors b→a and b→c in three dimensions.
+        case spatial
+    }
+
+    /// Planar or spatial.
+    public var space: Space = .planar
+    /// Frames where any of the three landmarks is less visible than this are gaps. Default 0.5.
+    public var minimumVisibility: Float = 0.5
+    /// The image's width divided by its height. x is normalized to the width and y to the
+    /// height, so x is scaled by this before measuring, or angles in a 16:9 frame come out
+    /// wrong. Default 1 (coordinates already isotropic). z is on x's scale and is scaled the same.
+    public var aspectRatio: Float = 1
+
+    /// The defaults: planar, visibility 0.5, aspect ratio 1.
+    public init(space: Space = .planar, minimumVisibility: Float = 0.5, aspectRatio: Float = 1) {
+        self.space = space
+        self.minimumVisibility = minimumVisibility
+        self.aspectRatio = aspectRatio
+    }
+}
+
+/// Joint angles, in degrees in [0, 180], of `joint` in every frame of `frames`, written into
+/// `output` (resized to the frame count); a gap (a landmark below the visibility threshold, or
+/// an arm of no length) is NaN. No allocation when `output` already has
+/// the capacity.
+public func jointAngles(_ frames: PoseFrames, _ joint: JointTriple, options: AngleOptions = AngleOptions(), into output: inout [Float]) {
+    let n = frames.count
+    output.removeAll(keepingCapacity: true)
+    output.reserveCapacity(n)
+    let ax = frames.x(joint.a), ay = frames.y(joint.a), az = frames.z(joint.a), av = frames.visibility(joint.a)
+    let bx = frames.x(joint.b), by = frames.y(joint.b), bz = frames.z(joint.b), bv = frames.visibility(joint.b)
+    let cx = frames.x(joint.c), cy = frames.y(joint.c), cz = frames.z(joint.c), cv = frames.visibility(joint.c)
+    let threshold = options.minimumVisibility, scale = options.aspectRatio
+    let degrees = Float(180) / .pi
+    for i in 0..<n {
+        guard av[i] >= threshold, bv[i] >= threshold, cv[i] >= threshold else {
+            output.append(.nan)
+            continue
+        }
+        let ux = (ax[i] - bx[i]) * scale, uy = ay[i] - by[i]
+        let vx = (cx[i] - bx[i]) * scale, vy = cy[i] - by[i]
+        switch options.space {
+        case .planar:
+            output.append(planarAngle(ux, uy, vx, vy) * degrees)
+        case .spatial:
+            let uz = (az[i] - bz[i]) * scale, vz = (cz[i] - bz[i]) * scale
+            output.append(spatialAngle(ux, uy, uz, vx, vy, vz) * degrees)
+        }
+    }
+}
+
+/// `|atan2(v) − atan2(u)|` folded to [0, π]; NaN (a gap) when either arm has no length.
+@inline(__always)
+func planarAngle(_ ux: Float, _ uy: Float, _ vx: Float, _ vy: Float) -> Float {
+    guard ux != 0 || uy != 0, vx != 0 || vy != 0 else { return .nan }
+    var angle = abs(atan2f(vy, vx) - atan2f(uy, ux))
+    if angle > .pi { angle = 2 * .pi - angle }
+    return angle
+}
+
+/// The angle between u and v, robust near 0 and π (atan2 of the cross and dot products); NaN
+/// when either has no length.
+@inline(__always)
+func spatialAngle(_ ux: Float, _ uy: Float, _ uz: Float, _ vx: Float, _ vy: Float, _ vz: Float) -> Float {
+    let cx = uy * vz - uz * vy, cy = uz * vx - ux * vz, cz = ux * vy - uy * vx
+    let cross = (cx * cx + cy * cy + cz * cz).squareRoot()
+    let dot = ux * vx + uy * vy + uz * vz
+    guard cross != 0 || dot != 0 else { return .nan }
+    return atan2f(cross, dot)
+}
+
+/// Exponential smoothing of an angle signal with gaps.
+///
+/// `s₀ = x₀`, `sₜ = α·xₜ + (1 − α)·sₜ₋₁`. A gap (NaN) gives NaN and leaves the state as it was;
+/// when the gap is longer than `resetAfter` seconds the state is dropped and the next sample
+/// starts it again, so a long tracking loss never drags old values into new ones.
+public struct ExponentialSmoother: Sendable {
+    /// The weight of the newest sample, in (0, 1]; 1 is no smoothing.
+    public let alpha: Float
+    /// A gap longer than this (seconds) resets the state.
+    public let resetAfter: Double
+
+    /// A smoother; `alpha` must be in (0, 1] and `resetAfter` positive.
+    public init(alpha: Float, resetAfter: Double = 0.5) throws(TelemetryError) {
+        guard alpha > 0, alpha <= 1, resetAfter > 0 else {
+            throw TelemetryError(.invalidArgument, "alpha must be in (0, 1] and resetAfter positive")
+        }
+        self.alpha = alpha
+        self.resetAfter = resetAfter
+    }
+
+    /// Smooths `values` (one per timestamp) into `output`, NaN for gaps.
+    public func smooth(_ values: [Float], timestamps: [Double], into output: inout [Float]) {
+        precondition(values.count == timestamps.count, "one value per timestamp")
+        output.removeAll(keepingCapacity: true)
+        output.reserveCapacity(values.count)
+        var state = Float.nan
+        var lastSeen = -Double.infinity
+        for i in 0..<values.count {
+            let x = values[i]
+            guard !x.isNaN else {
+                output.append(.nan)
+                continue
+            }
+            if state.isNaN || timestamps[i] - lastSeen > resetAfter {
+                state = x
+            } else {
+                state = alpha * x + (1 - alpha) * state
+            }
+            lastSeen = timestamps[i]
+            output.append(state)
+        }
+    }
+}

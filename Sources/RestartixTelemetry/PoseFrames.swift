@@ -1,0 +1,143 @@
+/// The 33 landmarks of MediaPipe's pose model, by index.
+public enum PoseLandmark: Int, CaseIterable, Sendable {
+    case nose, leftEyeInner, leftEye, leftEyeOuter, rightEyeInner, rightEye, rightEyeOuter, leftEar, rightEar
+    case mouthLeft, mouthRight, leftShoulder, rightShoulder, leftElbow, rightElbow, leftWrist, rightWrist
+    case leftPinky, rightPinky, leftIndex, rightIndex, leftThumb, rightThumb, leftHip, rightHip
+    case leftKnee, rightKnee, leftAnkle, rightAnkle, leftHeel, rightHeel, leftFootIndex, rightFootIndex
+}
+
+/// One landmark as the browser's pose estimator reports it: `x` and `y` normalized to the
+/// image's width and height ([0, 1] inside the image), `z` depth relative to the hips (about the
+/// scale of `x`), `visibility` the model's confidence in [0, 1].
+public struct Landmark: Sendable, Hashable {
+    public var x: Float
+    public var y: Float
+    public var z: Float
+    public var visibility: Float
+
+    /// A landmark.
+    public init(x: Float, y: Float, z: Float = 0, visibility: Float = 1) {
+        self.x = x
+        self.y = y
+        self.z = z
+        self.visibility = visibility
+    }
+}
+
+/// Why a frame was refused.
+public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What was wrong, as an open set.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable, Hashable {
+            case wrongLandmarkCount, nonFiniteValue, visibilityOutOfRange, timestampNotIncreasing, invalidArgument, corruptBlob
+        }
+        private let base: Base
+        /// A frame without exactly 33 landmarks.
+        public static let wrongLandmarkCount = Code(base: .wrongLandmarkCount)
+        /// A NaN or infinite timestamp or coordinate.
+        public static let nonFiniteValue = Code(base: .nonFiniteValue)
+        /// A visibility outside [0, 1].
+        public static let visibilityOutOfRange = Code(base: .visibilityOutOfRange)
+        /// A timestamp not after the previous frame's.
+        public static let timestampNotIncreasing = Code(base: .timestampNotIncreasing)
+        /// A parameter out of range (a smoothing factor, a threshold).
+        public static let invalidArgument = Code(base: .invalidArgument)
+        /// A replay blob that is truncated or does not decode.
+        public static let corruptBlob = Code(base: .corruptBlob)
+        /// The code's name.
+        public var description: String { base.rawValue }
+    }
+
+    /// What was wrong.
+    public let code: Code
+    /// A sentence about it.
+    public let detail: String
+
+    /// An error of `code`.
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "Telemetry error (\(code)): \(detail)" }
+}
+
+/// A session's pose frames in structure-of-arrays form: one contiguous `Float` column per
+/// landmark and component (x, y, z, visibility) and one column of timestamps (seconds), so a
+/// kernel reading three landmarks streams six columns front to back.
+///
+/// Every frame in the buffer passed validation when it was appended: exactly 33 landmarks,
+/// finite values, visibility in [0, 1], timestamps strictly increasing. ``append(timestamp:landmarks:)``
+/// refuses a bad frame with a ``TelemetryError`` and leaves the buffer as it was;
+/// ``init(validating:)`` instead drops bad frames and counts them by reason.
+public struct PoseFrames: Sendable {
+    /// Landmarks per frame (MediaPipe's pose layout).
+    public static let landmarkCount = 33
+
+    /// Frame timestamps, seconds, strictly increasing.
+    public private(set) var timestamps: [Double] = []
+    /// Column `component * 33 + landmark`; components 0 x, 1 y, 2 z, 3 visibility.
+    private var columns: [[Float]] = Array(repeating: [], count: 4 * PoseFrames.landmarkCount)
+
+    /// An empty buffer with room for `capacity` frames.
+    public init(capacity: Int = 0) {
+        timestamps.reserveCapacity(capacity)
+        for index in columns.indices { columns[index].reserveCapacity(capacity) }
+    }
+
+    /// Frames, with the bad ones dropped: what was dropped, by reason, is in `dropped`.
+    public init(validating frames: some Sequence<(timestamp: Double, landmarks: [Landmark])>) {
+        self.init()
+        for frame in frames {
+            do { try append(timestamp: frame.timestamp, landmarks: frame.landmarks) } catch {
+                dropped[error.code, default: 0] += 1
+            }
+        }
+    }
+
+    /// Frames dropped by ``init(validating:)``, by reason.
+    public private(set) var dropped: [TelemetryError.Code: Int] = [:]
+
+    /// The number of frames.
+    public var count: Int { timestamps.count }
+
+    /// Appends one frame after checking it; a bad frame changes nothing.
+    public mutating func append(timestamp: Double, landmarks: [Landmark]) throws(TelemetryError) {
+        guard landmarks.count == Self.landmarkCount else {
+            throw TelemetryError(.wrongLandmarkCount, "a frame has \(Self.landmarkCount) landmarks; this one has \(landmarks.count)")
+        }
+        guard timestamp.isFinite else { throw TelemetryError(.nonFiniteValue, "the frame's timestamp is not a finite number") }
+        if let last = timestamps.last, timestamp <= last {
+            throw TelemetryError(.timestampNotIncreasing, "frame timestamps must increase (\(timestamp) after \(last))")
+        }
+        for (index, landmark) in landmarks.enumerated() {
+            guard landmark.x.isFinite, landmark.y.isFinite, landmark.z.isFinite, landmark.visibility.isFinite else {
+                throw TelemetryError(.nonFiniteValue, "landmark \(index) has a value that is not a finite number")
+            }
+            guard (0...1).contains(landmark.visibility) else {
+                throw TelemetryError(.visibilityOutOfRange, "landmark \(index) has visibility \(landmark.visibility), outside [0, 1]")
+            }
+        }
+        timestamps.append(timestamp)
+        for (index, landmark) in landmarks.enumerated() {
+            columns[index].append(landmark.x)
+            columns[Self.landmarkCount + index].append(landmark.y)
+            columns[2 * Self.landmarkCount + index].append(landmark.z)
+            columns[3 * Self.landmarkCount + index].append(landmark.visibility)
+        }
+    }
+
+    /// The x column of `landmark` (one value per frame).
+    public func x(_ landmark: Int) -> [Float] { columns[landmark] }
+    /// The y column of `landmark`.
+    public func y(_ landmark: Int) -> [Float] { columns[Self.landmarkCount + landmark] }
+    /// The z column of `landmark`.
+    public func z(_ landmark: Int) -> [Float] { columns[2 * Self.landmarkCount + landmark] }
+    /// The visibility column of `landmark`.
+    public func visibility(_ landmark: Int) -> [Float] { columns[3 * Self.landmarkCount + landmark] }
+
+    /// Frame `index` as landmarks (for the codec and tests; kernels read columns).
+    public func landmarks(at index: Int) -> [Landmark] {
+        (0..<Self.landmarkCount).map { Landmark(x: columns[$0][index], y: y($0)[index], z: z($0)[index], visibility: visibility($0)[index]) }
+    }
+}
