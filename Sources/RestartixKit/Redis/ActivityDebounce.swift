@@ -28,9 +28,8 @@ public final class RedisActivityDebounce: ActivityDebounce {
     }
 
     public func shouldWrite(principal: String, every interval: Duration) async -> Bool {
-        let milliseconds = max(1, Int(interval.components.seconds) * 1000 + Int(interval.components.attoseconds / 1_000_000_000_000_000))
         do {
-            return try await redis.send("SET", "\(prefix)\(principal)", "1", "NX", "PX", milliseconds) != .null
+            return try await redis.send("SET", "\(prefix)\(principal)", "1", "NX", "PX", interval.pxMilliseconds) != .null
         } catch {
             degradation.record(error)
             return true

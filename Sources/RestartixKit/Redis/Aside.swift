@@ -92,7 +92,7 @@ public final class Aside: Sendable {
     private func write(_ key: String, _ value: Data, ttl: Duration) async {
         switch store {
         case .redis(let redis):
-            do { try await redis.send("SET", prefix + key, [UInt8](value), "PX", WebhookEvents.milliseconds(ttl)) } catch { degradation.record(error) }
+            do { try await redis.send("SET", prefix + key, [UInt8](value), "PX", ttl.pxMilliseconds) } catch { degradation.record(error) }
         case .memory(let memory):
             let now = ContinuousClock.now
             memory.entries.withLock { $0.set(key, value, until: now + ttl, now: now) }

@@ -20,9 +20,7 @@ public struct RateLimit: Sendable, Hashable {
 
     /// The emission interval T = period / limit, in microseconds (at least 1).
     var emissionInterval: Int64 {
-        let (seconds, attoseconds) = period.components
-        let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-        return max(1, micros / Int64(max(limit, 1)))
+        max(1, period.microseconds / Int64(max(limit, 1)))
     }
 
     func validated() throws(RedisError) -> RateLimit {
@@ -195,8 +193,7 @@ public final class InProcessRateLimiter: RateLimiter {
     /// A limiter on the process's monotonic clock, or on `clock` (microseconds) in tests.
     public init(clock: (@Sendable () -> Int64)? = nil) {
         self.clock = clock ?? {
-            let now = ContinuousClock.now - ContinuousClock.Instant.zeroReference
-            return now.components.seconds * 1_000_000 + now.components.attoseconds / 1_000_000_000_000
+            (ContinuousClock.now - ContinuousClock.Instant.zeroReference).microseconds
         }
     }
 

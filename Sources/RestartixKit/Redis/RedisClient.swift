@@ -221,8 +221,7 @@ public final class RedisClient: Sendable, Service {
                 connection = try await RedisConnection.connect(configuration, tls: tls, on: eventLoop)
             } catch {
                 let failures = failures + 1
-                let base = min(configuration.reconnectInitialBackoff * (1 << min(failures - 1, 20)), configuration.reconnectMaximumBackoff)
-                let backoff = base * Double.random(in: 0.8...1.2)
+                let backoff = configuration.reconnectBackoff(afterFailures: failures)
                 let closed = state.withLock { state -> Bool in
                     if case .closed = state { return true }
                     state = .backingOff(until: .now + backoff, failures: failures, lastError: error)

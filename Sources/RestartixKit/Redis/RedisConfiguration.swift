@@ -112,6 +112,14 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         self.tls = tls ? .makeClientConfiguration() : nil
     }
 
+    /// The wait after `failures` consecutive failures (at least 1): the initial backoff doubled
+    /// for each failure after the first, at most the maximum, with ±20 % jitter so a fleet does
+    /// not reconnect in step.
+    func reconnectBackoff(afterFailures failures: Int) -> Duration {
+        let doubled = reconnectInitialBackoff * (1 << Swift.min(Swift.max(failures, 1) - 1, 20))
+        return Swift.min(doubled, reconnectMaximumBackoff) * Double.random(in: 0.8...1.2)
+    }
+
     /// `host:port/db`, with the scheme; no credentials.
     public var endpoint: String { "\(tls == nil ? "redis" : "rediss")://\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)" }
 

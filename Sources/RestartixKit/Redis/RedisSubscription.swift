@@ -87,8 +87,7 @@ public struct RedisSubscription: AsyncSequence, Sendable {
                 }
             }
             guard !Task.isCancelled else { return }
-            let base = Swift.min(configuration.reconnectInitialBackoff * (1 << Swift.min(Swift.max(failures, 1) - 1, 20)), configuration.reconnectMaximumBackoff)
-            try? await Task.sleep(for: base * Double.random(in: 0.8...1.2))
+            try? await Task.sleep(for: configuration.reconnectBackoff(afterFailures: failures))
         }
     }
 }

@@ -121,7 +121,7 @@ public final class RedisSlotHolds: SlotHolds {
         let token = UUID().uuidString.lowercased()
         let reply: RedisValue
         do {
-            reply = try await redis.evaluate(Self.holdScript, keys: [prefix + slot, prefix + slot + ":fence"], arguments: [token, Holds.milliseconds(ttl)])
+            reply = try await redis.evaluate(Self.holdScript, keys: [prefix + slot, prefix + slot + ":fence"], arguments: [token, ttl.pxMilliseconds])
         } catch {
             degradation.record(error)
             return try await fallback.hold(slot: slot, holder: holder, ttl: ttl)
@@ -132,7 +132,7 @@ public final class RedisSlotHolds: SlotHolds {
             _ = try? await redis.evaluate(Self.releaseScript, keys: [prefix + slot], arguments: [token])
             return nil
         }
-        return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(Holds.seconds(ttl)), store: .redis)
+        return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(ttl.secondsValue), store: .redis)
     }
 
     public func release(_ hold: SlotHold) async throws -> Bool {
@@ -160,8 +160,8 @@ public final class DatabaseSlotHolds: SlotHolds {
         let token = UUID().uuidString.lowercased()
         let dialect = database.dialect
         let expires: SQLQuery = dialect == .postgres
-            ? "now() + (\(Holds.milliseconds(ttl))::double precision * interval '1 millisecond')"
-            : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', \("+\(Holds.seconds(ttl)) seconds"))"
+            ? "now() + (\(ttl.pxMilliseconds)::double precision * interval '1 millisecond')"
+            : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', \("+\(ttl.secondsValue) seconds"))"
         // Fences: the greater of the last + 1 and the database's time in µs (as in Redis).
         let micros: SQLQuery = dialect == .postgres
             ? "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
@@ -227,7 +227,7 @@ public final class InProcessSlotHolds: SlotHolds {
             return fence
         }
         guard let fence else { return nil }
-        return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(Holds.seconds(ttl)), store: .memory)
+        return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(ttl.secondsValue), store: .memory)
     }
 
     public func release(_ hold: SlotHold) async throws -> Bool {
@@ -258,11 +258,5 @@ enum Holds {
         guard (1...200).contains(slot.utf8.count), (1...200).contains(holder.utf8.count), ttl >= .milliseconds(1), ttl <= .seconds(86_400) else {
             throw RedisError(.invalidArgument, "a hold needs a slot and a holder of 1-200 bytes and a ttl of 1 ms to 24 hours")
         }
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int { WebhookEvents.milliseconds(duration) }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -45,7 +45,7 @@ public final class RedisWebhookIdempotency: WebhookIdempotency {
         let key = "\(prefix)\(provider):\(eventID)"
         let claimed: Bool
         do {
-            claimed = try await redis.send("SET", key, "1", "NX", "PX", WebhookEvents.milliseconds(ttl)) != .null
+            claimed = try await redis.send("SET", key, "1", "NX", "PX", ttl.pxMilliseconds) != .null
         } catch {
             degradation.record(error)
             return try await WebhookEvents.record(provider: provider, eventID: eventID, in: database)
@@ -98,10 +98,6 @@ enum WebhookEvents {
         guard (1...64).contains(provider.utf8.count), (1...255).contains(eventID.utf8.count), ttl >= .milliseconds(1) else {
             throw RedisError(.invalidArgument, "a webhook event needs a provider (1-64 bytes), an event id (1-255 bytes) and a positive ttl")
         }
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int {
-        max(1, Int(duration.components.seconds) * 1000 + Int(duration.components.attoseconds / 1_000_000_000_000_000))
     }
 
     /// Inserts the event; `true` when this call inserted it.

@@ -401,10 +401,3 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     func retain(_ object: AnyObject) { retained.append(object) }
     var rawHandle: OpaquePointer { db }
 }
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}
