@@ -114,6 +114,12 @@ public struct ExponentialSmoother: Sendable {
         self.resetAfter = resetAfter
     }
 
+    /// For values a profile has already checked.
+    init(unchecked alpha: Float, resetAfter: Double) {
+        self.alpha = alpha
+        self.resetAfter = resetAfter
+    }
+
     /// Smooths `values` (one per timestamp) into `output`, NaN for gaps.
     public func smooth(_ values: [Float], timestamps: [Double], into output: inout [Float]) {
         precondition(values.count == timestamps.count, "one value per timestamp")
