@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // System libraries (Debian: libpq-dev, libsqlite3-dev, libhiredis-dev).
@@ -96,7 +97,13 @@ let package = Package(
             ]
         ),
         .target(name: "RestartixProviders", dependencies: ["RestartixKit", "RestartixCrypto"]),
-        .target(name: "RestartixTelemetry"),
+        .target(
+            name: "RestartixTelemetry",
+            dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
 
         // Shells.
         .executableTarget(

@@ -24,12 +24,13 @@ public struct Landmark: Sendable, Hashable {
     }
 }
 
-/// Why a frame was refused.
+/// Why a frame, an event list, a parameter or a replay blob was refused.
 public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What was wrong, as an open set.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case wrongLandmarkCount, nonFiniteValue, visibilityOutOfRange, timestampNotIncreasing, invalidArgument, corruptBlob
+            case unsupportedVersion, tooLarge
         }
         private let base: Base
         /// A frame without exactly 33 landmarks.
@@ -44,6 +45,10 @@ public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible
         public static let invalidArgument = Code(base: .invalidArgument)
         /// A replay blob that is truncated or does not decode.
         public static let corruptBlob = Code(base: .corruptBlob)
+        /// A replay blob written by a newer version of the codec.
+        public static let unsupportedVersion = Code(base: .unsupportedVersion)
+        /// A replay blob (or session) beyond the codec's size limit.
+        public static let tooLarge = Code(base: .tooLarge)
         /// The code's name.
         public var description: String { base.rawValue }
     }
@@ -70,7 +75,7 @@ public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible
 /// finite values, visibility in [0, 1], timestamps strictly increasing. ``append(timestamp:landmarks:)``
 /// refuses a bad frame with a ``TelemetryError`` and leaves the buffer as it was;
 /// ``init(validating:)`` instead drops bad frames and counts them by reason.
-public struct PoseFrames: Sendable {
+public struct PoseFrames: Sendable, Equatable {
     /// Landmarks per frame (MediaPipe's pose layout).
     public static let landmarkCount = 33
 
@@ -93,6 +98,11 @@ public struct PoseFrames: Sendable {
                 dropped[error.code, default: 0] += 1
             }
         }
+    }
+
+    /// Equal when they hold the same frames (what was dropped on the way in does not count).
+    public static func == (lhs: PoseFrames, rhs: PoseFrames) -> Bool {
+        lhs.timestamps == rhs.timestamps && lhs.columns == rhs.columns
     }
 
     /// Frames dropped by ``init(validating:)``, by reason.
@@ -135,6 +145,31 @@ public struct PoseFrames: Sendable {
     public func z(_ landmark: Int) -> [Float] { columns[2 * Self.landmarkCount + landmark] }
     /// The visibility column of `landmark`.
     public func visibility(_ landmark: Int) -> [Float] { columns[3 * Self.landmarkCount + landmark] }
+
+    /// Every column, `component * 33 + landmark` (for the codec).
+    var storage: [[Float]] { columns }
+
+    /// Frames from decoded columns (132 of `timestamps.count` values each), checked as
+    /// ``append(timestamp:landmarks:)`` checks a frame.
+    init(timestamps: [Double], columns: [[Float]]) throws(TelemetryError) {
+        precondition(columns.count == 4 * Self.landmarkCount && columns.allSatisfy { $0.count == timestamps.count })
+        var last = -Double.infinity
+        for t in timestamps {
+            guard t.isFinite else { throw TelemetryError(.nonFiniteValue, "a frame's timestamp is not a finite number") }
+            guard t > last else { throw TelemetryError(.timestampNotIncreasing, "frame timestamps must increase") }
+            last = t
+        }
+        for (index, column) in columns.enumerated() {
+            for value in column {
+                guard value.isFinite else { throw TelemetryError(.nonFiniteValue, "a landmark value is not a finite number") }
+                if index >= 3 * Self.landmarkCount, !(0...1).contains(value) {
+                    throw TelemetryError(.visibilityOutOfRange, "a visibility is outside [0, 1]")
+                }
+            }
+        }
+        self.timestamps = timestamps
+        self.columns = columns
+    }
 
     /// Frame `index` as landmarks (for the codec and tests; kernels read columns).
     public func landmarks(at index: Int) -> [Landmark] {
