@@ -216,6 +216,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "tenancy-benchmark", targets: ["TenancyBenchmark"]))
     package.products.append(.executable(name: "crypto-benchmark", targets: ["CryptoBenchmark"]))
     package.products.append(.executable(name: "redis-services-benchmark", targets: ["RedisBenchmark"]))
+    package.products.append(.executable(name: "telemetry-benchmark", targets: ["TelemetryBenchmark"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -232,6 +233,12 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "CryptoBenchmark",
             dependencies: ["BenchmarkSupport", "RestartixCrypto"],
             path: "Benchmarks/CryptoBenchmark"
+        ),
+        .target(name: "MallocCounter", path: "Benchmarks/MallocCounter"),
+        .executableTarget(
+            name: "TelemetryBenchmark",
+            dependencies: ["BenchmarkSupport", "MallocCounter", "RestartixTelemetry"],
+            path: "Benchmarks/TelemetryBenchmark"
         ),
         .executableTarget(
             name: "RedisBenchmark",

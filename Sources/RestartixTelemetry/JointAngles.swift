@@ -51,36 +51,50 @@ public struct AngleOptions: Sendable, Hashable {
 public func jointAngles(_ frames: PoseFrames, _ joint: JointTriple, options: AngleOptions = AngleOptions(), into output: inout [Float]) {
     let n = frames.count
     output.removeAll(keepingCapacity: true)
+    guard n > 0 else { return }
     output.reserveCapacity(n)
-    let ax = frames.x(joint.a), ay = frames.y(joint.a), az = frames.z(joint.a), av = frames.visibility(joint.a)
-    let bx = frames.x(joint.b), by = frames.y(joint.b), bz = frames.z(joint.b), bv = frames.visibility(joint.b)
-    let cx = frames.x(joint.c), cy = frames.y(joint.c), cz = frames.z(joint.c), cv = frames.visibility(joint.c)
-    let threshold = options.minimumVisibility, scale = options.aspectRatio
-    let degrees = Float(180) / .pi
-    for i in 0..<n {
-        guard av[i] >= threshold, bv[i] >= threshold, cv[i] >= threshold else {
-            output.append(.nan)
-            continue
-        }
-        let ux = (ax[i] - bx[i]) * scale, uy = ay[i] - by[i]
-        let vx = (cx[i] - bx[i]) * scale, vy = cy[i] - by[i]
-        switch options.space {
-        case .planar:
-            output.append(planarAngle(ux, uy, vx, vy) * degrees)
-        case .spatial:
-            let uz = (az[i] - bz[i]) * scale, vz = (cz[i] - bz[i]) * scale
-            output.append(spatialAngle(ux, uy, uz, vx, vy, vz) * degrees)
-        }
+    frames.withTriples([joint]) { triples in
+        let triple = triples[0]
+        for i in 0..<n { output.append(triple.angle(at: i, options)) }
     }
 }
 
-/// `|atan2(v) − atan2(u)|` folded to [0, π]; NaN (a gap) when either arm has no length.
+/// Pointers to the twelve columns (x, y, z, visibility of a, b, c) of one joint triple, valid
+/// inside ``PoseFrames/withTriples(_:_:)``.
+struct TriplePointers {
+    let ax, ay, az, av, bx, by, bz, bv, cx, cy, cz, cv: UnsafePointer<Float>
+
+    /// The angle at frame `i`, degrees, or NaN for a gap.
+    @inline(__always)
+    func angle(at i: Int, _ options: AngleOptions) -> Float {
+        let threshold = options.minimumVisibility
+        guard av[i] >= threshold, bv[i] >= threshold, cv[i] >= threshold else { return .nan }
+        let scale = options.aspectRatio
+        let ux = (ax[i] - bx[i]) * scale, uy = ay[i] - by[i]
+        let vx = (cx[i] - bx[i]) * scale, vy = cy[i] - by[i]
+        let radians: Float
+        switch options.space {
+        case .planar:
+            radians = planarAngle(ux, uy, vx, vy)
+        case .spatial:
+            let uz = (az[i] - bz[i]) * scale, vz = (cz[i] - bz[i]) * scale
+            radians = spatialAngle(ux, uy, uz, vx, vy, vz)
+        }
+        return radians * (Float(180) / .pi)
+    }
+
+    /// The mean visibility of the three landmarks at frame `i`.
+    @inline(__always)
+    func visibility(at i: Int) -> Float { (av[i] + bv[i] + cv[i]) / 3 }
+}
+
+/// `|atan2(v) − atan2(u)|` folded to [0, π], computed as `atan2(|u × v|, u · v)`: the same
+/// angle by identity (both are the unsigned angle between u and v), one arctangent instead of
+/// two, and exact at 0 and π. NaN (a gap) when either arm has no length.
 @inline(__always)
 func planarAngle(_ ux: Float, _ uy: Float, _ vx: Float, _ vy: Float) -> Float {
     guard ux != 0 || uy != 0, vx != 0 || vy != 0 else { return .nan }
-    var angle = abs(atan2f(vy, vx) - atan2f(uy, ux))
-    if angle > .pi { angle = 2 * .pi - angle }
-    return angle
+    return atan2f(abs(ux * vy - uy * vx), ux * vx + uy * vy)
 }
 
 /// The angle between u and v, robust near 0 and π (atan2 of the cross and dot products); NaN
@@ -114,32 +128,31 @@ public struct ExponentialSmoother: Sendable {
         self.resetAfter = resetAfter
     }
 
-    /// For values a profile has already checked.
-    init(unchecked alpha: Float, resetAfter: Double) {
-        self.alpha = alpha
-        self.resetAfter = resetAfter
-    }
-
     /// Smooths `values` (one per timestamp) into `output`, NaN for gaps.
     public func smooth(_ values: [Float], timestamps: [Double], into output: inout [Float]) {
         precondition(values.count == timestamps.count, "one value per timestamp")
         output.removeAll(keepingCapacity: true)
         output.reserveCapacity(values.count)
-        var state = Float.nan
-        var lastSeen = -Double.infinity
-        for i in 0..<values.count {
-            let x = values[i]
-            guard !x.isNaN else {
-                output.append(.nan)
-                continue
-            }
-            if state.isNaN || timestamps[i] - lastSeen > resetAfter {
-                state = x
-            } else {
-                state = alpha * x + (1 - alpha) * state
-            }
-            lastSeen = timestamps[i]
-            output.append(state)
+        var state = SmoothingState()
+        for i in 0..<values.count { output.append(state.step(values[i], at: timestamps[i], alpha: alpha, resetAfter: resetAfter)) }
+    }
+}
+
+/// The smoother's running state, one step per sample (shared by ``ExponentialSmoother`` and the
+/// fused loop of ``PoseAnalyzer``).
+struct SmoothingState {
+    var value = Float.nan
+    var lastSeen = -Double.infinity
+
+    @inline(__always)
+    mutating func step(_ x: Float, at t: Double, alpha: Float, resetAfter: Double) -> Float {
+        guard !x.isNaN else { return .nan }
+        if value.isNaN || t - lastSeen > resetAfter {
+            value = x
+        } else {
+            value = alpha * x + (1 - alpha) * value
         }
+        lastSeen = t
+        return value
     }
 }

@@ -146,6 +146,33 @@ public struct PoseFrames: Sendable, Equatable {
     /// The visibility column of `landmark`.
     public func visibility(_ landmark: Int) -> [Float] { columns[3 * Self.landmarkCount + landmark] }
 
+    /// Calls `body` with pointers to the columns of each triple (the frame count must be
+    /// positive: an empty column has no storage to point at).
+    func withTriples<R>(_ joints: [JointTriple], _ body: ([TriplePointers]) -> R) -> R {
+        precondition(count > 0)
+        var indices: [Int] = []
+        for joint in joints {
+            for component in 0..<4 { indices += [joint.a, joint.b, joint.c].map { component * Self.landmarkCount + $0 } }
+        }
+        var pointers: [UnsafePointer<Float>] = []
+        pointers.reserveCapacity(indices.count)
+        return withPointers(indices[...], &pointers) { p in
+            body(joints.indices.map { k in
+                let q = Array(p[(12 * k)..<(12 * k + 12)])
+                // indices per triple: x a b c, y a b c, z a b c, visibility a b c
+                return TriplePointers(ax: q[0], ay: q[3], az: q[6], av: q[9], bx: q[1], by: q[4], bz: q[7], bv: q[10], cx: q[2], cy: q[5], cz: q[8], cv: q[11])
+            })
+        }
+    }
+
+    private func withPointers<R>(_ indices: ArraySlice<Int>, _ pointers: inout [UnsafePointer<Float>], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+        guard let first = indices.first else { return body(pointers) }
+        return columns[first].withUnsafeBufferPointer { buffer in
+            pointers.append(buffer.baseAddress!)
+            return withPointers(indices.dropFirst(), &pointers, body)
+        }
+    }
+
     /// Every column, `component * 33 + landmark` (for the codec).
     var storage: [[Float]] { columns }
 

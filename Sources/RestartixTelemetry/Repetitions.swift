@@ -79,8 +79,6 @@ public struct PoseAnalysis: Sendable, Hashable {
 /// one analyzer allocates nothing per frame once the buffers have grown to the longest session.
 /// It is a value: give each task its own.
 public struct PoseAnalyzer: Sendable {
-    private var left: [Float] = []
-    private var right: [Float] = []
     private var smoothed: [Float] = []
     private var visibility: [Float] = []
 
@@ -93,12 +91,8 @@ public struct PoseAnalyzer: Sendable {
     /// Runs the whole pipeline over `frames` with `profile`.
     public mutating func analyze(_ frames: PoseFrames, profile: ExerciseProfile) -> PoseAnalysis {
         let n = frames.count
-        let side = measureAngles(frames, profile)
-        // `left` now holds the raw angle signal and `visibility` the per-frame visibility.
-        var tracked = 0
-        for value in left where !value.isNaN { tracked += 1 }
-        ExponentialSmoother(unchecked: profile.smoothingAlpha, resetAfter: profile.gapReset)
-            .smooth(left, timestamps: frames.timestamps, into: &smoothed)
+        let side = Self.side(frames, profile)
+        let tracked = measure(frames, profile, side)
 
         var reps: [RepMetrics] = []
         frames.timestamps.withUnsafeBufferPointer { t in
@@ -143,51 +137,70 @@ public struct PoseAnalyzer: Sendable {
         return PoseAnalysis(side: side, reps: reps, session: session, sessionStart: frames.timestamps.first)
     }
 
-    /// Fills `left` with the angle signal to count (combining sides as the profile says) and
-    /// `visibility` with the per-frame mean visibility of the landmarks it used.
-    private mutating func measureAngles(_ frames: PoseFrames, _ profile: ExerciseProfile) -> PoseAnalysis.Side {
-        let n = frames.count
-        var chosen: PoseAnalysis.Side
+    /// The side(s) to measure.
+    private static func side(_ frames: PoseFrames, _ profile: ExerciseProfile) -> PoseAnalysis.Side {
         switch profile.sides {
-        case .left: chosen = .left
-        case .right: chosen = .right
-        case .together: chosen = .both
+        case .left: return .left
+        case .right: return .right
+        case .together: return .both
         case .moreVisible:
-            chosen = Self.meanVisibility(frames, profile.right) > Self.meanVisibility(frames, profile.left) ? .right : .left
-        }
-        switch chosen {
-        case .left, .right:
-            let joint = chosen == .left ? profile.left : profile.right
-            jointAngles(frames, joint, options: profile.angle, into: &left)
-            Self.tripleVisibility(frames, joint, into: &visibility)
-        case .both:
-            jointAngles(frames, profile.left, options: profile.angle, into: &left)
-            jointAngles(frames, profile.right, options: profile.angle, into: &right)
-            Self.tripleVisibility(frames, profile.left, into: &visibility)
-            Self.tripleVisibility(frames, profile.right, into: &right2)
-            for i in 0..<n {
-                let a = left[i], b = right[i]
-                left[i] = a.isNaN ? b : (b.isNaN ? a : (a + b) / 2)
-                visibility[i] = (visibility[i] + right2[i]) / 2
+            guard frames.count > 0 else { return .left }
+            return frames.withTriples([profile.left, profile.right]) { triples in
+                var left = 0.0, right = 0.0
+                for i in 0..<frames.count {
+                    left += Double(triples[0].visibility(at: i))
+                    right += Double(triples[1].visibility(at: i))
+                }
+                return right > left ? .right : .left
             }
         }
-        return chosen
     }
 
-    private var right2: [Float] = []
-
-    private static func meanVisibility(_ frames: PoseFrames, _ joint: JointTriple) -> Double {
-        let a = frames.visibility(joint.a), b = frames.visibility(joint.b), c = frames.visibility(joint.c)
-        var sum = 0.0
-        for i in 0..<frames.count { sum += Double(a[i] + b[i] + c[i]) }
-        return sum
+    /// One fused pass over the frames: the joint angle (the mean of both sides where both are
+    /// tracked, either where one is), smoothed into `smoothed`, and the mean visibility of the
+    /// landmarks used into `visibility`. Returns the number of tracked frames.
+    private mutating func measure(_ frames: PoseFrames, _ profile: ExerciseProfile, _ side: PoseAnalysis.Side) -> Int {
+        let n = frames.count
+        Self.resize(&smoothed, n)
+        Self.resize(&visibility, n)
+        guard n > 0 else { return 0 }
+        let joints = side == .both ? [profile.left, profile.right] : [side == .left ? profile.left : profile.right]
+        let alpha = profile.smoothingAlpha, resetAfter = profile.gapReset, options = profile.angle
+        return frames.timestamps.withUnsafeBufferPointer { t in
+            smoothed.withUnsafeMutableBufferPointer { s in
+                visibility.withUnsafeMutableBufferPointer { v in
+                    frames.withTriples(joints) { triples in
+                        var tracked = 0
+                        var state = SmoothingState()
+                        let first = triples[0]
+                        if triples.count == 2 {
+                            let second = triples[1]
+                            for i in 0..<n {
+                                let a = first.angle(at: i, options), b = second.angle(at: i, options)
+                                let x = a.isNaN ? b : (b.isNaN ? a : (a + b) / 2)
+                                if !x.isNaN { tracked += 1 }
+                                s[i] = state.step(x, at: t[i], alpha: alpha, resetAfter: resetAfter)
+                                v[i] = (first.visibility(at: i) + second.visibility(at: i)) / 2
+                            }
+                        } else {
+                            for i in 0..<n {
+                                let x = first.angle(at: i, options)
+                                if !x.isNaN { tracked += 1 }
+                                s[i] = state.step(x, at: t[i], alpha: alpha, resetAfter: resetAfter)
+                                v[i] = first.visibility(at: i)
+                            }
+                        }
+                        return tracked
+                    }
+                }
+            }
+        }
     }
 
-    private static func tripleVisibility(_ frames: PoseFrames, _ joint: JointTriple, into output: inout [Float]) {
-        let a = frames.visibility(joint.a), b = frames.visibility(joint.b), c = frames.visibility(joint.c)
-        output.removeAll(keepingCapacity: true)
-        output.reserveCapacity(frames.count)
-        for i in 0..<frames.count { output.append((a[i] + b[i] + c[i]) / 3) }
+    /// `count` zeros, in the buffer's existing storage when it is big enough.
+    private static func resize(_ buffer: inout [Float], _ count: Int) {
+        buffer.removeAll(keepingCapacity: true)
+        buffer.append(contentsOf: repeatElement(0, count: count))
     }
 }
 
