@@ -192,10 +192,22 @@ public final class RedisClient: Sendable, Service {
 
         /// What a caller should do now; starts a connect when one is due and `mayConnect`.
         func decide(now: ContinuousClock.Instant, mayConnect: Bool) -> Decision {
-            state.withLock { state -> Decision in
+            var stoppedAnswering = false
+            defer {
+                if stoppedAnswering { warnStoppedAnswering() }
+            }
+            return state.withLock { state -> Decision in
                 var failures = 0
                 switch state {
                 case .ready(let connection):
+                    // A timed-out connection is closing on its event loop; the caller that saw
+                    // the timeout may already be back. Back off now rather than queue a command
+                    // on it (it would wait out another timeout).
+                    if connection.timedOut.load(ordering: .relaxed) {
+                        stoppedAnswering = true
+                        state = timedOutState()
+                        if case .backingOff(_, _, let error) = state { return .unavailable(error) }
+                    }
                     if connection.isActive { return .ready(connection) }
                 case .connecting(let attempt):
                     if !mayConnect { return .skipped }
@@ -251,23 +263,30 @@ public final class RedisClient: Sendable, Service {
                     // (frozen, or a black hole that still accepts TCP): back off as after a
                     // failed connect, so commands fail fast instead of each waiting a timeout.
                     if connection.timedOut.load(ordering: .relaxed) {
-                        state = .backingOff(
-                            until: .now + configuration.reconnectInitialBackoff, failures: 1,
-                            lastError: RedisError(.timeout, "Redis did not answer within \(configuration.commandTimeout)")
-                        )
+                        state = timedOutState()
                         return true
                     } else {
                         state = .idle(failures: 0)
                         return false
                     }
                 }
-                if backedOff {
-                    logger.warning("Redis stopped answering; commands fail fast while it reconnects with backoff", metadata: [
-                        "redis.endpoint": "\(configuration.endpoint)",
-                    ])
-                }
+                if backedOff { warnStoppedAnswering() }
             }
             return connection
+        }
+
+        /// Backing off after a connection that stopped answering.
+        private func timedOutState() -> State {
+            .backingOff(
+                until: .now + configuration.reconnectInitialBackoff, failures: 1,
+                lastError: RedisError(.timeout, "Redis did not answer within \(configuration.commandTimeout)")
+            )
+        }
+
+        private func warnStoppedAnswering() {
+            logger.warning("Redis stopped answering; commands fail fast while it reconnects with backoff", metadata: [
+                "redis.endpoint": "\(configuration.endpoint)",
+            ])
         }
 
         func close() {
