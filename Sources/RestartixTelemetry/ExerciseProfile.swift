@@ -141,7 +141,8 @@ public struct ExerciseProfile: Sendable, Hashable {
     }
 
     /// This profile with some parameters changed, checked as the initializer checks them:
-    /// `ExerciseProfile.kneeFlexion.with(thresholds: .fixed(enter: 100, exit: 140))`.
+    /// `ExerciseProfile.kneeFlexion.with(thresholds: .fixed(enter: 100, exit: 140))`. A parameter
+    /// left out (nil) keeps its value; `targetRange: .some(nil)` removes the target.
     public func with(
         sides: Sides? = nil,
         thresholds: Thresholds? = nil,

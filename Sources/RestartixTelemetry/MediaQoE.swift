@@ -122,7 +122,7 @@ public func mediaSessionMetrics(_ events: [MediaEvent], endedAt: Double? = nil) 
     for event in events {
         guard event.time.isFinite else { throw TelemetryError(.nonFiniteValue, "a media event's time is not a finite number") }
         guard event.time >= previous else {
-            throw TelemetryError(.timestampNotIncreasing, "media events must be in time order (\(event.time) after \(previous))")
+            throw TelemetryError(.timestampNotIncreasing, "media events must be in time order (an event is earlier than the one before it)")
         }
         if let playhead = event.playhead {
             guard playhead.isFinite else { throw TelemetryError(.nonFiniteValue, "a media event's playhead is not a finite number") }

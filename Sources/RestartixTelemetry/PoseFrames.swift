@@ -24,7 +24,8 @@ public struct Landmark: Sendable, Hashable {
     }
 }
 
-/// Why a frame, an event list, a parameter or a replay blob was refused.
+/// Why a frame, an event list, a parameter or a replay blob was refused. The detail names
+/// positions and counts, never a coordinate, a visibility or a time: those are a patient's data.
 public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What was wrong, as an open set.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
@@ -118,14 +119,14 @@ public struct PoseFrames: Sendable, Equatable {
         }
         guard timestamp.isFinite else { throw TelemetryError(.nonFiniteValue, "the frame's timestamp is not a finite number") }
         if let last = timestamps.last, timestamp <= last {
-            throw TelemetryError(.timestampNotIncreasing, "frame timestamps must increase (\(timestamp) after \(last))")
+            throw TelemetryError(.timestampNotIncreasing, "frame timestamps must increase (this frame is not after the previous one)")
         }
         for (index, landmark) in landmarks.enumerated() {
             guard landmark.x.isFinite, landmark.y.isFinite, landmark.z.isFinite, landmark.visibility.isFinite else {
                 throw TelemetryError(.nonFiniteValue, "landmark \(index) has a value that is not a finite number")
             }
             guard (0...1).contains(landmark.visibility) else {
-                throw TelemetryError(.visibilityOutOfRange, "landmark \(index) has visibility \(landmark.visibility), outside [0, 1]")
+                throw TelemetryError(.visibilityOutOfRange, "landmark \(index) has a visibility outside [0, 1]")
             }
         }
         timestamps.append(timestamp)

@@ -108,3 +108,23 @@ struct PoseKernelTests {
         #expect(lenient.landmarks(at: 1) == Self.frame([:]))
     }
 }
+
+@Suite("Telemetry errors carry no patient data")
+struct TelemetryErrorPrivacyTests {
+    @Test("a refused frame's or event's message names no coordinate, visibility or time")
+    func noValuesInMessages() throws {
+        var frames = PoseFrames()
+        let odd: Float = 0.123_456_7, when = 1_234.567_8
+        var landmarks = (0..<PoseFrames.landmarkCount).map { _ in Landmark(x: odd, y: odd, z: odd, visibility: odd) }
+        try frames.append(timestamp: when, landmarks: landmarks)
+        var messages: [String] = []
+        do { try frames.append(timestamp: when, landmarks: landmarks) } catch { messages.append(error.description) }
+        landmarks[5].visibility = 1.234_567
+        do { try frames.append(timestamp: when + 1, landmarks: landmarks) } catch { messages.append(error.description) }
+        do { _ = try mediaSessionMetrics([MediaEvent(.play, at: when), MediaEvent(.playing, at: 1_000.987_6)]) } catch { messages.append(error.description) }
+        #expect(messages.count == 3)
+        for message in messages {
+            for value in ["0.123", "1234.5", "1.234", "1000.98"] { #expect(!message.contains(value), "\(message)") }
+        }
+    }
+}
