@@ -20,9 +20,12 @@ struct TelemetryBenchmark {
         let runs = Int(ProcessInfo.processInfo.environment["BENCH_RUNS"] ?? "5") ?? 5
         let reference = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("reference/pose_pipeline.py").path
-        Bench.say("telemetry-benchmark: one core, best of \(runs) runs; limits = sequential read of the same columns, numpy reference (\(reference)), same run")
+        Bench.say("telemetry-benchmark: one core, best of \(runs) runs (x5 for the session); limits = sequential read of the same columns, numpy reference (\(reference)), same run")
         Bench.say("  workload          frames  reps   kit_fps      read_fps     kit/read  numpy_fps    kit/numpy  allocs/frame  allocs/run")
         for (name, frameCount) in [("10 min @ 30 fps", 18_000), ("1M frames", 1_000_000)] {
+            // A 10-minute session takes about a millisecond: time it more often, so one timer
+            // interrupt or migration between cores does not decide the best time (both sides).
+            let runs = frameCount < 100_000 ? runs * 5 : runs
             let frames = session(frames: frameCount, seed: 7)
             var analyzer = PoseAnalyzer()
             var result = analyzer.analyze(frames, profile: .kneeFlexion)  // warm: buffers grow once
@@ -33,7 +36,7 @@ struct TelemetryBenchmark {
             let read = best(runs) { _ = sequentialRead(frames) }
 
             let blob = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-benchmark-\(getpid()).bin.gz")
-            try Data(ReplayBlob.encode(ReplaySession(frames: frames))).write(to: blob)
+            try Data(ReplayBlob.encode(ReplaySession(frames: frames), maximumSize: .max)).write(to: blob)
             defer { try? FileManager.default.removeItem(at: blob) }
             let output = try Bench.run("python3", [reference, blob.path, "\(runs)"])
             guard let line = output.split(separator: "\n").last,

@@ -85,9 +85,11 @@ def analyze(t, cols):
     seg_start = np.flatnonzero(np.concatenate(([True], np.diff(tv) > GAP_RESET)))
     seg_end = np.append(seg_start[1:], len(x))
     s = np.empty_like(x)
+    b_coef, a_coef = np.array([ALPHA], dtype=np.float32), np.array([1, -(1 - ALPHA)], dtype=np.float32)
     for a, b in zip(seg_start, seg_end):
-        s[a:b], _ = lfilter([np.float32(ALPHA)], [1, -np.float32(1 - ALPHA)], x[a:b], zi=[np.float32(1 - ALPHA) * x[a]])
-    s = s.astype(np.float32)
+        s[a] = x[a]  # s0 = x0 exactly, then s_t = alpha x_t + (1 - alpha) s_{t-1}, in float32 as the kit
+        if b > a + 1:
+            s[a + 1:b], _ = lfilter(b_coef, a_coef, x[a + 1:b], zi=np.array([(1 - ALPHA) * x[a]], dtype=np.float32))
     d = -s  # the knee angle closes into the working zone
     lo, hi = np.minimum.accumulate(d), np.maximum.accumulate(d)
     rng = hi - lo

@@ -40,8 +40,10 @@ public struct ExerciseProfile: Sendable, Hashable {
     /// The hysteresis thresholds, as angles of the joint.
     public enum Thresholds: Sendable, Hashable {
         /// A repetition is entered when the angle passes `enter` (going into the working zone)
-        /// and counted when it passes back beyond `exit`. For ``Motion/angleDecreases`` `enter`
-        /// must be below `exit`; for ``Motion/angleIncreases`` above it.
+        /// and counted when it passes back beyond `exit`. These are angles, so for
+        /// ``Motion/angleDecreases`` `enter` is below `exit` (a squat: enter under 100°, count
+        /// over 140°) and for ``Motion/angleIncreases`` above it; either way the enter threshold
+        /// is the deeper one, as in MediaPipe's counter.
         case fixed(enter: Float, exit: Float)
         /// Thresholds at fractions of the range observed so far (0 = the rest end, 1 = the
         /// deepest point seen), `enter` above `exit` (MediaPipe's 0.6 and 0.4). No repetition can
@@ -79,8 +81,9 @@ public struct ExerciseProfile: Sendable, Hashable {
     /// How angles are measured (planar or spatial, visibility threshold, aspect ratio).
     public let angle: AngleOptions
 
-    /// A profile, checked: thresholds ordered for the motion, fractions in [0, 1], positive
-    /// durations, alpha in (0, 1].
+    /// A profile, checked: thresholds ordered for the motion, adaptive fractions with
+    /// 0 < exit < enter < 1, a positive gap reset, a non-negative minimum duration and rest
+    /// tolerance, alpha in (0, 1].
     public init(
         name: String,
         left: JointTriple,
@@ -108,11 +111,12 @@ public struct ExerciseProfile: Sendable, Hashable {
                     : "for an angle that opens, the enter threshold must be above the exit threshold")
             }
         case .adaptive(let enter, let exit, let minimumRange):
-            guard (0...1).contains(enter), (0...1).contains(exit), enter > exit else {
-                throw TelemetryError(.invalidArgument, "adaptive thresholds are fractions in [0, 1], enter above exit")
+            // Fractions strictly inside (0, 1): enter 1 or exit 0 could never be crossed.
+            guard exit > 0, enter < 1, enter > exit else {
+                throw TelemetryError(.invalidArgument, "adaptive thresholds are fractions with 0 < exit < enter < 1")
             }
-            guard minimumRange.isFinite, minimumRange > 0 else {
-                throw TelemetryError(.invalidArgument, "the minimum range must be a positive number of degrees")
+            guard minimumRange.isFinite, minimumRange > 0, minimumRange <= 180 else {
+                throw TelemetryError(.invalidArgument, "the minimum range must be in (0, 180] degrees")
             }
         }
         guard smoothingAlpha > 0, smoothingAlpha <= 1 else { throw TelemetryError(.invalidArgument, "the smoothing alpha must be in (0, 1]") }

@@ -128,9 +128,12 @@ public struct ExponentialSmoother: Sendable {
         self.resetAfter = resetAfter
     }
 
-    /// Smooths `values` (one per timestamp) into `output`, NaN for gaps.
-    public func smooth(_ values: [Float], timestamps: [Double], into output: inout [Float]) {
-        precondition(values.count == timestamps.count, "one value per timestamp")
+    /// Smooths `values` (one per timestamp) into `output`, NaN for gaps; `invalidArgument` when
+    /// the counts differ.
+    public func smooth(_ values: [Float], timestamps: [Double], into output: inout [Float]) throws(TelemetryError) {
+        guard values.count == timestamps.count else {
+            throw TelemetryError(.invalidArgument, "smoothing needs one timestamp per value (\(values.count) values, \(timestamps.count) timestamps)")
+        }
         output.removeAll(keepingCapacity: true)
         output.reserveCapacity(values.count)
         var state = SmoothingState()

@@ -200,7 +200,10 @@ struct PlaybackMachine {
     mutating func handle(_ event: MediaEvent) {
         let t = event.time
         var progressed = false
-        if let playhead = event.playhead {
+        if event.kind == .seeking || event.kind == .seeked {
+            // A seek moves the playhead without playing: the next position is a new baseline.
+            lastPlayhead = event.playhead
+        } else if let playhead = event.playhead {
             if event.kind == .timeUpdate, let last = lastPlayhead, playhead > last { progressed = true }
             lastPlayhead = playhead
         }
@@ -265,12 +268,10 @@ struct PlaybackMachine {
         case .seeking:
             switch event.kind {
             case .seeked:
-                if resumeAfterSeek {
-                    recoveringFromSeek = true
-                    move(to: .playing, at: t)
-                } else {
-                    move(to: .paused, at: t)
-                }
+                // Until frames move again, a stall is the seek's, even after a paused seek and
+                // a later play.
+                recoveringFromSeek = true
+                move(to: resumeAfterSeek ? .playing : .paused, at: t)
             case .waiting: move(to: .stalled(since: t, seekInduced: true), at: t)
             case .playing:
                 recoveringFromSeek = false
@@ -286,8 +287,11 @@ struct PlaybackMachine {
                 recoveringFromSeek = false
                 move(to: .playing, at: t)
             case .pause: move(to: .paused, at: t)  // a pause ends a stall
-            case .seeking: startSeek(at: t, resume: true)
-            case .seeked where seekInduced && !resumeAfterSeek: move(to: .paused, at: t)
+            case .play where seekInduced: resumeAfterSeek = true  // play pressed while a paused seek loads
+            case .seeking: startSeek(at: t, resume: seekInduced ? resumeAfterSeek : true)
+            case .seeked where seekInduced && !resumeAfterSeek:
+                recoveringFromSeek = true
+                move(to: .paused, at: t)
             case .ended: move(to: .ended, at: t)
             default: break
             }

@@ -138,14 +138,19 @@ public struct PoseFrames: Sendable, Equatable {
         }
     }
 
-    /// The x column of `landmark` (one value per frame).
-    public func x(_ landmark: Int) -> [Float] { columns[landmark] }
+    /// The x column of `landmark` (0…32; one value per frame).
+    public func x(_ landmark: Int) -> [Float] { column(0, landmark) }
     /// The y column of `landmark`.
-    public func y(_ landmark: Int) -> [Float] { columns[Self.landmarkCount + landmark] }
+    public func y(_ landmark: Int) -> [Float] { column(1, landmark) }
     /// The z column of `landmark`.
-    public func z(_ landmark: Int) -> [Float] { columns[2 * Self.landmarkCount + landmark] }
+    public func z(_ landmark: Int) -> [Float] { column(2, landmark) }
     /// The visibility column of `landmark`.
-    public func visibility(_ landmark: Int) -> [Float] { columns[3 * Self.landmarkCount + landmark] }
+    public func visibility(_ landmark: Int) -> [Float] { column(3, landmark) }
+
+    private func column(_ component: Int, _ landmark: Int) -> [Float] {
+        precondition((0..<Self.landmarkCount).contains(landmark), "a landmark index is 0...32")
+        return columns[component * Self.landmarkCount + landmark]
+    }
 
     /// Calls `body` with pointers to the columns of each triple (the frame count must be
     /// positive: an empty column has no storage to point at).

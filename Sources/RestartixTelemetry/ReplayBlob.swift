@@ -41,8 +41,9 @@ public struct ReplaySession: Sendable, Equatable {
 public enum ReplayBlob {
     /// The version this codec writes.
     public static let version: UInt16 = 1
-    /// The largest decompressed payload ``decode(_:maximumSize:)`` accepts by default (256 MiB,
-    /// about eight hours at 30 frames a second).
+    /// The largest payload (before compression) ``encode(_:maximumSize:)`` writes and
+    /// ``decode(_:maximumSize:)`` accepts by default: 256 MiB, about 500,000 frames (4.6 hours at
+    /// 30 frames a second; a frame is 536 bytes).
     public static let defaultMaximumSize = 256 << 20
 
     static let magic: [UInt8] = Array("RXRB".utf8)
@@ -55,13 +56,15 @@ public enum ReplayBlob {
         "\(organization.uuidString.lowercased())/\(session.uuidString.lowercased()).bin.gz"
     }
 
-    /// Encodes and compresses `session`.
-    public static func encode(_ session: ReplaySession) throws(TelemetryError) -> [UInt8] {
+    /// Encodes and compresses `session`. A payload over `maximumSize` bytes is refused
+    /// (`tooLarge`), so every blob written decodes with the same limit.
+    public static func encode(_ session: ReplaySession, maximumSize: Int = defaultMaximumSize) throws(TelemetryError) -> [UInt8] {
         let n = session.frames.count
-        guard n <= Int(UInt32.max), session.events.count <= Int(UInt32.max) else {
-            throw TelemetryError(.tooLarge, "a replay blob holds at most 2^32 − 1 frames and events")
+        let size = headerSize + n * (8 + 4 * columnCount) + 4 + eventSize * session.events.count
+        guard n <= Int(UInt32.max), session.events.count <= Int(UInt32.max), size <= maximumSize else {
+            throw TelemetryError(.tooLarge, "the session is \(n) frames and \(session.events.count) events; a replay blob holds at most \(maximumSize) bytes")
         }
-        var payload = ByteBufferAllocator().buffer(capacity: headerSize + n * (8 + 4 * columnCount) + 4 + eventSize * session.events.count)
+        var payload = ByteBufferAllocator().buffer(capacity: size)
         payload.writeBytes(magic)
         payload.writeInteger(version, endianness: .little)
         payload.writeInteger(UInt16(0), endianness: .little)

@@ -113,6 +113,23 @@ struct MediaQoETests {
         #expect(abs(m.watchTime - (1 + 4 + 1 + 0.2 + 4.8)) < 1e-9)
     }
 
+    @Test("paused seeks: a play while the seek loads resumes; a second seek stays paused; a stall after play is the seek's")
+    func pausedSeekSequences() throws {
+        let resumed = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 6), (.waiting, 6.1), (.play, 7), (.seeked, 8), (.playing, 8.2)]), endedAt: 20)
+        #expect(abs(resumed.playingTime - (4 + 11.8)) < 1e-9 && abs(resumed.watchTime - (1 + 4 + 0.1 + 2.1 + 11.8)) < 1e-9)
+        #expect(resumed.rebufferCount == 0)
+        let scrubbing = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 6), (.waiting, 6.1), (.seeking, 6.5), (.seeked, 7)]), endedAt: 20)
+        #expect(scrubbing.playingTime == 4, "still paused after the second seek")
+        let later = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 6), (.seeked, 6.2), (.play, 10), (.waiting, 10.05), (.playing, 11), (.ended, 20)]))
+        #expect(later.rebufferCount == 0 && later.buffering.map(\.seekInduced) == [true])
+        // A seek's playhead jump is not playback: startup still ends at the first frame.
+        let jump = try mediaSessionMetrics([
+            MediaEvent(.play, at: 0, playhead: 0), MediaEvent(.seeking, at: 0.1), MediaEvent(.timeUpdate, at: 0.3, playhead: 60),
+            MediaEvent(.seeked, at: 0.3), MediaEvent(.playing, at: 2.5), MediaEvent(.ended, at: 10),
+        ])
+        #expect(jump.startupTime == 2.5)
+    }
+
     @Test("bad input is refused with its code: times out of order, not finite, a negative playhead, an end before the last event")
     func badInput() {
         func code(_ body: () throws -> Void) -> TelemetryError.Code? {

@@ -70,15 +70,16 @@ struct PoseKernelTests {
     func smoothing() throws {
         let smoother = try ExponentialSmoother(alpha: 0.5, resetAfter: 0.5)
         var out: [Float] = []
-        smoother.smooth([10, 20, 20, .nan, 40], timestamps: [0, 0.1, 0.2, 0.3, 0.4], into: &out)
+        try smoother.smooth([10, 20, 20, .nan, 40], timestamps: [0, 0.1, 0.2, 0.3, 0.4], into: &out)
         #expect(out[0] == 10 && out[1] == 15 && out[2] == 17.5 && out[3].isNaN && out[4] == 28.75)
-        smoother.smooth([10, 20, .nan, 100], timestamps: [0, 0.1, 0.3, 0.9], into: &out)
+        try smoother.smooth([10, 20, .nan, 100], timestamps: [0, 0.1, 0.3, 0.9], into: &out)
         #expect(out[0] == 10 && out[1] == 15 && out[2].isNaN && out[3] == 100, "0.8 s since the last sample: reset")
         #expect(throws: TelemetryError.self) { try ExponentialSmoother(alpha: 0) }
         #expect(throws: TelemetryError.self) { try ExponentialSmoother(alpha: 1.5) }
         let none = try ExponentialSmoother(alpha: 1)
-        none.smooth([1, 5, 3], timestamps: [0, 1 / 30, 2 / 30], into: &out)
+        try none.smooth([1, 5, 3], timestamps: [0, 1 / 30, 2 / 30], into: &out)
         #expect(out == [1, 5, 3], "alpha 1 is no smoothing")
+        #expect(throws: TelemetryError.self) { try none.smooth([1, 2], timestamps: [0], into: &out) }
     }
 
     @Test("validation: each bad frame refused with its own code and nothing appended; or dropped and counted")

@@ -257,6 +257,9 @@ struct RepetitionTests {
         #expect(refused { _ = try knee.with(thresholds: .fixed(enter: 100, exit: 200)) })
         #expect(refused { _ = try knee.with(thresholds: .fixed(enter: .nan, exit: 140)) })
         #expect(refused { _ = try knee.with(thresholds: .adaptive(enter: 0.4, exit: 0.6, minimumRange: 20)) })
+        #expect(refused { _ = try knee.with(thresholds: .adaptive(enter: 1, exit: 0.4, minimumRange: 20)) }, "enter 1 is never crossed")
+        #expect(refused { _ = try knee.with(thresholds: .adaptive(enter: 0.6, exit: 0, minimumRange: 20)) }, "exit 0 is never crossed")
+        #expect(refused { _ = try knee.with(thresholds: .adaptive(enter: 0.6, exit: 0.4, minimumRange: 200)) })
         #expect(refused { _ = try knee.with(thresholds: .adaptive(enter: 0.6, exit: 0.4, minimumRange: 0)) })
         #expect(refused { _ = try knee.with(angle: AngleOptions(aspectRatio: 0)) })
         #expect(refused {

@@ -95,6 +95,10 @@ struct ReplayBlobTests {
         // The first visibility (column 99, frame 0) set to 2.0.
         let visibility = 16 + 8 * session.frames.count + 4 * session.frames.count * 99
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0.replaceSubrange(visibility..<visibility + 4, with: withUnsafeBytes(of: Float(2)) { Array($0) }) }) } == .corruptBlob)
+        // The encoder keeps to the same limit, so whatever it writes decodes.
+        #expect(Self.code { _ = try ReplayBlob.encode(session, maximumSize: 1000) } == .tooLarge)
+        let limit = 16 + 8 * session.frames.count + 528 * session.frames.count + 4 + 18
+        #expect(try ReplayBlob.decode(ReplayBlob.encode(session, maximumSize: limit), maximumSize: limit) == session)
         // A decompression bomb is refused by size before it is decoded.
         #expect(Self.code { _ = try ReplayBlob.decode(try gzip([UInt8](repeating: 0, count: 1 << 20)), maximumSize: 1 << 16) } == .tooLarge)
     }
