@@ -96,7 +96,20 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        .target(name: "RestartixProviders", dependencies: ["RestartixKit", "RestartixCrypto"]),
+        .target(
+            name: "RestartixProviders",
+            dependencies: [
+                "RestartixKit",
+                "RestartixCrypto",
+                "RestartixTenancy",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "RestartixTelemetry",
             dependencies: [
@@ -112,6 +125,7 @@ let package = Package(
                 "RestartixKit",
                 "RestartixTenancy",
                 "RestartixCrypto",
+                "RestartixProviders",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -188,6 +202,17 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RestartixTelemetryTests", dependencies: ["RestartixTelemetry"]),
+        .testTarget(
+            name: "RestartixProvidersTests",
+            dependencies: [
+                "RestartixProviders", "RestartixKit", "RestartixCrypto", "RestartixTenancy",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
         .testTarget(
             name: "CoreAPITests",
             dependencies: [

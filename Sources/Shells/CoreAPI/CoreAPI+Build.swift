@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixProviders
 import RestartixTenancy
 
 /// Builds the Core API: the database services, migrations on the embedded default, the tenancy
@@ -111,6 +112,7 @@ func prepareDatabases(
     tenants: TenantDatabase,
     admin: AdminDatabase? = nil,
     keyring: Keyring? = nil,
+    environment: [String: String] = ProcessEnvironment.current,
     logger: Logger
 ) async throws {
     if configuration.isEmbeddedDefault {
@@ -123,6 +125,15 @@ func prepareDatabases(
             }
         } catch let error as EncryptionError {
             logger.critical("Refusing to start: the keyring cannot open every sealed value", metadata: ["problem": "\(error)"])
+            throw error
+        }
+        // Cat A providers: seed the platform defaults the environment names (never over a row
+        // that exists, so rotated credentials stay), as the platform's main does at every boot.
+        do {
+            try await ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger))
+                .bootstrapProviderDefaults(environment: environment, logger: logger)
+        } catch let error as ProviderError {
+            logger.critical("Refusing to start: a provider seed in the environment is invalid", metadata: ["problem": "\(error)"])
             throw error
         }
     }

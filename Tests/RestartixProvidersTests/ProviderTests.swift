@@ -1,0 +1,270 @@
+import Foundation
+import Logging
+import RestartixCrypto
+import RestartixKit
+import RestartixProviders
+import RestartixTenancy
+import Synchronization
+import Testing
+
+/// A clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let base = ContinuousClock.now
+    private let offset = Mutex<Duration>(.zero)
+    func now() -> ContinuousClock.Instant { base + offset.withLock { $0 } }
+    func advance(_ step: Duration) { offset.withLock { $0 += step } }
+}
+
+@Suite("Provider registry and resolver", .timeLimit(.minutes(1)))
+struct ProviderTests {
+    enum Backend: String, CaseIterable, CustomTestStringConvertible {
+        case sqlite, postgres
+        var testDescription: String { rawValue }
+
+        static var required: Bool {
+            let env = ProcessInfo.processInfo.environment
+            return env["CI"] == "true" || env["RESTARTIX_REQUIRE_SERVICES"] == "1"
+        }
+
+        static var all: [Backend] {
+            required || (ProcessInfo.processInfo.environment["DATABASE_ADMIN_DIRECT_URL"] ?? "").isEmpty == false ? allCases : [.sqlite]
+        }
+    }
+
+    static let logger = Logger(label: "restartix.tests.providers")
+
+    struct World: Sendable {
+        let database: Database
+        let admin: AdminDatabase
+        let registry: ProviderRegistry
+        let clinics: [UUID]
+        let adminURL: String?
+        let close: @Sendable () async -> Void
+    }
+
+    /// A migrated database with two clinics; the registry over the admin role.
+    static func world(_ backend: Backend, keyring: Keyring = Keyring.generate().keyring) async throws -> World {
+        let database: Database, admin: AdminDatabase
+        var adminURL: String?
+        var file: String?
+        switch backend {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-providers-\(UUID().uuidString).sqlite").path
+            database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+            _ = try await Migrator(database: database, logger: logger).migrate()
+            admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+            file = path
+        case .postgres:
+            let env = ProcessInfo.processInfo.environment
+            guard let direct = env["DATABASE_DIRECT_URL"], let url = env["DATABASE_ADMIN_DIRECT_URL"] else {
+                Issue.record("Postgres URLs are not set: run the tests with Scripts/test-all")
+                throw CancellationError()
+            }
+            let owner = try Database(url: direct, logger: logger)
+            _ = try await Migrator(database: owner, logger: logger).migrate()
+            await owner.shutdown()
+            database = try Database(url: url, logger: logger)
+            admin = try AdminDatabase(url: url, logger: logger)
+            adminURL = url
+        }
+        let clinics = [UUIDv7.generate(), UUIDv7.generate()]
+        try await admin.unscoped(reason: "provider tests: two clinics", actor: .system("provider-tests")) { tx in
+            for clinic in clinics {
+                try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(clinic), \("pv-" + clinic.uuidString.suffix(12).lowercased()), 'Clinic')")
+            }
+        }
+        let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring))
+        let path = file
+        return World(database: database, admin: admin, registry: registry, clinics: clinics, adminURL: adminURL) {
+            try? await admin.unscoped(reason: "provider tests: cleanup", actor: .system("provider-tests")) { tx in
+                for clinic in clinics { try await tx.execute("DELETE FROM organizations WHERE id = \(clinic)") }
+            }
+            await database.shutdown()
+            await admin.shutdown()
+            if let path { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        }
+    }
+
+    /// A capability no other test uses (the Postgres database is shared).
+    static func capability() -> ProviderCapability { try! ProviderCapability("t_" + UUID().uuidString.prefix(8).lowercased()) }
+
+    /// Runs `body` in a fresh world and cleans up after it, thrown or not: the clinics, the
+    /// pools, and every row of `capabilities`.
+    static func withWorld(_ backend: Backend, removing capabilities: [ProviderCapability], _ body: (World) async throws -> Void) async throws {
+        let world = try await world(backend)
+        func cleanUp() async {
+            for capability in capabilities {
+                _ = try? await world.database.execute("DELETE FROM platform_service_providers WHERE capability = \(capability.name)")
+            }
+            await world.close()
+        }
+        for capability in capabilities {
+            _ = try? await world.database.execute("DELETE FROM platform_service_providers WHERE capability = \(capability.name)")
+        }
+        do { try await body(world) } catch {
+            await cleanUp()
+            throw error
+        }
+        await cleanUp()
+    }
+
+    @Test("the clinic's override beats the platform default; others get the default; credentials come back decrypted", arguments: Backend.all)
+    func overrideBeatsDefault(backend: Backend) async throws {
+        let capability = Self.capability()
+        try await Self.withWorld(backend, removing: [capability]) { world in
+            try await world.registry.insertIfAbsent(capability, kind: .daily, config: ["api_url": "https://default.example"], secrets: ProviderSecrets(["api_key": "default-key"]))
+            try await world.registry.insertIfAbsent(
+                capability, organization: world.clinics[0], kind: .daily, config: ["api_url": "https://clinic.example"], secrets: ProviderSecrets(["api_key": "clinic-key"])
+            )
+            let resolver = ProviderResolver(registry: world.registry, logger: Self.logger)
+            let clinic = try await resolver.provider(for: capability, organization: world.clinics[0])
+            #expect(clinic.organizationID == world.clinics[0] && clinic.secrets["api_key"] == "clinic-key" && clinic.setting("api_url") == "https://clinic.example")
+            let other = try await resolver.provider(for: capability, organization: world.clinics[1])
+            #expect(other.organizationID == nil && other.secrets["api_key"] == "default-key")
+            let platform = try await resolver.provider(for: capability)
+            #expect(platform.id == other.id && platform.version == 1 && platform.status == .active)
+            #expect(!"\(platform.secrets)".contains("default-key") && !"\(platform)".contains("default-key"), "secrets never print")
+            // Sealed at rest, and bound to the row: copied onto the other row they do not open.
+            let raw = try await world.database.query("SELECT credentials FROM platform_service_providers WHERE id = \(platform.id)")
+            let sealed = try #require(try raw.first?.decode("credentials", as: Data?.self))
+            #expect(sealed.range(of: Data("default-key".utf8)) == nil)
+            try await world.database.execute("UPDATE platform_service_providers SET credentials = \(sealed) WHERE id = \(clinic.id)")
+            resolver.invalidate(capability)
+            let moved = await #expect(throws: ProviderError.self) { try await resolver.provider(for: capability, organization: world.clinics[0]) }
+            #expect(moved?.code == .decryptionFailed && moved?.detail.contains("default-key") == false)
+            // One row per (capability, organization), the platform default included.
+            #expect(try await !world.registry.insertIfAbsent(capability, kind: .daily, config: [:], secrets: ProviderSecrets(["api_key": "again"])))
+            #expect(try await world.database.query("SELECT id FROM platform_service_providers WHERE capability = \(capability.name)").count == 2)
+        }
+    }
+
+    @Test("TTL (jittered ±10%) and the negative cache, on an injected clock", arguments: Backend.all)
+    func ttlAndNegativeCache(backend: Backend) async throws {
+        let capability = Self.capability()
+        try await Self.withWorld(backend, removing: [capability]) { world in
+            let clock = ManualClock()
+            let resolver = ProviderResolver(registry: world.registry, logger: Self.logger, now: { clock.now() })
+            let missing = await #expect(throws: ProviderError.self) { try await resolver.provider(for: capability) }
+            #expect(missing?.code == .notFound)
+            try await world.registry.insertIfAbsent(capability, kind: .anthropic, config: ["model": "one"], secrets: ProviderSecrets(["api_key": "k"]))
+            await #expect(throws: ProviderError.self, "remembered as missing for 30 s") { try await resolver.provider(for: capability) }
+            #expect(resolver.statistics.negativeHits == 1 && resolver.statistics.loads == 1)
+            clock.advance(.seconds(31))
+            #expect(try await resolver.provider(for: capability).setting("model") == "one")
+            try await world.database.execute("UPDATE platform_service_providers SET config = \(json: ["model": "two"]) WHERE capability = \(capability.name)")
+            clock.advance(.seconds(269))  // 0.89 of the TTL: inside it whatever the jitter
+            #expect(try await resolver.provider(for: capability).setting("model") == "one")
+            clock.advance(.seconds(64))  // 1.11 of the TTL: past it whatever the jitter
+            #expect(try await resolver.provider(for: capability).setting("model") == "two")
+            #expect(resolver.statistics.loads == 3)
+        }
+    }
+
+    @Test("single flight: 1,000 concurrent callers on a cold key make exactly one database read", arguments: Backend.all)
+    func singleFlight(backend: Backend) async throws {
+        let capability = Self.capability()
+        try await Self.withWorld(backend, removing: [capability]) { world in
+            try await world.registry.insertIfAbsent(capability, kind: .clerk, config: [:], secrets: ProviderSecrets(["secret_key": "sk_test_1"]))
+            let resolver = ProviderResolver(registry: world.registry, logger: Self.logger)
+            let ids = try await withThrowingTaskGroup(of: UUID.self) { group in
+                for _ in 0..<1000 { group.addTask { try await resolver.provider(for: capability, organization: world.clinics[0]).id } }
+                return try await group.reduce(into: Set<UUID>()) { $0.insert($1) }
+            }
+            #expect(ids.count == 1)
+            #expect(resolver.statistics.loads == 1, "\(resolver.statistics)")
+            #expect(resolver.statistics.hits + resolver.statistics.misses == 1000)
+        }
+    }
+
+    @Test("rotation: validated, re-sealed, version bumped, audited, invalidated; stale versions and bad settings refused, nothing changed", arguments: Backend.all)
+    func rotation(backend: Backend) async throws {
+        let capability = Self.capability()
+        try await Self.withWorld(backend, removing: [capability]) { world in
+            try await world.registry.insertIfAbsent(capability, kind: .ses, config: ["from_address": "a@example.com"], secrets: ProviderSecrets())
+            let resolver = ProviderResolver(registry: world.registry, logger: Self.logger)
+            #expect(try await resolver.provider(for: capability).setting("from_address") == "a@example.com")
+            let admin = UUIDv7.generate()
+            try await world.admin.unscoped(reason: "provider tests: an administrator", actor: .system("provider-tests")) { tx in
+                try await tx.execute("INSERT INTO users (id) VALUES (\(admin))")
+            }
+            let rotated = try await resolver.rotate(
+                capability, organization: nil, config: ["from_address": "b@example.com"],
+                secrets: ProviderSecrets(["access_key_id": "AKIAROTATED", "secret_access_key": "rotated-secret"]), expectedVersion: 1,
+                actor: .user(admin), admin: world.admin
+            )
+            #expect(rotated.version == 2 && rotated.secrets["access_key_id"] == "AKIAROTATED")
+            let now = try await resolver.provider(for: capability)
+            #expect(now.version == 2 && now.setting("from_address") == "b@example.com", "invalidated: no waiting for the TTL")
+            let audit = try await world.admin.unscoped(reason: "provider tests: read the audit", actor: .system("provider-tests")) { tx in
+                try await tx.query("SELECT actor_user_id, metadata FROM audit_log WHERE action = 'provider.rotate' AND resource_id = \(rotated.id)")
+            }
+            #expect(audit.count == 1)
+            #expect(try audit.first?.decode("actor_user_id", as: UUID?.self) == admin)
+            let metadata = try #require(try audit.first?.decode("metadata", as: SQLJSON<[String: String]>.self).value)
+            #expect(metadata["changed"] == "config.from_address,secrets.access_key_id,secrets.secret_access_key" && metadata["version"] == "2")
+            #expect(!metadata.values.contains { $0.contains("rotated-secret") || $0.contains("b@example.com") }, "names, never values")
+
+            let stale = await #expect(throws: ProviderError.self) {
+                try await resolver.rotate(capability, organization: nil, config: ["from_address": "c@example.com"], expectedVersion: 1, actor: .user(admin), admin: world.admin)
+            }
+            #expect(stale?.code == .versionConflict)
+            let bad = await #expect(throws: ProviderError.self) {
+                try await resolver.rotate(capability, organization: nil, config: ["from_address": "not-an-address"], actor: .user(admin), admin: world.admin)
+            }
+            #expect(bad?.code == .invalidArgument)
+            let halfKeys = await #expect(throws: ProviderError.self) {
+                try await resolver.rotate(capability, organization: nil, secrets: ProviderSecrets(["access_key_id": "AKIA"]), actor: .user(admin), admin: world.admin)
+            }
+            #expect(halfKeys?.code == .invalidArgument)
+            resolver.invalidate(capability)
+            let unchanged = try await resolver.provider(for: capability)
+            #expect(unchanged.version == 2 && unchanged.setting("from_address") == "b@example.com")
+            let absent = await #expect(throws: ProviderError.self) {
+                try await resolver.rotate(capability, organization: world.clinics[1], config: [:], actor: .user(admin), admin: world.admin)
+            }
+            #expect(absent?.code == .notFound)
+            _ = try? await world.admin.unscoped(reason: "provider tests: remove the administrator", actor: .system("provider-tests")) { tx in
+                try await tx.execute("DELETE FROM users WHERE id = \(admin)")
+            }
+        }
+    }
+
+    @Test("bootstrap from env: gates, empty AWS keys mean the default chain, never overwrites a rotated row; bad seeds refused", arguments: Backend.all)
+    func bootstrap(backend: Backend) async throws {
+        let seeded: [ProviderCapability] = [.email, .objectstore, .auth, .video, .ai]
+        try await Self.withWorld(backend, removing: seeded) { world in
+            let environment = [
+                "SES_FROM_ADDRESS": "care@clinic.example", "SES_CONFIGURATION_SET": "", "AWS_BUCKET_NAME": "restartix-files",
+                "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:55000", "AWS_S3_USE_PATH_STYLE": "1", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                "CLERK_SECRET_KEY": "sk_test_bootstrap", "DAILY_API_KEY": "", "AWS_REGION": "eu-west-1",
+            ]
+            let inserted = try await world.registry.bootstrapProviderDefaults(environment: environment, logger: Self.logger)
+            #expect(inserted == [.email, .objectstore, .auth], "empty gates skip")
+            let resolver = ProviderResolver(registry: world.registry, logger: Self.logger)
+            let email = try await resolver.provider(for: .email)
+            #expect(email.kind == .ses && email.config == ["from_address": "care@clinic.example", "region": "eu-west-1"] && email.secrets.values.isEmpty)
+            let files = try await resolver.provider(for: .objectstore)
+            #expect(files.config == ["bucket": "restartix-files", "endpoint_url": "http://127.0.0.1:55000", "use_path_style": "true", "region": "eu-west-1"])
+            let auth = try await resolver.provider(for: .auth)
+            #expect(auth.kind == .clerk && auth.secrets["secret_key"] == "sk_test_bootstrap")
+            let raw = try await world.database.query("SELECT credentials FROM platform_service_providers WHERE id = \(auth.id)")
+            #expect(try raw.first?.decode("credentials", as: Data?.self)?.range(of: Data("sk_test_bootstrap".utf8)) == nil, "sealed")
+
+            // Rotated, then booted again with the old environment: the row stays as rotated.
+            try await resolver.rotate(.auth, organization: nil, secrets: ProviderSecrets(["secret_key": "sk_test_rotated"]), actor: .system("provider-tests"), admin: world.admin)
+            var changed = environment
+            changed["CLERK_SECRET_KEY"] = "sk_test_other"
+            #expect(try await world.registry.bootstrapProviderDefaults(environment: changed, logger: Self.logger).isEmpty)
+            resolver.invalidateAll()
+            #expect(try await resolver.provider(for: .auth).secrets["secret_key"] == "sk_test_rotated")
+
+            for (name, value) in [("AWS_ACCESS_KEY_ID", "AKIAONLY"), ("AWS_S3_USE_PATH_STYLE", "maybe"), ("AWS_S3_ENDPOINT_URL", "ftp://x")] {
+                var bad = environment
+                bad[name] = value
+                let error = await #expect(throws: ProviderError.self) { try await world.registry.bootstrapProviderDefaults(environment: bad, logger: Self.logger) }
+                #expect(error?.code == .invalidArgument, "\(name)")
+                #expect(error?.detail.contains(value) == false || value == "maybe")
+            }
+        }
+    }
+}
