@@ -218,6 +218,7 @@ let package = Package(
             dependencies: [
                 "CoreAPI",
                 "RestartixKit",
+                "RestartixProviders",
                 "RestartixTenancy",
                 "RestartixCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixProviders
 import RestartixTenancy
 import Testing
 
@@ -240,6 +241,37 @@ struct CoreAPITests {
         let rotating = try keyring("decrypt-only", second: "primary")
         #expect(try await Reencryptor(admin: admin, cipher: ColumnCipher(keyring: rotating)).run().remaining == 0)
         try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: tooEarly, logger: .init(label: "test"))
+        await database.shutdown()
+        await tenants.shutdown()
+        await admin.shutdown()
+    }
+
+    @Test("CLERK_SECRET_KEY at boot against an empty database seeds the auth provider, sealed; a second boot leaves it; a bad seed stops boot")
+    func bootSeedsProviders() async throws {
+        let (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        let keyring = Keyring.generate().keyring
+        let database = Database(configuration: configuration.database, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
+        func boot(_ environment: [String: String]) async throws {
+            try await prepareDatabases(
+                configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: keyring, environment: environment, logger: .init(label: "test")
+            )
+        }
+        try await boot(["CLERK_SECRET_KEY": "sk_test_seeded_at_boot"])
+        let rows = try await database.query("SELECT provider_kind, credentials FROM platform_service_providers WHERE capability = 'auth' AND organization_id IS NULL")
+        #expect(rows.count == 1)
+        #expect(try rows.first?.decode("provider_kind", as: String.self) == "clerk")
+        let sealed = try #require(try rows.first?.decode("credentials", as: Data?.self))
+        #expect(sealed.range(of: Data("sk_test_seeded_at_boot".utf8)) == nil, "encrypted at rest")
+        let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring))
+        #expect(try await registry.lookup(.auth, organization: nil)?.secrets["secret_key"] == "sk_test_seeded_at_boot")
+        try await boot(["CLERK_SECRET_KEY": "sk_test_changed"])
+        #expect(try await registry.lookup(.auth, organization: nil)?.secrets["secret_key"] == "sk_test_seeded_at_boot", "the row wins over the environment")
+        let refused = await #expect(throws: ProviderError.self) { try await boot(["AWS_BUCKET_NAME": "files", "AWS_ACCESS_KEY_ID": "AKIAONLY"]) }
+        #expect(refused?.code == .invalidArgument && refused?.detail.contains("AKIAONLY") == false)
         await database.shutdown()
         await tenants.shutdown()
         await admin.shutdown()

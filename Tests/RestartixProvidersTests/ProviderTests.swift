@@ -268,3 +268,98 @@ struct ProviderTests {
         }
     }
 }
+
+@Suite("Provider resolver across instances and outages", .timeLimit(.minutes(1)))
+struct ProviderResolverOutageTests {
+    static var redisURL: String? {
+        let value = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
+        if value.isEmpty, ProviderTests.Backend.required { Issue.record("REDIS_URL is not set: run the tests with Scripts/test-all") }
+        return value.isEmpty ? nil : value
+    }
+
+    /// Polls `condition` every 10 ms until it holds or `limit` passes.
+    static func eventually(within limit: Duration, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return try await condition()
+    }
+
+    @Test("cross-instance invalidation: a rotation on one instance reaches another's cache within a second over real Redis", arguments: ProviderTests.Backend.all)
+    func crossInstance(backend: ProviderTests.Backend) async throws {
+        guard let url = Self.redisURL else { return }
+        let capability = ProviderTests.capability()
+        try await ProviderTests.withWorld(backend, removing: [capability]) { world in
+            try await world.registry.insertIfAbsent(capability, kind: .daily, config: [:], secrets: ProviderSecrets(["api_key": "before"]))
+            let redisA = try RedisClient(url: url, logger: ProviderTests.logger), redisB = try RedisClient(url: url, logger: ProviderTests.logger)
+            defer { redisA.shutdown(); redisB.shutdown() }
+            var configuration = ProviderResolver.Configuration()
+            configuration.invalidationChannel = "restartix:providers:test:" + capability.name
+            let a = ProviderResolver(registry: world.registry, configuration: configuration, redis: redisA, logger: ProviderTests.logger)
+            let b = ProviderResolver(registry: world.registry, configuration: configuration, redis: redisB, logger: ProviderTests.logger)
+            let listener = Task { try await b.run() }
+            defer { listener.cancel() }
+            // The subscription is ready once a probe gets through.
+            #expect(await Self.eventually(within: .seconds(5)) {
+                await a.publishInvalidation("probe")
+                return b.statistics.invalidationsReceived > 0
+            })
+            #expect(try await b.provider(for: capability).secrets["api_key"] == "before")
+            #expect(try await b.provider(for: capability).secrets["api_key"] == "before", "cached")
+            let loads = b.statistics.loads
+            let started = ContinuousClock.now
+            try await a.rotate(capability, organization: nil, secrets: ProviderSecrets(["api_key": "after"]), actor: .system("provider-tests"), admin: world.admin)
+            #expect(try await Self.eventually(within: .seconds(1)) { try await b.provider(for: capability).secrets["api_key"] == "after" })
+            #expect(ContinuousClock.now - started < .seconds(1))
+            #expect(b.statistics.loads == loads + 1, "B reloaded once, long before its TTL")
+        }
+    }
+
+    @Test("stale if error: the database stopped (the link cut), the last good value is served for the bounded time, then a typed failure; restarted, it loads again")
+    func staleIfError() async throws {
+        guard ProviderTests.Backend.all.contains(.postgres) else { return }
+        let capability = ProviderTests.capability()
+        try await ProviderTests.withWorld(.postgres, removing: [capability]) { world in
+            try await world.registry.insertIfAbsent(capability, kind: .anthropic, config: ["model": "m1"], secrets: ProviderSecrets(["api_key": "k1"]))
+            // The resolver reaches Postgres through a link the test can cut.
+            let adminURL = try #require(world.adminURL)
+            var components = try #require(URLComponents(string: adminURL))
+            let proxy = try TCPProxy(upstreamHost: components.host ?? "127.0.0.1", upstreamPort: UInt16(components.port ?? 5432))
+            defer { proxy.stop() }
+            components.port = Int(proxy.port)
+            let linkedURL = try #require(components.string)
+            var configuration = try DatabaseConfiguration(url: linkedURL)
+            configuration.acquireTimeout = .seconds(2)
+            let linked = Database(configuration: configuration, logger: ProviderTests.logger)
+            let registry = ProviderRegistry(database: linked, cipher: world.registry.cipher)
+            let clock = ManualClock()
+            var timing = ProviderResolver.Configuration()
+            timing.ttl = .seconds(60)
+            timing.staleIfError = .seconds(120)
+            timing.retryInterval = .seconds(5)
+            let resolver = ProviderResolver(registry: registry, configuration: timing, logger: ProviderTests.logger, now: { clock.now() })
+            #expect(try await resolver.provider(for: capability).setting("model") == "m1")
+
+            proxy.stop()
+            clock.advance(.seconds(70))  // expired: the reload fails, the last good value is served
+            #expect(try await resolver.provider(for: capability).setting("model") == "m1")
+            #expect(resolver.statistics.staleServes == 1 && resolver.statistics.loadFailures == 1)
+            clock.advance(.seconds(2))  // within the retry interval: served without asking the database
+            #expect(try await resolver.provider(for: capability).setting("model") == "m1")
+            #expect(resolver.statistics.loadFailures == 1)
+            clock.advance(.seconds(130))  // past expiry + staleIfError: a typed failure
+            let error = await #expect(throws: ProviderError.self) { try await resolver.provider(for: capability) }
+            #expect(error?.code == .unavailable)
+            #expect(error?.detail.contains("k1") == false && error?.detail.contains("postgres://") == false)
+
+            try proxy.start()
+            try await world.database.execute("UPDATE platform_service_providers SET config = \(json: ["model": "m2"]) WHERE capability = \(capability.name)")
+            #expect(try await Self.eventually(within: .seconds(10)) {
+                (try? await resolver.provider(for: capability).setting("model")) == "m2"
+            })
+            await linked.shutdown()
+        }
+    }
+}
