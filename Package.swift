@@ -147,6 +147,7 @@ let package = Package(
                 "RestartixKit",
                 "RestartixTenancy",
                 "RestartixCrypto",
+                "RestartixProviders",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -228,7 +229,7 @@ let package = Package(
         .testTarget(
             name: "JobsTests",
             dependencies: [
-                "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy",
+                "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ]
         ),

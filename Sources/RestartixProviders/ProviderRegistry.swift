@@ -140,14 +140,6 @@ public struct ProviderRegistry: Sendable {
         return try await admin.unscoped(reason: "rotate the platform \(capability) provider", actor: actor, body)
     }
 
-    /// Records a health check: the status, when, and the failure (already free of secrets).
-    public func recordCheck(id: UUID, status: ProviderStatus, error: String?) async throws {
-        try await database.execute("""
-            UPDATE platform_service_providers SET status = \(status.rawValue), last_checked_at = \(Date()), updated_at = updated_at, \
-            last_error = \(error) WHERE id = \(id)
-            """)
-    }
-
     /// The row decoded and its credentials opened.
     func record(_ row: SQLRow) throws -> ProviderRecord {
         let id = try row.decode("id", as: UUID.self)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixProviders
 import RestartixTenancy
 import Testing
 
@@ -159,6 +160,33 @@ struct JobsTests {
         let names = try await app.withTenant(context) { tx in try await ids.asyncMap { try await store.fetch($0, in: tx)?.pii.name } }
         await app.shutdown()
         return names
+    }
+
+    @Test("check-providers: a failing provider is recorded and the job still exits 0; its own failure (no database) exits 1 without secrets")
+    func checkProviders() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = "sqlite://" + dir.appendingPathComponent("jobs.sqlite").path
+        #expect(try await run(["migrate", "--database-url", url]).status == 0)
+        let generated = Keyring.generate()
+        let database = try Database(url: url, logger: Logger(label: "test"))
+        let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: generated.keyring))
+        try await registry.insertIfAbsent("video", kind: .daily, config: ["api_url": "http://127.0.0.1:9"], secrets: ProviderSecrets(["api_key": "daily-secret-key"]))
+        await database.shutdown()
+        let environment = ["ENCRYPTION_KEYS": generated.document]
+        let first = try await run(["check-providers", "--database-url", url, "--timeout", "2"], environment: environment)
+        #expect(first.status == 0, "a provider's failure is not the job's: \(first.stderr)")
+        #expect(first.stdout.contains("check-providers: video (platform) daily: failed: 127.0.0.1 unreachable"), "\(first.stdout)")
+        #expect(first.stdout.contains("-> degraded (1 in a row)") && first.stdout.contains("check-providers: done, 1 rows, 1 failing"))
+        #expect(!first.stdout.contains("daily-secret-key") && !first.stderr.contains("daily-secret-key"))
+        let second = try await run(["check-providers", "--database-url", url, "--timeout", "2", "--failures-to-down", "2"], environment: environment)
+        #expect(second.stdout.contains("-> down (2 in a row)"), "\(second.stdout)")
+        let unreachable = try await run(["check-providers", "--database-url", "postgres://restartix_admin:hunter2-secret@127.0.0.1:1/restartix"], environment: environment)
+        #expect(unreachable.status != 0)
+        #expect(!unreachable.stderr.contains("hunter2-secret") && !unreachable.stdout.contains("hunter2-secret"))
+        let badFlag = try await run(["check-providers", "--database-url", url, "--capability", "Not A Name"], environment: environment)
+        #expect(badFlag.status != 0)
     }
 
     @Test("keyring-usage and reencrypt: values move to the primary; a disabled key in use is refused without key bytes")

@@ -271,12 +271,14 @@ struct MigrationSetTests {
                 "e0a7a35961c5e571cbdfa1e055115c7806d67de709739168741e09029db9767d",
                 "a4ffb2b7b7c0c50fbb3f437b1e75add3b17191d41e958893e6e52e69bb98b88e",
                 "533c71a8b015bbf532c5a96b0e7e445f95ef290d87a01b14bf781ca013ae68ec",
+                "7d2346cde3844b40b0f91f232544991e964bab4ddae361b82329fff6202d9b37",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
                 "127aebdaaea68dc5dc3c3278a26038548099382138df314fd1c3db935d38cea8",
                 "bec02cfe26c74a6b71d6aa3d303302992dad54df08bcbb8edb859d92c8d0222f",
                 "9da324fd84e3c8e5477d52ba998d6d9b2e1786bda3cac5adb0c5cfb16a753a2c",
+                "5067c87e9825cf66a0153426b7f7d115985d736facab4db37e1e04e688cdc30b",
             ],
         ]
         for (dialect, checksums) in pins {

@@ -84,7 +84,7 @@ public struct AWSJSONClient: Sendable {
 
     /// The Host header for `url`: brackets around an IPv6 address, the port only when it is not
     /// the scheme's default.
-    static func hostHeader(_ url: URL) -> String {
+    public static func hostHeader(_ url: URL) -> String {
         var host = url.host ?? ""
         if host.contains(":") { host = "[\(host)]" }
         if let port = url.port, !(url.scheme == "https" && port == 443), !(url.scheme == "http" && port == 80) { host += ":\(port)" }

@@ -7,6 +7,7 @@ extension MigrationSet {
         postgresTenancy,
         postgresTenancy3,
         postgresSlotHolds,
+        postgresProviderChecks,
     ]
 }
 

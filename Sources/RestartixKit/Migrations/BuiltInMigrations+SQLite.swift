@@ -9,6 +9,7 @@ extension MigrationSet {
         sqliteTenancy,
         sqliteTenancy3,
         sqliteSlotHolds,
+        sqliteProviderChecks,
     ]
 }
 

@@ -12,7 +12,9 @@ struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restartix-jobs",
         abstract: "Restartix scheduled and maintenance jobs.",
-        subcommands: [Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self, Reencrypt.self, KeyringUsageReport.self]
+        subcommands: [
+            Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self, Reencrypt.self, KeyringUsageReport.self, CheckProviders.self,
+        ]
     )
 }
 

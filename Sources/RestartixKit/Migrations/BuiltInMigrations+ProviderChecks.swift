@@ -1,0 +1,14 @@
+// Migration 5: platform_service_providers.consecutive_failures, the count `check-providers`
+// keeps so a provider goes down only after N failures in a row and comes back on one success.
+
+extension MigrationSet {
+    static let postgresProviderChecks = Migration(version: 5, name: "provider_check_failures", sql: #"""
+        ALTER TABLE platform_service_providers
+            ADD COLUMN consecutive_failures integer NOT NULL DEFAULT 0 CHECK (consecutive_failures >= 0);
+        """#)
+
+    static let sqliteProviderChecks = Migration(version: 5, name: "provider_check_failures", sql: #"""
+        ALTER TABLE platform_service_providers
+            ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0 CHECK (consecutive_failures >= 0);
+        """#)
+}

@@ -1,0 +1,286 @@
+public import AsyncHTTPClient
+public import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+public import RestartixKit
+
+/// `check-providers`: probes every row of `platform_service_providers` with a check of its
+/// kind and records the outcome with hysteresis: a failure makes the provider `degraded`,
+/// ``Options/failuresToDown`` failures in a row make it `down`, one success makes it `active`
+/// again. `last_error` gets a sentence the checker writes (a status code, "unreachable"),
+/// never a response body or a credential.
+///
+/// | kind | check |
+/// |---|---|
+/// | s3 | `HEAD /{bucket}`, SigV4 (path style, or virtual-hosted on AWS) |
+/// | ses | `GetSendQuota` (Query API), SigV4 |
+/// | clerk | `GET {api_url}/v1/jwks` with the secret key |
+/// | daily | `GET {api_url}/rooms?limit=1` with the API key |
+/// | anthropic | `GET {api_url}/v1/models?limit=1` with the API key |
+///
+/// Endpoints come from the row's `endpoint_url` / `api_url` settings (moto and local servers in
+/// tests). AWS rows without keys use the default credential chain (``AWSCredentials/resolve(environment:httpClient:)``).
+public struct ProviderHealthCheck: Sendable {
+    /// How checks run.
+    public struct Options: Sendable {
+        /// Each probe's time limit. Default 5 seconds.
+        public var timeout: Duration = .seconds(5)
+        /// Failures in a row before a provider is `down`. Default 3.
+        public var failuresToDown = 3
+        /// The environment for the AWS default credential chain.
+        public var environment: [String: String] = ProcessInfo.processInfo.environment
+
+        /// The defaults.
+        public init() {}
+    }
+
+    /// One row's outcome.
+    public struct Outcome: Sendable, Hashable {
+        /// The row.
+        public var id: UUID
+        /// Its capability.
+        public var capability: String
+        /// Its clinic, nil for the platform default.
+        public var organizationID: UUID?
+        /// Its kind.
+        public var kind: String
+        /// nil when the probe passed; otherwise what failed (safe to log).
+        public var failure: String?
+        /// The status recorded.
+        public var status: ProviderStatus
+        /// Failures in a row, after this check.
+        public var consecutiveFailures: Int
+        /// No check exists for the kind: nothing was recorded.
+        public var skipped: Bool
+    }
+
+    /// The registry whose rows are checked and updated.
+    public let registry: ProviderRegistry
+    /// The options.
+    public let options: Options
+    private let httpClient: HTTPClient
+    private let logger: Logger
+
+    /// A checker.
+    public init(registry: ProviderRegistry, options: Options = Options(), httpClient: HTTPClient = .shared, logger: Logger) {
+        self.registry = registry
+        self.options = options
+        self.httpClient = httpClient
+        self.logger = logger
+    }
+
+    /// Probes every row (concurrently), or only those of `capabilities`, and records each
+    /// outcome. Throws only for its own failures (the database), never for a provider's.
+    public func run(capabilities: Set<ProviderCapability>? = nil) async throws -> [Outcome] {
+        let names = capabilities.map { Set($0.map(\.name)) }
+        let rows = try await registry.allRows().filter { names?.contains($0.capability) ?? true }
+        let probes = await withTaskGroup(of: (Int, String?, Bool).self) { group in
+            for (index, row) in rows.enumerated() {
+                group.addTask {
+                    switch row.record {
+                    case .failure(let error): return (index, "the row cannot be used: \(error.code)", false)
+                    case .success(let record):
+                        guard let check = self.probe(for: record) else { return (index, nil, true) }
+                        return (index, await check(), false)
+                    }
+                }
+            }
+            var results = [(String?, Bool)](repeating: (nil, true), count: rows.count)
+            for await (index, failure, skipped) in group { results[index] = (failure, skipped) }
+            return results
+        }
+        var outcomes: [Outcome] = []
+        for (row, (failure, skipped)) in zip(rows, probes) {
+            var outcome = Outcome(
+                id: row.id, capability: row.capability, organizationID: row.organizationID, kind: row.kind,
+                failure: failure.map { Self.scrub($0, row) }, status: row.status, consecutiveFailures: row.consecutiveFailures, skipped: skipped
+            )
+            if !skipped {
+                (outcome.status, outcome.consecutiveFailures) = try await registry.recordCheck(
+                    id: row.id, failure: outcome.failure, failuresToDown: options.failuresToDown
+                )
+            }
+            outcomes.append(outcome)
+        }
+        return outcomes
+    }
+
+    /// A failure text with any secret value of the row cut out (the checker writes its own
+    /// texts, so this is a second line of defence).
+    static func scrub(_ text: String, _ row: ProviderRegistry.Row) -> String {
+        var out = text
+        if case .success(let record) = row.record {
+            for value in record.secrets.values.values where value.count >= 4 { out = out.replacingOccurrences(of: value, with: "<redacted>") }
+        }
+        return String(out.prefix(500))
+    }
+
+    /// The probe for a record's kind, nil for kinds without one.
+    func probe(for record: ProviderRecord) -> (@Sendable () async -> String?)? {
+        switch record.kind {
+        case .s3: return { await self.s3(record) }
+        case .ses: return { await self.ses(record) }
+        case .clerk:
+            return { await self.http(record, base: "https://api.clerk.com", path: "/v1/jwks", headers: [("authorization", "Bearer \(record.secrets["secret_key"] ?? "")")]) }
+        case .daily:
+            return { await self.http(record, base: "https://api.daily.co/v1", path: "/rooms?limit=1", headers: [("authorization", "Bearer \(record.secrets["api_key"] ?? "")")]) }
+        case .anthropic:
+            return {
+                await self.http(record, base: "https://api.anthropic.com", path: "/v1/models?limit=1", headers: [
+                    ("x-api-key", record.secrets["api_key"] ?? ""), ("anthropic-version", "2023-06-01"),
+                ])
+            }
+        default: return nil
+        }
+    }
+
+    /// An authenticated GET: 2xx passes.
+    func http(_ record: ProviderRecord, base: String, path: String, headers: [(String, String)]) async -> String? {
+        let root = (record.setting("api_url") ?? base).trimmingSuffix("/")
+        var request = HTTPClientRequest(url: root + path)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        return await send(request, host: URL(string: root)?.host ?? "the endpoint")
+    }
+
+    func send(_ request: HTTPClientRequest, host: String) async -> String? {
+        do {
+            let response = try await httpClient.execute(request, timeout: TimeAmount(options.timeout))
+            _ = try? await response.body.collect(upTo: 1 << 20)
+            let status = Int(response.status.code)
+            return (200..<300).contains(status) ? nil : "HTTP \(status) from \(host)"
+        } catch {
+            return "\(host) unreachable (\(Self.reason(error)))"
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            if error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout { return "timeout" }
+            return String(describing: error)
+        }
+        return "\(type(of: error))"
+    }
+
+    /// Credentials for an AWS row: its keys, or the default chain.
+    func awsCredentials(_ record: ProviderRecord) async -> Result<AWSCredentials, AWSError> {
+        if let id = record.secrets["access_key_id"], let secret = record.secrets["secret_access_key"] {
+            return .success(AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: record.secrets["session_token"]))
+        }
+        do { return .success(try await AWSCredentials.resolve(environment: options.environment, httpClient: httpClient)) } catch { return .failure(error) }
+    }
+
+    /// `HEAD /{bucket}`.
+    func s3(_ record: ProviderRecord) async -> String? {
+        guard let bucket = record.setting("bucket") else { return "no bucket is configured" }
+        let region = record.setting("region") ?? "us-east-1"
+        let credentials: AWSCredentials
+        switch await awsCredentials(record) {
+        case .success(let value): credentials = value
+        case .failure(let error): return "no AWS credentials (\(error.kind))"
+        }
+        let pathStyle = record.setting("use_path_style") == "true" || record.setting("endpoint_url") != nil
+        let root = record.setting("endpoint_url")?.trimmingSuffix("/") ?? (pathStyle ? "https://s3.\(region).amazonaws.com" : "https://\(bucket).s3.\(region).amazonaws.com")
+        guard let url = URL(string: pathStyle ? "\(root)/\(bucket)" : root + "/") else { return "the S3 endpoint is not a URL" }
+        let host = AWSJSONClient.hostHeader(url)
+        let emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        let headers = [("host", host), ("x-amz-content-sha256", emptyHash)]
+        let signer = AWSSigner(credentials: credentials, region: region, service: "s3")
+        let signed = signer.sign(method: "HEAD", path: url.path.isEmpty ? "/" : url.path, headers: headers, body: Data())
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .HEAD
+        for (name, value) in headers + signed { request.headers.add(name: name, value: value) }
+        switch await send(request, host: url.host ?? "S3") {
+        case nil: return nil
+        case let failure? where failure.hasPrefix("HTTP 404"): return "the bucket does not exist (HTTP 404 from \(url.host ?? "S3"))"
+        case let failure? where failure.hasPrefix("HTTP 403"): return "access to the bucket is denied (HTTP 403 from \(url.host ?? "S3"))"
+        case let failure?: return failure
+        }
+    }
+
+    /// SES `GetSendQuota` (Query API, version 2010-12-01).
+    func ses(_ record: ProviderRecord) async -> String? {
+        let region = record.setting("region") ?? "us-east-1"
+        let credentials: AWSCredentials
+        switch await awsCredentials(record) {
+        case .success(let value): credentials = value
+        case .failure(let error): return "no AWS credentials (\(error.kind))"
+        }
+        let root = record.setting("endpoint_url")?.trimmingSuffix("/") ?? "https://email.\(region).amazonaws.com"
+        guard let url = URL(string: root + "/") else { return "the SES endpoint is not a URL" }
+        let body = Data("Action=GetSendQuota&Version=2010-12-01".utf8)
+        let headers = [("host", AWSJSONClient.hostHeader(url)), ("content-type", "application/x-www-form-urlencoded; charset=utf-8")]
+        let signer = AWSSigner(credentials: credentials, region: region, service: "ses")
+        let signed = signer.sign(method: "POST", path: url.path.isEmpty ? "/" : url.path, headers: headers, body: body)
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .POST
+        for (name, value) in headers + signed { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        return await send(request, host: url.host ?? "SES")
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        var out = self
+        while out.hasSuffix(suffix) { out.removeLast(suffix.count) }
+        return out
+    }
+}
+
+extension ProviderRegistry {
+    /// A row as `check-providers` sees it: its identity and health, and the record or why it
+    /// cannot be used (credentials that do not open, a row that does not decode).
+    public struct Row: Sendable {
+        public var id: UUID
+        public var capability: String
+        public var organizationID: UUID?
+        public var kind: String
+        public var status: ProviderStatus
+        public var consecutiveFailures: Int
+        public var record: Result<ProviderRecord, ProviderError>
+    }
+
+    /// Every row, each decoded on its own (one bad row does not hide the others).
+    public func allRows() async throws -> [Row] {
+        let rows = try await database.query(
+            "SELECT \(Self.columns), consecutive_failures FROM platform_service_providers ORDER BY capability, organization_id"
+        )
+        return try rows.map { row in
+            let record: Result<ProviderRecord, ProviderError>
+            do { record = .success(try self.record(row)) } catch let error as ProviderError { record = .failure(error) } catch {
+                record = .failure(ProviderError(.corruptRow, "a provider row does not decode"))
+            }
+            return Row(
+                id: try row.decode("id", as: UUID.self),
+                capability: try row.decode("capability", as: String.self),
+                organizationID: try row.decode("organization_id", as: UUID?.self),
+                kind: try row.decode("provider_kind", as: String.self),
+                status: ProviderStatus(rawValue: try row.decode("status", as: String.self)) ?? .down,
+                consecutiveFailures: try row.decode("consecutive_failures", as: Int.self),
+                record: record
+            )
+        }
+    }
+
+    /// Records one check atomically: a success resets the count and makes the row `active`; a
+    /// failure counts up and makes it `degraded`, or `down` at `failuresToDown`. Returns the
+    /// status and count written.
+    public func recordCheck(id: UUID, failure: String?, failuresToDown: Int) async throws -> (ProviderStatus, Int) {
+        let rows: [SQLRow]
+        if let failure {
+            rows = try await database.query("""
+                UPDATE platform_service_providers SET consecutive_failures = consecutive_failures + 1, \
+                status = CASE WHEN consecutive_failures + 1 >= \(max(1, failuresToDown)) THEN 'down' ELSE 'degraded' END, \
+                last_error = \(failure), last_checked_at = \(Date()) WHERE id = \(id) RETURNING status, consecutive_failures
+                """)
+        } else {
+            rows = try await database.query("""
+                UPDATE platform_service_providers SET consecutive_failures = 0, status = 'active', last_error = NULL, \
+                last_checked_at = \(Date()) WHERE id = \(id) RETURNING status, consecutive_failures
+                """)
+        }
+        guard let row = rows.first else { return (.down, 0) }
+        return (ProviderStatus(rawValue: try row.decode("status", as: String.self)) ?? .down, try row.decode("consecutive_failures", as: Int.self))
+    }
+}
