@@ -174,16 +174,17 @@ struct AdminDatabaseOptions: ParsableArguments {
 /// Runs `body` with the admin database (`--database-url`, else `DATABASE_URL`, else the embedded
 /// SQLite file) and always closes it; errors become one line and exit status 1.
 func withAdminDatabase<T>(_ databaseURL: String?, label: String, _ body: (AdminDatabase, Logger) async throws -> T) async throws -> T {
-    let environment = ProcessInfo.processInfo.environment
     let logger = makeLogger(label)
-    return try await opened({
-        // The admin role, not the owner: the owner has no policies, so it would see no rows.
-        let configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
-            .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
-        return AdminDatabase(configuration: configuration, logger: logger)
-    }, shutdown: { await $0.shutdown() }) {
+    return try await opened({ AdminDatabase(configuration: try adminConfiguration(databaseURL), logger: logger) }, shutdown: { await $0.shutdown() }) {
         try await body($0, logger)
     }
+}
+
+/// The admin role's connection: `--database-url`, else `DATABASE_URL`, else the embedded file.
+/// The admin role, not the owner: the owner has no policies, so it would see no rows.
+func adminConfiguration(_ databaseURL: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfiguration {
+    try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
+        .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
 }
 
 /// The keyring the environment names (`KeyringSource.configured`), or a clean exit.

@@ -8,13 +8,8 @@ import RestartixProviders
 /// Runs `body` with a plain pool on the admin role's URL (`--database-url`, else `DATABASE_URL`,
 /// else the embedded SQLite file): for platform tables outside row-level security.
 func withAdminPool<T>(_ databaseURL: String?, label: String, _ body: (Database, Logger) async throws -> T) async throws -> T {
-    let environment = ProcessInfo.processInfo.environment
     let logger = makeLogger(label)
-    return try await opened({
-        let configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
-            .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
-        return Database(configuration: configuration, logger: logger)
-    }, shutdown: { await $0.shutdown() }) {
+    return try await opened({ Database(configuration: try adminConfiguration(databaseURL), logger: logger) }, shutdown: { await $0.shutdown() }) {
         try await body($0, logger)
     }
 }
