@@ -31,16 +31,7 @@ public struct EncryptedColumn: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(table).\(column)" }
 
     /// ` AND organization_id IN (...)` for a scoped run, or nothing.
-    func scope(_ organizations: [UUID]?) -> SQLQuery {
-        guard let organizations else { return "" }
-        guard !organizations.isEmpty else { return " AND 1 = 0" }
-        var query: SQLQuery = " AND \(unsafeRaw: organizationColumn) IN ("
-        for (index, id) in organizations.enumerated() {
-            query.append(index == 0 ? "\(id)" : ", \(id)")
-        }
-        query.append(")")
-        return query
-    }
+    func scope(_ organizations: [UUID]?) -> SQLQuery { .organizationScope(organizations, column: organizationColumn) }
 
     /// The 4 key-id bytes of a format v1 value in SQL (bytes 3-6 of the header), NULL for any
     /// other value (plaintext, a legacy format), which ``KeyringUsage`` reports as key 0.

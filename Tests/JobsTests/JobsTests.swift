@@ -189,6 +189,43 @@ struct JobsTests {
         #expect(badFlag.status != 0)
     }
 
+    @Test("usage-quota-reset and usage-summary-rollup run twice at once: one reset, one closed summary; bad --month refused")
+    func usageJobs() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
+        let (dir, path, url, context) = try await clinicDatabase(slug: "usage-clinic")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "test"))
+        let lastMonth = UsagePeriods.previousMonth(before: Date())
+        let inLastMonth = lastMonth.start.addingTimeInterval(86_400 * 3)
+        try await admin.withOrganization(context.organizationID, actor: .system("jobs-tests")) { tx in
+            try await UsageMeter.setQuota(10, capability: .ai, organization: context.organizationID, now: inLastMonth, in: tx)
+            try await tx.execute("UPDATE usage_quotas SET current_units = 9")
+            for units in [5, 6] {
+                try await tx.execute("INSERT INTO usage_records (id, organization_id, capability, units, recorded_at) VALUES (\(UUIDv7.generate()), \(context.organizationID), 'ai', \(units), \(inLastMonth))")
+            }
+        }
+        async let one = run(["usage-quota-reset", "--database-url", url])
+        async let two = run(["usage-quota-reset", "--database-url", url])
+        let resets = try await [one, two]
+        #expect(resets.allSatisfy { $0.status == 0 }, "\(resets.map(\.stderr))")
+        let total = resets.map { $0.stdout.contains("1 quotas reset") ? 1 : 0 }.reduce(0, +)
+        #expect(total == 1, "one run resets it: \(resets.map(\.stdout))")
+        async let three = run(["usage-summary-rollup", "--database-url", url])
+        async let four = run(["usage-summary-rollup", "--database-url", url])
+        let rollups = try await [three, four]
+        #expect(rollups.allSatisfy { $0.status == 0 }, "\(rollups.map(\.stderr))")
+        #expect(rollups.map { $0.stdout.contains("1 summaries closed") ? 1 : 0 }.reduce(0, +) == 1, "\(rollups.map(\.stdout))")
+        let (quota, summary) = try await admin.withOrganization(context.organizationID, actor: .system("jobs-tests")) { tx in
+            (try await tx.query("SELECT current_units, period_start_at FROM usage_quotas"), try await tx.query("SELECT total_units, closed_at FROM usage_summaries"))
+        }
+        #expect(try quota.first?.decode("current_units", as: Int.self) == 0)
+        #expect(try quota.first?.decode("period_start_at", as: Date.self) == UsagePeriods.month(containing: Date()).start)
+        #expect(summary.count == 1)
+        #expect(try summary.first?.decode("total_units", as: Int.self) == 11)
+        #expect(try await run(["usage-summary-rollup", "--database-url", url, "--month", "2026-13"]).status != 0)
+        await admin.shutdown()
+    }
+
     @Test("keyring-usage and reencrypt: values move to the primary; a disabled key in use is refused without key bytes")
     func rotationJobs() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")

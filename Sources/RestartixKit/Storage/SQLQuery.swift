@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A SQL statement written once for every backend, with every interpolated value sent as a bind.
 ///
@@ -135,5 +135,21 @@ public struct SQLDialect: Sendable, Hashable, CustomStringConvertible {
     /// Postgres, the kit's `YYYY-MM-DDTHH:MM:SS.ffffffZ` text on SQLite.
     public var now: SQLQuery {
         base == .postgres ? "now()" : "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
+    }
+}
+
+extension SQLQuery {
+    /// ` AND <column> IN (...)` for a run limited to some clinics, nothing for all of them
+    /// (`nil`), and a condition no row meets for an empty list. `column` is written as given
+    /// (a column name of the kit's own schema, never input).
+    public static func organizationScope(_ organizations: [UUID]?, column: String = "organization_id") -> SQLQuery {
+        guard let organizations else { return "" }
+        guard !organizations.isEmpty else { return " AND 1 = 0" }
+        var query: SQLQuery = " AND \(unsafeRaw: column) IN ("
+        for (index, id) in organizations.enumerated() {
+            query.append(index == 0 ? "\(id)" : ", \(id)")
+        }
+        query.append(")")
+        return query
     }
 }

@@ -65,3 +65,56 @@ struct CheckProviders: AsyncParsableCommand {
         say("check-providers: done, \(outcomes.count) rows, \(failing) failing")
     }
 }
+
+struct UsageQuotaReset: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage-quota-reset",
+        abstract: "Advance every usage quota whose period ended to the current month, its units at zero (each once, however many runs).",
+        discussion: "Admin role: --database-url, else $DATABASE_URL. One audited transaction per run."
+    )
+
+    @OptionGroup var admin: AdminDatabaseOptions
+
+    func run() async throws {
+        let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.usage-quota-reset") { admin, _ in
+            try await UsageJobs.resetQuotas(admin)
+        }
+        say("usage-quota-reset: done, \(report.reset) quotas reset, \(report.alreadyReset) already reset by another run")
+    }
+}
+
+struct UsageSummaryRollup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage-summary-rollup",
+        abstract: "Close last month's usage_summaries row per organization and capability (idempotent; a closed row is never rewritten).",
+        discussion: "Admin role: --database-url, else $DATABASE_URL. Months are calendar months in UTC."
+    )
+
+    @OptionGroup var admin: AdminDatabaseOptions
+
+    @Option(help: "The month to close, YYYY-MM (default: the previous month).")
+    var month: String?
+
+    func validate() throws {
+        if let month, Self.parse(month) == nil { throw ValidationError("--month must be YYYY-MM") }
+    }
+
+    static func parse(_ text: String) -> Date? {
+        let parts = text.split(separator: "-")
+        guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let year = Int(parts[0]), let month = Int(parts[1]),
+              (2000...2999).contains(year), (1...12).contains(month)
+        else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar.date(from: DateComponents(year: year, month: month, day: 15))
+    }
+
+    func run() async throws {
+        let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.usage-summary-rollup") { admin, _ in
+            try await UsageJobs.rollUp(admin, month: month.flatMap(Self.parse))
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        say("usage-summary-rollup: \(formatter.string(from: report.periodStart)) to \(formatter.string(from: report.periodEnd)): \(report.closed) summaries closed, \(report.alreadyClosed) already closed")
+    }
+}

@@ -1,0 +1,240 @@
+public import Foundation
+public import RestartixKit
+public import RestartixTenancy
+
+/// What ``UsageMeter/record(_:capability:organization:metadata:in:)`` decided.
+public struct UsageDecision: Sendable, Hashable {
+    /// The units counted in the quota's period after this record; nil without a quota.
+    public var used: Int?
+    /// The quota's limit; nil without a quota (unlimited).
+    public var limit: Int?
+    /// Units left in the period; nil without a quota.
+    public var remaining: Int? {
+        guard let used, let limit else { return nil }
+        return max(0, limit - used)
+    }
+}
+
+/// Why usage was refused.
+public struct UsageError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong.
+    public enum Code: String, Sendable, Hashable {
+        /// Recording these units would pass the quota; nothing was recorded.
+        case quotaExceeded
+        /// Units must be positive (and at most 2^31), capability names valid.
+        case invalidArgument
+    }
+
+    /// What went wrong.
+    public let code: Code
+    /// A sentence about it (counts and names, no patient data).
+    public let detail: String
+
+    public var description: String { "Usage error (\(code.rawValue)): \(detail)" }
+}
+
+/// Usage metering: units per (organization, capability) in `usage_records`, checked against
+/// `usage_quotas` atomically, in the caller's transaction.
+///
+/// The check and the count are one statement, `UPDATE usage_quotas SET current_units =
+/// current_units + n WHERE ... AND current_units + n <= limit_units`, so concurrent callers can
+/// never overshoot: on Postgres the row lock serializes them and the condition is re-checked
+/// on the latest row; SQLite has one writer. A record over the quota throws
+/// ``UsageError/Code/quotaExceeded`` and writes nothing; without a quota row usage is unlimited
+/// (recorded, not limited). A period that has ended keeps counting against its limit until
+/// `usage-quota-reset` advances it (never more permissive than the quota).
+public enum UsageMeter {
+    /// Records `units` of `capability` for `organization` inside `transaction` (a tenant
+    /// transaction with a staff role, or an admin transaction for the clinic), and counts them
+    /// against the quota. Rolled back with the transaction.
+    @discardableResult
+    public static func record(
+        _ units: Int,
+        capability: ProviderCapability,
+        organization: UUID,
+        metadata: [String: String] = [:],
+        in transaction: borrowing some SQLExecutor & ~Copyable
+    ) async throws -> UsageDecision {
+        guard units > 0, units <= Int(Int32.max) else {
+            throw UsageError(code: .invalidArgument, detail: "usage units must be between 1 and \(Int32.max)")
+        }
+        let counted = try await transaction.query("""
+            UPDATE usage_quotas SET current_units = current_units + \(units), updated_at = \(Date()) \
+            WHERE organization_id = \(organization) AND capability = \(capability.name) AND current_units + \(units) <= limit_units \
+            RETURNING current_units, limit_units
+            """)
+        var decision = UsageDecision()
+        if let row = counted.first {
+            decision.used = try row.decode("current_units", as: Int.self)
+            decision.limit = try row.decode("limit_units", as: Int.self)
+        } else {
+            let quota = try await transaction.query(
+                "SELECT current_units, limit_units FROM usage_quotas WHERE organization_id = \(organization) AND capability = \(capability.name)"
+            )
+            if let row = quota.first {
+                let used = try row.decode("current_units", as: Int.self), limit = try row.decode("limit_units", as: Int.self)
+                throw UsageError(code: .quotaExceeded, detail: "the \(capability) quota allows \(limit) units a period; \(used) are used, \(units) more were asked for")
+            }
+        }
+        try await transaction.execute("""
+            INSERT INTO usage_records (id, organization_id, capability, units, metadata, recorded_at) \
+            VALUES (\(UUIDv7.generate()), \(organization), \(capability.name), \(units), \(json: metadata), \(Date()))
+            """)
+        return decision
+    }
+
+    /// Sets (or replaces) a clinic's monthly quota for `capability`, its period the calendar
+    /// month (UTC) containing `now`. Changing the limit keeps the units already counted.
+    public static func setQuota(
+        _ limit: Int,
+        capability: ProviderCapability,
+        organization: UUID,
+        now: Date = Date(),
+        in transaction: borrowing some SQLExecutor & ~Copyable
+    ) async throws {
+        guard limit >= 0 else { throw UsageError(code: .invalidArgument, detail: "a quota limit is zero or more units") }
+        let (start, end) = UsagePeriods.month(containing: now)
+        let insert: SQLQuery = """
+            INSERT INTO usage_quotas (id, organization_id, capability, limit_units, current_units, period_start_at, period_end_at, updated_at) \
+            VALUES (\(UUIDv7.generate()), \(organization), \(capability.name), \(limit), 0, \(start), \(end), \(now))
+            """
+        let update: SQLQuery = """
+            UPDATE usage_quotas SET limit_units = \(limit), updated_at = \(now) \
+            WHERE organization_id = \(organization) AND capability = \(capability.name)
+            """
+        try await upsert(
+            insert: insert, conflict: "(organization_id, capability)",
+            existing: "SELECT 1 FROM usage_quotas WHERE organization_id = \(organization) AND capability = \(capability.name)",
+            update: update, in: transaction
+        )
+    }
+
+    /// Inserts, or when the row exists runs `update` (a full `UPDATE` of that row, with any
+    /// condition it needs). Postgres: `INSERT ... ON CONFLICT DO NOTHING`, which waits for a
+    /// concurrent insert of the same key to commit and never fails the transaction, then the
+    /// update. SQLite, whose row-level security views cannot take an upsert: `existing` (a
+    /// `SELECT` of the row) decides between the two; SQLite runs one writing transaction at a
+    /// time, so nothing comes between the look and the write. Returns the rows written.
+    @discardableResult
+    static func upsert(
+        insert: SQLQuery, conflict: String, existing: SQLQuery, update: SQLQuery, in transaction: borrowing some SQLExecutor & ~Copyable
+    ) async throws -> Int {
+        if transaction.dialect == .postgres {
+            if try await transaction.execute("\(insert) ON CONFLICT \(unsafeRaw: conflict) DO NOTHING") == 1 { return 1 }
+        } else if try await transaction.query(existing).isEmpty {
+            return try await transaction.execute(insert)
+        }
+        return try await transaction.execute(update)
+    }
+}
+
+/// Calendar months in UTC, the quota and summary periods.
+public enum UsagePeriods {
+    static let calendar: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar
+    }()
+
+    /// [first instant of the month, first instant of the next month) containing `date`.
+    public static func month(containing date: Date) -> (start: Date, end: Date) {
+        let start = calendar.date(from: calendar.dateComponents([.year, .month], from: date))!
+        return (start, calendar.date(byAdding: .month, value: 1, to: start)!)
+    }
+
+    /// The month before the one containing `date`.
+    public static func previousMonth(before date: Date) -> (start: Date, end: Date) {
+        let current = month(containing: date)
+        return month(containing: calendar.date(byAdding: .month, value: -1, to: current.start)!)
+    }
+}
+
+/// The two monthly usage jobs, idempotent and safe to run twice at once.
+public enum UsageJobs {
+    /// What `usage-quota-reset` did.
+    public struct ResetReport: Sendable, Hashable {
+        /// Quotas whose period this run advanced (and zeroed).
+        public var reset = 0
+        /// Quotas another run advanced first (compare-and-swap lost).
+        public var alreadyReset = 0
+    }
+
+    /// `usage-quota-reset`: every quota whose period has ended moves to the month containing
+    /// `now` with its units at zero. Each row is a compare-and-swap on its old period end, so
+    /// two runs at once reset each quota once.
+    /// `organizations` limits a run to those clinics (nil: every clinic).
+    public static func resetQuotas(
+        _ admin: AdminDatabase, now: Date = Date(), organizations: [UUID]? = nil, actor: PlatformActor = .system("usage-quota-reset")
+    ) async throws -> ResetReport {
+        try await admin.unscoped(reason: "usage-quota-reset: advance ended quota periods", actor: actor) { tx in
+            var report = ResetReport()
+            // In id order, so two runs at once lock rows in the same order (no deadlock).
+            let ended = try await tx.query(
+                "SELECT id, period_end_at FROM usage_quotas WHERE period_end_at <= \(now)\(SQLQuery.organizationScope(organizations)) ORDER BY id"
+            )
+            let (start, end) = UsagePeriods.month(containing: now)
+            for row in ended {
+                let id = try row.decode("id", as: UUID.self), previousEnd = try row.decode("period_end_at", as: Date.self)
+                let changed = try await tx.execute("""
+                    UPDATE usage_quotas SET current_units = 0, period_start_at = \(start), period_end_at = \(end), updated_at = \(now) \
+                    WHERE id = \(id) AND period_end_at = \(previousEnd)
+                    """)
+                if changed == 1 { report.reset += 1 } else { report.alreadyReset += 1 }
+            }
+            return report
+        }
+    }
+
+    /// What `usage-summary-rollup` did.
+    public struct RollupReport: Sendable, Hashable {
+        /// The month closed.
+        public var periodStart: Date
+        public var periodEnd: Date
+        /// Summaries written (or completed) by this run.
+        public var closed = 0
+        /// Summaries already closed before (left as they were).
+        public var alreadyClosed = 0
+    }
+
+    /// `usage-summary-rollup`: one closed `usage_summaries` row per organization × capability
+    /// for the month before the one containing `now` (or `month`, any date in it): the sum of
+    /// its `usage_records`. A closed row is never rewritten, so running it again, or twice at
+    /// once, gives the same rows.
+    /// `organizations` limits a run to those clinics (nil: every clinic).
+    public static func rollUp(
+        _ admin: AdminDatabase, month: Date? = nil, now: Date = Date(), organizations: [UUID]? = nil,
+        actor: PlatformActor = .system("usage-summary-rollup")
+    ) async throws -> RollupReport {
+        let (start, end) = month.map { UsagePeriods.month(containing: $0) } ?? UsagePeriods.previousMonth(before: now)
+        return try await admin.unscoped(reason: "usage-summary-rollup: close a month of usage", actor: actor) { tx in
+            var report = RollupReport(periodStart: start, periodEnd: end)
+            let totals = try await tx.query("""
+                SELECT organization_id, capability, SUM(units) AS total FROM usage_records \
+                WHERE recorded_at >= \(start) AND recorded_at < \(end)\(SQLQuery.organizationScope(organizations)) \
+                GROUP BY organization_id, capability ORDER BY organization_id, capability
+                """)
+            for row in totals {
+                let organization = try row.decode("organization_id", as: UUID.self), capability = try row.decode("capability", as: String.self)
+                let total = try row.decode("total", as: Int.self)
+                let written = try await UsageMeter.upsert(
+                    insert: """
+                        INSERT INTO usage_summaries (id, organization_id, capability, period_start_at, period_end_at, total_units, closed_at) \
+                        VALUES (\(UUIDv7.generate()), \(organization), \(capability), \(start), \(end), \(total), \(now))
+                        """,
+                    conflict: "(organization_id, capability, period_start_at)",
+                    existing: """
+                        SELECT 1 FROM usage_summaries \
+                        WHERE organization_id = \(organization) AND capability = \(capability) AND period_start_at = \(start)
+                        """,
+                    update: """
+                        UPDATE usage_summaries SET total_units = \(total), closed_at = \(now) \
+                        WHERE organization_id = \(organization) AND capability = \(capability) AND period_start_at = \(start) AND closed_at IS NULL
+                        """,
+                    in: tx
+                )
+                if written == 1 { report.closed += 1 } else { report.alreadyClosed += 1 }
+            }
+            return report
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import RestartixKit
+import RestartixProviders
+import RestartixTenancy
+import Testing
+
+@Suite("Usage metering, quotas and the monthly jobs", .timeLimit(.minutes(1)))
+struct UsageTests {
+    static func count(_ world: ProviderTests.World, _ sql: SQLQuery, clinic: UUID) async throws -> Int {
+        try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+            try await tx.query(sql).first?.decode(at: 0, as: Int.self) ?? 0
+        }
+    }
+
+    @Test("50 concurrent callers against a quota of 20: exactly 20 recorded, no overshoot; over the quota nothing is written", arguments: ProviderTests.Backend.all)
+    func quotaUnderConcurrency(backend: ProviderTests.Backend) async throws {
+        let capability = ProviderTests.capability()
+        try await ProviderTests.withWorld(backend, removing: []) { world in
+            let clinic = world.clinics[0]
+            try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await UsageMeter.setQuota(20, capability: capability, organization: clinic, in: tx)
+            }
+            let outcomes = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        do {
+                            try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                                try await UsageMeter.record(1, capability: capability, organization: clinic, metadata: ["call": "test"], in: tx)
+                            }
+                            return true
+                        } catch let error as UsageError {
+                            #expect(error.code == .quotaExceeded)
+                            return false
+                        } catch {
+                            Issue.record("unexpected \(error)")
+                            return false
+                        }
+                    }
+                }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 }.count == 20)
+            #expect(try await Self.count(world, "SELECT current_units FROM usage_quotas WHERE capability = \(capability.name)", clinic: clinic) == 20)
+            #expect(try await Self.count(world, "SELECT COUNT(*) FROM usage_records WHERE capability = \(capability.name)", clinic: clinic) == 20)
+            // A record inside a transaction that rolls back is not counted either.
+            struct Abort: Error {}
+            try? await world.admin.withOrganization(world.clinics[1], actor: .system("usage-tests")) { tx in
+                try await UsageMeter.record(5, capability: capability, organization: world.clinics[1], in: tx)
+                throw Abort()
+            }
+            #expect(try await Self.count(world, "SELECT COUNT(*) FROM usage_records WHERE capability = \(capability.name)", clinic: world.clinics[1]) == 0)
+            // Without a quota, usage is recorded and unlimited.
+            let free = try await world.admin.withOrganization(world.clinics[1], actor: .system("usage-tests")) { tx in
+                try await UsageMeter.record(1000, capability: capability, organization: world.clinics[1], in: tx)
+            }
+            #expect(free.limit == nil && free.remaining == nil)
+            await #expect(throws: UsageError.self) {
+                try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                    try await UsageMeter.record(0, capability: capability, organization: clinic, in: tx)
+                }
+            }
+        }
+    }
+
+    @Test("usage-quota-reset and usage-summary-rollup, each run twice at once: one reset, one closed summary, the same result", arguments: ProviderTests.Backend.all)
+    func jobsTwiceAtOnce(backend: ProviderTests.Backend) async throws {
+        let capability = ProviderTests.capability()
+        try await ProviderTests.withWorld(backend, removing: []) { world in
+            let clinic = world.clinics[0]
+            // The jobs run "next month": this month's quota has ended, this month's usage is the
+            // month to close (Postgres partitions exist for the months ahead, not behind).
+            let thisMonth = UsagePeriods.month(containing: Date())
+            let nextMonth = thisMonth.end.addingTimeInterval(3600 * 24 * 10)
+            try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await UsageMeter.setQuota(100, capability: capability, organization: clinic, in: tx)
+                for units in [7, 3, 4] { try await UsageMeter.record(units, capability: capability, organization: clinic, in: tx) }
+            }
+            async let first = UsageJobs.resetQuotas(world.admin, now: nextMonth, organizations: world.clinics)
+            async let second = UsageJobs.resetQuotas(world.admin, now: nextMonth, organizations: world.clinics)
+            let (a, b) = try await (first, second)
+            let mine = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await tx.query("SELECT current_units, period_start_at FROM usage_quotas WHERE capability = \(capability.name)")
+            }
+            #expect(try mine.first?.decode("current_units", as: Int.self) == 0)
+            #expect(try mine.first?.decode("period_start_at", as: Date.self) == thisMonth.end, "advanced one month, not two")
+            #expect(a.reset + b.reset >= 1, "\(a) \(b)")
+            // Counted again in the new period, then a third run: nothing ended, nothing reset.
+            try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await UsageMeter.record(2, capability: capability, organization: clinic, in: tx)
+            }
+            _ = try await UsageJobs.resetQuotas(world.admin, now: nextMonth, organizations: world.clinics)
+            #expect(try await Self.count(world, "SELECT current_units FROM usage_quotas WHERE capability = \(capability.name)", clinic: clinic) == 2)
+
+            async let r1 = UsageJobs.rollUp(world.admin, now: nextMonth, organizations: world.clinics)
+            async let r2 = UsageJobs.rollUp(world.admin, now: nextMonth, organizations: world.clinics)
+            _ = try await (r1, r2)
+            let summaries = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await tx.query("SELECT total_units, closed_at, period_start_at FROM usage_summaries WHERE capability = \(capability.name)")
+            }
+            #expect(summaries.count == 1)
+            #expect(try summaries.first?.decode("total_units", as: Int.self) == 7 + 3 + 4 + 2)
+            #expect(try summaries.first?.decode("period_start_at", as: Date.self) == thisMonth.start)
+            let closedAt = try summaries.first?.decode("closed_at", as: Date?.self)
+            #expect(closedAt != nil)
+            _ = try await UsageJobs.rollUp(world.admin, now: nextMonth, organizations: world.clinics)
+            let after = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await tx.query("SELECT total_units, closed_at FROM usage_summaries WHERE capability = \(capability.name)")
+            }
+            #expect(after.count == 1)
+            #expect(try after.first?.decode("closed_at", as: Date?.self) == closedAt, "a closed summary is never rewritten")
+            _ = try? await world.admin.unscoped(reason: "usage tests: cleanup", actor: .system("usage-tests")) { tx in
+                for table in ["usage_records", "usage_quotas", "usage_summaries"] {
+                    try await tx.execute("DELETE FROM \(unsafeRaw: table) WHERE capability = \(capability.name)")
+                }
+            }
+        }
+    }
+}
