@@ -244,6 +244,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "crypto-benchmark", targets: ["CryptoBenchmark"]))
     package.products.append(.executable(name: "redis-services-benchmark", targets: ["RedisBenchmark"]))
     package.products.append(.executable(name: "telemetry-benchmark", targets: ["TelemetryBenchmark"]))
+    package.products.append(.executable(name: "providers-benchmark", targets: ["ProvidersBenchmark"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -262,6 +263,11 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             path: "Benchmarks/CryptoBenchmark"
         ),
         .target(name: "MallocCounter", path: "Benchmarks/MallocCounter"),
+        .executableTarget(
+            name: "ProvidersBenchmark",
+            dependencies: ["BenchmarkSupport", "RestartixProviders", "RestartixCrypto", "RestartixKit", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ProvidersBenchmark"
+        ),
         .executableTarget(
             name: "TelemetryBenchmark",
             dependencies: ["BenchmarkSupport", "MallocCounter", "RestartixTelemetry"],

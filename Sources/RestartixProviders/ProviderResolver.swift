@@ -52,9 +52,18 @@ public final class ProviderResolver: Sendable, Service {
         let organization: UUID?
     }
 
-    enum Cached: Sendable {
-        case found(ProviderRecord, expires: ContinuousClock.Instant, staleUntil: ContinuousClock.Instant)
-        case missing(expires: ContinuousClock.Instant)
+    /// A cached answer: the record, or nil for "no such provider". A class, so the hit path
+    /// copies one reference out of the lock, not the record.
+    final class Cached: Sendable {
+        let record: ProviderRecord?
+        let expires: ContinuousClock.Instant
+        let staleUntil: ContinuousClock.Instant
+
+        init(_ record: ProviderRecord?, expires: ContinuousClock.Instant, staleUntil: ContinuousClock.Instant) {
+            self.record = record
+            self.expires = expires
+            self.staleUntil = staleUntil
+        }
     }
 
     struct Entry: Sendable {
@@ -144,20 +153,12 @@ public final class ProviderResolver: Sendable, Service {
         let key = Key(capability: capability.name, organization: organization)
         let instant = now()
         enum Step {
-            case value(ProviderRecord)
-            case missing
+            case cached(Cached)
             case wait(Task<Result<ProviderRecord, ProviderError>, Never>)
         }
         let step = state.withLock { state -> Step in
+            if let cached = state.entries[key]?.cached, instant < cached.expires { return .cached(cached) }
             var entry = state.entries[key] ?? Entry()
-            switch entry.cached {
-            case .found(let record, let expires, _) where instant < expires:
-                return .value(record)
-            case .missing(let expires) where instant < expires:
-                return .missing
-            default:
-                break
-            }
             if let loading = entry.loading { return .wait(loading) }
             let generation = (state.generations[key.capability] ?? 0, state.allGeneration)
             let task = Task { await self.load(key, capability: capability, generation: generation) }
@@ -166,14 +167,15 @@ public final class ProviderResolver: Sendable, Service {
             return .wait(task)
         }
         switch step {
-        case .value(let record):
+        case .cached(let cached):
+            guard let record = cached.record else {
+                counters.negativeHits.add(1, ordering: .relaxed)
+                negatives.increment()
+                throw Self.notFound(capability, organization)
+            }
             counters.hits.add(1, ordering: .relaxed)
             hits.increment()
             return record
-        case .missing:
-            counters.negativeHits.add(1, ordering: .relaxed)
-            negatives.increment()
-            throw Self.notFound(capability, organization)
         case .wait(let task):
             counters.misses.add(1, ordering: .relaxed)
             misses.increment()
@@ -205,24 +207,24 @@ public final class ProviderResolver: Sendable, Service {
                 if current {
                     let factor = 1 + Double.random(in: -configuration.jitter...configuration.jitter)
                     let expires = instant + configuration.ttl * factor
-                    entry.cached = .found(record, expires: expires, staleUntil: expires + configuration.staleIfError)
+                    entry.cached = Cached(record, expires: expires, staleUntil: expires + configuration.staleIfError)
                 }
                 return .success(record)
             case .success(nil):
                 entry.staleSince = nil
-                if current { entry.cached = .missing(expires: instant + configuration.negativeTTL) }
+                if current { entry.cached = Cached(nil, expires: instant + configuration.negativeTTL, staleUntil: instant + configuration.negativeTTL) }
                 return .failure(Self.notFound(capability, key.organization))
             case .failure(let error):
                 if let providerError = error as? ProviderError, providerError.code != .unavailable {
                     // The row is there but unusable (does not decrypt, does not decode): not an outage.
                     return .failure(providerError)
                 }
-                if case .found(let record, _, let staleUntil) = entry.cached, instant < staleUntil {
+                if let cached = entry.cached, let record = cached.record, instant < cached.staleUntil {
                     if entry.staleSince == nil { report = .staleStarted }
                     entry.staleSince = entry.staleSince ?? instant
                     // Serve it without asking the database again for a little while.
-                    let retry = min(instant + configuration.retryInterval, staleUntil)
-                    entry.cached = .found(record, expires: retry, staleUntil: staleUntil)
+                    let retry = min(instant + configuration.retryInterval, cached.staleUntil)
+                    entry.cached = Cached(record, expires: retry, staleUntil: cached.staleUntil)
                     return .success(record)
                 }
                 return .failure(ProviderError(.unavailable, "the \(capability) provider cannot be loaded: the database is unreachable (\(Self.reason(error)))"))
