@@ -149,6 +149,7 @@ let package = Package(
                 "RestartixCrypto",
                 "RestartixProviders",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Shells/Jobs"

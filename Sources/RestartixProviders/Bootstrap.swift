@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Logging
 
 /// One bootstrap seed: the platform default row a capability gets on a fresh environment.
@@ -31,13 +31,15 @@ public struct ProviderSeed: Sendable, Hashable {
     /// | video | daily | `DAILY_API_KEY` | `DAILY_API_URL` |
     /// | ai | anthropic | `ANTHROPIC_API_KEY` | `ANTHROPIC_API_URL` |
     ///
-    /// AWS keys are `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Both empty is not an error:
-    /// it means "use the default credential chain" (a task role), and the row stores no keys.
-    /// One without the other is. `AWS_REGION` falls back to `AWS_DEFAULT_REGION`, then
-    /// `eu-central-1`.
+    /// AWS keys are `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, read only when an AWS
+    /// capability is seeded. Both empty is not an error: it means "use the default credential
+    /// chain" (a task role), and the row stores no keys. One without the other is. Temporary
+    /// keys (`AWS_SESSION_TOKEN` set) are not stored either: they expire. `AWS_REGION` falls
+    /// back to `AWS_DEFAULT_REGION`, then `eu-central-1`. Values are trimmed of whitespace and
+    /// line breaks.
     public static func fromEnvironment(_ environment: [String: String]) throws(ProviderError) -> [ProviderSeed] {
         func value(_ name: String) -> String? {
-            guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+            guard let text = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { return nil }
             return text
         }
         func settings(_ pairs: [(String, String?)]) -> [String: String] {
@@ -46,18 +48,22 @@ public struct ProviderSeed: Sendable, Hashable {
             return out
         }
         let region = value("AWS_REGION") ?? value("AWS_DEFAULT_REGION") ?? "eu-central-1"
-        let awsKeys: ProviderSecrets
-        switch (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY")) {
-        case (let id?, let secret?): awsKeys = ProviderSecrets(["access_key_id": id, "secret_access_key": secret])
-        case (nil, nil): awsKeys = ProviderSecrets()
-        default: throw ProviderError(.invalidArgument, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")
+        // Read only when an AWS capability is seeded. Temporary keys (with AWS_SESSION_TOKEN)
+        // expire within hours and are never stored: such a row uses the default chain.
+        func awsKeys() throws(ProviderError) -> ProviderSecrets {
+            switch (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY")) {
+            case (_?, _?) where value("AWS_SESSION_TOKEN") != nil: return ProviderSecrets()
+            case (let id?, let secret?): return ProviderSecrets(["access_key_id": id, "secret_access_key": secret])
+            case (nil, nil): return ProviderSecrets()
+            default: throw ProviderError(.invalidArgument, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")
+            }
         }
         var seeds: [ProviderSeed] = []
         if let from = value("SES_FROM_ADDRESS") {
             seeds.append(ProviderSeed(
                 capability: .email, kind: .ses,
                 config: settings([("from_address", from), ("configuration_set", value("SES_CONFIGURATION_SET")), ("endpoint_url", value("SES_ENDPOINT_URL")), ("region", region)]),
-                secrets: awsKeys
+                secrets: try awsKeys()
             ))
         }
         if let bucket = value("AWS_BUCKET_NAME") {
@@ -72,7 +78,7 @@ public struct ProviderSeed: Sendable, Hashable {
             seeds.append(ProviderSeed(
                 capability: .objectstore, kind: .s3,
                 config: settings([("bucket", bucket), ("endpoint_url", value("AWS_S3_ENDPOINT_URL")), ("use_path_style", pathStyle), ("region", region)]),
-                secrets: awsKeys
+                secrets: try awsKeys()
             ))
         }
         if let key = value("CLERK_SECRET_KEY") {

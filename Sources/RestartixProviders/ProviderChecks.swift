@@ -3,7 +3,7 @@ public import Foundation
 public import Logging
 import NIOCore
 import NIOHTTP1
-public import RestartixKit
+import RestartixKit
 
 /// `check-providers`: probes every row of `platform_service_providers` with a check of its
 /// kind and records the outcome with hysteresis: a failure makes the provider `degraded`,
@@ -30,6 +30,8 @@ public struct ProviderHealthCheck: Sendable {
         public var failuresToDown = 3
         /// The environment for the AWS default credential chain.
         public var environment: [String: String] = ProcessInfo.processInfo.environment
+        /// Probes in flight at once. Default 8.
+        public var concurrency = 8
 
         /// The defaults.
         public init() {}
@@ -51,7 +53,8 @@ public struct ProviderHealthCheck: Sendable {
         public var status: ProviderStatus
         /// Failures in a row, after this check.
         public var consecutiveFailures: Int
-        /// No check exists for the kind: nothing was recorded.
+        /// Nothing was recorded: no check exists for the kind, or another run recorded a later
+        /// check (or the row was rotated) while this one probed.
         public var skipped: Bool
     }
 
@@ -73,10 +76,18 @@ public struct ProviderHealthCheck: Sendable {
     /// Probes every row (concurrently), or only those of `capabilities`, and records each
     /// outcome. Throws only for its own failures (the database), never for a provider's.
     public func run(capabilities: Set<ProviderCapability>? = nil) async throws -> [Outcome] {
+        let started = Date()
         let names = capabilities.map { Set($0.map(\.name)) }
         let rows = try await registry.allRows().filter { names?.contains($0.capability) ?? true }
+        // At most `concurrency` probes at once, so a queue at one host does not eat the others'
+        // time limits.
         let probes = await withTaskGroup(of: (Int, String?, Bool).self) { group in
-            for (index, row) in rows.enumerated() {
+            var results = [(String?, Bool)](repeating: (nil, true), count: rows.count)
+            var next = 0
+            func add() {
+                guard next < rows.count else { return }
+                let index = next, row = rows[index]
+                next += 1
                 group.addTask {
                     switch row.record {
                     case .failure(let error): return (index, "the row cannot be used: \(error.code)", false)
@@ -86,8 +97,11 @@ public struct ProviderHealthCheck: Sendable {
                     }
                 }
             }
-            var results = [(String?, Bool)](repeating: (nil, true), count: rows.count)
-            for await (index, failure, skipped) in group { results[index] = (failure, skipped) }
+            for _ in 0..<max(1, options.concurrency) { add() }
+            for await (index, failure, skipped) in group {
+                results[index] = (failure, skipped)
+                add()
+            }
             return results
         }
         var outcomes: [Outcome] = []
@@ -97,9 +111,15 @@ public struct ProviderHealthCheck: Sendable {
                 failure: failure.map { Self.scrub($0, row) }, status: row.status, consecutiveFailures: row.consecutiveFailures, skipped: skipped
             )
             if !skipped {
-                (outcome.status, outcome.consecutiveFailures) = try await registry.recordCheck(
-                    id: row.id, failure: outcome.failure, failuresToDown: options.failuresToDown
-                )
+                // Recorded only if no other run recorded a later check and the row was not
+                // rotated meanwhile; otherwise this run's result is dropped (skipped).
+                if let (status, failures) = try await registry.recordCheck(
+                    id: row.id, failure: outcome.failure, failuresToDown: options.failuresToDown, version: row.version, checkedBefore: started
+                ) {
+                    (outcome.status, outcome.consecutiveFailures) = (status, failures)
+                } else {
+                    outcome.skipped = true
+                }
             }
             outcomes.append(outcome)
         }
@@ -143,13 +163,33 @@ public struct ProviderHealthCheck: Sendable {
         return await send(request, host: URL(string: root)?.host ?? "the endpoint")
     }
 
+    /// Sends a probe; the timeout covers the whole exchange, the body included (the client's
+    /// own deadline ends with the response head). 2xx passes; a redirect is a failure (a probe
+    /// must not carry a key to another host).
     func send(_ request: HTTPClientRequest, host: String) async -> String? {
-        do {
-            let response = try await httpClient.execute(request, timeout: TimeAmount(options.timeout))
-            _ = try? await response.body.collect(upTo: 1 << 20)
-            let status = Int(response.status.code)
+        let client = httpClient, timeout = options.timeout
+        let outcome: Result<Int, any Error> = await withTaskGroup(of: Result<Int, any Error>?.self) { group in
+            group.addTask {
+                do {
+                    let response = try await client.execute(request, timeout: TimeAmount(timeout))
+                    _ = try? await response.body.collect(upTo: 1 << 20)
+                    return .success(Int(response.status.code))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .failure(HTTPClientError.deadlineExceeded)
+        }
+        switch outcome {
+        case .success(let status):
             return (200..<300).contains(status) ? nil : "HTTP \(status) from \(host)"
-        } catch {
+        case .failure(let error):
             return "\(host) unreachable (\(Self.reason(error)))"
         }
     }
@@ -157,7 +197,8 @@ public struct ProviderHealthCheck: Sendable {
     static func reason(_ error: any Error) -> String {
         if let error = error as? HTTPClientError {
             if error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout { return "timeout" }
-            return String(describing: error)
+            // The short form: the full description can carry a header value (a key).
+            return error.shortDescription
         }
         return "\(type(of: error))"
     }
@@ -179,9 +220,21 @@ public struct ProviderHealthCheck: Sendable {
         case .success(let value): credentials = value
         case .failure(let error): return "no AWS credentials (\(error.kind))"
         }
-        let pathStyle = record.setting("use_path_style") == "true" || record.setting("endpoint_url") != nil
-        let root = record.setting("endpoint_url")?.trimmingSuffix("/") ?? (pathStyle ? "https://s3.\(region).amazonaws.com" : "https://\(bucket).s3.\(region).amazonaws.com")
-        guard let url = URL(string: pathStyle ? "\(root)/\(bucket)" : root + "/") else { return "the S3 endpoint is not a URL" }
+        // Path style when asked, by default on a custom endpoint, and always for a bucket with a
+        // dot (its virtual host would not match the wildcard certificate).
+        let endpoint = record.setting("endpoint_url")?.trimmingSuffix("/")
+        let pathStyle = record.setting("use_path_style").map { $0 == "true" } ?? (endpoint != nil) || bucket.contains(".")
+        let url: URL?
+        if pathStyle {
+            url = URL(string: "\(endpoint ?? "https://s3.\(region).amazonaws.com")/\(bucket)")
+        } else if let endpoint, var components = URLComponents(string: endpoint), let host = components.host {
+            components.host = "\(bucket).\(host)"
+            components.path = "/"
+            url = components.url
+        } else {
+            url = URL(string: "https://\(bucket).s3.\(region).amazonaws.com/")
+        }
+        guard let url else { return "the S3 endpoint is not a URL" }
         let host = AWSJSONClient.hostHeader(url)
         let emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         let headers = [("host", host), ("x-amz-content-sha256", emptyHash)]
@@ -238,6 +291,7 @@ extension ProviderRegistry {
         public var kind: String
         public var status: ProviderStatus
         public var consecutiveFailures: Int
+        public var version: Int
         public var record: Result<ProviderRecord, ProviderError>
     }
 
@@ -258,29 +312,34 @@ extension ProviderRegistry {
                 kind: try row.decode("provider_kind", as: String.self),
                 status: ProviderStatus(rawValue: try row.decode("status", as: String.self)) ?? .down,
                 consecutiveFailures: try row.decode("consecutive_failures", as: Int.self),
+                version: try row.decode("version", as: Int.self),
                 record: record
             )
         }
     }
 
     /// Records one check atomically: a success resets the count and makes the row `active`; a
-    /// failure counts up and makes it `degraded`, or `down` at `failuresToDown`. Returns the
-    /// status and count written.
-    public func recordCheck(id: UUID, failure: String?, failuresToDown: Int) async throws -> (ProviderStatus, Int) {
+    /// failure counts up and makes it `degraded`, or `down` at `failuresToDown`. Written only
+    /// while the row is still at `version` and was last checked before `checkedBefore` (the
+    /// start of this run), so two overlapping runs count one failure, and a probe of rotated
+    /// credentials is not recorded against the new ones. Returns the status and count written,
+    /// nil when nothing was.
+    public func recordCheck(id: UUID, failure: String?, failuresToDown: Int, version: Int, checkedBefore: Date) async throws -> (ProviderStatus, Int)? {
+        let guardClause: SQLQuery = "WHERE id = \(id) AND version = \(version) AND (last_checked_at IS NULL OR last_checked_at < \(checkedBefore))"
         let rows: [SQLRow]
         if let failure {
             rows = try await database.query("""
                 UPDATE platform_service_providers SET consecutive_failures = consecutive_failures + 1, \
                 status = CASE WHEN consecutive_failures + 1 >= \(max(1, failuresToDown)) THEN 'down' ELSE 'degraded' END, \
-                last_error = \(failure), last_checked_at = \(Date()) WHERE id = \(id) RETURNING status, consecutive_failures
+                last_error = \(failure), last_checked_at = \(Date()) \(guardClause) RETURNING status, consecutive_failures
                 """)
         } else {
             rows = try await database.query("""
                 UPDATE platform_service_providers SET consecutive_failures = 0, status = 'active', last_error = NULL, \
-                last_checked_at = \(Date()) WHERE id = \(id) RETURNING status, consecutive_failures
+                last_checked_at = \(Date()) \(guardClause) RETURNING status, consecutive_failures
                 """)
         }
-        guard let row = rows.first else { return (.down, 0) }
-        return (ProviderStatus(rawValue: try row.decode("status", as: String.self)) ?? .down, try row.decode("consecutive_failures", as: Int.self))
+        guard let row = rows.first, let status = ProviderStatus(rawValue: try row.decode("status", as: String.self)) else { return nil }
+        return (status, try row.decode("consecutive_failures", as: Int.self))
     }
 }

@@ -45,13 +45,13 @@ public struct ProviderRegistry: Sendable {
                 WHERE capability = \(capability.name) AND organization_id IS NULL
                 """)
         }
-        return try rows.first.map(record)
+        return try rows.first.map { try record($0) }
     }
 
     /// Every row, for `check-providers`.
     public func all() async throws -> [ProviderRecord] {
         try await database.query("SELECT \(Self.columns) FROM platform_service_providers ORDER BY capability, organization_id")
-            .map(record)
+            .map { try record($0) }
     }
 
     /// Inserts a row unless one exists for its (capability, organization): `INSERT ... ON
@@ -76,7 +76,9 @@ public struct ProviderRegistry: Sendable {
     /// credentials under the keyring's current key, writes them with `version + 1`, and audits
     /// who did it (`provider.rotate`, naming changed fields, never values), in one transaction.
     /// `expectedVersion`, when given, must match the row's (a concurrent rotation fails with
-    /// `versionConflict` instead of being overwritten). Fields left nil keep their value.
+    /// `versionConflict` instead of being overwritten). Fields left nil keep their value; a
+    /// given `config` or `secrets` replaces the whole object (send every setting). Credentials
+    /// that no longer open can be replaced by giving `secrets`.
     ///
     /// The caller invalidates resolvers afterwards (``ProviderResolver/invalidate(_:)`` and,
     /// across instances, ``ProviderResolver/publishInvalidation(_:)``); ``ProviderResolver/rotate(_:organization:kind:config:secrets:expectedVersion:actor:admin:)``
@@ -102,7 +104,11 @@ public struct ProviderRegistry: Sendable {
             guard let row = rows.first else {
                 throw ProviderError(.notFound, "no \(capability) provider row for \(organization.map { "organization \($0.lowercasedString)" } ?? "the platform") to rotate")
             }
-            let current = try record(row)
+            // Credentials that no longer open (a lost key) can still be replaced whole.
+            let current: ProviderRecord
+            do { current = try record(row) } catch let error as ProviderError where error.code == .decryptionFailed && secrets != nil {
+                current = try record(row, openingCredentials: false)
+            }
             if let expectedVersion, expectedVersion != current.version {
                 throw ProviderError(.versionConflict, "the \(capability) provider is at version \(current.version), not \(expectedVersion)")
             }
@@ -140,8 +146,8 @@ public struct ProviderRegistry: Sendable {
         return try await admin.unscoped(reason: "rotate the platform \(capability) provider", actor: actor, body)
     }
 
-    /// The row decoded and its credentials opened.
-    func record(_ row: SQLRow) throws -> ProviderRecord {
+    /// The row decoded and its credentials opened (or left empty, not opened).
+    func record(_ row: SQLRow, openingCredentials: Bool = true) throws -> ProviderRecord {
         let id = try row.decode("id", as: UUID.self)
         let organization = try row.decode("organization_id", as: UUID?.self)
         let statusText = try row.decode("status", as: String.self)
@@ -151,7 +157,7 @@ public struct ProviderRegistry: Sendable {
             throw ProviderError(.corruptRow, "a provider row's config is not a JSON object of strings")
         }
         var secrets = ProviderSecrets()
-        if let sealed = try row.decode("credentials", as: Data?.self) {
+        if openingCredentials, let sealed = try row.decode("credentials", as: Data?.self) {
             let opened: Data
             do {
                 opened = try cipher.open(sealed, at: place(id: id, organization: organization))
@@ -195,7 +201,7 @@ public struct ProviderRegistry: Sendable {
 enum ProviderValidation {
     static func check(kind: ProviderKind, config: [String: String], secrets: ProviderSecrets) throws(ProviderError) {
         for (name, value) in config {
-            guard ProviderCapability.valid(name), value.utf8.count <= 2048, !value.contains(where: \.isNewline) else {
+            guard ProviderCapability.valid(name), value.utf8.count <= 2048, !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
                 throw ProviderError(.invalidArgument, "setting \(name.prefix(32)) must be a lower-case name with a one-line value of at most 2048 bytes")
             }
             if name.hasSuffix("_url"), !value.isEmpty {
@@ -205,8 +211,10 @@ enum ProviderValidation {
             }
         }
         for (name, value) in secrets.values {
-            guard ProviderCapability.valid(name), value.utf8.count <= 8192 else {
-                throw ProviderError(.invalidArgument, "secret \(name.prefix(32)) must be a lower-case name with a value of at most 8192 bytes")
+            // No control characters: a secret goes into HTTP headers, where a line break is an
+            // error that could carry the value into a message.
+            guard ProviderCapability.valid(name), value.utf8.count <= 8192, !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw ProviderError(.invalidArgument, "secret \(name.prefix(32)) must be a lower-case name with a value of at most 8192 bytes and no control characters")
             }
         }
         func require(_ present: Bool, _ what: String) throws(ProviderError) {

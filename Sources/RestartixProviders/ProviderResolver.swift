@@ -31,7 +31,8 @@ public final class ProviderResolver: Sendable, Service {
     public struct Configuration: Sendable {
         /// How long a loaded value is served before it is loaded again. Default 5 minutes.
         public var ttl: Duration = .seconds(300)
-        /// The TTL is multiplied by a random factor in [1 − jitter, 1 + jitter]. Default 0.1.
+        /// The TTL is multiplied by a random factor in [1 − jitter, 1 + jitter]. Default 0.1;
+        /// clamped to [0, 0.5].
         public var jitter: Double = 0.1
         /// How long "no such provider" is remembered. Default 30 seconds.
         public var negativeTTL: Duration = .seconds(30)
@@ -58,17 +59,26 @@ public final class ProviderResolver: Sendable, Service {
         let record: ProviderRecord?
         let expires: ContinuousClock.Instant
         let staleUntil: ContinuousClock.Instant
+        /// Served past its TTL because the database failed (each serve counts as stale).
+        let stale: Bool
 
-        init(_ record: ProviderRecord?, expires: ContinuousClock.Instant, staleUntil: ContinuousClock.Instant) {
+        init(_ record: ProviderRecord?, expires: ContinuousClock.Instant, staleUntil: ContinuousClock.Instant, stale: Bool = false) {
             self.record = record
             self.expires = expires
             self.staleUntil = staleUntil
+            self.stale = stale
         }
     }
 
+    /// What a load gives its waiters: the value (or error), and whether it is a stale one.
+    typealias Loaded = (result: Result<ProviderRecord, ProviderError>, stale: Bool)
+
     struct Entry: Sendable {
         var cached: Cached?
-        var loading: Task<Result<ProviderRecord, ProviderError>, Never>?
+        var loading: Task<Loaded, Never>?
+        /// Identifies the load in `loading`: a load that finishes after an invalidation detached
+        /// it leaves the entry alone.
+        var loadToken: UInt64 = 0
         /// Serving stale since (for the one log line per episode).
         var staleSince: ContinuousClock.Instant?
     }
@@ -79,6 +89,7 @@ public final class ProviderResolver: Sendable, Service {
         /// started before it does not refill the cache.
         var generations: [String: UInt64] = [:]
         var allGeneration: UInt64 = 0
+        var nextToken: UInt64 = 0
     }
 
     /// What the resolver has done since it was made (the same events as its metrics).
@@ -154,17 +165,25 @@ public final class ProviderResolver: Sendable, Service {
         let instant = now()
         enum Step {
             case cached(Cached)
-            case wait(Task<Result<ProviderRecord, ProviderError>, Never>)
+            case wait(Task<Loaded, Never>)
         }
         let step = state.withLock { state -> Step in
             if let cached = state.entries[key]?.cached, instant < cached.expires { return .cached(cached) }
             var entry = state.entries[key] ?? Entry()
-            if let loading = entry.loading { return .wait(loading) }
+            defer { state.entries[key] = entry }
+            // In an outage, a value still within its stale bound is served at once; the
+            // database is tried again in the background, not by the callers.
+            let staleServe = entry.staleSince != nil ? entry.cached.flatMap { $0.record != nil && instant < $0.staleUntil ? $0 : nil } : nil
+            if let loading = entry.loading {
+                return staleServe.map { .cached(Cached($0.record, expires: $0.expires, staleUntil: $0.staleUntil, stale: true)) } ?? .wait(loading)
+            }
+            state.nextToken &+= 1
+            let token = state.nextToken
             let generation = (state.generations[key.capability] ?? 0, state.allGeneration)
-            let task = Task { await self.load(key, capability: capability, generation: generation) }
+            let task = Task { await self.load(key, capability: capability, generation: generation, token: token) }
             entry.loading = task
-            state.entries[key] = entry
-            return .wait(task)
+            entry.loadToken = token
+            return staleServe.map { .cached(Cached($0.record, expires: $0.expires, staleUntil: $0.staleUntil, stale: true)) } ?? .wait(task)
         }
         switch step {
         case .cached(let cached):
@@ -173,13 +192,23 @@ public final class ProviderResolver: Sendable, Service {
                 negatives.increment()
                 throw Self.notFound(capability, organization)
             }
-            counters.hits.add(1, ordering: .relaxed)
-            hits.increment()
+            if cached.stale {
+                counters.staleServes.add(1, ordering: .relaxed)
+                stales.increment()
+            } else {
+                counters.hits.add(1, ordering: .relaxed)
+                hits.increment()
+            }
             return record
         case .wait(let task):
             counters.misses.add(1, ordering: .relaxed)
             misses.increment()
-            return try await task.value.get()
+            let loaded = await task.value
+            if loaded.stale {
+                counters.staleServes.add(1, ordering: .relaxed)
+                stales.increment()
+            }
+            return try loaded.result.get()
         }
     }
 
@@ -188,15 +217,23 @@ public final class ProviderResolver: Sendable, Service {
     }
 
     /// One database read for `key`, then the cache updated (unless invalidated meanwhile).
-    private func load(_ key: Key, capability: ProviderCapability, generation: (UInt64, UInt64)) async -> Result<ProviderRecord, ProviderError> {
+    private func load(_ key: Key, capability: ProviderCapability, generation: (UInt64, UInt64), token: UInt64) async -> Loaded {
         let outcome: Result<ProviderRecord?, any Error>
         do { outcome = .success(try await registry.lookup(capability, organization: key.organization)) } catch { outcome = .failure(error) }
         let instant = now()
         let configuration = self.configuration
         enum Report { case none, staleStarted, staleEnded }
         var report = Report.none
-        let result = state.withLock { state -> Result<ProviderRecord, ProviderError> in
+        let loaded = state.withLock { state -> Loaded in
             var entry = state.entries[key] ?? Entry()
+            // Detached by an invalidation: answer the callers that waited, touch nothing.
+            guard entry.loadToken == token, entry.loading != nil else {
+                switch outcome {
+                case .success(let record?): return (.success(record), false)
+                case .success(nil): return (.failure(Self.notFound(capability, key.organization)), false)
+                case .failure(let error): return (.failure(Self.failure(capability, error)), false)
+                }
+            }
             entry.loading = nil
             let current = generation == (state.generations[key.capability] ?? 0, state.allGeneration)
             defer { state.entries[key] = entry }
@@ -205,44 +242,43 @@ public final class ProviderResolver: Sendable, Service {
                 if entry.staleSince != nil { report = .staleEnded }
                 entry.staleSince = nil
                 if current {
-                    let factor = 1 + Double.random(in: -configuration.jitter...configuration.jitter)
+                    let jitter = configuration.jitter.isFinite ? min(max(configuration.jitter, 0), 0.5) : 0
+                    let factor = 1 + Double.random(in: -jitter...jitter)
                     let expires = instant + configuration.ttl * factor
                     entry.cached = Cached(record, expires: expires, staleUntil: expires + configuration.staleIfError)
                 }
-                return .success(record)
+                return (.success(record), false)
             case .success(nil):
                 entry.staleSince = nil
                 if current { entry.cached = Cached(nil, expires: instant + configuration.negativeTTL, staleUntil: instant + configuration.negativeTTL) }
-                return .failure(Self.notFound(capability, key.organization))
+                return (.failure(Self.notFound(capability, key.organization)), false)
             case .failure(let error):
-                if let providerError = error as? ProviderError, providerError.code != .unavailable {
-                    // The row is there but unusable (does not decrypt, does not decode): not an outage.
-                    return .failure(providerError)
+                guard Self.isOutage(error) else {
+                    // The row is there but unusable, or the database refused the read for a
+                    // reason waiting will not fix: not an outage, never served stale.
+                    return (.failure(Self.failure(capability, error)), false)
                 }
                 if let cached = entry.cached, let record = cached.record, instant < cached.staleUntil {
                     if entry.staleSince == nil { report = .staleStarted }
                     entry.staleSince = entry.staleSince ?? instant
-                    // Serve it without asking the database again for a little while.
+                    // Served without asking the database again for a little while.
                     let retry = min(instant + configuration.retryInterval, cached.staleUntil)
-                    entry.cached = Cached(record, expires: retry, staleUntil: cached.staleUntil)
-                    return .success(record)
+                    entry.cached = Cached(record, expires: retry, staleUntil: cached.staleUntil, stale: true)
+                    return (.success(record), true)
                 }
-                return .failure(ProviderError(.unavailable, "the \(capability) provider cannot be loaded: the database is unreachable (\(Self.reason(error)))"))
+                return (.failure(Self.failure(capability, error)), false)
             }
         }
+        let result = loaded.result
         counters.loads.add(1, ordering: .relaxed)
-        switch (outcome, result) {
-        case (.success(.some), _): loadsOK.increment()
-        case (.success(.none), _): loadsMissing.increment()
-        case (.failure, .success):
-            loadsFailed.increment()
-            stales.increment()
-            counters.loadFailures.add(1, ordering: .relaxed)
-            counters.staleServes.add(1, ordering: .relaxed)
-        case (.failure, .failure):
+        switch outcome {
+        case .success(.some): loadsOK.increment()
+        case .success(.none): loadsMissing.increment()
+        case .failure:
             loadsFailed.increment()
             counters.loadFailures.add(1, ordering: .relaxed)
         }
+        _ = result
         switch report {
         case .staleStarted:
             logger.warning("Provider registry unreachable: serving the cached provider", metadata: [
@@ -253,7 +289,24 @@ public final class ProviderResolver: Sendable, Service {
         case .none:
             break
         }
-        return result
+        return loaded
+    }
+
+    /// Whether a failed read is the database being unreachable (served stale) rather than a
+    /// refusal that waiting will not fix (a privilege, a row that does not decode).
+    static func isOutage(_ error: any Error) -> Bool {
+        if error is ProviderError { return false }
+        guard let error = error as? DatabaseError else { return true }
+        return [.connectionFailed, .connectionLost, .poolTimeout, .busy, .queryCanceled, .server].contains(error.code)
+    }
+
+    /// The typed error for a failed read.
+    static func failure(_ capability: ProviderCapability, _ error: any Error) -> ProviderError {
+        if let error = error as? ProviderError { return error }
+        if isOutage(error) {
+            return ProviderError(.unavailable, "the \(capability) provider cannot be loaded: the database is unreachable (\(reason(error)))")
+        }
+        return ProviderError(.unavailable, "the \(capability) provider cannot be loaded (\(reason(error)))")
     }
 
     /// A database error's code only (its text can quote SQL).
@@ -263,18 +316,31 @@ public final class ProviderResolver: Sendable, Service {
     }
 
     /// Drops every cached entry of `capability` in this process.
+    /// A load in flight is detached (its callers get its answer; later callers start a new
+    /// read). The last good value stays only as the stale-if-error fallback.
     public func invalidate(_ capability: ProviderCapability) {
+        let instant = now()
         state.withLock { state in
             state.generations[capability.name, default: 0] &+= 1
-            for key in state.entries.keys where key.capability == capability.name { state.entries[key]?.cached = nil }
+            for key in state.entries.keys where key.capability == capability.name { Self.expire(&state.entries[key]!, at: instant) }
         }
     }
 
-    /// Drops every cached entry in this process.
+    /// Drops every cached entry in this process (each kept only as a stale-if-error fallback).
     public func invalidateAll() {
+        let instant = now()
         state.withLock { state in
             state.allGeneration &+= 1
-            for key in state.entries.keys { state.entries[key]?.cached = nil }
+            for key in state.entries.keys { Self.expire(&state.entries[key]!, at: instant) }
+        }
+    }
+
+    private static func expire(_ entry: inout Entry, at instant: ContinuousClock.Instant) {
+        entry.loading = nil
+        if let cached = entry.cached, let record = cached.record {
+            entry.cached = Cached(record, expires: instant, staleUntil: cached.staleUntil, stale: cached.stale)
+        } else {
+            entry.cached = nil
         }
     }
 

@@ -41,8 +41,9 @@ public struct UsageError: Error, Sendable, Hashable, CustomStringConvertible {
 /// never overshoot: on Postgres the row lock serializes them and the condition is re-checked
 /// on the latest row; SQLite has one writer. A record over the quota throws
 /// ``UsageError/Code/quotaExceeded`` and writes nothing; without a quota row usage is unlimited
-/// (recorded, not limited). A period that has ended keeps counting against its limit until
-/// `usage-quota-reset` advances it (never more permissive than the quota).
+/// (recorded, not limited). A record in a quota whose period has ended moves it to the current
+/// month first (in the same statement), so usage is always counted in the month it happens;
+/// `usage-quota-reset` advances the quotas that saw no usage since.
 public enum UsageMeter {
     /// Records `units` of `capability` for `organization` inside `transaction` (a tenant
     /// transaction with a staff role, or an admin transaction for the clinic), and counts them
@@ -58,9 +59,18 @@ public enum UsageMeter {
         guard units > 0, units <= Int(Int32.max) else {
             throw UsageError(code: .invalidArgument, detail: "usage units must be between 1 and \(Int32.max)")
         }
+        // A period that has ended starts the current month here, with these units, so usage
+        // after the end of a month never counts against it (and is never zeroed by the reset).
+        let now = Date()
+        let (start, end) = UsagePeriods.month(containing: now)
         let counted = try await transaction.query("""
-            UPDATE usage_quotas SET current_units = current_units + \(units), updated_at = \(Date()) \
-            WHERE organization_id = \(organization) AND capability = \(capability.name) AND current_units + \(units) <= limit_units \
+            UPDATE usage_quotas SET \
+            current_units = CASE WHEN period_end_at <= \(now) THEN \(units) ELSE current_units + \(units) END, \
+            period_start_at = CASE WHEN period_end_at <= \(now) THEN \(start) ELSE period_start_at END, \
+            period_end_at = CASE WHEN period_end_at <= \(now) THEN \(end) ELSE period_end_at END, \
+            updated_at = \(now) \
+            WHERE organization_id = \(organization) AND capability = \(capability.name) \
+            AND (CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END) + \(units) <= limit_units \
             RETURNING current_units, limit_units
             """)
         var decision = UsageDecision()
@@ -206,6 +216,9 @@ public enum UsageJobs {
         actor: PlatformActor = .system("usage-summary-rollup")
     ) async throws -> RollupReport {
         let (start, end) = month.map { UsagePeriods.month(containing: $0) } ?? UsagePeriods.previousMonth(before: now)
+        guard end <= now else {
+            throw UsageError(code: .invalidArgument, detail: "only a month that has ended can be closed")
+        }
         return try await admin.unscoped(reason: "usage-summary-rollup: close a month of usage", actor: actor) { tx in
             var report = RollupReport(periodStart: start, periodEnd: end)
             let totals = try await tx.query("""

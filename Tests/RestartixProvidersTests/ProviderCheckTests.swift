@@ -97,6 +97,12 @@ struct ProviderCheckTests {
                 #expect(lastError == "HTTP 500 from 127.0.0.1")
                 #expect(lastError?.contains("secret") == false && lastError?.contains("body") == false)
             }
+            // Two runs at once count one failure between them.
+            async let one = checker.run(capabilities: [capability])
+            async let two = checker.run(capabilities: [capability])
+            let both = try await [one, two].flatMap { $0 }
+            #expect(both.filter { !$0.skipped }.count == 1, "\(both)")
+            #expect(try await Self.status(world, id).1 == 5)
             endpoint.answer(200)
             let back = try await check()
             #expect(back.status == .active && back.consecutiveFailures == 0)

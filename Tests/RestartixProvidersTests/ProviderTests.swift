@@ -132,6 +132,15 @@ struct ProviderTests {
             resolver.invalidate(capability)
             let moved = await #expect(throws: ProviderError.self) { try await resolver.provider(for: capability, organization: world.clinics[0]) }
             #expect(moved?.code == .decryptionFailed && moved?.detail.contains("default-key") == false)
+            // Credentials that no longer open can still be replaced whole by a rotation.
+            let repaired = try await resolver.rotate(
+                capability, organization: world.clinics[0], secrets: ProviderSecrets(["api_key": "new-clinic-key"]), actor: .system("provider-tests"), admin: world.admin
+            )
+            #expect(repaired.secrets["api_key"] == "new-clinic-key" && repaired.version == 2)
+            let control = await #expect(throws: ProviderError.self) {
+                try await world.registry.insertIfAbsent(Self.capability(), kind: .daily, config: [:], secrets: ProviderSecrets(["api_key": "line\nbreak"]))
+            }
+            #expect(control?.code == .invalidArgument)
             // One row per (capability, organization), the platform default included.
             #expect(try await !world.registry.insertIfAbsent(capability, kind: .daily, config: [:], secrets: ProviderSecrets(["api_key": "again"])))
             #expect(try await world.database.query("SELECT id FROM platform_service_providers WHERE capability = \(capability.name)").count == 2)
@@ -258,7 +267,11 @@ struct ProviderTests {
             resolver.invalidateAll()
             #expect(try await resolver.provider(for: .auth).secrets["secret_key"] == "sk_test_rotated")
 
-            for (name, value) in [("AWS_ACCESS_KEY_ID", "AKIAONLY"), ("AWS_S3_USE_PATH_STYLE", "maybe"), ("AWS_S3_ENDPOINT_URL", "ftp://x")] {
+            // Temporary keys are never stored; half a key pair only matters when AWS is seeded.
+        #expect(try ProviderSeed.fromEnvironment(["AWS_BUCKET_NAME": "b", "AWS_ACCESS_KEY_ID": "ASIATEMP", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"])
+            .first?.secrets.values.isEmpty == true)
+        #expect(try ProviderSeed.fromEnvironment(["CLERK_SECRET_KEY": "sk_test_x\n", "AWS_ACCESS_KEY_ID": "AKIAONLY"]).first?.secrets["secret_key"] == "sk_test_x")
+        for (name, value) in [("AWS_ACCESS_KEY_ID", "AKIAONLY"), ("AWS_S3_USE_PATH_STYLE", "maybe"), ("AWS_S3_ENDPOINT_URL", "ftp://x")] {
                 var bad = environment
                 bad[name] = value
                 let error = await #expect(throws: ProviderError.self) { try await world.registry.bootstrapProviderDefaults(environment: bad, logger: Self.logger) }
@@ -348,7 +361,14 @@ struct ProviderResolverOutageTests {
             #expect(resolver.statistics.staleServes == 1 && resolver.statistics.loadFailures == 1)
             clock.advance(.seconds(2))  // within the retry interval: served without asking the database
             #expect(try await resolver.provider(for: capability).setting("model") == "m1")
-            #expect(resolver.statistics.loadFailures == 1)
+            #expect(resolver.statistics.loadFailures == 1 && resolver.statistics.staleServes == 2, "every stale answer counts")
+            // An invalidation (a Redis reconnect) keeps the last good value as the fallback.
+            resolver.invalidateAll()
+            #expect(try await resolver.provider(for: capability).setting("model") == "m1")
+            #expect(resolver.statistics.staleServes == 3)
+            // Past the retry interval, in the outage: answered at once, retried in the background.
+            clock.advance(.seconds(6))
+            #expect(try await resolver.provider(for: capability).setting("model") == "m1")
             clock.advance(.seconds(130))  // past expiry + staleIfError: a typed failure
             let error = await #expect(throws: ProviderError.self) { try await resolver.provider(for: capability) }
             #expect(error?.code == .unavailable)

@@ -59,6 +59,20 @@ struct UsageTests {
                     try await UsageMeter.record(0, capability: capability, organization: clinic, in: tx)
                 }
             }
+            // A quota whose month ended (the reset job has not run yet): the record starts the
+            // current month itself, so usage is counted in the month it happens.
+            let other = ProviderTests.capability()
+            let lastMonth = UsagePeriods.previousMonth(before: Date())
+            let decision = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await UsageMeter.setQuota(10, capability: other, organization: clinic, now: lastMonth.start.addingTimeInterval(3600), in: tx)
+                try await tx.execute("UPDATE usage_quotas SET current_units = 9 WHERE capability = \(other.name)")
+                return try await UsageMeter.record(5, capability: other, organization: clinic, in: tx)
+            }
+            #expect(decision.used == 5 && decision.remaining == 5)
+            let period = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await tx.query("SELECT period_start_at FROM usage_quotas WHERE capability = \(other.name)").first?.decode("period_start_at", as: Date.self)
+            }
+            #expect(period == UsagePeriods.month(containing: Date()).start)
         }
     }
 
@@ -103,6 +117,10 @@ struct UsageTests {
             let closedAt = try summaries.first?.decode("closed_at", as: Date?.self)
             #expect(closedAt != nil)
             _ = try await UsageJobs.rollUp(world.admin, now: nextMonth, organizations: world.clinics)
+            let early = await #expect(throws: UsageError.self, "a month that has not ended is never closed") {
+                try await UsageJobs.rollUp(world.admin, month: Date(), organizations: world.clinics)
+            }
+            #expect(early?.code == .invalidArgument)
             let after = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
                 try await tx.query("SELECT total_units, closed_at FROM usage_summaries WHERE capability = \(capability.name)")
             }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Logging
 import RestartixCrypto
@@ -48,13 +49,24 @@ struct CheckProviders: AsyncParsableCommand {
             options.failuresToDown = failuresToDown
             let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger))
             let only = capabilities.isEmpty ? nil : Set(capabilities.compactMap { try? ProviderCapability($0) })
-            return try await ProviderHealthCheck(registry: registry, options: options, logger: logger).run(capabilities: only)
+            // Probes follow no redirect: a key is never sent to another host, and a 3xx fails.
+            var http = HTTPClient.Configuration()
+            http.redirectConfiguration = .disallow
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+            do {
+                let outcomes = try await ProviderHealthCheck(registry: registry, options: options, httpClient: client, logger: logger).run(capabilities: only)
+                try? await client.shutdown()
+                return outcomes
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
         }
         for outcome in outcomes {
             let scope = outcome.organizationID.map { "organization \($0.lowercasedString)" } ?? "platform"
             let head = "check-providers: \(outcome.capability) (\(scope)) \(outcome.kind):"
             if outcome.skipped {
-                say("\(head) skipped (no check for this kind)")
+                say("\(head) skipped (no check for this kind, or another run recorded a later check)")
             } else if let failure = outcome.failure {
                 say("\(head) failed: \(failure) -> \(outcome.status.rawValue) (\(outcome.consecutiveFailures) in a row)")
             } else {
