@@ -138,29 +138,27 @@ public struct ProviderHealthCheck: Sendable {
 
     /// The probe for a record's kind, nil for kinds without one.
     func probe(for record: ProviderRecord) -> (@Sendable () async -> String?)? {
-        switch record.kind {
-        case .s3: return { await self.s3(record) }
-        case .ses: return { await self.ses(record) }
-        case .clerk:
-            return { await self.http(record, base: "https://api.clerk.com", path: "/v1/jwks", headers: [("authorization", "Bearer \(record.secrets["secret_key"] ?? "")")]) }
-        case .daily:
-            return { await self.http(record, base: "https://api.daily.co/v1", path: "/rooms?limit=1", headers: [("authorization", "Bearer \(record.secrets["api_key"] ?? "")")]) }
-        case .anthropic:
-            return {
-                await self.http(record, base: "https://api.anthropic.com", path: "/v1/models?limit=1", headers: [
-                    ("x-api-key", record.secrets["api_key"] ?? ""), ("anthropic-version", "2023-06-01"),
-                ])
-            }
-        default: return nil
+        let settings: ProviderSettings
+        do { settings = try record.settings() } catch { return { "the row's settings are unusable: \(error.detail)" } }
+        switch settings {
+        case .s3(let s3): return { await self.s3(s3) }
+        case .ses(let ses): return { await self.ses(ses) }
+        case .clerk(let api):
+            return { await self.http(api, path: "/v1/jwks", headers: [("authorization", "Bearer \(api.apiKey)")]) }
+        case .daily(let api):
+            return { await self.http(api, path: "/rooms?limit=1", headers: [("authorization", "Bearer \(api.apiKey)")]) }
+        case .anthropic(let api):
+            return { await self.http(api, path: "/v1/models?limit=1", headers: [("x-api-key", api.apiKey), ("anthropic-version", "2023-06-01")]) }
+        case .other: return nil
         }
     }
 
     /// An authenticated GET: 2xx passes.
-    func http(_ record: ProviderRecord, base: String, path: String, headers: [(String, String)]) async -> String? {
-        let root = (record.setting("api_url") ?? base).trimmingSuffix("/")
+    func http(_ api: APIKeySettings, path: String, headers: [(String, String)]) async -> String? {
+        let root = api.baseURL.absoluteString.trimmingSuffix("/")
         var request = HTTPClientRequest(url: root + path)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
-        return await send(request, host: URL(string: root)?.host ?? "the endpoint")
+        return await send(request, host: api.baseURL.host ?? "the endpoint")
     }
 
     /// Sends a probe; the timeout covers the whole exchange, the body included (the client's
@@ -203,42 +201,35 @@ public struct ProviderHealthCheck: Sendable {
         return "\(type(of: error))"
     }
 
-    /// Credentials for an AWS row: its keys, or the default chain.
-    func awsCredentials(_ record: ProviderRecord) async -> Result<AWSCredentials, AWSError> {
-        if let id = record.secrets["access_key_id"], let secret = record.secrets["secret_access_key"] {
-            return .success(AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: record.secrets["session_token"]))
-        }
+    /// Static keys, or the default chain.
+    func awsCredentials(_ keys: AWSCredentials?) async -> Result<AWSCredentials, AWSError> {
+        if let keys { return .success(keys) }
         do { return .success(try await AWSCredentials.resolve(environment: options.environment, httpClient: httpClient)) } catch { return .failure(error) }
     }
 
     /// `HEAD /{bucket}`.
-    func s3(_ record: ProviderRecord) async -> String? {
-        guard let bucket = record.setting("bucket") else { return "no bucket is configured" }
-        let region = record.setting("region") ?? "us-east-1"
+    func s3(_ settings: S3Settings) async -> String? {
         let credentials: AWSCredentials
-        switch await awsCredentials(record) {
+        switch await awsCredentials(settings.credentials) {
         case .success(let value): credentials = value
         case .failure(let error): return "no AWS credentials (\(error.kind))"
         }
-        // Path style when asked, by default on a custom endpoint, and always for a bucket with a
-        // dot (its virtual host would not match the wildcard certificate).
-        let endpoint = record.setting("endpoint_url")?.trimmingSuffix("/")
-        let pathStyle = record.setting("use_path_style").map { $0 == "true" } ?? (endpoint != nil) || bucket.contains(".")
+        let endpoint = settings.endpoint?.absoluteString.trimmingSuffix("/")
         let url: URL?
-        if pathStyle {
-            url = URL(string: "\(endpoint ?? "https://s3.\(region).amazonaws.com")/\(bucket)")
+        if settings.usePathStyle {
+            url = URL(string: "\(endpoint ?? "https://s3.\(settings.region).amazonaws.com")/\(settings.bucket)")
         } else if let endpoint, var components = URLComponents(string: endpoint), let host = components.host {
-            components.host = "\(bucket).\(host)"
+            components.host = "\(settings.bucket).\(host)"
             components.path = "/"
             url = components.url
         } else {
-            url = URL(string: "https://\(bucket).s3.\(region).amazonaws.com/")
+            url = URL(string: "https://\(settings.bucket).s3.\(settings.region).amazonaws.com/")
         }
         guard let url else { return "the S3 endpoint is not a URL" }
         let host = AWSJSONClient.hostHeader(url)
         let emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         let headers = [("host", host), ("x-amz-content-sha256", emptyHash)]
-        let signer = AWSSigner(credentials: credentials, region: region, service: "s3")
+        let signer = AWSSigner(credentials: credentials, region: settings.region, service: "s3")
         let signed = signer.sign(method: "HEAD", path: url.path.isEmpty ? "/" : url.path, headers: headers, body: Data())
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .HEAD
@@ -252,18 +243,17 @@ public struct ProviderHealthCheck: Sendable {
     }
 
     /// SES `GetSendQuota` (Query API, version 2010-12-01).
-    func ses(_ record: ProviderRecord) async -> String? {
-        let region = record.setting("region") ?? "us-east-1"
+    func ses(_ settings: SESSettings) async -> String? {
         let credentials: AWSCredentials
-        switch await awsCredentials(record) {
+        switch await awsCredentials(settings.credentials) {
         case .success(let value): credentials = value
         case .failure(let error): return "no AWS credentials (\(error.kind))"
         }
-        let root = record.setting("endpoint_url")?.trimmingSuffix("/") ?? "https://email.\(region).amazonaws.com"
+        let root = settings.endpoint?.absoluteString.trimmingSuffix("/") ?? "https://email.\(settings.region).amazonaws.com"
         guard let url = URL(string: root + "/") else { return "the SES endpoint is not a URL" }
         let body = Data("Action=GetSendQuota&Version=2010-12-01".utf8)
         let headers = [("host", AWSJSONClient.hostHeader(url)), ("content-type", "application/x-www-form-urlencoded; charset=utf-8")]
-        let signer = AWSSigner(credentials: credentials, region: region, service: "ses")
+        let signer = AWSSigner(credentials: credentials, region: settings.region, service: "ses")
         let signed = signer.sign(method: "POST", path: url.path.isEmpty ? "/" : url.path, headers: headers, body: body)
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .POST

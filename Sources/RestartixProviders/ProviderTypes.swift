@@ -134,6 +134,24 @@ public struct ProviderRecord: Sendable, Hashable {
     /// Bumped by every rotation.
     public var version: Int
 
+    /// A record from its parts (the registry makes them from rows; tests and tools may too).
+    public init(
+        id: UUID, capability: ProviderCapability, organizationID: UUID?, kind: ProviderKind, config: [String: String], secrets: ProviderSecrets,
+        status: ProviderStatus, lastCheckedAt: Date?, lastError: String?, updatedAt: Date, version: Int
+    ) {
+        self.id = id
+        self.capability = capability
+        self.organizationID = organizationID
+        self.kind = kind
+        self.config = config
+        self.secrets = secrets
+        self.status = status
+        self.lastCheckedAt = lastCheckedAt
+        self.lastError = lastError
+        self.updatedAt = updatedAt
+        self.version = version
+    }
+
     /// The setting named `name`, nil when absent or empty.
     public func setting(_ name: String) -> String? {
         guard let value = config[name], !value.isEmpty else { return nil }

@@ -383,3 +383,36 @@ struct ProviderResolverOutageTests {
         }
     }
 }
+
+@Suite("Typed provider settings")
+struct ProviderSettingsTests {
+    static func record(_ kind: ProviderKind, _ config: [String: String], _ secrets: [String: String]) -> ProviderRecord {
+        ProviderRecord(
+            id: UUID(), capability: "t_settings", organizationID: nil, kind: kind, config: config, secrets: ProviderSecrets(secrets),
+            status: .active, lastCheckedAt: nil, lastError: nil, updatedAt: Date(), version: 1
+        )
+    }
+
+    @Test("each known kind decodes to its typed settings; defaults, path style and the credential chain as documented; secrets never print")
+    func typed() throws {
+        guard case .ses(let ses) = try Self.record(.ses, ["from_address": "a@b.example", "region": "eu-west-1"], [:]).settings() else { Issue.record("not SES"); return }
+        #expect(ses.fromAddress == "a@b.example" && ses.region == "eu-west-1" && ses.credentials == nil && ses.endpoint == nil)
+        let keys = ["access_key_id": "AKIAEXAMPLE", "secret_access_key": "very-secret-value"]
+        guard case .s3(let s3) = try Self.record(.s3, ["bucket": "logs.example", "region": "eu-central-1"], keys).settings() else { Issue.record("not S3"); return }
+        #expect(s3.usePathStyle, "a dotted bucket is addressed by path")
+        #expect(s3.credentials?.accessKeyID == "AKIAEXAMPLE")
+        guard case .s3(let custom) = try Self.record(.s3, ["bucket": "files", "endpoint_url": "http://127.0.0.1:55000", "use_path_style": "false"], [:]).settings() else { return }
+        #expect(!custom.usePathStyle && custom.endpoint?.port == 55000)
+        guard case .anthropic(let ai) = try Self.record(.anthropic, [:], ["api_key": "sk-ant-hidden"]).settings() else { Issue.record("not Anthropic"); return }
+        #expect(ai.baseURL.absoluteString == "https://api.anthropic.com" && ai.apiKey == "sk-ant-hidden")
+        var dumped = ""
+        dump(ai, to: &dumped)
+        for text in ["\(ai)", String(reflecting: ai), dumped, "\(ProviderSettings.anthropic(ai))", "\(s3)"] {
+            #expect(!text.contains("sk-ant-hidden") && !text.contains("very-secret-value"), "\(text)")
+        }
+        guard case .other(let kind, _, _) = try Self.record("smtp_relay", [:], [:]).settings() else { Issue.record("not other"); return }
+        #expect(kind.name == "smtp_relay")
+        #expect(throws: ProviderError.self) { try Self.record(.daily, [:], [:]).settings() }
+        #expect(throws: ProviderError.self) { try Self.record(.s3, ["bucket": "b", "endpoint_url": "ftp://x"], [:]).settings() }
+    }
+}
