@@ -13,11 +13,13 @@ import Testing
 /// A real HTTP server on 127.0.0.1 that answers every request with the status the test sets,
 /// and remembers the last request's headers.
 final class FlakyEndpoint: Sendable {
-    private let state = Mutex<(status: Int, authorization: String?, paths: [String])>((200, nil, []))
+    private let state = Mutex<(status: Int, authorization: String?, paths: [String], delay: Duration)>((200, nil, [], .zero))
     private let task: Task<Void, any Error>
     let url: String
 
     func answer(_ status: Int) { state.withLock { $0.status = status } }
+    /// Answers only after `delay` (to make two probes overlap for certain).
+    func delay(_ delay: Duration) { state.withLock { $0.delay = delay } }
     var lastAuthorization: String? { state.withLock { $0.authorization } }
     var paths: [String] { state.withLock { $0.paths } }
 
@@ -30,13 +32,14 @@ final class FlakyEndpoint: Sendable {
         let holder = Mutex<FlakyEndpoint?>(nil)
         let router = Router()
         router.get("**") { request, _ -> Response in
-            let status = holder.withLock { server in
+            let (status, delay) = holder.withLock { server in
                 server!.state.withLock { state in
                     state.authorization = request.headers[.authorization]
                     state.paths.append(request.uri.description)
-                    return state.status
+                    return (state.status, state.delay)
                 }
             }
+            if delay > .zero { try? await Task.sleep(for: delay) }
             return Response(status: HTTPResponse.Status(code: status), body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"error":"body the checker must not copy"}"#)))
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
@@ -97,12 +100,15 @@ struct ProviderCheckTests {
                 #expect(lastError == "HTTP 500 from 127.0.0.1")
                 #expect(lastError?.contains("secret") == false && lastError?.contains("body") == false)
             }
-            // Two runs at once count one failure between them.
+            // Two runs at once count one failure between them (the endpoint answers slowly, so
+            // the second run starts before the first records).
+            endpoint.delay(.seconds(1))
             async let one = checker.run(capabilities: [capability])
             async let two = checker.run(capabilities: [capability])
             let both = try await [one, two].flatMap { $0 }
             #expect(both.filter { !$0.skipped }.count == 1, "\(both)")
             #expect(try await Self.status(world, id).1 == 5)
+            endpoint.delay(.zero)
             endpoint.answer(200)
             let back = try await check()
             #expect(back.status == .active && back.consecutiveFailures == 0)
