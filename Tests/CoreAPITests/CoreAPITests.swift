@@ -277,6 +277,18 @@ struct CoreAPITests {
         await admin.shutdown()
     }
 
+    @Test("REDIS_URL: parsed when set (provider invalidations between instances), refused when malformed without echoing its password")
+    func redisConfiguration() throws {
+        let base = ["APP_ENV": "development"]
+        #expect(try CoreAPIConfiguration(environment: base).redis == nil)
+        let configured = try CoreAPIConfiguration(environment: base.merging(["REDIS_URL": "redis://:pw@127.0.0.1:6379/2"]) { $1 })
+        #expect(configured.redis?.database == 2)
+        let error = #expect(throws: ConfigurationError.self) {
+            try CoreAPIConfiguration(environment: base.merging(["REDIS_URL": "http://user:hunter2-secret@127.0.0.1"]) { $1 })
+        }
+        #expect(error?.description.contains("REDIS_URL") == true && error?.description.contains("hunter2-secret") == false)
+    }
+
     @Test("a malformed keyring stops boot, naming the problem and no key bytes")
     func badKeyring() async throws {
         var (configuration, _) = embeddedConfiguration()

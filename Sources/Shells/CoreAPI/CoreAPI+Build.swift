@@ -25,6 +25,12 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: logger)
     let admin = AdminDatabase(configuration: configuration.database, logger: logger)
     let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: logger)
+    // Cat A providers: the cached resolver, listening on Redis for other instances' rotations
+    // when REDIS_URL is set.
+    let redis = try configuration.redis.map { try RedisClient(configuration: $0, logger: logger) }
+    let providers = ProviderResolver(
+        registry: ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger)), redis: redis, logger: logger
+    )
 
     let router = Router()
     router.add(middleware: LogRequestsMiddleware(.debug))
@@ -34,7 +40,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-core-api"),
-        services: [database, tenants, admin],
+        services: [database, tenants, admin, providers] + (redis.map { [$0] } ?? []),
         logger: logger
     )
     app.beforeServerStarts {

@@ -38,6 +38,9 @@ struct CoreAPIConfiguration: Sendable {
     /// Where the keyring comes from; `nil` on the embedded default with none configured (a
     /// local keyring file is generated beside the SQLite file).
     var keyringSource: KeyringSource?
+    /// Redis (`REDIS_URL`): carries provider invalidations between instances. Optional: without
+    /// it, other instances pick up a rotation within the resolver's TTL.
+    var redis: RedisConfiguration?
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
 
@@ -92,6 +95,9 @@ struct CoreAPIConfiguration: Sendable {
             keyringSource = KeyringSource.configured(in: environment)
         } else if !isEmbeddedDefault || self.environment == .production || self.environment == .staging {
             throw ConfigurationError("ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
+        }
+        if let url = environment["REDIS_URL"], !url.isEmpty {
+            do { redis = try RedisConfiguration(url: url) } catch { throw ConfigurationError("REDIS_URL: \(error.detail)") }
         }
         if let text = environment["LOG_LEVEL"] {
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
