@@ -277,6 +277,27 @@ struct CoreAPITests {
         await admin.shutdown()
     }
 
+    @Test("with REDIS_URL the API starts and stops with the Redis client and the provider resolver running; an invalidation published by another instance does not disturb it")
+    func liveWithRedis() async throws {
+        let url = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
+        guard !url.isEmpty else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("REDIS_URL is not set: run the tests with Scripts/test-all") }
+            return
+        }
+        var (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        configuration.redis = try RedisConfiguration(url: url)
+        let app = try await buildApplication(configuration: configuration)
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/health", method: .get) { response in #expect(response.status == .ok) }
+            // Another instance publishing an invalidation does not disturb it.
+            let other = try RedisClient(url: url, logger: .init(label: "test"))
+            _ = try await other.send("PUBLISH", "restartix:providers:invalidate", "email")
+            other.shutdown()
+            try await client.execute(uri: "/ready", method: .get) { response in #expect(response.status == .ok) }
+        }
+    }
+
     @Test("REDIS_URL: parsed when set (provider invalidations between instances), refused when malformed without echoing its password")
     func redisConfiguration() throws {
         let base = ["APP_ENV": "development"]
