@@ -163,6 +163,10 @@ final class RedisConnection: Sendable {
             for promise in promises { promise.fail(error) }
             channel.close(promise: nil)
         }
+        // The last reply cancels the timer on the event loop, where the timer runs too: a reply
+        // that arrived before the deadline can never be taken for a timeout (which would close a
+        // healthy connection and back off from a server that answered).
+        promises.last?.futureResult.whenComplete { _ in timer.cancel() }
         let written = eventLoop.makePromise(of: Void.self)
         channel.writeAndFlush(RedisRequest(bytes: bytes, promises: promises), promise: written)
         written.futureResult.whenFailure { error in
