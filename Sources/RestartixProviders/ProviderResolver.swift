@@ -224,16 +224,17 @@ public final class ProviderResolver: Sendable, Service {
         let configuration = self.configuration
         enum Report { case none, staleStarted, staleEnded }
         var report = Report.none
+        // What the read says, before any cache rule (a stale value) applies.
+        let answer: Result<ProviderRecord, ProviderError>
+        switch outcome {
+        case .success(let record?): answer = .success(record)
+        case .success(nil): answer = .failure(Self.notFound(capability, key.organization))
+        case .failure(let error): answer = .failure(Self.failure(capability, error))
+        }
         let loaded = state.withLock { state -> Loaded in
             var entry = state.entries[key] ?? Entry()
             // Detached by an invalidation: answer the callers that waited, touch nothing.
-            guard entry.loadToken == token, entry.loading != nil else {
-                switch outcome {
-                case .success(let record?): return (.success(record), false)
-                case .success(nil): return (.failure(Self.notFound(capability, key.organization)), false)
-                case .failure(let error): return (.failure(Self.failure(capability, error)), false)
-                }
-            }
+            guard entry.loadToken == token, entry.loading != nil else { return (answer, false) }
             entry.loading = nil
             let current = generation == (state.generations[key.capability] ?? 0, state.allGeneration)
             defer { state.entries[key] = entry }
@@ -247,16 +248,16 @@ public final class ProviderResolver: Sendable, Service {
                     let expires = instant + configuration.ttl * factor
                     entry.cached = Cached(record, expires: expires, staleUntil: expires + configuration.staleIfError)
                 }
-                return (.success(record), false)
+                return (answer, false)
             case .success(nil):
                 entry.staleSince = nil
                 if current { entry.cached = Cached(nil, expires: instant + configuration.negativeTTL, staleUntil: instant + configuration.negativeTTL) }
-                return (.failure(Self.notFound(capability, key.organization)), false)
+                return (answer, false)
             case .failure(let error):
                 guard Self.isOutage(error) else {
                     // The row is there but unusable, or the database refused the read for a
                     // reason waiting will not fix: not an outage, never served stale.
-                    return (.failure(Self.failure(capability, error)), false)
+                    return (answer, false)
                 }
                 if let cached = entry.cached, let record = cached.record, instant < cached.staleUntil {
                     if entry.staleSince == nil { report = .staleStarted }
@@ -266,10 +267,9 @@ public final class ProviderResolver: Sendable, Service {
                     entry.cached = Cached(record, expires: retry, staleUntil: cached.staleUntil, stale: true)
                     return (.success(record), true)
                 }
-                return (.failure(Self.failure(capability, error)), false)
+                return (answer, false)
             }
         }
-        let result = loaded.result
         counters.loads.add(1, ordering: .relaxed)
         switch outcome {
         case .success(.some): loadsOK.increment()
@@ -278,7 +278,6 @@ public final class ProviderResolver: Sendable, Service {
             loadsFailed.increment()
             counters.loadFailures.add(1, ordering: .relaxed)
         }
-        _ = result
         switch report {
         case .staleStarted:
             logger.warning("Provider registry unreachable: serving the cached provider", metadata: [

@@ -152,6 +152,12 @@ public enum UsagePeriods {
         return (start, calendar.date(byAdding: .month, value: 1, to: start)!)
     }
 
+    /// The month `month` (1-12) of `year`, nil for one that does not exist.
+    public static func month(year: Int, month: Int) -> (start: Date, end: Date)? {
+        guard (1...12).contains(month), let day = calendar.date(from: DateComponents(year: year, month: month, day: 1)) else { return nil }
+        return self.month(containing: day)
+    }
+
     /// The month before the one containing `date`.
     public static func previousMonth(before date: Date) -> (start: Date, end: Date) {
         let current = month(containing: date)

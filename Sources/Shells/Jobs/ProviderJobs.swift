@@ -111,14 +111,13 @@ struct UsageSummaryRollup: AsyncParsableCommand {
         if let month, Self.parse(month) == nil { throw ValidationError("--month must be YYYY-MM") }
     }
 
+    /// The first instant of the month `YYYY-MM` names (UTC).
     static func parse(_ text: String) -> Date? {
         let parts = text.split(separator: "-")
         guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let year = Int(parts[0]), let month = Int(parts[1]),
-              (2000...2999).contains(year), (1...12).contains(month)
+              (2000...2999).contains(year)
         else { return nil }
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        return calendar.date(from: DateComponents(year: year, month: month, day: 15))
+        return UsagePeriods.month(year: year, month: month)?.start
     }
 
     func run() async throws {
