@@ -77,6 +77,59 @@ APP_EXTRA_V3 = {
 }
 
 
+NOW = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
+MANAGERS = "('owner', 'admin')"
+
+
+def rank(expr):
+    return (f"(CASE {expr} WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 "
+            f"WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END)")
+
+
+# Migration 6 (tenancy hardening), as on Postgres: who among the app's roles may do what.
+# table -> command -> the staff-side condition ({r} is the row); a command missing here is
+# the v2 rule (every staff role); None means no app role may (the grant is gone).
+STAFF_V6 = {
+    "memberships": {
+        "insert": f"{ROLE} IN {MANAGERS} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}",
+        "update": f"{ROLE} IN {MANAGERS} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}",
+        "delete": f"{ROLE} IN {MANAGERS} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}",
+    },
+    "organization_domains": {c: f"{ROLE} IN {MANAGERS}" for c in ("insert", "update", "delete")},
+    "break_glass_sessions": {c: None for c in ("insert", "update", "delete")},
+    "patient_impersonation_sessions": {c: None for c in ("insert", "update", "delete")},
+    "usage_quotas": {"insert": None, "delete": None},
+    "usage_summaries": {c: None for c in ("insert", "update", "delete")},
+    "usage_records": {"update": None, "delete": None},
+}
+# Columns the app role may change (Postgres: column UPDATE grants), and columns it may not
+# give on INSERT (the database's clock, the platform's verification).
+APP_UPDATE_COLUMNS_V6 = {
+    "memberships": ["role"],
+    "organization_domains": ["is_primary"],
+    "usage_quotas": ["current_units", "period_start_at", "period_end_at", "updated_at"],
+}
+APP_INSERT_DEFAULTED_V6 = {
+    "audit_log": ["created_at"],
+    "memberships": ["created_at"],
+    "organization_domains": ["verified_at", "created_at"],
+}
+APP_EXTRA_V6 = {
+    ("audit_log", "insert"): "{r}.actor_kind = 'user' AND ("
+        "(coalesce({r}.action_context, 'normal') = 'normal' AND {r}.actor_user_id = {user}) "
+        "OR ({r}.action_context = 'break_glass' AND {r}.actor_user_id = {user} AND EXISTS ("
+        "SELECT 1 FROM break_glass_sessions__rows s "
+        f"WHERE s.id = {SESSION} AND s.organization_id = {{r}}.organization_id "
+        f"AND s.user_id = {{r}}.actor_user_id AND s.closed_at IS NULL AND s.expires_at > {NOW})) "
+        "OR ({r}.action_context = 'impersonation' AND EXISTS ("
+        "SELECT 1 FROM patient_impersonation_sessions__rows s JOIN patients__rows p "
+        "ON p.organization_id = s.organization_id AND p.id = s.patient_id "
+        f"WHERE s.id = {SESSION} AND s.organization_id = {{r}}.organization_id "
+        f"AND s.user_id = {{r}}.actor_user_id AND p.user_id = {{user}} "
+        f"AND s.closed_at IS NULL AND s.expires_at > {NOW})))",
+}
+
+
 def allowed(table, ref, command, version=2):
     """The rule for one row (`ref` is r, NEW or OLD) and one command, as SQL."""
     if table == "users":
@@ -87,6 +140,9 @@ def allowed(table, ref, command, version=2):
     column, own, clinic_wide, own_sql = TENANT[table]
     admin = f"(NOT {IS_APP} AND ({UNSCOPED} OR {ref}.{column} = {ORG}))"
     who = [f"{ROLE} IN {STAFF}"]
+    if version >= 6 and command in STAFF_V6.get(table, {}):
+        staff = STAFF_V6[table][command]
+        who = [f"({staff.format(r=ref)})"] if staff else []
     patient = []
     if command in clinic_wide:
         patient.append("1")
@@ -96,8 +152,10 @@ def allowed(table, ref, command, version=2):
         who.append(f"({ROLE} = 'patient' AND ({' OR '.join(patient)}))")
     if version >= 3 and command == "select" and table in SESSION_READ_V3:
         who.append(f"{ref}.id = {SESSION}")
-    extra = (APP_EXTRA_V3 if version >= 3 else APP_EXTRA).get((table, command))
+    extra = (APP_EXTRA_V6 if version >= 6 else APP_EXTRA_V3 if version >= 3 else APP_EXTRA).get((table, command))
     extra = f" AND {extra.format(r=ref, user=USER)}" if extra else ""
+    if not who:
+        return f"({admin})"
     app = f"({IS_APP} AND {ref}.{column} = {ORG} AND ({' OR '.join(who)}){extra})"
     return f"({admin} OR {app})"
 
@@ -123,8 +181,25 @@ def emit_table(db, emit, table, version, rename):
     values = []
     for (_cid, name, _type, notnull, default, _pk) in columns:
         values.append(f"coalesce(NEW.{name}, {default})" if notnull and default is not None else f"NEW.{name}")
+    unique = unique_keys(db, rows) if version >= 6 else []
+    def conflict_guards(exclude_old):
+        # A conflict clause on the outer statement (INSERT OR REPLACE, REPLACE, UPDATE OR
+        # REPLACE) would carry over to the write below and delete the conflicting row, which can
+        # be another clinic's: refuse every unique-key conflict first, as Postgres does.
+        for name, key in unique:
+            match = " AND ".join(f"k.{c} = NEW.{c}" for c in key)
+            changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in key)
+            same = f" AND k.id IS NOT OLD.id" if exclude_old else ""
+            guard = f" AND ({changed})" if exclude_old else ""
+            emit(f"    SELECT RAISE(ABORT, 'duplicate key value violates unique constraint \"{name}\"')")
+            emit(f"        WHERE EXISTS (SELECT 1 FROM {rows} AS k WHERE {match}{same}){guard};")
     emit(f"CREATE TRIGGER {table}__insert INSTEAD OF INSERT ON {table} BEGIN")
     emit(f"    SELECT RAISE(ABORT, {message}) WHERE NOT coalesce({rule('NEW', 'insert')}, 0);")
+    defaulted = APP_INSERT_DEFAULTED_V6.get(table, []) if version >= 6 else []
+    if defaulted:
+        given = " OR ".join(f"NEW.{c} IS NOT NULL" for c in defaulted)
+        emit(f"    SELECT RAISE(ABORT, 'permission denied for table {table}') WHERE {IS_APP} AND ({given});")
+    conflict_guards(False)
     emit(f"    INSERT INTO {table}__rows ({', '.join(names)})")
     emit(f"        VALUES ({', '.join(values)});")
     emit("    SELECT restartix_count_changes(changes());")
@@ -139,6 +214,21 @@ def emit_table(db, emit, table, version, rename):
         emit(f"CREATE TRIGGER {table}__update INSTEAD OF UPDATE ON {table} BEGIN")
         emit(f"    SELECT RAISE(ABORT, {message})")
         emit(f"        WHERE coalesce({rule('OLD', 'update')}, 0) AND NOT coalesce({rule('NEW', 'update')}, 0);")
+        if version >= 6 and table in APP_UPDATE_COLUMNS_V6:
+            fixed = [n for n in names if n not in APP_UPDATE_COLUMNS_V6[table]]
+            changed = " OR ".join(f"NEW.{n} IS NOT OLD.{n}" for n in fixed)
+            emit(f"    SELECT RAISE(ABORT, 'permission denied for table {table}') WHERE {IS_APP} AND ({changed});")
+        if version >= 6 and table == "usage_quotas":
+            same = "NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at"
+            later = f"strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+5 minutes')"
+            earlier = f"strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '-5 minutes')"
+            emit(f"    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: usage is only counted up within a period')")
+            emit(f"        WHERE {IS_APP} AND {same} AND NEW.current_units < OLD.current_units;")
+            emit(f"    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: only an ended period may move, and only to the current one')")
+            emit(f"        WHERE {IS_APP} AND NOT ({same}) AND NOT (OLD.period_end_at <= {later} AND NEW.period_start_at <= {later}")
+            emit(f"            AND NEW.period_end_at > {earlier}")
+            emit(f"            AND NEW.period_end_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', NEW.period_start_at, '+31 days'));")
+        conflict_guards(True)
         emit(f"    UPDATE {table}__rows SET {assignments}")
         emit(f"        WHERE id = OLD.id AND coalesce({rule('OLD', 'update')}, 0);")
         emit("    SELECT restartix_count_changes(changes());")
@@ -153,6 +243,20 @@ def emit_table(db, emit, table, version, rename):
         emit("    SELECT restartix_count_changes(changes());")
         emit("END;")
     emit("")
+
+
+def unique_keys(db, rows):
+    """Every unique key of a table (primary key included) as (constraint name, columns)."""
+    keys = []
+    for (_seq, index, is_unique, origin, _partial) in db.execute(f"PRAGMA index_list({rows})").fetchall():
+        if not is_unique:
+            continue
+        columns = [c[2] for c in db.execute(f"PRAGMA index_info({index})").fetchall()]
+        assert all(columns), f"{rows}: expression index {index} is not supported here"
+        base = rows[: -len("__rows")]
+        name = f"{base}_pkey" if origin == "pk" else (index if origin == "c" else f"{base}_{'_'.join(columns)}_key")
+        keys.append((name, columns))
+    return sorted(keys)
 
 
 def migration_two(db):
@@ -192,6 +296,23 @@ def migration_three(db):
     return "\n".join(out).rstrip() + "\n"
 
 
+def migration_six(db):
+    out = []
+    emit = out.append
+    emit("-- Generated by Scripts/dev/generate-sqlite-rls.py; do not edit by hand.")
+    emit("-- Tenancy hardening, the rules of Postgres migration 6: every policy view and trigger is")
+    emit("-- made again, with unique-key conflicts refused before any write (so INSERT OR REPLACE,")
+    emit("-- REPLACE and UPDATE OR REPLACE can never delete a row, another clinic's included),")
+    emit("-- elevated sessions read-only to app connections, audit rows bound to the context's user")
+    emit("-- or its open session with the database's clock, memberships and domains managed by")
+    emit("-- owners and admins, and usage counted only upwards.")
+    emit("")
+    for table in list(TENANT) + ["users"]:
+        emit(f"DROP VIEW {table};")
+        emit_table(db, emit, table, 6, rename=False)
+    return "\n".join(out).rstrip() + "\n"
+
+
 def swift_file(version, name, symbol, sql, header):
     return (header + f'''
 extension MigrationSet {{
@@ -214,14 +335,24 @@ def main():
     two = migration_two(work)
     work.executescript(two)
     three = migration_three(work)
+    work = database()
+    work.executescript(two)
+    work.executescript(three)
+    six = migration_six(work)
     # Check that the migrations apply in order on a fresh database before writing them.
     check = database()
     check.executescript(two)
     check.executescript(three)
+    check.executescript(six)
     (OUT / "BuiltInMigrations+SQLiteTenancy.swift").write_text(swift_file(2, "row_level_security", "sqliteTenancy", two,
         '''// Row-level security emulation for SQLite: migration 2, generated by
 // Scripts/dev/generate-sqlite-rls.py (do not edit by hand; applied migrations are immutable).
 // The rules are those of the Postgres policies in BuiltInMigrations+PostgresTenancy.swift.
+'''))
+    (OUT / "BuiltInMigrations+SQLiteHardening.swift").write_text(swift_file(6, "tenancy_hardening", "sqliteHardening", six,
+        '''// SQLite migration 6, generated by Scripts/dev/generate-sqlite-rls.py (do not edit by hand;
+// applied migrations are immutable). The rules are those of Postgres migration 6 in
+// BuiltInMigrations+PostgresHardening.swift.
 '''))
     (OUT / "BuiltInMigrations+SQLiteTenancy3.swift").write_text(swift_file(3, "principals_and_elevated_sessions", "sqliteTenancy3", three,
         '''// SQLite migration 3, generated by Scripts/dev/generate-sqlite-rls.py (do not edit by hand;

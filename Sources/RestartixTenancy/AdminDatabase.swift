@@ -72,6 +72,7 @@ public final class AdminDatabase: Sendable, Service {
             organization: organizationID.lowercasedString,
             user: actor.userID?.lowercasedString ?? "",
             role: "",
+            session: "",
             unscoped: ""
         )
         return try await database.transaction(deferredPrelude: [prelude]) { tx in
@@ -105,6 +106,7 @@ public final class AdminDatabase: Sendable, Service {
             organization: "",
             user: actor.userID?.lowercasedString ?? "",
             role: "",
+            session: "",
             unscoped: "on"
         )
         return try await database.transaction(deferredPrelude: [prelude, audit]) { tx in
@@ -115,7 +117,7 @@ public final class AdminDatabase: Sendable, Service {
     /// The principal lookup of ``PrincipalResolver``: one fixed read across clinics (ids, a role,
     /// a status), in one round trip, with no audit row. Internal: nothing else may use it.
     func principalLookup(_ query: SQLQuery) async throws -> SQLRow? {
-        let prelude = TenantDatabase.settingsStatement(organization: "", user: "", role: "", unscoped: "on")
+        let prelude = TenantDatabase.settingsStatement(organization: "", user: "", role: "", session: "", unscoped: "on")
         return try await database.pipelinedTransaction(prelude: [prelude], statement: query).rows.first
     }
 

@@ -23,21 +23,27 @@ enum IsolationCheck {
         case admin
     }
 
-    static func verify(_ database: Database, role: Role) async throws {
-        var problems: [String] = []
-        switch database.dialect {
-        case .postgres:
-            problems = try await postgresProblems(database, role: role)
-        default:
-            problems = try await sqliteProblems(database, role: role)
-        }
+    static func verify(_ database: Database, role: Role, schema: String? = nil) async throws {
+        let problems = try await problems(database, role: role, schema: schema)
         guard problems.isEmpty else {
             throw TenancyError(.unsafeDatabase, "refusing to start: tenant isolation is not enforced", problems: problems)
         }
     }
 
-    private static func postgresProblems(_ database: Database, role: Role) async throws -> [String] {
-        try await database.withConnection { connection in
+    /// Every problem found, each naming its table, role or setting; empty when isolation holds.
+    static func problems(_ database: Database, role: Role, schema: String? = nil) async throws -> [String] {
+        switch database.dialect {
+        case .postgres:
+            return try await postgresProblems(database, role: role, schema: schema)
+        default:
+            return try await sqliteProblems(database, role: role)
+        }
+    }
+
+    private static func postgresProblems(_ database: Database, role: Role, schema: String?) async throws -> [String] {
+        // Read-only, in a transaction that pins the schema the kit's transactions use (the
+        // tenant database's `search_path`), so the check looks where the queries will.
+        try await database.transaction { connection in
             var problems: [String] = []
             guard let me = try await connection.first("""
                 SELECT current_user::text AS name, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user
@@ -46,6 +52,25 @@ enum IsolationCheck {
             let name = try me.decode("name", as: String.self)
             if try me.decode("rolsuper", as: Bool.self) { problems.append("role \(name) is a superuser") }
             if try me.decode("rolbypassrls", as: Bool.self) { problems.append("role \(name) has BYPASSRLS") }
+            if let schema {
+                // A search_path given in the URL (`options=-csearch_path=...`) that names another
+                // schema than the pinned one is a configuration mistake: say so, instead of
+                // checking (and later querying) a schema the operator did not mean.
+                let own = try await connection.first("SELECT current_schema()::text AS schema")
+                if let own = try own?.decode("schema", as: String?.self), own != schema {
+                    problems.append("the connection's search_path resolves to schema \(own), but the tenant database pins schema \(schema) (set TenantSessionSettings.schema)")
+                }
+                let usable = try await connection.first("""
+                    SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = \(schema)) \
+                    AND has_schema_privilege(\(schema), 'USAGE') AS usable
+                    """)
+                guard try usable?.decode("usable", as: Bool.self) == true else {
+                    problems.append("role \(name) cannot use schema \(schema), where its transactions look for the tables (TenantSessionSettings.schema)")
+                    return problems
+                }
+                let path = TenantSessionSettings(schema: schema).searchPath
+                try await connection.execute("SELECT set_config('search_path', \(path), true)")
+            }
 
             // The connected role must not own (or be able to become the owner of) any table.
             let owned = try await connection.query("""
@@ -126,8 +151,89 @@ enum IsolationCheck {
             for row in unpoliced {
                 problems.append("tenant table \(try row.decode("table_name", as: String.self)) has no restrictive tenant_isolation policy")
             }
+            problems += try await hardeningProblems(connection, role: role, name: name)
             return problems
         }
+    }
+
+    /// What migration 6 and the threat model add: nothing temporary or created, no role
+    /// defaults, no role to switch to, and every table's policies, RLS flags and grants as the
+    /// migrations left them (`restartix_security_baseline`).
+    static func hardeningProblems(_ connection: borrowing Transaction, role: Role, name: String) async throws -> [String] {
+        var problems: [String] = []
+        let privileges = try await connection.first("""
+            SELECT has_database_privilege(current_database(), 'TEMPORARY') AS temp,
+                   has_database_privilege(current_database(), 'CREATE') AS create_schema,
+                   has_schema_privilege(current_schema(), 'CREATE') AS create_object,
+                   current_schema()::text AS schema
+            """)
+        if let privileges {
+            let schema = try privileges.decode("schema", as: String?.self) ?? "(none)"
+            if try privileges.decode("temp", as: Bool.self) {
+                problems.append("role \(name) may create temporary tables (REVOKE TEMPORARY ON DATABASE ... FROM PUBLIC, \(name)): a temp table would shadow a tenant table on a pooled connection")
+            }
+            if try privileges.decode("create_schema", as: Bool.self) {
+                problems.append("role \(name) may create schemas in this database (REVOKE CREATE ON DATABASE ... FROM \(name))")
+            }
+            if try privileges.decode("create_object", as: Bool.self) {
+                problems.append("role \(name) may create objects in schema \(schema) (REVOKE CREATE ON SCHEMA \(schema) FROM PUBLIC, \(name))")
+            }
+        }
+        // Role defaults (ALTER ROLE ... SET), which a role may set on itself: they apply to every
+        // new session, and through a pooler to every client. Names only, never values.
+        let defaults = try await connection.query("""
+            SELECT s.setdatabase = 0 AS everywhere, x.setting
+            FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) AS x (setting)
+            WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+              AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+            ORDER BY 1, 2
+            """)
+        for row in defaults {
+            let setting = try row.decode("setting", as: String.self).split(separator: "=", maxSplits: 1).first.map(String.init) ?? "?"
+            let scope = try row.decode("everywhere", as: Bool.self) ? "in every database" : "in this database"
+            problems.append("role \(name) has a role default for \(setting) \(scope) (ALTER ROLE \(name) RESET \(setting))")
+        }
+        if role == .app {
+            let memberships = try await connection.query("""
+                SELECT b.rolname::text AS granted FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid
+                WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY 1
+                """)
+            for row in memberships {
+                problems.append("role \(name) is a member of role \(try row.decode("granted", as: String.self)) (SET ROLE would leave the app role's rules)")
+            }
+        }
+        let baseline = try await connection.first("""
+            SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'restartix_security_baseline'
+            """)
+        guard try baseline?.decode("n", as: Int.self) == 1 else {
+            problems.append("restartix_security_baseline is missing: migration 6 (tenancy_hardening) has not run on this schema")
+            return problems
+        }
+        let drift = try await connection.query("""
+            SELECT coalesce(b.table_name, f.table_name) AS table_name, b.table_name IS NULL AS added, f.table_name IS NULL AS removed
+            FROM restartix_security_baseline b
+            FULL JOIN restartix_security_fingerprints(current_schema()) f ON f.table_name = b.table_name
+            WHERE b.fingerprint IS DISTINCT FROM f.fingerprint
+              -- A table no migration made matters when the app role can reach it (the admin
+              -- role's own tables are the platform's business).
+              AND (b.table_name IS NOT NULL OR EXISTS (
+                  SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = current_schema() AND c.relname = f.table_name
+                    AND has_any_column_privilege('restartix_app', c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')))
+            ORDER BY 1
+            """)
+        for row in drift {
+            let table = try row.decode("table_name", as: String.self)
+            if try row.decode("added", as: Bool.self) {
+                problems.append("table \(table) is not in the security baseline: a table no migration recorded")
+            } else if try row.decode("removed", as: Bool.self) {
+                problems.append("table \(table) of the security baseline is missing")
+            } else {
+                problems.append("table \(table) has row-level security, policies or grants that differ from what the migrations set")
+            }
+        }
+        return problems
     }
 
     private static func sqliteProblems(_ database: Database, role: Role) async throws -> [String] {

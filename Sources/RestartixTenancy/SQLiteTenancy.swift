@@ -22,23 +22,35 @@ import RestartixKit
 /// - a statement filter refuses any app statement whose text names a `__rows` table, so no
 ///   CTE, subquery or INSERT ... SELECT can reach them either.
 enum SQLiteTenancy {
-    /// The app role's grants, as on Postgres: table -> allowed writes (every table listed is readable).
+    /// The app role's grants, as on Postgres after migration 6: table -> allowed writes (every
+    /// table listed is readable).
     static let grants: [String: Set<Int32>] = {
-        let all: Set<Int32> = [SQLiteAuthorizerRequest.insert, SQLiteAuthorizerRequest.update, SQLiteAuthorizerRequest.delete]
+        let insert = SQLiteAuthorizerRequest.insert, update = SQLiteAuthorizerRequest.update, delete = SQLiteAuthorizerRequest.delete
         var grants: [String: Set<Int32>] = [
             "organizations": [],
             "users": [],
-            "audit_log": [SQLiteAuthorizerRequest.insert],
+            "audit_log": [insert],
+            "break_glass_sessions": [],
+            "patient_impersonation_sessions": [],
+            "usage_summaries": [],
+            "usage_records": [insert],
+            "usage_quotas": [update],
         ]
         for table in [
-            "organization_domains", "memberships", "patients", "usage_records", "usage_quotas", "usage_summaries",
-            "break_glass_sessions", "patient_impersonation_sessions", "pose_session_metrics", "pose_rep_metrics",
+            "organization_domains", "memberships", "patients", "pose_session_metrics", "pose_rep_metrics",
             "media_session_metrics", "media_buffering_events",
         ] {
-            grants[table] = all
+            grants[table] = [insert, update, delete]
         }
         return grants
     }()
+
+    /// Tables whose UPDATE grant covers some columns only (Postgres: column privileges).
+    static let updatableColumns: [String: Set<String>] = [
+        "memberships": ["role"],
+        "organization_domains": ["is_primary"],
+        "usage_quotas": ["current_units", "period_start_at", "period_end_at", "updated_at"],
+    ]
 
     /// Catalog tables an app connection may read directly.
     static let catalog: Set<String> = ["restartix_tenant_tables", "sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"]
@@ -97,6 +109,10 @@ enum SQLiteTenancy {
                 guard let table = request.argument1 else { return .deny }
                 if let allowed = grants[table] {
                     guard allowed.contains(request.action) else { return .deny }
+                    if request.action == SQLiteAuthorizerRequest.update, let columns = updatableColumns[table] {
+                        // SQLite asks once per column an UPDATE sets.
+                        guard let column = request.argument2, columns.contains(column.lowercased()) else { return .deny }
+                    }
                     // A statement's own target is authorized before anything it sets off.
                     writesThroughView = true
                     return .allow

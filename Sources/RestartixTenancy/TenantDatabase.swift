@@ -31,16 +31,24 @@ public final class TenantDatabase: Sendable, Service {
     /// On SQLite the connections are set up as app connections (see Documentation/RestartixTenancy.md):
     /// the policy views apply the app rules and an authorizer refuses direct access to the rows
     /// behind them, DDL and PRAGMA. Any `connectionSetup` of your own still runs.
-    public init(configuration: DatabaseConfiguration, logger: Logger) {
+    ///
+    /// `settings` are the transaction-local settings every transaction pins on Postgres (the
+    /// schema tables resolve in, the statement, lock and idle timeouts); see
+    /// ``TenantSessionSettings``.
+    public init(configuration: DatabaseConfiguration, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger) {
         var configuration = configuration
         SQLiteTenancy.configure(&configuration)
         self.database = Database(configuration: configuration, logger: logger)
+        self.settings = settings
     }
 
     /// Parses `url` and creates the app database.
-    public convenience init(url: String, logger: Logger) throws(DatabaseError) {
-        self.init(configuration: try DatabaseConfiguration(url: url), logger: logger)
+    public convenience init(url: String, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger) throws(DatabaseError) {
+        self.init(configuration: try DatabaseConfiguration(url: url), settings: settings, logger: logger)
     }
+
+    /// The transaction-local settings every transaction pins.
+    public let settings: TenantSessionSettings
 
     /// The SQL dialect spoken.
     public var dialect: SQLDialect { database.dialect }
@@ -63,7 +71,7 @@ public final class TenantDatabase: Sendable, Service {
         _ context: TenantContext,
         _ body: (borrowing TenantTransaction) async throws -> T
     ) async throws -> T {
-        try await database.transaction(deferredPrelude: [Self.contextStatement(context)]) { tx in
+        try await database.transaction(begin: Self.begin(dialect), deferredPrelude: [contextStatement(context)]) { tx in
             let transaction = TenantTransaction(lease: tx.lease, context: context)
             if let gate = ElevatedSessions.accessGate(context, dialect: tx.dialect) {
                 guard try await transaction.execute(gate) == 1 else {
@@ -99,13 +107,13 @@ public final class TenantDatabase: Sendable, Service {
         if context.actionContext.isElevated {
             return try await withTenant(context) { tx in try await tx.run(query) }
         }
-        return try await database.pipelinedTransaction(prelude: [Self.contextStatement(context)], statement: query)
+        return try await database.pipelinedTransaction(begin: Self.begin(dialect), prelude: [contextStatement(context)], statement: query)
     }
 
     /// The boot check: throws ``TenancyError/Code/unsafeDatabase`` naming every problem when
     /// this connection's role could escape row-level security (see ``IsolationCheck``).
     public func verifyIsolation() async throws {
-        try await IsolationCheck.verify(database, role: .app)
+        try await IsolationCheck.verify(database, role: .app, schema: settings.schema)
     }
 
     /// Runs until graceful shutdown, then closes the pool.
@@ -114,30 +122,100 @@ public final class TenantDatabase: Sendable, Service {
     /// Closes idle connections; later transactions fail with `.poolClosed`.
     public func shutdown() async { await database.shutdown() }
 
-    /// The one statement that sets a context: three transaction-scoped settings, bound values.
-    /// Elevated contexts also name their session in `app.session_id`, which the policies read.
-    static func contextStatement(_ context: TenantContext) -> SQLQuery {
-        var statement = settingsStatement(
+    /// `BEGIN` with the isolation level and access mode spelled out on Postgres, so that a
+    /// `default_transaction_read_only` or `default_transaction_isolation` an earlier client left
+    /// on a pooled server connection changes nothing.
+    static func begin(_ dialect: SQLDialect) -> String? {
+        dialect == .postgres ? "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE" : nil
+    }
+
+    /// The one statement that sets a context, transaction-locally and with bound values: every
+    /// setting a policy reads (`app.session_id` is '' outside an elevated context, and on
+    /// Postgres `app.unscoped` is '' too), so nothing an earlier client left on a pooled
+    /// connection with a session-level `set_config` or `SET` is obeyed; and on Postgres the
+    /// pinned `search_path`, `row_security` and the timeouts of ``TenantSessionSettings``.
+    func contextStatement(_ context: TenantContext) -> SQLQuery {
+        var statement = Self.settingsStatement(
             organization: context.organizationID.lowercasedString,
             user: context.userID.lowercasedString,
-            role: context.role.rawValue
+            role: context.role.rawValue,
+            session: context.actionContext.sessionID?.lowercasedString ?? "",
+            unscoped: dialect == .postgres ? "" : nil
         )
-        if let session = context.actionContext.sessionID {
-            statement.append(", set_config('app.session_id', \(session.lowercasedString), true)")
+        if dialect == .postgres {
+            statement.append(settings.pinned)
         }
         return statement
     }
 
     /// `SELECT set_config(...)` for the settings the policies read, each transaction-local and
-    /// bound; `unscoped` is written only when given (admin transactions), '' clearing a setting.
-    static func settingsStatement(organization: String, user: String, role: String, unscoped: String? = nil) -> SQLQuery {
+    /// bound, '' clearing a setting; `unscoped` is written only when given (SQLite app
+    /// connections lock it unset).
+    static func settingsStatement(organization: String, user: String, role: String, session: String, unscoped: String?) -> SQLQuery {
         var statement: SQLQuery = """
             SELECT set_config('app.current_org_id', \(organization), true), \
             set_config('app.current_user_id', \(user), true), \
-            set_config('app.current_role', \(role), true)
+            set_config('app.current_role', \(role), true), \
+            set_config('app.session_id', \(session), true)
             """
         if let unscoped { statement.append(", set_config('app.unscoped', \(unscoped), true)") }
         return statement
+    }
+}
+
+/// The settings every ``TenantDatabase`` transaction on Postgres pins, transaction-locally, in
+/// its context statement (no extra round trip): whatever an earlier client of a pooled server
+/// connection set at session level (`SET`, `set_config(..., false)`) or a role default names,
+/// these hold inside the kit's transactions.
+///
+/// - `search_path` is `<schema>, pg_temp`: tables resolve in the schema the migrations ran
+///   in (after `pg_catalog`, always searched first), and nothing in `pg_temp` (where the app
+///   role cannot create anything anyway, migration 6) is searched before it.
+/// - `row_security` is `on`.
+/// - `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` are the
+///   values below (a leaked `1ms` would otherwise fail every later client's statements).
+public struct TenantSessionSettings: Sendable, Hashable {
+    /// The schema the platform's tables live in. Default: `public`.
+    public var schema: String
+    /// The longest a statement may run. Default: 15 seconds.
+    public var statementTimeout: Duration
+    /// The longest a statement waits for a lock. Default: 5 seconds.
+    public var lockTimeout: Duration
+    /// The longest a transaction may sit idle between statements. Default: 30 seconds.
+    public var idleInTransactionTimeout: Duration
+
+    /// Settings with the defaults above.
+    public init(
+        schema: String = "public",
+        statementTimeout: Duration = .seconds(15),
+        lockTimeout: Duration = .seconds(5),
+        idleInTransactionTimeout: Duration = .seconds(30)
+    ) {
+        self.schema = schema
+        self.statementTimeout = statementTimeout
+        self.lockTimeout = lockTimeout
+        self.idleInTransactionTimeout = idleInTransactionTimeout
+    }
+
+    /// `search_path`'s value: the schema, quoted as an identifier, then `pg_temp` last
+    /// (`pg_catalog`, not named, is searched first).
+    var searchPath: String {
+        "\"" + schema.replacingOccurrences(of: "\"", with: "\"\"") + "\", pg_temp"
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return "\(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))ms"
+    }
+
+    /// The `set_config` calls appended to the context statement.
+    var pinned: SQLQuery {
+        """
+        , set_config('search_path', \(searchPath), true), set_config('row_security', 'on', true), \
+        set_config('statement_timeout', \(Self.milliseconds(statementTimeout)), true), \
+        set_config('lock_timeout', \(Self.milliseconds(lockTimeout)), true), \
+        set_config('idle_in_transaction_session_timeout', \(Self.milliseconds(idleInTransactionTimeout)), true)
+        """
     }
 }
 

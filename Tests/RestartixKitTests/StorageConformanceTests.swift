@@ -259,13 +259,17 @@ struct StorageConformanceTests {
     @Test("insufficient privilege and row-level security violations are typed", arguments: TestBackend.postgres)
     func privilegeErrors(backend: TestBackend) async throws {
         let appURL = try TestBackend.require(backend == .pgbouncer ? "DATABASE_APP_URL" : "DATABASE_APP_DIRECT_URL")
-        let table = "scratch_rls_\(UUID().uuidString.prefix(8).lowercased())"
+        // In a schema of its own: a table the app role can reach in the platform's schema would
+        // (rightly) fail the tenancy boot checks running beside this test.
+        let schema = "scratch_rls_\(UUID().uuidString.prefix(8).lowercased())"
+        let table = "\(schema).scratch"
         let owner = Database(configuration: try DatabaseConfiguration(url: TestBackend.require("DATABASE_DIRECT_URL")), logger: TestBackend.logger)
         try await owner.withConnection { conn in
             try await conn.executeScript(
                 """
                 BEGIN;
-                \(TestBackend.migrationLock)
+                CREATE SCHEMA \(schema);
+                GRANT USAGE ON SCHEMA \(schema) TO restartix_app;
                 CREATE TABLE \(table) (id integer PRIMARY KEY, org integer NOT NULL);
                 CREATE TABLE \(table)_private (id integer);
                 ALTER TABLE \(table) ENABLE ROW LEVEL SECURITY;
@@ -293,7 +297,7 @@ struct StorageConformanceTests {
         }
         await app.shutdown()
         try await owner.withConnection {
-            try await $0.executeScript("BEGIN; \(TestBackend.migrationLock) DROP TABLE \(table); DROP TABLE \(table)_private; COMMIT;")
+            try await $0.executeScript("DROP SCHEMA \(schema) CASCADE")
         }
         await owner.shutdown()
     }

@@ -37,7 +37,7 @@ struct IsolationMatrixTests {
     static func expected(_ table: TenantTable, _ operation: TenantTable.Operation, _ principal: Principal) -> Outcome {
         guard table.granted.contains(operation) else { return .privilegeDenied }
         let allowed = switch principal {
-        case .ownClinic: true
+        case .ownClinic: !table.managersOnly.contains(operation)
         case .otherClinic, .noContext: false
         case .patientSelf: table.patientOwn.contains(operation) || table.patientClinicWide.contains(operation)
         case .patientOther: table.patientClinicWide.contains(operation)
@@ -101,7 +101,7 @@ struct IsolationMatrixTests {
         case .insert:
             table.insert(id: UUIDv7.generate(), organization: organization, tie: tie, fixture: fixture, fresh: true, actor: context?.userID)
         case .update:
-            "UPDATE \(identifier: table.name) SET \(identifier: table.tenantColumn) = \(identifier: table.tenantColumn) WHERE id = \(target)"
+            "UPDATE \(identifier: table.name) SET \(identifier: table.updateColumn ?? table.tenantColumn) = \(identifier: table.updateColumn ?? table.tenantColumn) WHERE id = \(target)"
         case .delete:
             "DELETE FROM \(identifier: table.name) WHERE id = \(target)"
         }

@@ -141,7 +141,7 @@ struct SQLiteEnforcementTests {
         #expect(deleted == 1)
         let orphans = try await databases.app.query(context, "SELECT count(*) AS n FROM pose_session_metrics WHERE patient_id = \(fixture.a2.patient)")
         #expect(try orphans.first?.decode("n", as: Int.self) == 0)
-        let updated = try await databases.app.execute(context, "UPDATE usage_quotas SET limit_units = limit_units + 1")
+        let updated = try await databases.app.execute(context, "UPDATE usage_quotas SET current_units = current_units + 1")
         #expect(updated == 2)  // A's two quota rows, not B's
         let id = UUIDv7.generate()
         let returned = try await databases.app.query(context, """

@@ -8,6 +8,7 @@ extension MigrationSet {
         postgresTenancy3,
         postgresSlotHolds,
         postgresProviderChecks,
+        postgresHardening,
     ]
 }
 

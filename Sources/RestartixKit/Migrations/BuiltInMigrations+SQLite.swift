@@ -10,6 +10,7 @@ extension MigrationSet {
         sqliteTenancy3,
         sqliteSlotHolds,
         sqliteProviderChecks,
+        sqliteHardening,
     ]
 }
 

@@ -132,11 +132,12 @@ public final class Database: Sendable, Service {
     /// with it; a body that runs no statement then opens no transaction at all.
     static func transaction<T>(
         on driver: any ConnectionDriver,
+        begin: String? = nil,
         prelude: [SQLQuery],
         deferred: Bool,
         _ body: (borrowing Transaction) async throws -> T
     ) async throws -> T {
-        let begin = driver.dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"
+        let begin = begin ?? (driver.dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN")
         let statements = [(sql: begin, binds: [SQLValue]())] + prelude.map { $0.render(for: driver.dialect) }
         let lease: Lease
         if deferred {
@@ -181,22 +182,23 @@ public final class Database: Sendable, Service {
 
     /// A transaction whose `prelude` (the tenancy layer's `set_config`) goes out in the same
     /// round trip as `BEGIN` and the body's first statement. A body that runs no statement
-    /// sends nothing at all.
+    /// sends nothing at all. `begin` replaces the dialect's `BEGIN` statement.
     package func transaction<T>(
+        begin: String? = nil,
         deferredPrelude prelude: [SQLQuery],
         _ body: (borrowing Transaction) async throws -> T
     ) async throws -> T {
         try await writer.withConnection { driver in
-            try await Self.transaction(on: driver, prelude: prelude, deferred: true, body)
+            try await Self.transaction(on: driver, begin: begin, prelude: prelude, deferred: true, body)
         }
     }
 
     /// One statement in its own transaction, sent with `BEGIN`, `prelude` and `COMMIT` in a
     /// single round trip (Postgres pipeline mode; in order on SQLite). Returns its result.
-    package func pipelinedTransaction(prelude: [SQLQuery], statement: SQLQuery) async throws -> QueryResult {
+    package func pipelinedTransaction(begin: String? = nil, prelude: [SQLQuery], statement: SQLQuery) async throws -> QueryResult {
         try await writer.withConnection { driver in
             let dialect = driver.dialect
-            let begin = dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"
+            let begin = begin ?? (dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN")
             let statements = [(sql: begin, binds: [SQLValue]())]
                 + prelude.map { $0.render(for: dialect) }
                 + [statement.render(for: dialect), (sql: "COMMIT", binds: [SQLValue]())]

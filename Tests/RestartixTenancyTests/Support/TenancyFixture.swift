@@ -242,20 +242,28 @@ struct TenantTable: Sendable, CustomStringConvertible {
     let patientOwn: Set<Operation>
     /// Operations the patient role may do on every row of its clinic (rows tied to no one).
     let patientClinicWide: Set<Operation>
+    /// Granted operations a specialist (the matrix's staff member) may not do: those only a
+    /// clinic's owner or admin may (memberships, domains).
+    var managersOnly: Set<Operation> = []
+    /// The column the matrix's UPDATE sets to itself (one the app role may update).
+    var updateColumn: String? = nil
 
     var description: String { name }
 
     static let all: [TenantTable] = [
         TenantTable(name: "organizations", tenantColumn: "id", granted: [.select], patientOwn: [], patientClinicWide: [.select]),
-        TenantTable(name: "organization_domains", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "memberships", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select], patientClinicWide: []),
+        TenantTable(name: "organization_domains", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: [],
+                    managersOnly: [.insert, .update, .delete], updateColumn: "is_primary"),
+        TenantTable(name: "memberships", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select], patientClinicWide: [],
+                    managersOnly: [.insert, .update, .delete], updateColumn: "role"),
         TenantTable(name: "patients", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .update], patientClinicWide: []),
         TenantTable(name: "audit_log", tenantColumn: "organization_id", granted: [.select, .insert], patientOwn: [], patientClinicWide: [.insert]),
-        TenantTable(name: "usage_records", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "usage_quotas", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "usage_summaries", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "break_glass_sessions", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "patient_impersonation_sessions", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "usage_records", tenantColumn: "organization_id", granted: [.select, .insert], patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "usage_quotas", tenantColumn: "organization_id", granted: [.select, .update], patientOwn: [], patientClinicWide: [],
+                    updateColumn: "current_units"),
+        TenantTable(name: "usage_summaries", tenantColumn: "organization_id", granted: [.select], patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "break_glass_sessions", tenantColumn: "organization_id", granted: [.select], patientOwn: [], patientClinicWide: []),
+        TenantTable(name: "patient_impersonation_sessions", tenantColumn: "organization_id", granted: [.select], patientOwn: [], patientClinicWide: []),
         TenantTable(name: "pose_session_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
         TenantTable(name: "pose_rep_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
         TenantTable(name: "media_session_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),

@@ -368,6 +368,10 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
             switch primary {
             case SQLITE_CONSTRAINT where message.contains("row-level security"):
                 code = .rowLevelSecurityViolation
+            case SQLITE_CONSTRAINT where message.hasPrefix("duplicate key value violates unique constraint"):
+                // Raised by the tenancy views' triggers before a write, in Postgres's words.
+                code = .uniqueViolation
+                constraint = message.split(separator: "\"").dropFirst().first.map(String.init)
             case SQLITE_CONSTRAINT where message.hasPrefix("permission denied"):
                 code = .insufficientPrivilege
             case SQLITE_CONSTRAINT:

@@ -1,0 +1,215 @@
+// Migration 6 for PostgreSQL: tenancy hardening against a hostile app-role client and a
+// poisoned pooled connection (Documentation/RestartixTenancy.md, "Threat model"). Immutable once
+// applied, like every migration.
+
+/// Migration 6:
+/// - No TEMPORARY on the database and no CREATE on the schema for PUBLIC, the app and the admin
+///   role: nothing can shadow a table from `pg_temp` or another schema. (The transactions also
+///   pin `search_path`; see RestartixTenancy's `TenantSessionSettings`.)
+/// - Elevated sessions (`break_glass_sessions`, `patient_impersonation_sessions`) are read-only
+///   to the app role: they are opened, closed and swept on the admin role only.
+/// - Audit rows: `created_at` is always the database's (no INSERT grant on the column), and the
+///   actor is bound to the context: `normal` rows name the context's user; `break_glass` rows
+///   name it too and need an open break-glass session of that user (`app.session_id`);
+///   `impersonation` rows name the staff member of an open impersonation session whose
+///   patient is the context's user.
+/// - Memberships: read by staff; added, re-roled and removed by a clinic's owner or admin, for
+///   roles below their own and never for themselves; only `role` can change.
+/// - Domains: read by staff, written by owner and admin; `verified_at` is the platform's.
+/// - Usage: quotas and summaries are the platform's. The app role only counts usage: it may
+///   raise `current_units` within a period and move an ended period to the current one
+///   (`restartix_usage_quota_guard`), never change a limit. Usage records are append-only.
+/// - `restartix_security_baseline`: the policies, RLS flags and grants this migration leaves
+///   on every table of the schema, fingerprinted, so the boot check and `/ready` can report a
+///   table whose protection differs from what the migrations set.
+extension MigrationSet {
+    static let postgresHardening = Migration(version: 6, name: "tenancy_hardening", sql: postgres0006)
+}
+
+private let postgres0006 = #"""
+-- Nothing temporary, nothing created: no shadow table in pg_temp or in a schema of the app's.
+-- REVOKE on the database needs its owner; run by another role it only warns, and the boot
+-- check then names the TEMPORARY privilege that is left.
+-- The database is shared by every schema migrated in it: its grants change under a
+-- database-wide lock, and only while something is left to revoke.
+DO $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('restartix_database_grants'));
+    IF has_database_privilege('public', current_database(), 'TEMPORARY')
+       OR has_database_privilege('restartix_app', current_database(), 'TEMPORARY')
+       OR has_database_privilege('restartix_admin', current_database(), 'TEMPORARY') THEN
+        EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, restartix_app, restartix_admin', current_database());
+    END IF;
+    EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC, restartix_app, restartix_admin', current_schema());
+END;
+$$;
+
+-- Elevated sessions: the admin role opens, closes and sweeps them (ElevatedSessions).
+REVOKE INSERT, UPDATE, DELETE ON break_glass_sessions, patient_impersonation_sessions FROM restartix_app;
+
+-- Audit rows: the database's clock, and no column the app may forge.
+REVOKE INSERT ON audit_log FROM restartix_app;
+GRANT INSERT (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id,
+              request_id, metadata) ON audit_log TO restartix_app;
+DROP POLICY audit_actor ON audit_log;
+CREATE POLICY audit_actor ON audit_log AS RESTRICTIVE FOR INSERT TO restartix_app
+    WITH CHECK (actor_kind = 'user' AND (
+        (action_context = 'normal'
+            AND actor_user_id = (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid))
+        OR (action_context = 'break_glass'
+            AND actor_user_id = (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid)
+            AND EXISTS (
+                SELECT 1 FROM break_glass_sessions s
+                WHERE s.id = (SELECT nullif(current_setting('app.session_id', true), '')::uuid)
+                  AND s.organization_id = audit_log.organization_id
+                  AND s.user_id = audit_log.actor_user_id
+                  AND s.closed_at IS NULL AND s.expires_at > now()))
+        OR (action_context = 'impersonation'
+            AND EXISTS (
+                SELECT 1 FROM patient_impersonation_sessions s
+                JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id
+                WHERE s.id = (SELECT nullif(current_setting('app.session_id', true), '')::uuid)
+                  AND s.organization_id = audit_log.organization_id
+                  AND s.user_id = audit_log.actor_user_id
+                  AND p.user_id = (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid)
+                  AND s.closed_at IS NULL AND s.expires_at > now()))
+    ));
+
+-- Roles inside a clinic, highest first. Immutable and table-free, so it is safe in policies.
+CREATE FUNCTION restartix_role_rank(role text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE role WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2
+                     WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END
+$$;
+GRANT EXECUTE ON FUNCTION restartix_role_rank(text) TO restartix_app, restartix_admin;
+
+-- Memberships: staff read them; an owner or admin manages roles below their own, never its
+-- own row. Memberships of other kinds come from the Clerk webhook on the admin role.
+DROP POLICY staff_access ON memberships;
+CREATE POLICY staff_read ON memberships AS PERMISSIVE FOR SELECT TO restartix_app
+    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin', 'specialist', 'assistant'));
+CREATE POLICY manage_insert ON memberships AS PERMISSIVE FOR INSERT TO restartix_app
+    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
+        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
+CREATE POLICY manage_update ON memberships AS PERMISSIVE FOR UPDATE TO restartix_app
+    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
+        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid))
+    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
+        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
+CREATE POLICY manage_delete ON memberships AS PERMISSIVE FOR DELETE TO restartix_app
+    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
+        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
+REVOKE INSERT, UPDATE ON memberships FROM restartix_app;
+GRANT INSERT (id, organization_id, user_id, role) ON memberships TO restartix_app;
+GRANT UPDATE (role) ON memberships TO restartix_app;
+
+-- Domains: staff read them, owners and admins add, change and remove them; verification is
+-- the platform's.
+DROP POLICY staff_access ON organization_domains;
+CREATE POLICY staff_read ON organization_domains AS PERMISSIVE FOR SELECT TO restartix_app
+    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin', 'specialist', 'assistant'));
+CREATE POLICY manage_write ON organization_domains AS PERMISSIVE FOR ALL TO restartix_app
+    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin'))
+    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin'));
+REVOKE INSERT, UPDATE ON organization_domains FROM restartix_app;
+GRANT INSERT (id, organization_id, domain, is_primary) ON organization_domains TO restartix_app;
+GRANT UPDATE (is_primary) ON organization_domains TO restartix_app;
+
+-- Usage: the platform sets quotas and closes summaries; the app counts, and only upwards.
+REVOKE INSERT, UPDATE, DELETE ON usage_quotas, usage_summaries FROM restartix_app;
+REVOKE UPDATE, DELETE ON usage_records FROM restartix_app;
+GRANT UPDATE (current_units, period_start_at, period_end_at, updated_at) ON usage_quotas TO restartix_app;
+
+CREATE FUNCTION restartix_usage_quota_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF current_user <> 'restartix_app' THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.period_start_at = OLD.period_start_at AND NEW.period_end_at = OLD.period_end_at THEN
+        IF NEW.current_units < OLD.current_units THEN
+            RAISE EXCEPTION 'permission denied for table usage_quotas: usage is only counted up within a period'
+                USING ERRCODE = '42501', HINT = 'quotas are reset by the platform (usage-quota-reset)';
+        END IF;
+    ELSIF NOT (OLD.period_end_at <= now() + interval '5 minutes'
+               AND NEW.period_start_at <= now() + interval '5 minutes'
+               AND NEW.period_end_at > now() - interval '5 minutes'
+               AND NEW.period_end_at <= NEW.period_start_at + interval '31 days') THEN
+        RAISE EXCEPTION 'permission denied for table usage_quotas: only an ended period may move, and only to the current one'
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER usage_quota_guard BEFORE UPDATE ON usage_quotas
+    FOR EACH ROW EXECUTE FUNCTION restartix_usage_quota_guard();
+
+-- The protection each table of the schema has: RLS flags, policies, and the app and admin
+-- roles' table and column privileges, one fingerprint per table (partitions excluded: the
+-- boot check verifies their RLS, and nobody is granted them). Deparsed with search_path =
+-- pg_catalog so the text does not depend on the caller's path.
+CREATE FUNCTION restartix_security_fingerprints(target_schema name)
+RETURNS TABLE (table_name text, fingerprint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog
+AS $$
+    SELECT c.relname::text,
+        md5(concat_ws(E'\n',
+            'kind=' || c.relkind::text,
+            'rls=' || c.relrowsecurity::text || ',' || c.relforcerowsecurity::text,
+            (SELECT string_agg(
+                        p.polname || '|' || p.polpermissive::text || '|' || p.polcmd::text || '|'
+                        || coalesce((SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END, ',' ORDER BY 1)
+                                     FROM unnest(p.polroles) AS r), '') || '|'
+                        || coalesce(pg_get_expr(p.polqual, p.polrelid), '') || '|'
+                        || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''),
+                        E'\n' ORDER BY p.polname)
+             FROM pg_policy p WHERE p.polrelid = c.oid),
+            (SELECT string_agg(g.rolname || ':' || a.privilege_type, ',' ORDER BY g.rolname, a.privilege_type)
+             FROM aclexplode(c.relacl) a JOIN pg_roles g ON g.oid = a.grantee
+             WHERE g.rolname IN ('restartix_app', 'restartix_admin')),
+            (SELECT string_agg(g.rolname || ':' || att.attname || ':' || a.privilege_type, ','
+                               ORDER BY g.rolname, att.attname, a.privilege_type)
+             FROM pg_attribute att CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN pg_roles g ON g.oid = a.grantee
+             WHERE att.attrelid = c.oid AND att.attacl IS NOT NULL AND NOT att.attisdropped
+               AND g.rolname IN ('restartix_app', 'restartix_admin'))
+        ))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = target_schema AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+$$;
+GRANT EXECUTE ON FUNCTION restartix_security_fingerprints(name) TO PUBLIC;
+
+-- Not secret (pg_policy and the ACLs are readable by every role): any role the boot check
+-- runs as may read it. Only the owner writes it (no other grant); RLS on, like every table
+-- the app role can read, with a policy that hides nothing.
+CREATE TABLE restartix_security_baseline (
+    table_name text PRIMARY KEY,
+    fingerprint text NOT NULL
+);
+GRANT SELECT ON restartix_security_baseline TO PUBLIC;
+ALTER TABLE restartix_security_baseline ENABLE ROW LEVEL SECURITY;
+ALTER TABLE restartix_security_baseline FORCE ROW LEVEL SECURITY;
+CREATE POLICY baseline_access ON restartix_security_baseline AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+
+-- Every later migration that changes a table, a policy or a grant ends with this call.
+CREATE FUNCTION restartix_record_security_baseline()
+RETURNS void
+LANGUAGE sql
+AS $$
+    DELETE FROM restartix_security_baseline;
+    INSERT INTO restartix_security_baseline (table_name, fingerprint)
+    SELECT table_name, fingerprint FROM restartix_security_fingerprints(current_schema());
+$$;
+REVOKE EXECUTE ON FUNCTION restartix_record_security_baseline() FROM PUBLIC;
+
+SELECT restartix_record_security_baseline();
+"""#

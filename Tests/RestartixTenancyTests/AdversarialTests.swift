@@ -1,0 +1,507 @@
+import Foundation
+import RestartixKit
+@testable import RestartixTenancy
+import Testing
+
+/// The threat model of Documentation/RestartixTenancy.md, tried as an attacker would: an
+/// app-role client that runs any SQL inside (or outside) a kit transaction, on the same
+/// connection as its victim. Every attack asserts that it is refused and that nothing changed
+/// (every row id and right-bearing column of both clinics compared before and after); every
+/// probe also runs the legitimate twin of the attack, which must succeed, so a rule that
+/// refuses everything fails here too.
+@Suite("Adversarial: a hostile app-role client", .serialized, .timeLimit(.minutes(2)))
+struct AdversarialTests {
+    /// Clinic A's members by role, a platform administrator, and the shared fixture.
+    struct World: Sendable {
+        let fixture: TenancyFixture
+        let owner: UUID
+        let admin: UUID
+        let assistant: UUID
+        let platformAdmin: UUID
+        /// Users with no membership, for membership inserts.
+        let strangers: [UUID]
+
+        var specialist: UUID { fixture.a.staffUser }
+        var clinics: [UUID] { [fixture.a.id, fixture.b.id] }
+        var users: [UUID] {
+            [owner, admin, specialist, assistant, platformAdmin, fixture.b.staffUser] + strangers + (fixture.a.patients + fixture.b.patients).map(\.user)
+        }
+
+        func context(_ role: TenantRole) -> TenantContext {
+            switch role {
+            case .owner: TenantContext(organizationID: fixture.a.id, userID: owner, role: .owner)
+            case .admin: TenantContext(organizationID: fixture.a.id, userID: admin, role: .admin)
+            case .specialist: TenantContext(organizationID: fixture.a.id, userID: specialist, role: .specialist)
+            case .assistant: TenantContext(organizationID: fixture.a.id, userID: assistant, role: .assistant)
+            case .patient: fixture.context(patient: fixture.a1, in: fixture.a)
+            }
+        }
+
+        func user(_ role: TenantRole) -> UUID { context(role).userID }
+
+        static func make(admin database: AdminDatabase) async throws -> World {
+            let fixture = try await TenancyFixture.make(admin: database)
+            let world = World(
+                fixture: fixture, owner: UUIDv7.generate(), admin: UUIDv7.generate(), assistant: UUIDv7.generate(),
+                platformAdmin: UUIDv7.generate(), strangers: (0..<5).map { _ in UUIDv7.generate() }
+            )
+            try await database.unscoped(reason: "adversarial test fixture", actor: .system("tenancy-tests")) { tx in
+                for (user, role) in [(world.owner, "owner"), (world.admin, "admin"), (world.assistant, "assistant")] {
+                    try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+                    try await tx.execute("""
+                        INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(fixture.a.id), \(user), \(role))
+                        """)
+                }
+                try await tx.execute("INSERT INTO users (id, is_platform_admin, primary_email) VALUES (\(world.platformAdmin), true, 'root@platform.test')")
+                for user in world.strangers { try await tx.execute("INSERT INTO users (id) VALUES (\(user))") }
+            }
+            return world
+        }
+
+        func remove(admin database: AdminDatabase) async throws {
+            try await fixture.remove(admin: database)
+            try await database.unscoped(reason: "adversarial test cleanup", actor: .system("tenancy-tests")) { tx in
+                for user in [owner, admin, assistant, platformAdmin] + strangers {
+                    try await tx.execute("DELETE FROM users WHERE id = \(user)")
+                }
+            }
+        }
+
+        func snapshot(_ admin: AdminDatabase) async throws -> [String: [String]] {
+            try await ClinicState.snapshot(admin, clinics: clinics, users: users)
+        }
+    }
+
+    /// Runs `body` against a fresh world on `backend`, removing it afterwards.
+    func withWorld(_ backend: TenancyBackend, _ body: (HostileDatabases, World) async throws -> Void) async throws {
+        try await HostileDatabases.open(backend).run { databases in
+            let world = try await World.make(admin: databases.admin)
+            do {
+                try await body(databases, world)
+            } catch {
+                try? await world.remove(admin: databases.admin)
+                throw error
+            }
+            try await world.remove(admin: databases.admin)
+        }
+    }
+
+    // MARK: - 1, 2: shadow tables and session state on a pooled connection
+
+    @Test("temporary tables and views cannot be created to shadow a tenant table", arguments: TenancyBackend.all)
+    func noShadowTables(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let before = try await world.snapshot(databases.admin)
+            for attack: SQLQuery in [
+                "CREATE TEMP TABLE patients (id uuid, organization_id uuid)",
+                "CREATE TEMPORARY TABLE audit_log AS SELECT 1 AS id",
+                "CREATE TEMP VIEW patients AS SELECT 1 AS id",
+            ] {
+                let refusal = await Refusal.of(attack, as: world.context(.specialist), on: databases.app)
+                // Postgres: no TEMPORARY on the database; SQLite: the authorizer refuses DDL.
+                #expect(refusal == .privilege || (backend == .sqlite && refusal != .none(0)), "\(backend): \(attack)")
+                let outside = await Refusal.classify { try await databases.raw.execute(attack) }
+                #expect(outside != .none(0), "\(backend) outside a transaction: \(attack)")
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+            // Control: the victim reads its own clinic's rows, all of them.
+            let rows = try await databases.app.query(world.context(.specialist), "SELECT id FROM patients")
+            #expect(rows.count == 2)
+        }
+    }
+
+    @Test("a connection poisoned with session-level settings changes nothing in the next client's transaction", arguments: TenancyBackend.all)
+    func poisonedConnection(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let attacker = world.context(.specialist)
+            let victim = world.fixture.context(staffOf: world.fixture.b)
+            let b = world.fixture.b
+            let session = UUIDv7.generate()
+            // The attacker leaves clinic A's ids, an owner role, a session and unscoped access,
+            // and (Postgres) every setting that would break or redirect a later transaction.
+            let attackerPID = try await databases.app.withTenant(attacker) { tx in
+                var poison: [SQLQuery] = [
+                    "SELECT set_config('app.current_org_id', \(world.fixture.a.id.lowercasedString), false)",
+                    "SELECT set_config('app.current_user_id', \(world.owner.lowercasedString), false)",
+                    "SELECT set_config('app.current_role', 'owner', false)",
+                    "SELECT set_config('app.session_id', \(session.lowercasedString), false)",
+                ]
+                if backend != .sqlite {
+                    poison += [
+                        "SELECT set_config('app.unscoped', 'on', false)",
+                        "SET default_transaction_read_only = on",
+                        "SET default_transaction_isolation = 'serializable'",
+                        "SET row_security = off",
+                        "SET lock_timeout = '1ms'",
+                        "SET idle_in_transaction_session_timeout = '50ms'",
+                        "SET search_path = pg_catalog",
+                        "SET statement_timeout = '5ms'",
+                    ]
+                }
+                let pid: Int? = backend == .sqlite ? nil : try await tx.first("SELECT pg_backend_pid() AS pid")?.decode("pid", as: Int.self)
+                for statement in poison { try await tx.execute(statement) }
+                return pid
+            }
+            if backend == .pgbouncer {
+                // The attack's control: a client outside the kit on that server connection obeys it.
+                let leaked = try await databases.raw.query("SELECT current_setting('app.current_org_id') AS org, current_setting('search_path') AS path")
+                #expect(try leaked.first?.decode("org", as: String.self) == world.fixture.a.id.lowercasedString)
+                #expect(try leaked.first?.decode("path", as: String.self) == "pg_catalog")
+            }
+
+            // The victim, clinic B's specialist, on the same connection.
+            try await databases.app.withTenant(victim) { tx in
+                if backend != .sqlite {
+                    let pid = try await tx.first("SELECT pg_backend_pid() AS pid")?.decode("pid", as: Int.self)
+                    #expect(pid == attackerPID, "attacker and victim must share the server connection")
+                    let state = try #require(try await tx.first("""
+                        SELECT current_setting('transaction_read_only') AS ro, current_setting('transaction_isolation') AS iso, \
+                        current_setting('row_security') AS rls, current_schema()::text AS schema
+                        """))
+                    #expect(try state.decode("ro", as: String.self) == "off")
+                    #expect(try state.decode("iso", as: String.self) == "read committed")
+                    #expect(try state.decode("rls", as: String.self) == "on")
+                    #expect(try state.decode("schema", as: String.self) == "public")
+                    // Longer than the leaked statement timeout, then idle longer than the leaked
+                    // idle timeout: both are the kit's own inside its transaction.
+                    try await tx.execute("SELECT pg_sleep(0.05)")
+                    try await Task.sleep(for: .milliseconds(120))
+                }
+                let settings = try #require(try await tx.first("""
+                    SELECT current_setting('app.current_org_id') AS org, current_setting('app.current_role') AS role, \
+                    current_setting('app.session_id') AS session
+                    """))
+                #expect(try settings.decode("org", as: String.self) == b.id.lowercasedString)
+                #expect(try settings.decode("role", as: String.self) == "specialist")
+                #expect(try settings.decode("session", as: String.self) == "")
+                // B's one patient, none of A's; a write succeeds and stays in B.
+                let patients = try await tx.query("SELECT organization_id FROM patients")
+                #expect(try patients.map { try $0.decode("organization_id", as: UUID.self) } == [b.id])
+                let sessions = try await tx.query("SELECT id FROM break_glass_sessions WHERE id = \(session)")
+                #expect(sessions.isEmpty)
+                try await tx.audit(AuditEvent(action: "test.victim_write"))
+                if backend != .sqlite {
+                    let unscoped = try await tx.first("SELECT current_setting('app.unscoped') AS u")
+                    #expect(try unscoped?.decode("u", as: String.self) == "")
+                }
+            }
+            // A one-round-trip transaction on the same connection as well.
+            let count = try await databases.app.query(victim, "SELECT count(*) AS n FROM patients")
+            #expect(try count.first?.decode("n", as: Int.self) == 1)
+        }
+    }
+
+    // MARK: - 3: role defaults
+
+    @Test("role defaults the app role gives itself are named by the boot check", .enabled(if: TenancyBackend.all.contains(.postgresDirect)))
+    func roleDefaults() async throws {
+        try await SchemaOnce.shared.prepare()
+        let raw = try Database(url: TenancyBackend.require("DATABASE_APP_DIRECT_URL"), logger: TenancyBackend.logger)
+        defer { Task { await raw.shutdown() } }
+        // Inside a transaction that is rolled back: a role default is global, and the tests
+        // beside this one must not see it.
+        var found: [String] = []
+        do {
+            try await raw.transaction { tx in
+                try await tx.execute("ALTER ROLE restartix_app SET work_mem = '64kB'")
+                try await tx.execute("ALTER ROLE restartix_app IN DATABASE restartix SET search_path = pg_catalog")
+                found = try await IsolationCheck.hardeningProblems(tx, role: .app, name: "restartix_app")
+                throw Rollback()
+            }
+        } catch is Rollback {}
+        #expect(found.contains { $0.contains("work_mem") && $0.contains("every database") })
+        #expect(found.contains { $0.contains("search_path") && $0.contains("this database") })
+        #expect(!found.contains { $0.contains("64kB") || $0.contains("pg_catalog") }, "names only, never values")
+        // Control: without them, the same check finds nothing.
+        let clean = try await raw.transaction { tx in try await IsolationCheck.hardeningProblems(tx, role: .app, name: "restartix_app") }
+        #expect(clean == [])
+    }
+
+    // MARK: - 4: acting in someone else's name
+
+    @Test("elevated sessions are opened, changed and removed only on the admin path", arguments: TenancyBackend.all)
+    func elevatedSessions(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let sessions = ElevatedSessions(admin: databases.admin)
+            let open = try await sessions.openBreakGlass(organization: world.fixture.a.id, user: world.specialist, reason: "emergency access for the test")
+            let before = try await world.snapshot(databases.admin)
+            let later = Date().addingTimeInterval(86_400)
+            for role in TenantRole.allCases {
+                let context = world.context(role)
+                for target in [world.owner, world.fixture.b.staffUser, world.platformAdmin, context.userID] {
+                    let insert: SQLQuery = """
+                        INSERT INTO break_glass_sessions (id, organization_id, user_id, reason, expires_at) \
+                        VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(target), 'forged emergency access', \(later))
+                        """
+                    #expect(await Refusal.of(insert, as: context, on: databases.app) == .privilege, "\(backend) \(role) opens for another")
+                    let impersonate: SQLQuery = """
+                        INSERT INTO patient_impersonation_sessions (id, organization_id, user_id, patient_id, reason, expires_at) \
+                        VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(target), \(world.fixture.a1.patient), 'forged support session', \(later))
+                        """
+                    #expect(await Refusal.of(impersonate, as: context, on: databases.app) == .privilege, "\(backend) \(role) impersonates")
+                }
+                for change: SQLQuery in [
+                    "UPDATE break_glass_sessions SET expires_at = \(later) WHERE id = \(open.id)",
+                    "UPDATE break_glass_sessions SET closed_at = NULL WHERE id = \(open.id)",
+                    "UPDATE break_glass_sessions SET user_id = \(world.owner) WHERE id = \(open.id)",
+                    "DELETE FROM break_glass_sessions WHERE id = \(open.id)",
+                ] {
+                    #expect(await Refusal.of(change, as: context, on: databases.app) == .privilege, "\(backend) \(role): \(change)")
+                }
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+            // Controls: the admin path opens, uses and closes it, each audited.
+            try await databases.app.withTenant(open.context) { tx in
+                try await tx.audit(AuditEvent(action: "patient.read"))
+            }
+            #expect(try await sessions.close(open, by: world.specialist))
+        }
+    }
+
+    @Test("audit rows name the context's user or its open session, with the database's clock", arguments: TenancyBackend.all)
+    func auditForgery(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let sessions = ElevatedSessions(admin: databases.admin)
+            // The owner impersonates patient A1: an open session that is not the specialist's.
+            let theirs = try await sessions.openImpersonation(
+                organization: world.fixture.a.id, actor: world.owner, patient: world.fixture.a1.patient, reason: "support session for the test"
+            )
+            let glass = try await sessions.openBreakGlass(organization: world.fixture.a.id, user: world.owner, reason: "owner's emergency access")
+            let before = try await world.snapshot(databases.admin)
+            let specialist = world.context(.specialist)
+            let org = world.fixture.a.id
+            func audit(actor: UUID, context: String, kind: String = "user", createdAt: Date? = nil) -> SQLQuery {
+                var columns: SQLQuery = "id, organization_id, actor_user_id, actor_kind, action, action_context"
+                var values: SQLQuery = "\(UUIDv7.generate()), \(org), \(actor), \(kind), 'forged.action', \(context)"
+                if let createdAt {
+                    columns.append(", created_at")
+                    values.append(", \(createdAt)")
+                }
+                return "INSERT INTO audit_log (\(columns)) VALUES (\(values))"
+            }
+            let attacks: [(String, SQLQuery, TenantContext)] = [
+                ("another user's normal row", audit(actor: world.owner, context: "normal"), specialist),
+                ("a platform admin's row", audit(actor: world.platformAdmin, context: "normal"), specialist),
+                ("break_glass with no session", audit(actor: world.specialist, context: "break_glass"), specialist),
+                ("impersonation with no session", audit(actor: world.owner, context: "impersonation"), specialist),
+                ("a service row", audit(actor: world.specialist, context: "normal", kind: "service"), specialist),
+                ("a platform_admin row", audit(actor: world.specialist, context: "platform_admin"), specialist),
+                ("a backdated row", audit(actor: world.specialist, context: "normal", createdAt: Date(timeIntervalSinceNow: -86_400 * 30)), specialist),
+                ("a future-dated row", audit(actor: world.specialist, context: "normal", createdAt: Date(timeIntervalSinceNow: 3600)), specialist),
+            ]
+            for (name, statement, context) in attacks {
+                let refusal = await Refusal.of(statement, as: context, on: databases.app)
+                #expect(refusal == .rowLevelSecurity || refusal == .privilege, "\(backend): \(name) → \(refusal)")
+            }
+            // Someone else's session named in app.session_id (set by the attacker's own SQL):
+            // the owner's impersonation and break-glass sessions, from the specialist.
+            for (session, context, actor) in [
+                (theirs.id, "impersonation", world.owner), (glass.id, "break_glass", world.owner), (glass.id, "break_glass", world.specialist),
+            ] {
+                var outcome = Refusal.other("not run")
+                do {
+                    try await databases.app.withTenant(specialist) { tx in
+                        try await tx.execute("SELECT set_config('app.session_id', \(session.lowercasedString), true)")
+                        outcome = await Refusal.classify { try await tx.execute(audit(actor: actor, context: context)) }
+                        throw Rollback()
+                    }
+                } catch is Rollback {}
+                #expect(outcome == .rowLevelSecurity, "\(backend): \(context) row in session \(session) as \(actor) → \(outcome)")
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+
+            // Controls: each legitimate kind of row is written, dated by the database.
+            try await databases.app.withTenant(specialist) { tx in try await tx.audit(AuditEvent(action: "patient.read")) }
+            try await databases.app.withTenant(theirs.context) { tx in try await tx.audit(AuditEvent(action: "patient.read")) }
+            try await databases.app.withTenant(glass.context) { tx in try await tx.audit(AuditEvent(action: "patient.read")) }
+            let rows = try await databases.admin.withOrganization(org, actor: .system("tenancy-tests")) { tx in
+                try await tx.query("SELECT actor_user_id, action_context, created_at FROM audit_log WHERE action = 'patient.read' ORDER BY action_context")
+            }
+            let written = try rows.map { "\(try $0.decode("action_context", as: String.self)):\(try $0.decode("actor_user_id", as: UUID.self).lowercasedString)" }
+            #expect(written == ["break_glass:\(world.owner.lowercasedString)", "impersonation:\(world.owner.lowercasedString)", "normal:\(world.specialist.lowercasedString)"])
+            for row in rows {
+                #expect(abs(try row.decode("created_at", as: Date.self).timeIntervalSinceNow) < 60)
+            }
+        }
+    }
+
+    // MARK: - 5, 6: other clinics' users, roles and quotas
+
+    @Test("a membership cannot be made up to read another clinic's user", arguments: TenancyBackend.all)
+    func otherClinicsUsers(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let before = try await world.snapshot(databases.admin)
+            let other = world.fixture.b.staffUser
+            for role in [TenantRole.specialist, .assistant, .patient] {
+                let insert: SQLQuery = "INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(other), 'patient')"
+                #expect(await Refusal.of(insert, as: world.context(role), on: databases.app) == .rowLevelSecurity, "\(backend) \(role)")
+                for user in [other, world.platformAdmin] {
+                    let seen = try await databases.app.query(world.context(role), "SELECT id FROM users WHERE id = \(user)")
+                    #expect(seen.isEmpty, "\(backend) \(role) reads a user of no membership of its clinic")
+                }
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+            // Control: a member's row is visible to staff, and the owner adds a patient member.
+            let member = try await databases.app.query(world.context(.specialist), "SELECT id FROM users WHERE id = \(world.owner)")
+            #expect(member.count == 1)
+            let added = try await databases.app.execute(world.context(.owner), """
+                INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(world.strangers[0]), 'patient')
+                """)
+            #expect(added == 1)
+        }
+    }
+
+    /// Who may add, re-role and remove which members: the clinic's owner and admins, for roles
+    /// strictly below their own, never their own row; nobody else.
+    static func mayManage(_ actor: TenantRole, _ role: TenantRole) -> Bool {
+        let rank: [TenantRole: Int] = [.owner: 4, .admin: 3, .specialist: 2, .assistant: 1, .patient: 0]
+        return (actor == .owner || actor == .admin) && rank[role]! < rank[actor]!
+    }
+
+    @Test("memberships: every role x target role x add, change and remove has its exact outcome", arguments: TenancyBackend.all)
+    func membershipMatrix(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let before = try await world.snapshot(databases.admin)
+            // One target member per role, made by the platform (the Clerk webhook's path).
+            var targets: [TenantRole: UUID] = [:]
+            try await databases.admin.unscoped(reason: "adversarial test: membership targets", actor: .system("tenancy-tests")) { tx in
+                for (index, role) in TenantRole.allCases.enumerated() {
+                    let user = world.strangers[index]
+                    try await tx.execute("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(user), \(role.rawValue))")
+                    targets[role] = user
+                }
+            }
+            var cells = 0
+            for actor in TenantRole.allCases {
+                let context = world.context(actor)
+                // Self-promotion, by every role, to every role.
+                for role in TenantRole.allCases {
+                    let promote: SQLQuery = "UPDATE memberships SET role = \(role.rawValue) WHERE user_id = \(context.userID)"
+                    let outcome = await Refusal.of(promote, as: context, on: databases.app)
+                    #expect(outcome == .none(0), "\(backend) \(actor) promotes itself to \(role) → \(outcome)")
+                    cells += 1
+                }
+                for target in TenantRole.allCases {
+                    let user = targets[target]!
+                    let remove: SQLQuery = "DELETE FROM memberships WHERE user_id = \(user) AND organization_id = \(world.fixture.a.id)"
+                    let removed = await Refusal.of(remove, as: context, on: databases.app)
+                    #expect(removed == .none(Self.mayManage(actor, target) ? 1 : 0), "\(backend) \(actor) removes a \(target) → \(removed)")
+                    let added = await Refusal.of("""
+                        INSERT INTO memberships (id, organization_id, user_id, role) \
+                        VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(world.fixture.spareUser), \(target.rawValue))
+                        """, as: context, on: databases.app)
+                    #expect(added == (Self.mayManage(actor, target) ? .none(1) : .rowLevelSecurity), "\(backend) \(actor) adds a \(target) → \(added)")
+                    cells += 2
+                    for role in TenantRole.allCases {
+                        let change: SQLQuery = "UPDATE memberships SET role = \(role.rawValue) WHERE user_id = \(user)"
+                        let outcome = await Refusal.of(change, as: context, on: databases.app)
+                        let expected: Refusal = !Self.mayManage(actor, target) ? .none(0)
+                            : Self.mayManage(actor, role) ? .none(1) : .rowLevelSecurity
+                        #expect(outcome == expected, "\(backend) \(actor) changes a \(target) to \(role) → \(outcome)")
+                        cells += 1
+                    }
+                    // No column but the role changes, even for a manager.
+                    let move: SQLQuery = "UPDATE memberships SET user_id = \(world.platformAdmin) WHERE user_id = \(user)"
+                    #expect(await Refusal.of(move, as: context, on: databases.app) == .privilege, "\(backend) \(actor) moves a membership")
+                }
+            }
+            #expect(cells == 5 * 5 + 5 * 5 * 7)
+            try await databases.admin.unscoped(reason: "adversarial test: membership targets cleanup", actor: .system("tenancy-tests")) { tx in
+                for user in targets.values { try await tx.execute("DELETE FROM memberships WHERE user_id = \(user)") }
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+        }
+    }
+
+    @Test("quotas and summaries are the platform's: usage is only counted up", arguments: TenancyBackend.all)
+    func quotas(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let quota = world.fixture.rows["usage_quotas"]!.a1
+            let summary = world.fixture.rows["usage_summaries"]!.a1
+            let record = world.fixture.rows["usage_records"]!.a1
+            // Some usage counted, so that zeroing it would be a decrease.
+            try await databases.admin.withOrganization(world.fixture.a.id, actor: .system("tenancy-tests")) { tx in
+                try await tx.execute("UPDATE usage_quotas SET current_units = 5 WHERE id = \(quota)")
+            }
+            let before = try await world.snapshot(databases.admin)
+            for role in TenantRole.allCases where role != .patient {
+                let context = world.context(role)
+                let attacks: [SQLQuery] = [
+                    "UPDATE usage_quotas SET limit_units = 1000000 WHERE id = \(quota)",
+                    "UPDATE usage_quotas SET current_units = 0 WHERE id = \(quota)",
+                    "UPDATE usage_quotas SET period_end_at = \(Date(timeIntervalSinceNow: 86_400 * 400)), current_units = 0 WHERE id = \(quota)",
+                    "DELETE FROM usage_quotas WHERE id = \(quota)",
+                    """
+                    INSERT INTO usage_quotas (id, organization_id, capability, limit_units, period_start_at, period_end_at) \
+                    VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), 'video', 1000000, \(Date()), \(Date(timeIntervalSinceNow: 3600)))
+                    """,
+                    "UPDATE usage_summaries SET total_units = 0 WHERE id = \(summary)",
+                    "DELETE FROM usage_summaries WHERE id = \(summary)",
+                    "UPDATE usage_records SET units = 0 WHERE id = \(record)",
+                    "DELETE FROM usage_records WHERE id = \(record)",
+                ]
+                for attack in attacks {
+                    let refusal = await Refusal.of(attack, as: context, on: databases.app)
+                    #expect(refusal == .privilege, "\(backend) \(role): \(attack) → \(refusal)")
+                }
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+            // Control: counting usage up, as the usage meter does, works for staff.
+            let counted = try await databases.app.execute(world.context(.assistant), "UPDATE usage_quotas SET current_units = current_units + 1 WHERE id = \(quota)")
+            #expect(counted == 1)
+        }
+    }
+
+    // MARK: - 7: conflict clauses (SQLite), and their Postgres twins
+
+    @Test("INSERT OR REPLACE, REPLACE, UPDATE OR REPLACE and upserts never take another clinic's row", arguments: TenancyBackend.all)
+    func conflictClauses(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let owner = world.context(.owner)
+            let a = world.fixture.a.id
+            let theirDomain = try await databases.admin.withOrganization(world.fixture.b.id, actor: .system("tenancy-tests")) { tx in
+                try await tx.first("SELECT domain FROM organization_domains WHERE organization_id = \(world.fixture.b.id)")?.decode("domain", as: String.self)
+            }
+            let domain = try #require(theirDomain)
+            let ourDomain = world.fixture.rows["organization_domains"]!.a1
+            let theirPatient = world.fixture.b1.patient
+            let before = try await world.snapshot(databases.admin)
+            var attacks: [SQLQuery] = [
+                "INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(domain)) ON CONFLICT (domain) DO UPDATE SET organization_id = excluded.organization_id",
+                "INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(domain)) ON CONFLICT DO NOTHING",
+            ]
+            if backend == .sqlite {
+                attacks += [
+                    "INSERT OR REPLACE INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(domain))",
+                    "REPLACE INTO patients (id, organization_id, name) VALUES (\(theirPatient), \(a), \(Data([7])))",
+                    "INSERT OR REPLACE INTO patients (id, organization_id, name) VALUES (\(theirPatient), \(a), \(Data([7])))",
+                    "UPDATE OR REPLACE organization_domains SET domain = \(domain) WHERE id = \(ourDomain)",
+                    "UPDATE OR REPLACE patients SET id = \(theirPatient) WHERE id = \(world.fixture.a1.patient)",
+                    "INSERT OR IGNORE INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(domain))",
+                    "INSERT OR ROLLBACK INTO patients (id, organization_id, name) VALUES (\(theirPatient), \(a), \(Data([7])))",
+                ]
+            } else {
+                attacks += [
+                    "INSERT INTO patients (id, organization_id, name) VALUES (\(theirPatient), \(a), \(Data([7]))) ON CONFLICT (id) DO UPDATE SET organization_id = excluded.organization_id",
+                    "UPDATE organization_domains SET domain = \(domain) WHERE id = \(ourDomain)",
+                ]
+            }
+            for attack in attacks {
+                let refusal = await Refusal.of(attack, as: owner, on: databases.app)
+                // Refused outright, or (DO NOTHING, OR IGNORE) nothing written.
+                switch refusal {
+                case .unique, .rowLevelSecurity, .privilege, .none(0): break
+                case .other(let text) where backend == .sqlite && text.contains("UPSERT"): break
+                default: Issue.record("\(backend): \(attack) → \(refusal)")
+                }
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+            // Control: with no conflict the same clauses write (SQLite), and a fresh domain is added.
+            let fresh = "fresh-\(UUIDv7.generate().uuidString.prefix(8).lowercased()).example.test"
+            let control: SQLQuery = backend == .sqlite
+                ? "INSERT OR REPLACE INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(fresh))"
+                : "INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(fresh)) ON CONFLICT DO NOTHING"
+            #expect(try await databases.app.execute(owner, control) == 1)
+        }
+    }
+}
