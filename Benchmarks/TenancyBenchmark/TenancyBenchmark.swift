@@ -6,7 +6,7 @@ import RestartixTenancy
 import Synchronization
 
 /// A tenant-scoped primary-key read transaction through PgBouncer, beside pgbench running the
-/// identical transaction (BEGIN; SELECT set_config x3; SELECT; COMMIT) in the same run, with
+/// identical transaction (the kit's own BEGIN and context statement, rendered; SELECT; COMMIT) in the same run, with
 /// the same client count, as the same app role, under the same row-level security: once naive
 /// (4 round trips) and once inside `\startpipeline` / `\endpipeline` (1 round trip).
 ///
@@ -21,6 +21,8 @@ struct TenancyBenchmark {
     static let organization = "00000000-0000-7000-8000-0000000b0000"
     static let user = "00000000-0000-7000-8000-0000000b0001"
     static let rows = 100_000
+    /// pgbench's `-D` arguments for the context statement's binds.
+    nonisolated(unsafe) static var contextBinds: [String] = []
 
     /// The body statement, shared by both sides; `$1` is a row number.
     static let select = "SELECT name FROM patients WHERE id = ('00000000-0000-7000-8000-' || lpad(to_hex("
@@ -64,9 +66,23 @@ struct TenancyBenchmark {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tenancy-benchmark-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
+        // The kit's own opening statements, rendered: pgbench sends the same SQL with the same
+        // binds (`$k` becomes the pgbench variable `:pk`, given with -D).
+        let context = try TenantContext(organizationID: organization, userID: user, role: "specialist")
+        var configuration = try DatabaseConfiguration(url: appURL)
+        configuration.maximumConnections = 1
+        let opening = TenantDatabase(configuration: configuration, logger: logger).openingStatements(context)
+        // pgbench's -D takes no empty value: an empty bind ('' clears a setting) is written as
+        // the literal ''.
+        var contextSQL = opening.context.sql
+        for k in stride(from: opening.context.binds.count, through: 1, by: -1) {
+            let value = opening.context.binds[k - 1].textValue ?? ""
+            contextSQL = contextSQL.replacingOccurrences(of: "$\(k)", with: value.isEmpty ? "''" : ":p\(k)")
+            if !value.isEmpty { contextBinds += ["-D", "p\(k)=\(value)"] }
+        }
         let transaction = """
-            BEGIN;
-            SELECT set_config('app.current_org_id', :org, true), set_config('app.current_user_id', :user, true), set_config('app.current_role', :role, true);
+            \(opening.begin);
+            \(contextSQL);
             \(select):n\(selectTail);
             END;
             """
@@ -124,8 +140,8 @@ struct TenancyBenchmark {
     static func pgbenchTPS(_ pgbench: String, script: String, url: String, clients: Int, seconds: Int) throws -> Double {
         let output = try Bench.run(pgbench, [
             "-M", "extended", "-n", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(seconds)",
-            "-f", script, "-D", "org=\(organization)", "-D", "user=\(user)", "-D", "role=specialist", url,
-        ])
+            "-f", script,
+        ] + contextBinds + [url])
         for line in output.split(separator: "\n") where line.hasPrefix("tps = ") {
             let number = line.dropFirst(6).prefix { $0.isNumber || $0 == "." }
             if let tps = Double(number) { return tps }

@@ -40,6 +40,7 @@ public final class TenantDatabase: Sendable, Service {
         SQLiteTenancy.configure(&configuration)
         self.database = Database(configuration: configuration, logger: logger)
         self.settings = settings
+        self.pinned = SQLQuery(unsafeSQL: settings.pinnedSQL)
     }
 
     /// Parses `url` and creates the app database.
@@ -49,6 +50,8 @@ public final class TenantDatabase: Sendable, Service {
 
     /// The transaction-local settings every transaction pins.
     public let settings: TenantSessionSettings
+    /// Their `set_config` calls, rendered once (constants of the configuration, not binds).
+    private let pinned: SQLQuery
 
     /// The SQL dialect spoken.
     public var dialect: SQLDialect { database.dialect }
@@ -110,6 +113,13 @@ public final class TenantDatabase: Sendable, Service {
         return try await database.pipelinedTransaction(begin: Self.begin(dialect), prelude: [contextStatement(context)], statement: query)
     }
 
+    /// What opens a transaction under `context`, exactly as sent: the `BEGIN` statement and
+    /// the context statement rendered for this database's dialect. For tools in this package
+    /// that replay the kit's SQL elsewhere (the tenancy benchmark's pgbench script).
+    package func openingStatements(_ context: TenantContext) -> (begin: String, context: (sql: String, binds: [SQLValue])) {
+        (Self.begin(dialect) ?? (dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"), contextStatement(context).render(for: dialect))
+    }
+
     /// The boot check: throws ``TenancyError/Code/unsafeDatabase`` naming every problem when
     /// this connection's role could escape row-level security (see ``IsolationCheck``).
     public func verifyIsolation() async throws {
@@ -140,10 +150,11 @@ public final class TenantDatabase: Sendable, Service {
             user: context.userID.lowercasedString,
             role: context.role.rawValue,
             session: context.actionContext.sessionID?.lowercasedString ?? "",
-            unscoped: dialect == .postgres ? "" : nil
+            unscoped: nil
         )
         if dialect == .postgres {
-            statement.append(settings.pinned)
+            // `app.unscoped` cleared and the pinned settings: constants, so literals.
+            statement.append(pinned)
         }
         return statement
     }
@@ -155,9 +166,9 @@ public final class TenantDatabase: Sendable, Service {
         var statement: SQLQuery = """
             SELECT set_config('app.current_org_id', \(organization), true), \
             set_config('app.current_user_id', \(user), true), \
-            set_config('app.current_role', \(role), true), \
-            set_config('app.session_id', \(session), true)
+            set_config('app.current_role', \(role), true)
             """
+        statement.append(session.isEmpty ? ", set_config('app.session_id', '', true)" : ", set_config('app.session_id', \(session), true)")
         if let unscoped { statement.append(", set_config('app.unscoped', \(unscoped), true)") }
         return statement
     }
@@ -203,19 +214,18 @@ public struct TenantSessionSettings: Sendable, Hashable {
         "\"" + schema.replacingOccurrences(of: "\"", with: "\"\"") + "\", pg_temp"
     }
 
-    static func milliseconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        return "\(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))ms"
-    }
+    static func milliseconds(_ duration: Duration) -> String { "\(max(0, duration.milliseconds))ms" }
 
-    /// The `set_config` calls appended to the context statement.
-    var pinned: SQLQuery {
-        """
-        , set_config('search_path', \(searchPath), true), set_config('row_security', 'on', true), \
-        set_config('statement_timeout', \(Self.milliseconds(statementTimeout)), true), \
-        set_config('lock_timeout', \(Self.milliseconds(lockTimeout)), true), \
-        set_config('idle_in_transaction_session_timeout', \(Self.milliseconds(idleInTransactionTimeout)), true)
-        """
+    /// The `set_config` calls appended to the Postgres context statement, `app.unscoped`
+    /// cleared first. The values are this configuration's constants, written as SQL string
+    /// literals (quotes doubled) so that each transaction binds only what varies.
+    var pinnedSQL: String {
+        func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+        return ", set_config('app.unscoped', '', true)"
+            + ", set_config('search_path', \(literal(searchPath)), true), set_config('row_security', 'on', true)"
+            + ", set_config('statement_timeout', \(literal(Self.milliseconds(statementTimeout))), true)"
+            + ", set_config('lock_timeout', \(literal(Self.milliseconds(lockTimeout))), true)"
+            + ", set_config('idle_in_transaction_session_timeout', \(literal(Self.milliseconds(idleInTransactionTimeout))), true)"
     }
 }
 

@@ -72,6 +72,36 @@ struct CoreAPITests {
         await tenants.shutdown()
     }
 
+    @Test("readiness is 503 once the database stops keeping clinics apart, 200 again once repaired")
+    func readyFollowsIsolation() async throws {
+        let (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        let owner = Database(configuration: configuration.database, logger: .init(label: "test"))
+        _ = try await Migrator(database: owner, logger: .init(label: "test")).migrate()
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
+        let router = Router()
+        addHealthRoutes(to: router, database: owner, readiness: Readiness(tenants: tenants, admin: admin, interval: .zero))
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = Application(router: router, logger: logger)
+        // The trigger that checks writes to patients, as a careless hand would drop it.
+        let trigger = try await owner.query("SELECT sql FROM sqlite_master WHERE name = 'patients__update'").first?.decode("sql", as: String.self)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/ready", method: .get) { #expect($0.status == .ok) }
+            try await owner.withConnection { try await $0.executeScript("DROP TRIGGER patients__update") }
+            try await client.execute(uri: "/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body) == #"{"status":"unavailable"}"#)
+            }
+            try await owner.withConnection { try await $0.executeScript(try #require(trigger)) }
+            try await client.execute(uri: "/ready", method: .get) { #expect($0.status == .ok) }
+        }
+        await tenants.shutdown()
+        await admin.shutdown()
+        await owner.shutdown()
+    }
+
     @Test("readiness is 503 when the database cannot be reached, and says nothing secret")
     func notReady() async throws {
         // The database went away after start (at start, the boot check refuses to serve).

@@ -136,3 +136,80 @@ struct IsolationContextTests {
         await db.shutdown()
     }
 }
+
+/// The embedded database's files hold patients' data: 0600 files in 0700 directories, and a
+/// clear refusal (changing nothing) when an existing file or directory is open to others.
+@Suite("SQLite file permissions", .timeLimit(.minutes(1)))
+struct SQLiteFilePermissionTests {
+    func mode(_ path: String) throws -> Int {
+        try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+    }
+
+    func scratch() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("restartix-perm-\(UUID().uuidString)")
+    }
+
+    @Test("a new database: directories 0700, the file and its -wal and -shm 0600 (the umask would give 0755 and 0644)")
+    func created() async throws {
+        let root = scratch()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let path = root.appendingPathComponent("nested/dir/db.sqlite").path
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TestBackend.logger)
+        try await db.execute("CREATE TABLE t (v TEXT)")
+        try await db.execute("INSERT INTO t (v) VALUES ('x')")
+        _ = try await db.read { try await $0.query("SELECT v FROM t") }
+        #expect(try mode(root.path) == 0o700)
+        #expect(try mode(root.appendingPathComponent("nested/dir").path) == 0o700)
+        for suffix in ["", "-wal", "-shm"] {
+            #expect(try mode(path + suffix) == 0o600, "db\(suffix)")
+        }
+        await db.shutdown()
+    }
+
+    @Test("an existing file open to others, or a directory others may write, is refused by name; nothing changes")
+    func refused() async throws {
+        let root = scratch()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let path = root.appendingPathComponent("db.sqlite").path
+        #expect(FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]))
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TestBackend.logger)
+        let error = await #expect(throws: DatabaseError.self) { try await db.execute("CREATE TABLE t (v TEXT)") }
+        #expect(error?.code == .configuration)
+        #expect(error?.description.contains(path) == true)
+        #expect(error?.description.contains("0644") == true)
+        #expect(error?.description.contains("chmod 600") == true)
+        #expect(try mode(path) == 0o644)
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 0)
+        await db.shutdown()
+
+        // Fixed as told, it opens; a -wal left open to others is refused the same way.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        #expect(FileManager.default.createFile(atPath: path + "-wal", contents: nil, attributes: [.posixPermissions: 0o664]))
+        let again = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TestBackend.logger)
+        let wal = await #expect(throws: DatabaseError.self) { try await again.execute("CREATE TABLE t (v TEXT)") }
+        #expect(wal?.description.contains("-wal") == true)
+        await again.shutdown()
+        try FileManager.default.removeItem(atPath: path + "-wal")
+        let fixed = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TestBackend.logger)
+        try await fixed.execute("CREATE TABLE t (v TEXT)")
+        await fixed.shutdown()
+
+        // A directory anyone may write (no sticky bit) could have the file swapped under it.
+        let open = root.appendingPathComponent("shared")
+        try FileManager.default.createDirectory(at: open, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: open.path)
+        let shared = Database(configuration: DatabaseConfiguration(sqlitePath: open.appendingPathComponent("db.sqlite").path), logger: TestBackend.logger)
+        let directory = await #expect(throws: DatabaseError.self) { try await shared.execute("SELECT 1") }
+        #expect(directory?.description.contains("chmod 700") == true)
+        #expect(!FileManager.default.fileExists(atPath: open.appendingPathComponent("db.sqlite").path))
+        await shared.shutdown()
+
+        // An application's own state directory must be 0700 outright.
+        let state = root.appendingPathComponent("state")
+        try SQLiteConfiguration.preparePrivateDirectory(state.path)
+        #expect(try mode(state.path) == 0o700)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: state.path)
+        #expect(throws: DatabaseError.self) { try SQLiteConfiguration.preparePrivateDirectory(state.path) }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RestartixKit
 @testable import RestartixTenancy
 import Testing
@@ -215,6 +216,28 @@ struct AdversarialTests {
         // Control: without them, the same check finds nothing.
         let clean = try await raw.transaction { tx in try await IsolationCheck.hardeningProblems(tx, role: .app, name: "restartix_app") }
         #expect(clean == [])
+    }
+
+    @Test("an advisory lock held by an app client stalls the partition roll only until its lock timeout", .enabled(if: TenancyBackend.all.contains(.postgresDirect)))
+    func advisoryLockHostage() async throws {
+        try await SchemaOnce.shared.prepare()
+        var single = try DatabaseConfiguration(url: TenancyBackend.require("DATABASE_APP_DIRECT_URL"))
+        single.maximumConnections = 1
+        let app = Database(configuration: single, logger: TenancyBackend.logger)
+        let owner = try Database(url: TenancyBackend.require("DATABASE_DIRECT_URL"), logger: TenancyBackend.logger)
+        // The key the roller takes for audit_log, held at session level by the app role.
+        try await app.execute("SELECT pg_advisory_lock(hashtext('restartix_ensure_monthly_partitions'), hashtext('public.audit_log'))")
+        let started = ContinuousClock.now
+        let error = await #expect(throws: DatabaseError.self) {
+            try await PartitionRoller(database: owner, lockTimeout: .milliseconds(300)).roll(monthsAhead: 1)
+        }
+        #expect(error?.sqlState == "55P03", "lock_not_available, not a hang")
+        #expect(ContinuousClock.now - started < .seconds(5))
+        // Control: released, the same roll goes through.
+        try await app.execute("SELECT pg_advisory_unlock_all()")
+        #expect(try await PartitionRoller(database: owner, lockTimeout: .milliseconds(300)).roll(monthsAhead: 1) != nil)
+        await app.shutdown()
+        await owner.shutdown()
     }
 
     // MARK: - 4: acting in someone else's name
@@ -503,5 +526,131 @@ struct AdversarialTests {
                 : "INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(a), \(fresh)) ON CONFLICT DO NOTHING"
             #expect(try await databases.app.execute(owner, control) == 1)
         }
+    }
+}
+
+/// The pooled-connection leak test, poisoned: in this suite, which runs its tests one at a
+/// time, because it shares the one-connection pool with the probes above.
+extension AdversarialTests {
+    final class Attack: Sendable {
+        let done = Atomic<Bool>(false)
+        let poisonings = Atomic<Int>(0)
+    }
+
+    /// An attacker and its victims on ONE server connection (the `restartix_solo` pool): the
+    /// attacker keeps leaving every session-level setting a policy reads (another clinic, an
+    /// owner role, a session, unscoped access) and every one that would break or redirect a
+    /// later transaction; the victims' tenant transactions, interleaved with it, must still see
+    /// exactly their own clinic's rows.
+    @Test("a continuously poisoned pooled connection: 2,000 tenant transactions each see only their own rows", arguments: TenancyBackend.all.filter { $0 == .pgbouncer })
+    func poisoned(backend: TenancyBackend) async throws {
+        try await SchemaOnce.shared.prepare()
+        var configuration = try DatabaseConfiguration(url: TenancyBackend.require("DATABASE_APP_SOLO_URL"))
+        configuration.maximumConnections = 9
+        let app = TenantDatabase(configuration: configuration, logger: TenancyBackend.logger)
+        var single = configuration
+        single.maximumConnections = 1
+        let raw = Database(configuration: single, logger: TenancyBackend.logger)
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: TenancyBackend.require(backend.adminURLName)), logger: TenancyBackend.logger)
+        var clinics: [LeakTests.Clinic] = []
+        try await admin.unscoped(reason: "tenancy poisoned-connection fixture", actor: .system("tenancy-tests")) { tx in
+            for _ in 0..<8 {
+                let org = UUIDv7.generate()
+                let staff = UUIDv7.generate()
+                try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(org), \("p-" + org.uuidString.suffix(12).lowercased()), 'Poison test clinic')")
+                try await tx.execute("INSERT INTO users (id) VALUES (\(staff))")
+                var patients = Set<UUID>()
+                for _ in 0..<2 {
+                    let patient = UUIDv7.generate()
+                    try await tx.execute("INSERT INTO patients (id, organization_id, name) VALUES (\(patient), \(org), \(Data([0])))")
+                    patients.insert(patient)
+                }
+                clinics.append(LeakTests.Clinic(context: TenantContext(organizationID: org, userID: staff, role: .assistant), patients: patients))
+            }
+        }
+        let fixture = clinics
+        let counters = LeakTests.Counters()
+        let attack = Attack()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    var random = SystemRandomNumberGenerator()
+                    while !attack.done.load(ordering: .relaxed) {
+                        let clinic = fixture.randomElement(using: &random)!
+                        let other = fixture.randomElement(using: &random)!
+                        // The attacker is a tenant itself, leaving its poison at session level.
+                        _ = try? await app.withTenant(clinic.context) { tx in
+                            for statement: SQLQuery in [
+                                "SELECT set_config('app.current_org_id', \(other.context.organizationID.lowercasedString), false)",
+                                "SELECT set_config('app.current_user_id', \(other.context.userID.lowercasedString), false)",
+                                "SELECT set_config('app.current_role', 'owner', false)",
+                                "SELECT set_config('app.session_id', \(UUIDv7.generate().lowercasedString), false)",
+                                "SELECT set_config('app.unscoped', 'on', false)",
+                                "SET default_transaction_read_only = on",
+                                "SET default_transaction_isolation = 'serializable'",
+                                "SET row_security = off",
+                                "SET lock_timeout = '1ms'",
+                                "SET search_path = pg_catalog",
+                                "SET statement_timeout = '20ms'",
+                            ] {
+                                try await tx.execute(statement)
+                            }
+                        }
+                        attack.poisonings.add(1, ordering: .relaxed)
+                        // Control: the poison is on the connection for a client outside the kit.
+                        if let leaked = try? await raw.query("SELECT current_setting('app.unscoped') AS u").first,
+                           (try? leaked.decode("u", as: String.self)) != "on" {
+                            counters.mismatches.add(1000, ordering: .relaxed)
+                        }
+                    }
+                }
+                try await withThrowingTaskGroup(of: Void.self) { victims in
+                    for task in 0..<8 {
+                        victims.addTask {
+                            var random = SystemRandomNumberGenerator()
+                            for step in 0..<250 {
+                                let clinic = fixture.randomElement(using: &random)!
+                                let seen: Set<UUID>
+                                switch (task + step) % 3 {
+                                case 0:
+                                    seen = try LeakTests.check(try await app.query(clinic.context, "SELECT id, organization_id FROM patients"), clinic, counters)
+                                case 1:
+                                    seen = try await app.withTenant(clinic.context) { tx in
+                                        try await tx.execute("UPDATE patients SET updated_at = now()")
+                                        return try LeakTests.check(try await tx.query("SELECT id, organization_id FROM patients"), clinic, counters)
+                                    }
+                                default:
+                                    seen = try await app.withTenant(clinic.context) { tx in
+                                        let rows = try await tx.query("SELECT id, organization_id FROM patients")
+                                        let unscoped = try await tx.first("SELECT current_setting('app.unscoped') AS u")
+                                        if try unscoped?.decode("u", as: String.self) != "" { counters.mismatches.add(1, ordering: .relaxed) }
+                                        return try LeakTests.check(rows, clinic, counters)
+                                    }
+                                }
+                                if seen != clinic.patients { counters.mismatches.add(1, ordering: .relaxed) }
+                                counters.completed.add(1, ordering: .relaxed)
+                            }
+                        }
+                    }
+                    try await victims.waitForAll()
+                }
+                attack.done.store(true, ordering: .relaxed)
+                try await group.waitForAll()
+            }
+        } catch {
+            attack.done.store(true, ordering: .relaxed)
+            _ = try? await raw.execute("DISCARD ALL")
+            try? await LeakTests.remove(clinics, admin: admin)
+            await app.shutdown(); await raw.shutdown(); await admin.shutdown()
+            throw error
+        }
+        _ = try await raw.execute("DISCARD ALL")
+        #expect(counters.completed.load(ordering: .relaxed) == 2_000)
+        #expect(attack.poisonings.load(ordering: .relaxed) >= 50, "the attacker ran between the victims")
+        #expect(counters.mismatches.load(ordering: .relaxed) == 0)
+        try await LeakTests.remove(clinics, admin: admin)
+        await app.shutdown()
+        await raw.shutdown()
+        await admin.shutdown()
     }
 }

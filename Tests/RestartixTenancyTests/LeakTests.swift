@@ -25,6 +25,8 @@ struct LeakTests {
         let mismatches = Atomic<Int>(0)
     }
 
+
+
     @Test("50 clinics, 10,400 interleaved transactions, each sees only its own rows", arguments: TenancyBackend.all.filter { $0 == .pgbouncer })
     func interleaved(backend: TenancyBackend) async throws {
         let databases = try await backend.open(maximumConnections: 32)

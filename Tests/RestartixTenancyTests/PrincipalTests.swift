@@ -219,4 +219,47 @@ struct PrincipalTests {
         #expect(principal.organizationID == organization && principal.userID == user)
         await #expect(throws: PrincipalError.self) { try await other.verify(token) }
     }
+
+    /// Claims signed with the right key but shaped wrong: refused for what they are, not as a
+    /// bad signature; an `exp` centuries away is no session token.
+    @Test("local tokens: an exp beyond a day or not a number is malformed; a bad signature stays a bad signature")
+    func localIssuerClaims() async throws {
+        let secret = String(repeating: "s", count: 40)
+        let dev = try await LocalDevIssuer(environment: .test, secret: secret)
+        let signer = await JWTKeyCollection().add(hmac: HMACKey(from: Data(secret.utf8)), digestAlgorithm: .sha256)
+        struct Claims: JWTPayload {
+            let iss: String
+            let sub: String
+            let org: String
+            let exp: ExpiryValue
+            enum ExpiryValue: Codable {
+                case number(Double)
+                case text(String)
+                func encode(to encoder: any Encoder) throws {
+                    var container = encoder.singleValueContainer()
+                    switch self {
+                    case .number(let value): try container.encode(value)
+                    case .text(let value): try container.encode(value)
+                    }
+                }
+                init(from decoder: any Decoder) throws { self = .number(try decoder.singleValueContainer().decode(Double.self)) }
+            }
+            func verify(using algorithm: some JWTAlgorithm) async throws {}
+        }
+        let user = UUIDv7.generate().lowercasedString, org = UUIDv7.generate().lowercasedString
+        func token(_ exp: Claims.ExpiryValue) async throws -> String {
+            try await signer.sign(Claims(iss: LocalDevIssuer.issuer, sub: user, org: org, exp: exp))
+        }
+        let now = Date().timeIntervalSince1970
+        // Control: an hour ahead verifies.
+        _ = try await dev.verify(try await token(.number(now + 3600)))
+        for (exp, name) in [(Claims.ExpiryValue.number(1e300), "1e300"), (.number(now + 86_400 * 400), "a year"), (.text("soon"), "a string")] {
+            let error = await #expect(throws: PrincipalError.self, "\(name)") { try await dev.verify(try await token(exp)) }
+            #expect(error?.code == .malformedToken, "\(name)")
+            #expect(error?.httpStatus == 401)
+        }
+        let other = try await LocalDevIssuer(environment: .test, secret: String(repeating: "t", count: 40))
+        let forged = await #expect(throws: PrincipalError.self) { try await other.verify(try await token(.number(now + 60))) }
+        #expect(forged?.code == .invalidSignature)
+    }
 }

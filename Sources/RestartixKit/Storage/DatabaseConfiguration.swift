@@ -149,8 +149,21 @@ public struct SQLiteConfiguration: Sendable {
     /// Called once for every new connection, on its thread, before first use: register
     /// app-defined functions and an authorizer here.
     public var connectionSetup: (@Sendable (SQLiteConnectionHandle) throws -> Void)?
+    /// Keeps a file database's files to their owner: missing directories are created `0700`,
+    /// a new database file `0600` (its `-wal` and `-shm` follow it), and an existing file other
+    /// users may open, or a directory they may write, is refused with a `.configuration` error
+    /// naming the path and the `chmod` that fixes it. Default: `true`. Turn it off only for a
+    /// file that is not patients' data.
+    public var privateFiles: Bool = true
 
     let isInMemory: Bool
 
     init(inMemory: Bool) { isInMemory = inMemory }
+
+    /// Makes `directory` (and missing parents) `0700`, or refuses with a `.configuration` error
+    /// naming the `chmod` when it exists open to any other user: for an application's own state
+    /// directory (the embedded default's `.restartix/`), which holds the database and keys.
+    public static func preparePrivateDirectory(_ directory: String) throws(DatabaseError) {
+        try SQLiteFiles.preparePrivateDirectory(directory)
+    }
 }

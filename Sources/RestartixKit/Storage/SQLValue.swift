@@ -27,6 +27,13 @@ public struct SQLValue: Sendable, Hashable, CustomStringConvertible {
 
     init(_ storage: Storage) { self.storage = storage }
 
+    /// The string of a text value, else `nil`: for tools in this package that replay the kit's
+    /// SQL elsewhere (the tenancy benchmark hands the context statement's binds to pgbench).
+    package var textValue: String? {
+        if case .text(let value) = storage { return value }
+        return nil
+    }
+
     /// SQL `NULL`.
     public static let null = SQLValue(.null)
     /// A 64-bit integer (`bigint` / SQLite `INTEGER`).

@@ -46,6 +46,10 @@ struct CompactJWS {
 
 /// `exp` and `nbf` checks with a leeway, against an injectable clock.
 enum TimeClaims {
+    /// The longest a token may still be valid for: an `exp` further out (`1e300`, a year) is
+    /// no session token of ours or Clerk's, whatever its signature.
+    static let maximumLifetime: Double = 86_400
+
     static func check(expiresAt: Double?, notBefore: Double?, now: Date, leeway: Duration, requireExpiry: Bool = true) throws(PrincipalError) {
         let slack = Double(leeway.components.seconds) + Double(leeway.components.attoseconds) / 1e18
         let now = now.timeIntervalSince1970
@@ -55,6 +59,9 @@ enum TimeClaims {
         }
         guard now < expiresAt + slack else {
             throw PrincipalError(.expired, "the token has expired")
+        }
+        guard expiresAt <= now + maximumLifetime + slack else {
+            throw PrincipalError(.malformedToken, "the token's exp is more than a day away")
         }
         if let notBefore {
             guard notBefore.isFinite, now + slack >= notBefore else {

@@ -90,8 +90,11 @@ public struct LocalDevIssuer: Sendable {
         let claims: LocalDevClaims
         do {
             claims = try await keys.verify(token, as: LocalDevClaims.self)
-        } catch {
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
             throw PrincipalError(.invalidSignature, "the token signature does not verify")
+        } catch {
+            // A signed token whose claims do not decode (a string exp, a number sub...).
+            throw PrincipalError(.malformedToken, "the token claims are malformed (iss, sub and org are strings; iat and exp numbers)")
         }
         guard claims.iss == Self.issuer else { throw PrincipalError(.wrongIssuer, "the token was issued by another issuer") }
         try TimeClaims.check(expiresAt: claims.exp, notBefore: nil, now: clock(), leeway: .seconds(5))

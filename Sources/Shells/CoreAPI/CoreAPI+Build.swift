@@ -16,8 +16,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     }()
 
     if let path = configuration.database.sqliteFilePath {
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try SQLiteConfiguration.preparePrivateDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
     // The keyring is loaded once, before anything else: a missing or malformed one stops boot.
     let keyring = try await loadKeyring(configuration: configuration, logger: logger)
@@ -34,7 +33,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
 
     let router = Router()
     router.add(middleware: LogRequestsMiddleware(.debug))
-    addHealthRoutes(to: router, database: database)
+    addHealthRoutes(to: router, database: database, readiness: Readiness(tenants: tenants, admin: admin))
     addPrincipalRoutes(to: router, resolver: resolver)
 
     var app = Application(
@@ -59,7 +58,7 @@ func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: Stri
     let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
     let path = directory.appendingPathComponent("keyring.json").path
     if !FileManager.default.fileExists(atPath: path) {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try SQLiteConfiguration.preparePrivateDirectory(directory.path)
         let document = Keyring.generate().document
         guard FileManager.default.createFile(atPath: path, contents: Data(document.utf8), attributes: [.posixPermissions: 0o600]) else {
             throw ConfigurationError("could not write the local keyring \(path)")
@@ -157,19 +156,71 @@ func prepareDatabases(
     }
 }
 
-/// `GET /health`: the process is up. `GET /ready`: the database answers.
-func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database) {
+/// `GET /health`: the process is up. `GET /ready`: the database answers and still keeps clinics
+/// apart: the tenancy boot check (RLS, policies and grants as the migrations set them, no
+/// TEMPORARY, no role defaults, ...) for the app and admin roles, cached for a few seconds.
+/// The body says only "ready" or "unavailable"; the problems go to the log (they name tables,
+/// roles and settings, never data).
+func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database, readiness: Readiness? = nil) {
     router.get("health") { _, _ -> Response in
         jsonResponse(.ok, #"{"status":"ok"}"#)
     }
     router.get("ready") { _, context -> Response in
         do {
             try await database.read { conn in _ = try await conn.query("SELECT 1") }
+            if let readiness {
+                let problems = await readiness.problems()
+                guard problems.isEmpty else {
+                    context.logger.warning("Not ready: tenant isolation is not enforced", metadata: ["problems": "\(problems)"])
+                    return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
+                }
+            }
             return jsonResponse(.ok, #"{"status":"ready"}"#)
         } catch {
             context.logger.warning("Readiness check failed", metadata: ["error": "\(error)"])
             return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
         }
+    }
+}
+
+/// The tenancy checks behind `/ready`, run at most once per `interval` however often the
+/// probe asks (they read the catalogs), concurrent probes sharing one run.
+actor Readiness {
+    private let checks: [@Sendable () async throws -> Void]
+    private let interval: Duration
+    private var last: (at: ContinuousClock.Instant, problems: [String])?
+    private var running: Task<[String], Never>?
+
+    init(tenants: TenantDatabase, admin: AdminDatabase?, interval: Duration = .seconds(5)) {
+        var checks: [@Sendable () async throws -> Void] = [{ try await tenants.verifyIsolation() }]
+        if let admin { checks.append { try await admin.verifyIsolation() } }
+        self.checks = checks
+        self.interval = interval
+    }
+
+    /// Every problem found, or [] when isolation holds.
+    func problems() async -> [String] {
+        if let last, ContinuousClock.now - last.at < interval { return last.problems }
+        if let running { return await running.value }
+        let checks = self.checks
+        let task = Task<[String], Never> {
+            var problems: [String] = []
+            for check in checks {
+                do {
+                    try await check()
+                } catch let error as TenancyError {
+                    problems += error.problems.isEmpty ? [error.detail] : error.problems
+                } catch {
+                    problems.append("the isolation check could not run: \(error)")
+                }
+            }
+            return problems
+        }
+        running = task
+        let problems = await task.value
+        running = nil
+        last = (ContinuousClock.now, problems)
+        return problems
     }
 }
 

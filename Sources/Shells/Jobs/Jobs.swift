@@ -37,10 +37,7 @@ struct DatabaseOptions: ParsableArguments {
     /// The embedded SQLite file (`RESTARTIX_SQLITE_PATH`, default `.restartix/restartix.sqlite`).
     static func embedded(environment: [String: String]) throws -> DatabaseConfiguration {
         let path = environment["RESTARTIX_SQLITE_PATH"] ?? ".restartix/restartix.sqlite"
-        try FileManager.default.createDirectory(
-            at: URL(fileURLWithPath: path).deletingLastPathComponent(),
-            withIntermediateDirectories: true
-        )
+        try SQLiteConfiguration.preparePrivateDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path)
         return DatabaseConfiguration(sqlitePath: path)
     }
 }

@@ -45,6 +45,7 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
         let worker = BlockingWorker(name: "restartix.sqlite")
         do {
             let handle = try await worker.run { () throws -> UnsafeSendable<OpaquePointer> in
+                if configuration.privateFiles && !configuration.isInMemory { try SQLiteFiles.prepare(path: path) }
                 var db: OpaquePointer?
                 let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
                 let rc = sqlite3_open_v2(path, &db, flags, nil)
