@@ -89,13 +89,15 @@ def rank(expr):
 # Migration 6 (tenancy hardening), as on Postgres: who among the app's roles may do what.
 # table -> command -> the staff-side condition ({r} is the row); a command missing here is
 # the v2 rule (every staff role); None means no app role may (the grant is gone).
+# Managing people and domains takes an owner or admin outside an elevated session (break-glass
+# acts with the admin role for records, not for people).
+MANAGER = f"{ROLE} IN {MANAGERS} AND {SESSION} IS NULL"
 STAFF_V6 = {
     "memberships": {
-        "insert": f"{ROLE} IN {MANAGERS} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}",
-        "update": f"{ROLE} IN {MANAGERS} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}",
-        "delete": f"{ROLE} IN {MANAGERS} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}",
+        c: f"{MANAGER} AND {rank('{r}.role')} < {rank(ROLE)} AND {{r}}.user_id IS NOT {USER}"
+        for c in ("insert", "update", "delete")
     },
-    "organization_domains": {c: f"{ROLE} IN {MANAGERS}" for c in ("insert", "update", "delete")},
+    "organization_domains": {c: MANAGER for c in ("insert", "update", "delete")},
     "break_glass_sessions": {c: None for c in ("insert", "update", "delete")},
     "patient_impersonation_sessions": {c: None for c in ("insert", "update", "delete")},
     "usage_quotas": {"insert": None, "delete": None},

@@ -211,26 +211,38 @@ enum IsolationCheck {
             return problems
         }
         let drift = try await connection.query("""
-            SELECT coalesce(b.table_name, f.table_name) AS table_name, b.table_name IS NULL AS added, f.table_name IS NULL AS removed
+            SELECT coalesce(b.object_kind, f.object_kind) AS kind, coalesce(b.object_name, f.object_name) AS name,
+                   b.object_name IS NULL AS added, f.object_name IS NULL AS removed
             FROM restartix_security_baseline b
-            FULL JOIN restartix_security_fingerprints(current_schema()) f ON f.table_name = b.table_name
+            FULL JOIN restartix_security_fingerprints(current_schema()) f
+                ON f.object_kind = b.object_kind AND f.object_name = b.object_name
             WHERE b.fingerprint IS DISTINCT FROM f.fingerprint
-              -- A table no migration made matters when the app role can reach it (the admin
+              -- Something no migration made matters when the app role can reach it: a table it
+              -- has any privilege on, a SECURITY DEFINER function it may execute (the admin
               -- role's own tables are the platform's business).
-              AND (b.table_name IS NOT NULL OR EXISTS (
-                  SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = current_schema() AND c.relname = f.table_name
-                    AND has_any_column_privilege('restartix_app', c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')))
-            ORDER BY 1
+              AND (b.object_name IS NOT NULL
+                   OR (f.object_kind = 'table' AND EXISTS (
+                       SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = current_schema() AND c.relname = f.object_name
+                         AND has_any_column_privilege('restartix_app', c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')))
+                   OR (f.object_kind = 'function' AND EXISTS (
+                       SELECT 1 FROM pg_proc p WHERE p.oid = f.object_name::regprocedure AND p.prosecdef
+                         AND has_function_privilege('restartix_app', p.oid, 'EXECUTE'))))
+            ORDER BY 1, 2
             """)
         for row in drift {
-            let table = try row.decode("table_name", as: String.self)
+            let kind = try row.decode("kind", as: String.self)
+            let name = try row.decode("name", as: String.self)
             if try row.decode("added", as: Bool.self) {
-                problems.append("table \(table) is not in the security baseline: a table no migration recorded")
+                problems.append(kind == "table"
+                    ? "table \(name) is not in the security baseline: a table the app role can reach that no migration recorded"
+                    : "function \(name) is SECURITY DEFINER, executable by the app role, and not in the security baseline")
             } else if try row.decode("removed", as: Bool.self) {
-                problems.append("table \(table) of the security baseline is missing")
+                problems.append("\(kind) \(name) of the security baseline is missing")
             } else {
-                problems.append("table \(table) has row-level security, policies or grants that differ from what the migrations set")
+                problems.append(kind == "table"
+                    ? "table \(name) has row-level security, policies, triggers or grants that differ from what the migrations set"
+                    : "function \(name) differs from what the migrations set (definition, SECURITY DEFINER, settings or grants)")
             }
         }
         return problems

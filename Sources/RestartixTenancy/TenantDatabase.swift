@@ -184,7 +184,11 @@ public final class TenantDatabase: Sendable, Service {
 ///   role cannot create anything anyway, migration 6) is searched before it.
 /// - `row_security` is `on`.
 /// - `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` are the
-///   values below (a leaked `1ms` would otherwise fail every later client's statements).
+///   values below (a leaked `1ms` would otherwise fail every later client's statements), and
+///   `synchronous_commit` too (a leaked `off` would acknowledge commits before they are durable).
+///
+/// Settings that only change speed (planner switches, `work_mem`, `jit`) are not pinned: a
+/// leaked one slows a later transaction down but cannot change what it reads or writes.
 public struct TenantSessionSettings: Sendable, Hashable {
     /// The schema the platform's tables live in. Default: `public`.
     public var schema: String
@@ -194,18 +198,24 @@ public struct TenantSessionSettings: Sendable, Hashable {
     public var lockTimeout: Duration
     /// The longest a transaction may sit idle between statements. Default: 30 seconds.
     public var idleInTransactionTimeout: Duration
+    /// `synchronous_commit` for the transaction: a leaked `off` would let a commit be
+    /// acknowledged before it is durable. Default: `on`; `remote_apply` or `remote_write` where
+    /// the cluster's replication calls for it.
+    public var synchronousCommit: String
 
     /// Settings with the defaults above.
     public init(
         schema: String = "public",
         statementTimeout: Duration = .seconds(15),
         lockTimeout: Duration = .seconds(5),
-        idleInTransactionTimeout: Duration = .seconds(30)
+        idleInTransactionTimeout: Duration = .seconds(30),
+        synchronousCommit: String = "on"
     ) {
         self.schema = schema
         self.statementTimeout = statementTimeout
         self.lockTimeout = lockTimeout
         self.idleInTransactionTimeout = idleInTransactionTimeout
+        self.synchronousCommit = synchronousCommit
     }
 
     /// `search_path`'s value: the schema, quoted as an identifier, then `pg_temp` last
@@ -226,6 +236,7 @@ public struct TenantSessionSettings: Sendable, Hashable {
             + ", set_config('statement_timeout', \(literal(Self.milliseconds(statementTimeout))), true)"
             + ", set_config('lock_timeout', \(literal(Self.milliseconds(lockTimeout))), true)"
             + ", set_config('idle_in_transaction_session_timeout', \(literal(Self.milliseconds(idleInTransactionTimeout))), true)"
+            + ", set_config('synchronous_commit', \(literal(synchronousCommit)), true)"
     }
 }
 

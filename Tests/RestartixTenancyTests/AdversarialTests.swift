@@ -134,6 +134,7 @@ struct AdversarialTests {
                         "SET default_transaction_isolation = 'serializable'",
                         "SET row_security = off",
                         "SET lock_timeout = '1ms'",
+                        "SET synchronous_commit = off",
                         "SET idle_in_transaction_session_timeout = '50ms'",
                         "SET search_path = pg_catalog",
                         "SET statement_timeout = '5ms'",
@@ -157,8 +158,10 @@ struct AdversarialTests {
                     #expect(pid == attackerPID, "attacker and victim must share the server connection")
                     let state = try #require(try await tx.first("""
                         SELECT current_setting('transaction_read_only') AS ro, current_setting('transaction_isolation') AS iso, \
-                        current_setting('row_security') AS rls, current_schema()::text AS schema
+                        current_setting('row_security') AS rls, current_schema()::text AS schema, \
+                        current_setting('synchronous_commit') AS sync
                         """))
+                    #expect(try state.decode("sync", as: String.self) == "on")
                     #expect(try state.decode("ro", as: String.self) == "off")
                     #expect(try state.decode("iso", as: String.self) == "read committed")
                     #expect(try state.decode("rls", as: String.self) == "on")
@@ -272,6 +275,15 @@ struct AdversarialTests {
                     #expect(await Refusal.of(change, as: context, on: databases.app) == .privilege, "\(backend) \(role): \(change)")
                 }
             }
+            // Break-glass acts with the admin role for records, not for people or domains.
+            let member: SQLQuery = """
+                INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(world.strangers[0]), 'specialist')
+                """
+            #expect(await Refusal.of(member, as: open.context, on: databases.app) == .rowLevelSecurity, "\(backend) break-glass adds a member")
+            let domain: SQLQuery = """
+                INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), 'glass.example.test')
+                """
+            #expect(await Refusal.of(domain, as: open.context, on: databases.app) == .rowLevelSecurity, "\(backend) break-glass adds a domain")
             #expect(try await world.snapshot(databases.admin) == before)
             // Controls: the admin path opens, uses and closes it, each audited.
             try await databases.app.withTenant(open.context) { tx in
@@ -345,6 +357,44 @@ struct AdversarialTests {
             for row in rows {
                 #expect(abs(try row.decode("created_at", as: Date.self).timeIntervalSinceNow) < 60)
             }
+        }
+    }
+
+    @Test("audit rows: every context x action context x named actor has its exact outcome", arguments: TenancyBackend.all)
+    func auditMatrix(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let sessions = ElevatedSessions(admin: databases.admin)
+            let glass = try await sessions.openBreakGlass(organization: world.fixture.a.id, user: world.owner, reason: "owner's emergency access")
+            let support = try await sessions.openImpersonation(
+                organization: world.fixture.a.id, actor: world.owner, patient: world.fixture.a1.patient, reason: "support session for the test"
+            )
+            let contexts: [(String, TenantContext)] = TenantRole.allCases.map { ($0.rawValue, world.context($0)) }
+                + [("break-glass", glass.context), ("impersonation", support.context)]
+            let actors: [(String, UUID)] = [
+                ("owner", world.owner), ("specialist", world.specialist), ("patient A1", world.fixture.a1.user), ("platform admin", world.platformAdmin),
+            ]
+            var cells = 0
+            for (contextName, context) in contexts {
+                for actionContext in ["normal", "break_glass", "impersonation", "platform_admin", "system"] {
+                    for (actorName, actor) in actors {
+                        let allowed = switch actionContext {
+                        case "normal": actor == context.userID
+                        case "break_glass": contextName == "break-glass" && actor == context.userID
+                        case "impersonation": contextName == "impersonation" && actor == world.owner
+                        default: false
+                        }
+                        let insert: SQLQuery = """
+                            INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context) \
+                            VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(actor), 'user', 'matrix.write', \(actionContext))
+                            """
+                        let outcome = await Refusal.of(insert, as: context, on: databases.app)
+                        #expect(outcome == (allowed ? .none(1) : .rowLevelSecurity),
+                                "\(backend) as \(contextName): a \(actionContext) row naming \(actorName) → \(outcome)")
+                        cells += 1
+                    }
+                }
+            }
+            #expect(cells == 7 * 5 * 4)
         }
     }
 
@@ -472,6 +522,37 @@ struct AdversarialTests {
             // Control: counting usage up, as the usage meter does, works for staff.
             let counted = try await databases.app.execute(world.context(.assistant), "UPDATE usage_quotas SET current_units = current_units + 1 WHERE id = \(quota)")
             #expect(counted == 1)
+        }
+    }
+
+    @Test("refusals name the table and the rule, never the row's data", arguments: TenancyBackend.all)
+    func refusalsNameTheRule(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let quota = world.fixture.rows["usage_quotas"]!.a1
+            try await databases.admin.withOrganization(world.fixture.a.id, actor: .system("tenancy-tests")) { tx in
+                try await tx.execute("UPDATE usage_quotas SET current_units = 5 WHERE id = \(quota)")
+            }
+            let secretDomain = "private-\(UUIDv7.generate().uuidString.prefix(8).lowercased()).example.test"
+            let cases: [(SQLQuery, TenantContext, DatabaseError.Code, String, String?)] = [
+                ("INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(world.fixture.a.id), \(secretDomain))",
+                 world.context(.specialist), .rowLevelSecurityViolation, "organization_domains", nil),
+                ("UPDATE usage_quotas SET limit_units = 999 WHERE id = \(quota)", world.context(.owner), .insufficientPrivilege, "usage_quotas", nil),
+                ("UPDATE usage_quotas SET current_units = 0 WHERE id = \(quota)", world.context(.owner), .insufficientPrivilege, "usage_quotas",
+                 "usage is only counted up within a period"),
+            ]
+            for (statement, context, code, table, rule) in cases {
+                var caught: DatabaseError?
+                do {
+                    try await databases.app.withTenant(context) { tx in _ = try await tx.execute(statement) }
+                } catch let error as DatabaseError {
+                    caught = error
+                }
+                let error = try #require(caught, "\(backend): \(statement)")
+                #expect(error.code == code, "\(backend): \(error)")
+                #expect(error.description.contains(table), "\(backend): \(error)")
+                if let rule { #expect(error.description.contains(rule), "\(backend): \(error)") }
+                #expect(!error.description.contains(secretDomain) && !error.description.contains("999"), "\(backend): \(error)")
+            }
         }
     }
 

@@ -154,6 +154,24 @@ struct BootCheckTests {
         }
     }
 
+    @Test("a disabled guard trigger, a replaced policy function and a new SECURITY DEFINER function are named", .enabled(if: enabled))
+    func triggersAndFunctions() async throws {
+        try await TenancySandbox.make().run { sandbox in
+            #expect(try await problems(sandbox) == [])
+            try await sandbox.ownerScript("""
+                ALTER TABLE usage_quotas DISABLE TRIGGER usage_quota_guard;
+                CREATE OR REPLACE FUNCTION restartix_role_rank(role text) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 9 $$;
+                CREATE FUNCTION open_door() RETURNS integer LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;
+                CREATE FUNCTION harmless() RETURNS integer LANGUAGE sql AS $$ SELECT 1 $$;
+                """)
+            let found = try await problems(sandbox)
+            #expect(found.count == 3, "\(found)")
+            #expect(found.contains { $0.contains("table usage_quotas") && $0.contains("triggers") })
+            #expect(found.contains { $0.contains("restartix_role_rank(text)") && $0.contains("differs") })
+            #expect(found.contains { $0.contains("open_door()") && $0.contains("SECURITY DEFINER") })
+        }
+    }
+
     @Test("an app role that owns a table is refused", .enabled(if: enabled))
     func ownsTable() async throws {
         try await TenancySandbox.make().run { sandbox in

@@ -14,14 +14,17 @@
 ///   `impersonation` rows name the staff member of an open impersonation session whose
 ///   patient is the context's user.
 /// - Memberships: read by staff; added, re-roled and removed by a clinic's owner or admin, for
-///   roles below their own and never for themselves; only `role` can change.
-/// - Domains: read by staff, written by owner and admin; `verified_at` is the platform's.
+///   roles below their own and never for themselves, outside elevated sessions; only `role`
+///   can change.
+/// - Domains: read by staff, written by owner and admin (outside elevated sessions);
+///   `verified_at` is the platform's.
 /// - Usage: quotas and summaries are the platform's. The app role only counts usage: it may
 ///   raise `current_units` within a period and move an ended period to the current one
 ///   (`restartix_usage_quota_guard`), never change a limit. Usage records are append-only.
-/// - `restartix_security_baseline`: the policies, RLS flags and grants this migration leaves
-///   on every table of the schema, fingerprinted, so the boot check and `/ready` can report a
-///   table whose protection differs from what the migrations set.
+/// - `restartix_security_baseline`: the policies, RLS flags, triggers and grants this migration
+///   leaves on every table of the schema, and every function's definition and privileges,
+///   fingerprinted, so the boot check and `/ready` can report an object whose protection
+///   differs from what the migrations set.
 extension MigrationSet {
     static let postgresHardening = Migration(version: 6, name: "tenancy_hardening", sql: postgres0006)
 }
@@ -86,37 +89,45 @@ $$;
 GRANT EXECUTE ON FUNCTION restartix_role_rank(text) TO restartix_app, restartix_admin;
 
 -- Memberships: staff read them; an owner or admin manages roles below their own, never its
--- own row. Memberships of other kinds come from the Clerk webhook on the admin role.
+-- own row, and not under an elevated session (break-glass acts with the admin role for
+-- records, not for people). Memberships of other kinds come from the Clerk webhook on the
+-- admin role.
 DROP POLICY staff_access ON memberships;
 CREATE POLICY staff_read ON memberships AS PERMISSIVE FOR SELECT TO restartix_app
     USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin', 'specialist', 'assistant'));
 CREATE POLICY manage_insert ON memberships AS PERMISSIVE FOR INSERT TO restartix_app
     WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
         AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
         AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
 CREATE POLICY manage_update ON memberships AS PERMISSIVE FOR UPDATE TO restartix_app
     USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
         AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
         AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid))
     WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
         AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
         AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
 CREATE POLICY manage_delete ON memberships AS PERMISSIVE FOR DELETE TO restartix_app
     USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
         AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
         AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
 REVOKE INSERT, UPDATE ON memberships FROM restartix_app;
 GRANT INSERT (id, organization_id, user_id, role) ON memberships TO restartix_app;
 GRANT UPDATE (role) ON memberships TO restartix_app;
 
--- Domains: staff read them, owners and admins add, change and remove them; verification is
--- the platform's.
+-- Domains: staff read them, owners and admins add, change and remove them (not under an
+-- elevated session); verification is the platform's.
 DROP POLICY staff_access ON organization_domains;
 CREATE POLICY staff_read ON organization_domains AS PERMISSIVE FOR SELECT TO restartix_app
     USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin', 'specialist', 'assistant'));
 CREATE POLICY manage_write ON organization_domains AS PERMISSIVE FOR ALL TO restartix_app
-    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin'))
-    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin'));
+    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL)
+    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
+        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL);
 REVOKE INSERT, UPDATE ON organization_domains FROM restartix_app;
 GRANT INSERT (id, organization_id, domain, is_primary) ON organization_domains TO restartix_app;
 GRANT UPDATE (is_primary) ON organization_domains TO restartix_app;
@@ -153,16 +164,18 @@ $$;
 CREATE TRIGGER usage_quota_guard BEFORE UPDATE ON usage_quotas
     FOR EACH ROW EXECUTE FUNCTION restartix_usage_quota_guard();
 
--- The protection each table of the schema has: RLS flags, policies, and the app and admin
--- roles' table and column privileges, one fingerprint per table (partitions excluded: the
--- boot check verifies their RLS, and nobody is granted them). Deparsed with search_path =
--- pg_catalog so the text does not depend on the caller's path.
+-- The protection each object of the schema has, one fingerprint per object:
+-- - a table (or view): its RLS flags, policies, triggers (enabled or not) and the app and admin
+--   roles' table and column privileges (partitions excluded: the boot check verifies their RLS,
+--   and nobody is granted them);
+-- - a function: its definition, SECURITY DEFINER flag, settings and privileges.
+-- Deparsed with search_path = pg_catalog so the text does not depend on the caller's path.
 CREATE FUNCTION restartix_security_fingerprints(target_schema name)
-RETURNS TABLE (table_name text, fingerprint text)
+RETURNS TABLE (object_kind text, object_name text, fingerprint text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
 AS $$
-    SELECT c.relname::text,
+    SELECT 'table', c.relname::text,
         md5(concat_ws(E'\n',
             'kind=' || c.relkind::text,
             'rls=' || c.relrowsecurity::text || ',' || c.relforcerowsecurity::text,
@@ -174,6 +187,8 @@ AS $$
                         || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''),
                         E'\n' ORDER BY p.polname)
              FROM pg_policy p WHERE p.polrelid = c.oid),
+            (SELECT string_agg(t.tgname || '|' || t.tgenabled::text || '|' || pg_get_triggerdef(t.oid), E'\n' ORDER BY t.tgname)
+             FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),
             (SELECT string_agg(g.rolname || ':' || a.privilege_type, ',' ORDER BY g.rolname, a.privilege_type)
              FROM aclexplode(c.relacl) a JOIN pg_roles g ON g.oid = a.grantee
              WHERE g.rolname IN ('restartix_app', 'restartix_admin')),
@@ -185,29 +200,38 @@ AS $$
         ))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = target_schema AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+    UNION ALL
+    SELECT 'function', f.oid::regprocedure::text,
+        md5(concat_ws(E'\n', pg_get_functiondef(f.oid), f.prosecdef::text, coalesce(f.proconfig::text, ''),
+                      coalesce(f.proacl::text, 'default')))
+    FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+    WHERE n.nspname = target_schema AND f.prokind IN ('f', 'p')
 $$;
 GRANT EXECUTE ON FUNCTION restartix_security_fingerprints(name) TO PUBLIC;
 
--- Not secret (pg_policy and the ACLs are readable by every role): any role the boot check
--- runs as may read it. Only the owner writes it (no other grant); RLS on, like every table
--- the app role can read, with a policy that hides nothing.
+-- Not secret (the catalogs are readable by every role): any role the boot check runs as may
+-- read it. Only the owner writes it (no other grant); RLS on, like every table the app role
+-- can read, with a policy that hides nothing.
 CREATE TABLE restartix_security_baseline (
-    table_name text PRIMARY KEY,
-    fingerprint text NOT NULL
+    object_kind text NOT NULL CHECK (object_kind IN ('table', 'function')),
+    object_name text NOT NULL,
+    fingerprint text NOT NULL,
+    PRIMARY KEY (object_kind, object_name)
 );
 GRANT SELECT ON restartix_security_baseline TO PUBLIC;
 ALTER TABLE restartix_security_baseline ENABLE ROW LEVEL SECURITY;
 ALTER TABLE restartix_security_baseline FORCE ROW LEVEL SECURITY;
 CREATE POLICY baseline_access ON restartix_security_baseline AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
 
--- Every later migration that changes a table, a policy or a grant ends with this call.
+-- Every later migration that changes a table, a policy, a trigger, a function or a grant ends
+-- with this call.
 CREATE FUNCTION restartix_record_security_baseline()
 RETURNS void
 LANGUAGE sql
 AS $$
     DELETE FROM restartix_security_baseline;
-    INSERT INTO restartix_security_baseline (table_name, fingerprint)
-    SELECT table_name, fingerprint FROM restartix_security_fingerprints(current_schema());
+    INSERT INTO restartix_security_baseline (object_kind, object_name, fingerprint)
+    SELECT object_kind, object_name, fingerprint FROM restartix_security_fingerprints(current_schema());
 $$;
 REVOKE EXECUTE ON FUNCTION restartix_record_security_baseline() FROM PUBLIC;
 

@@ -1,3 +1,4 @@
+import Foundation
 /// An error from the storage layer, typed so callers can branch without matching strings.
 ///
 /// `description` is safe to log: it names the kind of failure, the SQLSTATE and the schema
@@ -154,6 +155,28 @@ extension DatabaseError {
         code: .transactionClosed,
         detail: "a connection or transaction handle must not be used after its closure returns"
     )
+
+    /// The table and a safe sentence naming the rule, for a Postgres refusal (SQLSTATE 42501).
+    /// Postgres names the table only in the message of these errors (never a row's data:
+    /// `new row violates row-level security policy [(USING expression)] for table "t"`,
+    /// `permission denied for table t`); the kit's own guards append their rule after a colon
+    /// (`permission denied for table usage_quotas: usage is only counted up within a period`).
+    static func refusal(_ message: String) -> (table: String?, detail: String)? {
+        guard let range = message.range(of: " for table ") else { return nil }
+        var rest = message[range.upperBound...]
+        var rule: Substring?
+        if let colon = rest.range(of: ": ") {
+            rule = rest[colon.upperBound...]
+            rest = rest[..<colon.lowerBound]
+        }
+        let table = rest.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+        guard !table.isEmpty, table.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else { return nil }
+        if message.contains("row-level security") {
+            return (table, "a row-level security policy of \(table) refuses this row under the transaction's context")
+        }
+        let because = rule.map { ": \($0)" } ?? ""
+        return (table, "the connected role may not do this on \(table)\(because)")
+    }
 
     /// Maps a Postgres SQLSTATE (and, for 42501, the message) to a code.
     static func code(forSQLState state: String, message: String) -> Code {

@@ -334,12 +334,14 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         if code == .connectionLost || PQstatus(conn) != CONNECTION_OK {
             brokenFlag.store(true, ordering: .relaxed)
         }
+        let refusal = state == "42501" ? DatabaseError.refusal(message) : nil
         return DatabaseError(
             code: PQstatus(conn) != CONNECTION_OK ? .connectionLost : code,
             sqlState: state,
             constraint: field("n"),
-            table: field("t"),
+            table: field("t") ?? refusal?.table,
             column: field("c"),
+            detail: refusal?.detail,
             serverMessage: message
         )
     }

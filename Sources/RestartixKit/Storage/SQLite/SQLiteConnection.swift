@@ -24,6 +24,9 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     /// statement a callback belongs to (SQLite re-prepares inside `sqlite3_step` after a
     /// schema change, and those callbacks get a number of their own).
     private(set) var statementSequence: UInt64 = 0
+    /// What the authorizer refused last (`update of usage_quotas.limit_units`), for the error
+    /// SQLite then reports only as "not authorized". Schema names only.
+    var lastDenial: (table: String?, what: String)?
 
     let dialect = SQLDialect.sqlite
 
@@ -337,7 +340,15 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     func error(_ rc: Int32) -> DatabaseError {
         let extended = sqlite3_extended_errcode(db)
         let message = String(cString: sqlite3_errmsg(db))
-        return Self.error(extended: extended == 0 ? rc : extended, message: message)
+        let error = Self.error(extended: extended == 0 ? rc : extended, message: message)
+        if error.code == .insufficientPrivilege, (extended == 0 ? rc : extended) & 0xFF == SQLITE_AUTH, let denial = lastDenial {
+            lastDenial = nil
+            return DatabaseError(
+                code: .insufficientPrivilege, table: denial.table,
+                detail: "the connection may not \(denial.what) (SQLite authorizer)", serverMessage: message
+            )
+        }
+        return error
     }
 
     static func error(extended: Int32, message: String) -> DatabaseError {

@@ -114,7 +114,9 @@ public final class SQLiteConnectionHandle {
                     trigger: d.map { String(cString: $0) },
                     statement: box.connection?.statementSequence ?? 0
                 )
-                return box.body(request).rawValue
+                let decision = box.body(request)
+                if decision == .deny { box.connection?.lastDenial = (request.argument1, request.summary) }
+                return decision.rawValue
             },
             Unmanaged.passUnretained(box).toOpaque()
         )
@@ -138,6 +140,23 @@ public struct SQLiteAuthorizerRequest: Sendable {
     /// Identifies the statement being prepared: equal for the callbacks of one statement,
     /// different for the next one on the connection.
     public let statement: UInt64
+
+    /// The request in a few words, schema names only (`update usage_quotas.limit_units`).
+    var summary: String {
+        let verb = switch action {
+        case Self.read: "read"
+        case Self.insert: "insert into"
+        case Self.update: "update"
+        case Self.delete: "delete from"
+        case Self.pragma: "run PRAGMA"
+        default: "run this kind of statement (SQLite action \(action)) on"
+        }
+        // Table and column for reads and updates; the first argument only otherwise (a PRAGMA's
+        // second argument is its value).
+        let parts = action == Self.read || action == Self.update ? [argument1, argument2] : [argument1]
+        let object = parts.compactMap { $0 }.joined(separator: ".")
+        return object.isEmpty ? verb : "\(verb) \(object)"
+    }
 
     public static let read = Int32(SQLITE_READ)
     public static let insert = Int32(SQLITE_INSERT)
