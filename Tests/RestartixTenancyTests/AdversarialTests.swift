@@ -197,28 +197,31 @@ struct AdversarialTests {
 
     // MARK: - 3: role defaults
 
-    @Test("role defaults the app role gives itself are named by the boot check", .enabled(if: TenancyBackend.all.contains(.postgresDirect)))
+    @Test("role defaults the app or admin role gives itself are named by the boot check", .enabled(if: TenancyBackend.all.contains(.postgresDirect)))
     func roleDefaults() async throws {
         try await SchemaOnce.shared.prepare()
-        let raw = try Database(url: TenancyBackend.require("DATABASE_APP_DIRECT_URL"), logger: TenancyBackend.logger)
-        defer { Task { await raw.shutdown() } }
-        // Inside a transaction that is rolled back: a role default is global, and the tests
-        // beside this one must not see it.
-        var found: [String] = []
-        do {
-            try await raw.transaction { tx in
-                try await tx.execute("ALTER ROLE restartix_app SET work_mem = '64kB'")
-                try await tx.execute("ALTER ROLE restartix_app IN DATABASE restartix SET search_path = pg_catalog")
-                found = try await IsolationCheck.hardeningProblems(tx, role: .app, name: "restartix_app")
-                throw Rollback()
-            }
-        } catch is Rollback {}
-        #expect(found.contains { $0.contains("work_mem") && $0.contains("every database") })
-        #expect(found.contains { $0.contains("search_path") && $0.contains("this database") })
-        #expect(!found.contains { $0.contains("64kB") || $0.contains("pg_catalog") }, "names only, never values")
-        // Control: without them, the same check finds nothing.
-        let clean = try await raw.transaction { tx in try await IsolationCheck.hardeningProblems(tx, role: .app, name: "restartix_app") }
-        #expect(clean == [])
+        for (urlName, role, name) in [("DATABASE_APP_DIRECT_URL", IsolationCheck.Role.app, "restartix_app"),
+                                      ("DATABASE_ADMIN_DIRECT_URL", .admin, "restartix_admin")] {
+            let raw = try Database(url: TenancyBackend.require(urlName), logger: TenancyBackend.logger)
+            // Inside a transaction that is rolled back: a role default is global, and the tests
+            // beside this one must not see it.
+            var found: [String] = []
+            do {
+                try await raw.transaction { tx in
+                    try await tx.execute(SQLQuery(unsafeSQL: "ALTER ROLE \(name) SET work_mem = '64kB'"))
+                    try await tx.execute(SQLQuery(unsafeSQL: "ALTER ROLE \(name) IN DATABASE restartix SET search_path = pg_catalog"))
+                    found = try await IsolationCheck.hardeningProblems(tx, role: role, name: name)
+                    throw Rollback()
+                }
+            } catch is Rollback {}
+            #expect(found.contains { $0.contains(name) && $0.contains("work_mem") && $0.contains("every database") })
+            #expect(found.contains { $0.contains(name) && $0.contains("search_path") && $0.contains("this database") })
+            #expect(!found.contains { $0.contains("64kB") || $0.contains("pg_catalog") }, "names only, never values")
+            // Control: without them, the same check finds nothing.
+            let clean = try await raw.transaction { tx in try await IsolationCheck.hardeningProblems(tx, role: role, name: name) }
+            #expect(clean == [], "\(name)")
+            await raw.shutdown()
+        }
     }
 
     @Test("an advisory lock held by an app client stalls the partition roll only until its lock timeout", .enabled(if: TenancyBackend.all.contains(.postgresDirect)))

@@ -109,7 +109,8 @@ func errorBody(_ code: String, _ detail: String) -> String {
 }
 
 /// Before serving: migrations on the embedded default, the keyring check (a key disabled while
-/// values still need it), then the tenancy boot check. Throws (and the server does not start)
+/// values still need it), then the tenancy boot check for the app role and, when given, the
+/// admin role. Throws (and the server does not start)
 /// when the keyring cannot open every sealed value or the database would not keep clinics apart.
 func prepareDatabases(
     configuration: CoreAPIConfiguration,
@@ -144,6 +145,7 @@ func prepareDatabases(
     }
     do {
         try await tenants.verifyIsolation()
+        try await admin?.verifyIsolation()
     } catch let error as TenancyError {
         logger.critical("Refusing to start: tenant isolation is not enforced", metadata: ["problems": "\(error.problems)"])
         throw error
