@@ -184,12 +184,17 @@ def emit_table(db, emit, table, version, rename):
     for (_cid, name, _type, notnull, default, _pk) in columns:
         values.append(f"coalesce(NEW.{name}, {default})" if notnull and default is not None else f"NEW.{name}")
     unique = unique_keys(db, rows) if version >= 6 else []
+    affinity = {c[1]: ("TEXT" if "TEXT" in c[2].upper() else "INTEGER" if "INT" in c[2].upper() else "BLOB") for c in columns}
+    for _name, key in unique:
+        assert all(affinity[c] in ("TEXT", "INTEGER") for c in key), f"{table}: unique key {key} of an unexpected type"
     def conflict_guards(exclude_old):
         # A conflict clause on the outer statement (INSERT OR REPLACE, REPLACE, UPDATE OR
         # REPLACE) would carry over to the write below and delete the conflicting row, which can
         # be another clinic's: refuse every unique-key conflict first, as Postgres does.
         for name, key in unique:
-            match = " AND ".join(f"k.{c} = NEW.{c}" for c in key)
+            # Compared as the write below will store it (TEXT affinity turns 1000 into '1000'),
+            # so a number or a blob cannot slip past the guard and then collide.
+            match = " AND ".join(f"k.{c} = CAST(NEW.{c} AS {affinity[c]})" for c in key)
             changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in key)
             same = f" AND k.id IS NOT OLD.id" if exclude_old else ""
             guard = f" AND ({changed})" if exclude_old else ""
@@ -222,14 +227,18 @@ def emit_table(db, emit, table, version, rename):
             emit(f"    SELECT RAISE(ABORT, 'permission denied for table {table}') WHERE {IS_APP} AND ({changed});")
         if version >= 6 and table == "usage_quotas":
             same = "NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at"
-            later = f"strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+5 minutes')"
-            earlier = f"strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '-5 minutes')"
+            fmt = "'%Y-%m-%dT%H:%M:%f000Z'"
+            later = f"strftime({fmt}, 'now', '+5 minutes')"
             emit(f"    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: usage is only counted up within a period')")
-            emit(f"        WHERE {IS_APP} AND {same} AND NEW.current_units < OLD.current_units;")
-            emit(f"    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: only an ended period may move, and only to the current one')")
-            emit(f"        WHERE {IS_APP} AND NOT ({same}) AND NOT (OLD.period_end_at <= {later} AND NEW.period_start_at <= {later}")
-            emit(f"            AND NEW.period_end_at > {earlier}")
-            emit(f"            AND NEW.period_end_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', NEW.period_start_at, '+31 days'));")
+            emit(f"        WHERE {IS_APP} AND (typeof(NEW.current_units) <> 'integer' OR typeof(NEW.period_start_at) <> 'text'")
+            emit(f"            OR typeof(NEW.period_end_at) <> 'text' OR ({same} AND NEW.current_units < OLD.current_units));")
+            # A period moves once it has ended (5 minutes of clock skew allowed), to a whole UTC
+            # month that starts no earlier than the old end and has begun: at most once a month.
+            emit(f"    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: only an ended period may move, and only to the current month')")
+            emit(f"        WHERE {IS_APP} AND NOT ({same}) AND NOT coalesce(OLD.period_end_at <= {later}")
+            emit(f"            AND NEW.period_start_at >= OLD.period_end_at AND NEW.period_start_at <= {later}")
+            emit(f"            AND NEW.period_start_at = strftime({fmt}, NEW.period_start_at, 'start of month')")
+            emit(f"            AND NEW.period_end_at = strftime({fmt}, NEW.period_start_at, 'start of month', '+1 month'), 0);")
         conflict_guards(True)
         emit(f"    UPDATE {table}__rows SET {assignments}")
         emit(f"        WHERE id = OLD.id AND coalesce({rule('OLD', 'update')}, 0);")
@@ -241,6 +250,11 @@ def emit_table(db, emit, table, version, rename):
         emit("END;")
     else:
         emit(f"CREATE TRIGGER {table}__delete INSTEAD OF DELETE ON {table} BEGIN")
+        if version >= 6 and table == "patients":
+            # The cascade would take the impersonation sessions naming the patient with it.
+            emit(f"    SELECT RAISE(ABORT, 'permission denied for table patients: a patient named by an impersonation session is erased by the platform')")
+            emit(f"        WHERE {IS_APP} AND coalesce({rule('OLD', 'delete')}, 0) AND EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows s")
+            emit(f"            WHERE s.organization_id = OLD.organization_id AND s.patient_id = OLD.id);")
         emit(f"    DELETE FROM {table}__rows WHERE id = OLD.id AND coalesce({rule('OLD', 'delete')}, 0);")
         emit("    SELECT restartix_count_changes(changes());")
         emit("END;")

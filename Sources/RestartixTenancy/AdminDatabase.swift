@@ -69,6 +69,7 @@ public final class AdminDatabase: Sendable, Service {
         _ body: (borrowing AdminTransaction) async throws -> T
     ) async throws -> T {
         let prelude = TenantDatabase.settingsStatement(
+            database.dialect,
             organization: organizationID.lowercasedString,
             user: actor.userID?.lowercasedString ?? "",
             role: "",
@@ -103,6 +104,7 @@ public final class AdminDatabase: Sendable, Service {
             metadata: metadata
         )
         let prelude = TenantDatabase.settingsStatement(
+            database.dialect,
             organization: "",
             user: actor.userID?.lowercasedString ?? "",
             role: "",
@@ -117,7 +119,7 @@ public final class AdminDatabase: Sendable, Service {
     /// The principal lookup of ``PrincipalResolver``: one fixed read across clinics (ids, a role,
     /// a status), in one round trip, with no audit row. Internal: nothing else may use it.
     func principalLookup(_ query: SQLQuery) async throws -> SQLRow? {
-        let prelude = TenantDatabase.settingsStatement(organization: "", user: "", role: "", session: "", unscoped: "on")
+        let prelude = TenantDatabase.settingsStatement(database.dialect, organization: "", user: "", role: "", session: "", unscoped: "on")
         return try await database.pipelinedTransaction(prelude: [prelude], statement: query).rows.first
     }
 

@@ -41,9 +41,18 @@ enum IsolationCheck {
     }
 
     private static func postgresProblems(_ database: Database, role: Role, schema: String?) async throws -> [String] {
-        // Read-only, in a transaction that pins the schema the kit's transactions use (the
-        // tenant database's `search_path`), so the check looks where the queries will.
-        try await database.transaction { connection in
+        // Read-only, on a pooled connection an app client may have poisoned: the transaction
+        // spells out its mode and first puts back the connection's own search_path (the one its
+        // URL asked for, `reset_val`: not what a client SET since), row security and bounded
+        // timeouts, with schema-qualified calls, before it reads anything. Then it pins the
+        // schema the kit's transactions use, so the check looks where the queries will.
+        let opening: SQLQuery = """
+            SELECT pg_catalog.set_config('search_path', \
+            (SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path'), true), \
+            pg_catalog.set_config('row_security', 'on', true), pg_catalog.set_config('statement_timeout', '10000ms', true), \
+            pg_catalog.set_config('lock_timeout', '5000ms', true), pg_catalog.set_config('exit_on_error', 'off', true)
+            """
+        return try await database.transaction(begin: "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", deferredPrelude: [opening]) { connection in
             var problems: [String] = []
             guard let me = try await connection.first("""
                 SELECT current_user::text AS name, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user
@@ -69,7 +78,7 @@ enum IsolationCheck {
                     return problems
                 }
                 let path = TenantSessionSettings(schema: schema).searchPath
-                try await connection.execute("SELECT set_config('search_path', \(path), true)")
+                try await connection.execute("SELECT pg_catalog.set_config('search_path', \(path), true)")
             }
 
             // The connected role must not own (or be able to become the owner of) any table.
@@ -163,21 +172,40 @@ enum IsolationCheck {
         var problems: [String] = []
         let privileges = try await connection.first("""
             SELECT has_database_privilege(current_database(), 'TEMPORARY') AS temp,
-                   has_database_privilege(current_database(), 'CREATE') AS create_schema,
-                   has_schema_privilege(current_schema(), 'CREATE') AS create_object,
-                   current_schema()::text AS schema
+                   has_database_privilege(current_database(), 'CREATE') AS create_schema
             """)
         if let privileges {
-            let schema = try privileges.decode("schema", as: String?.self) ?? "(none)"
             if try privileges.decode("temp", as: Bool.self) {
                 problems.append("role \(name) may create temporary tables (REVOKE TEMPORARY ON DATABASE ... FROM PUBLIC, \(name)): a temp table would shadow a tenant table on a pooled connection")
             }
             if try privileges.decode("create_schema", as: Bool.self) {
                 problems.append("role \(name) may create schemas in this database (REVOKE CREATE ON DATABASE ... FROM \(name))")
             }
-            if try privileges.decode("create_object", as: Bool.self) {
-                problems.append("role \(name) may create objects in schema \(schema) (REVOKE CREATE ON SCHEMA \(schema) FROM PUBLIC, \(name))")
-            }
+        }
+        // The schemas a kit transaction resolves names in (its own and `public`): an object the
+        // role created there could shadow one another client uses unqualified. (The kit's own
+        // opening statement calls pg_catalog by name, so no schema can answer it.)
+        let creatable = try await connection.query("""
+            SELECT nspname::text AS schema FROM pg_namespace
+            WHERE nspname IN (current_schema(), 'public') AND has_schema_privilege(oid, 'CREATE')
+            ORDER BY 1
+            """)
+        for row in creatable {
+            let schema = try row.decode("schema", as: String.self)
+            problems.append("role \(name) may create objects in schema \(schema) (REVOKE CREATE ON SCHEMA \(schema) FROM PUBLIC, \(name))")
+        }
+        // TRUNCATE empties every clinic's rows at once (it bypasses row-level security); a
+        // TRIGGER privilege would let the role hang its own code on a table. The app role may
+        // have neither anywhere; the admin role not on a table row-level security protects.
+        let bypassing = try await connection.query("""
+            SELECT c.relname::text AS table_name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND (\(role == .app) OR c.relrowsecurity)
+              AND (has_table_privilege(c.oid, 'TRUNCATE') OR has_table_privilege(c.oid, 'TRIGGER'))
+            ORDER BY 1
+            """)
+        for row in bypassing {
+            let table = try row.decode("table_name", as: String.self)
+            problems.append("role \(name) may TRUNCATE or add triggers to table \(table) (TRUNCATE bypasses row-level security)")
         }
         // Role defaults (ALTER ROLE ... SET), which a role may set on itself: they apply to every
         // new session, and through a pooler to every client. Names only, never values.

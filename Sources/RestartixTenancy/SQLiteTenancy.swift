@@ -175,6 +175,13 @@ enum SQLiteTenancy {
                 _ = try await connection.query("SELECT set_config('app.unscoped', 'on', true)")
                 problems.append("app connections can set app.unscoped")
             } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+            // The two probes above name `__rows`, which the statement filter alone refuses; this
+            // one passes the filter, so only the authorizer can stop it.
+            do {
+                try await connection.execute("CREATE TEMP VIEW restartix_authorizer_probe AS SELECT 1 AS x")
+                _ = try? await connection.execute("DROP VIEW temp.restartix_authorizer_probe")
+                problems.append("app connections can run DDL (no authorizer)")
+            } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
             return problems
         }
     }

@@ -146,6 +146,7 @@ public final class TenantDatabase: Sendable, Service {
     /// pinned `search_path`, `row_security` and the timeouts of ``TenantSessionSettings``.
     func contextStatement(_ context: TenantContext) -> SQLQuery {
         var statement = Self.settingsStatement(
+            dialect,
             organization: context.organizationID.lowercasedString,
             user: context.userID.lowercasedString,
             role: context.role.rawValue,
@@ -162,14 +163,23 @@ public final class TenantDatabase: Sendable, Service {
     /// `SELECT set_config(...)` for the settings the policies read, each transaction-local and
     /// bound, '' clearing a setting; `unscoped` is written only when given (SQLite app
     /// connections lock it unset).
-    static func settingsStatement(organization: String, user: String, role: String, session: String, unscoped: String?) -> SQLQuery {
+    ///
+    /// On Postgres the function is named `pg_catalog.set_config`: a `search_path` an earlier
+    /// client left on the pooled connection, naming a schema with a `set_config` of its own,
+    /// must not get to answer the very statement that pins the path. (SQLite has no schemas.)
+    static func settingsStatement(
+        _ dialect: SQLDialect, organization: String, user: String, role: String, session: String, unscoped: String?
+    ) -> SQLQuery {
+        let function = dialect == .postgres ? "pg_catalog.set_config" : "set_config"
         var statement: SQLQuery = """
-            SELECT set_config('app.current_org_id', \(organization), true), \
-            set_config('app.current_user_id', \(user), true), \
-            set_config('app.current_role', \(role), true)
+            SELECT \(unsafeRaw: function)('app.current_org_id', \(organization), true), \
+            \(unsafeRaw: function)('app.current_user_id', \(user), true), \
+            \(unsafeRaw: function)('app.current_role', \(role), true)
             """
-        statement.append(session.isEmpty ? ", set_config('app.session_id', '', true)" : ", set_config('app.session_id', \(session), true)")
-        if let unscoped { statement.append(", set_config('app.unscoped', \(unscoped), true)") }
+        statement.append(session.isEmpty
+            ? ", \(unsafeRaw: function)('app.session_id', '', true)"
+            : ", \(unsafeRaw: function)('app.session_id', \(session), true)")
+        if let unscoped { statement.append(", \(unsafeRaw: function)('app.unscoped', \(unscoped), true)") }
         return statement
     }
 }
@@ -186,6 +196,9 @@ public final class TenantDatabase: Sendable, Service {
 /// - `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` are the
 ///   values below (a leaked `1ms` would otherwise fail every later client's statements), and
 ///   `synchronous_commit` too (a leaked `off` would acknowledge commits before they are durable).
+///
+/// `exit_on_error` is pinned off (a leaked `on` turns every refused statement into a dropped
+/// connection) and, on PostgreSQL 17, `transaction_timeout` to none.
 ///
 /// Settings that only change speed (planner switches, `work_mem`, `jit`) are not pinned: a
 /// leaked one slows a later transaction down but cannot change what it reads or writes.
@@ -231,12 +244,17 @@ public struct TenantSessionSettings: Sendable, Hashable {
     /// literals (quotes doubled) so that each transaction binds only what varies.
     var pinnedSQL: String {
         func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
-        return ", set_config('app.unscoped', '', true)"
-            + ", set_config('search_path', \(literal(searchPath)), true), set_config('row_security', 'on', true)"
-            + ", set_config('statement_timeout', \(literal(Self.milliseconds(statementTimeout))), true)"
-            + ", set_config('lock_timeout', \(literal(Self.milliseconds(lockTimeout))), true)"
-            + ", set_config('idle_in_transaction_session_timeout', \(literal(Self.milliseconds(idleInTransactionTimeout))), true)"
-            + ", set_config('synchronous_commit', \(literal(synchronousCommit)), true)"
+        return ", pg_catalog.set_config('app.unscoped', '', true)"
+            + ", pg_catalog.set_config('search_path', \(literal(searchPath)), true), pg_catalog.set_config('row_security', 'on', true)"
+            + ", pg_catalog.set_config('statement_timeout', \(literal(Self.milliseconds(statementTimeout))), true)"
+            + ", pg_catalog.set_config('lock_timeout', \(literal(Self.milliseconds(lockTimeout))), true)"
+            + ", pg_catalog.set_config('idle_in_transaction_session_timeout', \(literal(Self.milliseconds(idleInTransactionTimeout))), true)"
+            + ", pg_catalog.set_config('synchronous_commit', \(literal(synchronousCommit)), true)"
+            // A leaked exit_on_error turns every refused statement into a dropped connection.
+            + ", pg_catalog.set_config('exit_on_error', 'off', true)"
+            // PostgreSQL 17's transaction_timeout (unknown to 15 and 16, hence the CASE).
+            + ", CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 170000"
+            + " THEN pg_catalog.set_config('transaction_timeout', '0', true) END"
     }
 }
 

@@ -272,7 +272,7 @@ struct MigrationSetTests {
                 "a4ffb2b7b7c0c50fbb3f437b1e75add3b17191d41e958893e6e52e69bb98b88e",
                 "533c71a8b015bbf532c5a96b0e7e445f95ef290d87a01b14bf781ca013ae68ec",
                 "7d2346cde3844b40b0f91f232544991e964bab4ddae361b82329fff6202d9b37",
-                "d8baa8271ce9ab252f650176fdea7f82f8d3592f1f63b9ddb0585e185f10bd86",
+                "39ae0e5b257fa635aca6312caa7d09a938a7388048744c7dabe7b00f7cc0224c",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -280,7 +280,7 @@ struct MigrationSetTests {
                 "bec02cfe26c74a6b71d6aa3d303302992dad54df08bcbb8edb859d92c8d0222f",
                 "9da324fd84e3c8e5477d52ba998d6d9b2e1786bda3cac5adb0c5cfb16a753a2c",
                 "5067c87e9825cf66a0153426b7f7d115985d736facab4db37e1e04e688cdc30b",
-                "b12eb610ea97c266e948d478bbea4280fedd6029d864bacfcccd164924caf234",
+                "3a970bd19124efc7dd773c101979166a9922930aa91f41f14b995f9d8c7783d8",
             ],
         ]
         for (dialect, checksums) in pins {

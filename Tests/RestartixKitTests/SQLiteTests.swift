@@ -205,6 +205,17 @@ struct SQLiteFilePermissionTests {
         #expect(!FileManager.default.fileExists(atPath: open.appendingPathComponent("db.sqlite").path))
         await shared.shutdown()
 
+        // A 0600 file another user made (in a directory others may enter) is not ours to trust.
+        if geteuid() == 0 {
+            let foreign = root.appendingPathComponent("foreign.sqlite").path
+            #expect(FileManager.default.createFile(atPath: foreign, contents: nil, attributes: [.posixPermissions: 0o600]))
+            #expect(chown(foreign, 65534, 65534) == 0)
+            let theirs = Database(configuration: DatabaseConfiguration(sqlitePath: foreign), logger: TestBackend.logger)
+            let owned = await #expect(throws: DatabaseError.self) { try await theirs.execute("SELECT 1") }
+            #expect(owned?.description.contains("belongs to another user") == true)
+            await theirs.shutdown()
+        }
+
         // An application's own state directory must be 0700 outright.
         let state = root.appendingPathComponent("state")
         try SQLiteConfiguration.preparePrivateDirectory(state.path)

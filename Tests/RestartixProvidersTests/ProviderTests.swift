@@ -39,6 +39,8 @@ struct ProviderTests {
         let registry: ProviderRegistry
         let clinics: [UUID]
         let adminURL: String?
+        /// The SQLite file, on the SQLite backend.
+        var sqlitePath: String? = nil
         let close: @Sendable () async -> Void
     }
 
@@ -75,7 +77,7 @@ struct ProviderTests {
         }
         let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring))
         let path = file
-        return World(database: database, admin: admin, registry: registry, clinics: clinics, adminURL: adminURL) {
+        return World(database: database, admin: admin, registry: registry, clinics: clinics, adminURL: adminURL, sqlitePath: path) {
             try? await admin.unscoped(reason: "provider tests: cleanup", actor: .system("provider-tests")) { tx in
                 for clinic in clinics { try await tx.execute("DELETE FROM organizations WHERE id = \(clinic)") }
             }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
@@ -9,6 +10,49 @@ struct UsageTests {
     static func count(_ world: ProviderTests.World, _ sql: SQLQuery, clinic: UUID) async throws -> Int {
         try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
             try await tx.query(sql).first?.decode(at: 0, as: Int.self) ?? 0
+        }
+    }
+
+    @Test("the app role counts usage through the meter, across an ended period, and cannot set quotas", arguments: ProviderTests.Backend.all)
+    func meterAsAppRole(backend: ProviderTests.Backend) async throws {
+        let capability = ProviderTests.capability()
+        try await ProviderTests.withWorld(backend, removing: []) { world in
+            let clinic = world.clinics[0]
+            var utc = Calendar(identifier: .gregorian)
+            utc.timeZone = TimeZone(identifier: "UTC")!
+            let thisMonth = utc.dateInterval(of: .month, for: Date())!
+            let lastMonth = utc.dateInterval(of: .month, for: thisMonth.start.addingTimeInterval(-86_400))!
+            try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await UsageMeter.setQuota(100, capability: capability, organization: clinic, now: lastMonth.start, in: tx)
+                try await tx.execute("UPDATE usage_quotas SET current_units = 70 WHERE capability = \(capability.name)")
+            }
+            let app: TenantDatabase = switch backend {
+            case .sqlite: TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: try #require(world.sqlitePath)), logger: Logger(label: "usage-tests"))
+            case .postgres: try TenantDatabase(url: try #require(ProcessInfo.processInfo.environment["DATABASE_APP_URL"]), logger: Logger(label: "usage-tests"))
+            }
+            let staff = TenantContext(organizationID: clinic, userID: UUIDv7.generate(), role: .assistant)
+            // Last month ended: the first record of this month moves the period and starts over.
+            let first = try await app.withTenant(staff) { tx in
+                try await UsageMeter.record(3, capability: capability, organization: clinic, in: tx)
+            }
+            #expect(first.used == 3 && first.limit == 100)
+            let second = try await app.withTenant(staff) { tx in
+                try await UsageMeter.record(2, capability: capability, organization: clinic, in: tx)
+            }
+            #expect(second.used == 5)
+            let period = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                try await tx.first("SELECT period_start_at, period_end_at FROM usage_quotas WHERE capability = \(capability.name)")
+            }
+            #expect(try period?.decode("period_start_at", as: Date.self) == thisMonth.start)
+            #expect(try period?.decode("period_end_at", as: Date.self) == thisMonth.end)
+            // Quotas are the platform's.
+            let refused = await #expect(throws: DatabaseError.self) {
+                try await app.withTenant(staff) { tx in
+                    try await UsageMeter.setQuota(1_000_000, capability: capability, organization: clinic, in: tx)
+                }
+            }
+            #expect(refused?.code == .insufficientPrivilege)
+            await app.shutdown()
         }
     }
 

@@ -172,6 +172,17 @@ struct BootCheckTests {
         }
     }
 
+    @Test("TRUNCATE for PUBLIC and CREATE on the schema are named", .enabled(if: enabled))
+    func publicGrants() async throws {
+        try await TenancySandbox.make().run { sandbox in
+            try await sandbox.ownerScript("GRANT TRUNCATE ON patients TO PUBLIC; GRANT CREATE ON SCHEMA \(sandbox.schema) TO PUBLIC")
+            let found = try await problems(sandbox)
+            #expect(found.contains { $0.contains("TRUNCATE") && $0.contains("patients") }, "\(found)")
+            #expect(found.contains { $0.contains("table patients") && $0.contains("differ from what the migrations set") }, "\(found)")
+            #expect(found.contains { $0.contains("create objects in schema \(sandbox.schema)") }, "\(found)")
+        }
+    }
+
     @Test("an app role that owns a table is refused", .enabled(if: enabled))
     func ownsTable() async throws {
         try await TenancySandbox.make().run { sandbox in

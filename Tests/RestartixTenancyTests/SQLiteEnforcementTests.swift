@@ -137,6 +137,11 @@ struct SQLiteEnforcementTests {
         let databases = try await TenancyBackend.sqlite.open()
         let fixture = try await TenancyFixture.make(admin: databases.admin)
         let context = fixture.context(staffOf: fixture.a)
+        // The platform first removes the impersonation session naming the patient (the app role
+        // may not delete a patient from under one).
+        try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("DELETE FROM patient_impersonation_sessions WHERE patient_id = \(fixture.a2.patient)")
+        }
         let deleted = try await databases.app.execute(context, "DELETE FROM patients WHERE id = \(fixture.a2.patient)")
         #expect(deleted == 1)
         let orphans = try await databases.app.query(context, "SELECT count(*) AS n FROM pose_session_metrics WHERE patient_id = \(fixture.a2.patient)")

@@ -19,8 +19,10 @@
 /// - Domains: read by staff, written by owner and admin (outside elevated sessions);
 ///   `verified_at` is the platform's.
 /// - Usage: quotas and summaries are the platform's. The app role only counts usage: it may
-///   raise `current_units` within a period and move an ended period to the current one
-///   (`restartix_usage_quota_guard`), never change a limit. Usage records are append-only.
+///   raise `current_units` within a period and move an ended period to the current UTC month,
+///   once (`restartix_usage_quota_guard`), never change a limit. Usage records are append-only.
+/// - A patient named by an impersonation session cannot be deleted by the app role (the
+///   cascade would take the sessions with it).
 /// - `restartix_security_baseline`: the policies, RLS flags, triggers and grants this migration
 ///   leaves on every table of the schema, and every function's definition and privileges,
 ///   fingerprinted, so the boot check and `/ready` can report an object whose protection
@@ -44,6 +46,12 @@ BEGIN
         EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, restartix_app, restartix_admin', current_database());
     END IF;
     EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC, restartix_app, restartix_admin', current_schema());
+    -- And `public`, where clusters made before PostgreSQL 15 let everyone create: a function
+    -- there could shadow one the app calls unqualified (the boot check names any schema left).
+    IF current_schema() <> 'public' AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public')
+       AND has_schema_privilege('public', 'public', 'CREATE') THEN
+        REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+    END IF;
 END;
 $$;
 
@@ -141,6 +149,7 @@ CREATE FUNCTION restartix_usage_quota_guard()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog
+SET timezone = 'UTC'
 AS $$
 BEGIN
     IF current_user <> 'restartix_app' THEN
@@ -151,11 +160,14 @@ BEGIN
             RAISE EXCEPTION 'permission denied for table usage_quotas: usage is only counted up within a period'
                 USING ERRCODE = '42501', HINT = 'quotas are reset by the platform (usage-quota-reset)';
         END IF;
+    -- A period moves once it has ended (5 minutes of clock skew allowed), to a whole UTC month
+    -- that starts no earlier than the old end and has begun: so at most once a month.
     ELSIF NOT (OLD.period_end_at <= now() + interval '5 minutes'
+               AND NEW.period_start_at >= OLD.period_end_at
                AND NEW.period_start_at <= now() + interval '5 minutes'
-               AND NEW.period_end_at > now() - interval '5 minutes'
-               AND NEW.period_end_at <= NEW.period_start_at + interval '31 days') THEN
-        RAISE EXCEPTION 'permission denied for table usage_quotas: only an ended period may move, and only to the current one'
+               AND NEW.period_start_at = date_trunc('month', NEW.period_start_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+               AND NEW.period_end_at = (date_trunc('month', NEW.period_start_at AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC') THEN
+        RAISE EXCEPTION 'permission denied for table usage_quotas: only an ended period may move, and only to the current month'
             USING ERRCODE = '42501';
     END IF;
     RETURN NEW;
@@ -164,9 +176,38 @@ $$;
 CREATE TRIGGER usage_quota_guard BEFORE UPDATE ON usage_quotas
     FOR EACH ROW EXECUTE FUNCTION restartix_usage_quota_guard();
 
+-- A patient someone was impersonated as stays, with the sessions that name it: deleting the
+-- patient would cascade them away (foreign-key actions run as the owner, whatever the app
+-- role's grants). Staff soft-delete (deleted_at); the platform may erase.
+-- Its search_path is this schema (pg_temp last), so the sessions it looks for are these.
+DO $do$
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION restartix_patient_delete_guard()
+        RETURNS trigger
+        LANGUAGE plpgsql
+        SET search_path = %I, pg_temp
+        AS $$
+        BEGIN
+            IF current_user = 'restartix_app' AND EXISTS (
+                SELECT 1 FROM patient_impersonation_sessions s
+                WHERE s.organization_id = OLD.organization_id AND s.patient_id = OLD.id
+            ) THEN
+                RAISE EXCEPTION 'permission denied for table patients: a patient named by an impersonation session is erased by the platform'
+                    USING ERRCODE = '42501';
+            END IF;
+            RETURN OLD;
+        END;
+        $$
+    $f$, current_schema());
+END;
+$do$;
+CREATE TRIGGER patient_delete_guard BEFORE DELETE ON patients
+    FOR EACH ROW EXECUTE FUNCTION restartix_patient_delete_guard();
+
 -- The protection each object of the schema has, one fingerprint per object:
 -- - a table (or view): its RLS flags, policies, triggers (enabled or not) and the app and admin
---   roles' table and column privileges (partitions excluded: the boot check verifies their RLS,
+--   roles' (and PUBLIC's) table and column privileges (partitions excluded: the boot check verifies their RLS,
 --   and nobody is granted them);
 -- - a function: its definition, SECURITY DEFINER flag, settings and privileges.
 -- Deparsed with search_path = pg_catalog so the text does not depend on the caller's path.
@@ -189,14 +230,16 @@ AS $$
              FROM pg_policy p WHERE p.polrelid = c.oid),
             (SELECT string_agg(t.tgname || '|' || t.tgenabled::text || '|' || pg_get_triggerdef(t.oid), E'\n' ORDER BY t.tgname)
              FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),
-            (SELECT string_agg(g.rolname || ':' || a.privilege_type, ',' ORDER BY g.rolname, a.privilege_type)
-             FROM aclexplode(c.relacl) a JOIN pg_roles g ON g.oid = a.grantee
-             WHERE g.rolname IN ('restartix_app', 'restartix_admin')),
-            (SELECT string_agg(g.rolname || ':' || att.attname || ':' || a.privilege_type, ','
-                               ORDER BY g.rolname, att.attname, a.privilege_type)
-             FROM pg_attribute att CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN pg_roles g ON g.oid = a.grantee
+            (SELECT string_agg(g.name || ':' || a.privilege_type, ',' ORDER BY g.name, a.privilege_type)
+             FROM aclexplode(c.relacl) a
+             JOIN (SELECT 0::oid AS oid, 'public' AS name UNION ALL SELECT oid, rolname::text FROM pg_roles) g ON g.oid = a.grantee
+             WHERE g.name IN ('public', 'restartix_app', 'restartix_admin')),
+            (SELECT string_agg(g.name || ':' || att.attname || ':' || a.privilege_type, ','
+                               ORDER BY g.name, att.attname, a.privilege_type)
+             FROM pg_attribute att CROSS JOIN LATERAL aclexplode(att.attacl) a
+             JOIN (SELECT 0::oid AS oid, 'public' AS name UNION ALL SELECT oid, rolname::text FROM pg_roles) g ON g.oid = a.grantee
              WHERE att.attrelid = c.oid AND att.attacl IS NOT NULL AND NOT att.attisdropped
-               AND g.rolname IN ('restartix_app', 'restartix_admin'))
+               AND g.name IN ('public', 'restartix_app', 'restartix_admin'))
         ))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = target_schema AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition

@@ -21,11 +21,11 @@ CREATE VIEW organizations AS SELECT * FROM organizations__rows AS r WHERE ((NOT 
 CREATE TRIGGER organizations__insert INSTEAD OF INSERT ON organizations BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "organizations"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organizations_clerk_organization_id_key"')
-        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.clerk_organization_id = NEW.clerk_organization_id);
+        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.clerk_organization_id = CAST(NEW.clerk_organization_id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organizations_pkey"')
-        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organizations_slug_key"')
-        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.slug = NEW.slug);
+        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.slug = CAST(NEW.slug AS TEXT));
     INSERT INTO organizations__rows (id, slug, name, status, tenancy, created_at, updated_at, clerk_organization_id)
         VALUES (NEW.id, NEW.slug, NEW.name, coalesce(NEW.status, 'active'), coalesce(NEW.tenancy, 'shared'), coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), coalesce(NEW.updated_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), NEW.clerk_organization_id);
     SELECT restartix_count_changes(changes());
@@ -34,11 +34,11 @@ CREATE TRIGGER organizations__update INSTEAD OF UPDATE ON organizations BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "organizations"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organizations_clerk_organization_id_key"')
-        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.clerk_organization_id = NEW.clerk_organization_id AND k.id IS NOT OLD.id) AND (NEW.clerk_organization_id IS NOT OLD.clerk_organization_id);
+        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.clerk_organization_id = CAST(NEW.clerk_organization_id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.clerk_organization_id IS NOT OLD.clerk_organization_id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organizations_pkey"')
-        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organizations_slug_key"')
-        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.slug = NEW.slug AND k.id IS NOT OLD.id) AND (NEW.slug IS NOT OLD.slug);
+        WHERE EXISTS (SELECT 1 FROM organizations__rows AS k WHERE k.slug = CAST(NEW.slug AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.slug IS NOT OLD.slug);
     UPDATE organizations__rows SET id = NEW.id, slug = NEW.slug, name = NEW.name, status = NEW.status, tenancy = NEW.tenancy, created_at = NEW.created_at, updated_at = NEW.updated_at, clerk_organization_id = NEW.clerk_organization_id
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
@@ -55,11 +55,11 @@ CREATE TRIGGER organization_domains__insert INSTEAD OF INSERT ON organization_do
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "organization_domains"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL)))), 0);
     SELECT RAISE(ABORT, 'permission denied for table organization_domains') WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (NEW.verified_at IS NOT NULL OR NEW.created_at IS NOT NULL);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organization_domains_domain_key"')
-        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.domain = NEW.domain);
+        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.domain = CAST(NEW.domain AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organization_domains_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organization_domains_pkey"')
-        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO organization_domains__rows (id, organization_id, domain, is_primary, verified_at, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.domain, coalesce(NEW.is_primary, 0), NEW.verified_at, coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -69,11 +69,11 @@ CREATE TRIGGER organization_domains__update INSTEAD OF UPDATE ON organization_do
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL)))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL)))), 0);
     SELECT RAISE(ABORT, 'permission denied for table organization_domains') WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (NEW.id IS NOT OLD.id OR NEW.organization_id IS NOT OLD.organization_id OR NEW.domain IS NOT OLD.domain OR NEW.verified_at IS NOT OLD.verified_at OR NEW.created_at IS NOT OLD.created_at);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organization_domains_domain_key"')
-        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.domain = NEW.domain AND k.id IS NOT OLD.id) AND (NEW.domain IS NOT OLD.domain);
+        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.domain = CAST(NEW.domain AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.domain IS NOT OLD.domain);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organization_domains_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "organization_domains_pkey"')
-        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM organization_domains__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE organization_domains__rows SET id = NEW.id, organization_id = NEW.organization_id, domain = NEW.domain, is_primary = NEW.is_primary, verified_at = NEW.verified_at, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL)))), 0);
     SELECT restartix_count_changes(changes());
@@ -90,11 +90,11 @@ CREATE TRIGGER memberships__insert INSTEAD OF INSERT ON memberships BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "memberships"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL AND (CASE NEW.role WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) < (CASE nullif(current_setting('app.current_role', 1), '') WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) AND NEW.user_id IS NOT nullif(current_setting('app.current_user_id', 1), ''))))), 0);
     SELECT RAISE(ABORT, 'permission denied for table memberships') WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (NEW.created_at IS NOT NULL);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "memberships_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "memberships_organization_id_user_id_key"')
-        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = NEW.organization_id AND k.user_id = NEW.user_id);
+        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.user_id = CAST(NEW.user_id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "memberships_pkey"')
-        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO memberships__rows (id, organization_id, user_id, role, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.user_id, NEW.role, coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -104,11 +104,11 @@ CREATE TRIGGER memberships__update INSTEAD OF UPDATE ON memberships BEGIN
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL AND (CASE OLD.role WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) < (CASE nullif(current_setting('app.current_role', 1), '') WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) AND OLD.user_id IS NOT nullif(current_setting('app.current_user_id', 1), ''))))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL AND (CASE NEW.role WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) < (CASE nullif(current_setting('app.current_role', 1), '') WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) AND NEW.user_id IS NOT nullif(current_setting('app.current_user_id', 1), ''))))), 0);
     SELECT RAISE(ABORT, 'permission denied for table memberships') WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (NEW.id IS NOT OLD.id OR NEW.organization_id IS NOT OLD.organization_id OR NEW.user_id IS NOT OLD.user_id OR NEW.created_at IS NOT OLD.created_at);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "memberships_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "memberships_organization_id_user_id_key"')
-        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = NEW.organization_id AND k.user_id = NEW.user_id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.user_id IS NOT OLD.user_id);
+        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.user_id = CAST(NEW.user_id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.user_id IS NOT OLD.user_id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "memberships_pkey"')
-        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM memberships__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE memberships__rows SET id = NEW.id, organization_id = NEW.organization_id, user_id = NEW.user_id, role = NEW.role, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND ((nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin') AND nullif(current_setting('app.session_id', 1), '') IS NULL AND (CASE OLD.role WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) < (CASE nullif(current_setting('app.current_role', 1), '') WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'specialist' THEN 2 WHEN 'assistant' THEN 1 WHEN 'patient' THEN 0 END) AND OLD.user_id IS NOT nullif(current_setting('app.current_user_id', 1), ''))))), 0);
     SELECT restartix_count_changes(changes());
@@ -124,9 +124,9 @@ CREATE VIEW patients AS SELECT * FROM patients__rows AS r WHERE ((NOT (current_s
 CREATE TRIGGER patients__insert INSTEAD OF INSERT ON patients BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "patients"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patients_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patients_pkey"')
-        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO patients__rows (id, organization_id, user_id, name, date_of_birth, email, phone, email_index, created_at, updated_at, deleted_at)
         VALUES (NEW.id, NEW.organization_id, NEW.user_id, NEW.name, NEW.date_of_birth, NEW.email, NEW.phone, NEW.email_index, coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), coalesce(NEW.updated_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), NEW.deleted_at);
     SELECT restartix_count_changes(changes());
@@ -135,14 +135,17 @@ CREATE TRIGGER patients__update INSTEAD OF UPDATE ON patients BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "patients"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (OLD.user_id = nullif(current_setting('app.current_user_id', 1), '')))))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (NEW.user_id = nullif(current_setting('app.current_user_id', 1), '')))))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patients_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patients_pkey"')
-        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM patients__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE patients__rows SET id = NEW.id, organization_id = NEW.organization_id, user_id = NEW.user_id, name = NEW.name, date_of_birth = NEW.date_of_birth, email = NEW.email, phone = NEW.phone, email_index = NEW.email_index, created_at = NEW.created_at, updated_at = NEW.updated_at, deleted_at = NEW.deleted_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (OLD.user_id = nullif(current_setting('app.current_user_id', 1), '')))))), 0);
     SELECT restartix_count_changes(changes());
 END;
 CREATE TRIGGER patients__delete INSTEAD OF DELETE ON patients BEGIN
+    SELECT RAISE(ABORT, 'permission denied for table patients: a patient named by an impersonation session is erased by the platform')
+        WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows s
+            WHERE s.organization_id = OLD.organization_id AND s.patient_id = OLD.id);
     DELETE FROM patients__rows WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
 END;
@@ -154,7 +157,7 @@ CREATE TRIGGER audit_log__insert INSTEAD OF INSERT ON audit_log BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "audit_log"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (1))) AND NEW.actor_kind = 'user' AND ((coalesce(NEW.action_context, 'normal') = 'normal' AND NEW.actor_user_id = nullif(current_setting('app.current_user_id', 1), '')) OR (NEW.action_context = 'break_glass' AND NEW.actor_user_id = nullif(current_setting('app.current_user_id', 1), '') AND EXISTS (SELECT 1 FROM break_glass_sessions__rows s WHERE s.id = nullif(current_setting('app.session_id', 1), '') AND s.organization_id = NEW.organization_id AND s.user_id = NEW.actor_user_id AND s.closed_at IS NULL AND s.expires_at > strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))) OR (NEW.action_context = 'impersonation' AND EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows s JOIN patients__rows p ON p.organization_id = s.organization_id AND p.id = s.patient_id WHERE s.id = nullif(current_setting('app.session_id', 1), '') AND s.organization_id = NEW.organization_id AND s.user_id = NEW.actor_user_id AND p.user_id = nullif(current_setting('app.current_user_id', 1), '') AND s.closed_at IS NULL AND s.expires_at > strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')))))), 0);
     SELECT RAISE(ABORT, 'permission denied for table audit_log') WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (NEW.created_at IS NOT NULL);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "audit_log_pkey"')
-        WHERE EXISTS (SELECT 1 FROM audit_log__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM audit_log__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO audit_log__rows (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, request_id, metadata, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.actor_user_id, NEW.actor_kind, NEW.action, coalesce(NEW.action_context, 'normal'), NEW.resource_type, NEW.resource_id, NEW.request_id, coalesce(NEW.metadata, '{}'), coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -172,7 +175,7 @@ CREATE VIEW usage_records AS SELECT * FROM usage_records__rows AS r WHERE ((NOT 
 CREATE TRIGGER usage_records__insert INSTEAD OF INSERT ON usage_records BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "usage_records"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_records_pkey"')
-        WHERE EXISTS (SELECT 1 FROM usage_records__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM usage_records__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO usage_records__rows (id, organization_id, capability, units, metadata, recorded_at)
         VALUES (NEW.id, NEW.organization_id, NEW.capability, NEW.units, coalesce(NEW.metadata, '{}'), coalesce(NEW.recorded_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -181,7 +184,7 @@ CREATE TRIGGER usage_records__update INSTEAD OF UPDATE ON usage_records BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "usage_records"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_records_pkey"')
-        WHERE EXISTS (SELECT 1 FROM usage_records__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM usage_records__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE usage_records__rows SET id = NEW.id, organization_id = NEW.organization_id, capability = NEW.capability, units = NEW.units, metadata = NEW.metadata, recorded_at = NEW.recorded_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT restartix_count_changes(changes());
@@ -197,11 +200,11 @@ CREATE VIEW usage_quotas AS SELECT * FROM usage_quotas__rows AS r WHERE ((NOT (c
 CREATE TRIGGER usage_quotas__insert INSTEAD OF INSERT ON usage_quotas BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "usage_quotas"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_quotas_organization_id_capability_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = NEW.organization_id AND k.capability = NEW.capability);
+        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.capability = CAST(NEW.capability AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_quotas_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_quotas_pkey"')
-        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO usage_quotas__rows (id, organization_id, capability, limit_units, current_units, period_start_at, period_end_at, updated_at)
         VALUES (NEW.id, NEW.organization_id, NEW.capability, NEW.limit_units, coalesce(NEW.current_units, 0), NEW.period_start_at, NEW.period_end_at, coalesce(NEW.updated_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -211,17 +214,19 @@ CREATE TRIGGER usage_quotas__update INSTEAD OF UPDATE ON usage_quotas BEGIN
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'permission denied for table usage_quotas') WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (NEW.id IS NOT OLD.id OR NEW.organization_id IS NOT OLD.organization_id OR NEW.capability IS NOT OLD.capability OR NEW.limit_units IS NOT OLD.limit_units);
     SELECT RAISE(ABORT, 'permission denied for table usage_quotas: usage is only counted up within a period')
-        WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at AND NEW.current_units < OLD.current_units;
-    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: only an ended period may move, and only to the current one')
-        WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND NOT (NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at) AND NOT (OLD.period_end_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+5 minutes') AND NEW.period_start_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+5 minutes')
-            AND NEW.period_end_at > strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '-5 minutes')
-            AND NEW.period_end_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', NEW.period_start_at, '+31 days'));
+        WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND (typeof(NEW.current_units) <> 'integer' OR typeof(NEW.period_start_at) <> 'text'
+            OR typeof(NEW.period_end_at) <> 'text' OR (NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at AND NEW.current_units < OLD.current_units));
+    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: only an ended period may move, and only to the current month')
+        WHERE (current_setting('restartix.connection_role', 1) IS 'app') AND NOT (NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at) AND NOT coalesce(OLD.period_end_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+5 minutes')
+            AND NEW.period_start_at >= OLD.period_end_at AND NEW.period_start_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+5 minutes')
+            AND NEW.period_start_at = strftime('%Y-%m-%dT%H:%M:%f000Z', NEW.period_start_at, 'start of month')
+            AND NEW.period_end_at = strftime('%Y-%m-%dT%H:%M:%f000Z', NEW.period_start_at, 'start of month', '+1 month'), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_quotas_organization_id_capability_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = NEW.organization_id AND k.capability = NEW.capability AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.capability IS NOT OLD.capability);
+        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.capability = CAST(NEW.capability AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.capability IS NOT OLD.capability);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_quotas_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_quotas_pkey"')
-        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM usage_quotas__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE usage_quotas__rows SET id = NEW.id, organization_id = NEW.organization_id, capability = NEW.capability, limit_units = NEW.limit_units, current_units = NEW.current_units, period_start_at = NEW.period_start_at, period_end_at = NEW.period_end_at, updated_at = NEW.updated_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
@@ -237,11 +242,11 @@ CREATE VIEW usage_summaries AS SELECT * FROM usage_summaries__rows AS r WHERE ((
 CREATE TRIGGER usage_summaries__insert INSTEAD OF INSERT ON usage_summaries BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "usage_summaries"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_summaries_organization_id_capability_period_start_at_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = NEW.organization_id AND k.capability = NEW.capability AND k.period_start_at = NEW.period_start_at);
+        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.capability = CAST(NEW.capability AS TEXT) AND k.period_start_at = CAST(NEW.period_start_at AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_summaries_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_summaries_pkey"')
-        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO usage_summaries__rows (id, organization_id, capability, period_start_at, period_end_at, total_units, closed_at)
         VALUES (NEW.id, NEW.organization_id, NEW.capability, NEW.period_start_at, NEW.period_end_at, coalesce(NEW.total_units, 0), NEW.closed_at);
     SELECT restartix_count_changes(changes());
@@ -250,11 +255,11 @@ CREATE TRIGGER usage_summaries__update INSTEAD OF UPDATE ON usage_summaries BEGI
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "usage_summaries"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_summaries_organization_id_capability_period_start_at_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = NEW.organization_id AND k.capability = NEW.capability AND k.period_start_at = NEW.period_start_at AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.capability IS NOT OLD.capability OR NEW.period_start_at IS NOT OLD.period_start_at);
+        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.capability = CAST(NEW.capability AS TEXT) AND k.period_start_at = CAST(NEW.period_start_at AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.capability IS NOT OLD.capability OR NEW.period_start_at IS NOT OLD.period_start_at);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_summaries_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "usage_summaries_pkey"')
-        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM usage_summaries__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE usage_summaries__rows SET id = NEW.id, organization_id = NEW.organization_id, capability = NEW.capability, period_start_at = NEW.period_start_at, period_end_at = NEW.period_end_at, total_units = NEW.total_units, closed_at = NEW.closed_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT restartix_count_changes(changes());
@@ -270,9 +275,9 @@ CREATE VIEW break_glass_sessions AS SELECT * FROM break_glass_sessions__rows AS 
 CREATE TRIGGER break_glass_sessions__insert INSTEAD OF INSERT ON break_glass_sessions BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "break_glass_sessions"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "break_glass_sessions_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "break_glass_sessions_pkey"')
-        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO break_glass_sessions__rows (id, organization_id, user_id, reason, opened_at, expires_at, closed_at, closed_by)
         VALUES (NEW.id, NEW.organization_id, NEW.user_id, NEW.reason, coalesce(NEW.opened_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), NEW.expires_at, NEW.closed_at, NEW.closed_by);
     SELECT restartix_count_changes(changes());
@@ -281,9 +286,9 @@ CREATE TRIGGER break_glass_sessions__update INSTEAD OF UPDATE ON break_glass_ses
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "break_glass_sessions"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "break_glass_sessions_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "break_glass_sessions_pkey"')
-        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM break_glass_sessions__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE break_glass_sessions__rows SET id = NEW.id, organization_id = NEW.organization_id, user_id = NEW.user_id, reason = NEW.reason, opened_at = NEW.opened_at, expires_at = NEW.expires_at, closed_at = NEW.closed_at, closed_by = NEW.closed_by
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT restartix_count_changes(changes());
@@ -299,9 +304,9 @@ CREATE VIEW patient_impersonation_sessions AS SELECT * FROM patient_impersonatio
 CREATE TRIGGER patient_impersonation_sessions__insert INSTEAD OF INSERT ON patient_impersonation_sessions BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "patient_impersonation_sessions"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patient_impersonation_sessions_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patient_impersonation_sessions_pkey"')
-        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO patient_impersonation_sessions__rows (id, organization_id, user_id, patient_id, reason, opened_at, expires_at, closed_at, closed_by)
         VALUES (NEW.id, NEW.organization_id, NEW.user_id, NEW.patient_id, NEW.reason, coalesce(NEW.opened_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), NEW.expires_at, NEW.closed_at, NEW.closed_by);
     SELECT restartix_count_changes(changes());
@@ -310,9 +315,9 @@ CREATE TRIGGER patient_impersonation_sessions__update INSTEAD OF UPDATE ON patie
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "patient_impersonation_sessions"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patient_impersonation_sessions_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "patient_impersonation_sessions_pkey"')
-        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE patient_impersonation_sessions__rows SET id = NEW.id, organization_id = NEW.organization_id, user_id = NEW.user_id, patient_id = NEW.patient_id, reason = NEW.reason, opened_at = NEW.opened_at, expires_at = NEW.expires_at, closed_at = NEW.closed_at, closed_by = NEW.closed_by
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '')))), 0);
     SELECT restartix_count_changes(changes());
@@ -328,9 +333,9 @@ CREATE VIEW pose_session_metrics AS SELECT * FROM pose_session_metrics__rows AS 
 CREATE TRIGGER pose_session_metrics__insert INSTEAD OF INSERT ON pose_session_metrics BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "pose_session_metrics"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (NEW.patient_id IN (SELECT p.id FROM patients__rows p WHERE p.organization_id = NEW.organization_id AND p.user_id = nullif(current_setting('app.current_user_id', 1), ''))))))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "pose_session_metrics_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "pose_session_metrics_pkey"')
-        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO pose_session_metrics__rows (id, organization_id, patient_id, exercise, started_at, ended_at, rep_count, mean_rom_degrees, min_rom_degrees, max_rom_degrees, mean_rep_duration_ms, tempo_cv, active_time_ms, tracked_frame_ratio, mean_visibility, effective_fps, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.patient_id, NEW.exercise, NEW.started_at, NEW.ended_at, NEW.rep_count, NEW.mean_rom_degrees, NEW.min_rom_degrees, NEW.max_rom_degrees, NEW.mean_rep_duration_ms, NEW.tempo_cv, coalesce(NEW.active_time_ms, 0), NEW.tracked_frame_ratio, NEW.mean_visibility, NEW.effective_fps, coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -339,9 +344,9 @@ CREATE TRIGGER pose_session_metrics__update INSTEAD OF UPDATE ON pose_session_me
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "pose_session_metrics"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "pose_session_metrics_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "pose_session_metrics_pkey"')
-        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM pose_session_metrics__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE pose_session_metrics__rows SET id = NEW.id, organization_id = NEW.organization_id, patient_id = NEW.patient_id, exercise = NEW.exercise, started_at = NEW.started_at, ended_at = NEW.ended_at, rep_count = NEW.rep_count, mean_rom_degrees = NEW.mean_rom_degrees, min_rom_degrees = NEW.min_rom_degrees, max_rom_degrees = NEW.max_rom_degrees, mean_rep_duration_ms = NEW.mean_rep_duration_ms, tempo_cv = NEW.tempo_cv, active_time_ms = NEW.active_time_ms, tracked_frame_ratio = NEW.tracked_frame_ratio, mean_visibility = NEW.mean_visibility, effective_fps = NEW.effective_fps, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
@@ -357,7 +362,7 @@ CREATE VIEW pose_rep_metrics AS SELECT * FROM pose_rep_metrics__rows AS r WHERE 
 CREATE TRIGGER pose_rep_metrics__insert INSTEAD OF INSERT ON pose_rep_metrics BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "pose_rep_metrics"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (NEW.session_id IN (SELECT s.id FROM pose_session_metrics__rows s JOIN patients__rows p ON p.organization_id = s.organization_id AND p.id = s.patient_id WHERE s.organization_id = NEW.organization_id AND p.user_id = nullif(current_setting('app.current_user_id', 1), ''))))))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "pose_rep_metrics_pkey"')
-        WHERE EXISTS (SELECT 1 FROM pose_rep_metrics__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM pose_rep_metrics__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO pose_rep_metrics__rows (id, organization_id, session_id, rep_index, start_ms, end_ms, duration_ms, min_angle_degrees, max_angle_degrees, rom_degrees, concentric_ms, eccentric_ms, peak_velocity_dps, mean_visibility, partial_range, too_fast, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.session_id, NEW.rep_index, NEW.start_ms, NEW.end_ms, NEW.duration_ms, NEW.min_angle_degrees, NEW.max_angle_degrees, NEW.rom_degrees, NEW.concentric_ms, NEW.eccentric_ms, NEW.peak_velocity_dps, NEW.mean_visibility, coalesce(NEW.partial_range, 0), coalesce(NEW.too_fast, 0), coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -366,7 +371,7 @@ CREATE TRIGGER pose_rep_metrics__update INSTEAD OF UPDATE ON pose_rep_metrics BE
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "pose_rep_metrics"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "pose_rep_metrics_pkey"')
-        WHERE EXISTS (SELECT 1 FROM pose_rep_metrics__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM pose_rep_metrics__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE pose_rep_metrics__rows SET id = NEW.id, organization_id = NEW.organization_id, session_id = NEW.session_id, rep_index = NEW.rep_index, start_ms = NEW.start_ms, end_ms = NEW.end_ms, duration_ms = NEW.duration_ms, min_angle_degrees = NEW.min_angle_degrees, max_angle_degrees = NEW.max_angle_degrees, rom_degrees = NEW.rom_degrees, concentric_ms = NEW.concentric_ms, eccentric_ms = NEW.eccentric_ms, peak_velocity_dps = NEW.peak_velocity_dps, mean_visibility = NEW.mean_visibility, partial_range = NEW.partial_range, too_fast = NEW.too_fast, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
@@ -382,9 +387,9 @@ CREATE VIEW media_session_metrics AS SELECT * FROM media_session_metrics__rows A
 CREATE TRIGGER media_session_metrics__insert INSTEAD OF INSERT ON media_session_metrics BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "media_session_metrics"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (NEW.patient_id IN (SELECT p.id FROM patients__rows p WHERE p.organization_id = NEW.organization_id AND p.user_id = nullif(current_setting('app.current_user_id', 1), ''))))))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "media_session_metrics_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "media_session_metrics_pkey"')
-        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO media_session_metrics__rows (id, organization_id, patient_id, video_id, startup_time_ms, exit_before_start, watch_time_ms, playing_time_ms, rebuffer_count, rebuffer_duration_ms, rebuffer_percentage, rebuffer_frequency_per_minute, startup_score, smoothness_score, failure_count, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.patient_id, NEW.video_id, NEW.startup_time_ms, coalesce(NEW.exit_before_start, 0), coalesce(NEW.watch_time_ms, 0), coalesce(NEW.playing_time_ms, 0), coalesce(NEW.rebuffer_count, 0), coalesce(NEW.rebuffer_duration_ms, 0), NEW.rebuffer_percentage, NEW.rebuffer_frequency_per_minute, NEW.startup_score, NEW.smoothness_score, coalesce(NEW.failure_count, 0), coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -393,9 +398,9 @@ CREATE TRIGGER media_session_metrics__update INSTEAD OF UPDATE ON media_session_
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "media_session_metrics"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "media_session_metrics_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "media_session_metrics_pkey"')
-        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM media_session_metrics__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE media_session_metrics__rows SET id = NEW.id, organization_id = NEW.organization_id, patient_id = NEW.patient_id, video_id = NEW.video_id, startup_time_ms = NEW.startup_time_ms, exit_before_start = NEW.exit_before_start, watch_time_ms = NEW.watch_time_ms, playing_time_ms = NEW.playing_time_ms, rebuffer_count = NEW.rebuffer_count, rebuffer_duration_ms = NEW.rebuffer_duration_ms, rebuffer_percentage = NEW.rebuffer_percentage, rebuffer_frequency_per_minute = NEW.rebuffer_frequency_per_minute, startup_score = NEW.startup_score, smoothness_score = NEW.smoothness_score, failure_count = NEW.failure_count, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
@@ -411,7 +416,7 @@ CREATE VIEW media_buffering_events AS SELECT * FROM media_buffering_events__rows
 CREATE TRIGGER media_buffering_events__insert INSTEAD OF INSERT ON media_buffering_events BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "media_buffering_events"') WHERE NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant') OR (nullif(current_setting('app.current_role', 1), '') = 'patient' AND (NEW.media_session_id IN (SELECT s.id FROM media_session_metrics__rows s JOIN patients__rows p ON p.organization_id = s.organization_id AND p.id = s.patient_id WHERE s.organization_id = NEW.organization_id AND p.user_id = nullif(current_setting('app.current_user_id', 1), ''))))))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "media_buffering_events_pkey"')
-        WHERE EXISTS (SELECT 1 FROM media_buffering_events__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM media_buffering_events__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO media_buffering_events__rows (id, organization_id, media_session_id, started_at_ms, duration_ms, seek_induced, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.media_session_id, NEW.started_at_ms, NEW.duration_ms, coalesce(NEW.seek_induced, 0), coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -420,7 +425,7 @@ CREATE TRIGGER media_buffering_events__update INSTEAD OF UPDATE ON media_bufferi
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "media_buffering_events"')
         WHERE coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0) AND NOT coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "media_buffering_events_pkey"')
-        WHERE EXISTS (SELECT 1 FROM media_buffering_events__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM media_buffering_events__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE media_buffering_events__rows SET id = NEW.id, organization_id = NEW.organization_id, media_session_id = NEW.media_session_id, started_at_ms = NEW.started_at_ms, duration_ms = NEW.duration_ms, seek_induced = NEW.seek_induced, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(((NOT (current_setting('restartix.connection_role', 1) IS 'app') AND ((current_setting('app.unscoped', 1) IS 'on') OR OLD.organization_id = nullif(current_setting('app.current_org_id', 1), ''))) OR ((current_setting('restartix.connection_role', 1) IS 'app') AND OLD.organization_id = nullif(current_setting('app.current_org_id', 1), '') AND (nullif(current_setting('app.current_role', 1), '') IN ('owner', 'admin', 'specialist', 'assistant')))), 0);
     SELECT restartix_count_changes(changes());
@@ -436,9 +441,9 @@ CREATE VIEW users AS SELECT * FROM users__rows AS r WHERE (NOT (current_setting(
 CREATE TRIGGER users__insert INSTEAD OF INSERT ON users BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "users"') WHERE NOT coalesce((NOT (current_setting('restartix.connection_role', 1) IS 'app')), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "users_clerk_user_id_key"')
-        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.clerk_user_id = NEW.clerk_user_id);
+        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.clerk_user_id = CAST(NEW.clerk_user_id AS TEXT));
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "users_pkey"')
-        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.id = NEW.id);
+        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
     INSERT INTO users__rows (id, clerk_user_id, primary_email, display_name, is_platform_admin, created_at, updated_at, deleted_at)
         VALUES (NEW.id, NEW.clerk_user_id, NEW.primary_email, NEW.display_name, coalesce(NEW.is_platform_admin, 0), coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), coalesce(NEW.updated_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), NEW.deleted_at);
     SELECT restartix_count_changes(changes());
@@ -447,9 +452,9 @@ CREATE TRIGGER users__update INSTEAD OF UPDATE ON users BEGIN
     SELECT RAISE(ABORT, 'new row violates row-level security policy for table "users"')
         WHERE coalesce((NOT (current_setting('restartix.connection_role', 1) IS 'app')), 0) AND NOT coalesce((NOT (current_setting('restartix.connection_role', 1) IS 'app')), 0);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "users_clerk_user_id_key"')
-        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.clerk_user_id = NEW.clerk_user_id AND k.id IS NOT OLD.id) AND (NEW.clerk_user_id IS NOT OLD.clerk_user_id);
+        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.clerk_user_id = CAST(NEW.clerk_user_id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.clerk_user_id IS NOT OLD.clerk_user_id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "users_pkey"')
-        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.id = NEW.id AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM users__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND k.id IS NOT OLD.id) AND (NEW.id IS NOT OLD.id);
     UPDATE users__rows SET id = NEW.id, clerk_user_id = NEW.clerk_user_id, primary_email = NEW.primary_email, display_name = NEW.display_name, is_platform_admin = NEW.is_platform_admin, created_at = NEW.created_at, updated_at = NEW.updated_at, deleted_at = NEW.deleted_at
         WHERE id = OLD.id AND coalesce((NOT (current_setting('restartix.connection_role', 1) IS 'app')), 0);
     SELECT restartix_count_changes(changes());

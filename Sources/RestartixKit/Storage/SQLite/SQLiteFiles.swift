@@ -9,8 +9,8 @@ import Foundation
 ///   gives its `-wal`, `-shm` and `-journal` files the database file's own mode, so they are
 ///   `0600` too, whatever the process's umask;
 /// - an existing database, `-wal`, `-shm` or `-journal` file that any other user may read or
-///   write, or a directory holding it that others may write without the sticky bit (they could
-///   swap the file), is refused with ``DatabaseError/Code/configuration``, naming the path, its
+///   write or that another user owns, or a directory holding it that others may write without
+///   the sticky bit (they could swap the file), is refused with ``DatabaseError/Code/configuration``, naming the path, its
 ///   mode and the `chmod` that fixes it. Nothing is changed in that case.
 ///
 /// A directory or file that cannot be made or inspected is ``DatabaseError/Code/connectionFailed``.
@@ -32,6 +32,12 @@ enum SQLiteFiles {
         }
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let candidate = file.path + suffix
+            if let owner = try owner(of: candidate), owner != geteuid() {
+                throw .configuration(
+                    "the SQLite database file \(candidate) belongs to another user (uid \(owner)); "
+                        + "a file someone else made could be theirs to read or swap: use a file of this user's"
+                )
+            }
             if let fileMode = try mode(of: candidate), fileMode & 0o077 != 0 {
                 throw .configuration(
                     "the SQLite database file \(candidate) is open to other users (mode \(octal(fileMode))); "
@@ -85,6 +91,16 @@ enum SQLiteFiles {
             throw DatabaseError(code: .connectionFailed, detail: "could not inspect \(path): \(String(cString: strerror(errno)))")
         }
         return info.st_mode & 0o7777
+    }
+
+    /// The owner of `path`, or `nil` when nothing is there.
+    private static func owner(of path: String) throws(DatabaseError) -> uid_t? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT { return nil }
+            throw DatabaseError(code: .connectionFailed, detail: "could not inspect \(path): \(String(cString: strerror(errno)))")
+        }
+        return info.st_uid
     }
 
     private static func octal(_ mode: mode_t) -> String { "0" + String(mode & 0o7777, radix: 8) }
