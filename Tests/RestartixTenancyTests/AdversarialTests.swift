@@ -299,6 +299,46 @@ struct AdversarialTests {
         }
     }
 
+    @Test("who may open and close elevated sessions: every member role, another clinic's staff, a platform admin, a stranger", arguments: TenancyBackend.all)
+    func elevatedSessionMatrix(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let sessions = ElevatedSessions(admin: databases.admin)
+            let people: [(String, UUID, Bool)] = TenantRole.allCases.map { ($0.rawValue, world.user($0), $0.isStaff) }
+                + [("B's staff", world.fixture.b.staffUser, false), ("platform admin", world.platformAdmin, true), ("stranger", world.strangers[4], false)]
+            var cells = 0
+            for (name, user, mayOpen) in people {
+                let glass = await Refusal.classify {
+                    _ = try await sessions.openBreakGlass(organization: world.fixture.a.id, user: user, reason: "matrix emergency access"); return 1
+                }
+                let impersonation = await Refusal.classify {
+                    _ = try await sessions.openImpersonation(
+                        organization: world.fixture.a.id, actor: user, patient: world.fixture.a2.patient, reason: "matrix support session"
+                    )
+                    return 1
+                }
+                for outcome in [glass, impersonation] {
+                    #expect((outcome == .none(1)) == mayOpen, "\(backend) \(name) opens → \(outcome)")
+                    cells += 1
+                }
+            }
+            // Closing: the opener, or a platform administrator with byAdmin; nobody else.
+            let open = try await sessions.openBreakGlass(organization: world.fixture.a.id, user: world.specialist, reason: "the session to close")
+            for (name, user, _) in people where user != world.specialist {
+                for byAdmin in [false, true] {
+                    let closed: Bool
+                    do { closed = try await sessions.close(open, by: user, byAdmin: byAdmin) } catch { closed = false }
+                    #expect(!closed || (byAdmin && user == world.platformAdmin), "\(backend) \(name) closes (byAdmin \(byAdmin))")
+                    if closed { try await databases.admin.withOrganization(world.fixture.a.id, actor: .system("tenancy-tests")) { tx in
+                        try await tx.execute("UPDATE break_glass_sessions SET closed_at = NULL, closed_by = NULL WHERE id = \(open.id)")
+                    } }
+                    cells += 1
+                }
+            }
+            #expect(try await sessions.close(open, by: world.specialist))
+            #expect(cells == 8 * 2 + 7 * 2)
+        }
+    }
+
     @Test("audit rows name the context's user or its open session, with the database's clock", arguments: TenancyBackend.all)
     func auditForgery(backend: TenancyBackend) async throws {
         try await withWorld(backend) { databases, world in
