@@ -120,9 +120,13 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
 
         var results: [QueryResult] = []
         var firstError: (any Error)?
+        // A lost connection after the server's own error keeps the server's error.
+        func next() async throws -> OpaquePointer? {
+            do { return try await nextResult() } catch { throw firstError ?? error }
+        }
         // One result (then NULL) per statement sent, then the sync marker.
         for _ in 0..<sent {
-            guard let result = try await nextResult() else { throw lostError() }
+            guard let result = try await next() else { throw firstError ?? lostError() }
             let status = PQresultStatus(result)
             if status == PGRES_PIPELINE_ABORTED {
                 if firstError == nil {
@@ -132,15 +136,15 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
                 do { results.append(try decodeResult(result)) } catch { firstError = error }
             }
             PQclear(result)
-            while let extra = try await nextResult() { PQclear(extra) }
+            while let extra = try await next() { PQclear(extra) }
         }
         // Between results libpq may report "nothing more for this statement" (NULL) a few
         // times; more than that means the protocol state is lost.
         var spareNulls = statements.count + 2
         while true {
-            guard let result = try await nextResult() else {
+            guard let result = try await next() else {
                 spareNulls -= 1
-                if PQstatus(conn) != CONNECTION_OK || spareNulls < 0 { throw lostError() }
+                if PQstatus(conn) != CONNECTION_OK || spareNulls < 0 { throw firstError ?? lostError() }
                 continue
             }
             let status = PQresultStatus(result)
@@ -226,7 +230,13 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             if !ready {
                 await SocketPoller.shared.waitReadable(fd: socket)
             }
-            guard PQconsumeInput(conn) == 1 else { throw lostError() }
+            guard PQconsumeInput(conn) == 1 else {
+                // The server may have said why before it hung up (57P01 on a terminate or a
+                // shutdown, PgBouncer's 08P01): libpq has that ErrorResponse parsed, so hand it on
+                // as this statement's result, with its SQLSTATE and message.
+                if let reason = serverReasonAfterLoss() { return reason }
+                throw lostError()
+            }
             consumedSinceSend = true
         }
         guard let result = PQgetResult(conn) else { return nil }
@@ -240,6 +250,19 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         return result
     }
 
+    /// After a failed read: the error result libpq parsed from what the server sent before the
+    /// connection ended, if it carries a SQLSTATE (libpq's own "server closed the connection"
+    /// does not); `nil` otherwise. The connection is broken either way.
+    private func serverReasonAfterLoss() -> OpaquePointer? {
+        brokenFlag.store(true, ordering: .relaxed)
+        guard PQisBusy(conn) == 0, let result = PQgetResult(conn) else { return nil }
+        if PQresultStatus(result) == PGRES_FATAL_ERROR, PQresultErrorField(result, Int32(Character("C").asciiValue!)) != nil {
+            return result
+        }
+        PQclear(result)
+        return nil
+    }
+
     private func tlsHasPendingData() -> Bool {
         guard PQsslInUse(conn) == 1, let pending = TLSPending.function,
               let ssl = PQsslStruct(conn, "OpenSSL") else { return false }
@@ -251,7 +274,11 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     private func collect(decoding: Bool) async throws -> QueryResult {
         var last = QueryResult.empty
         var firstError: (any Error)?
-        while let result = try await nextResult() {
+        // A lost connection after the server's own error keeps the server's error.
+        func next() async throws -> OpaquePointer? {
+            do { return try await nextResult() } catch { throw firstError ?? error }
+        }
+        while let result = try await next() {
             if firstError == nil {
                 let status = PQresultStatus(result)
                 if status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE || status == PGRES_NONFATAL_ERROR {
@@ -335,13 +362,15 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             brokenFlag.store(true, ordering: .relaxed)
         }
         let refusal = state == "42501" ? DatabaseError.refusal(message) : nil
+        // The server's (or PgBouncer's) words about the connection itself carry no data.
+        let aboutConnection = state.hasPrefix("08") || state.hasPrefix("57P")
         return DatabaseError(
             code: PQstatus(conn) != CONNECTION_OK ? .connectionLost : code,
             sqlState: state,
             constraint: field("n"),
             table: field("t") ?? refusal?.table,
             column: field("c"),
-            detail: refusal?.detail,
+            detail: refusal?.detail ?? (aboutConnection ? "the server ended the connection: \(message)" : nil),
             serverMessage: message
         )
     }
