@@ -216,6 +216,12 @@ RETURNS TABLE (object_kind text, object_name text, fingerprint text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
 AS $$
+    -- The grantees whose privileges count: PUBLIC (grantee 0, which pg_roles has no row for),
+    -- the app role and the admin role.
+    WITH grantee (oid, name) AS (
+        SELECT 0::oid, 'public'
+        UNION ALL SELECT oid, rolname::text FROM pg_roles WHERE rolname IN ('restartix_app', 'restartix_admin')
+    )
     SELECT 'table', c.relname::text,
         md5(concat_ws(E'\n',
             'kind=' || c.relkind::text,
@@ -231,15 +237,11 @@ AS $$
             (SELECT string_agg(t.tgname || '|' || t.tgenabled::text || '|' || pg_get_triggerdef(t.oid), E'\n' ORDER BY t.tgname)
              FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),
             (SELECT string_agg(g.name || ':' || a.privilege_type, ',' ORDER BY g.name, a.privilege_type)
-             FROM aclexplode(c.relacl) a
-             JOIN (SELECT 0::oid AS oid, 'public' AS name UNION ALL SELECT oid, rolname::text FROM pg_roles) g ON g.oid = a.grantee
-             WHERE g.name IN ('public', 'restartix_app', 'restartix_admin')),
+             FROM aclexplode(c.relacl) a JOIN grantee g ON g.oid = a.grantee),
             (SELECT string_agg(g.name || ':' || att.attname || ':' || a.privilege_type, ','
                                ORDER BY g.name, att.attname, a.privilege_type)
-             FROM pg_attribute att CROSS JOIN LATERAL aclexplode(att.attacl) a
-             JOIN (SELECT 0::oid AS oid, 'public' AS name UNION ALL SELECT oid, rolname::text FROM pg_roles) g ON g.oid = a.grantee
-             WHERE att.attrelid = c.oid AND att.attacl IS NOT NULL AND NOT att.attisdropped
-               AND g.name IN ('public', 'restartix_app', 'restartix_admin'))
+             FROM pg_attribute att CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN grantee g ON g.oid = a.grantee
+             WHERE att.attrelid = c.oid AND att.attacl IS NOT NULL AND NOT att.attisdropped)
         ))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = target_schema AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition

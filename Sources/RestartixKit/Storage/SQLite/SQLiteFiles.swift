@@ -85,22 +85,21 @@ enum SQLiteFiles {
 
     /// The permission bits of `path` (with the sticky bit), or `nil` when nothing is there.
     private static func mode(of path: String) throws(DatabaseError) -> mode_t? {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            if errno == ENOENT { return nil }
-            throw DatabaseError(code: .connectionFailed, detail: "could not inspect \(path): \(String(cString: strerror(errno)))")
-        }
-        return info.st_mode & 0o7777
+        try status(of: path).map { $0.st_mode & 0o7777 }
     }
 
     /// The owner of `path`, or `nil` when nothing is there.
     private static func owner(of path: String) throws(DatabaseError) -> uid_t? {
+        try status(of: path).map(\.st_uid)
+    }
+
+    private static func status(of path: String) throws(DatabaseError) -> stat? {
         var info = stat()
         guard stat(path, &info) == 0 else {
             if errno == ENOENT { return nil }
             throw DatabaseError(code: .connectionFailed, detail: "could not inspect \(path): \(String(cString: strerror(errno)))")
         }
-        return info.st_uid
+        return info
     }
 
     private static func octal(_ mode: mode_t) -> String { "0" + String(mode & 0o7777, radix: 8) }
