@@ -19,4 +19,12 @@ extension Duration {
 
     /// A Redis `PX` argument: whole milliseconds, at least 1.
     var pxMilliseconds: Int { Int(max(1, milliseconds)) }
+
+    /// The wait after `failures` consecutive failures (at least 1): `initial` doubled for each
+    /// failure after the first, at most `maximum`, with ±20 % jitter so a fleet does not retry in
+    /// step. Redis reconnects and the storage retry helper share it.
+    static func backoff(initial: Duration, maximum: Duration, afterFailures failures: Int) -> Duration {
+        let doubled = initial * (1 << Swift.min(Swift.max(failures, 1) - 1, 20))
+        return Swift.min(doubled, maximum) * Double.random(in: 0.8...1.2)
+    }
 }

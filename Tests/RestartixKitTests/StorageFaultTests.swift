@@ -1,5 +1,6 @@
 import Foundation
-import RestartixKit
+@testable import RestartixKit
+import Synchronization
 import Testing
 
 /// Faults as an operator sees them: the server's own reason survives a connection that closes
@@ -64,6 +65,87 @@ struct StorageFaultTests {
             // The server's words about its connection carry no data: they are in the description too.
             #expect(failure.description.contains("administrator command"), "\(backend) \(shape): \(failure)")
         }
+    }
+}
+
+/// Which failed connects are worth another try, and the bounded retry helper built on it.
+@Suite("Connect failures and retries", .timeLimit(.minutes(1)))
+struct ConnectFailureTests {
+    @Test("connect failures are classified by cause: refused and pooler trouble are transient, credentials and names are not")
+    func classification() async throws {
+        let messages: [(String, DatabaseError.ConnectFailure)] = [
+            (#"connection to server at "127.0.0.1", port 1 failed: Connection refused"#, .refused),
+            ("ERROR:  server login has been failing, try again later (server_login_retry)", .poolerCannotReachServer),
+            ("ERROR:  pgbouncer cannot connect to server", .poolerCannotReachServer),
+            ("FATAL:  the database system is starting up", .serverNotReady),
+            ("FATAL:  the database system is shutting down", .serverNotReady),
+            ("FATAL:  sorry, too many clients already", .tooManyConnections),
+            ("ERROR:  no more connections allowed (max_client_conn)", .tooManyConnections),
+            ("timeout expired", .timedOut),
+            (#"could not translate host name "db.internal" to address: Name or service not known"#, .unknownHost),
+            ("root certificate file \"/x\" does not exist", .tls),
+            ("something else entirely", .other),
+        ]
+        for (message, expected) in messages {
+            #expect(DatabaseError.ConnectFailure.classify(message.lowercased()) == expected, "\(message)")
+        }
+        // Live: nothing listens on port 1; a wrong password is not a passing fault.
+        let closed = Database(configuration: try DatabaseConfiguration(url: "postgres://u:p@127.0.0.1:1/db?connect_timeout=2"), logger: TestBackend.logger)
+        let refused = await #expect(throws: DatabaseError.self) { try await closed.query("SELECT 1") }
+        #expect(refused?.code == .connectionFailed && refused?.connectFailure == .refused && refused?.isTransient == true, "\(String(describing: refused))")
+        await closed.shutdown()
+        if TestBackend.postgres.contains(.postgresDirect) {
+            var components = try #require(URLComponents(string: try TestBackend.require("DATABASE_APP_DIRECT_URL")))
+            components.password = "certainly-wrong"
+            let wrong = Database(configuration: try DatabaseConfiguration(url: try #require(components.string)), logger: TestBackend.logger)
+            let denied = await #expect(throws: DatabaseError.self) { try await wrong.query("SELECT 1") }
+            #expect(denied?.code == .authenticationFailed && denied?.isTransient == false)
+            #expect(denied.map { !"\($0)".contains("certainly-wrong") } == true)
+            await wrong.shutdown()
+        }
+    }
+
+    final class Counter: Sendable { let value = Atomic<Int>(0) }
+
+    @Test("retryingTransientErrors: retries transient errors up to the attempts, never others, and returns the first success")
+    func retries() async throws {
+        let policy = RetryPolicy(attempts: 4, initialBackoff: .milliseconds(1), maximumBackoff: .milliseconds(5))
+        let lost = DatabaseError(code: .connectionLost, detail: "test")
+        // Two transient failures, then a result.
+        let calls = Counter()
+        let value = try await retryingTransientErrors(policy) { () async throws -> Int in
+            if calls.value.add(1, ordering: .relaxed).newValue < 3 { throw lost }
+            return 42
+        }
+        #expect(value == 42 && calls.value.load(ordering: .relaxed) == 3)
+        // Transient forever: exactly `attempts` calls, then the transient error.
+        let forever = Counter()
+        let last = await #expect(throws: DatabaseError.self) {
+            try await retryingTransientErrors(policy) { () async throws -> Int in
+                forever.value.add(1, ordering: .relaxed)
+                throw lost
+            }
+        }
+        #expect(last?.code == .connectionLost && forever.value.load(ordering: .relaxed) == 4)
+        // Not transient: one call.
+        let once = Counter()
+        await #expect(throws: DatabaseError.self) {
+            try await retryingTransientErrors(policy) { () async throws -> Int in
+                once.value.add(1, ordering: .relaxed)
+                throw DatabaseError(code: .uniqueViolation)
+            }
+        }
+        #expect(once.value.load(ordering: .relaxed) == 1)
+        // A refused connect is retried; a wrong configuration is not.
+        let refusedCalls = Counter()
+        await #expect(throws: DatabaseError.self) {
+            try await retryingTransientErrors(policy) { () async throws -> Int in
+                refusedCalls.value.add(1, ordering: .relaxed)
+                throw DatabaseError(code: .connectionFailed, connectFailure: .refused)
+            }
+        }
+        #expect(refusedCalls.value.load(ordering: .relaxed) == 4)
+        #expect(RetryPolicy(attempts: 0).attempts == 1 && RetryPolicy(attempts: 99).attempts == 10)
     }
 }
 

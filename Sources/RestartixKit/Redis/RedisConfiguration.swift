@@ -116,8 +116,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     /// for each failure after the first, at most the maximum, with ±20 % jitter so a fleet does
     /// not reconnect in step.
     func reconnectBackoff(afterFailures failures: Int) -> Duration {
-        let doubled = reconnectInitialBackoff * (1 << Swift.min(Swift.max(failures, 1) - 1, 20))
-        return Swift.min(doubled, reconnectMaximumBackoff) * Double.random(in: 0.8...1.2)
+        .backoff(initial: reconnectInitialBackoff, maximum: reconnectMaximumBackoff, afterFailures: failures)
     }
 
     /// `host:port/db`, with the scheme; no credentials.

@@ -105,6 +105,55 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
     /// The server's own message. It may contain row or bind values (Postgres quotes offending
     /// input); never log it or return it to a client.
     public let serverMessage: String?
+    /// Why a connection could not be made (``Code/connectionFailed`` only), which decides
+    /// whether trying again can help.
+    public let connectFailure: ConnectFailure?
+
+    /// The cause of a failed connect, read from libpq's or PgBouncer's message.
+    public enum ConnectFailure: String, Sendable, Hashable, CustomStringConvertible {
+        /// Nothing listens there now (`Connection refused`): a server or pooler restarting.
+        case refused
+        /// No answer within `connect_timeout`, or the network dropped the attempt.
+        case timedOut
+        /// Postgres is starting up, shutting down or in recovery (SQLSTATE 57P03).
+        case serverNotReady
+        /// `too many clients` (53300), or PgBouncer's `no more connections allowed`.
+        case tooManyConnections
+        /// PgBouncer cannot reach Postgres (`server login has been failing`, `cannot connect`).
+        case poolerCannotReachServer
+        /// The host name does not resolve: configuration, not a passing fault.
+        case unknownHost
+        /// TLS could not be set up as asked (`sslmode`, certificates): configuration.
+        case tls
+        /// Anything else.
+        case other
+
+        /// Whether the same connect may succeed in a moment.
+        public var isTransient: Bool {
+            switch self {
+            case .refused, .timedOut, .serverNotReady, .tooManyConnections, .poolerCannotReachServer: true
+            case .unknownHost, .tls, .other: false
+            }
+        }
+
+        public var description: String { rawValue }
+
+        /// Classifies a libpq or PgBouncer connect message (lower-cased).
+        static func classify(_ message: String) -> ConnectFailure {
+            let rules: [(ConnectFailure, [String])] = [
+                (.poolerCannotReachServer, ["server login has been failing", "pgbouncer cannot connect to server", "server connect failed"]),
+                (.tooManyConnections, ["too many clients", "no more connections allowed", "too many connections"]),
+                (.serverNotReady, ["the database system is starting up", "the database system is shutting down",
+                                   "the database system is in recovery mode", "the database system is not yet accepting connections"]),
+                (.refused, ["connection refused"]),
+                (.timedOut, ["timeout expired", "timed out", "connection reset", "no route to host", "network is unreachable",
+                             "server closed the connection unexpectedly"]),
+                (.unknownHost, ["could not translate host name", "name or service not known", "nodename nor servname"]),
+                (.tls, ["ssl", "certificate"]),
+            ]
+            return rules.first { _, needles in needles.contains { message.contains($0) } }?.0 ?? .other
+        }
+    }
 
     public init(
         code: Code,
@@ -113,7 +162,8 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
         table: String? = nil,
         column: String? = nil,
         detail: String? = nil,
-        serverMessage: String? = nil
+        serverMessage: String? = nil,
+        connectFailure: ConnectFailure? = nil
     ) {
         self.code = code
         self.sqlState = sqlState
@@ -122,12 +172,16 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
         self.column = column
         self.detail = detail
         self.serverMessage = serverMessage
+        self.connectFailure = connectFailure
     }
 
     /// Whether retrying the whole transaction may succeed (serialization failure, deadlock,
-    /// busy, connection lost before commit).
+    /// busy, connection lost before commit, a pool wait that ran out, and a connect that failed
+    /// for a passing cause: refused, timed out, server not ready, too many clients, a pooler
+    /// that cannot reach Postgres). See ``retryingTransientErrors(_:_:)``.
     public var isTransient: Bool {
-        [.serializationFailure, .deadlock, .busy, .connectionLost, .poolTimeout].contains(code)
+        if code == .connectionFailed { return connectFailure?.isTransient ?? false }
+        return [.serializationFailure, .deadlock, .busy, .connectionLost, .poolTimeout].contains(code)
     }
 
     public var description: String {
@@ -138,6 +192,7 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
         if let column { objects.append("column \(column)") }
         if let constraint { objects.append("constraint \(constraint)") }
         if !objects.isEmpty { text += " on " + objects.joined(separator: ", ") }
+        if let connectFailure { text += " [\(connectFailure)\(connectFailure.isTransient ? ", transient" : "")]" }
         if let detail { text += ": \(detail)" }
         return text
     }

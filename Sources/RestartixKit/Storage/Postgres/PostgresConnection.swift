@@ -83,7 +83,8 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         // libpq's connection messages name host, port and user, never the password.
         return DatabaseError(
             code: .connectionFailed,
-            detail: "could not connect to \(target): \(firstLine.trimmingCharacters(in: .whitespaces))"
+            detail: "could not connect to \(target): \(firstLine.trimmingCharacters(in: .whitespaces))",
+            connectFailure: .classify(lower)
         )
     }
 
