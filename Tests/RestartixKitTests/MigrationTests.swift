@@ -272,7 +272,7 @@ struct MigrationSetTests {
                 "a4ffb2b7b7c0c50fbb3f437b1e75add3b17191d41e958893e6e52e69bb98b88e",
                 "533c71a8b015bbf532c5a96b0e7e445f95ef290d87a01b14bf781ca013ae68ec",
                 "7d2346cde3844b40b0f91f232544991e964bab4ddae361b82329fff6202d9b37",
-                "23ebfb6315b4599de1037e7bf4f8f277a86343dd5f0cb2bdaf6615bb28b3a57a",
+                "b4ed88ad85b740076b7e66d3b4e3f0ceba7df0e8270ff4eca62e6402c4e5b1cf",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",

@@ -18,10 +18,8 @@ struct UsageTests {
         let capability = ProviderTests.capability()
         try await ProviderTests.withWorld(backend, removing: []) { world in
             let clinic = world.clinics[0]
-            var utc = Calendar(identifier: .gregorian)
-            utc.timeZone = TimeZone(identifier: "UTC")!
-            let thisMonth = utc.dateInterval(of: .month, for: Date())!
-            let lastMonth = utc.dateInterval(of: .month, for: thisMonth.start.addingTimeInterval(-86_400))!
+            let thisMonth = UsagePeriods.month(containing: Date())
+            let lastMonth = UsagePeriods.month(containing: thisMonth.start.addingTimeInterval(-86_400))
             try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
                 try await UsageMeter.setQuota(100, capability: capability, organization: clinic, now: lastMonth.start, in: tx)
                 try await tx.execute("UPDATE usage_quotas SET current_units = 70 WHERE capability = \(capability.name)")

@@ -103,25 +103,19 @@ GRANT EXECUTE ON FUNCTION restartix_role_rank(text) TO restartix_app, restartix_
 DROP POLICY staff_access ON memberships;
 CREATE POLICY staff_read ON memberships AS PERMISSIVE FOR SELECT TO restartix_app
     USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin', 'specialist', 'assistant'));
-CREATE POLICY manage_insert ON memberships AS PERMISSIVE FOR INSERT TO restartix_app
-    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
-        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
-        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
-        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
-CREATE POLICY manage_update ON memberships AS PERMISSIVE FOR UPDATE TO restartix_app
-    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
-        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
-        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
-        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid))
-    WITH CHECK ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
-        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
-        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
-        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
-CREATE POLICY manage_delete ON memberships AS PERMISSIVE FOR DELETE TO restartix_app
-    USING ((SELECT nullif(current_setting('app.current_role', true), '')) IN ('owner', 'admin')
-        AND (SELECT nullif(current_setting('app.session_id', true), '')) IS NULL
-        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting('app.current_role', true), '')))
-        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting('app.current_user_id', true), '')::uuid));
+-- One rule for adding, re-roling (the row before and after) and removing a member.
+DO $$
+DECLARE
+    manages text := '(SELECT nullif(current_setting(''app.current_role'', true), '''')) IN (''owner'', ''admin'')
+        AND (SELECT nullif(current_setting(''app.session_id'', true), '''')) IS NULL
+        AND restartix_role_rank(role) < restartix_role_rank((SELECT nullif(current_setting(''app.current_role'', true), '''')))
+        AND user_id IS DISTINCT FROM (SELECT nullif(current_setting(''app.current_user_id'', true), '''')::uuid)';
+BEGIN
+    EXECUTE format('CREATE POLICY manage_insert ON memberships AS PERMISSIVE FOR INSERT TO restartix_app WITH CHECK (%s)', manages);
+    EXECUTE format('CREATE POLICY manage_update ON memberships AS PERMISSIVE FOR UPDATE TO restartix_app USING (%s) WITH CHECK (%s)', manages, manages);
+    EXECUTE format('CREATE POLICY manage_delete ON memberships AS PERMISSIVE FOR DELETE TO restartix_app USING (%s)', manages);
+END;
+$$;
 REVOKE INSERT, UPDATE ON memberships FROM restartix_app;
 GRANT INSERT (id, organization_id, user_id, role) ON memberships TO restartix_app;
 GRANT UPDATE (role) ON memberships TO restartix_app;
