@@ -38,7 +38,9 @@ public final class TenantDatabase: Sendable, Service {
     public init(configuration: DatabaseConfiguration, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger) {
         var configuration = configuration
         SQLiteTenancy.configure(&configuration)
-        self.database = Database(configuration: configuration, logger: logger)
+        // The pinned settings send the statement timeout; the call budget follows from it.
+        configuration.statementTimeout = settings.statementTimeout
+        self.database = Database(configuration: configuration, logger: logger, pinsStatementTimeout: true)
         self.settings = settings
         self.pinned = SQLQuery(unsafeSQL: settings.pinnedSQL)
     }
@@ -205,9 +207,11 @@ public final class TenantDatabase: Sendable, Service {
 public struct TenantSessionSettings: Sendable, Hashable {
     /// The schema the platform's tables live in. Default: `public`.
     public var schema: String
-    /// The longest a statement may run. Default: 15 seconds.
+    /// The longest a statement may run: a web request's budget. Default: 5 seconds. The client
+    /// waits for an answer one second longer (``DatabaseConfiguration/callTimeout``, unless set)
+    /// before it gives up on a server that does not answer at all.
     public var statementTimeout: Duration
-    /// The longest a statement waits for a lock. Default: 5 seconds.
+    /// The longest a statement waits for a lock. Default: 3 seconds.
     public var lockTimeout: Duration
     /// The longest a transaction may sit idle between statements. Default: 30 seconds.
     public var idleInTransactionTimeout: Duration
@@ -219,8 +223,8 @@ public struct TenantSessionSettings: Sendable, Hashable {
     /// Settings with the defaults above.
     public init(
         schema: String = "public",
-        statementTimeout: Duration = .seconds(15),
-        lockTimeout: Duration = .seconds(5),
+        statementTimeout: Duration = .seconds(5),
+        lockTimeout: Duration = .seconds(3),
         idleInTransactionTimeout: Duration = .seconds(30),
         synchronousCommit: String = "on"
     ) {

@@ -68,6 +68,108 @@ struct StorageFaultTests {
     }
 }
 
+/// Every wait bounded: the call's deadline on the client, the statement timeout on the server.
+@Suite("Deadlines and statement timeouts", .timeLimit(.minutes(1)))
+struct DeadlineTests {
+    /// Whether a statement carrying `marker` still runs on the server.
+    static func stillRunning(_ marker: String, on observer: Database) async throws -> Bool {
+        try await !observer.query("""
+            SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE \("%" + marker + "%") AND pid <> pg_backend_pid()
+            """).isEmpty
+    }
+
+    @Test("a statement outside a transaction that outlives its scope's deadline: timedOut in time, canceled on the server, connection replaced", arguments: TestBackend.postgres)
+    func clientDeadline(backend: TestBackend) async throws {
+        let db = try backend.makeDatabase(maximumConnections: 1)
+        let observer = try Database(url: TestBackend.require("DATABASE_DIRECT_URL"), logger: TestBackend.logger)
+        defer { Task { await db.shutdown(); await observer.shutdown() } }
+        let marker = "deadline-\(UUID().uuidString.prefix(8))"
+        let started = ContinuousClock.now
+        let error = await #expect(throws: DatabaseError.self) {
+            try await Database.withDeadline(.milliseconds(300)) {
+                try await db.query(SQLQuery(unsafeSQL: "SELECT pg_sleep(3) /* \(marker) */"))
+            }
+        }
+        let took = ContinuousClock.now - started
+        #expect(error?.code == .timedOut && error?.isTransient == true, "\(String(describing: error))")
+        #expect(took < .milliseconds(1500), "took \(took)")  // 300 ms, and a loaded machine's margin
+        // The cancel request reaches the server (through PgBouncer too): the sleep stops.
+        var running = true
+        for _ in 0..<40 where running {
+            try await Task.sleep(for: .milliseconds(50))
+            running = try await Self.stillRunning(marker, on: observer)
+        }
+        #expect(!running, "the abandoned statement still runs on the server")
+        // The connection was not reused: the next call gets a fresh, working one.
+        #expect(try await db.query("SELECT 1 AS one").first?.decode("one", as: Int.self) == 1)
+    }
+
+    @Test("a transaction inside a scope sends the time left as its statement_timeout: the server cancels it (57014)", arguments: TestBackend.postgres)
+    func scopedStatementTimeout(backend: TestBackend) async throws {
+        let db = try backend.makeDatabase(maximumConnections: 1)
+        defer { Task { await db.shutdown() } }
+        let started = ContinuousClock.now
+        let error = await #expect(throws: DatabaseError.self) {
+            try await Database.withDeadline(.milliseconds(400)) {
+                try await db.transaction { tx in try await tx.query("SELECT pg_sleep(3)") }
+            }
+        }
+        #expect(ContinuousClock.now - started < .milliseconds(1500))  // 400 ms, and a margin
+        // The server's cancel comes before the client's deadline; either way, in time.
+        #expect(error?.sqlState == "57014" || error?.code == .timedOut, "\(String(describing: error))")
+        // Transaction-local: the pooled connection keeps no timeout.
+        let timeout = try await db.transaction { tx in try await tx.query("SELECT current_setting('statement_timeout') AS t").first?.decode("t", as: String.self) }
+        #expect(timeout == "0", "\(String(describing: timeout))")
+    }
+
+    @Test("the configured statement timeout is sent with BEGIN, transaction-locally", arguments: TestBackend.postgres)
+    func configuredStatementTimeout(backend: TestBackend) async throws {
+        let db = try backend.makeDatabase(maximumConnections: 1) { $0.statementTimeout = .milliseconds(250) }
+        defer { Task { await db.shutdown() } }
+        #expect(db.configuration.effectiveCallTimeout == .milliseconds(1250))
+        let error = await #expect(throws: DatabaseError.self) {
+            try await db.transaction { tx in try await tx.query("SELECT pg_sleep(2)") }
+        }
+        #expect(error?.code == .queryCanceled && error?.sqlState == "57014", "\(String(describing: error))")
+        // Inside a transaction the setting holds; outside one the server default is back.
+        let inside = try await db.transaction { tx in try await tx.query("SELECT current_setting('statement_timeout') AS t").first?.decode("t", as: String.self) }
+        #expect(inside == "250ms")
+        let outside = try await db.query("SELECT current_setting('statement_timeout') AS t").first?.decode("t", as: String.self)
+        #expect(outside == "0")
+    }
+
+    @Test("a scope's deadline bounds the wait for a pooled connection, and one already passed sends nothing", arguments: TestBackend.all)
+    func poolWaitAndPassedDeadline(backend: TestBackend) async throws {
+        let db = try backend.makeDatabase(maximumConnections: 1, acquireTimeout: .seconds(10))
+        defer { Task { await db.shutdown() } }
+        let holding = AsyncStream<Void>.makeStream()
+        async let holder: Void = db.withConnection { _ in
+            holding.continuation.yield()
+            try await Task.sleep(for: .seconds(3))
+        }
+        for await _ in holding.stream { break }
+        let started = ContinuousClock.now
+        let waited = await #expect(throws: DatabaseError.self) {
+            try await Database.withDeadline(.milliseconds(200)) { try await db.query("SELECT 1") }
+        }
+        #expect(waited?.code == .timedOut, "\(String(describing: waited))")
+        // 200 ms by design; the margin is for a loaded CI machine (the holder keeps it 3 s).
+        #expect(ContinuousClock.now - started < .milliseconds(1500))
+        try await holder
+        // A deadline already past: nothing is sent, and the connection stays good for the next call.
+        let passed = await #expect(throws: DatabaseError.self) {
+            try await Database.withDeadline(.zero) { try await db.query("SELECT 1") }
+        }
+        #expect(passed?.code == .timedOut && passed?.detail?.contains("nothing was sent") == true, "\(String(describing: passed))")
+        #expect(try await db.query("SELECT 1 AS one").count == 1)
+        // Nested scopes: the earlier deadline wins.
+        let nested = await #expect(throws: DatabaseError.self) {
+            try await Database.withDeadline(.zero) { try await Database.withDeadline(.seconds(30)) { try await db.query("SELECT 1") } }
+        }
+        #expect(nested?.code == .timedOut)
+    }
+}
+
 /// Which failed connects are worth another try, and the bounded retry helper built on it.
 @Suite("Connect failures and retries", .timeLimit(.minutes(1)))
 struct ConnectFailureTests {
@@ -145,6 +247,18 @@ struct ConnectFailureTests {
             }
         }
         #expect(refusedCalls.value.load(ordering: .relaxed) == 4)
+        // Inside a deadline scope, no attempt starts after the deadline.
+        let scoped = Counter()
+        let slow = RetryPolicy(attempts: 5, initialBackoff: .milliseconds(300), maximumBackoff: .seconds(1))
+        await #expect(throws: DatabaseError.self) {
+            try await Database.withDeadline(.milliseconds(100)) {
+                try await retryingTransientErrors(slow) { () async throws -> Int in
+                    scoped.value.add(1, ordering: .relaxed)
+                    throw lost
+                }
+            }
+        }
+        #expect(scoped.value.load(ordering: .relaxed) == 1)
         #expect(RetryPolicy(attempts: 0).attempts == 1 && RetryPolicy(attempts: 99).attempts == 10)
     }
 }

@@ -3,13 +3,17 @@ import Logging
 import Synchronization
 
 /// A bounded pool of connections: at most `maximumConnections` open, an acquire that waits at
-/// most `acquireTimeout` (then throws `.poolTimeout`, never hangs), a health check on every
-/// checkout, and broken connections closed and replaced.
+/// most `acquireTimeout` (then throws `.poolTimeout`, never hangs) or until the deadline of a
+/// ``Database/withDeadline(_:_:)`` scope (then `.timedOut`), a health check on every checkout,
+/// and broken connections closed and replaced.
 final class ConnectionPool: Sendable {
-    typealias Factory = @Sendable () async throws -> any ConnectionDriver
+    /// Opens a connection, giving up at the deadline.
+    typealias Factory = @Sendable (_ deadline: ContinuousClock.Instant) async throws -> any ConnectionDriver
 
     private struct Waiter {
         let id: UInt64
+        /// When this acquire gives up; a connection opened for it must be ready by then.
+        let deadline: ContinuousClock.Instant
         let continuation: CheckedContinuation<any ConnectionDriver, any Error>
     }
 
@@ -59,7 +63,13 @@ final class ConnectionPool: Sendable {
     }
 
     func acquire() async throws -> any ConnectionDriver {
-        let deadline = ContinuousClock.now + acquireTimeout
+        let poolDeadline = ContinuousClock.now + acquireTimeout
+        let scoped = CallDeadline.scoped.map { $0 < poolDeadline } ?? false
+        let deadline = scoped ? CallDeadline.scoped! : poolDeadline
+        func timedOut() -> DatabaseError {
+            scoped ? CallDeadline.expiredBeforeSending("a pooled connection was free") : timeoutError()
+        }
+        if scoped, deadline <= .now { throw timedOut() }
         while true {
             let step: AcquireStep = state.withLock { state in
                 if state.closed { return .closed }
@@ -79,18 +89,18 @@ final class ConnectionPool: Sendable {
                 await discard(connection)
             case .open:
                 do {
-                    return try await factory()
+                    return try await factory(deadline)
                 } catch {
                     state.withLock { $0.open -= 1 }
                     wakeOneWaiterToOpen()
                     throw error
                 }
             case .wait:
-                let connection = try await waitForRelease(until: deadline)
+                let connection = try await waitForRelease(until: deadline, timeout: timedOut())
                 if await connection.isHealthy() { return connection }
                 await discard(connection)
             }
-            if ContinuousClock.now >= deadline { throw timeoutError() }
+            if ContinuousClock.now >= deadline { throw timedOut() }
         }
     }
 
@@ -101,15 +111,17 @@ final class ConnectionPool: Sendable {
         )
     }
 
-    private func waitForRelease(until deadline: ContinuousClock.Instant) async throws -> any ConnectionDriver {
+    private func waitForRelease(until deadline: ContinuousClock.Instant, timeout: DatabaseError) async throws -> any ConnectionDriver {
         let id = state.withLock { state -> UInt64 in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
         // The timer starts only once the waiter is registered: a timer started earlier could
         // fire before registration, find nobody, and leave the waiter without a deadline.
-        var timeout: Task<Void, Never>?
-        defer { timeout?.cancel() }
+        // A dispatch timer, not a sleeping task: it fires on time even when the cooperative
+        // pool is saturated.
+        var timer: DispatchWorkItem?
+        defer { timer?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any ConnectionDriver, any Error>) in
                 enum Registration { case resumed, rejected(DatabaseError), cancelled, waiting }
@@ -122,7 +134,7 @@ final class ConnectionPool: Sendable {
                         continuation.resume(returning: connection)
                         return .resumed
                     }
-                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    state.waiters.append(Waiter(id: id, deadline: deadline, continuation: continuation))
                     return .waiting
                 }
                 switch registration {
@@ -130,11 +142,9 @@ final class ConnectionPool: Sendable {
                 case .rejected(let error): continuation.resume(throwing: error)
                 case .cancelled: continuation.resume(throwing: CancellationError())
                 case .waiting:
-                    timeout = Task { [weak self] in
-                        try? await Task.sleep(until: deadline)
-                        guard let self, !Task.isCancelled else { return }
-                        self.failWaiter(id: id, with: self.timeoutError())
-                    }
+                    let fire = DispatchWorkItem { [weak self] in self?.failWaiter(id: id, with: timeout) }
+                    timer = fire
+                    DispatchQueue.global().asyncAfter(deadline: .at(deadline), execute: fire)
                 }
             }
         } onCancel: {
@@ -192,7 +202,7 @@ final class ConnectionPool: Sendable {
         guard let waiter else { return }
         Task {
             do {
-                waiter.continuation.resume(returning: try await factory())
+                waiter.continuation.resume(returning: try await factory(waiter.deadline))
             } catch {
                 state.withLock { $0.open -= 1 }
                 waiter.continuation.resume(throwing: error)

@@ -28,28 +28,41 @@ public final class Database: Sendable, Service {
     let writer: ConnectionPool
     let readers: ConnectionPool?
     let logger: Logger
+    /// The caller pins `statement_timeout` in every transaction's prelude itself (TenantDatabase).
+    private let pinsStatementTimeout: Bool
 
     /// Creates the database and its pool; connects on first use.
-    public init(configuration: DatabaseConfiguration, logger: Logger) {
+    public convenience init(configuration: DatabaseConfiguration, logger: Logger) {
+        self.init(configuration: configuration, logger: logger, pinsStatementTimeout: false)
+    }
+
+    /// Creates the database; with `pinsStatementTimeout` the caller's transaction preludes set
+    /// `statement_timeout` to ``DatabaseConfiguration/statementTimeout`` themselves, so it is
+    /// sent only when a ``withDeadline(_:_:)`` scope shortens it.
+    package init(configuration: DatabaseConfiguration, logger: Logger, pinsStatementTimeout: Bool) {
         self.configuration = configuration
         self.logger = logger
+        self.pinsStatementTimeout = pinsStatementTimeout
         let timeout = configuration.acquireTimeout
         switch configuration.target {
         case .postgres(let conninfo):
             let applicationName = configuration.applicationName
             let target = configuration.redactedURL
+            let callTimeout = configuration.effectiveCallTimeout
             writer = ConnectionPool(
                 name: "postgres",
                 maximumConnections: max(1, configuration.maximumConnections),
                 acquireTimeout: timeout,
                 logger: logger
-            ) {
-                try await PostgresConnection.connect(conninfo: conninfo, applicationName: applicationName, redactedTarget: target)
+            ) { deadline in
+                try await PostgresConnection.connect(
+                    conninfo: conninfo, applicationName: applicationName, redactedTarget: target, callTimeout: callTimeout, deadline: deadline
+                )
             }
             readers = nil
         case .sqlite(let path):
             let sqlite = configuration.sqlite
-            writer = ConnectionPool(name: "sqlite-writer", maximumConnections: 1, acquireTimeout: timeout, logger: logger) {
+            writer = ConnectionPool(name: "sqlite-writer", maximumConnections: 1, acquireTimeout: timeout, logger: logger) { _ in
                 try await SQLiteConnection.open(path: path, readOnly: false, configuration: sqlite, role: .writer)
             }
             if sqlite.isInMemory {
@@ -60,7 +73,7 @@ public final class Database: Sendable, Service {
                     maximumConnections: max(1, configuration.maximumConnections),
                     acquireTimeout: timeout,
                     logger: logger
-                ) {
+                ) { _ in
                     try await SQLiteConnection.open(path: path, readOnly: true, configuration: sqlite, role: .reader)
                 }
             }
@@ -121,9 +134,27 @@ public final class Database: Sendable, Service {
     /// caught, Postgres has aborted the transaction: the commit then throws
     /// `.transactionAborted` instead of pretending to succeed.
     public func transaction<T>(_ body: (borrowing Transaction) async throws -> T) async throws -> T {
-        try await writer.withConnection { driver in
-            try await Self.transaction(on: driver, prelude: [], deferred: false, body)
+        let prelude = timeoutPrelude()
+        return try await writer.withConnection { driver in
+            try await Self.transaction(on: driver, prelude: prelude, deferred: false, body)
         }
+    }
+
+    /// The `statement_timeout` a transaction beginning now sends with its `BEGIN`, or nothing:
+    /// on Postgres, the configured ``DatabaseConfiguration/statementTimeout`` (unless the caller
+    /// pins it itself), shortened to the time left in a ``withDeadline(_:_:)`` scope.
+    func timeoutPrelude() -> [SQLQuery] {
+        guard dialect == .postgres else { return [] }
+        let role = configuration.statementTimeout
+        var timeout = pinsStatementTimeout ? nil : role
+        if let scoped = CallDeadline.scoped {
+            let left = scoped - .now
+            if role.map({ left < $0 }) ?? true { timeout = left }
+        }
+        guard let timeout else { return [] }
+        // An integer of milliseconds (at least 1: 0 would mean no limit), so a literal.
+        let milliseconds = Swift.max(1, timeout.milliseconds)
+        return [SQLQuery(unsafeSQL: "SELECT pg_catalog.set_config('statement_timeout', '\(milliseconds)ms', true)")]
     }
 
     /// Runs `body` in a transaction on a leased driver. `prelude` statements are sent in the
@@ -146,7 +177,7 @@ public final class Database: Sendable, Service {
             do {
                 _ = try await driver.pipeline(statements)
             } catch {
-                if driver.transactionState() != .idle { _ = try? await driver.execute("ROLLBACK", []) }
+                if driver.transactionState() != .idle { await rollback(driver) }
                 throw error
             }
             lease = Lease(driver)
@@ -156,7 +187,7 @@ public final class Database: Sendable, Service {
             value = try await body(Transaction(lease: lease))
         } catch {
             lease.end()
-            if !driver.isBroken, !lease.neverStarted { _ = try? await driver.execute("ROLLBACK", []) }
+            if !driver.isBroken, !lease.neverStarted { await rollback(driver) }
             throw error
         }
         lease.end()
@@ -165,17 +196,31 @@ public final class Database: Sendable, Service {
         // commit the statements that worked. Refuse to commit on both, so a caught error never
         // turns into a half-applied transaction.
         if lease.sawFailure || driver.transactionState() == .failed {
-            _ = try? await driver.execute("ROLLBACK", [])
+            await rollback(driver)
             throw DatabaseError(
                 code: .transactionAborted,
                 detail: "a statement failed inside the transaction; it was rolled back, not committed"
             )
         }
-        let commit = try await driver.execute("COMMIT", [])
+        let commit: QueryResult
+        do {
+            commit = try await driver.execute("COMMIT", [])
+        } catch {
+            // Not sent (the deadline had passed) or failed: never leave the transaction open.
+            if !driver.isBroken, driver.transactionState() != .idle { await rollback(driver) }
+            throw error
+        }
         if commit.commandTag == "ROLLBACK" {
             throw DatabaseError(code: .transactionAborted, detail: "the server rolled the transaction back at commit")
         }
         return value
+    }
+
+    /// Rolls back after a failure, with a short deadline of its own: also when the caller's
+    /// deadline is what failed. A rollback that fails leaves the connection to the pool, which
+    /// closes a connection returned inside a transaction.
+    static func rollback(_ driver: any ConnectionDriver) async {
+        await CallDeadline.forCleanup { _ = try? await driver.execute("ROLLBACK", []) }
     }
 
     // MARK: Scoped transactions (for RestartixTenancy)
@@ -188,7 +233,8 @@ public final class Database: Sendable, Service {
         deferredPrelude prelude: [SQLQuery],
         _ body: (borrowing Transaction) async throws -> T
     ) async throws -> T {
-        try await writer.withConnection { driver in
+        let prelude = prelude + timeoutPrelude()
+        return try await writer.withConnection { driver in
             try await Self.transaction(on: driver, begin: begin, prelude: prelude, deferred: true, body)
         }
     }
@@ -196,7 +242,8 @@ public final class Database: Sendable, Service {
     /// One statement in its own transaction, sent with `BEGIN`, `prelude` and `COMMIT` in a
     /// single round trip (Postgres pipeline mode; in order on SQLite). Returns its result.
     package func pipelinedTransaction(begin: String? = nil, prelude: [SQLQuery], statement: SQLQuery) async throws -> QueryResult {
-        try await writer.withConnection { driver in
+        let prelude = prelude + timeoutPrelude()
+        return try await writer.withConnection { driver in
             let dialect = driver.dialect
             let begin = begin ?? (dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN")
             let statements = [(sql: begin, binds: [SQLValue]())]
@@ -206,7 +253,7 @@ public final class Database: Sendable, Service {
             do {
                 results = try await driver.pipeline(statements)
             } catch {
-                if !driver.isBroken, driver.transactionState() != .idle { _ = try? await driver.execute("ROLLBACK", []) }
+                if !driver.isBroken, driver.transactionState() != .idle { await Self.rollback(driver) }
                 throw error
             }
             if results.last?.commandTag == "ROLLBACK" {

@@ -28,6 +28,29 @@ public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
     /// Default: 10 seconds.
     public var acquireTimeout: Duration = .seconds(10)
 
+    /// Postgres: the `statement_timeout` every transaction of this database sends with its
+    /// `BEGIN` (transaction-locally, in the same round trip, so a pooled server connection keeps
+    /// nothing), the longest one statement may run on the server. Default: `nil`, the role's
+    /// own setting. Give the role its budget: a few seconds for a web request's role, minutes
+    /// for a batch job. (`TenantDatabase` sends its `TenantSessionSettings.statementTimeout`
+    /// instead.) Statements run outside a transaction (``Database/query(_:)``,
+    /// ``Database/withConnection(_:)``) are bounded by ``callTimeout`` only.
+    public var statementTimeout: Duration?
+
+    /// Postgres: how long one call (a statement, a pipeline, a transaction's statement) waits for
+    /// the server's answer before it fails with ``DatabaseError/Code/timedOut``; the statement is
+    /// then canceled on the server and the connection closed. This bounds what the server's
+    /// timeout cannot: a statement held in PgBouncer while Postgres is away, a server or network
+    /// that stopped answering. Default: `nil`, meaning ``statementTimeout`` plus one second when
+    /// a statement timeout is set (so the server's cleaner cancel normally comes first), and no
+    /// bound otherwise. ``Database/withDeadline(_:_:)`` bounds calls per scope.
+    public var callTimeout: Duration?
+
+    /// The call budget in effect: ``callTimeout``, or ``statementTimeout`` plus a second.
+    var effectiveCallTimeout: Duration? {
+        callTimeout ?? statementTimeout.map { $0 + .seconds(1) }
+    }
+
     /// `application_name` reported to Postgres when the URL sets none. Default: `restartix`.
     public var applicationName: String = "restartix"
 

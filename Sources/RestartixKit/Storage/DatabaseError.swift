@@ -15,6 +15,7 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
             case databaseNotFound = "database does not exist"
             case connectionLost = "connection lost"
             case poolTimeout = "timed out waiting for a pooled connection"
+            case timedOut = "timed out waiting for the server"
             case poolClosed = "the pool is shut down"
             case uniqueViolation = "unique violation"
             case foreignKeyViolation = "foreign key violation"
@@ -49,6 +50,11 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
         public static let connectionLost = Code(base: .connectionLost)
         /// No pooled connection became free within the acquire timeout.
         public static let poolTimeout = Code(base: .poolTimeout)
+        /// The server did not answer within the call's deadline (``DatabaseConfiguration/callTimeout``
+        /// or a ``Database/withDeadline(_:_:)`` scope): typically a statement held in a pooler that
+        /// cannot reach Postgres. The statement was canceled and the connection closed, never
+        /// reused; whether it ran is unknown.
+        public static let timedOut = Code(base: .timedOut)
         /// The pool was shut down.
         public static let poolClosed = Code(base: .poolClosed)
         /// SQLSTATE 23505 / SQLite `UNIQUE` or `PRIMARY KEY` constraint.
@@ -176,12 +182,13 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
     }
 
     /// Whether retrying the whole transaction may succeed (serialization failure, deadlock,
-    /// busy, connection lost before commit, a pool wait that ran out, and a connect that failed
+    /// busy, connection lost before commit, a pool wait or a server answer that did not come in
+    /// time, and a connect that failed
     /// for a passing cause: refused, timed out, server not ready, too many clients, a pooler
     /// that cannot reach Postgres). See ``retryingTransientErrors(_:_:)``.
     public var isTransient: Bool {
         if code == .connectionFailed { return connectFailure?.isTransient ?? false }
-        return [.serializationFailure, .deadlock, .busy, .connectionLost, .poolTimeout].contains(code)
+        return [.serializationFailure, .deadlock, .busy, .connectionLost, .poolTimeout, .timedOut].contains(code)
     }
 
     public var description: String {

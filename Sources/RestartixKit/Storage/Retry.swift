@@ -20,7 +20,8 @@ public struct RetryPolicy: Sendable, Hashable {
 /// a lost connection, a serialization failure or deadlock, a pool wait that ran out, a connect
 /// refused while a server or pooler restarts...), runs it again, up to `policy.attempts` times
 /// in all, waiting a jittered, doubling backoff in between. Any other error, or the last
-/// transient one, is thrown as it is. Cancellation stops the waiting.
+/// transient one, is thrown as it is. Cancellation stops the waiting, and so does the deadline
+/// of a ``Database/withDeadline(_:_:)`` scope: no attempt starts after it.
 ///
 /// Only for work that is safe to repeat: a read, or a whole transaction (the transaction's
 /// closure, not one statement inside it), since a lost connection can hide whether a commit
@@ -39,7 +40,11 @@ public func retryingTransientErrors<T>(
             return try await body()
         } catch let error as DatabaseError where error.isTransient && failures + 1 < policy.attempts {
             failures += 1
-            try await Task.sleep(for: .backoff(initial: policy.initialBackoff, maximum: policy.maximumBackoff, afterFailures: failures))
+            let wait = Duration.backoff(initial: policy.initialBackoff, maximum: policy.maximumBackoff, afterFailures: failures)
+            // Inside a Database.withDeadline scope, a try that could not start before the
+            // deadline is not worth waiting for: the last error is the answer.
+            if let deadline = CallDeadline.scoped, ContinuousClock.now + wait >= deadline { throw error }
+            try await Task.sleep(for: wait)
         }
     }
 }

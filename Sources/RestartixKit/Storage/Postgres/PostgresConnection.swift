@@ -30,21 +30,44 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     /// that raise no new edge-triggered event (see ``SocketPoller/waitReadable(fd:)``). Until a
     /// statement is sent the server owes nothing, so sending clears it.
     private var consumedSinceSend = false
+    /// Each call's budget (``DatabaseConfiguration/callTimeout``), or `nil` for none.
+    private let callTimeout: Duration?
+    /// The current call's deadline and the time it had, set when the call starts.
+    private var deadline: (at: ContinuousClock.Instant, budget: Duration)?
 
     let dialect = SQLDialect.postgres
 
-    private init(conn: OpaquePointer) {
+    private init(conn: OpaquePointer, callTimeout: Duration?) {
         self.conn = conn
         self.socket = PQsocket(conn)
+        self.callTimeout = callTimeout
     }
 
     var isBroken: Bool { brokenFlag.load(ordering: .relaxed) }
 
     /// Opens a connection. `conninfo` is a `postgres://` URL or a libpq keyword string.
-    static func connect(conninfo: String, applicationName: String, redactedTarget: String) async throws -> PostgresConnection {
+    ///
+    /// libpq's connect blocks (DNS, TCP, TLS, authentication), so it runs on a thread of its
+    /// own; the caller waits until `deadline` at most and then fails with a transient
+    /// `.connectionFailed` (`timedOut`), while a connection that completes later is closed.
+    static func connect(
+        conninfo: String,
+        applicationName: String,
+        redactedTarget: String,
+        callTimeout: Duration?,
+        deadline: ContinuousClock.Instant?
+    ) async throws -> PostgresConnection {
         let worker = BlockingWorker(name: "restartix.postgres.connect")
         defer { worker.stop() }
-        let conn = try await worker.run { () throws -> UnsafeSendable<OpaquePointer> in
+        let lateTimeout = DatabaseError(
+            code: .connectionFailed,
+            detail: "could not connect to \(redactedTarget) before the deadline",
+            connectFailure: .timedOut
+        )
+        let conn = try await worker.run(until: deadline, timeout: lateTimeout, discardLate: { late in
+            SocketPoller.shared.forget(fd: PQsocket(late.value))
+            PQfinish(late.value)
+        }) { () throws -> UnsafeSendable<OpaquePointer> in
             let keywords = ["dbname", "fallback_application_name", "client_encoding"]
             let values = [conninfo, applicationName, "UTF8"]
             let connection: OpaquePointer? = withCStringArray(keywords) { kw in
@@ -66,7 +89,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             }
             return UnsafeSendable(connection)
         }
-        return PostgresConnection(conn: conn.value)
+        return PostgresConnection(conn: conn.value, callTimeout: callTimeout)
     }
 
     private static func connectError(message: String, target: String) -> DatabaseError {
@@ -92,7 +115,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
 
     func execute(_ sql: String, _ binds: [SQLValue]) async throws -> QueryResult {
         let params = try PostgresParameters(binds)
-        consumedSinceSend = false
+        try startCall()
         let sent = params.withPointers { count, types, values, lengths, formats in
             PQsendQueryParams(conn, sql, count, types, values, lengths, formats, 1)
         }
@@ -105,8 +128,8 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         if statements.isEmpty { return [] }
         if statements.count == 1 { return [try await execute(statements[0].sql, statements[0].binds)] }
         let encoded = try statements.map { try PostgresParameters($0.binds) }
+        try startCall()
         guard PQenterPipelineMode(conn) == 1 else { throw lostError() }
-        consumedSinceSend = false
         defer { PQexitPipelineMode(conn) }
         var sent = 0
         for (statement, params) in zip(statements, encoded) {
@@ -158,7 +181,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
     }
 
     func executeScript(_ sql: String) async throws {
-        consumedSinceSend = false
+        try startCall()
         guard PQsendQuery(conn, sql) == 1 else { throw lostError() }
         try await flush()
         _ = try await collect(decoding: false)
@@ -207,6 +230,14 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
 
     // MARK: Non-blocking I/O
 
+    /// Starts a call: sets its deadline (its own budget or the scope's, whichever ends first),
+    /// or refuses before sending anything when the scope's has already passed.
+    private func startCall() throws(DatabaseError) {
+        consumedSinceSend = false
+        deadline = CallDeadline.forCall(budget: callTimeout)
+        if let deadline, deadline.budget <= .zero { throw CallDeadline.expiredBeforeSending("the statement") }
+    }
+
     /// Sends everything libpq has buffered, waiting for the socket when the kernel buffer is full.
     private func flush() async throws {
         while true {
@@ -214,6 +245,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             if rc == 0 { return }
             guard rc == 1 else { throw lostError() }
             await SocketPoller.shared.waitWritable(fd: socket)
+            if let deadline, ContinuousClock.now >= deadline.at { throw timedOutError() }
             // Read what the server sent meanwhile, so neither side waits on the other.
             guard PQconsumeInput(conn) == 1 else { throw lostError() }
             consumedSinceSend = true
@@ -228,8 +260,8 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             // socket may hold more that raises no new edge. The first wait after sending needs
             // neither check, which keeps the common statement at zero extra system calls.
             let ready = tlsHasPendingData() || (consumedSinceSend && SocketPoller.shared.hasUnreadData(fd: socket))
-            if !ready {
-                await SocketPoller.shared.waitReadable(fd: socket)
+            if !ready, !(await SocketPoller.shared.waitReadable(fd: socket, until: deadline?.at)) {
+                throw timedOutError()
             }
             guard PQconsumeInput(conn) == 1 else {
                 // The server may have said why before it hung up (57P01 on a terminate or a
@@ -376,11 +408,51 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         )
     }
 
+    /// The call's deadline passed with the server's answer still owed: ask the server to cancel
+    /// the statement, and retire the connection (what it would read next belongs to the
+    /// abandoned statement).
+    private func timedOutError() -> DatabaseError {
+        brokenFlag.store(true, ordering: .relaxed)
+        PostgresCanceller.cancel(conn)
+        let budget = deadline.map { " (\($0.budget.milliseconds) ms)" } ?? ""
+        return DatabaseError(
+            code: .timedOut,
+            detail: "the server did not answer within the call's deadline\(budget); the statement was canceled and the connection closed"
+        )
+    }
+
     /// The connection cannot be trusted any more (I/O failed or the protocol state is lost):
     /// mark it so the pool closes it instead of handing it out again.
     private func lostError() -> DatabaseError {
         brokenFlag.store(true, ordering: .relaxed)
         return DatabaseError(code: .connectionLost, detail: "the connection to the server failed")
+    }
+}
+
+/// Sends cancel requests for statements whose caller gave up, off the caller's path.
+///
+/// libpq 15's `PQcancel` blocks (it opens a connection to the server or pooler and waits for
+/// it to close), so each runs on a short-lived thread of its own; at most ``limit`` run at once,
+/// and beyond that a cancel is skipped: closing the connection and the server's own
+/// `statement_timeout` still end the statement.
+enum PostgresCanceller {
+    static let limit = 4
+    private static let running = Atomic<Int>(0)
+
+    static func cancel(_ conn: OpaquePointer) {
+        guard let cancel = PQgetCancel(conn) else { return }
+        guard running.add(1, ordering: .relaxed).newValue <= limit else {
+            running.subtract(1, ordering: .relaxed)
+            PQfreeCancel(cancel)
+            return
+        }
+        let handle = UnsafeSendable(cancel)
+        Thread.detachNewThread {
+            var message = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(handle.value, &message, Int32(message.count))
+            PQfreeCancel(handle.value)
+            running.subtract(1, ordering: .relaxed)
+        }
     }
 }
 

@@ -34,11 +34,30 @@ final class SocketPoller: TaskExecutor, Sendable {
     /// Per socket: the task waiting for it to become readable, or a note that data arrived
     /// while nobody waited (an edge-triggered event is reported once, so none may be dropped).
     private enum Readiness {
-        case waiting(UnsafeContinuation<Void, Never>)
+        /// A task waits; it is resumed with `false` if `deadline` passes first.
+        case waiting(UnsafeContinuation<Bool, Never>, deadline: ContinuousClock.Instant?)
         case arrived
     }
 
-    private let readiness = Mutex<[Int32: Readiness]>([:])
+    private struct Sockets {
+        var readiness: [Int32: Readiness] = [:]
+        /// Waiters with a deadline: while there are any, the loop wakes every ``sweepInterval``.
+        var timedWaiters = 0
+        /// The loop is (about to be) blocked in `epoll_wait` with no timeout; a new timed waiter
+        /// must wake it.
+        var parked = false
+
+        mutating func take(_ fd: Int32) -> Readiness? {
+            let entry = readiness.removeValue(forKey: fd)
+            if case .waiting(_, .some) = entry { timedWaiters -= 1 }
+            return entry
+        }
+    }
+
+    /// How often waits with a deadline are checked: the most a wait can outlive its deadline.
+    static let sweepInterval: Duration = .milliseconds(20)
+
+    private let sockets = Mutex(Sockets())
     private let queue = Mutex(JobQueue())
 
     #if os(Linux)
@@ -75,7 +94,8 @@ final class SocketPoller: TaskExecutor, Sendable {
 
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 128)
-        var wake: [UnsafeContinuation<Void, Never>] = []
+        var wake: [(UnsafeContinuation<Bool, Never>, Bool)] = []
+        var nextSweep = ContinuousClock.now
         while true {
             let jobs = queue.withLock { queue -> [UnownedJob] in
                 let jobs = queue.jobs
@@ -84,19 +104,39 @@ final class SocketPoller: TaskExecutor, Sendable {
                 return jobs
             }
             for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
-            let count = epoll_wait(epollFD, &events, Int32(events.count), jobs.isEmpty ? -1 : 0)
+            // Block until an event when nobody waits with a deadline; otherwise wake in time to
+            // fail the waits whose deadline passed.
+            let timeout: Int32 = jobs.isEmpty
+                ? sockets.withLock { sockets in
+                    if sockets.timedWaiters > 0 { return Int32(Self.sweepInterval.milliseconds) }
+                    sockets.parked = true
+                    return -1
+                }
+                : 0
+            let count = epoll_wait(epollFD, &events, Int32(events.count), timeout)
             if jobs.isEmpty { queue.withLock { $0.sleeping = false } }
-            if count <= 0 { continue }  // timeout or EINTR
+            if timeout < 0 { sockets.withLock { $0.parked = false } }
             wake.removeAll(keepingCapacity: true)
             var drain = false
-            readiness.withLock { readiness in
-                for index in 0..<Int(count) {
+            let now = ContinuousClock.now
+            let sweep = now >= nextSweep
+            if sweep { nextSweep = now + Self.sweepInterval }
+            sockets.withLock { sockets in
+                for index in 0..<Int(max(count, 0)) {
                     let fd = events[index].data.fd
                     if fd == wakeFD {
                         drain = true
-                    } else if case .waiting(let continuation) = readiness.updateValue(.arrived, forKey: fd) {
-                        readiness[fd] = nil
-                        wake.append(continuation)
+                    } else if case .waiting(let continuation, _) = sockets.take(fd) {
+                        wake.append((continuation, true))
+                    } else {
+                        sockets.readiness[fd] = .arrived
+                    }
+                }
+                guard sweep, sockets.timedWaiters > 0 else { return }
+                for (fd, entry) in sockets.readiness {
+                    if case .waiting(let continuation, let deadline?) = entry, deadline <= now {
+                        _ = sockets.take(fd)
+                        wake.append((continuation, false))
                     }
                 }
             }
@@ -105,7 +145,7 @@ final class SocketPoller: TaskExecutor, Sendable {
                 _ = read(wakeFD, &drained, 8)
             }
             // A task that prefers this executor continues right here, on the next turn.
-            for continuation in wake { continuation.resume() }
+            for (continuation, readable) in wake { continuation.resume(returning: readable) }
         }
     }
 
@@ -116,7 +156,7 @@ final class SocketPoller: TaskExecutor, Sendable {
         event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
         event.data.fd = fd
         // A note left by an earlier socket with the same number would wake a waiter falsely.
-        readiness.withLock { $0[fd] = nil }
+        sockets.withLock { _ = $0.take(fd) }
         return epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0
     }
 
@@ -124,8 +164,8 @@ final class SocketPoller: TaskExecutor, Sendable {
     func forget(fd: Int32) {
         var unused = epoll_event()
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &unused)
-        if case .waiting(let continuation) = readiness.withLock({ $0.removeValue(forKey: fd) }) {
-            continuation.resume()
+        if case .waiting(let continuation, _) = sockets.withLock({ $0.take(fd) }) {
+            continuation.resume(returning: true)
         }
     }
     #else
@@ -143,39 +183,53 @@ final class SocketPoller: TaskExecutor, Sendable {
     #endif
 
     /// Suspends until data arrives on `fd` (or an error or hang-up, which the caller's next
-    /// libpq call reports); returns at once if data arrived since the previous wait.
+    /// libpq call reports) and returns `true`; returns at once if data arrived since the
+    /// previous wait. Returns `false` once `deadline` has passed with nothing arrived (checked
+    /// every ``sweepInterval``).
     ///
     /// Edge-triggered: bytes that arrived before the previous wake-up and are still unread
     /// raise no new event. `PQconsumeInput` does not promise to read the socket empty (a TLS
     /// read takes one record), so a caller that has consumed input since sending and still
     /// needs more checks ``hasUnreadData(fd:)`` before waiting here.
-    func waitReadable(fd: Int32) async {
+    func waitReadable(fd: Int32, until deadline: ContinuousClock.Instant?) async -> Bool {
         Self.waits.add(1, ordering: .relaxed)
         #if os(Linux)
-        if readiness.withLock({ readiness in
-            guard case .arrived = readiness[fd] else { return false }
-            readiness[fd] = nil
+        if sockets.withLock({ sockets in
+            guard case .arrived = sockets.readiness[fd] else { return false }
+            sockets.readiness[fd] = nil
             return true
         }) {
-            return
+            return true
         }
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            let arrived = readiness.withLock { readiness -> Bool in
-                if case .arrived = readiness[fd] {
-                    readiness[fd] = nil
-                    return true
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+            enum Registration { case arrived, waiting, wakeLoop }
+            let registration = sockets.withLock { sockets -> Registration in
+                if case .arrived = sockets.readiness[fd] {
+                    sockets.readiness[fd] = nil
+                    return .arrived
                 }
-                readiness[fd] = .waiting(continuation)
-                return false
+                sockets.readiness[fd] = .waiting(continuation, deadline: deadline)
+                guard deadline != nil else { return .waiting }
+                sockets.timedWaiters += 1
+                guard sockets.parked else { return .waiting }
+                sockets.parked = false
+                return .wakeLoop
             }
-            if arrived { continuation.resume() }
+            switch registration {
+            case .arrived: continuation.resume(returning: true)
+            case .waiting: break
+            case .wakeLoop:
+                // The loop sleeps with no timeout; wake it so that it starts sweeping.
+                var one: UInt64 = 1
+                _ = write(wakeFD, &one, 8)
+            }
         }
         #else
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+        let milliseconds = deadline.map { Int32(clamping: max(0, ($0 - .now).milliseconds)) } ?? -1
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
             Thread.detachNewThread {
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                _ = poll(&pfd, 1, -1)
-                continuation.resume()
+                continuation.resume(returning: poll(&pfd, 1, milliseconds) != 0)
             }
         }
         #endif
