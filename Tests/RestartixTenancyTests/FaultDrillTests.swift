@@ -1,0 +1,305 @@
+import Foundation
+import Logging
+@testable import RestartixKit
+@testable import RestartixTenancy
+import Synchronization
+import Testing
+
+/// Storage under faults, as an operator sees them: 32 tasks of tenant transactions through a
+/// real PgBouncer while a backend is terminated, Postgres restarts (fast and immediate) or stays
+/// down for two seconds, and PgBouncer is killed with SIGKILL and started again.
+///
+/// The drill runs on a Postgres and PgBouncer of its own (`Scripts/services` with a private state
+/// directory and ports), so stopping them disturbs no other suite. For every fault:
+/// - no transaction ever sees another clinic's rows or context (the ground truth: clinic A has
+///   two patients, clinic B one);
+/// - no call outlives its one-second deadline by more than ``margin``;
+/// - every error is one a caller may retry (`isTransient`), and where the server said why
+///   (a terminated backend, a shutdown), the error carries the server's SQLSTATE;
+/// - two seconds after the service is back, throughput is back (at least half the rate before
+///   the fault, measured in the same run).
+@Suite("Fault drill through PgBouncer", .serialized, .timeLimit(.minutes(3)), .enabled(if: DrillInstance.enabled))
+struct FaultDrillTests {
+    static let deadline: Duration = .seconds(1)
+    /// How long past its deadline a call may take: the deadline sweep runs every 20 ms; the rest
+    /// is a loaded two-core CI machine scheduling 32 tasks.
+    static let margin: Duration = .milliseconds(500)
+    static let tasks = 32
+
+    @Test("terminate backends, restart Postgres fast and immediate, stop it for 2 s, kill PgBouncer: bounded, transient, recovered, isolated")
+    func drill() async throws {
+        let instance = try await DrillInstance.start()
+        do {
+            try await drill(on: instance)
+        } catch {
+            await instance.stop()
+            throw error
+        }
+        await instance.stop()
+    }
+
+    func drill(on instance: DrillInstance) async throws {
+        let logger = TenancyBackend.logger
+        let owner = try Database(url: instance.url("DATABASE_DIRECT_URL"), logger: logger)
+        _ = try await Migrator(database: owner, logger: logger).migrate()
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: instance.url("DATABASE_ADMIN_DIRECT_URL")), logger: logger)
+        let fixture = try await TenancyFixture.make(admin: admin)
+        await admin.shutdown()
+
+        var configuration = try DatabaseConfiguration(url: instance.url("DATABASE_APP_URL"))
+        configuration.maximumConnections = 8
+        let app = TenantDatabase(configuration: configuration, settings: TenantSessionSettings(statementTimeout: .seconds(2)), logger: logger)
+        defer { Task { await app.shutdown(); await owner.shutdown() } }
+        let clinics = [(fixture.context(staffOf: fixture.a), 2), (fixture.context(staffOf: fixture.b), 1)]
+
+        let faults: [(name: String, serverSaysWhy: Bool, inject: @Sendable () async throws -> Void)] = [
+            ("pg_terminate_backend", true, {
+                for _ in 0..<3 {
+                    try await owner.query("""
+                        SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                        WHERE usename = 'restartix_app' AND pid <> pg_backend_pid()
+                        """)
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }),
+            ("Postgres restart -m fast", true, { try await instance.services("postgres", "restart", "fast") }),
+            ("Postgres restart -m immediate", true, { try await instance.services("postgres", "restart", "immediate") }),
+            ("Postgres down for 2 s", false, {
+                try await instance.services("postgres", "stop", "fast")
+                try await Task.sleep(for: .seconds(2))
+                try await instance.services("postgres", "start")
+            }),
+            ("PgBouncer killed with SIGKILL", false, {
+                try await instance.services("pgbouncer", "kill")
+                try await Task.sleep(for: .milliseconds(500))
+                try await instance.services("pgbouncer", "start")
+            }),
+        ]
+        for fault in faults {
+            let report = try await Self.run(fault.name, on: app, clinics: clinics, fault: fault.inject)
+            let label = "\(fault.name): \(report)"
+            #expect(report.wrongContext == 0, "\(label)")
+            #expect(report.unexpected.isEmpty, "\(label)")
+            #expect(report.longest <= Self.deadline + Self.margin, "\(label)")
+            let permanent = report.errors.filter { !$0.isTransient }
+            #expect(permanent.isEmpty, "\(label)")
+            if fault.serverSaysWhy {
+                #expect(report.errors.contains { $0.sqlState != nil }, "\(label)")
+            }
+            #expect(report.baselineRate > 0, "\(label)")
+            #expect(report.recoveredRate >= report.baselineRate / 2, "\(label)")
+        }
+        try await fixture.remove(admin: AdminDatabase(configuration: try DatabaseConfiguration(url: instance.url("DATABASE_ADMIN_DIRECT_URL")), logger: logger))
+    }
+
+    struct Report: CustomStringConvertible {
+        var errors: [DatabaseError] = []
+        var unexpected: [String] = []
+        var wrongContext = 0
+        var longest: Duration = .zero
+        var baselineRate = 0.0
+        var recoveredRate = 0.0
+        var successes = 0
+
+        var description: String {
+            let kinds = Dictionary(grouping: errors) { "\($0.code)\($0.sqlState.map { " \($0)" } ?? "")" }.mapValues(\.count)
+            return "\(successes) ok, baseline \(Int(baselineRate))/s, recovered \(Int(recoveredRate))/s, longest \(longest), "
+                + "wrong context \(wrongContext), errors \(kinds.sorted { $0.key < $1.key }), unexpected \(unexpected.prefix(3))"
+        }
+    }
+
+    final class Log: Sendable {
+        struct Call: Sendable {
+            let start: ContinuousClock.Instant
+            let end: ContinuousClock.Instant
+            let error: DatabaseError?
+            let unexpected: String?
+            let wrongContext: Bool
+        }
+
+        let calls = Mutex<[Call]>([])
+        let running = Atomic<Bool>(true)
+    }
+
+    /// Runs the load for a second, injects the fault, and keeps the load going three seconds
+    /// past the moment the service is back.
+    static func run(
+        _ name: String,
+        on app: TenantDatabase,
+        clinics: [(TenantContext, Int)],
+        fault: @Sendable () async throws -> Void
+    ) async throws -> Report {
+        let log = Log()
+        let began = ContinuousClock.now
+        let back: ContinuousClock.Instant = try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<tasks {
+                let (context, patients) = clinics[index % clinics.count]
+                group.addTask {
+                    var iteration = 0
+                    while log.running.load(ordering: .relaxed) {
+                        iteration += 1
+                        let call = await Self.call(app, context, patients, sleep: iteration % 4 == 0)
+                        log.calls.withLock { $0.append(call) }
+                        if call.error != nil || call.unexpected != nil {
+                            // A client backs off a little after an error instead of spinning.
+                            try? await Task.sleep(for: .milliseconds(20))
+                        }
+                    }
+                }
+            }
+            // However this ends (a fault that fails throws), the load stops.
+            defer { log.running.store(false, ordering: .relaxed) }
+            try await Task.sleep(for: .seconds(1))
+            try await fault()
+            let back = ContinuousClock.now
+            try await Task.sleep(until: back + .seconds(3))
+            return back
+        }
+        var report = Report()
+        let calls = log.calls.withLock { $0 }
+        for call in calls {
+            report.longest = max(report.longest, call.end - call.start)
+            if let error = call.error { report.errors.append(error) }
+            if let unexpected = call.unexpected { report.unexpected.append(unexpected) }
+            if call.wrongContext { report.wrongContext += 1 }
+            if call.error == nil, call.unexpected == nil { report.successes += 1 }
+        }
+        func rate(_ from: ContinuousClock.Instant, _ to: ContinuousClock.Instant) -> Double {
+            let count = calls.filter { $0.error == nil && $0.unexpected == nil && $0.end >= from && $0.end < to }.count
+            return Double(count) / Double((to - from).milliseconds) * 1000
+        }
+        report.baselineRate = rate(began + .milliseconds(250), began + .seconds(1))
+        report.recoveredRate = rate(back + .seconds(2), back + .seconds(3))
+        FileHandle.standardError.write(Data("fault drill, \(name): \(report)\n".utf8))
+        return report
+    }
+
+    /// One tenant transaction: (sometimes) a short sleep, then the clinic's patients with the
+    /// context the server holds. Checks both against the ground truth.
+    static func call(_ app: TenantDatabase, _ context: TenantContext, _ patients: Int, sleep: Bool) async -> Log.Call {
+        let start = ContinuousClock.now
+        var error: DatabaseError?
+        var unexpected: String?
+        var wrong = false
+        do {
+            let rows = try await Database.withDeadline(deadline) {
+                try await app.withTenant(context) { tx in
+                    if sleep { try await tx.query("SELECT pg_sleep(0.02)") }
+                    return try await tx.query("""
+                        SELECT organization_id, current_setting('app.current_org_id') AS context FROM patients
+                        """)
+                }
+            }
+            let organization = context.organizationID.lowercasedString
+            wrong = rows.count != patients || rows.contains { (row: SQLRow) in
+                (try? row.decode("organization_id", as: UUID.self)) != context.organizationID
+                    || (try? row.decode("context", as: String.self)) != organization
+            }
+        } catch let caught as DatabaseError {
+            error = caught
+        } catch {
+            unexpected = "\(type(of: error)): \(error)"
+        }
+        return Log.Call(start: start, end: .now, error: error, unexpected: unexpected, wrongContext: wrong)
+    }
+}
+
+/// A Postgres and PgBouncer of the drill's own, made by `Scripts/services` in a private state
+/// directory on ports of their own (55533 and 56533 unless RESTARTIX_DRILL_PG_PORT and
+/// RESTARTIX_DRILL_PGBOUNCER_PORT say otherwise), removed at the end.
+struct DrillInstance: Sendable {
+    /// Wherever the shared services run (or must, under CI), the drill can make its own.
+    static var enabled: Bool {
+        TenancyBackend.servicesRequired || TenancyBackend.value("DATABASE_DIRECT_URL") != nil
+    }
+
+    static let script = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Scripts/services").path
+
+    let directory: String
+    let urls: [String: String]
+
+    func url(_ name: String) throws -> String {
+        guard let url = urls[name] else { throw MissingService(name: name) }
+        return url
+    }
+
+    static func start() async throws -> DrillInstance {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-drill-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let environment = [
+            "RESTARTIX_SERVICES_DIR": directory,
+            "RESTARTIX_SERVICES_ONLY": "postgres pgbouncer",
+            "RESTARTIX_PG_PORT": TenancyBackend.value("RESTARTIX_DRILL_PG_PORT") ?? "55533",
+            "RESTARTIX_PGBOUNCER_PORT": TenancyBackend.value("RESTARTIX_DRILL_PGBOUNCER_PORT") ?? "56533",
+        ]
+        _ = try await run(["up"], environment: environment)
+        let exports = try await run(["env"], environment: environment)
+        var urls: [String: String] = [:]
+        for line in exports.split(separator: "\n") where line.hasPrefix("export ") {
+            let assignment = line.dropFirst("export ".count)
+            guard let equals = assignment.firstIndex(of: "=") else { continue }
+            urls[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...]).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+        }
+        return DrillInstance(directory: directory, urls: urls)
+    }
+
+    /// Runs `Scripts/services <arguments>` on this instance.
+    func services(_ arguments: String...) async throws {
+        _ = try await Self.run(arguments, environment: ["RESTARTIX_SERVICES_DIR": directory])
+    }
+
+    /// Stops and removes the instance.
+    func stop() async {
+        _ = try? await Self.run(["down"], environment: ["RESTARTIX_SERVICES_DIR": directory])
+    }
+
+    struct Failed: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Runs `Scripts/services` and returns what it printed (stdout and stderr).
+    static func run(_ arguments: [String], environment: [String: String]) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // A file, not a pipe: the daemons `up` starts inherit the script's output and would keep
+        // a pipe open (and its reader waiting) for as long as they run.
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-drill-\(UUID().uuidString).out")
+        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        let output = try FileHandle(forWritingTo: outputFile)
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // `waitpid` on a thread of its own, not Foundation's wait: Foundation learns of the exit
+        // through a descriptor the child's daemons inherit, so it would wait for them to exit.
+        let pid = process.processIdentifier
+        nonisolated(unsafe) let launched = process
+        let status: Int32 = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var raw: Int32 = 0
+                var result = waitpid(pid, &raw, 0)
+                while result == -1 && errno == EINTR { result = waitpid(pid, &raw, 0) }
+                if result == pid {
+                    // Exited normally: its exit code; killed by a signal: -1.
+                    continuation.resume(returning: raw & 0x7f == 0 ? (raw >> 8) & 0xff : -1)
+                    return
+                }
+                // Foundation reaped it first (another process of this test run ended and it
+                // checked all of its children): it has the status.
+                while launched.isRunning { usleep(10_000) }
+                continuation.resume(returning: launched.terminationStatus)
+            }
+        }
+        try? output.close()
+        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            throw Failed(description: "Scripts/services \(arguments.joined(separator: " ")) exited \(status): \(text.suffix(2000))")
+        }
+        return text
+    }
+}
