@@ -163,15 +163,27 @@ func prepareDatabases(
 /// TEMPORARY, no role defaults, ...) for the app and admin roles, cached for a few seconds.
 /// The body says only "ready" or "unavailable"; the problems go to the log (they name tables,
 /// roles and settings, never data).
+/// How long `/ready` may take: under a second, so a probe with a one-second timeout always gets
+/// an answer, "unavailable" when the database does not answer in time.
+let readinessDeadline: Duration = .milliseconds(900)
+
 func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database, readiness: Readiness? = nil) {
     router.get("health") { _, _ -> Response in
         jsonResponse(.ok, #"{"status":"ok"}"#)
     }
     router.get("ready") { _, context -> Response in
+        let deadline = ContinuousClock.now + readinessDeadline
         do {
-            try await database.read { conn in _ = try await conn.query("SELECT 1") }
+            // A probe needs an answer in time, not a hanging request: a database that does not
+            // answer within the deadline is "not ready".
+            try await Database.withDeadline(readinessDeadline) {
+                try await database.read { conn in _ = try await conn.query("SELECT 1") }
+            }
             if let readiness {
-                let problems = await readiness.problems()
+                guard let problems = await readiness.problems(waitingUntil: deadline) else {
+                    context.logger.warning("Not ready: the tenant isolation check has not completed yet")
+                    return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
+                }
                 guard problems.isEmpty else {
                     context.logger.warning("Not ready: tenant isolation is not enforced", metadata: ["problems": "\(problems)"])
                     return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
@@ -185,13 +197,20 @@ func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database,
     }
 }
 
-/// The tenancy checks behind `/ready`, run at most once per `interval` however often the
-/// probe asks (they read the catalogs), concurrent probes sharing one run.
+/// The tenancy checks behind `/ready`. They read the catalogs, so they run at most once per
+/// `interval` however often the probe asks, in the background under a deadline of their own
+/// (``checkDeadline``), concurrent probes sharing one run. A probe waits for a run in progress
+/// only until its own deadline, then answers with the last result known.
 actor Readiness {
+    /// The longest one run of the checks may take.
+    static let checkDeadline: Duration = .seconds(10)
+
     private let checks: [@Sendable () async throws -> Void]
     private let interval: Duration
     private var last: (at: ContinuousClock.Instant, problems: [String])?
-    private var running: Task<[String], Never>?
+    private var refreshing = false
+    private var waiters: [UInt64: CheckedContinuation<[String]?, Never>] = [:]
+    private var nextWaiter: UInt64 = 0
 
     init(tenants: TenantDatabase, admin: AdminDatabase?, interval: Duration = .seconds(5)) {
         var checks: [@Sendable () async throws -> Void] = [{ try await tenants.verifyIsolation() }]
@@ -200,29 +219,55 @@ actor Readiness {
         self.interval = interval
     }
 
-    /// Every problem found, or [] when isolation holds.
-    func problems() async -> [String] {
+    /// Every problem found ([] when isolation holds): the last result while it is fresh;
+    /// otherwise a new run's, if it ends by `deadline`, else the last result known, or `nil`
+    /// when no run has ended yet.
+    func problems(waitingUntil deadline: ContinuousClock.Instant) async -> [String]? {
         if let last, ContinuousClock.now - last.at < interval { return last.problems }
-        if let running { return await running.value }
-        let checks = self.checks
-        let task = Task<[String], Never> {
-            var problems: [String] = []
-            for check in checks {
-                do {
-                    try await check()
-                } catch let error as TenancyError {
-                    problems += error.problems.isEmpty ? [error.detail] : error.problems
-                } catch {
-                    problems.append("the isolation check could not run: \(error)")
-                }
-            }
-            return problems
+        startRun()
+        nextWaiter += 1
+        let id = nextWaiter
+        let fresh = await withCheckedContinuation { (continuation: CheckedContinuation<[String]?, Never>) in
+            waiters[id] = continuation
+            DispatchQueue.global().asyncAfter(deadline: .at(deadline)) { Task { await self.giveUp(id) } }
         }
-        running = task
-        let problems = await task.value
-        running = nil
-        last = (ContinuousClock.now, problems)
+        return fresh ?? last?.problems
+    }
+
+    private func startRun() {
+        guard !refreshing else { return }
+        refreshing = true
+        let checks = self.checks
+        Task.detached {
+            let problems = await Database.withDeadline(Self.checkDeadline) { await Self.run(checks) }
+            await self.finish(problems)
+        }
+    }
+
+    private static func run(_ checks: [@Sendable () async throws -> Void]) async -> [String] {
+        var problems: [String] = []
+        for check in checks {
+            do {
+                try await check()
+            } catch let error as TenancyError {
+                problems += error.problems.isEmpty ? [error.detail] : error.problems
+            } catch {
+                problems.append("the isolation check could not run: \(error)")
+            }
+        }
         return problems
+    }
+
+    private func finish(_ problems: [String]) {
+        refreshing = false
+        last = (ContinuousClock.now, problems)
+        let waiting = waiters
+        waiters = [:]
+        for continuation in waiting.values { continuation.resume(returning: problems) }
+    }
+
+    private func giveUp(_ id: UInt64) {
+        waiters.removeValue(forKey: id)?.resume(returning: nil)
     }
 }
 

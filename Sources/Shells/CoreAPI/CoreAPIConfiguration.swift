@@ -43,6 +43,9 @@ struct CoreAPIConfiguration: Sendable {
     var redis: RedisConfiguration?
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
+    /// The admin role's statement timeout in the Core API (the app role's is
+    /// `TenantSessionSettings.statementTimeout`, 5 s).
+    static let adminStatementTimeout: Duration = .seconds(15)
 
     init(database: DatabaseConfiguration, appDatabase: DatabaseConfiguration? = nil, isEmbeddedDefault: Bool) {
         self.database = database
@@ -53,6 +56,8 @@ struct CoreAPIConfiguration: Sendable {
     init(environment: [String: String]) throws {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
             database = try DatabaseConfiguration(url: url)
+            // The admin role serves web requests too (memberships, elevated sessions).
+            database.statementTimeout = Self.adminStatementTimeout
             guard let appURL = environment["DATABASE_APP_URL"], !appURL.isEmpty else {
                 throw ConfigurationError("DATABASE_APP_URL must be set with DATABASE_URL: tenant data is served through the restricted app role")
             }

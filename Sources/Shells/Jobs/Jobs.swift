@@ -181,9 +181,16 @@ func withAdminDatabase<T>(_ databaseURL: String?, label: String, _ body: (AdminD
 /// The admin role's connection: `--database-url`, else `DATABASE_URL`, else the embedded file.
 /// The admin role, not the owner: the owner has no policies, so it would see no rows.
 func adminConfiguration(_ databaseURL: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfiguration {
-    try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
+    var configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
         .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
+    // A job's batches may run long, but not forever: a stuck one fails and the next run resumes.
+    configuration.statementTimeout = jobStatementTimeout
+    return configuration
 }
+
+/// The statement timeout of the jobs that run as the admin role (the owner's schema jobs,
+/// `migrate` above all, keep the server's: a migration may rightly take long).
+let jobStatementTimeout: Duration = .seconds(600)
 
 /// The keyring the environment names (`KeyringSource.configured`), or a clean exit.
 func loadKeyring() async throws -> Keyring {
