@@ -68,6 +68,32 @@ public struct BufferingEvent: Sendable, Hashable {
     }
 }
 
+/// Where a view's time went, seconds per player state (Documentation/telemetry-metrics.md).
+/// Watch time is the sum of the first six; the last two are not watch time.
+public struct MediaStateTimes: Sendable, Hashable {
+    /// Asked to play, no frame yet (startup, its buffering included).
+    public var startup: Double = 0
+    /// Frames playing.
+    public var playing: Double = 0
+    /// Stalled while playing: rebuffering.
+    public var rebuffering: Double = 0
+    /// Asked to play again after a pause, no frame yet (its buffering included: not a rebuffer).
+    public var resuming: Double = 0
+    /// From `seeking` to `seeked` while the viewer wants playback.
+    public var seeking: Double = 0
+    /// After `seeked`, until frames move again (stalls included): the rest of the seek latency.
+    public var seekLoading: Double = 0
+    /// Seeking (and its loading) while paused: the viewer is not trying to watch.
+    public var pausedSeeking: Double = 0
+    /// Paused, before or after the first frame.
+    public var paused: Double = 0
+
+    /// The states that are watch time: everything but pausing and seeking while paused.
+    public var watch: Double { startup + playing + rebuffering + resuming + seeking + seekLoading }
+
+    public init() {}
+}
+
 /// A view's quality of experience: the row of `media_session_metrics` (less the identifiers the
 /// caller owns), with Mux Data's definitions. Documentation/telemetry-metrics.md has them all.
 public struct MediaSessionMetrics: Sendable, Hashable {
@@ -76,10 +102,11 @@ public struct MediaSessionMetrics: Sendable, Hashable {
     public var startupTime: Double?
     /// The viewer asked to play and left before the video started, without a fatal error.
     public var exitBeforeStart: Bool
-    /// Time spent watching or trying to watch: startup, playing, rebuffering and seeking, not
-    /// paused time; seconds.
+    /// Time spent watching or trying to watch: startup, playing, rebuffering, resuming and
+    /// seeking, not paused time and not seeking while paused; seconds.
     public var watchTime: Double
-    /// Time with frames playing: not startup, rebuffering, seeking or paused; seconds.
+    /// Time with frames playing: not startup, rebuffering, resuming, seeking (nor the loading
+    /// after a seek) or paused; seconds.
     public var playingTime: Double
     /// Stalls after the video started, not caused by a seek.
     public var rebufferCount: Int
@@ -103,6 +130,8 @@ public struct MediaSessionMetrics: Sendable, Hashable {
     public var renditionChanges: Int
     /// Every stall after the start, rebuffers and seek-induced ones, in order.
     public var buffering: [BufferingEvent]
+    /// The time in each player state, from which other readings can be derived.
+    public var stateTimes: MediaStateTimes
 
     /// The video started playing.
     public var started: Bool { startupTime != nil }
@@ -149,10 +178,12 @@ struct PlaybackMachine {
         /// Paused before the first frame (the startup attempt is abandoned; the next play starts it again).
         case pausedBeforeStart
         case playing
-        /// Asked to play after a pause; waiting for frames.
+        /// Asked to play after a pause; waiting for frames (a stall here is not a rebuffer).
         case resuming
         case paused
         case seeking
+        /// After `seeked` with playback wanted, until frames move again.
+        case seekLoading
         /// Stalled after the start; `seekInduced` when it began while seeking or recovering from one.
         case stalled(since: Double, seekInduced: Bool)
         case ended
@@ -165,27 +196,42 @@ struct PlaybackMachine {
     var viewStart: Double?
     var attemptStart = 0.0
     var startup: Double?
-    var watch = 0.0, playing = 0.0, rebuffer = 0.0
+    var times = MediaStateTimes()
     var rebuffers = 0, failures = 0, nonFatal = 0, renditions = 0
     var buffering: [BufferingEvent] = []
-    /// Whether the viewer wants playback to go on after the current seek or stall.
+    /// Whether the viewer wants playback to go on after the current seek or stall: a seek made
+    /// while paused is not watch time until the viewer asks to play.
     var resumeAfterSeek = true
-    /// After a seek, until frames play again, a stall counts as seek-induced.
-    var recoveringFromSeek = false
     var lastPlayhead: Double?
 
     /// Counts the time since `cursor` in the current state, up to `time`.
     mutating func account(to time: Double) {
         let span = time - cursor
         switch state {
-        case .starting, .resuming, .seeking: watch += span
-        case .playing: watch += span; playing += span
+        case .starting: times.startup += span
+        case .playing: times.playing += span
+        case .resuming: times.resuming += span
+        case .seeking:
+            if resumeAfterSeek { times.seeking += span } else { times.pausedSeeking += span }
+        case .seekLoading: times.seekLoading += span
         case .stalled(_, let seekInduced):
-            watch += span
-            if !seekInduced { rebuffer += span }
-        case .idle, .pausedBeforeStart, .paused, .ended, .failed: break
+            if !seekInduced {
+                times.rebuffering += span
+            } else if resumeAfterSeek {
+                times.seekLoading += span
+            } else {
+                times.pausedSeeking += span
+            }
+        case .pausedBeforeStart, .paused: times.paused += span
+        case .idle, .ended, .failed: break
         }
         cursor = time
+    }
+
+    /// The viewer changes their mind during a seek: the time so far counts as it was.
+    mutating func setResumeAfterSeek(_ resume: Bool, at time: Double) {
+        account(to: time)
+        resumeAfterSeek = resume
     }
 
     mutating func move(to next: State, at time: Double) {
@@ -240,19 +286,18 @@ struct PlaybackMachine {
             }
         case .playing:
             switch event.kind {
-            case .waiting: move(to: .stalled(since: t, seekInduced: recoveringFromSeek), at: t)
+            case .waiting: move(to: .stalled(since: t, seekInduced: false), at: t)
             case .pause: move(to: .paused, at: t)
             case .seeking: startSeek(at: t, resume: true)
             case .ended: move(to: .ended, at: t)
-            case _ where framesMoving: recoveringFromSeek = false
             default: break
             }
         case .resuming:
+            // Buffering after the viewer's play is part of resuming, as startup's is part of
+            // startup: no frames were playing, so it is not a rebuffer (Mux counts a rebuffer
+            // only once playback has been going).
             switch event.kind {
-            case _ where framesMoving:
-                recoveringFromSeek = false
-                move(to: .playing, at: t)
-            case .waiting: move(to: .stalled(since: t, seekInduced: recoveringFromSeek), at: t)
+            case _ where framesMoving: move(to: .playing, at: t)
             case .pause: move(to: .paused, at: t)
             case .seeking: startSeek(at: t, resume: true)
             case .ended: move(to: .ended, at: t)
@@ -267,31 +312,32 @@ struct PlaybackMachine {
             }
         case .seeking:
             switch event.kind {
-            case .seeked:
-                // Until frames move again, a stall is the seek's, even after a paused seek and
-                // a later play.
-                recoveringFromSeek = true
-                move(to: resumeAfterSeek ? .playing : .paused, at: t)
+            // Until frames move again the seek is loading (Mux's seek latency runs "until the
+            // video is ready to resume playback"): not playing time.
+            case .seeked: move(to: resumeAfterSeek ? .seekLoading : .paused, at: t)
             case .waiting: move(to: .stalled(since: t, seekInduced: true), at: t)
-            case .playing:
-                recoveringFromSeek = false
-                move(to: .playing, at: t)
-            case .pause: resumeAfterSeek = false
-            case .play: resumeAfterSeek = true
+            case .playing: move(to: .playing, at: t)
+            case .pause: setResumeAfterSeek(false, at: t)
+            case .play: setResumeAfterSeek(true, at: t)
+            case .ended: move(to: .ended, at: t)
+            default: break
+            }
+        case .seekLoading:
+            switch event.kind {
+            case _ where framesMoving: move(to: .playing, at: t)
+            case .waiting: move(to: .stalled(since: t, seekInduced: true), at: t)
+            case .pause: move(to: .paused, at: t)
+            case .seeking: startSeek(at: t, resume: true)
             case .ended: move(to: .ended, at: t)
             default: break
             }
         case .stalled(_, let seekInduced):
             switch event.kind {
-            case _ where framesMoving:
-                recoveringFromSeek = false
-                move(to: .playing, at: t)
+            case _ where framesMoving: move(to: .playing, at: t)
             case .pause: move(to: .paused, at: t)  // a pause ends a stall
-            case .play where seekInduced: resumeAfterSeek = true  // play pressed while a paused seek loads
+            case .play where seekInduced: setResumeAfterSeek(true, at: t)  // play pressed while a paused seek loads
             case .seeking: startSeek(at: t, resume: seekInduced ? resumeAfterSeek : true)
-            case .seeked where seekInduced && !resumeAfterSeek:
-                recoveringFromSeek = true
-                move(to: .paused, at: t)
+            case .seeked where seekInduced && !resumeAfterSeek: move(to: .paused, at: t)
             case .ended: move(to: .ended, at: t)
             default: break
             }
@@ -314,17 +360,19 @@ struct PlaybackMachine {
     /// Closes the view at `end` and computes the metrics.
     mutating func finish(at end: Double) -> MediaSessionMetrics {
         move(to: .ended, at: max(end, cursor))
+        let watch = times.watch, rebuffer = times.rebuffering
         var metrics = MediaSessionMetrics(
             startupTime: startup,
             exitBeforeStart: viewStart != nil && startup == nil && failures == 0,
             watchTime: watch,
-            playingTime: playing,
+            playingTime: times.playing,
             rebufferCount: rebuffers,
             rebufferDuration: rebuffer,
             failureCount: failures,
             nonFatalErrorCount: nonFatal,
             renditionChanges: renditions,
-            buffering: buffering
+            buffering: buffering,
+            stateTimes: times
         )
         if watch > 0 {
             metrics.rebufferPercentage = rebuffer / watch

@@ -106,22 +106,68 @@ struct MediaQoETests {
         #expect(abs(try #require(m.rebufferFrequency) - 0.2) < 1e-12, "4 per 20 minutes")
     }
 
-    @Test("seeking while paused, stalls included, is no rebuffer and no watch time while paused")
+    @Test("seeking while paused, stalls included, is no rebuffer and no watch time (Mux: the heartbeat does not run for a paused seek)")
     func pausedSeek() throws {
         let m = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 8), (.waiting, 8.1), (.seeked, 9), (.play, 15), (.playing, 15.2), (.ended, 20)]))
         #expect(m.rebufferCount == 0 && m.buffering.map(\.seekInduced) == [true])
-        #expect(abs(m.watchTime - (1 + 4 + 1 + 0.2 + 4.8)) < 1e-9)
+        #expect(abs(m.watchTime - (1 + 4 + 0.2 + 4.8)) < 1e-9)
+        var times = MediaStateTimes()
+        (times.startup, times.playing, times.paused, times.pausedSeeking, times.resuming) = (1, 4 + 4.8, 3 + 6, 1, 0.2)
+        Self.expectClose(m.stateTimes, times)
+    }
+
+    @Test("the time from `seeked` to frames moving is seek latency, not playing time")
+    func seekLoading() throws {
+        let m = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.seeking, 5), (.seeked, 5.5), (.playing, 6), (.ended, 10)]))
+        #expect(m.playingTime == 8 && m.watchTime == 10 && m.rebufferCount == 0 && m.buffering.isEmpty)
+        var times = MediaStateTimes()
+        (times.startup, times.playing, times.seeking, times.seekLoading) = (1, 8, 0.5, 0.5)
+        Self.expectClose(m.stateTimes, times)
+        // A player that reports only the playhead: the first move after the seek ends it.
+        let playhead = try mediaSessionMetrics([
+            MediaEvent(.play, at: 0), MediaEvent(.playing, at: 1, playhead: 0), MediaEvent(.seeking, at: 5, playhead: 4),
+            MediaEvent(.seeked, at: 5.5, playhead: 30), MediaEvent(.timeUpdate, at: 5.8, playhead: 30), MediaEvent(.timeUpdate, at: 6, playhead: 30.2),
+            MediaEvent(.ended, at: 10),
+        ])
+        #expect(abs(playhead.playingTime - 8) < 1e-9 && abs(playhead.stateTimes.seekLoading - 0.5) < 1e-9)
+    }
+
+    @Test("buffering after the viewer's pause and play is resuming time, not a rebuffer (Mux: no frames were playing)")
+    func bufferingAfterResume() throws {
+        let m = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.play, 8), (.waiting, 8.1), (.playing, 9), (.ended, 12)]))
+        #expect(m.rebufferCount == 0 && m.rebufferDuration == 0 && m.buffering.isEmpty)
+        #expect(m.watchTime == 1 + 4 + 1 + 3 && m.playingTime == 7)
+        var times = MediaStateTimes()
+        (times.startup, times.playing, times.paused, times.resuming) = (1, 7, 3, 1)
+        Self.expectClose(m.stateTimes, times)
+        // Once frames play again, a stall is a rebuffer as usual.
+        let later = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.play, 8), (.playing, 8.2), (.waiting, 9), (.playing, 10)]))
+        #expect(later.rebufferCount == 1 && later.rebufferDuration == 1)
+    }
+
+    static func expectClose(_ seen: MediaStateTimes, _ expected: MediaStateTimes, sourceLocation: SourceLocation = #_sourceLocation) {
+        let pairs: [(String, Double, Double)] = [
+            ("startup", seen.startup, expected.startup), ("playing", seen.playing, expected.playing),
+            ("rebuffering", seen.rebuffering, expected.rebuffering), ("resuming", seen.resuming, expected.resuming),
+            ("seeking", seen.seeking, expected.seeking), ("seekLoading", seen.seekLoading, expected.seekLoading),
+            ("pausedSeeking", seen.pausedSeeking, expected.pausedSeeking), ("paused", seen.paused, expected.paused),
+        ]
+        for (name, a, b) in pairs {
+            #expect(abs(a - b) < 1e-9, "\(name): \(a) instead of \(b)", sourceLocation: sourceLocation)
+        }
     }
 
     @Test("paused seeks: a play while the seek loads resumes; a second seek stays paused; a stall after play is the seek's")
     func pausedSeekSequences() throws {
         let resumed = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 6), (.waiting, 6.1), (.play, 7), (.seeked, 8), (.playing, 8.2)]), endedAt: 20)
-        #expect(abs(resumed.playingTime - (4 + 11.8)) < 1e-9 && abs(resumed.watchTime - (1 + 4 + 0.1 + 2.1 + 11.8)) < 1e-9)
+        // Seeking and loading while paused (6 to 7) is not watch time; after the play it is.
+        #expect(abs(resumed.playingTime - (4 + 11.8)) < 1e-9 && abs(resumed.watchTime - (1 + 4 + 1.2 + 11.8)) < 1e-9)
         #expect(resumed.rebufferCount == 0)
         let scrubbing = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 6), (.waiting, 6.1), (.seeking, 6.5), (.seeked, 7)]), endedAt: 20)
         #expect(scrubbing.playingTime == 4, "still paused after the second seek")
+        // After a paused seek, the viewer's play: its buffering is resuming time, no row.
         let later = try mediaSessionMetrics(Self.events([(.play, 0), (.playing, 1), (.pause, 5), (.seeking, 6), (.seeked, 6.2), (.play, 10), (.waiting, 10.05), (.playing, 11), (.ended, 20)]))
-        #expect(later.rebufferCount == 0 && later.buffering.map(\.seekInduced) == [true])
+        #expect(later.rebufferCount == 0 && later.buffering.isEmpty && abs(later.stateTimes.resuming - 1) < 1e-9)
         // A seek's playhead jump is not playback: startup still ends at the first frame.
         let jump = try mediaSessionMetrics([
             MediaEvent(.play, at: 0, playhead: 0), MediaEvent(.seeking, at: 0.1), MediaEvent(.timeUpdate, at: 0.3, playhead: 60),
@@ -160,6 +206,21 @@ struct MediaQoETests {
             #expect(m.rebufferCount == m.buffering.filter { !$0.seekInduced }.count)
             #expect(abs(m.rebufferDuration - m.buffering.filter { !$0.seekInduced }.reduce(0) { $0 + $1.duration }) < 1e-9)
             #expect(m.failureCount <= 1)
+            // The states partition the view from its first play to its end: nothing counted twice
+            // or lost, and watch time is exactly the watch states.
+            let times = m.stateTimes
+            let all = times.watch + times.paused + times.pausedSeeking
+            let first = events.first { $0.kind == .play || $0.kind == .playing }?.time
+            let failedAt = events.first { $0.kind == .error && $0.fatal }?.time
+            let endedAt = events.last?.time ?? 0
+            if let first {
+                // Ended and failed states count nothing; a view that ended by `ended` and played
+                // again has gaps, so only the bound holds in general.
+                #expect(all <= (failedAt.map { max($0, first) } ?? endedAt) - first + 1e-9)
+            } else {
+                #expect(all == 0)
+            }
+            #expect(abs(m.watchTime - times.watch) < 1e-12 && m.playingTime == times.playing && m.rebufferDuration == times.rebuffering)
             if let score = m.smoothnessScore { #expect(score > 0 && score <= 100) }
         }
     }
