@@ -53,18 +53,39 @@ public struct MediaEvent: Sendable, Hashable {
 
 /// A stall after the video started: a row of `media_buffering_events`.
 public struct BufferingEvent: Sendable, Hashable {
+    /// What ended a stall.
+    public enum End: String, Sendable, Hashable, CaseIterable {
+        /// Frames moved again (`playing`, or the playhead advancing).
+        case framesMoving
+        /// The viewer paused.
+        case pause
+        /// The viewer seeked elsewhere.
+        case seeking
+        /// A seek made while paused finished loading (`seeked`); the player stays paused.
+        case seeked
+        /// A fatal error.
+        case fatalError
+        /// The video reached its end.
+        case ended
+        /// The view ended with the player still stalled.
+        case viewEnd
+    }
+
     /// Seconds after the view began (the first play instruction).
     public var start: Double
     /// How long it lasted, seconds.
     public var duration: Double
     /// Caused by a seek: recorded, but not a rebuffer.
     public var seekInduced: Bool
+    /// What ended it.
+    public var endedBy: End
 
     /// A stall.
-    public init(start: Double, duration: Double, seekInduced: Bool) {
+    public init(start: Double, duration: Double, seekInduced: Bool, endedBy: End = .framesMoving) {
         self.start = start
         self.duration = duration
         self.seekInduced = seekInduced
+        self.endedBy = endedBy
     }
 }
 
@@ -203,6 +224,8 @@ struct PlaybackMachine {
     /// while paused is not watch time until the viewer asks to play.
     var resumeAfterSeek = true
     var lastPlayhead: Double?
+    /// What a stall ending now ends by: the event being handled, or the view's end.
+    var ending = BufferingEvent.End.viewEnd
 
     /// Counts the time since `cursor` in the current state, up to `time`.
     mutating func account(to time: Double) {
@@ -238,7 +261,7 @@ struct PlaybackMachine {
         account(to: time)
         if case .stalled(let since, let seekInduced) = state {
             if !seekInduced { rebuffers += 1 }
-            buffering.append(BufferingEvent(start: since - (viewStart ?? since), duration: time - since, seekInduced: seekInduced))
+            buffering.append(BufferingEvent(start: since - (viewStart ?? since), duration: time - since, seekInduced: seekInduced, endedBy: ending))
         }
         state = next
     }
@@ -252,6 +275,16 @@ struct PlaybackMachine {
         } else if let playhead = event.playhead {
             if event.kind == .timeUpdate, let last = lastPlayhead, playhead > last { progressed = true }
             lastPlayhead = playhead
+        }
+        let framesMoving = event.kind == .playing || progressed
+        ending = switch event.kind {
+        case _ where framesMoving: .framesMoving
+        case .pause: .pause
+        case .seeking: .seeking
+        case .seeked: .seeked
+        case .error: .fatalError
+        case .ended: .ended
+        default: .viewEnd
         }
         switch event.kind {
         case .renditionChange:
@@ -268,7 +301,6 @@ struct PlaybackMachine {
             return
         default: break
         }
-        let framesMoving = event.kind == .playing || progressed
         switch state {
         case .idle, .pausedBeforeStart:
             if event.kind == .play || event.kind == .playing {
@@ -359,6 +391,7 @@ struct PlaybackMachine {
 
     /// Closes the view at `end` and computes the metrics.
     mutating func finish(at end: Double) -> MediaSessionMetrics {
+        ending = .viewEnd
         move(to: .ended, at: max(end, cursor))
         let watch = times.watch, rebuffer = times.rebuffering
         var metrics = MediaSessionMetrics(
