@@ -182,26 +182,117 @@ public struct PoseFrames: Sendable, Equatable {
     /// Every column, `component * 33 + landmark` (for the codec).
     var storage: [[Float]] { columns }
 
-    /// Frames from decoded columns (132 of `timestamps.count` values each), checked as
-    /// ``append(timestamp:landmarks:)`` checks a frame.
-    init(timestamps: [Double], columns: [[Float]]) throws(TelemetryError) {
-        precondition(columns.count == 4 * Self.landmarkCount && columns.allSatisfy { $0.count == timestamps.count })
-        var last = -Double.infinity
-        for t in timestamps {
-            guard t.isFinite else { throw TelemetryError(.nonFiniteValue, "a frame's timestamp is not a finite number") }
-            guard t > last else { throw TelemetryError(.timestampNotIncreasing, "frame timestamps must increase") }
-            last = t
+    /// Frames in bulk, from columns: `timestamps` (seconds) and 132 columns of
+    /// `timestamps.count` values each, column `component * 33 + landmark` with components
+    /// 0 x, 1 y, 2 z, 3 visibility (the layout of ``x(_:)`` and the replay blob). The arrays are
+    /// kept as they are, not copied.
+    ///
+    /// Checked as ``append(timestamp:landmarks:)`` checks each frame, in one pass per column:
+    /// if a frame is bad, the error is the one `append` would have thrown for the first bad
+    /// frame (`nonFiniteValue`, `timestampNotIncreasing`, `visibilityOutOfRange`), and nothing
+    /// is created. A column count other than 132 is `wrongLandmarkCount`; columns of another
+    /// length than the timestamps, `invalidArgument`.
+    public init(timestamps: [Double], columns: [[Float]]) throws(TelemetryError) {
+        guard columns.count == 4 * Self.landmarkCount else {
+            throw TelemetryError(.wrongLandmarkCount, "bulk frames have \(4 * Self.landmarkCount) columns (4 per landmark); these have \(columns.count)")
         }
-        for (index, column) in columns.enumerated() {
-            for value in column {
-                guard value.isFinite else { throw TelemetryError(.nonFiniteValue, "a landmark value is not a finite number") }
-                if index >= 3 * Self.landmarkCount, !(0...1).contains(value) {
-                    throw TelemetryError(.visibilityOutOfRange, "a visibility is outside [0, 1]")
+        guard columns.allSatisfy({ $0.count == timestamps.count }) else {
+            throw TelemetryError(.invalidArgument, "every column must have one value per timestamp")
+        }
+        if !Self.timestampsValid(timestamps) || !columns.enumerated().allSatisfy({ Self.columnValid($1, visibility: $0 >= 3 * Self.landmarkCount) }) {
+            // Something is bad: find what `append` would have said, frame by frame (slow, but
+            // only on the way to an error).
+            var previous = -Double.infinity
+            for frame in timestamps.indices {
+                let time = timestamps[frame]
+                guard time.isFinite else { throw TelemetryError(.nonFiniteValue, "the frame's timestamp is not a finite number") }
+                guard time > previous else {
+                    throw TelemetryError(.timestampNotIncreasing, "frame timestamps must increase (this frame is not after the previous one)")
+                }
+                previous = time
+                for landmark in 0..<Self.landmarkCount {
+                    let values = (0..<4).map { columns[$0 * Self.landmarkCount + landmark][frame] }
+                    guard values.allSatisfy(\.isFinite) else {
+                        throw TelemetryError(.nonFiniteValue, "landmark \(landmark) has a value that is not a finite number")
+                    }
+                    guard (0...1).contains(values[3]) else {
+                        throw TelemetryError(.visibilityOutOfRange, "landmark \(landmark) has a visibility outside [0, 1]")
+                    }
                 }
             }
         }
         self.timestamps = timestamps
         self.columns = columns
+    }
+
+    /// Frames in bulk from a frame-major buffer, as a browser or the binary ingest form lays
+    /// them out: for each frame, 33 landmarks of 4 floats (x, y, z, visibility). `landmarks`
+    /// must hold `timestamps.count × 132` values. Checked as ``init(timestamps:columns:)``.
+    public init(timestamps: [Double], frameMajor landmarks: UnsafeBufferPointer<Float>) throws(TelemetryError) {
+        let n = timestamps.count, width = 4 * Self.landmarkCount
+        guard landmarks.count == n * width else {
+            throw TelemetryError(.wrongLandmarkCount, "a frame-major buffer holds \(width) values per frame (33 landmarks of 4)")
+        }
+        var columns = [[Float]](repeating: [], count: width)
+        for landmark in 0..<Self.landmarkCount {
+            for component in 0..<4 {
+                columns[component * Self.landmarkCount + landmark] = [Float](unsafeUninitializedCapacity: n) { buffer, count in
+                    var source = 4 * landmark + component
+                    for frame in 0..<n {
+                        buffer[frame] = landmarks[source]
+                        source += width
+                    }
+                    count = n
+                }
+            }
+        }
+        try self.init(timestamps: timestamps, columns: columns)
+    }
+
+    /// Finite and strictly increasing.
+    private static func timestampsValid(_ timestamps: [Double]) -> Bool {
+        var previous = -Double.infinity
+        var ok = true
+        for time in timestamps {
+            // No early exit: a branch-free loop the compiler can keep in registers.
+            ok = ok && time.isFinite && time > previous
+            previous = time
+        }
+        return ok
+    }
+
+    /// Every value finite (and, for a visibility column, in [0, 1]), sixteen lanes at a time.
+    private static func columnValid(_ column: [Float], visibility: Bool) -> Bool {
+        column.withUnsafeBufferPointer { buffer in
+            let count = buffer.count, whole = count & ~15
+            guard let base = buffer.baseAddress else { return true }
+            let raw = UnsafeRawPointer(base)
+            var bad = SIMDMask<SIMD16<Int32>>(repeating: false)
+            var i = 0
+            if visibility {
+                while i < whole {
+                    let lanes = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                    // NaN fails both comparisons.
+                    bad .|= .!(lanes .>= 0) .| .!(lanes .<= 1)
+                    i += 16
+                }
+            } else {
+                while i < whole {
+                    let lanes = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                    // Finite values have an exponent below all-ones.
+                    let exponent = unsafeBitCast(lanes, to: SIMD16<UInt32>.self) & 0x7F80_0000
+                    bad .|= exponent .== 0x7F80_0000
+                    i += 16
+                }
+            }
+            if any(bad) { return false }
+            while i < count {
+                let value = buffer[i]
+                if visibility ? !(value >= 0 && value <= 1) : !value.isFinite { return false }
+                i += 1
+            }
+            return true
+        }
     }
 
     /// Frame `index` as landmarks (for the codec and tests; kernels read columns).

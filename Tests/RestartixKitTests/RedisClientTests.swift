@@ -212,7 +212,9 @@ struct RedisClientTests {
         defer { redis.shutdown() }
         let started = ContinuousClock.now
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // A typed failure, not a hang. The bound is loose: with the fault drill's 32 tasks in the
+        // same parallel run, a 300 ms timeout has been seen to surface after 3.2 s.
+        #expect(ContinuousClock.now - started < .seconds(8))
         #expect(error?.code == .timeout || error?.code == .connectionFailed || error?.code == .unavailable, "\(error.map { "\($0)" } ?? "")")
         #expect(error?.description.contains("secret-pass") == false)
     }

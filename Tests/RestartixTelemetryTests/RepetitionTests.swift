@@ -153,6 +153,117 @@ struct RepetitionTests {
         #expect(short.reps.count == 10)
     }
 
+    @Test("ground truth with drift: tops differ per repetition and the rest drifts 5-15 degrees; range within 1 degree of each repetition's own excursion, times within a frame")
+    func driftGroundTruth() throws {
+        var analyzer = PoseAnalyzer()
+        let frame = 1.0 / 30
+        for seed in UInt64(1)...6 {
+            let script = ScriptedSquats.drifting(count: 23, seed: seed)
+            let truth = script.truth
+            let frames = script.frames()
+            for (profile, timeTolerance) in [(try ExerciseProfile.kneeFlexion.with(smoothingAlpha: 1), frame + 1e-6), (ExerciseProfile.kneeFlexion, frame + 1e-6)] {
+                let result = analyzer.analyze(frames, profile: profile)
+                try #require(result.reps.count == truth.count, "seed \(seed): \(result.reps.count) of \(truth.count)")
+                for (rep, expected) in zip(result.reps, truth) {
+                    let label = "seed \(seed) α \(profile.smoothingAlpha) rep \(rep.index)"
+                    #expect(abs(Double(rep.rangeOfMotion) - expected.range) < 1, "\(label): range \(rep.rangeOfMotion) vs \(expected.range)")
+                    #expect(abs(Double(rep.returnRangeOfMotion) - expected.returnRange) < 1, "\(label): return \(rep.returnRangeOfMotion) vs \(expected.returnRange)")
+                    #expect(abs(rep.startTime - expected.start) <= timeTolerance, "\(label): start \(rep.startTime) vs \(expected.start)")
+                    #expect(abs(rep.endTime - expected.end) <= timeTolerance, "\(label): end \(rep.endTime) vs \(expected.end)")
+                    // Start and end each within a frame of the scripted times, which fall between
+                    // frames: so the duration within two.
+                    #expect(abs(rep.duration - (expected.end - expected.start)) <= 2 * timeTolerance, "\(label): duration")
+                    // The bottom lags by the smoothing's delay (about 1.5 frames at α 0.4).
+                    #expect(abs(rep.bottomTime - expected.bottom) <= 3 * frame, "\(label): bottom \(rep.bottomTime) vs \(expected.bottom)")
+                    #expect(abs(rep.eccentricDuration - (expected.bottom - expected.start)) <= 3 * frame, "\(label): eccentric")
+                    #expect(rep.startFrame < rep.bottomFrame && rep.bottomFrame < rep.endFrame)
+                    #expect(rep.startTime == frames.timestamps[rep.startFrame] && rep.endTime == frames.timestamps[rep.endFrame])
+                }
+            }
+        }
+    }
+
+    @Test("a tracking gap during the descent that resumes past the enter threshold: counted from what was known before it")
+    func gapDuringDescent() throws {
+        var analyzer = PoseAnalyzer()
+        let session = Self.tenReps
+        let frames = session.frames(seed: 5)
+        // Repetition 3 (0-based) descends from 10.0 s to its bottom at 11.2 s; the enter
+        // threshold (60% of the range) is crossed at about 10.7 s. A gap from 10.1 s to 11.0 s
+        // (longer than the 0.5 s reset) starts at rest-side and ends deep.
+        let gapped = analyzer.analyze(SyntheticPose.withGaps(frames, [(10.1, 0.9)]), profile: .kneeFlexion)
+        #expect(gapped.reps.count == 10)
+        #expect(gapped.session.trackingSegments == 2 && gapped.session.trackingResets == 1)
+        let rep = try #require(gapped.reps.first { $0.startTime > 9.5 && $0.startTime < 10.5 })
+        #expect(abs(rep.startTime - 10.0) < 0.1, "the start is the last rest before the gap: \(rep.startTime)")
+        // A gap that began after the enter threshold and resumes still deep: the repetition goes on.
+        let inside = analyzer.analyze(SyntheticPose.withGaps(frames, [(10.75, 0.8)]), profile: .kneeFlexion)
+        #expect(inside.reps.count == 10)
+        // A session that opens mid-squat after a gap at its start is not counted.
+        let opening = analyzer.analyze(SyntheticPose.withGaps(frames, [(0, 1.9)]), profile: .kneeFlexion)
+        let lead = analyzer.analyze(frames, profile: .kneeFlexion)
+        #expect(lead.reps.count == 10)
+        #expect(opening.reps.count == 9, "the first repetition, whose descent was not seen from rest, is not counted")
+        // A gap during rest changes nothing.
+        let resting = analyzer.analyze(SyntheticPose.withGaps(frames, [(12.25, 0.7)]), profile: .kneeFlexion)
+        #expect(resting.reps.count == 10)
+        #expect(resting.session.trackedFrameCount < frames.count)
+    }
+
+    @Test("bulk load: columns and frame-major buffers give the frames append gives; bad frames refused with append's codes")
+    func bulkLoad() throws {
+        let frames = Self.tenReps.frames(seed: 7)
+        let columns = (0..<4).flatMap { component in
+            (0..<PoseFrames.landmarkCount).map { landmark in
+                switch component {
+                case 0: frames.x(landmark)
+                case 1: frames.y(landmark)
+                case 2: frames.z(landmark)
+                default: frames.visibility(landmark)
+                }
+            }
+        }
+        let bulk = try PoseFrames(timestamps: frames.timestamps, columns: columns)
+        #expect(bulk == frames)
+        var analyzer = PoseAnalyzer()
+        #expect(analyzer.analyze(bulk, profile: .kneeFlexion) == analyzer.analyze(frames, profile: .kneeFlexion))
+        var interleaved: [Float] = []
+        for index in 0..<frames.count {
+            for landmark in frames.landmarks(at: index) { interleaved += [landmark.x, landmark.y, landmark.z, landmark.visibility] }
+        }
+        let fromBuffer = try interleaved.withUnsafeBufferPointer { try PoseFrames(timestamps: frames.timestamps, frameMajor: $0) }
+        #expect(fromBuffer == frames)
+        // Each bad frame: the bulk path throws what append throws for the first bad frame.
+        func codes(_ mutate: (inout [Double], inout [[Float]]) -> Void) -> (TelemetryError.Code?, TelemetryError.Code?) {
+            var times = Array(frames.timestamps.prefix(40)), cols = columns.map { Array($0.prefix(40)) }
+            mutate(&times, &cols)
+            var appended = PoseFrames()
+            var appendCode: TelemetryError.Code?
+            for k in times.indices {
+                let landmarks = (0..<PoseFrames.landmarkCount).map { Landmark(x: cols[$0][k], y: cols[33 + $0][k], z: cols[66 + $0][k], visibility: cols[99 + $0][k]) }
+                do { try appended.append(timestamp: times[k], landmarks: landmarks) } catch { appendCode = error.code; break }
+            }
+            var bulkCode: TelemetryError.Code?
+            do { _ = try PoseFrames(timestamps: times, columns: cols) } catch { bulkCode = error.code }
+            return (appendCode, bulkCode)
+        }
+        let cases: [(String, (inout [Double], inout [[Float]]) -> Void)] = [
+            ("NaN coordinate", { _, c in c[5][17] = .nan }),
+            ("infinite z", { _, c in c[70][3] = .infinity }),
+            ("visibility above 1", { _, c in c[100][20] = 1.5 }),
+            ("NaN visibility", { _, c in c[120][33] = .nan }),
+            ("timestamp repeats", { t, _ in t[9] = t[8] }),
+            ("timestamp NaN", { t, _ in t[30] = .nan }),
+            ("two bad frames, the earlier one decides", { t, c in c[100][25] = -0.5; t[10] = t[9] }),
+        ]
+        for (name, mutate) in cases {
+            let (expected, seen) = codes(mutate)
+            #expect(expected != nil && seen == expected, "\(name): append \(String(describing: expected)), bulk \(String(describing: seen))")
+        }
+        #expect(throws: TelemetryError.self) { try PoseFrames(timestamps: [0, 1], columns: Array(columns.prefix(10))) }
+        #expect(throws: TelemetryError.self) { try PoseFrames(timestamps: [0, 1, 2], columns: columns.map { Array($0.prefix(2)) }) }
+    }
+
     @Test("property: small noise does not change the count")
     func noiseInvariance() throws {
         var analyzer = PoseAnalyzer()

@@ -124,3 +124,93 @@ struct SyntheticPose {
         return out
     }
 }
+
+/// A knee-flexion session scripted repetition by repetition, with the answer kept: each
+/// repetition starts from its own top (held at least `hold` seconds), goes down to its bottom
+/// and comes back to a top of its own, with cosine easing; between repetitions the rest angle
+/// drifts linearly to the next top, then holds. Noise-free, both legs together, 30 fps.
+struct ScriptedSquats {
+    struct Rep {
+        var top: Double
+        var bottom: Double
+        var down: Double
+        var up: Double
+        /// Where the return ends; the drift then runs to the next repetition's top.
+        var returnTop: Double
+        /// Seconds of drift after the return, then `hold` seconds still at the next top.
+        var drift: Double
+        var hold: Double
+    }
+
+    var reps: [Rep]
+    var lead = 1.0
+    var fps = 30.0
+
+    /// What was performed: the times the movement starts, bottoms out and ends, and its two
+    /// excursions (down, and back up).
+    struct Truth {
+        var start: Double
+        var bottom: Double
+        var end: Double
+        var range: Double
+        var returnRange: Double
+    }
+
+    var truth: [Truth] {
+        var clock = lead
+        return reps.map { rep in
+            defer { clock += rep.down + rep.up + rep.drift + rep.hold }
+            return Truth(start: clock, bottom: clock + rep.down, end: clock + rep.down + rep.up,
+                         range: rep.top - rep.bottom, returnRange: rep.returnTop - rep.bottom)
+        }
+    }
+
+    var duration: Double { lead + reps.reduce(0) { $0 + $1.down + $1.up + $1.drift + $1.hold } }
+
+    func angle(at t: Double) -> Double {
+        var clock = lead
+        guard let first = reps.first else { return 175 }
+        if t < clock { return first.top }
+        for (k, rep) in reps.enumerated() {
+            func ease(_ from: Double, _ to: Double, _ s: Double) -> Double { from + (to - from) * (1 - cos(.pi * s)) / 2 }
+            if t < clock + rep.down { return ease(rep.top, rep.bottom, (t - clock) / rep.down) }
+            clock += rep.down
+            if t < clock + rep.up { return ease(rep.bottom, rep.returnTop, (t - clock) / rep.up) }
+            clock += rep.up
+            let next = k + 1 < reps.count ? reps[k + 1].top : rep.returnTop
+            if t < clock + rep.drift { return rep.returnTop + (next - rep.returnTop) * (t - clock) / rep.drift }
+            clock += rep.drift
+            if t < clock + rep.hold { return next }
+            clock += rep.hold
+        }
+        return reps.last!.returnTop
+    }
+
+    func frames() -> PoseFrames {
+        var frames = PoseFrames(capacity: Int(duration * fps) + 1)
+        for k in 0...Int(duration * fps) {
+            let t = Double(k) / fps
+            try? frames.append(timestamp: t, landmarks: SyntheticPose.landmarks(knee: angle(at: t)))
+        }
+        return frames
+    }
+
+    /// `count` repetitions whose tops drift up and down by 5 to 15 degrees from one to the next.
+    static func drifting(count: Int, seed: UInt64) -> ScriptedSquats {
+        var random = SeededRandom(seed: seed)
+        var top = 172.0
+        var reps: [Rep] = []
+        for _ in 0..<count {
+            let returnTop = min(179, max(150, top + Double.random(in: -15...15, using: &random)))
+            var next = returnTop + (Bool.random(using: &random) ? 1 : -1) * Double.random(in: 5...15, using: &random)
+            next = min(179, max(150, next))
+            reps.append(Rep(
+                top: top, bottom: .random(in: 75...100, using: &random),
+                down: .random(in: 1.2...2.0, using: &random), up: .random(in: 1.0...1.8, using: &random),
+                returnTop: returnTop, drift: .random(in: 0.5...1.5, using: &random), hold: .random(in: 0.3...0.8, using: &random)
+            ))
+            top = next
+        }
+        return ScriptedSquats(reps: reps)
+    }
+}
