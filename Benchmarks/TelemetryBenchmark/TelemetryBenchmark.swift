@@ -21,7 +21,7 @@ struct TelemetryBenchmark {
         let reference = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("reference/pose_pipeline.py").path
         Bench.say("telemetry-benchmark: one core, best of \(runs) runs (x5 for the session); limits = sequential read of the same columns, numpy reference (\(reference)), same run")
-        Bench.say("  workload          frames  reps   kit_fps      read_fps     kit/read  numpy_fps    kit/numpy  allocs/frame  allocs/run")
+        Bench.say("  workload          frames  reps   kit_fps      read_fps     kit/read  numpy_fps    kit/numpy  allocs/frame  allocs/run  bulk_load_fps  bulk/kit")
         for (name, frameCount) in [("10 min @ 30 fps", 18_000), ("1M frames", 1_000_000)] {
             // A 10-minute session takes about a millisecond: time it more often, so one timer
             // interrupt or migration between cores does not decide the best time (both sides).
@@ -34,6 +34,15 @@ struct TelemetryBenchmark {
             let allocations = malloc_counter_allocations() - before
             let kit = best(runs) { result = analyzer.analyze(frames, profile: .kneeFlexion) }
             let read = best(runs) { _ = sequentialRead(frames) }
+            // The bulk load: the same frames as 132 columns, checked in one pass per column.
+            let columns = (0..<4).flatMap { component in
+                (0..<PoseFrames.landmarkCount).map { landmark in
+                    [frames.x, frames.y, frames.z, frames.visibility][component](landmark)
+                }
+            }
+            var loaded = 0
+            let bulk = best(runs) { loaded &+= ((try? PoseFrames(timestamps: frames.timestamps, columns: columns))?.count ?? -1) }
+            guard loaded == frameCount * runs else { Bench.fail("the bulk load refused the benchmark's frames") }
 
             let blob = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-benchmark-\(getpid()).bin.gz")
             try Data(ReplayBlob.encode(ReplaySession(frames: frames), maximumSize: .max)).write(to: blob)
@@ -50,9 +59,9 @@ struct TelemetryBenchmark {
             }
             let n = Double(frameCount)
             Bench.say(String(
-                format: "  %@ %8d %5d %11.3e %13.3e %9.3f %12.3e %9.2f %12.5f %11d",
+                format: "  %@ %8d %5d %11.3e %13.3e %9.3f %12.3e %9.2f %12.5f %11d %14.3e %9.2f",
                 name.padding(toLength: 16, withPad: " ", startingAt: 0), frameCount, result.reps.count, n / kit, n / read, read / kit, n / numpySeconds, numpySeconds / kit,
-                Double(allocations) / n, allocations
+                Double(allocations) / n, allocations, n / bulk, kit / bulk
             ))
         }
     }

@@ -4,10 +4,15 @@
 The same definitions as RestartixTelemetry's PoseAnalyzer with the knee-flexion profile
 (hip-knee-ankle, both sides together, adaptive thresholds 0.6/0.4 of the observed range with a
 20-degree minimum, EMA alpha 0.4 with a 0.5 s gap reset, rest tolerance 2 degrees): planar joint
-angles, exponential smoothing, hysteresis repetition counting seen from rest, per-rep metrics.
+angles, exponential smoothing, hysteresis repetition counting seen from rest, per-rep metrics
+measured from each repetition's own movement.
 Every per-frame step is a whole-array numpy operation; the exponential smoothing is a recursive
-filter numpy cannot vectorize, so it is scipy.signal.lfilter (C) per tracking segment; per-rep
-metrics are ufunc.reduceat over the repetition windows.
+filter numpy cannot vectorize, so it is scipy.signal.lfilter (C) per tracking segment. Finding
+where each repetition's movement starts and ends is a search outward from it that stops at a
+hold, a speed valley or a turn: numpy cannot vectorize a search along the frames either, so it
+runs for all repetitions at once, one frame further per step (the steps are as many as the
+longest search, not as many as the frames). The counter carries its state across a long gap as
+the kit does, one tracking segment at a time (a session has few).
 
 Usage: pose_pipeline.py BLOB [RUNS]  (BLOB is a replay blob written by telemetry-benchmark)
 Prints one JSON line: frames, best seconds over RUNS, reps, and the metrics to cross-check.
@@ -95,17 +100,41 @@ def analyze(t, cols):
     rng = hi - lo
     enter, exit_ = lo + np.float32(ENTER) * rng, lo + np.float32(EXIT) * rng
     seg_id = np.repeat(np.arange(len(seg_start)), seg_end - seg_start)
-    seg_low = d.copy()
-    for a, b in zip(seg_start, seg_end):
-        seg_low[a:b] = np.minimum.accumulate(d[a:b])
     active = rng >= MIN_RANGE
+    # The counter, segment by segment (there are few): within one, whole-array operations; across
+    # a long gap, what was known before it stands (telemetry-metrics.md, "Gaps"): an armed
+    # counter at rest stays armed, a repetition in progress goes on while still past the exit
+    # threshold and is dropped otherwise.
+    seg_low = np.empty_like(d)
+    state = np.empty(len(d), dtype=np.int8)
     label = np.zeros(len(d), dtype=np.int8)
-    label[active & (d > enter) & (seg_low < exit_)] = 1
-    label[active & (d < exit_)] = -1
-    reset = label.copy()
-    reset[seg_start] = np.where(reset[seg_start] == 0, -2, reset[seg_start])
-    last = np.maximum.accumulate(np.where(reset != 0, np.arange(len(d)), -1))
-    state = np.where(last >= 0, reset[np.maximum(last, 0)], -2)
+    interval_from = np.empty(len(seg_start), dtype=np.int64)  # where the rest interval began
+    carry_low, carry_state, carry_from, last_exit = None, -2, 0, None
+    for k, (a, b) in enumerate(zip(seg_start, seg_end)):
+        low = np.minimum.accumulate(d[a:b])
+        if carry_low is not None:
+            low = np.minimum(low, carry_low)
+        seg_low[a:b] = low
+        lab = np.zeros(b - a, dtype=np.int8)
+        act = active[a:b]
+        lab[act & (d[a:b] > enter[a:b]) & (low < exit_[a:b])] = 1
+        lab[act & (d[a:b] < exit_[a:b])] = -1
+        label[a:b] = lab
+        first = lab[0] if lab[0] != 0 else (1 if carry_state == 1 else (-1 if carry_low is not None else -2))
+        reset = lab.copy()
+        reset[0] = first
+        last = np.maximum.accumulate(np.where(reset != 0, np.arange(b - a), -1))
+        state[a:b] = reset[np.maximum(last, 0)]
+        interval_from[k] = carry_from if carry_low is not None and carry_state != 1 else a
+        # What the next segment inherits.
+        working_end = state[b - 1] == 1
+        exits_here = np.flatnonzero(act & (d[a:b] < exit_[a:b]))
+        if act.any():
+            last_exit = exit_[a + np.flatnonzero(act)[-1]]
+        armed = (not working_end) and last_exit is not None and low[-1] < last_exit
+        carry_state = 1 if working_end else (-1 if armed else -2)
+        carry_low = low[-1] if armed else None
+        carry_from = interval_from[k] if armed else 0
     working = state == 1
     prev_working = np.concatenate(([False], working[:-1]))
     first_of_seg = np.zeros(len(d), dtype=bool)
@@ -115,43 +144,172 @@ def analyze(t, cols):
     if len(exits) == 0:
         return summary(n, t, tracked, vis, np.empty(0), np.empty(0), np.empty(0), np.empty(0), np.empty(0))
     rep_enter = enters[np.searchsorted(enters, exits) - 1]
-    # The rest interval before each repetition: from the last exit (or segment start) to its enter.
+    # Where each repetition's start is searched from: its entry, or the last frame before the
+    # gap when the entry is the first frame after one (the descent happened during the gap).
+    scan_from = np.where(first_of_seg[rep_enter], np.maximum(rep_enter - 1, 0), rep_enter)
+    # The search bounds: from the previous count (or the segment's start) to the next entry (or
+    # the segment's end).
     all_exit_before = np.searchsorted(exits, rep_enter) - 1
     prev_exit = np.where(all_exit_before >= 0, exits[np.maximum(all_exit_before, 0)], -1)
-    before_lo = np.maximum(prev_exit, seg_start[seg_id[rep_enter]])
-    before_hi = rep_enter - 1
-    # The interval after: from the exit to the next enter in its segment, or the segment's end.
+    # A drop after a gap starts a new interval at the segment's start (the kit's intervalStart).
+    lower = np.maximum(prev_exit, interval_from[seg_id[rep_enter]])
     nxt = np.searchsorted(enters, exits, side="right")
     next_enter = np.where(nxt < len(enters), enters[np.minimum(nxt, len(enters) - 1)], len(d))
     seg_last = seg_end[seg_id[exits]] - 1
-    after_hi = np.where(seg_id[np.minimum(next_enter, len(d) - 1)] == seg_id[exits], np.minimum(next_enter - 1, seg_last), seg_last)
-    after_lo = exits
+    upper = np.where(seg_id[np.minimum(next_enter, len(d) - 1)] == seg_id[exits], np.minimum(next_enter - 1, seg_last), seg_last)
 
-    rest_before = range_reduce(np.minimum, d, before_lo, before_hi)
-    rest_after = range_reduce(np.minimum, d, after_lo, after_hi)
-    arg_before = first_at_least(d, before_lo, before_hi, rest_before)
-    arg_after = first_at_least(d, after_lo, after_hi, rest_after)
-    start = first_at_least(d, before_lo, before_hi, rest_before + np.float32(TOLERANCE), last=True)
-    end = first_at_least(d, after_lo, after_hi, rest_after + np.float32(TOLERANCE))
-    lo_w, hi_w = np.minimum(arg_before, start), np.maximum(arg_after, end)
-    min_angle = range_reduce(np.minimum, s, lo_w, hi_w)
-    max_angle = range_reduce(np.maximum, s, lo_w, hi_w)
-    peak_d = range_reduce(np.maximum, d, start, end)
-    peak = first_at_least(-d, start, end, -peak_d)
+    # The bottom: the first frame of greatest depth (smoothed) between entry and count.
+    peak_d = range_reduce(np.maximum, d, rep_enter, exits)
+    peak = first_at_least(-d, rep_enter, exits, -peak_d)
+    # The unsmoothed angle's noise (the kit's estimate, on the same evenly spaced frames).
+    raw = x
+    m = len(raw)
+    stride = max(1, m // 4096)
+    idx = np.arange(1, m - 1, stride)
+    second = np.abs(raw[idx + 1] - np.float32(2) * raw[idx] + raw[idx - 1])
+    steps = np.sort(tv[idx] - tv[idx - 1])
+    second = np.sort(second[~np.isnan(second)])
+    sigma = second[len(second) // 10] / np.float32(0.309) if len(second) >= 10 else None
+    band = np.float32(max(0.05, 3 * sigma)) if sigma is not None else np.float32(0.05)
+    speed_tol = np.float32(max(1.5, 3 * np.sqrt(np.float32(2)) * sigma / max(np.float32(steps[len(steps) // 2]), 1e-3))) if sigma is not None else np.float32(1.5)
+    dr = -raw
+    # Peak speed between entry and count (steps forward within the bounds).
+    fwd = np.concatenate((np.abs(np.diff(raw)) / np.diff(tv).astype(np.float32), [np.float32(0)]))
+    peak_speed = range_reduce(np.maximum, fwd, rep_enter, exits)
+    hysteresis = np.maximum(np.float32(TOLERANCE), np.float32(2) * band)
+    near_rest = np.float32(0.25) * peak_speed
+    use_speed = speed_tol <= np.float32(0.1) * peak_speed
+    start = boundary(dr, tv, scan_from, -1, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed)
+    end = boundary(dr, tv, exits, 1, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed)
+
+    # Angles: the rest-side mean at start and end, the deepest 5-frame mean around the bottom.
+    start_angle = rest_angle(raw, start, -1, lower, upper, band)
+    end_angle = rest_angle(raw, end, 1, lower, upper, band)
+    csum = np.concatenate(([0.0], np.cumsum(raw, dtype=np.float64)))
+    best = np.full(len(peak), -np.inf)
+    bottom_angle = s[peak].astype(np.float64)
+    for k in range(-3, 4):
+        c = peak + k
+        a, b = np.maximum(lower, c - 2), np.minimum(upper, c + 2)
+        mean = (csum[b + 1] - csum[a]) / (b - a + 1)
+        deeper = -mean > best
+        best = np.where(deeper, -mean, best)
+        bottom_angle = np.where(deeper, mean, bottom_angle)
+    rom = np.abs(start_angle - bottom_angle)
     vel = np.concatenate(([np.float32(0)], np.abs(np.diff(s)) / np.diff(tv).astype(np.float32)))
-    vel_lo = np.minimum(lo_w + 1, hi_w)
-    peak_vel = np.where(hi_w > lo_w, range_reduce(np.maximum, vel, vel_lo, hi_w), np.float32(0))
+    vel_lo = np.minimum(start + 1, end)
+    peak_vel = np.where(end > start, range_reduce(np.maximum, vel, vel_lo, end), np.float32(0))
     fs, fe = valid[start], valid[end]
     cum = np.concatenate(([0.0], np.cumsum(vis, dtype=np.float64)))
     mean_vis = (cum[fe + 1] - cum[fs]) / (fe - fs + 1)
     duration = tv[end] - tv[start]
     eccentric, concentric = tv[peak] - tv[start], tv[end] - tv[peak]
-    return summary(n, t, tracked, vis, max_angle - min_angle, duration, eccentric, concentric, peak_vel, mean_vis)
+    return summary(n, t, tracked, vis, rom, duration, eccentric, concentric, peak_vel, mean_vis)
+
+
+def speed_toward(raw, tv, i, step, lower, upper):
+    """Speed of the step from i to i + step, or nan outside the bounds."""
+    j = i + step
+    ok = (j >= lower) & (j <= upper)
+    jj = np.clip(j, 0, len(raw) - 1)
+    return np.where(ok, np.abs(raw[jj] - raw[i]) / np.abs(tv[jj] - tv[i]).astype(np.float32), np.nan)
+
+
+def boundary(d, tv, first, step, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed):
+    """For every repetition at once, the kit's search from `first` outward (step -1: its start,
+    +1: its end): a hold, the joint no longer slowing, or a turn (see Documentation)."""
+    r = len(first)
+    limit = lower if step < 0 else upper
+    low = np.full(r, np.inf, dtype=np.float32)
+    low_index = first.copy()
+    anchor = np.full(r, np.nan, dtype=np.float32)
+    anchor_index = first.copy()
+    previous_speed = np.full(r, np.inf, dtype=np.float32)
+    result = np.full(r, -1, dtype=np.int64)
+    fired_at = np.full(r, -1, dtype=np.int64)  # the speed rule fired here (found below)
+    turned = np.zeros(r, dtype=bool)
+    i = first.copy()
+    live = np.ones(r, dtype=bool)
+    while live.any():
+        live &= (i >= limit) if step < 0 else (i <= limit)
+        if not live.any():
+            break
+        k = np.flatnonzero(live)
+        ii = i[k]
+        dd = d[ii]
+        turn = dd > low[k] + hysteresis
+        stop = turn.copy()
+        turned[k[turn]] = True
+        go = ~turn
+        kk, iq, dq = k[go], ii[go], dd[go]
+        newlow = dq < low[kk]
+        low[kk[newlow]] = dq[newlow]
+        low_index[kk[newlow]] = iq[newlow]
+        reset = np.isnan(anchor[kk]) | (np.abs(dq - anchor[kk]) > band)
+        anchor[kk[reset]] = dq[reset]
+        anchor_index[kk[reset]] = iq[reset]
+        held = ~reset & (np.abs(tv[iq] - tv[anchor_index[kk]]) >= 0.2)
+        result[kk[held]] = anchor_index[kk[held]]
+        u = speed_toward(-d, tv, iq, -step, lower[kk], upper[kk])
+        check = ~held & use_speed[kk] & ~np.isnan(u)
+        fire = check & (previous_speed[kk] <= near_rest[kk]) & (u >= previous_speed[kk] - speed_tol)
+        # Into a drift (this step is not still): this step's end nearer the movement.
+        drift = fire & (u > speed_tol)
+        result[kk[drift]] = iq[drift] - step
+        fired_at[kk[fire & ~drift]] = iq[fire & ~drift]
+        update = check & ~fire
+        previous_speed[kk[update]] = u[update]
+        done = np.zeros(r, dtype=bool)
+        done[kk[held | fire]] = True
+        done[k[stop]] = True
+        live &= ~done
+        i = i + step
+    # Onto a plateau: before the first still step from the movement.
+    need = fired_at >= 0
+    j = first.copy()
+    active = need.copy()
+    while active.any():
+        q = np.flatnonzero(active)
+        at_end = j[q] == fired_at[q]
+        w = speed_toward(-d, tv, j[q], -step, lower[q], upper[q])
+        hit = ~at_end & ~np.isnan(w) & (w <= speed_tol)
+        result[q[hit]] = j[q[hit]] - step
+        result[q[at_end]] = fired_at[q[at_end]] - step
+        active[q[hit | at_end]] = False
+        j = j + step
+    # A turn (or the bound reached): nearest the movement within the band of the most extended value.
+    rest = result < 0
+    if rest.any():
+        j = first.copy()
+        active = rest.copy()
+        while active.any():
+            q = np.flatnonzero(active)
+            hit = (j[q] == low_index[q]) | (d[j[q]] <= low[q] + band)
+            result[q[hit]] = j[q[hit]]
+            active[q[hit]] = False
+            j = j + step
+    return result
+
+
+def rest_angle(raw, frame, step, lower, upper, band):
+    """The boundary frame's angle averaged with up to four frames on the rest side within the band."""
+    total, count = raw[frame].astype(np.float64), np.ones(len(frame))
+    open_ = np.ones(len(frame), dtype=bool)
+    for k in range(1, 5):
+        i = frame + step * k
+        inside = (i >= lower) & (i <= upper)
+        ii = np.clip(i, 0, len(raw) - 1)
+        near = np.abs(raw[ii] - raw[frame]) <= band
+        take = open_ & inside & near
+        total += np.where(take, raw[ii], 0)
+        count += take
+        open_ &= inside & near
+    return total / count
 
 
 def summary(n, t, tracked, vis, rom, duration, eccentric, concentric, peak_vel, mean_vis=np.empty(0)):
     reps = len(rom)
-    out = {"reps": reps, "tracked_ratio": float(tracked.mean()) if n else None, "mean_visibility": float(vis.mean()) if n else None}
+    out = {"reps": reps, "tracked_ratio": float(tracked.mean()) if n else None, "mean_visibility": float(vis[tracked].mean()) if tracked.any() else None}
     if reps:
         out.update({
             "mean_rom": float(rom.mean()), "mean_duration": float(duration.mean()),

@@ -261,37 +261,21 @@ public struct PoseFrames: Sendable, Equatable {
         return ok
     }
 
-    /// Every value finite (and, for a visibility column, in [0, 1]), sixteen lanes at a time.
+    /// Every value finite (and, for a visibility column, in [0, 1]). On the bit patterns, as
+    /// integer compares the compiler turns into vector instructions (Swift's `SIMD` masks do
+    /// not lower as well): a float is finite when its exponent bits are not all ones; in
+    /// [0, 1] when its bits are at most those of 1.0, or it is −0.0.
     private static func columnValid(_ column: [Float], visibility: Bool) -> Bool {
-        column.withUnsafeBufferPointer { buffer in
-            let count = buffer.count, whole = count & ~15
-            guard let base = buffer.baseAddress else { return true }
-            let raw = UnsafeRawPointer(base)
-            var bad = SIMDMask<SIMD16<Int32>>(repeating: false)
-            var i = 0
-            if visibility {
-                while i < whole {
-                    let lanes = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-                    // NaN fails both comparisons.
-                    bad .|= .!(lanes .>= 0) .| .!(lanes .<= 1)
-                    i += 16
+        column.withUnsafeBufferPointer { floats in
+            floats.withMemoryRebound(to: UInt32.self) { bits in
+                var bad: UInt32 = 0
+                if visibility {
+                    for b in bits { bad |= (b <= 0x3F80_0000 || b == 0x8000_0000) ? 0 : 1 }
+                } else {
+                    for b in bits { bad |= (b & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
                 }
-            } else {
-                while i < whole {
-                    let lanes = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-                    // Finite values have an exponent below all-ones.
-                    let exponent = unsafeBitCast(lanes, to: SIMD16<UInt32>.self) & 0x7F80_0000
-                    bad .|= exponent .== 0x7F80_0000
-                    i += 16
-                }
+                return bad == 0
             }
-            if any(bad) { return false }
-            while i < count {
-                let value = buffer[i]
-                if visibility ? !(value >= 0 && value <= 1) : !value.isFinite { return false }
-                i += 1
-            }
-            return true
         }
     }
 

@@ -398,18 +398,24 @@ struct RepCounter {
     /// the unsmoothed angle is its curvature on a smooth movement (near 0) and about 0.31 of
     /// the noise's standard deviation on noise. From at most 4,096 evenly spaced frames.
     private func noise() -> Noise {
-        let n = r.count
+        var tracked = 0
+        for x in r where !x.isNaN { tracked += 1 }
         var samples: [Float] = [], steps: [Double] = []
-        if n > 2 {
-            let stride = max(1, n / 4096)
-            samples.reserveCapacity(n / stride + 1)
-            steps.reserveCapacity(n / stride + 1)
-            var i = 1
-            while i < n - 1 {
-                let second = r[i + 1] - 2 * r[i] + r[i - 1]
-                if !second.isNaN { samples.append(abs(second)) }
-                steps.append(t[i] - t[i - 1])
-                i += stride
+        if tracked > 2 {
+            // Over the tracked frames in order, centres 1, 1 + stride, ... as the numpy reference.
+            let stride = max(1, tracked / 4096)
+            samples.reserveCapacity(tracked / stride + 1)
+            steps.reserveCapacity(tracked / stride + 1)
+            var k = 0
+            var before = (x: Float.nan, t: 0.0), centre = (x: Float.nan, t: 0.0)
+            for i in 0..<r.count where !r[i].isNaN {
+                if k >= 2, (k - 2) % stride == 0 {
+                    samples.append(abs(r[i] - 2 * centre.x + before.x))
+                    steps.append(centre.t - before.t)
+                }
+                before = centre
+                centre = (r[i], t[i])
+                k += 1
             }
         }
         guard samples.count >= 10 else { return Noise(band: 0.05, speed: 1.5) }
@@ -428,15 +434,25 @@ struct RepCounter {
     /// or paused at the top of a drift).
     static let minimumHold = 0.2
 
-    /// The unsmoothed angle's speed over the step from frame `i` to its tracked neighbour
-    /// `i + step` (within `lower...upper`), degrees per second; nil for a gap or no neighbour.
+    /// The next tracked frame after `i` in the direction of `step` (±1), within `lower...upper`.
+    @inline(__always)
+    private func neighbour(_ i: Int, _ step: Int, _ lower: Int, _ upper: Int) -> Int? {
+        var j = i + step
+        while j >= lower, j <= upper {
+            if !r[j].isNaN { return j }
+            j += step
+        }
+        return nil
+    }
+
+    /// The unsmoothed angle's speed over the step from frame `i` to its tracked neighbour in the
+    /// direction of `step` (within `lower...upper`), degrees per second; nil for a gap or no
+    /// neighbour.
     @inline(__always)
     private func speed(_ i: Int, toward step: Int, _ lower: Int, _ upper: Int) -> Float? {
-        let j = i + step
-        guard j >= lower, j <= upper else { return nil }
-        let a = r[i], b = r[j]
-        if a.isNaN || b.isNaN { return nil }
-        return abs(b - a) / Float(abs(t[j] - t[i]))
+        let a = r[i]
+        guard !a.isNaN, let j = neighbour(i, step, lower, upper) else { return nil }
+        return abs(r[j] - a) / Float(abs(t[j] - t[i]))
     }
 
     /// The frames where the repetition's own movement starts and ends, on the unsmoothed angle
@@ -529,34 +545,43 @@ struct RepCounter {
         // noise band of it (up to five: on clean data the frame itself, on noisy data the
         // beginning of the rest, which averages the noise away). At the bottom: the deepest mean
         // of five consecutive frames around the smoothed bottom.
+        // Frames are counted in tracked frames: a gap frame is skipped, not counted.
         func restAngle(_ frame: Int, away step: Int) -> Float {
             var sum = r[frame], count: Float = 1
-            var i = frame + step
-            while count < 5, i >= rep.lower, i <= rep.upper {
-                let x = r[i]
-                if !x.isNaN {
-                    if abs(x - r[frame]) > noise.band { break }
-                    sum += x
-                    count += 1
-                }
-                i += step
+            var i = frame
+            while count < 5, let next = neighbour(i, step, rep.lower, rep.upper), abs(r[next] - r[frame]) <= noise.band {
+                sum += r[next]
+                count += 1
+                i = next
             }
             return sum / count
         }
-        func meanAngle(around frame: Int) -> Float? {
-            var sum: Float = 0, count: Float = 0
-            for i in max(rep.lower, frame - 2)...min(rep.upper, frame + 2) where !r[i].isNaN {
-                sum += r[i]
-                count += 1
+        func meanAngle(around frame: Int) -> Float {
+            var sum = r[frame], count: Float = 1
+            for step in [-1, 1] {
+                var i = frame
+                for _ in 0..<2 {
+                    guard let next = neighbour(i, step, rep.lower, rep.upper) else { break }
+                    sum += r[next]
+                    count += 1
+                    i = next
+                }
             }
-            return count > 0 ? sum / count : nil
+            return sum / count
         }
-        var bottomAngle = s[peak]
-        var deepest = -Float.infinity
-        for k in -3...3 {
-            if let mean = meanAngle(around: peak + k), sign * mean > deepest {
-                deepest = sign * mean
-                bottomAngle = mean
+        // The centres: the smoothed bottom and up to three tracked frames on either side.
+        var bottomAngle = r[peak].isNaN ? s[peak] : meanAngle(around: peak)
+        var deepest = sign * bottomAngle
+        for step in [-1, 1] {
+            var centre = peak
+            for _ in 0..<3 {
+                guard let next = neighbour(centre, step, rep.lower, rep.upper) else { break }
+                centre = next
+                let mean = meanAngle(around: centre)
+                if sign * mean > deepest {
+                    deepest = sign * mean
+                    bottomAngle = mean
+                }
             }
         }
         let startAngle = r[start].isNaN ? s[start] : restAngle(start, away: -1)
