@@ -179,8 +179,11 @@ def analyze(t, cols):
     hysteresis = np.maximum(np.float32(TOLERANCE), np.float32(2) * band)
     near_rest = np.float32(0.25) * peak_speed
     use_speed = speed_tol <= np.float32(0.1) * peak_speed
-    start = boundary(dr, tv, scan_from, -1, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed)
-    end = boundary(dr, tv, exits, 1, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed)
+    # The searches start where the unsmoothed angle crossed the thresholds.
+    origin_back = walk(dr, scan_from, -1, lower, upper, enter[rep_enter])
+    origin_fwd = walk(dr, peak, 1, lower, upper, exit_[exits])
+    start = np.minimum(boundary(dr, tv, origin_back, -1, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed), peak)
+    end = np.maximum(boundary(dr, tv, origin_fwd, 1, lower, upper, band, hysteresis, speed_tol, near_rest, use_speed), peak)
 
     # Angles: the rest-side mean at start and end, the deepest 5-frame mean around the bottom.
     start_angle = rest_angle(raw, start, -1, lower, upper, band)
@@ -205,6 +208,19 @@ def analyze(t, cols):
     duration = tv[end] - tv[start]
     eccentric, concentric = tv[peak] - tv[start], tv[end] - tv[peak]
     return summary(n, t, tracked, vis, rom, duration, eccentric, concentric, peak_vel, mean_vis)
+
+
+def walk(d, first, step, lower, upper, threshold):
+    """From `first`, move by `step` while d is at or past `threshold` (within the bounds)."""
+    at = first.copy()
+    live = np.ones(len(at), dtype=bool)
+    while live.any():
+        q = np.flatnonzero(live)
+        nxt = at[q] + step
+        move = (d[at[q]] >= threshold[q]) & (nxt >= lower[q]) & (nxt <= upper[q])
+        at[q[move]] = nxt[move]
+        live[q[~move]] = False
+    return at
 
 
 def speed_toward(raw, tv, i, step, lower, upper):
@@ -273,7 +289,7 @@ def boundary(d, tv, first, step, lower, upper, band, hysteresis, speed_tol, near
         at_end = j[q] == fired_at[q]
         w = speed_toward(-d, tv, j[q], -step, lower[q], upper[q])
         hit = ~at_end & ~np.isnan(w) & (w <= speed_tol)
-        result[q[hit]] = j[q[hit]] - step
+        result[q[hit]] = np.where(j[q[hit]] == first[q[hit]], first[q[hit]], j[q[hit]] - step)
         result[q[at_end]] = fired_at[q[at_end]] - step
         active[q[hit | at_end]] = False
         j = j + step

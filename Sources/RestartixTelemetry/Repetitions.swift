@@ -293,6 +293,11 @@ struct RepCounter {
         var lower: Int
         /// Where its end may lie: the last tracked frame before the next entry or the segment's end.
         var upper: Int
+        /// The thresholds (flexion coordinate) at its entry and at its count.
+        var enterThreshold: Float
+        var exitThreshold: Float
+        /// The bottom, set when it is measured.
+        var peak = 0
     }
 
     /// Tracking segments (runs of tracked frames without a gap longer than `gapReset`).
@@ -319,6 +324,7 @@ struct RepCounter {
         var lastExit: Float?
         var checkAfterGap = false
         var entryScan = 0
+        var entryThreshold: Float = 0
         // The first tracked frame after the latest long gap, and the last one before it.
         var gapEnd = -1, beforeGap = -1
         for i in 0..<s.count {
@@ -373,11 +379,15 @@ struct RepCounter {
                     if let last = counted.last, last.upper >= i { counted[counted.count - 1].upper = i - 1 }
                     entry = i
                     entryScan = i == gapEnd ? beforeGap : i
+                    entryThreshold = enter
                     lower = intervalStart
                     working = true
                 }
             } else if d < exit {
-                counted.append(Counted(entry: entry, count: i, scanFrom: entryScan, lower: lower, upper: s.count - 1))
+                counted.append(Counted(
+                    entry: entry, count: i, scanFrom: entryScan, lower: lower, upper: s.count - 1,
+                    enterThreshold: entryThreshold, exitThreshold: exit
+                ))
                 working = false
                 intervalStart = i
             }
@@ -505,13 +515,16 @@ struct RepCounter {
                         // still one. The boundary is that step's end nearer the movement, less
                         // than a frame from where the movement really ended.
                         if previousSpeed <= nearRest, u >= previousSpeed - speedTolerance {
-                            guard u <= speedTolerance else { return i - step }
+                            // "The step's end nearer the movement": a tracked frame, not a gap.
+                            guard u <= speedTolerance else { return neighbour(i, -step, rep.lower, rep.upper) ?? i }
                             var j = first
                             while j != i {
-                                if let w = speed(j, toward: -step, rep.lower, rep.upper), w <= speedTolerance { return j - step }
+                                if let w = speed(j, toward: -step, rep.lower, rep.upper), w <= speedTolerance {
+                                    return j == first ? first : neighbour(j, -step, rep.lower, rep.upper) ?? j
+                                }
                                 j += step
                             }
-                            return i - step
+                            return neighbour(i, -step, rep.lower, rep.upper) ?? i
                         }
                         previousSpeed = u
                     }
@@ -527,17 +540,27 @@ struct RepCounter {
             }
             return lowIndex
         }
-        return (boundary(from: rep.scanFrom, by: -1, limit: rep.lower), boundary(from: rep.count, by: 1, limit: rep.upper))
+        // The searches start where the unsmoothed angle crossed the thresholds, not where the
+        // smoothed one did: the smoothed crossing lags and can fall inside a pause at the bottom
+        // (a repetition barely reaching the enter threshold) or at rest after the return.
+        var from = rep.scanFrom
+        while !r[from].isNaN, sign * r[from] >= rep.enterThreshold, let previous = neighbour(from, -1, rep.lower, rep.upper) { from = previous }
+        var to = rep.peak
+        while r[to].isNaN || sign * r[to] >= rep.exitThreshold, let next = neighbour(to, 1, rep.lower, rep.upper) { to = next }
+        let start = boundary(from: from, by: -1, limit: rep.lower), end = boundary(from: to, by: 1, limit: rep.upper)
+        return (min(start, rep.peak), max(end, rep.peak))
     }
 
     /// Measures a counted repetition (Documentation/telemetry-metrics.md, `pose_rep_metrics`).
-    private func measure(_ rep: Counted, noise: Noise, index: Int) -> RepMetrics {
+    private func measure(_ counted: Counted, noise: Noise, index: Int) -> RepMetrics {
+        var rep = counted
         // The bottom: the first frame of greatest d while in the working zone.
         var peak = rep.entry, peakD = -Float.infinity
         for i in rep.entry...rep.count where !s[i].isNaN && sign * s[i] > peakD {
             peakD = sign * s[i]
             peak = i
         }
+        rep.peak = peak
         let (start, end) = movementBounds(rep, noise: noise)
         // The angles at the start, the bottom and the end, on the unsmoothed angle (smoothing
         // would lose the bottom's depth and lag the end). At the start and the end: the mean of

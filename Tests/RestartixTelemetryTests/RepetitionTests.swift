@@ -131,7 +131,12 @@ struct RepetitionTests {
             let result = analyzer.analyze(session.frames(seed: seed), profile: .kneeFlexion)
             #expect(abs(result.reps.count - 10) <= 1, "seed \(seed): \(result.reps.count)")
             if result.reps.count == 10 { exact += 1 }
-            for rep in result.reps { #expect(abs(rep.rangeOfMotion - 90) < 8, "seed \(seed): range \(rep.rangeOfMotion)") }
+            for rep in result.reps {
+                #expect(abs(rep.rangeOfMotion - 90) < 8, "seed \(seed): range \(rep.rangeOfMotion)")
+                // Bounds on tracked frames, in order, whatever the dips and drops around them.
+                #expect(rep.returnRangeOfMotion.isFinite && rep.startFrame <= rep.bottomFrame && rep.bottomFrame <= rep.endFrame, "seed \(seed)")
+                #expect(rep.eccentricDuration >= 0 && rep.concentricDuration >= 0, "seed \(seed)")
+            }
             #expect(abs(try #require(result.session.trackedFrameRatio) - 1) < 0.15)
         }
         #expect(exact >= 18, "exact on \(exact) of 20 noisy sessions")

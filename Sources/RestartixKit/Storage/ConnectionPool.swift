@@ -206,6 +206,8 @@ final class ConnectionPool: Sendable {
             } catch {
                 state.withLock { $0.open -= 1 }
                 waiter.continuation.resume(throwing: error)
+                // The slot is free again: the next waiter may try (under its own deadline).
+                wakeOneWaiterToOpen()
             }
         }
     }

@@ -148,8 +148,12 @@ public final class Database: Sendable, Service {
         let role = configuration.statementTimeout
         var timeout = pinsStatementTimeout ? nil : role
         if let scoped = CallDeadline.scoped {
+            // A little under the time left, so the server's clean cancel (57014, the connection
+            // kept) normally comes before the client's deadline (the connection closed).
             let left = scoped - .now
-            if role.map({ left < $0 }) ?? true { timeout = left }
+            let margin = Swift.max(Duration.milliseconds(50), left / 10)
+            let serverSide = left - margin
+            if role.map({ serverSide < $0 }) ?? true { timeout = Swift.max(serverSide, .milliseconds(1)) }
         }
         guard let timeout else { return [] }
         // An integer of milliseconds (at least 1: 0 would mean no limit), so a literal.
@@ -220,6 +224,9 @@ public final class Database: Sendable, Service {
     /// deadline is what failed. A rollback that fails leaves the connection to the pool, which
     /// closes a connection returned inside a transaction.
     static func rollback(_ driver: any ConnectionDriver) async {
+        // A broken connection (lost, or retired after a timeout) is closed by the pool, which
+        // ends its transaction on the server; a ROLLBACK there would only wait.
+        guard !driver.isBroken else { return }
         await CallDeadline.forCleanup { _ = try? await driver.execute("ROLLBACK", []) }
     }
 

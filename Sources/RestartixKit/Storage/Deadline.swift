@@ -35,10 +35,11 @@ extension Database {
     /// ``DatabaseError/Code/timedOut``; a statement already sent is canceled on the server and
     /// its connection closed, never reused.
     ///
-    /// On Postgres a transaction that begins inside the scope also sends the time left as its
-    /// `statement_timeout`, transaction-locally and in the round trip of `BEGIN`, when that is
-    /// shorter than the role's (``DatabaseConfiguration/statementTimeout``), so the server stops
-    /// the work too. Scopes nest; the earlier deadline wins.
+    /// On Postgres a transaction that begins inside the scope also sends a little less than the
+    /// time left (10%, at least 50 ms) as its `statement_timeout`, transaction-locally and in the
+    /// round trip of `BEGIN`, when that is shorter than the role's
+    /// (``DatabaseConfiguration/statementTimeout``): the server stops the work too, and its clean
+    /// cancel normally comes before the client's deadline. Scopes nest; the earlier deadline wins.
     ///
     /// ```swift
     /// // A readiness probe that answers within a second whatever the database does.

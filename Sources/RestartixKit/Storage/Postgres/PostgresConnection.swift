@@ -68,8 +68,17 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
             SocketPoller.shared.forget(fd: PQsocket(late.value))
             PQfinish(late.value)
         }) { () throws -> UnsafeSendable<OpaquePointer> in
-            let keywords = ["dbname", "fallback_application_name", "client_encoding"]
-            let values = [conninfo, applicationName, "UTF8"]
+            // libpq's own connect_timeout, from the deadline (at least 2 s, libpq's minimum), so an
+            // attempt the caller gave up on also ends soon on its thread instead of after the
+            // kernel's SYN retries (about two minutes). Listed before the URL, whose own
+            // connect_timeout, if any, wins.
+            var keywords = ["dbname", "fallback_application_name", "client_encoding"]
+            var values = [conninfo, applicationName, "UTF8"]
+            if let deadline {
+                let seconds = Swift.max(2, Int(((deadline - .now) / .seconds(1)).rounded(.up)))
+                keywords.insert("connect_timeout", at: 0)
+                values.insert("\(seconds)", at: 0)
+            }
             let connection: OpaquePointer? = withCStringArray(keywords) { kw in
                 withCStringArray(values) { vals in PQconnectdbParams(kw, vals, 1) }
             }
@@ -211,7 +220,7 @@ final class PostgresConnection: ConnectionDriver, @unchecked Sendable {
         if ready == 0 { return true }
         // Something arrived: consume it, and ping to see whether the connection survived.
         guard ready > 0, PQconsumeInput(conn) == 1, PQstatus(conn) == CONNECTION_OK,
-              (try? await executeScript("")) != nil, PQstatus(conn) == CONNECTION_OK
+              (try? await CallDeadline.forCleanup({ try await executeScript("") })) != nil, PQstatus(conn) == CONNECTION_OK
         else {
             brokenFlag.store(true, ordering: .relaxed)
             return false
