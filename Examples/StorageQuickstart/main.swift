@@ -1,10 +1,12 @@
-// Storage quickstart: the Database API on the embedded default.
+// Storage quickstart: the Database API on the embedded default, with a table of your own.
 //
-//     swift run StorageQuickstart                        # in-memory SQLite
-//     swift run StorageQuickstart postgres://...         # any database URL (owner role, direct)
+//     swift run StorageQuickstart                          # in-memory SQLite
+//     swift run StorageQuickstart sqlite:///tmp/notes.db   # a SQLite file
 //
-// Opens a database, applies the kit's migrations, writes an organization in a transaction,
-// reads it back with typed decoding, and shows that a throwing transaction leaves nothing.
+// Opens a database, applies your own migration, writes two rows in a transaction, reads them
+// back with typed decoding, shows that a throwing transaction leaves nothing and that a
+// constraint failure is typed. (The platform's own tables are row-level secured: they are
+// written through RestartixTenancy's TenantDatabase, not through a plain Database.)
 import Foundation
 import Logging
 import RestartixKit
@@ -22,54 +24,60 @@ do {
     exit(1)
 }
 
-try await Migrator(database: database, logger: logger).migrate()
+// Your schema, as numbered migrations: each applied once, in a transaction, its checksum
+// recorded (an edited migration is refused, not re-run). SQLite stores UUIDs and timestamps as
+// text; the kit's SQLValue binds them for either dialect.
+let notes = try MigrationSet([
+    Migration(version: 1, name: "notes", sql: database.dialect == .postgres
+        ? """
+          CREATE TABLE quickstart_notes (
+              id uuid PRIMARY KEY,
+              title text NOT NULL CHECK (length(title) BETWEEN 1 AND 80),
+              created_at timestamptz NOT NULL DEFAULT now()
+          );
+          """
+        : """
+          CREATE TABLE quickstart_notes (
+              id TEXT PRIMARY KEY NOT NULL,
+              title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 80),
+              created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+          );
+          """),
+])
+try await Migrator(database: database, migrations: notes, logger: logger).migrate()
 
-// Ids are UUIDv7, generated before insert.
-let organization = UUIDv7.generate()
+// Ids are UUIDv7, generated before insert. Every \(value) is a bind, never spliced into the SQL.
+let first = UUIDv7.generate(), second = UUIDv7.generate()
 try await database.transaction { tx in
-    try await tx.execute(
-        """
-        INSERT INTO organizations (id, slug, name)
-        VALUES (\(organization), \("quickstart-\(organization.uuidString.prefix(8).lowercased())"), \("Quickstart Clinic"))
-        """
-    )
-    try await tx.execute(
-        """
-        INSERT INTO organization_domains (id, organization_id, domain, is_primary)
-        VALUES (\(UUIDv7.generate()), \(organization), \("\(organization.uuidString.prefix(8).lowercased()).clinic.example"), \(true))
-        """
-    )
+    try await tx.execute("INSERT INTO quickstart_notes (id, title) VALUES (\(first), \("Call the clinic"))")
+    try await tx.execute("INSERT INTO quickstart_notes (id, title) VALUES (\(second), \("Book a follow-up"))")
 }
 
-let rows = try await database.query(
-    """
-    SELECT o.name, d.domain, o.created_at FROM organizations o
-    JOIN organization_domains d ON d.organization_id = o.id
-    WHERE o.id = \(organization)
-    """
-)
+let rows = try await database.query("SELECT id, title, created_at FROM quickstart_notes WHERE id = \(first) OR id = \(second) ORDER BY id")
 for row in rows {
-    let name = try row.decode("name", as: String.self)
-    let domain = try row.decode("domain", as: String.self)
+    let id = try row.decode("id", as: UUID.self)
+    let title = try row.decode("title", as: String.self)
     let created = try row.decode("created_at", as: Date.self)
-    print("\(name) at \(domain), created \(created)")
+    print("\(title) (\(id == first ? "first" : "second"), created \(created))")
 }
 
-// A transaction that throws is rolled back: the second organization never appears.
+// A transaction that throws is rolled back: its row never appears.
 struct Abandon: Error {}
 do {
     try await database.transaction { tx in
-        try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("abandoned"), \("Never"))")
+        try await tx.execute("INSERT INTO quickstart_notes (id, title) VALUES (\(UUIDv7.generate()), \("abandoned"))")
         throw Abandon()
     }
 } catch is Abandon {
-    let left = try await database.query("SELECT count(*) AS n FROM organizations WHERE slug = \("abandoned")")
+    let left = try await database.query("SELECT count(*) AS n FROM quickstart_notes WHERE title = \("abandoned")")
     print("rolled back: \(try left[0].decode("n", as: Int.self)) abandoned rows")
 }
 
 // Constraint failures are typed, and their descriptions are safe to log.
 do {
-    try await database.execute("INSERT INTO organizations (id, slug, name) VALUES (\(UUIDv7.generate()), \("Not A Slug!"), \("x"))")
+    try await database.execute("INSERT INTO quickstart_notes (id, title) VALUES (\(UUIDv7.generate()), \(""))")
+    print("error: an empty title was accepted")
+    exit(1)
 } catch let error as DatabaseError where error.code == .checkViolation {
     print("refused: \(error.code)")
 }
