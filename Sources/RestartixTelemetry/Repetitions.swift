@@ -296,8 +296,6 @@ struct RepCounter {
         /// The thresholds (flexion coordinate) at its entry and at its count.
         var enterThreshold: Float
         var exitThreshold: Float
-        /// The bottom, set when it is measured.
-        var peak = 0
     }
 
     /// Tracking segments (runs of tracked frames without a gap longer than `gapReset`).
@@ -480,7 +478,7 @@ struct RepCounter {
     ///   neighbour's movement); the start is the frame nearest the movement within the noise band
     ///   of that value.
     /// The end is the same, forwards from the count.
-    private func movementBounds(_ rep: Counted, noise: Noise) -> (start: Int, end: Int) {
+    private func movementBounds(_ rep: Counted, bottom peak: Int, noise: Noise) -> (start: Int, end: Int) {
         let band = noise.band, speedTolerance = noise.speed
         // A turn is the angle going back by more than the rest tolerance, and by more than noise.
         let hysteresis = max(profile.restTolerance, 2 * band)
@@ -544,24 +542,27 @@ struct RepCounter {
         // smoothed one did: the smoothed crossing lags and can fall inside a pause at the bottom
         // (a repetition barely reaching the enter threshold) or at rest after the return.
         var from = rep.scanFrom
-        while !r[from].isNaN, sign * r[from] >= rep.enterThreshold, let previous = neighbour(from, -1, rep.lower, rep.upper) { from = previous }
-        var to = rep.peak
-        while r[to].isNaN || sign * r[to] >= rep.exitThreshold, let next = neighbour(to, 1, rep.lower, rep.upper) { to = next }
+        while !r[from].isNaN, sign * r[from] >= rep.enterThreshold, let previous = neighbour(from, -1, rep.lower, rep.upper) {
+            from = previous
+        }
+        var to = peak
+        while r[to].isNaN || sign * r[to] >= rep.exitThreshold, let next = neighbour(to, 1, rep.lower, rep.upper) {
+            to = next
+        }
         let start = boundary(from: from, by: -1, limit: rep.lower), end = boundary(from: to, by: 1, limit: rep.upper)
-        return (min(start, rep.peak), max(end, rep.peak))
+        // Never past the bottom on either side.
+        return (min(start, peak), max(end, peak))
     }
 
     /// Measures a counted repetition (Documentation/telemetry-metrics.md, `pose_rep_metrics`).
-    private func measure(_ counted: Counted, noise: Noise, index: Int) -> RepMetrics {
-        var rep = counted
+    private func measure(_ rep: Counted, noise: Noise, index: Int) -> RepMetrics {
         // The bottom: the first frame of greatest d while in the working zone.
         var peak = rep.entry, peakD = -Float.infinity
         for i in rep.entry...rep.count where !s[i].isNaN && sign * s[i] > peakD {
             peakD = sign * s[i]
             peak = i
         }
-        rep.peak = peak
-        let (start, end) = movementBounds(rep, noise: noise)
+        let (start, end) = movementBounds(rep, bottom: peak, noise: noise)
         // The angles at the start, the bottom and the end, on the unsmoothed angle (smoothing
         // would lose the bottom's depth and lag the end). At the start and the end: the mean of
         // the boundary frame and the frames beside it on the rest side that stay within the
