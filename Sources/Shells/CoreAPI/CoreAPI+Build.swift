@@ -158,15 +158,15 @@ func prepareDatabases(
     }
 }
 
+/// How long `/ready` may take: under a second, so a probe with a one-second timeout always gets
+/// an answer, "unavailable" when the database does not answer in time.
+let readinessDeadline: Duration = .milliseconds(900)
+
 /// `GET /health`: the process is up. `GET /ready`: the database answers and still keeps clinics
 /// apart: the tenancy boot check (RLS, policies and grants as the migrations set them, no
 /// TEMPORARY, no role defaults, ...) for the app and admin roles, cached for a few seconds.
 /// The body says only "ready" or "unavailable"; the problems go to the log (they name tables,
 /// roles and settings, never data).
-/// How long `/ready` may take: under a second, so a probe with a one-second timeout always gets
-/// an answer, "unavailable" when the database does not answer in time.
-let readinessDeadline: Duration = .milliseconds(900)
-
 func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database, readiness: Readiness? = nil) {
     router.get("health") { _, _ -> Response in
         jsonResponse(.ok, #"{"status":"ok"}"#)
