@@ -118,7 +118,7 @@ public struct PoseAnalyzer: Sendable {
             smoothed.withUnsafeBufferPointer { s in
                 raw.withUnsafeBufferPointer { r in
                     visibility.withUnsafeBufferPointer { v in
-                        var counter = RepCounter(profile: profile, t: t, s: s, r: r, v: v)
+                        var counter = RepCounter(profile: profile, t: t, s: s, r: r, v: v, tracked: tracked)
                         counter.run(into: &reps)
                         return counter.segments
                     }
@@ -264,19 +264,23 @@ struct RepCounter {
     let r: UnsafeBufferPointer<Float>
     let v: UnsafeBufferPointer<Float>
     let sign: Float
+    /// Tracked frames (not NaN in `r`), as the measuring pass counted them.
+    let tracked: Int
 
     init(
         profile: ExerciseProfile,
         t: UnsafeBufferPointer<Double>,
         s: UnsafeBufferPointer<Float>,
         r: UnsafeBufferPointer<Float>,
-        v: UnsafeBufferPointer<Float>
+        v: UnsafeBufferPointer<Float>,
+        tracked: Int
     ) {
         self.profile = profile
         self.t = t
         self.s = s
         self.r = r
         self.v = v
+        self.tracked = tracked
         self.sign = profile.motion == .angleDecreases ? -1 : 1
     }
 
@@ -406,8 +410,6 @@ struct RepCounter {
     /// the unsmoothed angle is its curvature on a smooth movement (near 0) and about 0.31 of
     /// the noise's standard deviation on noise. From at most 4,096 evenly spaced frames.
     private func noise() -> Noise {
-        var tracked = 0
-        for x in r where !x.isNaN { tracked += 1 }
         var samples: [Float] = [], steps: [Double] = []
         if tracked > 2 {
             // Over the tracked frames in order, centres 1, 1 + stride, ... as the numpy reference.

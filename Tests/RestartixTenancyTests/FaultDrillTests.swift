@@ -92,7 +92,9 @@ struct FaultDrillTests {
             #expect(report.errorsAfter2s == 0, "\(label)")
             #expect(report.recoveredRate > 0, "\(label)")
         }
-        try await fixture.remove(admin: AdminDatabase(configuration: try DatabaseConfiguration(url: instance.url("DATABASE_ADMIN_DIRECT_URL")), logger: logger))
+        let cleanup = AdminDatabase(configuration: try DatabaseConfiguration(url: instance.url("DATABASE_ADMIN_DIRECT_URL")), logger: logger)
+        try await fixture.remove(admin: cleanup)
+        await cleanup.shutdown()
     }
 
     struct Report: CustomStringConvertible {

@@ -64,8 +64,10 @@ final class ConnectionPool: Sendable {
 
     func acquire() async throws -> any ConnectionDriver {
         let poolDeadline = ContinuousClock.now + acquireTimeout
-        let scoped = CallDeadline.scoped.map { $0 < poolDeadline } ?? false
-        let deadline = scoped ? CallDeadline.scoped! : poolDeadline
+        // The scope's deadline, when it ends before the pool's own.
+        let scopeDeadline = CallDeadline.scoped.flatMap { $0 < poolDeadline ? $0 : nil }
+        let scoped = scopeDeadline != nil
+        let deadline = scopeDeadline ?? poolDeadline
         func timedOut() -> DatabaseError {
             scoped ? CallDeadline.expiredBeforeSending("a pooled connection was free") : timeoutError()
         }
