@@ -6,10 +6,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "RestartixKit", targets: ["RestartixKit"]),
+        .library(name: "RestartixRedis", targets: ["RestartixRedis"]),
+        .library(name: "RestartixAWS", targets: ["RestartixAWS"]),
         .library(name: "RestartixTenancy", targets: ["RestartixTenancy"]),
         .library(name: "RestartixCrypto", targets: ["RestartixCrypto"]),
         .library(name: "RestartixProviders", targets: ["RestartixProviders"]),
         .library(name: "RestartixTelemetry", targets: ["RestartixTelemetry"]),
+        .library(name: "RestartixPlatform", targets: ["RestartixPlatform"]),
         .executable(name: "restartix-core-api", targets: ["CoreAPI"]),
         .executable(name: "restartix-telemetry-api", targets: ["TelemetryAPI"]),
         .executable(name: "restartix-jobs", targets: ["Jobs"]),
@@ -54,23 +57,43 @@ let package = Package(
         // OS headers Glibc does not export (epoll).
         .systemLibrary(name: "CSystemShims"),
 
-        // Libraries.
+        // Libraries. The graph (Documentation/Architecture.md, checked by Scripts/check-architecture):
+        // RestartixKit at the bottom; Redis, AWS, Tenancy, Crypto and Telemetry beside each
+        // other over it (Telemetry over nothing of ours); Providers over Tenancy, Crypto and AWS;
+        // Platform, the platform's own domain, over all of them; the shells over Platform.
         .target(
             name: "RestartixKit",
             dependencies: [
                 "CLibPQ",
                 "CSQLite3",
-                "CHiredis",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .target(
+            name: "RestartixRedis",
+            dependencies: [
+                "RestartixKit",
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
+            name: "RestartixAWS",
+            dependencies: [
+                "RestartixKit",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(
@@ -90,7 +113,6 @@ let package = Package(
             dependencies: [
                 "CLibCrypto",
                 "RestartixKit",
-                "RestartixTenancy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -100,6 +122,8 @@ let package = Package(
             name: "RestartixProviders",
             dependencies: [
                 "RestartixKit",
+                "RestartixRedis",
+                "RestartixAWS",
                 "RestartixCrypto",
                 "RestartixTenancy",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -118,11 +142,26 @@ let package = Package(
             ]
         ),
 
+        .target(
+            name: "RestartixPlatform",
+            dependencies: [
+                "RestartixKit",
+                "RestartixRedis",
+                "RestartixAWS",
+                "RestartixTenancy",
+                "RestartixCrypto",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // Shells.
         .executableTarget(
             name: "CoreAPI",
             dependencies: [
                 "RestartixKit",
+                "RestartixPlatform",
+                "RestartixRedis",
                 "RestartixTenancy",
                 "RestartixCrypto",
                 "RestartixProviders",
@@ -145,6 +184,7 @@ let package = Package(
             name: "Jobs",
             dependencies: [
                 "RestartixKit",
+                "RestartixPlatform",
                 "RestartixTenancy",
                 "RestartixCrypto",
                 "RestartixProviders",
@@ -163,7 +203,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "RedisQuickstart",
-            dependencies: ["RestartixKit", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RestartixKit", "RestartixRedis", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Examples/RedisQuickstart"
         ),
 
@@ -172,6 +212,10 @@ let package = Package(
             name: "RestartixKitTests",
             dependencies: [
                 "RestartixKit",
+                "RestartixRedis",
+                "RestartixAWS",
+                "RestartixPlatform",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -185,9 +229,11 @@ let package = Package(
             dependencies: [
                 "RestartixTenancy",
                 "RestartixKit",
+                "RestartixPlatform",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -198,6 +244,8 @@ let package = Package(
                 "RestartixCrypto",
                 "RestartixKit",
                 "RestartixTenancy",
+                "RestartixAWS",
+                "RestartixPlatform",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
@@ -207,7 +255,8 @@ let package = Package(
         .testTarget(
             name: "RestartixProvidersTests",
             dependencies: [
-                "RestartixProviders", "RestartixKit", "RestartixCrypto", "RestartixTenancy",
+                "RestartixProviders", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixAWS", "RestartixPlatform", "RestartixRedis",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -220,9 +269,12 @@ let package = Package(
             dependencies: [
                 "CoreAPI",
                 "RestartixKit",
+                "RestartixPlatform",
+                "RestartixRedis",
                 "RestartixProviders",
                 "RestartixTenancy",
                 "RestartixCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -230,7 +282,7 @@ let package = Package(
         .testTarget(
             name: "JobsTests",
             dependencies: [
-                "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders",
+                "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders", "RestartixPlatform",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -255,7 +307,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
         ),
         .executableTarget(
             name: "TenancyBenchmark",
-            dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixTenancy", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixTenancy", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/TenancyBenchmark"
         ),
         .executableTarget(
@@ -266,7 +318,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
         .target(name: "MallocCounter", path: "Benchmarks/MallocCounter"),
         .executableTarget(
             name: "ProvidersBenchmark",
-            dependencies: ["BenchmarkSupport", "RestartixProviders", "RestartixCrypto", "RestartixKit", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchmarkSupport", "RestartixProviders", "RestartixCrypto", "RestartixKit", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/ProvidersBenchmark"
         ),
         .executableTarget(
@@ -276,7 +328,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
         ),
         .executableTarget(
             name: "RedisBenchmark",
-            dependencies: ["BenchmarkSupport", "RestartixKit", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixRedis", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/RedisBenchmark"
         ),
     ])

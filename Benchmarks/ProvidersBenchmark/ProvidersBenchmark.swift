@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import Foundation
 import Logging
+import RestartixPlatform
 import RestartixCrypto
 import RestartixKit
 import RestartixProviders
@@ -25,7 +26,7 @@ struct ProvidersBenchmark {
         } else {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("providers-benchmark-\(getpid()).sqlite").path
             database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-            _ = try await Migrator(database: database, logger: logger).migrate()
+            _ = try await Migrator(platformSchemaOn: database, logger: logger).migrate()
         }
         let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: Keyring.generate().keyring))
         let capability = try ProviderCapability("bench_" + UUID().uuidString.prefix(8).lowercased())

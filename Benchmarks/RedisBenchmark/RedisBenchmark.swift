@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import Foundation
 import Logging
+import RestartixRedis
 import RestartixKit
 
 /// Rate-limit checks per second from 50 concurrent tasks (`RedisRateLimiter.check`, one EVALSHA

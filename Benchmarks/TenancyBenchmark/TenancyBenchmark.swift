@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import Foundation
 import Logging
+import RestartixPlatform
 import RestartixKit
 import RestartixTenancy
 import Synchronization
@@ -48,7 +49,7 @@ struct TenancyBenchmark {
 
         Bench.say("tenancy-benchmark: migrating and seeding one clinic with \(rows) patients")
         let ownerDB = try Database(url: owner, logger: logger)
-        _ = try await Migrator(database: ownerDB, logger: logger).migrate()
+        _ = try await Migrator(platformSchemaOn: ownerDB, logger: logger).migrate()
         await ownerDB.shutdown()
         try Bench.run("psql", ["-q", "-v", "ON_ERROR_STOP=1", "-c", """
             BEGIN;

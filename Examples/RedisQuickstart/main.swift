@@ -9,12 +9,14 @@
 import Foundation
 import Logging
 import RestartixKit
+import RestartixPlatform
+import RestartixRedis
 
 var logger = Logger(label: "quickstart")
 logger.logLevel = .warning
 
 let database = try Database(url: "sqlite::memory:", logger: logger)
-try await Migrator(database: database, logger: logger).migrate()
+try await Migrator(platformSchemaOn: database, logger: logger).migrate()
 
 let limiter: any RateLimiter
 let holds: any SlotHolds

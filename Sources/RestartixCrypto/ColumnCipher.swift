@@ -26,7 +26,7 @@ public struct ColumnPlace: Sendable, Hashable {
 
     var isValid: Bool { Self.isIdentifier(table) && Self.isIdentifier(column) }
 
-    static func isIdentifier(_ text: String) -> Bool {
+    package static func isIdentifier(_ text: String) -> Bool {
         (1...63).contains(text.utf8.count) && text.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
     }
 }
@@ -259,7 +259,7 @@ public final class ColumnCipher: Sendable {
 
     // MARK: - Internals
 
-    static func header(keyID: UInt32) -> [UInt8] {
+    package static func header(keyID: UInt32) -> [UInt8] {
         [formatVersion, algorithm, UInt8(keyID >> 24), UInt8(keyID >> 16 & 0xFF), UInt8(keyID >> 8 & 0xFF), UInt8(keyID & 0xFF)]
     }
 

@@ -166,7 +166,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
 
     /// A base64 backup key from a document, a secret or the environment, checked; `origin` names
     /// where it came from in the error.
-    static func backupKey(base64 text: String, from origin: String) throws(EncryptionError) -> SymmetricKey {
+    package static func backupKey(base64 text: String, from origin: String) throws(EncryptionError) -> SymmetricKey {
         guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw EncryptionError(.invalidKeyring, "the backup key (\(origin)) is not base64")
         }
@@ -208,7 +208,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
     }
 
     /// A document entry's id and status, checked.
-    static func validated(id: Int64, status: String) throws(EncryptionError) -> (UInt32, Status) {
+    package static func validated(id: Int64, status: String) throws(EncryptionError) -> (UInt32, Status) {
         guard let key = UInt32(exactly: id) else {
             throw EncryptionError(.invalidKeyring, "key id \(id) is out of range; ids are 1 to 4294967295")
         }
@@ -219,7 +219,7 @@ public struct Keyring: Sendable, CustomStringConvertible {
     }
 
     /// A document entry's `organization_id`, checked.
-    static func organization(_ text: String?, key id: UInt32) throws(EncryptionError) -> UUID? {
+    package static func organization(_ text: String?, key id: UInt32) throws(EncryptionError) -> UUID? {
         guard let text else { return nil }
         guard let organization = UUID(uuidString: text) else {
             throw EncryptionError(.invalidKeyring, "key \(id) has an organization_id that is not a UUID")

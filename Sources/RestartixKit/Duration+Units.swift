@@ -6,24 +6,21 @@ extension Duration {
     }
 
     /// Whole microseconds, rounded toward zero.
-    var microseconds: Int64 {
+    package var microseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
     }
 
     /// Seconds as a `Double` (a `TimeInterval`).
-    var secondsValue: Double {
+    package var secondsValue: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 
-    /// A Redis `PX` argument: whole milliseconds, at least 1.
-    var pxMilliseconds: Int { Int(max(1, milliseconds)) }
-
     /// The wait after `failures` consecutive failures (at least 1): `initial` doubled for each
     /// failure after the first, at most `maximum`, with ±20 % jitter so a fleet does not retry in
     /// step. Redis reconnects and the storage retry helper share it.
-    static func backoff(initial: Duration, maximum: Duration, afterFailures failures: Int) -> Duration {
+    package static func backoff(initial: Duration, maximum: Duration, afterFailures failures: Int) -> Duration {
         let doubled = initial * (1 << Swift.min(Swift.max(failures, 1) - 1, 20))
         return Swift.min(doubled, maximum) * Double.random(in: 0.8...1.2)
     }

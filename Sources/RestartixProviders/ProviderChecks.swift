@@ -1,3 +1,4 @@
+import RestartixAWS
 public import AsyncHTTPClient
 public import Foundation
 public import Logging

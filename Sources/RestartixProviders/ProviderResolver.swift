@@ -1,7 +1,8 @@
+public import RestartixRedis
 public import Foundation
 public import Logging
 import Metrics
-public import RestartixKit
+import RestartixKit
 public import RestartixTenancy
 public import ServiceLifecycle
 import Synchronization

@@ -3,6 +3,8 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import RestartixPlatform
+import RestartixRedis
 import RestartixCrypto
 import RestartixKit
 import RestartixProviders
@@ -44,8 +46,8 @@ struct CoreAPITests {
         #expect(mode == 0o600)
         // The embedded file exists and holds the migrated schema.
         let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: .init(label: "test"))
-        let applied = try await Migrator(database: db, logger: .init(label: "test")).appliedChecksums()
-        #expect(applied.keys.sorted() == MigrationSet.builtIn(for: .sqlite).migrations.map(\.version))
+        let applied = try await Migrator(platformSchemaOn: db, logger: .init(label: "test")).appliedChecksums()
+        #expect(applied.keys.sorted() == MigrationSet.platform(for: .sqlite).migrations.map(\.version))
         await db.shutdown()
         try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
@@ -59,7 +61,7 @@ struct CoreAPITests {
         )
         // A migrated file whose policy view for patients was dropped and replaced by a table.
         let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: .init(label: "test"))
-        _ = try await Migrator(database: db, logger: .init(label: "test")).migrate()
+        _ = try await Migrator(platformSchemaOn: db, logger: .init(label: "test")).migrate()
         try await db.withConnection { try await $0.executeScript("DROP VIEW patients; CREATE TABLE patients (id TEXT)") }
         await db.shutdown()
         let database = Database(configuration: configuration.database, logger: .init(label: "test"))
@@ -77,7 +79,7 @@ struct CoreAPITests {
         let (configuration, path) = embeddedConfiguration()
         defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
         let owner = Database(configuration: configuration.database, logger: .init(label: "test"))
-        _ = try await Migrator(database: owner, logger: .init(label: "test")).migrate()
+        _ = try await Migrator(platformSchemaOn: owner, logger: .init(label: "test")).migrate()
         let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
         let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
         let router = Router()

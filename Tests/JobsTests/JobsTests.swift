@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import RestartixPlatform
 import RestartixCrypto
 import RestartixKit
 import RestartixProviders
@@ -69,7 +70,7 @@ struct JobsTests {
         let url = "sqlite://" + dir.appendingPathComponent("jobs.sqlite").path
         let first = try await run(["migrate", "--database-url", url])
         #expect(first.status == 0, "\(first.stderr)")
-        let versions = MigrationSet.builtIn(for: .sqlite).migrations.map(\.version)
+        let versions = MigrationSet.platform(for: .sqlite).migrations.map(\.version)
         let list = versions.map(String.init).joined(separator: ", ")
         #expect(first.stdout.contains("migrate: applied \(versions.count) (\(list)), already applied 0"))
         let second = try await run(["migrate", "--database-url", url])
@@ -352,7 +353,7 @@ struct JobsTests {
 
         let migrate = try await run(["migrate", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
         #expect(migrate.status == 0, "\(migrate.stderr)")
-        let versions = MigrationSet.builtIn(for: .postgres).migrations.map(\.version)
+        let versions = MigrationSet.platform(for: .postgres).migrations.map(\.version)
         let list = versions.map(String.init).joined(separator: ", ")
         #expect(migrate.stdout.contains("migrate: applied \(versions.count) (\(list)), already applied 0"))
         let first = try await run(["audit-partition-roll", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])

@@ -1,5 +1,7 @@
 import Crypto
 import Foundation
+import RestartixPlatform
+import RestartixAWS
 import RestartixCrypto
 import RestartixKit
 import Testing

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import InMemoryLogging
 import Logging
+import RestartixPlatform
 @testable import RestartixCrypto
 import Testing
 

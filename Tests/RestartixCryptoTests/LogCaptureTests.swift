@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import InMemoryLogging
 import Logging
+import RestartixPlatform
 import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
@@ -50,7 +51,7 @@ struct LogCaptureTests {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-logs-\(UUID().uuidString).sqlite").path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) } }
         let owner = Database(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
-        _ = try await Migrator(database: owner, logger: logger).migrate()
+        _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
         await owner.shutdown()
         let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
         let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)

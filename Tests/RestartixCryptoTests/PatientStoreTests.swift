@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RestartixPlatform
 import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
@@ -38,7 +39,7 @@ struct PatientStoreTests {
         case .sqlite:
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-patients-\(UUID().uuidString).sqlite").path
             let owner = Database(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
-            _ = try await Migrator(database: owner, logger: logger).migrate()
+            _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
             app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
             admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
@@ -50,7 +51,7 @@ struct PatientStoreTests {
                 throw CancellationError()
             }
             let owner = try Database(url: direct, logger: logger)
-            _ = try await Migrator(database: owner, logger: logger).migrate()  // idempotent, under the migrator's lock
+            _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()  // idempotent, under the migrator's lock
             await owner.shutdown()
             app = try TenantDatabase(url: appURL, logger: logger)
             admin = try AdminDatabase(url: adminURL, logger: logger)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RestartixPlatform
 import RestartixCrypto
 import RestartixKit
 import RestartixTenancy

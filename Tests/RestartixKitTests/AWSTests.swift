@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+@testable import RestartixAWS
 @testable import RestartixKit
 import Testing
 

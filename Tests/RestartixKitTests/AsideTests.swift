@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RestartixRedis
 import RestartixKit
 import Synchronization
 import Testing

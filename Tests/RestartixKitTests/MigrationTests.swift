@@ -1,4 +1,5 @@
 import Foundation
+import RestartixPlatform
 import RestartixKit
 import Testing
 
@@ -80,9 +81,9 @@ struct MigrationTests {
     func applyAndReapply(backend: TestBackend) async throws {
         try await MigrationSandbox.make(backend).run { sandbox in
             let db = try sandbox.database()
-            let migrator = Migrator(database: db, logger: TestBackend.logger)
+            let migrator = Migrator(platformSchemaOn: db, logger: TestBackend.logger)
             let first = try await migrator.migrate()
-            #expect(first.applied == MigrationSet.builtIn(for: db.dialect).migrations.map(\.version))
+            #expect(first.applied == MigrationSet.platform(for: db.dialect).migrations.map(\.version))
             let second = try await migrator.migrate()
             #expect(second.applied.isEmpty)
             #expect(second.alreadyApplied == first.applied)
@@ -95,7 +96,7 @@ struct MigrationTests {
                 _ = try await db.query(SQLQuery(unsafeSQL: "SELECT count(*) FROM \(table)"))
             }
             let recorded = try await migrator.appliedChecksums()
-            #expect(recorded[1] == MigrationSet.builtIn(for: db.dialect).migrations[0].checksum)
+            #expect(recorded[1] == MigrationSet.platform(for: db.dialect).migrations[0].checksum)
             await db.shutdown()
         }
     }
@@ -104,7 +105,7 @@ struct MigrationTests {
     func schemaConstraints(backend: TestBackend) async throws {
         try await MigrationSandbox.make(backend).run { sandbox in
             let db = try sandbox.database()
-            try await Migrator(database: db, logger: TestBackend.logger).migrate()
+            try await Migrator(platformSchemaOn: db, logger: TestBackend.logger).migrate()
             await db.shutdown()
             try await sandbox.withUnscopedConnection { conn in
                 let org = UUIDv7.generate()
@@ -200,10 +201,10 @@ struct MigrationTests {
         try await MigrationSandbox.make(backend).run { sandbox in
             let a = try sandbox.database(busyTimeout: .seconds(60))
             let b = try sandbox.database(busyTimeout: .seconds(60))
-            async let first = Migrator(database: a, logger: TestBackend.logger).migrate()
-            async let second = Migrator(database: b, logger: TestBackend.logger).migrate()
+            async let first = Migrator(platformSchemaOn: a, logger: TestBackend.logger).migrate()
+            async let second = Migrator(platformSchemaOn: b, logger: TestBackend.logger).migrate()
             let reports = try await [first, second]
-            let expected = MigrationSet.builtIn(for: a.dialect).migrations.map(\.version)
+            let expected = MigrationSet.platform(for: a.dialect).migrations.map(\.version)
             #expect((reports[0].applied + reports[1].applied).sorted() == expected)
             #expect((reports[0].alreadyApplied + reports[1].alreadyApplied).sorted() == expected)
             let rows = try await a.query("SELECT count(*) AS n FROM schema_migrations")
@@ -217,7 +218,7 @@ struct MigrationTests {
     func partitionRoll(backend: TestBackend) async throws {
         try await MigrationSandbox.make(backend).run { sandbox in
             let db = try sandbox.database()
-            try await Migrator(database: db, logger: TestBackend.logger).migrate()
+            try await Migrator(platformSchemaOn: db, logger: TestBackend.logger).migrate()
             let roller = PartitionRoller(database: db)
             guard backend.isPostgres else {
                 #expect(try await roller.roll() == nil)
@@ -255,8 +256,8 @@ struct MigrationTests {
 struct MigrationSetTests {
     @Test("the built-in sets are valid and share versions and names across dialects")
     func builtIns() {
-        let postgres = MigrationSet.builtIn(for: .postgres).migrations
-        let sqlite = MigrationSet.builtIn(for: .sqlite).migrations
+        let postgres = MigrationSet.platform(for: .postgres).migrations
+        let sqlite = MigrationSet.platform(for: .sqlite).migrations
         #expect(postgres.map(\.version) == sqlite.map(\.version))
         #expect(postgres.map(\.name) == sqlite.map(\.name))
     }
@@ -284,7 +285,7 @@ struct MigrationSetTests {
             ],
         ]
         for (dialect, checksums) in pins {
-            let shipped = MigrationSet.builtIn(for: dialect).migrations.map(\.checksum)
+            let shipped = MigrationSet.platform(for: dialect).migrations.map(\.checksum)
             #expect(Array(shipped.prefix(checksums.count)) == checksums, "\(dialect)")
         }
     }

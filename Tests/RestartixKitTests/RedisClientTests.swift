@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOSSL
+import RestartixRedis
 import RestartixKit
 import Synchronization
 import Testing

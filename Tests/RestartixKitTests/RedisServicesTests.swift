@@ -1,6 +1,8 @@
 import Foundation
 import InMemoryLogging
 import Logging
+import RestartixPlatform
+@testable import RestartixRedis
 @testable import RestartixKit
 import Synchronization
 import Testing
@@ -148,7 +150,7 @@ struct RedisServicesTests {
     static func database() async throws -> (Database, String) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-webhooks-\(UUID().uuidString).sqlite").path
         let database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-        _ = try await Migrator(database: database, logger: logger).migrate()
+        _ = try await Migrator(platformSchemaOn: database, logger: logger).migrate()
         return (database, path)
     }
 

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import RestartixPlatform
+import RestartixRedis
 import RestartixKit
 import Testing
 
@@ -14,11 +16,11 @@ struct SlotHoldsTests {
     static func database(_ backend: TestBackend) async throws -> Database {
         if backend.isPostgres {
             let owner = try Database(url: TestBackend.require("DATABASE_DIRECT_URL"), logger: logger)
-            _ = try await Migrator(database: owner, logger: logger).migrate()
+            _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
         }
         let database = try backend.makeDatabase()
-        if !backend.isPostgres { _ = try await Migrator(database: database, logger: logger).migrate() }
+        if !backend.isPostgres { _ = try await Migrator(platformSchemaOn: database, logger: logger).migrate() }
         return database
     }
 

@@ -1,6 +1,9 @@
 import Foundation
 import Logging
+import RestartixPlatform
+import RestartixRedis
 import RestartixCrypto
+import RestartixAWS
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
@@ -53,7 +56,7 @@ struct ProviderTests {
         case .sqlite:
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-providers-\(UUID().uuidString).sqlite").path
             database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
-            _ = try await Migrator(database: database, logger: logger).migrate()
+            _ = try await Migrator(platformSchemaOn: database, logger: logger).migrate()
             admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
             file = path
         case .postgres:
@@ -63,7 +66,7 @@ struct ProviderTests {
                 throw CancellationError()
             }
             let owner = try Database(url: direct, logger: logger)
-            _ = try await Migrator(database: owner, logger: logger).migrate()
+            _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
             database = try Database(url: url, logger: logger)
             admin = try AdminDatabase(url: url, logger: logger)

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
 import Testing
@@ -15,7 +16,7 @@ struct TenancySandbox {
         try await bootstrap.execute(SQLQuery(unsafeSQL: "CREATE SCHEMA \(schema)"))
         await bootstrap.shutdown()
         let owner = try Database(url: ownerURL + "&options=-csearch_path%3D\(schema)", logger: TenancyBackend.logger)
-        _ = try await Migrator(database: owner, logger: TenancyBackend.logger).migrate()
+        _ = try await Migrator(platformSchemaOn: owner, logger: TenancyBackend.logger).migrate()
         return TenancySandbox(schema: schema, owner: owner)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RestartixPlatform
 @testable import RestartixKit
 @testable import RestartixTenancy
 import Synchronization
@@ -42,7 +43,7 @@ struct FaultDrillTests {
     func drill(on instance: DrillInstance) async throws {
         let logger = TenancyBackend.logger
         let owner = try Database(url: instance.url("DATABASE_DIRECT_URL"), logger: logger)
-        _ = try await Migrator(database: owner, logger: logger).migrate()
+        _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
         let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: instance.url("DATABASE_ADMIN_DIRECT_URL")), logger: logger)
         let fixture = try await TenancyFixture.make(admin: admin)
         await admin.shutdown()

@@ -55,12 +55,6 @@ public struct MigrationSet: Sendable {
         self.migrations = sorted
     }
 
-    /// The kit's own schema for a dialect.
-    public static func builtIn(for dialect: SQLDialect) -> MigrationSet {
-        // The built-in lists are checked by the test suite; a failure here is a build defect.
-        try! MigrationSet(dialect == .postgres ? postgresMigrations : sqliteMigrations)
-    }
-
     /// Loads `NNNN_name.sql` files from a directory (other files are an error, so a typo is
     /// never skipped silently).
     public static func load(directory: URL) throws(DatabaseError) -> MigrationSet {
@@ -122,9 +116,12 @@ public struct Migrator: Sendable {
     let set: MigrationSet
     let logger: Logger
 
-    public init(database: Database, migrations: MigrationSet? = nil, logger: Logger) {
+    /// A migrator that applies `migrations` to `database`. The kit has no schema of its own:
+    /// pass yours (``MigrationSet/load(directory:)`` reads a folder of `NNNN_name.sql` files), or
+    /// the platform's (`PlatformSchema` in RestartixPlatform).
+    public init(database: Database, migrations: MigrationSet, logger: Logger) {
         self.database = database
-        self.set = migrations ?? .builtIn(for: database.dialect)
+        self.set = migrations
         self.logger = logger
     }
 

@@ -3,6 +3,8 @@ import Hummingbird
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixPlatform
+import RestartixRedis
 import RestartixProviders
 import RestartixTenancy
 
@@ -122,7 +124,7 @@ func prepareDatabases(
     logger: Logger
 ) async throws {
     if configuration.isEmbeddedDefault {
-        try await Migrator(database: database, logger: logger).migrate()
+        try await Migrator(platformSchemaOn: database, logger: logger).migrate()
     }
     if let admin, let keyring {
         do {

@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixPlatform
+import RestartixRedis
 import RestartixTenancy
 
 /// The Core API's configuration, read from the environment by the shell only.

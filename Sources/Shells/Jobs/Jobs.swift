@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixPlatform
 import RestartixTenancy
 
 /// `restartix-jobs <subcommand>`: the scheduled and one-off jobs. Each is idempotent and safe
@@ -97,12 +98,12 @@ struct Migrate: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: "A folder of NNNN_name.sql files to apply instead of the kit's built-in schema.")
+    @Option(help: "A folder of NNNN_name.sql files to apply instead of the platform's schema.")
     var migrationsDirectory: String?
 
     func run() async throws {
         let report = try await withDatabase(database, label: "restartix.jobs.migrate") { db, logger in
-            let set = try migrationsDirectory.map { try MigrationSet.load(directory: URL(fileURLWithPath: $0)) }
+            let set = try migrationsDirectory.map { try MigrationSet.load(directory: URL(fileURLWithPath: $0)) } ?? .platform(for: db.dialect)
             return try await Migrator(database: db, migrations: set, logger: logger).migrate()
         }
         say("migrate: applied \(report.applied.count) (\(report.applied.map(String.init).joined(separator: ", "))), already applied \(report.alreadyApplied.count)")

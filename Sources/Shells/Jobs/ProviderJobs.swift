@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import RestartixCrypto
 import RestartixKit
+import RestartixPlatform
 import RestartixProviders
 
 /// Runs `body` with a plain pool on the admin role's URL (`--database-url`, else `DATABASE_URL`,

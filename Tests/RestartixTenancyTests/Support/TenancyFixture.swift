@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
 import Testing
@@ -79,7 +80,7 @@ enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable
         case .sqlite:
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-tenancy-\(UUID().uuidString).sqlite").path
             let owner = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: Self.logger)
-            _ = try await Migrator(database: owner, logger: Self.logger).migrate()
+            _ = try await Migrator(platformSchemaOn: owner, logger: Self.logger).migrate()
             await owner.shutdown()
             var app = DatabaseConfiguration(sqlitePath: path)
             app.maximumConnections = maximumConnections
@@ -120,7 +121,7 @@ actor SchemaOnce {
     func prepare() async throws {
         if done { return }
         let owner = try Database(url: TenancyBackend.require("DATABASE_DIRECT_URL"), logger: TenancyBackend.logger)
-        _ = try await Migrator(database: owner, logger: TenancyBackend.logger).migrate()
+        _ = try await Migrator(platformSchemaOn: owner, logger: TenancyBackend.logger).migrate()
         await owner.shutdown()
         done = true
     }

@@ -1,0 +1,246 @@
+import RestartixKit
+import Crypto
+public import Foundation
+public import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+
+/// AWS credentials. `sessionToken` is set for temporary credentials (STS, container roles).
+public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible {
+    /// The access key id (`AKIA...`, `ASIA...`).
+    public let accessKeyID: String
+    /// The secret access key; never printed.
+    public let secretAccessKey: String
+    /// The session token of temporary credentials.
+    public let sessionToken: String?
+
+    /// Credentials from their parts.
+    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+    }
+
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; `nil` when either
+    /// key is missing or empty (then use the platform's credential chain).
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> AWSCredentials? {
+        guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty,
+            let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
+        else { return nil }
+        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// The access key id only.
+    public var description: String { "AWSCredentials(\(accessKeyID), secret: <redacted>)" }
+}
+
+extension AWSCredentials: CustomReflectable {
+    /// `dump()` and debuggers see the access key id only.
+    public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": accessKeyID], displayStyle: .struct) }
+}
+
+/// AWS Signature Version 4 (`AWS4-HMAC-SHA256`), header form.
+///
+/// Checked against the AWS SigV4 test suite vectors (Tests/RestartixKitTests/AWSTests.swift)
+/// and by round trips to moto. `path` is the decoded path; it is encoded once (RFC 3986
+/// unreserved characters kept, everything else `%XX`, `/` kept), which is right for the
+/// JSON-protocol services (path `/`) and S3. For every service but S3 the path is first
+/// normalized as SigV4 requires (`.` and `..` segments resolved, repeated slashes collapsed);
+/// S3 signs its keys as they are. REST services other than S3 sign each segment encoded twice:
+/// pass them the path already encoded once.
+public struct AWSSigner: Sendable {
+    /// The credentials signing requests.
+    public let credentials: AWSCredentials
+    /// The region (`eu-central-1`).
+    public let region: String
+    /// The signing name of the service (`secretsmanager`, `kms`, `s3`).
+    public let service: String
+
+    /// A signer for one region and service.
+    public init(credentials: AWSCredentials, region: String, service: String) {
+        self.credentials = credentials
+        self.region = region
+        self.service = service
+    }
+
+    /// The headers to add to a request: `x-amz-date`, `x-amz-security-token` for temporary
+    /// credentials, and `authorization`. `headers` must include `host` and every header that
+    /// will be sent and should be signed.
+    public func sign(
+        method: String,
+        path: String,
+        query: [(String, String)] = [],
+        headers: [(String, String)],
+        body: some DataProtocol,
+        date: Date = Date()
+    ) -> [(String, String)] {
+        let amzDate = Self.amzDate(date)
+        var all = headers.filter { $0.0.lowercased() != "x-amz-date" && $0.0.lowercased() != "authorization" }
+        all.append(("x-amz-date", amzDate))
+        var added = [("x-amz-date", amzDate)]
+        if let token = credentials.sessionToken {
+            all.append(("x-amz-security-token", token))
+            added.append(("x-amz-security-token", token))
+        }
+        let payloadHash = Self.hex(SHA256.hash(data: Data(body)))
+        let signedPath = service == "s3" ? path : Self.normalized(path)
+        let (canonical, signedHeaders) = Self.canonicalRequest(method: method, path: signedPath, query: query, headers: all, payloadHash: payloadHash)
+        let day = String(amzDate.prefix(8))
+        let scope = "\(day)/\(region)/\(service)/aws4_request"
+        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.hex(SHA256.hash(data: Data(canonical.utf8))))"
+        let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: signingKey(day: day)))
+        added.append((
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
+        ))
+        return added
+    }
+
+    func signingKey(day: String) -> SymmetricKey {
+        func hmac(_ key: SymmetricKey, _ text: String) -> SymmetricKey {
+            SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: key)))
+        }
+        let date = hmac(SymmetricKey(data: Data("AWS4\(credentials.secretAccessKey)".utf8)), day)
+        return hmac(hmac(hmac(date, region), service), "aws4_request")
+    }
+
+    /// The canonical request and the signed-headers list (SigV4 task 1).
+    static func canonicalRequest(
+        method: String, path: String, query: [(String, String)], headers: [(String, String)], payloadHash: String
+    ) -> (String, String) {
+        let encoded: [(name: String, value: String)] = query.map { (encode($0.0), encode($0.1)) }
+        let sorted = encoded.sorted { (a, b) -> Bool in a.name == b.name ? a.value < b.value : a.name < b.name }
+        let canonicalQuery = sorted.map { pair -> String in pair.name + "=" + pair.value }.joined(separator: "&")
+        var merged: [String: [String]] = [:]
+        for (name, value) in headers {
+            // Trimall: no leading or trailing whitespace, every run of spaces one space. The lines
+            // of a folded (obs-fold) value count as values of their own, as the test suite's
+            // get-header-value-multiline has it.
+            let lines = value.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+                .map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }
+                .filter { !$0.isEmpty }
+            merged[name.lowercased(), default: []].append(contentsOf: lines.isEmpty ? [""] : lines)
+        }
+        let names = merged.keys.sorted()
+        let canonicalHeaders = names.map { "\($0):\(merged[$0]!.joined(separator: ","))\n" }.joined()
+        let signed = names.joined(separator: ";")
+        let uri = path.isEmpty ? "/" : path.split(separator: "/", omittingEmptySubsequences: false).map { encode(String($0)) }.joined(separator: "/")
+        return ([method.uppercased(), uri, canonicalQuery, canonicalHeaders, signed, payloadHash].joined(separator: "\n"), signed)
+    }
+
+    /// `path` with `.` and `..` segments resolved (RFC 3986 §5.2.4) and empty segments
+    /// dropped, keeping a trailing slash: `/a/./b/../c//` is `/a/c/`.
+    static func normalized(_ path: String) -> String {
+        var segments: [Substring] = []
+        for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
+            switch segment {
+            case ".": continue
+            case "..": _ = segments.popLast()
+            default: segments.append(segment)
+            }
+        }
+        let last = path.split(separator: "/", omittingEmptySubsequences: true).last
+        let trailing = !segments.isEmpty && (path.hasSuffix("/") || last == "." || last == "..")
+        return "/" + segments.joined(separator: "/") + (trailing ? "/" : "")
+    }
+
+    /// RFC 3986 encoding as SigV4 wants it: unreserved characters as they are, every other
+    /// UTF-8 byte as `%XX` (upper-case hex).
+    static func encode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let digits = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(digits[Int(byte >> 4)])
+                out.unicodeScalars.append(digits[Int(byte & 0x0F)])
+            }
+        }
+        return out
+    }
+
+    static func amzDate(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        func two(_ n: Int?) -> String { n.map { $0 < 10 ? "0\($0)" : "\($0)" } ?? "00" }
+        return "\(c.year ?? 1970)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))Z"
+    }
+
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".unicodeScalars)
+        var out = ""
+        for byte in bytes {
+            out.unicodeScalars.append(digits[Int(byte >> 4)])
+            out.unicodeScalars.append(digits[Int(byte & 0x0F)])
+        }
+        return out
+    }
+}
+
+extension AWSCredentials {
+    /// The credentials the environment provides, as the AWS SDKs look for them:
+    ///
+    /// 1. `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
+    /// 2. the container credential endpoint — ECS task roles (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`,
+    ///    served at 169.254.170.2) and EKS pod identity (`AWS_CONTAINER_CREDENTIALS_FULL_URI` with
+    ///    `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `AWS_CONTAINER_AUTHORIZATION_TOKEN`). A full
+    ///    URI must be https or a loopback / link-local address, as the SDKs require.
+    ///
+    /// The temporary credentials returned carry their session token; they are meant for
+    /// boot-time work (loading the keyring) and expire within hours.
+    public static func resolve(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        httpClient: HTTPClient = .shared
+    ) async throws(AWSError) -> AWSCredentials {
+        if let credentials = fromEnvironment(environment) { return credentials }
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let endpoint: String
+        if let relative = value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+            endpoint = "http://169.254.170.2" + (relative.hasPrefix("/") ? relative : "/" + relative)
+        } else if let full = value("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+            guard let url = URL(string: full), let host = url.host,
+                url.scheme == "https" || (url.scheme == "http" && (["127.0.0.1", "localhost", "::1", "169.254.170.2", "169.254.170.23", "fd00:ec2::23"].contains(host)))
+            else {
+                throw AWSError(.configuration, "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback or the container credential address")
+            }
+            endpoint = full
+        } else {
+            throw AWSError(.configuration, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a task role (AWS_CONTAINER_CREDENTIALS_*)")
+        }
+        var request = HTTPClientRequest(url: endpoint)
+        var token = value("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+        if let file = value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                throw AWSError(.configuration, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE cannot be read")
+            }
+            token = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let token { request.headers.add(name: "Authorization", value: token) }
+        struct Answer: Decodable {
+            let AccessKeyId: String
+            let SecretAccessKey: String
+            let Token: String?
+        }
+        let data: Data
+        do {
+            let response = try await httpClient.execute(request, timeout: .seconds(5))
+            guard response.status == .ok else {
+                throw AWSError(.service(type: "ContainerCredentials", status: Int(response.status.code)), "the container credential endpoint refused")
+            }
+            data = Data((try await response.body.collect(upTo: 64 * 1024)).readableBytesView)
+        } catch let error as AWSError {
+            throw error
+        } catch {
+            throw AWSError(.unreachable, "the container credential endpoint could not be reached")
+        }
+        guard let answer = try? JSONDecoder().decode(Answer.self, from: data), !answer.AccessKeyId.isEmpty, !answer.SecretAccessKey.isEmpty else {
+            throw AWSError(.malformedResponse, "the container credential endpoint answered JSON of another shape")
+        }
+        return AWSCredentials(accessKeyID: answer.AccessKeyId, secretAccessKey: answer.SecretAccessKey, sessionToken: answer.Token)
+    }
+}
