@@ -202,6 +202,12 @@ let package = Package(
             path: "Examples/StorageQuickstart"
         ),
         .executableTarget(
+            name: "TenantQuickstart",
+            dependencies: ["RestartixKit", "RestartixTenancy", .product(name: "Logging", package: "swift-log")],
+            path: "Examples/TenantQuickstart",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
             name: "RedisQuickstart",
             dependencies: ["RestartixKit", "RestartixRedis", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Examples/RedisQuickstart"

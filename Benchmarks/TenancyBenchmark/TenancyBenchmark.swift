@@ -72,7 +72,7 @@ struct TenancyBenchmark {
         let context = try TenantContext(organizationID: organization, userID: user, role: "specialist")
         var configuration = try DatabaseConfiguration(url: appURL)
         configuration.maximumConnections = 1
-        let opening = TenantDatabase(configuration: configuration, logger: logger).openingStatements(context)
+        let opening = TenantDatabase(configuration: configuration, tables: PlatformSchema.tenantTables, logger: logger).openingStatements(context)
         // pgbench's -D takes no empty value: an empty bind ('' clears a setting) is written as
         // the literal ''.
         var contextSQL = opening.context.sql
@@ -115,7 +115,7 @@ struct TenancyBenchmark {
     ) async throws -> (tps: Double, roundTrips: Double, cpu: Double) {
         var configuration = try DatabaseConfiguration(url: url)
         configuration.maximumConnections = clients
-        let app = TenantDatabase(configuration: configuration, logger: logger)
+        let app = TenantDatabase(configuration: configuration, tables: PlatformSchema.tenantTables, logger: logger)
         let context = try TenantContext(organizationID: organization, userID: user, role: "specialist")
         try await Bench.concurrently(clients) { _ = try await app.query(context, "SELECT 1") }
         let waitsBefore = Database.postgresRoundTrips

@@ -24,9 +24,12 @@ public struct EncryptedColumn: Sendable, Hashable, CustomStringConvertible {
         self.organizationColumn = organizationColumn
     }
 
-    /// Every column the kit seals: the patients' PII and the providers' credentials.
+    /// Every column the platform seals: the tenant tables' sealed columns as the registry lists
+    /// them (``PlatformSchema/tenantTables``: the patients' PII) and the providers' credentials.
     public static let builtIn: [EncryptedColumn] =
-        PatientStore.sealedColumns.map { EncryptedColumn(table: "patients", column: $0) }
+        PlatformSchema.tenantTables.tables.flatMap { table in
+            table.sealedColumns.map { EncryptedColumn(table: table.name, column: $0, organizationColumn: table.tenantColumn) }
+        }
         + [EncryptedColumn(table: "platform_service_providers", column: "credentials")]
 
     public var description: String { "\(table).\(column)" }

@@ -23,24 +23,34 @@ enum IsolationCheck {
         case admin
     }
 
-    static func verify(_ database: Database, role: Role, schema: String? = nil) async throws {
-        let problems = try await problems(database, role: role, schema: schema)
+    static func verify(_ database: Database, role: Role, schema: String? = nil, tables: TenantTables? = nil) async throws {
+        let problems = try await problems(database, role: role, schema: schema, tables: tables)
         guard problems.isEmpty else {
             throw TenancyError(.unsafeDatabase, "refusing to start: tenant isolation is not enforced", problems: problems)
         }
     }
 
     /// Every problem found, each naming its table, role or setting; empty when isolation holds.
-    static func problems(_ database: Database, role: Role, schema: String? = nil) async throws -> [String] {
+    static func problems(_ database: Database, role: Role, schema: String? = nil, tables: TenantTables? = nil) async throws -> [String] {
         switch database.dialect {
         case .postgres:
-            return try await postgresProblems(database, role: role, schema: schema)
+            return try await postgresProblems(database, role: role, schema: schema, tables: tables)
         default:
-            return try await sqliteProblems(database, role: role)
+            return try await SQLiteTenancy.problems(database, role: role, tables: tables)
         }
     }
 
-    private static func postgresProblems(_ database: Database, role: Role, schema: String?) async throws -> [String] {
+    /// Where the registry and the database's own list of tenant tables disagree.
+    static func registryProblems(_ tables: TenantTables, catalogued: [String]) -> [String] {
+        let registered = Set(tables.names), listed = Set(catalogued)
+        return registered.subtracting(listed).sorted().map {
+            "tenant table \($0) is in the registry but not in restartix_tenant_tables (its tenancy migration has not run)"
+        } + listed.subtracting(registered).sorted().map {
+            "tenant table \($0) is in restartix_tenant_tables but not in the registry (TenantTables) this service was built with"
+        }
+    }
+
+    private static func postgresProblems(_ database: Database, role: Role, schema: String?, tables: TenantTables?) async throws -> [String] {
         // Read-only, on a pooled connection an app client may have poisoned: the transaction
         // spells out its mode and first puts back the connection's own search_path (the one its
         // URL asked for, `reset_val`: not what a client SET since), row security and bounded
@@ -117,6 +127,11 @@ enum IsolationCheck {
             for row in missing {
                 problems.append("tenant table \(try row.decode("table_name", as: String.self)) does not exist")
             }
+            if let tables {
+                let catalogued = try await connection.query("SELECT table_name::text AS table_name FROM restartix_tenant_tables ORDER BY 1")
+                problems += registryProblems(tables, catalogued: try catalogued.map { try $0.decode("table_name", as: String.self) })
+                if role == .app { problems += try await grantProblems(connection, tables: tables, role: name) }
+            }
 
             // Tenant tables, their partitions (at any depth), and, for the app role, anything
             // else it can touch (the admin role's platform tables have no clinic to confine).
@@ -163,6 +178,52 @@ enum IsolationCheck {
             problems += try await hardeningProblems(connection, role: role, name: name)
             return problems
         }
+    }
+
+    /// Where the connected (app) role's privileges on a registered table differ from the
+    /// registry's: a grant more is a hole, a grant less a broken route. INSERT counts when the
+    /// role may insert some columns (the migrations withhold the ones the database fills, such
+    /// as audit rows' `created_at`).
+    static func grantProblems(_ connection: borrowing Transaction, tables: TenantTables, role: String) async throws -> [String] {
+        let rows = try await connection.query("""
+            SELECT c.relname::text AS table_name,
+                   has_table_privilege(c.oid, 'SELECT') AS can_select, has_any_column_privilege(c.oid, 'INSERT') AS can_insert,
+                   has_table_privilege(c.oid, 'UPDATE') AS can_update, has_table_privilege(c.oid, 'DELETE') AS can_delete,
+                   coalesce((SELECT string_agg(a.attname::text, ',' ORDER BY a.attname) FROM pg_attribute a
+                             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                               AND has_column_privilege(c.oid, a.attnum, 'UPDATE')), '') AS update_columns
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+            ORDER BY 1
+            """)
+        var actual: [String: (commands: Set<TenantTable.Command>, columns: Set<String>)] = [:]
+        for row in rows {
+            var commands = Set<TenantTable.Command>()
+            if try row.decode("can_select", as: Bool.self) { commands.insert(.select) }
+            if try row.decode("can_insert", as: Bool.self) { commands.insert(.insert) }
+            if try row.decode("can_update", as: Bool.self) { commands.insert(.update) }
+            if try row.decode("can_delete", as: Bool.self) { commands.insert(.delete) }
+            let columns = try row.decode("update_columns", as: String.self).split(separator: ",").map(String.init)
+            actual[try row.decode("table_name", as: String.self)] = (commands, Set(columns))
+        }
+        var problems: [String] = []
+        for table in tables.tables {
+            guard let (granted, columns) = actual[table.name] else { continue }  // reported as missing
+            var expected = table.appCommands
+            if table.updatableColumns != nil { expected.remove(.update) }  // column grants only
+            for command in expected.subtracting(granted).sorted() {
+                problems.append("role \(role) lacks \(command.rawValue.uppercased()) on tenant table \(table.name), which the registry grants it")
+            }
+            for command in granted.subtracting(expected).sorted() {
+                problems.append("role \(role) has \(command.rawValue.uppercased()) on tenant table \(table.name), which the registry does not grant it")
+            }
+            if let updatable = table.updatableColumns, !granted.contains(.update), columns != updatable {
+                problems.append("role \(role) may update columns \(columns.sorted().joined(separator: ", ")) of \(table.name); the registry says \(updatable.sorted().joined(separator: ", "))")
+            } else if table.updatableColumns == nil, !granted.contains(.update), !columns.isEmpty {
+                problems.append("role \(role) may update columns \(columns.sorted().joined(separator: ", ")) of \(table.name), which the registry does not grant it")
+            }
+        }
+        return problems
     }
 
     /// What migration 6 and the threat model add: nothing temporary or created, no role
@@ -274,9 +335,5 @@ enum IsolationCheck {
             }
         }
         return problems
-    }
-
-    private static func sqliteProblems(_ database: Database, role: Role) async throws -> [String] {
-        try await SQLiteTenancy.problems(database, role: role)
     }
 }

@@ -22,48 +22,42 @@ import RestartixKit
 /// - a statement filter refuses any app statement whose text names a `__rows` table, so no
 ///   CTE, subquery or INSERT ... SELECT can reach them either.
 enum SQLiteTenancy {
-    /// The app role's grants, as on Postgres after migration 6: table -> allowed writes (every
-    /// table listed is readable).
-    static let grants: [String: Set<Int32>] = {
-        let insert = SQLiteAuthorizerRequest.insert, update = SQLiteAuthorizerRequest.update, delete = SQLiteAuthorizerRequest.delete
-        var grants: [String: Set<Int32>] = [
-            "organizations": [],
-            "users": [],
-            "audit_log": [insert],
-            "break_glass_sessions": [],
-            "patient_impersonation_sessions": [],
-            "usage_summaries": [],
-            "usage_records": [insert],
-            "usage_quotas": [update],
-        ]
-        for table in [
-            "organization_domains", "memberships", "patients", "pose_session_metrics", "pose_rep_metrics",
-            "media_session_metrics", "media_buffering_events",
-        ] {
-            grants[table] = [insert, update, delete]
+    /// The app role's grants, as the registry states them (on Postgres they are the
+    /// migrations' GRANTs, which the boot check compares with the same registry): table ->
+    /// allowed writes (every table listed is readable).
+    static func grants(_ tables: TenantTables) -> [String: Set<Int32>] {
+        var grants: [String: Set<Int32>] = [:]
+        for table in tables.tables {
+            var writes = Set<Int32>()
+            if table.appCommands.contains(.insert) { writes.insert(SQLiteAuthorizerRequest.insert) }
+            if table.appCommands.contains(.update) { writes.insert(SQLiteAuthorizerRequest.update) }
+            if table.appCommands.contains(.delete) { writes.insert(SQLiteAuthorizerRequest.delete) }
+            grants[table.name] = writes
         }
+        for name in tables.alsoReadable { grants[name] = [] }
         return grants
-    }()
+    }
 
     /// Tables whose UPDATE grant covers some columns only (Postgres: column privileges).
-    static let updatableColumns: [String: Set<String>] = [
-        "memberships": ["role"],
-        "organization_domains": ["is_primary"],
-        "usage_quotas": ["current_units", "period_start_at", "period_end_at", "updated_at"],
-    ]
+    static func updatableColumns(_ tables: TenantTables) -> [String: Set<String>] {
+        var columns: [String: Set<String>] = [:]
+        for table in tables.tables { columns[table.name] = table.updatableColumns }
+        return columns
+    }
 
     /// Catalog tables an app connection may read directly.
     static let catalog: Set<String> = ["restartix_tenant_tables", "sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"]
 
     /// The per-connection setup of app connections, run before any other setup.
-    static func configure(_ configuration: inout DatabaseConfiguration) {
+    static func configure(_ configuration: inout DatabaseConfiguration, tables: TenantTables) {
         guard configuration.dialect == .sqlite else { return }
         let userSetup = configuration.sqlite.connectionSetup
+        let grants = grants(tables), updatableColumns = updatableColumns(tables)
         configuration.sqlite.connectionSetup = { handle in
             try handle.presetSetting("restartix.connection_role", to: "app", locked: true)
             try handle.presetSetting("app.unscoped", to: nil, locked: true)
             try userSetup?(handle)
-            let authorizer = Authorizer()
+            let authorizer = Authorizer(grants: grants, updatableColumns: updatableColumns)
             try handle.setAuthorizer { authorizer.decide($0) }
             try handle.setStatementFilter(screen)
         }
@@ -86,6 +80,15 @@ enum SQLiteTenancy {
         /// The statement being prepared, and whether it writes through a policy view.
         private var statement: UInt64 = .max
         private var writesThroughView = false
+        /// Table -> the writes the app role may make; every table listed is readable.
+        private let grants: [String: Set<Int32>]
+        /// Tables whose UPDATE may set some columns only.
+        private let updatableColumns: [String: Set<String>]
+
+        init(grants: [String: Set<Int32>], updatableColumns: [String: Set<String>]) {
+            self.grants = grants
+            self.updatableColumns = updatableColumns
+        }
 
         func decide(_ request: SQLiteAuthorizerRequest) -> SQLiteAuthorizerDecision {
             if request.statement != statement {
@@ -128,7 +131,7 @@ enum SQLiteTenancy {
     }
 
     /// The boot check's findings on SQLite.
-    static func problems(_ database: Database, role: IsolationCheck.Role) async throws -> [String] {
+    static func problems(_ database: Database, role: IsolationCheck.Role, tables: TenantTables?) async throws -> [String] {
         try await database.withConnection { connection in
             var problems: [String] = []
             let objects = try await connection.query("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')")
@@ -141,7 +144,9 @@ enum SQLiteTenancy {
                 return problems
             }
             let listed = try await connection.query("SELECT table_name FROM restartix_tenant_tables ORDER BY table_name")
-            let protected = try listed.map { try $0.decode("table_name", as: String.self) } + ["users"]
+            let catalogued = try listed.map { try $0.decode("table_name", as: String.self) }
+            if let tables { problems += IsolationCheck.registryProblems(tables, catalogued: catalogued) }
+            let protected = catalogued + (tables?.alsoReadable.sorted() ?? [])
             for table in protected {
                 if !present.contains("view:\(table)") || !present.contains("table:\(table)__rows") {
                     problems.append("tenant table \(table) is not behind its policy view (\(table) over \(table)__rows)")
@@ -162,15 +167,18 @@ enum SQLiteTenancy {
             if try marker?.decode("role", as: String?.self) != "app" {
                 problems.append("this connection is not set up as an app connection")
             }
-            do {
-                _ = try await connection.query("SELECT count(*) FROM patients__rows")
-                problems.append("app connections can read base table patients__rows directly (no authorizer)")
-            } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
-            do {
-                // Changes nothing even where it is allowed.
-                _ = try await connection.execute("UPDATE audit_log__rows SET id = id WHERE 0")
-                problems.append("app connections can write base table audit_log__rows directly (no authorizer)")
-            } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+            for table in catalogued {
+                let rows = table + "__rows"
+                do {
+                    _ = try await connection.query("SELECT count(*) FROM \(identifier: rows)")
+                    problems.append("app connections can read base table \(rows) directly (no authorizer)")
+                } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+                do {
+                    // Changes nothing even where it is allowed.
+                    _ = try await connection.execute("DELETE FROM \(identifier: rows) WHERE 0")
+                    problems.append("app connections can write base table \(rows) directly (no authorizer)")
+                } catch let error as DatabaseError where error.code == .insufficientPrivilege {}
+            }
             do {
                 _ = try await connection.query("SELECT set_config('app.unscoped', 'on', true)")
                 problems.append("app connections can set app.unscoped")

@@ -16,6 +16,9 @@ public struct TenancyError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let invalidReason = Code(name: "invalidReason")
         /// The database does not isolate tenants (boot check): refuse to start.
         public static let unsafeDatabase = Code(name: "unsafeDatabase")
+        /// A ``TenantTables`` registry contradicts itself (a programming error; the problems
+        /// name each table and field).
+        public static let invalidTenantTables = Code(name: "invalidTenantTables")
 
         public var description: String { name }
     }

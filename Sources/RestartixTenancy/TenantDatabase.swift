@@ -32,12 +32,19 @@ public final class TenantDatabase: Sendable, Service {
     /// the policy views apply the app rules and an authorizer refuses direct access to the rows
     /// behind them, DDL and PRAGMA. Any `connectionSetup` of your own still runs.
     ///
+    /// `tables` is the schema's tenant-table registry (the platform's is
+    /// `PlatformSchema.tenantTables`): on SQLite the authorizer grants exactly what it states,
+    /// and ``verifyIsolation()`` checks the database against it.
+    ///
     /// `settings` are the transaction-local settings every transaction pins on Postgres (the
     /// schema tables resolve in, the statement, lock and idle timeouts); see
     /// ``TenantSessionSettings``.
-    public init(configuration: DatabaseConfiguration, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger) {
+    public init(
+        configuration: DatabaseConfiguration, tables: TenantTables, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger
+    ) {
         var configuration = configuration
-        SQLiteTenancy.configure(&configuration)
+        SQLiteTenancy.configure(&configuration, tables: tables)
+        self.tables = tables
         // The pinned settings send the statement timeout; the call budget follows from it.
         configuration.statementTimeout = settings.statementTimeout
         self.database = Database(configuration: configuration, logger: logger, pinsStatementTimeout: true)
@@ -46,9 +53,14 @@ public final class TenantDatabase: Sendable, Service {
     }
 
     /// Parses `url` and creates the app database.
-    public convenience init(url: String, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger) throws(DatabaseError) {
-        self.init(configuration: try DatabaseConfiguration(url: url), settings: settings, logger: logger)
+    public convenience init(
+        url: String, tables: TenantTables, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger
+    ) throws(DatabaseError) {
+        self.init(configuration: try DatabaseConfiguration(url: url), tables: tables, settings: settings, logger: logger)
     }
+
+    /// The schema's tenant-table registry.
+    public let tables: TenantTables
 
     /// The transaction-local settings every transaction pins.
     public let settings: TenantSessionSettings
@@ -123,9 +135,11 @@ public final class TenantDatabase: Sendable, Service {
     }
 
     /// The boot check: throws ``TenancyError/Code/unsafeDatabase`` naming every problem when
-    /// this connection's role could escape row-level security (see ``IsolationCheck``).
+    /// this connection's role could escape row-level security (see ``IsolationCheck``), or when
+    /// the database's tenant tables or (on Postgres) the role's grants on them differ from
+    /// ``tables``.
     public func verifyIsolation() async throws {
-        try await IsolationCheck.verify(database, role: .app, schema: settings.schema)
+        try await IsolationCheck.verify(database, role: .app, schema: settings.schema, tables: tables)
     }
 
     /// Runs until graceful shutdown, then closes the pool.

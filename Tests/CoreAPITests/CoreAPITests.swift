@@ -65,7 +65,7 @@ struct CoreAPITests {
         try await db.withConnection { try await $0.executeScript("DROP VIEW patients; CREATE TABLE patients (id TEXT)") }
         await db.shutdown()
         let database = Database(configuration: configuration.database, logger: .init(label: "test"))
-        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: .init(label: "test"))
         let error = await #expect(throws: TenancyError.self) {
             try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: .init(label: "test"))
         }
@@ -80,7 +80,7 @@ struct CoreAPITests {
         defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
         let owner = Database(configuration: configuration.database, logger: .init(label: "test"))
         _ = try await Migrator(platformSchemaOn: owner, logger: .init(label: "test")).migrate()
-        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: .init(label: "test"))
         let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
         let router = Router()
         addHealthRoutes(to: router, database: owner, readiness: Readiness(tenants: tenants, admin: admin, interval: .zero))
@@ -177,7 +177,7 @@ struct CoreAPITests {
         let unreachable = try DatabaseConfiguration(url: "postgres://someone:topsecret-pw@127.0.0.1:1/db?connect_timeout=2")
         let configuration = CoreAPIConfiguration(database: unreachable, isEmbeddedDefault: false)
         let database = Database(configuration: unreachable, logger: Logger(label: "test"))
-        let tenants = TenantDatabase(configuration: unreachable, logger: Logger(label: "test"))
+        let tenants = TenantDatabase(configuration: unreachable, tables: PlatformSchema.tenantTables, logger: Logger(label: "test"))
         let error = await #expect(throws: DatabaseError.self) {
             try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: Logger(label: "test"))
         }
@@ -293,7 +293,7 @@ struct CoreAPITests {
             return try Keyring(json: Data(#"{"keys":[\#(keys.joined(separator: ","))],"blind_index_key":"\#(key(9))"}"#.utf8))
         }
         let database = Database(configuration: configuration.database, logger: .init(label: "test"))
-        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: .init(label: "test"))
         let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
         try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, logger: .init(label: "test"))
         // One clinic, one patient sealed under key 1.
@@ -329,7 +329,7 @@ struct CoreAPITests {
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         let keyring = Keyring.generate().keyring
         let database = Database(configuration: configuration.database, logger: .init(label: "test"))
-        let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: .init(label: "test"))
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: .init(label: "test"))
         let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
         func boot(_ environment: [String: String]) async throws {
             try await prepareDatabases(

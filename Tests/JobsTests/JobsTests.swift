@@ -143,7 +143,7 @@ struct JobsTests {
 
     /// Inserts patients under `keyring` and returns their ids.
     func insertPatients(_ names: [String], keyring: Keyring, path: String, context: TenantContext) async throws -> [UUID] {
-        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), tables: PlatformSchema.tenantTables, logger: Logger(label: "restartix.tests.jobs"))
         let store = PatientStore(cipher: ColumnCipher(keyring: keyring))
         let ids = try await app.withTenant(context) { tx in
             var ids: [UUID] = []
@@ -156,7 +156,7 @@ struct JobsTests {
 
     /// The patients' names opened under `keyring`.
     func names(_ ids: [UUID], keyring: Keyring, path: String, context: TenantContext) async throws -> [String?] {
-        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), tables: PlatformSchema.tenantTables, logger: Logger(label: "restartix.tests.jobs"))
         let store = PatientStore(cipher: ColumnCipher(keyring: keyring))
         let names = try await app.withTenant(context) { tx in try await ids.asyncMap { try await store.fetch($0, in: tx)?.pii.name } }
         await app.shutdown()

@@ -53,7 +53,7 @@ struct LogCaptureTests {
         let owner = Database(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
         _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
         await owner.shutdown()
-        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
+        let app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), tables: PlatformSchema.tenantTables, logger: logger)
         let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
         let clinic = UUIDv7.generate(), user = UUIDv7.generate()
         try await admin.unscoped(reason: "log capture: a clinic", actor: .system("log-tests")) { tx in

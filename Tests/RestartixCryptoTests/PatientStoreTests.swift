@@ -41,7 +41,7 @@ struct PatientStoreTests {
             let owner = Database(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
             _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
-            app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
+            app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), tables: PlatformSchema.tenantTables, logger: logger)
             admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
             path = file
         case .postgres:
@@ -53,7 +53,7 @@ struct PatientStoreTests {
             let owner = try Database(url: direct, logger: logger)
             _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()  // idempotent, under the migrator's lock
             await owner.shutdown()
-            app = try TenantDatabase(url: appURL, logger: logger)
+            app = try TenantDatabase(url: appURL, tables: PlatformSchema.tenantTables, logger: logger)
             admin = try AdminDatabase(url: adminURL, logger: logger)
         }
         let clinics = [UUIDv7.generate(), UUIDv7.generate()], staff = [UUIDv7.generate(), UUIDv7.generate()]

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RestartixPlatform
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
@@ -25,8 +26,8 @@ struct UsageTests {
                 try await tx.execute("UPDATE usage_quotas SET current_units = 70 WHERE capability = \(capability.name)")
             }
             let app: TenantDatabase = switch backend {
-            case .sqlite: TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: try #require(world.sqlitePath)), logger: Logger(label: "usage-tests"))
-            case .postgres: try TenantDatabase(url: try #require(ProcessInfo.processInfo.environment["DATABASE_APP_URL"]), logger: Logger(label: "usage-tests"))
+            case .sqlite: TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: try #require(world.sqlitePath)), tables: PlatformSchema.tenantTables, logger: Logger(label: "usage-tests"))
+            case .postgres: try TenantDatabase(url: try #require(ProcessInfo.processInfo.environment["DATABASE_APP_URL"]), tables: PlatformSchema.tenantTables, logger: Logger(label: "usage-tests"))
             }
             let staff = TenantContext(organizationID: clinic, userID: UUIDv7.generate(), role: .assistant)
             // Last month ended: the first record of this month moves the period and starts over.

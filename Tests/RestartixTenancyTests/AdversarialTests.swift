@@ -764,7 +764,7 @@ extension AdversarialTests {
         try await SchemaOnce.shared.prepare()
         var configuration = try DatabaseConfiguration(url: TenancyBackend.require("DATABASE_APP_SOLO_URL"))
         configuration.maximumConnections = 9
-        let app = TenantDatabase(configuration: configuration, logger: TenancyBackend.logger)
+        let app = TenantDatabase(configuration: configuration, tables: PlatformSchema.tenantTables, logger: TenancyBackend.logger)
         var single = configuration
         single.maximumConnections = 1
         let raw = Database(configuration: single, logger: TenancyBackend.logger)

@@ -23,7 +23,7 @@ struct TenancySandbox {
     /// The app role (or another role's URL) connected straight to this schema.
     func database(urlNamed name: String = "DATABASE_APP_DIRECT_URL") throws -> TenantDatabase {
         let url = try TenancyBackend.require(name) + "&options=-csearch_path%3D\(schema)"
-        return try TenantDatabase(url: url, settings: TenantSessionSettings(schema: schema), logger: TenancyBackend.logger)
+        return try TenantDatabase(url: url, tables: PlatformSchema.tenantTables, settings: TenantSessionSettings(schema: schema), logger: TenancyBackend.logger)
     }
 
     func ownerScript(_ sql: String) async throws {
@@ -214,7 +214,7 @@ struct BootCheckTests {
         let owner = try Database(url: ownerURL, logger: TenancyBackend.logger)
         try await owner.withConnection { try await $0.executeScript("CREATE SCHEMA \(schema); GRANT USAGE ON SCHEMA \(schema) TO restartix_app") }
         let url = try TenancyBackend.require("DATABASE_APP_DIRECT_URL") + "&options=-csearch_path%3D\(schema)"
-        let app = try TenantDatabase(url: url, settings: TenantSessionSettings(schema: schema), logger: TenancyBackend.logger)
+        let app = try TenantDatabase(url: url, tables: PlatformSchema.tenantTables, settings: TenantSessionSettings(schema: schema), logger: TenancyBackend.logger)
         await #expect {
             try await app.verifyIsolation()
         } throws: { error in
@@ -222,7 +222,7 @@ struct BootCheckTests {
         }
         await app.shutdown()
         // The same URL with the default pin (public): the mismatch is named, not checked past.
-        let unpinned = try TenantDatabase(url: url, logger: TenancyBackend.logger)
+        let unpinned = try TenantDatabase(url: url, tables: PlatformSchema.tenantTables, logger: TenancyBackend.logger)
         await #expect {
             try await unpinned.verifyIsolation()
         } throws: { error in
@@ -241,6 +241,6 @@ struct TenantDatabaseProbe {
     func problems() async throws -> [String] {
         let database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TenancyBackend.logger)
         defer { Task { await database.shutdown() } }
-        return try await SQLiteTenancy.problems(database, role: .app)
+        return try await SQLiteTenancy.problems(database, role: .app, tables: PlatformSchema.tenantTables)
     }
 }

@@ -50,7 +50,7 @@ struct FaultDrillTests {
 
         var configuration = try DatabaseConfiguration(url: instance.url("DATABASE_APP_URL"))
         configuration.maximumConnections = 8
-        let app = TenantDatabase(configuration: configuration, settings: TenantSessionSettings(statementTimeout: .seconds(2)), logger: logger)
+        let app = TenantDatabase(configuration: configuration, tables: PlatformSchema.tenantTables, settings: TenantSessionSettings(statementTimeout: .seconds(2)), logger: logger)
         defer { Task { await app.shutdown(); await owner.shutdown() } }
         let clinics = [(fixture.context(staffOf: fixture.a), 2), (fixture.context(staffOf: fixture.b), 1)]
 

@@ -34,7 +34,7 @@ struct IsolationMatrixTests {
     }
 
     /// The rule the database must implement, stated once.
-    static func expected(_ table: TenantTable, _ operation: TenantTable.Operation, _ principal: Principal) -> Outcome {
+    static func expected(_ table: MatrixTable, _ operation: MatrixTable.Operation, _ principal: Principal) -> Outcome {
         guard table.granted.contains(operation) else { return .privilegeDenied }
         // The fixture's impersonation session names every fixture patient, and the app role may
         // not delete a patient from under one (the cascade would erase the session).
@@ -59,8 +59,8 @@ struct IsolationMatrixTests {
         let fixture = try await TenancyFixture.make(admin: admin)
         var cells = 0
         do {
-            for table in TenantTable.all {
-                for operation in TenantTable.Operation.allCases {
+            for table in MatrixTable.all {
+                for operation in MatrixTable.Operation.allCases {
                     for principal in Principal.allCases {
                         let actual = try await observe(table, operation, principal, fixture: fixture, app: app, raw: raw)
                         let expected = Self.expected(table, operation, principal)
@@ -69,7 +69,7 @@ struct IsolationMatrixTests {
                     }
                 }
             }
-            #expect(cells == TenantTable.all.count * 4 * Principal.allCases.count)
+            #expect(cells == MatrixTable.all.count * 4 * Principal.allCases.count)
             // The rows are all still there: every cell rolled back.
             let remaining = try await app.query(fixture.context(staffOf: fixture.a), "SELECT count(*) AS n FROM patients")
             #expect(try remaining.first?.decode("n", as: Int.self) == 2)
@@ -83,8 +83,8 @@ struct IsolationMatrixTests {
     }
 
     func observe(
-        _ table: TenantTable,
-        _ operation: TenantTable.Operation,
+        _ table: MatrixTable,
+        _ operation: MatrixTable.Operation,
         _ principal: Principal,
         fixture: TenancyFixture,
         app: TenantDatabase,
@@ -127,7 +127,7 @@ struct IsolationMatrixTests {
 
     static func run<E: SQLExecutor & ~Copyable>(
         _ statement: SQLQuery,
-        _ operation: TenantTable.Operation,
+        _ operation: MatrixTable.Operation,
         on executor: borrowing E
     ) async -> Outcome {
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
 import Testing
@@ -64,7 +65,7 @@ struct SQLiteEnforcementTests {
         let fixture = try await TenancyFixture.make(admin: databases.admin)
         var configuration = DatabaseConfiguration(sqlitePath: path)
         configuration.sqlite.busyTimeout = .milliseconds(50)
-        let app = TenantDatabase(configuration: configuration, logger: TenancyBackend.logger)
+        let app = TenantDatabase(configuration: configuration, tables: PlatformSchema.tenantTables, logger: TenancyBackend.logger)
         let context = fixture.context(staffOf: fixture.a)
         // Another writer holds the file, so BEGIN IMMEDIATE fails with .busy.
         let holder = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: TenancyBackend.logger)

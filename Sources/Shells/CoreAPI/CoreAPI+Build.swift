@@ -23,7 +23,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     // The keyring is loaded once, before anything else: a missing or malformed one stops boot.
     let keyring = try await loadKeyring(configuration: configuration, logger: logger)
     let database = Database(configuration: configuration.database, logger: logger)
-    let tenants = TenantDatabase(configuration: configuration.appDatabase, logger: logger)
+    let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: logger)
     let admin = AdminDatabase(configuration: configuration.database, logger: logger)
     let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: logger)
     // Cat A providers: the cached resolver, listening on Redis for other instances' rotations

@@ -1,4 +1,5 @@
 import Foundation
+import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
 import Testing
@@ -28,7 +29,7 @@ struct HostileDatabases: Sendable {
             app.maximumConnections = 1
             return HostileDatabases(
                 backend: backend,
-                app: TenantDatabase(configuration: app, logger: TenancyBackend.logger),
+                app: TenantDatabase(configuration: app, tables: PlatformSchema.tenantTables, logger: TenancyBackend.logger),
                 admin: AdminDatabase(configuration: try DatabaseConfiguration(url: TenancyBackend.require(backend.adminURLName)), logger: TenancyBackend.logger),
                 raw: Database(configuration: app, logger: TenancyBackend.logger),
                 sqlitePath: nil
@@ -129,7 +130,7 @@ enum ClinicState {
     static func snapshot(_ admin: AdminDatabase, clinics: [UUID], users: [UUID]) async throws -> [String: [String]] {
         try await admin.unscoped(reason: "adversarial test: state snapshot", actor: .system("tenancy-tests")) { tx in
             var state: [String: [String]] = [:]
-            for table in TenantTable.all {
+            for table in MatrixTable.all {
                 let columns = Self.columns[table.name] ?? ["id"]
                 let text = columns.map { "coalesce(CAST(\($0) AS TEXT), '-')" }.joined(separator: " || '|' || ")
                 let rows = try await tx.query("""

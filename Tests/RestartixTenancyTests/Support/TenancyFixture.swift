@@ -85,9 +85,9 @@ enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable
             var app = DatabaseConfiguration(sqlitePath: path)
             app.maximumConnections = maximumConnections
             var raw = app
-            SQLiteTenancy.configure(&raw)
+            SQLiteTenancy.configure(&raw, tables: PlatformSchema.tenantTables)
             return Databases(
-                app: TenantDatabase(configuration: app, logger: Self.logger),
+                app: TenantDatabase(configuration: app, tables: PlatformSchema.tenantTables, logger: Self.logger),
                 admin: AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Self.logger),
                 raw: Database(configuration: raw, logger: Self.logger),
                 sqlitePath: path
@@ -97,7 +97,7 @@ enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable
             var app = try DatabaseConfiguration(url: Self.require(appURLName!))
             app.maximumConnections = maximumConnections
             return Databases(
-                app: TenantDatabase(configuration: app, logger: Self.logger),
+                app: TenantDatabase(configuration: app, tables: PlatformSchema.tenantTables, logger: Self.logger),
                 admin: AdminDatabase(configuration: try DatabaseConfiguration(url: Self.require(adminURLName)), logger: Self.logger),
                 raw: Database(configuration: app, logger: Self.logger),
                 sqlitePath: nil
@@ -184,7 +184,7 @@ struct TenancyFixture: Sendable {
         let b = clinic(patients: 1)
         let spare = UUIDv7.generate()
         var rows: [String: Rows] = [:]
-        for table in TenantTable.all where table.name != "organizations" {
+        for table in MatrixTable.all where table.name != "organizations" {
             rows[table.name] = Rows(a1: UUIDv7.generate(), a2: UUIDv7.generate(), b: UUIDv7.generate())
         }
         rows["organizations"] = Rows(a1: a.id, a2: a.id, b: b.id)
@@ -208,7 +208,7 @@ struct TenancyFixture: Sendable {
                 }
             }
             // Every tenant table but organizations, in dependency order: one row per patient tie.
-            for table in TenantTable.all where table.name != "organizations" {
+            for table in MatrixTable.all where table.name != "organizations" {
                 let ids = rows[table.name]!
                 for (id, patient, clinic) in [(ids.a1, a.patients[0], a), (ids.a2, a.patients[1], a), (ids.b, b.patients[0], b)] {
                     try await tx.execute(table.insert(id: id, organization: clinic.id, tie: patient, fixture: fixture, fresh: false))
@@ -228,48 +228,34 @@ struct TenancyFixture: Sendable {
     }
 }
 
-/// A tenant table, what each role may do on it, and how to write a valid row into it.
-struct TenantTable: Sendable, CustomStringConvertible {
-    enum Operation: String, CaseIterable, Sendable {
-        case select, insert, update, delete
-    }
+/// A tenant table as the registry describes it (`PlatformSchema.tenantTables`, what each role
+/// may do on it), and how the matrix writes a valid row into it.
+struct MatrixTable: Sendable, CustomStringConvertible {
+    typealias Operation = TenantTable.Command
 
-    let name: String
+    /// The registry's entry: the rule the database must implement, stated once.
+    let spec: TenantTable
+
+    var name: String { spec.name }
     /// The column naming the clinic.
-    let tenantColumn: String
+    var tenantColumn: String { spec.tenantColumn }
     /// Operations the app role is granted at all.
-    let granted: Set<Operation>
+    var granted: Set<Operation> { spec.appCommands }
     /// Operations the patient role may do on rows tied to its own user.
-    let patientOwn: Set<Operation>
+    var patientOwn: Set<Operation> { spec.patientOwnCommands }
     /// Operations the patient role may do on every row of its clinic (rows tied to no one).
-    let patientClinicWide: Set<Operation>
+    var patientClinicWide: Set<Operation> { spec.patientClinicCommands }
     /// Granted operations a specialist (the matrix's staff member) may not do: those only a
     /// clinic's owner or admin may (memberships, domains).
-    var managersOnly: Set<Operation> = []
+    var managersOnly: Set<Operation> { spec.managerCommands }
     /// The column the matrix's UPDATE sets to itself (one the app role may update).
-    var updateColumn: String? = nil
+    var updateColumn: String? { spec.updatableColumns?.sorted().first }
 
     var description: String { name }
 
-    static let all: [TenantTable] = [
-        TenantTable(name: "organizations", tenantColumn: "id", granted: [.select], patientOwn: [], patientClinicWide: [.select]),
-        TenantTable(name: "organization_domains", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [], patientClinicWide: [],
-                    managersOnly: [.insert, .update, .delete], updateColumn: "is_primary"),
-        TenantTable(name: "memberships", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select], patientClinicWide: [],
-                    managersOnly: [.insert, .update, .delete], updateColumn: "role"),
-        TenantTable(name: "patients", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .update], patientClinicWide: []),
-        TenantTable(name: "audit_log", tenantColumn: "organization_id", granted: [.select, .insert], patientOwn: [], patientClinicWide: [.insert]),
-        TenantTable(name: "usage_records", tenantColumn: "organization_id", granted: [.select, .insert], patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "usage_quotas", tenantColumn: "organization_id", granted: [.select, .update], patientOwn: [], patientClinicWide: [],
-                    updateColumn: "current_units"),
-        TenantTable(name: "usage_summaries", tenantColumn: "organization_id", granted: [.select], patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "break_glass_sessions", tenantColumn: "organization_id", granted: [.select], patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "patient_impersonation_sessions", tenantColumn: "organization_id", granted: [.select], patientOwn: [], patientClinicWide: []),
-        TenantTable(name: "pose_session_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
-        TenantTable(name: "pose_rep_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
-        TenantTable(name: "media_session_metrics", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
-        TenantTable(name: "media_buffering_events", tenantColumn: "organization_id", granted: Set(Operation.allCases), patientOwn: [.select, .insert], patientClinicWide: []),
-    ]
+    /// Every registered tenant table; the fixture knows how to write a row into each, and
+    /// traps on one it does not (a new table needs its row here as well).
+    static let all: [MatrixTable] = PlatformSchema.tenantTables.tables.map(MatrixTable.init)
 
     /// A valid INSERT of row `id` for `organization`, tied to `tie` where the table has a
     /// patient tie. `fresh` rows avoid the unique keys that fixture rows already use.
