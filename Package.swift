@@ -5,6 +5,7 @@ let package = Package(
     name: "restartix-kit",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "RestartixCore", targets: ["RestartixCore"]),
         .library(name: "RestartixKit", targets: ["RestartixKit"]),
         .library(name: "RestartixRedis", targets: ["RestartixRedis"]),
         .library(name: "RestartixAWS", targets: ["RestartixAWS"]),
@@ -58,12 +59,14 @@ let package = Package(
         .systemLibrary(name: "CSystemShims"),
 
         // Libraries. The graph (Documentation/Architecture.md, checked by Scripts/check-architecture):
-        // RestartixKit at the bottom; Redis, AWS, Tenancy, Crypto and Telemetry beside each
+        // RestartixCore (the error protocol; no dependencies) under everything, RestartixKit over it; Redis, AWS, Tenancy, Crypto and Telemetry beside each
         // other over it (Telemetry over nothing of ours); Providers over Tenancy, Crypto and AWS;
         // Platform, the platform's own domain, over all of them; the shells over Platform.
+        .target(name: "RestartixCore"),
         .target(
             name: "RestartixKit",
             dependencies: [
+                "RestartixCore",
                 "CLibPQ",
                 "CSQLite3",
                 "CSystemShims",
@@ -137,6 +140,7 @@ let package = Package(
         .target(
             name: "RestartixTelemetry",
             dependencies: [
+                "RestartixCore",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
@@ -277,6 +281,8 @@ let package = Package(
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixRedis",
+                "RestartixAWS",
+                "RestartixTelemetry",
                 "RestartixProviders",
                 "RestartixTenancy",
                 "RestartixCrypto",

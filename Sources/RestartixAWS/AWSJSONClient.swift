@@ -1,4 +1,4 @@
-import RestartixKit
+public import RestartixKit
 public import AsyncHTTPClient
 public import Foundation
 import NIOCore
@@ -6,7 +6,7 @@ import NIOHTTP1
 
 /// A failed AWS call. Descriptions carry the HTTP status and AWS's error type and message,
 /// never a request or response body (those hold secrets and plaintext keys).
-public struct AWSError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct AWSError: RestartixError, Equatable {
     /// What went wrong.
     public enum Kind: Sendable, Equatable {
         /// AWS answered with an error (`ResourceNotFoundException`, `AccessDeniedException`...).
@@ -30,14 +30,44 @@ public struct AWSError: Error, Sendable, Equatable, CustomStringConvertible {
         self.detail = detail
     }
 
-    public var description: String {
+    public static let domain = "aws"
+
+    /// `service`, `unreachable`, `malformedResponse` or `configuration`.
+    public var codeName: String {
         switch kind {
-        case .service(let type, let status): "AWS \(type) (HTTP \(status)): \(detail)"
-        case .unreachable: "AWS unreachable: \(detail)"
-        case .malformedResponse: "AWS malformed response: \(detail)"
-        case .configuration: "AWS configuration: \(detail)"
+        case .service: "service"
+        case .unreachable: "unreachable"
+        case .malformedResponse: "malformedResponse"
+        case .configuration: "configuration"
         }
     }
+
+    /// The detail, with AWS's error type and HTTP status for a service error.
+    public var safeDetail: String {
+        if case .service(let type, let status) = kind { return "\(type) (HTTP \(status)): \(detail)" }
+        return detail
+    }
+
+    /// 502 for a dependency that answered wrongly (an AWS error, a malformed answer), 503 when
+    /// it cannot be reached, 500 for a misconfiguration.
+    public var httpStatus: Int {
+        switch kind {
+        case .service, .malformedResponse: 502
+        case .unreachable: 503
+        case .configuration: 500
+        }
+    }
+
+    /// Unreachable, throttled (`ThrottlingException`, HTTP 429) or an AWS server error (5xx).
+    public var isTransient: Bool {
+        switch kind {
+        case .unreachable: true
+        case .service(let type, let status): status >= 500 || status == 429 || type.contains("Throttl")
+        case .malformedResponse, .configuration: false
+        }
+    }
+
+    public var description: String { restartixDescription }
 }
 
 /// Calls one AWS service's JSON protocol (`POST /`, `X-Amz-Target`, `application/x-amz-json-1.1`)

@@ -1,6 +1,8 @@
+public import RestartixKit
+
 /// A keyring or column-cipher failure. Descriptions name the problem (a key id, a field, a byte count), never a
 /// key, a secret or a plaintext, so they are safe to log and to return.
-public struct EncryptionError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct EncryptionError: RestartixError, Equatable {
     /// What went wrong.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
@@ -39,5 +41,23 @@ public struct EncryptionError: Error, Sendable, Equatable, CustomStringConvertib
         self.detail = detail
     }
 
-    public var description: String { "\(code): \(detail)" }
+    public static let domain = "encryption"
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail }
+
+    /// 422 for a value to seal that is not valid input; 503 when the keyring cannot be read
+    /// from its source; 500 otherwise (a sealed value that does not open is the platform's
+    /// fault, never the caller's).
+    public var httpStatus: Int {
+        switch code {
+        case .invalidInput: 422
+        case .keyringUnavailable: 503
+        default: 500
+        }
+    }
+
+    /// The keyring's source could not be read this time (a secret store that is down).
+    public var isTransient: Bool { code == .keyringUnavailable }
+
+    public var description: String { restartixDescription }
 }

@@ -1,4 +1,5 @@
 public import Foundation
+public import RestartixKit
 
 /// The two kinds of provider name, for ``ProviderName``.
 public protocol ProviderNameRole: Sendable {
@@ -160,7 +161,7 @@ public struct ProviderRecord: Sendable, Hashable {
 }
 
 /// Why a provider operation failed. Details never carry a credential.
-public struct ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct ProviderError: RestartixError, Hashable {
     /// What went wrong, as an open set.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
@@ -193,5 +194,25 @@ public struct ProviderError: Error, Sendable, Hashable, CustomStringConvertible 
         self.detail = detail
     }
 
-    public var description: String { "Provider error (\(code)): \(detail)" }
+    public static let domain = "provider"
+    public var codeName: String { code.description }
+    public var safeDetail: String { detail }
+
+    /// 404 when no provider is configured, 422 for a bad argument, 409 for a rotation that
+    /// lost a race, 503 when the registry cannot be read, 500 for a row or credentials that do
+    /// not open.
+    public var httpStatus: Int {
+        switch code {
+        case .notFound: 404
+        case .invalidArgument: 422
+        case .versionConflict: 409
+        case .unavailable: 503
+        default: 500
+        }
+    }
+
+    /// The registry could not be read and nothing usable was cached.
+    public var isTransient: Bool { code == .unavailable }
+
+    public var description: String { restartixDescription }
 }

@@ -16,7 +16,7 @@ public struct UsageDecision: Sendable, Hashable {
 }
 
 /// Why usage was refused.
-public struct UsageError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct UsageError: RestartixError, Hashable {
     /// What went wrong.
     public enum Code: String, Sendable, Hashable {
         /// Recording these units would pass the quota; nothing was recorded.
@@ -30,7 +30,20 @@ public struct UsageError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A sentence about it (counts and names, no patient data).
     public let detail: String
 
-    public var description: String { "Usage error (\(code.rawValue)): \(detail)" }
+    /// An error of `code`.
+    public init(code: Code, detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public static let domain = "usage"
+    public var codeName: String { code.rawValue }
+    public var safeDetail: String { detail }
+
+    /// 429 for a quota reached (until the next period), 422 for a bad argument.
+    public var httpStatus: Int { code == .quotaExceeded ? 429 : 422 }
+
+    public var description: String { restartixDescription }
 }
 
 /// Usage metering: units per (organization, capability) in `usage_records`, checked against

@@ -3,9 +3,9 @@
 /// Descriptions never contain a password, a key or a value: a server's error text can quote
 /// the command's arguments (Redis 7's "unknown command" does), so it is kept apart in
 /// ``serverMessage`` and only its first word (``serverCode``, e.g. `WRONGTYPE`) is described.
-import RestartixKit
+public import RestartixKit
 
-public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct RedisError: RestartixError, Hashable {
     /// What went wrong, as an open set.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
@@ -72,5 +72,25 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         self.detail = "the server answered \(self.serverCode!)"
     }
 
-    public var description: String { "Redis error (\(code)): \(detail)" }
+    public static let domain = "redis"
+    public var codeName: String { code.description }
+    public var safeDetail: String { detail }
+
+    /// 503 when Redis cannot be asked (down, timing out, closed, shut down); 502 for bytes that
+    /// are not RESP; 500 for a configuration, an argument or a server error reply.
+    public var httpStatus: Int {
+        switch code {
+        case .connectionFailed, .timeout, .unavailable, .connectionClosed, .shutdown: 503
+        case .protocolError: 502
+        default: 500
+        }
+    }
+
+    /// Redis could not be asked this time: a lost or refused connection, a timeout, every
+    /// connection waiting out its backoff.
+    public var isTransient: Bool {
+        [.connectionFailed, .timeout, .unavailable, .connectionClosed].contains(code)
+    }
+
+    public var description: String { restartixDescription }
 }

@@ -1,3 +1,5 @@
+public import RestartixCore
+
 /// The 33 landmarks of MediaPipe's pose model, by index.
 public enum PoseLandmark: Int, CaseIterable, Sendable {
     case nose, leftEyeInner, leftEye, leftEyeOuter, rightEyeInner, rightEye, rightEyeOuter, leftEar, rightEar
@@ -26,7 +28,7 @@ public struct Landmark: Sendable, Hashable {
 
 /// Why a frame, an event list, a parameter or a replay blob was refused. The detail names
 /// positions and counts, never a coordinate, a visibility or a time: those are a patient's data.
-public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct TelemetryError: RestartixError, Hashable {
     /// What was wrong, as an open set.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
@@ -65,7 +67,13 @@ public struct TelemetryError: Error, Sendable, Hashable, CustomStringConvertible
         self.detail = detail
     }
 
-    public var description: String { "Telemetry error (\(code)): \(detail)" }
+    public static let domain = "telemetry"
+    public var codeName: String { code.description }
+    public var safeDetail: String { detail }
+    /// 413 for a blob or session beyond the size limit, 422 for anything else refused.
+    public var httpStatus: Int { code == .tooLarge ? 413 : 422 }
+
+    public var description: String { restartixDescription }
 }
 
 /// A session's pose frames in structure-of-arrays form: one contiguous `Float` column per

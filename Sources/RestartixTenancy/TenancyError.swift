@@ -1,6 +1,8 @@
+public import RestartixKit
+
 /// A tenancy failure. Descriptions name the problem (a field, a table, a role), never a token,
 /// a secret or a row's data; each code maps to one HTTP status class.
-public struct TenancyError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct TenancyError: RestartixError, Equatable {
     /// What went wrong.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
@@ -37,7 +39,22 @@ public struct TenancyError: Error, Sendable, Equatable, CustomStringConvertible 
         self.problems = problems
     }
 
+    public static let domain = "tenancy"
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail }
+
+    /// 400 for a context or reason that cannot be used, 403 for a principal that may not act
+    /// (not a member, an inactive clinic, a closed elevated session), 500 for an unsafe database
+    /// or an inconsistent registry (the service must not run).
+    public var httpStatus: Int {
+        switch code {
+        case .invalidContext, .invalidReason: 400
+        case .notAMember, .organizationInactive, .sessionNotOpen: 403
+        default: 500
+        }
+    }
+
     public var description: String {
-        problems.isEmpty ? "\(code): \(detail)" : "\(code): \(detail): \(problems.joined(separator: "; "))"
+        problems.isEmpty ? restartixDescription : "\(restartixDescription): \(problems.joined(separator: "; "))"
     }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import RestartixCrypto
+import RestartixKit
 import Testing
 
 @Suite("Signed tokens and webhooks")
@@ -8,11 +9,13 @@ struct SignatureTests {
     static let current = String(repeating: "c", count: 40)
     static let previous = String(repeating: "p", count: 40)
 
-    func code(_ body: () throws -> Void) -> SignatureError.Code? {
+    /// The identifier (`token.expired`, `signature.insufficientScope`) of the kit error `body`
+    /// ends in, or nil.
+    func code(_ body: () throws -> Void) -> String? {
         do {
             try body()
             return nil
-        } catch let error as SignatureError { return error.code } catch { return nil }
+        } catch let error as any RestartixError { return error.identifier } catch { return nil }
     }
 
     @Test("session tokens: claims round trip; rotation; wrong secret, expiry, audience, tampering refused")
@@ -25,23 +28,23 @@ struct SignatureTests {
         // A token made under the previous secret still verifies during rotation; after it, not.
         let legacy = try SessionTokens(secrets: [Self.previous]).issue(session: session, organization: organization, patient: patient)
         #expect(try tokens.verify(legacy).sessionID == session)
-        #expect(code { _ = try SessionTokens(secrets: [Self.current]).verify(legacy) } == .invalidSignature)
+        #expect(code { _ = try SessionTokens(secrets: [Self.current]).verify(legacy) } == "token.invalidSignature")
         let later = try SessionTokens(secrets: [Self.current], clock: { Date().addingTimeInterval(700) })
-        #expect(code { _ = try later.verify(token) } == .expired)
+        #expect(code { _ = try later.verify(token) } == "token.expired")
         let earlier = try SessionTokens(secrets: [Self.current], clock: { Date().addingTimeInterval(-60) })
-        #expect(code { _ = try earlier.verify(token) } == .notYetValid)
+        #expect(code { _ = try earlier.verify(token) } == "token.notYetValid")
         // A service-account token signed with the same secret is not a session token.
         let service = try ServiceAccountTokens(secrets: [Self.current]).issue(service: "jobs", audience: "restartix-telemetry-api", scopes: [], lifetime: .seconds(60))
-        #expect(code { _ = try tokens.verify(service) } == .wrongIssuer)
+        #expect(code { _ = try tokens.verify(service) } == "token.wrongIssuer")
         var parts = token.split(separator: ".").map(String.init)
         parts[1] = String(parts[1].dropLast()) + (parts[1].hasSuffix("A") ? "B" : "A")
-        #expect(code { _ = try tokens.verify(parts.joined(separator: ".")) } == .invalidSignature)
+        #expect(code { _ = try tokens.verify(parts.joined(separator: ".")) } == "token.invalidSignature")
         let none = "eyJhbGciOiJub25lIn0.\(token.split(separator: ".")[1])."
-        #expect(code { _ = try tokens.verify(none) } == .malformedToken)
+        #expect(code { _ = try tokens.verify(none) } == "token.malformedToken")
         let noneSigned = "eyJhbGciOiJub25lIn0.\(token.split(separator: ".")[1]).c2ln"
-        #expect(code { _ = try tokens.verify(noneSigned) } == .unsupportedAlgorithm)
-        #expect(code { _ = try tokens.verify("x.y") } == .malformedToken)
-        #expect(code { _ = try SessionTokens(secrets: ["short"]) } == .invalidSecret)
+        #expect(code { _ = try tokens.verify(noneSigned) } == "token.unsupportedAlgorithm")
+        #expect(code { _ = try tokens.verify("x.y") } == "token.malformedToken")
+        #expect(code { _ = try SessionTokens(secrets: ["short"]) } == "signature.invalidSecret")
     }
 
     /// A compact HS256 JWT made here, independently of the kit, for claims the kit would never issue.
@@ -63,11 +66,11 @@ struct SignatureTests {
             "org": UUID().uuidString.lowercased(), "pat": UUID().uuidString.lowercased(), "iat": now, "nbf": now, "exp": now + 60,
         ]
         #expect(try tokens.verify(Self.jwt(good, secret: Self.current)).expiresAt == Date(timeIntervalSince1970: now + 60), "the independent token verifies")
-        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["aud": "restartix-core-api"]) { $1 }, secret: Self.current)) } == .wrongAudience)
-        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["iss": "someone-else"]) { $1 }, secret: Self.current)) } == .wrongIssuer)
-        #expect(code { _ = try tokens.verify(Self.jwt(good.filter { $0.key != "exp" }, secret: Self.current)) } == .missingClaim)
-        #expect(code { _ = try tokens.verify(Self.jwt(good.filter { $0.key != "pat" }, secret: Self.current)) } == .missingClaim)
-        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["exp": now - 10]) { $1 }, secret: Self.current)) } == .expired)
+        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["aud": "restartix-core-api"]) { $1 }, secret: Self.current)) } == "token.wrongAudience")
+        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["iss": "someone-else"]) { $1 }, secret: Self.current)) } == "token.wrongIssuer")
+        #expect(code { _ = try tokens.verify(Self.jwt(good.filter { $0.key != "exp" }, secret: Self.current)) } == "token.missingClaim")
+        #expect(code { _ = try tokens.verify(Self.jwt(good.filter { $0.key != "pat" }, secret: Self.current)) } == "token.missingClaim")
+        #expect(code { _ = try tokens.verify(Self.jwt(good.merging(["exp": now - 10]) { $1 }, secret: Self.current)) } == "token.expired")
     }
 
     @Test("token secrets from the environment: current and previous; missing or short named, never shown")
@@ -76,7 +79,7 @@ struct SignatureTests {
         let tokens = try SessionTokens(environment: environment)
         let legacy = try SessionTokens(secrets: [Self.previous]).issue(session: UUID(), organization: UUID(), patient: UUID())
         #expect(throws: Never.self) { try tokens.verify(legacy) }
-        #expect(code { _ = try SessionTokens(environment: ["TELEMETRY_SESSION_TOKEN_SECRET": Self.current]).verify(legacy) } == .invalidSignature)
+        #expect(code { _ = try SessionTokens(environment: ["TELEMETRY_SESSION_TOKEN_SECRET": Self.current]).verify(legacy) } == "token.invalidSignature")
         let missing = #expect(throws: SignatureError.self) { try SessionTokens(environment: [:]) }
         #expect(missing?.description.contains("TELEMETRY_SESSION_TOKEN_SECRET is not set") == true)
         let short = #expect(throws: SignatureError.self) {
@@ -95,13 +98,13 @@ struct SignatureTests {
         #expect(try tokens.verify(token, audience: "core-api", requiring: "aggregates:write").service == "telemetry-api")
         let legacy = try ServiceAccountTokens(secrets: [Self.previous]).issue(service: "jobs", audience: "core-api", scopes: [], lifetime: .seconds(60))
         #expect(try tokens.verify(legacy, audience: "core-api").service == "jobs")
-        #expect(code { _ = try tokens.verify(token, audience: "telemetry-api") } == .wrongAudience)
-        #expect(code { _ = try tokens.verify(token, audience: "core-api", requiring: "admin") } == .insufficientScope)
-        #expect(code { _ = try ServiceAccountTokens(secrets: [String(repeating: "x", count: 40)]).verify(token, audience: "core-api") } == .invalidSignature)
+        #expect(code { _ = try tokens.verify(token, audience: "telemetry-api") } == "token.wrongAudience")
+        #expect(code { _ = try tokens.verify(token, audience: "core-api", requiring: "admin") } == "signature.insufficientScope")
+        #expect(code { _ = try ServiceAccountTokens(secrets: [String(repeating: "x", count: 40)]).verify(token, audience: "core-api") } == "token.invalidSignature")
         let expired = try ServiceAccountTokens(secrets: [Self.current], clock: { Date().addingTimeInterval(120) })
-        #expect(code { _ = try expired.verify(token, audience: "core-api") } == .expired)
+        #expect(code { _ = try expired.verify(token, audience: "core-api") } == "token.expired")
         let session = try SessionTokens(secrets: [Self.current]).issue(session: UUID(), organization: UUID(), patient: UUID())
-        #expect(code { _ = try tokens.verify(session, audience: "core-api") } == .wrongIssuer)
+        #expect(code { _ = try tokens.verify(session, audience: "core-api") } == "token.wrongIssuer")
     }
 
     @Test("webhooks: Svix's published example verifies")
@@ -129,26 +132,26 @@ struct SignatureTests {
         let ts = Int64(now.timeIntervalSince1970)
         let good = verifier.signature(id: "msg_1", timestamp: ts, body: body)
         let wrong = try WebhookVerifier(secrets: [other]).signature(id: "msg_1", timestamp: ts, body: body)
-        func verify(_ headers: [String: String], _ payload: Data = body) -> SignatureError.Code? {
+        func verify(_ headers: [String: String], _ payload: Data = body) -> String? {
             code { _ = try verifier.verify(body: payload) { headers[$0.lowercased()] } }
         }
         let base = ["svix-id": "msg_1", "svix-timestamp": "\(ts)"]
         #expect(verify(base.merging(["svix-signature": "\(wrong) v1a,xyz \(good)"]) { $1 }) == nil, "any matching v1 entry")
         #expect(verify(["webhook-id": "msg_1", "webhook-timestamp": "\(ts)", "webhook-signature": good]) == nil)
-        #expect(verify(["svix-id": "msg_1", "webhook-timestamp": "\(ts)", "webhook-signature": good]) == .missingHeader, "one spelling for all three")
-        #expect(verify(base.merging(["svix-id": String(repeating: "m", count: 256), "svix-signature": good]) { $1 }) == .malformedHeader, "id too long")
-        #expect(verify(base.merging(["svix-signature": wrong]) { $1 }) == .invalidSignature, "wrong secret")
-        #expect(verify(base.merging(["svix-signature": good]) { $1 }, body + Data(" ".utf8)) == .invalidSignature, "tampered body")
-        #expect(verify(["svix-id": "msg_2", "svix-timestamp": "\(ts)", "svix-signature": good]) == .invalidSignature, "another id")
-        #expect(verify(base) == .missingHeader)
-        #expect(verify(["svix-timestamp": "\(ts)", "svix-signature": good]) == .missingHeader)
-        #expect(verify(base.merging(["svix-timestamp": "soon", "svix-signature": good]) { $1 }) == .malformedHeader)
-        #expect(verify(base.merging(["svix-signature": "v2,abc"]) { $1 }) == .malformedHeader)
+        #expect(verify(["svix-id": "msg_1", "webhook-timestamp": "\(ts)", "webhook-signature": good]) == "signature.missingHeader", "one spelling for all three")
+        #expect(verify(base.merging(["svix-id": String(repeating: "m", count: 256), "svix-signature": good]) { $1 }) == "signature.malformedHeader", "id too long")
+        #expect(verify(base.merging(["svix-signature": wrong]) { $1 }) == "signature.invalidSignature", "wrong secret")
+        #expect(verify(base.merging(["svix-signature": good]) { $1 }, body + Data(" ".utf8)) == "signature.invalidSignature", "tampered body")
+        #expect(verify(["svix-id": "msg_2", "svix-timestamp": "\(ts)", "svix-signature": good]) == "signature.invalidSignature", "another id")
+        #expect(verify(base) == "signature.missingHeader")
+        #expect(verify(["svix-timestamp": "\(ts)", "svix-signature": good]) == "signature.missingHeader")
+        #expect(verify(base.merging(["svix-timestamp": "soon", "svix-signature": good]) { $1 }) == "signature.malformedHeader")
+        #expect(verify(base.merging(["svix-signature": "v2,abc"]) { $1 }) == "signature.malformedHeader")
         for offset in [-301, 301] {
             let stale = ts + Int64(offset)
             let signed = verifier.signature(id: "msg_1", timestamp: stale, body: body)
-            #expect(verify(["svix-id": "msg_1", "svix-timestamp": "\(stale)", "svix-signature": signed]) == .timestampOutOfTolerance, "\(offset)")
+            #expect(verify(["svix-id": "msg_1", "svix-timestamp": "\(stale)", "svix-signature": signed]) == "signature.timestampOutOfTolerance", "\(offset)")
         }
-        #expect(code { _ = try WebhookVerifier(secrets: ["whsec_***"]) } == .invalidSecret)
+        #expect(code { _ = try WebhookVerifier(secrets: ["whsec_***"]) } == "signature.invalidSecret")
     }
 }

@@ -68,19 +68,19 @@ struct PrincipalResolverTests {
         var future = TestClaims(); future.nbf = Date().timeIntervalSince1970 + 60
         var issuer = TestClaims(); issuer.iss = "https://other.clerk.test"
         let stranger = try await TestRSAKey.make(kid: "ins_other")
-        let cases: [(String, String, PrincipalError.Code)] = [
-            ("malformed", "not-a-token", .malformedToken),
-            ("alg none", try PrincipalTests.unsigned(header: #"{"alg":"none","kid":"ins_key_1"}"#, claims: TestClaims(), signature: "eA"), .unsupportedAlgorithm),
-            ("expired", try await setup.key.sign(expired), .expired),
-            ("not yet valid", try await setup.key.sign(future), .notYetValid),
-            ("wrong issuer", try await setup.key.sign(issuer), .wrongIssuer),
-            ("unknown kid", try await stranger.sign(TestClaims()), .unknownKey),
-            ("missing org claim", try await setup.key.sign(noOrg), .missingClaim),
-            ("membership missing", try await setup.key.sign(noRole), .missingMembership),
+        let cases: [(String, String, String)] = [
+            ("malformed", "not-a-token", "token.malformedToken"),
+            ("alg none", try PrincipalTests.unsigned(header: #"{"alg":"none","kid":"ins_key_1"}"#, claims: TestClaims(), signature: "eA"), "token.unsupportedAlgorithm"),
+            ("expired", try await setup.key.sign(expired), "token.expired"),
+            ("not yet valid", try await setup.key.sign(future), "token.notYetValid"),
+            ("wrong issuer", try await setup.key.sign(issuer), "token.wrongIssuer"),
+            ("unknown kid", try await stranger.sign(TestClaims()), "principal.unknownKey"),
+            ("missing org claim", try await setup.key.sign(noOrg), "token.missingClaim"),
+            ("membership missing", try await setup.key.sign(noRole), "principal.missingMembership"),
         ]
         for (name, token, code) in cases {
-            let error = await #expect(throws: PrincipalError.self, "\(name)") { try await resolver.context(bearer: token) }
-            #expect(error?.code == code, "\(name): \(String(describing: error))")
+            let error = await refusal { _ = try await resolver.context(bearer: token) }
+            #expect(error?.identifier == code, "\(name): \(String(describing: error))")
         }
         // Positive control: a good token does reach the (closed) database.
         await #expect(throws: DatabaseError.self) { try await resolver.context(bearer: try await setup.key.sign(TestClaims())) }

@@ -1,25 +1,18 @@
-/// A signed token or webhook that did not verify. Descriptions name the failed check, never
+public import RestartixKit
+
+/// A webhook that did not verify, a service-account token without the scope asked for, a
+/// secret or claims the kit cannot sign with. (A token that cannot be used at all is a
+/// ``TokenError``, the kit's one set of token codes.) Descriptions name the failed check, never
 /// the token, the body or a secret.
-public struct SignatureError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct SignatureError: RestartixError, Equatable {
     /// What went wrong.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
-        /// A token is not `header.payload.signature` of base64url JSON, or is too long.
-        public static let malformedToken = Code(name: "malformedToken")
-        /// The token's header names an algorithm other than HS256.
-        public static let unsupportedAlgorithm = Code(name: "unsupportedAlgorithm")
-        /// No configured secret produces the signature (wrong secret, changed token or body).
+        /// No configured secret produces the webhook's signature (wrong secret, changed body).
         public static let invalidSignature = Code(name: "invalidSignature")
-        /// `exp` is past (beyond the leeway).
-        public static let expired = Code(name: "expired")
-        /// `nbf` or `iat` is in the future (beyond the leeway).
-        public static let notYetValid = Code(name: "notYetValid")
-        /// `aud` is not the expected audience.
-        public static let wrongAudience = Code(name: "wrongAudience")
-        /// `iss` is not the expected issuer.
-        public static let wrongIssuer = Code(name: "wrongIssuer")
-        /// A required claim is missing or malformed.
-        public static let missingClaim = Code(name: "missingClaim")
+        /// Claims to sign are out of range (a lifetime, a name with spaces): the caller's
+        /// mistake, raised when issuing, never when verifying.
+        public static let invalidClaims = Code(name: "invalidClaims")
         /// A service-account token lacks the required scope (HTTP 403).
         public static let insufficientScope = Code(name: "insufficientScope")
         /// A webhook lacks its id, timestamp or signature header.
@@ -45,14 +38,19 @@ public struct SignatureError: Error, Sendable, Equatable, CustomStringConvertibl
         self.detail = detail
     }
 
-    /// 403 for a missing scope, 500 for a bad secret (configuration), 401 otherwise.
+    /// 403 for a missing scope, 500 for a bad secret (configuration) or claims the caller could
+    /// not issue, 401 otherwise.
     public var httpStatus: Int {
         switch code {
         case .insufficientScope: 403
-        case .invalidSecret: 500
+        case .invalidSecret, .invalidClaims: 500
         default: 401
         }
     }
 
-    public var description: String { "\(code): \(detail)" }
+    public static let domain = "signature"
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail }
+
+    public var description: String { restartixDescription }
 }

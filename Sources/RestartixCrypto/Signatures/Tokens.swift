@@ -1,4 +1,5 @@
 public import Foundation
+public import RestartixKit
 
 /// Telemetry session tokens: the Core API issues one when a patient starts an exercise
 /// session; the Telemetry API accepts frames and media events for that session only.
@@ -38,7 +39,7 @@ public struct SessionTokens: Sendable {
     /// A token for one session, valid for `lifetime` (at most 24 hours).
     public func issue(session: UUID, organization: UUID, patient: UUID, lifetime: Duration = .seconds(4 * 3600)) throws(SignatureError) -> String {
         guard lifetime > .zero, lifetime <= .seconds(86_400) else {
-            throw SignatureError(.missingClaim, "a session token lives between 1 second and 24 hours")
+            throw SignatureError(.invalidClaims, "a session token lives between 1 second and 24 hours")
         }
         let now = clock().timeIntervalSince1970.rounded(.down)
         return try hs256.sign(Claims(
@@ -48,19 +49,20 @@ public struct SessionTokens: Sendable {
         ))
     }
 
-    /// Verifies a token: signature (any configured secret), issuer, audience, times, claims.
-    public func verify(_ token: String) throws(SignatureError) -> Session {
+    /// Verifies a token: signature (any configured secret), issuer, audience, times, claims;
+    /// every failure is a ``TokenError``.
+    public func verify(_ token: String) throws(TokenError) -> Session {
         let payload = try hs256.verify(token)
         guard let claims = try? JSONDecoder().decode(Claims.self, from: payload) else {
-            throw SignatureError(.missingClaim, "the token's claims are not a session token's")
+            throw TokenError(.malformedToken, "the token's claims are not a session token's")
         }
-        guard claims.iss == Self.issuer else { throw SignatureError(.wrongIssuer, "the token was issued by another issuer") }
-        guard claims.aud == Self.audience else { throw SignatureError(.wrongAudience, "the token is for another audience") }
-        try HS256.checkTimes(exp: claims.exp, nbf: claims.nbf, iat: claims.iat, now: clock(), leeway: leeway)
+        guard claims.iss == Self.issuer else { throw TokenError(.wrongIssuer, "the token was issued by another issuer") }
+        guard claims.aud == Self.audience else { throw TokenError(.wrongAudience, "the token is for another audience") }
+        try TokenTimes.check(expiresAt: claims.exp, notBefore: claims.nbf, issuedAt: claims.iat, now: clock(), leeway: leeway)
         guard let session = claims.sid.flatMap(UUID.init(uuidString:)), let organization = claims.org.flatMap(UUID.init(uuidString:)),
             let patient = claims.pat.flatMap(UUID.init(uuidString:))
         else {
-            throw SignatureError(.missingClaim, "the token lacks a session, organization or patient id")
+            throw TokenError(.missingClaim, "the token lacks a session, organization or patient id")
         }
         return Session(sessionID: session, organizationID: organization, patientID: patient, expiresAt: Date(timeIntervalSince1970: claims.exp ?? 0))
     }
@@ -119,10 +121,10 @@ public struct ServiceAccountTokens: Sendable {
     /// 30 days: these tokens cannot be revoked one by one, only by rotating the secret).
     public func issue(service: String, audience: String, scopes: Set<String>, lifetime: Duration) throws(SignatureError) -> String {
         guard Self.isName(service), Self.isName(audience), scopes.allSatisfy(Self.isName) else {
-            throw SignatureError(.missingClaim, "service, audience and scopes must be short names without spaces")
+            throw SignatureError(.invalidClaims, "service, audience and scopes must be short names without spaces")
         }
         guard lifetime > .zero, lifetime <= .seconds(30 * 86_400) else {
-            throw SignatureError(.missingClaim, "a service-account token lives between 1 second and 30 days")
+            throw SignatureError(.invalidClaims, "a service-account token lives between 1 second and 30 days")
         }
         let now = clock().timeIntervalSince1970.rounded(.down)
         return try hs256.sign(Claims(
@@ -131,17 +133,22 @@ public struct ServiceAccountTokens: Sendable {
         ))
     }
 
-    /// Verifies `token` for `audience`; when `scope` is given the token must grant it.
-    public func verify(_ token: String, audience: String, requiring scope: String? = nil) throws(SignatureError) -> ServicePrincipal {
+    /// Verifies `token` for `audience`; when `scope` is given the token must grant it. A token
+    /// that cannot be used throws ``TokenError``; a valid one without the scope,
+    /// ``SignatureError/Code/insufficientScope`` (403).
+    public func verify(_ token: String, audience: String, requiring scope: String? = nil) throws -> ServicePrincipal {
         let payload = try hs256.verify(token)
         guard let claims = try? JSONDecoder().decode(Claims.self, from: payload) else {
-            throw SignatureError(.missingClaim, "the token's claims are not a service-account token's")
+            throw TokenError(.malformedToken, "the token's claims are not a service-account token's")
         }
-        guard claims.iss == Self.issuer else { throw SignatureError(.wrongIssuer, "the token was issued by another issuer") }
-        try HS256.checkTimes(exp: claims.exp, nbf: claims.nbf, iat: claims.iat, now: clock(), leeway: leeway)
-        guard claims.aud == audience else { throw SignatureError(.wrongAudience, "the token is for another audience") }
+        guard claims.iss == Self.issuer else { throw TokenError(.wrongIssuer, "the token was issued by another issuer") }
+        try TokenTimes.check(
+            expiresAt: claims.exp, notBefore: claims.nbf, issuedAt: claims.iat, now: clock(), leeway: leeway,
+            maximumLifetime: .seconds(30 * 86_400)
+        )
+        guard claims.aud == audience else { throw TokenError(.wrongAudience, "the token is for another audience") }
         guard let service = claims.sub, Self.isName(service) else {
-            throw SignatureError(.missingClaim, "the token has no service (sub)")
+            throw TokenError(.missingClaim, "the token has no service (sub)")
         }
         let scopes = Set((claims.scope ?? "").split(separator: " ").map(String.init))
         if let scope, !scopes.contains(scope) {

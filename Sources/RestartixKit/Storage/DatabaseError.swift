@@ -5,7 +5,7 @@ import Foundation
 /// objects involved (constraint, table, column), never a bind value, a row value or a password.
 /// The server's own message can contain data (Postgres prints the offending value for many
 /// errors), so it is kept apart in ``serverMessage`` and is not part of `description`.
-public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+public struct DatabaseError: RestartixError, Hashable, CustomDebugStringConvertible {
     /// The class of failure. Open-ended: new codes may be added.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         enum Base: String, Sendable, Hashable {
@@ -94,7 +94,28 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
         public static let server = Code(base: .server)
 
         public var description: String { base.rawValue }
+
+        /// The code's stable name (`uniqueViolation`).
+        public var name: String { "\(base)" }
+
+        /// The HTTP status a request that ends in this error answers with.
+        public var httpStatus: Int {
+            switch base {
+            case .uniqueViolation, .foreignKeyViolation, .serializationFailure, .deadlock: 409
+            case .checkViolation, .notNullViolation, .invalidValue: 422
+            case .insufficientPrivilege, .rowLevelSecurityViolation: 403
+            case .connectionFailed, .connectionLost, .poolTimeout, .timedOut, .busy, .queryCanceled, .poolClosed, .databaseNotFound,
+                 .authenticationFailed:
+                503
+            case .configuration, .syntaxError, .decoding, .transactionClosed, .transactionAborted, .migration, .server: 500
+            }
+        }
     }
+
+    public static let domain = "database"
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail ?? code.description }
+    public var httpStatus: Int { code.httpStatus }
 
     /// The class of failure.
     public let code: Code
@@ -192,7 +213,7 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
     }
 
     public var description: String {
-        var text = "Database error: \(code)"
+        var text = identifier
         if let sqlState { text += " (SQLSTATE \(sqlState))" }
         var objects: [String] = []
         if let table { objects.append("table \(table)") }
@@ -200,6 +221,7 @@ public struct DatabaseError: Error, Sendable, Hashable, CustomStringConvertible,
         if let constraint { objects.append("constraint \(constraint)") }
         if !objects.isEmpty { text += " on " + objects.joined(separator: ", ") }
         if let connectFailure { text += " [\(connectFailure)\(connectFailure.isTransient ? ", transient" : "")]" }
+        text += ": \(code)"
         if let detail { text += ": \(detail)" }
         return text
     }

@@ -1,3 +1,4 @@
+import RestartixKit
 public import AsyncHTTPClient
 public import Foundation
 import JWTKit
@@ -131,33 +132,35 @@ public final class ClerkSessionVerifier: Sendable {
         self.clock = clock
     }
 
-    /// Verifies `token` (the bearer value, without `Bearer `). Every failure is a
-    /// ``PrincipalError`` naming the failed check.
-    public func verify(_ token: String) async throws(PrincipalError) -> ClerkSession {
+    /// Verifies `token` (the bearer value, without `Bearer `). A token that cannot be used
+    /// throws ``TokenError`` (shape, algorithm, signature, issuer, times, claims, the kit's one
+    /// set of token codes); a fine token this deployment does not accept throws
+    /// ``PrincipalError`` (unknown key, keys unavailable, authorized party, inactive session).
+    public func verify(_ token: String) async throws -> ClerkSession {
         let jws = try CompactJWS(token)
-        guard jws.header.alg == "RS256" else {
-            throw PrincipalError(.unsupportedAlgorithm, "Clerk session tokens are RS256; the header names another algorithm")
-        }
+        try jws.requireAlgorithm("RS256")
         guard let kid = jws.header.kid, !kid.isEmpty, kid.count <= 256 else {
-            throw PrincipalError(.malformedToken, "the token header has no key id (kid)")
+            throw TokenError(.malformedToken, "the token header has no key id (kid)")
         }
         let collection = try await keys.keys(for: kid)
         let claims: ClerkClaims
         do {
             claims = try await collection.verify(token, as: ClerkClaims.self)
         } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            throw PrincipalError(.invalidSignature, "the token signature does not verify")
+            throw TokenError(.invalidSignature, "the token signature does not verify")
         } catch {
-            throw PrincipalError(.malformedToken, "the token claims are not a Clerk session token")
+            throw TokenError(.malformedToken, "the token claims are not a Clerk session token")
         }
         return try check(claims)
     }
 
-    private func check(_ claims: ClerkClaims) throws(PrincipalError) -> ClerkSession {
+    private func check(_ claims: ClerkClaims) throws -> ClerkSession {
         guard claims.iss == configuration.issuer else {
-            throw PrincipalError(.wrongIssuer, "the token was issued by another issuer")
+            throw TokenError(.wrongIssuer, "the token was issued by another issuer")
         }
-        try TimeClaims.check(expiresAt: claims.exp, notBefore: claims.nbf, now: clock(), leeway: configuration.leeway)
+        // Clerk's `iat` is its own clock's; `nbf` already bounds the start, so `iat` is not held
+        // to ours (a few seconds of skew would refuse fresh sessions).
+        try TokenTimes.check(expiresAt: claims.exp, notBefore: claims.nbf, now: clock(), leeway: configuration.leeway)
         if let azp = claims.azp {
             guard configuration.authorizedParties.isEmpty || configuration.authorizedParties.contains(azp) else {
                 throw PrincipalError(.unauthorizedParty, "the token's authorized party (azp) is not allowed")
@@ -166,7 +169,7 @@ public final class ClerkSessionVerifier: Sendable {
             throw PrincipalError(.unauthorizedParty, "the token has no authorized party (azp)")
         }
         guard let subject = claims.sub, !subject.isEmpty, subject.count <= 255 else {
-            throw PrincipalError(.missingClaim, "the token has no subject (sub)")
+            throw TokenError(.missingClaim, "the token has no subject (sub)")
         }
         if let status = claims.sts, status != "active" {
             throw PrincipalError(.sessionNotActive, "the Clerk session is not active")
@@ -175,7 +178,7 @@ public final class ClerkSessionVerifier: Sendable {
         var role = claims.o?.rol ?? claims.org_role
         if let value = role, value.hasPrefix("org:") { role = String(value.dropFirst(4)) }
         if let organization, organization.isEmpty || organization.count > 255 {
-            throw PrincipalError(.missingClaim, "the token's organization claim is empty or too long")
+            throw TokenError(.missingClaim, "the token's organization claim is empty or too long")
         }
         return ClerkSession(
             userID: subject,

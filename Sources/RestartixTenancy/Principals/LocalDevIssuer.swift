@@ -1,6 +1,6 @@
 public import Foundation
 import JWTKit
-import RestartixKit
+public import RestartixKit
 
 /// Where a service runs, from `APP_ENV`. Anything unknown is an error, never a default.
 public enum DeploymentEnvironment: String, Sendable, CaseIterable {
@@ -81,28 +81,26 @@ public struct LocalDevIssuer: Sendable {
         }
     }
 
-    /// Verifies a token this issuer made.
-    public func verify(_ token: String) async throws(PrincipalError) -> LocalDevPrincipal {
+    /// Verifies a token this issuer made; a token that cannot be used throws ``TokenError``.
+    public func verify(_ token: String) async throws(TokenError) -> LocalDevPrincipal {
         let jws = try CompactJWS(token)
-        guard jws.header.alg == "HS256" else {
-            throw PrincipalError(.unsupportedAlgorithm, "local development tokens are HS256")
-        }
+        try jws.requireAlgorithm("HS256")
         let claims: LocalDevClaims
         do {
             claims = try await keys.verify(token, as: LocalDevClaims.self)
         } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            throw PrincipalError(.invalidSignature, "the token signature does not verify")
+            throw TokenError(.invalidSignature, "the token signature does not verify")
         } catch {
             // A signed token whose claims do not decode (a string exp, a number sub...).
-            throw PrincipalError(.malformedToken, "the token claims are malformed (iss, sub and org are strings; iat and exp numbers)")
+            throw TokenError(.malformedToken, "the token claims are malformed (iss, sub and org are strings; iat and exp numbers)")
         }
-        guard claims.iss == Self.issuer else { throw PrincipalError(.wrongIssuer, "the token was issued by another issuer") }
-        try TimeClaims.check(expiresAt: claims.exp, notBefore: nil, now: clock(), leeway: .seconds(5))
+        guard claims.iss == Self.issuer else { throw TokenError(.wrongIssuer, "the token was issued by another issuer") }
+        try TokenTimes.check(expiresAt: claims.exp, notBefore: nil, issuedAt: claims.iat, now: clock(), leeway: .seconds(5))
         guard let user = claims.sub.flatMap(UUID.init(uuidString:)) else {
-            throw PrincipalError(.missingClaim, "the token's subject is not a user id")
+            throw TokenError(.missingClaim, "the token's subject is not a user id")
         }
         guard let organization = claims.org.flatMap(UUID.init(uuidString:)) else {
-            throw PrincipalError(.missingClaim, "the token names no organization")
+            throw TokenError(.missingClaim, "the token names no organization")
         }
         return LocalDevPrincipal(organizationID: organization, userID: user)
     }

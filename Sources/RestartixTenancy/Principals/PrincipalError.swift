@@ -1,30 +1,21 @@
-/// Why a bearer token or a principal was refused. Descriptions name the check that failed,
-/// never the token, a claim's value or a secret, so they are safe to log and to return.
-public struct PrincipalError: Error, Sendable, Equatable, CustomStringConvertible {
+public import RestartixKit
+
+/// Why a well-formed token's principal was refused by this deployment: a key the issuer's set
+/// does not hold, a key set that cannot be fetched, an authorized party or a session status it
+/// does not accept, a missing membership claim, a verifier misconfigured. (A token that cannot
+/// be used at all, malformed, badly signed, expired, from another issuer, is a ``TokenError``:
+/// the kit's one set of token codes.) Descriptions name the check that failed, never the
+/// token, a claim's value or a secret, so they are safe to log and to return.
+public struct PrincipalError: RestartixError, Equatable {
     /// What went wrong.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
-        /// Not a compact JWS: wrong segment count, bad base64url or JSON, missing `kid`, too long.
-        public static let malformedToken = Code(name: "malformedToken")
-        /// The header names an algorithm this verifier does not accept (`none`, `HS256` where
-        /// RS256 is expected, and so on).
-        public static let unsupportedAlgorithm = Code(name: "unsupportedAlgorithm")
-        /// The signature does not verify with the key the header names.
-        public static let invalidSignature = Code(name: "invalidSignature")
         /// The header names a key id that the issuer's key set does not hold, even after a refresh.
         public static let unknownKey = Code(name: "unknownKey")
         /// The issuer's key set could not be fetched (HTTP 503: the token may be fine).
         public static let keysUnavailable = Code(name: "keysUnavailable")
-        /// `exp` is past (beyond the leeway).
-        public static let expired = Code(name: "expired")
-        /// `nbf` is in the future (beyond the leeway).
-        public static let notYetValid = Code(name: "notYetValid")
-        /// `iss` is not the configured issuer.
-        public static let wrongIssuer = Code(name: "wrongIssuer")
         /// `azp` is not in the allow-list of authorized parties.
         public static let unauthorizedParty = Code(name: "unauthorizedParty")
-        /// A required claim is absent or malformed (`sub`, `exp`, the organization claim...).
-        public static let missingClaim = Code(name: "missingClaim")
         /// The token names an organization but no membership role in it.
         public static let missingMembership = Code(name: "missingMembership")
         /// The Clerk session is not active (for example `sts` is `pending`).
@@ -59,5 +50,11 @@ public struct PrincipalError: Error, Sendable, Equatable, CustomStringConvertibl
         }
     }
 
-    public var description: String { "\(code): \(detail)" }
+    public static let domain = "principal"
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail }
+    /// The issuer's keys could not be fetched: the same token may pass in a moment.
+    public var isTransient: Bool { code == .keysUnavailable }
+
+    public var description: String { restartixDescription }
 }

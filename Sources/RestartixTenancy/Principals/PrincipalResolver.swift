@@ -28,15 +28,17 @@ public final class PrincipalResolver: Sendable {
         self.admin = admin
     }
 
-    /// The context for `token` (the bearer value). Token failures are ``PrincipalError``s
-    /// and happen before any database work; membership failures are ``TenancyError``s.
+    /// The context for `token` (the bearer value). Token failures are ``TokenError``s (or
+    /// ``PrincipalError``s for a key set or party this deployment does not accept) and happen
+    /// before any database work; membership failures are ``TenancyError``s. All three are
+    /// ``RestartixError``s: map them to a response by ``RestartixError/httpStatus``.
     public func context(bearer token: String) async throws -> TenantContext {
         let lookup: SQLQuery
         switch issuer {
         case .clerk(let verifier):
             let session = try await verifier.verify(token)
             guard let organization = session.organizationID else {
-                throw PrincipalError(.missingClaim, "the token names no active organization")
+                throw TokenError(.missingClaim, "the token names no active organization")
             }
             guard session.organizationRole != nil else {
                 throw PrincipalError(.missingMembership, "the token names an organization but no membership in it")

@@ -97,10 +97,10 @@ func addPrincipalRoutes(to router: Router<BasicRequestContext>, resolver: Princi
                 {"organization_id":"\(context.organizationID.lowercasedString)",\
                 "user_id":"\(context.userID.lowercasedString)","role":"\(context.role.rawValue)"}
                 """)
-        } catch let error as PrincipalError {
-            return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.code.description, error.detail))
-        } catch let error as TenancyError {
-            return jsonResponse(.forbidden, errorBody(error.code.description, error.detail))
+        } catch let error as any RestartixError {
+            // Token, principal and membership failures alike: their status, their code, their
+            // safe detail (the one error shape).
+            return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.codeName, error.safeDetail))
         }
     }
 }
