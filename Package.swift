@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     ],
     targets: [
         // System libraries (Debian: libpq-dev, libsqlite3-dev, libhiredis-dev).
@@ -159,10 +160,22 @@ let package = Package(
             ]
         ),
 
-        // Shells.
+        // Shells, and what they share: the configuration layer (swift-configuration) and the
+        // logging bootstrap. Not a product: wiring, not library API.
+        .target(
+            name: "ServiceSupport",
+            dependencies: [
+                "RestartixKit",
+                "RestartixTenancy",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Shells/Support"
+        ),
         .executableTarget(
             name: "CoreAPI",
             dependencies: [
+                "ServiceSupport",
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixRedis",
@@ -178,6 +191,7 @@ let package = Package(
         .executableTarget(
             name: "TelemetryAPI",
             dependencies: [
+                "ServiceSupport",
                 "RestartixKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -187,6 +201,7 @@ let package = Package(
         .executableTarget(
             name: "Jobs",
             dependencies: [
+                "ServiceSupport",
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixTenancy",
@@ -278,6 +293,7 @@ let package = Package(
             name: "CoreAPITests",
             dependencies: [
                 "CoreAPI",
+                "ServiceSupport",
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixRedis",

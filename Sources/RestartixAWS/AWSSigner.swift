@@ -22,8 +22,9 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; `nil` when either
-    /// key is missing or empty (then use the platform's credential chain).
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> AWSCredentials? {
+    /// key is missing or empty (then use the platform's credential chain). The caller passes the
+    /// variables (the executables' configuration layer does); the library reads no environment.
+    public static func fromEnvironment(_ environment: [String: String]) -> AWSCredentials? {
         guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty,
             let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
         else { return nil }
@@ -194,7 +195,7 @@ extension AWSCredentials {
     /// The temporary credentials returned carry their session token; they are meant for
     /// boot-time work (loading the keyring) and expire within hours.
     public static func resolve(
-        environment: [String: String] = ProcessInfo.processInfo.environment,
+        environment: [String: String],
         httpClient: HTTPClient = .shared
     ) async throws(AWSError) -> AWSCredentials {
         if let credentials = fromEnvironment(environment) { return credentials }

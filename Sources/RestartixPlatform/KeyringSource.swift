@@ -38,7 +38,7 @@ public indirect enum KeyringSource: Sendable, Hashable {
     /// from the secret's `BACKUP_ENCRYPTION_KEY` member, else from the `BACKUP_ENCRYPTION_KEY`
     /// variable; it is optional, but one that is set and malformed, or set in two of those
     /// places with different values, stops boot like a bad column key.
-    public func load(environment: [String: String] = ProcessInfo.processInfo.environment) async throws(EncryptionError) -> Keyring {
+    public func load(environment: [String: String]) async throws(EncryptionError) -> Keyring {
         let (document, member) = try await contents(environment)
         var keyring: Keyring
         switch self {
@@ -230,7 +230,7 @@ extension KeyringSource {
     /// The source the environment names, as the shells read it: `ENCRYPTION_KEYS_SECRET_ID`
     /// (Secrets Manager), else `ENCRYPTION_KEYS_FILE`, else `ENCRYPTION_KEYS_KMS` (a KMS keyring
     /// document in that variable), else `ENCRYPTION_KEYS`.
-    public static func configured(in environment: [String: String] = ProcessInfo.processInfo.environment) -> KeyringSource {
+    public static func configured(in environment: [String: String]) -> KeyringSource {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         if let secret = value("ENCRYPTION_KEYS_SECRET_ID") { return .secretsManager(secretID: secret) }
         if let path = value("ENCRYPTION_KEYS_FILE") { return .file(path: path) }

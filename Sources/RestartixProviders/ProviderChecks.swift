@@ -29,8 +29,10 @@ public struct ProviderHealthCheck: Sendable {
         public var timeout: Duration = .seconds(5)
         /// Failures in a row before a provider is `down`. Default 3.
         public var failuresToDown = 3
-        /// The environment for the AWS default credential chain.
-        public var environment: [String: String] = ProcessInfo.processInfo.environment
+        /// The variables for the AWS default credential chain (`AWS_*`, the container
+        /// credential endpoint); none by default: the library reads no environment, the
+        /// executable passes its own.
+        public var environment: [String: String] = [:]
         /// Probes in flight at once. Default 8.
         public var concurrency = 8
 

@@ -289,16 +289,16 @@ struct KeyringTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("keyring-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        #expect(try await KeyringSource.file(path: path).load().primaryID == 1)
+        #expect(try await KeyringSource.file(path: path).load(environment: [:]).primaryID == 1)
         // A symlink to a private file (a Kubernetes secret mount) is followed and accepted.
         let link = path + ".link"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
         defer { try? FileManager.default.removeItem(atPath: link) }
-        #expect(try await KeyringSource.file(path: link).load().primaryID == 1)
+        #expect(try await KeyringSource.file(path: link).load(environment: [:]).primaryID == 1)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-        let open = await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path).load() }
+        let open = await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path).load(environment: [:]) }
         #expect(open?.detail.contains("chmod 600") == true)
-        await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path + ".missing").load() }
+        await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path + ".missing").load(environment: [:]) }
     }
 
     @Test("nothing secret reaches a log line: seals, opens, failures and warnings with logging at trace")

@@ -153,8 +153,10 @@ struct DeadlineTests {
             try await Database.withDeadline(.milliseconds(200)) { try await db.query("SELECT 1") }
         }
         #expect(waited?.code == .timedOut, "\(String(describing: waited))")
-        // 200 ms by design; the margin is for a loaded CI machine (the holder keeps it 3 s).
-        #expect(ContinuousClock.now - started < .milliseconds(1500))
+        // 200 ms by design. The error above already shows the call did not wait for the holder
+        // (it would have succeeded after 3 s); the bound only keeps it well short of that, with
+        // room for a loaded machine (the full suite once took 1.75 s here on 2 cores).
+        #expect(ContinuousClock.now - started < .milliseconds(2500))
         try await holder
         // A deadline already past: nothing is sent, and the connection stays good for the next call.
         let passed = await #expect(throws: DatabaseError.self) {

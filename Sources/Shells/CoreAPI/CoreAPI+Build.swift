@@ -7,6 +7,7 @@ import RestartixPlatform
 import RestartixRedis
 import RestartixProviders
 import RestartixTenancy
+import ServiceSupport
 
 /// Builds the Core API: the database services, migrations on the embedded default, the tenancy
 /// boot check, and routes.
@@ -63,7 +64,7 @@ func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: Stri
         try SQLiteConfiguration.preparePrivateDirectory(directory.path)
         let document = Keyring.generate().document
         guard FileManager.default.createFile(atPath: path, contents: Data(document.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ConfigurationError("could not write the local keyring \(path)")
+            throw ServiceConfigurationError(.invalidValue, "could not write the local keyring \(path) (RESTARTIX_SQLITE_PATH decides its folder)")
         }
         logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
     }

@@ -1,21 +1,23 @@
 import Hummingbird
 import Logging
+import ServiceSupport
 
 @main
 struct CoreAPI {
     static func main() async throws {
         let configuration: CoreAPIConfiguration
         do {
-            configuration = try CoreAPIConfiguration(environment: ProcessEnvironment.current)
+            configuration = try CoreAPIConfiguration(ServiceEnvironment())
         } catch {
-            ProcessEnvironment.fail("restartix-core-api: \(error)")
+            exitWithError(.coreAPI, error)
         }
+        LogBootstrap.bootstrap(format: configuration.logFormat, level: configuration.logLevel)
         do {
             let app = try await buildApplication(configuration: configuration)
             try await app.runService()
         } catch {
             // Errors here name tables, roles and hosts, never passwords or data.
-            ProcessEnvironment.fail("restartix-core-api: \(error)")
+            exitWithError(.coreAPI, error)
         }
     }
 }

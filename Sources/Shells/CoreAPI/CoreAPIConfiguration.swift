@@ -5,22 +5,11 @@ import RestartixKit
 import RestartixPlatform
 import RestartixRedis
 import RestartixTenancy
+import ServiceSupport
 
-/// The Core API's configuration, read from the environment by the shell only.
-///
-/// | variable | meaning | default |
-/// |---|---|---|
-/// | `HOST`, `PORT` | listen address | `127.0.0.1`, `8080` |
-/// | `DATABASE_URL` | the platform database, admin role (`postgres://` through PgBouncer in production) | unset: embedded SQLite |
-/// | `DATABASE_APP_URL` | the tenant database, restricted app role (required with `DATABASE_URL`) | the embedded SQLite file |
-/// | `RESTARTIX_SQLITE_PATH` | the embedded SQLite file | `.restartix/restartix.sqlite` |
-/// | `LOG_LEVEL` | swift-log level | `info` |
-/// | `APP_ENV` | development, test, staging or production | `development` |
-/// | `CLERK_ISSUER` | the Clerk instance's Frontend API URL (`iss`); required in staging and production, and with `DATABASE_URL` unless `APP_ENV` says development or test | unset: local development issuer |
-/// | `CLERK_JWKS_URL` | the Clerk key set | `{CLERK_ISSUER}/.well-known/jwks.json` |
-/// | `CLERK_AUTHORIZED_PARTIES` | comma-separated `azp` allow-list (frontend origins); required in staging and production | none |
-/// | `RESTARTIX_DEV_TOKEN_SECRET` | secret of the local development issuer (32+ bytes) | random per process |
-/// | `ENCRYPTION_KEYS` (or `_SECRET_ID`, `_FILE`, `_KMS`) | the column-encryption keyring, loaded at boot | embedded default: a generated local keyring file beside the SQLite file; otherwise required |
+/// The Core API's configuration, read from the environment through the executables' one
+/// configuration layer (``ServiceEnvironment``, swift-configuration). Every key, its default
+/// and whether it is a secret: Documentation/Configuration.md (generated from ``ServiceKeys``).
 struct CoreAPIConfiguration: Sendable {
     var host = "127.0.0.1"
     var port = 8080
@@ -31,6 +20,8 @@ struct CoreAPIConfiguration: Sendable {
     /// True when no database was configured and the embedded SQLite default is in use.
     var isEmbeddedDefault: Bool
     var logLevel: Logger.Level = .info
+    /// `LOG_FORMAT`: JSON lines in staging and production by default, text otherwise.
+    var logFormat: LogFormat = .text
     /// `APP_ENV`.
     var environment: DeploymentEnvironment = .development
     /// Clerk session tokens, when `CLERK_ISSUER` is set; otherwise the local development issuer
@@ -55,76 +46,61 @@ struct CoreAPIConfiguration: Sendable {
         self.isEmbeddedDefault = isEmbeddedDefault
     }
 
+    /// The configuration in `environment` (tests pass a dictionary; `main` the process's).
     init(environment: [String: String]) throws {
-        if let url = environment["DATABASE_URL"], !url.isEmpty {
+        try self.init(ServiceEnvironment(environment))
+    }
+
+    init(_ service: ServiceEnvironment) throws {
+        if let url = service.string("DATABASE_URL") {
             database = try DatabaseConfiguration(url: url)
             // The admin role serves web requests too (memberships, elevated sessions).
             database.statementTimeout = Self.adminStatementTimeout
-            guard let appURL = environment["DATABASE_APP_URL"], !appURL.isEmpty else {
-                throw ConfigurationError("DATABASE_APP_URL must be set with DATABASE_URL: tenant data is served through the restricted app role")
+            guard let appURL = service.string("DATABASE_APP_URL") else {
+                throw ServiceConfigurationError(.missing, "DATABASE_APP_URL must be set with DATABASE_URL: tenant data is served through the restricted app role")
             }
             appDatabase = try DatabaseConfiguration(url: appURL)
             isEmbeddedDefault = false
         } else {
-            database = DatabaseConfiguration(sqlitePath: environment["RESTARTIX_SQLITE_PATH"] ?? Self.defaultSQLitePath)
+            database = DatabaseConfiguration(sqlitePath: service.string("RESTARTIX_SQLITE_PATH") ?? Self.defaultSQLitePath)
             appDatabase = database
             isEmbeddedDefault = true
         }
-        if let host = environment["HOST"], !host.isEmpty { self.host = host }
-        if let text = environment["PORT"] {
-            guard let port = Int(text), (0...65535).contains(port) else {
-                throw ConfigurationError("PORT must be a number from 0 to 65535")
-            }
-            self.port = port
-        }
-        self.environment = try DeploymentEnvironment(appEnv: environment["APP_ENV"])
-        if let issuer = environment["CLERK_ISSUER"], !issuer.isEmpty {
-            let parties = (environment["CLERK_AUTHORIZED_PARTIES"] ?? "").split(separator: ",")
+        try service.applyPoolSize("DB_POOL_MAX", to: &database)
+        try service.applyPoolSize(isEmbeddedDefault ? "DB_POOL_MAX" : "DB_APP_POOL_MAX", to: &appDatabase)
+        (host, port) = try service.listenAddress(defaultPort: 8080)
+        self.environment = try service.deployment()
+        if let issuer = service.string("CLERK_ISSUER") {
+            let parties = (service.string("CLERK_AUTHORIZED_PARTIES") ?? "").split(separator: ",")
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             if self.environment == .production || self.environment == .staging, parties.isEmpty {
-                throw ConfigurationError("CLERK_AUTHORIZED_PARTIES must list the frontend origins in \(self.environment.rawValue): tokens are checked against it (azp)")
+                throw ServiceConfigurationError(.missing, "CLERK_AUTHORIZED_PARTIES must list the frontend origins in \(self.environment.rawValue): tokens are checked against it (azp)")
             }
-            clerk = ClerkConfiguration(
-                issuer: issuer,
-                jwksURL: environment["CLERK_JWKS_URL"].flatMap { $0.isEmpty ? nil : $0 },
-                authorizedParties: Set(parties)
-            )
+            clerk = ClerkConfiguration(issuer: issuer, jwksURL: service.string("CLERK_JWKS_URL"), authorizedParties: Set(parties))
         } else if self.environment == .production || self.environment == .staging {
-            throw ConfigurationError("CLERK_ISSUER must be set in \(self.environment.rawValue): the local development issuer is refused there")
-        } else if !isEmbeddedDefault, environment["APP_ENV"]?.isEmpty ?? true {
+            throw ServiceConfigurationError(.missing, "CLERK_ISSUER must be set in \(self.environment.rawValue): the local development issuer is refused there")
+        } else if !isEmbeddedDefault, service.string("APP_ENV") == nil {
             // A real database with neither Clerk nor an explicit environment is a deployment
             // that forgot its configuration, not a laptop: do not fall back to development tokens.
-            throw ConfigurationError("set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
+            throw ServiceConfigurationError(.missing, "set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
         }
-        devTokenSecret = environment["RESTARTIX_DEV_TOKEN_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        devTokenSecret = service.string("RESTARTIX_DEV_TOKEN_SECRET")
         let keyringVariables = ["ENCRYPTION_KEYS", "ENCRYPTION_KEYS_SECRET_ID", "ENCRYPTION_KEYS_FILE", "ENCRYPTION_KEYS_KMS"]
-        if keyringVariables.contains(where: { !(environment[$0] ?? "").isEmpty }) {
-            keyringSource = KeyringSource.configured(in: environment)
+        if keyringVariables.contains(where: { service.string($0) != nil }) {
+            keyringSource = KeyringSource.configured(in: service.variables)
         } else if !isEmbeddedDefault || self.environment == .production || self.environment == .staging {
-            throw ConfigurationError("ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
+            throw ServiceConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
         }
-        if let url = environment["REDIS_URL"], !url.isEmpty {
-            do { redis = try RedisConfiguration(url: url) } catch { throw ConfigurationError("REDIS_URL: \(error.detail)") }
-        }
-        if let text = environment["LOG_LEVEL"] {
-            guard let level = Logger.Level(rawValue: text.lowercased()) else {
-                throw ConfigurationError("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+        if let url = service.string("REDIS_URL") {
+            do { redis = try RedisConfiguration(url: url) } catch {
+                throw ServiceConfigurationError(.invalidValue, "REDIS_URL: \(error.detail)")
             }
-            logLevel = level
         }
+        logLevel = try service.logLevel()
+        logFormat = try service.logFormat(for: self.environment)
     }
-}
-
-struct ConfigurationError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 enum ProcessEnvironment {
     static var current: [String: String] { ProcessInfo.processInfo.environment }
-
-    static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
-        exit(1)
-    }
 }

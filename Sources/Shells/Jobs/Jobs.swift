@@ -5,6 +5,7 @@ import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixTenancy
+import ServiceSupport
 
 /// `restartix-jobs <subcommand>`: the scheduled and one-off jobs. Each is idempotent and safe
 /// when two copies run at once.
@@ -28,16 +29,17 @@ struct DatabaseOptions: ParsableArguments {
     )
     var databaseURL: String?
 
-    func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfiguration {
-        if let url = databaseURL ?? environment["DATABASE_DIRECT_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            return try DatabaseConfiguration(url: url)
-        }
-        return try Self.embedded(environment: environment)
+    func configuration(_ service: ServiceEnvironment = ServiceEnvironment()) throws -> DatabaseConfiguration {
+        var configuration = try databaseURL.map { try DatabaseConfiguration(url: $0) }
+            ?? service.string("DATABASE_DIRECT_URL").map { try DatabaseConfiguration(url: $0) }
+            ?? Self.embedded(service)
+        try service.applyPoolSize("DB_POOL_MAX", to: &configuration)
+        return configuration
     }
 
     /// The embedded SQLite file (`RESTARTIX_SQLITE_PATH`, default `.restartix/restartix.sqlite`).
-    static func embedded(environment: [String: String]) throws -> DatabaseConfiguration {
-        let path = environment["RESTARTIX_SQLITE_PATH"] ?? ".restartix/restartix.sqlite"
+    static func embedded(_ service: ServiceEnvironment) throws -> DatabaseConfiguration {
+        let path = service.string("RESTARTIX_SQLITE_PATH") ?? ".restartix/restartix.sqlite"
         try SQLiteConfiguration.preparePrivateDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path)
         return DatabaseConfiguration(sqlitePath: path)
     }
@@ -50,10 +52,20 @@ func say(_ line: String) {
     fflush(nil)
 }
 
+/// The logging bootstrap of the executables (ServiceSupport), once per process: `LOG_LEVEL`
+/// and `LOG_FORMAT` read as the APIs read them; a bad value ends the job with a clean error.
+let bootstrapLogging: Void = {
+    let service = ServiceEnvironment()
+    do {
+        LogBootstrap.bootstrap(format: try service.logFormat(for: try service.deployment()), level: try service.logLevel())
+    } catch {
+        exitWithError(.jobs, error)
+    }
+}()
+
 func makeLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label)
-    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
-    return logger
+    _ = bootstrapLogging
+    return Logger(label: label)
 }
 
 /// Runs `body` with an open database and always closes it; errors become a clean exit.
@@ -181,9 +193,10 @@ func withAdminDatabase<T>(_ databaseURL: String?, label: String, _ body: (AdminD
 
 /// The admin role's connection: `--database-url`, else `DATABASE_URL`, else the embedded file.
 /// The admin role, not the owner: the owner has no policies, so it would see no rows.
-func adminConfiguration(_ databaseURL: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfiguration {
-    var configuration = try (databaseURL ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
-        .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(environment: environment)
+func adminConfiguration(_ databaseURL: String?, _ service: ServiceEnvironment = ServiceEnvironment()) throws -> DatabaseConfiguration {
+    var configuration = try (databaseURL ?? service.string("DATABASE_URL"))
+        .map { try DatabaseConfiguration(url: $0) } ?? DatabaseOptions.embedded(service)
+    try service.applyPoolSize("DB_POOL_MAX", to: &configuration)
     // A job's batches may run long, but not forever: a stuck one fails and the next run resumes.
     configuration.statementTimeout = jobStatementTimeout
     return configuration
@@ -195,7 +208,8 @@ let jobStatementTimeout: Duration = .seconds(600)
 
 /// The keyring the environment names (`KeyringSource.configured`), or a clean exit.
 func loadKeyring() async throws -> Keyring {
-    do { return try await KeyringSource.configured().load() } catch { throw CleanExit.message(error) }
+    let service = ServiceEnvironment()
+    do { return try await KeyringSource.configured(in: service.variables).load(environment: service.variables) } catch { throw CleanExit.message(error) }
 }
 
 struct Reencrypt: AsyncParsableCommand {

@@ -6,6 +6,7 @@ import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixProviders
+import ServiceSupport
 
 /// Runs `body` with a plain pool on the admin role's URL (`--database-url`, else `DATABASE_URL`,
 /// else the embedded SQLite file): for platform tables outside row-level security.
@@ -48,6 +49,7 @@ struct CheckProviders: AsyncParsableCommand {
             var options = ProviderHealthCheck.Options()
             options.timeout = .seconds(timeout)
             options.failuresToDown = failuresToDown
+            options.environment = ServiceEnvironment().variables
             let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger))
             let only = capabilities.isEmpty ? nil : Set(capabilities.compactMap { try? ProviderCapability($0) })
             // Probes follow no redirect: a key is never sent to another host, and a 3xx fails.

@@ -1,21 +1,24 @@
 import Foundation
 import Hummingbird
 import Logging
+import ServiceSupport
 
 /// `restartix-telemetry-api`: at this stage only its health endpoint; ingest and session
 /// finish arrive with the telemetry issues.
 @main
 struct TelemetryAPI {
     static func main() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        let host = environment["HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
-        let portText = environment["PORT"] ?? "8081"
-        guard let port = Int(portText), (0...65535).contains(port) else {
-            FileHandle.standardError.write(Data("restartix-telemetry-api: PORT must be a number from 0 to 65535\n".utf8))
-            exit(1)
+        // The executables' one configuration layer and logging bootstrap (ServiceSupport).
+        let service = ServiceEnvironment()
+        let host: String, port: Int
+        do {
+            (host, port) = try service.listenAddress(defaultPort: 8081)
+            LogBootstrap.bootstrap(format: try service.logFormat(for: try service.deployment()), level: try service.logLevel())
+        } catch {
+            exitWithError(.telemetryAPI, error)
         }
         let app = buildApplication(host: host, port: port)
-        try await app.runService()
+        do { try await app.runService() } catch { exitWithError(.telemetryAPI, error) }
     }
 }
 

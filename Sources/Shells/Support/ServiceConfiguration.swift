@@ -1,0 +1,159 @@
+public import Configuration
+public import Foundation
+public import Logging
+public import RestartixKit
+public import RestartixTenancy
+
+/// Which executable reads a key.
+public enum Executable: String, Sendable, Hashable, CaseIterable, Comparable {
+    case coreAPI = "restartix-core-api"
+    case telemetryAPI = "restartix-telemetry-api"
+    case jobs = "restartix-jobs"
+
+    public static func < (lhs: Executable, rhs: Executable) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// One configuration key of the executables: its name (the environment variable), what it
+/// means, its default, whether it is a secret (never printed, never in an error), and who
+/// reads it. ``ServiceKeys/all`` lists every one, and Documentation/Configuration.md is
+/// generated from that list (a test fails when the page is stale).
+public struct ServiceKey: Sendable, Hashable {
+    /// The environment variable.
+    public let name: String
+    /// What it sets.
+    public let meaning: String
+    /// The value when unset, in words.
+    public let defaultValue: String
+    /// A secret: swift-configuration redacts it in its access logs, and the kit's errors name
+    /// the key, never the value.
+    public let isSecret: Bool
+    /// The executables that read it.
+    public let usedBy: Set<Executable>
+
+    init(_ name: String, _ meaning: String, default defaultValue: String = "unset", secret: Bool = false, _ usedBy: Set<Executable>) {
+        self.name = name
+        self.meaning = meaning
+        self.defaultValue = defaultValue
+        self.isSecret = secret
+        self.usedBy = usedBy
+    }
+}
+
+/// A configuration value that cannot be used. The detail names the key and what it must be,
+/// never the value (it may be a secret).
+public struct ServiceConfigurationError: RestartixError, Equatable {
+    /// What went wrong.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        /// A value that does not parse or is out of range.
+        public static let invalidValue = Code(name: "invalidValue")
+        /// A key that must be set (in this environment, or with another key) is not.
+        public static let missing = Code(name: "missing")
+        public var description: String { name }
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// The key and what it must be.
+    public let detail: String
+
+    /// An error of `code`.
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public static let domain = "configuration"
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail }
+    /// 500: a deployment defect; the executable refuses to start.
+    public var httpStatus: Int { 500 }
+    public var description: String { restartixDescription }
+}
+
+/// The executables' one configuration layer: swift-configuration's `ConfigReader` over the
+/// process environment, with every secret key marked, and typed readers for what more than one
+/// executable reads (listen address, log level and format, the environment, pool sizes). Each
+/// executable turns it into its own typed configuration; the libraries never read the
+/// environment themselves.
+public struct ServiceEnvironment: Sendable {
+    /// The underlying reader (redacts the keys ``ServiceKeys/all`` marks secret).
+    public let reader: ConfigReader
+    /// The variables as given: for the library entry points that still take a dictionary
+    /// (provider seeds, the AWS credential chain), until they take typed values.
+    public let variables: [String: String]
+
+    /// The configuration in `variables` (the process environment by default).
+    public init(_ variables: [String: String] = ProcessInfo.processInfo.environment) {
+        self.variables = variables
+        let secrets = Set(ServiceKeys.all.filter(\.isSecret).map(\.name))
+        self.reader = ConfigReader(
+            provider: EnvironmentVariablesProvider(environmentVariables: variables, secretsSpecifier: .specific(secrets))
+        )
+    }
+
+    /// The value of `key`, trimmed; nil when unset or empty (an empty variable counts as unset,
+    /// as a shell's `VAR=` does).
+    public func string(_ key: String) -> String? {
+        let isSecret = ServiceKeys.secretNames.contains(key)
+        guard let value = reader.string(forKey: ConfigKey(key), isSecret: isSecret)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !value.isEmpty
+        else { return nil }
+        return value
+    }
+
+    /// The integer in `key` within `range`, or nil when unset.
+    public func int(_ key: String, in range: ClosedRange<Int>) throws(ServiceConfigurationError) -> Int? {
+        guard let text = string(key) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw ServiceConfigurationError(.invalidValue, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    /// `APP_ENV`: development (the default), test, staging or production.
+    public func deployment() throws(ServiceConfigurationError) -> DeploymentEnvironment {
+        do { return try DeploymentEnvironment(appEnv: string("APP_ENV")) } catch {
+            throw ServiceConfigurationError(.invalidValue, "APP_ENV must be one of: development, test, staging, production")
+        }
+    }
+
+    /// `HOST` and `PORT`: where to listen (`127.0.0.1` by default; a container behind a load
+    /// balancer sets `HOST=0.0.0.0`).
+    public func listenAddress(defaultPort: Int) throws(ServiceConfigurationError) -> (host: String, port: Int) {
+        (string("HOST") ?? "127.0.0.1", try int("PORT", in: 0...65535) ?? defaultPort)
+    }
+
+    /// `LOG_LEVEL` (`info` by default): one of swift-log's levels; anything else is an error,
+    /// in every executable.
+    public func logLevel() throws(ServiceConfigurationError) -> Logger.Level {
+        guard let text = string("LOG_LEVEL") else { return .info }
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            throw ServiceConfigurationError(.invalidValue, "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        return level
+    }
+
+    /// `LOG_FORMAT`: `json` (one JSON object a line, what the platform's log pipeline reads)
+    /// or `text`; by default JSON in staging and production, text elsewhere.
+    public func logFormat(for deployment: DeploymentEnvironment) throws(ServiceConfigurationError) -> LogFormat {
+        guard let text = string("LOG_FORMAT") else { return deployment == .staging || deployment == .production ? .json : .text }
+        guard let format = LogFormat(rawValue: text.lowercased()) else {
+            throw ServiceConfigurationError(.invalidValue, "LOG_FORMAT must be json or text")
+        }
+        return format
+    }
+
+    /// The pool size for a role's database: `DB_POOL_MAX` (admin and owner pools) or
+    /// `DB_APP_POOL_MAX` (the app role's pool), applied to `configuration` when set.
+    public func applyPoolSize(_ key: String, to configuration: inout DatabaseConfiguration) throws(ServiceConfigurationError) {
+        if let size = try int(key, in: 1...1000) { configuration.maximumConnections = size }
+    }
+}
+
+/// Ends the process with status 1 and one line on standard error: `executable: error`. The
+/// kit's errors describe themselves safely (names, never values or secrets).
+public func exitWithError(_ executable: Executable, _ error: any Error) -> Never {
+    FileHandle.standardError.write(Data("\(executable.rawValue): \(error)\n".utf8))
+    exit(1)
+}

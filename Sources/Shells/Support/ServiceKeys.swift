@@ -1,0 +1,82 @@
+/// Every configuration key the executables read, in one list: Documentation/Configuration.md
+/// is generated from it (`ServiceKeys.markdown`; the support tests fail when the page is stale),
+/// and ``ServiceEnvironment`` marks the secret ones for swift-configuration.
+public enum ServiceKeys {
+    static let api: Set<Executable> = [.coreAPI, .telemetryAPI]
+    static let all3: Set<Executable> = Set(Executable.allCases)
+
+    /// The keys, grouped as the page shows them.
+    public static let all: [ServiceKey] = [
+        // Process
+        ServiceKey("APP_ENV", "development, test, staging or production; decides what is refused (development tokens outside development and test) and the default log format", default: "development", all3),
+        ServiceKey("HOST", "listen address; a container behind a load balancer sets 0.0.0.0", default: "127.0.0.1", api),
+        ServiceKey("PORT", "listen port", default: "8080 (Core API), 8081 (Telemetry API)", api),
+        ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),
+        ServiceKey("LOG_FORMAT", "json (one object a line: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
+        // Databases
+        ServiceKey("DATABASE_URL", "the platform database, admin role, through PgBouncer", default: "unset: the embedded SQLite file", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("DATABASE_APP_URL", "the tenant database, restricted app role, through PgBouncer; required with DATABASE_URL", default: "the embedded SQLite file", secret: true, [.coreAPI]),
+        ServiceKey("DATABASE_DIRECT_URL", "owner role, direct to Postgres (migrations, partition roll); never through PgBouncer", default: "unset: the embedded SQLite file", secret: true, [.jobs]),
+        ServiceKey("RESTARTIX_SQLITE_PATH", "the embedded SQLite file", default: ".restartix/restartix.sqlite", [.coreAPI, .jobs]),
+        ServiceKey("DB_POOL_MAX", "most connections of the admin (and owner) pool", default: "10", [.coreAPI, .jobs]),
+        ServiceKey("DB_APP_POOL_MAX", "most connections of the app role's pool", default: "10", [.coreAPI]),
+        ServiceKey("REDIS_URL", "redis:// or rediss:// with user, password and db; provider invalidations between instances", default: "unset: in-process services", secret: true, [.coreAPI]),
+        // Identity
+        ServiceKey("CLERK_ISSUER", "the Clerk Frontend API URL (iss); required in staging and production", default: "unset: local development tokens (development and test only)", [.coreAPI]),
+        ServiceKey("CLERK_JWKS_URL", "the Clerk key set", default: "{CLERK_ISSUER}/.well-known/jwks.json", [.coreAPI]),
+        ServiceKey("CLERK_AUTHORIZED_PARTIES", "comma-separated azp allow-list (frontend origins); required in staging and production", default: "none", [.coreAPI]),
+        ServiceKey("RESTARTIX_DEV_TOKEN_SECRET", "the local development issuer's secret (32+ bytes)", default: "random per process", secret: true, [.coreAPI]),
+        // Keys
+        ServiceKey("ENCRYPTION_KEYS", "the column-encryption keyring document (JSON)", default: "embedded default: a generated local keyring; otherwise required", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("ENCRYPTION_KEYS_FILE", "a file holding the keyring document", default: "unset", [.coreAPI, .jobs]),
+        ServiceKey("ENCRYPTION_KEYS_SECRET_ID", "a Secrets Manager secret holding the keyring document", default: "unset", [.coreAPI, .jobs]),
+        ServiceKey("ENCRYPTION_KEYS_KMS", "a KMS-enveloped keyring document", default: "unset", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("BACKUP_ENCRYPTION_KEY", "the dump envelope key (base64, 32 bytes)", default: "unset", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET", "HS256 secret of telemetry session tokens (32+ bytes); _PREVIOUS during a rotation", default: "unset", secret: true, api),
+        ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET_PREVIOUS", "the previous session-token secret, accepted during a rotation", default: "unset", secret: true, api),
+        ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN", "HS256 secret of service-account tokens (32+ bytes)", default: "unset", secret: true, api),
+        ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS", "the previous service-account secret, accepted during a rotation", default: "unset", secret: true, api),
+        // AWS
+        ServiceKey("AWS_REGION", "the AWS region (AWS_DEFAULT_REGION as a fallback)", default: "unset (provider seeds: eu-central-1)", [.coreAPI, .jobs]),
+        ServiceKey("AWS_DEFAULT_REGION", "the region when AWS_REGION is unset", default: "unset", [.coreAPI, .jobs]),
+        ServiceKey("AWS_ACCESS_KEY_ID", "static AWS credentials (else the container credential endpoint)", default: "unset", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("AWS_SECRET_ACCESS_KEY", "static AWS credentials", default: "unset", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("AWS_SESSION_TOKEN", "temporary AWS credentials' token", default: "unset", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("AWS_ENDPOINT_URL", "an endpoint for every AWS service (moto in tests, VPC endpoints)", default: "AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_ENDPOINT_URL_SECRETS_MANAGER", "the Secrets Manager endpoint", default: "AWS_ENDPOINT_URL, else AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_ENDPOINT_URL_KMS", "the KMS endpoint", default: "AWS_ENDPOINT_URL, else AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "ECS task-role credentials", default: "unset", [.coreAPI, .jobs]),
+        ServiceKey("AWS_CONTAINER_CREDENTIALS_FULL_URI", "EKS pod-identity credentials", default: "unset", [.coreAPI, .jobs]),
+        ServiceKey("AWS_CONTAINER_AUTHORIZATION_TOKEN", "the token for AWS_CONTAINER_CREDENTIALS_FULL_URI", default: "unset", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "a file holding that token", default: "unset", [.coreAPI, .jobs]),
+        // Provider seeds (platform defaults on a fresh environment)
+        ServiceKey("SES_FROM_ADDRESS", "seeds the email provider (SES) with this sender", default: "unset: no seed", [.coreAPI]),
+        ServiceKey("SES_CONFIGURATION_SET", "the SES configuration set of the seed", default: "unset", [.coreAPI]),
+        ServiceKey("SES_ENDPOINT_URL", "the SES endpoint of the seed", default: "AWS's", [.coreAPI]),
+        ServiceKey("AWS_BUCKET_NAME", "seeds the object-store provider (S3) with this bucket", default: "unset: no seed", [.coreAPI]),
+        ServiceKey("AWS_S3_ENDPOINT_URL", "the S3 endpoint of the seed", default: "AWS's", [.coreAPI]),
+        ServiceKey("AWS_S3_USE_PATH_STYLE", "path-style S3 addressing for the seed (true/false)", default: "false", [.coreAPI]),
+        ServiceKey("CLERK_SECRET_KEY", "seeds the auth provider (Clerk's backend API)", default: "unset: no seed", secret: true, [.coreAPI]),
+        ServiceKey("CLERK_API_URL", "Clerk's backend API URL for the seed", default: "https://api.clerk.com", [.coreAPI]),
+        ServiceKey("DAILY_API_KEY", "seeds the video provider (Daily)", default: "unset: no seed", secret: true, [.coreAPI]),
+        ServiceKey("DAILY_API_URL", "Daily's API URL for the seed", default: "https://api.daily.co/v1", [.coreAPI]),
+        ServiceKey("ANTHROPIC_API_KEY", "seeds the AI provider (Anthropic)", default: "unset: no seed", secret: true, [.coreAPI]),
+        ServiceKey("ANTHROPIC_API_URL", "Anthropic's API URL for the seed", default: "https://api.anthropic.com", [.coreAPI]),
+    ]
+
+    /// The names of the secret keys.
+    public static let secretNames: Set<String> = Set(all.filter(\.isSecret).map(\.name))
+
+    /// The table Documentation/Configuration.md carries, generated from ``all``.
+    public static var markdown: String {
+        var lines = [
+            "| key | what it sets | default | secret | read by |",
+            "|---|---|---|---|---|",
+        ]
+        for key in all {
+            let readers = key.usedBy.sorted().map(\.rawValue).joined(separator: ", ")
+            lines.append("| `\(key.name)` | \(key.meaning) | \(key.defaultValue) | \(key.isSecret ? "yes" : "") | \(readers) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+import RestartixKit
+import RestartixTenancy
+import ServiceSupport
+import Testing
+
+/// The executables' one configuration layer (ServiceSupport): every key documented once,
+/// secrets marked and never echoed, one reading of the shared keys, one logging bootstrap.
+@Suite("Service configuration")
+struct ServiceConfigurationTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let page = root.appendingPathComponent("Documentation/Configuration.md")
+    static let begin = "<!-- keys:begin (generated from ServiceKeys.all; RESTARTIX_WRITE_DOCS=1 swift test --filter ServiceConfiguration rewrites it) -->"
+    static let end = "<!-- keys:end -->"
+
+    @Test("Documentation/Configuration.md carries exactly the generated key table")
+    func pageIsCurrent() throws {
+        let text = try String(contentsOf: Self.page, encoding: .utf8)
+        let head = try #require(text.components(separatedBy: Self.begin).first)
+        let tail = try #require(text.components(separatedBy: Self.end).last)
+        let wanted = head + Self.begin + "\n" + ServiceKeys.markdown + "\n" + Self.end + tail
+        if ProcessInfo.processInfo.environment["RESTARTIX_WRITE_DOCS"] == "1", wanted != text {
+            try Data(wanted.utf8).write(to: Self.page)
+            return
+        }
+        #expect(text.contains(Self.begin) && text.contains(Self.end), "the page lost its markers")
+        #expect(wanted == text, "Documentation/Configuration.md is stale: RESTARTIX_WRITE_DOCS=1 swift test --filter ServiceConfiguration")
+    }
+
+    @Test("every variable the shells and libraries read is in the table, each once")
+    func everyKeyListed() throws {
+        let names = ServiceKeys.all.map(\.name)
+        #expect(Set(names).count == names.count, "a key is listed twice")
+        // Variable names as the code spells them where it reads one: `service.string("X")`,
+        // `environment["X"]`, `value("X")` (provider seeds), pool sizes.
+        let pattern = try Regex(#"(?:string|int|value|applyPoolSize|environment\[|variables\[)\(?"([A-Z][A-Z0-9_]{2,})""#)
+        var read = Set<String>()
+        for directory in ["Sources/Shells", "Sources/RestartixProviders", "Sources/RestartixPlatform", "Sources/RestartixAWS"] {
+            let files = FileManager.default.enumerator(atPath: Self.root.appendingPathComponent(directory).path)
+            while let file = files?.nextObject() as? String {
+                guard file.hasSuffix(".swift") else { continue }
+                let text = try String(contentsOf: Self.root.appendingPathComponent(directory).appendingPathComponent(file), encoding: .utf8)
+                for match in text.matches(of: pattern) { read.insert(String(match.output[1].substring!)) }
+            }
+        }
+        #expect(read.count > 30, "the scan found too little to mean anything: \(read.sorted())")
+        let missing = read.subtracting(names).sorted()
+        #expect(missing.isEmpty, "read but not documented in ServiceKeys.all: \(missing)")
+    }
+
+    @Test("keys that name a credential are marked secret")
+    func secretsMarked() {
+        let credentialWords = ["SECRET", "TOKEN", "PASSWORD", "_API_KEY", "_KEYS", "ACCESS_KEY", "DATABASE_URL", "DATABASE_APP_URL", "REDIS_URL"]
+        // Names that mention a credential without holding one: where to find it.
+        let pointers: Set<String> = [
+            "ENCRYPTION_KEYS_FILE", "ENCRYPTION_KEYS_SECRET_ID", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        ]
+        for key in ServiceKeys.all where credentialWords.contains(where: key.name.contains) && !pointers.contains(key.name) {
+            #expect(key.isSecret, "\(key.name) holds a credential but is not marked secret")
+        }
+        #expect(ServiceKeys.secretNames.contains("DATABASE_DIRECT_URL"), "database URLs carry passwords")
+    }
+
+    @Test("the shared keys read the same way everywhere; a bad value is an error that never echoes it")
+    func sharedKeys() throws {
+        let service = ServiceEnvironment(["HOST": "0.0.0.0", "PORT": "9000", "LOG_LEVEL": "DEBUG", "APP_ENV": "production", "DB_POOL_MAX": "25"])
+        let (host, port) = try service.listenAddress(defaultPort: 8081)
+        #expect(host == "0.0.0.0" && port == 9000)
+        #expect(try service.logLevel() == .debug)
+        #expect(try service.logFormat(for: service.deployment()) == .json, "JSON lines by default in production")
+        #expect(try ServiceEnvironment([:]).logFormat(for: .development) == .text)
+        #expect(try ServiceEnvironment(["LOG_FORMAT": "text"]).logFormat(for: .production) == .text)
+        var configuration = DatabaseConfiguration(sqlitePath: "/tmp/x.sqlite")
+        try service.applyPoolSize("DB_POOL_MAX", to: &configuration)
+        #expect(configuration.maximumConnections == 25)
+        #expect(try ServiceEnvironment(["PORT": ""]).listenAddress(defaultPort: 8081).port == 8081, "an empty variable counts as unset")
+
+        for (key, value) in [("PORT", "hunter2-port"), ("LOG_LEVEL", "hunter2-level"), ("LOG_FORMAT", "hunter2-format"), ("DB_POOL_MAX", "hunter2"),
+                             ("APP_ENV", "hunter2-env"), ("DB_POOL_MAX", "0")] {
+            let bad = ServiceEnvironment([key: value])
+            let error = #expect(throws: ServiceConfigurationError.self, "\(key)") {
+                _ = try bad.listenAddress(defaultPort: 1)
+                _ = try bad.logLevel()
+                _ = try bad.logFormat(for: try bad.deployment())
+                var configuration = DatabaseConfiguration(sqlitePath: "/tmp/x.sqlite")
+                try bad.applyPoolSize("DB_POOL_MAX", to: &configuration)
+            }
+            #expect(error?.description.contains(key) == true, "the error names the key")
+            #expect(error?.description.contains("hunter2") == false, "the error never echoes the value")
+            #expect(error?.httpStatus == 500 && error?.identifier == "configuration.invalidValue")
+        }
+    }
+
+    @Test("JSON log lines: one object a line, fixed fields, metadata as an object")
+    func jsonLines() throws {
+        let buffer = JSONLogHandler.LineBuffer()
+        var logger = Logger(label: "restartix.test") { JSONLogHandler(label: $0, sink: .memory(buffer), metadataProvider: nil) }
+        logger.logLevel = .info
+        logger[metadataKey: "request_id"] = "req-1"
+        logger.info("served", metadata: ["status": "200", "route": "/v1/me", "ids": .array(["a", "b"]), "nested": ["k": "v"]])
+        logger.debug("below the level")
+        logger.warning("line\nbreak \"quoted\"")
+        #expect(buffer.lines.count == 2)
+        let first = try #require(JSONSerialization.jsonObject(with: Data(buffer.lines[0].utf8)) as? [String: Any])
+        #expect(first["level"] as? String == "info")
+        #expect(first["label"] as? String == "restartix.test")
+        #expect(first["message"] as? String == "served")
+        #expect((first["timestamp"] as? String)?.hasSuffix("Z") == true)
+        let metadata = try #require(first["metadata"] as? [String: Any])
+        #expect(metadata["request_id"] as? String == "req-1" && metadata["status"] as? String == "200")
+        #expect(metadata["ids"] as? [String] == ["a", "b"])
+        #expect((metadata["nested"] as? [String: String])?["k"] == "v")
+        #expect(!buffer.lines[1].contains("\n"), "a message with a line break stays one line")
+        let second = try #require(JSONSerialization.jsonObject(with: Data(buffer.lines[1].utf8)) as? [String: Any])
+        #expect(second["message"] as? String == "line\nbreak \"quoted\"")
+    }
+}
