@@ -36,3 +36,59 @@ extension RestartixError {
 
     public var isTransient: Bool { false }
 }
+
+/// One error domain: its name and what its codes mean to a service. An error type whose
+/// failures carry nothing beyond a code and a detail is ``DomainError`` over a domain like
+/// this, so each new domain writes down its name, its codes and their statuses, and nothing
+/// else (the kit's token, principal, signature, encryption, provider, telemetry and
+/// configuration errors are).
+public protocol ErrorDomain: Sendable {
+    /// The domain's stable lower-case name (``RestartixError/domain``).
+    static var name: String { get }
+    /// The HTTP status a request that ends in `code` answers with.
+    static func httpStatus(for code: ErrorCode<Self>) -> Int
+    /// Whether the same call may succeed when tried again.
+    static func isTransient(_ code: ErrorCode<Self>) -> Bool
+}
+
+extension ErrorDomain {
+    public static func isTransient(_ code: ErrorCode<Self>) -> Bool { false }
+}
+
+/// A code of one domain: a stable name. Each domain's codes are static members in an
+/// extension (`extension ErrorCode where Domain == TokenErrors { static var expired ... }`),
+/// so `error.code == .expired` and `switch error.code { case .expired: ... }` read as with an
+/// enum, and the set stays closed: only the kit's modules can make one.
+public struct ErrorCode<Domain: ErrorDomain>: Hashable, Sendable, CustomStringConvertible {
+    /// The code's stable name (``RestartixError/codeName``).
+    public let name: String
+
+    package init(_ name: String) { self.name = name }
+
+    public var description: String { name }
+}
+
+/// An error of one domain: a code and a detail that is safe to log and to return.
+public struct DomainError<Domain: ErrorDomain>: RestartixError, Hashable {
+    /// The domain's codes.
+    public typealias Code = ErrorCode<Domain>
+
+    /// What went wrong.
+    public let code: Code
+    /// A short explanation that is safe to log and to show (names a check, a field, a key id,
+    /// never a value, a token or a secret).
+    public let detail: String
+
+    /// An error of `code`.
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public static var domain: String { Domain.name }
+    public var codeName: String { code.name }
+    public var safeDetail: String { detail }
+    public var httpStatus: Int { Domain.httpStatus(for: code) }
+    public var isTransient: Bool { Domain.isTransient(code) }
+    public var description: String { restartixDescription }
+}

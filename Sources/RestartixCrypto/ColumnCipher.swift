@@ -1,3 +1,4 @@
+public import RestartixKit
 import Crypto
 public import Foundation
 public import Logging

@@ -1,6 +1,6 @@
 public import Crypto
 public import Foundation
-import RestartixKit
+public import RestartixKit
 
 /// A versioned set of column-encryption keys: exactly one primary (seals), any number of
 /// decrypt-only keys (open values sealed before a rotation), and disabled keys (refused, kept

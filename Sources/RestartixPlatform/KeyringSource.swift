@@ -5,7 +5,7 @@ public import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import RestartixKit
+public import RestartixKit
 
 /// Where the keyring comes from. Loaded once at boot; a failure stops boot with a message
 /// naming the problem and never any key bytes.

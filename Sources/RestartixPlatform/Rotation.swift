@@ -1,6 +1,6 @@
 public import RestartixCrypto
 public import Foundation
-import RestartixKit
+public import RestartixKit
 public import RestartixTenancy
 
 /// A sealed column and the column naming its clinic (`nil` for platform rows).

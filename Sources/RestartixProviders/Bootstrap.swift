@@ -1,3 +1,4 @@
+public import RestartixKit
 import Foundation
 public import Logging
 

@@ -4,7 +4,7 @@ public import Foundation
 public import Logging
 import NIOCore
 import NIOHTTP1
-import RestartixKit
+public import RestartixKit
 
 /// `check-providers`: probes every row of `platform_service_providers` with a check of its
 /// kind and records the outcome with hysteresis: a failure makes the provider `degraded`,

@@ -2,7 +2,7 @@ public import RestartixRedis
 public import Foundation
 public import Logging
 import Metrics
-import RestartixKit
+public import RestartixKit
 public import RestartixTenancy
 public import ServiceLifecycle
 import Synchronization

@@ -1,6 +1,6 @@
 public import RestartixAWS
 public import Foundation
-import RestartixKit
+public import RestartixKit
 
 /// A provider row's settings and secrets as the service it names needs them: the typed view of
 /// a ``ProviderRecord`` (``ProviderRecord/settings()``). The row was validated when written,

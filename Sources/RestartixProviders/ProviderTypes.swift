@@ -161,47 +161,16 @@ public struct ProviderRecord: Sendable, Hashable {
 }
 
 /// Why a provider operation failed. Details never carry a credential.
-public struct ProviderError: RestartixError, Hashable {
-    /// What went wrong, as an open set.
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String, Sendable, Hashable {
-            case notFound, invalidArgument, unavailable, decryptionFailed, versionConflict, corruptRow
-        }
-        private let base: Base
-        /// No row for the capability: neither the clinic's nor the platform default.
-        public static let notFound = Code(base: .notFound)
-        /// A bad capability, kind, setting or secret.
-        public static let invalidArgument = Code(base: .invalidArgument)
-        /// The database could not be reached and no usable cached value was left.
-        public static let unavailable = Code(base: .unavailable)
-        /// The credentials did not open under the keyring (wrong key, or tampered).
-        public static let decryptionFailed = Code(base: .decryptionFailed)
-        /// A rotation expected another version than the row has.
-        public static let versionConflict = Code(base: .versionConflict)
-        /// A row that does not decode (a status or JSON the kit does not know).
-        public static let corruptRow = Code(base: .corruptRow)
-        public var description: String { base.rawValue }
-    }
+public typealias ProviderError = DomainError<ProviderErrorDomain>
 
-    /// What went wrong.
-    public let code: Code
-    /// A sentence about it, safe to log.
-    public let detail: String
-
-    /// An error of `code`.
-    public init(_ code: Code, _ detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public static let domain = "provider"
-    public var codeName: String { code.description }
-    public var safeDetail: String { detail }
+/// The `provider` error domain: its codes' HTTP statuses and transience.
+public enum ProviderErrorDomain: ErrorDomain {
+    public static let name = "provider"
 
     /// 404 when no provider is configured, 422 for a bad argument, 409 for a rotation that
     /// lost a race, 503 when the registry cannot be read, 500 for a row or credentials that do
     /// not open.
-    public var httpStatus: Int {
+    public static func httpStatus(for code: ErrorCode<ProviderErrorDomain>) -> Int {
         switch code {
         case .notFound: 404
         case .invalidArgument: 422
@@ -212,7 +181,20 @@ public struct ProviderError: RestartixError, Hashable {
     }
 
     /// The registry could not be read and nothing usable was cached.
-    public var isTransient: Bool { code == .unavailable }
+    public static func isTransient(_ code: ErrorCode<ProviderErrorDomain>) -> Bool { code == .unavailable }
+}
 
-    public var description: String { restartixDescription }
+extension ErrorCode where Domain == ProviderErrorDomain {
+    /// No row for the capability: neither the clinic's nor the platform default.
+    public static var notFound: Self { Self("notFound") }
+    /// A bad capability, kind, setting or secret.
+    public static var invalidArgument: Self { Self("invalidArgument") }
+    /// The database could not be reached and no usable cached value was left.
+    public static var unavailable: Self { Self("unavailable") }
+    /// The credentials did not open under the keyring (wrong key, or tampered).
+    public static var decryptionFailed: Self { Self("decryptionFailed") }
+    /// A rotation expected another version than the row has.
+    public static var versionConflict: Self { Self("versionConflict") }
+    /// A row that does not decode (a status or JSON the kit does not know).
+    public static var corruptRow: Self { Self("corruptRow") }
 }

@@ -1,3 +1,4 @@
+import RestartixCore
 /// What an exercise tracks and how its repetitions are recognised: the joint (one triple per
 /// side), which side or sides, which way the angle moves into the working zone, the hysteresis
 /// thresholds, and the limits that flag a repetition as partial or too fast.

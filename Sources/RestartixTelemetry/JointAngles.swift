@@ -1,3 +1,4 @@
+import RestartixCore
 import Foundation
 
 /// Three landmarks whose middle one is the joint: knee flexion is hip–knee–ankle.

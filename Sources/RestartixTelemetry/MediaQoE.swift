@@ -1,3 +1,4 @@
+import RestartixCore
 import Foundation
 
 /// One video-player event as the browser reports it. `time` is seconds on a monotonic clock

@@ -28,52 +28,33 @@ public struct Landmark: Sendable, Hashable {
 
 /// Why a frame, an event list, a parameter or a replay blob was refused. The detail names
 /// positions and counts, never a coordinate, a visibility or a time: those are a patient's data.
-public struct TelemetryError: RestartixError, Hashable {
-    /// What was wrong, as an open set.
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String, Sendable, Hashable {
-            case wrongLandmarkCount, nonFiniteValue, visibilityOutOfRange, timestampNotIncreasing, invalidArgument, corruptBlob
-            case unsupportedVersion, tooLarge
-        }
-        private let base: Base
-        /// A frame without exactly 33 landmarks.
-        public static let wrongLandmarkCount = Code(base: .wrongLandmarkCount)
-        /// A NaN or infinite timestamp or coordinate.
-        public static let nonFiniteValue = Code(base: .nonFiniteValue)
-        /// A visibility outside [0, 1].
-        public static let visibilityOutOfRange = Code(base: .visibilityOutOfRange)
-        /// A timestamp not after the previous frame's.
-        public static let timestampNotIncreasing = Code(base: .timestampNotIncreasing)
-        /// A parameter out of range (a smoothing factor, a threshold).
-        public static let invalidArgument = Code(base: .invalidArgument)
-        /// A replay blob that is truncated or does not decode.
-        public static let corruptBlob = Code(base: .corruptBlob)
-        /// A replay blob written by a newer version of the codec.
-        public static let unsupportedVersion = Code(base: .unsupportedVersion)
-        /// A replay blob (or session) beyond the codec's size limit.
-        public static let tooLarge = Code(base: .tooLarge)
-        /// The code's name.
-        public var description: String { base.rawValue }
-    }
+public typealias TelemetryError = DomainError<TelemetryErrorDomain>
 
-    /// What was wrong.
-    public let code: Code
-    /// A sentence about it.
-    public let detail: String
+/// The `telemetry` error domain: its codes' HTTP statuses.
+public enum TelemetryErrorDomain: ErrorDomain {
+    public static let name = "telemetry"
 
-    /// An error of `code`.
-    public init(_ code: Code, _ detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public static let domain = "telemetry"
-    public var codeName: String { code.description }
-    public var safeDetail: String { detail }
     /// 413 for a blob or session beyond the size limit, 422 for anything else refused.
-    public var httpStatus: Int { code == .tooLarge ? 413 : 422 }
+    public static func httpStatus(for code: ErrorCode<TelemetryErrorDomain>) -> Int { code == .tooLarge ? 413 : 422 }
+}
 
-    public var description: String { restartixDescription }
+extension ErrorCode where Domain == TelemetryErrorDomain {
+    /// A frame without exactly 33 landmarks.
+    public static var wrongLandmarkCount: Self { Self("wrongLandmarkCount") }
+    /// A NaN or infinite timestamp or coordinate.
+    public static var nonFiniteValue: Self { Self("nonFiniteValue") }
+    /// A visibility outside [0, 1].
+    public static var visibilityOutOfRange: Self { Self("visibilityOutOfRange") }
+    /// A timestamp not after the previous frame's.
+    public static var timestampNotIncreasing: Self { Self("timestampNotIncreasing") }
+    /// A parameter out of range (a smoothing factor, a threshold).
+    public static var invalidArgument: Self { Self("invalidArgument") }
+    /// A replay blob that is truncated or does not decode.
+    public static var corruptBlob: Self { Self("corruptBlob") }
+    /// A replay blob written by a newer version of the codec.
+    public static var unsupportedVersion: Self { Self("unsupportedVersion") }
+    /// A replay blob (or session) beyond the codec's size limit.
+    public static var tooLarge: Self { Self("tooLarge") }
 }
 
 /// A session's pose frames in structure-of-arrays form: one contiguous `Float` column per

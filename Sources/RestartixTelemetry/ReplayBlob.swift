@@ -1,3 +1,4 @@
+import RestartixCore
 public import Foundation
 import CompressNIO
 import NIOCore

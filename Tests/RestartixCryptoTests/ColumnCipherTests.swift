@@ -1,3 +1,4 @@
+import RestartixKit
 import Crypto
 import Foundation
 import InMemoryLogging

@@ -7,49 +7,35 @@ public import Foundation
 ///
 /// Details name the check that failed, never the token, a claim's value or a secret. Every
 /// code answers 401: the caller must present another token.
-public struct TokenError: RestartixError, Equatable {
-    /// What went wrong.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        let name: String
-        /// Not a compact JWS: wrong part count, bad base64url or JSON, an unknown critical
-        /// header, too long; or claims that are not the expected token's.
-        public static let malformedToken = Code(name: "malformedToken")
-        /// The header names an algorithm this verifier does not accept (`none`, `HS256` where
-        /// RS256 is expected, and so on).
-        public static let unsupportedAlgorithm = Code(name: "unsupportedAlgorithm")
-        /// The signature does not verify with the key (or any of the secrets) it should.
-        public static let invalidSignature = Code(name: "invalidSignature")
-        /// `exp` is past, beyond the leeway.
-        public static let expired = Code(name: "expired")
-        /// `nbf` or `iat` is in the future, beyond the leeway.
-        public static let notYetValid = Code(name: "notYetValid")
-        /// `iss` is not the expected issuer.
-        public static let wrongIssuer = Code(name: "wrongIssuer")
-        /// `aud` is not the expected audience.
-        public static let wrongAudience = Code(name: "wrongAudience")
-        /// A required claim is absent or malformed (`sub`, `exp`, an organization or session id).
-        public static let missingClaim = Code(name: "missingClaim")
+public typealias TokenError = DomainError<TokenErrorDomain>
 
-        public var description: String { name }
-    }
+/// The `token` error domain: its codes' HTTP statuses.
+public enum TokenErrorDomain: ErrorDomain {
+    public static let name = "token"
 
-    /// The kind of failure.
-    public let code: Code
-    /// A short explanation that is safe to log and to show.
-    public let detail: String
-
-    /// Creates an error.
-    public init(_ code: Code, _ detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public static let domain = "token"
-    public var codeName: String { code.name }
-    public var safeDetail: String { detail }
     /// 401: the token cannot be used; the caller must present another.
-    public var httpStatus: Int { 401 }
-    public var description: String { restartixDescription }
+    public static func httpStatus(for code: ErrorCode<TokenErrorDomain>) -> Int { 401 }
+}
+
+extension ErrorCode where Domain == TokenErrorDomain {
+    /// Not a compact JWS: wrong part count, bad base64url or JSON, an unknown critical
+    /// header, too long; or claims that are not the expected token's.
+    public static var malformedToken: Self { Self("malformedToken") }
+    /// The header names an algorithm this verifier does not accept (`none`, `HS256` where
+    /// RS256 is expected, and so on).
+    public static var unsupportedAlgorithm: Self { Self("unsupportedAlgorithm") }
+    /// The signature does not verify with the key (or any of the secrets) it should.
+    public static var invalidSignature: Self { Self("invalidSignature") }
+    /// `exp` is past, beyond the leeway.
+    public static var expired: Self { Self("expired") }
+    /// `nbf` or `iat` is in the future, beyond the leeway.
+    public static var notYetValid: Self { Self("notYetValid") }
+    /// `iss` is not the expected issuer.
+    public static var wrongIssuer: Self { Self("wrongIssuer") }
+    /// `aud` is not the expected audience.
+    public static var wrongAudience: Self { Self("wrongAudience") }
+    /// A required claim is absent or malformed (`sub`, `exp`, an organization or session id).
+    public static var missingClaim: Self { Self("missingClaim") }
 }
 
 /// A compact JWS (`header.payload.signature`) split and decoded without trusting anything in

@@ -1,4 +1,4 @@
-import RestartixKit
+public import RestartixKit
 public import AsyncHTTPClient
 public import Foundation
 import JWTKit

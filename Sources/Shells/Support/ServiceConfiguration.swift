@@ -41,34 +41,21 @@ public struct ServiceKey: Sendable, Hashable {
 
 /// A configuration value that cannot be used. The detail names the key and what it must be,
 /// never the value (it may be a secret).
-public struct ServiceConfigurationError: RestartixError, Equatable {
-    /// What went wrong.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        let name: String
-        /// A value that does not parse or is out of range.
-        public static let invalidValue = Code(name: "invalidValue")
-        /// A key that must be set (in this environment, or with another key) is not.
-        public static let missing = Code(name: "missing")
-        public var description: String { name }
-    }
+public typealias ServiceConfigurationError = DomainError<ServiceConfigurationErrorDomain>
 
-    /// The kind of failure.
-    public let code: Code
-    /// The key and what it must be.
-    public let detail: String
+/// The `configuration` error domain: its codes' HTTP statuses.
+public enum ServiceConfigurationErrorDomain: ErrorDomain {
+    public static let name = "configuration"
 
-    /// An error of `code`.
-    public init(_ code: Code, _ detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public static let domain = "configuration"
-    public var codeName: String { code.name }
-    public var safeDetail: String { detail }
     /// 500: a deployment defect; the executable refuses to start.
-    public var httpStatus: Int { 500 }
-    public var description: String { restartixDescription }
+    public static func httpStatus(for code: ErrorCode<ServiceConfigurationErrorDomain>) -> Int { 500 }
+}
+
+extension ErrorCode where Domain == ServiceConfigurationErrorDomain {
+    /// A value that does not parse or is out of range.
+    public static var invalidValue: Self { Self("invalidValue") }
+    /// A key that must be set (in this environment, or with another key) is not.
+    public static var missing: Self { Self("missing") }
 }
 
 /// The executables' one configuration layer: swift-configuration's `ConfigReader` over the
