@@ -232,11 +232,13 @@ let package = Package(
             path: "Examples/RedisQuickstart"
         ),
 
-        // Tests.
+        // Tests, and what every test target shares (the one required-service rule, temporary
+        // directories): Tests/Support.
+        .target(name: "RestartixTestSupport", path: "Tests/Support"),
         .testTarget(
             name: "RestartixKitTests",
             dependencies: [
-                "RestartixKit",
+                "RestartixTestSupport", "RestartixKit",
                 "RestartixRedis",
                 "RestartixAWS",
                 "RestartixPlatform",
@@ -252,7 +254,7 @@ let package = Package(
         .testTarget(
             name: "RestartixTenancyTests",
             dependencies: [
-                "RestartixTenancy",
+                "RestartixTestSupport", "RestartixTenancy",
                 "RestartixKit",
                 "RestartixPlatform",
                 .product(name: "JWTKit", package: "jwt-kit"),
@@ -266,7 +268,7 @@ let package = Package(
         .testTarget(
             name: "RestartixCryptoTests",
             dependencies: [
-                "RestartixCrypto",
+                "RestartixTestSupport", "RestartixCrypto",
                 "RestartixKit",
                 "RestartixTenancy",
                 "RestartixAWS",
@@ -280,7 +282,7 @@ let package = Package(
         .testTarget(
             name: "RestartixProvidersTests",
             dependencies: [
-                "RestartixProviders", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixAWS", "RestartixPlatform", "RestartixRedis",
+                "RestartixTestSupport", "RestartixProviders", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixAWS", "RestartixPlatform", "RestartixRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -292,7 +294,7 @@ let package = Package(
         .testTarget(
             name: "CoreAPITests",
             dependencies: [
-                "CoreAPI",
+                "RestartixTestSupport", "CoreAPI",
                 "ServiceSupport",
                 "RestartixKit",
                 "RestartixPlatform",
@@ -310,7 +312,7 @@ let package = Package(
         .testTarget(
             name: "JobsTests",
             dependencies: [
-                "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders", "RestartixPlatform",
+                "RestartixTestSupport", "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders", "RestartixPlatform",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -9,6 +9,7 @@ import RestartixCrypto
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
+import RestartixTestSupport
 import ServiceSupport
 import Testing
 
@@ -356,11 +357,8 @@ struct CoreAPITests {
 
     @Test("with REDIS_URL the API starts and stops with the Redis client and the provider resolver running; an invalidation published by another instance does not disturb it")
     func liveWithRedis() async throws {
-        let url = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
-        guard !url.isEmpty else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("REDIS_URL is not set: run the tests with Scripts/test-all") }
-            return
-        }
+        guard RequiredServices.shouldRun("REDIS_URL") else { return }
+        let url = try RequiredServices.require("REDIS_URL")
         var (configuration, path) = embeddedConfiguration()
         defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
         configuration.redis = try RedisConfiguration(url: url)

@@ -6,6 +6,7 @@ import RestartixCrypto
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// Runs the real `restartix-jobs` binary, as the scheduler would.
@@ -319,12 +320,8 @@ struct JobsTests {
 
     @Test("migrate and partition roll on Postgres; the password may come from PGPASSWORD")
     func postgres() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        let required = environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1"
-        guard let owner = environment["DATABASE_DIRECT_URL"], !owner.isEmpty else {
-            if required { Issue.record("DATABASE_DIRECT_URL is not set: run the tests with Scripts/test-all") }
-            return
-        }
+        guard RequiredServices.shouldRun("DATABASE_DIRECT_URL") else { return }
+        let owner = try RequiredServices.require("DATABASE_DIRECT_URL")
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         // postgres://user:password@host:port/db?... -> the password, and the URL without it.
         let userinfo = try #require(owner.range(of: #"//[^:/@]+:[^@]+@"#, options: .regularExpression))

@@ -4,6 +4,7 @@ import RestartixPlatform
 import RestartixAWS
 import RestartixCrypto
 import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// The AWS keyring sources against moto_server (Scripts/services): Secrets Manager holding the
@@ -14,13 +15,8 @@ struct AWSKeyringSourceTests {
 
     /// The moto environment, or `nil` when moto is not configured (a failure under CI=true).
     static func aws() throws -> [String: String]? {
-        guard let endpoint = environment["AWS_ENDPOINT_URL"], !endpoint.isEmpty else {
-            if environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1" {
-                Issue.record("AWS_ENDPOINT_URL is not set: run the tests with Scripts/test-all")
-                throw CancellationError()
-            }
-            return nil
-        }
+        guard RequiredServices.shouldRun("AWS_ENDPOINT_URL") else { return nil }
+        let endpoint = try RequiredServices.require("AWS_ENDPOINT_URL")
         return ["AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"]
     }
 

@@ -4,6 +4,7 @@ import RestartixPlatform
 import RestartixCrypto
 import RestartixKit
 import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// Patients' PII through the column cipher, on SQLite and Postgres, under row-level security.
@@ -14,9 +15,7 @@ struct PatientStoreTests {
         var testDescription: String { rawValue }
 
         static var all: [Backend] {
-            let env = ProcessInfo.processInfo.environment
-            let required = env["CI"] == "true" || env["RESTARTIX_REQUIRE_SERVICES"] == "1"
-            return required || (env["DATABASE_APP_DIRECT_URL"] ?? "").isEmpty == false ? allCases : [.sqlite]
+            RequiredServices.shouldRun("DATABASE_APP_DIRECT_URL") ? allCases : [.sqlite]
         }
     }
 

@@ -8,6 +8,7 @@ import RestartixKit
 import RestartixProviders
 import RestartixTenancy
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// A clock the test moves by hand.
@@ -24,13 +25,10 @@ struct ProviderTests {
         case sqlite, postgres
         var testDescription: String { rawValue }
 
-        static var required: Bool {
-            let env = ProcessInfo.processInfo.environment
-            return env["CI"] == "true" || env["RESTARTIX_REQUIRE_SERVICES"] == "1"
-        }
+        static var required: Bool { RequiredServices.areRequired }
 
         static var all: [Backend] {
-            required || (ProcessInfo.processInfo.environment["DATABASE_ADMIN_DIRECT_URL"] ?? "").isEmpty == false ? allCases : [.sqlite]
+            RequiredServices.shouldRun("DATABASE_ADMIN_DIRECT_URL") ? allCases : [.sqlite]
         }
     }
 

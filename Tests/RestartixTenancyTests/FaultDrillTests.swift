@@ -4,6 +4,7 @@ import RestartixPlatform
 @testable import RestartixKit
 @testable import RestartixTenancy
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// Storage under faults, as an operator sees them: 32 tasks of tenant transactions through a

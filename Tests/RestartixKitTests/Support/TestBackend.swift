@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// The backends every conformance test runs on. Postgres backends come from the environment
@@ -15,9 +16,7 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     static let environment = ProcessInfo.processInfo.environment
 
-    static var servicesRequired: Bool {
-        environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1"
-    }
+    static var servicesRequired: Bool { RequiredServices.areRequired }
 
     /// Backends to run: always SQLite; Postgres ones when configured or required.
     static var all: [TestBackend] {
@@ -130,11 +129,6 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         }
     }
-}
-
-struct MissingService: Error, CustomStringConvertible {
-    let name: String
-    var description: String { "missing service configuration \(name)" }
 }
 
 /// A one-shot gate that tasks can wait on (tests only).

@@ -4,6 +4,7 @@ import JWTKit
 import Logging
 import NIOCore
 import _CryptoExtras
+import RestartixTestSupport
 import Synchronization
 
 /// A real HTTP server on 127.0.0.1 serving a JWKS document, counting fetches. The document can

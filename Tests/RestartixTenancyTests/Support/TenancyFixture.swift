@@ -3,6 +3,7 @@ import Logging
 import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// Where the tenancy suites run: an embedded SQLite file, Postgres direct, Postgres through
@@ -17,9 +18,7 @@ enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable
 
     static let environment = ProcessInfo.processInfo.environment
 
-    static var servicesRequired: Bool {
-        environment["CI"] == "true" || environment["RESTARTIX_REQUIRE_SERVICES"] == "1"
-    }
+    static var servicesRequired: Bool { RequiredServices.areRequired }
 
     static var all: [TenancyBackend] {
         allCases.filter { $0 == .sqlite || $0.appURLName.flatMap(value) != nil || servicesRequired }
@@ -29,15 +28,10 @@ enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable
 
     static let logger = Logger(label: "restartix.tests.tenancy")
 
-    static func value(_ name: String) -> String? {
-        guard let text = environment[name], !text.isEmpty else { return nil }
-        return text
-    }
+    static func value(_ name: String) -> String? { RequiredServices.value(name) }
 
-    static func require(_ name: String) throws -> String {
-        if let url = value(name) { return url }
-        Issue.record("\(name) is not set: run the tests with Scripts/test-all (services are required under CI=true)")
-        throw MissingService(name: name)
+    static func require(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try RequiredServices.require(name, sourceLocation: sourceLocation)
     }
 
     var appURLName: String? {
@@ -104,11 +98,6 @@ enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable
             )
         }
     }
-}
-
-struct MissingService: Error, CustomStringConvertible {
-    let name: String
-    var description: String { "missing service configuration \(name)" }
 }
 
 /// Thrown to roll a transaction back after a matrix cell has been observed.
