@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // System libraries (Debian: libpq-dev, libsqlite3-dev, libhiredis-dev).
@@ -72,6 +74,7 @@ let package = Package(
                 "CSQLite3",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -169,6 +172,9 @@ let package = Package(
                 "RestartixTenancy",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Sources/Shells/Support"
         ),
@@ -176,6 +182,7 @@ let package = Package(
             name: "CoreAPI",
             dependencies: [
                 "ServiceSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixRedis",
@@ -192,6 +199,7 @@ let package = Package(
             name: "TelemetryAPI",
             dependencies: [
                 "ServiceSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 "RestartixKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -244,7 +252,16 @@ let package = Package(
 
         // Tests, and what every test target shares (the one required-service rule, temporary
         // directories): Tests/Support.
-        .target(name: "RestartixTestSupport", path: "Tests/Support"),
+        .target(
+            name: "RestartixTestSupport",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/Support"
+        ),
         .testTarget(
             name: "RestartixKitTests",
             dependencies: [
@@ -306,6 +323,7 @@ let package = Package(
             dependencies: [
                 "RestartixTestSupport", "CoreAPI",
                 "ServiceSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixRedis",

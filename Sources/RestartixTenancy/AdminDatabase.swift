@@ -48,8 +48,11 @@ public enum PlatformActor: Sendable, Hashable {
 public final class AdminDatabase: Sendable, Service {
     private let database: Database
 
-    /// Creates the admin database; connects on first use.
+    /// Creates the admin database; connects on first use. Its pool gauges carry
+    /// `role="admin"` unless the configuration names another ``DatabaseConfiguration/metricsRole``.
     public init(configuration: DatabaseConfiguration, logger: Logger) {
+        var configuration = configuration
+        if configuration.metricsRole == nil { configuration.metricsRole = "admin" }
         self.database = Database(configuration: configuration, logger: logger)
     }
 

@@ -43,6 +43,7 @@ public final class TenantDatabase: Sendable, Service {
         configuration: DatabaseConfiguration, tables: TenantTables, settings: TenantSessionSettings = TenantSessionSettings(), logger: Logger
     ) {
         var configuration = configuration
+        if configuration.metricsRole == nil { configuration.metricsRole = "app" }
         SQLiteTenancy.configure(&configuration, tables: tables)
         self.tables = tables
         // The pinned settings send the statement timeout; the call budget follows from it.

@@ -10,6 +10,7 @@ import RestartixKit
 import RestartixProviders
 import RestartixTenancy
 import RestartixTestSupport
+import Prometheus
 import ServiceSupport
 import Testing
 
@@ -22,6 +23,30 @@ struct CoreAPITests {
         configuration.port = 0
         configuration.logLevel = .warning
         return (configuration, path)
+    }
+
+    @Test("/metrics serves the registry in Prometheus text")
+    func metrics() async throws {
+        let (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(name: "restartix_test_requests_total", labels: [("route", "/v1/me")]).increment(by: Int64(3))
+        let app = try await buildApplication(configuration: configuration, metrics: registry)
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+                let text = String(buffer: response.body)
+                #expect(text.contains("# TYPE restartix_test_requests_total counter"), "\(text)")
+                #expect(text.contains(#"restartix_test_requests_total{route="/v1/me"} 3"#), "\(text)")
+            }
+        }
+        let without = try await buildApplication(configuration: configuration)
+        try await without.test(.live) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .notFound, "no registry, no route")
+            }
+        }
     }
 
     @Test("health and readiness on the embedded default, with migrations applied at start")

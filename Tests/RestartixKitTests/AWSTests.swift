@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 @testable import RestartixAWS
 @testable import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// SigV4 against the AWS Signature Version 4 test suite (aws-sig-v4-test-suite: credentials
@@ -184,25 +185,12 @@ struct AWSClientTests {
 @Suite("AWS container credentials", .timeLimit(.minutes(1)))
 struct AWSContainerCredentialsTests {
     static func server(token: String) async throws -> (url: String, stop: @Sendable () -> Void) {
-        let router = Router()
-        router.get("/creds") { request, _ -> Response in
-            guard request.headers[.authorization] == token else { return Response(status: .forbidden) }
-            let body = #"{"AccessKeyId":"ASIACONTAINER","SecretAccessKey":"container-secret","Token":"session-1","Expiration":"2030-01-01T00:00:00Z"}"#
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        let stub = try await StubHTTPServer.start { request in
+            guard request.path == "/creds" else { return .status(404) }
+            guard request.headers["authorization"] == token else { return .status(403) }
+            return .json(#"{"AccessKeyId":"ASIACONTAINER","SecretAccessKey":"container-secret","Token":"session-1","Expiration":"2030-01-01T00:00:00Z"}"#)
         }
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        var logger = Logger(label: "restartix.tests.aws-container")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
-            logger: logger
-        )
-        let task = Task { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        let port = await iterator.next() ?? 0
-        return ("http://127.0.0.1:\(port)/creds", { task.cancel() })
+        return (stub.baseURL + "/creds", { stub.stop() })
     }
 
     @Test("credentials from the endpoint with a token file; wrong token, bad URI and nothing set are typed errors")

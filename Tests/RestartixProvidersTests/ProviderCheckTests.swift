@@ -9,68 +9,40 @@ import RestartixCrypto
 import RestartixKit
 import RestartixProviders
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// A real HTTP server on 127.0.0.1 that answers every request with the status the test sets,
 /// and remembers the last request's headers.
 final class FlakyEndpoint: Sendable {
-    private let state = Mutex<(status: Int, authorization: String?, paths: [String], delay: Duration)>((200, nil, [], .zero))
-    private let task: Task<Void, any Error>
-    let url: String
+    private let state = Mutex<(status: Int, delay: Duration)>((200, .zero))
+    private let server = Mutex<StubHTTPServer?>(nil)
 
+    var url: String { server.withLock { $0?.baseURL } ?? "" }
     func answer(_ status: Int) { state.withLock { $0.status = status } }
     /// Answers only after `delay` (to make two probes overlap for certain).
     func delay(_ delay: Duration) { state.withLock { $0.delay = delay } }
-    var lastAuthorization: String? { state.withLock { $0.authorization } }
-    var paths: [String] { state.withLock { $0.paths } }
-
-    private init(task: Task<Void, any Error>, port: Int) {
-        self.task = task
-        self.url = "http://127.0.0.1:\(port)"
-    }
+    var lastAuthorization: String? { server.withLock { $0?.requests.last?.headers["authorization"] } }
+    var paths: [String] { server.withLock { $0?.requests.map(\.path) } ?? [] }
 
     static func start() async throws -> FlakyEndpoint {
-        let holder = Mutex<FlakyEndpoint?>(nil)
-        let router = Router()
-        router.get("**") { request, _ -> Response in
-            let (status, delay) = holder.withLock { server in
-                server!.state.withLock { state in
-                    state.authorization = request.headers[.authorization]
-                    state.paths.append(request.uri.description)
-                    return (state.status, state.delay)
-                }
-            }
-            if delay > .zero { try? await Task.sleep(for: delay) }
-            return Response(status: HTTPResponse.Status(code: status), body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"error":"body the checker must not copy"}"#)))
+        let endpoint = FlakyEndpoint()
+        let stub = try await StubHTTPServer.start { _ in
+            let (status, delay) = endpoint.state.withLock { ($0.status, $0.delay) }
+            return StubHTTPServer.Reply(status: status, body: #"{"error":"body the checker must not copy"}"#, delay: delay)
         }
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) },
-            logger: {
-                var logger = Logger(label: "restartix.tests.flaky")
-                logger.logLevel = .critical
-                return logger
-            }()
-        )
-        let task = Task { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else { throw CancellationError() }
-        let server = FlakyEndpoint(task: task, port: port)
-        holder.withLock { $0 = server }
-        return server
+        endpoint.server.withLock { $0 = stub }
+        return endpoint
     }
 
-    func stop() { task.cancel() }
+    func stop() { server.withLock { $0?.stop() } }
 }
 
 @Suite("check-providers", .timeLimit(.minutes(1)))
 struct ProviderCheckTests {
     static var motoURL: String? {
-        let value = ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"] ?? ""
-        if value.isEmpty, ProviderTests.Backend.required { Issue.record("AWS_ENDPOINT_URL (moto) is not set: run the tests with Scripts/test-all") }
-        return value.isEmpty ? nil : value
+        guard RequiredServices.shouldRun("AWS_ENDPOINT_URL") else { return nil }
+        return try? RequiredServices.require("AWS_ENDPOINT_URL")
     }
 
     static func status(_ world: ProviderTests.World, _ id: UUID) async throws -> (String, Int, String?) {

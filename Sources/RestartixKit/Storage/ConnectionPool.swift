@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// A bounded pool of connections: at most `maximumConnections` open, an acquire that waits at
@@ -10,14 +11,14 @@ final class ConnectionPool: Sendable {
     /// Opens a connection, giving up at the deadline.
     typealias Factory = @Sendable (_ deadline: ContinuousClock.Instant) async throws -> any ConnectionDriver
 
-    private struct Waiter {
+    fileprivate struct Waiter {
         let id: UInt64
         /// When this acquire gives up; a connection opened for it must be ready by then.
         let deadline: ContinuousClock.Instant
         let continuation: CheckedContinuation<any ConnectionDriver, any Error>
     }
 
-    private struct State {
+    fileprivate struct State {
         var idle: [any ConnectionDriver] = []
         var open = 0  // idle + leased + being opened
         var waiters: [Waiter] = []
@@ -38,14 +39,43 @@ final class ConnectionPool: Sendable {
     private let factory: Factory
     private let state = Mutex(State())
     private let logger: Logger
+    private let gauges: Gauges?
 
-    init(name: String, maximumConnections: Int, acquireTimeout: Duration, logger: Logger, factory: @escaping Factory) {
+    /// The pool's gauges (swift-metrics): connections in use and idle, and acquires waiting,
+    /// labelled with the role the configuration names (``DatabaseConfiguration/metricsRole``)
+    /// and the pool. Recorded under the pool's lock after every change, so a scrape sees
+    /// numbers that held together at one moment.
+    struct Gauges: Sendable {
+        let inUse: Gauge
+        let idle: Gauge
+        let waiting: Gauge
+
+        init(role: String, pool: String) {
+            let labels = [("role", role), ("pool", pool)]
+            inUse = Gauge(label: "restartix_db_pool_connections", dimensions: labels + [("state", "in_use")])
+            idle = Gauge(label: "restartix_db_pool_connections", dimensions: labels + [("state", "idle")])
+            waiting = Gauge(label: "restartix_db_pool_waiting", dimensions: labels)
+        }
+    }
+
+    init(name: String, maximumConnections: Int, acquireTimeout: Duration, metricsRole: String? = nil, logger: Logger, factory: @escaping Factory) {
         precondition(maximumConnections > 0, "a pool needs at least one connection")
         self.name = name
         self.maximumConnections = maximumConnections
         self.acquireTimeout = acquireTimeout
         self.factory = factory
         self.logger = logger
+        self.gauges = metricsRole.map { Gauges(role: $0, pool: name) }
+        gauges?.record(State())
+    }
+
+    /// `state.withLock`, then the gauges from the state it left.
+    private func withState<T, E: Error>(_ body: (inout State) throws(E) -> T) throws(E) -> T {
+        try state.withLock { (state: inout State) throws(E) -> T in
+            let result = try body(&state)
+            gauges?.record(state)
+            return result
+        }
     }
 
     /// Leases a healthy connection, runs `body`, and returns the connection (or discards it if
@@ -73,7 +103,7 @@ final class ConnectionPool: Sendable {
         }
         if scoped, deadline <= .now { throw timedOut() }
         while true {
-            let step: AcquireStep = state.withLock { state in
+            let step: AcquireStep = withState { state in
                 if state.closed { return .closed }
                 if let connection = state.idle.popLast() { return .use(connection) }
                 if state.open < maximumConnections {
@@ -93,7 +123,7 @@ final class ConnectionPool: Sendable {
                 do {
                     return try await factory(deadline)
                 } catch {
-                    state.withLock { $0.open -= 1 }
+                    withState { $0.open -= 1 }
                     wakeOneWaiterToOpen()
                     throw error
                 }
@@ -114,7 +144,7 @@ final class ConnectionPool: Sendable {
     }
 
     private func waitForRelease(until deadline: ContinuousClock.Instant, timeout: DatabaseError) async throws -> any ConnectionDriver {
-        let id = state.withLock { state -> UInt64 in
+        let id = withState { state -> UInt64 in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
@@ -127,7 +157,7 @@ final class ConnectionPool: Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any ConnectionDriver, any Error>) in
                 enum Registration { case resumed, rejected(DatabaseError), cancelled, waiting }
-                let registration: Registration = state.withLock { state in
+                let registration: Registration = withState { state in
                     if state.closed { return .rejected(DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down")) }
                     // Cancelled before registering: the cancellation handler found nobody to fail.
                     if Task.isCancelled { return .cancelled }
@@ -155,7 +185,7 @@ final class ConnectionPool: Sendable {
     }
 
     private func failWaiter(id: UInt64, with error: any Error) {
-        let waiter: Waiter? = state.withLock { state in
+        let waiter: Waiter? = withState { state in
             guard let i = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
             return state.waiters.remove(at: i)
         }
@@ -175,7 +205,7 @@ final class ConnectionPool: Sendable {
             await discard(connection)
             return
         }
-        let (waiter, closeIt): (Waiter?, Bool) = state.withLock { state in
+        let (waiter, closeIt): (Waiter?, Bool) = withState { state in
             if state.closed {
                 state.open -= 1
                 return (nil, true)
@@ -189,14 +219,14 @@ final class ConnectionPool: Sendable {
     }
 
     private func discard(_ connection: any ConnectionDriver) async {
-        state.withLock { $0.open -= 1 }
+        withState { $0.open -= 1 }
         await connection.close()
         wakeOneWaiterToOpen()
     }
 
     /// A slot freed up: let the first waiter open a new connection in it.
     private func wakeOneWaiterToOpen() {
-        let waiter: Waiter? = state.withLock { state in
+        let waiter: Waiter? = withState { state in
             guard !state.waiters.isEmpty, state.open < maximumConnections else { return nil }
             state.open += 1
             return state.waiters.removeFirst()
@@ -206,7 +236,7 @@ final class ConnectionPool: Sendable {
             do {
                 waiter.continuation.resume(returning: try await factory(waiter.deadline))
             } catch {
-                state.withLock { $0.open -= 1 }
+                withState { $0.open -= 1 }
                 waiter.continuation.resume(throwing: error)
                 // The slot is free again: the next waiter may try (under its own deadline).
                 wakeOneWaiterToOpen()
@@ -216,7 +246,7 @@ final class ConnectionPool: Sendable {
 
     /// Closes idle connections, fails waiters, and makes later acquires fail.
     func shutdown() async {
-        let (idle, waiters) = state.withLock { state in
+        let (idle, waiters) = withState { state in
             state.closed = true
             let idle = state.idle
             let waiters = state.waiters
@@ -229,5 +259,13 @@ final class ConnectionPool: Sendable {
             waiter.continuation.resume(throwing: DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down"))
         }
         for connection in idle { await connection.close() }
+    }
+}
+
+extension ConnectionPool.Gauges {
+    fileprivate func record(_ state: ConnectionPool.State) {
+        idle.record(state.idle.count)
+        inUse.record(max(0, state.open - state.idle.count))
+        waiting.record(state.waiters.count)
     }
 }

@@ -53,6 +53,7 @@ public final class Database: Sendable, Service {
                 name: "postgres",
                 maximumConnections: max(1, configuration.maximumConnections),
                 acquireTimeout: timeout,
+                metricsRole: configuration.metricsRole,
                 logger: logger
             ) { deadline in
                 try await PostgresConnection.connect(
@@ -62,7 +63,9 @@ public final class Database: Sendable, Service {
             readers = nil
         case .sqlite(let path):
             let sqlite = configuration.sqlite
-            writer = ConnectionPool(name: "sqlite-writer", maximumConnections: 1, acquireTimeout: timeout, logger: logger) { _ in
+            writer = ConnectionPool(
+                name: "sqlite-writer", maximumConnections: 1, acquireTimeout: timeout, metricsRole: configuration.metricsRole, logger: logger
+            ) { _ in
                 try await SQLiteConnection.open(path: path, readOnly: false, configuration: sqlite, role: .writer)
             }
             if sqlite.isInMemory {
@@ -72,6 +75,7 @@ public final class Database: Sendable, Service {
                     name: "sqlite-readers",
                     maximumConnections: max(1, configuration.maximumConnections),
                     acquireTimeout: timeout,
+                    metricsRole: configuration.metricsRole,
                     logger: logger
                 ) { _ in
                     try await SQLiteConnection.open(path: path, readOnly: true, configuration: sqlite, role: .reader)
@@ -133,6 +137,7 @@ public final class Database: Sendable, Service {
     /// use after the closure returns. If a statement failed inside `body` and the error was
     /// caught, Postgres has aborted the transaction: the commit then throws
     /// `.transactionAborted` instead of pretending to succeed.
+    @discardableResult
     public func transaction<T>(_ body: (borrowing Transaction) async throws -> T) async throws -> T {
         let prelude = timeoutPrelude()
         return try await writer.withConnection { driver in

@@ -23,6 +23,10 @@ public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
     /// Maximum open connections (Postgres), or read-only connections beside the single writer
     /// (SQLite file databases). Default: 10.
     public var maximumConnections: Int = 10
+    /// The role label of this database's pool gauges (`restartix_db_pool_connections` by
+    /// state, `restartix_db_pool_waiting`): `admin`, `app`, `owner`... `nil` (the default)
+    /// records none. `TenantDatabase` and `AdminDatabase` set `app` and `admin` when it is nil.
+    public var metricsRole: String?
 
     /// How long an acquire waits for a free connection before failing with `.poolTimeout`.
     /// Default: 10 seconds.

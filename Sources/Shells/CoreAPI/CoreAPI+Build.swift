@@ -7,11 +7,14 @@ import RestartixPlatform
 import RestartixRedis
 import RestartixProviders
 import RestartixTenancy
+import Prometheus
 import ServiceSupport
 
 /// Builds the Core API: the database services, migrations on the embedded default, the tenancy
 /// boot check, and routes.
-func buildApplication(configuration: CoreAPIConfiguration) async throws -> some ApplicationProtocol {
+/// `metrics`: the registry `/metrics` renders (``MetricsBootstrap/bootstrap()`` in `main`;
+/// tests pass their own or none, since the metrics system takes one bootstrap per process).
+func buildApplication(configuration: CoreAPIConfiguration, metrics: PrometheusCollectorRegistry? = nil) async throws -> some ApplicationProtocol {
     let logger = {
         var logger = Logger(label: "restartix.core-api")
         logger.logLevel = configuration.logLevel
@@ -23,7 +26,9 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     }
     // The keyring is loaded once, before anything else: a missing or malformed one stops boot.
     let keyring = try await loadKeyring(configuration: configuration, logger: logger)
-    let database = Database(configuration: configuration.database, logger: logger)
+    // The platform's own work on the admin role; its pool gauges say role="platform", apart
+    // from the AdminDatabase's role="admin" pool.
+    let database = Database(configuration: { var c = configuration.database; c.metricsRole = "platform"; return c }(), logger: logger)
     let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: logger)
     let admin = AdminDatabase(configuration: configuration.database, logger: logger)
     let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: logger)
@@ -38,6 +43,7 @@ func buildApplication(configuration: CoreAPIConfiguration) async throws -> some 
     router.add(middleware: LogRequestsMiddleware(.debug))
     addHealthRoutes(to: router, database: database, readiness: Readiness(tenants: tenants, admin: admin))
     addPrincipalRoutes(to: router, resolver: resolver)
+    if let metrics { addMetricsRoute(to: router, registry: metrics) }
 
     var app = Application(
         router: router,
@@ -281,3 +287,4 @@ func jsonResponse(_ status: HTTPResponse.Status, _ json: String) -> Response {
         body: ResponseBody(byteBuffer: ByteBuffer(string: json))
     )
 }
+

@@ -12,8 +12,9 @@ struct CoreAPI {
             exitWithError(.coreAPI, error)
         }
         LogBootstrap.bootstrap(format: configuration.logFormat, level: configuration.logLevel)
+        let metrics = MetricsBootstrap.bootstrap()
         do {
-            let app = try await buildApplication(configuration: configuration)
+            let app = try await buildApplication(configuration: configuration, metrics: metrics)
             try await app.runService()
         } catch {
             // Errors here name tables, roles and hosts, never passwords or data.

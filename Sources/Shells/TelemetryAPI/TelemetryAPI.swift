@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Prometheus
 import ServiceSupport
 
 /// `restartix-telemetry-api`: at this stage only its health endpoint; ingest and session
@@ -17,14 +18,15 @@ struct TelemetryAPI {
         } catch {
             exitWithError(.telemetryAPI, error)
         }
-        let app = buildApplication(host: host, port: port)
+        let app = buildApplication(host: host, port: port, metrics: MetricsBootstrap.bootstrap())
         do { try await app.runService() } catch { exitWithError(.telemetryAPI, error) }
     }
 }
 
 /// Builds the Telemetry API application.
-func buildApplication(host: String, port: Int) -> some ApplicationProtocol {
+func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegistry? = nil) -> some ApplicationProtocol {
     let router = Router()
+    if let metrics { addMetricsRoute(to: router, registry: metrics) }
     router.get("health") { _, _ -> Response in
         Response(
             status: .ok,

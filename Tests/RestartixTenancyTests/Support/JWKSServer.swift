@@ -1,65 +1,33 @@
 import Foundation
-import Hummingbird
 import JWTKit
-import Logging
-import NIOCore
 import _CryptoExtras
 import RestartixTestSupport
 import Synchronization
 
-/// A real HTTP server on 127.0.0.1 serving a JWKS document, counting fetches. The document can
-/// be replaced (key rotation) while it runs.
+/// A JWKS endpoint on the suites' stub HTTP server, counting fetches. The document can be
+/// replaced (key rotation) and the endpoint made to fail while it runs.
 final class JWKSServer: Sendable {
-    private let state = Mutex<(document: String, fetches: Int, status: Int)>(("{\"keys\":[]}", 0, 200))
-    private let task: Task<Void, any Error>
-    let url: String
+    private let state = Mutex<(document: String, status: Int)>(("{\"keys\":[]}", 200))
+    private let server = Mutex<StubHTTPServer?>(nil)
 
-    var fetches: Int { state.withLock { $0.fetches } }
+    var url: String { (server.withLock { $0?.baseURL } ?? "") + "/.well-known/jwks.json" }
+    var fetches: Int { server.withLock { $0?.requests.filter { $0.path == "/.well-known/jwks.json" }.count ?? 0 } }
 
     func serve(_ document: String) { state.withLock { $0.document = document } }
     func fail(with status: Int) { state.withLock { $0.status = status } }
 
-    private init(task: Task<Void, any Error>, port: Int) {
-        self.task = task
-        self.url = "http://127.0.0.1:\(port)/.well-known/jwks.json"
-    }
-
     static func start() async throws -> JWKSServer {
-        let holder = Mutex<JWKSServer?>(nil)
-        let router = Router()
-        router.get("/.well-known/jwks.json") { _, _ -> Response in
-            let (document, status) = holder.withLock { server in
-                server!.state.withLock { state in
-                    state.fetches += 1
-                    return (state.document, state.status)
-                }
-            }
-            return Response(
-                status: HTTPResponse.Status(code: status),
-                headers: [.contentType: "application/json"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: document))
-            )
+        let jwks = JWKSServer()
+        let stub = try await StubHTTPServer.start { request in
+            guard request.path == "/.well-known/jwks.json" else { return .status(404) }
+            let (document, status) = jwks.state.withLock { ($0.document, $0.status) }
+            return .json(document, status: status)
         }
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) },
-            logger: {
-                var logger = Logger(label: "restartix.tests.jwks")
-                logger.logLevel = .critical  // stopping the server logs the cancellation
-                return logger
-            }()
-        )
-        let task = Task { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else { throw MissingService(name: "JWKS test server") }
-        let server = JWKSServer(task: task, port: port)
-        holder.withLock { $0 = server }
-        return server
+        jwks.server.withLock { $0 = stub }
+        return jwks
     }
 
-    func stop() { task.cancel() }
+    func stop() { server.withLock { $0?.stop() } }
 }
 
 /// An RSA signing key and its JWKS entry.

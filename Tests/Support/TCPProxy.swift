@@ -8,12 +8,12 @@ import Glibc
 /// forwarded connection and the listening socket (clients see the server gone: connection
 /// refused), `start()` listens on the same port again. Blocking sockets and a thread per
 /// direction: a handful of connections in a test.
-final class TCPProxy: Sendable {
-    let port: UInt16
+public final class TCPProxy: Sendable {
+    public let port: UInt16
     private let upstream: (host: String, port: UInt16)
     private let state = Mutex<(listener: Int32, sockets: Set<Int32>)>((-1, []))
 
-    init(upstreamHost: String, upstreamPort: UInt16) throws {
+    public init(upstreamHost: String, upstreamPort: UInt16) throws {
         upstream = (upstreamHost, upstreamPort)
         let (fd, port) = try Self.listen(port: 0)
         self.port = port
@@ -22,7 +22,7 @@ final class TCPProxy: Sendable {
     }
 
     /// Cuts the link: no connection stays open, none is accepted.
-    func stop() {
+    public func stop() {
         let (listener, sockets) = state.withLock { state in
             defer { state = (-1, []) }
             return state
@@ -32,7 +32,7 @@ final class TCPProxy: Sendable {
     }
 
     /// Restores the link on the same port.
-    func start() throws {
+    public func start() throws {
         let (fd, _) = try Self.listen(port: port)
         state.withLock { $0.listener = fd }
         acceptLoop(fd)
