@@ -75,6 +75,10 @@ public struct AWSSigner: Sendable {
         body: some DataProtocol,
         date: Date = Date()
     ) -> [(String, String)] {
+        sign(method: method, path: path, query: query, headers: headers, payloadHash: Self.hex(SHA256.hash(data: Data(body))), date: date)
+    }
+
+    func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)], payloadHash: String, date: Date) -> [(String, String)] {
         let amzDate = Self.amzDate(date)
         var all = headers.filter { $0.0.lowercased() != "x-amz-date" && $0.0.lowercased() != "authorization" }
         all.append(("x-amz-date", amzDate))
@@ -83,7 +87,6 @@ public struct AWSSigner: Sendable {
             all.append(("x-amz-security-token", token))
             added.append(("x-amz-security-token", token))
         }
-        let payloadHash = Self.hex(SHA256.hash(data: Data(body)))
         let signedPath = service == "s3" ? path : Self.normalized(path)
         let (canonical, signedHeaders) = Self.canonicalRequest(method: method, path: signedPath, query: query, headers: all, payloadHash: payloadHash)
         let day = String(amzDate.prefix(8))
@@ -95,6 +98,88 @@ public struct AWSSigner: Sendable {
             "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
         ))
         return added
+    }
+
+    /// What a request's payload hash is (`x-amz-content-sha256`, the last line of the
+    /// canonical request).
+    public enum Payload: Sendable {
+        /// The body itself: its SHA-256 is computed here.
+        case bytes(Data)
+        /// A body that streams: the hex SHA-256 the caller computed while producing it.
+        case sha256(hex: String)
+        /// `UNSIGNED-PAYLOAD`: the body is not covered by the signature (S3 over TLS, presigned
+        /// URLs, uploads whose hash is not known before they start).
+        case unsigned
+
+        var hash: String {
+            switch self {
+            case .bytes(let data): AWSSigner.hex(SHA256.hash(data: data))
+            case .sha256(let hex): hex.lowercased()
+            case .unsigned: "UNSIGNED-PAYLOAD"
+            }
+        }
+    }
+
+    /// Signs a request to `url` as it will be sent: the path and query are read from the URL
+    /// (so a caller never splits or decodes it), and `host` and `x-amz-content-sha256` are
+    /// added here. Returns every header to send: `headers`, then `host`,
+    /// `x-amz-content-sha256`, `x-amz-date`, `x-amz-security-token` for temporary
+    /// credentials, and `authorization`.
+    public func sign(_ method: String, url: URL, headers: [(String, String)] = [], payload: Payload, date: Date = Date()) -> [(String, String)] {
+        let reserved: Set<String> = ["host", "x-amz-content-sha256", "x-amz-date", "authorization", "x-amz-security-token"]
+        var all = headers.filter { !reserved.contains($0.0.lowercased()) }
+        let hash = payload.hash
+        all.append(("host", AWSJSONClient.hostHeader(url)))
+        all.append(("x-amz-content-sha256", hash))
+        let signed = sign(method: method, path: Self.path(of: url), query: Self.query(of: url), headers: all, payloadHash: hash, date: date)
+        return all + signed
+    }
+
+    /// A presigned URL for `method` on `url` (query-string authentication): valid for
+    /// `expires` (1 second to 7 days), for the payload unsigned. Headers in `headers` (a
+    /// content type, a content length) are signed: the request must send them with these
+    /// values. S3 answers 403 once it expires or when anything signed was changed.
+    public func presign(
+        _ method: String, url: URL, expires: Duration, headers: [(String, String)] = [], date: Date = Date()
+    ) throws(AWSError) -> URL {
+        guard expires >= .seconds(1), expires <= .seconds(7 * 86_400) else {
+            throw AWSError(.configuration, "a presigned URL lives between 1 second and 7 days")
+        }
+        let amzDate = Self.amzDate(date)
+        let day = String(amzDate.prefix(8))
+        let scope = "\(day)/\(region)/\(service)/aws4_request"
+        let signedHeaders = [("host", AWSJSONClient.hostHeader(url))] + headers.map { ($0.0.lowercased(), $0.1) }
+        var query = Self.query(of: url).filter { !$0.0.hasPrefix("X-Amz-") }
+        query += [
+            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+            ("X-Amz-Credential", "\(credentials.accessKeyID)/\(scope)"),
+            ("X-Amz-Date", amzDate),
+            ("X-Amz-Expires", "\(expires.components.seconds)"),
+            ("X-Amz-SignedHeaders", signedHeaders.map(\.0).sorted().joined(separator: ";")),
+        ]
+        if let token = credentials.sessionToken { query.append(("X-Amz-Security-Token", token)) }
+        let signedPath = service == "s3" ? Self.path(of: url) : Self.normalized(Self.path(of: url))
+        let (canonical, _) = Self.canonicalRequest(
+            method: method, path: signedPath, query: query, headers: signedHeaders, payloadHash: "UNSIGNED-PAYLOAD"
+        )
+        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.hex(SHA256.hash(data: Data(canonical.utf8))))"
+        let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: signingKey(day: day)))
+        query.append(("X-Amz-Signature", signature))
+        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)
+        components?.percentEncodedQuery = query.map { Self.encode($0.0) + "=" + Self.encode($0.1) }.joined(separator: "&")
+        guard let presigned = components?.url else { throw AWSError(.configuration, "the URL to presign is not valid") }
+        return presigned
+    }
+
+    /// The decoded path of `url` (`/` when empty): what ``sign(method:path:query:headers:body:date:)`` encodes once.
+    static func path(of url: URL) -> String {
+        let path = URLComponents(url: url, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? ""
+        return path.isEmpty ? "/" : (path.removingPercentEncoding ?? path)
+    }
+
+    /// The decoded query pairs of `url`, in order.
+    static func query(of url: URL) -> [(String, String)] {
+        (URLComponents(url: url, resolvingAgainstBaseURL: false)?.queryItems ?? []).map { ($0.name, $0.value ?? "") }
     }
 
     func signingKey(day: String) -> SymmetricKey {

@@ -34,14 +34,19 @@ struct ServiceConfigurationTests {
         #expect(Set(names).count == names.count, "a key is listed twice")
         // Variable names as the code spells them where it reads one: `service.string("X")`,
         // `environment["X"]`, `value("X")` (provider seeds), pool sizes.
-        let pattern = try Regex(#"(?:string|int|value|applyPoolSize|environment\[|variables\[)\(?"([A-Z][A-Z0-9_]{2,})""#)
+        // NSRegularExpression: Swift's Regex over every source file kept a cooperative thread
+        // busy long enough to delay other suites' timers.
+        let pattern = try NSRegularExpression(pattern: #"(?:string|int|value|applyPoolSize|environment\[|variables\[)\(?"([A-Z][A-Z0-9_]{2,})""#)
         var read = Set<String>()
         for directory in ["Sources/Shells", "Sources/RestartixProviders", "Sources/RestartixPlatform", "Sources/RestartixAWS"] {
             let files = FileManager.default.enumerator(atPath: Self.root.appendingPathComponent(directory).path)
             while let file = files?.nextObject() as? String {
                 guard file.hasSuffix(".swift") else { continue }
                 let text = try String(contentsOf: Self.root.appendingPathComponent(directory).appendingPathComponent(file), encoding: .utf8)
-                for match in text.matches(of: pattern) { read.insert(String(match.output[1].substring!)) }
+                let range = NSRange(text.startIndex..., in: text)
+                for match in pattern.matches(in: text, range: range) {
+                    if let name = Range(match.range(at: 1), in: text) { read.insert(String(text[name])) }
+                }
             }
         }
         #expect(read.count > 30, "the scan found too little to mean anything: \(read.sorted())")

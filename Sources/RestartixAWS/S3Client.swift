@@ -1,0 +1,193 @@
+public import AsyncHTTPClient
+public import Foundation
+import NIOCore
+import NIOHTTP1
+import RestartixKit
+
+/// An S3 client for one bucket over async-http-client, signed with ``AWSSigner``: `HeadBucket`,
+/// `PutObject`, `GetObject`, `DeleteObject`, multipart uploads and presigned URLs. The endpoint
+/// is overridable (moto in tests, a VPC endpoint in production), path-style or
+/// virtual-hosted. Payloads are signed `UNSIGNED-PAYLOAD` over HTTPS (TLS protects them) and
+/// by their SHA-256 over plain HTTP.
+///
+/// Errors are ``AWSError``: `.service(type:status:)` with S3's error code (`NoSuchBucket`,
+/// `AccessDenied`...), never the body; `.unreachable` when S3 cannot be reached.
+public struct S3Client: Sendable {
+    /// The bucket.
+    public let bucket: String
+    /// The signer (credentials, region, `s3`).
+    public let signer: AWSSigner
+    /// The bucket's base URL (`https://bucket.s3.region.amazonaws.com` or
+    /// `http://127.0.0.1:5000/bucket`).
+    public let bucketURL: URL
+    let httpClient: HTTPClient
+    let timeout: Duration
+
+    /// A client for `bucket`. `endpoint` replaces `https://s3.<region>.amazonaws.com`;
+    /// `usePathStyle` puts the bucket in the path instead of the host name (moto, MinIO).
+    public init(
+        bucket: String,
+        region: String,
+        credentials: AWSCredentials,
+        endpoint: String? = nil,
+        usePathStyle: Bool = false,
+        httpClient: HTTPClient = .shared,
+        timeout: Duration = .seconds(30)
+    ) throws(AWSError) {
+        guard (3...63).contains(bucket.count), bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }) else {
+            throw AWSError(.configuration, "a bucket name is 3 to 63 lower-case letters, digits, dots and hyphens")
+        }
+        let base = endpoint ?? "https://s3.\(region).amazonaws.com"
+        guard var components = URLComponents(string: base), let scheme = components.scheme, ["http", "https"].contains(scheme),
+            let host = components.host
+        else {
+            throw AWSError(.configuration, "the S3 endpoint is not an http(s) URL")
+        }
+        let trimmed = components.path.hasSuffix("/") ? String(components.path.dropLast()) : components.path
+        if usePathStyle {
+            components.path = trimmed + "/" + bucket
+        } else {
+            components.host = "\(bucket).\(host)"
+            components.path = trimmed
+        }
+        guard let url = components.url else { throw AWSError(.configuration, "the S3 endpoint is not an http(s) URL") }
+        self.bucket = bucket
+        self.bucketURL = url
+        self.signer = AWSSigner(credentials: credentials, region: region, service: "s3")
+        self.httpClient = httpClient
+        self.timeout = timeout
+    }
+
+    /// The URL of `key` (each path segment percent-encoded as S3 expects).
+    public func url(for key: String) throws(AWSError) -> URL {
+        guard !key.isEmpty, key.utf8.count <= 1024, !key.hasPrefix("/") else {
+            throw AWSError(.configuration, "an object key is 1 to 1024 bytes and does not start with /")
+        }
+        let encoded = key.split(separator: "/", omittingEmptySubsequences: false).map { AWSSigner.encode(String($0)) }.joined(separator: "/")
+        guard let url = URL(string: bucketURL.absoluteString + "/" + encoded) else {
+            throw AWSError(.configuration, "the object key does not make a URL")
+        }
+        return url
+    }
+
+    /// Whether the bucket exists and these credentials may use it (`HeadBucket`): false for
+    /// 404; a 403 is an error (``AWSError`` `AccessDenied`), not "missing".
+    public func headBucket() async throws(AWSError) -> Bool {
+        let (status, _, _) = try await send("HEAD", bucketURL, payload: .bytes(Data()), accept: [200, 404])
+        return status == 200
+    }
+
+    /// Stores `body` at `key` (`PutObject`); returns its ETag. `headers` pass through as sent
+    /// (`x-amz-server-side-encryption`, `x-amz-object-lock-mode`, `cache-control`...).
+    @discardableResult
+    public func put(_ body: Data, at key: String, contentType: String = "application/octet-stream", headers: [(String, String)] = []) async throws(AWSError) -> String {
+        let (_, responseHeaders, _) = try await send(
+            "PUT", try url(for: key), headers: [("content-type", contentType)] + headers, payload: payload(body), body: body
+        )
+        return responseHeaders["etag"].first ?? ""
+    }
+
+    /// The object at `key` (`GetObject`), or nil when there is none (404 `NoSuchKey`).
+    public func get(_ key: String) async throws(AWSError) -> Data? {
+        let (status, _, body) = try await send("GET", try url(for: key), payload: .bytes(Data()), accept: [200, 404])
+        return status == 404 ? nil : body
+    }
+
+    /// Deletes the object at `key` (`DeleteObject`); deleting one that is not there succeeds.
+    public func delete(_ key: String) async throws(AWSError) {
+        _ = try await send("DELETE", try url(for: key), payload: .bytes(Data()), accept: [200, 204])
+    }
+
+    /// Starts a multipart upload to `key`; returns its upload id.
+    public func createMultipartUpload(at key: String, contentType: String = "application/octet-stream", headers: [(String, String)] = []) async throws(AWSError) -> String {
+        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "uploads", value: "")])
+        let (_, _, body) = try await send("POST", url, headers: [("content-type", contentType)] + headers, payload: .bytes(Data()))
+        guard let id = Self.element("UploadId", in: body) else { throw AWSError(.malformedResponse, "CreateMultipartUpload returned no UploadId") }
+        return id
+    }
+
+    /// Uploads part `number` (1...10,000; every part but the last at least 5 MiB) of an upload;
+    /// returns the part's ETag, which ``completeMultipartUpload(at:uploadID:parts:)`` needs.
+    public func uploadPart(_ body: Data, at key: String, uploadID: String, number: Int) async throws(AWSError) -> String {
+        guard (1...10_000).contains(number) else { throw AWSError(.configuration, "a part number is 1 to 10,000") }
+        let url = try url(for: key).appending(queryItems: [
+            URLQueryItem(name: "partNumber", value: "\(number)"), URLQueryItem(name: "uploadId", value: uploadID),
+        ])
+        let (_, headers, _) = try await send("PUT", url, payload: payload(body), body: body)
+        guard let etag = headers["etag"].first else { throw AWSError(.malformedResponse, "UploadPart returned no ETag") }
+        return etag
+    }
+
+    /// Completes an upload from its parts' numbers and ETags, in order.
+    public func completeMultipartUpload(at key: String, uploadID: String, parts: [(number: Int, etag: String)]) async throws(AWSError) {
+        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "uploadId", value: uploadID)])
+        let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(Self.escaped($0.etag))</ETag></Part>" }.joined()
+        let body = Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
+        let (_, _, answer) = try await send("POST", url, headers: [("content-type", "application/xml")], payload: payload(body), body: body)
+        // S3 can answer 200 with an error document when completing fails late.
+        if let code = Self.element("Code", in: answer) { throw AWSError(.service(type: code, status: 200), "CompleteMultipartUpload failed") }
+    }
+
+    /// Abandons an upload and frees its parts.
+    public func abortMultipartUpload(at key: String, uploadID: String) async throws(AWSError) {
+        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "uploadId", value: uploadID)])
+        _ = try await send("DELETE", url, payload: .bytes(Data()), accept: [204, 200, 404])
+    }
+
+    /// A presigned URL to `GET` (or `PUT`) `key` for `expires`. For a PUT, `contentType` (and
+    /// `contentLength`, when given) are signed: the upload must send exactly those.
+    public func presignedURL(
+        _ method: String, for key: String, expires: Duration, contentType: String? = nil, contentLength: Int? = nil, date: Date = Date()
+    ) throws(AWSError) -> URL {
+        guard ["GET", "PUT", "HEAD", "DELETE"].contains(method) else { throw AWSError(.configuration, "presign GET, PUT, HEAD or DELETE") }
+        var headers: [(String, String)] = []
+        if let contentType { headers.append(("content-type", contentType)) }
+        if let contentLength { headers.append(("content-length", "\(contentLength)")) }
+        return try signer.presign(method, url: try url(for: key), expires: expires, headers: headers, date: date)
+    }
+
+    // MARK: - Sending
+
+    /// Over HTTPS the payload is left unsigned (TLS protects it); over plain HTTP it is hashed.
+    func payload(_ body: Data) -> AWSSigner.Payload {
+        bucketURL.scheme == "https" ? .unsigned : .bytes(body)
+    }
+
+    func send(
+        _ method: String, _ url: URL, headers: [(String, String)] = [], payload: AWSSigner.Payload, body: Data = Data(), accept: Set<Int> = [200]
+    ) async throws(AWSError) -> (status: Int, headers: HTTPHeaders, body: Data) {
+        let signed = signer.sign(method, url: url, headers: headers, payload: payload)
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = HTTPMethod(rawValue: method)
+        for (name, value) in signed where name != "host" { request.headers.add(name: name, value: value) }
+        if !body.isEmpty { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response: HTTPClientResponse
+        let data: Data
+        do {
+            response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            let buffer = try await response.body.collect(upTo: 64 << 20)
+            data = Data(buffer.readableBytesView)
+        } catch {
+            throw AWSError(.unreachable, "S3 (\(url.host ?? "?")) could not be reached or did not answer in time")
+        }
+        let status = Int(response.status.code)
+        guard accept.contains(status) else {
+            let code = Self.element("Code", in: data) ?? "HTTP\(status)"
+            throw AWSError(.service(type: code, status: status), "S3 refused \(method) on the bucket \(bucket)")
+        }
+        return (status, response.headers, data)
+    }
+
+    /// The text of the first `<name>` element of an XML answer (S3's are flat enough).
+    static func element(_ name: String, in data: Data) -> String? {
+        guard let text = String(data: data, encoding: .utf8),
+            let start = text.range(of: "<\(name)>"), let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex)
+        else { return nil }
+        return String(text[start.upperBound..<end.lowerBound])
+    }
+
+    static func escaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
