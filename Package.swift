@@ -158,6 +158,7 @@ let package = Package(
                 "RestartixAWS",
                 "RestartixTenancy",
                 "RestartixCrypto",
+                "RestartixProviders",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]

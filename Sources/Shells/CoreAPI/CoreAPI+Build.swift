@@ -57,24 +57,14 @@ func buildApplication(configuration: CoreAPIConfiguration, metrics: PrometheusCo
     return app
 }
 
-/// The configured keyring; on the embedded default with none configured, a local keyring
-/// generated once into `keyring.json` (mode 0600) beside the SQLite file, so sealed values
-/// survive restarts. Errors name the problem, never key bytes.
+/// The configured keyring; on the embedded default with none configured, the platform's local
+/// keyring beside the SQLite file (``PlatformBoot/localKeyring(in:logger:)``).
 func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: String] = ProcessEnvironment.current, logger: Logger) async throws -> Keyring {
     if let source = configuration.keyringSource {
         return try await source.load(environment: environment)
     }
     let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
-    let path = directory.appendingPathComponent("keyring.json").path
-    if !FileManager.default.fileExists(atPath: path) {
-        try SQLiteConfiguration.preparePrivateDirectory(directory.path)
-        let document = Keyring.generate().document
-        guard FileManager.default.createFile(atPath: path, contents: Data(document.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ServiceConfigurationError(.invalidValue, "could not write the local keyring \(path) (RESTARTIX_SQLITE_PATH decides its folder)")
-        }
-        logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
-    }
-    return try await KeyringSource.file(path: path).load(environment: environment)
+    return try await PlatformBoot.localKeyring(in: directory, logger: logger)
 }
 
 /// Clerk when configured; otherwise the local development issuer, which
@@ -117,10 +107,9 @@ func errorBody(_ code: String, _ detail: String) -> String {
     return #"{"error":"\#(code)","detail":"\#(escaped)"}"#
 }
 
-/// Before serving: migrations on the embedded default, the keyring check (a key disabled while
-/// values still need it), then the tenancy boot check for the app role and, when given, the
-/// admin role. Throws (and the server does not start)
-/// when the keyring cannot open every sealed value or the database would not keep clinics apart.
+/// Before serving: the platform's boot sequence (``PlatformBoot/prepare(_:options:logger:)``:
+/// migrations on the embedded default, the keyring check and provider seeds, the tenancy boot
+/// checks), then one line saying when the embedded default is in use.
 func prepareDatabases(
     configuration: CoreAPIConfiguration,
     database: Database,
@@ -130,35 +119,11 @@ func prepareDatabases(
     environment: [String: String] = ProcessEnvironment.current,
     logger: Logger
 ) async throws {
-    if configuration.isEmbeddedDefault {
-        try await Migrator(platformSchemaOn: database, logger: logger).migrate()
-    }
-    if let admin, let keyring {
-        do {
-            if let usage = try await KeyringUsage.verifyBeforeServing(admin, keyring: keyring) {
-                logger.info("Keyring lists disabled keys; no sealed value needs them", metadata: ["values": "\(usage.totals.values.reduce(0, +))"])
-            }
-        } catch let error as EncryptionError {
-            logger.critical("Refusing to start: the keyring cannot open every sealed value", metadata: ["problem": "\(error)"])
-            throw error
-        }
-        // Cat A providers: seed the platform defaults the environment names (never over a row
-        // that exists, so rotated credentials stay), as the platform's main does at every boot.
-        do {
-            try await ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger))
-                .bootstrapProviderDefaults(environment: environment, logger: logger)
-        } catch let error as ProviderError {
-            logger.critical("Refusing to start: a provider seed in the environment is invalid", metadata: ["problem": "\(error)"])
-            throw error
-        }
-    }
-    do {
-        try await tenants.verifyIsolation()
-        try await admin?.verifyIsolation()
-    } catch let error as TenancyError {
-        logger.critical("Refusing to start: tenant isolation is not enforced", metadata: ["problems": "\(error.problems)"])
-        throw error
-    }
+    try await PlatformBoot.prepare(
+        PlatformBoot.Databases(platform: database, tenants: tenants, admin: admin),
+        options: PlatformBoot.Options(applyMigrations: configuration.isEmbeddedDefault, keyring: keyring, providerSeedVariables: environment),
+        logger: logger
+    )
     if configuration.isEmbeddedDefault {
         logger.notice(
             "Running on the embedded default: SQLite file, migrations applied; set DATABASE_URL and DATABASE_APP_URL for Postgres",

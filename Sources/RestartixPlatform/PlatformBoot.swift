@@ -1,0 +1,97 @@
+public import Foundation
+public import Logging
+public import RestartixCrypto
+public import RestartixKit
+import RestartixProviders
+public import RestartixTenancy
+
+/// The platform's boot sequence, the same for every executable that serves the platform's
+/// data: what must hold before a request is served. The Core API runs it before it listens;
+/// nothing in it is HTTP.
+public enum PlatformBoot {
+    /// What ``prepare(_:logger:)`` works on.
+    public struct Databases {
+        /// The platform's own pool on the admin role (migrations on the embedded default,
+        /// provider seeds).
+        public var platform: Database
+        /// The app role's tenant database.
+        public var tenants: TenantDatabase
+        /// The admin role's database, when the service has one (its boot check runs too).
+        public var admin: AdminDatabase?
+
+        public init(platform: Database, tenants: TenantDatabase, admin: AdminDatabase? = nil) {
+            self.platform = platform
+            self.tenants = tenants
+            self.admin = admin
+        }
+    }
+
+    /// What to do besides the checks.
+    public struct Options: Sendable {
+        /// Apply the platform's migrations first (the embedded default: nobody else runs them).
+        public var applyMigrations: Bool
+        /// The keyring: checked against every sealed value (a key disabled while values still
+        /// need it stops boot), and used to seal the provider seeds.
+        public var keyring: Keyring?
+        /// The variables the Cat A provider seeds are read from (`SES_FROM_ADDRESS`, ...):
+        /// seeded when absent, never over a row that exists.
+        public var providerSeedVariables: [String: String]
+
+        public init(applyMigrations: Bool, keyring: Keyring? = nil, providerSeedVariables: [String: String] = [:]) {
+            self.applyMigrations = applyMigrations
+            self.keyring = keyring
+            self.providerSeedVariables = providerSeedVariables
+        }
+    }
+
+    /// Runs the boot sequence: migrations (when asked), the keyring check and the provider
+    /// seeds (when a keyring and an admin database are given), then the tenancy boot check for
+    /// the app role and the admin role. Throws, after one critical log line naming the
+    /// problem, when the keyring cannot open every sealed value, a seed is invalid or the
+    /// database would not keep clinics apart: the caller must not serve.
+    public static func prepare(_ databases: Databases, options: Options, logger: Logger) async throws {
+        if options.applyMigrations {
+            try await Migrator(platformSchemaOn: databases.platform, logger: logger).migrate()
+        }
+        if let admin = databases.admin, let keyring = options.keyring {
+            do {
+                if let usage = try await KeyringUsage.verifyBeforeServing(admin, keyring: keyring) {
+                    logger.info("Keyring lists disabled keys; no sealed value needs them", metadata: ["values": "\(usage.totals.values.reduce(0, +))"])
+                }
+            } catch let error as EncryptionError {
+                logger.critical("Refusing to start: the keyring cannot open every sealed value", metadata: ["problem": "\(error)"])
+                throw error
+            }
+            do {
+                try await ProviderRegistry(database: databases.platform, cipher: ColumnCipher(keyring: keyring, logger: logger))
+                    .bootstrapProviderDefaults(environment: options.providerSeedVariables, logger: logger)
+            } catch let error as ProviderError {
+                logger.critical("Refusing to start: a provider seed in the environment is invalid", metadata: ["problem": "\(error)"])
+                throw error
+            }
+        }
+        do {
+            try await databases.tenants.verifyIsolation()
+            try await databases.admin?.verifyIsolation()
+        } catch let error as TenancyError {
+            logger.critical("Refusing to start: tenant isolation is not enforced", metadata: ["problems": "\(error.problems)"])
+            throw error
+        }
+    }
+
+    /// The keyring of the embedded default when none is configured: generated once into
+    /// `keyring.json` (mode 0600) in `directory`, so sealed values survive restarts, then read
+    /// from there. Errors name the file, never key bytes.
+    public static func localKeyring(in directory: URL, logger: Logger) async throws -> Keyring {
+        let path = directory.appendingPathComponent("keyring.json").path
+        if !FileManager.default.fileExists(atPath: path) {
+            try SQLiteConfiguration.preparePrivateDirectory(directory.path)
+            let document = Keyring.generate().document
+            guard FileManager.default.createFile(atPath: path, contents: Data(document.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw EncryptionError(.keyringUnavailable, "could not write the local keyring \(path)")
+            }
+            logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
+        }
+        return try await KeyringSource.file(path: path).load(environment: [:])
+    }
+}
