@@ -170,7 +170,6 @@ let package = Package(
             name: "ServiceSupport",
             dependencies: [
                 "RestartixKit",
-                "RestartixTenancy",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -34,10 +34,14 @@ CREATE TRIGGER notes__insert INSTEAD OF INSERT ON notes BEGIN
             current_setting('app.unscoped', 1) IS 'on'
             OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')
         END, 0);
+    SELECT RAISE(ABORT, 'invalid value for column id of table notes: text expected')
+        WHERE typeof(NEW.id) NOT IN ('text', 'null');
+    SELECT RAISE(ABORT, 'invalid value for column organization_id of table notes: text expected')
+        WHERE typeof(NEW.organization_id) NOT IN ('text', 'null');
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "notes_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT));
+        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "notes_pkey"')
-        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.id = CAST(NEW.id AS TEXT));
+        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.id = NEW.id);
     INSERT INTO notes__rows (id, organization_id, author_id, body, created_at)
         VALUES (NEW.id, NEW.organization_id, NEW.author_id, NEW.body, coalesce(NEW.created_at, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')));
     SELECT restartix_count_changes(changes());
@@ -61,10 +65,14 @@ CREATE TRIGGER notes__update INSTEAD OF UPDATE ON notes BEGIN
             current_setting('app.unscoped', 1) IS 'on'
             OR NEW.organization_id = nullif(current_setting('app.current_org_id', 1), '')
         END, 0);
+    SELECT RAISE(ABORT, 'invalid value for column id of table notes: text expected')
+        WHERE typeof(NEW.id) NOT IN ('text', 'null');
+    SELECT RAISE(ABORT, 'invalid value for column organization_id of table notes: text expected')
+        WHERE typeof(NEW.organization_id) NOT IN ('text', 'null');
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "notes_organization_id_id_key"')
-        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.organization_id = CAST(NEW.organization_id AS TEXT) AND k.id = CAST(NEW.id AS TEXT) AND NOT (k.id IS OLD.id)) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.organization_id = NEW.organization_id AND k.id = NEW.id AND NOT (k.id IS OLD.id)) AND (NEW.organization_id IS NOT OLD.organization_id OR NEW.id IS NOT OLD.id);
     SELECT RAISE(ABORT, 'duplicate key value violates unique constraint "notes_pkey"')
-        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.id = CAST(NEW.id AS TEXT) AND NOT (k.id IS OLD.id)) AND (NEW.id IS NOT OLD.id);
+        WHERE EXISTS (SELECT 1 FROM notes__rows AS k WHERE k.id = NEW.id AND NOT (k.id IS OLD.id)) AND (NEW.id IS NOT OLD.id);
     UPDATE notes__rows SET id = NEW.id, organization_id = NEW.organization_id, author_id = NEW.author_id, body = NEW.body, created_at = NEW.created_at
         WHERE id = OLD.id AND coalesce(
         CASE WHEN current_setting('restartix.connection_role', 1) IS 'app' THEN
@@ -90,4 +98,5 @@ CREATE TRIGGER notes__delete INSTEAD OF DELETE ON notes BEGIN
 END;
 
 """#
+
 }

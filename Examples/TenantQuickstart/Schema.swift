@@ -1,8 +1,8 @@
 // The example's schema: its own table (version 1) and the tenancy migration that puts it
 // behind its policies (version 2). Version 2 is the text TenantPolicySQL.sqlite(for:after:)
 // wrote for `Schema.notes` after version 1, committed as written: applied migrations are
-// immutable, so it is never regenerated at run time. (The tenancy tests regenerate it and fail
-// if the generator and this file ever disagree.)
+// immutable, so it is never regenerated at run time. (CI runs `TenantQuickstart
+// --check-policy-sql`, which regenerates it and fails if the generator and this file disagree.)
 import RestartixKit
 import RestartixTenancy
 

@@ -1,5 +1,6 @@
 // Tenant quickstart: a table of your own under the kit's tenant isolation, on SQLite, with
-// RestartixKit and RestartixTenancy only (no platform schema, no Redis, no HTTP client).
+// RestartixKit and RestartixTenancy only (no platform schema, no Redis; the HTTP client that
+// comes with RestartixTenancy's Clerk verifier is linked, not used: see README.md).
 //
 //     swift run TenantQuickstart                        # a temporary SQLite file
 //     swift run TenantQuickstart /tmp/notes.sqlite      # a SQLite file of your choosing

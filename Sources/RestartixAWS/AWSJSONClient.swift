@@ -23,11 +23,16 @@ public struct AWSError: RestartixError, Equatable {
     public let kind: Kind
     /// A short explanation that is safe to log.
     public let detail: String
+    /// AWS's own message for a service error. It can name accounts, roles and resources
+    /// (`User: arn:aws:sts::...:assumed-role/... is not authorized`), so it is kept apart: it is
+    /// not part of ``safeDetail`` or ``description``; log it only where that is acceptable.
+    public let serverMessage: String?
 
     /// Creates an error.
-    public init(_ kind: Kind, _ detail: String) {
+    public init(_ kind: Kind, _ detail: String, serverMessage: String? = nil) {
         self.kind = kind
         self.detail = detail
+        self.serverMessage = serverMessage
     }
 
     public static let domain = "aws"
@@ -155,8 +160,8 @@ public struct AWSJSONClient: Sendable {
         guard (200..<300).contains(status) else {
             let failure = try? JSONDecoder().decode(AWSFailureBody.self, from: data)
             let type = failure?.__type.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP\(status)"
-            let message = (failure?.message ?? failure?.Message ?? "").prefix(200)
-            throw AWSError(.service(type: type, status: status), "\(action): \(message)")
+            let message = (failure?.message ?? failure?.Message).map { String($0.prefix(500)) }
+            throw AWSError(.service(type: type, status: status), "\(action) was refused", serverMessage: message)
         }
         do { return try JSONDecoder().decode(Response.self, from: data) } catch {
             throw AWSError(.malformedResponse, "\(action) answered JSON of another shape")

@@ -142,6 +142,10 @@ public struct AWSSigner: Sendable {
     public func presign(
         _ method: String, url: URL, expires: Duration, headers: [(String, String)] = [], date: Date = Date()
     ) throws(AWSError) -> URL {
+        guard service == "s3" else {
+            // Other services sign the empty payload's hash, not UNSIGNED-PAYLOAD.
+            throw AWSError(.configuration, "presigning is for S3 URLs; this signer is for \(service)")
+        }
         guard expires >= .seconds(1), expires <= .seconds(7 * 86_400) else {
             throw AWSError(.configuration, "a presigned URL lives between 1 second and 7 days")
         }

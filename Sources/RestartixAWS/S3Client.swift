@@ -148,6 +148,9 @@ public struct S3Client: Sendable {
 
     // MARK: - Sending
 
+    /// The largest answer read into memory (64 MiB): larger objects are for presigned URLs.
+    static let maximumAnswer = 64 << 20
+
     /// Over HTTPS the payload is left unsigned (TLS protects it); over plain HTTP it is hashed.
     func payload(_ body: Data) -> AWSSigner.Payload {
         bucketURL.scheme == "https" ? .unsigned : .bytes(body)
@@ -164,11 +167,18 @@ public struct S3Client: Sendable {
         let response: HTTPClientResponse
         let data: Data
         do {
-            response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
-            let buffer = try await response.body.collect(upTo: 64 << 20)
-            data = Data(buffer.readableBytesView)
+            response = try await httpClient.execute(request, timeout: TimeAmount(timeout))
         } catch {
             throw AWSError(.unreachable, "S3 (\(url.host ?? "?")) could not be reached or did not answer in time")
+        }
+        do {
+            let buffer = try await response.body.collect(upTo: Self.maximumAnswer)
+            data = Data(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            // Not a passing fault: the same GET would be as large again.
+            throw AWSError(.malformedResponse, "S3's answer to \(method) is over \(Self.maximumAnswer >> 20) MiB; fetch large objects in ranges or presign them")
+        } catch {
+            throw AWSError(.unreachable, "S3 (\(url.host ?? "?")) stopped answering \(method)")
         }
         let status = Int(response.status.code)
         guard accept.contains(status) else {

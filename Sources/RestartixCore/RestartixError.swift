@@ -1,12 +1,13 @@
 /// The one shape of every public error in the kit.
 ///
-/// Each module has one error type per domain (``DatabaseError``, `RedisError`, `AWSError`,
-/// `TenancyError`, `PrincipalError`, `SignatureError`, `EncryptionError`, `ProviderError`,
-/// `UsageError`, `TelemetryError`), and each conforms: a closed set of codes with stable names,
-/// a detail that is safe to log and to return, the HTTP status a service answers with, and
-/// whether trying again may help. A service maps any of them to a response the same way
-/// (the Core API's problem+json bodies carry ``identifier``, ``safeDetail`` and ``httpStatus``),
-/// and `Scripts/check-architecture` fails when a public error type does not conform.
+/// Each module has one error type per domain (`DatabaseError`, `RedisError`, `AWSError`,
+/// `TokenError`, `TenancyError`, `PrincipalError`, `SignatureError`, `EncryptionError`,
+/// `ProviderError`, `UsageError`, `TelemetryError`, `ConfigurationError`), and each conforms: a
+/// closed set of codes with stable names, a detail that is safe to log and to return, the HTTP
+/// status a service answers with, and whether trying again may help. A service maps any of
+/// them to a response the same way (``httpStatus``, ``identifier``, ``safeDetail``: the Core
+/// API's error bodies name the identifier), and `Scripts/check-architecture` fails when a
+/// public error type does not conform.
 ///
 /// Safe means: a detail names kinds, fields, tables, key ids, counts and positions, never a
 /// bound value, a row's data, a token, a secret or a server's free text (which can quote data);

@@ -1,4 +1,9 @@
 public import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 public import Logging
 public import RestartixCrypto
 public import RestartixKit
@@ -44,8 +49,8 @@ public enum PlatformBoot {
         }
     }
 
-    /// Runs the boot sequence: migrations (when asked), the keyring check and the provider
-    /// seeds (when a keyring and an admin database are given), then the tenancy boot check for
+    /// Runs the boot sequence: migrations (when asked), the keyring check (when a keyring and an
+    /// admin database are given) and the provider seeds (when a keyring is), then the tenancy boot check for
     /// the app role and the admin role. Throws, after one critical log line naming the
     /// problem, when the keyring cannot open every sealed value, a seed is invalid or the
     /// database would not keep clinics apart: the caller must not serve.
@@ -53,14 +58,17 @@ public enum PlatformBoot {
         if options.applyMigrations {
             try await Migrator(platformSchemaOn: databases.platform, logger: logger).migrate()
         }
-        if let admin = databases.admin, let keyring = options.keyring {
-            do {
-                if let usage = try await KeyringUsage.verifyBeforeServing(admin, keyring: keyring) {
-                    logger.info("Keyring lists disabled keys; no sealed value needs them", metadata: ["values": "\(usage.totals.values.reduce(0, +))"])
+        if let keyring = options.keyring {
+            // The check reads every clinic's sealed values: it needs the admin role.
+            if let admin = databases.admin {
+                do {
+                    if let usage = try await KeyringUsage.verifyBeforeServing(admin, keyring: keyring) {
+                        logger.info("Keyring lists disabled keys; no sealed value needs them", metadata: ["values": "\(usage.totals.values.reduce(0, +))"])
+                    }
+                } catch let error as EncryptionError {
+                    logger.critical("Refusing to start: the keyring cannot open every sealed value", metadata: ["problem": "\(error)"])
+                    throw error
                 }
-            } catch let error as EncryptionError {
-                logger.critical("Refusing to start: the keyring cannot open every sealed value", metadata: ["problem": "\(error)"])
-                throw error
             }
             do {
                 try await ProviderRegistry(database: databases.platform, cipher: ColumnCipher(keyring: keyring, logger: logger))
@@ -86,11 +94,20 @@ public enum PlatformBoot {
         let path = directory.appendingPathComponent("keyring.json").path
         if !FileManager.default.fileExists(atPath: path) {
             try SQLiteConfiguration.preparePrivateDirectory(directory.path)
-            let document = Keyring.generate().document
-            guard FileManager.default.createFile(atPath: path, contents: Data(document.utf8), attributes: [.posixPermissions: 0o600]) else {
+            // Published atomically and exclusively: written whole to a temporary file, then
+            // linked to its name, which fails if another process got there first. Two processes
+            // booting on one embedded default at once end up with one keyring, complete.
+            let temporary = directory.appendingPathComponent(".keyring-\(UUID().uuidString).json").path
+            defer { unlink(temporary) }
+            guard FileManager.default.createFile(atPath: temporary, contents: Data(Keyring.generate().document.utf8), attributes: [.posixPermissions: 0o600])
+            else {
+                throw EncryptionError(.keyringUnavailable, "could not write the local keyring in \(directory.path)")
+            }
+            if link(temporary, path) == 0 {
+                logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
+            } else if errno != EEXIST {
                 throw EncryptionError(.keyringUnavailable, "could not write the local keyring \(path)")
             }
-            logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
         }
         return try await KeyringSource.file(path: path).load(environment: [:])
     }

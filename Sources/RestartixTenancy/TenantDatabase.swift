@@ -6,7 +6,7 @@ public import ServiceLifecycle
 /// The app database: every statement runs inside one clinic's context, or not at all.
 ///
 /// ```swift
-/// let app = TenantDatabase(configuration: try DatabaseConfiguration(url: appURL), logger: logger)
+/// let app = TenantDatabase(configuration: try DatabaseConfiguration(url: appURL), tables: PlatformSchema.tenantTables, logger: logger)
 /// try await app.verifyIsolation()          // at boot: refuse to start on an unsafe database
 /// let rows = try await app.withTenant(context) { tx in
 ///     try await tx.query("SELECT id FROM patients WHERE deleted_at IS NULL")

@@ -6,7 +6,9 @@ public import RestartixKit
 /// Documentation/RestartixTenancy.md, "SQLite"): each table's rows move to `<table>__rows`, a
 /// view named `<table>` shows only the rows the current context may see, and its INSTEAD OF
 /// triggers enforce the write rules, refusing unique-key conflicts before any write (so
-/// `INSERT OR REPLACE` can never delete another clinic's row).
+/// `INSERT OR REPLACE` and `UPDATE OR REPLACE` cannot delete a row, another clinic's included:
+/// the guards compare what will be stored, defaults applied, and a unique-key value of another
+/// storage class than its column's is refused).
 ///
 /// Generate the SQL once, when you write the migration, and commit it as that migration's
 /// text: applied migrations are immutable, so a migration must never be regenerated at run time
@@ -35,8 +37,11 @@ public enum TenantPolicySQL {
     /// exist there as plain tables, each with a primary key and its tenant column.
     ///
     /// Throws ``TenancyError/Code/invalidTenantTables`` naming every table that cannot be
-    /// generated (a missing column, no primary key, a partial or expression unique index, a
-    /// unique key over a column that is neither TEXT nor INTEGER, schema-defined ownership).
+    /// generated: a missing column, no primary key, a partial or expression unique index or one
+    /// with a collation other than BINARY, a unique key over a column that is neither TEXT nor
+    /// INTEGER, a nullable column with a default, a view or trigger that names the table,
+    /// schema-defined ownership, a name that is not a plain identifier; and when the SQL it
+    /// wrote does not apply on a scratch copy of the schema.
     public static func sqlite(for tables: [TenantTable], after migrations: MigrationSet) async throws -> String {
         _ = try TenantTables(tables)  // consistent on its own
         var logger = Logger(label: "restartix.tenancy.policy-sql")
@@ -49,8 +54,16 @@ public enum TenantPolicySQL {
                 for table in tables { shapes.append(try await TableShape.read(table.name, from: connection)) }
                 return shapes
             }
+            let sql = try render(tables, shapes)
+            // What is returned applies: run it on the scratch database first, so a name SQLite
+            // cannot take unquoted (a keyword) fails here, not in the migration.
+            do {
+                try await scratch.withConnection { try await $0.executeScript(sql) }
+            } catch let error as DatabaseError {
+                throw TenancyError(.invalidTenantTables, "the generated SQLite policies do not apply", problems: ["\(error)"])
+            }
             await scratch.shutdown()
-            return try render(tables, shapes)
+            return sql
         } catch {
             await scratch.shutdown()
             throw error
@@ -68,9 +81,12 @@ public enum TenantPolicySQL {
         }
 
         let columns: [Column]
-        /// (constraint name, columns, partial) for every unique index; `nil` columns for an
-        /// index on an expression.
-        let uniqueKeys: [(name: String, columns: [String]?, partial: Bool)]
+        /// (constraint name, columns, partial, collations) for every unique index; `nil`
+        /// columns for an index on an expression.
+        let uniqueKeys: [(name: String, columns: [String]?, partial: Bool, collations: [String])]
+        /// Views and triggers of the schema (other than the table's own) whose SQL names the
+        /// table: renaming it would rewire them to the unfiltered rows.
+        let dependents: [String]
 
         static func read(_ table: String, from connection: borrowing DatabaseConnection) async throws -> TableShape {
             let columns = try await connection.query("SELECT name, type, \"notnull\" AS not_null, dflt_value, pk FROM pragma_table_info(\(table))").map { row in
@@ -82,38 +98,45 @@ public enum TenantPolicySQL {
                     primaryKeyPosition: try row.decode("pk", as: Int.self)
                 )
             }
-            var keys: [(name: String, columns: [String]?, partial: Bool)] = []
+            var keys: [(name: String, columns: [String]?, partial: Bool, collations: [String])] = []
             for index in try await connection.query("SELECT name, \"unique\" AS is_unique, origin, partial FROM pragma_index_list(\(table))") {
                 guard try index.decode("is_unique", as: Int.self) != 0 else { continue }
                 let name = try index.decode("name", as: String.self)
                 let origin = try index.decode("origin", as: String.self)
-                let parts = try await connection.query("SELECT name FROM pragma_index_info(\(name)) ORDER BY seqno")
+                // xinfo: the key columns (`key` = 1) with their collation.
+                let parts = try await connection.query("SELECT name, coll FROM pragma_index_xinfo(\(name)) WHERE key = 1 ORDER BY seqno")
                 let names = try parts.map { try $0.decode("name", as: String?.self) }
+                let collations = try parts.map { try $0.decode("coll", as: String?.self) ?? "BINARY" }
                 let columns = names.contains(nil) ? nil : names.compactMap { $0 }
                 let constraint = switch origin {
                 case "pk": "\(table)_pkey"
                 case "c": name
                 default: "\(table)_\((columns ?? []).joined(separator: "_"))_key"
                 }
-                keys.append((constraint, columns, try index.decode("partial", as: Int.self) != 0))
+                keys.append((constraint, columns, try index.decode("partial", as: Int.self) != 0, collations))
             }
             // A rowid table's INTEGER PRIMARY KEY has no index of its own.
             let primaryKey = columns.filter { $0.primaryKeyPosition > 0 }.sorted { $0.primaryKeyPosition < $1.primaryKeyPosition }.map(\.name)
             if !primaryKey.isEmpty, !keys.contains(where: { $0.name == "\(table)_pkey" }) {
-                keys.append(("\(table)_pkey", primaryKey, false))
+                keys.append(("\(table)_pkey", primaryKey, false, primaryKey.map { _ in "BINARY" }))
             }
-            return TableShape(columns: columns, uniqueKeys: keys.sorted { $0.name < $1.name })
+            let dependents = try await connection.query("""
+                SELECT type || ' ' || name AS what FROM sqlite_master
+                WHERE type IN ('view', 'trigger') AND tbl_name <> \(table) AND sql LIKE '%' || \(table) || '%' ORDER BY name
+                """).map { try $0.decode("what", as: String.self) }
+            return TableShape(columns: columns, uniqueKeys: keys.sorted { $0.name < $1.name }, dependents: dependents)
         }
 
         var primaryKey: [String] {
             columns.filter { $0.primaryKeyPosition > 0 }.sorted { $0.primaryKeyPosition < $1.primaryKeyPosition }.map(\.name)
         }
 
-        /// The type a value is stored as: how a key guard must compare what is about to be written.
+        /// The storage class a unique-key column must hold: its values are refused unless they
+        /// already are of it, so the guard compares exactly what will be stored.
         func affinity(_ column: String) -> String? {
             guard let type = columns.first(where: { $0.name == column })?.type.uppercased() else { return nil }
-            if type.contains("INT") { return "INTEGER" }
-            if type.contains("CHAR") || type.contains("CLOB") || type.contains("TEXT") { return "TEXT" }
+            if type.contains("INT") { return "integer" }
+            if type.contains("CHAR") || type.contains("CLOB") || type.contains("TEXT") { return "text" }
             return nil
         }
     }
@@ -152,6 +175,18 @@ public enum TenantPolicySQL {
         if table.ownership == .definedBySchema {
             problems.append("\(table.name): ownership defined by the schema cannot be generated; write that rule by hand")
         }
+        if case .userColumn(let column) = table.ownership, !TenantTable.isIdentifier(column) {
+            problems.append("\(table.name): the ownership column \(column) is not a lower-case SQL identifier")
+        }
+        for column in shape.columns where !TenantTable.isIdentifier(column.name) {
+            problems.append("\(table.name): column \(column.name) is not a lower-case SQL identifier")
+        }
+        for column in shape.columns where !column.notNull && column.defaultSQL != nil {
+            problems.append("\(table.name): nullable column \(column.name) has a default, which a write through the view cannot keep (make it NOT NULL)")
+        }
+        for dependent in shape.dependents {
+            problems.append("\(table.name): \(dependent) names the table; renaming it would point that at every clinic's rows (drop it first, make it again over the view)")
+        }
         if shape.primaryKey.isEmpty { problems.append("\(table.name) has no primary key (the triggers find a row by it)") }
         for key in shape.uniqueKeys {
             guard let columns = key.columns else {
@@ -159,6 +194,9 @@ public enum TenantPolicySQL {
                 continue
             }
             if key.partial { problems.append("\(table.name): unique index \(key.name) is partial; its conflicts cannot be guarded") }
+            if key.collations.contains(where: { $0.uppercased() != "BINARY" }) {
+                problems.append("\(table.name): unique index \(key.name) compares with another collation than BINARY; its conflicts cannot be guarded")
+            }
             for column in columns where shape.affinity(column) == nil {
                 problems.append("\(table.name): unique key \(key.name) covers \(column), which is neither TEXT nor INTEGER")
             }
@@ -206,12 +244,28 @@ public enum TenantPolicySQL {
             "CREATE VIEW \(name) AS SELECT * FROM \(rows) AS r WHERE",
             "    \(rule(table, "r", .select, indent: ""));",
         ]
+        // What a write will store in a column: a NOT NULL column with a default gets the
+        // default for NULL (the INSERT below says so; UPDATE OR REPLACE does the same).
+        func stored(_ column: String) -> String {
+            guard let shapeColumn = shape.columns.first(where: { $0.name == column }), shapeColumn.notNull,
+                let defaultSQL = shapeColumn.defaultSQL
+            else { return "NEW.\(column)" }
+            return "coalesce(NEW.\(column), \(defaultSQL))"
+        }
         func guards(excludingOld: Bool) {
+            // A unique-key value of another storage class (2.5 in an INTEGER column, a blob in a
+            // TEXT one) would be stored as something the guard below does not compare: refuse it.
+            let keyed = Set(shape.uniqueKeys.flatMap { $0.columns ?? [] }).sorted()
+            for column in keyed {
+                let kind = shape.affinity(column)!
+                out.append("    SELECT RAISE(ABORT, 'invalid value for column \(column) of table \(name): \(kind) expected')")
+                out.append("        WHERE typeof(\(stored(column))) NOT IN ('\(kind)', 'null');")
+            }
             for unique in shape.uniqueKeys {
                 let keyColumns = unique.columns ?? []
-                let match = keyColumns.map { "k.\($0) = CAST(NEW.\($0) AS \(shape.affinity($0)!))" }.joined(separator: " AND ")
+                let match = keyColumns.map { "k.\($0) = \(stored($0))" }.joined(separator: " AND ")
                 let same = excludingOld ? " AND NOT (" + shape.primaryKey.map { "k.\($0) IS OLD.\($0)" }.joined(separator: " AND ") + ")" : ""
-                let changed = excludingOld ? " AND (" + keyColumns.map { "NEW.\($0) IS NOT OLD.\($0)" }.joined(separator: " OR ") + ")" : ""
+                let changed = excludingOld ? " AND (" + keyColumns.map { "\(stored($0)) IS NOT OLD.\($0)" }.joined(separator: " OR ") + ")" : ""
                 out.append("    SELECT RAISE(ABORT, 'duplicate key value violates unique constraint \"\(unique.name)\"')")
                 out.append("        WHERE EXISTS (SELECT 1 FROM \(rows) AS k WHERE \(match)\(same))\(changed);")
             }

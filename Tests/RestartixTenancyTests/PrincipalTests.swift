@@ -210,7 +210,7 @@ struct PrincipalTests {
         let error = await #expect(throws: PrincipalError.self) { try await LocalDevIssuer(environment: .production) }
         #expect(error?.code == .invalidConfiguration)
         await #expect(throws: PrincipalError.self) { try await LocalDevIssuer(environment: .staging) }
-        #expect(throws: PrincipalError.self) { try DeploymentEnvironment(appEnv: "prod") }
+        #expect(throws: ConfigurationError.self) { try DeploymentEnvironment(appEnv: "prod") }
         #expect(try DeploymentEnvironment(appEnv: nil) == .development)
         let dev = try await LocalDevIssuer(environment: .development)
         let other = try await LocalDevIssuer(environment: .development)

@@ -177,7 +177,7 @@ struct TenantTablesTests {
             id TEXT PRIMARY KEY NOT NULL,
             organization_id TEXT NOT NULL,
             author_id TEXT NOT NULL,
-            slug TEXT NOT NULL,
+            slug TEXT NOT NULL DEFAULT 'draft',
             body TEXT NOT NULL,
             pinned INTEGER NOT NULL DEFAULT 0,
             UNIQUE (organization_id, slug)
@@ -252,6 +252,16 @@ struct TenantTablesTests {
         await refused(staffA, "UPDATE notes SET organization_id = \(b) WHERE id = \(noteA)", .insufficientPrivilege, "moving a row to another clinic (not an updatable column)")
         await refused(staffA, "UPDATE notes SET author_id = \(UUID()) WHERE id = \(noteA)", .insufficientPrivilege, "a column the registry does not let the app update")
         await refused(staffA, "SELECT count(*) FROM notes__rows", .insufficientPrivilege, "the rows behind the view")
+        // A defaulted key column: the guard compares the default that will be stored, so
+        // INSERT OR REPLACE that leaves it out cannot delete the clinic's other 'draft' note.
+        let draft = UUID()
+        try await app.execute(staffA, "INSERT INTO notes (id, organization_id, author_id, body) VALUES (\(draft), \(a), \(staffA.userID), 'x')")
+        await refused(patientA, "INSERT OR REPLACE INTO notes (id, organization_id, author_id, body) VALUES (\(UUID()), \(a), \(patientA.userID), 'y')",
+                      .uniqueViolation, "INSERT OR REPLACE onto a defaulted key")
+        await refused(patientA, "INSERT INTO notes (id, organization_id, author_id, slug, body) VALUES (\(UUID()), \(a), \(patientA.userID), X'706C616E', 'z')",
+                      .invalidValue, "a blob in a TEXT key column")
+        #expect(try await app.query(staffA, "SELECT count(*) AS n FROM notes WHERE id = \(draft)").first?.decode("n", as: Int.self) == 1)
+        try await app.execute(ownerA, "DELETE FROM notes WHERE id = \(draft)")
         #expect(try await app.execute(staffB, "UPDATE notes SET body = 'edited' WHERE id = \(noteA)") == 0)
         #expect(try await app.execute(staffB, "DELETE FROM notes WHERE id = \(noteA)") == 0)
         #expect(try await app.execute(staffA, "DELETE FROM notes WHERE id = \(noteA)") == 0, "delete is for managers")
@@ -279,6 +289,11 @@ struct TenantTablesTests {
             CREATE TABLE blobkey (id BLOB PRIMARY KEY, organization_id TEXT NOT NULL);
             CREATE TABLE expression (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, email TEXT);
             CREATE UNIQUE INDEX expression_email ON expression (lower(email));
+            CREATE TABLE nocase (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, slug TEXT);
+            CREATE UNIQUE INDEX nocase_slug ON nocase (slug COLLATE NOCASE);
+            CREATE TABLE viewed (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, status TEXT DEFAULT 'new');
+            CREATE VIEW viewed_summary AS SELECT organization_id, count(*) AS n FROM viewed GROUP BY organization_id;
+            CREATE TABLE keyworded (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, "Order" INTEGER);
             """)])
         do {
             _ = try await TenantPolicySQL.sqlite(for: [
@@ -288,6 +303,9 @@ struct TenantTablesTests {
                 TenantTable("expression", patientOwn: [.select], ownership: .userColumn("user_id")),
                 TenantTable("missing"),
                 TenantTable("keyless2", tenantColumn: "clinic_id", ownership: .definedBySchema),
+                TenantTable("nocase"),
+                TenantTable("viewed"),
+                TenantTable("keyworded"),
             ], after: schema)
             Issue.record("ungeneratable tables were accepted")
         } catch let error as TenancyError {
@@ -298,8 +316,12 @@ struct TenantTablesTests {
                 "expression: unique index expression_email is on an expression; its conflicts cannot be guarded",
                 "keyless has no primary key (the triggers find a row by it)",
                 "keyless2 does not exist after the given migrations",
+                "keyworded: column Order is not a lower-case SQL identifier",
                 "missing does not exist after the given migrations",
+                "nocase: unique index nocase_slug compares with another collation than BINARY; its conflicts cannot be guarded",
                 "partial: unique index partial_slug is partial; its conflicts cannot be guarded",
+                "viewed: nullable column status has a default, which a write through the view cannot keep (make it NOT NULL)",
+                "viewed: view viewed_summary names the table; renaming it would point that at every clinic's rows (drop it first, make it again over the view)",
             ])
         }
     }

@@ -3,7 +3,7 @@
 /// Every closure-body snippet of README.md and Documentation/, in page order.
 let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("README.md:56", snippet_README_1),
-    ("Documentation/RestartixCore.md:52", snippet_Documentation_RestartixCore_2),
+    ("Documentation/RestartixCore.md:54", snippet_Documentation_RestartixCore_2),
     ("Documentation/RestartixKit.md:19", snippet_Documentation_RestartixKit_1),
     ("Documentation/RestartixKit.md:100", snippet_Documentation_RestartixKit_2),
     ("Documentation/RestartixKit.md:132", snippet_Documentation_RestartixKit_3),
@@ -14,7 +14,7 @@ let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("Documentation/RestartixTelemetry.md:15", snippet_Documentation_RestartixTelemetry_1),
     ("Documentation/RestartixTelemetry.md:53", snippet_Documentation_RestartixTelemetry_2),
     ("Documentation/RestartixTenancy.md:23", snippet_Documentation_RestartixTenancy_1),
-    ("Documentation/RestartixTenancy.md:131", snippet_Documentation_RestartixTenancy_2),
-    ("Documentation/RestartixTenancy.md:216", snippet_Documentation_RestartixTenancy_3),
-    ("Documentation/RestartixTenancy.md:276", snippet_Documentation_RestartixTenancy_4),
+    ("Documentation/RestartixTenancy.md:136", snippet_Documentation_RestartixTenancy_2),
+    ("Documentation/RestartixTenancy.md:221", snippet_Documentation_RestartixTenancy_3),
+    ("Documentation/RestartixTenancy.md:281", snippet_Documentation_RestartixTenancy_4),
 ]

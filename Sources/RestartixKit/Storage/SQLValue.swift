@@ -1,3 +1,4 @@
+public import RestartixCore
 public import Foundation
 
 /// A value crossing the boundary between Swift and a database, independent of the backend.
@@ -93,7 +94,7 @@ public protocol SQLDecodable: Sendable {
 }
 
 /// Why a cell could not be decoded. ``SQLRow`` wraps it in a ``DatabaseError`` naming the column.
-public struct SQLDecodingFailure: Error, Sendable, Hashable, CustomStringConvertible {
+public struct SQLDecodingFailure: RestartixError, Hashable {
     /// What the decoder expected, for example `"UUID"`.
     public let expected: String
     /// The kind of value found (see ``SQLValue/kind``), never the value.
@@ -104,7 +105,13 @@ public struct SQLDecodingFailure: Error, Sendable, Hashable, CustomStringConvert
         self.found = found.kind
     }
 
-    public var description: String { "expected \(expected), found \(found)" }
+    public static let domain = "decoding"
+    /// Always `kindMismatch`: the cell's kind does not fit the type asked for.
+    public var codeName: String { "kindMismatch" }
+    public var safeDetail: String { "expected \(expected), found \(found)" }
+    /// 500: the code asked for the wrong type; nothing the caller sent.
+    public var httpStatus: Int { 500 }
+    public var description: String { safeDetail }
 }
 
 // MARK: - Standard conformances

@@ -2,26 +2,6 @@ public import Foundation
 import JWTKit
 public import RestartixKit
 
-/// Where a service runs, from `APP_ENV`. Anything unknown is an error, never a default.
-public enum DeploymentEnvironment: String, Sendable, CaseIterable {
-    case development
-    case test
-    case staging
-    case production
-
-    /// Parses `APP_ENV`; unset or empty means development (the embedded default).
-    public init(appEnv: String?) throws(PrincipalError) {
-        guard let value = appEnv?.trimmingCharacters(in: .whitespaces).lowercased(), !value.isEmpty else {
-            self = .development
-            return
-        }
-        guard let environment = DeploymentEnvironment(rawValue: value) else {
-            throw PrincipalError(.invalidConfiguration, "APP_ENV must be one of: \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        self = environment
-    }
-}
-
 /// The claims a local development token asserts: the kit's own ids, no Clerk.
 public struct LocalDevPrincipal: Sendable, Hashable {
     /// The clinic (`organizations.id`).

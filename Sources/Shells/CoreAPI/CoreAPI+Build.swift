@@ -97,7 +97,7 @@ func addPrincipalRoutes(to router: Router<BasicRequestContext>, resolver: Princi
         } catch let error as any RestartixError {
             // Token, principal and membership failures alike: their status, their code, their
             // safe detail (the one error shape).
-            return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.codeName, error.safeDetail))
+            return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.identifier, error.safeDetail))
         }
     }
 }

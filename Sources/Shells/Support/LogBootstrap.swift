@@ -4,7 +4,7 @@ import Synchronization
 
 /// How the executables write log lines.
 public enum LogFormat: String, Sendable, Hashable {
-    /// One JSON object a line: `timestamp` (RFC 3339, UTC, microseconds), `level`, `label`,
+    /// One JSON object a line: `timestamp` (RFC 3339, UTC, milliseconds), `level`, `label`,
     /// `message`, `metadata` (an object; nested values as JSON), `source`. What the
     /// platform's log pipeline reads in staging and production.
     case json
@@ -15,12 +15,12 @@ public enum LogFormat: String, Sendable, Hashable {
 /// The one logging bootstrap of the three executables: `LOG_FORMAT` and `LOG_LEVEL` applied
 /// the same way everywhere. Call once, first thing in `main`.
 public enum LogBootstrap {
-    /// Bootstraps swift-log for the process: `format` to standard output (JSON) or standard
-    /// error (text), at `level`.
+    /// Bootstraps swift-log for the process: `format` to standard error, at `level`. (Standard
+    /// output stays the program's own: a job's report lines are not log records.)
     public static func bootstrap(format: LogFormat, level: Logger.Level) {
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = switch format {
-            case .json: JSONLogHandler(label: label, sink: .standardOutput)
+            case .json: JSONLogHandler(label: label, sink: .standardError)
             case .text: StreamLogHandler.standardError(label: label)
             }
             handler.logLevel = level
@@ -36,7 +36,7 @@ public enum LogBootstrap {
 public struct JSONLogHandler: LogHandler {
     /// Where lines go.
     public enum Sink: Sendable {
-        case standardOutput
+        case standardError
         /// Collects lines in memory (tests).
         case memory(LineBuffer)
     }
@@ -85,11 +85,19 @@ public struct JSONLogHandler: LogHandler {
         else { return }
         line.append("\n")
         switch sink {
-        case .standardOutput:
-            // One write(2) per line: atomic for lines under PIPE_BUF on a pipe, and never split
-            // by another thread's write.
-            line.utf8CString.withUnsafeBufferPointer { buffer in
-                _ = write(STDOUT_FILENO, buffer.baseAddress, buffer.count - 1)
+        case .standardError:
+            // One write(2) per line where the system allows (on a pipe, atomic up to PIPE_BUF,
+            // 4 KiB); a partial write is continued, an interrupted one retried.
+            var bytes = Array(line.utf8)[...]
+            while !bytes.isEmpty {
+                let written = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+                if written > 0 {
+                    bytes = bytes.dropFirst(written)
+                } else if written < 0, errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
             }
         case .memory(let buffer):
             buffer.append(String(line.dropLast()))

@@ -2,7 +2,6 @@ public import Configuration
 public import Foundation
 public import Logging
 public import RestartixKit
-public import RestartixTenancy
 
 /// Which executable reads a key.
 public enum Executable: String, Sendable, Hashable, CaseIterable, Comparable {
@@ -39,24 +38,9 @@ public struct ServiceKey: Sendable, Hashable {
     }
 }
 
-/// A configuration value that cannot be used. The detail names the key and what it must be,
-/// never the value (it may be a secret).
-public typealias ServiceConfigurationError = DomainError<ServiceConfigurationErrorDomain>
-
-/// The `configuration` error domain: its codes' HTTP statuses.
-public enum ServiceConfigurationErrorDomain: ErrorDomain {
-    public static let name = "configuration"
-
-    /// 500: a deployment defect; the executable refuses to start.
-    public static func httpStatus(for code: ErrorCode<ServiceConfigurationErrorDomain>) -> Int { 500 }
-}
-
-extension ErrorCode where Domain == ServiceConfigurationErrorDomain {
-    /// A value that does not parse or is out of range.
-    public static var invalidValue: Self { Self("invalidValue") }
-    /// A key that must be set (in this environment, or with another key) is not.
-    public static var missing: Self { Self("missing") }
-}
+/// The executables' configuration errors: RestartixKit's ``ConfigurationError`` (one type for
+/// every configuration failure in the kit).
+public typealias ServiceConfigurationError = ConfigurationError
 
 /// The executables' one configuration layer: swift-configuration's `ConfigReader` over the
 /// process environment, with every secret key marked, and typed readers for what more than one
@@ -100,9 +84,7 @@ public struct ServiceEnvironment: Sendable {
 
     /// `APP_ENV`: development (the default), test, staging or production.
     public func deployment() throws(ServiceConfigurationError) -> DeploymentEnvironment {
-        do { return try DeploymentEnvironment(appEnv: string("APP_ENV")) } catch {
-            throw ServiceConfigurationError(.invalidValue, "APP_ENV must be one of: development, test, staging, production")
-        }
+        try DeploymentEnvironment(appEnv: string("APP_ENV"))
     }
 
     /// `HOST` and `PORT`: where to listen (`127.0.0.1` by default; a container behind a load

@@ -12,7 +12,7 @@ public enum ServiceKeys {
         ServiceKey("HOST", "listen address; a container behind a load balancer sets 0.0.0.0", default: "127.0.0.1", api),
         ServiceKey("PORT", "listen port", default: "8080 (Core API), 8081 (Telemetry API)", api),
         ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),
-        ServiceKey("LOG_FORMAT", "json (one object a line: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
+        ServiceKey("LOG_FORMAT", "json (one object a line on standard error: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
         // Databases
         ServiceKey("DATABASE_URL", "the platform database, admin role, through PgBouncer", default: "unset: the embedded SQLite file", secret: true, [.coreAPI, .jobs]),
         ServiceKey("DATABASE_APP_URL", "the tenant database, restricted app role, through PgBouncer; required with DATABASE_URL", default: "the embedded SQLite file", secret: true, [.coreAPI]),

@@ -386,6 +386,8 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
                 constraint = message.split(separator: "\"").dropFirst().first.map(String.init)
             case SQLITE_CONSTRAINT where message.hasPrefix("permission denied"):
                 code = .insufficientPrivilege
+            case SQLITE_CONSTRAINT where message.hasPrefix("invalid value for column"):
+                code = .invalidValue  // a policy trigger's type guard (TenantPolicySQL)
             case SQLITE_CONSTRAINT:
                 code = .checkViolation
             case SQLITE_AUTH: code = .insufficientPrivilege
