@@ -231,27 +231,27 @@ struct CoreAPITests {
         #expect(postgres.appDatabase.dialect == .postgres)
         #expect(postgres.port == 9000)
         // Postgres without the app role's URL: refused, rather than serving tenants as admin.
-        let noApp = #expect(throws: ServiceConfigurationError.self) {
+        let noApp = #expect(throws: ConfigurationError.self) {
             try CoreAPIConfiguration(environment: ["DATABASE_URL": "postgres://u:p@db:5432/x"])
         }
         #expect(noApp?.description.contains("DATABASE_APP_URL") == true)
 
-        #expect(throws: ServiceConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "http"]) }
-        #expect(throws: ServiceConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "70000"]) }
-        #expect(throws: ServiceConfigurationError.self) { try CoreAPIConfiguration(environment: ["LOG_LEVEL": "loud"]) }
-        let production = #expect(throws: ServiceConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "production"]) }
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "http"]) }
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["PORT": "70000"]) }
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["LOG_LEVEL": "loud"]) }
+        let production = #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "production"]) }
         #expect(production?.description.contains("CLERK_ISSUER") == true, "no local development issuer in production")
-        #expect(throws: ServiceConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "staging"]) }
-        let forgotten = #expect(throws: ServiceConfigurationError.self, "a real database with neither Clerk nor APP_ENV") {
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "staging"]) }
+        let forgotten = #expect(throws: ConfigurationError.self, "a real database with neither Clerk nor APP_ENV") {
             try CoreAPIConfiguration(environment: ["DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x"])
         }
         #expect(forgotten?.description.contains("APP_ENV") == true)
-        let noParties = #expect(throws: ServiceConfigurationError.self) {
+        let noParties = #expect(throws: ConfigurationError.self) {
             try CoreAPIConfiguration(environment: ["APP_ENV": "production", "CLERK_ISSUER": "https://clerk.example.com"])
         }
         #expect(noParties?.description.contains("CLERK_AUTHORIZED_PARTIES") == true)
-        #expect(throws: ServiceConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "prod"]) }
-        let noKeys = #expect(throws: ServiceConfigurationError.self, "a real database needs the keyring") {
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["APP_ENV": "prod"]) }
+        let noKeys = #expect(throws: ConfigurationError.self, "a real database needs the keyring") {
             try CoreAPIConfiguration(environment: [
                 "DATABASE_URL": "postgres://u:p@db:5432/x", "DATABASE_APP_URL": "postgres://app:p@db:5432/x", "APP_ENV": "development",
             ])
@@ -404,7 +404,7 @@ struct CoreAPITests {
         #expect(try CoreAPIConfiguration(environment: base).redis == nil)
         let configured = try CoreAPIConfiguration(environment: base.merging(["REDIS_URL": "redis://:pw@127.0.0.1:6379/2"]) { $1 })
         #expect(configured.redis?.database == 2)
-        let error = #expect(throws: ServiceConfigurationError.self) {
+        let error = #expect(throws: ConfigurationError.self) {
             try CoreAPIConfiguration(environment: base.merging(["REDIS_URL": "http://user:hunter2-secret@127.0.0.1"]) { $1 })
         }
         #expect(error?.description.contains("REDIS_URL") == true && error?.description.contains("hunter2-secret") == false)

@@ -84,7 +84,7 @@ struct ServiceConfigurationTests {
         for (key, value) in [("PORT", "hunter2-port"), ("LOG_LEVEL", "hunter2-level"), ("LOG_FORMAT", "hunter2-format"), ("DB_POOL_MAX", "hunter2"),
                              ("APP_ENV", "hunter2-env"), ("DB_POOL_MAX", "0")] {
             let bad = ServiceEnvironment([key: value])
-            let error = #expect(throws: ServiceConfigurationError.self, "\(key)") {
+            let error = #expect(throws: ConfigurationError.self, "\(key)") {
                 _ = try bad.listenAddress(defaultPort: 1)
                 _ = try bad.logLevel()
                 _ = try bad.logFormat(for: try bad.deployment())

@@ -52,15 +52,7 @@ struct BootCheckTests {
 
     /// The check's problems for the app role on `sandbox`, or [] when it passes.
     func problems(_ sandbox: TenancySandbox, urlNamed name: String = "DATABASE_APP_DIRECT_URL") async throws -> [String] {
-        let app = try sandbox.database(urlNamed: name)
-        defer { Task { await app.shutdown() } }
-        do {
-            try await app.verifyIsolation()
-            return []
-        } catch let error as TenancyError {
-            #expect(error.code == .unsafeDatabase)
-            return error.problems
-        }
+        try await isolationProblems(sandbox.database(urlNamed: name))
     }
 
     @Test("a correctly migrated database passes, for the app and the admin role", .enabled(if: enabled))

@@ -14,18 +14,6 @@ struct TenantTablesTests {
         return try TenantTables(tables, alsoReadable: PlatformSchema.tenantTables.alsoReadable)
     }
 
-    /// The boot check's problems for `app` ([] when it passes); shuts `app` down.
-    static func bootProblems(_ app: TenantDatabase) async throws -> [String] {
-        defer { Task { await app.shutdown() } }
-        do {
-            try await app.verifyIsolation()
-            return []
-        } catch let error as TenancyError {
-            #expect(error.code == .unsafeDatabase)
-            return error.problems
-        }
-    }
-
     static func replacing(_ name: String, with table: TenantTable) -> (inout [TenantTable]) -> Void {
         { tables in tables = tables.map { $0.name == name ? table : $0 } }
     }
@@ -86,7 +74,7 @@ struct TenantTablesTests {
         let databases = try await TenancyBackend.sqlite.open()
         let path = try #require(databases.sqlitePath)
         func problems(_ tables: TenantTables) async throws -> [String] {
-            try await Self.bootProblems(TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), tables: tables, logger: TenancyBackend.logger))
+            try await isolationProblems(TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: path), tables: tables, logger: TenancyBackend.logger))
         }
         let clean = try await problems(PlatformSchema.tenantTables)
         #expect(clean == [], "\(clean)")
@@ -142,7 +130,7 @@ struct TenantTablesTests {
         try await TenancySandbox.make().run { sandbox in
             func problems(_ tables: TenantTables) async throws -> [String] {
                 let url = try TenancyBackend.require("DATABASE_APP_DIRECT_URL") + "&options=-csearch_path%3D\(sandbox.schema)"
-                return try await Self.bootProblems(
+                return try await isolationProblems(
                     TenantDatabase(url: url, tables: tables, settings: TenantSessionSettings(schema: sandbox.schema), logger: TenancyBackend.logger)
                 )
             }

@@ -59,7 +59,7 @@ func buildApplication(configuration: CoreAPIConfiguration, metrics: PrometheusCo
 
 /// The configured keyring; on the embedded default with none configured, the platform's local
 /// keyring beside the SQLite file (``PlatformBoot/localKeyring(in:logger:)``).
-func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: String] = ProcessEnvironment.current, logger: Logger) async throws -> Keyring {
+func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: String] = ServiceEnvironment().variables, logger: Logger) async throws -> Keyring {
     if let source = configuration.keyringSource {
         return try await source.load(environment: environment)
     }
@@ -116,7 +116,7 @@ func prepareDatabases(
     tenants: TenantDatabase,
     admin: AdminDatabase? = nil,
     keyring: Keyring? = nil,
-    environment: [String: String] = ProcessEnvironment.current,
+    environment: [String: String] = ServiceEnvironment().variables,
     logger: Logger
 ) async throws {
     try await PlatformBoot.prepare(

@@ -57,7 +57,7 @@ struct CoreAPIConfiguration: Sendable {
             // The admin role serves web requests too (memberships, elevated sessions).
             database.statementTimeout = Self.adminStatementTimeout
             guard let appURL = service.string("DATABASE_APP_URL") else {
-                throw ServiceConfigurationError(.missing, "DATABASE_APP_URL must be set with DATABASE_URL: tenant data is served through the restricted app role")
+                throw ConfigurationError(.missing, "DATABASE_APP_URL must be set with DATABASE_URL: tenant data is served through the restricted app role")
             }
             appDatabase = try DatabaseConfiguration(url: appURL)
             isEmbeddedDefault = false
@@ -74,26 +74,26 @@ struct CoreAPIConfiguration: Sendable {
             let parties = (service.string("CLERK_AUTHORIZED_PARTIES") ?? "").split(separator: ",")
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             if self.environment == .production || self.environment == .staging, parties.isEmpty {
-                throw ServiceConfigurationError(.missing, "CLERK_AUTHORIZED_PARTIES must list the frontend origins in \(self.environment.rawValue): tokens are checked against it (azp)")
+                throw ConfigurationError(.missing, "CLERK_AUTHORIZED_PARTIES must list the frontend origins in \(self.environment.rawValue): tokens are checked against it (azp)")
             }
             clerk = ClerkConfiguration(issuer: issuer, jwksURL: service.string("CLERK_JWKS_URL"), authorizedParties: Set(parties))
         } else if self.environment == .production || self.environment == .staging {
-            throw ServiceConfigurationError(.missing, "CLERK_ISSUER must be set in \(self.environment.rawValue): the local development issuer is refused there")
+            throw ConfigurationError(.missing, "CLERK_ISSUER must be set in \(self.environment.rawValue): the local development issuer is refused there")
         } else if !isEmbeddedDefault, service.string("APP_ENV") == nil {
             // A real database with neither Clerk nor an explicit environment is a deployment
             // that forgot its configuration, not a laptop: do not fall back to development tokens.
-            throw ServiceConfigurationError(.missing, "set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
+            throw ConfigurationError(.missing, "set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
         }
         devTokenSecret = service.string("RESTARTIX_DEV_TOKEN_SECRET")
         let keyringVariables = ["ENCRYPTION_KEYS", "ENCRYPTION_KEYS_SECRET_ID", "ENCRYPTION_KEYS_FILE", "ENCRYPTION_KEYS_KMS"]
         if keyringVariables.contains(where: { service.string($0) != nil }) {
             keyringSource = KeyringSource.configured(in: service.variables)
         } else if !isEmbeddedDefault || self.environment == .production || self.environment == .staging {
-            throw ServiceConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
+            throw ConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
         }
         if let url = service.string("REDIS_URL") {
             do { redis = try RedisConfiguration(url: url) } catch {
-                throw ServiceConfigurationError(.invalidValue, "REDIS_URL: \(error.detail)")
+                throw ConfigurationError(.invalidValue, "REDIS_URL: \(error.detail)")
             }
         }
         logLevel = try service.logLevel()
@@ -101,6 +101,3 @@ struct CoreAPIConfiguration: Sendable {
     }
 }
 
-enum ProcessEnvironment {
-    static var current: [String: String] { ProcessInfo.processInfo.environment }
-}

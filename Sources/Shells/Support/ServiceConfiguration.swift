@@ -38,10 +38,6 @@ public struct ServiceKey: Sendable, Hashable {
     }
 }
 
-/// The executables' configuration errors: RestartixKit's ``ConfigurationError`` (one type for
-/// every configuration failure in the kit).
-public typealias ServiceConfigurationError = ConfigurationError
-
 /// The executables' one configuration layer: swift-configuration's `ConfigReader` over the
 /// process environment, with every secret key marked, and typed readers for what more than one
 /// executable reads (listen address, log level and format, the environment, pool sizes). Each
@@ -74,48 +70,48 @@ public struct ServiceEnvironment: Sendable {
     }
 
     /// The integer in `key` within `range`, or nil when unset.
-    public func int(_ key: String, in range: ClosedRange<Int>) throws(ServiceConfigurationError) -> Int? {
+    public func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
         guard let text = string(key) else { return nil }
         guard let value = Int(text), range.contains(value) else {
-            throw ServiceConfigurationError(.invalidValue, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            throw ConfigurationError(.invalidValue, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
     }
 
     /// `APP_ENV`: development (the default), test, staging or production.
-    public func deployment() throws(ServiceConfigurationError) -> DeploymentEnvironment {
+    public func deployment() throws(ConfigurationError) -> DeploymentEnvironment {
         try DeploymentEnvironment(appEnv: string("APP_ENV"))
     }
 
     /// `HOST` and `PORT`: where to listen (`127.0.0.1` by default; a container behind a load
     /// balancer sets `HOST=0.0.0.0`).
-    public func listenAddress(defaultPort: Int) throws(ServiceConfigurationError) -> (host: String, port: Int) {
+    public func listenAddress(defaultPort: Int) throws(ConfigurationError) -> (host: String, port: Int) {
         (string("HOST") ?? "127.0.0.1", try int("PORT", in: 0...65535) ?? defaultPort)
     }
 
     /// `LOG_LEVEL` (`info` by default): one of swift-log's levels; anything else is an error,
     /// in every executable.
-    public func logLevel() throws(ServiceConfigurationError) -> Logger.Level {
+    public func logLevel() throws(ConfigurationError) -> Logger.Level {
         guard let text = string("LOG_LEVEL") else { return .info }
         guard let level = Logger.Level(rawValue: text.lowercased()) else {
-            throw ServiceConfigurationError(.invalidValue, "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            throw ConfigurationError(.invalidValue, "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
         }
         return level
     }
 
     /// `LOG_FORMAT`: `json` (one JSON object a line, what the platform's log pipeline reads)
     /// or `text`; by default JSON in staging and production, text elsewhere.
-    public func logFormat(for deployment: DeploymentEnvironment) throws(ServiceConfigurationError) -> LogFormat {
+    public func logFormat(for deployment: DeploymentEnvironment) throws(ConfigurationError) -> LogFormat {
         guard let text = string("LOG_FORMAT") else { return deployment == .staging || deployment == .production ? .json : .text }
         guard let format = LogFormat(rawValue: text.lowercased()) else {
-            throw ServiceConfigurationError(.invalidValue, "LOG_FORMAT must be json or text")
+            throw ConfigurationError(.invalidValue, "LOG_FORMAT must be json or text")
         }
         return format
     }
 
     /// The pool size for a role's database: `DB_POOL_MAX` (admin and owner pools) or
     /// `DB_APP_POOL_MAX` (the app role's pool), applied to `configuration` when set.
-    public func applyPoolSize(_ key: String, to configuration: inout DatabaseConfiguration) throws(ServiceConfigurationError) {
+    public func applyPoolSize(_ key: String, to configuration: inout DatabaseConfiguration) throws(ConfigurationError) {
         if let size = try int(key, in: 1...1000) { configuration.maximumConnections = size }
     }
 }

@@ -331,3 +331,16 @@ actor Gate {
         waiters.removeAll()
     }
 }
+
+/// The boot check's problems for `app` ([] when it passes; a failure must be
+/// `unsafeDatabase`); shuts `app` down.
+func isolationProblems(_ app: TenantDatabase) async throws -> [String] {
+    defer { Task { await app.shutdown() } }
+    do {
+        try await app.verifyIsolation()
+        return []
+    } catch let error as TenancyError {
+        #expect(error.code == .unsafeDatabase)
+        return error.problems
+    }
+}
