@@ -170,6 +170,7 @@ let package = Package(
             name: "ServiceSupport",
             dependencies: [
                 "RestartixKit",
+                "RestartixAWS",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -178,10 +179,18 @@ let package = Package(
             ],
             path: "Sources/Shells/Support"
         ),
+        // What the executables that serve the platform's data read besides: the keyring and
+        // the provider seeds (the Telemetry API links neither).
+        .target(
+            name: "PlatformSupport",
+            dependencies: ["ServiceSupport", "RestartixKit", "RestartixAWS", "RestartixCrypto", "RestartixPlatform", "RestartixProviders"],
+            path: "Sources/Shells/PlatformSupport"
+        ),
         .executableTarget(
             name: "CoreAPI",
             dependencies: [
                 "ServiceSupport",
+                "PlatformSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 "RestartixKit",
                 "RestartixPlatform",
@@ -210,6 +219,7 @@ let package = Package(
             name: "Jobs",
             dependencies: [
                 "ServiceSupport",
+                "PlatformSupport",
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixTenancy",
@@ -325,6 +335,7 @@ let package = Package(
             dependencies: [
                 "RestartixTestSupport", "CoreAPI",
                 "ServiceSupport",
+                "PlatformSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 "RestartixKit",
                 "RestartixPlatform",

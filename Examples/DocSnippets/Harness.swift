@@ -102,9 +102,10 @@ enum Harness {
         let database = Database(configuration: DatabaseConfiguration(sqlitePath: try await platformFile()), logger: logger)
         defer { Task { await database.shutdown() } }
         let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: Keyring.generate().keyring, logger: logger))
-        for seed in try ProviderSeed.fromEnvironment(["SES_FROM_ADDRESS": "noreply@clinic.example"]) {
-            try await registry.insertIfAbsent(seed.capability, kind: seed.kind, config: seed.config, secrets: seed.secrets)
-        }
+        try await registry.bootstrapProviderDefaults(
+            [ProviderSeed(capability: .email, kind: .ses, config: ["from_address": "noreply@clinic.example", "region": "eu-central-1"], secrets: ProviderSecrets())],
+            logger: logger
+        )
         try await body(registry, nil, logger, UUIDv7.generate())
     }
 

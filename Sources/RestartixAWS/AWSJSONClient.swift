@@ -108,16 +108,6 @@ public struct AWSJSONClient: Sendable {
         self.timeout = timeout
     }
 
-    /// The endpoint for `service` from the environment, as the AWS SDKs read it:
-    /// `AWS_ENDPOINT_URL_<SERVICE>` (e.g. `AWS_ENDPOINT_URL_SECRETS_MANAGER`), then
-    /// `AWS_ENDPOINT_URL`; `nil` for the public endpoint.
-    public static func endpoint(for serviceEnvironmentName: String, in environment: [String: String]) -> String? {
-        for name in ["AWS_ENDPOINT_URL_\(serviceEnvironmentName)", "AWS_ENDPOINT_URL"] {
-            if let value = environment[name], !value.isEmpty { return value }
-        }
-        return nil
-    }
-
     /// The Host header for `url`: brackets around an IPv6 address, the port only when it is not
     /// the scheme's default.
     public static func hostHeader(_ url: URL) -> String {

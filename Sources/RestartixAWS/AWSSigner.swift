@@ -21,16 +21,6 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible {
         self.sessionToken = sessionToken
     }
 
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; `nil` when either
-    /// key is missing or empty (then use the platform's credential chain). The caller passes the
-    /// variables (the executables' configuration layer does); the library reads no environment.
-    public static func fromEnvironment(_ environment: [String: String]) -> AWSCredentials? {
-        guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty,
-            let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
-        else { return nil }
-        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
-    }
-
     /// The access key id only.
     public var description: String { "AWSCredentials(\(accessKeyID), secret: <redacted>)" }
 }
@@ -272,65 +262,3 @@ public struct AWSSigner: Sendable {
     }
 }
 
-extension AWSCredentials {
-    /// The credentials the environment provides, as the AWS SDKs look for them:
-    ///
-    /// 1. `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
-    /// 2. the container credential endpoint — ECS task roles (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`,
-    ///    served at 169.254.170.2) and EKS pod identity (`AWS_CONTAINER_CREDENTIALS_FULL_URI` with
-    ///    `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `AWS_CONTAINER_AUTHORIZATION_TOKEN`). A full
-    ///    URI must be https or a loopback / link-local address, as the SDKs require.
-    ///
-    /// The temporary credentials returned carry their session token; they are meant for
-    /// boot-time work (loading the keyring) and expire within hours.
-    public static func resolve(
-        environment: [String: String],
-        httpClient: HTTPClient = .shared
-    ) async throws(AWSError) -> AWSCredentials {
-        if let credentials = fromEnvironment(environment) { return credentials }
-        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
-        let endpoint: String
-        if let relative = value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
-            endpoint = "http://169.254.170.2" + (relative.hasPrefix("/") ? relative : "/" + relative)
-        } else if let full = value("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
-            guard let url = URL(string: full), let host = url.host,
-                url.scheme == "https" || (url.scheme == "http" && (["127.0.0.1", "localhost", "::1", "169.254.170.2", "169.254.170.23", "fd00:ec2::23"].contains(host)))
-            else {
-                throw AWSError(.configuration, "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback or the container credential address")
-            }
-            endpoint = full
-        } else {
-            throw AWSError(.configuration, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a task role (AWS_CONTAINER_CREDENTIALS_*)")
-        }
-        var request = HTTPClientRequest(url: endpoint)
-        var token = value("AWS_CONTAINER_AUTHORIZATION_TOKEN")
-        if let file = value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            guard let contents = FileManager.default.contents(atPath: file) else {
-                throw AWSError(.configuration, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE cannot be read")
-            }
-            token = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        if let token { request.headers.add(name: "Authorization", value: token) }
-        struct Answer: Decodable {
-            let AccessKeyId: String
-            let SecretAccessKey: String
-            let Token: String?
-        }
-        let data: Data
-        do {
-            let response = try await httpClient.execute(request, timeout: .seconds(5))
-            guard response.status == .ok else {
-                throw AWSError(.service(type: "ContainerCredentials", status: Int(response.status.code)), "the container credential endpoint refused")
-            }
-            data = Data((try await response.body.collect(upTo: 64 * 1024)).readableBytesView)
-        } catch let error as AWSError {
-            throw error
-        } catch {
-            throw AWSError(.unreachable, "the container credential endpoint could not be reached")
-        }
-        guard let answer = try? JSONDecoder().decode(Answer.self, from: data), !answer.AccessKeyId.isEmpty, !answer.SecretAccessKey.isEmpty else {
-            throw AWSError(.malformedResponse, "the container credential endpoint answered JSON of another shape")
-        }
-        return AWSCredentials(accessKeyID: answer.AccessKeyId, secretAccessKey: answer.SecretAccessKey, sessionToken: answer.Token)
-    }
-}

@@ -1,4 +1,4 @@
-import RestartixAWS
+public import RestartixAWS
 public import RestartixCrypto
 import Crypto
 public import Foundation
@@ -10,45 +10,46 @@ public import RestartixKit
 /// Where the keyring comes from. Loaded once at boot; a failure stops boot with a message
 /// naming the problem and never any key bytes.
 ///
-/// - ``environment(variable:)``, ``file(path:)``, ``secretsManager(secretID:versionStage:)``
+/// - ``document(_:name:)``, ``file(path:)``, ``secretsManager(secretID:versionStage:aws:)``
 ///   hold the `ENCRYPTION_KEYS` document itself (on AWS the Secrets Manager secret is
 ///   KMS-enveloped by the service: Phase 1).
-/// - ``kms(_:)`` wraps one of those holding a KMS keyring document, whose keys are KMS
+/// - ``kms(_:aws:)`` wraps one of those holding a KMS keyring document, whose keys are KMS
 ///   ciphertext blobs opened with `kms:Decrypt` at boot (Phase 2, Documentation/RestartixCrypto.md).
 ///
-/// AWS sources read `AWS_REGION` (or `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID` /
-/// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
-/// `AWS_ENDPOINT_URL_KMS` or `AWS_ENDPOINT_URL` when set.
-public indirect enum KeyringSource: Sendable, Hashable {
-    /// An environment variable holding the document (`ENCRYPTION_KEYS`).
-    case environment(variable: String = "ENCRYPTION_KEYS")
+/// Typed values only: the library reads no environment. The executables build the source from
+/// `ENCRYPTION_KEYS`, `ENCRYPTION_KEYS_FILE`, `ENCRYPTION_KEYS_SECRET_ID` or
+/// `ENCRYPTION_KEYS_KMS` and the AWS keys (Documentation/Configuration.md).
+public indirect enum KeyringSource: Sendable, Hashable, CustomStringConvertible {
+    /// The document itself (the value of `ENCRYPTION_KEYS`); `name` is what errors call it.
+    case document(String, name: String = "ENCRYPTION_KEYS")
     /// A file holding the document (a mounted secret). Files readable by group or others are
     /// refused: the keyring is the crown jewel.
     case file(path: String)
     /// An AWS Secrets Manager secret: either the document itself, or a JSON object whose
     /// `ENCRYPTION_KEYS` member is the document (with `BACKUP_ENCRYPTION_KEY` beside it).
-    case secretsManager(secretID: String, versionStage: String = "AWSCURRENT")
+    case secretsManager(secretID: String, versionStage: String = "AWSCURRENT", aws: AWSConfiguration)
     /// A KMS keyring document read from another source; its keys are opened with `kms:Decrypt`.
-    case kms(KeyringSource)
+    case kms(KeyringSource, aws: AWSConfiguration)
 
     /// Reads, decrypts where needed, and parses the keyring.
     ///
     /// The backup key (``Keyring/backupKey``) comes from the document
     /// (`backup_encryption_key`, or `encrypted_backup_encryption_key` in a KMS document), else
-    /// from the secret's `BACKUP_ENCRYPTION_KEY` member, else from the `BACKUP_ENCRYPTION_KEY`
-    /// variable; it is optional, but one that is set and malformed, or set in two of those
-    /// places with different values, stops boot like a bad column key.
-    public func load(environment: [String: String]) async throws(EncryptionError) -> Keyring {
-        let (document, member) = try await contents(environment)
+    /// from the secret's `BACKUP_ENCRYPTION_KEY` member, else from `backupKey` (the
+    /// `BACKUP_ENCRYPTION_KEY` variable, base64); it is optional, but one that is set and
+    /// malformed, or set in two of those places with different values, stops boot like a bad
+    /// column key.
+    public func load(backupKey: String? = nil) async throws(EncryptionError) -> Keyring {
+        let (document, member) = try await contents()
         var keyring: Keyring
         switch self {
-        case .kms: keyring = try await KMSKeyring.open(document, environment: environment)
+        case .kms(_, let aws): keyring = try await KMSKeyring.open(document, aws: aws)
         default: keyring = try Keyring(json: document)
         }
         var candidates: [(origin: String, key: SymmetricKey)] = []
         if let member { candidates.append(("the secret's BACKUP_ENCRYPTION_KEY", try Keyring.backupKey(base64: member, from: "the secret's BACKUP_ENCRYPTION_KEY"))) }
-        if let variable = environment["BACKUP_ENCRYPTION_KEY"], !variable.isEmpty {
-            candidates.append(("the BACKUP_ENCRYPTION_KEY variable", try Keyring.backupKey(base64: variable, from: "the BACKUP_ENCRYPTION_KEY variable")))
+        if let backupKey, !backupKey.isEmpty {
+            candidates.append(("BACKUP_ENCRYPTION_KEY", try Keyring.backupKey(base64: backupKey, from: "BACKUP_ENCRYPTION_KEY")))
         }
         for candidate in candidates {
             if let loaded = keyring.backupKey {
@@ -62,26 +63,31 @@ public indirect enum KeyringSource: Sendable, Hashable {
         return keyring
     }
 
+    /// The kind of source and where it is; never the document.
+    public var description: String {
+        switch self {
+        case .document(_, let name): "document(\(name))"
+        case .file(let path): "file(\(path))"
+        case .secretsManager(let id, let stage, _): "secretsManager(\(id), \(stage))"
+        case .kms(let inner, _): "kms(\(inner))"
+        }
+    }
+
     /// The document text this source holds, and the `BACKUP_ENCRYPTION_KEY` member of a secret
     /// of several values.
-    private func contents(_ environment: [String: String]) async throws(EncryptionError) -> (document: Data, backupKey: String?) {
+    private func contents() async throws(EncryptionError) -> (document: Data, backupKey: String?) {
         switch self {
-        case .environment(let variable):
-            guard let text = environment[variable], !text.isEmpty else {
-                throw EncryptionError(.keyringUnavailable, "\(variable) is not set")
+        case .document(let text, let name):
+            guard !text.isEmpty else {
+                throw EncryptionError(.keyringUnavailable, "\(name) is empty")
             }
             return (Data(text.utf8), nil)
         case .file(let path):
             return (try Self.readPrivateFile(path), nil)
-        case .secretsManager(let secretID, let stage):
-            let (region, credentials) = try await AWSSetup.from(environment)
+        case .secretsManager(let secretID, let stage, let aws):
             let value: SecretsManagerClient.SecretValue
             do {
-                let client = try SecretsManagerClient(
-                    region: region, credentials: credentials,
-                    endpoint: AWSJSONClient.endpoint(for: "SECRETS_MANAGER", in: environment)
-                )
-                value = try await client.getSecretValue(secretID, versionStage: stage)
+                value = try await SecretsManagerClient(aws).getSecretValue(secretID, versionStage: stage)
             } catch {
                 throw EncryptionError(.keyringUnavailable, "the keyring secret \(secretID) could not be read: \(error)")
             }
@@ -95,11 +101,11 @@ public indirect enum KeyringSource: Sendable, Hashable {
                 return (Data(document.utf8), wrapper["BACKUP_ENCRYPTION_KEY"].flatMap { $0.isEmpty ? nil : $0 })
             }
             return (data, nil)
-        case .kms(let inner):
+        case .kms(let inner, _):
             if case .kms = inner { break }
-            return try await inner.contents(environment)
+            return try await inner.contents()
         }
-        throw EncryptionError(.invalidKeyring, "a KMS keyring document must come from an environment variable, a file or a secret")
+        throw EncryptionError(.invalidKeyring, "a KMS keyring document must come from a document, a file or a secret")
     }
 }
 
@@ -129,21 +135,6 @@ extension KeyringSource {
         let count = data.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count == Int(info.st_size) else { throw EncryptionError(.keyringUnavailable, "the keyring file \(path) could not be read") }
         return data
-    }
-}
-
-/// Region and credentials for the AWS sources, from the environment (static keys, or the
-/// container credential endpoint of an ECS task role or EKS pod identity).
-enum AWSSetup {
-    static func from(_ environment: [String: String]) async throws(EncryptionError) -> (String, AWSCredentials) {
-        guard let region = [environment["AWS_REGION"], environment["AWS_DEFAULT_REGION"]].compactMap({ $0 }).first(where: { !$0.isEmpty }) else {
-            throw EncryptionError(.keyringUnavailable, "AWS_REGION is not set")
-        }
-        do {
-            return (region, try await AWSCredentials.resolve(environment: environment))
-        } catch {
-            throw EncryptionError(.keyringUnavailable, "AWS credentials: \(error)")
-        }
     }
 }
 
@@ -190,15 +181,14 @@ public enum KMSKeyring {
     /// The encryption context of the backup key's blob (`BACKUP_ENCRYPTION_KEY`).
     public static let backupKeyContext = ["restartix:purpose": "backup-key"]
 
-    static func open(_ json: Data, environment: [String: String]) async throws(EncryptionError) -> Keyring {
+    static func open(_ json: Data, aws: AWSConfiguration) async throws(EncryptionError) -> Keyring {
         let document: Document
         do { document = try JSONDecoder().decode(Document.self, from: json) } catch {
             throw EncryptionError(.invalidKeyring, "the KMS keyring is not a JSON document of the documented shape (keys[].encrypted_key, encrypted_blind_index_key)")
         }
-        let (region, credentials) = try await AWSSetup.from(environment)
         let client: KMSClient
         do {
-            client = try KMSClient(region: region, credentials: credentials, endpoint: AWSJSONClient.endpoint(for: "KMS", in: environment))
+            client = try await KMSClient(aws)
         } catch {
             throw EncryptionError(.keyringUnavailable, "KMS is misconfigured: \(error)")
         }
@@ -223,18 +213,5 @@ public enum KMSKeyring {
             backup = try await decrypt(blob, backupKeyContext, "the backup key")
         }
         return try Keyring(entries: keys, blindIndexKey: blind, backupKey: backup)
-    }
-}
-
-extension KeyringSource {
-    /// The source the environment names, as the shells read it: `ENCRYPTION_KEYS_SECRET_ID`
-    /// (Secrets Manager), else `ENCRYPTION_KEYS_FILE`, else `ENCRYPTION_KEYS_KMS` (a KMS keyring
-    /// document in that variable), else `ENCRYPTION_KEYS`.
-    public static func configured(in environment: [String: String]) -> KeyringSource {
-        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
-        if let secret = value("ENCRYPTION_KEYS_SECRET_ID") { return .secretsManager(secretID: secret) }
-        if let path = value("ENCRYPTION_KEYS_FILE") { return .file(path: path) }
-        if value("ENCRYPTION_KEYS_KMS") != nil { return .kms(.environment(variable: "ENCRYPTION_KEYS_KMS")) }
-        return .environment()
     }
 }

@@ -7,7 +7,7 @@ import Darwin
 public import Logging
 public import RestartixCrypto
 public import RestartixKit
-import RestartixProviders
+public import RestartixProviders
 public import RestartixTenancy
 
 /// The platform's boot sequence, the same for every executable that serves the platform's
@@ -38,14 +38,14 @@ public enum PlatformBoot {
         /// The keyring: checked against every sealed value (a key disabled while values still
         /// need it stops boot), and used to seal the provider seeds.
         public var keyring: Keyring?
-        /// The variables the Cat A provider seeds are read from (`SES_FROM_ADDRESS`, ...):
-        /// seeded when absent, never over a row that exists.
-        public var providerSeedVariables: [String: String]
+        /// The Cat A providers' platform defaults (built by the executable from
+        /// `SES_FROM_ADDRESS`, ...): seeded when absent, never over a row that exists.
+        public var providerSeeds: [ProviderSeed]
 
-        public init(applyMigrations: Bool, keyring: Keyring? = nil, providerSeedVariables: [String: String] = [:]) {
+        public init(applyMigrations: Bool, keyring: Keyring? = nil, providerSeeds: [ProviderSeed] = []) {
             self.applyMigrations = applyMigrations
             self.keyring = keyring
-            self.providerSeedVariables = providerSeedVariables
+            self.providerSeeds = providerSeeds
         }
     }
 
@@ -72,9 +72,9 @@ public enum PlatformBoot {
             }
             do {
                 try await ProviderRegistry(database: databases.platform, cipher: ColumnCipher(keyring: keyring, logger: logger))
-                    .bootstrapProviderDefaults(environment: options.providerSeedVariables, logger: logger)
+                    .bootstrapProviderDefaults(options.providerSeeds, logger: logger)
             } catch let error as ProviderError {
-                logger.critical("Refusing to start: a provider seed in the environment is invalid", metadata: ["problem": "\(error)"])
+                logger.critical("Refusing to start: a provider seed is invalid", metadata: ["problem": "\(error)"])
                 throw error
             }
         }
@@ -109,6 +109,6 @@ public enum PlatformBoot {
                 throw EncryptionError(.keyringUnavailable, "could not write the local keyring \(path)")
             }
         }
-        return try await KeyringSource.file(path: path).load(environment: [:])
+        return try await KeyringSource.file(path: path).load()
     }
 }

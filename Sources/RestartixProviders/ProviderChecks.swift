@@ -1,4 +1,4 @@
-import RestartixAWS
+public import RestartixAWS
 public import AsyncHTTPClient
 public import Foundation
 public import Logging
@@ -21,7 +21,7 @@ public import RestartixKit
 /// | anthropic | `GET {api_url}/v1/models?limit=1` with the API key |
 ///
 /// Endpoints come from the row's `endpoint_url` / `api_url` settings (moto and local servers in
-/// tests). AWS rows without keys use the default credential chain (``AWSCredentials/resolve(environment:httpClient:)``).
+/// tests). AWS rows without keys use ``Options/defaultAWSCredentials`` (the task role's).
 public struct ProviderHealthCheck: Sendable {
     /// How checks run.
     public struct Options: Sendable {
@@ -29,10 +29,10 @@ public struct ProviderHealthCheck: Sendable {
         public var timeout: Duration = .seconds(5)
         /// Failures in a row before a provider is `down`. Default 3.
         public var failuresToDown = 3
-        /// The variables for the AWS default credential chain (`AWS_*`, the container
-        /// credential endpoint); none by default: the library reads no environment, the
-        /// executable passes its own.
-        public var environment: [String: String] = [:]
+        /// The credentials of AWS rows that store no keys (the default chain: static keys or
+        /// the task role's container endpoint). None by default (such rows fail their check):
+        /// the library reads no environment; the executable passes what it configured.
+        public var defaultAWSCredentials: AWSCredentialSource?
         /// Probes in flight at once. Default 8.
         public var concurrency = 8
 
@@ -207,7 +207,10 @@ public struct ProviderHealthCheck: Sendable {
     /// Static keys, or the default chain.
     func awsCredentials(_ keys: AWSCredentials?) async -> Result<AWSCredentials, AWSError> {
         if let keys { return .success(keys) }
-        do { return .success(try await AWSCredentials.resolve(environment: options.environment, httpClient: httpClient)) } catch { return .failure(error) }
+        guard let source = options.defaultAWSCredentials else {
+            return .failure(AWSError(.configuration, "the row stores no AWS keys and no default credentials are configured"))
+        }
+        do { return .success(try await source.resolve(httpClient: httpClient)) } catch { return .failure(error) }
     }
 
     /// `HEAD /{bucket}`.

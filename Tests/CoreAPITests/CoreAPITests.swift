@@ -6,6 +6,7 @@ import Logging
 import RestartixPlatform
 import RestartixRedis
 import RestartixCrypto
+import PlatformSupport
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
@@ -359,8 +360,13 @@ struct CoreAPITests {
         let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: .init(label: "test"))
         let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
         func boot(_ environment: [String: String]) async throws {
+            try await boot(seeds: try CoreAPIConfiguration(environment: environment).providerSeeds)
+        }
+        func boot(seeds: [ProviderSeed]) async throws {
+            var configuration = configuration
+            configuration.providerSeeds = seeds
             try await prepareDatabases(
-                configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: keyring, environment: environment, logger: .init(label: "test")
+                configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: keyring, logger: .init(label: "test")
             )
         }
         try await boot(["CLERK_SECRET_KEY": "sk_test_seeded_at_boot"])
@@ -373,8 +379,18 @@ struct CoreAPITests {
         #expect(try await registry.lookup(.auth, organization: nil)?.secrets["secret_key"] == "sk_test_seeded_at_boot")
         try await boot(["CLERK_SECRET_KEY": "sk_test_changed"])
         #expect(try await registry.lookup(.auth, organization: nil)?.secrets["secret_key"] == "sk_test_seeded_at_boot", "the row wins over the environment")
-        let refused = await #expect(throws: ProviderError.self) { try await boot(["AWS_BUCKET_NAME": "files", "AWS_ACCESS_KEY_ID": "AKIAONLY"]) }
-        #expect(refused?.code == .invalidArgument && refused?.detail.contains("AKIAONLY") == false)
+        // A half-configured seed is refused where the variables are read, naming keys, not values.
+        let refused = await #expect(throws: ConfigurationError.self) { try await boot(["AWS_BUCKET_NAME": "files", "AWS_ACCESS_KEY_ID": "AKIAONLY"]) }
+        #expect(refused?.code == .invalidValue && refused?.detail.contains("AKIAONLY") == false)
+        // One the registry would refuse stops boot before anything is written.
+        let invalid = await #expect(throws: ProviderError.self) {
+            try await boot(seeds: [
+                ProviderSeed(capability: .ai, kind: .anthropic, config: ["api_url": "https://api.anthropic.com"], secrets: ProviderSecrets(["api_key": "k"])),
+                ProviderSeed(capability: .video, kind: .daily, config: ["Bad Name": "x"], secrets: ProviderSecrets(["api_key": "k"])),
+            ])
+        }
+        #expect(invalid?.code == .invalidArgument)
+        #expect(try await registry.lookup(.ai, organization: nil) == nil, "no seed of a refused set is written")
         await database.shutdown()
         await tenants.shutdown()
         await admin.shutdown()
@@ -414,13 +430,9 @@ struct CoreAPITests {
     func badKeyring() async throws {
         var (configuration, _) = embeddedConfiguration()
         let key = Data(repeating: 0x42, count: 16).base64EncodedString()
-        configuration.keyringSource = .environment(variable: "TEST_KEYS")
+        configuration.keyring = try ServiceEnvironment(["ENCRYPTION_KEYS": #"{"keys":[{"id":1,"status":"primary","key":"\#(key)"}],"blind_index_key":"\#(key)"}"#]).keyring()
         let error = await #expect(throws: EncryptionError.self) {
-            _ = try await loadKeyring(
-                configuration: configuration,
-                environment: ["TEST_KEYS": #"{"keys":[{"id":1,"status":"primary","key":"\#(key)"}],"blind_index_key":"\#(key)"}"#],
-                logger: Logger(label: "test")
-            )
+            _ = try await loadKeyring(configuration: configuration, logger: Logger(label: "test"))
         }
         #expect(error?.code == .invalidKeyring)
         #expect(error?.detail.contains("key 1 is 16 bytes") == true)

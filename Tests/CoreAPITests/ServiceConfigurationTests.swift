@@ -1,6 +1,10 @@
 import Foundation
 import Logging
+import PlatformSupport
+import RestartixAWS
 import RestartixKit
+import RestartixPlatform
+import RestartixProviders
 import RestartixTenancy
 import ServiceSupport
 import Testing
@@ -94,6 +98,75 @@ struct ServiceConfigurationTests {
             #expect(error?.description.contains(key) == true, "the error names the key")
             #expect(error?.description.contains("hunter2") == false, "the error never echoes the value")
             #expect(error?.httpStatus == 500 && error?.identifier == "configuration.invalidValue")
+        }
+    }
+
+    @Test("AWS: region, static keys or the container endpoint, endpoint overrides; half a key pair or a bad URL refused by name")
+    func aws() throws {
+        let base = ["AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "hunter2-secret",
+                    "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:5001"]
+        let aws = try ServiceEnvironment(base).aws(for: "the test")
+        #expect(aws.region == "eu-west-1")
+        #expect(aws.credentials == .static(AWSCredentials(accessKeyID: "AKIAEXAMPLE", secretAccessKey: "hunter2-secret")))
+        #expect(aws.endpoint(for: .kms)?.port == 5001 && aws.endpoint(for: .secretsManager)?.port == 5000)
+        #expect(!"\(aws)".contains("hunter2"), "the description never prints the secret key")
+        let task = try ServiceEnvironment(["AWS_REGION": "eu-central-1", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/abc"]).aws(for: "the test")
+        #expect(task.credentials == .container(AWSContainerCredentials(relativeURI: "/v2/credentials/abc")))
+        let pod = try ServiceEnvironment([
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/var/run/token",
+        ]).awsCredentials()
+        #expect(pod == .container(try AWSContainerCredentials(fullURI: "http://169.254.170.23/v1/credentials", authorization: .tokenFile(path: "/var/run/token"))))
+        #expect(try ServiceEnvironment([:]).awsCredentials() == nil)
+        for (change, key) in [
+            (["AWS_SECRET_ACCESS_KEY": ""], "AWS_ACCESS_KEY_ID"), (["AWS_DEFAULT_REGION": ""], "AWS_REGION"),
+            (["AWS_ENDPOINT_URL_KMS": "hunter2://x"], "AWS_ENDPOINT_URL_KMS"),
+            (["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://hunter2.example/creds"], "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            (["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""], "credentials"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self, "\(key)") { try ServiceEnvironment(base.merging(change) { $1 }).aws(for: "the test") }
+            #expect(error?.description.contains(key) == true && error?.description.contains("hunter2") == false, "\(key)")
+        }
+    }
+
+    @Test("keyring: which variable wins, the AWS sources take the AWS configuration, nothing set is nil")
+    func keyring() throws {
+        #expect(try ServiceEnvironment([:]).keyring() == nil)
+        let aws = ["AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"]
+        let all = aws.merging(["ENCRYPTION_KEYS": "{}", "ENCRYPTION_KEYS_FILE": "/k.json", "ENCRYPTION_KEYS_KMS": "{\"kms\":1}", "ENCRYPTION_KEYS_SECRET_ID": "restartix/prod/encryption",
+                               "BACKUP_ENCRYPTION_KEY": "b64"]) { $1 }
+        let configured = try ServiceEnvironment(all).aws(for: "the test")
+        #expect(try ServiceEnvironment(all).keyring()?.source == .secretsManager(secretID: "restartix/prod/encryption", aws: configured))
+        #expect(try ServiceEnvironment(all).keyring()?.backupKey == "b64")
+        #expect(try ServiceEnvironment(all.filter { $0.key != "ENCRYPTION_KEYS_SECRET_ID" }).keyring()?.source == .file(path: "/k.json"))
+        #expect(try ServiceEnvironment(all.filter { !["ENCRYPTION_KEYS_SECRET_ID", "ENCRYPTION_KEYS_FILE"].contains($0.key) }).keyring()?.source
+            == .kms(.document("{\"kms\":1}", name: "ENCRYPTION_KEYS_KMS"), aws: configured))
+        #expect(try ServiceEnvironment(["ENCRYPTION_KEYS": "{\"doc\":1}"]).keyring()?.source == .document("{\"doc\":1}"))
+        #expect(!"\(try ServiceEnvironment(["ENCRYPTION_KEYS": "{\"hunter2\":1}"]).keyring()!)".contains("hunter2"), "the description never prints the document")
+        let noAWS = #expect(throws: ConfigurationError.self) { try ServiceEnvironment(["ENCRYPTION_KEYS_SECRET_ID": "s"]).keyring() }
+        #expect(noAWS?.description.contains("AWS_REGION") == true)
+    }
+
+    @Test("provider seeds: one per set gate, empty gates skip, temporary AWS keys never stored, half a key pair refused without its value")
+    func providerSeeds() throws {
+        let environment = [
+            "SES_FROM_ADDRESS": "care@clinic.example", "SES_CONFIGURATION_SET": "", "AWS_BUCKET_NAME": "restartix-files",
+            "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:55000", "AWS_S3_USE_PATH_STYLE": "1", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+            "CLERK_SECRET_KEY": "sk_test_bootstrap\n", "DAILY_API_KEY": "", "AWS_REGION": "eu-west-1",
+        ]
+        let seeds = try ServiceEnvironment(environment).providerSeeds()
+        #expect(seeds.map(\.capability) == [.email, .objectstore, .auth], "empty gates skip")
+        #expect(seeds[0].config == ["from_address": "care@clinic.example", "region": "eu-west-1"] && seeds[0].secrets.values.isEmpty)
+        #expect(seeds[1].config == ["bucket": "restartix-files", "endpoint_url": "http://127.0.0.1:55000", "use_path_style": "true", "region": "eu-west-1"])
+        #expect(seeds[2].secrets["secret_key"] == "sk_test_bootstrap", "trimmed")
+        #expect(try ServiceEnvironment(["AWS_BUCKET_NAME": "b"]).providerSeeds().first?.config["region"] == "eu-central-1")
+        #expect(try ServiceEnvironment(["AWS_BUCKET_NAME": "b", "AWS_ACCESS_KEY_ID": "ASIATEMP", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"])
+            .providerSeeds().first?.secrets.values.isEmpty == true, "temporary keys expire: never stored")
+        #expect(try ServiceEnvironment(["CLERK_SECRET_KEY": "sk", "AWS_ACCESS_KEY_ID": "AKIAONLY"]).providerSeeds().count == 1, "AWS keys read only when AWS is seeded")
+        for (name, value) in [("AWS_ACCESS_KEY_ID", "AKIAONLY"), ("AWS_S3_USE_PATH_STYLE", "maybe"), ("AWS_S3_ENDPOINT_URL", "ftp://x")] {
+            var bad = environment
+            bad[name] = value
+            let error = #expect(throws: (any Error).self, "\(name)") { try ServiceEnvironment(bad).providerSeeds() }
+            #expect(!"\(error.map { "\($0)" } ?? "")".contains(value) || value == "maybe", "\(name)")
         }
     }
 

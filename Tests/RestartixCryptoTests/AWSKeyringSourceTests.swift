@@ -13,50 +13,54 @@ import Testing
 struct AWSKeyringSourceTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    /// The moto environment, or `nil` when moto is not configured (a failure under CI=true).
-    static func aws() throws -> [String: String]? {
+    /// moto's AWS configuration, or `nil` when moto is not configured (a failure under CI=true).
+    static func aws() throws -> AWSConfiguration? {
         guard RequiredServices.shouldRun("AWS_ENDPOINT_URL") else { return nil }
         let endpoint = try RequiredServices.require("AWS_ENDPOINT_URL")
-        return ["AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"]
+        return AWSConfiguration(
+            region: "us-east-1", credentials: .static(AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")), defaultEndpoint: URL(string: endpoint)
+        )
     }
 
     @Test("Secrets Manager: the document itself, or ENCRYPTION_KEYS inside a secret of several values")
     func secretsManager() async throws {
-        guard let env = try Self.aws() else { return }
-        let client = try SecretsManagerClient(region: "us-east-1", credentials: AWSCredentials.fromEnvironment(env)!, endpoint: env["AWS_ENDPOINT_URL"])
+        guard let aws = try Self.aws() else { return }
+        let client = try await SecretsManagerClient(aws)
         let (keyring, document) = Keyring.generate()
         let plain = "restartix/test/encryption-\(UUID().uuidString)"
         try await client.createSecret(name: plain, value: document)
-        #expect(try await KeyringSource.secretsManager(secretID: plain).load(environment: env).primaryID == keyring.primaryID)
+        #expect(try await KeyringSource.secretsManager(secretID: plain, aws: aws).load().primaryID == keyring.primaryID)
         let wrapped = "restartix/test/encryption-wrapped-\(UUID().uuidString)"
         let backup = SymmetricKey(size: .bits256)
         let object = try JSONSerialization.data(withJSONObject: ["ENCRYPTION_KEYS": document, "BACKUP_ENCRYPTION_KEY": backup.withUnsafeBytes { Data($0) }.base64EncodedString()])
         try await client.createSecret(name: wrapped, value: String(decoding: object, as: UTF8.self))
-        let loaded = try await KeyringSource.secretsManager(secretID: wrapped).load(environment: env)
+        let loaded = try await KeyringSource.secretsManager(secretID: wrapped, aws: aws).load()
         #expect(loaded.backupKey == backup, "BACKUP_ENCRYPTION_KEY beside ENCRYPTION_KEYS in the secret")
         let badBackup = "restartix/test/encryption-bad-backup-\(UUID().uuidString)"
         let badObject = try JSONSerialization.data(withJSONObject: ["ENCRYPTION_KEYS": document, "BACKUP_ENCRYPTION_KEY": "backup"])
         try await client.createSecret(name: badBackup, value: String(decoding: badObject, as: UTF8.self))
-        let refused = await #expect(throws: EncryptionError.self) { try await KeyringSource.secretsManager(secretID: badBackup).load(environment: env) }
+        let refused = await #expect(throws: EncryptionError.self) { try await KeyringSource.secretsManager(secretID: badBackup, aws: aws).load() }
         #expect(refused?.detail.contains("the secret's BACKUP_ENCRYPTION_KEY") == true)
         // The same keys: a value sealed under one opens under the other.
         let place = ColumnPlace(table: "patients", column: "name", organizationID: UUID(), rowID: UUID())
         #expect(try ColumnCipher(keyring: loaded).openString(try ColumnCipher(keyring: keyring).seal("Ana", at: place), at: place) == "Ana")
         let missing = await #expect(throws: EncryptionError.self) {
-            try await KeyringSource.secretsManager(secretID: plain + "-missing").load(environment: env)
+            try await KeyringSource.secretsManager(secretID: plain + "-missing", aws: aws).load()
         }
         #expect(missing?.code == .keyringUnavailable)
         #expect(missing?.description.contains("ResourceNotFoundException") == true)
-        let noRegion = await #expect(throws: EncryptionError.self) {
-            try await KeyringSource.secretsManager(secretID: plain).load(environment: env.filter { $0.key != "AWS_REGION" })
+        var nowhere = aws
+        nowhere.defaultEndpoint = URL(string: "http://127.0.0.1:1")
+        let unreachable = await #expect(throws: EncryptionError.self) {
+            try await KeyringSource.secretsManager(secretID: plain, aws: nowhere).load()
         }
-        #expect(noRegion?.detail.contains("AWS_REGION") == true)
+        #expect(unreachable?.code == .keyringUnavailable && unreachable?.detail.contains(plain) == true)
     }
 
     @Test("KMS: data-key blobs opened at boot; a blob moved to another key id does not open")
     func kms() async throws {
-        guard let env = try Self.aws() else { return }
-        let kms = try KMSClient(region: "us-east-1", credentials: AWSCredentials.fromEnvironment(env)!, endpoint: env["AWS_ENDPOINT_URL"])
+        guard let aws = try Self.aws() else { return }
+        let kms = try await KMSClient(aws)
         let master = try await kms.createKey(description: "restartix keyring test")
         let old = SymmetricKey(size: .bits256), new = SymmetricKey(size: .bits256), blind = SymmetricKey(size: .bits256)
         func blob(_ key: SymmetricKey, _ context: [String: String]) async throws -> String {
@@ -69,7 +73,7 @@ struct AWSKeyringSourceTests {
             {"id":2,"status":"primary","encrypted_key":"\(try await blob(new, KMSKeyring.context(keyID: 2)))"}],
             "encrypted_blind_index_key":"\(try await blob(blind, KMSKeyring.blindIndexContext))"}
             """
-        let keyring = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": document]) { $1 })
+        let keyring = try await KeyringSource.kms(.document(document, name: "ENCRYPTION_KEYS_KMS"), aws: aws).load()
         #expect(keyring.primaryID == 2)
         #expect(keyring.backupKey == nil)
 
@@ -78,12 +82,10 @@ struct AWSKeyringSourceTests {
         func withBackup(_ blob: String) -> String {
             document.replacingOccurrences(of: #""encrypted_blind_index_key""#, with: #""encrypted_backup_encryption_key":"\#(blob)","encrypted_blind_index_key""#)
         }
-        let backed = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS"))
-            .load(environment: env.merging(["ENCRYPTION_KEYS_KMS": withBackup(try await blob(backup, KMSKeyring.backupKeyContext))]) { $1 })
+        let backed = try await KeyringSource.kms(.document(withBackup(try await blob(backup, KMSKeyring.backupKeyContext)), name: "ENCRYPTION_KEYS_KMS"), aws: aws).load()
         #expect(backed.backupKey == backup)
         let wrongPurpose = await #expect(throws: EncryptionError.self) {
-            try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS"))
-                .load(environment: env.merging(["ENCRYPTION_KEYS_KMS": withBackup(try await blob(backup, KMSKeyring.blindIndexContext))]) { $1 })
+            try await KeyringSource.kms(.document(withBackup(try await blob(backup, KMSKeyring.blindIndexContext)), name: "ENCRYPTION_KEYS_KMS"), aws: aws).load()
         }
         #expect(wrongPurpose?.detail.contains("the backup key") == true)
         let place = ColumnPlace(table: "patients", column: "email", organizationID: UUID(), rowID: UUID())
@@ -93,7 +95,7 @@ struct AWSKeyringSourceTests {
         // Key 1's blob relabelled as key 3: its encryption context no longer matches.
         let moved = document.replacingOccurrences(of: #"{"id":1,"status":"decrypt-only""#, with: #"{"id":3,"status":"decrypt-only""#)
         let error = await #expect(throws: EncryptionError.self) {
-            try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": moved]) { $1 })
+            try await KeyringSource.kms(.document(moved, name: "ENCRYPTION_KEYS_KMS"), aws: aws).load()
         }
         #expect(error?.code == .keyringUnavailable)
         #expect(error?.detail.contains("key 3") == true)
@@ -111,11 +113,11 @@ struct AWSKeyringSourceTests {
             """
         }
         let withClinic = try await withClinicKey(clinic)
-        let byok = try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": withClinic]) { $1 })
+        let byok = try await KeyringSource.kms(.document(withClinic, name: "ENCRYPTION_KEYS_KMS"), aws: aws).load()
         #expect(byok.primary(for: clinic).id == 7)
         let stolen = try await withClinicKey(other)
         await #expect(throws: EncryptionError.self) {
-            try await KeyringSource.kms(.environment(variable: "ENCRYPTION_KEYS_KMS")).load(environment: env.merging(["ENCRYPTION_KEYS_KMS": stolen]) { $1 })
+            try await KeyringSource.kms(.document(stolen, name: "ENCRYPTION_KEYS_KMS"), aws: aws).load()
         }
     }
 }

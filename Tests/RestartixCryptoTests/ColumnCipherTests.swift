@@ -256,23 +256,23 @@ struct KeyringTests {
         let keys = #"{"id":1,"status":"primary","key":"\#(Self.key(1))"}"#
         let plain = String(decoding: document(keys), as: UTF8.self)
         let withMember = String(decoding: document(keys, backup: Self.key(0xC1)), as: UTF8.self)
-        let fromDocument = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": withMember])
+        let fromDocument = try await KeyringSource.document(withMember).load()
         #expect(fromDocument.backupKey == SymmetricKey(data: Data(repeating: 0xC1, count: 32)))
         #expect(fromDocument.description == "Keyring(primary: 1, keys: [1:primary], backup key: loaded)")
-        let fromVariable = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Self.key(0xC2) + "\n"])
+        let fromVariable = try await KeyringSource.document(plain).load(backupKey: Self.key(0xC2) + "\n")
         #expect(fromVariable.backupKey == SymmetricKey(data: Data(repeating: 0xC2, count: 32)))
-        #expect(try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": plain]).backupKey == nil, "optional")
-        let same = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": withMember, "BACKUP_ENCRYPTION_KEY": Self.key(0xC1)])
+        #expect(try await KeyringSource.document(plain).load().backupKey == nil, "optional")
+        let same = try await KeyringSource.document(withMember).load(backupKey: Self.key(0xC1))
         #expect(same.backupKey == fromDocument.backupKey, "the same key in two places is fine")
 
         let refusals: [([String: String], String)] = [
             (["ENCRYPTION_KEYS": withMember, "BACKUP_ENCRYPTION_KEY": Self.key(0xC2)], "set twice with different values"),
-            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Data(repeating: 0xC3, count: 31).base64EncodedString()], "the BACKUP_ENCRYPTION_KEY variable) is 31 bytes"),
-            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": "not-base64!"], "the BACKUP_ENCRYPTION_KEY variable) is not base64"),
+            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Data(repeating: 0xC3, count: 31).base64EncodedString()], "(BACKUP_ENCRYPTION_KEY) is 31 bytes"),
+            (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": "not-base64!"], "(BACKUP_ENCRYPTION_KEY) is not base64"),
             (["ENCRYPTION_KEYS": plain, "BACKUP_ENCRYPTION_KEY": Self.key(1)], "the same as another key"),
         ]
         for (environment, expected) in refusals {
-            let error = await #expect(throws: EncryptionError.self) { try await KeyringSource.environment().load(environment: environment) }
+            let error = await #expect(throws: EncryptionError.self) { try await KeyringSource.document(environment["ENCRYPTION_KEYS"]!).load(backupKey: environment["BACKUP_ENCRYPTION_KEY"]) }
             #expect(error?.code == .invalidKeyring)
             #expect(error?.detail.contains(expected) == true, "\(error?.detail ?? "")")
             for byte: UInt8 in [1, 0xC1, 0xC2, 0xC3] {
@@ -281,25 +281,25 @@ struct KeyringTests {
         }
     }
 
-    @Test("sources: environment and file; a group-readable file and a missing variable are refused")
+    @Test("sources: document and file; a group-readable file and an empty document are refused")
     func sources() async throws {
         let (keyring, text) = Keyring.generate()
-        #expect(try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": text]).primaryID == keyring.primaryID)
-        let missing = await #expect(throws: EncryptionError.self) { try await KeyringSource.environment().load(environment: [:]) }
+        #expect(try await KeyringSource.document(text).load().primaryID == keyring.primaryID)
+        let missing = await #expect(throws: EncryptionError.self) { try await KeyringSource.document("").load() }
         #expect(missing?.code == .keyringUnavailable)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("keyring-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        #expect(try await KeyringSource.file(path: path).load(environment: [:]).primaryID == 1)
+        #expect(try await KeyringSource.file(path: path).load().primaryID == 1)
         // A symlink to a private file (a Kubernetes secret mount) is followed and accepted.
         let link = path + ".link"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
         defer { try? FileManager.default.removeItem(atPath: link) }
-        #expect(try await KeyringSource.file(path: link).load(environment: [:]).primaryID == 1)
+        #expect(try await KeyringSource.file(path: link).load().primaryID == 1)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-        let open = await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path).load(environment: [:]) }
+        let open = await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path).load() }
         #expect(open?.detail.contains("chmod 600") == true)
-        await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path + ".missing").load(environment: [:]) }
+        await #expect(throws: EncryptionError.self) { try await KeyringSource.file(path: path + ".missing").load() }
     }
 
     @Test("nothing secret reaches a log line: seals, opens, failures and warnings with logging at trace")

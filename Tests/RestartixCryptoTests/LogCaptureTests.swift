@@ -36,16 +36,14 @@ struct LogCaptureTests {
         let pii = PatientPII(name: "Ana Secretescu", dateOfBirth: "1987-03-14", email: "ana.secretescu@example.com", phone: "+40 721 555 019")
 
         // Keyring sources: good, and every kind of bad.
-        let keyring = try await KeyringSource.environment().load(environment: [
-            "ENCRYPTION_KEYS": document("primary", nil), "BACKUP_ENCRYPTION_KEY": base64(backup),
-        ])
+        let keyring = try await KeyringSource.document(document("primary", nil)).load(backupKey: base64(backup))
         logger.debug("keyring loaded", metadata: ["keyring": "\(keyring)"])
         for bad in [
             document("primary", "primary"), document("active", nil), #"{"keys":[{"id":1,"status":"primary","key":"\#(base64(k1).dropLast(4))"}],"blind_index_key":"\#(base64(blind))"}"#,
         ] {
-            do { _ = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": bad]) } catch { record(error) }
+            do { _ = try await KeyringSource.document(bad).load() } catch { record(error) }
         }
-        do { _ = try await KeyringSource.environment().load(environment: ["ENCRYPTION_KEYS": document("primary", nil), "BACKUP_ENCRYPTION_KEY": base64(k1)]) } catch { record(error) }
+        do { _ = try await KeyringSource.document(document("primary", nil)).load(backupKey: base64(k1)) } catch { record(error) }
 
         // The databases, the cipher (its warning fires at once) and the patient store.
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-logs-\(UUID().uuidString).sqlite").path

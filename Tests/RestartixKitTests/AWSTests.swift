@@ -128,7 +128,6 @@ struct AWSSignerTests {
         #expect(added.contains { $0 == ("x-amz-security-token", "token-1") })
         #expect(added.first { $0.0 == "authorization" }?.1.contains("x-amz-security-token") == true)
         #expect(!"\(credentials)".contains("very-secret"))
-        #expect(AWSCredentials.fromEnvironment(["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "x"]) == nil)
     }
 }
 
@@ -193,30 +192,28 @@ struct AWSContainerCredentialsTests {
         return (stub.baseURL + "/creds", { stub.stop() })
     }
 
-    @Test("credentials from the endpoint with a token file; wrong token, bad URI and nothing set are typed errors")
+    @Test("credentials from the endpoint with a token file; a wrong token, an unsafe URI and a missing token file are typed errors")
     func resolve() async throws {
         let (url, stop) = try await Self.server(token: "pod-identity-token")
         defer { stop() }
         let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("aws-token-\(UUID().uuidString)").path
         _ = FileManager.default.createFile(atPath: tokenFile, contents: Data("pod-identity-token\n".utf8))
         defer { try? FileManager.default.removeItem(atPath: tokenFile) }
-        let credentials = try await AWSCredentials.resolve(environment: [
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": url, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile,
-        ])
+        let credentials = try await AWSCredentialSource.container(AWSContainerCredentials(fullURI: url, authorization: .tokenFile(path: tokenFile))).resolve()
         #expect(credentials.accessKeyID == "ASIACONTAINER")
         #expect(credentials.sessionToken == "session-1")
-        // Static keys win when both are present.
-        let fixed = try await AWSCredentials.resolve(environment: ["AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "AWS_CONTAINER_CREDENTIALS_FULL_URI": url])
-        #expect(fixed.accessKeyID == "AKIA")
+        #expect(try await AWSCredentialSource.static(AWSCredentials(accessKeyID: "AKIA", secretAccessKey: "s")).resolve().accessKeyID == "AKIA")
         let wrong = await #expect(throws: AWSError.self) {
-            try await AWSCredentials.resolve(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "other"])
+            try await AWSCredentialSource.container(AWSContainerCredentials(fullURI: url, authorization: .token("other"))).resolve()
         }
         #expect(wrong?.kind == .service(type: "ContainerCredentials", status: 403))
-        let remote = await #expect(throws: AWSError.self) {
-            try await AWSCredentials.resolve(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds"])
-        }
+        let remote = #expect(throws: AWSError.self) { try AWSContainerCredentials(fullURI: "http://example.com/creds") }
         #expect(remote?.kind == .configuration)
-        let none = await #expect(throws: AWSError.self) { try await AWSCredentials.resolve(environment: [:]) }
-        #expect(none?.kind == .configuration)
+        let noFile = await #expect(throws: AWSError.self) {
+            try await AWSCredentialSource.container(AWSContainerCredentials(fullURI: url, authorization: .tokenFile(path: tokenFile + ".missing"))).resolve()
+        }
+        #expect(noFile?.kind == .configuration)
+        #expect(AWSContainerCredentials(relativeURI: "v2/credentials/x").url.absoluteString == "http://169.254.170.2/v2/credentials/x")
+        #expect(!"\(AWSCredentialSource.static(AWSCredentials(accessKeyID: "AKIA", secretAccessKey: "hunter2")))".contains("hunter2"))
     }
 }

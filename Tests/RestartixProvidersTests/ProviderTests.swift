@@ -241,45 +241,47 @@ struct ProviderTests {
         }
     }
 
-    @Test("bootstrap from env: gates, empty AWS keys mean the default chain, never overwrites a rotated row; bad seeds refused", arguments: Backend.all)
+    @Test("bootstrap: seeds inserted sealed, never over a rotated row; a set with one bad seed writes nothing", arguments: Backend.all)
     func bootstrap(backend: Backend) async throws {
         let seeded: [ProviderCapability] = [.email, .objectstore, .auth, .video, .ai]
         try await Self.withWorld(backend, removing: seeded) { world in
-            let environment = [
-                "SES_FROM_ADDRESS": "care@clinic.example", "SES_CONFIGURATION_SET": "", "AWS_BUCKET_NAME": "restartix-files",
-                "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:55000", "AWS_S3_USE_PATH_STYLE": "1", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                "CLERK_SECRET_KEY": "sk_test_bootstrap", "DAILY_API_KEY": "", "AWS_REGION": "eu-west-1",
-            ]
-            let inserted = try await world.registry.bootstrapProviderDefaults(environment: environment, logger: Self.logger)
-            #expect(inserted == [.email, .objectstore, .auth], "empty gates skip")
+            let email = ProviderSeed(capability: .email, kind: .ses, config: ["from_address": "care@clinic.example", "region": "eu-west-1"], secrets: ProviderSecrets())
+            let files = ProviderSeed(
+                capability: .objectstore, kind: .s3,
+                config: ["bucket": "restartix-files", "endpoint_url": "http://127.0.0.1:55000", "use_path_style": "true", "region": "eu-west-1"], secrets: ProviderSecrets()
+            )
+            let auth = ProviderSeed(capability: .auth, kind: .clerk, config: ["api_url": "https://api.clerk.com"], secrets: ProviderSecrets(["secret_key": "sk_test_bootstrap"]))
+            let inserted = try await world.registry.bootstrapProviderDefaults([email, files, auth], logger: Self.logger)
+            #expect(inserted == [.email, .objectstore, .auth])
             let resolver = ProviderResolver(registry: world.registry, logger: Self.logger)
-            let email = try await resolver.provider(for: .email)
-            #expect(email.kind == .ses && email.config == ["from_address": "care@clinic.example", "region": "eu-west-1"] && email.secrets.values.isEmpty)
-            let files = try await resolver.provider(for: .objectstore)
-            #expect(files.config == ["bucket": "restartix-files", "endpoint_url": "http://127.0.0.1:55000", "use_path_style": "true", "region": "eu-west-1"])
-            let auth = try await resolver.provider(for: .auth)
-            #expect(auth.kind == .clerk && auth.secrets["secret_key"] == "sk_test_bootstrap")
-            let raw = try await world.database.query("SELECT credentials FROM platform_service_providers WHERE id = \(auth.id)")
+            let resolvedEmail = try await resolver.provider(for: .email)
+            #expect(resolvedEmail.kind == .ses && resolvedEmail.config == email.config && resolvedEmail.secrets.values.isEmpty)
+            #expect(try await resolver.provider(for: .objectstore).config == files.config)
+            let resolvedAuth = try await resolver.provider(for: .auth)
+            #expect(resolvedAuth.kind == .clerk && resolvedAuth.secrets["secret_key"] == "sk_test_bootstrap")
+            let raw = try await world.database.query("SELECT credentials FROM platform_service_providers WHERE id = \(resolvedAuth.id)")
             #expect(try raw.first?.decode("credentials", as: Data?.self)?.range(of: Data("sk_test_bootstrap".utf8)) == nil, "sealed")
 
-            // Rotated, then booted again with the old environment: the row stays as rotated.
+            // Rotated, then booted again with the old seed changed: the row stays as rotated.
             try await resolver.rotate(.auth, organization: nil, secrets: ProviderSecrets(["secret_key": "sk_test_rotated"]), actor: .system("provider-tests"), admin: world.admin)
-            var changed = environment
-            changed["CLERK_SECRET_KEY"] = "sk_test_other"
-            #expect(try await world.registry.bootstrapProviderDefaults(environment: changed, logger: Self.logger).isEmpty)
+            var changed = auth
+            changed.secrets = ProviderSecrets(["secret_key": "sk_test_other"])
+            #expect(try await world.registry.bootstrapProviderDefaults([email, files, changed], logger: Self.logger).isEmpty)
             resolver.invalidateAll()
             #expect(try await resolver.provider(for: .auth).secrets["secret_key"] == "sk_test_rotated")
 
-            // Temporary keys are never stored; half a key pair only matters when AWS is seeded.
-        #expect(try ProviderSeed.fromEnvironment(["AWS_BUCKET_NAME": "b", "AWS_ACCESS_KEY_ID": "ASIATEMP", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"])
-            .first?.secrets.values.isEmpty == true)
-        #expect(try ProviderSeed.fromEnvironment(["CLERK_SECRET_KEY": "sk_test_x\n", "AWS_ACCESS_KEY_ID": "AKIAONLY"]).first?.secrets["secret_key"] == "sk_test_x")
-        for (name, value) in [("AWS_ACCESS_KEY_ID", "AKIAONLY"), ("AWS_S3_USE_PATH_STYLE", "maybe"), ("AWS_S3_ENDPOINT_URL", "ftp://x")] {
-                var bad = environment
-                bad[name] = value
-                let error = await #expect(throws: ProviderError.self) { try await world.registry.bootstrapProviderDefaults(environment: bad, logger: Self.logger) }
-                #expect(error?.code == .invalidArgument, "\(name)")
+            // Every seed is validated before any is written; errors name settings, not values.
+            let video = ProviderSeed(capability: .video, kind: .daily, config: ["api_url": "https://api.daily.co/v1"], secrets: ProviderSecrets(["api_key": "k"]))
+            let bad: [(String, ProviderSeed)] = [
+                ("AKIAONLY", ProviderSeed(capability: .ai, kind: .anthropic, config: [:], secrets: ProviderSecrets(["access_key_id": "AKIAONLY"]))),
+                ("ftp://x", ProviderSeed(capability: .ai, kind: .s3, config: ["bucket": "b", "endpoint_url": "ftp://x"], secrets: ProviderSecrets())),
+                ("maybe", ProviderSeed(capability: .ai, kind: .s3, config: ["bucket": "b", "use_path_style": "maybe"], secrets: ProviderSecrets())),
+            ]
+            for (value, seed) in bad {
+                let error = await #expect(throws: ProviderError.self) { try await world.registry.bootstrapProviderDefaults([video, seed], logger: Self.logger) }
+                #expect(error?.code == .invalidArgument, "\(value)")
                 #expect(error?.detail.contains(value) == false || value == "maybe")
+                #expect(try await world.registry.lookup(.video, organization: nil) == nil, "the valid seed beside it is not written")
             }
         }
     }

@@ -7,6 +7,7 @@ import RestartixPlatform
 import RestartixRedis
 import RestartixProviders
 import RestartixTenancy
+import PlatformSupport
 import Prometheus
 import ServiceSupport
 
@@ -59,9 +60,9 @@ func buildApplication(configuration: CoreAPIConfiguration, metrics: PrometheusCo
 
 /// The configured keyring; on the embedded default with none configured, the platform's local
 /// keyring beside the SQLite file (``PlatformBoot/localKeyring(in:logger:)``).
-func loadKeyring(configuration: CoreAPIConfiguration, environment: [String: String] = ServiceEnvironment().variables, logger: Logger) async throws -> Keyring {
-    if let source = configuration.keyringSource {
-        return try await source.load(environment: environment)
+func loadKeyring(configuration: CoreAPIConfiguration, logger: Logger) async throws -> Keyring {
+    if let keyring = configuration.keyring {
+        return try await keyring.load()
     }
     let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
     return try await PlatformBoot.localKeyring(in: directory, logger: logger)
@@ -116,12 +117,11 @@ func prepareDatabases(
     tenants: TenantDatabase,
     admin: AdminDatabase? = nil,
     keyring: Keyring? = nil,
-    environment: [String: String] = ServiceEnvironment().variables,
     logger: Logger
 ) async throws {
     try await PlatformBoot.prepare(
         PlatformBoot.Databases(platform: database, tenants: tenants, admin: admin),
-        options: PlatformBoot.Options(applyMigrations: configuration.isEmbeddedDefault, keyring: keyring, providerSeedVariables: environment),
+        options: PlatformBoot.Options(applyMigrations: configuration.isEmbeddedDefault, keyring: keyring, providerSeeds: configuration.providerSeeds),
         logger: logger
     )
     if configuration.isEmbeddedDefault {

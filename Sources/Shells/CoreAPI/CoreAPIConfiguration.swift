@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import RestartixCrypto
 import RestartixKit
+import PlatformSupport
 import RestartixPlatform
+import RestartixProviders
 import RestartixRedis
 import RestartixTenancy
 import ServiceSupport
@@ -30,7 +32,10 @@ struct CoreAPIConfiguration: Sendable {
     var devTokenSecret: String?
     /// Where the keyring comes from; `nil` on the embedded default with none configured (a
     /// local keyring file is generated beside the SQLite file).
-    var keyringSource: KeyringSource?
+    var keyring: KeyringConfiguration?
+    /// The Cat A providers' platform defaults (`SES_FROM_ADDRESS`, `CLERK_SECRET_KEY`, ...),
+    /// seeded at boot when absent.
+    var providerSeeds: [ProviderSeed] = []
     /// Redis (`REDIS_URL`): carries provider invalidations between instances. Optional: without
     /// it, other instances pick up a rotation within the resolver's TTL.
     var redis: RedisConfiguration?
@@ -85,12 +90,11 @@ struct CoreAPIConfiguration: Sendable {
             throw ConfigurationError(.missing, "set CLERK_ISSUER, or APP_ENV=development to accept local development tokens against DATABASE_URL")
         }
         devTokenSecret = service.string("RESTARTIX_DEV_TOKEN_SECRET")
-        let keyringVariables = ["ENCRYPTION_KEYS", "ENCRYPTION_KEYS_SECRET_ID", "ENCRYPTION_KEYS_FILE", "ENCRYPTION_KEYS_KMS"]
-        if keyringVariables.contains(where: { service.string($0) != nil }) {
-            keyringSource = KeyringSource.configured(in: service.variables)
-        } else if !isEmbeddedDefault || self.environment == .production || self.environment == .staging {
+        keyring = try service.keyring()
+        if keyring == nil, !isEmbeddedDefault || self.environment == .production || self.environment == .staging {
             throw ConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
         }
+        providerSeeds = try service.providerSeeds()
         if let url = service.string("REDIS_URL") {
             do { redis = try RedisConfiguration(url: url) } catch {
                 throw ConfigurationError(.invalidValue, "REDIS_URL: \(error.detail)")

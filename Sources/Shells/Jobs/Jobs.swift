@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RestartixCrypto
 import RestartixKit
+import PlatformSupport
 import RestartixPlatform
 import RestartixTenancy
 import ServiceSupport
@@ -206,10 +207,14 @@ func adminConfiguration(_ databaseURL: String?, _ service: ServiceEnvironment = 
 /// `migrate` above all, keep the server's: a migration may rightly take long).
 let jobStatementTimeout: Duration = .seconds(600)
 
-/// The keyring the environment names (`KeyringSource.configured`), or a clean exit.
-func loadKeyring() async throws -> Keyring {
-    let service = ServiceEnvironment()
-    do { return try await KeyringSource.configured(in: service.variables).load(environment: service.variables) } catch { throw CleanExit.message(error) }
+/// The keyring the environment names (``ServiceEnvironment/keyring()``), or a clean exit.
+func loadKeyring(_ service: ServiceEnvironment = ServiceEnvironment()) async throws -> Keyring {
+    do {
+        guard let keyring = try service.keyring() else {
+            throw ConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) is not set")
+        }
+        return try await keyring.load()
+    } catch { throw CleanExit.message(error) }
 }
 
 struct Reencrypt: AsyncParsableCommand {

@@ -49,7 +49,7 @@ struct CheckProviders: AsyncParsableCommand {
             var options = ProviderHealthCheck.Options()
             options.timeout = .seconds(timeout)
             options.failuresToDown = failuresToDown
-            options.environment = ServiceEnvironment().variables
+            options.defaultAWSCredentials = try ServiceEnvironment().awsCredentials()
             let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger))
             let only = capabilities.isEmpty ? nil : Set(capabilities.compactMap { try? ProviderCapability($0) })
             // Probes follow no redirect: a key is never sent to another host, and a 3xx fails.

@@ -46,13 +46,8 @@ public struct ServiceKey: Sendable, Hashable {
 public struct ServiceEnvironment: Sendable {
     /// The underlying reader (redacts the keys ``ServiceKeys/all`` marks secret).
     public let reader: ConfigReader
-    /// The variables as given: for the library entry points that still take a dictionary
-    /// (provider seeds, the AWS credential chain), until they take typed values.
-    public let variables: [String: String]
-
     /// The configuration in `variables` (the process environment by default).
     public init(_ variables: [String: String] = ProcessInfo.processInfo.environment) {
-        self.variables = variables
         let secrets = Set(ServiceKeys.all.filter(\.isSecret).map(\.name))
         self.reader = ConfigReader(
             provider: EnvironmentVariablesProvider(environmentVariables: variables, secretsSpecifier: .specific(secrets))

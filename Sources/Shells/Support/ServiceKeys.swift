@@ -45,6 +45,8 @@ public enum ServiceKeys {
         ServiceKey("AWS_ENDPOINT_URL", "an endpoint for every AWS service (moto in tests, VPC endpoints)", default: "AWS's", [.coreAPI, .jobs]),
         ServiceKey("AWS_ENDPOINT_URL_SECRETS_MANAGER", "the Secrets Manager endpoint", default: "AWS_ENDPOINT_URL, else AWS's", [.coreAPI, .jobs]),
         ServiceKey("AWS_ENDPOINT_URL_KMS", "the KMS endpoint", default: "AWS_ENDPOINT_URL, else AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_ENDPOINT_URL_S3", "the S3 endpoint", default: "AWS_ENDPOINT_URL, else AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_ENDPOINT_URL_SESV2", "the SES (API v2) endpoint", default: "AWS_ENDPOINT_URL, else AWS's", [.coreAPI, .jobs]),
         ServiceKey("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "ECS task-role credentials", default: "unset", [.coreAPI, .jobs]),
         ServiceKey("AWS_CONTAINER_CREDENTIALS_FULL_URI", "EKS pod-identity credentials", default: "unset", [.coreAPI, .jobs]),
         ServiceKey("AWS_CONTAINER_AUTHORIZATION_TOKEN", "the token for AWS_CONTAINER_CREDENTIALS_FULL_URI", default: "unset", secret: true, [.coreAPI, .jobs]),
