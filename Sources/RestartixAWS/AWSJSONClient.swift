@@ -147,23 +147,29 @@ public struct AWSJSONClient: Sendable {
             throw AWSError(.unreachable, "\(action) to \(endpoint.host ?? "the endpoint") failed: \(type(of: error))")
         }
         let data = Data(answer.readableBytesView)
-        guard (200..<300).contains(status) else {
-            let failure = try? JSONDecoder().decode(AWSFailureBody.self, from: data)
-            let type = failure?.__type.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP\(status)"
-            let message = (failure?.message ?? failure?.Message).map { String($0.prefix(500)) }
-            throw AWSError(.service(type: type, status: status), "\(action) was refused", serverMessage: message)
-        }
+        guard (200..<300).contains(status) else { throw AWSFailureBody.error(action, status: status, body: data) }
         do { return try JSONDecoder().decode(Response.self, from: data) } catch {
             throw AWSError(.malformedResponse, "\(action) answered JSON of another shape")
         }
     }
 }
 
-/// The error body of the JSON protocol.
+/// The error body of the JSON and REST-JSON protocols.
 struct AWSFailureBody: Decodable {
     let __type: String?
     let message: String?
     let Message: String?
+
+    /// The error a refused call throws: the type from `typeHeader` (REST-JSON's
+    /// `x-amzn-ErrorType`, `Type:url`) or the body's `__type` (`prefix#Type`); the server's
+    /// message, which can quote what was sent, kept apart from the description.
+    static func error(_ action: String, status: Int, body: Data, typeHeader: String? = nil) -> AWSError {
+        let failure = try? JSONDecoder().decode(AWSFailureBody.self, from: body)
+        let named = typeHeader.map { String($0.split(separator: ":").first ?? "") } ?? failure?.__type
+        let type = named.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP\(status)"
+        let message = (failure?.message ?? failure?.Message).map { String($0.prefix(500)) }
+        return AWSError(.service(type: type, status: status), "\(action) was refused", serverMessage: message)
+    }
 }
 
 /// AWS Secrets Manager: `GetSecretValue`.

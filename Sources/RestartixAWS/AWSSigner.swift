@@ -114,14 +114,20 @@ public struct AWSSigner: Sendable {
     /// (so a caller never splits or decodes it), and `host` and `x-amz-content-sha256` are
     /// added here. Returns every header to send: `headers`, then `host`,
     /// `x-amz-content-sha256`, `x-amz-date`, `x-amz-security-token` for temporary
-    /// credentials, and `authorization`.
+    /// credentials, and `authorization`. S3 signs its keys as sent (encoded once); every other
+    /// REST service signs each path segment encoded twice, as SigV4 requires, so
+    /// `/v2/email/suppression/addresses/ana%40example.com` is signed as `.../ana%2540example.com`.
     public func sign(_ method: String, url: URL, headers: [(String, String)] = [], payload: Payload, date: Date = Date()) -> [(String, String)] {
         let reserved: Set<String> = ["host", "x-amz-content-sha256", "x-amz-date", "authorization", "x-amz-security-token"]
         var all = headers.filter { !reserved.contains($0.0.lowercased()) }
         let hash = payload.hash
         all.append(("host", AWSJSONClient.hostHeader(url)))
         all.append(("x-amz-content-sha256", hash))
-        let signed = sign(method: method, path: Self.path(of: url), query: Self.query(of: url), headers: all, payloadHash: hash, date: date)
+        // The path as sent (encoded once): S3 decodes it and the signer encodes it once again;
+        // other services get it as sent, and the signer's encoding is their second.
+        let sent = URLComponents(url: url, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? ""
+        let path = service == "s3" ? Self.path(of: url) : (sent.isEmpty ? "/" : sent)
+        let signed = sign(method: method, path: path, query: Self.query(of: url), headers: all, payloadHash: hash, date: date)
         return all + signed
     }
 
