@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Generates SQLite migrations 2 and 3 (row-level security emulation) from the schema of migration 1.
+"""Generates the platform's SQLite policy migrations (row-level security emulation) from the schema of migration 1.
 
 The output is Sources/RestartixPlatform/Schema/sqlite_0002_row_level_security.swift (2),
-sqlite_0003_principals_and_elevated_sessions.swift (3) and sqlite_0006_tenancy_hardening.swift (6): plain,
-reviewable SQL in a Swift string literal, like every migration. The rules here are the same
+sqlite_0003_principals_and_elevated_sessions.swift (3), sqlite_0006_tenancy_hardening.swift (6)
+and sqlite_0007_legible_policies.swift (7): SQL in a Swift string literal, like every
+migration. 2, 3 and 6 are as they were applied (one rule a line, unreadable); 7 makes every view
+and trigger again with the rules of 6, written one clause a line in the layout of
+TenantPolicySQL (RestartixTenancy), and with its unique-key guard: a key value of another
+storage class than its column's is refused, and conflicts are looked up by what will be stored. The rules here are the same
 as the Postgres policies of migration 2 (pg_0002_row_level_security.swift); see
 Documentation/RestartixTenancy.md for the design. Applied migrations are immutable: run this
 only to write a new migration, never to change an applied one (the migrator refuses a changed
@@ -331,6 +335,308 @@ def migration_six(db):
     return "\n".join(out).rstrip() + "\n"
 
 
+# Migration 7: the rules of migration 6, one clause a line, in TenantPolicySQL's layout.
+IND = "    "
+IS_APP7 = "current_setting('restartix.connection_role', 1) IS 'app'"
+UNSCOPED7 = "current_setting('app.unscoped', 1) IS 'on'"
+
+
+def block(lines, indent):
+    return [indent + line for line in lines]
+
+
+def subquery_own(column, sessions=None):
+    """A patient's own telemetry row: its patient (or its session's patient) is the user's."""
+    if sessions is None:
+        return [f"{{r}}.{column} IN (",
+                "    SELECT p.id FROM patients__rows p",
+                "    WHERE p.organization_id = {r}.organization_id",
+                f"        AND p.user_id = {USER}",
+                ")"]
+    return [f"{{r}}.{column} IN (",
+            f"    SELECT s.id FROM {sessions} s",
+            "    JOIN patients__rows p ON p.organization_id = s.organization_id AND p.id = s.patient_id",
+            "    WHERE s.organization_id = {r}.organization_id",
+            f"        AND p.user_id = {USER}",
+            ")"]
+
+
+OWN7 = {
+    "memberships": [f"{{r}}.user_id = {USER}"],
+    "patients": [f"{{r}}.user_id = {USER}"],
+    "pose_session_metrics": subquery_own("patient_id"),
+    "pose_rep_metrics": subquery_own("session_id", "pose_session_metrics__rows"),
+    "media_session_metrics": subquery_own("patient_id"),
+    "media_buffering_events": subquery_own("media_session_id", "media_session_metrics__rows"),
+}
+MANAGER7 = [f"{ROLE} IN {MANAGERS}", f"{SESSION} IS NULL"]
+STAFF_V7 = {
+    # The row's role ranks below the principal's (owner 4 ... patient 0).
+    "memberships": {c: MANAGER7 + [f"{rank('{r}.role')}", f"    < {rank(ROLE)}", f"{{r}}.user_id IS NOT {USER}"]
+                    for c in ("insert", "update", "delete")},
+    "organization_domains": {c: MANAGER7 for c in ("insert", "update", "delete")},
+}
+for _table, _commands in STAFF_V6.items():
+    for _command, _rule in _commands.items():
+        if _rule is None:
+            STAFF_V7.setdefault(_table, {})[_command] = None
+
+
+def session_exists(table, extra_join, conditions):
+    return (["AND EXISTS ("
+             f"    SELECT 1 FROM {table} s"]
+            + ([f"    {extra_join}"] if extra_join else [])
+            + [f"    WHERE s.id = {SESSION}"]
+            + [f"        AND {c}" for c in conditions]
+            + [")"])
+
+
+APP_EXTRA_V7 = {
+    ("audit_log", "insert"): (
+        ["{r}.actor_kind = 'user'",
+         "AND (",
+         f"    (coalesce({{r}}.action_context, 'normal') = 'normal' AND {{r}}.actor_user_id = {USER})",
+         "    OR (",
+         "        {r}.action_context = 'break_glass'",
+         f"        AND {{r}}.actor_user_id = {USER}"]
+        + block(session_exists("break_glass_sessions__rows", None, [
+            "s.organization_id = {r}.organization_id", "s.user_id = {r}.actor_user_id",
+            "s.closed_at IS NULL", f"s.expires_at > {NOW}"]), IND * 2)
+        + ["    )",
+           "    OR (",
+           "        {r}.action_context = 'impersonation'"]
+        + block(session_exists(
+            "patient_impersonation_sessions__rows",
+            "JOIN patients__rows p ON p.organization_id = s.organization_id AND p.id = s.patient_id", [
+                "s.organization_id = {r}.organization_id", "s.user_id = {r}.actor_user_id", f"p.user_id = {USER}",
+                "s.closed_at IS NULL", f"s.expires_at > {NOW}"]), IND * 2)
+        + ["    )",
+           ")"]),
+}
+
+
+def alternative(clauses):
+    """One way a principal qualifies: a clause, or several ANDed in parentheses."""
+    if len(clauses) == 1:
+        return clauses
+    return ["("] + block([clauses[0]] + [c if c.startswith(("AND ", "OR ", ")")) or c.startswith(IND) else f"AND {c}"
+                                          for c in clauses[1:]], IND) + [")"]
+
+
+def case7(table, ref, command):
+    """The rule for one row (`ref` is r, NEW or OLD) and one command: a CASE, one clause a line."""
+    fill = lambda lines: [line.format(r=ref) for line in lines]
+    if table == "users":
+        app = [f"{ref}.id = {USER}", f"OR {ref}.id IN (SELECT m.user_id FROM memberships m)"] if command == "select" else ["0"]
+        return [f"CASE WHEN {IS_APP7} THEN"] + block(app, IND) + ["ELSE", IND + "1", "END"]
+    column, own, clinic_wide, _own_sql = TENANT[table]
+    staff = STAFF_V7.get(table, {}).get(command, [f"{ROLE} IN {STAFF}"])
+    who = []
+    if staff:
+        who.append(alternative(fill(staff)))
+    if command in clinic_wide:
+        who.append([f"{ROLE} = 'patient'"])
+    elif command in own:
+        who.append(alternative([f"{ROLE} = 'patient'"] + fill(OWN7[table])))
+    if command == "select" and table in SESSION_READ_V3:
+        who.append([f"{ref}.id = {SESSION}"])
+    if who:
+        app = [f"{ref}.{column} = {ORG}"]
+        if len(who) == 1:
+            first, *rest = who[0]
+            app += [f"AND {first}"] + rest
+        else:
+            app.append("AND (")
+            for index, lines in enumerate(who):
+                first, *rest = lines
+                app += block([("OR " if index else "") + first] + rest, IND)
+            app.append(")")
+        extra = APP_EXTRA_V7.get((table, command))
+        if extra:
+            first, *rest = fill(extra)
+            app += [f"AND {first}"] + rest
+    else:
+        app = ["0"]
+    admin = [UNSCOPED7, f"OR {ref}.{column} = {ORG}"]
+    return [f"CASE WHEN {IS_APP7} THEN"] + block(app, IND) + ["ELSE"] + block(admin, IND) + ["END"]
+
+
+def wrap(items, indent, width=100):
+    """`items` joined by ", ", broken into lines of at most `width` characters."""
+    lines, line = [], ""
+    for item in items:
+        candidate = f"{line}, {item}" if line else item
+        if line and len(indent + candidate) > width:
+            lines.append(indent + line + ",")
+            line = item
+        else:
+            line = candidate
+    lines.append(indent + line)
+    return lines
+
+
+def emit_table7(db, emit, table):
+    rows = f"{table}__rows"
+    columns = db.execute(f"PRAGMA table_info({rows})").fetchall()
+    names = [c[1] for c in columns]
+    key = sorted((c[5], c[1]) for c in columns if c[5])
+    primary = [name for _position, name in key]
+    rule = lambda ref, command, indent: block(case7(table, ref, command), indent)
+    emit(f"-- {table}")
+    emit(f"CREATE VIEW {table} AS SELECT * FROM {rows} AS r WHERE")
+    for line in rule("r", "select", IND)[:-1]:
+        emit(line)
+    emit(rule("r", "select", IND)[-1] + ";")
+    denied = READ_ONLY_COMMANDS.get(table, set())
+    message = f"'new row violates row-level security policy for table \"{table}\"'"
+    permission = f"'permission denied for table {table}'"
+    defaults = {c[1]: c[4] for c in columns if c[3] and c[4] is not None}
+
+    def stored(column):
+        # What the write will store: a NOT NULL column with a default takes it for NULL.
+        return f"coalesce(NEW.{column}, {defaults[column]})" if column in defaults else f"NEW.{column}"
+
+    unique = unique_keys(db, rows)
+    kinds = {}
+    for c in columns:
+        declared = c[2].upper()
+        kinds[c[1]] = "integer" if "INT" in declared else "text" if ("TEXT" in declared or "CHAR" in declared or "CLOB" in declared) else None
+    for _name, columns_of_key in unique:
+        assert all(kinds[c] for c in columns_of_key), f"{table}: unique key {columns_of_key} is neither TEXT nor INTEGER"
+
+    def rule_call(ref, command, negate, tail):
+        """`SELECT ... WHERE [NOT] coalesce(<rule>, 0)<tail>` lines, the rule indented under it."""
+        lines = rule(ref, command, IND * 2)
+        return [f"{IND}    {'NOT ' if negate else ''}coalesce("] + lines[:-1] + [lines[-1] + f", 0){tail}"]
+
+    def guards(exclude_old):
+        # A value of another storage class than its column's would be stored as something the
+        # lookup below does not compare (2.5 in an INTEGER column): refuse it. Then refuse every
+        # unique-key conflict before the write, which an outer INSERT OR REPLACE, REPLACE or
+        # UPDATE OR REPLACE would otherwise resolve by deleting the row in the way, another
+        # clinic's included.
+        for column in sorted({c for _name, key in unique for c in key}):
+            emit(f"    SELECT RAISE(ABORT, 'invalid value for column {column} of table {table}: {kinds[column]} expected')")
+            emit(f"        WHERE typeof({stored(column)}) NOT IN ('{kinds[column]}', 'null');")
+        for name, key in unique:
+            conditions = [f"k.{c} = {stored(c)}" for c in key]
+            if exclude_old:
+                conditions.append("NOT (" + " AND ".join(f"k.{c} IS OLD.{c}" for c in primary) + ")")
+            emit(f"    SELECT RAISE(ABORT, 'duplicate key value violates unique constraint \"{name}\"')")
+            emit("        WHERE EXISTS (")
+            emit(f"            SELECT 1 FROM {rows} AS k")
+            emit(f"            WHERE {conditions[0]}")
+            for condition in conditions[1:]:
+                emit(f"                AND {condition}")
+            if exclude_old:
+                emit("        )")
+                emit("        AND (" + " OR ".join(f"{stored(c)} IS NOT OLD.{c}" for c in key) + ");")
+            else:
+                emit("        );")
+
+    emit(f"CREATE TRIGGER {table}__insert INSTEAD OF INSERT ON {table} BEGIN")
+    emit(f"    SELECT RAISE(ABORT, {message}) WHERE")
+    for line in rule_call("NEW", "insert", True, ";"):
+        emit(line)
+    defaulted = APP_INSERT_DEFAULTED_V6.get(table, [])
+    if defaulted:
+        emit(f"    SELECT RAISE(ABORT, {permission})")
+        emit(f"        WHERE {IS_APP7} AND (" + " OR ".join(f"NEW.{c} IS NOT NULL" for c in defaulted) + ");")
+    guards(False)
+    emit(f"    INSERT INTO {rows} (")
+    for line in wrap(names, IND * 2):
+        emit(line)
+    emit("    ) VALUES (")
+    for line in wrap([f"coalesce(NEW.{n}, {defaults[n]})" if n in defaults else f"NEW.{n}" for n in names], IND * 2):
+        emit(line)
+    emit("    );")
+    emit("    SELECT restartix_count_changes(changes());")
+    emit("END;")
+    emit(f"CREATE TRIGGER {table}__update INSTEAD OF UPDATE ON {table} BEGIN")
+    if "update" in denied:
+        emit(f"    SELECT RAISE(ABORT, {permission});")
+    else:
+        emit(f"    SELECT RAISE(ABORT, {message}) WHERE")
+        for line in rule_call("OLD", "update", False, ""):
+            emit(line)
+        emit("        AND")
+        for line in rule_call("NEW", "update", True, ";"):
+            emit(line)
+        if table in APP_UPDATE_COLUMNS_V6:
+            fixed = [n for n in names if n not in APP_UPDATE_COLUMNS_V6[table]]
+            emit(f"    SELECT RAISE(ABORT, {permission})")
+            emit(f"        WHERE {IS_APP7} AND (")
+            for index, n in enumerate(fixed):
+                emit(f"            {'OR ' if index else ''}NEW.{n} IS NOT OLD.{n}")
+            emit("        );")
+        if table == "usage_quotas":
+            same = "NEW.period_start_at IS OLD.period_start_at AND NEW.period_end_at IS OLD.period_end_at"
+            fmt = "'%Y-%m-%dT%H:%M:%f000Z'"
+            later = f"strftime({fmt}, 'now', '+5 minutes')"
+            emit("    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: usage is only counted up within a period')")
+            emit(f"        WHERE {IS_APP7} AND (")
+            emit("            typeof(NEW.current_units) <> 'integer'")
+            emit("            OR typeof(NEW.period_start_at) <> 'text'")
+            emit("            OR typeof(NEW.period_end_at) <> 'text'")
+            emit(f"            OR ({same} AND NEW.current_units < OLD.current_units)")
+            emit("        );")
+            # A period moves once it has ended (5 minutes of clock skew allowed), to a whole UTC
+            # month that starts no earlier than the old end and has begun: at most once a month.
+            emit("    SELECT RAISE(ABORT, 'permission denied for table usage_quotas: only an ended period may move, and only to the current month')")
+            emit(f"        WHERE {IS_APP7}")
+            emit(f"        AND NOT ({same})")
+            emit("        AND NOT coalesce(")
+            emit(f"            OLD.period_end_at <= {later}")
+            emit("            AND NEW.period_start_at >= OLD.period_end_at")
+            emit(f"            AND NEW.period_start_at <= {later}")
+            emit(f"            AND NEW.period_start_at = strftime({fmt}, NEW.period_start_at, 'start of month')")
+            emit(f"            AND NEW.period_end_at = strftime({fmt}, NEW.period_start_at, 'start of month', '+1 month'), 0);")
+        guards(True)
+        emit(f"    UPDATE {rows} SET")
+        for line in wrap([f"{n} = NEW.{n}" for n in names], IND * 2):
+            emit(line)
+        emit("    WHERE " + " AND ".join(f"{c} = OLD.{c}" for c in primary) + " AND")
+        for line in rule_call("OLD", "update", False, ";"):
+            emit(line)
+        emit("    SELECT restartix_count_changes(changes());")
+    emit("END;")
+    emit(f"CREATE TRIGGER {table}__delete INSTEAD OF DELETE ON {table} BEGIN")
+    if "delete" in denied:
+        emit(f"    SELECT RAISE(ABORT, {permission});")
+    else:
+        if table == "patients":
+            # The cascade would take the impersonation sessions naming the patient with it.
+            emit("    SELECT RAISE(ABORT, 'permission denied for table patients: a patient named by an impersonation session is erased by the platform')")
+            emit(f"        WHERE {IS_APP7}")
+            emit("        AND EXISTS (SELECT 1 FROM patient_impersonation_sessions__rows s WHERE s.organization_id = OLD.organization_id AND s.patient_id = OLD.id)")
+            emit("        AND")
+            for line in rule_call("OLD", "delete", False, ";"):
+                emit(line)
+        emit(f"    DELETE FROM {rows} WHERE " + " AND ".join(f"{c} = OLD.{c}" for c in primary) + " AND")
+        for line in rule_call("OLD", "delete", False, ";"):
+            emit(line)
+        emit("    SELECT restartix_count_changes(changes());")
+    emit("END;")
+    emit("")
+
+
+def migration_seven(db):
+    out = []
+    emit = out.append
+    emit("-- Generated by Scripts/dev/generate-sqlite-rls.py; do not edit by hand.")
+    emit("-- The rules of migration 6, made again one clause a line (TenantPolicySQL's layout): every")
+    emit("-- policy view and its triggers. A rule reads: app connections (the restricted app role)")
+    emit("-- see and write their clinic's rows as their role allows; other connections (the admin")
+    emit("-- role) their context's clinic, or every clinic in an audited unscoped transaction.")
+    emit("-- Unique-key guards compare what will be stored and refuse a key value of another")
+    emit("-- storage class than its column's, so no conflict clause can delete a row in the way.")
+    emit("")
+    for table in list(TENANT) + ["users"]:
+        emit(f"DROP VIEW {table};")
+        emit_table7(db, emit, table)
+    return "\n".join(out).rstrip() + "\n"
+
+
 def swift_file(version, name, symbol, sql, header):
     return (header + f'''
 import RestartixKit
@@ -359,11 +665,14 @@ def main():
     work.executescript(two)
     work.executescript(three)
     six = migration_six(work)
+    work.executescript(six)
+    seven = migration_seven(work)
     # Check that the migrations apply in order on a fresh database before writing them.
     check = database()
     check.executescript(two)
     check.executescript(three)
     check.executescript(six)
+    check.executescript(seven)
     outputs = {}
     outputs["sqlite_0002_row_level_security.swift"] = (swift_file(2, "row_level_security", "sqliteTenancy", two,
         '''// Row-level security emulation for SQLite: migration 2, generated by
@@ -379,6 +688,12 @@ def main():
         '''// SQLite migration 3, generated by Scripts/dev/generate-sqlite-rls.py (do not edit by hand;
 // applied migrations are immutable). The rules are those of Postgres migration 3 in
 // pg_0003_principals_and_elevated_sessions.swift.
+'''))
+
+    outputs["sqlite_0007_legible_policies.swift"] = (swift_file(7, "legible_policies", "sqlitePolicies7", seven,
+        '''// SQLite migration 7, generated by Scripts/dev/generate-sqlite-rls.py (do not edit by hand;
+// applied migrations are immutable). The rules of migration 6 (Postgres: pg_0006_tenancy_hardening.swift),
+// one clause a line: read this file for the SQLite policies in force.
 '''))
 
     if "--check" in sys.argv[1:]:

@@ -24,6 +24,7 @@ public enum PlatformSchema {
         MigrationSet.postgresSlotHolds,
         MigrationSet.postgresProviderChecks,
         MigrationSet.postgresHardening,
+        MigrationSet.postgresPolicies7,
     ]
 
     static let sqlite: [Migration] = [
@@ -33,6 +34,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteSlotHolds,
         MigrationSet.sqliteProviderChecks,
         MigrationSet.sqliteHardening,
+        MigrationSet.sqlitePolicies7,
     ]
 }
 
