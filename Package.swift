@@ -353,8 +353,9 @@ let package = Package(
         .testTarget(
             name: "JobsTests",
             dependencies: [
-                "RestartixTestSupport", "Jobs", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders", "RestartixPlatform",
-                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+                "RestartixTestSupport", "Jobs", "ServiceSupport", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders",
+                "RestartixPlatform", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
     ]

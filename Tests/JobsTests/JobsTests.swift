@@ -1,5 +1,7 @@
+import ArgumentParser
 import Crypto
 import Foundation
+@testable import Jobs
 import Logging
 import RestartixPlatform
 import RestartixCrypto
@@ -7,11 +9,46 @@ import RestartixKit
 import RestartixProviders
 import RestartixTenancy
 import RestartixTestSupport
+import ServiceSupport
+import Synchronization
 import Testing
 
-/// Runs the real `restartix-jobs` binary, as the scheduler would.
+/// The jobs, called in process as the binary calls them (arguments parsed and validated by
+/// ArgumentParser, then ``Job/perform(_:)``), their structured reports checked; the binary itself
+/// is spawned only where the process matters: exit statuses and one line on standard error,
+/// `--json` on standard output, a SIGKILL half-way, libpq's own `PGPASSWORD`.
 @Suite("restartix-jobs", .timeLimit(.minutes(1)))
 struct JobsTests {
+    /// Everything a job run in process said: its logs (at trace), its progress lines, its
+    /// report's text and JSON; for the "no key or PII in any output" checks.
+    final class Output: Sendable {
+        let logs = JSONLogHandler.LineBuffer()
+        let progress = Mutex<[String]>([])
+        let printed = Mutex<[String]>([])
+        var all: String { (logs.lines + progress.withLock { $0 } + printed.withLock { $0 }).joined(separator: "\n") }
+    }
+
+    /// Parses `arguments` as the binary would (validation included) and performs the job with
+    /// `environment` as its whole configuration.
+    func job<J: Job>(_: J.Type, _ arguments: [String], environment: [String: String] = [:], output: Output = Output()) async throws -> J.Report {
+        let command = try J.parse(arguments)
+        let context = JobContext(
+            service: ServiceEnvironment(environment),
+            makeLogger: { label in
+                var logger = Logger(label: label) { JSONLogHandler(label: $0, sink: .memory(output.logs), metadataProvider: nil) }
+                logger.logLevel = .trace
+                return logger
+            },
+            progress: { line in output.progress.withLock { $0.append(line) } }
+        )
+        let report = try await command.perform(context)
+        output.printed.withLock {
+            $0 += command.lines(report)
+            $0.append(String(decoding: (try? JobReportEncoding.encoder.encode(report)) ?? Data(), as: UTF8.self))
+        }
+        return report
+    }
+
     struct Outcome {
         let status: Int32
         let stdout: String
@@ -25,6 +62,7 @@ struct JobsTests {
     /// Runs the binary without blocking a cooperative thread: the test suite runs in parallel,
     /// and a job waiting on a database lock held by another test must not starve that test.
     func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -63,32 +101,30 @@ struct JobsTests {
         return url
     }
 
-    @Test("migrate applies once, then is a no-op; partition roll is a no-op on SQLite")
+    @Test("migrate applies once, then is a no-op; partition roll is a no-op on SQLite; the binary prints the report as text or one JSON object")
     func migrateSQLite() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = "sqlite://" + dir.appendingPathComponent("jobs.sqlite").path
-        let first = try await run(["migrate", "--database-url", url])
-        #expect(first.status == 0, "\(first.stderr)")
         let versions = MigrationSet.platform(for: .sqlite).migrations.map(\.version)
-        let list = versions.map(String.init).joined(separator: ", ")
-        #expect(first.stdout.contains("migrate: applied \(versions.count) (\(list)), already applied 0"))
-        let second = try await run(["migrate", "--database-url", url])
-        #expect(second.status == 0)
-        #expect(second.stdout.contains("migrate: applied 0 (), already applied \(versions.count)"))
-        let roll = try await run(["audit-partition-roll", "--database-url", url])
-        #expect(roll.status == 0)
-        #expect(roll.stdout.contains("nothing to do"))
+        #expect(try await job(Migrate.self, ["--database-url", url]) == Migrate.Report(applied: versions, alreadyApplied: []))
+        #expect(try await job(Migrate.self, ["--database-url", url]) == Migrate.Report(applied: [], alreadyApplied: versions))
+        #expect(try await job(AuditPartitionRoll.self, ["--database-url", url]).created == nil)
+        // The binary: the same report as a text line, or as JSON a scheduler reads.
+        let text = try await run(["migrate", "--database-url", url])
+        #expect(text.status == 0 && text.stdout == "migrate: applied 0 (), already applied \(versions.count)\n", "\(text.stdout)\(text.stderr)")
+        let json = try await run(["migrate", "--database-url", url, "--json"])
+        #expect(json.status == 0)
+        let decoded = try JSONDecoder().decode(Migrate.Report.self, from: Data(json.stdout.utf8))
+        #expect(decoded == Migrate.Report(applied: [], alreadyApplied: versions))
     }
 
     @Test("expired-sessions-sweep closes an expired session once and audits it; a second run closes nothing")
     func expiredSessionsSweep() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("jobs.sqlite").path
-        #expect(try await run(["migrate", "--database-url", "sqlite://" + path]).status == 0)
+        _ = try await job(Migrate.self, ["--database-url", "sqlite://" + path])
         let db = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
         let org = UUIDv7.generate(), user = UUIDv7.generate(), expired = UUIDv7.generate(), open = UUIDv7.generate()
         try await db.transaction { tx in
@@ -102,11 +138,10 @@ struct JobsTests {
                 (\(open), \(org), \(user), 'current emergency access', \(Date().addingTimeInterval(-60)), \(Date().addingTimeInterval(3600)))
                 """)
         }
-        let first = try await run(["expired-sessions-sweep", "--database-url", "sqlite://" + path])
-        #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stdout.contains("closed 1 break-glass and 0 impersonation sessions"), "\(first.stdout)")
-        let second = try await run(["expired-sessions-sweep", "--database-url", "sqlite://" + path])
-        #expect(second.stdout.contains("closed 0 break-glass and 0 impersonation sessions"), "\(second.stdout)")
+        let first = try await job(ExpiredSessionsSweep.self, ["--database-url", "sqlite://" + path])
+        #expect(first == ExpiredSessionsSweep.Report(breakGlass: 1, impersonation: 0))
+        #expect(ExpiredSessionsSweep().lines(first) == ["expired-sessions-sweep: closed 1 break-glass and 0 impersonation sessions"])
+        #expect(try await job(ExpiredSessionsSweep.self, ["--database-url", "sqlite://" + path]) == ExpiredSessionsSweep.Report(breakGlass: 0, impersonation: 0))
         let rows = try await db.transaction { tx in
             try await tx.execute("SELECT set_config('app.unscoped', 'on', true)")
             return try await tx.query("""
@@ -131,7 +166,7 @@ struct JobsTests {
         let dir = try temporaryDirectory()
         let path = dir.appendingPathComponent("jobs.sqlite").path
         let url = "sqlite://" + path
-        #expect(try await run(["migrate", "--database-url", url]).status == 0)
+        _ = try await job(Migrate.self, ["--database-url", url])
         let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
         let org = UUIDv7.generate(), user = UUIDv7.generate()
         try await admin.unscoped(reason: "jobs test: one clinic", actor: .system("jobs-tests")) { tx in
@@ -164,36 +199,37 @@ struct JobsTests {
         return names
     }
 
-    @Test("check-providers: a failing provider is recorded and the job still exits 0; its own failure (no database) exits 1 without secrets")
+    @Test("check-providers: a failing provider is recorded and the job still succeeds; its own failure (no database) exits 1 without secrets")
     func checkProviders() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = "sqlite://" + dir.appendingPathComponent("jobs.sqlite").path
-        #expect(try await run(["migrate", "--database-url", url]).status == 0)
+        _ = try await job(Migrate.self, ["--database-url", url])
         let generated = Keyring.generate()
         let database = try Database(url: url, logger: Logger(label: "test"))
         let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: generated.keyring))
         try await registry.insertIfAbsent("video", kind: .daily, config: ["api_url": "http://127.0.0.1:9"], secrets: ProviderSecrets(["api_key": "daily-secret-key"]))
         await database.shutdown()
         let environment = ["ENCRYPTION_KEYS": generated.document]
-        let first = try await run(["check-providers", "--database-url", url, "--timeout", "2"], environment: environment)
-        #expect(first.status == 0, "a provider's failure is not the job's: \(first.stderr)")
-        #expect(first.stdout.contains("check-providers: video (platform) daily: failed: 127.0.0.1 unreachable"), "\(first.stdout)")
-        #expect(first.stdout.contains("-> degraded (1 in a row)") && first.stdout.contains("check-providers: done, 1 rows, 1 failing"))
-        #expect(!first.stdout.contains("daily-secret-key") && !first.stderr.contains("daily-secret-key"))
-        let second = try await run(["check-providers", "--database-url", url, "--timeout", "2", "--failures-to-down", "2"], environment: environment)
-        #expect(second.stdout.contains("-> down (2 in a row)"), "\(second.stdout)")
+        let output = Output()
+        let first = try await job(CheckProviders.self, ["--database-url", url, "--timeout", "2"], environment: environment, output: output)
+        let outcome = try #require(first.outcomes.first)
+        #expect(first.outcomes.count == 1)
+        #expect(outcome.capability == "video" && outcome.kind == "daily" && outcome.organizationID == nil && !outcome.skipped)
+        #expect(outcome.failure?.hasPrefix("127.0.0.1 unreachable") == true && outcome.status == "degraded" && outcome.consecutiveFailures == 1, "\(outcome)")
+        #expect(CheckProviders().lines(first).last == "check-providers: done, 1 rows, 1 failing")
+        let second = try await job(CheckProviders.self, ["--database-url", url, "--timeout", "2", "--failures-to-down", "2"], environment: environment, output: output)
+        #expect(second.outcomes.first?.status == "down" && second.outcomes.first?.consecutiveFailures == 2)
+        #expect(!output.all.contains("daily-secret-key"), "no report, line or log carries the key")
+        // The job's own failure: exit 1, one line, no password.
         let unreachable = try await run(["check-providers", "--database-url", "postgres://restartix_admin:hunter2-secret@127.0.0.1:1/restartix"], environment: environment)
-        #expect(unreachable.status != 0)
+        #expect(unreachable.status == 1)
         #expect(!unreachable.stderr.contains("hunter2-secret") && !unreachable.stdout.contains("hunter2-secret"))
-        let badFlag = try await run(["check-providers", "--database-url", url, "--capability", "Not A Name"], environment: environment)
-        #expect(badFlag.status != 0)
+        #expect(throws: (any Error).self) { try CheckProviders.parse(["--database-url", url, "--capability", "Not A Name"]) }
     }
 
     @Test("usage-quota-reset and usage-summary-rollup run twice at once: one reset, one closed summary; bad --month refused")
     func usageJobs() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let (dir, path, url, context) = try await clinicDatabase(slug: "usage-clinic")
         defer { try? FileManager.default.removeItem(at: dir) }
         let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "test"))
@@ -206,17 +242,15 @@ struct JobsTests {
                 try await tx.execute("INSERT INTO usage_records (id, organization_id, capability, units, recorded_at) VALUES (\(UUIDv7.generate()), \(context.organizationID), 'ai', \(units), \(inLastMonth))")
             }
         }
-        async let one = run(["usage-quota-reset", "--database-url", url])
-        async let two = run(["usage-quota-reset", "--database-url", url])
+        async let one = job(UsageQuotaReset.self, ["--database-url", url])
+        async let two = job(UsageQuotaReset.self, ["--database-url", url])
         let resets = try await [one, two]
-        #expect(resets.allSatisfy { $0.status == 0 }, "\(resets.map(\.stderr))")
-        let total = resets.map { $0.stdout.contains("1 quotas reset") ? 1 : 0 }.reduce(0, +)
-        #expect(total == 1, "one run resets it: \(resets.map(\.stdout))")
-        async let three = run(["usage-summary-rollup", "--database-url", url])
-        async let four = run(["usage-summary-rollup", "--database-url", url])
+        #expect(resets.map(\.reset).reduce(0, +) == 1, "one run resets it: \(resets)")
+        async let three = job(UsageSummaryRollup.self, ["--database-url", url])
+        async let four = job(UsageSummaryRollup.self, ["--database-url", url])
         let rollups = try await [three, four]
-        #expect(rollups.allSatisfy { $0.status == 0 }, "\(rollups.map(\.stderr))")
-        #expect(rollups.map { $0.stdout.contains("1 summaries closed") ? 1 : 0 }.reduce(0, +) == 1, "\(rollups.map(\.stdout))")
+        #expect(rollups.map(\.closed).reduce(0, +) == 1, "one run closes it: \(rollups)")
+        #expect(rollups.allSatisfy { $0.periodStart == lastMonth.start })
         let (quota, summary) = try await admin.withOrganization(context.organizationID, actor: .system("jobs-tests")) { tx in
             (try await tx.query("SELECT current_units, period_start_at FROM usage_quotas"), try await tx.query("SELECT total_units, closed_at FROM usage_summaries"))
         }
@@ -224,13 +258,13 @@ struct JobsTests {
         #expect(try quota.first?.decode("period_start_at", as: Date.self) == UsagePeriods.month(containing: Date()).start)
         #expect(summary.count == 1)
         #expect(try summary.first?.decode("total_units", as: Int.self) == 11)
-        #expect(try await run(["usage-summary-rollup", "--database-url", url, "--month", "2026-13"]).status != 0)
+        let month = #expect(throws: (any Error).self) { try UsageSummaryRollup.parse(["--database-url", url, "--month", "2026-13"]) }
+        #expect(month.map { UsageSummaryRollup.message(for: $0) }?.contains("--month must be YYYY-MM") == true)
         await admin.shutdown()
     }
 
     @Test("keyring-usage and reencrypt: values move to the primary; a disabled key in use is refused without key bytes")
     func rotationJobs() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let (dir, path, url, context) = try await clinicDatabase(slug: "rotation-clinic")
         defer { try? FileManager.default.removeItem(at: dir) }
         let k1 = Data(repeating: 1, count: 32).base64EncodedString(), k2 = Data(repeating: 2, count: 32).base64EncodedString()
@@ -242,26 +276,28 @@ struct JobsTests {
         // Two patients sealed under key 1 (three values: two names, one email).
         let ids = try await insertPatients(["Ana", "Ion"], keyring: try Keyring(json: Data(document("primary", nil).utf8)), path: path, context: context)
 
-        let rotated = ["ENCRYPTION_KEYS": document("decrypt-only", "primary"), "LOG_LEVEL": "trace"]
-        let before = try await run(["keyring-usage", "--database-url", url], environment: rotated)
-        #expect(before.stdout.contains("keyring-usage: patients.name: key 1: 2"), "\(before.stdout)\(before.stderr)")
-        #expect(before.stdout.contains("keyring-usage: total: key 1: 3"))
-        let refused = try await run(["reencrypt", "--database-url", url], environment: ["ENCRYPTION_KEYS": document("disabled", "primary")])
-        #expect(refused.status != 0)
-        #expect(refused.stderr.contains("key 1 is disabled"), "\(refused.stderr)")
-        #expect(!refused.stderr.contains(k1) && !refused.stdout.contains(k1))
-        let reencrypt = try await run(["reencrypt", "--database-url", url, "--batch-size", "1"], environment: rotated)
-        #expect(reencrypt.status == 0, "\(reencrypt.stderr)")
-        #expect(reencrypt.stdout.contains("reencrypt: done, 3 values rewritten (platform primary: key 2), 0 changed meanwhile, 0 remaining"), "\(reencrypt.stdout)")
-        let after = try await run(["keyring-usage", "--database-url", url], environment: rotated)
-        #expect(after.stdout.contains("keyring-usage: total: key 2: 3"), "\(after.stdout)")
-        let again = try await run(["reencrypt", "--database-url", url], environment: rotated)
-        #expect(again.stdout.contains("reencrypt: done, 0 values"), "idempotent: \(again.stdout)")
-        // At trace level, no output of any run carries a key or a patient's data.
-        for outcome in [before, refused, reencrypt, after, again] {
-            for secret in [k1, k2, blind, "ana@example.com"] {
-                #expect(!outcome.stdout.contains(secret) && !outcome.stderr.contains(secret), "a job's output carries a key or PII")
-            }
+        let rotated = ["ENCRYPTION_KEYS": document("decrypt-only", "primary")]
+        let output = Output()
+        let before = try await job(KeyringUsageReport.self, ["--database-url", url], environment: rotated, output: output)
+        #expect(before.counts["patients.name"] == ["1": 2] && before.totals == ["1": 3], "\(before)")
+        // A disabled key still in use: refused, and the binary says so in one line, exit 1.
+        let refused = await #expect(throws: (any Error).self) {
+            try await job(Reencrypt.self, ["--database-url", url], environment: ["ENCRYPTION_KEYS": document("disabled", "primary")], output: output)
+        }
+        #expect(refused.map { "\($0)" }?.contains("key 1 is disabled") == true, "\(String(describing: refused))")
+        let binary = try await run(["reencrypt", "--database-url", url], environment: ["ENCRYPTION_KEYS": document("disabled", "primary"), "LOG_LEVEL": "trace"])
+        #expect(binary.status == 1 && binary.stderr.contains("key 1 is disabled"), "\(binary.stderr)")
+        let reencrypt = try await job(Reencrypt.self, ["--database-url", url, "--batch-size", "1"], environment: rotated, output: output)
+        #expect(reencrypt.rewritten.values.reduce(0, +) == 3 && reencrypt.remaining == 0 && reencrypt.failed.isEmpty && reencrypt.primaryKeyID == 2, "\(reencrypt)")
+        #expect(Reencrypt().lines(reencrypt).first == "reencrypt: done, 3 values rewritten (platform primary: key 2), 0 changed meanwhile, 0 remaining")
+        #expect(output.progress.withLock { $0 }.count >= 3, "a line per batch as it is done")
+        #expect(try await job(KeyringUsageReport.self, ["--database-url", url], environment: rotated, output: output).totals == ["2": 3])
+        let again = try await job(Reencrypt.self, ["--database-url", url], environment: rotated, output: output)
+        #expect(again.rewritten.values.reduce(0, +) == 0, "idempotent")
+        // At trace level, no log line, progress line or report of any run carries a key or a
+        // patient's data; nor does the binary's output.
+        for secret in [k1, k2, blind, "ana@example.com"] {
+            #expect(!output.all.contains(secret) && !binary.stdout.contains(secret) && !binary.stderr.contains(secret), "a job's output carries a key or PII")
         }
         // The values still open, now under key 2 alone.
         #expect(try await names(ids, keyring: try Keyring(json: Data(document("disabled", "primary").utf8)), path: path, context: context) == ["Ana", "Ion"])
@@ -269,7 +305,6 @@ struct JobsTests {
 
     @Test("reencrypt killed with SIGKILL half-way resumes on the next run; nothing lost")
     func reencryptKilled() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let (dir, path, url, context) = try await clinicDatabase(slug: "killed-clinic")
         defer { try? FileManager.default.removeItem(at: dir) }
         let v1 = Keyring.generate()
@@ -308,13 +343,11 @@ struct JobsTests {
         process.waitUntilExit()
         #expect(process.terminationReason == .uncaughtSignal)
 
-        let between = try await run(["keyring-usage", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
-        #expect(between.stdout.contains("key 1: "), "some values still under key 1 after the kill: \(between.stdout)")
-        let resumed = try await run(["reencrypt", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
-        #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(resumed.stdout.contains("0 remaining"), "\(resumed.stdout)")
-        let after = try await run(["keyring-usage", "--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
-        #expect(after.stdout.contains("keyring-usage: total: key 2: 1500"), "\(after.stdout)")
+        let between = try await job(KeyringUsageReport.self, ["--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
+        #expect((between.totals["1"] ?? 0) > 0, "some values still under key 1 after the kill: \(between.totals)")
+        let resumed = try await job(Reencrypt.self, ["--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
+        #expect(resumed.remaining == 0 && resumed.failed.isEmpty, "\(resumed)")
+        #expect(try await job(KeyringUsageReport.self, ["--database-url", url], environment: ["ENCRYPTION_KEYS": v2]).totals == ["2": 1500])
         #expect(try await names(ids, keyring: try Keyring(json: Data(v2.utf8)), path: path, context: context) == expected)
     }
 
@@ -322,7 +355,6 @@ struct JobsTests {
     func postgres() async throws {
         guard RequiredServices.shouldRun("DATABASE_DIRECT_URL") else { return }
         let owner = try RequiredServices.require("DATABASE_DIRECT_URL")
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         // postgres://user:password@host:port/db?... -> the password, and the URL without it.
         let userinfo = try #require(owner.range(of: #"//[^:/@]+:[^@]+@"#, options: .regularExpression))
         let credentials = owner[userinfo].dropFirst(2).dropLast()
@@ -348,41 +380,39 @@ struct JobsTests {
         #expect(noPassword.status != 0)
         #expect(noPassword.stderr.contains("authentication failed") || noPassword.stderr.contains("could not connect"))
 
-        let migrate = try await run(["migrate", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
+        // libpq reads PGPASSWORD from its process's environment: the binary, with it set.
+        let migrate = try await run(["migrate", "--database-url", withoutPassword, "--json"], environment: ["PGPASSWORD": password])
         #expect(migrate.status == 0, "\(migrate.stderr)")
         let versions = MigrationSet.platform(for: .postgres).migrations.map(\.version)
-        let list = versions.map(String.init).joined(separator: ", ")
-        #expect(migrate.stdout.contains("migrate: applied \(versions.count) (\(list)), already applied 0"))
-        let first = try await run(["audit-partition-roll", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
-        #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stdout.contains("audit-partition-roll: created 0 partitions"))
-        let wider = try await run(["audit-partition-roll", "--months-ahead", "4", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
-        #expect(wider.stdout.contains("audit-partition-roll: created 4 partitions"))
-        let again = try await run(["audit-partition-roll", "--months-ahead", "4", "--database-url", withoutPassword], environment: ["PGPASSWORD": password])
-        #expect(again.stdout.contains("audit-partition-roll: created 0 partitions"))
-        #expect(!(migrate.stdout + migrate.stderr + first.stderr).contains(password))
+        #expect(try JSONDecoder().decode(Migrate.Report.self, from: Data(migrate.stdout.utf8)) == Migrate.Report(applied: versions, alreadyApplied: []))
+        #expect(!(migrate.stdout + migrate.stderr).contains(password))
+        // The rest in process, with the password in the URL.
+        let url = withoutPassword.replacingOccurrences(of: "@", with: ":\(password)@")
+        let first = try await job(AuditPartitionRoll.self, ["--database-url", url])
+        #expect(first.created?.values.reduce(0, +) == 0, "migrate provisioned the months ahead: \(String(describing: first.created))")
+        let wider = try await job(AuditPartitionRoll.self, ["--months-ahead", "4", "--database-url", url])
+        #expect(wider.created?.values.reduce(0, +) == 4)
+        #expect(try await job(AuditPartitionRoll.self, ["--months-ahead", "4", "--database-url", url]).created?.values.reduce(0, +) == 0)
     }
 
-    @Test("bad input: each a clear error, non-zero exit, no password, nothing applied")
+    @Test("bad input: each a clear error, nothing applied, no password; the binary exits non-zero with one line")
     func badInput() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-
-        let scheme = try await run(["migrate", "--database-url", "mysql://root:hunter2@localhost/x"])
-        #expect(scheme.status != 0)
-        #expect(scheme.stderr.contains("unsupported database URL scheme 'mysql'"))
-        #expect(!scheme.stderr.contains("hunter2"))
-
-        let malformed = try await run(["migrate", "--database-url", "postgres://root:hunter2@localhost:port/x"])
-        #expect(malformed.status != 0)
-        #expect(malformed.stderr.contains("invalid port"))
-        #expect(!malformed.stderr.contains("hunter2"))
-
-        let refused = try await run(["migrate", "--database-url", "postgres://root:hunter2@127.0.0.1:1/x"])
-        #expect(refused.status != 0)
-        #expect(refused.stderr.contains("could not connect"))
-        #expect(!refused.stderr.contains("hunter2"))
+        func refusal<J: Job>(_ type: J.Type, _ arguments: [String]) async -> String {
+            do {
+                _ = try await job(type, arguments)
+                return "no error"
+            } catch {
+                return J.message(for: error)
+            }
+        }
+        let scheme = await refusal(Migrate.self, ["--database-url", "mysql://root:hunter2@localhost/x"])
+        #expect(scheme.contains("unsupported database URL scheme 'mysql'") && !scheme.contains("hunter2"), "\(scheme)")
+        let malformed = await refusal(Migrate.self, ["--database-url", "postgres://root:hunter2@localhost:port/x"])
+        #expect(malformed.contains("invalid port") && !malformed.contains("hunter2"), "\(malformed)")
+        let refused = await refusal(Migrate.self, ["--database-url", "postgres://root:hunter2@127.0.0.1:1/x"])
+        #expect(refused.contains("could not connect") && !refused.contains("hunter2"), "\(refused)")
 
         // A migration folder with a gap: refused before anything is applied.
         let folder = dir.appendingPathComponent("migrations")
@@ -390,19 +420,21 @@ struct JobsTests {
         try "CREATE TABLE a (x INTEGER);".write(to: folder.appendingPathComponent("0001_a.sql"), atomically: true, encoding: .utf8)
         try "CREATE TABLE c (x INTEGER);".write(to: folder.appendingPathComponent("0003_c.sql"), atomically: true, encoding: .utf8)
         let database = dir.appendingPathComponent("gap.sqlite").path
-        let gap = try await run(["migrate", "--database-url", "sqlite://" + database, "--migrations-directory", folder.path])
-        #expect(gap.status != 0)
-        #expect(gap.stderr.contains("version 2 is missing"))
-        let tables = try await run(["migrate", "--database-url", "sqlite://" + database, "--migrations-directory", dir.appendingPathComponent("none").path])
-        #expect(tables.status != 0)
-        #expect(tables.stderr.contains("cannot read the migration folder"))
+        #expect(await refusal(Migrate.self, ["--database-url", "sqlite://" + database, "--migrations-directory", folder.path]).contains("version 2 is missing"))
+        #expect(await refusal(Migrate.self, ["--database-url", "sqlite://" + database, "--migrations-directory", dir.appendingPathComponent("none").path])
+            .contains("cannot read the migration folder"))
+        let check = try Database(url: "sqlite://" + database, logger: Logger(label: "test"))
+        #expect(try await check.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('a', 'c')").isEmpty, "nothing applied")
+        await check.shutdown()
+        #expect(await refusal(AuditPartitionRoll.self, ["--months-ahead", "99", "--database-url", "sqlite::memory:"]).contains("--months-ahead must be between 0 and 36"))
 
+        // The binary: status 1 and the one line on standard error, for an error of its own and
+        // for bad arguments alike.
+        let binary = try await run(["migrate", "--database-url", "mysql://root:hunter2@localhost/x"])
+        #expect(binary.status == 1 && binary.stderr.contains("unsupported database URL scheme 'mysql'") && !binary.stderr.contains("hunter2"))
         let months = try await run(["audit-partition-roll", "--months-ahead", "99", "--database-url", "sqlite::memory:"])
-        #expect(months.status != 0)
-        #expect(months.stderr.contains("--months-ahead must be between 0 and 36"))
-
-        let unknown = try await run(["no-such-job"])
-        #expect(unknown.status != 0)
+        #expect(months.status != 0 && months.stderr.contains("--months-ahead must be between 0 and 36"))
+        #expect(try await run(["no-such-job"]).status != 0)
     }
 }
 

@@ -8,16 +8,15 @@ import RestartixTestSupport
 import Testing
 
 /// Patients' PII through the column cipher, on SQLite and Postgres, under row-level security.
+extension TestBackend {
+    /// The crypto suites' backends: SQLite, and Postgres direct as the app role.
+    static var all: [TestBackend] { all(using: .app).filter { $0 != .pgbouncer } }
+}
+
 @Suite("Patient store", .timeLimit(.minutes(1)))
 struct PatientStoreTests {
-    enum Backend: String, CaseIterable, CustomTestStringConvertible {
-        case sqlite, postgres
-        var testDescription: String { rawValue }
-
-        static var all: [Backend] {
-            RequiredServices.shouldRun("DATABASE_APP_DIRECT_URL") ? allCases : [.sqlite]
-        }
-    }
+    /// The shared backends (RestartixTestSupport), as the app role: SQLite and Postgres direct.
+    typealias Backend = TestBackend
 
     static let logger = Logger(label: "restartix.tests.crypto")
 
@@ -43,13 +42,9 @@ struct PatientStoreTests {
             app = TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: file), tables: PlatformSchema.tenantTables, logger: logger)
             admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: file), logger: logger)
             path = file
-        case .postgres:
-            let env = ProcessInfo.processInfo.environment
-            guard let direct = env["DATABASE_DIRECT_URL"], let appURL = env["DATABASE_APP_DIRECT_URL"], let adminURL = env["DATABASE_ADMIN_DIRECT_URL"] else {
-                Issue.record("Postgres URLs are not set: run the tests with Scripts/test-all")
-                throw CancellationError()
-            }
-            let owner = try Database(url: direct, logger: logger)
+        case .postgresDirect, .pgbouncer:
+            let appURL = try backend.require(.app), adminURL = try backend.require(.admin)
+            let owner = try Database(url: try backend.require(.owner), logger: logger)
             _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()  // idempotent, under the migrator's lock
             await owner.shutdown()
             app = try TenantDatabase(url: appURL, tables: PlatformSchema.tenantTables, logger: logger)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RestartixPlatform
 import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// A database in its own namespace: a fresh SQLite file, or a fresh Postgres schema reached with

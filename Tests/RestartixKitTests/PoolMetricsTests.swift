@@ -2,6 +2,7 @@ import Foundation
 import Metrics
 import MetricsTestKit
 import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// The pool's gauges: connections in use and idle, and acquires waiting, per role and pool,

@@ -4,6 +4,7 @@ import NIOSSL
 import RestartixRedis
 import RestartixKit
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// The Redis client against real redis-server processes: the shared one from Scripts/services

@@ -1,6 +1,7 @@
 import Foundation
 import RestartixKit
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 @Suite("SQLite adapter", .timeLimit(.minutes(1)))

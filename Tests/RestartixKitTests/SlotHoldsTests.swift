@@ -3,6 +3,7 @@ import Logging
 import RestartixPlatform
 import RestartixRedis
 import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// Appointment holds in every store — Redis, the database reservation (SQLite, Postgres through

@@ -1,5 +1,6 @@
 import Foundation
 import RestartixKit
+import RestartixTestSupport
 import Testing
 
 /// One suite, run identically on SQLite, Postgres direct and Postgres through PgBouncer.

@@ -1,6 +1,7 @@
 import Foundation
 @testable import RestartixKit
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// Faults as an operator sees them: the server's own reason survives a connection that closes

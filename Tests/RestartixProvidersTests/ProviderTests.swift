@@ -19,18 +19,15 @@ final class ManualClock: Sendable {
     func advance(_ step: Duration) { offset.withLock { $0 += step } }
 }
 
+extension TestBackend {
+    /// The provider suites' backends: SQLite, and Postgres direct as the admin role.
+    static var all: [TestBackend] { all(using: .admin).filter { $0 != .pgbouncer } }
+}
+
 @Suite("Provider registry and resolver", .timeLimit(.minutes(1)))
 struct ProviderTests {
-    enum Backend: String, CaseIterable, CustomTestStringConvertible {
-        case sqlite, postgres
-        var testDescription: String { rawValue }
-
-        static var required: Bool { RequiredServices.areRequired }
-
-        static var all: [Backend] {
-            RequiredServices.shouldRun("DATABASE_ADMIN_DIRECT_URL") ? allCases : [.sqlite]
-        }
-    }
+    /// The shared backends (RestartixTestSupport), as the admin role: SQLite and Postgres direct.
+    typealias Backend = TestBackend
 
     static let logger = Logger(label: "restartix.tests.providers")
 
@@ -57,13 +54,9 @@ struct ProviderTests {
             _ = try await Migrator(platformSchemaOn: database, logger: logger).migrate()
             admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
             file = path
-        case .postgres:
-            let env = ProcessInfo.processInfo.environment
-            guard let direct = env["DATABASE_DIRECT_URL"], let url = env["DATABASE_ADMIN_DIRECT_URL"] else {
-                Issue.record("Postgres URLs are not set: run the tests with Scripts/test-all")
-                throw CancellationError()
-            }
-            let owner = try Database(url: direct, logger: logger)
+        case .postgresDirect, .pgbouncer:
+            let url = try backend.require(.admin)
+            let owner = try Database(url: try backend.require(.owner), logger: logger)
             _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
             database = try Database(url: url, logger: logger)
@@ -291,7 +284,7 @@ struct ProviderTests {
 struct ProviderResolverOutageTests {
     static var redisURL: String? {
         let value = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
-        if value.isEmpty, ProviderTests.Backend.required { Issue.record("REDIS_URL is not set: run the tests with Scripts/test-all") }
+        if value.isEmpty, TestBackend.servicesRequired { Issue.record("REDIS_URL is not set: run the tests with Scripts/test-all") }
         return value.isEmpty ? nil : value
     }
 
@@ -338,9 +331,9 @@ struct ProviderResolverOutageTests {
 
     @Test("stale if error: the database stopped (the link cut), the last good value is served for the bounded time, then a typed failure; restarted, it loads again")
     func staleIfError() async throws {
-        guard ProviderTests.Backend.all.contains(.postgres) else { return }
+        guard ProviderTests.Backend.all.contains(.postgresDirect) else { return }
         let capability = ProviderTests.capability()
-        try await ProviderTests.withWorld(.postgres, removing: [capability]) { world in
+        try await ProviderTests.withWorld(.postgresDirect, removing: [capability]) { world in
             try await world.registry.insertIfAbsent(capability, kind: .anthropic, config: ["model": "m1"], secrets: ProviderSecrets(["api_key": "k1"]))
             // The resolver reaches Postgres through a link the test can cut.
             let adminURL = try #require(world.adminURL)

@@ -4,6 +4,7 @@ import RestartixPlatform
 import RestartixKit
 import RestartixProviders
 import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 @Suite("Usage metering, quotas and the monthly jobs", .timeLimit(.minutes(1)))
@@ -27,7 +28,7 @@ struct UsageTests {
             }
             let app: TenantDatabase = switch backend {
             case .sqlite: TenantDatabase(configuration: DatabaseConfiguration(sqlitePath: try #require(world.sqlitePath)), tables: PlatformSchema.tenantTables, logger: Logger(label: "usage-tests"))
-            case .postgres: try TenantDatabase(url: try #require(ProcessInfo.processInfo.environment["DATABASE_APP_URL"]), tables: PlatformSchema.tenantTables, logger: Logger(label: "usage-tests"))
+            case .postgresDirect, .pgbouncer: try TenantDatabase(url: try backend.require(.app), tables: PlatformSchema.tenantTables, logger: Logger(label: "usage-tests"))
             }
             let staff = TenantContext(organizationID: clinic, userID: UUIDv7.generate(), role: .assistant)
             // Last month ended: the first record of this month moves the period and starts over.

@@ -3,6 +3,7 @@ import Synchronization
 import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// The threat model of Documentation/RestartixTenancy.md, tried as an attacker would: an

@@ -2,6 +2,7 @@ import Foundation
 import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// A migrated schema of its own, so tests can break it without touching the shared one.

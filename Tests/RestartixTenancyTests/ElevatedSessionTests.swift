@@ -2,6 +2,7 @@ import Foundation
 import RestartixKit
 import RestartixTenancy
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// Break-glass and impersonation: opened with a reason, every transaction audited while open,

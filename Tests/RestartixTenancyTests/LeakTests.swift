@@ -2,6 +2,7 @@ import Foundation
 import RestartixKit
 import RestartixTenancy
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// Interleaved tenants through a real PgBouncer in transaction mode: every transaction must see

@@ -2,6 +2,7 @@ import Foundation
 import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// SQLite-specific guarantees behind the shared matrix: what an app connection can never do,

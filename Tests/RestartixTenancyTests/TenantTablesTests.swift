@@ -2,6 +2,7 @@ import Foundation
 import RestartixKit
 import RestartixPlatform
 @testable import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// The tenant-table registry: its own consistency, and the boot check holding the database to it.

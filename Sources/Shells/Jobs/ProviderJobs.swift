@@ -10,14 +10,14 @@ import ServiceSupport
 
 /// Runs `body` with a plain pool on the admin role's URL (`--database-url`, else `DATABASE_URL`,
 /// else the embedded SQLite file): for platform tables outside row-level security.
-func withAdminPool<T>(_ databaseURL: String?, label: String, _ body: (Database, Logger) async throws -> T) async throws -> T {
-    let logger = makeLogger(label)
-    return try await opened({ Database(configuration: try adminConfiguration(databaseURL), logger: logger) }, shutdown: { await $0.shutdown() }) {
+func withAdminPool<T>(_ databaseURL: String?, _ context: JobContext, label: String, _ body: (Database, Logger) async throws -> T) async throws -> T {
+    let logger = context.makeLogger(label)
+    return try await opened({ Database(configuration: try adminConfiguration(databaseURL, context.service), logger: logger) }, shutdown: { await $0.shutdown() }) {
         try await body($0, logger)
     }
 }
 
-struct CheckProviders: AsyncParsableCommand {
+struct CheckProviders: Job {
     static let configuration = CommandConfiguration(
         commandName: "check-providers",
         abstract: "Probe every Cat A provider row and record its status (N failures in a row: down; one success: active).",
@@ -25,6 +25,7 @@ struct CheckProviders: AsyncParsableCommand {
     )
 
     @OptionGroup var admin: AdminDatabaseOptions
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "Seconds each probe may take.")
     var timeout: Int = 5
@@ -43,13 +44,28 @@ struct CheckProviders: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        let keyring = try await loadKeyring()
-        let outcomes = try await withAdminPool(admin.databaseURL, label: "restartix.jobs.check-providers") { database, logger in
+    struct Report: Codable, Sendable, Equatable {
+        struct Outcome: Codable, Sendable, Equatable {
+            var capability: String
+            var organizationID: UUID?
+            var kind: String
+            /// Not checked: no check for this kind, or another run recorded a later check.
+            var skipped: Bool
+            /// Why the check failed (a reason, never a body or a key); nil when it passed.
+            var failure: String?
+            var status: String
+            var consecutiveFailures: Int
+        }
+        var outcomes: [Outcome]
+    }
+
+    func perform(_ context: JobContext) async throws -> Report {
+        let keyring = try await loadKeyring(context.service)
+        let outcomes = try await withAdminPool(admin.databaseURL, context, label: "restartix.jobs.check-providers") { database, logger in
             var options = ProviderHealthCheck.Options()
             options.timeout = .seconds(timeout)
             options.failuresToDown = failuresToDown
-            options.defaultAWSCredentials = try ServiceEnvironment().awsCredentials()
+            options.defaultAWSCredentials = try context.service.awsCredentials()
             let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger))
             let only = capabilities.isEmpty ? nil : Set(capabilities.compactMap { try? ProviderCapability($0) })
             // Probes follow no redirect: a key is never sent to another host, and a 3xx fails.
@@ -65,23 +81,33 @@ struct CheckProviders: AsyncParsableCommand {
                 throw error
             }
         }
-        for outcome in outcomes {
+        return Report(outcomes: outcomes.map {
+            Report.Outcome(
+                capability: $0.capability, organizationID: $0.organizationID, kind: $0.kind, skipped: $0.skipped, failure: $0.failure,
+                status: $0.status.rawValue, consecutiveFailures: $0.consecutiveFailures
+            )
+        })
+    }
+
+    func lines(_ report: Report) -> [String] {
+        var lines: [String] = []
+        for outcome in report.outcomes {
             let scope = outcome.organizationID.map { "organization \($0.lowercasedString)" } ?? "platform"
             let head = "check-providers: \(outcome.capability) (\(scope)) \(outcome.kind):"
             if outcome.skipped {
-                say("\(head) skipped (no check for this kind, or another run recorded a later check)")
+                lines.append("\(head) skipped (no check for this kind, or another run recorded a later check)")
             } else if let failure = outcome.failure {
-                say("\(head) failed: \(failure) -> \(outcome.status.rawValue) (\(outcome.consecutiveFailures) in a row)")
+                lines.append("\(head) failed: \(failure) -> \(outcome.status) (\(outcome.consecutiveFailures) in a row)")
             } else {
-                say("\(head) ok -> \(outcome.status.rawValue)")
+                lines.append("\(head) ok -> \(outcome.status)")
             }
         }
-        let failing = outcomes.filter { $0.failure != nil }.count
-        say("check-providers: done, \(outcomes.count) rows, \(failing) failing")
+        lines.append("check-providers: done, \(report.outcomes.count) rows, \(report.outcomes.filter { $0.failure != nil }.count) failing")
+        return lines
     }
 }
 
-struct UsageQuotaReset: AsyncParsableCommand {
+struct UsageQuotaReset: Job {
     static let configuration = CommandConfiguration(
         commandName: "usage-quota-reset",
         abstract: "Advance every usage quota whose period ended to the current month, its units at zero (each once, however many runs).",
@@ -89,16 +115,28 @@ struct UsageQuotaReset: AsyncParsableCommand {
     )
 
     @OptionGroup var admin: AdminDatabaseOptions
+    @OptionGroup var output: OutputOptions
 
-    func run() async throws {
-        let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.usage-quota-reset") { admin, _ in
+    struct Report: Codable, Sendable, Equatable {
+        /// Quotas this run reset.
+        var reset: Int
+        /// Quotas another run had reset first.
+        var alreadyReset: Int
+    }
+
+    func perform(_ context: JobContext) async throws -> Report {
+        let report = try await withAdminDatabase(admin.databaseURL, context, label: "restartix.jobs.usage-quota-reset") { admin, _ in
             try await UsageJobs.resetQuotas(admin)
         }
-        say("usage-quota-reset: done, \(report.reset) quotas reset, \(report.alreadyReset) already reset by another run")
+        return Report(reset: report.reset, alreadyReset: report.alreadyReset)
+    }
+
+    func lines(_ report: Report) -> [String] {
+        ["usage-quota-reset: done, \(report.reset) quotas reset, \(report.alreadyReset) already reset by another run"]
     }
 }
 
-struct UsageSummaryRollup: AsyncParsableCommand {
+struct UsageSummaryRollup: Job {
     static let configuration = CommandConfiguration(
         commandName: "usage-summary-rollup",
         abstract: "Close last month's usage_summaries row per organization and capability (idempotent; a closed row is never rewritten).",
@@ -106,6 +144,7 @@ struct UsageSummaryRollup: AsyncParsableCommand {
     )
 
     @OptionGroup var admin: AdminDatabaseOptions
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "The month to close, YYYY-MM (default: the previous month).")
     var month: String?
@@ -123,12 +162,26 @@ struct UsageSummaryRollup: AsyncParsableCommand {
         return UsagePeriods.month(year: year, month: month)?.start
     }
 
-    func run() async throws {
-        let report = try await withAdminDatabase(admin.databaseURL, label: "restartix.jobs.usage-summary-rollup") { admin, _ in
+    struct Report: Codable, Sendable, Equatable {
+        /// The month closed: its first instant and the next month's (UTC).
+        var periodStart: Date
+        var periodEnd: Date
+        /// Summaries this run closed.
+        var closed: Int
+        /// Summaries another run had closed first.
+        var alreadyClosed: Int
+    }
+
+    func perform(_ context: JobContext) async throws -> Report {
+        let report = try await withAdminDatabase(admin.databaseURL, context, label: "restartix.jobs.usage-summary-rollup") { admin, _ in
             try await UsageJobs.rollUp(admin, month: month.flatMap(Self.parse))
         }
+        return Report(periodStart: report.periodStart, periodEnd: report.periodEnd, closed: report.closed, alreadyClosed: report.alreadyClosed)
+    }
+
+    func lines(_ report: Report) -> [String] {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withFullDate]
-        say("usage-summary-rollup: \(formatter.string(from: report.periodStart)) to \(formatter.string(from: report.periodEnd)): \(report.closed) summaries closed, \(report.alreadyClosed) already closed")
+        return ["usage-summary-rollup: \(formatter.string(from: report.periodStart)) to \(formatter.string(from: report.periodEnd)): \(report.closed) summaries closed, \(report.alreadyClosed) already closed"]
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RestartixTestSupport
 import Testing
 
 /// A private `redis-server` for tests that stop, pause or reconfigure their server (timeouts,

@@ -4,20 +4,9 @@ import RestartixKit
 import RestartixTestSupport
 import Testing
 
-/// The backends every conformance test runs on. Postgres backends come from the environment
-/// that `Scripts/services env` prints; locally they are skipped when absent, under CI=true (or
-/// RESTARTIX_REQUIRE_SERVICES=1) their absence fails the test.
-enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case sqlite
-    case postgresDirect
-    case pgbouncer
-
-    var testDescription: String { rawValue }
-
-    static let environment = ProcessInfo.processInfo.environment
-
-    static var servicesRequired: Bool { RequiredServices.areRequired }
-
+/// The kit's storage suites on the shared backends (RestartixTestSupport): Postgres direct as the
+/// owner (the suites create scratch tables), through PgBouncer as the admin role.
+extension TestBackend {
     /// Backends to run: always SQLite; Postgres ones when configured or required.
     static var all: [TestBackend] {
         allCases.filter { $0 == .sqlite || $0.url != nil || servicesRequired }
@@ -31,27 +20,13 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     var url: String? {
         switch self {
         case .sqlite: nil
-        case .postgresDirect: Self.value("DATABASE_DIRECT_URL")
-        case .pgbouncer: Self.value("DATABASE_URL")
+        case .postgresDirect: url(.owner)
+        case .pgbouncer: url(.admin)
         }
     }
 
     /// The owner role, direct: creates and drops scratch tables.
     static var ownerURL: String? { value("DATABASE_DIRECT_URL") }
-
-    static func value(_ name: String) -> String? {
-        guard let text = environment[name], !text.isEmpty else { return nil }
-        return text
-    }
-
-    /// A URL that must exist for this test; records a failure (and throws) under CI when missing.
-    static func require(_ name: String) throws -> String {
-        if let url = value(name) { return url }
-        Issue.record("\(name) is not set: run the tests with Scripts/test-all (services are required under CI=true)")
-        throw MissingService(name: name)
-    }
-
-    var isPostgres: Bool { self != .sqlite }
 
     static let logger = Logger(label: "restartix.tests")
 
@@ -68,9 +43,9 @@ enum TestBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 .appendingPathComponent("restartix-test-\(UUID().uuidString).sqlite").path
             configuration = DatabaseConfiguration(sqlitePath: path)
         case .postgresDirect:
-            configuration = try DatabaseConfiguration(url: Self.require("DATABASE_DIRECT_URL"))
+            configuration = try DatabaseConfiguration(url: require(.owner))
         case .pgbouncer:
-            configuration = try DatabaseConfiguration(url: Self.require("DATABASE_URL"))
+            configuration = try DatabaseConfiguration(url: require(.admin))
         }
         configuration.maximumConnections = maximumConnections
         configuration.acquireTimeout = acquireTimeout

@@ -2,6 +2,7 @@ import Foundation
 import RestartixPlatform
 import RestartixKit
 @testable import RestartixTenancy
+import RestartixTestSupport
 import Testing
 
 /// Where the adversarial suites put an attacker and its victim on the SAME connection: on

@@ -6,49 +6,20 @@ import RestartixKit
 import RestartixTestSupport
 import Testing
 
-/// Where the tenancy suites run: an embedded SQLite file, Postgres direct, Postgres through
-/// PgBouncer. Postgres URLs come from `Scripts/services env`; under CI=true (or
-/// RESTARTIX_REQUIRE_SERVICES=1) a missing one fails the test instead of skipping it.
-enum TenancyBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case sqlite
-    case postgresDirect
-    case pgbouncer
+/// Where the tenancy suites run: the shared backends (RestartixTestSupport), through the app
+/// role's URL (an embedded SQLite file, Postgres direct, Postgres through PgBouncer).
+typealias TenancyBackend = TestBackend
 
-    var testDescription: String { rawValue }
+extension TestBackend {
+    static var all: [TestBackend] { all(using: .app) }
 
-    static let environment = ProcessInfo.processInfo.environment
-
-    static var servicesRequired: Bool { RequiredServices.areRequired }
-
-    static var all: [TenancyBackend] {
-        allCases.filter { $0 == .sqlite || $0.appURLName.flatMap(value) != nil || servicesRequired }
-    }
-
-    static var postgres: [TenancyBackend] { all.filter { $0 != .sqlite } }
+    static var postgres: [TestBackend] { all.filter { $0 != .sqlite } }
 
     static let logger = Logger(label: "restartix.tests.tenancy")
 
-    static func value(_ name: String) -> String? { RequiredServices.value(name) }
+    var appURLName: String? { urlName(.app) }
 
-    static func require(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        try RequiredServices.require(name, sourceLocation: sourceLocation)
-    }
-
-    var appURLName: String? {
-        switch self {
-        case .sqlite: nil
-        case .postgresDirect: "DATABASE_APP_DIRECT_URL"
-        case .pgbouncer: "DATABASE_APP_URL"
-        }
-    }
-
-    var adminURLName: String {
-        switch self {
-        case .sqlite: ""
-        case .postgresDirect: "DATABASE_ADMIN_DIRECT_URL"
-        case .pgbouncer: "DATABASE_URL"
-        }
-    }
+    var adminURLName: String { urlName(.admin) ?? "" }
 
     /// The three ways into one migrated database: the app database the kit's users get, the
     /// admin database, and a raw pool of app connections that bypasses the kit's API (what a
