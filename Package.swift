@@ -355,7 +355,7 @@ let package = Package(
             dependencies: [
                 "RestartixTestSupport", "Jobs", "ServiceSupport", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders",
                 "RestartixPlatform", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "InMemoryLogging", package: "swift-log"),
             ]
         ),
     ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import InMemoryLogging
 @testable import Jobs
 import Logging
 import RestartixPlatform
@@ -22,10 +23,12 @@ struct JobsTests {
     /// Everything a job run in process said: its logs (at trace), its progress lines, its
     /// report's text and JSON; for the "no key or PII in any output" checks.
     final class Output: Sendable {
-        let logs = JSONLogHandler.LineBuffer()
+        let logs = InMemoryLogHandler()
         let progress = Mutex<[String]>([])
         let printed = Mutex<[String]>([])
-        var all: String { (logs.lines + progress.withLock { $0 } + printed.withLock { $0 }).joined(separator: "\n") }
+        var all: String {
+            (logs.entries.map { "\($0.message) \($0.metadata)" } + progress.withLock { $0 } + printed.withLock { $0 }).joined(separator: "\n")
+        }
     }
 
     /// Parses `arguments` as the binary would (validation included) and performs the job with
@@ -35,7 +38,7 @@ struct JobsTests {
         let context = JobContext(
             service: ServiceEnvironment(environment),
             makeLogger: { label in
-                var logger = Logger(label: label) { JSONLogHandler(label: $0, sink: .memory(output.logs), metadataProvider: nil) }
+                var logger = Logger(label: label) { _ in output.logs }
                 logger.logLevel = .trace
                 return logger
             },
