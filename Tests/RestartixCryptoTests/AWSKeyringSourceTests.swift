@@ -11,8 +11,6 @@ import Testing
 /// document, and a KMS keyring document whose keys are KMS blobs.
 @Suite("Keyring sources on AWS (moto)", .timeLimit(.minutes(1)))
 struct AWSKeyringSourceTests {
-    static let environment = ProcessInfo.processInfo.environment
-
     /// moto's AWS configuration, or `nil` when moto is not configured (a failure under CI=true).
     static func aws() throws -> AWSConfiguration? {
         guard RequiredServices.shouldRun("AWS_ENDPOINT_URL") else { return nil }

@@ -282,10 +282,10 @@ struct ProviderTests {
 
 @Suite("Provider resolver across instances and outages", .timeLimit(.minutes(1)))
 struct ProviderResolverOutageTests {
+    /// Redis, or nil when it is not configured (a recorded failure under CI=true).
     static var redisURL: String? {
-        let value = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
-        if value.isEmpty, TestBackend.servicesRequired { Issue.record("REDIS_URL is not set: run the tests with Scripts/test-all") }
-        return value.isEmpty ? nil : value
+        guard RequiredServices.shouldRun("REDIS_URL") else { return nil }
+        return try? RequiredServices.require("REDIS_URL")
     }
 
     /// Polls `condition` every 10 ms until it holds or `limit` passes.
