@@ -383,7 +383,7 @@ for _table, _commands in STAFF_V6.items():
 
 
 def session_exists(table, extra_join, conditions):
-    return (["AND EXISTS ("
+    return (["AND EXISTS (",
              f"    SELECT 1 FROM {table} s"]
             + ([f"    {extra_join}"] if extra_join else [])
             + [f"    WHERE s.id = {SESSION}"]

@@ -38,11 +38,24 @@ public struct AWSConfiguration: Sendable, Hashable, CustomStringConvertible {
     /// public endpoint.
     public func endpoint(for service: AWSService) -> URL? { endpoints[service] ?? defaultEndpoint }
 
-    /// Region, credential source and endpoints; never a secret.
+    /// Region, credential source and endpoints (without any user or password in them); never a
+    /// secret.
     public var description: String {
-        let overrides = endpoints.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value.absoluteString)" }
+        func shown(_ url: URL) -> String {
+            guard var components = URLComponents(url: url, resolvingAgainstBaseURL: false) else { return "<endpoint>" }
+            components.user = nil
+            components.password = nil
+            return components.string ?? "<endpoint>"
+        }
+        var overrides = endpoints.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\(shown($0.value))" }
+        if let defaultEndpoint { overrides.append("default=\(shown(defaultEndpoint))") }
         return "AWSConfiguration(region: \(region), credentials: \(credentials)\(overrides.isEmpty ? "" : ", endpoints: \(overrides.joined(separator: " "))"))"
     }
+}
+
+extension AWSConfiguration: CustomReflectable {
+    /// `dump()` and debuggers see the description only: the credentials hold a secret key.
+    public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .struct) }
 }
 
 /// The AWS services this module calls, by the names the SDKs use for their endpoint variables
@@ -65,8 +78,9 @@ public struct AWSService: RawRepresentable, Sendable, Hashable, CustomStringConv
     public var description: String { rawValue }
 }
 
-/// Where the credentials that sign requests come from.
-public enum AWSCredentialSource: Sendable, Hashable, CustomStringConvertible {
+/// Where the credentials that sign requests come from. Prints, dumps and reflects the access key
+/// id or the endpoint only.
+public enum AWSCredentialSource: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
     /// Fixed keys (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`).
     case `static`(AWSCredentials)
     /// The container credential endpoint of an ECS task role or EKS pod identity: temporary
@@ -87,16 +101,18 @@ public enum AWSCredentialSource: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .static(let credentials): "static(\(credentials.accessKeyID))"
-        case .container(let endpoint): "container(\(endpoint.url.absoluteString))"
+        case .container(let endpoint): "container(\(endpoint))"
         }
     }
+
+    public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .enum) }
 }
 
 /// The container credential endpoint, as the AWS SDKs read it: ECS task roles
 /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, served at 169.254.170.2) and EKS pod identity
 /// (`AWS_CONTAINER_CREDENTIALS_FULL_URI` with `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or
 /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`). EC2 instance profiles (IMDS) are not read.
-public struct AWSContainerCredentials: Sendable, Hashable {
+public struct AWSContainerCredentials: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
     /// How the request to the endpoint is authorized.
     public enum Authorization: Sendable, Hashable {
         /// The token itself.
@@ -129,6 +145,18 @@ public struct AWSContainerCredentials: Sendable, Hashable {
         self.url = url
         self.authorization = authorization
     }
+
+    /// The endpoint and the kind of authorization; never the token.
+    public var description: String {
+        let how = switch authorization {
+        case .token: ", token"
+        case .tokenFile(let path): ", token file \(path)"
+        case nil: ""
+        }
+        return "\(url.absoluteString)\(how)"
+    }
+
+    public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .struct) }
 
     func fetch(httpClient: HTTPClient) async throws(AWSError) -> AWSCredentials {
         var request = HTTPClientRequest(url: url.absoluteString)

@@ -40,8 +40,9 @@ public struct SESClient: Sendable {
         )
     }
 
-    /// One message.
-    public struct Email: Sendable, Hashable {
+    /// One message. Prints and dumps its counts only: addresses, subject and bodies are a
+    /// patient's data.
+    public struct Email: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
         /// The sender: a verified identity (`noreply@clinic.example`, or `"Clinic" <noreply@...>`).
         public var from: String
         /// Recipients (at most 50 across to, cc and bcc, as SES allows).
@@ -59,6 +60,12 @@ public struct SESClient: Sendable {
         public var configurationSet: String?
         /// Message tags (`name` -> `value`), published with the configuration set's events.
         public var tags: [String: String] = [:]
+
+        public var description: String {
+            "Email(\(to.count + cc.count + bcc.count) recipients, text: \(text != nil), html: \(html != nil)\(configurationSet.map { ", configuration set \($0)" } ?? ""))"
+        }
+
+        public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .struct) }
 
         /// A message with at least one body.
         public init(from: String, to: [String], subject: String, text: String? = nil, html: String? = nil) {
@@ -152,8 +159,9 @@ public struct SESClient: Sendable {
     func call<Request: Encodable, Response: Decodable>(
         _ action: String, _ method: String, _ segments: [String], _ request: Request?, as _: Response.Type
     ) async throws(AWSError) -> Response {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
+        // RFC 3986 unreserved, ASCII only (CharacterSet.alphanumerics would keep non-ASCII
+        // letters of an internationalised address unencoded).
+        let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
         let path = segments.map { $0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0 }.joined(separator: "/")
         guard let url = URL(string: endpoint.absoluteString + "/" + path) else { throw AWSError(.configuration, "\(action): the request URL could not be formed") }
         var body = Data()

@@ -19,7 +19,7 @@ public import RestartixKit
 /// Typed values only: the library reads no environment. The executables build the source from
 /// `ENCRYPTION_KEYS`, `ENCRYPTION_KEYS_FILE`, `ENCRYPTION_KEYS_SECRET_ID` or
 /// `ENCRYPTION_KEYS_KMS` and the AWS keys (Documentation/Configuration.md).
-public indirect enum KeyringSource: Sendable, Hashable, CustomStringConvertible {
+public indirect enum KeyringSource: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
     /// The document itself (the value of `ENCRYPTION_KEYS`); `name` is what errors call it.
     case document(String, name: String = "ENCRYPTION_KEYS")
     /// A file holding the document (a mounted secret). Files readable by group or others are
@@ -72,6 +72,9 @@ public indirect enum KeyringSource: Sendable, Hashable, CustomStringConvertible 
         case .kms(let inner, _): "kms(\(inner))"
         }
     }
+
+    /// `dump()` and debuggers see the description only: a document holds keys.
+    public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .enum) }
 
     /// The document text this source holds, and the `BACKUP_ENCRYPTION_KEY` member of a secret
     /// of several values.

@@ -109,7 +109,17 @@ struct ServiceConfigurationTests {
         #expect(aws.region == "eu-west-1")
         #expect(aws.credentials == .static(AWSCredentials(accessKeyID: "AKIAEXAMPLE", secretAccessKey: "hunter2-secret")))
         #expect(aws.endpoint(for: .kms)?.port == 5001 && aws.endpoint(for: .secretsManager)?.port == 5000)
-        #expect(!"\(aws)".contains("hunter2"), "the description never prints the secret key")
+        func printed(_ value: Any) -> String {
+            var dumped = ""
+            dump(value, to: &dumped)
+            return "\(value) \(String(reflecting: value)) \(dumped)"
+        }
+        #expect(!printed(aws).contains("hunter2"), "neither description nor dump prints the secret key")
+        let tokened = try ServiceEnvironment([
+            "AWS_REGION": "eu-central-1", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "https://creds.example/v1", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "hunter2-token",
+            "AWS_ENDPOINT_URL": "https://user:hunter2-pw@vpce.example",
+        ]).aws(for: "the test")
+        #expect(!printed(tokened).contains("hunter2") && printed(tokened).contains("vpce.example"), "\(tokened)")
         let task = try ServiceEnvironment(["AWS_REGION": "eu-central-1", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/abc"]).aws(for: "the test")
         #expect(task.credentials == .container(AWSContainerCredentials(relativeURI: "/v2/credentials/abc")))
         let pod = try ServiceEnvironment([
@@ -141,7 +151,12 @@ struct ServiceConfigurationTests {
         #expect(try ServiceEnvironment(all.filter { !["ENCRYPTION_KEYS_SECRET_ID", "ENCRYPTION_KEYS_FILE"].contains($0.key) }).keyring()?.source
             == .kms(.document("{\"kms\":1}", name: "ENCRYPTION_KEYS_KMS"), aws: configured))
         #expect(try ServiceEnvironment(["ENCRYPTION_KEYS": "{\"doc\":1}"]).keyring()?.source == .document("{\"doc\":1}"))
-        #expect(!"\(try ServiceEnvironment(["ENCRYPTION_KEYS": "{\"hunter2\":1}"]).keyring()!)".contains("hunter2"), "the description never prints the document")
+        let secretKeyring = try #require(try ServiceEnvironment(["ENCRYPTION_KEYS": "{\"hunter2\":1}", "BACKUP_ENCRYPTION_KEY": "hunter2-backup"]).keyring())
+        for value in [secretKeyring as Any, secretKeyring.source] {
+            var dumped = ""
+            dump(value, to: &dumped)
+            #expect(!"\(value) \(String(reflecting: value)) \(dumped)".contains("hunter2"), "neither description nor dump prints the document or the backup key")
+        }
         let noAWS = #expect(throws: ConfigurationError.self) { try ServiceEnvironment(["ENCRYPTION_KEYS_SECRET_ID": "s"]).keyring() }
         #expect(noAWS?.description.contains("AWS_REGION") == true)
     }

@@ -274,6 +274,9 @@ struct SESClientTests {
             #expect(error?.kind == .configuration, "\(what)")
         }
         #expect(try await Self.sentCount(endpoint) == before + 1, "nothing refused was sent")
+        var dumped = ""
+        dump(email, to: &dumped)
+        #expect(!"\(email) \(dumped)".contains("ana@example.com") && !dumped.contains("Tuesday"), "an e-mail prints its counts, never its content")
     }
 
     @Test("suppression list: the address is one path segment, signed encoded twice; NotFoundException means not suppressed")

@@ -285,7 +285,7 @@ struct MigrationSetTests {
                 "9da324fd84e3c8e5477d52ba998d6d9b2e1786bda3cac5adb0c5cfb16a753a2c",
                 "5067c87e9825cf66a0153426b7f7d115985d736facab4db37e1e04e688cdc30b",
                 "3a970bd19124efc7dd773c101979166a9922930aa91f41f14b995f9d8c7783d8",
-                "f1e370c3451b8c6312ae8aedb6ff7838d90331a3bf7825c37f744c91831d8a3a",
+                "5bc2e2f683e7a81d264169e09fd1c028e0b94b8bc99558e0e4c896fb79874b12",
             ],
         ]
         for (dialect, checksums) in pins {

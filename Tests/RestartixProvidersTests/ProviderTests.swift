@@ -266,13 +266,15 @@ struct ProviderTests {
             // Every seed is validated before any is written; errors name settings, not values.
             let video = ProviderSeed(capability: .video, kind: .daily, config: ["api_url": "https://api.daily.co/v1"], secrets: ProviderSecrets(["api_key": "k"]))
             let bad: [(String, ProviderSeed)] = [
-                ("AKIAONLY", ProviderSeed(capability: .ai, kind: .anthropic, config: [:], secrets: ProviderSecrets(["access_key_id": "AKIAONLY"]))),
+                // Half an AWS key pair: both or neither (neither: the default credential chain).
+                ("AKIAONLY", ProviderSeed(capability: .ai, kind: .ses, config: ["from_address": "a@clinic.example"], secrets: ProviderSecrets(["access_key_id": "AKIAONLY"]))),
                 ("ftp://x", ProviderSeed(capability: .ai, kind: .s3, config: ["bucket": "b", "endpoint_url": "ftp://x"], secrets: ProviderSecrets())),
                 ("maybe", ProviderSeed(capability: .ai, kind: .s3, config: ["bucket": "b", "use_path_style": "maybe"], secrets: ProviderSecrets())),
             ]
             for (value, seed) in bad {
                 let error = await #expect(throws: ProviderError.self) { try await world.registry.bootstrapProviderDefaults([video, seed], logger: Self.logger) }
                 #expect(error?.code == .invalidArgument, "\(value)")
+                if value == "AKIAONLY" { #expect(error?.detail.contains("both AWS keys or neither") == true, "\(String(describing: error))") }
                 #expect(error?.detail.contains(value) == false || value == "maybe")
                 #expect(try await world.registry.lookup(.video, organization: nil) == nil, "the valid seed beside it is not written")
             }

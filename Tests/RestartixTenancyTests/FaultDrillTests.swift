@@ -251,8 +251,15 @@ struct DrillInstance: Sendable {
             "RESTARTIX_PG_PORT": TenancyBackend.value("RESTARTIX_DRILL_PG_PORT") ?? "55533",
             "RESTARTIX_PGBOUNCER_PORT": TenancyBackend.value("RESTARTIX_DRILL_PGBOUNCER_PORT") ?? "56533",
         ]
-        _ = try await run(["up"], environment: environment)
-        let exports = try await run(["env"], environment: environment)
+        let exports: String
+        do {
+            _ = try await run(["up"], environment: environment)
+            exports = try await run(["env"], environment: environment)
+        } catch {
+            // Half up (one daemon started, the other refused): never leave it behind.
+            _ = try? await run(["down"], environment: ["RESTARTIX_SERVICES_DIR": directory])
+            throw error
+        }
         var urls: [String: String] = [:]
         for line in exports.split(separator: "\n") where line.hasPrefix("export ") {
             let assignment = line.dropFirst("export ".count)

@@ -638,7 +638,8 @@ CREATE TRIGGER audit_log__insert INSTEAD OF INSERT ON audit_log BEGIN
                 OR (
                     NEW.action_context = 'break_glass'
                     AND NEW.actor_user_id = nullif(current_setting('app.current_user_id', 1), '')
-                    AND EXISTS (    SELECT 1 FROM break_glass_sessions__rows s
+                    AND EXISTS (
+                        SELECT 1 FROM break_glass_sessions__rows s
                         WHERE s.id = nullif(current_setting('app.session_id', 1), '')
                             AND s.organization_id = NEW.organization_id
                             AND s.user_id = NEW.actor_user_id
@@ -648,7 +649,8 @@ CREATE TRIGGER audit_log__insert INSTEAD OF INSERT ON audit_log BEGIN
                 )
                 OR (
                     NEW.action_context = 'impersonation'
-                    AND EXISTS (    SELECT 1 FROM patient_impersonation_sessions__rows s
+                    AND EXISTS (
+                        SELECT 1 FROM patient_impersonation_sessions__rows s
                         JOIN patients__rows p ON p.organization_id = s.organization_id AND p.id = s.patient_id
                         WHERE s.id = nullif(current_setting('app.session_id', 1), '')
                             AND s.organization_id = NEW.organization_id

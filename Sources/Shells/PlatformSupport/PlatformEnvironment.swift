@@ -8,7 +8,7 @@ public import ServiceSupport
 
 /// The keyring as the executables configure it: where the document comes from and the
 /// `BACKUP_ENCRYPTION_KEY` variable, if set.
-public struct KeyringConfiguration: Sendable, CustomStringConvertible {
+public struct KeyringConfiguration: Sendable, CustomStringConvertible, CustomReflectable {
     /// The source.
     public var source: KeyringSource
     /// `BACKUP_ENCRYPTION_KEY` (base64), when set.
@@ -19,6 +19,9 @@ public struct KeyringConfiguration: Sendable, CustomStringConvertible {
 
     /// The source; never a key.
     public var description: String { "KeyringConfiguration(\(source)\(backupKey == nil ? "" : ", backup key set"))" }
+
+    /// `dump()` sees the description only.
+    public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .struct) }
 }
 
 // What the executables that serve the platform's data read besides the shared keys: the
