@@ -118,9 +118,14 @@ public struct AWSSigner: Sendable {
     /// REST service signs each path segment encoded twice, as SigV4 requires, so
     /// `/v2/email/suppression/addresses/ana%40example.com` is signed as `.../ana%2540example.com`.
     public func sign(_ method: String, url: URL, headers: [(String, String)] = [], payload: Payload, date: Date = Date()) -> [(String, String)] {
+        sign(method, url: url, headers: headers, payloadHash: payload.hash, date: date)
+    }
+
+    /// ``sign(_:url:headers:payload:date:)`` with the `x-amz-content-sha256` value as given
+    /// (a chunked upload's `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` is not a hex hash).
+    func sign(_ method: String, url: URL, headers: [(String, String)], payloadHash hash: String, date: Date) -> [(String, String)] {
         let reserved: Set<String> = ["host", "x-amz-content-sha256", "x-amz-date", "authorization", "x-amz-security-token"]
         var all = headers.filter { !reserved.contains($0.0.lowercased()) }
-        let hash = payload.hash
         all.append(("host", AWSJSONClient.hostHeader(url)))
         all.append(("x-amz-content-sha256", hash))
         // The path as sent (encoded once): S3 decodes it and the signer encodes it once again;

@@ -47,6 +47,67 @@ struct S3ClientTests {
         #expect(error?.description.contains("hello") == false, "no body in an error")
     }
 
+    /// Amazon S3's own example of a chunked upload ("Signature Calculations for the
+    /// Authorization Header: Transferring Payload in Multiple Chunks", Example: PUT Object):
+    /// 66,560 bytes of "a" in a 64 KiB chunk and a 1 KiB one, its seed and chunk signatures.
+    @Test("chunked upload signing matches Amazon S3's example: seed, each chunk, the final chunk, the framed length")
+    func chunkedSigningVector() throws {
+        let signer = AWSSigner(
+            credentials: AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            region: "us-east-1", service: "s3"
+        )
+        let date = Date(timeIntervalSince1970: 1_369_353_600)  // 20130524T000000Z
+        var (headers, payload) = try signer.signChunked(
+            "PUT", url: URL(string: "https://s3.amazonaws.com/examplebucket/chunkObject.txt")!,
+            headers: [("x-amz-storage-class", "REDUCED_REDUNDANCY")], decodedContentLength: 66_560, chunkSize: 65_536, date: date
+        )
+        #expect(headers.first { $0.0 == "content-length" }?.1 == "66824")
+        #expect(headers.first { $0.0 == "authorization" }?.1 == """
+            AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+            SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class, \
+            Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9
+            """)
+        let first = try payload.chunk(Data(repeating: UInt8(ascii: "a"), count: 65_536))
+        #expect(first.prefix(88) == Data("10000;chunk-signature=ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n".utf8))
+        let second = try payload.chunk(Data(repeating: UInt8(ascii: "a"), count: 1_024))
+        #expect(second.prefix(86) == Data("400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n".utf8))
+        let last = try payload.finalChunk()
+        #expect(last == Data("0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n".utf8))
+        #expect(first.count + second.count + last.count == 66_824, "the framed body is the signed content-length")
+    }
+
+    @Test("chunked upload: refuses chunks that do not fit the signed length; moto stores the decoded object")
+    func chunkedUpload() async throws {
+        let signer = AWSSigner(credentials: AWSClientTests.credentials, region: "us-east-1", service: "s3")
+        var (_, wrong) = try signer.signChunked("PUT", url: URL(string: "http://127.0.0.1/b/k")!, decodedContentLength: 20_000, chunkSize: 8_192)
+        #expect(throws: AWSError.self) { try wrong.chunk(Data(count: 100)) }  // not a full chunk, not the rest
+        _ = try wrong.chunk(Data(count: 8_192))
+        #expect(throws: AWSError.self) { try wrong.finalChunk() }  // 11,808 bytes announced and not sent
+        #expect(throws: AWSError.self) { try signer.signChunked("PUT", url: URL(string: "http://127.0.0.1/b/k")!, decodedContentLength: 1, chunkSize: 1_024) }
+
+        guard let s3 = try await Self.bucket() else { return }
+        let object = Data((0..<150_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let url = s3.bucketURL.appendingPathComponent("org-1/streamed.bin")
+        var (headers, payload) = try s3.signer.signChunked("PUT", url: url, decodedContentLength: object.count, chunkSize: 64 * 1024)
+        var body = Data()
+        var offset = 0
+        while offset < object.count {
+            let end = min(offset + 64 * 1024, object.count)
+            body.append(try payload.chunk(object[offset..<end]))
+            offset = end
+        }
+        body.append(try payload.finalChunk())
+        #expect(String(body.count) == headers.first { $0.0 == "content-length" }?.1)
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .PUT
+        headers.removeAll { $0.0 == "host" }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        #expect(response.status.code == 200)
+        #expect(try await s3.get("org-1/streamed.bin") == object, "moto decoded the chunks into the object")
+    }
+
     @Test("multipart: parts in order make the object; an aborted upload leaves nothing")
     func multipart() async throws {
         guard let s3 = try await Self.bucket() else { return }
