@@ -58,7 +58,8 @@ struct CoreAPITests {
             try await client.execute(uri: "/health", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body) == #"{"status":"ok"}"#)
-                #expect(response.headers[.contentType] == "application/json")
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                #expect(response.headers[.requestID]?.isEmpty == false, "every answer carries its request id")
             }
             try await client.execute(uri: "/ready", method: .get) { response in
                 #expect(response.status == .ok)
@@ -66,6 +67,7 @@ struct CoreAPITests {
             }
             try await client.execute(uri: "/no-such-route", method: .get) { response in
                 #expect(response.status == .notFound)
+                #expect(response.headers[.contentType] == "application/problem+json")
             }
         }
         // A local keyring was generated beside it, readable by its owner only.
@@ -110,7 +112,7 @@ struct CoreAPITests {
         _ = try await Migrator(platformSchemaOn: owner, logger: .init(label: "test")).migrate()
         let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: .init(label: "test"))
         let admin = AdminDatabase(configuration: configuration.database, logger: .init(label: "test"))
-        let router = Router()
+        let router = Router(context: CoreRequestContext.self)
         addHealthRoutes(to: router, database: owner, readiness: Readiness(tenants: tenants, admin: admin, interval: .zero))
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -145,7 +147,7 @@ struct CoreAPITests {
     /// An application with only the health routes, on a database at `databaseURL`.
     func healthRoutes(databaseURL: String) throws -> (some ApplicationProtocol, Database) {
         let database = Database(configuration: try DatabaseConfiguration(url: databaseURL), logger: Logger(label: "test"))
-        let router = Router()
+        let router = Router(context: CoreRequestContext.self)
         addHealthRoutes(to: router, database: database)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -292,19 +294,25 @@ struct CoreAPITests {
             let good = try await issuer.issue(user: member, organization: org)
             try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(good)"]) { response in
                 #expect(response.status == .ok)
-                #expect(String(buffer: response.body).contains(#""role":"assistant""#))
+                #expect((try? JSONDecoder().decode(Me.self, from: Data(String(buffer: response.body).utf8))) == Me(organization_id: org, user_id: member, role: "assistant"))
             }
-            try await client.execute(uri: "/v1/me", method: .get) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.requestID: "trace-42"]) { response in
+                #expect(response.status == .unauthorized)
+                let problem = try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8))
+                #expect(problem?.code == "request.missingToken" && problem?.status == 401 && problem?.requestId == "trace-42")
+                #expect(response.headers[.requestID] == "trace-42", "a sane client id is kept")
+            }
             let forged = try await LocalDevIssuer(environment: .test).issue(user: member, organization: org)
             try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(forged)"]) { response in
                 #expect(response.status == .unauthorized)
-                #expect(String(buffer: response.body).contains("invalidSignature"))
+                #expect(response.headers[.contentType] == "application/problem+json")
+                #expect((try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8)))?.code == "token.invalidSignature")
                 #expect(!String(buffer: response.body).contains(forged.prefix(30)))
             }
             let stranger = try await issuer.issue(user: outsider, organization: org)
             try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(stranger)"]) { response in
                 #expect(response.status == .forbidden)
-                #expect(String(buffer: response.body).contains("notAMember"))
+                #expect((try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8)))?.code == "tenancy.notAMember")
             }
         }
         try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)

@@ -15,9 +15,13 @@ import ServiceSupport
 /// boot check, and routes.
 /// `metrics`: the registry `/metrics` renders (``MetricsBootstrap/bootstrap()`` in `main`;
 /// tests pass their own or none, since the metrics system takes one bootstrap per process).
-func buildApplication(configuration: CoreAPIConfiguration, metrics: PrometheusCollectorRegistry? = nil) async throws -> some ApplicationProtocol {
+/// `logHandler`: where the service's log lines go (the process's bootstrap by default; tests
+/// capture them).
+func buildApplication(
+    configuration: CoreAPIConfiguration, metrics: PrometheusCollectorRegistry? = nil, logHandler: (any LogHandler)? = nil
+) async throws -> some ApplicationProtocol {
     let logger = {
-        var logger = Logger(label: "restartix.core-api")
+        var logger = logHandler.map { handler in Logger(label: "restartix.core-api") { _ in handler } } ?? Logger(label: "restartix.core-api")
         logger.logLevel = configuration.logLevel
         return logger
     }()
@@ -40,11 +44,7 @@ func buildApplication(configuration: CoreAPIConfiguration, metrics: PrometheusCo
         registry: ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger)), redis: redis, logger: logger
     )
 
-    let router = Router()
-    router.add(middleware: LogRequestsMiddleware(.debug))
-    addHealthRoutes(to: router, database: database, readiness: Readiness(tenants: tenants, admin: admin))
-    addPrincipalRoutes(to: router, resolver: resolver)
-    if let metrics { addMetricsRoute(to: router, registry: metrics) }
+    let router = makeRouter(database: database, readiness: Readiness(tenants: tenants, admin: admin), resolver: resolver, metrics: metrics)
 
     var app = Application(
         router: router,
@@ -79,33 +79,38 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
     return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin)
 }
 
-/// `GET /v1/me`: the tenant context a bearer token resolves to (organization, user, role), or
-/// the reason it resolves to none: 401 for an unusable token, 403 for a token without a
-/// membership claim, a non-member or an inactive clinic, 503 when the issuer's keys cannot be
-/// fetched. Bodies name the check, never
-/// the token.
-func addPrincipalRoutes(to router: Router<BasicRequestContext>, resolver: PrincipalResolver) {
-    router.get("v1/me") { request, _ -> Response in
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            return jsonResponse(.unauthorized, #"{"error":"missingToken","detail":"send Authorization: Bearer <token>"}"#)
-        }
-        do {
-            let context = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
-            return jsonResponse(.ok, """
-                {"organization_id":"\(context.organizationID.lowercasedString)",\
-                "user_id":"\(context.userID.lowercasedString)","role":"\(context.role.rawValue)"}
-                """)
-        } catch let error as any RestartixError {
-            // Token, principal and membership failures alike: their status, their code, their
-            // safe detail (the one error shape).
-            return jsonResponse(HTTPResponse.Status(code: error.httpStatus), errorBody(error.identifier, error.safeDetail))
-        }
+/// The Core API's routes behind the shared edge (ServiceSupport): request ids, problem+json
+/// errors, one access log line per request, 405 with `Allow`; request counts and latency by
+/// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
+/// answer the client got). `/v1` routes need a bearer token.
+func makeRouter(database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?) -> Router<CoreRequestContext> {
+    let router = Router(context: CoreRequestContext.self)
+    let routes = addServiceEdge(to: router)
+    addHealthRoutes(to: router, database: database, readiness: readiness)
+    if let metrics { addMetricsRoute(to: router, registry: metrics) }
+    router.get("openapi.json") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
     }
+    let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(resolver: resolver))
+    addPrincipalRoutes(to: v1)
+    finishServiceEdge(router, slot: routes)
+    return router
 }
 
-func errorBody(_ code: String, _ detail: String) -> String {
-    let escaped = detail.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-    return #"{"error":"\#(code)","detail":"\#(escaped)"}"#
+/// `GET /v1/me`'s answer.
+struct Me: ResponseCodable, Equatable {
+    let organization_id: UUID
+    let user_id: UUID
+    let role: String
+}
+
+/// `GET /v1/me`: the tenant context the bearer token resolved to (the authentication
+/// middleware answers 401/403/503 before this runs).
+func addPrincipalRoutes(to group: RouterGroup<CoreRequestContext>) {
+    group.get("me") { _, context -> Me in
+        guard let tenant = context.tenant else { throw RequestError(.missingToken, "send Authorization: Bearer <token>") }
+        return Me(organization_id: tenant.organizationID, user_id: tenant.userID, role: tenant.role.rawValue)
+    }
 }
 
 /// Before serving: the platform's boot sequence (``PlatformBoot/prepare(_:options:logger:)``:
@@ -141,11 +146,11 @@ let readinessDeadline: Duration = .milliseconds(900)
 /// TEMPORARY, no role defaults, ...) for the app and admin roles, cached for a few seconds.
 /// The body says only "ready" or "unavailable"; the problems go to the log (they name tables,
 /// roles and settings, never data).
-func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database, readiness: Readiness? = nil) {
-    router.get("health") { _, _ -> Response in
-        jsonResponse(.ok, #"{"status":"ok"}"#)
+func addHealthRoutes(to router: Router<CoreRequestContext>, database: Database, readiness: Readiness? = nil) {
+    router.get("health") { _, _ -> HealthStatus in
+        HealthStatus(status: "ok")
     }
-    router.get("ready") { _, context -> Response in
+    router.get("ready") { _, context -> EditedResponse<HealthStatus> in
         let deadline = ContinuousClock.now + readinessDeadline
         do {
             // A probe needs an answer in time, not a hanging request: a database that does not
@@ -156,17 +161,17 @@ func addHealthRoutes(to router: Router<BasicRequestContext>, database: Database,
             if let readiness {
                 guard let problems = await readiness.problems(waitingUntil: deadline) else {
                     context.logger.warning("Not ready: the tenant isolation check has not completed yet")
-                    return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
+                    return .unavailable
                 }
                 guard problems.isEmpty else {
                     context.logger.warning("Not ready: tenant isolation is not enforced", metadata: ["problems": "\(problems)"])
-                    return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
+                    return .unavailable
                 }
             }
-            return jsonResponse(.ok, #"{"status":"ready"}"#)
+            return EditedResponse(status: .ok, response: HealthStatus(status: "ready"))
         } catch {
             context.logger.warning("Readiness check failed", metadata: ["error": "\(error)"])
-            return jsonResponse(.serviceUnavailable, #"{"status":"unavailable"}"#)
+            return .unavailable
         }
     }
 }
@@ -245,11 +250,11 @@ actor Readiness {
     }
 }
 
-func jsonResponse(_ status: HTTPResponse.Status, _ json: String) -> Response {
-    Response(
-        status: status,
-        headers: [.contentType: "application/json"],
-        body: ResponseBody(byteBuffer: ByteBuffer(string: json))
-    )
+/// `/health` and `/ready`'s answer.
+struct HealthStatus: ResponseCodable, Equatable {
+    let status: String
 }
 
+extension EditedResponse where Generator == HealthStatus {
+    static var unavailable: Self { EditedResponse(status: .serviceUnavailable, response: HealthStatus(status: "unavailable")) }
+}

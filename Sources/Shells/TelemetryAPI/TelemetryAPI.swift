@@ -25,7 +25,8 @@ struct TelemetryAPI {
 
 /// Builds the Telemetry API application.
 func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegistry? = nil) -> some ApplicationProtocol {
-    let router = Router()
+    let router = Router(context: ServiceRequestContext.self)
+    let routes = addServiceEdge(to: router)
     if let metrics { addMetricsRoute(to: router, registry: metrics) }
     router.get("health") { _, _ -> Response in
         Response(
@@ -34,6 +35,7 @@ func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegis
             body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#))
         )
     }
+    finishServiceEdge(router, slot: routes)
     return Application(
         router: router,
         configuration: .init(address: .hostname(host, port: port), serverName: "restartix-telemetry-api"),

@@ -1,0 +1,50 @@
+import Hummingbird
+import Logging
+import RestartixKit
+import RestartixTenancy
+import ServiceSupport
+
+/// The Core API's request context: the request's id and, once the authentication middleware
+/// has run, the tenant context its bearer token resolves to.
+struct CoreRequestContext: IdentifiedRequestContext {
+    var coreContext: CoreRequestContextStorage
+    var requestID = ""
+    /// The principal's tenant context (organization, user, role); nil on public routes.
+    var tenant: TenantContext?
+
+    init(source: Source) {
+        coreContext = .init(source: source)
+    }
+
+    /// Request bodies are JSON documents of a few kilobytes: 1 MiB is generous, and a larger
+    /// one is refused with 413 before it is read whole.
+    var maxUploadSize: Int { 1 << 20 }
+
+    var principalMetadata: Logger.Metadata {
+        guard let tenant else { return [:] }
+        return [
+            "organization_id": .string(tenant.organizationID.lowercasedString),
+            "user_id": .string(tenant.userID.lowercasedString),
+            "role": .string(tenant.role.rawValue),
+        ]
+    }
+}
+
+/// Resolves `Authorization: Bearer <token>` to the principal's tenant context (Clerk or the
+/// local development issuer, then the membership): 401 without a usable token (with
+/// `WWW-Authenticate: Bearer`), 403 for a token without a membership, a non-member or an
+/// inactive clinic, 503 when the issuer's keys cannot be fetched; bodies name the check,
+/// never the token.
+struct TenantAuthMiddleware: RouterMiddleware {
+    typealias Context = CoreRequestContext
+    let resolver: PrincipalResolver
+
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > "Bearer ".count else {
+            throw RequestError(.missingToken, "send Authorization: Bearer <token>")
+        }
+        var context = context
+        context.tenant = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,188 @@
+public import Foundation
+public import Hummingbird
+public import HTTPTypes
+public import Logging
+public import RestartixKit
+import Synchronization
+
+/// A request context that carries the request's id: what the shared middleware needs.
+public protocol IdentifiedRequestContext: RequestContext {
+    /// The request's id: the client's `X-Request-Id` when it is sane, else a new UUIDv7.
+    var requestID: String { get set }
+    /// Principal ids for the access log line (`organization_id`, `user_id`, `role`), set by
+    /// the authentication middleware; never a token or a name.
+    var principalMetadata: Logger.Metadata { get }
+}
+
+extension HTTPField.Name {
+    /// `X-Request-Id`.
+    public static let requestID = Self("X-Request-Id")!
+}
+
+/// The outermost middleware of the services: gives every request an id (a sane
+/// `X-Request-Id` from the client, 1 to 128 characters of letters, digits and `-._:`, else a
+/// new UUIDv7), echoes it in the response, puts it on the request's logger, answers every
+/// error as RFC 9457 problem+json (``Problem``), and writes one access log line per request:
+/// id, method, route template (never the path: it holds ids), status, duration, principal
+/// ids. Never a query string, a header value or a body.
+public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        context.requestID = Self.requestID(from: request.headers[.requestID])
+        context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            let problem = Problem(for: error, requestId: context.requestID)
+            if problem.status >= 500 {
+                // The error's type and, for the kit's errors, their safe description: never a
+                // message that could quote data.
+                let what = (error as? any RestartixError).map { $0.restartixDescription } ?? String(describing: type(of: error))
+                context.logger.error("Request failed", metadata: ["error": .string(what)])
+            }
+            var extra: HTTPFields = [:]
+            if let allow = (error as? MethodNotAllowed)?.allow { extra[.allow] = allow }
+            response = problem.response(headers: extra)
+        }
+        response.headers[.requestID] = context.requestID
+        var metadata: Logger.Metadata = [
+            "http.method": .string(request.method.rawValue),
+            "http.route": .string(context.endpointPath ?? "unmatched"),
+            "http.status": .string(String(response.status.code)),
+            "duration_ms": .string(String(format: "%.1f", Self.milliseconds(ContinuousClock.now - start))),
+        ]
+        metadata.merge(context.principalMetadata) { $1 }
+        context.logger.info("Request", metadata: metadata)
+        return response
+    }
+
+    /// The client's id when it is 1 to 128 characters of letters, digits and `-._:`; else a
+    /// new UUIDv7 (an id that could break a log line or hide another is never echoed).
+    public static func requestID(from header: String?) -> String {
+        if let header, (1...128).contains(header.utf8.count),
+            header.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 46 || $0 == 95 || $0 == 58 })
+        {
+            return header
+        }
+        return UUIDv7.generate().lowercasedString
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+}
+
+/// Thrown by ``MethodNotAllowedResponder``: the path exists for other methods.
+public struct MethodNotAllowed: RestartixError {
+    /// The `Allow` header's value.
+    public let allow: String
+    public static var domain: String { "http" }
+    public var codeName: String { "methodNotAllowed" }
+    public var safeDetail: String { "this path accepts \(allow)" }
+    public var httpStatus: Int { 405 }
+    public var isTransient: Bool { false }
+    public var description: String { restartixDescription }
+}
+
+/// A route table's answer to "which methods does this path take?", from the router's own
+/// list of routes (`Router.routes`): Hummingbird answers 404 for a known path asked with
+/// another method; the services answer 405 with `Allow`, as RFC 9110 says.
+public struct RouteTable: Sendable {
+    let routes: [(components: [Substring], method: String)]
+
+    /// The table of `routes` (`router.routes.map { ($0.path.description, $0.method.rawValue) }`).
+    public init(_ routes: [(path: String, method: String)]) {
+        self.routes = routes.map { (components: $0.path.split(separator: "/"), method: $0.method) }
+    }
+
+    /// The methods `path` is routed for (HEAD with GET), sorted; empty for an unknown path.
+    public func methods(for path: String) -> [String] {
+        let parts = path.split(separator: "/")
+        var methods = Set<String>()
+        for route in routes where Self.matches(route.components, parts) { methods.insert(route.method) }
+        if methods.contains("GET") { methods.insert("HEAD") }
+        return methods.sorted()
+    }
+
+    static func matches(_ pattern: [Substring], _ parts: [Substring]) -> Bool {
+        var index = 0
+        for (position, component) in pattern.enumerated() {
+            if component == "**" { return true }
+            guard index < parts.count else { return false }
+            let isCapture = component.hasPrefix(":") || (component.hasPrefix("{") && component.hasSuffix("}")) || component == "*"
+            if !isCapture, component != parts[index] { return false }
+            index += 1
+            if position == pattern.count - 1 { return index == parts.count }
+        }
+        return pattern.isEmpty && parts.isEmpty
+    }
+}
+
+/// Where the router answers 404 for a path that other methods take, throws
+/// ``MethodNotAllowed`` instead (405 with `Allow` through ``ServiceEdgeMiddleware``). Add it
+/// before the routes (router middleware wraps only what is added after it, and the not-found
+/// answer); give it the finished table with ``RouteTableSlot/set(_:)`` once they are added.
+public struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    let slot: RouteTableSlot
+
+    public init(_ slot: RouteTableSlot) { self.slot = slot }
+
+    public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let methods = slot.table.methods(for: request.uri.path)
+            guard !methods.isEmpty, !methods.contains(request.method.rawValue) else { throw error }
+            throw MethodNotAllowed(allow: methods.joined(separator: ", "))
+        }
+    }
+}
+
+/// The route table, set once the routes are added.
+public final class RouteTableSlot: Sendable {
+    private let storage = Mutex(RouteTable([]))
+
+    public init() {}
+
+    /// The table (empty until set).
+    public var table: RouteTable { storage.withLock { $0 } }
+
+    /// Sets the table: `slot.set(RouteTable(router.routes.map { ($0.path.description, $0.method.rawValue) }))`.
+    public func set(_ table: RouteTable) { storage.withLock { $0 = table } }
+}
+
+/// A request context with the request's id and no principal: for services whose routes need
+/// nothing more (the Telemetry API's health and metrics so far).
+public struct ServiceRequestContext: IdentifiedRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var requestID = ""
+
+    public init(source: Source) {
+        coreContext = .init(source: source)
+    }
+
+    public var principalMetadata: Logger.Metadata { [:] }
+}
+
+/// Puts the services' shared edge on `router`, before any route: request counts and latency by
+/// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
+/// answer the client got), request ids, problem+json errors and the access log line
+/// (``ServiceEdgeMiddleware``), 405 with `Allow` (``MethodNotAllowedMiddleware``). Call
+/// `set(_:)` on the returned slot with the router's routes once they are all added
+/// (``finishServiceEdge(_:slot:)``).
+public func addServiceEdge<Context: IdentifiedRequestContext>(to router: Router<Context>) -> RouteTableSlot {
+    let slot = RouteTableSlot()
+    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: ServiceEdgeMiddleware())
+    router.add(middleware: MethodNotAllowedMiddleware(slot))
+    return slot
+}
+
+/// Gives the edge's 405 check the router's finished route table.
+public func finishServiceEdge<Context: RequestContext>(_ router: Router<Context>, slot: RouteTableSlot) {
+    slot.set(RouteTable(router.routes.map { ($0.path.description, $0.method.rawValue) }))
+}

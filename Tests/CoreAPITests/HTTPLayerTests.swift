@@ -1,0 +1,139 @@
+@testable import CoreAPI
+import Foundation
+import Hummingbird
+import InMemoryLogging
+import HummingbirdTesting
+import Logging
+import Prometheus
+import RestartixKit
+import RestartixTenancy
+import RestartixTestSupport
+import ServiceSupport
+import Testing
+
+/// The Core API's HTTP layer: the contract, request ids, problem+json, 405, 413, logs.
+@Suite("Core API HTTP layer", .timeLimit(.minutes(1)))
+struct HTTPLayerTests {
+    func application(logs: InMemoryLogHandler? = nil) async throws -> (some ApplicationProtocol, TemporaryDirectory) {
+        let directory = try TemporaryDirectory("core-http")
+        var configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: directory.path("data/restartix.sqlite")), isEmbeddedDefault: true)
+        configuration.port = 0
+        configuration.logLevel = logs == nil ? .critical : .info
+        return (try await buildApplication(configuration: configuration, logHandler: logs), directory)
+    }
+
+    @Test("one access log line per request: id, method, route template, status, duration; never the path's ids, the query, a token or a body")
+    func accessLog() async throws {
+        let logs = InMemoryLogHandler()
+        let (app, directory) = try await application(logs: logs)
+        defer { directory.remove() }
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/v1/me?email=ana%40example.com", method: .get, headers: [.authorization: "Bearer hunter2-token", .requestID: "req-7"],
+                body: ByteBuffer(string: #"{"name":"Ana Popescu"}"#)
+            ) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+        }
+        let lines = logs.entries.filter { $0.message.description == "Request" }
+        #expect(lines.count == 2, "\(logs.entries.map(\.message))")
+        let me = try #require(lines.first { $0.metadata["request_id"] == "req-7" })
+        #expect(me.metadata["http.route"] == "/v1/me" && me.metadata["http.status"] == "401" && me.metadata["http.method"] == "GET")
+        #expect(me.metadata["duration_ms"] != nil)
+        let everything = logs.entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        for secret in ["hunter2", "ana", "Popescu", "example.com"] {
+            #expect(!everything.contains(secret), "a log line holds \(secret)")
+        }
+    }
+
+    @Test("the OpenAPI document is served, and it and the router name the same operations")
+    func contract() async throws {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any])
+        #expect(object["openapi"] as? String == "3.1.0")
+        let paths = try #require(object["paths"] as? [String: [String: Any]])
+        var documented = Set<String>()
+        for (path, operations) in paths {
+            for method in operations.keys where ["get", "put", "post", "patch", "delete"].contains(method) {
+                documented.insert("\(method.uppercased()) \(path)")
+            }
+        }
+        let scratch = try TemporaryDirectory("core-contract")
+        defer { scratch.remove() }
+        let configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: scratch.path("x.sqlite")), isEmbeddedDefault: true)
+        let admin = AdminDatabase(configuration: configuration.database, logger: Logger(label: "test"))
+        let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: Logger(label: "test"))
+        let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
+        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init())
+        await admin.shutdown()
+        await database.shutdown()
+        // Hummingbird writes a parameter as {name} or :name; the document as {name}.
+        let routed = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path.description)" })
+        #expect(routed == documented, "routed but not documented: \(routed.subtracting(documented).sorted()); documented but not routed: \(documented.subtracting(routed).sorted())")
+
+        let (app, directory) = try await application()
+        defer { directory.remove() }
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/openapi.json", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == OpenAPIDocument.json)
+            }
+        }
+    }
+
+    @Test("request ids: a sane X-Request-Id is kept, anything else replaced by a fresh id")
+    func requestIDs() async throws {
+        #expect(ServiceEdgeMiddleware<CoreRequestContext>.requestID(from: "abc-123_x.y:z") == "abc-123_x.y:z")
+        for bad in ["", "has space", "line\nbreak", String(repeating: "a", count: 129), "ünïcode", "quote\""] {
+            let id = ServiceEdgeMiddleware<CoreRequestContext>.requestID(from: bad)
+            #expect(id != bad && UUID(uuidString: id) != nil, "\(bad.debugDescription)")
+        }
+        let (app, directory) = try await application()
+        defer { directory.remove() }
+        try await app.test(.router) { client in
+            let first = try await client.execute(uri: "/health", method: .get) { $0.headers[.requestID] }
+            let second = try await client.execute(uri: "/health", method: .get) { $0.headers[.requestID] }
+            #expect(first != nil && second != nil && first != second, "each request its own id")
+        }
+    }
+
+    @Test("405 with Allow for a known path asked with another method; 404 problem+json for an unknown one")
+    func methodNotAllowed() async throws {
+        let (app, directory) = try await application()
+        defer { directory.remove() }
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/health", method: .post) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET, HEAD")
+                let problem = try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8))
+                #expect(problem?.code == "http.methodNotAllowed" && problem?.status == 405 && problem?.requestId == response.headers[.requestID])
+            }
+            try await client.execute(uri: "/v1/me", method: .delete) { #expect($0.status == .methodNotAllowed) }
+            try await client.execute(uri: "/v1/nothing", method: .get) { response in
+                #expect(response.status == .notFound)
+                let problem = try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8))
+                #expect(problem?.code == "http.notFound" && problem?.type == "urn:restartix:problem:http.notFound")
+            }
+        }
+    }
+
+    @Test("problems: a kit error keeps its status and code, an unexpected error says nothing but 500")
+    func problems() {
+        let kit = Problem(for: TokenError(.expired, "the token expired"), requestId: "r1")
+        #expect(kit.status == 401 && kit.code == "token.expired" && kit.detail == "the token expired" && kit.requestId == "r1")
+        struct Leaky: Error, CustomStringConvertible { var description: String { "patient Ana Popescu, born 1987" } }
+        let unexpected = Problem(for: Leaky(), requestId: nil)
+        #expect(unexpected.status == 500 && unexpected.code == "internal.unexpected" && !unexpected.detail.contains("Ana"))
+        let tooLarge = Problem(for: HTTPError(.contentTooLarge), requestId: nil)
+        #expect(tooLarge.status == 413 && tooLarge.code == "http.contentTooLarge", "\(tooLarge)")
+        #expect(Problem.codeName(.methodNotAllowed) == "methodNotAllowed")
+    }
+
+    @Test("the route table matches paths with parameters and wildcards, and only whole paths")
+    func routeTable() {
+        let table = RouteTable([("/v1/patients/{id}", "GET"), ("/v1/patients/:id", "PATCH"), ("/v1/patients", "POST"), ("/files/**", "GET")])
+        #expect(table.methods(for: "/v1/patients/123") == ["GET", "HEAD", "PATCH"])
+        #expect(table.methods(for: "/v1/patients") == ["POST"])
+        #expect(table.methods(for: "/v1/patients/123/notes").isEmpty)
+        #expect(table.methods(for: "/files/a/b/c") == ["GET", "HEAD"])
+        #expect(table.methods(for: "/").isEmpty)
+    }
+}
