@@ -294,7 +294,7 @@ struct CoreAPITests {
             let good = try await issuer.issue(user: member, organization: org)
             try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(good)"]) { response in
                 #expect(response.status == .ok)
-                #expect((try? JSONDecoder().decode(Me.self, from: Data(String(buffer: response.body).utf8))) == Me(organization_id: org, user_id: member, role: "assistant"))
+                #expect((try? JSONDecoder().decode(Me.self, from: Data(String(buffer: response.body).utf8))) == Me(organization: org, user: member, role: "assistant"))
             }
             try await client.execute(uri: "/v1/me", method: .get, headers: [.requestID: "trace-42"]) { response in
                 #expect(response.status == .unauthorized)
@@ -316,6 +316,40 @@ struct CoreAPITests {
             }
         }
         try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    }
+
+    @Test("the embedded default in development seeds the demo clinics once; a demo token resolves; RESTARTIX_DEMO_DATA=off and other environments have none")
+    func demoClinics() async throws {
+        let directory = try TemporaryDirectory("core-demo")
+        defer { directory.remove() }
+        var configuration = try CoreAPIConfiguration(environment: ["RESTARTIX_SQLITE_PATH": directory.path("data/restartix.sqlite")])
+        #expect(configuration.demoData)
+        configuration.port = 0
+        configuration.logLevel = .critical
+        let app = try await buildApplication(configuration: configuration)
+        let secret = try PlatformBoot.localDevTokenSecret(in: URL(fileURLWithPath: directory.path("data")))
+        let owner = try #require(DemoData.person("demo-owner")), other = try #require(DemoData.person("other-owner"))
+        let issuer = try await LocalDevIssuer(environment: .development, secret: secret)
+        try await app.test(.live) { client in
+            for person in [owner, other] {
+                let token = try await issuer.issue(user: person.userID, organization: person.organizationID)
+                try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                    #expect(response.status == .ok)
+                    let me = try? JSONDecoder().decode(Me.self, from: Data(String(buffer: response.body).utf8))
+                    #expect(me == Me(organization: person.organizationID, user: person.userID, role: person.role.rawValue))
+                }
+            }
+            // A demo token for one clinic does not open the other.
+            let crossed = try await issuer.issue(user: owner.userID, organization: other.organizationID)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(crossed)"]) { #expect($0.status == .forbidden) }
+        }
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: directory.path("data/restartix.sqlite")), logger: .init(label: "test"))
+        #expect(try await DemoData.seed(admin, environment: .development) == false, "a second seed creates nothing")
+        await #expect(throws: ConfigurationError.self) { try await DemoData.seed(admin, environment: .production) }
+        await admin.shutdown()
+        #expect(try CoreAPIConfiguration(environment: ["RESTARTIX_SQLITE_PATH": directory.path("d2/x.sqlite"), "RESTARTIX_DEMO_DATA": "off"]).demoData == false)
+        #expect(try CoreAPIConfiguration(environment: ["RESTARTIX_SQLITE_PATH": directory.path("d2/x.sqlite"), "APP_ENV": "test"]).demoData == false)
+        #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: ["RESTARTIX_DEMO_DATA": "maybe"]) }
     }
 
     @Test("a keyring that disables a key some value still needs stops boot; once the values moved, it boots")

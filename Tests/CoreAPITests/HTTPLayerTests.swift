@@ -58,7 +58,7 @@ struct HTTPLayerTests {
         }
         let scratch = try TemporaryDirectory("core-contract")
         defer { scratch.remove() }
-        let configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: scratch.path("x.sqlite")), isEmbeddedDefault: true)
+        let configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: scratch.path("data/x.sqlite")), isEmbeddedDefault: true)
         let admin = AdminDatabase(configuration: configuration.database, logger: Logger(label: "test"))
         let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: Logger(label: "test"))
         let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
@@ -125,6 +125,8 @@ struct HTTPLayerTests {
         let tooLarge = Problem(for: HTTPError(.contentTooLarge), requestId: nil)
         #expect(tooLarge.status == 413 && tooLarge.code == "http.contentTooLarge", "\(tooLarge)")
         #expect(Problem.codeName(.methodNotAllowed) == "methodNotAllowed")
+        #expect(Problem.codeName(HTTPResponse.Status(code: 413)) == "contentTooLarge", "a status made from its code alone")
+        #expect(Problem(status: 401, code: "request.missingToken", detail: "x").title == "Unauthorized")
     }
 
     @Test("the route table matches paths with parameters and wildcards, and only whole paths")

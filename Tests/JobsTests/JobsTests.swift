@@ -398,6 +398,30 @@ struct JobsTests {
         #expect(try await job(AuditPartitionRoll.self, ["--months-ahead", "4", "--database-url", url]).created?.values.reduce(0, +) == 0)
     }
 
+    @Test("dev-token: a demo person's token the Core API's issuer accepts; refused outside development; bad flags refused")
+    func devToken() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let sqlite = dir.appendingPathComponent("data/restartix.sqlite").path
+        let report = try await job(DevToken.self, ["--as", "demo-patient", "--lifetime", "600"], environment: ["RESTARTIX_SQLITE_PATH": sqlite])
+        let patient = try #require(DemoData.person("demo-patient"))
+        #expect(report.userID == patient.userID && report.organizationID == patient.organizationID)
+        // The secret it made is the one the Core API reads on the same embedded default.
+        let secret = try PlatformBoot.localDevTokenSecret(in: dir.appendingPathComponent("data"))
+        let mode = try FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("data/dev-token-secret").path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let principal = try await LocalDevIssuer(environment: .development, secret: secret).verify(report.token)
+        #expect(principal.userID == patient.userID && principal.organizationID == patient.organizationID)
+        #expect(DevToken().lines(report) == [report.token], "the token alone, for $(...)")
+        let production = await #expect(throws: (any Error).self) {
+            try await job(DevToken.self, ["--as", "demo-owner"], environment: ["RESTARTIX_SQLITE_PATH": sqlite, "APP_ENV": "production"])
+        }
+        #expect(production.map { "\($0)" }?.contains("refused in production") == true, "\(String(describing: production))")
+        for bad in [["--as", "nobody"], ["--user", UUID().uuidString], ["--as", "demo-owner", "--lifetime", "0"], []] {
+            #expect(throws: (any Error).self, "\(bad)") { try DevToken.parse(bad) }
+        }
+    }
+
     @Test("bad input: each a clear error, nothing applied, no password; the binary exits non-zero with one line")
     func badInput() async throws {
         let dir = try temporaryDirectory()

@@ -74,7 +74,13 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
     if let clerk = configuration.clerk {
         return PrincipalResolver(issuer: .clerk(try ClerkSessionVerifier(configuration: clerk, logger: logger)), admin: admin)
     }
-    let dev = try await LocalDevIssuer(environment: configuration.environment, secret: configuration.devTokenSecret)
+    // On the embedded default the secret persists beside the SQLite file, so the tokens
+    // `restartix-jobs dev-token` mints stay valid across restarts.
+    var secret = configuration.devTokenSecret
+    if secret == nil, configuration.isEmbeddedDefault, configuration.environment == .development || configuration.environment == .test {
+        secret = try PlatformBoot.localDevTokenSecret(in: URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent())
+    }
+    let dev = try await LocalDevIssuer(environment: configuration.environment, secret: secret)
     logger.notice("No CLERK_ISSUER: accepting local development tokens only (development and test environments)")
     return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin)
 }
@@ -97,11 +103,17 @@ func makeRouter(database: Database, readiness: Readiness?, resolver: PrincipalRe
     return router
 }
 
-/// `GET /v1/me`'s answer.
+/// `GET /v1/me`'s answer (ids in the platform's lower-case form).
 struct Me: ResponseCodable, Equatable {
-    let organization_id: UUID
-    let user_id: UUID
+    let organization_id: String
+    let user_id: String
     let role: String
+
+    init(organization: UUID, user: UUID, role: String) {
+        organization_id = organization.lowercasedString
+        user_id = user.lowercasedString
+        self.role = role
+    }
 }
 
 /// `GET /v1/me`: the tenant context the bearer token resolved to (the authentication
@@ -109,7 +121,7 @@ struct Me: ResponseCodable, Equatable {
 func addPrincipalRoutes(to group: RouterGroup<CoreRequestContext>) {
     group.get("me") { _, context -> Me in
         guard let tenant = context.tenant else { throw RequestError(.missingToken, "send Authorization: Bearer <token>") }
-        return Me(organization_id: tenant.organizationID, user_id: tenant.userID, role: tenant.role.rawValue)
+        return Me(organization: tenant.organizationID, user: tenant.userID, role: tenant.role.rawValue)
     }
 }
 
@@ -134,6 +146,11 @@ func prepareDatabases(
             "Running on the embedded default: SQLite file, migrations applied; set DATABASE_URL and DATABASE_APP_URL for Postgres",
             metadata: ["db.path": "\(configuration.database.sqliteFilePath ?? ":memory:")"]
         )
+        if configuration.demoData, let admin {
+            if try await DemoData.seed(admin, environment: configuration.environment) {
+                logger.notice("Created the demo clinics (Demo Clinic, Other Clinic); mint a token with: swift run restartix-jobs dev-token --as demo-owner (or demo-specialist, demo-patient, other-owner)")
+            }
+        }
     }
 }
 

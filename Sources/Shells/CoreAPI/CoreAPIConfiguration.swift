@@ -39,6 +39,9 @@ struct CoreAPIConfiguration: Sendable {
     /// Redis (`REDIS_URL`): carries provider invalidations between instances. Optional: without
     /// it, other instances pick up a rotation within the resolver's TTL.
     var redis: RedisConfiguration?
+    /// The demo clinics on the embedded default in development (`RESTARTIX_DEMO_DATA`, on by
+    /// default there; never anywhere else).
+    var demoData = false
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -102,6 +105,11 @@ struct CoreAPIConfiguration: Sendable {
         }
         logLevel = try service.logLevel()
         logFormat = try service.logFormat(for: self.environment)
+        switch service.string("RESTARTIX_DEMO_DATA")?.lowercased() {
+        case nil, "on", "true", "1": demoData = isEmbeddedDefault && self.environment == .development
+        case "off", "false", "0": demoData = false
+        default: throw ConfigurationError(.invalidValue, "RESTARTIX_DEMO_DATA must be on or off")
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import RestartixKit
@@ -19,6 +20,13 @@ struct CoreRequestContext: IdentifiedRequestContext {
     /// Request bodies are JSON documents of a few kilobytes: 1 MiB is generous, and a larger
     /// one is refused with 413 before it is read whole.
     var maxUploadSize: Int { 1 << 20 }
+
+    /// JSON answers with sorted keys: the same document for the same answer, every time.
+    var responseEncoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
 
     var principalMetadata: Logger.Metadata {
         guard let tenant else { return [:] }

@@ -28,7 +28,7 @@ public struct Problem: Codable, Sendable, Equatable {
     /// A problem with `status`, `code` and a safe `detail`.
     public init(status: Int, code: String, detail: String, requestId: String? = nil) {
         self.type = "urn:restartix:problem:\(code)"
-        self.title = HTTPResponse.Status(code: status).reasonPhrase
+        self.title = Self.reasonPhrase(status)
         self.status = status
         self.detail = detail
         self.code = code
@@ -60,9 +60,20 @@ public struct Problem: Codable, Sendable, Equatable {
         }
     }
 
+    /// The reason phrase of `code` (`HTTPResponse.Status(code:)` alone carries none).
+    public static func reasonPhrase(_ code: Int) -> String {
+        let known: [HTTPResponse.Status] = [
+            .badRequest, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .notAcceptable, .requestTimeout, .conflict, .gone,
+            .lengthRequired, .preconditionFailed, .contentTooLarge, .uriTooLong, .unsupportedMediaType, .unprocessableContent, .preconditionRequired,
+            .tooManyRequests, .requestHeaderFieldsTooLarge, .internalServerError, .notImplemented, .badGateway, .serviceUnavailable, .gatewayTimeout,
+        ]
+        return known.first { Int($0.code) == code }?.reasonPhrase ?? "Error"
+    }
+
     /// `http.notFound`, `http.contentTooLarge`: the status's reason phrase in lower camel case.
     public static func codeName(_ status: HTTPResponse.Status) -> String {
-        let words = status.reasonPhrase.split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
+        let phrase = status.reasonPhrase.isEmpty ? reasonPhrase(Int(status.code)) : status.reasonPhrase
+        let words = phrase.split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
         guard let first = words.first else { return "status\(status.code)" }
         return first.lowercased() + words.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst().lowercased() }.joined()
     }

@@ -1,0 +1,104 @@
+public import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+public import RestartixKit
+public import RestartixTenancy
+
+/// The embedded default's demo, for a newcomer's first minute and the README walk-through: two
+/// clinics and their people, under fixed ids so a token can be minted for each by name
+/// (`restartix-jobs dev-token --as demo-owner`). Development and test only: ``seed(_:environment:)``
+/// refuses anywhere else.
+public enum DemoData {
+    /// One demo person: a user with one membership.
+    public struct Person: Sendable, Hashable {
+        /// The name a token is asked for by (`demo-owner`).
+        public let handle: String
+        /// `users.id`.
+        public let userID: UUID
+        /// The clinic.
+        public let organizationID: UUID
+        /// The membership's role.
+        public let role: TenantRole
+        /// `users.display_name`.
+        public let displayName: String
+    }
+
+    /// "Demo Clinic" (`demo-clinic`).
+    public static let demoClinic = UUID(uuidString: "0193a000-0000-7000-8000-00000000d001")!
+    /// "Other Clinic" (`other-clinic`): a second tenant that must see nothing of the first.
+    public static let otherClinic = UUID(uuidString: "0193a000-0000-7000-8000-00000000d002")!
+
+    /// The people, in the order the walk-through uses them.
+    public static let people: [Person] = [
+        Person(handle: "demo-owner", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e001")!, organizationID: demoClinic, role: .owner, displayName: "Demo Owner"),
+        Person(handle: "demo-specialist", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e002")!, organizationID: demoClinic, role: .specialist, displayName: "Demo Specialist"),
+        Person(handle: "demo-patient", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e003")!, organizationID: demoClinic, role: .patient, displayName: "Demo Patient"),
+        Person(handle: "other-owner", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e004")!, organizationID: otherClinic, role: .owner, displayName: "Other Owner"),
+    ]
+
+    /// The person named `handle`, if any.
+    public static func person(_ handle: String) -> Person? { people.first { $0.handle == handle } }
+
+    /// Creates the demo clinics, users and memberships that are missing, in one audited
+    /// transaction (a no-op once they exist; safe when two processes start at once). Returns
+    /// whether anything was created. Refused outside development and test.
+    @discardableResult
+    public static func seed(_ admin: AdminDatabase, environment: DeploymentEnvironment) async throws -> Bool {
+        guard environment == .development || environment == .test else {
+            throw ConfigurationError(.invalidValue, "the demo clinics exist only in development and test")
+        }
+        return try await admin.unscoped(reason: "demo data for the embedded default", actor: .system("demo-data")) { tx in
+            var created = false
+            for (id, slug, name) in [(demoClinic, "demo-clinic", "Demo Clinic"), (otherClinic, "other-clinic", "Other Clinic")] {
+                guard try await tx.first("SELECT id FROM organizations WHERE id = \(id)") == nil else { continue }
+                try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(id), \(slug), \(name))")
+                created = true
+            }
+            for person in people {
+                if try await tx.first("SELECT id FROM users WHERE id = \(person.userID)") == nil {
+                    try await tx.execute("INSERT INTO users (id, display_name) VALUES (\(person.userID), \(person.displayName))")
+                    created = true
+                }
+                if try await tx.first("SELECT id FROM memberships WHERE organization_id = \(person.organizationID) AND user_id = \(person.userID)") == nil {
+                    try await tx.execute("""
+                        INSERT INTO memberships (id, organization_id, user_id, role) \
+                        VALUES (\(UUIDv7.generate()), \(person.organizationID), \(person.userID), \(person.role.rawValue))
+                        """)
+                    created = true
+                }
+            }
+            return created
+        }
+    }
+}
+
+extension PlatformBoot {
+    /// The local development issuer's secret on the embedded default when
+    /// `RESTARTIX_DEV_TOKEN_SECRET` is not set: generated once into `dev-token-secret` (mode
+    /// 0600) in `directory`, so tokens minted by `restartix-jobs dev-token` stay valid across
+    /// restarts of the Core API. Development and test only (the issuer refuses elsewhere).
+    public static func localDevTokenSecret(in directory: URL) throws -> String {
+        let path = directory.appendingPathComponent("dev-token-secret").path
+        if !FileManager.default.fileExists(atPath: path) {
+            try SQLiteConfiguration.preparePrivateDirectory(directory.path)
+            let secret = Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }).base64EncodedString()
+            // Published whole and exclusively, as the local keyring is: two processes starting
+            // at once end up with one secret.
+            let temporary = directory.appendingPathComponent(".dev-token-secret-\(UUID().uuidString)").path
+            defer { unlink(temporary) }
+            guard FileManager.default.createFile(atPath: temporary, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw ConfigurationError(.invalidValue, "could not write the development token secret in \(directory.path)")
+            }
+            if link(temporary, path) != 0, errno != EEXIST {
+                throw ConfigurationError(.invalidValue, "could not write the development token secret \(path)")
+            }
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8), text.utf8.count >= 32 else {
+            throw ConfigurationError(.invalidValue, "the development token secret \(path) cannot be read")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
