@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import Prometheus
 import RestartixKit
+import RestartixPlatform
 import RestartixTenancy
 import RestartixTestSupport
 import ServiceSupport
@@ -18,6 +19,7 @@ struct HTTPLayerTests {
         let directory = try TemporaryDirectory("core-http")
         var configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: directory.path("data/restartix.sqlite")), isEmbeddedDefault: true)
         configuration.port = 0
+        configuration.demoData = true
         configuration.logLevel = logs == nil ? .critical : .info
         return (try await buildApplication(configuration: configuration, logHandler: logs), directory)
     }
@@ -33,13 +35,21 @@ struct HTTPLayerTests {
                 body: ByteBuffer(string: #"{"name":"Ana Popescu"}"#)
             ) { #expect($0.status == .unauthorized) }
             try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+            let owner = try #require(DemoData.person("demo-owner"))
+            let secret = try PlatformBoot.localDevTokenSecret(in: directory.url.appendingPathComponent("data"))
+            let token = try await LocalDevIssuer(environment: .development, secret: secret).issue(user: owner.userID, organization: owner.organizationID)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(token)", .requestID: "req-8"]) { #expect($0.status == .ok) }
         }
         let lines = logs.entries.filter { $0.message.description == "Request" }
-        #expect(lines.count == 2, "\(logs.entries.map(\.message))")
+        #expect(lines.count == 3, "\(logs.entries.map(\.message))")
+        let signedIn = try #require(lines.first { $0.metadata["request_id"] == "req-8" })
+        #expect(signedIn.metadata["organization_id"] == "\(DemoData.demoClinic.lowercasedString)" && signedIn.metadata["role"] == "owner",
+                "the principal's ids reach the line the edge writes: \(signedIn.metadata)")
         let me = try #require(lines.first { $0.metadata["request_id"] == "req-7" })
         #expect(me.metadata["http.route"] == "/v1/me" && me.metadata["http.status"] == "401" && me.metadata["http.method"] == "GET")
         #expect(me.metadata["duration_ms"] != nil)
         let everything = logs.entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        #expect(me.metadata["organization_id"] == nil, "no principal on a refused request")
         for secret in ["hunter2", "ana", "Popescu", "example.com"] {
             #expect(!everything.contains(secret), "a log line holds \(secret)")
         }
@@ -107,6 +117,10 @@ struct HTTPLayerTests {
                 #expect(problem?.code == "http.methodNotAllowed" && problem?.status == 405 && problem?.requestId == response.headers[.requestID])
             }
             try await client.execute(uri: "/v1/me", method: .delete) { #expect($0.status == .methodNotAllowed) }
+            try await client.execute(uri: "/health", method: .head) { #expect($0.status == .ok, "HEAD is served where Allow says so") }
+            try await client.execute(uri: "/v1/me", method: .get) { response in
+                #expect(response.status == .unauthorized && response.headers[.wwwAuthenticate] == "Bearer", "RFC 6750")
+            }
             try await client.execute(uri: "/v1/nothing", method: .get) { response in
                 #expect(response.status == .notFound)
                 let problem = try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8))
@@ -122,6 +136,8 @@ struct HTTPLayerTests {
         struct Leaky: Error, CustomStringConvertible { var description: String { "patient Ana Popescu, born 1987" } }
         let unexpected = Problem(for: Leaky(), requestId: nil)
         #expect(unexpected.status == 500 && unexpected.code == "internal.unexpected" && !unexpected.detail.contains("Ana"))
+        let decoding = Problem(for: HTTPError(.badRequest, message: "Cannot initialize Role from invalid String value hunter2"), requestId: nil)
+        #expect(decoding.status == 400 && !decoding.detail.contains("hunter2"), "Hummingbird's message can quote a value: never echoed")
         let tooLarge = Problem(for: HTTPError(.contentTooLarge), requestId: nil)
         #expect(tooLarge.status == 413 && tooLarge.code == "http.contentTooLarge", "\(tooLarge)")
         #expect(Problem.codeName(.methodNotAllowed) == "methodNotAllowed")

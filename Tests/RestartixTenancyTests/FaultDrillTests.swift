@@ -65,7 +65,11 @@ struct FaultDrillTests {
                     try await Task.sleep(for: .milliseconds(200))
                 }
             }),
-            ("Postgres restart -m fast", true, { try await instance.services("postgres", "restart", "fast") }),
+            // A fast shutdown tells the backends why (57P01), but a client sees it only if its
+            // transaction was on a server connection at that instant; between statements it
+            // sees PgBouncer reconnect instead (one run in many: no SQLSTATE at all). The
+            // SQLSTATE check stays on the two faults that always reach a busy backend.
+            ("Postgres restart -m fast", false, { try await instance.services("postgres", "restart", "fast") }),
             ("Postgres restart -m immediate", true, { try await instance.services("postgres", "restart", "immediate") }),
             ("Postgres down for 2 s", false, {
                 try await instance.services("postgres", "stop", "fast")

@@ -90,7 +90,7 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
 /// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
 /// answer the client got). `/v1` routes need a bearer token.
 func makeRouter(database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?) -> Router<CoreRequestContext> {
-    let router = Router(context: CoreRequestContext.self)
+    let router = Router(context: CoreRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = addServiceEdge(to: router)
     addHealthRoutes(to: router, database: database, readiness: readiness)
     if let metrics { addMetricsRoute(to: router, registry: metrics) }

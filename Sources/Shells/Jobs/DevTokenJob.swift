@@ -64,6 +64,10 @@ struct DevToken: Job {
         }
         do {
             let environment = try service.deployment()
+            // Refused before anything is read or written: no secret file outside development.
+            guard environment == .development || environment == .test else {
+                throw ConfigurationError(.invalidValue, "development tokens are refused in \(environment.rawValue); configure Clerk")
+            }
             let secret = try service.string("RESTARTIX_DEV_TOKEN_SECRET") ?? PlatformBoot.localDevTokenSecret(
                 in: URL(fileURLWithPath: service.string("RESTARTIX_SQLITE_PATH") ?? ".restartix/restartix.sqlite").deletingLastPathComponent()
             )

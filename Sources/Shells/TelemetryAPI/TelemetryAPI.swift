@@ -25,7 +25,7 @@ struct TelemetryAPI {
 
 /// Builds the Telemetry API application.
 func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegistry? = nil) -> some ApplicationProtocol {
-    let router = Router(context: ServiceRequestContext.self)
+    let router = Router(context: ServiceRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = addServiceEdge(to: router)
     if let metrics { addMetricsRoute(to: router, registry: metrics) }
     router.get("health") { _, _ -> Response in

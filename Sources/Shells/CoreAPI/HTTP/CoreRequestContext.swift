@@ -28,14 +28,8 @@ struct CoreRequestContext: IdentifiedRequestContext {
         return encoder
     }
 
-    var principalMetadata: Logger.Metadata {
-        guard let tenant else { return [:] }
-        return [
-            "organization_id": .string(tenant.organizationID.lowercasedString),
-            "user_id": .string(tenant.userID.lowercasedString),
-            "role": .string(tenant.role.rawValue),
-        ]
-    }
+    /// The principal's ids for the access log line (set with ``tenant``).
+    let principal = RequestPrincipal()
 }
 
 /// Resolves `Authorization: Bearer <token>` to the principal's tenant context (Clerk or the
@@ -52,7 +46,13 @@ struct TenantAuthMiddleware: RouterMiddleware {
             throw RequestError(.missingToken, "send Authorization: Bearer <token>")
         }
         var context = context
-        context.tenant = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
+        let tenant = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
+        context.tenant = tenant
+        context.principal.record([
+            "organization_id": .string(tenant.organizationID.lowercasedString),
+            "user_id": .string(tenant.userID.lowercasedString),
+            "role": .string(tenant.role.rawValue),
+        ])
         return try await next(request, context)
     }
 }

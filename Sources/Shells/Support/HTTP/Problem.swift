@@ -42,17 +42,19 @@ public struct Problem: Codable, Sendable, Equatable {
 
     /// The problem for any error a handler or middleware threw: a kit error as itself; a
     /// Hummingbird HTTP error (404, 413, a body that does not decode) with its status and its
-    /// message, which Hummingbird writes from field names and rules, never values; anything
-    /// else a 500 that says nothing more (the log line has its type).
+    /// status and a fixed detail (its message can quote a value); anything else a 500 that
+    /// says nothing more (the log line has its type).
     public init(for error: any Error, requestId: String?) {
         switch error {
         case let error as any RestartixError:
             self.init(error, requestId: requestId)
         case let error as HTTPError:
-            self.init(
-                status: Int(error.status.code), code: "http.\(Self.codeName(error.status))",
-                detail: error.body ?? error.status.reasonPhrase, requestId: requestId
-            )
+            // Hummingbird's own messages can quote what was sent (a body that does not decode
+            // names the invalid value): the detail says the rule, never the message.
+            let detail = error.status == .badRequest
+                ? "the request is not of the documented shape (see /openapi.json)"
+                : Self.reasonPhrase(Int(error.status.code))
+            self.init(status: Int(error.status.code), code: "http.\(Self.codeName(error.status))", detail: detail, requestId: requestId)
         case let error as any HTTPResponseError:
             self.init(status: Int(error.status.code), code: "http.\(Self.codeName(error.status))", detail: error.status.reasonPhrase, requestId: requestId)
         default:

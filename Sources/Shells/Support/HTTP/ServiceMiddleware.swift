@@ -10,8 +10,23 @@ public protocol IdentifiedRequestContext: RequestContext {
     /// The request's id: the client's `X-Request-Id` when it is sane, else a new UUIDv7.
     var requestID: String { get set }
     /// Principal ids for the access log line (`organization_id`, `user_id`, `role`), set by
-    /// the authentication middleware; never a token or a name.
-    var principalMetadata: Logger.Metadata { get }
+    /// the authentication middleware; never a token or a name. A reference the context
+    /// carries, so what a middleware deeper in the chain records reaches the edge's log line
+    /// (contexts are values: a copy changed below is not seen above).
+    var principal: RequestPrincipal { get }
+}
+
+/// The principal's ids for the access log line, filled in by the authentication middleware.
+public final class RequestPrincipal: Sendable {
+    private let storage = Mutex<Logger.Metadata>([:])
+
+    public init() {}
+
+    /// The ids recorded so far.
+    public var metadata: Logger.Metadata { storage.withLock { $0 } }
+
+    /// Records the principal's ids (never a token, a name or an e-mail).
+    public func record(_ metadata: Logger.Metadata) { storage.withLock { $0 = metadata } }
 }
 
 extension HTTPField.Name {
@@ -44,8 +59,9 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
                 let what = (error as? any RestartixError).map { $0.restartixDescription } ?? String(describing: type(of: error))
                 context.logger.error("Request failed", metadata: ["error": .string(what)])
             }
-            var extra: HTTPFields = [:]
+            var extra: HTTPFields = (error as? HTTPError)?.headers ?? [:]
             if let allow = (error as? MethodNotAllowed)?.allow { extra[.allow] = allow }
+            if problem.status == 401, extra[.wwwAuthenticate] == nil { extra[.wwwAuthenticate] = "Bearer" }
             response = problem.response(headers: extra)
         }
         response.headers[.requestID] = context.requestID
@@ -55,7 +71,7 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
             "http.status": .string(String(response.status.code)),
             "duration_ms": .string(String(format: "%.1f", Self.milliseconds(ContinuousClock.now - start))),
         ]
-        metadata.merge(context.principalMetadata) { $1 }
+        metadata.merge(context.principal.metadata) { $1 }
         context.logger.info("Request", metadata: metadata)
         return response
     }
@@ -160,12 +176,11 @@ public final class RouteTableSlot: Sendable {
 public struct ServiceRequestContext: IdentifiedRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID = ""
+    public let principal = RequestPrincipal()
 
     public init(source: Source) {
         coreContext = .init(source: source)
     }
-
-    public var principalMetadata: Logger.Metadata { [:] }
 }
 
 /// Puts the services' shared edge on `router`, before any route: request counts and latency by
