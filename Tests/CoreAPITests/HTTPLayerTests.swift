@@ -145,6 +145,41 @@ struct HTTPLayerTests {
         #expect(Problem(status: 401, code: "request.missingToken", detail: "x").title == "Unauthorized")
     }
 
+    @Test("CORS: the configured origins get their headers and preflights; any other origin gets none; bad origins refused by key")
+    func cors() async throws {
+        let directory = try TemporaryDirectory("core-cors")
+        defer { directory.remove() }
+        var configuration = try CoreAPIConfiguration(environment: [
+            "RESTARTIX_SQLITE_PATH": directory.path("data/restartix.sqlite"), "CORS_ALLOWED_ORIGINS": "https://app.clinic.example, http://localhost:5173",
+        ])
+        #expect(configuration.corsOrigins == ["https://app.clinic.example", "http://localhost:5173"])
+        configuration.port = 0
+        configuration.logLevel = .critical
+        let app = try await buildApplication(configuration: configuration)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/health", method: .get, headers: [.origin: "https://app.clinic.example"]) { response in
+                #expect(response.headers[.accessControlAllowOrigin] == "https://app.clinic.example")
+                #expect(response.headers[.vary]?.contains("Origin") == true)
+            }
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.origin: "https://app.clinic.example"]) { response in
+                #expect(response.status == .unauthorized && response.headers[.accessControlAllowOrigin] == "https://app.clinic.example", "errors too")
+            }
+            try await client.execute(uri: "/health", method: .get, headers: [.origin: "https://evil.example"]) { response in
+                #expect(response.status == .ok && response.headers[.accessControlAllowOrigin] == nil)
+            }
+            try await client.execute(
+                uri: "/v1/me", method: .options, headers: [.origin: "http://localhost:5173", .accessControlRequestMethod: "GET"]
+            ) { response in
+                #expect(response.status == .noContent)
+                #expect(response.headers[.accessControlAllowHeaders]?.contains("Authorization") == true)
+            }
+        }
+        for bad in ["*", "https://app.example.com/path", "ftp://x.example", "https://user:pw@x.example", "app.example.com"] {
+            let error = #expect(throws: ConfigurationError.self, "\(bad)") { try CoreAPIConfiguration(environment: ["CORS_ALLOWED_ORIGINS": bad]) }
+            #expect(error?.description.contains("CORS_ALLOWED_ORIGINS") == true)
+        }
+    }
+
     @Test("the route table matches paths with parameters and wildcards, and only whole paths")
     func routeTable() {
         let table = RouteTable([("/v1/patients/{id}", "GET"), ("/v1/patients/:id", "PATCH"), ("/v1/patients", "POST"), ("/files/**", "GET")])

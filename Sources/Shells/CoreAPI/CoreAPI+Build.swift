@@ -44,7 +44,9 @@ func buildApplication(
         registry: ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger)), redis: redis, logger: logger
     )
 
-    let router = makeRouter(database: database, readiness: Readiness(tenants: tenants, admin: admin), resolver: resolver, metrics: metrics)
+    let router = makeRouter(
+        database: database, readiness: Readiness(tenants: tenants, admin: admin), resolver: resolver, metrics: metrics, corsOrigins: configuration.corsOrigins
+    )
 
     var app = Application(
         router: router,
@@ -89,9 +91,11 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
 /// errors, one access log line per request, 405 with `Allow`; request counts and latency by
 /// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
 /// answer the client got). `/v1` routes need a bearer token.
-func makeRouter(database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?) -> Router<CoreRequestContext> {
+func makeRouter(
+    database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?, corsOrigins: [String] = []
+) -> Router<CoreRequestContext> {
     let router = Router(context: CoreRequestContext.self, options: .autoGenerateHeadEndpoints)
-    let routes = addServiceEdge(to: router)
+    let routes = addServiceEdge(to: router, corsOrigins: corsOrigins)
     addHealthRoutes(to: router, database: database, readiness: readiness)
     if let metrics { addMetricsRoute(to: router, registry: metrics) }
     router.get("openapi.json") { _, _ -> Response in

@@ -42,6 +42,8 @@ struct CoreAPIConfiguration: Sendable {
     /// The demo clinics on the embedded default in development (`RESTARTIX_DEMO_DATA`, on by
     /// default there; never anywhere else).
     var demoData = false
+    /// `CORS_ALLOWED_ORIGINS`: the app origins whose browsers may call the API.
+    var corsOrigins: [String] = []
 
     static let defaultSQLitePath = ".restartix/restartix.sqlite"
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -98,6 +100,7 @@ struct CoreAPIConfiguration: Sendable {
             throw ConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
         }
         providerSeeds = try service.providerSeeds()
+        corsOrigins = try service.corsOrigins()
         if let url = service.string("REDIS_URL") {
             do { redis = try RedisConfiguration(url: url) } catch {
                 throw ConfigurationError(.invalidValue, "REDIS_URL: \(error.detail)")

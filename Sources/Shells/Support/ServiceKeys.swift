@@ -11,6 +11,7 @@ public enum ServiceKeys {
         ServiceKey("APP_ENV", "development, test, staging or production; decides what is refused (development tokens outside development and test) and the default log format", default: "development", all3),
         ServiceKey("HOST", "listen address; a container behind a load balancer sets 0.0.0.0", default: "127.0.0.1", api),
         ServiceKey("PORT", "listen port", default: "8080 (Core API), 8081 (Telemetry API)", api),
+        ServiceKey("CORS_ALLOWED_ORIGINS", "comma-separated origins (https://app.example.com) whose browsers may call the API; others get no CORS headers", default: "none", api),
         ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),
         ServiceKey("LOG_FORMAT", "json (one object a line on standard error: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
         // Databases

@@ -185,13 +185,15 @@ public struct ServiceRequestContext: IdentifiedRequestContext {
 
 /// Puts the services' shared edge on `router`, before any route: request counts and latency by
 /// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
-/// answer the client got), request ids, problem+json errors and the access log line
+/// answer the client got), CORS for `corsOrigins` (``AllowListCORSMiddleware``), request ids, problem+json errors and the access log line
 /// (``ServiceEdgeMiddleware``), 405 with `Allow` (``MethodNotAllowedMiddleware``). Call
 /// `set(_:)` on the returned slot with the router's routes once they are all added
 /// (``finishServiceEdge(_:slot:)``).
-public func addServiceEdge<Context: IdentifiedRequestContext>(to router: Router<Context>) -> RouteTableSlot {
+public func addServiceEdge<Context: IdentifiedRequestContext>(to router: Router<Context>, corsOrigins: [String] = []) -> RouteTableSlot {
     let slot = RouteTableSlot()
     router.add(middleware: MetricsMiddleware())
+    // Outside the edge: it sees the answer the edge made of any error, and adds its headers.
+    if !corsOrigins.isEmpty { router.add(middleware: AllowListCORSMiddleware(origins: corsOrigins)) }
     router.add(middleware: ServiceEdgeMiddleware())
     router.add(middleware: MethodNotAllowedMiddleware(slot))
     return slot
