@@ -1,9 +1,4 @@
 public import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 public import RestartixKit
 public import RestartixTenancy
 
@@ -82,19 +77,11 @@ extension PlatformBoot {
     /// restarts of the Core API. Development and test only (the issuer refuses elsewhere).
     public static func localDevTokenSecret(in directory: URL) throws -> String {
         let path = directory.appendingPathComponent("dev-token-secret").path
-        if !FileManager.default.fileExists(atPath: path) {
-            try SQLiteConfiguration.preparePrivateDirectory(directory.path)
-            let secret = Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }).base64EncodedString()
-            // Published whole and exclusively, as the local keyring is: two processes starting
-            // at once end up with one secret.
-            let temporary = directory.appendingPathComponent(".dev-token-secret-\(UUID().uuidString)").path
-            defer { unlink(temporary) }
-            guard FileManager.default.createFile(atPath: temporary, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw ConfigurationError(.invalidValue, "could not write the development token secret in \(directory.path)")
-            }
-            if link(temporary, path) != 0, errno != EEXIST {
-                throw ConfigurationError(.invalidValue, "could not write the development token secret \(path)")
-            }
+        let made = try publishPrivateFileOnce(named: "dev-token-secret", in: directory) {
+            Data(Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }).base64EncodedString().utf8)
+        }
+        guard made != .failed else {
+            throw ConfigurationError(.invalidValue, "could not write the development token secret \(path)")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8), text.utf8.count >= 32 else {
             throw ConfigurationError(.invalidValue, "the development token secret \(path) cannot be read")

@@ -45,7 +45,7 @@ struct CoreAPIConfiguration: Sendable {
     /// `CORS_ALLOWED_ORIGINS`: the app origins whose browsers may call the API.
     var corsOrigins: [String] = []
 
-    static let defaultSQLitePath = ".restartix/restartix.sqlite"
+    static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
     /// `TenantSessionSettings.statementTimeout`, 5 s).
     static let adminStatementTimeout: Duration = .seconds(15)
@@ -72,7 +72,7 @@ struct CoreAPIConfiguration: Sendable {
             appDatabase = try DatabaseConfiguration(url: appURL)
             isEmbeddedDefault = false
         } else {
-            database = DatabaseConfiguration(sqlitePath: service.string("RESTARTIX_SQLITE_PATH") ?? Self.defaultSQLitePath)
+            database = DatabaseConfiguration(sqlitePath: service.sqlitePath())
             appDatabase = database
             isEmbeddedDefault = true
         }

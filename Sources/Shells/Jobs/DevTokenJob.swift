@@ -69,7 +69,7 @@ struct DevToken: Job {
                 throw ConfigurationError(.invalidValue, "development tokens are refused in \(environment.rawValue); configure Clerk")
             }
             let secret = try service.string("RESTARTIX_DEV_TOKEN_SECRET") ?? PlatformBoot.localDevTokenSecret(
-                in: URL(fileURLWithPath: service.string("RESTARTIX_SQLITE_PATH") ?? ".restartix/restartix.sqlite").deletingLastPathComponent()
+                in: URL(fileURLWithPath: service.sqlitePath()).deletingLastPathComponent()
             )
             let issuer = try await LocalDevIssuer(environment: environment, secret: secret)
             let token = try await issuer.issue(user: userID, organization: organizationID, lifetime: .seconds(lifetime))

@@ -40,7 +40,7 @@ struct DatabaseOptions: ParsableArguments {
 
     /// The embedded SQLite file (`RESTARTIX_SQLITE_PATH`, default `.restartix/restartix.sqlite`).
     static func embedded(_ service: ServiceEnvironment) throws -> DatabaseConfiguration {
-        let path = service.string("RESTARTIX_SQLITE_PATH") ?? ".restartix/restartix.sqlite"
+        let path = service.sqlitePath()
         try SQLiteConfiguration.preparePrivateDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path)
         return DatabaseConfiguration(sqlitePath: path)
     }

@@ -73,6 +73,15 @@ public struct ServiceEnvironment: Sendable {
         return value
     }
 
+    /// The embedded default's SQLite file when `RESTARTIX_SQLITE_PATH` is unset.
+    public static let defaultSQLitePath = ".restartix/restartix.sqlite"
+
+    /// `RESTARTIX_SQLITE_PATH`: the embedded default's SQLite file (``defaultSQLitePath``
+    /// unless set); its folder also holds the local keyring and the development token secret.
+    public func sqlitePath() -> String {
+        string("RESTARTIX_SQLITE_PATH") ?? Self.defaultSQLitePath
+    }
+
     /// `APP_ENV`: development (the default), test, staging or production.
     public func deployment() throws(ConfigurationError) -> DeploymentEnvironment {
         try DeploymentEnvironment(appEnv: string("APP_ENV"))
