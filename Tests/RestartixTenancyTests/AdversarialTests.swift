@@ -137,7 +137,10 @@ struct AdversarialTests {
                         "SET row_security = off",
                         "SET lock_timeout = '1ms'",
                         "SET synchronous_commit = off",
-                        "SET idle_in_transaction_session_timeout = '50ms'",
+                        // Takes effect at once, inside this transaction too: the poison goes out
+                        // in one pipeline (no idle gap inside it), and 1 s outlasts the gap before
+                        // this transaction's COMMIT on a loaded machine (50 ms once did not).
+                        "SET idle_in_transaction_session_timeout = '1s'",
                         "SET search_path = pg_catalog",
                         // Short enough that the victim's 50 ms sleep below would hit it, long enough
                         // that the kit's own first statement (which runs before it pins its timeout,
@@ -147,7 +150,7 @@ struct AdversarialTests {
                     ]
                 }
                 let pid: Int? = backend == .sqlite ? nil : try await tx.first("SELECT pg_backend_pid() AS pid")?.decode("pid", as: Int.self)
-                for statement in poison { try await tx.execute(statement) }
+                _ = try await tx.pipeline(poison)
                 return pid
             }
             if backend == .pgbouncer {
@@ -175,7 +178,7 @@ struct AdversarialTests {
                     // Longer than the leaked statement timeout, then idle longer than the leaked
                     // idle timeout: both are the kit's own inside its transaction.
                     try await tx.execute("SELECT pg_sleep(0.05)")
-                    try await Task.sleep(for: .milliseconds(120))
+                    try await Task.sleep(for: .milliseconds(1_200))
                 }
                 let settings = try #require(try await tx.first("""
                     SELECT current_setting('app.current_org_id') AS org, current_setting('app.current_role') AS role, \
