@@ -152,7 +152,7 @@ struct HTTPLayerTests {
         var configuration = try CoreAPIConfiguration(environment: [
             "RESTARTIX_SQLITE_PATH": directory.path("data/restartix.sqlite"), "CORS_ALLOWED_ORIGINS": "https://app.clinic.example, http://localhost:5173",
         ])
-        #expect(configuration.corsOrigins == ["https://app.clinic.example", "http://localhost:5173"])
+        #expect(configuration.edge.corsOrigins == ["https://app.clinic.example", "http://localhost:5173"])
         configuration.port = 0
         configuration.logLevel = .critical
         let app = try await buildApplication(configuration: configuration)

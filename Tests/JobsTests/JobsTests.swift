@@ -85,10 +85,7 @@ struct JobsTests {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
+        let status = try await ChildProcess.run(process).status
         try out.close()
         try err.close()
         return Outcome(
@@ -334,7 +331,7 @@ struct JobsTests {
         process.environment = env
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        let child = try ChildProcess(starting: process)
         var progressed = false
         for _ in 0..<2000 where !progressed {
             try await Task.sleep(for: .milliseconds(5))
@@ -342,9 +339,8 @@ struct JobsTests {
         }
         #expect(progressed)
         #expect(process.isRunning, "the run must still be working when it is killed")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal)
+        kill(child.pid, SIGKILL)
+        #expect(await child.exit().reason == .uncaughtSignal)
 
         let between = try await job(KeyringUsageReport.self, ["--database-url", url], environment: ["ENCRYPTION_KEYS": v2])
         #expect((between.totals["1"] ?? 0) > 0, "some values still under key 1 after the kill: \(between.totals)")

@@ -27,6 +27,36 @@ struct SQLiteTests {
         await db.shutdown()
     }
 
+    @Test("a statement still running at the scope's deadline is interrupted: .timedOut, its transaction's writes undone, the connection fine")
+    func deadlineInterrupts() async throws {
+        let db = Database(configuration: DatabaseConfiguration(sqlitePath: temporaryPath()), logger: TestBackend.logger)
+        try await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        let endless: SQLQuery = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000000) SELECT count(*) AS c FROM n"
+        for shape in ["read", "write transaction"] {
+            let start = ContinuousClock.now
+            let error = await #expect(throws: DatabaseError.self) {
+                try await Database.withDeadline(.milliseconds(200)) {
+                    switch shape {
+                    case "read": _ = try await db.query(endless)
+                    default:
+                        try await db.transaction { tx in
+                            try await tx.execute("INSERT INTO t (id) VALUES (1)")
+                            _ = try await tx.query(endless)
+                        }
+                    }
+                }
+            }
+            #expect(error?.code == .timedOut, "\(shape): \(String(describing: error))")
+            #expect(ContinuousClock.now - start < .seconds(3), "\(shape)")
+        }
+        // Nothing of the interrupted transaction stayed; the same connection serves the next call.
+        #expect(try await db.query("SELECT count(*) FROM t").first?.decode(at: 0, as: Int.self) == 0)
+        try await db.execute("INSERT INTO t (id) VALUES (2)")
+        // Control: without a deadline the same kind of statement runs to the end.
+        #expect(try await db.query("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT count(*) AS c FROM n").first?.decode("c", as: Int.self) == 100_000)
+        await db.shutdown()
+    }
+
     @Test("readers run while the writer holds a transaction, and see committed data only")
     func parallelReaders() async throws {
         let db = Database(configuration: DatabaseConfiguration(sqlitePath: temporaryPath()), logger: TestBackend.logger)

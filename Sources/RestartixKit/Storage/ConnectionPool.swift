@@ -128,7 +128,14 @@ final class ConnectionPool: Sendable {
                     throw error
                 }
             case .wait:
-                let connection = try await waitForRelease(until: deadline, timeout: timedOut())
+                let connection: any ConnectionDriver
+                do {
+                    connection = try await waitForRelease(until: deadline, timeout: timedOut())
+                } catch is SlotFreed {
+                    // A slot freed (a connection discarded) while this caller was on its way to
+                    // wait, when nobody was there to be woken: take it.
+                    continue
+                }
                 if await connection.isHealthy() { return connection }
                 await discard(connection)
             }
@@ -156,7 +163,7 @@ final class ConnectionPool: Sendable {
         defer { timer?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any ConnectionDriver, any Error>) in
-                enum Registration { case resumed, rejected(DatabaseError), cancelled, waiting }
+                enum Registration { case resumed, rejected(DatabaseError), cancelled, slotFreed, waiting }
                 let registration: Registration = withState { state in
                     if state.closed { return .rejected(DatabaseError(code: .poolClosed, detail: "the \(name) pool is shut down")) }
                     // Cancelled before registering: the cancellation handler found nobody to fail.
@@ -166,6 +173,8 @@ final class ConnectionPool: Sendable {
                         continuation.resume(returning: connection)
                         return .resumed
                     }
+                    // Or a slot may have been freed, with no waiter yet to take it.
+                    if state.open < maximumConnections { return .slotFreed }
                     state.waiters.append(Waiter(id: id, deadline: deadline, continuation: continuation))
                     return .waiting
                 }
@@ -173,6 +182,7 @@ final class ConnectionPool: Sendable {
                 case .resumed: break
                 case .rejected(let error): continuation.resume(throwing: error)
                 case .cancelled: continuation.resume(throwing: CancellationError())
+                case .slotFreed: continuation.resume(throwing: SlotFreed())
                 case .waiting:
                     let fire = DispatchWorkItem { [weak self] in self?.failWaiter(id: id, with: timeout) }
                     timer = fire
@@ -269,3 +279,6 @@ extension ConnectionPool.Gauges {
         waiting.record(state.waiters.count)
     }
 }
+
+/// A waiter's registration found a free slot: the caller goes back and opens a connection.
+private struct SlotFreed: Error {}

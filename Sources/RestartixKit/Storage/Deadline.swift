@@ -46,7 +46,9 @@ extension Database {
     /// let ready = (try? await Database.withDeadline(.seconds(1)) { try await db.query("SELECT 1") }) != nil
     /// ```
     ///
-    /// On SQLite the scope bounds the wait for a connection; a statement's wait for a lock is
+    /// On SQLite the scope bounds the wait for a connection and each statement's work (a
+    /// statement still running at the deadline is interrupted and throws `.timedOut`; SQLite
+    /// then rolls back a write's explicit transaction itself); a statement's wait for a lock is
     /// bounded by ``SQLiteConfiguration/busyTimeout``.
     public static func withDeadline<T>(_ timeout: Duration, _ body: () async throws -> T) async rethrows -> T {
         let deadline = ContinuousClock.now + timeout

@@ -45,8 +45,11 @@ func buildApplication(
     )
 
     let readiness = Readiness(tenants: tenants, admin: admin)
+    // One limiter for every instance through Redis; this process's own without it.
+    let limiter: any RateLimiter = redis.map { RedisRateLimiter(redis: $0, prefix: configuration.rateLimits.keyPrefix, logger: logger) } ?? InProcessRateLimiter()
     let router = makeRouter(
-        database: database, readiness: readiness, resolver: resolver, metrics: metrics, corsOrigins: configuration.corsOrigins
+        database: database, readiness: readiness, resolver: resolver, metrics: metrics, edge: configuration.edge,
+        limiter: limiter, rateLimits: configuration.rateLimits
     )
 
     var app = Application(
@@ -91,21 +94,26 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
     return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin)
 }
 
-/// The Core API's routes behind the shared edge (ServiceSupport): request ids, problem+json
-/// errors, one access log line per request, 405 with `Allow`; request counts and latency by
-/// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
-/// answer the client got). `/v1` routes need a bearer token.
+/// The Core API's routes behind the shared edge (ServiceSupport, ``addServiceEdge(to:options:)``:
+/// request ids, the client's address, problem+json errors, one access log line per request,
+/// maintenance mode, the request timeout, 405 with `Allow`, request counts and latency by
+/// route template and status). `/v1` routes are rate limited per client address, need a
+/// bearer token, then are rate limited per user.
 func makeRouter(
-    database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?, corsOrigins: [String] = []
+    database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?, edge: EdgeOptions = EdgeOptions(),
+    limiter: any RateLimiter = InProcessRateLimiter(), rateLimits: RateLimitPolicy = RateLimitPolicy()
 ) -> Router<CoreRequestContext> {
     let router = Router(context: CoreRequestContext.self, options: .autoGenerateHeadEndpoints)
-    let routes = addServiceEdge(to: router, corsOrigins: corsOrigins)
+    let routes = addServiceEdge(to: router, options: edge)
     addHealthRoutes(to: router, database: database, readiness: readiness)
     if let metrics { addMetricsRoute(to: router, registry: metrics) }
     router.get("openapi.json") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
     }
-    let v1 = router.group("v1").add(middleware: TenantAuthMiddleware(resolver: resolver))
+    let v1 = router.group("v1")
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: TenantAuthMiddleware(resolver: resolver))
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "v1", key: .user, rate: rateLimits.perUser))
     addPrincipalRoutes(to: v1)
     finishServiceEdge(router, slot: routes)
     return router

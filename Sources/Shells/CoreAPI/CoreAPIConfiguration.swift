@@ -42,8 +42,10 @@ struct CoreAPIConfiguration: Sendable {
     /// The demo clinics on the embedded default in development (`RESTARTIX_DEMO_DATA`, on by
     /// default there; never anywhere else).
     var demoData = false
-    /// `CORS_ALLOWED_ORIGINS`: the app origins whose browsers may call the API.
-    var corsOrigins: [String] = []
+    /// The edge: CORS origins, trusted proxies, request timeout, maintenance mode.
+    var edge = EdgeOptions()
+    /// The rates per user and per client address.
+    var rateLimits = RateLimitPolicy()
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -100,7 +102,9 @@ struct CoreAPIConfiguration: Sendable {
             throw ConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
         }
         providerSeeds = try service.providerSeeds()
-        corsOrigins = try service.corsOrigins()
+        edge = try service.edgeOptions()
+        if let limit = try service.int("RATE_LIMIT_USER_PER_MINUTE", in: 1...1_000_000) { rateLimits.perUser = RateLimitPolicy.perMinute(limit) }
+        if let limit = try service.int("RATE_LIMIT_ADDRESS_PER_MINUTE", in: 1...1_000_000) { rateLimits.perAddress = RateLimitPolicy.perMinute(limit) }
         if let url = service.string("REDIS_URL") {
             do { redis = try RedisConfiguration(url: url) } catch {
                 throw ConfigurationError(.invalidValue, "REDIS_URL: \(error.detail)")

@@ -12,6 +12,12 @@ public enum ServiceKeys {
         ServiceKey("HOST", "listen address; a container behind a load balancer sets 0.0.0.0", default: "127.0.0.1", api),
         ServiceKey("PORT", "listen port", default: "8080 (Core API), 8081 (Telemetry API)", api),
         ServiceKey("CORS_ALLOWED_ORIGINS", "comma-separated origins (https://app.example.com) whose browsers may call the API; others get no CORS headers", default: "none", api),
+        ServiceKey("TRUSTED_PROXY_CIDRS", "comma-separated CIDR ranges (10.0.0.0/8, 2001:db8::/32) of the load balancers and CDN whose CF-Connecting-IP and X-Forwarded-For name the client; list only proxies that overwrite them", default: "none: the connection's peer is the client", api),
+        ServiceKey("REQUEST_TIMEOUT_SECONDS", "the longest a request may take (1 to 300); then 503 service.timedOut, and its database calls are canceled", default: "30", api),
+        ServiceKey("MAINTENANCE_MODE", "on or off: on answers 503 service.maintenance with Retry-After on every route but /health", default: "off", api),
+        ServiceKey("MAINTENANCE_RETRY_AFTER_SECONDS", "the Retry-After of maintenance mode (1 to 86400)", default: "300", api),
+        ServiceKey("RATE_LIMIT_USER_PER_MINUTE", "a signed-in user's requests per minute to /v1 (bursts of a fifth); over it, 429 with Retry-After. Shared by every instance through REDIS_URL, per process without it", default: "600", [.coreAPI]),
+        ServiceKey("RATE_LIMIT_ADDRESS_PER_MINUTE", "one client address's requests per minute (bursts of a fifth), counted before the token is read", default: "1200", [.coreAPI]),
         ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),
         ServiceKey("LOG_FORMAT", "json (one object a line on standard error: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
         // Databases

@@ -11,23 +11,23 @@ struct TelemetryAPI {
     static func main() async throws {
         // The executables' one configuration layer and logging bootstrap (ServiceSupport).
         let service = ServiceEnvironment()
-        let host: String, port: Int, corsOrigins: [String]
+        let host: String, port: Int, edge: EdgeOptions
         do {
             (host, port) = try service.listenAddress(defaultPort: 8081)
-            corsOrigins = try service.corsOrigins()
+            edge = try service.edgeOptions()
             LogBootstrap.bootstrap(format: try service.logFormat(for: try service.deployment()), level: try service.logLevel())
         } catch {
             exitWithError(.telemetryAPI, error)
         }
-        let app = buildApplication(host: host, port: port, metrics: MetricsBootstrap.bootstrap(), corsOrigins: corsOrigins)
+        let app = buildApplication(host: host, port: port, metrics: MetricsBootstrap.bootstrap(), edge: edge)
         do { try await app.runService() } catch { exitWithError(.telemetryAPI, error) }
     }
 }
 
 /// Builds the Telemetry API application.
-func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegistry? = nil, corsOrigins: [String] = []) -> some ApplicationProtocol {
+func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegistry? = nil, edge: EdgeOptions = EdgeOptions()) -> some ApplicationProtocol {
     let router = Router(context: ServiceRequestContext.self, options: .autoGenerateHeadEndpoints)
-    let routes = addServiceEdge(to: router, corsOrigins: corsOrigins)
+    let routes = addServiceEdge(to: router, options: edge)
     if let metrics { addMetricsRoute(to: router, registry: metrics) }
     router.get("health") { _, _ -> Response in
         Response(

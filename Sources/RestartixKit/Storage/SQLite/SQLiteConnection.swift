@@ -27,6 +27,8 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     /// What the authorizer refused last (`update of usage_quotas.limit_units`), for the error
     /// SQLite then reports only as "not authorized". Schema names only.
     var lastDenial: (table: String?, what: String)?
+    /// The running call's deadline, checked by the progress handler (worker thread only).
+    private let deadline = CallDeadlineBox()
 
     let dialect = SQLDialect.sqlite
 
@@ -78,6 +80,14 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     }
 
     private func configureBlocking(readOnly: Bool, configuration: SQLiteConfiguration, role: SQLiteConnectionRole) throws {
+        // Every 1,000 virtual-machine steps, the running call's deadline (a
+        // `Database.withDeadline` scope) is checked; past it, SQLite interrupts the statement
+        // (SQLITE_INTERRUPT, reported as `.timedOut`). A clock read per thousand steps costs
+        // nothing measurable.
+        sqlite3_progress_handler(db, 1000, { context in
+            guard let context, let at = Unmanaged<CallDeadlineBox>.fromOpaque(context).takeUnretainedValue().at else { return 0 }
+            return ContinuousClock.now >= at ? 1 : 0
+        }, Unmanaged.passUnretained(deadline).toOpaque())
         if !configuration.isInMemory {
             try execScriptBlocking("PRAGMA journal_mode = WAL")
         }
@@ -95,16 +105,34 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
     // MARK: ConnectionDriver
 
     func execute(_ sql: String, _ binds: [SQLValue]) async throws -> QueryResult {
-        try await worker.run { [self] in try executeBlocking(sql, binds) }
+        let at = try Self.callDeadline()
+        return try await worker.run { [self] in try underDeadline(at) { try executeBlocking(sql, binds) } }
     }
 
     func pipeline(_ statements: [(sql: String, binds: [SQLValue])]) async throws -> [QueryResult] {
         // SQLite is in-process: there is no round trip to save.
-        try await worker.run { [self] in try statements.map { try executeBlocking($0.sql, $0.binds) } }
+        let at = try Self.callDeadline()
+        return try await worker.run { [self] in try underDeadline(at) { try statements.map { try executeBlocking($0.sql, $0.binds) } } }
     }
 
     func executeScript(_ sql: String) async throws {
-        try await worker.run { [self] in try execScriptBlocking(sql) }
+        let at = try Self.callDeadline()
+        try await worker.run { [self] in try underDeadline(at) { try execScriptBlocking(sql) } }
+    }
+
+    /// The calling task's deadline (read here: task-locals are not visible on the worker
+    /// thread), refusing a call whose deadline has already passed.
+    private static func callDeadline() throws(DatabaseError) -> ContinuousClock.Instant? {
+        guard let deadline = CallDeadline.forCall(budget: nil) else { return nil }
+        if deadline.budget <= .zero { throw CallDeadline.expiredBeforeSending("the statement") }
+        return deadline.at
+    }
+
+    /// Runs `body` with the progress handler watching `at` (worker thread only).
+    private func underDeadline<T>(_ at: ContinuousClock.Instant?, _ body: () throws -> T) throws -> T {
+        deadline.at = at
+        defer { deadline.at = nil }
+        return try body()
     }
 
     func transactionState() -> TransactionState {
@@ -392,6 +420,9 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
                 code = .checkViolation
             case SQLITE_AUTH: code = .insufficientPrivilege
             case SQLITE_BUSY, SQLITE_LOCKED: code = .busy
+            case SQLITE_INTERRUPT:
+                // Only the progress handler interrupts: the call's deadline passed.
+                return DatabaseError(code: .timedOut, detail: "the statement ran past its deadline and was interrupted")
             case SQLITE_MISMATCH, SQLITE_TOOBIG, SQLITE_RANGE: code = .invalidValue
             case SQLITE_ERROR where message.contains("row-level security"):
                 code = .rowLevelSecurityViolation
@@ -418,4 +449,10 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
 
     func retain(_ object: AnyObject) { retained.append(object) }
     var rawHandle: OpaquePointer { db }
+}
+
+/// The deadline the progress handler of one connection checks; touched only on the
+/// connection's worker thread.
+private final class CallDeadlineBox: @unchecked Sendable {
+    var at: ContinuousClock.Instant?
 }

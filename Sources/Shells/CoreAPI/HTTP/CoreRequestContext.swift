@@ -13,8 +13,12 @@ struct CoreRequestContext: IdentifiedRequestContext {
     /// The principal's tenant context (organization, user, role); nil on public routes.
     var tenant: TenantContext?
 
+    let peerAddress: String?
+    var clientAddress: String?
+
     init(source: Source) {
         coreContext = .init(source: source)
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Request bodies are JSON documents of a few kilobytes: 1 MiB is generous, and a larger

@@ -72,7 +72,10 @@ enum OpenAPIDocument {
             "summary": "The database answers and still keeps clinics apart (the tenancy boot check).",
             "responses": {
               "200": {"description": "Ready.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
-              "503": {"description": "Not ready.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}
+              "503": {"description": "Not ready (or maintenance mode, as a problem).", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Status"}},
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+              }}
             }
           }
         },
@@ -85,6 +88,7 @@ enum OpenAPIDocument {
               "200": {"description": "The principal.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Me"}}}},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
           }
@@ -94,7 +98,8 @@ enum OpenAPIDocument {
             "operationId": "metrics",
             "summary": "Prometheus text exposition: request counts and latency by route and status, pool gauges per role, the library's counters.",
             "responses": {
-              "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+              "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+              "503": {"$ref": "#/components/responses/Problem"}
             }
           }
         },
@@ -103,7 +108,8 @@ enum OpenAPIDocument {
             "operationId": "openapi",
             "summary": "This document.",
             "responses": {
-              "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}
+              "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}},
+              "503": {"$ref": "#/components/responses/Problem"}
             }
           }
         }

@@ -92,6 +92,13 @@ public struct Problem: Codable, Sendable, Equatable {
     }
 }
 
+/// An error whose answer carries headers besides the problem body (`Retry-After`,
+/// `RateLimit-*`, `Allow`): the edge adds them to the problem response.
+public protocol ProblemHeaders: Error {
+    /// The headers of the answer.
+    var problemHeaders: HTTPFields { get }
+}
+
 /// An error in the request itself, found at the edge: no credentials, a field that breaks its
 /// rule. `detail` names the field and the rule, never the value.
 public struct RequestError: RestartixError {

@@ -6,9 +6,16 @@ public import RestartixKit
 import Synchronization
 
 /// A request context that carries the request's id: what the shared middleware needs.
-public protocol IdentifiedRequestContext: RequestContext {
+public protocol IdentifiedRequestContext: RequestContext, Sendable {
     /// The request's id: the client's `X-Request-Id` when it is sane, else a new UUIDv7.
     var requestID: String { get set }
+    /// The connection's peer address (`nil` in an in-process test): set from the channel
+    /// when the context is made.
+    var peerAddress: String? { get }
+    /// The client's address, set by the edge from ``peerAddress`` and, from a trusted proxy,
+    /// its forwarding headers (``TrustedProxies/clientAddress(peer:headers:)``): what audit
+    /// rows record. Never logged.
+    var clientAddress: String? { get set }
     /// Principal ids for the access log line (`organization_id`, `user_id`, `role`), set by
     /// the authentication middleware; never a token or a name. A reference the context
     /// carries, so what a middleware deeper in the chain records reaches the edge's log line
@@ -41,11 +48,17 @@ extension HTTPField.Name {
 /// id, method, route template (never the path: it holds ids), status, duration, principal
 /// ids. Never a query string, a header value or a body.
 public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMiddleware {
-    public init() {}
+    let trustedProxies: TrustedProxies
+
+    /// The edge, believing forwarding headers from `trustedProxies` only.
+    public init(trustedProxies: TrustedProxies = .none) {
+        self.trustedProxies = trustedProxies
+    }
 
     public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         context.requestID = Self.requestID(from: request.headers[.requestID])
+        context.clientAddress = trustedProxies.clientAddress(peer: context.peerAddress, headers: request.headers)
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
         let start = ContinuousClock.now
         var response: Response
@@ -59,8 +72,7 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
                 let what = (error as? any RestartixError).map { $0.restartixDescription } ?? String(describing: type(of: error))
                 context.logger.error("Request failed", metadata: ["error": .string(what)])
             }
-            var extra: HTTPFields = (error as? HTTPError)?.headers ?? [:]
-            if let allow = (error as? MethodNotAllowed)?.allow { extra[.allow] = allow }
+            var extra: HTTPFields = (error as? HTTPError)?.headers ?? (error as? any ProblemHeaders)?.problemHeaders ?? [:]
             if problem.status == 401, extra[.wwwAuthenticate] == nil { extra[.wwwAuthenticate] = "Bearer" }
             response = problem.response(headers: extra)
         }
@@ -93,9 +105,10 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
 }
 
 /// Thrown by ``MethodNotAllowedResponder``: the path exists for other methods.
-public struct MethodNotAllowed: RestartixError {
+public struct MethodNotAllowed: RestartixError, ProblemHeaders {
     /// The `Allow` header's value.
     public let allow: String
+    public var problemHeaders: HTTPFields { [.allow: allow] }
     public static var domain: String { "http" }
     public var codeName: String { "methodNotAllowed" }
     public var safeDetail: String { "this path accepts \(allow)" }
@@ -177,24 +190,31 @@ public struct ServiceRequestContext: IdentifiedRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID = ""
     public let principal = RequestPrincipal()
+    public let peerAddress: String?
+    public var clientAddress: String?
 
     public init(source: Source) {
         coreContext = .init(source: source)
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 }
 
-/// Puts the services' shared edge on `router`, before any route: request counts and latency by
-/// route template and status (Hummingbird's `MetricsMiddleware`, outermost so it counts the
-/// answer the client got), CORS for `corsOrigins` (``AllowListCORSMiddleware``), request ids, problem+json errors and the access log line
-/// (``ServiceEdgeMiddleware``), 405 with `Allow` (``MethodNotAllowedMiddleware``). Call
-/// `set(_:)` on the returned slot with the router's routes once they are all added
-/// (``finishServiceEdge(_:slot:)``).
-public func addServiceEdge<Context: IdentifiedRequestContext>(to router: Router<Context>, corsOrigins: [String] = []) -> RouteTableSlot {
+/// Puts the services' shared edge on `router`, before any route, outermost first: request
+/// counts and latency by route template and status (Hummingbird's `MetricsMiddleware`, so it
+/// counts the answer the client got); CORS for the configured origins
+/// (``AllowListCORSMiddleware``); request ids, the client's address, problem+json errors and
+/// the access log line (``ServiceEdgeMiddleware``); maintenance mode
+/// (``MaintenanceMiddleware``); the request timeout (``RequestTimeoutMiddleware``); 405 with
+/// `Allow` (``MethodNotAllowedMiddleware``). Call ``finishServiceEdge(_:slot:)`` with the
+/// returned slot once every route is added.
+public func addServiceEdge<Context: IdentifiedRequestContext>(to router: Router<Context>, options: EdgeOptions = EdgeOptions()) -> RouteTableSlot {
     let slot = RouteTableSlot()
     router.add(middleware: MetricsMiddleware())
     // Outside the edge: it sees the answer the edge made of any error, and adds its headers.
-    if !corsOrigins.isEmpty { router.add(middleware: AllowListCORSMiddleware(origins: corsOrigins)) }
-    router.add(middleware: ServiceEdgeMiddleware())
+    if !options.corsOrigins.isEmpty { router.add(middleware: AllowListCORSMiddleware(origins: options.corsOrigins)) }
+    router.add(middleware: ServiceEdgeMiddleware(trustedProxies: options.trustedProxies))
+    if let maintenance = options.maintenance { router.add(middleware: MaintenanceMiddleware(maintenance)) }
+    router.add(middleware: RequestTimeoutMiddleware(options.requestTimeout))
     router.add(middleware: MethodNotAllowedMiddleware(slot))
     return slot
 }

@@ -1,0 +1,164 @@
+public import Hummingbird
+public import HTTPTypes
+import Foundation
+public import RestartixKit
+
+/// What the services' shared edge does besides ids, errors and the access log
+/// (``addServiceEdge(to:options:)``); each field has its environment variable
+/// (``ServiceEnvironment/edgeOptions()``).
+public struct EdgeOptions: Sendable {
+    /// `CORS_ALLOWED_ORIGINS`: the app origins whose browsers may call the API.
+    public var corsOrigins: [String]
+    /// `TRUSTED_PROXY_CIDRS`: whose forwarding headers name the client.
+    public var trustedProxies: TrustedProxies
+    /// `REQUEST_TIMEOUT_SECONDS`: the longest a request may take (30 s by default).
+    public var requestTimeout: Duration
+    /// `MAINTENANCE_MODE`: when set, every route but `/health` answers 503.
+    public var maintenance: Maintenance?
+
+    /// The default request timeout: 30 seconds.
+    public static let defaultRequestTimeout: Duration = .seconds(30)
+
+    public init(
+        corsOrigins: [String] = [], trustedProxies: TrustedProxies = .none, requestTimeout: Duration = Self.defaultRequestTimeout,
+        maintenance: Maintenance? = nil
+    ) {
+        self.corsOrigins = corsOrigins
+        self.trustedProxies = trustedProxies
+        self.requestTimeout = requestTimeout
+        self.maintenance = maintenance
+    }
+}
+
+/// Maintenance mode: every route but `/health` (the process is up; the load balancer must not
+/// replace it) answers 503 `service.maintenance` with `Retry-After`. `/ready` answers 503 too,
+/// so a load balancer stops sending traffic.
+public struct Maintenance: Sendable, Hashable {
+    /// What `Retry-After` says. Default: 300 seconds.
+    public var retryAfter: Duration
+
+    public init(retryAfter: Duration = .seconds(300)) {
+        self.retryAfter = retryAfter
+    }
+}
+
+/// The service refuses this request for now (maintenance, a request over its time): 503.
+public struct ServiceUnavailable: RestartixError, ProblemHeaders {
+    public static let domain = "service"
+
+    /// Why.
+    public enum Code: String, Sendable {
+        /// Maintenance mode is on.
+        case maintenance
+        /// The request took longer than the request timeout.
+        case timedOut
+    }
+
+    public let code: Code
+    /// What `Retry-After` says, if anything.
+    public let retryAfter: Duration?
+
+    public init(_ code: Code, retryAfter: Duration? = nil) {
+        self.code = code
+        self.retryAfter = retryAfter
+    }
+
+    public var codeName: String { code.rawValue }
+    public var safeDetail: String {
+        switch code {
+        case .maintenance: "the service is down for maintenance; retry later"
+        case .timedOut: "the request took longer than the service allows"
+        }
+    }
+    public var httpStatus: Int { 503 }
+    public var isTransient: Bool { true }
+    public var description: String { restartixDescription }
+
+    /// `Retry-After` in whole seconds, rounded up.
+    public var problemHeaders: HTTPFields {
+        guard let retryAfter else { return [:] }
+        let (seconds, fraction) = retryAfter.components
+        return [.retryAfter: "\(max(1, seconds + (fraction > 0 ? 1 : 0)))"]
+    }
+}
+
+/// Answers 503 with `Retry-After` on every route but `/health` while maintenance is on.
+public struct MaintenanceMiddleware<Context: RequestContext>: RouterMiddleware {
+    let maintenance: Maintenance
+
+    public init(_ maintenance: Maintenance) {
+        self.maintenance = maintenance
+    }
+
+    public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path == "/health" { return try await next(request, context) }
+        throw ServiceUnavailable(.maintenance, retryAfter: maintenance.retryAfter)
+    }
+}
+
+/// Bounds a request's handling to `timeout`: the database calls it makes end at that deadline
+/// themselves (``Database/withDeadline(_:_:)``: a statement still running is canceled on the
+/// server), and once it passes the handler's task is canceled and the request answered 503
+/// `service.timedOut`. Hummingbird hands a middleware its `next` as a non-escaping closure,
+/// so the handler runs in a child task of this scope: a handler that ignores cancellation
+/// delays that answer until it returns (every call of the kit and of AsyncHTTPClient honours
+/// it).
+public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: RouterMiddleware {
+    let timeout: Duration
+
+    public init(_ timeout: Duration) {
+        self.timeout = timeout
+    }
+
+    // @concurrent like `next` and the standard library's `withoutActuallyEscaping`, so that
+    // `next` stays in one isolation domain.
+    @concurrent
+    public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        let timeout = self.timeout
+        return try await withoutActuallyEscaping(next) { next in
+            // `next` lives only inside this scope and is called once, from one child task.
+            let handler = UncheckedHandler(call: next)
+            return try await Database.withDeadline(timeout) {
+                try await withThrowingTaskGroup(of: Response?.self) { group in
+                    group.addTask { try await handler.call(request, context) }
+                    group.addTask {
+                        try? await Task.sleep(for: timeout)
+                        return nil
+                    }
+                    defer { group.cancelAll() }
+                    while let outcome = try await group.next() {
+                        if let response = outcome { return response }
+                        // The timer ended first (or was canceled with the request).
+                        throw ServiceUnavailable(.timedOut)
+                    }
+                    throw ServiceUnavailable(.timedOut)
+                }
+            }
+        }
+    }
+}
+
+/// `next`, carried into the child task of ``RequestTimeoutMiddleware``.
+private struct UncheckedHandler<Context>: @unchecked Sendable {
+    let call: (Request, Context) async throws -> Response
+}
+
+extension ServiceEnvironment {
+    /// The edge's options: `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXY_CIDRS` (comma-separated CIDR
+    /// ranges; none by default), `REQUEST_TIMEOUT_SECONDS` (1 to 300; 30 by default),
+    /// `MAINTENANCE_MODE` (on or off) with `MAINTENANCE_RETRY_AFTER_SECONDS` (1 to 86400;
+    /// 300 by default).
+    public func edgeOptions() throws(ConfigurationError) -> EdgeOptions {
+        var options = EdgeOptions(corsOrigins: try corsOrigins())
+        if let text = string("TRUSTED_PROXY_CIDRS") {
+            options.trustedProxies = try TrustedProxies(cidrs: text.split(separator: ",").map(String.init))
+        }
+        if let seconds = try int("REQUEST_TIMEOUT_SECONDS", in: 1...300) { options.requestTimeout = .seconds(seconds) }
+        switch string("MAINTENANCE_MODE")?.lowercased() {
+        case nil, "off", "false", "0": break
+        case "on", "true", "1": options.maintenance = Maintenance(retryAfter: .seconds(try int("MAINTENANCE_RETRY_AFTER_SECONDS", in: 1...86_400) ?? 300))
+        default: throw ConfigurationError(.invalidValue, "MAINTENANCE_MODE must be on or off")
+        }
+        return options
+    }
+}
