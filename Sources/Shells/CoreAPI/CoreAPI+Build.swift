@@ -55,7 +55,9 @@ func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-core-api"),
-        services: [database, tenants, admin, providers] + (redis.map { [$0] } ?? []),
+        // Shut down in reverse after the server has drained: the provider resolver (which
+        // listens on Redis) before the pools, Redis last.
+        services: (redis.map { [$0] } ?? []) + [database, tenants, admin, providers],
         logger: logger
     )
     app.beforeServerStarts {

@@ -15,7 +15,7 @@ struct CoreAPI {
         let metrics = MetricsBootstrap.bootstrap()
         do {
             let app = try await buildApplication(configuration: configuration, metrics: metrics)
-            try await app.runService()
+            try await runUntilSignalled(app, policy: configuration.drain, logger: Logger(label: "restartix.core-api"))
         } catch {
             // Errors here name tables, roles and hosts, never passwords or data.
             exitWithError(.coreAPI, error)

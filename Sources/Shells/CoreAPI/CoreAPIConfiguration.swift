@@ -46,6 +46,8 @@ struct CoreAPIConfiguration: Sendable {
     var edge = EdgeOptions()
     /// The rates per user and per client address.
     var rateLimits = RateLimitPolicy()
+    /// `SHUTDOWN_GRACE_SECONDS`: how SIGTERM drains the service.
+    var drain = DrainPolicy()
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -103,6 +105,7 @@ struct CoreAPIConfiguration: Sendable {
         }
         providerSeeds = try service.providerSeeds()
         edge = try service.edgeOptions()
+        drain = try service.drainPolicy()
         if let limit = try service.int("RATE_LIMIT_USER_PER_MINUTE", in: 1...1_000_000) { rateLimits.perUser = RateLimitPolicy.perMinute(limit) }
         if let limit = try service.int("RATE_LIMIT_ADDRESS_PER_MINUTE", in: 1...1_000_000) { rateLimits.perAddress = RateLimitPolicy.perMinute(limit) }
         if let url = service.string("REDIS_URL") {

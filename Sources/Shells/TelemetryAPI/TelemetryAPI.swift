@@ -11,16 +11,17 @@ struct TelemetryAPI {
     static func main() async throws {
         // The executables' one configuration layer and logging bootstrap (ServiceSupport).
         let service = ServiceEnvironment()
-        let host: String, port: Int, edge: EdgeOptions
+        let host: String, port: Int, edge: EdgeOptions, drain: DrainPolicy
         do {
             (host, port) = try service.listenAddress(defaultPort: 8081)
             edge = try service.edgeOptions()
+            drain = try service.drainPolicy()
             LogBootstrap.bootstrap(format: try service.logFormat(for: try service.deployment()), level: try service.logLevel())
         } catch {
             exitWithError(.telemetryAPI, error)
         }
         let app = buildApplication(host: host, port: port, metrics: MetricsBootstrap.bootstrap(), edge: edge)
-        do { try await app.runService() } catch { exitWithError(.telemetryAPI, error) }
+        do { try await runUntilSignalled(app, policy: drain, logger: Logger(label: "restartix.telemetry-api")) } catch { exitWithError(.telemetryAPI, error) }
     }
 }
 
