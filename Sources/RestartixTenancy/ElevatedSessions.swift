@@ -169,29 +169,85 @@ public final class ElevatedSessions: Sendable {
     /// already closed; throws ``TenancyError/Code/notAMember`` for anyone else.
     @discardableResult
     public func close(_ session: ElevatedSession, by actor: UUID, byAdmin: Bool = false) async throws -> Bool {
-        try await admin.withOrganization(session.organizationID, actor: .user(actor)) { tx in
+        try await close(session.kind, id: session.id, organization: session.organizationID, by: actor, byAdmin: byAdmin)
+    }
+
+    /// Closes the session `id` of `kind` in `organization` (a request naming it): as
+    /// ``close(_:by:byAdmin:)``, and ``TenancyError/Code/notFound`` when the clinic has no such
+    /// session (another clinic's session looks the same).
+    @discardableResult
+    public func close(_ kind: ElevatedSession.Kind, id: UUID, organization: UUID, by actor: UUID, byAdmin: Bool = false) async throws -> Bool {
+        try await admin.withOrganization(organization, actor: .user(actor)) { tx in
+            guard let row = try await tx.first("SELECT user_id FROM \(unsafeRaw: kind.table) WHERE id = \(id) AND organization_id = \(organization)") else {
+                throw TenancyError(.notFound, "no such \(kind.rawValue) session in the organization")
+            }
             if byAdmin {
-                let row = try await tx.first("SELECT is_platform_admin FROM users WHERE id = \(actor) AND deleted_at IS NULL")
-                guard try row?.decode("is_platform_admin", as: Bool.self) == true else {
+                let admin = try await tx.first("SELECT is_platform_admin FROM users WHERE id = \(actor) AND deleted_at IS NULL")
+                guard try admin?.decode("is_platform_admin", as: Bool.self) == true else {
                     throw TenancyError(.notAMember, "only a platform administrator may close someone else's session")
                 }
+            } else if try row.decode("user_id", as: UUID.self) != actor {
+                throw TenancyError(.notAMember, "only the user who opened a session, or a platform administrator, may close it")
             }
-            let owner: SQLQuery = byAdmin ? "" : " AND user_id = \(actor)"
             let closed = try await tx.execute("""
-                UPDATE \(unsafeRaw: session.kind.table) SET closed_at = \(tx.dialect.now), closed_by = \(byAdmin ? "admin" : "user") \
-                WHERE id = \(session.id) AND organization_id = \(session.organizationID) AND closed_at IS NULL\(owner)
+                UPDATE \(unsafeRaw: kind.table) SET closed_at = \(tx.dialect.now), closed_by = \(byAdmin ? "admin" : "user") \
+                WHERE id = \(id) AND organization_id = \(organization) AND closed_at IS NULL
                 """)
-            guard closed == 1 else {
-                if !byAdmin, try await tx.first("SELECT 1 AS x FROM \(unsafeRaw: session.kind.table) WHERE id = \(session.id) AND user_id <> \(actor)") != nil {
-                    throw TenancyError(.notAMember, "only the user who opened a session, or a platform administrator, may close it")
-                }
-                return false
-            }
+            guard closed == 1 else { return false }
             try await tx.execute(Self.auditInsert(
-                session.kind, verb: "close", session: session.id, organization: session.organizationID, actor: actor, kind: "user",
+                kind, verb: "close", session: id, organization: organization, actor: actor, kind: "user",
                 metadata: ["closed_by": byAdmin ? "admin" : "user"]
             ))
             return true
+        }
+    }
+
+    /// An open session as a listing shows it.
+    public struct Summary: Sendable, Hashable {
+        /// The session row's id.
+        public let id: UUID
+        /// Which kind of session.
+        public let kind: ElevatedSession.Kind
+        /// The clinic.
+        public let organizationID: UUID
+        /// Who opened it.
+        public let actorUserID: UUID
+        /// For impersonation: the patient acted as.
+        public let patientID: UUID?
+        /// The reason given when it was opened.
+        public let reason: String
+        /// When it was opened and when it stops granting access.
+        public let openedAt: Date
+        public let expiresAt: Date
+    }
+
+    /// The sessions of `organization` still open now, newest first, as `viewer` may see them:
+    /// every one for the clinic's owners and admins, a staff member's own otherwise; a patient
+    /// (or anyone not on the clinic's staff) may not list them (``TenancyError/Code/roleNotAllowed``).
+    public func listOpen(organization: UUID, viewer: TenantContext) async throws -> [Summary] {
+        guard viewer.organizationID == organization, viewer.role.isStaff else {
+            throw TenancyError(.roleNotAllowed, "only the clinic's staff may list its elevated sessions")
+        }
+        let everyone = viewer.role == .owner || viewer.role == .admin
+        return try await admin.withOrganization(organization, actor: .user(viewer.userID)) { tx in
+            var sessions: [Summary] = []
+            for kind in ElevatedSession.Kind.allCases {
+                let patient: SQLQuery = kind == .impersonation ? "patient_id" : "NULL AS patient_id"
+                let mine: SQLQuery = everyone ? "" : " AND user_id = \(viewer.userID)"
+                for row in try await tx.query("""
+                    SELECT id, user_id, \(patient), reason, opened_at, expires_at FROM \(unsafeRaw: kind.table) \
+                    WHERE organization_id = \(organization) AND closed_at IS NULL AND expires_at > \(tx.dialect.now)\(mine)
+                    """)
+                {
+                    sessions.append(Summary(
+                        id: try row.decode("id", as: UUID.self), kind: kind, organizationID: organization,
+                        actorUserID: try row.decode("user_id", as: UUID.self), patientID: try row.decode("patient_id", as: UUID?.self),
+                        reason: try row.decode("reason", as: String.self), openedAt: try row.decode("opened_at", as: Date.self),
+                        expiresAt: try row.decode("expires_at", as: Date.self)
+                    ))
+                }
+            }
+            return sessions.sorted { ($0.openedAt, $0.id.uuidString) > ($1.openedAt, $1.id.uuidString) }
         }
     }
 

@@ -14,6 +14,10 @@ public struct TenancyError: RestartixError, Equatable {
         public static let organizationInactive = Code(name: "organizationInactive")
         /// A break-glass or impersonation session is missing, closed or expired (HTTP 403).
         public static let sessionNotOpen = Code(name: "sessionNotOpen")
+        /// The principal's role may not do this in its clinic (HTTP 403).
+        public static let roleNotAllowed = Code(name: "roleNotAllowed")
+        /// No such record in the principal's clinic; another clinic's looks the same (HTTP 404).
+        public static let notFound = Code(name: "notFound")
         /// An unscoped admin transaction was asked for without a usable reason (HTTP 400).
         public static let invalidReason = Code(name: "invalidReason")
         /// The database does not isolate tenants (boot check): refuse to start.
@@ -44,12 +48,14 @@ public struct TenancyError: RestartixError, Equatable {
     public var safeDetail: String { detail }
 
     /// 400 for a context or reason that cannot be used, 403 for a principal that may not act
-    /// (not a member, an inactive clinic, a closed elevated session), 500 for an unsafe database
+    /// (not a member, an inactive clinic, a closed elevated session, a role that may not), 404
+    /// for a record that is not in the principal's clinic, 500 for an unsafe database
     /// or an inconsistent registry (the service must not run).
     public var httpStatus: Int {
         switch code {
         case .invalidContext, .invalidReason: 400
-        case .notAMember, .organizationInactive, .sessionNotOpen: 403
+        case .notAMember, .organizationInactive, .sessionNotOpen, .roleNotAllowed: 403
+        case .notFound: 404
         default: 500
         }
     }

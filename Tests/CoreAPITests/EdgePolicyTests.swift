@@ -16,27 +16,11 @@ import Testing
 /// request timeout, and rate limits (in process and shared through Redis, failing open).
 @Suite("Core API edge policies", .timeLimit(.minutes(1)))
 struct EdgePolicyTests {
-    /// The embedded default with the demo clinics, in a fresh directory, with `configure`
-    /// applied; and a development token for each demo person.
     func application(
         _ configure: (inout CoreAPIConfiguration) -> Void = { _ in }
     ) async throws -> (some ApplicationProtocol, TemporaryDirectory, tokens: [String: String]) {
-        let directory = try TemporaryDirectory("core-edge")
-        var configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: directory.path("data/restartix.sqlite")), isEmbeddedDefault: true)
-        configuration.port = 0
-        configuration.demoData = true
-        configuration.logLevel = .critical
-        let secret = String(repeating: "edge-test-secret-", count: 3)
-        configuration.devTokenSecret = secret
-        configure(&configuration)
-        let app = try await buildApplication(configuration: configuration)
-        let issuer = try await LocalDevIssuer(environment: .development, secret: secret)
-        var tokens: [String: String] = [:]
-        for name in ["demo-owner", "demo-specialist", "other-owner"] {
-            let person = try #require(DemoData.person(name))
-            tokens[name] = try await issuer.issue(user: person.userID, organization: person.organizationID)
-        }
-        return (app, directory, tokens)
+        let made = try await DemoAPI.make("core-edge", configure)
+        return (made.app, made.directory, made.tokens)
     }
 
     static func problem(_ response: TestResponse) -> Problem? {

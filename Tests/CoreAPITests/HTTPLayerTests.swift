@@ -72,7 +72,9 @@ struct HTTPLayerTests {
         let admin = AdminDatabase(configuration: configuration.database, logger: Logger(label: "test"))
         let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: Logger(label: "test"))
         let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
-        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init())
+        let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: Logger(label: "test"))
+        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(admin: admin, tenants: tenants))
+        await tenants.shutdown()
         await admin.shutdown()
         await database.shutdown()
         // Hummingbird writes a parameter as {name} or :name; the document as {name}.

@@ -48,8 +48,8 @@ func buildApplication(
     // One limiter for every instance through Redis; this process's own without it.
     let limiter: any RateLimiter = redis.map { RedisRateLimiter(redis: $0, prefix: configuration.rateLimits.keyPrefix, logger: logger) } ?? InProcessRateLimiter()
     let router = makeRouter(
-        database: database, readiness: readiness, resolver: resolver, metrics: metrics, edge: configuration.edge,
-        limiter: limiter, rateLimits: configuration.rateLimits
+        database: database, readiness: readiness, resolver: resolver, metrics: metrics, platform: PlatformServices(admin: admin, tenants: tenants),
+        edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
 
     var app = Application(
@@ -102,8 +102,8 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
 /// route template and status). `/v1` routes are rate limited per client address, need a
 /// bearer token, then are rate limited per user.
 func makeRouter(
-    database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?, edge: EdgeOptions = EdgeOptions(),
-    limiter: any RateLimiter = InProcessRateLimiter(), rateLimits: RateLimitPolicy = RateLimitPolicy()
+    database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?, platform: PlatformServices,
+    edge: EdgeOptions = EdgeOptions(), limiter: any RateLimiter = InProcessRateLimiter(), rateLimits: RateLimitPolicy = RateLimitPolicy()
 ) -> Router<CoreRequestContext> {
     let router = Router(context: CoreRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = addServiceEdge(to: router, options: edge)
@@ -117,8 +117,26 @@ func makeRouter(
         .add(middleware: TenantAuthMiddleware(resolver: resolver))
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "v1", key: .user, rate: rateLimits.perUser))
     addPrincipalRoutes(to: v1)
+    addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
+    addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     finishServiceEdge(router, slot: routes)
     return router
+}
+
+/// The library services the routes stand on: every business rule is theirs; the routes map
+/// HTTP to them.
+struct PlatformServices: Sendable {
+    let admin: AdminDatabase
+    let tenants: TenantDatabase
+    let sessions: ElevatedSessions
+    let auditLog: AuditLog
+
+    init(admin: AdminDatabase, tenants: TenantDatabase) {
+        self.admin = admin
+        self.tenants = tenants
+        sessions = ElevatedSessions(admin: admin)
+        auditLog = AuditLog(tenants: tenants)
+    }
 }
 
 /// `GET /v1/me`'s answer (ids in the platform's lower-case form).

@@ -47,6 +47,63 @@ enum OpenAPIDocument {
               "user_id": {"type": "string", "format": "uuid"},
               "role": {"type": "string", "enum": ["owner", "admin", "specialist", "assistant", "patient"]}
             }
+          },
+          "OpenSession": {
+            "type": "object",
+            "required": ["reason"],
+            "properties": {
+              "reason": {"type": "string", "minLength": 10, "maxLength": 2000, "description": "Why; recorded on the session and its audit row."},
+              "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 14400, "description": "Default: 3600 (break-glass), 1800 (impersonation)."},
+              "patient_id": {"type": "string", "format": "uuid", "description": "Impersonation only: the patient to act as."}
+            }
+          },
+          "ElevatedSession": {
+            "type": "object",
+            "required": ["id", "kind", "organization_id", "user_id", "expires_at"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "kind": {"type": "string", "enum": ["break_glass", "impersonation"]},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "user_id": {"type": "string", "format": "uuid", "description": "Who opened it."},
+              "patient_id": {"type": "string", "format": "uuid"},
+              "reason": {"type": "string"},
+              "opened_at": {"type": "string", "format": "date-time"},
+              "expires_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "ElevatedSessionList": {
+            "type": "object",
+            "required": ["sessions"],
+            "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/ElevatedSession"}}}
+          },
+          "SessionClosed": {
+            "type": "object",
+            "required": ["closed"],
+            "properties": {"closed": {"type": "boolean", "description": "false: it was closed already."}}
+          },
+          "AuditEntry": {
+            "type": "object",
+            "required": ["id", "actor_kind", "action", "action_context", "metadata", "created_at"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "actor_user_id": {"type": "string", "format": "uuid"},
+              "actor_kind": {"type": "string", "enum": ["user", "service", "system"]},
+              "action": {"type": "string"},
+              "action_context": {"type": "string", "enum": ["normal", "break_glass", "impersonation", "platform_admin", "system"]},
+              "resource_type": {"type": "string"},
+              "resource_id": {"type": "string", "format": "uuid"},
+              "request_id": {"type": "string"},
+              "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+              "created_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "AuditLogPage": {
+            "type": "object",
+            "required": ["entries"],
+            "properties": {
+              "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+              "next": {"type": ["string", "null"], "description": "Pass as after= for the next page; null on the last."}
+            }
           }
         },
         "responses": {
@@ -86,6 +143,107 @@ enum OpenAPIDocument {
             "security": [{"bearer": []}],
             "responses": {
               "200": {"description": "The principal.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Me"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/break-glass-sessions": {
+          "post": {
+            "operationId": "openBreakGlass",
+            "summary": "Open a break-glass session: emergency access to every record of the clinic, each transaction audited (the clinic's staff).",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenSession"}}}},
+            "responses": {
+              "201": {"description": "Opened.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ElevatedSession"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/break-glass-sessions/{id}": {
+          "delete": {
+            "operationId": "closeBreakGlass",
+            "summary": "Close your own session early.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "Closed (or closed already).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionClosed"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/impersonation-sessions": {
+          "post": {
+            "operationId": "openImpersonation",
+            "summary": "Open an impersonation session: act as one patient of the clinic, each transaction audited (the clinic's staff).",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenSession"}}}},
+            "responses": {
+              "201": {"description": "Opened.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ElevatedSession"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/impersonation-sessions/{id}": {
+          "delete": {
+            "operationId": "closeImpersonation",
+            "summary": "Close your own session early.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "Closed (or closed already).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionClosed"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/elevated-sessions": {
+          "get": {
+            "operationId": "listElevatedSessions",
+            "summary": "The clinic's open elevated sessions: all for owners and admins, your own for other staff.",
+            "security": [{"bearer": []}],
+            "responses": {
+              "200": {"description": "Open sessions, newest first.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ElevatedSessionList"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/audit-log": {
+          "get": {
+            "operationId": "auditLog",
+            "summary": "The clinic's audit log, newest first, in keyset pages (owners and admins).",
+            "security": [{"bearer": []}],
+            "parameters": [
+              {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+              {"name": "after", "in": "query", "schema": {"type": "string", "maxLength": 128}, "description": "The previous page's next."}
+            ],
+            "responses": {
+              "200": {"description": "A page.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditLogPage"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
