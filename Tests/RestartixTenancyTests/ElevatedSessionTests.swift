@@ -194,3 +194,88 @@ struct ElevatedSessionTests {
         await databases.close()
     }
 }
+
+/// The library behind the Core API's session and audit-log routes, on every backend: closing by
+/// id, listing the open sessions by role, and the audit log's keyset pages read through the app
+/// role under the reader's own context.
+@Suite("Session listings and the audit log", .timeLimit(.minutes(2)))
+struct AuditLogTests {
+    @Test("list, close by id and page the audit log: by role, never across clinics, every row once", arguments: TenancyBackend.all)
+    func listingsAndPages(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let owner = UUIDv7.generate()
+        try await databases.admin.unscoped(reason: "audit log tests: an owner", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("INSERT INTO users (id) VALUES (\(owner))")
+            try await tx.execute("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(fixture.a.id), \(owner), 'owner')")
+        }
+        let ownerContext = TenantContext(organizationID: fixture.a.id, userID: owner, role: .owner)
+        let specialist = fixture.context(staffOf: fixture.a)
+        let sessions = ElevatedSessions(admin: databases.admin)
+        for index in 0..<3 {
+            let session = try await sessions.openBreakGlass(organization: fixture.a.id, user: owner, reason: "audit page test, round \(index)")
+            #expect(try await sessions.close(.breakGlass, id: session.id, organization: fixture.a.id, by: owner))
+            #expect(try await sessions.close(.breakGlass, id: session.id, organization: fixture.a.id, by: owner) == false)
+        }
+        let own = try await sessions.openBreakGlass(organization: fixture.a.id, user: owner, reason: "still open for the listing")
+        let theirs = try await sessions.openBreakGlass(organization: fixture.a.id, user: specialist.userID, reason: "the specialist's own session")
+        // The fixture has sessions of its own: the owner sees every open one of clinic A, the
+        // specialist its own.
+        let openInA = try await databases.admin.unscoped(reason: "audit log tests: open sessions", actor: .system("tenancy-tests")) { tx in
+            var ids: Set<UUID> = []
+            for table in ["break_glass_sessions", "patient_impersonation_sessions"] {
+                for row in try await tx.query("""
+                    SELECT id FROM \(unsafeRaw: table) WHERE organization_id = \(fixture.a.id) AND closed_at IS NULL AND expires_at > \(tx.dialect.now)
+                    """) { ids.insert(try row.decode("id", as: UUID.self)) }
+            }
+            return ids
+        }
+        #expect(openInA.isSuperset(of: [own.id, theirs.id]))
+        #expect(Set(try await sessions.listOpen(organization: fixture.a.id, viewer: ownerContext).map(\.id)) == openInA)
+        let specialistSees = try await sessions.listOpen(organization: fixture.a.id, viewer: specialist)
+        #expect(specialistSees.contains { $0.id == theirs.id } && specialistSees.allSatisfy { $0.actorUserID == specialist.userID } && !specialistSees.contains { $0.id == own.id })
+        await #expect(throws: TenancyError.self) { try await sessions.listOpen(organization: fixture.a.id, viewer: fixture.context(patient: fixture.a1, in: fixture.a)) }
+        // Clinic B's staff cannot close clinic A's session: it does not exist for them.
+        let foreign = await #expect(throws: TenancyError.self) {
+            try await sessions.close(.breakGlass, id: own.id, organization: fixture.b.id, by: fixture.b.staffUser)
+        }
+        #expect(foreign?.code == .notFound && foreign?.httpStatus == 404)
+        let notTheirs = await #expect(throws: TenancyError.self) {
+            try await sessions.close(.breakGlass, id: own.id, organization: fixture.a.id, by: specialist.userID)
+        }
+        #expect(notTheirs?.code == .notAMember)
+
+        let expected = try await databases.admin.unscoped(reason: "audit log tests: count", actor: .system("tenancy-tests")) { tx in
+            try #require(try await tx.first("SELECT count(*) AS n FROM audit_log WHERE organization_id = \(fixture.a.id)")).decode("n", as: Int.self)
+        }
+        #expect(expected >= 8)
+        let log = AuditLog(tenants: databases.app)
+        for limit in [1, 3, 200] {
+            var seen: [AuditLog.Entry] = []
+            var cursor: AuditLog.Cursor?
+            repeat {
+                let page = try await log.page(ownerContext, after: cursor, limit: limit)
+                #expect(page.entries.count <= limit)
+                seen += page.entries
+                // The cursor travels as text between requests.
+                cursor = try page.next.map { try #require(AuditLog.Cursor($0.description)) }
+            } while cursor != nil && seen.count <= expected
+            #expect(seen.count == expected, "\(backend) limit \(limit)")
+            #expect(Set(seen.map(\.id)).count == seen.count)
+            #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.createdAt > $1.createdAt || ($0.createdAt == $1.createdAt && $0.id.uuidString > $1.id.uuidString) })
+            #expect(seen.allSatisfy { $0.organizationID == fixture.a.id })
+        }
+        let opened = try await log.page(ownerContext, limit: 200).entries.filter { $0.action == "break_glass.open" }
+        #expect(opened.count == 5 && opened.allSatisfy { $0.metadata["duration_seconds"] == "3600" && $0.resourceType == "break_glass_session" })
+        // A specialist may not read the log.
+        let refused = await #expect(throws: TenancyError.self) { try await log.page(specialist) }
+        #expect(refused?.code == .roleNotAllowed)
+        await #expect(throws: TenancyError.self) { try await log.page(ownerContext, limit: 0) }
+        #expect(AuditLog.Cursor("not a cursor") == nil && AuditLog.Cursor(Base64URL.encode(Data("12|nope".utf8))) == nil)
+        try await fixture.remove(admin: databases.admin)
+        try await databases.admin.unscoped(reason: "audit log tests: cleanup", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("DELETE FROM users WHERE id = \(owner)")
+        }
+        await databases.close()
+    }
+}
