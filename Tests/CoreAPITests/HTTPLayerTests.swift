@@ -7,6 +7,7 @@ import Logging
 import Prometheus
 import RestartixKit
 import RestartixPlatform
+import RestartixRedis
 import RestartixTenancy
 import RestartixTestSupport
 import ServiceSupport
@@ -73,7 +74,7 @@ struct HTTPLayerTests {
         let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: Logger(label: "test"))
         let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
         let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: Logger(label: "test"))
-        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(admin: admin, tenants: tenants))
+        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(admin: admin, tenants: tenants, cache: Aside(logger: Logger(label: "test")), suffixes: []))
         await tenants.shutdown()
         await admin.shutdown()
         await database.shutdown()

@@ -278,4 +278,25 @@ struct AuditLogTests {
         }
         await databases.close()
     }
+
+    @Test("the public lookups by slug and verified domain read across clinics, and only what they name", arguments: TenancyBackend.all)
+    func publicLookups(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let verified = "v-\(UUIDv7.generate().lowercasedString.suffix(12)).example.ro"
+        let pending = "p-\(UUIDv7.generate().lowercasedString.suffix(12)).example.ro"
+        try await databases.admin.withOrganization(fixture.b.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("INSERT INTO organization_domains (id, organization_id, domain, verified_at) VALUES (\(UUIDv7.generate()), \(fixture.b.id), \(verified), \(Date()))")
+            try await tx.execute("INSERT INTO organization_domains (id, organization_id, domain) VALUES (\(UUIDv7.generate()), \(fixture.b.id), \(pending))")
+        }
+        let slug = try await databases.admin.withOrganization(fixture.b.id, actor: .system("tenancy-tests")) { tx in
+            try #require(try await tx.first("SELECT slug FROM organizations WHERE id = \(fixture.b.id)")).decode("slug", as: String.self)
+        }
+        #expect(try await databases.admin.organization(verifiedDomain: verified)?.id == fixture.b.id)
+        #expect(try await databases.admin.organization(verifiedDomain: pending) == nil)
+        #expect(try await databases.admin.organization(slug: slug)?.id == fixture.b.id)
+        #expect(try await databases.admin.organization(slug: slug + "-nope") == nil)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
 }

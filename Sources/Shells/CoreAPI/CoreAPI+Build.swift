@@ -48,7 +48,11 @@ func buildApplication(
     // One limiter for every instance through Redis; this process's own without it.
     let limiter: any RateLimiter = redis.map { RedisRateLimiter(redis: $0, prefix: configuration.rateLimits.keyPrefix, logger: logger) } ?? InProcessRateLimiter()
     let router = makeRouter(
-        database: database, readiness: readiness, resolver: resolver, metrics: metrics, platform: PlatformServices(admin: admin, tenants: tenants),
+        database: database, readiness: readiness, resolver: resolver, metrics: metrics,
+        platform: PlatformServices(
+            admin: admin, tenants: tenants, cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
+            suffixes: configuration.subdomainSuffixes
+        ),
         edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
 
@@ -112,6 +116,9 @@ func makeRouter(
     router.get("openapi.json") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
     }
+    let unauthenticated = router.group("v1/public")
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "public", key: .clientAddress, rate: rateLimits.perAddress))
+    addPublicRoutes(to: unauthenticated, directory: platform.directory)
     let v1 = router.group("v1")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: TenantAuthMiddleware(resolver: resolver))
@@ -130,12 +137,16 @@ struct PlatformServices: Sendable {
     let tenants: TenantDatabase
     let sessions: ElevatedSessions
     let auditLog: AuditLog
+    let directory: OrganizationDirectory
 
-    init(admin: AdminDatabase, tenants: TenantDatabase) {
+    /// The services over `admin` and `tenants`; `cache` holds the directory's answers (Redis
+    /// when configured), `suffixes` the platform's subdomain suffixes.
+    init(admin: AdminDatabase, tenants: TenantDatabase, cache: Aside, suffixes: [String]) {
         self.admin = admin
         self.tenants = tenants
         sessions = ElevatedSessions(admin: admin)
         auditLog = AuditLog(tenants: tenants)
+        directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)
     }
 }
 

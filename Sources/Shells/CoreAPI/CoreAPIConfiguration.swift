@@ -48,6 +48,9 @@ struct CoreAPIConfiguration: Sendable {
     var rateLimits = RateLimitPolicy()
     /// `SHUTDOWN_GRACE_SECONDS`: how SIGTERM drains the service.
     var drain = DrainPolicy()
+    /// `TENANT_SUBDOMAIN_SUFFIXES`: the platform's subdomain suffixes (`{slug}.<suffix>` names a
+    /// clinic).
+    var subdomainSuffixes = ["clinic.localhost", "portal.localhost"]
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -106,6 +109,16 @@ struct CoreAPIConfiguration: Sendable {
         providerSeeds = try service.providerSeeds()
         edge = try service.edgeOptions()
         drain = try service.drainPolicy()
+        if let text = service.string("TENANT_SUBDOMAIN_SUFFIXES") {
+            subdomainSuffixes = []
+            for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+                do { subdomainSuffixes.append(try OrganizationDirectory.normalize(item)) } catch {
+                    throw ConfigurationError(.invalidValue, "TENANT_SUBDOMAIN_SUFFIXES lists host names such as clinic.restartix.pro")
+                }
+            }
+        } else if self.environment == .production || self.environment == .staging {
+            subdomainSuffixes = ["clinic.restartix.pro", "portal.restartix.pro"]
+        }
         if let limit = try service.int("RATE_LIMIT_USER_PER_MINUTE", in: 1...1_000_000) { rateLimits.perUser = RateLimitPolicy.perMinute(limit) }
         if let limit = try service.int("RATE_LIMIT_ADDRESS_PER_MINUTE", in: 1...1_000_000) { rateLimits.perAddress = RateLimitPolicy.perMinute(limit) }
         if let url = service.string("REDIS_URL") {

@@ -81,6 +81,17 @@ enum OpenAPIDocument {
             "required": ["closed"],
             "properties": {"closed": {"type": "boolean", "description": "false: it was closed already."}}
           },
+          "ResolvedOrganization": {
+            "type": "object",
+            "required": ["organization_id", "slug", "name", "via"],
+            "properties": {
+              "organization_id": {"type": "string", "format": "uuid"},
+              "slug": {"type": "string"},
+              "name": {"type": "string"},
+              "via": {"type": "string", "enum": ["subdomain", "custom"]},
+              "surface": {"type": "string", "description": "For a subdomain: the platform suffix it was under."}
+            }
+          },
           "AuditEntry": {
             "type": "object",
             "required": ["id", "actor_kind", "action", "action_context", "metadata", "created_at"],
@@ -212,6 +223,22 @@ enum OpenAPIDocument {
               "400": {"$ref": "#/components/responses/Problem"},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/public/organizations/resolve": {
+          "get": {
+            "operationId": "resolveOrganization",
+            "summary": "Which active clinic a web address belongs to: a platform subdomain ({slug}.clinic.restartix.pro) or a verified custom domain. No token.",
+            "parameters": [
+              {"name": "domain", "in": "query", "required": true, "schema": {"type": "string", "minLength": 3, "maxLength": 253}, "description": "The host name the app was opened at."}
+            ],
+            "responses": {
+              "200": {"description": "The clinic.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResolvedOrganization"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}

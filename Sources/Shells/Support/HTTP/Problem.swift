@@ -112,6 +112,8 @@ public struct RequestError: RestartixError {
         case invalidField
         /// A well-formed request the current state refuses (409).
         case conflict
+        /// Nothing is there (404).
+        case notFound
     }
 
     public let code: Code
@@ -129,6 +131,7 @@ public struct RequestError: RestartixError {
         case .missingToken: 401
         case .invalidField: 400
         case .conflict: 409
+        case .notFound: 404
         }
     }
     public var description: String { restartixDescription }
