@@ -106,6 +106,47 @@ public enum UsageMeter {
         return decision
     }
 
+    /// One capability's usage in the current period.
+    public struct PeriodUsage: Sendable, Hashable {
+        /// The capability's name (`email`, `video`, ...).
+        public let capability: String
+        /// Units recorded this calendar month (UTC).
+        public let used: Int
+        /// The quota's limit a period; nil without a quota (unlimited).
+        public let limit: Int?
+        /// Units left before the quota refuses; nil without a quota.
+        public var remaining: Int? { limit.map { max(0, $0 - used) } }
+        /// The period: the calendar month (UTC) containing now.
+        public let periodStart: Date
+        public let periodEnd: Date
+    }
+
+    /// The current period's usage of `context`'s clinic, per capability that has a quota or
+    /// records this month, sorted by name; read through the app role under `context`, for the
+    /// clinic's owners and admins (``TenancyError/Code/roleNotAllowed`` otherwise).
+    public static func currentPeriod(_ context: TenantContext, on tenants: TenantDatabase, now: Date = Date()) async throws -> [PeriodUsage] {
+        guard context.role == .owner || context.role == .admin else {
+            throw TenancyError(.roleNotAllowed, "only the clinic's owners and admins may read its usage")
+        }
+        let (start, end) = UsagePeriods.month(containing: now)
+        return try await tenants.withTenant(context) { tx in
+            var used: [String: Int] = [:]
+            for row in try await tx.query("""
+                SELECT capability, sum(units) AS used FROM usage_records \
+                WHERE organization_id = \(context.organizationID) AND recorded_at >= \(start) AND recorded_at < \(end) GROUP BY capability
+                """) {
+                used[try row.decode("capability", as: String.self)] = try row.decode("used", as: Int.self)
+            }
+            var limits: [String: Int] = [:]
+            for row in try await tx.query("SELECT capability, limit_units FROM usage_quotas WHERE organization_id = \(context.organizationID)") {
+                limits[try row.decode("capability", as: String.self)] = try row.decode("limit_units", as: Int.self)
+            }
+            return Set(used.keys).union(limits.keys).sorted().map { capability in
+                PeriodUsage(capability: capability, used: used[capability] ?? 0, limit: limits[capability], periodStart: start, periodEnd: end)
+            }
+        }
+    }
+
     /// Sets (or replaces) a clinic's monthly quota for `capability`, its period the calendar
     /// month (UTC) containing `now`. Changing the limit keeps the units already counted.
     public static func setQuota(

@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import RestartixKit
 import RestartixPlatform
+import RestartixProviders
 import RestartixTenancy
 import RestartixTestSupport
 import ServiceSupport
@@ -190,6 +191,31 @@ struct ElevatedSessionRouteTests {
             let theirLog = try await client.execute(uri: "/v1/audit-log", method: .get, headers: fixture.auth("other-owner")) { Self.decode(AuditLogPageBody.self, $0) }
             #expect(theirLog?.entries.contains { $0.resource_id == session.id } == false)
             #expect(try await fixture.openSessions("break_glass_sessions") == 1)
+        }
+    }
+
+    @Test("usage: this month's units per capability against its quota, for owners and admins only")
+    func usage() async throws {
+        try await withAPI { client, fixture in
+            try await fixture.admin.withOrganization(DemoData.demoClinic, actor: .system("tests")) { tx in
+                try await UsageMeter.setQuota(10, capability: .email, organization: DemoData.demoClinic, in: tx)
+                try await UsageMeter.record(3, capability: .email, organization: DemoData.demoClinic, in: tx)
+                try await UsageMeter.record(2, capability: .video, organization: DemoData.demoClinic, in: tx)
+            }
+            let body = try await client.execute(uri: "/v1/usage", method: .get, headers: fixture.auth("demo-owner")) { response -> UsageBody? in
+                #expect(response.status == .ok)
+                return Self.decode(UsageBody.self, response)
+            }
+            #expect(body?.capabilities == [
+                CapabilityUsageBody(capability: "email", used: 3, limit: 10, remaining: 7),
+                CapabilityUsageBody(capability: "video", used: 2, limit: nil, remaining: nil),
+            ])
+            #expect(body?.period_start.hasSuffix("-01T00:00:00.000Z") == true)
+            let theirs = try await client.execute(uri: "/v1/usage", method: .get, headers: fixture.auth("other-owner")) { Self.decode(UsageBody.self, $0) }
+            #expect(theirs?.capabilities.isEmpty == true)
+            for who in ["demo-specialist", "demo-patient"] {
+                try await client.execute(uri: "/v1/usage", method: .get, headers: fixture.auth(who)) { #expect($0.status == .forbidden, "\(who)") }
+            }
         }
     }
 

@@ -52,6 +52,15 @@ struct UsageTests {
                 }
             }
             #expect(refused?.code == .insufficientPrivilege)
+            // What GET /v1/usage shows: this month's units against the quota, for owners and admins.
+            let owner = TenantContext(organizationID: clinic, userID: UUIDv7.generate(), role: .owner)
+            let usage = try await UsageMeter.currentPeriod(owner, on: app)
+            let mine = try #require(usage.first { $0.capability == capability.name })
+            #expect(mine.used == 5 && mine.limit == 100 && mine.remaining == 95 && mine.periodStart == thisMonth.start && mine.periodEnd == thisMonth.end)
+            let elsewhere = try await UsageMeter.currentPeriod(TenantContext(organizationID: world.clinics[1], userID: UUIDv7.generate(), role: .admin), on: app)
+            #expect(!elsewhere.contains { $0.capability == capability.name && $0.used > 0 }, "another clinic's usage is its own")
+            let notOwner = await #expect(throws: TenancyError.self) { try await UsageMeter.currentPeriod(staff, on: app) }
+            #expect(notOwner?.code == .roleNotAllowed)
             await app.shutdown()
         }
     }

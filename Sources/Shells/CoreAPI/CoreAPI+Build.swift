@@ -126,6 +126,7 @@ func makeRouter(
     addPrincipalRoutes(to: v1)
     addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
+    addUsageRoutes(to: v1, tenants: platform.tenants)
     finishServiceEdge(router, slot: routes)
     return router
 }

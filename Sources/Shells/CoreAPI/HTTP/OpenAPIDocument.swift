@@ -92,6 +92,24 @@ enum OpenAPIDocument {
               "surface": {"type": "string", "description": "For a subdomain: the platform suffix it was under."}
             }
           },
+          "Usage": {
+            "type": "object",
+            "required": ["period_start", "period_end", "capabilities"],
+            "properties": {
+              "period_start": {"type": "string", "format": "date-time"},
+              "period_end": {"type": "string", "format": "date-time"},
+              "capabilities": {"type": "array", "items": {
+                "type": "object",
+                "required": ["capability", "used"],
+                "properties": {
+                  "capability": {"type": "string"},
+                  "used": {"type": "integer", "minimum": 0},
+                  "limit": {"type": "integer", "minimum": 0, "description": "Absent: unlimited."},
+                  "remaining": {"type": "integer", "minimum": 0}
+                }
+              }}
+            }
+          },
           "AuditEntry": {
             "type": "object",
             "required": ["id", "actor_kind", "action", "action_context", "metadata", "created_at"],
@@ -252,6 +270,20 @@ enum OpenAPIDocument {
             "security": [{"bearer": []}],
             "responses": {
               "200": {"description": "Open sessions, newest first.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ElevatedSessionList"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/usage": {
+          "get": {
+            "operationId": "usage",
+            "summary": "The clinic's usage this period (the calendar month, UTC) per capability, with its quota (owners and admins).",
+            "security": [{"bearer": []}],
+            "responses": {
+              "200": {"description": "Usage.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}}},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
