@@ -51,7 +51,7 @@ func buildApplication(
         database: database, readiness: readiness, resolver: resolver, metrics: metrics,
         platform: PlatformServices(
             admin: admin, tenants: tenants, cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
-            suffixes: configuration.subdomainSuffixes
+            suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier
         ),
         edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
@@ -119,6 +119,9 @@ func makeRouter(
     let unauthenticated = router.group("v1/public")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "public", key: .clientAddress, rate: rateLimits.perAddress))
     addPublicRoutes(to: unauthenticated, directory: platform.directory)
+    let webhooks = router.group("v1/webhooks")
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "webhooks", key: .clientAddress, rate: rateLimits.perAddress))
+    addWebhookRoutes(to: webhooks, clerk: platform.clerkWebhooks, admin: platform.admin)
     let v1 = router.group("v1")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: TenantAuthMiddleware(resolver: resolver))
@@ -139,12 +142,15 @@ struct PlatformServices: Sendable {
     let sessions: ElevatedSessions
     let auditLog: AuditLog
     let directory: OrganizationDirectory
+    /// Verifies Clerk's webhook deliveries; `nil` when `CLERK_WEBHOOK_SECRET` is not set.
+    let clerkWebhooks: WebhookVerifier?
 
     /// The services over `admin` and `tenants`; `cache` holds the directory's answers (Redis
     /// when configured), `suffixes` the platform's subdomain suffixes.
-    init(admin: AdminDatabase, tenants: TenantDatabase, cache: Aside, suffixes: [String]) {
+    init(admin: AdminDatabase, tenants: TenantDatabase, cache: Aside, suffixes: [String], clerkWebhooks: WebhookVerifier? = nil) {
         self.admin = admin
         self.tenants = tenants
+        self.clerkWebhooks = clerkWebhooks
         sessions = ElevatedSessions(admin: admin)
         auditLog = AuditLog(tenants: tenants)
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)

@@ -51,6 +51,8 @@ struct CoreAPIConfiguration: Sendable {
     /// `TENANT_SUBDOMAIN_SUFFIXES`: the platform's subdomain suffixes (`{slug}.<suffix>` names a
     /// clinic).
     var subdomainSuffixes = ["clinic.localhost", "portal.localhost"]
+    /// `CLERK_WEBHOOK_SECRET`: verifies `POST /v1/webhooks/clerk` (nil: deliveries get 503).
+    var clerkWebhookVerifier: WebhookVerifier?
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -109,6 +111,13 @@ struct CoreAPIConfiguration: Sendable {
         providerSeeds = try service.providerSeeds()
         edge = try service.edgeOptions()
         drain = try service.drainPolicy()
+        if let secrets = service.string("CLERK_WEBHOOK_SECRET") {
+            do {
+                clerkWebhookVerifier = try WebhookVerifier(secrets: secrets.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init))
+            } catch {
+                throw ConfigurationError(.invalidValue, "CLERK_WEBHOOK_SECRET must be whsec_ followed by base64 (several, space-separated, during a rotation)")
+            }
+        }
         if let text = service.string("TENANT_SUBDOMAIN_SUFFIXES") {
             subdomainSuffixes = []
             for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {

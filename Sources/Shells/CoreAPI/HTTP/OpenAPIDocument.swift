@@ -110,6 +110,11 @@ enum OpenAPIDocument {
               }}
             }
           },
+          "WebhookReceipt": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["applied", "duplicate", "ignored"]}}
+          },
           "AuditEntry": {
             "type": "object",
             "required": ["id", "actor_kind", "action", "action_context", "metadata", "created_at"],
@@ -258,6 +263,26 @@ enum OpenAPIDocument {
               "200": {"description": "The clinic.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResolvedOrganization"}}}},
               "400": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/webhooks/clerk": {
+          "post": {
+            "operationId": "clerkWebhook",
+            "summary": "Clerk's user, organization and membership events, Svix-signed; applied exactly once per svix-id.",
+            "parameters": [
+              {"name": "svix-id", "in": "header", "required": true, "schema": {"type": "string", "maxLength": 255}},
+              {"name": "svix-timestamp", "in": "header", "required": true, "schema": {"type": "string"}},
+              {"name": "svix-signature", "in": "header", "required": true, "schema": {"type": "string"}}
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["type", "data"], "properties": {"type": {"type": "string"}, "data": {"type": "object"}}}}}},
+            "responses": {
+              "200": {"description": "Applied, a duplicate, or a type not handled.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookReceipt"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "422": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }

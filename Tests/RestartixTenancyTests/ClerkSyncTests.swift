@@ -1,0 +1,48 @@
+import Foundation
+import RestartixKit
+import RestartixPlatform
+import RestartixTenancy
+import RestartixTestSupport
+import Testing
+
+/// ``ClerkSync`` on every backend, Postgres through PgBouncer included: the admin role may make
+/// what an event names, and one delivery applied by eight callers at once is applied once.
+@Suite("Clerk sync on every backend", .timeLimit(.minutes(1)))
+struct ClerkSyncTests {
+    @Test("one delivery, eight callers at once: applied once; the membership, user and organization made once", arguments: TenancyBackend.all)
+    func concurrentDelivery(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let suffix = UUIDv7.generate().lowercasedString.suffix(12)
+        let org = "org_\(suffix)", user = "user_\(suffix)"
+        let event = try JSONSerialization.data(withJSONObject: ["type": "organizationMembership.created", "data": [
+            "id": "orgmem_\(suffix)", "role": "org:specialist",
+            "organization": ["id": org, "name": "Sync Test Clinic", "slug": "sync-\(suffix)"],
+            "public_user_data": ["user_id": user],
+        ]] as [String: Any])
+        let delivery = "msg_\(suffix)"
+        let outcomes = try await withThrowingTaskGroup(of: ClerkSync.Outcome?.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    // A caller that lost a race on Postgres's unique keys gets an error; the
+                    // provider's retry then finds the delivery applied.
+                    try? await ClerkSync.apply(event, deliveryID: delivery, admin: databases.admin)
+                }
+            }
+            return try await group.reduce(into: [ClerkSync.Outcome?]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .applied(type: "organizationMembership.created") }.count == 1, "\(backend): \(outcomes)")
+        #expect(try await ClerkSync.apply(event, deliveryID: delivery, admin: databases.admin) == .duplicate)
+        let rows = try await databases.admin.unscoped(reason: "clerk sync tests: read", actor: .system("tenancy-tests")) { tx in
+            try await tx.query("""
+                SELECT m.role AS role, o.slug AS slug FROM memberships m JOIN users u ON u.id = m.user_id \
+                JOIN organizations o ON o.id = m.organization_id WHERE u.clerk_user_id = \(user) AND o.clerk_organization_id = \(org)
+                """).map { "\(try $0.decode("role", as: String.self)) \(try $0.decode("slug", as: String.self))" }
+        }
+        #expect(rows == ["specialist sync-\(suffix)"])
+        try await databases.admin.unscoped(reason: "clerk sync tests: cleanup", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("DELETE FROM organizations WHERE clerk_organization_id = \(org)")
+            try await tx.execute("DELETE FROM users WHERE clerk_user_id = \(user)")
+        }
+        await databases.close()
+    }
+}
