@@ -5,6 +5,7 @@ import InMemoryLogging
 import HummingbirdTesting
 import Logging
 import Prometheus
+import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixRedis
@@ -74,7 +75,9 @@ struct HTTPLayerTests {
         let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: Logger(label: "test"))
         let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
         let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: Logger(label: "test"))
-        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(admin: admin, tenants: tenants, cache: Aside(logger: Logger(label: "test")), suffixes: []))
+        let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(
+            admin: admin, tenants: tenants, platform: database, keyring: Keyring.generate().keyring, cache: Aside(logger: Logger(label: "test")), suffixes: []
+        ))
         await tenants.shutdown()
         await admin.shutdown()
         await database.shutdown()

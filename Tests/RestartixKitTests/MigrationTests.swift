@@ -277,6 +277,7 @@ struct MigrationSetTests {
                 "7d2346cde3844b40b0f91f232544991e964bab4ddae361b82329fff6202d9b37",
                 "b4ed88ad85b740076b7e66d3b4e3f0ceba7df0e8270ff4eca62e6402c4e5b1cf",
                 "bff6c48dedb05e0154a5d39b8d3a929bbaf8b86615bb88370598185f9296fa0d",
+                "92b742c7b014a9a928e2834fc081bbd48103cd539ec755bc99521cb906748c07",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -286,6 +287,7 @@ struct MigrationSetTests {
                 "5067c87e9825cf66a0153426b7f7d115985d736facab4db37e1e04e688cdc30b",
                 "3a970bd19124efc7dd773c101979166a9922930aa91f41f14b995f9d8c7783d8",
                 "5bc2e2f683e7a81d264169e09fd1c028e0b94b8bc99558e0e4c896fb79874b12",
+                "beb5625ab723f76a3c17be445f7d85e87fc9269cfb6be5d68af588e8170952c6",
             ],
         ]
         for (dialect, checksums) in pins {

@@ -1,4 +1,5 @@
 import Foundation
+import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixTenancy
@@ -43,6 +44,36 @@ struct ClerkSyncTests {
             try await tx.execute("DELETE FROM organizations WHERE clerk_organization_id = \(org)")
             try await tx.execute("DELETE FROM users WHERE clerk_user_id = \(user)")
         }
+        await databases.close()
+    }
+
+    @Test("the e-mail suppression list: indexes only, one SES message applied once, on the admin role of every backend", arguments: TenancyBackend.all)
+    func suppressionList(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let platform = Database(
+            configuration: try databases.sqlitePath.map { DatabaseConfiguration(sqlitePath: $0) } ?? DatabaseConfiguration(url: TenancyBackend.require(backend.adminURLName)),
+            logger: TenancyBackend.logger
+        )
+        let list = EmailSuppressions(database: platform, keyring: Keyring.generate().keyring)
+        let address = "bounce-\(UUIDv7.generate().lowercasedString.suffix(12))@example.com"
+        let message = String(decoding: try JSONSerialization.data(withJSONObject: [
+            "notificationType": "Bounce", "bounce": ["bounceType": "Permanent", "bouncedRecipients": [["emailAddress": address.uppercased()]]],
+        ]), as: UTF8.self)
+        let id = "sns-\(UUIDv7.generate().lowercasedString)"
+        let outcomes = try await withThrowingTaskGroup(of: EmailSuppressions.Outcome?.self) { group in
+            for _ in 0..<4 { group.addTask { try? await list.apply(sesNotification: message, messageID: id) } }
+            return try await group.reduce(into: [EmailSuppressions.Outcome?]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .suppressed(1) }.count == 1, "\(backend): \(outcomes)")
+        #expect(try await list.reason(for: address) == .bounce)
+        try await list.add(address, reason: .complaint, source: "tests")
+        #expect(try await list.reason(for: address) == .complaint)
+        let clear = try await platform.query("SELECT count(*) AS n FROM email_suppressions WHERE CAST(address_index AS TEXT) LIKE \("%" + address.prefix(10) + "%")")
+        #expect(try clear.first?.decode("n", as: Int.self) == 0, "no address in clear")
+        // The app role has no access to the list.
+        let refused = await #expect(throws: DatabaseError.self) { try await databases.raw.query("SELECT count(*) FROM email_suppressions") }
+        #expect(refused?.code == .insufficientPrivilege || refused?.code == .syntaxError, "\(backend): \(String(describing: refused))")
+        await platform.shutdown()
         await databases.close()
     }
 }

@@ -25,6 +25,7 @@ public enum PlatformSchema {
         MigrationSet.postgresProviderChecks,
         MigrationSet.postgresHardening,
         MigrationSet.postgresPolicies7,
+        MigrationSet.postgresEmailSuppressions,
     ]
 
     static let sqlite: [Migration] = [
@@ -35,6 +36,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteProviderChecks,
         MigrationSet.sqliteHardening,
         MigrationSet.sqlitePolicies7,
+        MigrationSet.sqliteEmailSuppressions,
     ]
 }
 

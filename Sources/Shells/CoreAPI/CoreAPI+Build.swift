@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import RestartixAWS
 import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
@@ -50,8 +51,10 @@ func buildApplication(
     let router = makeRouter(
         database: database, readiness: readiness, resolver: resolver, metrics: metrics,
         platform: PlatformServices(
-            admin: admin, tenants: tenants, cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
-            suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier
+            admin: admin, tenants: tenants, platform: database, keyring: keyring,
+            cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
+            suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
+            sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch)
         ),
         edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
@@ -121,7 +124,7 @@ func makeRouter(
     addPublicRoutes(to: unauthenticated, directory: platform.directory)
     let webhooks = router.group("v1/webhooks")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "webhooks", key: .clientAddress, rate: rateLimits.perAddress))
-    addWebhookRoutes(to: webhooks, clerk: platform.clerkWebhooks, admin: platform.admin)
+    addWebhookRoutes(to: webhooks, clerk: platform.clerkWebhooks, admin: platform.admin, ses: platform.sesWebhooks, suppressions: platform.suppressions)
     let v1 = router.group("v1")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: TenantAuthMiddleware(resolver: resolver))
@@ -144,13 +147,23 @@ struct PlatformServices: Sendable {
     let directory: OrganizationDirectory
     /// Verifies Clerk's webhook deliveries; `nil` when `CLERK_WEBHOOK_SECRET` is not set.
     let clerkWebhooks: WebhookVerifier?
+    /// Verifies SES's notifications through SNS; `nil` when `SES_SNS_TOPIC_ARNS` is not set.
+    let sesWebhooks: SNSVerifier?
+    /// The e-mail suppression list.
+    let suppressions: EmailSuppressions
 
-    /// The services over `admin` and `tenants`; `cache` holds the directory's answers (Redis
-    /// when configured), `suffixes` the platform's subdomain suffixes.
-    init(admin: AdminDatabase, tenants: TenantDatabase, cache: Aside, suffixes: [String], clerkWebhooks: WebhookVerifier? = nil) {
+    /// The services over `admin` and `tenants` (and `platform`, the admin role's plain
+    /// database, for the suppression list under `keyring`); `cache` holds the directory's
+    /// answers (Redis when configured), `suffixes` the platform's subdomain suffixes.
+    init(
+        admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, cache: Aside, suffixes: [String],
+        clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil
+    ) {
         self.admin = admin
         self.tenants = tenants
         self.clerkWebhooks = clerkWebhooks
+        self.sesWebhooks = sesWebhooks
+        suppressions = EmailSuppressions(database: platform, keyring: keyring)
         sessions = ElevatedSessions(admin: admin)
         auditLog = AuditLog(tenants: tenants)
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)

@@ -3,6 +3,7 @@ import Logging
 import RestartixCrypto
 import RestartixKit
 import PlatformSupport
+import RestartixAWS
 import RestartixPlatform
 import RestartixProviders
 import RestartixRedis
@@ -53,6 +54,12 @@ struct CoreAPIConfiguration: Sendable {
     var subdomainSuffixes = ["clinic.localhost", "portal.localhost"]
     /// `CLERK_WEBHOOK_SECRET`: verifies `POST /v1/webhooks/clerk` (nil: deliveries get 503).
     var clerkWebhookVerifier: WebhookVerifier?
+    /// `SES_SNS_TOPIC_ARNS`: the SNS topics whose SES notifications `POST /v1/webhooks/ses`
+    /// accepts (none: deliveries get 503).
+    var sesTopics: Set<String> = []
+    /// How SNS certificates and confirmations are fetched (`nil`: AsyncHTTPClient over the
+    /// network); tests serve them locally.
+    var snsFetch: SNSVerifier.Fetch?
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -111,6 +118,13 @@ struct CoreAPIConfiguration: Sendable {
         providerSeeds = try service.providerSeeds()
         edge = try service.edgeOptions()
         drain = try service.drainPolicy()
+        if let text = service.string("SES_SNS_TOPIC_ARNS") {
+            let topics = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard topics.allSatisfy({ $0.hasPrefix("arn:aws") && $0.split(separator: ":", omittingEmptySubsequences: false).count == 6 && $0.utf8.count <= 256 }) else {
+                throw ConfigurationError(.invalidValue, "SES_SNS_TOPIC_ARNS lists SNS topic ARNs (arn:aws:sns:<region>:<account>:<topic>)")
+            }
+            sesTopics = Set(topics)
+        }
         if let secrets = service.string("CLERK_WEBHOOK_SECRET") {
             do {
                 clerkWebhookVerifier = try WebhookVerifier(secrets: secrets.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init))

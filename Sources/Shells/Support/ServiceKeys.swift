@@ -35,6 +35,7 @@ public enum ServiceKeys {
         ServiceKey("CLERK_JWKS_URL", "the Clerk key set", default: "{CLERK_ISSUER}/.well-known/jwks.json", [.coreAPI]),
         ServiceKey("CLERK_AUTHORIZED_PARTIES", "comma-separated azp allow-list (frontend origins); required in staging and production", default: "none", [.coreAPI]),
         ServiceKey("CLERK_WEBHOOK_SECRET", "the Svix signing secret of Clerk's webhook endpoint (whsec_...; two, space-separated, during a rotation); POST /v1/webhooks/clerk", default: "unset: deliveries are refused with 503", secret: true, [.coreAPI]),
+        ServiceKey("SES_SNS_TOPIC_ARNS", "comma-separated SNS topic ARNs whose SES bounce and complaint notifications POST /v1/webhooks/ses accepts", default: "unset: deliveries are refused with 503", [.coreAPI]),
         ServiceKey("RESTARTIX_DEV_TOKEN_SECRET", "the local development issuer's secret (32+ bytes)", default: "embedded default: generated once into dev-token-secret beside the SQLite file; otherwise random per process", secret: true, [.coreAPI, .jobs]),
         ServiceKey("RESTARTIX_DEMO_DATA", "on or off: the demo clinics (Demo Clinic, Other Clinic) and their people on the embedded default in development", default: "on (embedded default in development only)", [.coreAPI]),
         // Keys

@@ -113,7 +113,7 @@ enum OpenAPIDocument {
           "WebhookReceipt": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"type": "string", "enum": ["applied", "duplicate", "ignored"]}}
+            "properties": {"status": {"type": "string", "enum": ["applied", "duplicate", "ignored", "confirmed"]}}
           },
           "AuditEntry": {
             "type": "object",
@@ -284,6 +284,23 @@ enum OpenAPIDocument {
               "413": {"$ref": "#/components/responses/Problem"},
               "422": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/webhooks/ses": {
+          "post": {
+            "operationId": "sesWebhook",
+            "summary": "SES bounce and complaint notifications through SNS (signature, certificate host and topic verified); subscription confirmations confirmed.",
+            "requestBody": {"required": true, "content": {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+              "200": {"description": "Applied, a duplicate, ignored, or the subscription confirmed.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookReceipt"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "502": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
           }

@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import HTTPTypes
+import Logging
+import RestartixAWS
 import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
@@ -14,12 +16,14 @@ struct WebhookReceipt: ResponseCodable, Equatable {
     let status: String
 }
 
-/// No webhook secret is configured for this provider: 503 (the provider retries, and succeeds
-/// once the secret is set).
+/// This provider's webhook is not configured: 503 (the provider retries, and succeeds once the
+/// setting is there).
 struct WebhookNotConfigured: RestartixError {
     static let domain = "webhook"
+    /// The configuration key that is missing.
+    let setting: String
     var codeName: String { "notConfigured" }
-    var safeDetail: String { "this deployment has no CLERK_WEBHOOK_SECRET; deliveries are refused until it is set" }
+    var safeDetail: String { "this deployment has no \(setting); deliveries are refused until it is set" }
     var httpStatus: Int { 503 }
     var isTransient: Bool { true }
     var description: String { restartixDescription }
@@ -30,9 +34,17 @@ struct WebhookNotConfigured: RestartixError {
 /// bytes, timestamps within 5 minutes) before anything is parsed, then applied exactly once per
 /// delivery id (``ClerkSync``). A forged, stale or unsigned delivery is 401 and writes nothing;
 /// a replay answers `duplicate` and writes nothing.
-func addWebhookRoutes(to group: RouterGroup<CoreRequestContext>, clerk: WebhookVerifier?, admin: AdminDatabase) {
+///
+/// `POST /v1/webhooks/ses`: SES's bounce and complaint notifications through SNS
+/// (``SNSVerifier``: the certificate only from an SNS host, the signature, the topic one of
+/// `SES_SNS_TOPIC_ARNS`); a subscription confirmation is confirmed with SNS; a notification puts
+/// permanently bounced and complaining addresses on the suppression list
+/// (``EmailSuppressions``) exactly once per SNS message id.
+func addWebhookRoutes(
+    to group: RouterGroup<CoreRequestContext>, clerk: WebhookVerifier?, admin: AdminDatabase, ses: SNSVerifier?, suppressions: EmailSuppressions
+) {
     group.post("clerk") { request, context -> WebhookReceipt in
-        guard let clerk else { throw WebhookNotConfigured() }
+        guard let clerk else { throw WebhookNotConfigured(setting: "CLERK_WEBHOOK_SECRET") }
         var request = request
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         let bytes = Data(body.readableBytesView)
@@ -43,6 +55,26 @@ func addWebhookRoutes(to group: RouterGroup<CoreRequestContext>, clerk: WebhookV
         case .applied: return WebhookReceipt(status: "applied")
         case .duplicate: return WebhookReceipt(status: "duplicate")
         case .ignored: return WebhookReceipt(status: "ignored")
+        }
+    }
+    group.post("ses") { request, context -> WebhookReceipt in
+        guard let ses else { throw WebhookNotConfigured(setting: "SES_SNS_TOPIC_ARNS") }
+        var request = request
+        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        let message = try await ses.verify(Data(body.readableBytesView))
+        switch message.Type {
+        case "SubscriptionConfirmation":
+            try await ses.confirm(message)
+            context.logger.notice("Confirmed the SNS subscription of an accepted SES topic")
+            return WebhookReceipt(status: "confirmed")
+        case "Notification":
+            switch try await suppressions.apply(sesNotification: message.Message, messageID: message.MessageId) {
+            case .suppressed: return WebhookReceipt(status: "applied")
+            case .ignored: return WebhookReceipt(status: "ignored")
+            case .duplicate: return WebhookReceipt(status: "duplicate")
+            }
+        default:
+            return WebhookReceipt(status: "ignored")
         }
     }
 }

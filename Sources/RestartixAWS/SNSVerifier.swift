@@ -1,0 +1,182 @@
+public import Foundation
+import AsyncHTTPClient
+import Crypto
+import NIOCore
+import NIOHTTP1
+import _CryptoExtras
+public import RestartixKit
+import SwiftASN1
+import Synchronization
+import X509
+
+/// An Amazon SNS message delivered to an HTTPS endpoint (the SES notification topics post
+/// bounces and complaints this way). Field names are SNS's own.
+public struct SNSMessage: Decodable, Sendable, Hashable {
+    public let `Type`: String
+    public let MessageId: String
+    public let TopicArn: String
+    public let Subject: String?
+    public let Message: String
+    public let Timestamp: String
+    public let SignatureVersion: String
+    public let Signature: String
+    public let SigningCertURL: String
+    public let SubscribeURL: String?
+    public let Token: String?
+
+    /// The string SNS signs: the message's fields, `Key\nValue\n` each, in SNS's order for
+    /// its type.
+    var canonical: String? {
+        var fields: [(String, String?)]
+        switch self.Type {
+        case "Notification":
+            fields = [("Message", Message), ("MessageId", MessageId), ("Subject", Subject), ("Timestamp", Timestamp), ("TopicArn", TopicArn), ("Type", self.Type)]
+        case "SubscriptionConfirmation", "UnsubscribeConfirmation":
+            guard SubscribeURL != nil, Token != nil else { return nil }
+            fields = [("Message", Message), ("MessageId", MessageId), ("SubscribeURL", SubscribeURL), ("Timestamp", Timestamp), ("Token", Token),
+                      ("TopicArn", TopicArn), ("Type", self.Type)]
+        default:
+            return nil
+        }
+        return fields.compactMap { key, value in value.map { "\(key)\n\($0)\n" } }.joined()
+    }
+}
+
+/// Why an SNS delivery was refused. Details name the rule, never a value from the message.
+public struct SNSError: RestartixError, Equatable {
+    public enum Code: String, Sendable {
+        /// Not an SNS message of a known type, or a field out of shape (400).
+        case invalidMessage
+        /// The signing certificate's URL is not an SNS host over HTTPS, or it could not be
+        /// fetched or read (401).
+        case untrustedCertificate
+        /// The signature does not match the message under that certificate (401).
+        case invalidSignature
+        /// The message is from a topic this deployment does not subscribe to (403).
+        case topicNotAllowed
+        /// The subscription could not be confirmed with SNS (502: SNS retries the confirmation).
+        case confirmationFailed
+    }
+
+    public static let domain = "sns"
+    public let code: Code
+    public let detail: String
+
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var codeName: String { code.rawValue }
+    public var safeDetail: String { detail }
+    public var httpStatus: Int {
+        switch code {
+        case .invalidMessage: 400
+        case .untrustedCertificate, .invalidSignature: 401
+        case .topicNotAllowed: 403
+        case .confirmationFailed: 502
+        }
+    }
+    public var isTransient: Bool { code == .confirmationFailed }
+    public var description: String { restartixDescription }
+}
+
+/// Verifies SNS HTTPS deliveries as AWS documents it: the signing certificate is fetched only
+/// from an SNS host (`sns.<region>.amazonaws.com`, HTTPS, a `.pem` path) and cached, the
+/// signature (`SignatureVersion` 1: SHA1withRSA; 2: SHA256withRSA) checked over the canonical
+/// string, and the topic must be one of `topics` (a valid SNS signature proves only that SNS
+/// sent it, not that it is our topic). Subscription confirmations are confirmed by a GET of
+/// their `SubscribeURL`, which must be an SNS host too.
+public final class SNSVerifier: Sendable {
+    /// Fetches a URL (the certificate, the subscription confirmation): status and body.
+    public typealias Fetch = @Sendable (URL) async throws -> (status: Int, body: Data)
+
+    /// The topics accepted.
+    public let topics: Set<String>
+    private let fetch: Fetch
+    private let certificates = Mutex<[String: _RSA.Signing.PublicKey]>([:])
+
+    /// A verifier for `topics` (ARNs), fetching with `fetch` (AsyncHTTPClient's shared client
+    /// by default, 10 s a request).
+    public init(topics: Set<String>, fetch: Fetch? = nil) {
+        self.topics = topics
+        self.fetch = fetch ?? { url in
+            var request = HTTPClientRequest(url: url.absoluteString)
+            request.method = .GET
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 64 * 1024)
+            return (Int(response.status.code), Data(body.readableBytesView))
+        }
+    }
+
+    /// Whether `url` is an SNS endpoint: HTTPS, host `sns.<region>.amazonaws.com` (or `.com.cn`),
+    /// no user, no other port.
+    public static func isSNSHost(_ url: URL) -> Bool {
+        guard url.scheme == "https", url.user == nil, url.password == nil, url.port == nil || url.port == 443,
+            let host = url.host?.lowercased()
+        else { return false }
+        let labels = host.split(separator: ".", omittingEmptySubsequences: false)
+        let suffixOK = host.hasSuffix(".amazonaws.com") ? labels.count == 4 : (host.hasSuffix(".amazonaws.com.cn") && labels.count == 5)
+        return suffixOK && labels[0] == "sns" && !labels[1].isEmpty
+            && labels[1].allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+    }
+
+    /// The message in `body`, once its certificate, signature and topic check out.
+    public func verify(_ body: Data) async throws(SNSError) -> SNSMessage {
+        let message: SNSMessage
+        do { message = try JSONDecoder().decode(SNSMessage.self, from: body) } catch {
+            throw SNSError(.invalidMessage, "the body is not an SNS message")
+        }
+        guard let canonical = message.canonical else { throw SNSError(.invalidMessage, "the SNS message type is not one this endpoint takes") }
+        guard let certificateURL = URL(string: message.SigningCertURL), Self.isSNSHost(certificateURL), certificateURL.path.hasSuffix(".pem") else {
+            throw SNSError(.untrustedCertificate, "SigningCertURL is not an SNS certificate over HTTPS")
+        }
+        guard topics.contains(message.TopicArn) else { throw SNSError(.topicNotAllowed, "the message is from a topic this deployment does not accept") }
+        guard let signature = Data(base64Encoded: message.Signature) else { throw SNSError(.invalidSignature, "the signature is not base64") }
+        let key = try await publicKey(certificateURL)
+        let data = Data(canonical.utf8)
+        let rsa = _RSA.Signing.RSASignature(rawRepresentation: signature)
+        let valid: Bool
+        switch message.SignatureVersion {
+        case "1": valid = key.isValidSignature(rsa, for: Insecure.SHA1.hash(data: data), padding: .insecurePKCS1v1_5)
+        case "2": valid = key.isValidSignature(rsa, for: SHA256.hash(data: data), padding: .insecurePKCS1v1_5)
+        default: throw SNSError(.invalidSignature, "SignatureVersion must be 1 or 2")
+        }
+        guard valid else { throw SNSError(.invalidSignature, "the signature does not match the message") }
+        return message
+    }
+
+    /// Confirms a verified `SubscriptionConfirmation` with SNS (a GET of its `SubscribeURL`).
+    public func confirm(_ message: SNSMessage) async throws(SNSError) {
+        guard message.Type == "SubscriptionConfirmation", let text = message.SubscribeURL, let url = URL(string: text), Self.isSNSHost(url) else {
+            throw SNSError(.invalidMessage, "SubscribeURL is not an SNS endpoint over HTTPS")
+        }
+        let status: Int
+        do { status = try await fetch(url).status } catch {
+            throw SNSError(.confirmationFailed, "SNS could not be reached to confirm the subscription")
+        }
+        guard (200..<300).contains(status) else { throw SNSError(.confirmationFailed, "SNS refused the subscription confirmation (HTTP \(status))") }
+    }
+
+    private func publicKey(_ url: URL) async throws(SNSError) -> _RSA.Signing.PublicKey {
+        if let cached = certificates.withLock({ $0[url.absoluteString] }) { return cached }
+        let pem: String
+        do {
+            let (status, body) = try await fetch(url)
+            guard status == 200, let text = String(data: body, encoding: .utf8) else { throw SNSError(.untrustedCertificate, "") }
+            pem = text
+        } catch {
+            throw SNSError(.untrustedCertificate, "the signing certificate could not be fetched")
+        }
+        let key: _RSA.Signing.PublicKey
+        do {
+            let certificate = try Certificate(pemEncoded: pem)
+            guard let rsa = _RSA.Signing.PublicKey(certificate.publicKey) else { throw SNSError(.untrustedCertificate, "") }
+            key = rsa
+        } catch {
+            throw SNSError(.untrustedCertificate, "the signing certificate is not an RSA certificate in PEM")
+        }
+        certificates.withLock { $0[url.absoluteString] = key }
+        return key
+    }
+}
