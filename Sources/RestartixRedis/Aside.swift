@@ -103,7 +103,9 @@ public final class Aside: Sendable {
     /// Runs `load` once for all concurrent callers of `key`. The run stores its result unless
     /// the key was invalidated meanwhile (and deletes it again if that happened while storing),
     /// and only then leaves the flight, so a caller arriving meanwhile joins it rather than
-    /// loading again.
+    /// loading again; a new flight looks in the cache once more before it loads, for the caller
+    /// whose miss came just before the previous flight stored and whose flight just after it
+    /// ended.
     private func singleFlight(_ key: String, ttl: Duration, _ load: @escaping @Sendable () async throws -> Data) async throws -> Data {
         let flight = flights.withLock { running -> Flight in
             if let flight = running[key] { return flight }
@@ -112,6 +114,12 @@ public final class Aside: Sendable {
                 // Read under the lock: it was set in the critical section that made this task.
                 let current = { self.flights.withLock { _ in box.flight } }
                 do {
+                    // A caller that missed just before the previous flight stored its value, and
+                    // came here just after that flight ended, finds the value now: no second load.
+                    if let cached = await read(key) {
+                        current().map { finish(key, $0) }
+                        return cached
+                    }
                     let data = try await load()
                     if let flight = current(), !flight.invalidated.load(ordering: .acquiring) {
                         await write(key, data, ttl: ttl)

@@ -151,6 +151,11 @@ struct ElevatedSessionRouteTests {
                     #expect(Self.decode(Problem.self, response)?.code == code, "\(name): \(String(buffer: response.body))")
                 }
             }
+            // A body over 1 MiB is refused before it is read whole.
+            let huge = ByteBuffer(string: #"{"reason":""# + String(repeating: "x", count: 2 << 20) + #""}"#)
+            try await client.execute(uri: "/v1/break-glass-sessions", method: .post, headers: fixture.auth("demo-owner"), body: huge) { response in
+                #expect(response.status == .contentTooLarge && Self.decode(Problem.self, response)?.code == "http.contentTooLarge")
+            }
             #expect(try await fixture.openSessions("break_glass_sessions") == 0)
             // Ids in paths: malformed 400, unknown 404.
             try await client.execute(uri: "/v1/break-glass-sessions/not-a-uuid", method: .delete, headers: fixture.auth("demo-owner")) { #expect($0.status == .badRequest) }

@@ -67,6 +67,11 @@ func buildApplication(
         services: (redis.map { [$0] } ?? []) + [database, tenants, admin, providers],
         logger: logger
     )
+    if configuration.host != "127.0.0.1", configuration.host != "localhost", configuration.edge.trustedProxies.cidrs.isEmpty {
+        // Behind a load balancer every connection comes from the balancer: without its ranges
+        // the per-address rate limit is one budget for every client, and audit rows name it.
+        logger.warning("TRUSTED_PROXY_CIDRS is not set: each request's client is its TCP peer; behind a load balancer set it to the balancer's ranges")
+    }
     app.beforeServerStarts {
         try await prepareDatabases(configuration: configuration, database: database, tenants: tenants, admin: admin, keyring: keyring, logger: logger)
         // Boot just ran the same isolation checks and passed (it stops otherwise): the first
