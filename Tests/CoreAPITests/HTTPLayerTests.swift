@@ -8,6 +8,7 @@ import Prometheus
 import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
+import RestartixProviders
 import RestartixRedis
 import RestartixTenancy
 import RestartixTestSupport
@@ -75,8 +76,11 @@ struct HTTPLayerTests {
         let resolver = try await makePrincipalResolver(configuration: configuration, admin: admin, logger: Logger(label: "test"))
         let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
         let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: Logger(label: "test"))
+        let keyring = Keyring.generate().keyring
         let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(
-            admin: admin, tenants: tenants, platform: database, keyring: Keyring.generate().keyring, cache: Aside(logger: Logger(label: "test")), suffixes: []
+            admin: admin, tenants: tenants, platform: database, keyring: keyring,
+            providers: ProviderResolver(registry: ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: Logger(label: "test"))), logger: Logger(label: "test")),
+            cache: Aside(logger: Logger(label: "test")), suffixes: []
         ))
         await tenants.shutdown()
         await admin.shutdown()

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import RestartixKit
 
 /// Turns a bearer token into a ``TenantContext``: verify the token (no database work), then look
@@ -26,6 +26,27 @@ public final class PrincipalResolver: Sendable {
     public init(issuer: Issuer, admin: AdminDatabase) {
         self.issuer = issuer
         self.admin = admin
+    }
+
+    /// The platform administrator `token` names: the user's id when the token is valid and the
+    /// user (not deleted) has `users.is_platform_admin`; no clinic membership is needed, and the
+    /// token's organization, if any, is ignored. Token failures as ``context(bearer:)``; anyone
+    /// else is ``TenancyError/Code/roleNotAllowed`` (403). One fixed read, like the membership
+    /// lookup.
+    public func platformAdministrator(bearer token: String) async throws -> UUID {
+        let lookup: SQLQuery
+        switch issuer {
+        case .clerk(let verifier):
+            let session = try await verifier.verify(token)
+            lookup = "SELECT id, is_platform_admin FROM users WHERE clerk_user_id = \(session.userID) AND deleted_at IS NULL"
+        case .localDevelopment(let dev):
+            let principal = try await dev.verify(token)
+            lookup = "SELECT id, is_platform_admin FROM users WHERE id = \(principal.userID) AND deleted_at IS NULL"
+        }
+        guard let row = try await admin.principalLookup(lookup), try row.decode("is_platform_admin", as: Bool.self) else {
+            throw TenancyError(.roleNotAllowed, "only platform administrators may use the admin routes")
+        }
+        return try row.decode("id", as: UUID.self)
     }
 
     /// The context for `token` (the bearer value). Token failures are ``TokenError``s (or

@@ -51,7 +51,7 @@ func buildApplication(
     let router = makeRouter(
         database: database, readiness: readiness, resolver: resolver, metrics: metrics,
         platform: PlatformServices(
-            admin: admin, tenants: tenants, platform: database, keyring: keyring,
+            admin: admin, tenants: tenants, platform: database, keyring: keyring, providers: providers,
             cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
             suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
             sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch)
@@ -138,6 +138,10 @@ func makeRouter(
     addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     addUsageRoutes(to: v1, tenants: platform.tenants)
+    let admin = router.group("v1/admin")
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
+    addAdminProviderRoutes(to: admin, providers: platform.providers, admin: platform.admin)
     finishServiceEdge(router, slot: routes)
     return router
 }
@@ -156,15 +160,18 @@ struct PlatformServices: Sendable {
     let sesWebhooks: SNSVerifier?
     /// The e-mail suppression list.
     let suppressions: EmailSuppressions
+    /// The Cat A providers' cached resolver (rotations invalidate every instance through it).
+    let providers: ProviderResolver
 
     /// The services over `admin` and `tenants` (and `platform`, the admin role's plain
     /// database, for the suppression list under `keyring`); `cache` holds the directory's
     /// answers (Redis when configured), `suffixes` the platform's subdomain suffixes.
     init(
-        admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, cache: Aside, suffixes: [String],
-        clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil
+        admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, providers: ProviderResolver, cache: Aside,
+        suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil
     ) {
         self.admin = admin
+        self.providers = providers
         self.tenants = tenants
         self.clerkWebhooks = clerkWebhooks
         self.sesWebhooks = sesWebhooks

@@ -12,6 +12,8 @@ struct CoreRequestContext: IdentifiedRequestContext {
     var requestID = ""
     /// The principal's tenant context (organization, user, role); nil on public routes.
     var tenant: TenantContext?
+    /// On the admin routes: the platform administrator's user id.
+    var platformAdmin: UUID?
 
     let peerAddress: String?
     var clientAddress: String?
@@ -46,11 +48,8 @@ struct TenantAuthMiddleware: RouterMiddleware {
     let resolver: PrincipalResolver
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > "Bearer ".count else {
-            throw RequestError(.missingToken, "send Authorization: Bearer <token>")
-        }
         var context = context
-        let tenant = try await resolver.context(bearer: String(header.dropFirst("Bearer ".count)))
+        let tenant = try await resolver.context(bearer: try bearerToken(request))
         context.tenant = tenant
         context.principal.record([
             "organization_id": .string(tenant.organizationID.lowercasedString),
@@ -59,4 +58,28 @@ struct TenantAuthMiddleware: RouterMiddleware {
         ])
         return try await next(request, context)
     }
+}
+
+/// Resolves `Authorization: Bearer <token>` to a platform administrator
+/// (``PrincipalResolver/platformAdministrator(bearer:)``) for the `/v1/admin` routes: no clinic
+/// membership needed; 401 without a usable token, 403 for anyone who is not one.
+struct PlatformAdminAuthMiddleware: RouterMiddleware {
+    typealias Context = CoreRequestContext
+    let resolver: PrincipalResolver
+
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let user = try await resolver.platformAdministrator(bearer: try bearerToken(request))
+        context.platformAdmin = user
+        context.principal.record(["user_id": .string(user.lowercasedString), "role": "platform_admin"])
+        return try await next(request, context)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, or 401 `request.missingToken`.
+func bearerToken(_ request: Request) throws -> String {
+    guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > "Bearer ".count else {
+        throw RequestError(.missingToken, "send Authorization: Bearer <token>")
+    }
+    return String(header.dropFirst("Bearer ".count))
 }

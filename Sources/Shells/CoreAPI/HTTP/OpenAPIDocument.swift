@@ -115,6 +115,22 @@ enum OpenAPIDocument {
             "required": ["status"],
             "properties": {"status": {"type": "string", "enum": ["applied", "duplicate", "ignored", "confirmed"]}}
           },
+          "Provider": {
+            "type": "object",
+            "required": ["capability", "provider_kind", "config", "secrets", "status", "version", "updated_at"],
+            "properties": {
+              "capability": {"type": "string"},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "provider_kind": {"type": "string"},
+              "config": {"type": "object", "additionalProperties": {"type": "string"}},
+              "secrets": {"type": "array", "items": {"type": "string"}, "description": "The names of the secrets set, never their values."},
+              "status": {"type": "string", "enum": ["active", "degraded", "down"]},
+              "version": {"type": "integer"},
+              "last_checked_at": {"type": "string", "format": "date-time"},
+              "last_error": {"type": "string"},
+              "updated_at": {"type": "string", "format": "date-time"}
+            }
+          },
           "AuditEntry": {
             "type": "object",
             "required": ["id", "actor_kind", "action", "action_context", "metadata", "created_at"],
@@ -301,6 +317,50 @@ enum OpenAPIDocument {
               "413": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "502": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/admin/platform-service-providers": {
+          "get": {
+            "operationId": "listProviders",
+            "summary": "Every Cat A provider row (platform defaults and clinic overrides), secrets by name only (platform administrators).",
+            "security": [{"bearer": []}],
+            "responses": {
+              "200": {"description": "The providers.", "content": {"application/json": {"schema": {"type": "object", "required": ["providers"], "properties": {"providers": {"type": "array", "items": {"$ref": "#/components/schemas/Provider"}}}}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/admin/platform-service-providers/{capability}": {
+          "patch": {
+            "operationId": "rotateProvider",
+            "summary": "Rotate a provider (platform administrators): fields left out keep their value; audited; every instance's resolver invalidated.",
+            "security": [{"bearer": []}],
+            "parameters": [
+              {"name": "capability", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}},
+              {"name": "organization_id", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "A clinic's override; absent: the platform default."},
+              {"name": "If-Match", "in": "header", "required": true, "schema": {"type": "string"}, "description": "The provider's ETag (its version in quotes)."}
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+              "provider_kind": {"type": "string"},
+              "config": {"type": "object", "additionalProperties": {"type": "string"}},
+              "secrets": {"type": "object", "additionalProperties": {"type": "string"}}
+            }}}}},
+            "responses": {
+              "200": {"description": "Rotated; ETag is the new version.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Provider"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "412": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "422": {"$ref": "#/components/responses/Problem"},
+              "428": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
           }
