@@ -307,6 +307,7 @@ let package = Package(
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixCrypto",
+                "RestartixRedis",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -224,6 +224,29 @@ struct ElevatedSessionRouteTests {
         }
     }
 
+    @Test("last activity: written on the first request of an interval only, and again after it; never for a refused token")
+    func activity() async throws {
+        let (app, directory, tokens, configuration) = try await DemoAPI.make("core-activity") { $0.activityInterval = .milliseconds(400) }
+        defer { directory.remove() }
+        let platform = Database(configuration: configuration.database, logger: Logger(label: "test"))
+        defer { Task { await platform.shutdown() } }
+        let owner = DemoData.person("demo-owner")!.userID
+        @Sendable func last() async throws -> Date? {
+            try await platform.query("SELECT last_activity_at FROM user_activity WHERE user_id = \(owner)").first?.decode("last_activity_at", as: Date.self)
+        }
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer guessed"]) { #expect($0.status == .unauthorized) }
+            #expect(try await platform.query("SELECT count(*) AS n FROM user_activity").first?.decode("n", as: Int.self) == 0)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(tokens["demo-owner"]!)"]) { #expect($0.status == .ok) }
+            let first = try #require(try await last())
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(tokens["demo-owner"]!)"]) { #expect($0.status == .ok) }
+            #expect(try await last() == first, "debounced within the interval")
+            try await Task.sleep(for: .milliseconds(600))
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(tokens["demo-owner"]!)"]) { #expect($0.status == .ok) }
+            #expect(try #require(try await last()) > first, "written again after the interval")
+        }
+    }
+
     @Test("the audit log in keyset pages: every row once, newest first, however the pages fall")
     func auditPages() async throws {
         try await withAPI { client, fixture in

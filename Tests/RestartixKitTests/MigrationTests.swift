@@ -278,6 +278,7 @@ struct MigrationSetTests {
                 "b4ed88ad85b740076b7e66d3b4e3f0ceba7df0e8270ff4eca62e6402c4e5b1cf",
                 "bff6c48dedb05e0154a5d39b8d3a929bbaf8b86615bb88370598185f9296fa0d",
                 "92b742c7b014a9a928e2834fc081bbd48103cd539ec755bc99521cb906748c07",
+                "bf2994cae8c529c405cf52fe60de6aa8635536cf59d6dd65c088662d7efbbd08",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -288,6 +289,7 @@ struct MigrationSetTests {
                 "3a970bd19124efc7dd773c101979166a9922930aa91f41f14b995f9d8c7783d8",
                 "5bc2e2f683e7a81d264169e09fd1c028e0b94b8bc99558e0e4c896fb79874b12",
                 "beb5625ab723f76a3c17be445f7d85e87fc9269cfb6be5d68af588e8170952c6",
+                "a22d78589e03084883d8938a709b91bfaed79f9df4aecf5abd93b1ca3dce97c1",
             ],
         ]
         for (dialect, checksums) in pins {

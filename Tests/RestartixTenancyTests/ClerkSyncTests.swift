@@ -2,6 +2,7 @@ import Foundation
 import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
+import RestartixRedis
 import RestartixTenancy
 import RestartixTestSupport
 import Testing
@@ -10,6 +11,14 @@ import Testing
 /// what an event names, and one delivery applied by eight callers at once is applied once.
 @Suite("Clerk sync on every backend", .timeLimit(.minutes(1)))
 struct ClerkSyncTests {
+    /// The admin role's plain database (the platform's own tables) beside `databases`.
+    static func platformDatabase(_ backend: TenancyBackend, _ databases: TenancyBackend.Databases) throws -> Database {
+        Database(
+            configuration: try databases.sqlitePath.map { DatabaseConfiguration(sqlitePath: $0) } ?? DatabaseConfiguration(url: TenancyBackend.require(backend.adminURLName)),
+            logger: TenancyBackend.logger
+        )
+    }
+
     @Test("one delivery, eight callers at once: applied once; the membership, user and organization made once", arguments: TenancyBackend.all)
     func concurrentDelivery(backend: TenancyBackend) async throws {
         let databases = try await backend.open()
@@ -50,10 +59,7 @@ struct ClerkSyncTests {
     @Test("the e-mail suppression list: indexes only, one SES message applied once, on the admin role of every backend", arguments: TenancyBackend.all)
     func suppressionList(backend: TenancyBackend) async throws {
         let databases = try await backend.open()
-        let platform = Database(
-            configuration: try databases.sqlitePath.map { DatabaseConfiguration(sqlitePath: $0) } ?? DatabaseConfiguration(url: TenancyBackend.require(backend.adminURLName)),
-            logger: TenancyBackend.logger
-        )
+        let platform = try Self.platformDatabase(backend, databases)
         let list = EmailSuppressions(database: platform, keyring: Keyring.generate().keyring)
         let address = "bounce-\(UUIDv7.generate().lowercasedString.suffix(12))@example.com"
         let message = String(decoding: try JSONSerialization.data(withJSONObject: [
@@ -73,6 +79,30 @@ struct ClerkSyncTests {
         // The app role has no access to the list.
         let refused = await #expect(throws: DatabaseError.self) { try await databases.raw.query("SELECT count(*) FROM email_suppressions") }
         #expect(refused?.code == .insufficientPrivilege || refused?.code == .syntaxError, "\(backend): \(String(describing: refused))")
+        await platform.shutdown()
+        await databases.close()
+    }
+
+    @Test("last activity: one write per user per interval, on the admin role of every backend", arguments: TenancyBackend.all)
+    func activity(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let platform = try Self.platformDatabase(backend, databases)
+        let user = UUIDv7.generate()
+        try await databases.admin.unscoped(reason: "activity tests: a user", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("INSERT INTO users (id) VALUES (\(user))")
+        }
+        let activity = UserActivity(database: platform, debounce: InProcessActivityDebounce(), interval: .seconds(60), logger: TenancyBackend.logger)
+        let writes = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<10 { group.addTask { await activity.touch(user) } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(writes == 1, "\(backend)")
+        #expect(try await activity.lastActivity(of: user) != nil)
+        // Deleting the user takes its activity with it.
+        try await databases.admin.unscoped(reason: "activity tests: cleanup", actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("DELETE FROM users WHERE id = \(user)")
+        }
+        #expect(try await activity.lastActivity(of: user) == nil)
         await platform.shutdown()
         await databases.close()
     }

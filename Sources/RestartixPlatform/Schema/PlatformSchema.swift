@@ -26,6 +26,7 @@ public enum PlatformSchema {
         MigrationSet.postgresHardening,
         MigrationSet.postgresPolicies7,
         MigrationSet.postgresEmailSuppressions,
+        MigrationSet.postgresUserActivity,
     ]
 
     static let sqlite: [Migration] = [
@@ -37,6 +38,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteHardening,
         MigrationSet.sqlitePolicies7,
         MigrationSet.sqliteEmailSuppressions,
+        MigrationSet.sqliteUserActivity,
     ]
 }
 

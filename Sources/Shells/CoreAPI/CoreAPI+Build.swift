@@ -54,7 +54,9 @@ func buildApplication(
             admin: admin, tenants: tenants, platform: database, keyring: keyring, providers: providers,
             cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
             suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
-            sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch)
+            sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
+            debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
+            activityInterval: configuration.activityInterval, logger: logger
         ),
         edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
@@ -134,6 +136,7 @@ func makeRouter(
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: TenantAuthMiddleware(resolver: resolver))
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "v1", key: .user, rate: rateLimits.perUser))
+        .add(middleware: ActivityMiddleware(activity: platform.activity))
     addPrincipalRoutes(to: v1)
     addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
@@ -162,16 +165,20 @@ struct PlatformServices: Sendable {
     let suppressions: EmailSuppressions
     /// The Cat A providers' cached resolver (rotations invalidate every instance through it).
     let providers: ProviderResolver
+    /// Each user's last activity.
+    let activity: UserActivity
 
     /// The services over `admin` and `tenants` (and `platform`, the admin role's plain
     /// database, for the suppression list under `keyring`); `cache` holds the directory's
     /// answers (Redis when configured), `suffixes` the platform's subdomain suffixes.
     init(
         admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, providers: ProviderResolver, cache: Aside,
-        suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil
+        suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil,
+        debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60), logger: Logger = Logger(label: "restartix.core-api")
     ) {
         self.admin = admin
         self.providers = providers
+        activity = UserActivity(database: platform, debounce: debounce, interval: activityInterval, logger: logger)
         self.tenants = tenants
         self.clerkWebhooks = clerkWebhooks
         self.sesWebhooks = sesWebhooks

@@ -60,6 +60,8 @@ struct CoreAPIConfiguration: Sendable {
     /// How SNS certificates and confirmations are fetched (`nil`: AsyncHTTPClient over the
     /// network); tests serve them locally.
     var snsFetch: SNSVerifier.Fetch?
+    /// The most often one user's last activity is written (60 s).
+    var activityInterval: Duration = .seconds(60)
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import RestartixKit
+import RestartixPlatform
 import RestartixTenancy
 import ServiceSupport
 
@@ -82,4 +83,16 @@ func bearerToken(_ request: Request) throws -> String {
         throw RequestError(.missingToken, "send Authorization: Bearer <token>")
     }
     return String(header.dropFirst("Bearer ".count))
+}
+
+/// Records the signed-in user's last activity (``UserActivity``: at most once a minute per
+/// user, debounced through Redis or in process); never fails the request.
+struct ActivityMiddleware: RouterMiddleware {
+    typealias Context = CoreRequestContext
+    let activity: UserActivity
+
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        if let tenant = context.tenant { await activity.touch(tenant.userID) }
+        return try await next(request, context)
+    }
 }
