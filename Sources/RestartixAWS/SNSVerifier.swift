@@ -82,7 +82,8 @@ public struct SNSError: RestartixError, Equatable {
 }
 
 /// Verifies SNS HTTPS deliveries as AWS documents it: the signing certificate is fetched only
-/// from an SNS host (`sns.<region>.amazonaws.com`, HTTPS, a `.pem` path) and cached, the
+/// from the topic's regional SNS host (`sns.<region>.amazonaws.com`, HTTPS, a `.pem` path) and
+/// cached, the
 /// signature (`SignatureVersion` 1: SHA1withRSA; 2: SHA256withRSA) checked over the canonical
 /// string, and the topic must be one of `topics` (a valid SNS signature proves only that SNS
 /// sent it, not that it is our topic). Subscription confirmations are confirmed by a GET of
@@ -109,16 +110,27 @@ public final class SNSVerifier: Sendable {
         }
     }
 
-    /// Whether `url` is an SNS endpoint: HTTPS, host `sns.<region>.amazonaws.com` (or `.com.cn`),
-    /// no user, no other port.
-    public static func isSNSHost(_ url: URL) -> Bool {
+    /// Whether `url` is the SNS endpoint of the region in `topicArn`: HTTPS, host exactly
+    /// `sns.<region>.amazonaws.com` (`.amazonaws.com.cn` in the `aws-cn` partition), no user,
+    /// no other port. Taking the region from the (allow-listed) topic leaves no room for other
+    /// services' hosts that also fit `sns.<label>.amazonaws.com` (an S3 bucket named `sns`
+    /// answers at `sns.s3.amazonaws.com`).
+    public static func isSNSHost(_ url: URL, topicArn: String) -> Bool {
+        let arn = topicArn.split(separator: ":", omittingEmptySubsequences: false)
+        guard arn.count == 6, arn[0] == "arn", arn[2] == "sns", !arn[3].isEmpty,
+            arn[3].allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
+        else { return false }
+        let domain: String
+        switch arn[1] {
+        case "aws": domain = "amazonaws.com"
+        case "aws-cn": domain = "amazonaws.com.cn"
+        case "aws-us-gov": domain = "amazonaws.com"
+        default: return false
+        }
         guard url.scheme == "https", url.user == nil, url.password == nil, url.port == nil || url.port == 443,
             let host = url.host?.lowercased()
         else { return false }
-        let labels = host.split(separator: ".", omittingEmptySubsequences: false)
-        let suffixOK = host.hasSuffix(".amazonaws.com") ? labels.count == 4 : (host.hasSuffix(".amazonaws.com.cn") && labels.count == 5)
-        return suffixOK && labels[0] == "sns" && !labels[1].isEmpty
-            && labels[1].allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+        return host == "sns.\(arn[3]).\(domain)"
     }
 
     /// The message in `body`, once its certificate, signature and topic check out.
@@ -128,10 +140,12 @@ public final class SNSVerifier: Sendable {
             throw SNSError(.invalidMessage, "the body is not an SNS message")
         }
         guard let canonical = message.canonical else { throw SNSError(.invalidMessage, "the SNS message type is not one this endpoint takes") }
-        guard let certificateURL = URL(string: message.SigningCertURL), Self.isSNSHost(certificateURL), certificateURL.path.hasSuffix(".pem") else {
-            throw SNSError(.untrustedCertificate, "SigningCertURL is not an SNS certificate over HTTPS")
-        }
         guard topics.contains(message.TopicArn) else { throw SNSError(.topicNotAllowed, "the message is from a topic this deployment does not accept") }
+        guard let certificateURL = URL(string: message.SigningCertURL), Self.isSNSHost(certificateURL, topicArn: message.TopicArn),
+            certificateURL.path.hasSuffix(".pem")
+        else {
+            throw SNSError(.untrustedCertificate, "SigningCertURL is not the topic's regional SNS certificate over HTTPS")
+        }
         guard let signature = Data(base64Encoded: message.Signature) else { throw SNSError(.invalidSignature, "the signature is not base64") }
         let key = try await publicKey(certificateURL)
         let data = Data(canonical.utf8)
@@ -148,7 +162,9 @@ public final class SNSVerifier: Sendable {
 
     /// Confirms a verified `SubscriptionConfirmation` with SNS (a GET of its `SubscribeURL`).
     public func confirm(_ message: SNSMessage) async throws(SNSError) {
-        guard message.Type == "SubscriptionConfirmation", let text = message.SubscribeURL, let url = URL(string: text), Self.isSNSHost(url) else {
+        guard message.Type == "SubscriptionConfirmation", let text = message.SubscribeURL, let url = URL(string: text),
+            Self.isSNSHost(url, topicArn: message.TopicArn)
+        else {
             throw SNSError(.invalidMessage, "SubscribeURL is not an SNS endpoint over HTTPS")
         }
         let status: Int

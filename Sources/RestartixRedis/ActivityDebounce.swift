@@ -5,8 +5,9 @@ import Synchronization
 /// "Write `last_activity` at most once per interval per principal": ``shouldWrite(principal:every:)``
 /// answers `true` for the first request of each interval, `false` for the rest.
 ///
-/// When the debounce cannot be asked (Redis down), the answer is `true`: every request writes,
-/// which costs database writes and breaks nothing.
+/// When Redis cannot be asked, ``RedisActivityDebounce`` answers from this process's memory
+/// instead: each instance writes at most once per interval per user, so an outage costs a
+/// write per instance, not one per request.
 public protocol ActivityDebounce: Sendable {
     /// Whether this request should write the principal's activity now.
     func shouldWrite(principal: String, every interval: Duration) async -> Bool
@@ -17,6 +18,8 @@ public final class RedisActivityDebounce: ActivityDebounce {
     private let redis: RedisClient
     private let prefix: String
     private let degradation: Degradation
+    /// Answers while Redis cannot be asked.
+    private let fallback = InProcessActivityDebounce()
 
     /// A debounce on `redis`, keys `"\(prefix)\(principal)"`.
     public init(redis: RedisClient, prefix: String = "activity:", logger: Logger, logInterval: Duration = .seconds(60)) {
@@ -33,7 +36,7 @@ public final class RedisActivityDebounce: ActivityDebounce {
             return try await redis.send("SET", "\(prefix)\(principal)", "1", "NX", "PX", interval.pxMilliseconds) != .null
         } catch {
             degradation.record(error)
-            return true
+            return await fallback.shouldWrite(principal: principal, every: interval)
         }
     }
 }

@@ -60,7 +60,9 @@ public final class Aside: Sendable {
         _ key: String, as type: Value.Type = Value.self, ttl: Duration, load: @escaping @Sendable () async throws -> Value
     ) async throws -> Value {
         if let cached = await read(key), let value = try? JSONDecoder().decode(Value.self, from: cached) { return value }
-        let data = try await singleFlight(key, ttl: ttl) { try JSONEncoder().encode(try await load()) }
+        let data = try await singleFlight(key, ttl: ttl, usable: { (try? JSONDecoder().decode(Value.self, from: $0)) != nil }) {
+            try JSONEncoder().encode(try await load())
+        }
         return try JSONDecoder().decode(Value.self, from: data)
     }
 
@@ -106,7 +108,9 @@ public final class Aside: Sendable {
     /// loading again; a new flight looks in the cache once more before it loads, for the caller
     /// whose miss came just before the previous flight stored and whose flight just after it
     /// ended.
-    private func singleFlight(_ key: String, ttl: Duration, _ load: @escaping @Sendable () async throws -> Data) async throws -> Data {
+    private func singleFlight(
+        _ key: String, ttl: Duration, usable: @escaping @Sendable (Data) -> Bool, _ load: @escaping @Sendable () async throws -> Data
+    ) async throws -> Data {
         let flight = flights.withLock { running -> Flight in
             if let flight = running[key] { return flight }
             let box = FlightBox()
@@ -116,7 +120,8 @@ public final class Aside: Sendable {
                 do {
                     // A caller that missed just before the previous flight stored its value, and
                     // came here just after that flight ended, finds the value now: no second load.
-                    if let cached = await read(key) {
+                    // (A value that no longer decodes, written by an older version, is a miss.)
+                    if let cached = await read(key), usable(cached) {
                         current().map { finish(key, $0) }
                         return cached
                     }

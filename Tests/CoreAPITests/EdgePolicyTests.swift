@@ -65,6 +65,10 @@ struct EdgePolicyTests {
             #expect(error?.description.contains("TRUSTED_PROXY_CIDRS") == true, "\(bad)")
         }
         #expect(try TrustedProxies(cidrs: ["0.0.0.0/0"]).clientAddress(peer: "8.8.8.8", headers: [.xForwardedFor: "1.1.1.1"]) == "1.1.1.1")
+        // Rate limits count an IPv6 client by its /64: a fresh address per request is no fresh budget.
+        #expect(TrustedProxies.rateLimitKey("2a00:1450:4001:81c::200e") == "2a00:1450:4001:81c::/64")
+        #expect(TrustedProxies.rateLimitKey("2a00:1450:4001:81c:ffff::1") == TrustedProxies.rateLimitKey("2a00:1450:4001:81c::200e"))
+        #expect(TrustedProxies.rateLimitKey("198.51.100.4") == "198.51.100.4")
     }
 
     @Test("the edge's settings: parsed from the environment, refused by key when malformed")

@@ -149,7 +149,8 @@ struct SESWebhookTests {
             for url in ["http://sns.eu-central-1.amazonaws.com/cert.pem", "https://sns.eu-central-1.amazonaws.com.evil.example/cert.pem",
                         "https://evil.example/sns.eu-central-1.amazonaws.com/cert.pem", "https://sns.amazonaws.com/cert.pem",
                         "https://sns.eu-central-1.amazonaws.com/cert.txt", "https://user@sns.eu-central-1.amazonaws.com/cert.pem",
-                        "https://sns.eu-central-1.amazonaws.com:8443/cert.pem"] {
+                        "https://sns.eu-central-1.amazonaws.com:8443/cert.pem", "https://sns.s3.amazonaws.com/cert.pem",
+                        "https://sns.us-east-1.amazonaws.com/cert.pem"] {
                 cases.append(("certificate at \(url)", try signer.message(Self.notification(Self.bounce(["victim@example.com"])), certificateURL: url), .unauthorized))
             }
             cases.append(("not JSON", ["Type": "Notification"], .badRequest))

@@ -80,7 +80,7 @@ struct RateLimitMiddleware: RouterMiddleware {
             guard let tenant = context.tenant else { return try await next(request, context) }
             principal = "user:" + tenant.userID.lowercasedString
         case .clientAddress:
-            principal = "address:" + (context.clientAddress ?? "unknown")
+            principal = "address:" + (context.clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
         }
         let decision = await limiter.check(principal: principal, endpoint: group, rate: rate)
         guard decision.allowed else { throw RateLimited(decision: decision) }

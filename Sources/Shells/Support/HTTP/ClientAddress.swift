@@ -106,6 +106,16 @@ public struct TrustedProxies: Sendable, CustomStringConvertible {
     public var description: String { cidrs.isEmpty ? "none" : cidrs.joined(separator: ", ") }
 }
 
+extension TrustedProxies {
+    /// What a per-address rate limit counts `address` (a ``clientAddress(peer:headers:)``
+    /// answer) against: an IPv4 address itself, an IPv6 address's /64 network (one client
+    /// holds a whole /64 and could otherwise spend a fresh budget per address).
+    public static func rateLimitKey(_ address: String) -> String {
+        guard let bytes = IPAddress.parse(address), bytes.count == 16 else { return address }
+        return IPAddress.text(Array(bytes.prefix(8)) + [UInt8](repeating: 0, count: 8)) + "/64"
+    }
+}
+
 /// IPv4 and IPv6 addresses as bytes, through the C library's `inet_pton`/`inet_ntop` (strict
 /// dotted quads, every IPv6 form); IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a
 /// dual-stack socket reports) read as their IPv4 address.
