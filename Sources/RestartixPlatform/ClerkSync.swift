@@ -10,11 +10,12 @@ public import RestartixTenancy
 ///   nothing (``Outcome/duplicate``), and one that failed half-way left nothing behind and is
 ///   applied in full on the retry.
 /// - Any order: each event creates what it names and is missing (a membership before its user
-///   or organization arrives makes both, with what the event carries); a user's or an
-///   organization's deletion is final, even when it arrives before its creation (a late
-///   `user.updated` or `organization.created` does not bring it back). Memberships keep no
-///   tombstone: a `created` delivered after its own `deleted` makes the membership again
-///   (Clerk retries in order of failure, not of events; the next membership event repairs it).
+///   or organization arrives makes both, with what the event carries). Events carry the time
+///   Clerk made them (`timestamp`); the last one applied to each user, organization and
+///   membership is kept (`clerk_sync_state`, migration 10), and an older delivery that arrives
+///   later (Clerk retries failures, so order of arrival is not order of events) changes
+///   nothing (``Outcome/stale(type:)``): a membership removed stays removed, a role lowered
+///   stays lowered. A user's or an organization's deletion is final in any case.
 /// - Roles: Clerk's `org:<role>` for the platform's roles (`org:owner`, `org:admin`,
 ///   `org:specialist`, `org:assistant`, `org:patient`); Clerk's default `org:member` is a
 ///   patient (the least a member may see). Any other role is refused
@@ -30,6 +31,9 @@ public enum ClerkSync {
         case duplicate
         /// An event type this sync does not handle (`session.created`, ...): recorded, nothing else.
         case ignored(type: String)
+        /// An event older than one already applied to the same user, organization or membership
+        /// (a retry that arrived late): recorded, nothing else.
+        case stale(type: String)
     }
 
     /// The platform roles Clerk's organization roles map to.
@@ -55,6 +59,11 @@ public enum ClerkSync {
                 ON CONFLICT (provider, event_id) DO NOTHING
                 """)
             guard first == 1 else { return .duplicate }
+            // A delivery retried after a later event of the same user, organization or
+            // membership was applied is stale: recorded, nothing changed.
+            if let at = envelope.timestamp, let (entity, id, deleted) = event.entity {
+                guard try await Self.isLatest(entity, id, at: at, deleted: deleted, tx) else { return .stale(type: envelope.type) }
+            }
             switch event {
             case .user(let user, let deleted):
                 if deleted {
@@ -101,6 +110,19 @@ public enum ClerkSync {
         }
     }
 
+    /// Whether an event made at `at` (ms) is the latest seen for `entity` `id`; if so, it is
+    /// recorded as such. An event as old as the last one applied counts as latest (Clerk's
+    /// timestamps have millisecond resolution; applying the same state twice changes nothing).
+    static func isLatest(_ entity: String, _ id: String, at: Int64, deleted: Bool, _ tx: borrowing AdminTransaction) async throws -> Bool {
+        if let row = try await tx.first("SELECT event_at FROM clerk_sync_state WHERE entity = \(entity) AND clerk_id = \(id)") {
+            guard try row.decode("event_at", as: Int64.self) <= at else { return false }
+            try await tx.execute("UPDATE clerk_sync_state SET event_at = \(at), deleted = \(deleted) WHERE entity = \(entity) AND clerk_id = \(id)")
+        } else {
+            try await tx.execute("INSERT INTO clerk_sync_state (entity, clerk_id, event_at, deleted) VALUES (\(entity), \(id), \(at), \(deleted))")
+        }
+        return true
+    }
+
     /// The platform user for a Clerk user id, made (with nothing but the id) when missing.
     static func userID(_ clerkID: String, _ tx: borrowing AdminTransaction) async throws -> UUID {
         if let row = try await tx.first("SELECT id FROM users WHERE clerk_user_id = \(clerkID)") {
@@ -133,6 +155,8 @@ public enum ClerkSync {
 
     struct Envelope: Decodable {
         let type: String
+        /// When Clerk made the event (milliseconds since 1970): the order events are applied in.
+        let timestamp: Int64?
     }
 
     struct Typed<T: Decodable>: Decodable {
@@ -229,6 +253,17 @@ public enum ClerkSync {
             }
             for id in ids where !(1...255).contains(id.utf8.count) {
                 throw ClerkSyncError("a Clerk id in the \(type.prefix(40)) event is empty or longer than 255 bytes")
+            }
+        }
+
+        /// What the event is about, for ordering: the entity, its key, and whether the event
+        /// deletes it.
+        var entity: (String, String, Bool)? {
+            switch self {
+            case .user(let user, let deleted): ("user", user.id, deleted)
+            case .organization(let organization, let deleted): ("organization", organization.id, deleted)
+            case .membership(let membership, let deleted): ("membership", membership.organization.id + "/" + membership.public_user_data.user_id, deleted)
+            case .other: nil
             }
         }
 

@@ -149,6 +149,35 @@ struct ClerkWebhookTests {
         }
     }
 
+    @Test("late retries are stale: a membership removed stays removed, a role lowered stays lowered")
+    func staleRetries() async throws {
+        try await withAPI { client, fixture in
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            func at(_ event: [String: Any], _ offset: Int64) -> [String: Any] { event.merging(["timestamp": now + offset]) { $1 } }
+            let sequence: [([String: Any], String)] = [
+                // Delivered in this order; made in the order of the offsets.
+                (at(Self.membership(org: "org_late", user: "user_gone", type: "organizationMembership.deleted"), 2_000), "applied"),
+                (at(Self.membership(org: "org_late", user: "user_gone", role: "org:admin"), 1_000), "stale"),
+                (at(Self.membership(org: "org_late", user: "user_down", role: "org:assistant", type: "organizationMembership.updated"), 3_000), "applied"),
+                (at(Self.membership(org: "org_late", user: "user_down", role: "org:admin"), 1_500), "stale"),
+                (at(Self.membership(org: "org_late", user: "user_down", role: "org:admin", type: "organizationMembership.updated"), 2_500), "stale"),
+                // A later event applies as usual.
+                (at(Self.membership(org: "org_late", user: "user_gone", role: "org:specialist"), 4_000), "applied"),
+            ]
+            for (event, expected) in sequence {
+                let (headers, body) = fixture.delivery(event)
+                try await client.execute(uri: "/v1/webhooks/clerk", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .ok && Self.status(response) == expected, "\(event["type"] ?? "") at +\((event["timestamp"] as? Int64 ?? 0) - now)")
+                }
+            }
+            let roles = try await fixture.rows("""
+                SELECT u.clerk_user_id AS who, m.role AS role FROM memberships m JOIN users u ON u.id = m.user_id \
+                JOIN organizations o ON o.id = m.organization_id WHERE o.clerk_organization_id = 'org_late' ORDER BY u.clerk_user_id
+                """).map { "\(try $0.decode("who", as: String.self))=\(try $0.decode("role", as: String.self))" }
+            #expect(roles == ["user_down=assistant", "user_gone=specialist"])
+        }
+    }
+
     @Test("deletions are final, even when they arrive first")
     func deletions() async throws {
         try await withAPI { client, fixture in

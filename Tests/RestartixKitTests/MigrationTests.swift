@@ -279,6 +279,7 @@ struct MigrationSetTests {
                 "bff6c48dedb05e0154a5d39b8d3a929bbaf8b86615bb88370598185f9296fa0d",
                 "92b742c7b014a9a928e2834fc081bbd48103cd539ec755bc99521cb906748c07",
                 "bf2994cae8c529c405cf52fe60de6aa8635536cf59d6dd65c088662d7efbbd08",
+                "1ccdd91ddcb250940dc4c7dca34c1529c93ffef0f21b5c3ea243794bb476056c",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -290,6 +291,7 @@ struct MigrationSetTests {
                 "5bc2e2f683e7a81d264169e09fd1c028e0b94b8bc99558e0e4c896fb79874b12",
                 "beb5625ab723f76a3c17be445f7d85e87fc9269cfb6be5d68af588e8170952c6",
                 "a22d78589e03084883d8938a709b91bfaed79f9df4aecf5abd93b1ca3dce97c1",
+                "5ae4a23e843f893f00453a1783d57c61e94d28a5242a1bb7bf516c125bf8f4a5",
             ],
         ]
         for (dialect, checksums) in pins {

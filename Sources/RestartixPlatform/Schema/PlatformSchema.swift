@@ -27,6 +27,7 @@ public enum PlatformSchema {
         MigrationSet.postgresPolicies7,
         MigrationSet.postgresEmailSuppressions,
         MigrationSet.postgresUserActivity,
+        MigrationSet.postgresClerkSyncState,
     ]
 
     static let sqlite: [Migration] = [
@@ -39,6 +40,7 @@ public enum PlatformSchema {
         MigrationSet.sqlitePolicies7,
         MigrationSet.sqliteEmailSuppressions,
         MigrationSet.sqliteUserActivity,
+        MigrationSet.sqliteClerkSyncState,
     ]
 }
 

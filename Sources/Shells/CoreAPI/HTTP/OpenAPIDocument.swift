@@ -113,7 +113,7 @@ enum OpenAPIDocument {
           "WebhookReceipt": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"type": "string", "enum": ["applied", "duplicate", "ignored", "confirmed"]}}
+            "properties": {"status": {"type": "string", "enum": ["applied", "duplicate", "stale", "ignored", "confirmed"]}}
           },
           "Provider": {
             "type": "object",

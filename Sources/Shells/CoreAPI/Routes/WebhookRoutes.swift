@@ -11,8 +11,9 @@ import ServiceSupport
 
 /// A webhook's answer: what became of the delivery.
 struct WebhookReceipt: ResponseCodable, Equatable {
-    /// `applied`, `duplicate` (this delivery id was applied before) or `ignored` (a type this
-    /// service does not handle).
+    /// `applied`, `duplicate` (this delivery id was applied before), `stale` (older than an
+    /// event already applied to the same thing) or `ignored` (a type this service does not
+    /// handle).
     let status: String
 }
 
@@ -55,6 +56,7 @@ func addWebhookRoutes(
         case .applied: return WebhookReceipt(status: "applied")
         case .duplicate: return WebhookReceipt(status: "duplicate")
         case .ignored: return WebhookReceipt(status: "ignored")
+        case .stale: return WebhookReceipt(status: "stale")
         }
     }
     group.post("ses") { request, context -> WebhookReceipt in
