@@ -53,12 +53,9 @@ public enum ClerkSync {
         }
         let event = try Event(type: envelope.type, body: body)
         return try await admin.unscoped(reason: "clerk webhook event", actor: .service("clerk-webhook")) { tx in
-            let first = try await tx.execute("""
-                INSERT INTO inbound_webhook_events (id, provider, event_id, event_type, processed_at) \
-                VALUES (\(UUIDv7.generate()), 'clerk', \(deliveryID), \(envelope.type), \(tx.dialect.now)) \
-                ON CONFLICT (provider, event_id) DO NOTHING
-                """)
-            guard first == 1 else { return .duplicate }
+            guard try await WebhookEvents.record(provider: "clerk", eventID: deliveryID, eventType: envelope.type, processed: true, in: tx) else {
+                return .duplicate
+            }
             // A delivery retried after a later event of the same user, organization or
             // membership was applied is stale: recorded, nothing changed.
             if let at = envelope.timestamp, let (entity, id, deleted) = event.entity {

@@ -76,12 +76,9 @@ public struct EmailSuppressions: Sendable {
         }
         let rows = suppress
         return try await database.transaction { tx in
-            let first = try await tx.execute("""
-                INSERT INTO inbound_webhook_events (id, provider, event_id, event_type, processed_at) \
-                VALUES (\(UUIDv7.generate()), 'ses', \(messageID), \(notification.kind), \(tx.dialect.now)) \
-                ON CONFLICT (provider, event_id) DO NOTHING
-                """)
-            guard first == 1 else { return .duplicate }
+            guard try await WebhookEvents.record(provider: "ses", eventID: messageID, eventType: notification.kind, processed: true, in: tx) else {
+                return .duplicate
+            }
             guard !rows.isEmpty else { return .ignored }
             for (address, reason, detail) in rows {
                 try await Self.upsert(address, reason: reason, detail: detail, source: "ses", tx)

@@ -104,8 +104,19 @@ enum WebhookEvents {
 
     /// Inserts the event; `true` when this call inserted it.
     static func record(provider: String, eventID: String, in database: Database) async throws -> Bool {
-        try await database.execute("""
-            INSERT INTO inbound_webhook_events (id, provider, event_id) VALUES (\(UUIDv7.generate()), \(provider), \(eventID)) \
+        try await database.withConnection { connection in try await record(provider: provider, eventID: eventID, in: connection) }
+    }
+
+    /// Inserts the event on `executor`: a connection, or the transaction that applies the event
+    /// (`processed`: stamped `processed_at`, and committed or rolled back with its effects, so a
+    /// delivery is either applied and recorded or neither). `true` when this call inserted it.
+    static func record(
+        provider: String, eventID: String, eventType: String? = nil, processed: Bool = false, in executor: borrowing some SQLExecutor & ~Copyable
+    ) async throws -> Bool {
+        let processedAt: SQLQuery = processed ? executor.dialect.now : "NULL"
+        return try await executor.execute("""
+            INSERT INTO inbound_webhook_events (id, provider, event_id, event_type, processed_at) \
+            VALUES (\(UUIDv7.generate()), \(provider), \(eventID), \(eventType), \(processedAt)) \
             ON CONFLICT (provider, event_id) DO NOTHING
             """) == 1
     }
