@@ -182,6 +182,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -366,6 +368,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(
@@ -396,6 +399,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "redis-services-benchmark", targets: ["RedisBenchmark"]))
     package.products.append(.executable(name: "telemetry-benchmark", targets: ["TelemetryBenchmark"]))
     package.products.append(.executable(name: "providers-benchmark", targets: ["ProvidersBenchmark"]))
+    package.products.append(.executable(name: "bare-hummingbird", targets: ["BareHummingbird"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -423,6 +427,11 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "TelemetryBenchmark",
             dependencies: ["BenchmarkSupport", "MallocCounter", "RestartixTelemetry"],
             path: "Benchmarks/TelemetryBenchmark"
+        ),
+        .executableTarget(
+            name: "BareHummingbird",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "Benchmarks/BareHummingbird"
         ),
         .executableTarget(
             name: "RedisBenchmark",

@@ -9,7 +9,8 @@ import RestartixPlatform
 import RestartixRedis
 import RestartixTenancy
 import RestartixTestSupport
-import ServiceSupport
+@testable import ServiceSupport
+import NIOPosix
 import Testing
 
 /// The edge's policies: the client's address behind trusted proxies, maintenance mode, the
@@ -146,6 +147,29 @@ struct EdgePolicyTests {
             }
             try await client.execute(uri: "/quick", method: .get) { #expect($0.status == .ok) }
         }
+    }
+
+    @Test("the request timer: ends at its time, or at once when canceled (every answered request cancels one; Benchmarks/service-footprint measures that nothing of it stays behind)")
+    func requestTimer() async throws {
+        let start = ContinuousClock.now
+        await cancellableSleep(for: .milliseconds(50))
+        #expect(ContinuousClock.now - start >= .milliseconds(50))
+        // Canceled while it sleeps: it returns at once, not in a minute.
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        let sleeper = Task { await cancellableSleep(for: .seconds(60), on: loop) }
+        try await Task.sleep(for: .milliseconds(20))
+        let canceledAt = ContinuousClock.now
+        sleeper.cancel()
+        await sleeper.value
+        #expect(ContinuousClock.now - canceledAt < .seconds(5))
+        // Already canceled before it starts: no wait at all.
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            await cancellableSleep(for: .seconds(60), on: loop)
+        }
+        let earlyAt = ContinuousClock.now
+        await early.value
+        #expect(ContinuousClock.now - earlyAt < .seconds(5))
     }
 
     // MARK: - Rate limits

@@ -1,6 +1,8 @@
 public import Hummingbird
 public import HTTPTypes
 import Foundation
+import NIOCore
+import NIOPosix
 public import RestartixKit
 
 /// What the services' shared edge does besides ids, errors and the access log
@@ -122,7 +124,7 @@ public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: Rout
                 try await withThrowingTaskGroup(of: Response?.self) { group in
                     group.addTask { try await handler.call(request, context) }
                     group.addTask {
-                        try? await Task.sleep(for: timeout)
+                        await cancellableSleep(for: timeout)
                         return nil
                     }
                     defer { group.cancelAll() }
@@ -135,6 +137,28 @@ public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: Rout
                 }
             }
         }
+    }
+}
+
+/// Sleeps for `duration` or until the task is canceled, whichever comes first; on cancellation
+/// the timer is gone at once.
+///
+/// Why not `Task.sleep`: on Linux a canceled `Task.sleep` resumes at once but keeps its timer,
+/// and with it the sleeping task's memory, until the time it was due. One per request with a
+/// 30-second timeout held every request of the last 30 seconds: about 300 MB under a load of
+/// 20,000 requests a second (Benchmarks/service-footprint). A NIO scheduled task is removed
+/// from its event loop's queue when canceled, and its future completes either way, so the
+/// continuation resumes exactly once.
+func cancellableSleep(for duration: Duration, on loop: any EventLoop = MultiThreadedEventLoopGroup.singleton.any()) async {
+    let (seconds, attoseconds) = duration.components
+    let nanoseconds = Swift.min(seconds, 365 * 86_400) * 1_000_000_000 + attoseconds / 1_000_000_000
+    let timer = loop.scheduleTask(in: .nanoseconds(nanoseconds)) {}
+    await withTaskCancellationHandler {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            timer.futureResult.whenComplete { _ in continuation.resume() }
+        }
+    } onCancel: {
+        timer.cancel()
     }
 }
 

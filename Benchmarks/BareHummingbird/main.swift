@@ -1,0 +1,20 @@
+// The yardstick of Benchmarks/service-footprint: a Hummingbird server with one route,
+// `GET /health` answering `{"status":"ok"}` as the Core API's does, and nothing else — no
+// middleware, no database, no logging per request. Built exactly as the Core API is
+// (`swift build -c release --static-swift-stdlib`), so the difference between the two is what
+// the Core API's own stack costs.
+import Foundation
+import Hummingbird
+
+struct Health: ResponseEncodable {
+    let status: String
+}
+
+let environment = ProcessInfo.processInfo.environment
+let router = Router()
+router.get("health") { _, _ in Health(status: "ok") }
+let app = Application(
+    router: router,
+    configuration: .init(address: .hostname("127.0.0.1", port: Int(environment["PORT"] ?? "") ?? 8090), serverName: "bare-hummingbird")
+)
+try await app.runService()
