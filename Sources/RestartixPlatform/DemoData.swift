@@ -7,18 +7,21 @@ public import RestartixTenancy
 /// (`restartix-jobs dev-token --as demo-owner`). Development and test only: ``seed(_:environment:)``
 /// refuses anywhere else.
 public enum DemoData {
-    /// One demo person: a user with one membership.
+    /// One demo person: a user with one membership, or a platform operator with none.
     public struct Person: Sendable, Hashable {
         /// The name a token is asked for by (`demo-owner`).
         public let handle: String
         /// `users.id`.
         public let userID: UUID
-        /// The clinic.
+        /// The clinic: the membership's, or for a platform operator the clinic their token names
+        /// (they are no member of it).
         public let organizationID: UUID
-        /// The membership's role.
-        public let role: TenantRole
+        /// The membership's role; `nil` for a platform operator, who has no membership.
+        public let role: TenantRole?
         /// `users.display_name`.
         public let displayName: String
+        /// `users.is_platform_admin`: may use the `/v1/admin` routes.
+        public var isPlatformAdministrator: Bool { role == nil }
     }
 
     /// "Demo Clinic" (`demo-clinic`).
@@ -32,6 +35,7 @@ public enum DemoData {
         Person(handle: "demo-specialist", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e002")!, organizationID: demoClinic, role: .specialist, displayName: "Demo Specialist"),
         Person(handle: "demo-patient", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e003")!, organizationID: demoClinic, role: .patient, displayName: "Demo Patient"),
         Person(handle: "other-owner", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e004")!, organizationID: otherClinic, role: .owner, displayName: "Other Owner"),
+        Person(handle: "platform-operator", userID: UUID(uuidString: "0193a000-0000-7000-8000-00000000e005")!, organizationID: demoClinic, role: nil, displayName: "Platform Operator"),
     ]
 
     /// The person named `handle`, if any.
@@ -54,13 +58,17 @@ public enum DemoData {
             }
             for person in people {
                 if try await tx.first("SELECT id FROM users WHERE id = \(person.userID)") == nil {
-                    try await tx.execute("INSERT INTO users (id, display_name) VALUES (\(person.userID), \(person.displayName))")
+                    try await tx.execute("""
+                        INSERT INTO users (id, display_name, is_platform_admin) \
+                        VALUES (\(person.userID), \(person.displayName), \(person.isPlatformAdministrator))
+                        """)
                     created = true
                 }
+                guard let role = person.role else { continue }
                 if try await tx.first("SELECT id FROM memberships WHERE organization_id = \(person.organizationID) AND user_id = \(person.userID)") == nil {
                     try await tx.execute("""
                         INSERT INTO memberships (id, organization_id, user_id, role) \
-                        VALUES (\(UUIDv7.generate()), \(person.organizationID), \(person.userID), \(person.role.rawValue))
+                        VALUES (\(UUIDv7.generate()), \(person.organizationID), \(person.userID), \(role.rawValue))
                         """)
                     created = true
                 }

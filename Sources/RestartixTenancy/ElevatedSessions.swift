@@ -100,7 +100,7 @@ public final class ElevatedSessions: Sendable {
             let patientRow = try await tx.first(
                 "SELECT user_id FROM patients WHERE organization_id = \(organization) AND id = \(patient) AND deleted_at IS NULL"
             )
-            guard let patientRow else { throw TenancyError(.invalidContext, "no such patient in the organization") }
+            guard let patientRow else { throw TenancyError(.notFound, "no such patient in the organization") }
             guard let patientUser = try patientRow.decode("user_id", as: UUID?.self) else {
                 throw TenancyError(.invalidContext, "the patient has no user account to act as")
             }
@@ -361,6 +361,11 @@ public final class ElevatedSessions: Sendable {
 
     private func validated(reason: String, duration: Duration) throws(TenancyError) -> String {
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Free text, but no control characters: a NUL would end the text early for SQLite's
+        // length() and is refused outright by Postgres; the others only hide what was written.
+        guard !trimmed.unicodeScalars.contains(where: { $0.value < 0x20 ? !"\t\n\r".unicodeScalars.contains($0) : $0.value == 0x7F }) else {
+            throw TenancyError(.invalidReason, "a reason has no control characters (tabs and line breaks are fine)")
+        }
         // Counted as the database counts it (`length()`: code points, not grapheme clusters).
         guard (10...2000).contains(trimmed.unicodeScalars.count) else {
             throw TenancyError(.invalidReason, "an elevated session needs a reason of 10-2000 characters")

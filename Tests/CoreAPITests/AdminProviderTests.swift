@@ -89,6 +89,18 @@ struct AdminProviderTests {
             let invalid = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["config": ["from_address": "not-an-address"]]))
             try await client.execute(uri: "/v1/admin/platform-service-providers/email", method: .patch, headers: two, body: invalid) { #expect($0.status == .unprocessableContent) }
             try await client.execute(uri: "/v1/admin/platform-service-providers/Not-A-Name", method: .patch, headers: two, body: rotation) { #expect($0.status == .badRequest) }
+            // An If-Match that is no entity tag is 400, whatever version it might mean.
+            for tag in ["2", "\"2", "\"two\"", "\"\"", "W/2", "\"-2\""] {
+                var bad = auth
+                bad[.ifMatch] = tag
+                try await client.execute(uri: "/v1/admin/platform-service-providers/email", method: .patch, headers: bad, body: rotation) { response in
+                    #expect(response.status == .badRequest, "\(tag)")
+                }
+            }
+            // A null field is refused by name; leaving it out is how a field keeps its value.
+            try await client.execute(uri: "/v1/admin/platform-service-providers/email", method: .patch, headers: two, body: ByteBuffer(string: #"{"secrets": null}"#)) { response in
+                #expect(response.status == .badRequest && Self.decode(Problem.self, response)?.detail == "secrets must not be null")
+            }
         }
         // Audited with the operator as actor and the fields that changed, never their values.
         let audit = try await admin.unscoped(reason: "admin provider tests: audit rows", actor: .system("tests")) { tx in

@@ -336,8 +336,18 @@ struct CoreAPITests {
                 try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
                     #expect(response.status == .ok)
                     let me = try? JSONDecoder().decode(Me.self, from: Data(String(buffer: response.body).utf8))
-                    #expect(me == Me(organization: person.organizationID, user: person.userID, role: person.role.rawValue))
+                    #expect(me == Me(organization: person.organizationID, user: person.userID, role: person.role?.rawValue ?? ""))
                 }
+            }
+            // The platform operator is no clinic's member: /v1 refuses them, the admin routes serve them.
+            let platformOperator = try #require(DemoData.person("platform-operator"))
+            let operatorToken = try await issuer.issue(user: platformOperator.userID, organization: platformOperator.organizationID)
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(operatorToken)"]) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/admin/platform-service-providers", method: .get, headers: [.authorization: "Bearer \(operatorToken)"]) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: "/v1/admin/platform-service-providers", method: .get, headers: [.authorization: "Bearer \(try await issuer.issue(user: owner.userID, organization: owner.organizationID))"]) {
+                #expect($0.status == .forbidden, "a clinic owner is no platform operator")
             }
             // A demo token for one clinic does not open the other.
             let crossed = try await issuer.issue(user: owner.userID, organization: other.organizationID)

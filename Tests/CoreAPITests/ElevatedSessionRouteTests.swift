@@ -118,11 +118,27 @@ struct ElevatedSessionRouteTests {
             try await client.execute(
                 uri: "/v1/impersonation-sessions", method: .post, headers: fixture.auth("demo-specialist"),
                 body: Self.json(["reason": reason, "patient_id": stranger.lowercasedString])
-            ) { #expect($0.status == .badRequest) }
-            try await client.execute(
-                uri: "/v1/impersonation-sessions", method: .post, headers: fixture.auth("demo-specialist"), body: Self.json(["reason": reason])
             ) { response in
-                #expect(response.status == .badRequest && Self.decode(Problem.self, response)?.detail == "patient_id must be a UUID")
+                #expect(response.status == .notFound && Self.decode(Problem.self, response)?.code == "tenancy.notFound")
+            }
+            // Each malformed body is a 400 that names the field and the rule, and opens nothing.
+            for (body, detail) in [
+                (#"{"reason": "\#(reason)"}"#, "patient_id is required"),
+                (#"{"reason": "\#(reason)", "patient_id": null}"#, "patient_id must not be null"),
+                (#"{"reason": "\#(reason)", "patient_id": "not-a-uuid"}"#, "patient_id must be a UUID"),
+                (#"{"reason": "\#(reason)", "patient_id": 7}"#, "patient_id must be a string"),
+                (#"{"patient_id": "\#(patient.lowercasedString)"}"#, "reason is required"),
+                (#"{"reason": "\#(reason)", "patient_id": "\#(patient.lowercasedString)", "duration_seconds": "long"}"#, "duration_seconds must be an integer"),
+                (#"{"reason": "\#(reason)", "patient_id": "\#(patient.lowercasedString)", "duration_seconds": null}"#, "duration_seconds must not be null"),
+                (#"["reason"]"#, "the body must be an object"),
+                (#"{"reason": "#, "the body is not JSON"),
+            ] {
+                try await client.execute(
+                    uri: "/v1/impersonation-sessions", method: .post, headers: fixture.auth("demo-specialist"), body: ByteBuffer(string: body)
+                ) { response in
+                    let problem = Self.decode(Problem.self, response)
+                    #expect(response.status == .badRequest && problem?.code == "request.invalidField" && problem?.detail == detail, "\(body): \(String(buffer: response.body))")
+                }
             }
             // The specialist lists its own; the owner sees every one.
             let mine = try await client.execute(uri: "/v1/elevated-sessions", method: .get, headers: fixture.auth("demo-specialist")) { Self.decode(ElevatedSessionList.self, $0) }
@@ -139,11 +155,13 @@ struct ElevatedSessionRouteTests {
                 ("no token", [.contentType: "application/json"], Self.json(["reason": good]), .unauthorized, "request.missingToken"),
                 ("a patient", fixture.auth("demo-patient"), Self.json(["reason": good]), .forbidden, "tenancy.notAMember"),
                 ("short reason", fixture.auth("demo-owner"), Self.json(["reason": "because"]), .badRequest, "tenancy.invalidReason"),
+                ("a NUL in the reason", fixture.auth("demo-owner"), Self.json(["reason": "Patient \u{0}collapsed in the hall"]), .badRequest, "tenancy.invalidReason"),
+                ("a reason of padding", fixture.auth("demo-owner"), Self.json(["reason": "   short    \n\t   "]), .badRequest, "tenancy.invalidReason"),
                 ("too short", fixture.auth("demo-owner"), Self.json(["reason": good, "duration_seconds": 10]), .badRequest, "tenancy.invalidContext"),
                 ("too long", fixture.auth("demo-owner"), Self.json(["reason": good, "duration_seconds": 86_400]), .badRequest, "tenancy.invalidContext"),
                 ("patient on break-glass", fixture.auth("demo-owner"), Self.json(["reason": good, "patient_id": UUIDv7.generate().lowercasedString]), .badRequest, "request.invalidField"),
-                ("not JSON", fixture.auth("demo-owner"), ByteBuffer(string: "reason=x"), .badRequest, "http.badRequest"),
-                ("wrong type", fixture.auth("demo-owner"), Self.json(["reason": 42]), .badRequest, "http.badRequest"),
+                ("not JSON", fixture.auth("demo-owner"), ByteBuffer(string: "reason=x"), .badRequest, "request.invalidField"),
+                ("wrong type", fixture.auth("demo-owner"), Self.json(["reason": 42]), .badRequest, "request.invalidField"),
             ]
             for (name, headers, body, status, code) in cases {
                 try await client.execute(uri: "/v1/break-glass-sessions", method: .post, headers: headers, body: body) { response in

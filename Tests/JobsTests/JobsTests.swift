@@ -418,6 +418,31 @@ struct JobsTests {
         }
     }
 
+    @Test("service-token: a token the Core API's verifier accepts for its audience and scopes; no secret or a short one is one clear line; bad flags refused")
+    func serviceToken() async throws {
+        let secret = "jobs-service-token-secret-0123456789abcdef"
+        let report = try await job(
+            ServiceToken.self, ["--service", "telemetry-api", "--scope", "b:write", "--scope", "a:read", "--lifetime", "120"],
+            environment: ["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN": secret]
+        )
+        let caller = try ServiceAccountTokens(secrets: [secret]).verify(report.token, audience: "restartix-core-api", requiring: "b:write")
+        #expect(caller.service == "telemetry-api" && caller.scopes == ["a:read", "b:write"] && report.scopes == ["a:read", "b:write"])
+        #expect(caller.expiresAt.timeIntervalSinceNow <= 121)
+        #expect(ServiceToken().lines(report) == [report.token], "the token alone, for $(...)")
+        for (environment, named) in [([String: String](), "TELEMETRY_INTERNAL_SVC_ACCT_TOKEN is not set"), (["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN": "short-one"], "is 9 bytes")] {
+            let error = await #expect(throws: (any Error).self) { try await job(ServiceToken.self, [], environment: environment) }
+            #expect(error.map { "\($0)" }?.contains(named) == true, "\(String(describing: error))")
+            #expect(error.map { "\($0)" }?.contains("short-one") == false)
+        }
+        let spaced = await #expect(throws: (any Error).self) {
+            try await job(ServiceToken.self, ["--service", "two words"], environment: ["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN": secret])
+        }
+        #expect(spaced.map { "\($0)" }?.contains("short names without spaces") == true)
+        for bad in [["--lifetime", "0"], ["--lifetime", "86401"], ["--scope"]] {
+            #expect(throws: (any Error).self, "\(bad)") { try ServiceToken.parse(bad) }
+        }
+    }
+
     @Test("bad input: each a clear error, nothing applied, no password; the binary exits non-zero with one line")
     func badInput() async throws {
         let dir = try temporaryDirectory()

@@ -55,6 +55,7 @@ func buildApplication(
             cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
             suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
             sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
+            serviceAccounts: configuration.serviceAccounts,
             debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
             activityInterval: configuration.activityInterval, logger: logger
         ),
@@ -145,6 +146,10 @@ func makeRouter(
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
     addAdminProviderRoutes(to: admin, providers: platform.providers, admin: platform.admin)
+    let internalRoutes = router.group("internal/v1")
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: ServiceAccountAuthMiddleware(tokens: platform.serviceAccounts))
+    addInternalRoutes(to: internalRoutes)
     finishServiceEdge(router, slot: routes)
     return router
 }
@@ -167,13 +172,16 @@ struct PlatformServices: Sendable {
     let providers: ProviderResolver
     /// Each user's last activity.
     let activity: UserActivity
+    /// Verifies the `/internal` routes' service-account tokens; `nil` when
+    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` is not set.
+    let serviceAccounts: ServiceAccountTokens?
 
     /// The services over `admin` and `tenants` (and `platform`, the admin role's plain
     /// database, for the suppression list under `keyring`); `cache` holds the directory's
     /// answers (Redis when configured), `suffixes` the platform's subdomain suffixes.
     init(
         admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, providers: ProviderResolver, cache: Aside,
-        suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil,
+        suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil, serviceAccounts: ServiceAccountTokens? = nil,
         debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60), logger: Logger = Logger(label: "restartix.core-api")
     ) {
         self.admin = admin
@@ -182,6 +190,7 @@ struct PlatformServices: Sendable {
         self.tenants = tenants
         self.clerkWebhooks = clerkWebhooks
         self.sesWebhooks = sesWebhooks
+        self.serviceAccounts = serviceAccounts
         suppressions = EmailSuppressions(database: platform, keyring: keyring)
         sessions = ElevatedSessions(admin: admin)
         auditLog = AuditLog(tenants: tenants)
@@ -234,7 +243,7 @@ func prepareDatabases(
         )
         if configuration.demoData, let admin {
             if try await DemoData.seed(admin, environment: configuration.environment) {
-                logger.notice("Created the demo clinics (Demo Clinic, Other Clinic); mint a token with: swift run restartix-jobs dev-token --as demo-owner (or demo-specialist, demo-patient, other-owner)")
+                logger.notice("Created the demo clinics (Demo Clinic, Other Clinic); mint a token with: swift run restartix-jobs dev-token --as demo-owner (or \(DemoData.people.dropFirst().map(\.handle).joined(separator: ", ")))")
             }
         }
     }

@@ -60,6 +60,9 @@ struct CoreAPIConfiguration: Sendable {
     /// How SNS certificates and confirmations are fetched (`nil`: AsyncHTTPClient over the
     /// network); tests serve them locally.
     var snsFetch: SNSVerifier.Fetch?
+    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` (and `_PREVIOUS` during a rotation): verifies the
+    /// service-account tokens of the `/internal` routes (nil: they answer 503).
+    var serviceAccounts: ServiceAccountTokens?
     /// The most often one user's last activity is written (60 s).
     var activityInterval: Duration = .seconds(60)
 
@@ -132,6 +135,14 @@ struct CoreAPIConfiguration: Sendable {
                 clerkWebhookVerifier = try WebhookVerifier(secrets: secrets.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init))
             } catch {
                 throw ConfigurationError(.invalidValue, "CLERK_WEBHOOK_SECRET must be whsec_ followed by base64 (several, space-separated, during a rotation)")
+            }
+        }
+        let accountSecrets = [ServiceAccountTokens.secretVariable, ServiceAccountTokens.secretVariable + "_PREVIOUS"]
+            .reduce(into: [String: String]()) { found, key in found[key] = service.string(key) }
+        if !accountSecrets.isEmpty {
+            do { serviceAccounts = try ServiceAccountTokens(environment: accountSecrets) } catch {
+                // The error names the variable and the rule (32+ bytes), never the value.
+                throw ConfigurationError(.invalidValue, error.safeDetail)
             }
         }
         if let text = service.string("TENANT_SUBDOMAIN_SUFFIXES") {

@@ -46,8 +46,8 @@ public enum ServiceKeys {
         ServiceKey("BACKUP_ENCRYPTION_KEY", "the dump envelope key (base64, 32 bytes)", default: "unset", secret: true, [.coreAPI, .jobs]),
         ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET", "HS256 secret of telemetry session tokens (32+ bytes); _PREVIOUS during a rotation", default: "unset", secret: true, api),
         ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET_PREVIOUS", "the previous session-token secret, accepted during a rotation", default: "unset", secret: true, api),
-        ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN", "HS256 secret of service-account tokens (32+ bytes)", default: "unset", secret: true, api),
-        ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS", "the previous service-account secret, accepted during a rotation", default: "unset", secret: true, api),
+        ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN", "HS256 secret of service-account tokens (32+ bytes): the Core API verifies them on /internal routes (unset: 503 there), the Telemetry API and `restartix-jobs service-token` sign", default: "unset", secret: true, all3),
+        ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS", "the previous service-account secret, accepted during a rotation", default: "unset", secret: true, all3),
         // AWS
         ServiceKey("AWS_REGION", "the AWS region (AWS_DEFAULT_REGION as a fallback)", default: "unset (provider seeds: eu-central-1)", [.coreAPI, .jobs]),
         ServiceKey("AWS_DEFAULT_REGION", "the region when AWS_REGION is unset", default: "unset", [.coreAPI, .jobs]),

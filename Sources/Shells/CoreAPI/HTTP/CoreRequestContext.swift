@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixTenancy
@@ -15,6 +16,8 @@ struct CoreRequestContext: IdentifiedRequestContext {
     var tenant: TenantContext?
     /// On the admin routes: the platform administrator's user id.
     var platformAdmin: UUID?
+    /// On the `/internal` routes: the calling service, as its service-account token says.
+    var service: ServicePrincipal?
 
     let peerAddress: String?
     var clientAddress: String?
@@ -27,6 +30,9 @@ struct CoreRequestContext: IdentifiedRequestContext {
     /// Request bodies are JSON documents of a few kilobytes: 1 MiB is generous, and a larger
     /// one is refused with 413 before it is read whole.
     var maxUploadSize: Int { 1 << 20 }
+
+    /// JSON bodies whose decoding failure names the field and the rule (400 `request.invalidField`).
+    var requestDecoder: JSONBodyDecoder { JSONBodyDecoder() }
 
     /// JSON answers with sorted keys: the same document for the same answer, every time.
     var responseEncoder: JSONEncoder {

@@ -19,7 +19,8 @@ enum OpenAPIDocument {
       "servers": [{"url": "http://127.0.0.1:8080"}],
       "components": {
         "securitySchemes": {
-          "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A Clerk session token, or in development a token of the local development issuer."}
+          "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A Clerk session token, or in development a token of the local development issuer."},
+          "serviceAccount": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A service-account token (HS256 under TELEMETRY_INTERNAL_SVC_ACCT_TOKEN, audience restartix-core-api), for the platform's own services."}
         },
         "schemas": {
           "Problem": {
@@ -39,6 +40,33 @@ enum OpenAPIDocument {
             "required": ["status"],
             "properties": {"status": {"type": "string", "enum": ["ok", "ready", "unavailable"]}}
           },
+          "SNSMessage": {
+            "type": "object",
+            "description": "An Amazon SNS HTTP(S) message; only its signature (SignatureVersion 1 or 2, by the certificate at SigningCertURL on the topic's regional SNS host) makes it one to act on.",
+            "required": ["Type", "MessageId", "TopicArn", "Message", "Timestamp", "SignatureVersion", "Signature", "SigningCertURL"],
+            "properties": {
+              "Type": {"type": "string", "enum": ["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]},
+              "MessageId": {"type": "string"},
+              "TopicArn": {"type": "string"},
+              "Subject": {"type": "string"},
+              "Message": {"type": "string"},
+              "Timestamp": {"type": "string"},
+              "SignatureVersion": {"type": "string", "enum": ["1", "2"]},
+              "Signature": {"type": "string"},
+              "SigningCertURL": {"type": "string"},
+              "SubscribeURL": {"type": "string"},
+              "Token": {"type": "string"}
+            }
+          },
+          "ServiceWhoAmI": {
+            "type": "object",
+            "required": ["service", "scopes", "expires_at"],
+            "properties": {
+              "service": {"type": "string", "description": "The calling service (the token's sub)."},
+              "scopes": {"type": "array", "items": {"type": "string"}},
+              "expires_at": {"type": "string", "format": "date-time"}
+            }
+          },
           "Me": {
             "type": "object",
             "required": ["organization_id", "user_id", "role"],
@@ -48,13 +76,29 @@ enum OpenAPIDocument {
               "role": {"type": "string", "enum": ["owner", "admin", "specialist", "assistant", "patient"]}
             }
           },
-          "OpenSession": {
+          "Reason": {
+            "type": "string",
+            "description": "Why; recorded on the session and its audit row: 10 to 2000 characters besides the whitespace around them, no control characters but tabs and line breaks.",
+            "minLength": 10,
+            "maxLength": 2000,
+            "allOf": [{"pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$"}, {"pattern": "\\S[\\s\\S]{8,}\\S"}]
+          },
+          "OpenBreakGlass": {
             "type": "object",
             "required": ["reason"],
             "properties": {
-              "reason": {"type": "string", "minLength": 10, "maxLength": 2000, "description": "Why; recorded on the session and its audit row."},
-              "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 14400, "description": "Default: 3600 (break-glass), 1800 (impersonation)."},
-              "patient_id": {"type": "string", "format": "uuid", "description": "Impersonation only: the patient to act as."}
+              "reason": {"$ref": "#/components/schemas/Reason"},
+              "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 14400, "description": "Default: 3600."},
+              "patient_id": false
+            }
+          },
+          "OpenImpersonation": {
+            "type": "object",
+            "required": ["reason", "patient_id"],
+            "properties": {
+              "reason": {"$ref": "#/components/schemas/Reason"},
+              "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 14400, "description": "Default: 1800."},
+              "patient_id": {"type": "string", "format": "uuid", "description": "The patient to act as, one of the clinic's (else 404)."}
             }
           },
           "ElevatedSession": {
@@ -205,7 +249,7 @@ enum OpenAPIDocument {
             "operationId": "openBreakGlass",
             "summary": "Open a break-glass session: emergency access to every record of the clinic, each transaction audited (the clinic's staff).",
             "security": [{"bearer": []}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenSession"}}}},
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenBreakGlass"}}}},
             "responses": {
               "201": {"description": "Opened.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ElevatedSession"}}}},
               "400": {"$ref": "#/components/responses/Problem"},
@@ -239,12 +283,13 @@ enum OpenAPIDocument {
             "operationId": "openImpersonation",
             "summary": "Open an impersonation session: act as one patient of the clinic, each transaction audited (the clinic's staff).",
             "security": [{"bearer": []}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenSession"}}}},
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenImpersonation"}}}},
             "responses": {
               "201": {"description": "Opened.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ElevatedSession"}}}},
               "400": {"$ref": "#/components/responses/Problem"},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
               "413": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
@@ -273,7 +318,7 @@ enum OpenAPIDocument {
             "operationId": "resolveOrganization",
             "summary": "Which active clinic a web address belongs to: a platform subdomain ({slug}.clinic.restartix.pro) or a verified custom domain. No token.",
             "parameters": [
-              {"name": "domain", "in": "query", "required": true, "schema": {"type": "string", "minLength": 3, "maxLength": 253}, "description": "The host name the app was opened at."}
+              {"name": "domain", "in": "query", "required": true, "schema": {"type": "string", "minLength": 3, "maxLength": 253, "pattern": "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?(:[0-9]{1,5})?$"}, "description": "The host name the app was opened at (a port and a final dot are ignored; case does not matter)."}
             ],
             "responses": {
               "200": {"description": "The clinic.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResolvedOrganization"}}}},
@@ -308,7 +353,7 @@ enum OpenAPIDocument {
           "post": {
             "operationId": "sesWebhook",
             "summary": "SES bounce and complaint notifications through SNS (signature, certificate host and topic verified); subscription confirmations confirmed.",
-            "requestBody": {"required": true, "content": {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}},
+            "requestBody": {"required": true, "description": "An SNS message as SNS posts it (Content-Type text/plain, the body a JSON document).", "content": {"text/plain": {"schema": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"$ref": "#/components/schemas/SNSMessage"}}}, "application/json": {"schema": {"$ref": "#/components/schemas/SNSMessage"}}}},
             "responses": {
               "200": {"description": "Applied, a duplicate, ignored, or the subscription confirmed.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookReceipt"}}}},
               "400": {"$ref": "#/components/responses/Problem"},
@@ -343,11 +388,11 @@ enum OpenAPIDocument {
             "parameters": [
               {"name": "capability", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}},
               {"name": "organization_id", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "A clinic's override; absent: the platform default."},
-              {"name": "If-Match", "in": "header", "required": true, "schema": {"type": "string"}, "description": "The provider's ETag (its version in quotes)."}
+              {"name": "If-Match", "in": "header", "required": true, "schema": {"type": "string", "pattern": "^(W/)?\"[0-9]{1,18}\"$"}, "description": "The provider's ETag (its version in quotes)."}
             ],
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
-              "provider_kind": {"type": "string"},
-              "config": {"type": "object", "additionalProperties": {"type": "string"}},
+              "provider_kind": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
+              "config": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Settings by name; each is checked against the provider's kind (422 names the one that fails)."},
               "secrets": {"type": "object", "additionalProperties": {"type": "string"}}
             }}}}},
             "responses": {
@@ -407,6 +452,19 @@ enum OpenAPIDocument {
               "400": {"$ref": "#/components/responses/Problem"},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/internal/v1/whoami": {
+          "get": {
+            "operationId": "serviceWhoAmI",
+            "summary": "The calling service, as its service-account token says (a deploy check that the services' secrets agree).",
+            "security": [{"serviceAccount": []}],
+            "responses": {
+              "200": {"description": "The calling service.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ServiceWhoAmI"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }

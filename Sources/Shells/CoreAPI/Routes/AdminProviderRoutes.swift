@@ -46,6 +46,16 @@ struct ProviderPatch: Decodable, Sendable {
     let provider_kind: String?
     let config: [String: String]?
     let secrets: [String: String]?
+
+    /// Each field may be absent (left as it is), never `null` (the document's rule).
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        provider_kind = try JSONBodyDecoder.optional(String.self, .provider_kind, in: container)
+        config = try JSONBodyDecoder.optional([String: String].self, .config, in: container)
+        secrets = try JSONBodyDecoder.optional([String: String].self, .secrets, in: container)
+    }
+
+    enum CodingKeys: String, CodingKey { case provider_kind, config, secrets }
 }
 
 /// `If-Match` names another version than the row's (412), or is missing (428).
@@ -83,13 +93,15 @@ func addAdminProviderRoutes(to group: RouterGroup<CoreRequestContext>, providers
             organization = try uuid(String(text), field: "organization_id")
         }
         guard let ifMatch = request.headers[.ifMatch] else { throw PreconditionError(missing: true, current: nil) }
-        guard let expected = Int(ifMatch.trimmingCharacters(in: CharacterSet(charactersIn: "\" W/"))) else {
+        // An entity tag as RFC 9110 writes it: "7", or W/"7" (weak tags compare the same here).
+        let tag = ifMatch.hasPrefix("W/") ? ifMatch.dropFirst(2) : Substring(ifMatch)
+        guard tag.count >= 3, tag.count <= 20, tag.first == "\"", tag.last == "\"", let expected = Int(tag.dropFirst().dropLast()), expected >= 0 else {
             throw RequestError(.invalidField, "If-Match must be the provider's ETag, its version in quotes")
         }
         let patch = try await request.decode(as: ProviderPatch.self, context: context)
         var kind: ProviderKind?
         if let name = patch.provider_kind {
-            do { kind = try ProviderKind(name) } catch { throw RequestError(.invalidField, "provider_kind must be 1-32 characters of a-z, 0-9 and _") }
+            do { kind = try ProviderKind(name) } catch { throw RequestError(.invalidField, "provider_kind must be 1-32 characters of a-z, 0-9 and _, starting with a letter") }
         }
         let record: ProviderRecord
         do {

@@ -13,6 +13,16 @@ struct OpenSessionRequest: Decodable, Sendable {
     let duration_seconds: Int?
     /// Impersonation only: the patient to act as.
     let patient_id: String?
+
+    /// The optional fields may be absent, never `null` (the document's rule).
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        reason = try container.decode(String.self, forKey: .reason)
+        duration_seconds = try JSONBodyDecoder.optional(Int.self, .duration_seconds, in: container)
+        patient_id = try JSONBodyDecoder.optional(String.self, .patient_id, in: container)
+    }
+
+    enum CodingKeys: String, CodingKey { case reason, duration_seconds, patient_id }
 }
 
 /// A session as the API shows it (ids lower case, times ISO 8601 in UTC).
@@ -102,6 +112,7 @@ func addElevatedSessionRoutes(to group: RouterGroup<CoreRequestContext>, session
                     organization: tenant.organizationID, user: tenant.userID, reason: body.reason, duration: duration ?? .seconds(3600)
                 )
             case .impersonation:
+                guard body.patient_id != nil else { throw RequestError(.invalidField, "patient_id is required") }
                 session = try await sessions.openImpersonation(
                     organization: tenant.organizationID, actor: tenant.userID, patient: try uuid(body.patient_id, field: "patient_id"),
                     reason: body.reason, duration: duration ?? .seconds(1800)
