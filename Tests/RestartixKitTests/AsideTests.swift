@@ -3,6 +3,7 @@ import Logging
 import RestartixRedis
 import RestartixKit
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// Cache-aside in Redis (shared by instances) and in memory: hits, misses, TTL, single flight,

@@ -5,6 +5,7 @@ import RestartixPlatform
 @testable import RestartixRedis
 @testable import RestartixKit
 import Synchronization
+import RestartixTestSupport
 import Testing
 
 /// The Redis-backed services against real redis-server processes, each beside its in-process

@@ -1,30 +1,29 @@
-import Foundation
-import RestartixTestSupport
+public import Foundation
 import Testing
 
 /// A private `redis-server` for tests that stop, pause or reconfigure their server (timeouts,
 /// reconnects, passwords, TLS), on a free loopback port, without persistence. Stopped and its
 /// folder removed by ``stop()``.
-final class RedisServer: @unchecked Sendable {
-    let port: Int
-    let directory: URL
+public final class RedisServer: @unchecked Sendable {
+    public let port: Int
+    public let directory: URL
     private let arguments: [String]
     private var process: Process?
 
     /// `redis-server` is on the machine; under CI its absence fails the test.
-    static var available: Bool {
+    public static var available: Bool {
         let found = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].contains { FileManager.default.isExecutableFile(atPath: $0) }
-        if !found && TestBackend.servicesRequired { Issue.record("redis-server is not installed: run the tests with Scripts/test-all") }
+        if !found && RequiredServices.areRequired { Issue.record("redis-server is not installed: run the tests with Scripts/test-all") }
         return found
     }
 
-    static var binary: String {
+    public static var binary: String {
         ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "redis-server"
     }
 
     /// A server with `extra` arguments (`--requirepass`); with `tls` (certificate, key and CA
     /// files) it listens for TLS only, on ``port``.
-    init(extra: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) throws {
+    public init(extra: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) throws {
         let port = try Self.freePort()
         self.port = port
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-redis-\(UUID().uuidString)")
@@ -37,7 +36,7 @@ final class RedisServer: @unchecked Sendable {
     }
 
     /// Starts (or restarts) the server on the same port and waits until it accepts connections.
-    func start() throws {
+    public func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
@@ -51,7 +50,7 @@ final class RedisServer: @unchecked Sendable {
     /// Stops the server at once (SIGKILL: a crash, nothing to save) and waits until it is gone.
     /// SIGKILL because a child of the test process may inherit a signal mask that blocks
     /// SIGTERM; `waitpid` rather than `Process.waitUntilExit`, which spins a run loop.
-    func kill() {
+    public func kill() {
         guard let process else { return }
         let pid = process.processIdentifier
         Foundation.kill(pid, SIGKILL)
@@ -66,18 +65,18 @@ final class RedisServer: @unchecked Sendable {
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
-    func pause() { if let process { Foundation.kill(process.processIdentifier, SIGSTOP) } }
+    public func pause() { if let process { Foundation.kill(process.processIdentifier, SIGSTOP) } }
 
     /// Unfreezes it (SIGCONT).
-    func resume() { if let process { Foundation.kill(process.processIdentifier, SIGCONT) } }
+    public func resume() { if let process { Foundation.kill(process.processIdentifier, SIGCONT) } }
 
-    func stop() {
+    public func stop() {
         resume()
         kill()
         try? FileManager.default.removeItem(at: directory)
     }
 
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -92,7 +91,7 @@ final class RedisServer: @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func waitUntilListening(port: Int, timeout: TimeInterval = 10) throws {
+    public static func waitUntilListening(port: Int, timeout: TimeInterval = 10) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
