@@ -360,14 +360,18 @@ public final class ElevatedSessions: Sendable {
     }
 
     private func validated(reason: String, duration: Duration) throws(TenancyError) -> String {
-        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        // Free text, but no control characters: a NUL would end the text early for SQLite's
-        // length() and is refused outright by Postgres; the others only hide what was written.
-        guard !trimmed.unicodeScalars.contains(where: { $0.value < 0x20 ? !"\t\n\r".unicodeScalars.contains($0) : $0.value == 0x7F }) else {
+        // Free text, but no control characters (C0, DEL, C1), checked before trimming: a NUL would
+        // end the text early for SQLite's length() and is refused outright by Postgres; the
+        // others only hide what was written.
+        guard !reason.unicodeScalars.contains(where: { scalar in
+            scalar.value < 0x20 ? !"\t\n\r".unicodeScalars.contains(scalar) : (0x7F...0x9F).contains(scalar.value)
+        }) else {
             throw TenancyError(.invalidReason, "a reason has no control characters (tabs and line breaks are fine)")
         }
-        // Counted as the database counts it (`length()`: code points, not grapheme clusters).
-        guard (10...2000).contains(trimmed.unicodeScalars.count) else {
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Counted as the database counts it (`length()`: code points, not grapheme clusters), at
+        // most 2000 as sent and at least 10 besides the whitespace around them.
+        guard reason.unicodeScalars.count <= 2000, (10...2000).contains(trimmed.unicodeScalars.count) else {
             throw TenancyError(.invalidReason, "an elevated session needs a reason of 10-2000 characters")
         }
         guard duration >= .seconds(60), duration <= maximumDuration else {

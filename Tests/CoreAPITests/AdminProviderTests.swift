@@ -97,6 +97,11 @@ struct AdminProviderTests {
                     #expect(response.status == .badRequest, "\(tag)")
                 }
             }
+            // A key the client chose (a secret's name) is never echoed: it can hold data.
+            try await client.execute(uri: "/v1/admin/platform-service-providers/email", method: .patch, headers: two, body: ByteBuffer(string: #"{"secrets": {"AKIAEXAMPLEKEY123": 5}}"#)) { response in
+                #expect(response.status == .badRequest && Self.decode(Problem.self, response)?.detail == "secrets[key] must be a string")
+                #expect(!String(buffer: response.body).contains("AKIAEXAMPLEKEY123"))
+            }
             // A null field is refused by name; leaving it out is how a field keeps its value.
             try await client.execute(uri: "/v1/admin/platform-service-providers/email", method: .patch, headers: two, body: ByteBuffer(string: #"{"secrets": null}"#)) { response in
                 #expect(response.status == .badRequest && Self.decode(Problem.self, response)?.detail == "secrets must not be null")

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import RestartixCrypto
 import RestartixKit
+import RestartixTenancy
 import RestartixTestSupport
 import ServiceSupport
 import Testing
@@ -61,6 +62,9 @@ struct InternalRouteTests {
         var parts = good.split(separator: ".").map(String.init)
         parts[1] = Base64URL.encode(Data(#"{"iss":"restartix","sub":"telemetry-api","aud":"restartix-core-api","scope":"admin","exp":9999999999}"#.utf8))
         let tampered = parts.joined(separator: ".")
+        // A development token signed with the very same secret is still no service-account token.
+        let sameSecretUser = try await LocalDevIssuer(environment: .development, secret: Self.current)
+            .issue(user: UUID(), organization: UUID())
         let cases: [(String, HTTPFields, String)] = [
             ("no token", [:], "request.missingToken"),
             ("a user's session token", Self.bearer(tokens["demo-owner"]!), "token.invalidSignature"),
@@ -68,6 +72,7 @@ struct InternalRouteTests {
             ("another secret", Self.bearer(otherSecret), "token.invalidSignature"),
             ("expired", Self.bearer(expired), "token.expired"),
             ("tampered claims", Self.bearer(tampered), "token.invalidSignature"),
+            ("a user's token under the same secret", Self.bearer(sameSecretUser), "token.wrongIssuer"),
         ]
         try await app.test(.router) { client in
             for (name, headers, code) in cases {
@@ -85,7 +90,7 @@ struct InternalRouteTests {
         }
     }
 
-    @Test("without TELEMETRY_INTERNAL_SVC_ACCT_TOKEN every internal call is 503 service.notConfigured, naming the setting")
+    @Test("without TELEMETRY_INTERNAL_SVC_ACCT_TOKEN every internal call with a token is 503 service.notConfigured, naming the setting; without one, 401")
     func notConfigured() async throws {
         let (app, directory, _, _) = try await DemoAPI.make("core-internal-unset")
         defer { directory.remove() }
@@ -97,6 +102,8 @@ struct InternalRouteTests {
                 #expect(problem?.code == "service.notConfigured")
                 #expect(problem?.detail.contains("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN") == true)
             }
+            // Without a token it is 401 all the same: nothing of the configuration shows.
+            try await client.execute(uri: "/internal/v1/whoami", method: .get) { #expect($0.status == .unauthorized) }
         }
     }
 

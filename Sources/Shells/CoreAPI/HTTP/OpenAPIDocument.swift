@@ -81,7 +81,7 @@ enum OpenAPIDocument {
             "description": "Why; recorded on the session and its audit row: 10 to 2000 characters besides the whitespace around them, no control characters but tabs and line breaks.",
             "minLength": 10,
             "maxLength": 2000,
-            "allOf": [{"pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$"}, {"pattern": "\\S[\\s\\S]{8,}\\S"}]
+            "allOf": [{"pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"}, {"pattern": "\\S[\\s\\S]{8,}\\S"}]
           },
           "OpenBreakGlass": {
             "type": "object",

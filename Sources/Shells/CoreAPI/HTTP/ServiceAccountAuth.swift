@@ -20,9 +20,12 @@ struct ServiceAccountAuthMiddleware: RouterMiddleware {
     let tokens: ServiceAccountTokens?
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        // No token is 401 whether or not this deployment verifies any: a caller without one
+        // learns nothing of the configuration, and cannot make the service log errors at will.
+        let token = try bearerToken(request)
         guard let tokens else { throw ServiceAccountsNotConfigured() }
         var context = context
-        let caller = try tokens.verify(try bearerToken(request), audience: coreAPIServiceAudience)
+        let caller = try tokens.verify(token, audience: coreAPIServiceAudience)
         context.service = caller
         context.principal.record(["service": .string(caller.service)])
         return try await next(request, context)

@@ -95,7 +95,10 @@ func addAdminProviderRoutes(to group: RouterGroup<CoreRequestContext>, providers
         guard let ifMatch = request.headers[.ifMatch] else { throw PreconditionError(missing: true, current: nil) }
         // An entity tag as RFC 9110 writes it: "7", or W/"7" (weak tags compare the same here).
         let tag = ifMatch.hasPrefix("W/") ? ifMatch.dropFirst(2) : Substring(ifMatch)
-        guard tag.count >= 3, tag.count <= 20, tag.first == "\"", tag.last == "\"", let expected = Int(tag.dropFirst().dropLast()), expected >= 0 else {
+        let digits = tag.dropFirst().dropLast()
+        guard tag.count >= 3, tag.count <= 20, tag.first == "\"", tag.last == "\"", digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+            let expected = Int(digits)
+        else {
             throw RequestError(.invalidField, "If-Match must be the provider's ETag, its version in quotes")
         }
         let patch = try await request.decode(as: ProviderPatch.self, context: context)

@@ -46,22 +46,27 @@ public struct JSONBodyDecoder: RequestDecoder {
         }
     }
 
-    /// `items[2].name`. A key a client chose (a dictionary's) is named only when it looks like a
-    /// field name (letters, digits, `_`, `-`, up to 64), else `[key]`: a key can hold data.
+    /// `items[2].name`. A field is named only when its key is one of a body type's own
+    /// `CodingKeys`; a key the client chose (a dictionary's: a secret's name, an e-mail) is
+    /// `[key]`, since it can hold data.
     static func path(_ keys: [any CodingKey]) -> String {
         var text = ""
         for key in keys {
-            if let index = key.intValue {
+            if let index = key.intValue, !isDeclared(key) {
                 text += "[\(index)]"
-            } else if (1...64).contains(key.stringValue.utf8.count),
-                key.stringValue.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 })
-            {
+            } else if isDeclared(key) {
                 text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
             } else {
                 text += "[key]"
             }
         }
         return text.isEmpty ? "the body" : text
+    }
+
+    /// A key of a Codable type's own (`CodingKeys`, synthesized or written), not one the
+    /// decoder made for an array index or a dictionary's key.
+    static func isDeclared(_ key: any CodingKey) -> Bool {
+        String(reflecting: type(of: key)).hasSuffix(".CodingKeys")
     }
 
     /// What JSON value `type` wants, in words.
