@@ -418,6 +418,33 @@ struct JobsTests {
         }
     }
 
+    @Test("demo-data: the demo clinics and people on a migrated database, once; refused in staging and production before connecting")
+    func demoData() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("jobs.sqlite").path
+        _ = try await job(Migrate.self, ["--database-url", "sqlite://" + path])
+        let first = try await job(DemoDataJob.self, ["--database-url", "sqlite://" + path])
+        #expect(first.created && first.people == DemoData.people.map(\.handle))
+        #expect(try await job(DemoDataJob.self, ["--database-url", "sqlite://" + path]).created == false, "a second run creates nothing")
+        // The people are there as the tokens say: the owner is a member, the operator an administrator.
+        let admin = AdminDatabase(configuration: DatabaseConfiguration(sqlitePath: path), logger: Logger(label: "restartix.tests.jobs"))
+        let (members, operators) = try await admin.unscoped(reason: "jobs test: demo people", actor: .system("tests")) { tx in
+            (
+                try #require(try await tx.first("SELECT count(*) AS n FROM memberships")).decode("n", as: Int.self),
+                try #require(try await tx.first("SELECT count(*) AS n FROM users WHERE is_platform_admin")).decode("n", as: Int.self)
+            )
+        }
+        await admin.shutdown()
+        #expect(members == DemoData.people.filter { $0.role != nil }.count && operators == 1)
+        for environment in ["staging", "production"] {
+            let refused = await #expect(throws: (any Error).self) {
+                try await job(DemoDataJob.self, ["--database-url", "postgres://nobody@127.0.0.1:1/none"], environment: ["APP_ENV": environment])
+            }
+            #expect(refused.map { "\($0)" }?.contains("refused in \(environment)") == true, "\(String(describing: refused))")
+        }
+    }
+
     @Test("service-token: a token the Core API's verifier accepts for its audience and scopes; no secret or a short one is one clear line; bad flags refused")
     func serviceToken() async throws {
         let secret = "jobs-service-token-secret-0123456789abcdef"
