@@ -12,7 +12,7 @@ import RestartixProviders
 import RestartixRedis
 import RestartixTenancy
 import RestartixTestSupport
-import ServiceSupport
+@testable import ServiceSupport
 import Testing
 
 /// The Core API's HTTP layer: the contract, request ids, problem+json, 405, 413, logs.
@@ -50,7 +50,9 @@ struct HTTPLayerTests {
                 "the principal's ids reach the line the edge writes: \(signedIn.metadata)")
         let me = try #require(lines.first { $0.metadata["request_id"] == "req-7" })
         #expect(me.metadata["http.route"] == "/v1/me" && me.metadata["http.status"] == "401" && me.metadata["http.method"] == "GET")
-        #expect(me.metadata["duration_ms"] != nil)
+        // Milliseconds with one decimal, as "12.3".
+        #expect(me.metadata["duration_ms"].map { "\($0)".wholeMatch(of: /[0-9]+\.[0-9]/) != nil } == true, "\(String(describing: me.metadata["duration_ms"]))")
+        #expect([0, 0.04, 0.05, 12.34, 1234.56, 99.99].map(ServiceEdgeMiddleware<CoreRequestContext>.tenths) == ["0.0", "0.0", "0.1", "12.3", "1234.6", "100.0"])
         let everything = logs.entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
         #expect(me.metadata["organization_id"] == nil, "no principal on a refused request")
         for secret in ["hunter2", "ana", "Popescu", "example.com"] {

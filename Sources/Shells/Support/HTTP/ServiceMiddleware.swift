@@ -81,7 +81,7 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
             "http.method": .string(request.method.rawValue),
             "http.route": .string(context.endpointPath ?? "unmatched"),
             "http.status": .string(String(response.status.code)),
-            "duration_ms": .string(String(format: "%.1f", Self.milliseconds(ContinuousClock.now - start))),
+            "duration_ms": .string(Self.tenths(Self.milliseconds(ContinuousClock.now - start))),
         ]
         metadata.merge(context.principal.metadata) { $1 }
         context.logger.info("Request", metadata: metadata)
@@ -97,6 +97,13 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
             return header
         }
         return UUIDv7.generate().lowercasedString
+    }
+
+    /// `value` with one decimal, "12.3". (Not `String(format:)`: Foundation's formatter on Linux
+    /// cost a tenth of the Core API's `/health` throughput, once per access log line.)
+    static func tenths(_ value: Double) -> String {
+        let tenths = Int((Swift.max(0, value) * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
     }
 
     static func milliseconds(_ duration: Duration) -> Double {
