@@ -6,7 +6,7 @@ import RestartixKit
 import RestartixPlatform
 import RestartixProviders
 import RestartixTenancy
-import ServiceSupport
+@testable import ServiceSupport
 import Testing
 
 /// The executables' one configuration layer (ServiceSupport): every key documented once,
@@ -199,7 +199,11 @@ struct ServiceConfigurationTests {
         #expect(first["level"] as? String == "info")
         #expect(first["label"] as? String == "restartix.test")
         #expect(first["message"] as? String == "served")
-        #expect((first["timestamp"] as? String)?.hasSuffix("Z") == true)
+        #expect((first["timestamp"] as? String)?.wholeMatch(of: /[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z/) != nil, "\(first)")
+        // The same instant as ISO 8601 with milliseconds says it, to the millisecond.
+        let instant = Date(timeIntervalSince1970: 1_764_920_400.987_6)
+        #expect(JSONLogHandler.timestamp(instant) == "2025-12-05T07:40:00.987Z")
+        #expect(JSONLogHandler.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
         let metadata = try #require(first["metadata"] as? [String: Any])
         #expect(metadata["request_id"] as? String == "req-1" && metadata["status"] as? String == "200")
         #expect(metadata["ids"] as? [String] == ["a", "b"])
