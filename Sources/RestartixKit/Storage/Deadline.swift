@@ -60,9 +60,15 @@ extension Database {
 extension DispatchTime {
     /// The dispatch time at which `instant` of the continuous clock comes (now, if it is past).
     package static func at(_ instant: ContinuousClock.Instant) -> DispatchTime {
-        let (seconds, attoseconds) = Swift.max(.zero, instant - .now).components
-        // Clamped to a year: no deadline here is longer, and nanoseconds of an Int stay in range.
-        let nanoseconds = Swift.min(seconds, 365 * 86_400) * 1_000_000_000 + attoseconds / 1_000_000_000
-        return .now() + .nanoseconds(Int(nanoseconds))
+        .now() + .nanoseconds(Int(Swift.max(.zero, instant - .now).clampedNanoseconds))
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, clamped to a year: no deadline or timer of the kit or
+    /// its services is longer, and the nanoseconds stay in range of an `Int64`.
+    package var clampedNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return Swift.min(seconds, 365 * 86_400) * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

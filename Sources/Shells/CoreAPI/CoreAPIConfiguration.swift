@@ -137,8 +137,7 @@ struct CoreAPIConfiguration: Sendable {
                 throw ConfigurationError(.invalidValue, "CLERK_WEBHOOK_SECRET must be whsec_ followed by base64 (several, space-separated, during a rotation)")
             }
         }
-        let accountSecrets = [ServiceAccountTokens.secretVariable, ServiceAccountTokens.secretVariable + "_PREVIOUS"]
-            .reduce(into: [String: String]()) { found, key in found[key] = service.string(key) }
+        let accountSecrets = service.serviceAccountSecrets()
         if !accountSecrets.isEmpty {
             do { serviceAccounts = try ServiceAccountTokens(environment: accountSecrets) } catch {
                 // The error names the variable and the rule (32+ bytes), never the value.

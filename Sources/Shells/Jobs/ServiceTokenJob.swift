@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PlatformSupport
 import RestartixCrypto
 import RestartixKit
 import ServiceSupport
@@ -43,13 +44,8 @@ struct ServiceToken: Job {
     }
 
     func perform(_ context: JobContext) async throws -> Report {
-        let environment = context.service
-        var secrets: [String: String] = [:]
-        for key in [ServiceAccountTokens.secretVariable, ServiceAccountTokens.secretVariable + "_PREVIOUS"] {
-            secrets[key] = environment.string(key)
-        }
         do {
-            let tokens = try ServiceAccountTokens(environment: secrets)
+            let tokens = try ServiceAccountTokens(environment: context.service.serviceAccountSecrets())
             let token = try tokens.issue(service: service, audience: audience, scopes: Set(scopes), lifetime: .seconds(lifetime))
             return Report(token: token, service: service, audience: audience, scopes: scopes.sorted(), expiresAt: Date().addingTimeInterval(Double(lifetime)))
         } catch {

@@ -28,6 +28,14 @@ public struct KeyringConfiguration: Sendable, CustomStringConvertible, CustomRef
 // keyring and the provider seeds. Apart from ServiceSupport because their types live in
 // RestartixPlatform and RestartixProviders, which the Telemetry API must not link.
 extension ServiceEnvironment {
+    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` and its `_PREVIOUS`, those that are set, as
+    /// ``ServiceAccountTokens/init(environment:leeway:clock:)`` reads them: the Core API's
+    /// verifier and `restartix-jobs service-token` take their secrets from here.
+    public func serviceAccountSecrets() -> [String: String] {
+        [ServiceAccountTokens.secretVariable, ServiceAccountTokens.secretVariable + "_PREVIOUS"]
+            .reduce(into: [String: String]()) { found, key in found[key] = string(key) }
+    }
+
     /// The keyring the variables name: `ENCRYPTION_KEYS_SECRET_ID` (Secrets Manager), else
     /// `ENCRYPTION_KEYS_FILE`, else `ENCRYPTION_KEYS_KMS` (a KMS keyring document), else
     /// `ENCRYPTION_KEYS`; nil when none is set. The AWS sources take ``aws(for:)``.

@@ -52,10 +52,10 @@ public struct JSONBodyDecoder: RequestDecoder {
     static func path(_ keys: [any CodingKey]) -> String {
         var text = ""
         for key in keys {
-            if let index = key.intValue, !isDeclared(key) {
-                text += "[\(index)]"
-            } else if isDeclared(key) {
+            if isDeclared(key) {
                 text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
+            } else if let index = key.intValue {
+                text += "[\(index)]"
             } else {
                 text += "[key]"
             }

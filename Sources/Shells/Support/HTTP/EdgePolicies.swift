@@ -141,7 +141,7 @@ public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: Rout
                     defer { _ = state.compareExchange(expected: RequestState.running, desired: RequestState.finished, ordering: .acquiringAndReleasing) }
                     return try await handler.call(request, context)
                 }
-                let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds(timeout))) {
+                let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(timeout.clampedNanoseconds)) {
                     if state.compareExchange(expected: RequestState.running, desired: RequestState.timedOut, ordering: .acquiringAndReleasing).exchanged {
                         task.cancel()
                     }
@@ -170,12 +170,6 @@ private enum RequestState {
     static let running = 0
     static let finished = 1
     static let timedOut = 2
-}
-
-/// `duration` in whole nanoseconds, at most a year's.
-private func nanoseconds(_ duration: Duration) -> Int64 {
-    let (seconds, attoseconds) = duration.components
-    return Swift.min(seconds, 365 * 86_400) * 1_000_000_000 + attoseconds / 1_000_000_000
 }
 
 /// `next`, carried into the handler's task of ``RequestTimeoutMiddleware``.
