@@ -24,7 +24,7 @@ struct LiveFaultTests {
     @Test("Redis killed and back, Postgres restarted, PgBouncer killed: 2xx or 503 throughout, back within seconds, nothing lost")
     func restarts() async throws {
         guard RedisServer.available else { return }
-        let instance = try await DrillInstance.start(pgPort: 55534, pgbouncerPort: 56534)
+        let instance = try await DrillInstance.start()
         let redis: RedisServer
         do { redis = try RedisServer() } catch {
             await instance.stop()

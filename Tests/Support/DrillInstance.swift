@@ -5,7 +5,7 @@ import Glibc
 
 /// A Postgres and PgBouncer of a test's own, for tests that stop, restart or kill them (fault
 /// drills), made by `Scripts/services` in a private state directory on ports of their own
-/// (each test that makes one names its own pair, so two can run at once), removed by ``stop()``.
+/// (a free pair below the ephemeral range for each, so two can run at once), removed by ``stop()``.
 public struct DrillInstance: Sendable {
     /// Wherever the shared services run (or must, under CI), a test can make its own.
     public static var enabled: Bool {
@@ -27,18 +27,40 @@ public struct DrillInstance: Sendable {
         return url
     }
 
-    /// Starts one on `pgPort` and `pgbouncerPort` (RESTARTIX_DRILL_PG_PORT and
-    /// RESTARTIX_DRILL_PGBOUNCER_PORT override the fault drill's pair).
-    public static func start(pgPort: Int = 55533, pgbouncerPort: Int = 56533) async throws -> DrillInstance {
+    /// Starts one on `pgPort` and `pgbouncerPort`, or on a free pair below the ephemeral range
+    /// when they are nil (see ``LoopbackPorts``; RESTARTIX_DRILL_PG_PORT and
+    /// RESTARTIX_DRILL_PGBOUNCER_PORT name a pair instead). A pair another process takes
+    /// between the check and the bind is given up for another, twice at most.
+    public static func start(pgPort: Int? = nil, pgbouncerPort: Int? = nil) async throws -> DrillInstance {
+        let named = (pgPort ?? RequiredServices.value("RESTARTIX_DRILL_PG_PORT").flatMap { Int($0) },
+                     pgbouncerPort ?? RequiredServices.value("RESTARTIX_DRILL_PGBOUNCER_PORT").flatMap { Int($0) })
+        var attempt = 0
+        while true {
+            attempt += 1
+            let free = try LoopbackPorts.free(2)
+            let ports = (named.0 ?? free[0], named.1 ?? free[1])
+            do {
+                return try await start(directory: newDirectory(), pgPort: ports.0, pgbouncerPort: ports.1)
+            } catch let failure as Failed where failure.description.contains("already in use") && attempt < 3 && (named.0 == nil || named.1 == nil) {
+                continue
+            }
+        }
+    }
+
+    static func newDirectory() throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-drill-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        return directory
+    }
+
+    static func start(directory: String, pgPort: Int, pgbouncerPort: Int) async throws -> DrillInstance {
         let environment = [
             "RESTARTIX_SERVICES_DIR": directory,
             "RESTARTIX_SERVICES_ONLY": "postgres pgbouncer",
             // A commit acknowledged before a restart must survive it: drills count rows.
             "RESTARTIX_PG_SYNCHRONOUS_COMMIT": "on",
-            "RESTARTIX_PG_PORT": pgPort == 55533 ? RequiredServices.value("RESTARTIX_DRILL_PG_PORT") ?? "\(pgPort)" : "\(pgPort)",
-            "RESTARTIX_PGBOUNCER_PORT": pgbouncerPort == 56533 ? RequiredServices.value("RESTARTIX_DRILL_PGBOUNCER_PORT") ?? "\(pgbouncerPort)" : "\(pgbouncerPort)",
+            "RESTARTIX_PG_PORT": "\(pgPort)",
+            "RESTARTIX_PGBOUNCER_PORT": "\(pgbouncerPort)",
         ]
         let exports: String
         do {
@@ -47,6 +69,7 @@ public struct DrillInstance: Sendable {
         } catch {
             // Half up (one daemon started, the other refused): never leave it behind.
             _ = try? await run(["down"], environment: ["RESTARTIX_SERVICES_DIR": directory])
+            try? FileManager.default.removeItem(atPath: directory)
             throw error
         }
         var urls: [String: String] = [:]
