@@ -212,4 +212,33 @@ struct ServiceConfigurationTests {
         let second = try #require(JSONSerialization.jsonObject(with: Data(buffer.lines[1].utf8)) as? [String: Any])
         #expect(second["message"] as? String == "line\nbreak \"quoted\"")
     }
+
+    @Test("JSON log lines survive every control character, quotes, backslashes and non-ASCII text, keys sorted")
+    func jsonLineEscaping() throws {
+        var awkward = (0..<0x20).map { String(UnicodeScalar(UInt8($0))) }
+        awkward += ["\"", "\\", "/", "\u{7F}", "é", "🩺", "\u{2028}", "\u{200B}", "a\"b\\c\nd", "</script>", ""]
+        let buffer = JSONLogHandler.LineBuffer()
+        var logger = Logger(label: "restartix.\"label\"") { JSONLogHandler(label: $0, sink: .memory(buffer), metadataProvider: nil) }
+        logger.logLevel = .trace
+        for text in awkward {
+            logger.info("\(text)", metadata: ["value": "\(text)", "\(text)key": "k", "list": [.string(text), ["inner": .string(text)]]])
+        }
+        #expect(buffer.lines.count == awkward.count)
+        for (text, line) in zip(awkward, buffer.lines) {
+            #expect(!line.contains("\n") && !line.utf8.contains { $0 < 0x20 }, "one line, no raw control character: \(line)")
+            let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            #expect(object["message"] as? String == text && object["label"] as? String == "restartix.\"label\"")
+            let metadata = try #require(object["metadata"] as? [String: Any])
+            #expect(metadata["value"] as? String == text && metadata["\(text)key"] as? String == "k", "\(line)")
+            let list = try #require(metadata["list"] as? [Any])
+            #expect(list.first as? String == text && (list.last as? [String: String])?["inner"] == text)
+        }
+        // Fixed field order and sorted metadata keys: the same event is the same bytes.
+        let first = try #require(buffer.lines.first)
+        #expect(first.hasPrefix(#"{"label":"restartix.\"label\"","level":"info","message":"\u0000","metadata":{"\u0000key":"k","list":["\u0000",{"inner":"\u0000"}],"value":"\u0000"},"source":"#), "\(first)")
+        #expect(buffer.lines[9].contains(#""message":"\t""#) && buffer.lines[10].contains(#""message":"\n""#) && buffer.lines[31].contains(#""message":"\u001f""#))
+        #expect(buffer.lines[34].contains(#""message":"/""#), "slashes as they are")
+        // A year past 9999 keeps every digit.
+        #expect(JSONLogHandler.timestamp(Date(timeIntervalSince1970: 253_402_300_800)) == "10000-01-01T00:00:00.000Z")
+    }
 }

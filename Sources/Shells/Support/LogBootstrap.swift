@@ -29,10 +29,10 @@ public enum LogBootstrap {
     }
 }
 
-/// A swift-log handler that writes one JSON object per line. swift-log ships only a text
-/// handler, and the listed packages have no JSON one; this is the smallest that gives the
-/// platform's pipeline what it parses (field names fixed, metadata as an object, one write per
-/// line so lines from concurrent tasks never interleave).
+/// A swift-log handler that writes one JSON object per line (``JSONLogLine``). swift-log ships
+/// only a text handler, and the listed packages have no JSON one; this is the smallest that
+/// gives the platform's pipeline what it parses (field names fixed, metadata as an object, one
+/// write per line so lines from concurrent tasks never interleave).
 public struct JSONLogHandler: LogHandler {
     /// Where lines go.
     public enum Sink: Sendable {
@@ -72,88 +72,47 @@ public struct JSONLogHandler: LogHandler {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let own = event.metadata { merged.merge(own) { $1 } }
-        let object = Line(
-            label: label, level: event.level.rawValue, message: event.message.description,
-            metadata: merged.isEmpty ? nil : merged.mapValues(MetadataValue.init), source: event.source, timestamp: Self.timestamp(Date())
+        let now = Self.now()
+        let line = JSONLogLine.render(
+            label: label, level: event.level, message: event.message.description, metadata: merged, source: event.source,
+            timestampSeconds: now.seconds, milliseconds: now.milliseconds
         )
-        guard let data = try? Self.encoder.encode(object), var line = String(data: data, encoding: .utf8) else { return }
-        line.append("\n")
         switch sink {
         case .standardError:
             // One write(2) per line where the system allows (on a pipe, atomic up to PIPE_BUF,
             // 4 KiB); a partial write is continued, an interrupted one retried.
-            var bytes = Array(line.utf8)[...]
-            while !bytes.isEmpty {
-                let written = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-                if written > 0 {
-                    bytes = bytes.dropFirst(written)
-                } else if written < 0, errno == EINTR {
-                    continue
-                } else {
-                    return
+            line.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written > 0 {
+                        offset += written
+                    } else if written < 0, errno == EINTR {
+                        continue
+                    } else {
+                        return
+                    }
                 }
             }
         case .memory(let buffer):
-            buffer.append(String(line.dropLast()))
+            buffer.append(String(decoding: line.dropLast(), as: UTF8.self))
         }
     }
 
-    /// One line. (Codable through one shared `JSONEncoder`, not `JSONSerialization` of a
-    /// dictionary: that, with a date style made per line, cut the Core API's `/health` to a
-    /// third of its rate with text logs, Benchmarks/service-footprint.)
-    struct Line: Encodable {
-        let label: String
-        let level: String
-        let message: String
-        let metadata: [String: MetadataValue]?
-        let source: String
-        let timestamp: String
+    /// The wall clock: whole seconds since 1970 and milliseconds.
+    static func now() -> (seconds: Int, milliseconds: Int) { wholeSeconds(Date().timeIntervalSince1970) }
+
+    static func wholeSeconds(_ interval: Double) -> (seconds: Int, milliseconds: Int) {
+        let seconds = Int(interval.rounded(.down))
+        return (seconds, Swift.min(999, Swift.max(0, Int((interval - Double(seconds)) * 1000))))
     }
-
-    /// A metadata value as JSON: a string, an array or an object.
-    enum MetadataValue: Encodable {
-        case string(String)
-        case array([MetadataValue])
-        case object([String: MetadataValue])
-
-        init(_ value: Logger.Metadata.Value) {
-            switch value {
-            case .string(let text): self = .string(text)
-            case .stringConvertible(let convertible): self = .string(convertible.description)
-            case .array(let values): self = .array(values.map(MetadataValue.init))
-            case .dictionary(let values): self = .object(values.mapValues(MetadataValue.init))
-            }
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            switch self {
-            case .string(let text): try container.encode(text)
-            case .array(let values): try container.encode(values)
-            case .object(let values): try container.encode(values)
-            }
-        }
-    }
-
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
 
     /// `2026-12-05T07:40:00.123Z`: UTC, milliseconds (the ISO 8601 form the pipeline parses),
-    /// from `gmtime_r` rather than a date format style made on every line.
+    /// as a line's `timestamp` says it.
     static func timestamp(_ date: Date) -> String {
-        let interval = date.timeIntervalSince1970
-        var seconds = time_t(interval.rounded(.down))
-        let millis = Swift.min(999, Swift.max(0, Int((interval - Double(seconds)) * 1000)))
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func digits(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
-        }
-        return "\(digits(Int(parts.tm_year) + 1900, 4))-\(digits(Int(parts.tm_mon) + 1, 2))-\(digits(Int(parts.tm_mday), 2))"
-            + "T\(digits(Int(parts.tm_hour), 2)):\(digits(Int(parts.tm_min), 2)):\(digits(Int(parts.tm_sec), 2)).\(digits(millis, 3))Z"
+        let (seconds, milliseconds) = wholeSeconds(date.timeIntervalSince1970)
+        var line = JSONLogLine()
+        line.appendTimestamp(seconds: seconds, milliseconds: milliseconds)
+        return String(decoding: line.bytes.dropFirst().dropLast(), as: UTF8.self)
     }
 }
