@@ -9,7 +9,9 @@ import RestartixPlatform
 import RestartixRedis
 import RestartixTenancy
 import RestartixTestSupport
-import ServiceSupport
+import Prometheus
+@testable import ServiceSupport
+import Synchronization
 import Testing
 
 /// The edge's policies: the client's address behind trusted proxies, maintenance mode, the
@@ -156,6 +158,76 @@ struct EdgePolicyTests {
                 #expect(response.status == .ok && String(buffer: response.body) == "stubborn")
             }
         }
+    }
+
+    @Test("the deadline table: the sweep cancels only the overdue, forgets the finished, and stops when nothing is in flight")
+    func deadlineTable() async throws {
+        let table = RequestDeadlines(timeout: .milliseconds(100))
+        let canceled = Mutex<[String]>([])
+        let late = RequestDeadlines.Flight()
+        let lateID = table.insert(late) { canceled.withLock { $0.append("late") } }
+        let quick = RequestDeadlines.Flight()
+        let quickID = table.insert(quick) { canceled.withLock { $0.append("quick") } }
+        // Finished before its deadline, removed after it (a slow caller): never canceled.
+        quick.finish()
+        let slowRemoval = RequestDeadlines.Flight()
+        _ = table.insert(slowRemoval) { canceled.withLock { $0.append("finished") } }
+        slowRemoval.finish()
+        table.remove(quickID)
+        #expect(table.count == 2)
+        // Other suites running at once can hold the cooperative threads: wait for the sweep
+        // rather than for a fixed time.
+        func waitFor(_ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let start = ContinuousClock.now
+        try await waitFor { !canceled.withLock { $0 }.isEmpty }
+        #expect(ContinuousClock.now - start >= .milliseconds(90), "not before the deadline")
+        #expect(canceled.withLock { $0 } == ["late"], "only the one still running at its deadline")
+        #expect(late.timedOut && !quick.timedOut && !slowRemoval.timedOut)
+        // Finishing after the sweep decided changes nothing.
+        late.finish()
+        #expect(late.timedOut)
+        table.remove(lateID)
+        #expect(table.count == 0, "overdue entries are dropped by the sweep; finished ones by their caller")
+        // The sweep stopped with the table empty; a new request starts it again.
+        let again = RequestDeadlines.Flight()
+        _ = table.insert(again) { canceled.withLock { $0.append("again") } }
+        try await waitFor { canceled.withLock { $0 }.count == 2 }
+        #expect(canceled.withLock { $0 } == ["late", "again"] && again.timedOut)
+    }
+
+    @Test("request metrics: counts and latency by route template, method and status, as the client got them; nothing in flight after")
+    func requestMetrics() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let router = Router(context: CoreRequestContext.self)
+        let slot = addServiceEdge(to: router, options: EdgeOptions(metricsFactory: PrometheusMetricsFactory(registry: registry)))
+        router.get("items/:id") { _, _ -> String in "item" }
+        router.get("broken") { _, _ -> String in throw HTTPError(.badRequest) }
+        finishServiceEdge(router, slot: slot)
+        let app = Application(router: router, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        try await app.test(.router) { client in
+            for id in ["a", "b", "c"] { try await client.execute(uri: "/items/\(id)", method: .get) { #expect($0.status == .ok) } }
+            try await client.execute(uri: "/broken", method: .get) { #expect($0.status == .badRequest) }
+            try await client.execute(uri: "/items/a", method: .post) { #expect($0.status == .methodNotAllowed) }
+            try await client.execute(uri: "/nowhere", method: .get) { #expect($0.status == .notFound) }
+        }
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        let text = String(decoding: buffer, as: UTF8.self)
+        func value(_ series: String) -> String? {
+            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.map { String($0.dropFirst(series.count + 1)) }
+        }
+        // The route template, never the path (it holds ids); errors counted by the status the edge answered.
+        #expect(value(#"hb_requests{http_route="/items/{id}",http_request_method="GET",http_response_status_code="200"}"#) == "3", "\(text)")
+        #expect(value(#"hb_requests{http_route="/broken",http_request_method="GET",http_response_status_code="400"}"#) == "1", "\(text)")
+        // A path no route matches is one series per status, whatever the path.
+        #expect(value(#"hb_requests{http_route="NotFound",http_request_method="POST",http_response_status_code="405"}"#) == "1", "\(text)")
+        #expect(value(#"hb_requests{http_route="NotFound",http_request_method="GET",http_response_status_code="404"}"#) == "1", "\(text)")
+        #expect(!text.contains("/items/a"), "no path in a label")
+        #expect(value(#"http_server_request_duration_count{http_route="/items/{id}",http_request_method="GET",http_response_status_code="200"}"#) == "3", "\(text)")
+        #expect(value(#"http_server_active_requests{http_request_method="GET"}"#).flatMap(Double.init) == 0, "\(text)")
     }
 
     // MARK: - Rate limits

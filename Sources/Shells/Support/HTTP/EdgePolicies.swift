@@ -1,8 +1,7 @@
+public import Metrics
 public import Hummingbird
 public import HTTPTypes
 import Foundation
-import NIOCore
-import NIOPosix
 public import RestartixKit
 import Synchronization
 
@@ -18,18 +17,22 @@ public struct EdgeOptions: Sendable {
     public var requestTimeout: Duration
     /// `MAINTENANCE_MODE`: when set, every route but `/health` answers 503.
     public var maintenance: Maintenance?
+    /// Where request counts and latency go: the process's `MetricsSystem.factory` when nil
+    /// (tests pass their own; the metrics system takes one bootstrap per process).
+    public var metricsFactory: (any MetricsFactory)?
 
     /// The default request timeout: 30 seconds.
     public static let defaultRequestTimeout: Duration = .seconds(30)
 
     public init(
         corsOrigins: [String] = [], trustedProxies: TrustedProxies = .none, requestTimeout: Duration = Self.defaultRequestTimeout,
-        maintenance: Maintenance? = nil
+        maintenance: Maintenance? = nil, metricsFactory: (any MetricsFactory)? = nil
     ) {
         self.corsOrigins = corsOrigins
         self.trustedProxies = trustedProxies
         self.requestTimeout = requestTimeout
         self.maintenance = maintenance
+        self.metricsFactory = metricsFactory
     }
 }
 
@@ -107,55 +110,52 @@ public struct MaintenanceMiddleware<Context: RequestContext>: RouterMiddleware {
 /// that ignores cancellation delays the 503 until it returns (every call of the kit and of
 /// AsyncHTTPClient honours it).
 ///
-/// The handler runs in a task of its own that this scope always awaits, and the timer is one
-/// NIO scheduled task, canceled (removed from its event loop's queue) when the handler is done:
-/// one task and one timer per request. Two things this replaced, measured by
+/// The handler runs in a task of its own that this scope always awaits; the requests in flight
+/// are in one table (``RequestDeadlines``) that a sweeping task looks through a few times a
+/// second, canceling the overdue. Three designs this replaced, each measured by
 /// Benchmarks/service-footprint: a task group with the handler and a sleeping child cost 10-20%
-/// of `/health`'s throughput; and the sleeping child's `Task.sleep`, canceled when the
-/// request was answered, kept its timer and the task's memory until the sleep was due (on Linux
-/// a canceled `Task.sleep` resumes at once but its timer stays), so every request of the last
-/// 30 seconds stayed in memory: 341 MB and climbing under load.
+/// of `/health`'s throughput; that sleeping child's `Task.sleep`, canceled when the request was
+/// answered, kept its timer and the task's memory until the sleep was due (on Linux a canceled
+/// `Task.sleep` resumes at once but its timer stays), so every request of the last 30 seconds
+/// stayed in memory: 341 MB and climbing under load; and a NIO timer per request, scheduled
+/// and canceled from outside its event loop, woke that loop's thread twice a request (an
+/// `eventfd` write each, and a context switch on a busy core).
 public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: RouterMiddleware {
     let timeout: Duration
+    let deadlines: RequestDeadlines
 
     public init(_ timeout: Duration) {
         self.timeout = timeout
+        deadlines = RequestDeadlines(timeout: timeout)
     }
 
     // @concurrent like `next` and the standard library's `withoutActuallyEscaping`, so that
     // `next` stays in one isolation domain.
     @concurrent
     public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
-        let timeout = self.timeout
+        let deadlines = self.deadlines
         return try await withoutActuallyEscaping(next) { next in
             // `next` is called once, from the handler's task, which this scope awaits before it
             // returns on every path: it never outlives the call it was handed for.
             let handler = UncheckedHandler(call: next)
             return try await Database.withDeadline(timeout) {
-                // running -> finished (the handler returned or threw) or -> timedOut (the timer
-                // fired first); whichever comes first decides, so a handler's own error is never
-                // reported as a timeout.
-                let state = Atomic<Int>(RequestState.running)
+                let flight = RequestDeadlines.Flight()
                 // Created inside the deadline's scope, so it carries the deadline (a task-local).
                 let task = Task {
-                    defer { _ = state.compareExchange(expected: RequestState.running, desired: RequestState.finished, ordering: .acquiringAndReleasing) }
+                    defer { flight.finish() }
                     return try await handler.call(request, context)
                 }
-                let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(timeout.clampedNanoseconds)) {
-                    if state.compareExchange(expected: RequestState.running, desired: RequestState.timedOut, ordering: .acquiringAndReleasing).exchanged {
-                        task.cancel()
-                    }
-                }
+                let id = deadlines.insert(flight, cancel: { task.cancel() })
                 let result = await withTaskCancellationHandler {
                     await task.result
                 } onCancel: {
                     task.cancel()
                 }
-                timer.cancel()
+                deadlines.remove(id)
                 switch result {
                 case .success(let response):
                     return response
-                case .failure where state.load(ordering: .acquiring) == RequestState.timedOut:
+                case .failure where flight.timedOut:
                     throw ServiceUnavailable(.timedOut)
                 case .failure(let error):
                     throw error
@@ -165,11 +165,99 @@ public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: Rout
     }
 }
 
-/// Where a request stands for ``RequestTimeoutMiddleware``.
-private enum RequestState {
-    static let running = 0
-    static let finished = 1
-    static let timedOut = 2
+/// The requests in flight under one ``RequestTimeoutMiddleware``, each with its deadline, and
+/// the task that cancels the overdue: it looks through the table every twentieth of the
+/// timeout (between 5 ms and half a second), so a request is canceled at most that much after
+/// its deadline; it runs only while requests are in flight (it ends when it finds the table
+/// empty; the next request starts it again). Per request: two short locks and a table entry,
+/// no timer and no thread woken.
+public final class RequestDeadlines: Sendable {
+    /// One request's state: running until it finishes or the sweep finds it overdue, whichever
+    /// comes first (so a handler's own error is never reported as a timeout).
+    public final class Flight: Sendable {
+        private let state = Atomic<Int>(0) // 0 running, 1 finished, 2 timed out
+
+        public init() {}
+
+        /// The handler returned or threw.
+        public func finish() { _ = state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing) }
+
+        /// The sweep found it overdue before it finished: `true` when this call decided it.
+        func expire() -> Bool { state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged }
+
+        /// Whether the sweep decided it.
+        public var timedOut: Bool { state.load(ordering: .acquiring) == 2 }
+    }
+
+    struct Entry {
+        let deadline: ContinuousClock.Instant
+        let flight: Flight
+        let cancel: @Sendable () -> Void
+    }
+
+    struct Table {
+        var entries: [UInt64: Entry] = [:]
+        var nextID: UInt64 = 0
+        var sweeping = false
+    }
+
+    let timeout: Duration
+    let interval: Duration
+    private let table = Mutex(Table())
+
+    /// A table for requests bounded to `timeout`.
+    public init(timeout: Duration) {
+        self.timeout = timeout
+        interval = Swift.min(Swift.max(timeout / 20, .milliseconds(5)), .milliseconds(500))
+    }
+
+    /// Adds a request that started now; `cancel` is called once if it is still running at its
+    /// deadline. Returns its id for ``remove(_:)``.
+    public func insert(_ flight: Flight, cancel: @escaping @Sendable () -> Void) -> UInt64 {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let (id, startSweep) = table.withLock { table in
+            let id = table.nextID
+            table.nextID &+= 1
+            table.entries[id] = Entry(deadline: deadline, flight: flight, cancel: cancel)
+            let start = !table.sweeping
+            table.sweeping = true
+            return (id, start)
+        }
+        if startSweep {
+            Task { [weak self] in await self?.sweep() }
+        }
+        return id
+    }
+
+    /// Removes a request that is done.
+    public func remove(_ id: UInt64) {
+        _ = table.withLock { $0.entries.removeValue(forKey: id) }
+    }
+
+    /// The requests in flight.
+    public var count: Int { table.withLock { $0.entries.count } }
+
+    private func sweep() async {
+        while true {
+            try? await Task.sleep(for: interval)
+            let now = ContinuousClock.now
+            let (overdue, done): ([Entry], Bool) = table.withLock { table in
+                if table.entries.isEmpty {
+                    table.sweeping = false
+                    return ([], true)
+                }
+                var overdue: [Entry] = []
+                for (id, entry) in table.entries where entry.deadline <= now {
+                    overdue.append(entry)
+                    table.entries.removeValue(forKey: id)
+                }
+                return (overdue, false)
+            }
+            // Outside the lock: canceling runs the task's cancellation handlers.
+            for entry in overdue where entry.flight.expire() { entry.cancel() }
+            if done { return }
+        }
+    }
 }
 
 /// `next`, carried into the handler's task of ``RequestTimeoutMiddleware``.

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Hummingbird
 public import HTTPTypes
 public import Logging
@@ -207,8 +207,8 @@ public struct ServiceRequestContext: IdentifiedRequestContext {
 }
 
 /// Puts the services' shared edge on `router`, before any route, outermost first: request
-/// counts and latency by route template and status (Hummingbird's `MetricsMiddleware`, so it
-/// counts the answer the client got); CORS for the configured origins
+/// counts and latency by route template and status (``RequestMetricsMiddleware``, outermost so
+/// it counts the answer the client got); CORS for the configured origins
 /// (``AllowListCORSMiddleware``); request ids, the client's address, problem+json errors and
 /// the access log line (``ServiceEdgeMiddleware``); maintenance mode
 /// (``MaintenanceMiddleware``); the request timeout (``RequestTimeoutMiddleware``); 405 with
@@ -216,7 +216,7 @@ public struct ServiceRequestContext: IdentifiedRequestContext {
 /// returned slot once every route is added.
 public func addServiceEdge<Context: IdentifiedRequestContext>(to router: Router<Context>, options: EdgeOptions = EdgeOptions()) -> RouteTableSlot {
     let slot = RouteTableSlot()
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestMetricsMiddleware(factory: options.metricsFactory))
     // Outside the edge: it sees the answer the edge made of any error, and adds its headers.
     if !options.corsOrigins.isEmpty { router.add(middleware: AllowListCORSMiddleware(origins: options.corsOrigins)) }
     router.add(middleware: ServiceEdgeMiddleware(trustedProxies: options.trustedProxies))
