@@ -200,5 +200,24 @@ struct HTTPLayerTests {
         #expect(table.methods(for: "/v1/patients/123/notes").isEmpty)
         #expect(table.methods(for: "/files/a/b/c") == ["GET", "HEAD"])
         #expect(table.methods(for: "/").isEmpty)
+        // A literal component wins over a capture, as in Hummingbird's router: the path's
+        // methods are the literal route's only.
+        let literal = RouteTable([("/v1/patients/{id}", "GET"), ("/v1/patients/{id}", "PATCH"), ("/v1/patients/search", "POST"), ("/v1/**", "DELETE")])
+        #expect(literal.methods(for: "/v1/patients/search") == ["POST"])
+        #expect(literal.methods(for: "/v1/patients/0193") == ["GET", "HEAD", "PATCH"])
+        #expect(literal.methods(for: "/v1/other") == ["DELETE"])
+    }
+
+    @Test("a method the literal route does not take is 405 with its Allow, though a capture route beside it takes it")
+    func literalBeforeCapture() async throws {
+        let (app, directory, tokens, _) = try await DemoAPI.make("core-literal")
+        defer { directory.remove() }
+        try await app.test(.router) { client in
+            for method in [HTTPRequest.Method.patch, .get, .delete] {
+                try await client.execute(uri: "/v1/patients/search", method: method, headers: [.authorization: "Bearer \(tokens["demo-owner"]!)"]) { response in
+                    #expect(response.status == .methodNotAllowed && response.headers[.allow] == "POST", "\(method)")
+                }
+            }
+        }
     }
 }

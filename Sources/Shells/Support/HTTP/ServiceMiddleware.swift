@@ -136,12 +136,36 @@ public struct RouteTable: Sendable {
     }
 
     /// The methods `path` is routed for (HEAD with GET), sorted; empty for an unknown path.
+    ///
+    /// Hummingbird's router finds the route by the path alone, a literal component before a
+    /// capture before a wildcard, and only then looks at the method; so when a path matches
+    /// several patterns (`/v1/patients/search` and `/v1/patients/{id}`), its methods are those
+    /// of the most literal one: PATCH of `/v1/patients/search` is a 405, though
+    /// `/v1/patients/{id}` takes PATCH.
     public func methods(for path: String) -> [String] {
         let parts = path.split(separator: "/")
+        var best: [Int]?
         var methods = Set<String>()
-        for route in routes where Self.matches(route.components, parts) { methods.insert(route.method) }
+        for route in routes where Self.matches(route.components, parts) {
+            let rank = Self.rank(route.components)
+            if let current = best, rank == current {
+                methods.insert(route.method)
+            } else if best.map({ $0.lexicographicallyPrecedes(rank) }) ?? true {
+                best = rank
+                methods = [route.method]
+            }
+        }
         if methods.contains("GET") { methods.insert("HEAD") }
         return methods.sorted()
+    }
+
+    /// How literal each component of a pattern is: 2 a literal, 1 a capture, 0 a wildcard.
+    static func rank(_ pattern: [Substring]) -> [Int] {
+        pattern.map { component in
+            if component == "**" || component == "*" { return 0 }
+            if component.hasPrefix(":") || (component.hasPrefix("{") && component.hasSuffix("}")) { return 1 }
+            return 2
+        }
     }
 
     static func matches(_ pattern: [Substring], _ parts: [Substring]) -> Bool {
