@@ -152,7 +152,12 @@ struct RedisServicesTests {
     /// A migrated SQLite database in a temporary file.
     static func database() async throws -> (Database, String) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-webhooks-\(UUID().uuidString).sqlite").path
-        let database = Database(configuration: DatabaseConfiguration(sqlitePath: path), logger: logger)
+        var configuration = DatabaseConfiguration(sqlitePath: path)
+        // A hundred deliveries queue for SQLite's one writer while Redis is down: on a machine
+        // busy with the rest of the suite that queue can outlast the default 10 s wait, and
+        // what this checks is exactly-once, not how fast.
+        configuration.acquireTimeout = .seconds(60)
+        let database = Database(configuration: configuration, logger: logger)
         _ = try await Migrator(platformSchemaOn: database, logger: logger).migrate()
         return (database, path)
     }
