@@ -2,7 +2,7 @@
 ///
 /// Each module has one error type per domain (`DatabaseError`, `RedisError`, `AWSError`,
 /// `TokenError`, `TenancyError`, `PrincipalError`, `SignatureError`, `EncryptionError`,
-/// `ProviderError`, `UsageError`, `TelemetryError`, `ConfigurationError`), and each conforms: a
+/// `ProviderError`, `UsageError`, `TelemetryError`, `ConfigurationError`, `PatientError`), and each conforms: a
 /// closed set of codes with stable names, a detail that is safe to log and to return, the HTTP
 /// status a service answers with, and whether trying again may help. A service maps any of
 /// them to a response the same way (``httpStatus``, ``identifier``, ``safeDetail``: the Core

@@ -1,6 +1,6 @@
 public import RestartixCrypto
 public import Foundation
-import RestartixKit
+public import RestartixKit
 public import RestartixTenancy
 
 /// A patient's personal data, as service code sees it. Stored sealed (name, date of birth,
@@ -25,29 +25,37 @@ public struct PatientPII: Sendable, Hashable {
 
 
     /// Checks every field; the error names the field, never its value.
-    func validated() throws(EncryptionError) -> PatientPII {
-        guard name.count <= 200, !name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw EncryptionError(.invalidInput, "name must be 1-200 characters")
+    public func validated() throws(PatientError) -> PatientPII {
+        // Lengths in Unicode scalars, as JSON Schema's maxLength counts them (the API's
+        // document states these rules); control characters (C0, DEL, C1) nowhere.
+        guard (1...200).contains(name.unicodeScalars.count), !name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, !Self.hasControl(name) else {
+            throw PatientError(.invalidField, "name must be 1-200 characters, not only spaces, without control characters")
         }
         if let dateOfBirth {
             guard let date = Self.parseDate(dateOfBirth), date <= Date() else {
-                throw EncryptionError(.invalidInput, "date_of_birth must be a past date as YYYY-MM-DD")
+                throw PatientError(.invalidField, "date_of_birth must be a past date as YYYY-MM-DD")
             }
         }
         if let email {
             let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-            guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !email.contains(where: \.isWhitespace) else {
-                throw EncryptionError(.invalidInput, "email must be an address like name@example.com")
+            guard email.unicodeScalars.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+                !email.contains(where: \.isWhitespace), !Self.hasControl(email)
+            else {
+                throw PatientError(.invalidField, "email must be an address like name@example.com")
             }
         }
         if let phone {
             let allowed = Set("0123456789-. ()")
             let body = phone.hasPrefix("+") ? phone.dropFirst() : Substring(phone)
-            guard (3...32).contains(phone.count), body.allSatisfy(allowed.contains), body.contains(where: \.isNumber) else {
-                throw EncryptionError(.invalidInput, "phone must be 3-32 characters of digits, +, -, ., spaces or parentheses")
+            guard (3...32).contains(phone.unicodeScalars.count), body.allSatisfy(allowed.contains), body.contains(where: \.isNumber) else {
+                throw PatientError(.invalidField, "phone must be 3-32 characters of digits, +, -, ., spaces or parentheses")
             }
         }
         return self
+    }
+
+    static func hasControl(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
     }
 
     static func parseDate(_ text: String) -> Date? {
@@ -85,6 +93,10 @@ public struct PatientRecord: Sendable, Hashable {
     public let userID: UUID?
     /// The personal data.
     public let pii: PatientPII
+    /// When the record was created.
+    public let createdAt: Date
+    /// When its personal data last changed.
+    public let updatedAt: Date
 }
 
 extension PatientRecord: CustomStringConvertible {
@@ -155,7 +167,30 @@ public struct PatientStore: Sendable {
         return try rows.map { try open($0) }.filter { $0.pii.email.map(BlindIndex.normalizedEmail) == normalized }
     }
 
-    static let select = "SELECT id, organization_id, user_id, name, date_of_birth, email, phone FROM patients"
+    /// A page of the clinic's patients (for a patient principal: its own record), in id order
+    /// (ids are UUIDv7: creation order), after `cursor` when given.
+    public func list(after cursor: UUID?, limit: Int, in tx: borrowing TenantTransaction) async throws -> [PatientRecord] {
+        let rows: [SQLRow]
+        if let cursor {
+            rows = try await tx.query("\(unsafeRaw: Self.select) WHERE deleted_at IS NULL AND id > \(cursor) ORDER BY id LIMIT \(limit)")
+        } else {
+            rows = try await tx.query("\(unsafeRaw: Self.select) WHERE deleted_at IS NULL ORDER BY id LIMIT \(limit)")
+        }
+        return try rows.map { try open($0) }
+    }
+
+    /// Marks a patient deleted (its rows stay, sealed, for the retention the clinic owes);
+    /// `false` when no such visible, not yet deleted patient.
+    public func softDelete(_ id: UUID, in tx: borrowing TenantTransaction) async throws -> Bool {
+        try await tx.execute("UPDATE patients SET deleted_at = \(tx.dialect.now) WHERE id = \(id) AND deleted_at IS NULL") == 1
+    }
+
+    /// The not-deleted patient record of `user` in the transaction's clinic, if any.
+    public func record(ofUser user: UUID, in tx: borrowing TenantTransaction) async throws -> UUID? {
+        try await tx.first("SELECT id FROM patients WHERE user_id = \(user) AND deleted_at IS NULL").map { try $0.decode("id", as: UUID.self) }
+    }
+
+    static let select = "SELECT id, organization_id, user_id, name, date_of_birth, email, phone, created_at, updated_at FROM patients"
 
     struct Sealed {
         let name: Data
@@ -186,7 +221,8 @@ public struct PatientStore: Sendable {
         guard let name = try value("name") else { throw EncryptionError(.truncated, "patients.name is empty") }
         return PatientRecord(
             id: id, organizationID: organization, userID: try row.decode("user_id", as: UUID?.self),
-            pii: PatientPII(name: name, dateOfBirth: try value("date_of_birth"), email: try value("email"), phone: try value("phone"))
+            pii: PatientPII(name: name, dateOfBirth: try value("date_of_birth"), email: try value("email"), phone: try value("phone")),
+            createdAt: try row.decode("created_at", as: Date.self), updatedAt: try row.decode("updated_at", as: Date.self)
         )
     }
 }

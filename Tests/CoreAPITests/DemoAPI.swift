@@ -11,7 +11,7 @@ import RestartixTestSupport
 /// development token for each demo person (DemoData.people, by handle).
 enum DemoAPI {
     static func make(
-        _ label: String, _ configure: (inout CoreAPIConfiguration) -> Void = { _ in }
+        _ label: String, logHandler: (any LogHandler)? = nil, _ configure: (inout CoreAPIConfiguration) -> Void = { _ in }
     ) async throws -> (app: some ApplicationProtocol, directory: TemporaryDirectory, tokens: [String: String], configuration: CoreAPIConfiguration) {
         let directory = try TemporaryDirectory(label)
         var configuration = CoreAPIConfiguration(database: DatabaseConfiguration(sqlitePath: directory.path("data/restartix.sqlite")), isEmbeddedDefault: true)
@@ -21,7 +21,7 @@ enum DemoAPI {
         let secret = "\(label)-test-secret-".padding(toLength: 48, withPad: "x", startingAt: 0)
         configuration.devTokenSecret = secret
         configure(&configuration)
-        let app = try await buildApplication(configuration: configuration)
+        let app = try await buildApplication(configuration: configuration, logHandler: logHandler)
         let issuer = try await LocalDevIssuer(environment: .development, secret: secret)
         var tokens: [String: String] = [:]
         for person in DemoData.people {

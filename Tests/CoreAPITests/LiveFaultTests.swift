@@ -47,6 +47,9 @@ struct LiveFaultTests {
         /// Break-glass sessions the API answered 201 for, and asked for.
         let opened = Atomic<Int>(0)
         let asked = Atomic<Int>(0)
+        /// Patients the API answered 201 for, and asked for.
+        let created = Atomic<Int>(0)
+        let createAsked = Atomic<Int>(0)
         /// Requests that got no HTTP answer at all (a reset, a client timeout).
         let unanswered = Atomic<Int>(0)
         let unansweredWhy = Mutex<[String]>([])
@@ -84,7 +87,8 @@ struct LiveFaultTests {
 
         try await app.test(.live) { client in
             /// One round of the flows a clinic's staff runs: who am I, open and close a
-            /// break-glass session, which clinic is this address. True when every step succeeded.
+            /// break-glass session, which clinic is this address, add a patient and read it
+            /// back. True when every step succeeded.
             @Sendable func flows() async throws -> Bool {
                 var ok = true
                 try await client.execute(uri: "/v1/me", method: .get, headers: auth) { tally.record($0.status); ok = ok && $0.status == .ok }
@@ -105,6 +109,24 @@ struct LiveFaultTests {
                 try await client.execute(uri: "/v1/public/organizations/resolve?domain=demo-clinic.clinic.localhost", method: .get) {
                     tally.record($0.status)
                     ok = ok && $0.status == .ok
+                }
+                // A patient: sealed, written with its audit row, read back and opened.
+                tally.createAsked.add(1, ordering: .relaxed)
+                let patient = try await client.execute(
+                    uri: "/v1/patients", method: .post, headers: auth, body: ByteBuffer(string: #"{"name":"Live Drill Patient","phone":"+40 700 000 000"}"#)
+                ) { response -> String? in
+                    tally.record(response.status)
+                    guard response.status == .created else { return nil }
+                    tally.created.add(1, ordering: .relaxed)
+                    return (try? JSONDecoder().decode(PatientBody.self, from: Data(String(buffer: response.body).utf8)))?.id
+                }
+                ok = ok && patient != nil
+                if let patient {
+                    try await client.execute(uri: "/v1/patients/\(patient)", method: .get, headers: auth) { response in
+                        tally.record(response.status)
+                        let opened = try? JSONDecoder().decode(PatientBody.self, from: Data(String(buffer: response.body).utf8))
+                        ok = ok && response.status == .ok && opened?.phone == "+40 700 000 000"
+                    }
                 }
                 return ok
             }
@@ -185,6 +207,16 @@ struct LiveFaultTests {
         }
         let opened = tally.opened.load(ordering: .relaxed), asked = tally.asked.load(ordering: .relaxed)
         #expect(rows >= opened && rows <= asked, "\(rows) rows for \(opened) answered 201 of \(asked) asked")
+        // And the patients, each with its audit row (written in the same transaction or not at all).
+        let (patients, audited) = try await admin.unscoped(reason: "live fault drill: count patients", actor: .system("tests")) { tx in
+            (
+                try #require(try await tx.first("SELECT count(*) AS n FROM patients")).decode("n", as: Int.self),
+                try #require(try await tx.first("SELECT count(*) AS n FROM audit_log WHERE action = 'patient.create'")).decode("n", as: Int.self)
+            )
+        }
+        let created = tally.created.load(ordering: .relaxed), createAsked = tally.createAsked.load(ordering: .relaxed)
+        #expect(patients >= created && patients <= createAsked, "\(patients) patients for \(created) answered 201 of \(createAsked) asked")
+        #expect(audited == patients, "one audit row per patient")
         await admin.shutdown()
     }
 }

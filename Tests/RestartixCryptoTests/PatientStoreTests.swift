@@ -120,7 +120,7 @@ struct PatientStoreTests {
             (PatientPII(name: "X", dateOfBirth: "2999-01-01"), "date_of_birth"), (PatientPII(name: "X", email: "not-an-email"), "email"),
             (PatientPII(name: "X", phone: "call me"), "phone"),
         ] {
-            let error = await #expect(throws: EncryptionError.self, "\(field)") {
+            let error = await #expect(throws: PatientError.self, "\(field)") {
                 try await world.app.withTenant(world.context(0)) { tx in try await store.insert(bad, in: tx) }
             }
             #expect(error?.detail.hasPrefix(field) == true, "\(field): \(error?.detail ?? "")")

@@ -142,6 +142,7 @@ func makeRouter(
     addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     addUsageRoutes(to: v1, tenants: platform.tenants)
+    addPatientRoutes(to: v1, patients: platform.patients)
     let admin = router.group("v1/admin")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
@@ -172,6 +173,8 @@ struct PlatformServices: Sendable {
     let providers: ProviderResolver
     /// Each user's last activity.
     let activity: UserActivity
+    /// The clinics' patients (sealed personal data under the keyring).
+    let patients: Patients
     /// Verifies the `/internal` routes' service-account tokens; `nil` when
     /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` is not set.
     let serviceAccounts: ServiceAccountTokens?
@@ -194,6 +197,7 @@ struct PlatformServices: Sendable {
         suppressions = EmailSuppressions(database: platform, keyring: keyring)
         sessions = ElevatedSessions(admin: admin)
         auditLog = AuditLog(tenants: tenants)
+        patients = Patients(tenants: tenants, cipher: ColumnCipher(keyring: keyring, logger: logger))
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)
     }
 }

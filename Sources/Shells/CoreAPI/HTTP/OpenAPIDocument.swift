@@ -191,6 +191,64 @@ enum OpenAPIDocument {
               "created_at": {"type": "string", "format": "date-time"}
             }
           },
+          "PatientName": {"type": "string", "minLength": 1, "maxLength": 200, "allOf": [{"pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"}, {"pattern": "\\S"}], "description": "1 to 200 characters, not only spaces, no control characters."},
+          "DateOfBirth": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "YYYY-MM-DD: a real date, not in the future."},
+          "Email": {"type": "string", "maxLength": 254, "pattern": "^[^@\\s\\u0000-\\u001F\\u007F-\\u009F]+@[^@\\s\\u0000-\\u001F\\u007F-\\u009F]*\\.[^@\\s\\u0000-\\u001F\\u007F-\\u009F]*$", "description": "One @, something before it, a dot after it, no spaces."},
+          "Phone": {"type": "string", "minLength": 3, "maxLength": 32, "pattern": "^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$", "description": "Digits with an optional leading +, spaces, dashes, dots or parentheses."},
+          "NewPatient": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+              "name": {"$ref": "#/components/schemas/PatientName"},
+              "date_of_birth": {"$ref": "#/components/schemas/DateOfBirth"},
+              "email": {"$ref": "#/components/schemas/Email"},
+              "phone": {"$ref": "#/components/schemas/Phone"},
+              "user_id": {"type": "string", "format": "uuid", "description": "The patient's own user account: a patient member of the clinic without a record yet (400 otherwise; 409 if it has one)."}
+            }
+          },
+          "PatientPatch": {
+            "type": "object",
+            "description": "A field absent stays as it is; null clears an optional one.",
+            "properties": {
+              "name": {"$ref": "#/components/schemas/PatientName"},
+              "date_of_birth": {"anyOf": [{"$ref": "#/components/schemas/DateOfBirth"}, {"type": "null"}]},
+              "email": {"anyOf": [{"$ref": "#/components/schemas/Email"}, {"type": "null"}]},
+              "phone": {"anyOf": [{"$ref": "#/components/schemas/Phone"}, {"type": "null"}]}
+            }
+          },
+          "PatientSearch": {
+            "type": "object",
+            "required": ["email"],
+            "properties": {"email": {"$ref": "#/components/schemas/Email"}}
+          },
+          "Patient": {
+            "type": "object",
+            "required": ["id", "organization_id", "name", "created_at", "updated_at"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "user_id": {"type": "string", "format": "uuid"},
+              "name": {"type": "string"},
+              "date_of_birth": {"type": "string"},
+              "email": {"type": "string"},
+              "phone": {"type": "string"},
+              "created_at": {"type": "string", "format": "date-time"},
+              "updated_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "PatientPage": {
+            "type": "object",
+            "required": ["patients"],
+            "properties": {
+              "patients": {"type": "array", "items": {"$ref": "#/components/schemas/Patient"}},
+              "next": {"type": "string", "description": "Pass as after= for the next page; absent on the last."}
+            }
+          },
+          "PatientList": {
+            "type": "object",
+            "required": ["patients"],
+            "properties": {"patients": {"type": "array", "items": {"$ref": "#/components/schemas/Patient"}}}
+          },
           "AuditLogPage": {
             "type": "object",
             "required": ["entries"],
@@ -452,6 +510,107 @@ enum OpenAPIDocument {
               "400": {"$ref": "#/components/responses/Problem"},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/patients": {
+          "get": {
+            "operationId": "listPatients",
+            "summary": "The clinic's patients in keyset pages, oldest first (a patient: only its own record).",
+            "security": [{"bearer": []}],
+            "parameters": [
+              {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+              {"name": "after", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "The previous page's next."}
+            ],
+            "responses": {
+              "200": {"description": "A page.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PatientPage"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "post": {
+            "operationId": "createPatient",
+            "summary": "Add a patient to the clinic (staff); the personal data is sealed, the change audited.",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewPatient"}}}},
+            "responses": {
+              "201": {"description": "Created.", "headers": {"Location": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Patient"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/patients/search": {
+          "post": {
+            "operationId": "searchPatients",
+            "summary": "The clinic's patients with an e-mail address, found by its blind index (staff). The address travels in the body, never in a URL.",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PatientSearch"}}}},
+            "responses": {
+              "200": {"description": "The patients found (none: an empty list).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PatientList"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/patients/{id}": {
+          "get": {
+            "operationId": "getPatient",
+            "summary": "One patient of the clinic (a patient: its own record; anyone else's is 404).",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The patient.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Patient"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "patch": {
+            "operationId": "updatePatient",
+            "summary": "Change a patient's personal data (staff, or the patient itself); audited with the names of the fields changed.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PatientPatch"}}}},
+            "responses": {
+              "200": {"description": "The patient as it is now.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Patient"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "delete": {
+            "operationId": "deletePatient",
+            "summary": "Delete a patient (owners and admins): gone from every answer; the sealed row stays for the retention the clinic owes.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "204": {"description": "Deleted."},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }

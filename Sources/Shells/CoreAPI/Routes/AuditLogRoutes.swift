@@ -44,13 +44,7 @@ struct AuditLogPageBody: ResponseCodable, Equatable {
 func addAuditLogRoutes(to group: RouterGroup<CoreRequestContext>, auditLog: AuditLog) {
     group.get("audit-log") { request, context -> AuditLogPageBody in
         let tenant = try context.requireTenant()
-        var limit = 50
-        if let text = request.uri.queryParameters["limit"] {
-            guard let value = Int(String(text)), (1...AuditLog.maximumPageSize).contains(value) else {
-                throw RequestError(.invalidField, "limit must be a whole number from 1 to \(AuditLog.maximumPageSize)")
-            }
-            limit = value
-        }
+        let limit = try pageLimit(request, maximum: AuditLog.maximumPageSize)
         var cursor: AuditLog.Cursor?
         if let text = request.uri.queryParameters["after"] {
             guard let parsed = AuditLog.Cursor(String(text)) else {
@@ -61,4 +55,14 @@ func addAuditLogRoutes(to group: RouterGroup<CoreRequestContext>, auditLog: Audi
         let page = try await auditLog.page(tenant, after: cursor, limit: limit)
         return AuditLogPageBody(entries: page.entries.map(AuditEntryBody.init), next: page.next?.description)
     }
+}
+
+/// A page's `limit` query parameter: `default` when absent, else a whole number from 1 to
+/// `maximum` (400 naming the rule otherwise).
+func pageLimit(_ request: Request, maximum: Int, default: Int = 50) throws -> Int {
+    guard let text = request.uri.queryParameters["limit"] else { return `default` }
+    guard let value = Int(String(text)), (1...maximum).contains(value) else {
+        throw RequestError(.invalidField, "limit must be a whole number from 1 to \(maximum)")
+    }
+    return value
 }
