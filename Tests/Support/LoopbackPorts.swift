@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,21 +21,31 @@ public enum LoopbackPorts {
     }
 
     /// `count` distinct ports that nothing on 127.0.0.1 listens on or has bound, each below
-    /// the ephemeral range, chosen at random so that tests running at once rarely meet.
+    /// the ephemeral range, never handed out before in this process: tests running at once get
+    /// different ones even when none has bound its port yet (two picked at random once met,
+    /// and one test froze the other's server). The walk starts at a random port, so test
+    /// processes running side by side rarely meet either.
     public static func free(_ count: Int) throws -> [Int] {
         let upper = min(ephemeralLowerBound, 32768)
         let lower = 20000
         guard upper - lower > count * 4 else { throw POSIXError(.EADDRNOTAVAIL) }
-        var chosen: [Int] = []
-        var attempts = 0
-        while chosen.count < count {
-            attempts += 1
-            guard attempts < 2000 else { throw POSIXError(.EADDRINUSE) }
-            let port = Int.random(in: lower..<upper)
-            if !chosen.contains(port) && isFree(port) { chosen.append(port) }
+        return try cursor.withLock { next in
+            var chosen: [Int] = []
+            var tried = 0
+            while chosen.count < count {
+                guard tried < upper - lower else { throw POSIXError(.EADDRINUSE) }
+                tried += 1
+                if next < lower || next >= upper { next = lower }
+                let port = next
+                next += 1
+                if isFree(port) { chosen.append(port) }
+            }
+            return chosen
         }
-        return chosen
     }
+
+    /// The next port to try.
+    private static let cursor = Mutex<Int>(Int.random(in: 20000..<32000))
 
     /// One free port (see ``free(_:)``).
     public static func free() throws -> Int { try free(1)[0] }

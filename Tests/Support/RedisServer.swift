@@ -45,6 +45,14 @@ public final class RedisServer: @unchecked Sendable {
         try process.run()
         self.process = process
         try Self.waitUntilListening(port: port)
+        // Something answering on the port is not proof that it is this server: one that could
+        // not bind has exited by now (another process's listener answered the check).
+        usleep(20_000)
+        var status: Int32 = 0
+        if waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier {
+            self.process = nil
+            throw POSIXError(.EADDRINUSE)
+        }
     }
 
     /// Stops the server at once (SIGKILL: a crash, nothing to save) and waits until it is gone.
