@@ -84,15 +84,29 @@ extension PlatformBoot {
     /// 0600) in `directory`, so tokens minted by `restartix-jobs dev-token` stay valid across
     /// restarts of the Core API. Development and test only (the issuer refuses elsewhere).
     public static func localDevTokenSecret(in directory: URL) throws -> String {
-        let path = directory.appendingPathComponent("dev-token-secret").path
-        let made = try publishPrivateFileOnce(named: "dev-token-secret", in: directory) {
+        try localSecret(named: "dev-token-secret", what: "development token secret", in: directory)
+    }
+
+    /// The telemetry session tokens' secret on the embedded default when
+    /// `TELEMETRY_SESSION_TOKEN_SECRET` is not set: generated once into
+    /// `telemetry-session-secret` (mode 0600) in `directory`, where the Telemetry API on the same
+    /// machine finds it too. Development and test only (the Core API asks for it only there).
+    public static func localTelemetrySessionSecret(in directory: URL) throws -> String {
+        try localSecret(named: "telemetry-session-secret", what: "telemetry session secret", in: directory)
+    }
+
+    /// A random secret generated once into the file `name` (mode 0600) in `directory`, then read
+    /// back from it: every process of the machine's embedded default agrees on it.
+    static func localSecret(named name: String, what: String, in directory: URL) throws -> String {
+        let path = directory.appendingPathComponent(name).path
+        let made = try publishPrivateFileOnce(named: name, in: directory) {
             Data(Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }).base64EncodedString().utf8)
         }
         guard made != .failed else {
-            throw ConfigurationError(.invalidValue, "could not write the development token secret \(path)")
+            throw ConfigurationError(.invalidValue, "could not write the \(what) \(path)")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8), text.utf8.count >= 32 else {
-            throw ConfigurationError(.invalidValue, "the development token secret \(path) cannot be read")
+            throw ConfigurationError(.invalidValue, "the \(what) \(path) cannot be read")
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -32,6 +32,8 @@ struct PatientRouteTests {
         let clinic: UUID
         let otherClinic: UUID
         let admin: AdminDatabase
+        /// The secret the API signs telemetry session tokens with.
+        var sessionSecret: String? = nil
 
         func auth(_ who: String) -> HTTPFields { [.authorization: "Bearer \(tokens[who]!)", .contentType: "application/json"] }
 
@@ -55,7 +57,7 @@ struct PatientRouteTests {
         }
 
         /// Two new clinics and their people, with a development token each.
-        static func make(admin: AdminDatabase, secret: String) async throws -> Fixture {
+        static func make(admin: AdminDatabase, secret: String, sessionSecret: String? = nil) async throws -> Fixture {
             let clinic = UUIDv7.generate()
             let other = UUIDv7.generate()
             let people: [(String, UUID, TenantRole)] = [
@@ -78,27 +80,32 @@ struct PatientRouteTests {
             let issuer = try await LocalDevIssuer(environment: .development, secret: secret)
             var tokens: [String: String] = [:]
             for (handle, organization, _) in people { tokens[handle] = try await issuer.issue(user: users[handle]!, organization: organization) }
-            return Fixture(tokens: tokens, users: users, clinic: clinic, otherClinic: other, admin: admin)
+            return Fixture(tokens: tokens, users: users, clinic: clinic, otherClinic: other, admin: admin, sessionSecret: sessionSecret)
         }
     }
 
     func withAPI(
-        _ backend: Backend, logHandler: (any LogHandler)? = nil, _ body: @escaping @Sendable (any TestClientProtocol, Fixture) async throws -> Void
+        _ backend: Backend, logHandler: (any LogHandler)? = nil, configure: @escaping (inout CoreAPIConfiguration) -> Void = { _ in }, _ body: @escaping @Sendable (any TestClientProtocol, Fixture) async throws -> Void
     ) async throws {
         switch backend {
         case .sqlite:
             let (app, directory, _, configuration) = try await DemoAPI.make("core-patients", logHandler: logHandler) {
                 if logHandler != nil { $0.logLevel = .trace }
+                configure(&$0)
             }
             defer { directory.remove() }
             let admin = AdminDatabase(configuration: configuration.database, logger: Logger(label: "test"))
             defer { Task { await admin.shutdown() } }
+            // The embedded default's own session secret, beside the SQLite file.
+            let sessionSecret = configuration.isEmbeddedDefault
+                ? try PlatformBoot.localTelemetrySessionSecret(in: URL(fileURLWithPath: try #require(configuration.database.sqliteFilePath)).deletingLastPathComponent())
+                : nil
             try await app.test(.router) { client in
-                try await body(client, try await Fixture.make(admin: admin, secret: try #require(configuration.devTokenSecret)))
+                try await body(client, try await Fixture.make(admin: admin, secret: try #require(configuration.devTokenSecret), sessionSecret: sessionSecret))
             }
         case .postgres:
             var environment: [String: String] = [:]
-            for name in ["DATABASE_URL", "DATABASE_APP_URL", "REDIS_URL", "ENCRYPTION_KEYS", "RESTARTIX_DEV_TOKEN_SECRET"] {
+            for name in ["DATABASE_URL", "DATABASE_APP_URL", "REDIS_URL", "ENCRYPTION_KEYS", "RESTARTIX_DEV_TOKEN_SECRET", "TELEMETRY_SESSION_TOKEN_SECRET"] {
                 environment[name] = try RequiredServices.require(name)
             }
             environment["APP_ENV"] = "test"
@@ -110,13 +117,15 @@ struct PatientRouteTests {
             let owner = try Database(url: try RequiredServices.require("DATABASE_DIRECT_URL"), logger: logger)
             _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
-            let configuration = try CoreAPIConfiguration(environment: environment)
+            var configuration = try CoreAPIConfiguration(environment: environment)
+            configure(&configuration)
             let app = try await buildApplication(configuration: configuration, logHandler: logHandler)
             let admin = AdminDatabase(configuration: configuration.database, logger: logger)
             defer { Task { await admin.shutdown() } }
             let secret = try #require(environment["RESTARTIX_DEV_TOKEN_SECRET"])
+            let sessionSecret = configuration.sessionTokens == nil ? nil : environment["TELEMETRY_SESSION_TOKEN_SECRET"]
             try await app.test(.router) { client in
-                try await body(client, try await Fixture.make(admin: admin, secret: secret))
+                try await body(client, try await Fixture.make(admin: admin, secret: secret, sessionSecret: sessionSecret))
             }
         }
     }

@@ -46,6 +46,7 @@ func buildApplication(
     )
 
     let readiness = Readiness(tenants: tenants, admin: admin)
+    let sessionTokens = try localSessionTokens(configuration: configuration)
     // One limiter for every instance through Redis; this process's own without it.
     let limiter: any RateLimiter = redis.map { RedisRateLimiter(redis: $0, prefix: configuration.rateLimits.keyPrefix, logger: logger) } ?? InProcessRateLimiter()
     let router = makeRouter(
@@ -55,7 +56,7 @@ func buildApplication(
             cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
             suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
             sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
-            serviceAccounts: configuration.serviceAccounts,
+            serviceAccounts: configuration.serviceAccounts, sessionTokens: sessionTokens,
             debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
             activityInterval: configuration.activityInterval, logger: logger
         ),
@@ -92,6 +93,16 @@ func loadKeyring(configuration: CoreAPIConfiguration, logger: Logger) async thro
     }
     let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
     return try await PlatformBoot.localKeyring(in: directory, logger: logger)
+}
+
+/// The configured session-token secret; on the embedded default in development and test without
+/// one, a local secret beside the SQLite file (``PlatformBoot/localTelemetrySessionSecret(in:)``),
+/// which the Telemetry API on the same machine reads too; otherwise none (the route answers 503).
+func localSessionTokens(configuration: CoreAPIConfiguration) throws -> SessionTokens? {
+    if let tokens = configuration.sessionTokens { return tokens }
+    guard configuration.isEmbeddedDefault, configuration.environment == .development || configuration.environment == .test else { return nil }
+    let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
+    return try SessionTokens(secrets: [try PlatformBoot.localTelemetrySessionSecret(in: directory)])
 }
 
 /// Clerk when configured; otherwise the local development issuer, which
@@ -143,6 +154,7 @@ func makeRouter(
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     addUsageRoutes(to: v1, tenants: platform.tenants)
     addPatientRoutes(to: v1, patients: platform.patients)
+    addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions)
     let admin = router.group("v1/admin")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
@@ -175,6 +187,8 @@ struct PlatformServices: Sendable {
     let activity: UserActivity
     /// The clinics' patients (sealed personal data under the keyring).
     let patients: Patients
+    /// Starts patients' telemetry sessions; `nil` when no session-token secret is configured.
+    let telemetrySessions: TelemetrySessions?
     /// Verifies the `/internal` routes' service-account tokens; `nil` when
     /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` is not set.
     let serviceAccounts: ServiceAccountTokens?
@@ -185,7 +199,7 @@ struct PlatformServices: Sendable {
     init(
         admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, providers: ProviderResolver, cache: Aside,
         suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil, serviceAccounts: ServiceAccountTokens? = nil,
-        debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60), logger: Logger = Logger(label: "restartix.core-api")
+        sessionTokens: SessionTokens? = nil, debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60), logger: Logger = Logger(label: "restartix.core-api")
     ) {
         self.admin = admin
         self.providers = providers
@@ -197,7 +211,9 @@ struct PlatformServices: Sendable {
         suppressions = EmailSuppressions(database: platform, keyring: keyring)
         sessions = ElevatedSessions(admin: admin)
         auditLog = AuditLog(tenants: tenants)
-        patients = Patients(tenants: tenants, cipher: ColumnCipher(keyring: keyring, logger: logger))
+        let cipher = ColumnCipher(keyring: keyring, logger: logger)
+        patients = Patients(tenants: tenants, cipher: cipher)
+        telemetrySessions = sessionTokens.map { TelemetrySessions(tenants: tenants, tokens: $0, cipher: cipher) }
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)
     }
 }

@@ -63,6 +63,10 @@ struct CoreAPIConfiguration: Sendable {
     /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` (and `_PREVIOUS` during a rotation): verifies the
     /// service-account tokens of the `/internal` routes (nil: they answer 503).
     var serviceAccounts: ServiceAccountTokens?
+    /// `TELEMETRY_SESSION_TOKEN_SECRET` (and `_PREVIOUS` during a rotation): signs the
+    /// telemetry session tokens patients get. Unset: on the embedded default in development
+    /// and test, a local secret beside the SQLite file; elsewhere the route answers 503.
+    var sessionTokens: SessionTokens?
     /// The most often one user's last activity is written (60 s).
     var activityInterval: Duration = .seconds(60)
 
@@ -135,6 +139,12 @@ struct CoreAPIConfiguration: Sendable {
                 clerkWebhookVerifier = try WebhookVerifier(secrets: secrets.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init))
             } catch {
                 throw ConfigurationError(.invalidValue, "CLERK_WEBHOOK_SECRET must be whsec_ followed by base64 (several, space-separated, during a rotation)")
+            }
+        }
+        let sessionSecrets = service.sessionTokenSecrets()
+        if !sessionSecrets.isEmpty {
+            do { sessionTokens = try SessionTokens(environment: sessionSecrets) } catch {
+                throw ConfigurationError(.invalidValue, error.safeDetail)
             }
         }
         let accountSecrets = service.serviceAccountSecrets()

@@ -32,8 +32,18 @@ extension ServiceEnvironment {
     /// ``ServiceAccountTokens/init(environment:leeway:clock:)`` reads them: the Core API's
     /// verifier and `restartix-jobs service-token` take their secrets from here.
     public func serviceAccountSecrets() -> [String: String] {
-        [ServiceAccountTokens.secretVariable, ServiceAccountTokens.secretVariable + "_PREVIOUS"]
-            .reduce(into: [String: String]()) { found, key in found[key] = string(key) }
+        secrets(ServiceAccountTokens.secretVariable)
+    }
+
+    /// `TELEMETRY_SESSION_TOKEN_SECRET` and its `_PREVIOUS`, those that are set, as
+    /// ``SessionTokens/init(environment:leeway:clock:)`` reads them.
+    public func sessionTokenSecrets() -> [String: String] {
+        secrets(SessionTokens.secretVariable)
+    }
+
+    /// `variable` and `variable_PREVIOUS`, those that are set.
+    func secrets(_ variable: String) -> [String: String] {
+        [variable, variable + "_PREVIOUS"].reduce(into: [String: String]()) { found, key in found[key] = string(key) }
     }
 
     /// The keyring the variables name: `ENCRYPTION_KEYS_SECRET_ID` (Secrets Manager), else

@@ -44,7 +44,7 @@ public enum ServiceKeys {
         ServiceKey("ENCRYPTION_KEYS_SECRET_ID", "a Secrets Manager secret holding the keyring document", default: "unset", [.coreAPI, .jobs]),
         ServiceKey("ENCRYPTION_KEYS_KMS", "a KMS-enveloped keyring document", default: "unset", secret: true, [.coreAPI, .jobs]),
         ServiceKey("BACKUP_ENCRYPTION_KEY", "the dump envelope key (base64, 32 bytes)", default: "unset", secret: true, [.coreAPI, .jobs]),
-        ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET", "HS256 secret of telemetry session tokens (32+ bytes); _PREVIOUS during a rotation", default: "unset", secret: true, api),
+        ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET", "HS256 secret of telemetry session tokens (32+ bytes): the Core API signs them for patients, the Telemetry API verifies them (unset: on the embedded default in development and test a local secret beside the SQLite file, elsewhere 503 on POST /v1/telemetry/session-tokens); _PREVIOUS during a rotation", default: "unset", secret: true, api),
         ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET_PREVIOUS", "the previous session-token secret, accepted during a rotation", default: "unset", secret: true, api),
         ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN", "HS256 secret of service-account tokens (32+ bytes): the Core API verifies them on /internal routes (unset: 503 there), the Telemetry API and `restartix-jobs service-token` sign", default: "unset", secret: true, all3),
         ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS", "the previous service-account secret, accepted during a rotation", default: "unset", secret: true, all3),

@@ -249,6 +249,17 @@ enum OpenAPIDocument {
             "required": ["patients"],
             "properties": {"patients": {"type": "array", "items": {"$ref": "#/components/schemas/Patient"}}}
           },
+          "TelemetrySession": {
+            "type": "object",
+            "required": ["token", "session_id", "organization_id", "patient_id", "expires_at"],
+            "properties": {
+              "token": {"type": "string", "description": "HS256, audience restartix-telemetry-api: what the Telemetry API accepts this session's frames and events with."},
+              "session_id": {"type": "string", "format": "uuid"},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "patient_id": {"type": "string", "format": "uuid", "description": "The patient record the session's metrics belong to."},
+              "expires_at": {"type": "string", "format": "date-time"}
+            }
+          },
           "AuditLogPage": {
             "type": "object",
             "required": ["entries"],
@@ -608,6 +619,21 @@ enum OpenAPIDocument {
             "responses": {
               "204": {"description": "Deleted."},
               "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/telemetry/session-tokens": {
+          "post": {
+            "operationId": "startTelemetrySession",
+            "summary": "A patient starts a telemetry session: a new session id and a short-lived token bound to its clinic, its patient record and the session (patients only; audited).",
+            "security": [{"bearer": []}],
+            "responses": {
+              "201": {"description": "Started.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TelemetrySession"}}}},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},

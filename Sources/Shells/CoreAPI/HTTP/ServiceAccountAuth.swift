@@ -23,7 +23,7 @@ struct ServiceAccountAuthMiddleware: RouterMiddleware {
         // No token is 401 whether or not this deployment verifies any: a caller without one
         // learns nothing of the configuration, and cannot make the service log errors at will.
         let token = try bearerToken(request)
-        guard let tokens else { throw ServiceAccountsNotConfigured() }
+        guard let tokens else { throw SecretNotConfigured(variable: ServiceAccountTokens.secretVariable, refused: "internal routes are refused") }
         var context = context
         let caller = try tokens.verify(token, audience: coreAPIServiceAudience)
         context.service = caller
@@ -32,12 +32,17 @@ struct ServiceAccountAuthMiddleware: RouterMiddleware {
     }
 }
 
-/// This deployment verifies no service-account tokens (`TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` is
-/// unset): 503, since the caller's token may well be right and the server is not.
-struct ServiceAccountsNotConfigured: RestartixError {
+/// This deployment lacks a secret a route needs (`TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` for the
+/// internal routes, `TELEMETRY_SESSION_TOKEN_SECRET` for telemetry sessions): 503, since the
+/// caller's request may well be right and the server is not. Names the variable, never a value.
+struct SecretNotConfigured: RestartixError {
     static let domain = "service"
+    /// The environment variable that is not set.
+    let variable: String
+    /// What is refused until it is.
+    let refused: String
     var codeName: String { "notConfigured" }
-    var safeDetail: String { "this deployment has no TELEMETRY_INTERNAL_SVC_ACCT_TOKEN; internal routes are refused until it is set" }
+    var safeDetail: String { "this deployment has no \(variable); \(refused) until it is set" }
     var httpStatus: Int { 503 }
     var isTransient: Bool { true }
     var description: String { restartixDescription }
