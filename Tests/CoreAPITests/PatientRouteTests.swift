@@ -16,7 +16,9 @@ import Testing
 /// as the ground truth (sealed at rest, audited with field names only, nothing written by a
 /// refusal). Each test makes two clinics of its own (an owner, a specialist and a patient in
 /// one, an owner in the other), so the Postgres runs share the services' database safely.
-@Suite("Core API patients", .timeLimit(.minutes(2)))
+/// Serialized: each Postgres case boots a whole Core API (pools, the tenancy boot check), and
+/// seven at once on two cores slowed the fault drills running beside them past their bounds.
+@Suite("Core API patients", .serialized, .timeLimit(.minutes(3)))
 struct PatientRouteTests {
     enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case sqlite, postgres
@@ -389,6 +391,24 @@ struct PatientRouteTests {
             #expect(try await fixture.audited() == auditBefore + 1)
             let stored = try await fixture.rows("SELECT updated_at FROM patients WHERE id = \(UUID(uuidString: patient.id)!)")
             #expect(try stored[0].decode("updated_at", as: Date.self) <= Date())
+        }
+    }
+
+    @Test("one account, twenty requests at once to link it: one record, every other request 409", arguments: PatientRouteTests.backends)
+    func linkRace(backend: Backend) async throws {
+        try await withAPI(backend) { client, fixture in
+            let body = Self.json(["name": "Jane Doe", "user_id": fixture.users["patient"]!.lowercasedString])
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        try await client.execute(uri: "/v1/patients", method: .post, headers: fixture.auth("owner"), body: body) { $0.status }
+                    }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
+            #expect(statuses.filter { $0 == .conflict }.count == 19, "\(statuses)")
+            #expect(try await fixture.count("SELECT count(*) AS n FROM patients WHERE user_id = \(fixture.users["patient"]!)") == 1)
         }
     }
 
