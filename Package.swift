@@ -399,6 +399,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "telemetry-benchmark", targets: ["TelemetryBenchmark"]))
     package.products.append(.executable(name: "providers-benchmark", targets: ["ProvidersBenchmark"]))
     package.products.append(.executable(name: "bare-hummingbird", targets: ["BareHummingbird"]))
+    package.products.append(.executable(name: "patient-read-benchmark", targets: ["PatientReadBenchmark"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -426,6 +427,11 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "TelemetryBenchmark",
             dependencies: ["BenchmarkSupport", "MallocCounter", "RestartixTelemetry"],
             path: "Benchmarks/TelemetryBenchmark"
+        ),
+        .executableTarget(
+            name: "PatientReadBenchmark",
+            dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/PatientReadBenchmark"
         ),
         .executableTarget(
             name: "BareHummingbird",

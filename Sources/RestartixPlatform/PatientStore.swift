@@ -127,8 +127,13 @@ public struct PatientStore: Sendable {
 
     /// Inserts a patient of the transaction's clinic and returns its id.
     public func insert(_ pii: PatientPII, userID: UUID? = nil, in tx: borrowing TenantTransaction) async throws -> UUID {
+        try await insert(pii, id: UUIDv7.generate(), userID: userID, in: tx)
+    }
+
+    /// Inserts a patient under a given id (seeding benchmarks with ids a load generator can
+    /// name; service code takes a fresh UUIDv7).
+    package func insert(_ pii: PatientPII, id: UUID, userID: UUID? = nil, in tx: borrowing TenantTransaction) async throws -> UUID {
         let pii = try pii.validated()
-        let id = UUIDv7.generate()
         let organization = tx.context.organizationID
         let sealed = try seal(pii, organization: organization, row: id)
         try await tx.execute("""
@@ -190,7 +195,7 @@ public struct PatientStore: Sendable {
         try await tx.first("SELECT id FROM patients WHERE user_id = \(user) AND deleted_at IS NULL").map { try $0.decode("id", as: UUID.self) }
     }
 
-    static let select = "SELECT id, organization_id, user_id, name, date_of_birth, email, phone, created_at, updated_at FROM patients"
+    package static let select = "SELECT id, organization_id, user_id, name, date_of_birth, email, phone, created_at, updated_at FROM patients"
 
     struct Sealed {
         let name: Data
