@@ -59,6 +59,11 @@ struct LiveFaultTests {
         var unexpected: [Int: Int] { statuses.withLock { $0.filter { !(200..<300).contains($0.key) && $0.key != 503 } } }
     }
 
+    /// An answer's body as `type`, or nil.
+    static func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) -> T? {
+        try? JSONDecoder().decode(type, from: Data(String(buffer: response.body).utf8))
+    }
+
     func drill(_ instance: DrillInstance, _ redis: RedisServer) async throws {
         let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let owner = try Database(url: instance.url("DATABASE_DIRECT_URL"), logger: logger)
@@ -100,7 +105,7 @@ struct LiveFaultTests {
                     tally.record(response.status)
                     guard response.status == .created else { return nil }
                     tally.opened.add(1, ordering: .relaxed)
-                    return (try? JSONDecoder().decode(ElevatedSessionBody.self, from: Data(String(buffer: response.body).utf8)))?.id
+                    return Self.decode(ElevatedSessionBody.self, response)?.id
                 }
                 ok = ok && id != nil
                 if let id {
@@ -118,13 +123,13 @@ struct LiveFaultTests {
                     tally.record(response.status)
                     guard response.status == .created else { return nil }
                     tally.created.add(1, ordering: .relaxed)
-                    return (try? JSONDecoder().decode(PatientBody.self, from: Data(String(buffer: response.body).utf8)))?.id
+                    return Self.decode(PatientBody.self, response)?.id
                 }
                 ok = ok && patient != nil
                 if let patient {
                     try await client.execute(uri: "/v1/patients/\(patient)", method: .get, headers: auth) { response in
                         tally.record(response.status)
-                        let opened = try? JSONDecoder().decode(PatientBody.self, from: Data(String(buffer: response.body).utf8))
+                        let opened = Self.decode(PatientBody.self, response)
                         ok = ok && response.status == .ok && opened?.phone == "+40 700 000 000"
                     }
                 }

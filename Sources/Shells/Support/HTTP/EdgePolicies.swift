@@ -121,11 +121,10 @@ public struct MaintenanceMiddleware<Context: RequestContext>: RouterMiddleware {
 /// and canceled from outside its event loop, woke that loop's thread twice a request (an
 /// `eventfd` write each, and a context switch on a busy core).
 public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: RouterMiddleware {
-    let timeout: Duration
+    /// The requests in flight and their timeout.
     let deadlines: RequestDeadlines
 
     public init(_ timeout: Duration) {
-        self.timeout = timeout
         deadlines = RequestDeadlines(timeout: timeout)
     }
 
@@ -138,7 +137,7 @@ public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: Rout
             // `next` is called once, from the handler's task, which this scope awaits before it
             // returns on every path: it never outlives the call it was handed for.
             let handler = UncheckedHandler(call: next)
-            return try await Database.withDeadline(timeout) {
+            return try await Database.withDeadline(deadlines.timeout) {
                 let flight = RequestDeadlines.Flight()
                 // Created inside the deadline's scope, so it carries the deadline (a task-local).
                 let task = Task {

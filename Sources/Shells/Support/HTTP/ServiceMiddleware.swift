@@ -128,11 +128,15 @@ public struct MethodNotAllowed: RestartixError, ProblemHeaders {
 /// list of routes (`Router.routes`): Hummingbird answers 404 for a known path asked with
 /// another method; the services answer 405 with `Allow`, as RFC 9110 says.
 public struct RouteTable: Sendable {
-    let routes: [(components: [Substring], method: String)]
+    /// Each route's components, how literal each is (``rank(_:)``, worked out once), and method.
+    let routes: [(components: [Substring], ranks: [Int], method: String)]
 
     /// The table of `routes` (`router.routes.map { ($0.path.description, $0.method.rawValue) }`).
     public init(_ routes: [(path: String, method: String)]) {
-        self.routes = routes.map { (components: $0.path.split(separator: "/"), method: $0.method) }
+        self.routes = routes.map { route in
+            let components = route.path.split(separator: "/")
+            return (components: components, ranks: components.map(Self.rank), method: route.method)
+        }
     }
 
     /// The methods `path` is routed for (HEAD with GET), sorted; empty for an unknown path.
@@ -146,12 +150,11 @@ public struct RouteTable: Sendable {
         let parts = path.split(separator: "/")
         var best: [Int]?
         var methods = Set<String>()
-        for route in routes where Self.matches(route.components, parts) {
-            let rank = Self.rank(route.components)
-            if let current = best, rank == current {
+        for route in routes where Self.matches(route.components, route.ranks, parts) {
+            if let current = best, route.ranks == current {
                 methods.insert(route.method)
-            } else if best.map({ $0.lexicographicallyPrecedes(rank) }) ?? true {
-                best = rank
+            } else if best.map({ $0.lexicographicallyPrecedes(route.ranks) }) ?? true {
+                best = route.ranks
                 methods = [route.method]
             }
         }
@@ -159,22 +162,20 @@ public struct RouteTable: Sendable {
         return methods.sorted()
     }
 
-    /// How literal each component of a pattern is: 2 a literal, 1 a capture, 0 a wildcard.
-    static func rank(_ pattern: [Substring]) -> [Int] {
-        pattern.map { component in
-            if component == "**" || component == "*" { return 0 }
-            if component.hasPrefix(":") || (component.hasPrefix("{") && component.hasSuffix("}")) { return 1 }
-            return 2
-        }
+    /// How literal a pattern component is: 2 a literal, 1 a capture (`:id`, `{id}`), 0 a
+    /// wildcard (`*` one component, `**` the rest of the path).
+    static func rank(_ component: Substring) -> Int {
+        if component == "**" || component == "*" { return 0 }
+        if component.hasPrefix(":") || (component.hasPrefix("{") && component.hasSuffix("}")) { return 1 }
+        return 2
     }
 
-    static func matches(_ pattern: [Substring], _ parts: [Substring]) -> Bool {
+    static func matches(_ pattern: [Substring], _ ranks: [Int], _ parts: [Substring]) -> Bool {
         var index = 0
         for (position, component) in pattern.enumerated() {
             if component == "**" { return true }
             guard index < parts.count else { return false }
-            let isCapture = component.hasPrefix(":") || (component.hasPrefix("{") && component.hasSuffix("}")) || component == "*"
-            if !isCapture, component != parts[index] { return false }
+            if ranks[position] == 2, component != parts[index] { return false }
             index += 1
             if position == pattern.count - 1 { return index == parts.count }
         }
