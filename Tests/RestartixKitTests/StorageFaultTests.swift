@@ -85,6 +85,9 @@ struct DeadlineTests {
         let observer = try Database(url: TestBackend.require("DATABASE_DIRECT_URL"), logger: TestBackend.logger)
         defer { Task { await db.shutdown(); await observer.shutdown() } }
         let marker = "deadline-\(UUID().uuidString.prefix(8))"
+        // Connect first: on a loaded machine the connect alone can outlast 300 ms, and this test
+        // is about a statement that does (CI once saw connectionFailed here instead).
+        _ = try await db.query("SELECT 1")
         let started = ContinuousClock.now
         let error = await #expect(throws: DatabaseError.self) {
             try await Database.withDeadline(.milliseconds(300)) {
@@ -111,6 +114,7 @@ struct DeadlineTests {
     func scopedStatementTimeout(backend: TestBackend) async throws {
         let db = try backend.makeDatabase(maximumConnections: 1)
         defer { Task { await db.shutdown() } }
+        _ = try await db.query("SELECT 1")  // connected before the clock starts, as above
         let started = ContinuousClock.now
         let error = await #expect(throws: DatabaseError.self) {
             try await Database.withDeadline(.milliseconds(400)) {
