@@ -52,7 +52,7 @@ let slot = "practitioner-7/2026-12-01T10:00"
 if let hold = try await holds.hold(slot: slot, holder: "patient-a", ttl: .seconds(120)) {
     print("patient-a holds \(slot) (fence \(hold.fence), in \(hold.store.rawValue))")
     print("patient-b can hold it too: \(try await holds.hold(slot: slot, holder: "patient-b", ttl: .seconds(120)) != nil)")
-    print("patient-a confirms: \(try await holds.confirm(hold))")
+    print("patient-a confirms: \(try await holds.confirm(hold) != nil)")
 }
 
 // Cache-aside: the second read is a hit and does not run the load.

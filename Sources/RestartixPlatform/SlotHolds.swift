@@ -52,14 +52,18 @@ extension SlotHold.Store: Codable {}
 public protocol SlotHolds: Sendable {
     /// Holds `slot` for `holder` for `ttl`; `nil` when someone else holds it.
     func hold(slot: String, holder: String, ttl: Duration) async throws -> SlotHold?
-    /// Gives the slot up early; `false` when the hold had already lapsed, been released or
-    /// been confirmed.
+    /// Gives the slot up early — before a booking, or once the booking it was confirmed for is
+    /// written and the booking's own uniqueness keeps the slot; `false` when the hold had
+    /// already lapsed or been released.
     func release(_ hold: SlotHold) async throws -> Bool
-    /// Marks the hold confirmed because the booking goes ahead: `true` only while it is still
-    /// live, so a holder whose hold lapsed learns it here instead of booking over someone else.
-    /// A confirmed hold keeps the slot until it expires (nobody else can hold it while the
-    /// booking is written) and can be neither released nor confirmed again.
-    func confirm(_ hold: SlotHold) async throws -> Bool
+    /// Marks the hold confirmed because the booking goes ahead, and returns when it lapses: the
+    /// booking must be written before then (``Appointments`` makes that its transaction's
+    /// deadline). `nil` unless the hold is still live and is the one granted — the same token
+    /// and fence, so a client cannot present a fence of its own — so a holder whose hold lapsed
+    /// learns it here instead of booking over someone else. A confirmed hold keeps the slot
+    /// until it expires (nobody else can hold it while the booking is written) and can be
+    /// neither released nor confirmed again.
+    func confirm(_ hold: SlotHold) async throws -> Date?
 }
 
 /// Holds in Redis (`SET NX PX` with a random token, compare-and-delete by Lua, a fence counter
@@ -86,19 +90,23 @@ public final class RedisSlotHolds: SlotHolds {
         end
         return false
         """)
-    /// KEYS[1] the hold; ARGV token. Release: deletes the bearer's hold. 1 when it did.
+    /// KEYS[1] the hold; ARGV token. Release: deletes the bearer's hold, confirmed or not. 1
+    /// when it did.
     static let releaseScript = RedisScript("""
-        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        local held = redis.call('GET', KEYS[1])
+        if held == ARGV[1] or held == 'confirmed:' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
         return 0
         """)
-    /// KEYS[1] the hold; ARGV token. Confirm: marks the bearer's live hold confirmed, keeping
-    /// it (and the slot) until it expires. 1 when it did.
+    /// KEYS[1] the hold, KEYS[2] the slot's last fence; ARGV token, fence. Confirm: marks the
+    /// bearer's live hold confirmed, keeping it (and the slot) until it expires. Its time to
+    /// live in ms when it did (the fence must be the slot's last: the one granted with the
+    /// token), -1 when not.
     static let confirmScript = RedisScript("""
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
+        if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
           redis.call('SET', KEYS[1], 'confirmed:' .. ARGV[1], 'KEEPTTL')
-          return 1
+          return redis.call('PTTL', KEYS[1])
         end
-        return 0
+        return -1
         """)
 
     private let redis: RedisClient
@@ -142,9 +150,13 @@ public final class RedisSlotHolds: SlotHolds {
         return try await redis.evaluate(Self.releaseScript, keys: [prefix + hold.slot], arguments: [hold.token]).int == 1
     }
 
-    public func confirm(_ hold: SlotHold) async throws -> Bool {
+    public func confirm(_ hold: SlotHold) async throws -> Date? {
         guard hold.store == .redis else { return try await fallback.confirm(hold) }
-        return try await redis.evaluate(Self.confirmScript, keys: [prefix + hold.slot], arguments: [hold.token]).int == 1
+        let reply = try await redis.evaluate(
+            Self.confirmScript, keys: [prefix + hold.slot, prefix + hold.slot + ":fence"], arguments: [hold.token, String(hold.fence)]
+        )
+        guard let milliseconds = reply.int, milliseconds > 0 else { return nil }
+        return Date().addingTimeInterval(Double(milliseconds) / 1000)
     }
 }
 
@@ -185,16 +197,17 @@ public final class DatabaseSlotHolds: SlotHolds {
         let now = database.dialect.now
         return try await database.execute("""
             UPDATE slot_holds SET expires_at = \(now), token = '' \
-            WHERE slot_id = \(hold.slot) AND token = \(hold.token) AND expires_at > \(now)
+            WHERE slot_id = \(hold.slot) AND token IN (\(hold.token), \("confirmed:" + hold.token)) AND expires_at > \(now)
             """) == 1
     }
 
-    public func confirm(_ hold: SlotHold) async throws -> Bool {
+    public func confirm(_ hold: SlotHold) async throws -> Date? {
         let now = database.dialect.now
-        return try await database.execute("""
+        return try await database.query("""
             UPDATE slot_holds SET token = \("confirmed:" + hold.token) \
-            WHERE slot_id = \(hold.slot) AND token = \(hold.token) AND expires_at > \(now)
-            """) == 1
+            WHERE slot_id = \(hold.slot) AND token = \(hold.token) AND fence = \(hold.fence) AND expires_at > \(now) \
+            RETURNING expires_at
+            """).first?.decode("expires_at", as: Date.self)
     }
 
     /// Whether `slot` has a live hold here.
@@ -210,6 +223,8 @@ public final class InProcessSlotHolds: SlotHolds {
         var token: String
         var fence: Int
         var expiresAt: ContinuousClock.Instant
+        /// The same instant on the wall clock, as ``SlotHold/expiresAt`` says it.
+        var expiresAtDate: Date
     }
 
     private let slots = Mutex<[String: Entry]>([:])
@@ -220,37 +235,41 @@ public final class InProcessSlotHolds: SlotHolds {
     public func hold(slot: String, holder: String, ttl: Duration) async throws -> SlotHold? {
         try Holds.validate(slot: slot, holder: holder, ttl: ttl)
         let token = UUID().uuidString.lowercased(), now = ContinuousClock.now
+        let expiresAt = Date().addingTimeInterval(ttl.secondsValue)
         let fence: Int? = slots.withLock { slots in
             let previous = slots[slot]
             if let previous, previous.expiresAt > now { return nil }
             let micros = Int(Date().timeIntervalSince1970 * 1_000_000)
             let fence = max((previous?.fence ?? 0) + 1, micros)
-            slots[slot] = Entry(token: token, fence: fence, expiresAt: now + ttl)
+            slots[slot] = Entry(token: token, fence: fence, expiresAt: now + ttl, expiresAtDate: expiresAt)
             return fence
         }
         guard let fence else { return nil }
-        return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: Date().addingTimeInterval(ttl.secondsValue), store: .memory)
+        return SlotHold(slot: slot, holder: holder, token: token, fence: fence, expiresAt: expiresAt, store: .memory)
     }
 
     public func release(_ hold: SlotHold) async throws -> Bool {
-        end(hold) { entry, now in
+        end(hold, confirmedToo: true) { entry, now in
             entry.token = ""
             entry.expiresAt = now
-        }
+        } != nil
     }
 
-    public func confirm(_ hold: SlotHold) async throws -> Bool {
+    public func confirm(_ hold: SlotHold) async throws -> Date? {
         end(hold) { entry, _ in entry.token = "confirmed:" + entry.token }
     }
 
-    /// Applies `change` to the bearer's live hold; `false` when there is none.
-    private func end(_ hold: SlotHold, _ change: (inout Entry, ContinuousClock.Instant) -> Void) -> Bool {
+    /// Applies `change` to the bearer's live hold (its token and fence) and returns when the
+    /// hold lapses; `nil` when there is none (`confirmedToo`: a confirmed one counts).
+    private func end(_ hold: SlotHold, confirmedToo: Bool = false, _ change: (inout Entry, ContinuousClock.Instant) -> Void) -> Date? {
         let now = ContinuousClock.now
         return slots.withLock { slots in
-            guard var entry = slots[hold.slot], entry.token == hold.token, entry.expiresAt > now else { return false }
+            guard var entry = slots[hold.slot], entry.fence == hold.fence, entry.expiresAt > now,
+                entry.token == hold.token || (confirmedToo && entry.token == "confirmed:" + hold.token)
+            else { return nil }
             change(&entry, now)
             slots[hold.slot] = entry
-            return true
+            return entry.expiresAtDate
         }
     }
 }

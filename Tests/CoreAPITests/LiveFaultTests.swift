@@ -50,6 +50,10 @@ struct LiveFaultTests {
         /// Patients the API answered 201 for, and asked for.
         let created = Atomic<Int>(0)
         let createAsked = Atomic<Int>(0)
+        /// Appointments the API answered 201 for, and bookings asked for; slots handed out.
+        let booked = Atomic<Int>(0)
+        let bookAsked = Atomic<Int>(0)
+        let slots = Atomic<Int>(0)
         /// Requests that got no HTTP answer at all (a reset, a client timeout).
         let unanswered = Atomic<Int>(0)
         let unansweredWhy = Mutex<[String]>([])
@@ -89,11 +93,14 @@ struct LiveFaultTests {
         let token = try await issuer.issue(user: ownerPerson.userID, organization: ownerPerson.organizationID)
         let auth: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
         let tally = Tally()
+        let specialist = try #require(DemoData.person("demo-specialist")).userID.lowercasedString
+        // Every round books a slot of its own, on the grid, from two days ahead.
+        let firstSlot = ((Date().timeIntervalSince1970 / 1800).rounded(.up) + 96) * 1800
 
         try await app.test(.live) { client in
             /// One round of the flows a clinic's staff runs: who am I, open and close a
-            /// break-glass session, which clinic is this address, add a patient and read it
-            /// back. True when every step succeeded.
+            /// break-glass session, which clinic is this address, add a patient, read it back and
+            /// book it an appointment. True when every step succeeded.
             @Sendable func flows() async throws -> Bool {
                 var ok = true
                 try await client.execute(uri: "/v1/me", method: .get, headers: auth) { tally.record($0.status); ok = ok && $0.status == .ok }
@@ -131,6 +138,23 @@ struct LiveFaultTests {
                         tally.record(response.status)
                         let opened = Self.decode(PatientBody.self, response)
                         ok = ok && response.status == .ok && opened?.phone == "+40 700 000 000"
+                    }
+                    // Booked: held (in Redis, or the database while Redis is down), then booked
+                    // by sending the hold back.
+                    let start = Date(timeIntervalSince1970: firstSlot + Double(tally.slots.add(1, ordering: .relaxed).oldValue) * 1800)
+                    tally.bookAsked.add(1, ordering: .relaxed)
+                    let slot = #"{"patient_id":"\#(patient)","specialist_id":"\#(specialist)","starts_at":"\#(APITime.string(start))"}"#
+                    let hold = try await client.execute(uri: "/v1/appointments/holds", method: .post, headers: auth, body: ByteBuffer(string: slot)) { response -> String? in
+                        tally.record(response.status)
+                        return response.status == .created ? String(String(buffer: response.body).dropLast()) + #","kind":"in_person"}"# : nil
+                    }
+                    ok = ok && hold != nil
+                    if let hold {
+                        try await client.execute(uri: "/v1/appointments", method: .post, headers: auth, body: ByteBuffer(string: hold)) { response in
+                            tally.record(response.status)
+                            if response.status == .created { tally.booked.add(1, ordering: .relaxed) }
+                            ok = ok && response.status == .created
+                        }
                     }
                 }
                 return ok
@@ -222,6 +246,17 @@ struct LiveFaultTests {
         let created = tally.created.load(ordering: .relaxed), createAsked = tally.createAsked.load(ordering: .relaxed)
         #expect(patients >= created && patients <= createAsked, "\(patients) patients for \(created) answered 201 of \(createAsked) asked")
         #expect(audited == patients, "one audit row per patient")
+        // And the bookings: each one slot's, with its audit row.
+        let (appointments, slots, bookAudited) = try await admin.unscoped(reason: "live fault drill: count appointments", actor: .system("tests")) { tx in
+            (
+                try #require(try await tx.first("SELECT count(*) AS n FROM appointments WHERE status = 'booked'")).decode("n", as: Int.self),
+                try #require(try await tx.first("SELECT count(DISTINCT booked_slot) AS n FROM appointments")).decode("n", as: Int.self),
+                try #require(try await tx.first("SELECT count(*) AS n FROM audit_log WHERE action = 'appointment.book'")).decode("n", as: Int.self)
+            )
+        }
+        let booked = tally.booked.load(ordering: .relaxed), bookAsked = tally.bookAsked.load(ordering: .relaxed)
+        #expect(appointments >= booked && appointments <= bookAsked && booked > 0, "\(appointments) bookings for \(booked) answered 201 of \(bookAsked) asked")
+        #expect(slots == appointments && bookAudited == appointments, "one slot and one audit row per booking")
         await admin.shutdown()
     }
 }

@@ -36,6 +36,10 @@ struct PatientRouteTests {
         let admin: AdminDatabase
         /// The secret the API signs telemetry session tokens with.
         var sessionSecret: String? = nil
+        /// The development issuer's secret (tokens for more people).
+        var devSecret = ""
+        /// The API's app-role database (for the library's services beside the API's).
+        var appDatabase: DatabaseConfiguration? = nil
 
         func auth(_ who: String) -> HTTPFields { [.authorization: "Bearer \(tokens[who]!)", .contentType: "application/json"] }
 
@@ -59,7 +63,7 @@ struct PatientRouteTests {
         }
 
         /// Two new clinics and their people, with a development token each.
-        static func make(admin: AdminDatabase, secret: String, sessionSecret: String? = nil) async throws -> Fixture {
+        static func make(admin: AdminDatabase, secret: String, sessionSecret: String? = nil, appDatabase: DatabaseConfiguration? = nil) async throws -> Fixture {
             let clinic = UUIDv7.generate()
             let other = UUIDv7.generate()
             let people: [(String, UUID, TenantRole)] = [
@@ -82,7 +86,9 @@ struct PatientRouteTests {
             let issuer = try await LocalDevIssuer(environment: .development, secret: secret)
             var tokens: [String: String] = [:]
             for (handle, organization, _) in people { tokens[handle] = try await issuer.issue(user: users[handle]!, organization: organization) }
-            return Fixture(tokens: tokens, users: users, clinic: clinic, otherClinic: other, admin: admin, sessionSecret: sessionSecret)
+            return Fixture(
+                tokens: tokens, users: users, clinic: clinic, otherClinic: other, admin: admin, sessionSecret: sessionSecret, devSecret: secret, appDatabase: appDatabase
+            )
         }
     }
 
@@ -103,7 +109,9 @@ struct PatientRouteTests {
                 ? try PlatformBoot.localTelemetrySessionSecret(in: URL(fileURLWithPath: try #require(configuration.database.sqliteFilePath)).deletingLastPathComponent())
                 : nil
             try await app.test(.router) { client in
-                try await body(client, try await Fixture.make(admin: admin, secret: try #require(configuration.devTokenSecret), sessionSecret: sessionSecret))
+                try await body(client, try await Fixture.make(
+                    admin: admin, secret: try #require(configuration.devTokenSecret), sessionSecret: sessionSecret, appDatabase: configuration.appDatabase
+                ))
             }
         case .postgres:
             var environment: [String: String] = [:]
@@ -126,8 +134,9 @@ struct PatientRouteTests {
             defer { Task { await admin.shutdown() } }
             let secret = try #require(environment["RESTARTIX_DEV_TOKEN_SECRET"])
             let sessionSecret = configuration.sessionTokens == nil ? nil : environment["TELEMETRY_SESSION_TOKEN_SECRET"]
+            let appDatabase = configuration.appDatabase
             try await app.test(.router) { client in
-                try await body(client, try await Fixture.make(admin: admin, secret: secret, sessionSecret: sessionSecret))
+                try await body(client, try await Fixture.make(admin: admin, secret: secret, sessionSecret: sessionSecret, appDatabase: appDatabase))
             }
         }
     }
@@ -149,6 +158,13 @@ struct PatientRouteTests {
             return decode(PatientBody.self, response)
         }
         return try #require(made)
+    }
+
+    /// The demo-shaped record of the fixture's patient member, linked to its account.
+    static func createOwn(_ client: some TestClientProtocol, _ fixture: Fixture) async throws -> PatientBody {
+        var own = ana
+        own["user_id"] = fixture.users["patient"]!.lowercasedString
+        return try await create(client, fixture, own)
     }
 
     @Test("the owner creates a patient (sealed at rest), reads, finds, changes and deletes it; each change audited with field names only", arguments: PatientRouteTests.backends)
@@ -249,9 +265,7 @@ struct PatientRouteTests {
     @Test("a patient sees and changes only its own record; staff-only actions are 403, other patients 404", arguments: PatientRouteTests.backends)
     func patientSelf(backend: Backend) async throws {
         try await withAPI(backend) { client, fixture in
-            var own = Self.ana
-            own["user_id"] = fixture.users["patient"]!.lowercasedString
-            let mine = try await Self.create(client, fixture, own)
+            let mine = try await Self.createOwn(client, fixture)
             let other = try await Self.create(client, fixture, ["name": "Jane Doe", "email": "jane.doe@example.com"])
             try await client.execute(uri: "/v1/patients", method: .get, headers: fixture.auth("patient")) { response in
                 #expect(response.status == .ok && Self.decode(PatientPageBody.self, response)?.patients.map(\.id) == [mine.id])

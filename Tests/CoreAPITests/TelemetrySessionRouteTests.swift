@@ -21,9 +21,7 @@ extension PatientRouteTests {
             try await client.execute(uri: url, method: .post, headers: fixture.auth("patient")) { response in
                 #expect(response.status == .notFound && Self.decode(Problem.self, response)?.code == "tenancy.notFound")
             }
-            var own = Self.ana
-            own["user_id"] = fixture.users["patient"]!.lowercasedString
-            let record = try await Self.create(client, fixture, own)
+            let record = try await Self.createOwn(client, fixture)
             var sessions: [String] = []
             for _ in 0..<2 {
                 let started = try await client.execute(uri: url, method: .post, headers: fixture.auth("patient")) { response -> TelemetrySessionBody? in
@@ -62,9 +60,7 @@ extension PatientRouteTests {
     @Test("telemetry sessions without a session secret: 503 service.notConfigured, nothing written", arguments: PatientRouteTests.backends.filter { $0 == .postgres })
     func telemetrySessionNotConfigured(backend: Backend) async throws {
         try await withAPI(backend, configure: { $0.sessionTokens = nil }) { client, fixture in
-            var own = Self.ana
-            own["user_id"] = fixture.users["patient"]!.lowercasedString
-            _ = try await Self.create(client, fixture, own)
+            _ = try await Self.createOwn(client, fixture)
             try await client.execute(uri: "/v1/telemetry/session-tokens", method: .post, headers: fixture.auth("patient")) { response in
                 #expect(response.status == .serviceUnavailable && Self.decode(Problem.self, response)?.code == "service.notConfigured")
                 #expect(!String(buffer: response.body).contains("telemetry-session-secret"))

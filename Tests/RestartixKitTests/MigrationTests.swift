@@ -280,6 +280,7 @@ struct MigrationSetTests {
                 "92b742c7b014a9a928e2834fc081bbd48103cd539ec755bc99521cb906748c07",
                 "bf2994cae8c529c405cf52fe60de6aa8635536cf59d6dd65c088662d7efbbd08",
                 "1ccdd91ddcb250940dc4c7dca34c1529c93ffef0f21b5c3ea243794bb476056c",
+                "ed4df603f46db58ea4c7583b8c0aebda137df22c0faf8122c3f75c9712e5ec25",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -292,6 +293,7 @@ struct MigrationSetTests {
                 "beb5625ab723f76a3c17be445f7d85e87fc9269cfb6be5d68af588e8170952c6",
                 "a22d78589e03084883d8938a709b91bfaed79f9df4aecf5abd93b1ca3dce97c1",
                 "5ae4a23e843f893f00453a1783d57c61e94d28a5242a1bb7bf516c125bf8f4a5",
+                "5a8bfefecd8796657444ea30aef67c6d83ae9eea7cee8f452915a5d459192277",
             ],
         ]
         for (dialect, checksums) in pins {

@@ -53,9 +53,19 @@ struct SlotHoldsTests {
         try await Task.sleep(for: .milliseconds(2300))
         let next = try #require(try await holds.hold(slot: slot, holder: "quick-patient", ttl: .seconds(30)), "\(name): free after expiry")
         #expect(next.fence > brief.fence, "\(name)")
-        #expect(try await !holds.confirm(brief), "\(name): the lapsed holder cannot confirm")
-        #expect(try await holds.confirm(next), "\(name)")
-        #expect(try await !holds.confirm(next), "\(name): confirmed once")
+        #expect(try await holds.confirm(brief) == nil, "\(name): the lapsed holder cannot confirm")
+        // A fence of the client's own is not the one granted: nothing is confirmed.
+        let raised = SlotHold(slot: slot, holder: next.holder, token: next.token, fence: next.fence + 1_000_000, expiresAt: next.expiresAt, store: store)
+        #expect(try await holds.confirm(raised) == nil, "\(name): a forged fence confirms nothing")
+        let lapses = try #require(try await holds.confirm(next), "\(name)")
+        // It lapses when the hold does (clocks of the store and this process, a second apart at most).
+        #expect(abs(lapses.timeIntervalSince(next.expiresAt)) < 1, "\(name): \(lapses) vs \(next.expiresAt)")
+        #expect(try await holds.confirm(next) == nil, "\(name): confirmed once")
+        // Once its booking is written, the bearer frees the confirmed hold: the slot is free.
+        #expect(try await holds.release(next), "\(name): a confirmed hold is released by its bearer")
+        #expect(try await !holds.release(next), "\(name): released once")
+        let again = try #require(try await holds.hold(slot: slot, holder: "rebooking-patient", ttl: .seconds(30)), "\(name): free after release")
+        #expect(again.fence > next.fence, "\(name)")
         await #expect(throws: RedisError.self) { try await holds.hold(slot: "", holder: "x", ttl: .seconds(1)) }
     }
 

@@ -62,7 +62,7 @@ struct TenantTablesTests {
     @Test("the platform's registry is consistent and seals the patients' PII")
     func platformRegistry() throws {
         let tables = PlatformSchema.tenantTables
-        #expect(tables.names.count == 14)
+        #expect(tables.names.count == 15)
         #expect(tables["patients"]?.sealedColumns == PatientStore.sealedColumns)
         #expect(Set(EncryptedColumn.builtIn.map(\.description)) == Set(
             PatientStore.sealedColumns.map { "patients.\($0)" } + ["platform_service_providers.credentials"]
@@ -79,9 +79,9 @@ struct TenantTablesTests {
         }
         let clean = try await problems(PlatformSchema.tenantTables)
         #expect(clean == [], "\(clean)")
-        let extra = try Self.platform { $0.append(TenantTable("appointments")) }
+        let extra = try Self.platform { $0.append(TenantTable("consent_forms")) }
         #expect(try await problems(extra) == [
-            "tenant table appointments is in the registry but not in restartix_tenant_tables (its tenancy migration has not run)",
+            "tenant table consent_forms is in the registry but not in restartix_tenant_tables (its tenancy migration has not run)",
         ])
         let fewer = try Self.platform { $0.removeAll { $0.name == "pose_rep_metrics" } }
         #expect(try await problems(fewer) == [
@@ -146,7 +146,7 @@ struct TenantTablesTests {
                     "memberships", updatableColumns: ["role", "user_id"], managersOnly: [.insert, .update, .delete],
                     patientOwn: [.select], ownership: .userColumn("user_id")
                 ))(&tables)
-                tables.append(TenantTable("appointments"))
+                tables.append(TenantTable("consent_forms"))
             }
             let found = try await problems(drifted)
             #expect(found.sorted() == [
@@ -154,7 +154,7 @@ struct TenantTablesTests {
                 "role restartix_app lacks DELETE on tenant table audit_log, which the registry grants it",
                 "role restartix_app lacks UPDATE on tenant table audit_log, which the registry grants it",
                 "role restartix_app may update columns role of memberships; the registry says role, user_id",
-                "tenant table appointments is in the registry but not in restartix_tenant_tables (its tenancy migration has not run)",
+                "tenant table consent_forms is in the registry but not in restartix_tenant_tables (its tenancy migration has not run)",
             ])
         }
     }

@@ -2,13 +2,13 @@
 
 /// Every closure-body snippet of README.md and Documentation/, in page order.
 let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
-    ("README.md:153", snippet_README_1),
+    ("README.md:170", snippet_README_1),
     ("Documentation/RestartixCore.md:54", snippet_Documentation_RestartixCore_2),
     ("Documentation/RestartixKit.md:19", snippet_Documentation_RestartixKit_1),
     ("Documentation/RestartixKit.md:100", snippet_Documentation_RestartixKit_2),
     ("Documentation/RestartixKit.md:132", snippet_Documentation_RestartixKit_3),
-    ("Documentation/RestartixPlatform.md:22", snippet_Documentation_RestartixPlatform_1),
-    ("Documentation/RestartixPlatform.md:96", snippet_Documentation_RestartixPlatform_2),
+    ("Documentation/RestartixPlatform.md:23", snippet_Documentation_RestartixPlatform_1),
+    ("Documentation/RestartixPlatform.md:98", snippet_Documentation_RestartixPlatform_2),
     ("Documentation/RestartixProviders.md:52", snippet_Documentation_RestartixProviders_1),
     ("Documentation/RestartixRedis.md:21", snippet_Documentation_RestartixRedis_1),
     ("Documentation/RestartixTelemetry.md:15", snippet_Documentation_RestartixTelemetry_1),

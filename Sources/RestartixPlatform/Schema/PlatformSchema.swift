@@ -28,6 +28,7 @@ public enum PlatformSchema {
         MigrationSet.postgresEmailSuppressions,
         MigrationSet.postgresUserActivity,
         MigrationSet.postgresClerkSyncState,
+        MigrationSet.postgresAppointments,
     ]
 
     static let sqlite: [Migration] = [
@@ -41,6 +42,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteEmailSuppressions,
         MigrationSet.sqliteUserActivity,
         MigrationSet.sqliteClerkSyncState,
+        MigrationSet.sqliteAppointments,
     ]
 }
 

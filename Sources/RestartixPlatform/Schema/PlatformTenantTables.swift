@@ -35,6 +35,13 @@ extension PlatformSchema {
             TenantTable("pose_rep_metrics", app: all, patientOwn: [.select, .insert], ownership: .definedBySchema),
             TenantTable("media_session_metrics", app: all, patientOwn: [.select, .insert], ownership: .definedBySchema),
             TenantTable("media_buffering_events", app: all, patientOwn: [.select, .insert], ownership: .definedBySchema),
+            // Booked and canceled, never deleted by the app (migration 11: fences, the patient's
+            // own account checked against its record).
+            TenantTable(
+                "appointments", app: [.select, .insert, .update],
+                updatableColumns: ["status", "booked_slot", "canceled_at", "updated_at"],
+                patientOwn: [.select, .insert, .update], ownership: .userColumn("patient_user_id")
+            ),
         ], alsoReadable: ["users"])
     }()
 }

@@ -58,7 +58,8 @@ func buildApplication(
             sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
             serviceAccounts: configuration.serviceAccounts, sessionTokens: sessionTokens,
             debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
-            activityInterval: configuration.activityInterval, logger: logger
+            activityInterval: configuration.activityInterval,
+            holds: redis.map { RedisSlotHolds(redis: $0, database: database, logger: logger) }, logger: logger
         ),
         edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
@@ -154,6 +155,7 @@ func makeRouter(
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     addUsageRoutes(to: v1, tenants: platform.tenants)
     addPatientRoutes(to: v1, patients: platform.patients)
+    addAppointmentRoutes(to: v1, appointments: platform.appointments)
     addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions)
     let admin = router.group("v1/admin")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
@@ -187,6 +189,8 @@ struct PlatformServices: Sendable {
     let activity: UserActivity
     /// The clinics' patients (sealed personal data under the keyring).
     let patients: Patients
+    /// Slot holds and bookings.
+    let appointments: Appointments
     /// Starts patients' telemetry sessions; `nil` when no session-token secret is configured.
     let telemetrySessions: TelemetrySessions?
     /// Verifies the `/internal` routes' service-account tokens; `nil` when
@@ -199,7 +203,8 @@ struct PlatformServices: Sendable {
     init(
         admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, providers: ProviderResolver, cache: Aside,
         suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil, serviceAccounts: ServiceAccountTokens? = nil,
-        sessionTokens: SessionTokens? = nil, debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60), logger: Logger = Logger(label: "restartix.core-api")
+        sessionTokens: SessionTokens? = nil, debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60),
+        holds: (any SlotHolds)? = nil, logger: Logger = Logger(label: "restartix.core-api")
     ) {
         self.admin = admin
         self.providers = providers
@@ -213,6 +218,8 @@ struct PlatformServices: Sendable {
         auditLog = AuditLog(tenants: tenants)
         let cipher = ColumnCipher(keyring: keyring, logger: logger)
         patients = Patients(tenants: tenants, cipher: cipher)
+        // Without Redis the database reservation holds slots: shared by every instance.
+        appointments = Appointments(tenants: tenants, admin: admin, holds: holds ?? DatabaseSlotHolds(database: platform))
         telemetrySessions = sessionTokens.map { TelemetrySessions(tenants: tenants, tokens: $0, cipher: cipher) }
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)
     }

@@ -280,6 +280,15 @@ struct MatrixTable: Sendable, CustomStringConvertible {
                 INSERT INTO media_buffering_events (id, organization_id, media_session_id, started_at_ms, duration_ms) \
                 VALUES (\(id), \(organization), \(tie.mediaSession), 100, 250)
                 """
+        case "appointments":
+            // A slot of its own (the row's id) and the first fence: no unique key of another row.
+            let slot = "appt:matrix:" + id.lowercasedString
+            return """
+                INSERT INTO appointments (id, organization_id, patient_id, patient_user_id, specialist_user_id, starts_at, ends_at, \
+                kind, status, slot, booked_slot, fence) \
+                VALUES (\(id), \(organization), \(tie.patient), \(tie.user), \(actor ?? tie.user), \(later), \(later.addingTimeInterval(1800)), \
+                'in_person', 'booked', \(slot), \(slot), 1)
+                """
         default:
             fatalError("no row factory for \(name)")
         }

@@ -418,6 +418,10 @@ final class SQLiteConnection: ConnectionDriver, @unchecked Sendable {
                 code = .invalidValue  // a policy trigger's type guard (TenantPolicySQL)
             case SQLITE_CONSTRAINT:
                 code = .checkViolation
+                // A schema trigger's rule, in Postgres's words: `... violates check constraint "name"`.
+                if let range = message.range(of: "violates check constraint \"") {
+                    constraint = message[range.upperBound...].split(separator: "\"").first.map(String.init)
+                }
             case SQLITE_AUTH: code = .insufficientPrivilege
             case SQLITE_BUSY, SQLITE_LOCKED: code = .busy
             case SQLITE_INTERRUPT:

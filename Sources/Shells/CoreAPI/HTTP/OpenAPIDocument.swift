@@ -249,6 +249,73 @@ enum OpenAPIDocument {
             "required": ["patients"],
             "properties": {"patients": {"type": "array", "items": {"$ref": "#/components/schemas/Patient"}}}
           },
+          "SlotStart": {"type": "string", "format": "date-time", "maxLength": 40, "description": "RFC 3339 with an offset; on the clinic's slot grid (30 minutes from UTC midnight), in the future, within a year."},
+          "NewHold": {
+            "type": "object",
+            "required": ["patient_id", "specialist_id", "starts_at"],
+            "properties": {
+              "patient_id": {"type": "string", "format": "uuid", "description": "The patient the slot is held for (a patient: its own record)."},
+              "specialist_id": {"type": "string", "format": "uuid", "description": "A staff member of the clinic."},
+              "starts_at": {"$ref": "#/components/schemas/SlotStart"}
+            }
+          },
+          "HoldReference": {
+            "type": "object",
+            "required": ["token", "fence", "store"],
+            "properties": {
+              "token": {"type": "string", "minLength": 1, "maxLength": 200},
+              "fence": {"type": "integer", "description": "The hold's fencing token: a booking with a fence not greater than the slot's last booking's is refused."},
+              "store": {"type": "string", "enum": ["redis", "database", "memory"]}
+            }
+          },
+          "Hold": {
+            "type": "object",
+            "required": ["hold", "patient_id", "specialist_id", "starts_at", "ends_at", "expires_at"],
+            "properties": {
+              "hold": {"$ref": "#/components/schemas/HoldReference"},
+              "patient_id": {"type": "string", "format": "uuid"},
+              "specialist_id": {"type": "string", "format": "uuid"},
+              "starts_at": {"type": "string", "format": "date-time"},
+              "ends_at": {"type": "string", "format": "date-time"},
+              "expires_at": {"type": "string", "format": "date-time", "description": "Book before then."}
+            }
+          },
+          "NewAppointment": {
+            "type": "object",
+            "required": ["hold", "patient_id", "specialist_id", "starts_at", "kind"],
+            "properties": {
+              "hold": {"$ref": "#/components/schemas/HoldReference"},
+              "patient_id": {"type": "string", "format": "uuid"},
+              "specialist_id": {"type": "string", "format": "uuid"},
+              "starts_at": {"$ref": "#/components/schemas/SlotStart"},
+              "kind": {"type": "string", "enum": ["in_person", "video"]}
+            }
+          },
+          "Appointment": {
+            "type": "object",
+            "required": ["id", "organization_id", "patient_id", "specialist_id", "starts_at", "ends_at", "kind", "status", "created_at", "updated_at"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "patient_id": {"type": "string", "format": "uuid"},
+              "specialist_id": {"type": "string", "format": "uuid"},
+              "starts_at": {"type": "string", "format": "date-time"},
+              "ends_at": {"type": "string", "format": "date-time"},
+              "kind": {"type": "string", "enum": ["in_person", "video"]},
+              "status": {"type": "string", "enum": ["booked", "canceled"]},
+              "created_at": {"type": "string", "format": "date-time"},
+              "updated_at": {"type": "string", "format": "date-time"},
+              "canceled_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "AppointmentDay": {
+            "type": "object",
+            "required": ["date", "appointments"],
+            "properties": {
+              "date": {"type": "string", "format": "date"},
+              "appointments": {"type": "array", "items": {"$ref": "#/components/schemas/Appointment"}}
+            }
+          },
           "TelemetrySession": {
             "type": "object",
             "required": ["token", "session_id", "organization_id", "patient_id", "expires_at"],
@@ -622,6 +689,96 @@ enum OpenAPIDocument {
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/appointments/holds": {
+          "post": {
+            "operationId": "holdSlot",
+            "summary": "Hold a slot for a patient while the booking form is filled in (staff: any patient of the clinic; a patient: itself). 409 when it is booked or held.",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewHold"}}}},
+            "responses": {
+              "201": {"description": "Held.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Hold"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/appointments": {
+          "get": {
+            "operationId": "listAppointments",
+            "summary": "The clinic's appointments starting on a UTC day, booked and canceled, by start (a patient: its own).",
+            "security": [{"bearer": []}],
+            "parameters": [
+              {"name": "date", "in": "query", "required": true, "schema": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}},
+              {"name": "specialist_id", "in": "query", "schema": {"type": "string", "format": "uuid"}}
+            ],
+            "responses": {
+              "200": {"description": "The day's appointments.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AppointmentDay"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "post": {
+            "operationId": "bookAppointment",
+            "summary": "Book a held slot with its hold (the same patient, specialist and start); audited. 409 when the hold lapsed or was superseded, or the slot is booked.",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewAppointment"}}}},
+            "responses": {
+              "201": {"description": "Booked.", "headers": {"Location": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Appointment"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/appointments/{id}": {
+          "get": {
+            "operationId": "getAppointment",
+            "summary": "One appointment of the clinic (a patient: its own; anyone else's is 404).",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The appointment.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Appointment"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/appointments/{id}/cancel": {
+          "post": {
+            "operationId": "cancelAppointment",
+            "summary": "Cancel a booked appointment (staff, or its patient); its slot is free again; audited. 409 when already canceled.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The canceled appointment.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Appointment"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
