@@ -5,6 +5,12 @@ public import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(CoreFoundation)
+// On a clean build Swift can attribute `struct stat`'s members to CoreFoundation's module
+// (whichever module's headers defined the struct first; CI's fresh clone did); member import
+// visibility then refuses them unless that module is imported too.
+import CoreFoundation
+#endif
 public import RestartixKit
 
 /// Where the keyring comes from. Loaded once at boot; a failure stops boot with a message
