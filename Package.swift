@@ -164,6 +164,7 @@ let package = Package(
                 "RestartixTenancy",
                 "RestartixCrypto",
                 "RestartixProviders",
+                "RestartixTelemetry",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -209,6 +210,7 @@ let package = Package(
                 "RestartixCrypto",
                 "RestartixProviders",
                 "RestartixAWS",
+                "RestartixTelemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -357,6 +359,7 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 "RestartixKit",
+                "RestartixTelemetry",
                 "RestartixPlatform",
                 "RestartixRedis",
                 "RestartixAWS",

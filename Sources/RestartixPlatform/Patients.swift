@@ -1,5 +1,4 @@
 public import Foundation
-import Crypto
 public import RestartixCrypto
 import RestartixKit
 public import RestartixTenancy
@@ -111,9 +110,7 @@ public struct Patients: Sendable {
                 // both find none. SQLite runs one writer at a time; on Postgres the check and the
                 // insert hold a transaction-scoped lock on (clinic, account), which PgBouncer's
                 // transaction mode keeps (it ends with the transaction).
-                if tx.dialect == .postgres {
-                    _ = try await tx.query("SELECT pg_advisory_xact_lock(\(Self.lockKey(organization: context.organizationID, user: userID))) AS locked")
-                }
+                try await tx.lockForTransaction("restartix.patients.link", context.organizationID.lowercasedString, userID.lowercasedString)
                 let membership = try await tx.first("SELECT role FROM memberships WHERE user_id = \(userID)")
                 guard try membership?.decode("role", as: String.self) == TenantRole.patient.rawValue else {
                     throw PatientError(.notAPatientMember, "user_id is not a patient member of this clinic")
@@ -191,13 +188,6 @@ public struct Patients: Sendable {
     }
 
     static let notFound = TenancyError(.notFound, "no such patient in this clinic")
-
-    /// The advisory-lock key of linking `user` in `organization`: the first 8 bytes of a
-    /// SHA-256 of both ids under a fixed label (another feature's keys cannot meet it).
-    static func lockKey(organization: UUID, user: UUID) -> Int64 {
-        let digest = SHA256.hash(data: Data("restartix.patients.link:\(organization.lowercasedString):\(user.lowercasedString)".utf8))
-        return digest.prefix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) }
-    }
 
     static func require(_ context: TenantContext, staff: Bool = false, managers: Bool = false, to what: String) throws(TenancyError) {
         let allowed = managers ? [.owner, .admin].contains(context.role) : (!staff || context.role.isStaff)

@@ -29,7 +29,9 @@ extension StartedTelemetrySession: CustomStringConvertible {
 /// its clinic, asks the Core API for a session; it gets a new session id and a short-lived
 /// token bound to its clinic, its patient record and that session, which is all the Telemetry
 /// API will accept frames and media events with. Starting one is audited
-/// (`telemetry.session.start`, the session's id, the patient record's id).
+/// (`telemetry.session.start`, the session's id, the patient record's id) and recorded in
+/// `telemetry_sessions`, where ``TelemetryAggregates`` finds it when the session's aggregates
+/// arrive.
 ///
 /// Only a patient principal starts one, for its own record (staff acting as a patient through
 /// an impersonation session do so as that patient, audited as impersonation); a patient member
@@ -64,6 +66,11 @@ public struct TelemetrySessions: Sendable {
             }
             let token = try tokens.issue(session: session, organization: context.organizationID, patient: patient, lifetime: lifetime)
             let verified = try tokens.verify(token)
+            // The session as the aggregates endpoint will find it (TelemetryAggregates).
+            try await tx.execute("""
+                INSERT INTO telemetry_sessions (id, organization_id, patient_id, patient_user_id, expires_at) \
+                VALUES (\(session), \(context.organizationID), \(patient), \(context.userID), \(verified.expiresAt))
+                """)
             try await tx.audit(AuditEvent(
                 action: "telemetry.session.start", resourceType: "telemetry_session", resourceID: session, requestID: requestID,
                 metadata: ["patient_id": patient.lowercasedString]

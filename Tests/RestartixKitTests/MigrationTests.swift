@@ -281,6 +281,7 @@ struct MigrationSetTests {
                 "bf2994cae8c529c405cf52fe60de6aa8635536cf59d6dd65c088662d7efbbd08",
                 "1ccdd91ddcb250940dc4c7dca34c1529c93ffef0f21b5c3ea243794bb476056c",
                 "ed4df603f46db58ea4c7583b8c0aebda137df22c0faf8122c3f75c9712e5ec25",
+                "e0fe1d25fae382f2f121d5d0a40f7b32413d389b3893e674c88cda98ef710a42",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -294,6 +295,7 @@ struct MigrationSetTests {
                 "a22d78589e03084883d8938a709b91bfaed79f9df4aecf5abd93b1ca3dce97c1",
                 "5ae4a23e843f893f00453a1783d57c61e94d28a5242a1bb7bf516c125bf8f4a5",
                 "5a8bfefecd8796657444ea30aef67c6d83ae9eea7cee8f452915a5d459192277",
+                "d2f92caac7aa530e3232b19eda43beed1dea54fb06473fed1c86a1903ca0bdfb",
             ],
         ]
         for (dialect, checksums) in pins {

@@ -29,6 +29,7 @@ public enum PlatformSchema {
         MigrationSet.postgresUserActivity,
         MigrationSet.postgresClerkSyncState,
         MigrationSet.postgresAppointments,
+        MigrationSet.postgresTelemetrySessions,
     ]
 
     static let sqlite: [Migration] = [
@@ -43,6 +44,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteUserActivity,
         MigrationSet.sqliteClerkSyncState,
         MigrationSet.sqliteAppointments,
+        MigrationSet.sqliteTelemetrySessions,
     ]
 }
 

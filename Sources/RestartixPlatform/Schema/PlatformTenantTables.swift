@@ -42,6 +42,16 @@ extension PlatformSchema {
                 updatableColumns: ["status", "booked_slot", "canceled_at", "updated_at"],
                 patientOwn: [.select, .insert, .update], ownership: .userColumn("patient_user_id")
             ),
+            // Started by the patient, recorded once (migration 12).
+            TenantTable(
+                "telemetry_sessions", app: [.select, .insert, .update], updatableColumns: ["aggregated_at", "exercise", "rep_count", "media_count"],
+                patientOwn: [.select, .insert, .update], ownership: .userColumn("patient_user_id")
+            ),
+            TenantTable(
+                "patient_exercise_logs", app: [.select, .insert, .update],
+                updatableColumns: ["done_count", "last_session_id", "last_done_at", "updated_at"],
+                patientOwn: [.select, .insert, .update], ownership: .userColumn("patient_user_id")
+            ),
         ], alsoReadable: ["users"])
     }()
 }

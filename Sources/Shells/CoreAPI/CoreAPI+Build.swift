@@ -164,7 +164,7 @@ func makeRouter(
     let internalRoutes = router.group("internal/v1")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: ServiceAccountAuthMiddleware(tokens: platform.serviceAccounts))
-    addInternalRoutes(to: internalRoutes)
+    addInternalRoutes(to: internalRoutes, aggregates: platform.telemetryAggregates)
     finishServiceEdge(router, slot: routes)
     return router
 }
@@ -191,6 +191,8 @@ struct PlatformServices: Sendable {
     let patients: Patients
     /// Slot holds and bookings.
     let appointments: Appointments
+    /// Finished telemetry sessions' aggregates, from the Telemetry API.
+    let telemetryAggregates: TelemetryAggregates
     /// Starts patients' telemetry sessions; `nil` when no session-token secret is configured.
     let telemetrySessions: TelemetrySessions?
     /// Verifies the `/internal` routes' service-account tokens; `nil` when
@@ -220,6 +222,7 @@ struct PlatformServices: Sendable {
         patients = Patients(tenants: tenants, cipher: cipher)
         // Without Redis the database reservation holds slots: shared by every instance.
         appointments = Appointments(tenants: tenants, admin: admin, holds: holds ?? DatabaseSlotHolds(database: platform))
+        telemetryAggregates = TelemetryAggregates(tenants: tenants, admin: admin)
         telemetrySessions = sessionTokens.map { TelemetrySessions(tenants: tenants, tokens: $0, cipher: cipher) }
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)
     }

@@ -289,6 +289,17 @@ struct MatrixTable: Sendable, CustomStringConvertible {
                 VALUES (\(id), \(organization), \(tie.patient), \(tie.user), \(actor ?? tie.user), \(later), \(later.addingTimeInterval(1800)), \
                 'in_person', 'booked', \(slot), \(slot), 1)
                 """
+        case "telemetry_sessions":
+            return """
+                INSERT INTO telemetry_sessions (id, organization_id, patient_id, patient_user_id, expires_at) \
+                VALUES (\(id), \(organization), \(tie.patient), \(tie.user), \(later))
+                """
+        case "patient_exercise_logs":
+            // An exercise of its own (the row's id): no unique key of another row.
+            return """
+                INSERT INTO patient_exercise_logs (id, organization_id, patient_id, patient_user_id, exercise, done_count) \
+                VALUES (\(id), \(organization), \(tie.patient), \(tie.user), \("x" + tag), 1)
+                """
         default:
             fatalError("no row factory for \(name)")
         }

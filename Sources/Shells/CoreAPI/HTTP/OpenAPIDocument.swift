@@ -316,6 +316,95 @@ enum OpenAPIDocument {
               "appointments": {"type": "array", "items": {"$ref": "#/components/schemas/Appointment"}}
             }
           },
+          "AggregateRep": {
+            "type": "object",
+            "required": ["rep_index", "start_ms", "end_ms", "duration_ms", "min_angle_degrees", "max_angle_degrees", "rom_degrees", "partial_range", "too_fast"],
+            "properties": {
+              "rep_index": {"type": "integer", "minimum": 0, "description": "Its position in reps, from 0."},
+              "start_ms": {"type": "integer", "minimum": 0},
+              "end_ms": {"type": "integer", "minimum": 0, "description": "Not before start_ms."},
+              "duration_ms": {"type": "integer", "minimum": 0, "description": "end_ms - start_ms."},
+              "min_angle_degrees": {"type": "number", "minimum": -360, "maximum": 360},
+              "max_angle_degrees": {"type": "number", "minimum": -360, "maximum": 360},
+              "rom_degrees": {"type": "number", "minimum": 0, "maximum": 720},
+              "concentric_ms": {"type": "integer", "minimum": 0},
+              "eccentric_ms": {"type": "integer", "minimum": 0},
+              "peak_velocity_dps": {"type": "number", "minimum": 0},
+              "mean_visibility": {"type": "number", "minimum": 0, "maximum": 1},
+              "partial_range": {"type": "boolean"},
+              "too_fast": {"type": "boolean"}
+            }
+          },
+          "AggregatePose": {
+            "type": "object",
+            "required": ["rep_count", "active_time_ms", "reps"],
+            "properties": {
+              "rep_count": {"type": "integer", "minimum": 0, "description": "The number of reps."},
+              "mean_rom_degrees": {"type": "number", "minimum": 0, "maximum": 360},
+              "min_rom_degrees": {"type": "number", "minimum": 0, "maximum": 360},
+              "max_rom_degrees": {"type": "number", "minimum": 0, "maximum": 360},
+              "mean_rep_duration_ms": {"type": "number", "minimum": 0},
+              "tempo_cv": {"type": "number", "minimum": 0},
+              "active_time_ms": {"type": "integer", "minimum": 0},
+              "tracked_frame_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+              "mean_visibility": {"type": "number", "minimum": 0, "maximum": 1},
+              "effective_fps": {"type": "number", "minimum": 0, "maximum": 1000},
+              "reps": {"type": "array", "maxItems": 2000, "items": {"$ref": "#/components/schemas/AggregateRep"}}
+            }
+          },
+          "AggregateMedia": {
+            "type": "object",
+            "required": ["video_id", "exit_before_start", "watch_time_ms", "playing_time_ms", "rebuffer_count", "rebuffer_duration_ms", "failure_count", "buffering_events"],
+            "properties": {
+              "video_id": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001F\\u007F]*$"},
+              "startup_time_ms": {"type": "integer", "minimum": 0},
+              "exit_before_start": {"type": "boolean"},
+              "watch_time_ms": {"type": "integer", "minimum": 0},
+              "playing_time_ms": {"type": "integer", "minimum": 0},
+              "rebuffer_count": {"type": "integer", "minimum": 0},
+              "rebuffer_duration_ms": {"type": "integer", "minimum": 0},
+              "rebuffer_percentage": {"type": "number", "minimum": 0, "maximum": 100},
+              "rebuffer_frequency_per_minute": {"type": "number", "minimum": 0},
+              "startup_score": {"type": "number", "minimum": 0, "maximum": 100},
+              "smoothness_score": {"type": "number", "minimum": 0, "maximum": 100},
+              "failure_count": {"type": "integer", "minimum": 0},
+              "buffering_events": {"type": "array", "maxItems": 2000, "items": {
+                "type": "object",
+                "required": ["started_at_ms", "duration_ms", "seek_induced"],
+                "properties": {
+                  "started_at_ms": {"type": "integer", "minimum": 0},
+                  "duration_ms": {"type": "integer", "minimum": 0},
+                  "seek_induced": {"type": "boolean"}
+                }
+              }}
+            }
+          },
+          "SessionAggregates": {
+            "type": "object",
+            "required": ["organization_id", "patient_id", "exercise", "started_at", "ended_at", "media"],
+            "properties": {
+              "organization_id": {"type": "string", "format": "uuid", "description": "The session token's clinic."},
+              "patient_id": {"type": "string", "format": "uuid", "description": "The session token's patient record."},
+              "exercise": {"type": "string", "pattern": "^[a-z0-9_]{1,64}$"},
+              "started_at": {"type": "string", "format": "date-time", "maxLength": 40},
+              "ended_at": {"type": "string", "format": "date-time", "maxLength": 40, "description": "Not before started_at."},
+              "pose": {"$ref": "#/components/schemas/AggregatePose"},
+              "media": {"type": "array", "maxItems": 50, "items": {"$ref": "#/components/schemas/AggregateMedia"}}
+            }
+          },
+          "RecordedAggregates": {
+            "type": "object",
+            "required": ["session_id", "organization_id", "patient_id", "status", "reps", "media_sessions", "exercise_done_count"],
+            "properties": {
+              "session_id": {"type": "string", "format": "uuid"},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "patient_id": {"type": "string", "format": "uuid"},
+              "status": {"type": "string", "enum": ["recorded", "duplicate"]},
+              "reps": {"type": "integer"},
+              "media_sessions": {"type": "integer"},
+              "exercise_done_count": {"type": "integer", "description": "The patient's sessions done of this exercise (a session with at least one repetition counts)."}
+            }
+          },
           "TelemetrySession": {
             "type": "object",
             "required": ["token", "session_id", "organization_id", "patient_id", "expires_at"],
@@ -794,6 +883,27 @@ enum OpenAPIDocument {
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/internal/v1/telemetry/sessions/{id}/aggregates": {
+          "post": {
+            "operationId": "recordTelemetryAggregates",
+            "summary": "A finished telemetry session's aggregates, from the Telemetry API (scope telemetry:aggregates:write): written under the patient's tenant context with the exercise log and an audit row; idempotent by session (200 duplicate).",
+            "security": [{"serviceAccount": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}, "description": "The session id its token names."}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionAggregates"}}}},
+            "responses": {
+              "200": {"description": "Recorded before: nothing written.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RecordedAggregates"}}}},
+              "201": {"description": "Recorded.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RecordedAggregates"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "422": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
