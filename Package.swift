@@ -359,7 +359,6 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 "RestartixKit",
-                "RestartixTelemetry",
                 "RestartixPlatform",
                 "RestartixRedis",
                 "RestartixAWS",
@@ -403,6 +402,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "providers-benchmark", targets: ["ProvidersBenchmark"]))
     package.products.append(.executable(name: "bare-hummingbird", targets: ["BareHummingbird"]))
     package.products.append(.executable(name: "patient-read-benchmark", targets: ["PatientReadBenchmark"]))
+    package.products.append(.executable(name: "booking-benchmark", targets: ["BookingBenchmark"]))
     package.targets.append(contentsOf: [
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .executableTarget(
@@ -435,6 +435,11 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "PatientReadBenchmark",
             dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/PatientReadBenchmark"
+        ),
+        .executableTarget(
+            name: "BookingBenchmark",
+            dependencies: ["BenchmarkSupport", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/BookingBenchmark"
         ),
         .executableTarget(
             name: "BareHummingbird",

@@ -98,6 +98,26 @@ public enum Bench {
     }
 
     /// Prints a line unbuffered, so progress shows when stdout is a pipe.
+    /// The environment variable `name`, or the run ends saying how to set the local services'.
+    public static func environment(_ name: String) -> String {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+            fail("\(name) is not set: run `Scripts/services up && eval \"$(Scripts/services env)\"` first")
+        }
+        return value
+    }
+
+    /// pgbench's form of a statement rendered with binds `$1...$n`: each non-empty value a
+    /// `-D pK=value` variable (`:pK` in the statement), an empty one `''` in place.
+    public static func pgbenchVariables(_ sql: String, _ values: [String]) -> (sql: String, arguments: [String]) {
+        var sql = sql
+        var arguments: [String] = []
+        for k in stride(from: values.count, through: 1, by: -1) {
+            sql = sql.replacingOccurrences(of: "$\(k)", with: values[k - 1].isEmpty ? "''" : ":p\(k)")
+            if !values[k - 1].isEmpty { arguments += ["-D", "p\(k)=\(values[k - 1])"] }
+        }
+        return (sql, arguments)
+    }
+
     public static func say(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }

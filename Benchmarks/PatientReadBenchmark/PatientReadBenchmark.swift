@@ -29,20 +29,13 @@ enum PatientReadBenchmark {
         Bench.name = "patient-read-benchmark"
         guard CommandLine.arguments.count == 2 else { Bench.fail("usage: patient-read-benchmark DIR") }
         let directory = URL(fileURLWithPath: CommandLine.arguments[1])
-        let environment = ProcessInfo.processInfo.environment
-        func require(_ name: String) -> String {
-            guard let value = environment[name], !value.isEmpty else {
-                Bench.fail("\(name) is not set: run `Scripts/services up && eval \"$(Scripts/services env)\"` first")
-            }
-            return value
-        }
         var logger = Logger(label: "benchmark")
         logger.logLevel = .error
 
-        let owner = try Database(url: require("DATABASE_DIRECT_URL"), logger: logger)
+        let owner = try Database(url: Bench.environment("DATABASE_DIRECT_URL"), logger: logger)
         _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
         await owner.shutdown()
-        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: require("DATABASE_ADMIN_DIRECT_URL")), logger: logger)
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: Bench.environment("DATABASE_ADMIN_DIRECT_URL")), logger: logger)
         try await admin.unscoped(reason: "patient-read benchmark: its clinic", actor: .system("benchmark")) { tx in
             try await tx.execute("INSERT INTO organizations (id, slug, name) VALUES (\(organization), 'bench-patients', 'Benchmark patients') ON CONFLICT DO NOTHING")
             try await tx.execute("INSERT INTO users (id, display_name) VALUES (\(specialist), 'Benchmark Specialist') ON CONFLICT DO NOTHING")
@@ -52,9 +45,9 @@ enum PatientReadBenchmark {
         }
         await admin.shutdown()
 
-        let keyring = try Keyring(json: Data(require("ENCRYPTION_KEYS").utf8))
+        let keyring = try Keyring(json: Data(Bench.environment("ENCRYPTION_KEYS").utf8))
         let store = PatientStore(cipher: ColumnCipher(keyring: keyring))
-        let tenants = TenantDatabase(configuration: try DatabaseConfiguration(url: require("DATABASE_APP_URL")), tables: PlatformSchema.tenantTables, logger: logger)
+        let tenants = TenantDatabase(configuration: try DatabaseConfiguration(url: Bench.environment("DATABASE_APP_URL")), tables: PlatformSchema.tenantTables, logger: logger)
         let context = TenantContext(organizationID: organization, userID: specialist, role: .specialist)
         let present = try await tenants.query(context, "SELECT count(*) AS n FROM patients")[0].decode("n", as: Int.self)
         if present < patients {
@@ -72,13 +65,7 @@ enum PatientReadBenchmark {
 
         // pgbench: the Core API's transaction for the read, pipelined (one round trip).
         let opening = tenants.openingStatements(context)
-        var contextSQL = opening.context.sql
-        var binds: [String] = []
-        for k in stride(from: opening.context.binds.count, through: 1, by: -1) {
-            let value = opening.context.binds[k - 1].textValue ?? ""
-            contextSQL = contextSQL.replacingOccurrences(of: "$\(k)", with: value.isEmpty ? "''" : ":p\(k)")
-            if !value.isEmpty { binds += ["-D", "p\(k)=\(value)"] }
-        }
+        let (contextSQL, binds) = Bench.pgbenchVariables(opening.context.sql, opening.context.binds.map { $0.textValue ?? "" })
         await tenants.shutdown()
         let pgbench = """
             \\set n random(1, \(patients))
@@ -94,7 +81,7 @@ enum PatientReadBenchmark {
         try binds.joined(separator: "\n").write(to: directory.appendingPathComponent("pgbench-binds"), atomically: true, encoding: .utf8)
 
         // wrk: the same reads through the API, as the specialist.
-        let issuer = try await LocalDevIssuer(environment: .test, secret: require("RESTARTIX_DEV_TOKEN_SECRET"))
+        let issuer = try await LocalDevIssuer(environment: .test, secret: Bench.environment("RESTARTIX_DEV_TOKEN_SECRET"))
         let token = try await issuer.issue(user: specialist, organization: organization, lifetime: .seconds(3600))
         let lua = """
             local token = "\(token)"
