@@ -58,6 +58,13 @@ public struct APIKeySettings: Sendable, Hashable, CustomStringConvertible, Custo
     /// The key (Clerk's `secret_key`, Daily's and Anthropic's `api_key`). Never printed.
     public var apiKey: String
 
+    /// Settings for an API at `baseURL` with `apiKey` (normally read from a provider row:
+    /// ``ProviderRecord/settings()``).
+    public init(baseURL: URL, apiKey: String) {
+        self.baseURL = baseURL
+        self.apiKey = apiKey
+    }
+
     public var description: String { "APIKeySettings(\(baseURL.absoluteString), key: <redacted>)" }
     public var debugDescription: String { description }
     /// `dump()` and debuggers see the base URL only.

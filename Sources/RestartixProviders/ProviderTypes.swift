@@ -168,14 +168,15 @@ public enum ProviderErrorDomain: ErrorDomain {
     public static let name = "provider"
 
     /// 404 when no provider is configured, 422 for a bad argument, 409 for a rotation that
-    /// lost a race, 503 when the registry cannot be read, 500 for a row or credentials that do
-    /// not open.
+    /// lost a race, 503 when the registry or the provider cannot be reached, 502 when the
+    /// provider refused, 500 for a row or credentials that do not open.
     public static func httpStatus(for code: ErrorCode<ProviderErrorDomain>) -> Int {
         switch code {
         case .notFound: 404
         case .invalidArgument: 422
         case .versionConflict: 409
         case .unavailable: 503
+        case .providerRefused: 502
         default: 500
         }
     }
@@ -189,8 +190,12 @@ extension ErrorCode where Domain == ProviderErrorDomain {
     public static var notFound: Self { Self("notFound") }
     /// A bad capability, kind, setting or secret.
     public static var invalidArgument: Self { Self("invalidArgument") }
-    /// The database could not be reached and no usable cached value was left.
+    /// The database could not be reached and no usable cached value was left; or the
+    /// provider itself could not (unreachable, a timeout, its 429 or 5xx): retry later.
     public static var unavailable: Self { Self("unavailable") }
+    /// The provider refused the request (a bad key, a bad argument): the same request will
+    /// not succeed later.
+    public static var providerRefused: Self { Self("providerRefused") }
     /// The credentials did not open under the keyring (wrong key, or tampered).
     public static var decryptionFailed: Self { Self("decryptionFailed") }
     /// A rotation expected another version than the row has.
