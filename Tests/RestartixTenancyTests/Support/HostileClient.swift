@@ -126,6 +126,9 @@ enum ClinicState {
         "break_glass_sessions": ["id", "user_id", "expires_at", "closed_at"],
         "patient_impersonation_sessions": ["id", "user_id", "expires_at", "closed_at"],
         "audit_log": ["id", "actor_user_id", "actor_kind", "action_context", "created_at"],
+        "appointments": ["id", "patient_id", "patient_user_id", "specialist_user_id", "starts_at", "status", "booked_slot", "fence"],
+        "telemetry_sessions": ["id", "patient_id", "patient_user_id", "aggregated_at"],
+        "patient_exercise_logs": ["id", "patient_id", "patient_user_id", "done_count", "last_session_id"],
     ]
 
     static func snapshot(_ admin: AdminDatabase, clinics: [UUID], users: [UUID]) async throws -> [String: [String]] {
