@@ -74,6 +74,33 @@ struct ClerkWebhookTests {
         ]]
     }
 
+    @Test("a membership Clerk removes is refused at once: the memberships this instance keeps are asked again")
+    func removalTakesEffect() async throws {
+        let (app, directory, tokens, configuration) = try await DemoAPI.make("core-clerk-removal") { configuration in
+            configuration.clerkWebhookVerifier = try? WebhookVerifier(secrets: [Self.secret])
+            configuration.principalCacheTTL = .seconds(60)  // long: only the invalidation can explain a refusal
+        }
+        defer { directory.remove() }
+        let admin = AdminDatabase(configuration: configuration.database, logger: Logger(label: "test"))
+        defer { Task { await admin.shutdown() } }
+        let fixture = Fixture(admin: admin, signer: try WebhookVerifier(secrets: [Self.secret]))
+        let owner = try #require(DemoData.person("demo-owner"))
+        let auth: HTTPFields = [.authorization: "Bearer \(tokens["demo-owner"]!)"]
+        try await app.test(.router) { client in
+            // (The application migrated and seeded the database as it started.)
+            try await admin.unscoped(reason: "clerk webhook tests: link the demo owner to Clerk ids", actor: .system("tests")) { tx in
+                try await tx.execute("UPDATE organizations SET clerk_organization_id = 'org_demo' WHERE id = \(owner.organizationID)")
+                try await tx.execute("UPDATE users SET clerk_user_id = 'user_demo_owner' WHERE id = \(owner.userID)")
+            }
+            try await client.execute(uri: "/v1/me", method: .get, headers: auth) { #expect($0.status == .ok) }
+            let (headers, body) = fixture.delivery(Self.membership(org: "org_demo", user: "user_demo_owner", type: "organizationMembership.deleted"))
+            try await client.execute(uri: "/v1/webhooks/clerk", method: .post, headers: headers, body: body) { #expect(Self.status($0) == "applied") }
+            try await client.execute(uri: "/v1/me", method: .get, headers: auth) { response in
+                #expect(response.status == .forbidden && String(buffer: response.body).contains("tenancy.notAMember"))
+            }
+        }
+    }
+
     @Test("a user, replayed: applied once, then duplicate; only the id, the primary e-mail and a display name are kept")
     func userOnce() async throws {
         try await withAPI { client, fixture in

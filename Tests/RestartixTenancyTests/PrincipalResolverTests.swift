@@ -53,6 +53,37 @@ struct PrincipalResolverTests {
         await databases.close()
     }
 
+    @Test("memberships kept for their time: a lowered role and a removed membership count after it, or at once when invalidated; refusals are never kept", arguments: TenancyBackend.all)
+    func membershipCache(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let dev = try await LocalDevIssuer(environment: .test)
+        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: .milliseconds(600))
+        let staff = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id)
+        func change(_ sql: SQLQuery) async throws {
+            _ = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in try await tx.execute(sql) }
+        }
+        #expect(try await resolver.context(bearer: staff).role == .specialist)
+        // Lowered in the database: the kept membership serves until it lapses...
+        try await change("UPDATE memberships SET role = 'assistant' WHERE user_id = \(fixture.a.staffUser)")
+        #expect(try await resolver.context(bearer: staff).role == .specialist, "kept")
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(try await resolver.context(bearer: staff).role == .assistant, "lapsed: asked again")
+        // ...or until it is invalidated (the Core API does so for every Clerk event applied).
+        try await change("DELETE FROM memberships WHERE user_id = \(fixture.a.staffUser)")
+        resolver.invalidateMemberships()
+        let removed = await #expect(throws: TenancyError.self) { try await resolver.context(bearer: staff) }
+        #expect(removed?.code == .notAMember)
+        // A refusal is not kept: once a member again, the next call sees it.
+        try await change("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(fixture.a.id), \(fixture.a.staffUser), 'specialist')")
+        #expect(try await resolver.context(bearer: staff).role == .specialist)
+        // Each token's own user and clinic: another member is never served this one's.
+        let other = try await dev.issue(user: fixture.b.staffUser, organization: fixture.b.id)
+        #expect(try await resolver.context(bearer: other) == TenantContext(organizationID: fixture.b.id, userID: fixture.b.staffUser, role: .specialist))
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
     @Test("bad tokens are refused before any database work")
     func beforeDatabase() async throws {
         let setup = try await PrincipalTests.setup()

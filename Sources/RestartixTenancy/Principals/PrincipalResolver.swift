@@ -1,5 +1,6 @@
 public import Foundation
 import RestartixKit
+import Synchronization
 
 /// Turns a bearer token into a ``TenantContext``: verify the token (no database work), then look
 /// the user's membership up in the platform database, which decides the role.
@@ -10,6 +11,12 @@ import RestartixKit
 /// (``TenancyError/Code/organizationInactive``). The lookup is one fixed, read-only statement
 /// on the admin pool (one round trip), the only cross-clinic read that is not audited: it
 /// returns ids, a role and a status, never patient data.
+///
+/// With a `membershipCacheTTL`, a membership found is reused for that long without asking the
+/// database again (the token is still verified on every call): a membership removed, a role
+/// lowered or an organization suspended takes effect within that time, or at once on this
+/// instance after ``invalidateMemberships()`` (the Core API calls it for every Clerk event it
+/// applies). Only memberships found are kept, never a refusal.
 public final class PrincipalResolver: Sendable {
     /// Who issues the tokens this resolver accepts.
     public enum Issuer: Sendable {
@@ -21,11 +28,48 @@ public final class PrincipalResolver: Sendable {
 
     private let issuer: Issuer
     private let admin: AdminDatabase
+    private let membershipCacheTTL: Duration
+    private let memberships = Mutex<[String: (context: TenantContext, until: ContinuousClock.Instant)]>([:])
+    /// At most this many memberships kept (the cache empties when it would hold more).
+    static let membershipCacheLimit = 10_000
 
-    /// Creates a resolver reading memberships through `admin`.
-    public init(issuer: Issuer, admin: AdminDatabase) {
+    /// Creates a resolver reading memberships through `admin`, reusing each one found for
+    /// `membershipCacheTTL` (zero, the default: every call asks the database).
+    public init(issuer: Issuer, admin: AdminDatabase, membershipCacheTTL: Duration = .zero) {
         self.issuer = issuer
         self.admin = admin
+        self.membershipCacheTTL = membershipCacheTTL
+    }
+
+    /// Forgets every membership kept: the next call for each asks the database.
+    public func invalidateMemberships() {
+        memberships.withLock { $0.removeAll() }
+    }
+
+    /// The membership kept for `key`, while fresh.
+    private func cached(_ key: String) -> TenantContext? {
+        guard membershipCacheTTL > .zero else { return nil }
+        let now = ContinuousClock.now
+        return memberships.withLock { entries in
+            guard let entry = entries[key] else { return nil }
+            guard entry.until > now else {
+                entries[key] = nil
+                return nil
+            }
+            return entry.context
+        }
+    }
+
+    private func keep(_ context: TenantContext, for key: String) {
+        guard membershipCacheTTL > .zero else { return }
+        let now = ContinuousClock.now, until = now + membershipCacheTTL
+        memberships.withLock { entries in
+            if entries.count >= Self.membershipCacheLimit {
+                entries = entries.filter { $0.value.until > now }
+                if entries.count >= Self.membershipCacheLimit { entries.removeAll() }
+            }
+            entries[key] = (context, until)
+        }
     }
 
     /// The platform administrator `token` names: the user's id when the token is valid and the
@@ -55,6 +99,7 @@ public final class PrincipalResolver: Sendable {
     /// ``RestartixError``s: map them to a response by ``RestartixError/httpStatus``.
     public func context(bearer token: String) async throws -> TenantContext {
         let lookup: SQLQuery
+        let key: String
         switch issuer {
         case .clerk(let verifier):
             let session = try await verifier.verify(token)
@@ -64,6 +109,7 @@ public final class PrincipalResolver: Sendable {
             guard session.organizationRole != nil else {
                 throw PrincipalError(.missingMembership, "the token names an organization but no membership in it")
             }
+            key = "clerk\u{0}\(session.userID)\u{0}\(organization)"
             lookup = """
                 SELECT o.id AS organization_id, o.status AS status, u.id AS user_id, m.role AS role \
                 FROM organizations o JOIN users u ON u.clerk_user_id = \(session.userID) AND u.deleted_at IS NULL \
@@ -72,6 +118,7 @@ public final class PrincipalResolver: Sendable {
                 """
         case .localDevelopment(let dev):
             let principal = try await dev.verify(token)
+            key = "local\u{0}\(principal.userID.lowercasedString)\u{0}\(principal.organizationID.lowercasedString)"
             lookup = """
                 SELECT o.id AS organization_id, o.status AS status, u.id AS user_id, m.role AS role \
                 FROM organizations o JOIN users u ON u.id = \(principal.userID) AND u.deleted_at IS NULL \
@@ -79,6 +126,7 @@ public final class PrincipalResolver: Sendable {
                 WHERE o.id = \(principal.organizationID)
                 """
         }
+        if let context = cached(key) { return context }
         guard let row = try await admin.principalLookup(lookup) else {
             throw TenancyError(.notAMember, "the user is not a member of the organization")
         }
@@ -89,10 +137,12 @@ public final class PrincipalResolver: Sendable {
         guard status == "active" else {
             throw TenancyError(.organizationInactive, "the organization is \(status == "deleted" ? "deleted" : "suspended")")
         }
-        return TenantContext(
+        let context = TenantContext(
             organizationID: try row.decode("organization_id", as: UUID.self),
             userID: try row.decode("user_id", as: UUID.self),
             role: try TenantRole(validating: roleName)
         )
+        keep(context, for: key)
+        return context
     }
 }

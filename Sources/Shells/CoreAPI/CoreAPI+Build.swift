@@ -110,7 +110,9 @@ func localSessionTokens(configuration: CoreAPIConfiguration) throws -> SessionTo
 /// ``LocalDevIssuer/init(environment:secret:clock:)`` refuses outside development and test.
 func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminDatabase, logger: Logger) async throws -> PrincipalResolver {
     if let clerk = configuration.clerk {
-        return PrincipalResolver(issuer: .clerk(try ClerkSessionVerifier(configuration: clerk, logger: logger)), admin: admin)
+        return PrincipalResolver(
+            issuer: .clerk(try ClerkSessionVerifier(configuration: clerk, logger: logger)), admin: admin, membershipCacheTTL: configuration.principalCacheTTL
+        )
     }
     // On the embedded default the secret persists beside the SQLite file, so the tokens
     // `restartix-jobs dev-token` mints stay valid across restarts.
@@ -120,7 +122,7 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
     }
     let dev = try await LocalDevIssuer(environment: configuration.environment, secret: secret)
     logger.notice("No CLERK_ISSUER: accepting local development tokens only (development and test environments)")
-    return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin)
+    return PrincipalResolver(issuer: .localDevelopment(dev), admin: admin, membershipCacheTTL: configuration.principalCacheTTL)
 }
 
 /// The Core API's routes behind the shared edge (ServiceSupport, ``addServiceEdge(to:options:)``:
@@ -144,7 +146,10 @@ func makeRouter(
     addPublicRoutes(to: unauthenticated, directory: platform.directory)
     let webhooks = router.group("v1/webhooks")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "webhooks", key: .clientAddress, rate: rateLimits.perAddress))
-    addWebhookRoutes(to: webhooks, clerk: platform.clerkWebhooks, admin: platform.admin, ses: platform.sesWebhooks, suppressions: platform.suppressions)
+    addWebhookRoutes(
+        to: webhooks, clerk: platform.clerkWebhooks, admin: platform.admin, ses: platform.sesWebhooks, suppressions: platform.suppressions,
+        membershipsChanged: { resolver.invalidateMemberships() }
+    )
     let v1 = router.group("v1")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
         .add(middleware: TenantAuthMiddleware(resolver: resolver))

@@ -69,6 +69,8 @@ struct CoreAPIConfiguration: Sendable {
     var sessionTokens: SessionTokens?
     /// The most often one user's last activity is written (60 s).
     var activityInterval: Duration = .seconds(60)
+    /// How long a resolved membership is reused (`PRINCIPAL_CACHE_SECONDS`; zero: never).
+    var principalCacheTTL: Duration = .seconds(5)
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -165,6 +167,7 @@ struct CoreAPIConfiguration: Sendable {
             subdomainSuffixes = ["clinic.restartix.pro", "portal.restartix.pro"]
         }
         if let limit = try service.int("RATE_LIMIT_USER_PER_MINUTE", in: 1...1_000_000) { rateLimits.perUser = RateLimitPolicy.perMinute(limit) }
+        if let seconds = try service.int("PRINCIPAL_CACHE_SECONDS", in: 0...60) { principalCacheTTL = .seconds(seconds) }
         if let limit = try service.int("RATE_LIMIT_ADDRESS_PER_MINUTE", in: 1...1_000_000) { rateLimits.perAddress = RateLimitPolicy.perMinute(limit) }
         if let url = service.string("REDIS_URL") {
             do { redis = try RedisConfiguration(url: url) } catch {

@@ -42,7 +42,8 @@ struct WebhookNotConfigured: RestartixError {
 /// permanently bounced and complaining addresses on the suppression list
 /// (``EmailSuppressions``) exactly once per SNS message id.
 func addWebhookRoutes(
-    to group: RouterGroup<CoreRequestContext>, clerk: WebhookVerifier?, admin: AdminDatabase, ses: SNSVerifier?, suppressions: EmailSuppressions
+    to group: RouterGroup<CoreRequestContext>, clerk: WebhookVerifier?, admin: AdminDatabase, ses: SNSVerifier?, suppressions: EmailSuppressions,
+    membershipsChanged: @escaping @Sendable () -> Void = {}
 ) {
     group.post("clerk") { request, context -> WebhookReceipt in
         guard let clerk else { throw WebhookNotConfigured(setting: "CLERK_WEBHOOK_SECRET") }
@@ -53,7 +54,11 @@ func addWebhookRoutes(
             HTTPField.Name(name).flatMap { request.headers[$0] }
         }
         switch try await ClerkSync.apply(bytes, deliveryID: delivery.id, admin: admin) {
-        case .applied: return WebhookReceipt(status: "applied")
+        case .applied:
+            // Users, clinics or memberships changed: the memberships this instance keeps are
+            // asked again (other instances within PRINCIPAL_CACHE_SECONDS).
+            membershipsChanged()
+            return WebhookReceipt(status: "applied")
         case .duplicate: return WebhookReceipt(status: "duplicate")
         case .ignored: return WebhookReceipt(status: "ignored")
         case .stale: return WebhookReceipt(status: "stale")
