@@ -140,7 +140,9 @@ public struct Appointments: Sendable {
     }
 
     /// Books `slot` for `patient` with `hold` (its token, fence and store as ``hold(_:patient:as:)``
-    /// returned them) and returns the appointment. The hold is used up either way it ends.
+    /// returned them) and returns the appointment. The hold is used up either way it ends, so a
+    /// failed booking can hold the slot again at once. Idempotent: the same hold presented again
+    /// after its booking went through (a retry whose answer was lost) returns that booking.
     ///
     /// Throws ``AppointmentError`` `holdExpired` when the hold is not live or not the one
     /// granted, `holdSuperseded` when a later hold of the slot has been booked with, `slotTaken`
@@ -155,11 +157,16 @@ public struct Appointments: Sendable {
         let presented = SlotHold(slot: key, holder: patient.lowercasedString, token: hold.token, fence: hold.fence, expiresAt: hold.expiresAt, store: hold.store)
         try await requirePatient(patient, as: context)
         guard let lapses = try await holds.confirm(presented) else {
+            // A retry of a booking that went through (its answer lost): that booking, not a refusal.
+            if let booked = try await booked(key, fence: hold.fence, patient: patient, as: context) { return booked }
             throw AppointmentError(.holdExpired, "the hold is not live or not the one granted: hold the slot again")
         }
         // Written before the hold lapses, or not at all: past it, someone else may hold the slot.
         let left = lapses.timeIntervalSinceNow - 0.5
-        guard left > 0 else { throw AppointmentError(.holdExpired, "the hold lapses before the booking could be written: hold the slot again") }
+        guard left > 0 else {
+            _ = try? await holds.release(presented)
+            throw AppointmentError(.holdExpired, "the hold lapses before the booking could be written: hold the slot again")
+        }
         let id = UUIDv7.generate()
         let appointment: Appointment
         do {
@@ -184,17 +191,36 @@ public struct Appointments: Sendable {
                     return appointment
                 }
             }
-        } catch let error as DatabaseError where error.code == .uniqueViolation && error.constraint == "appointments_organization_id_booked_slot_key" {
-            throw AppointmentError(.slotTaken, "the slot is booked")
-        } catch let error as DatabaseError where error.code == .checkViolation && error.constraint == "appointments_fence_order_check" {
-            throw AppointmentError(.holdSuperseded, "a later hold of the slot has been booked with: hold the slot again")
-        } catch let error as DatabaseError where error.code == .timedOut || error.code == .queryCanceled {
-            throw AppointmentError(.holdExpired, "the hold lapsed before the booking was written: hold the slot again")
+        } catch {
+            // Not booked (or, when the deadline met the COMMIT, perhaps booked): the hold is freed
+            // either way, so the patient can hold the slot again at once; the booking's own
+            // uniqueness keeps the slot if it did go through.
+            _ = try? await holds.release(presented)
+            switch error {
+            case let error as DatabaseError where error.code == .uniqueViolation && error.constraint == "appointments_organization_id_booked_slot_key":
+                throw AppointmentError(.slotTaken, "the slot is booked")
+            case let error as DatabaseError where error.code == .checkViolation && error.constraint == "appointments_fence_order_check":
+                throw AppointmentError(.holdSuperseded, "a later hold of the slot has been booked with: hold the slot again")
+            case let error as DatabaseError where error.code == .timedOut || error.code == .queryCanceled:
+                if let booked = try? await booked(key, fence: hold.fence, patient: patient, as: context) { return booked }
+                throw AppointmentError(.holdExpired, "the hold lapsed before the booking was written: hold the slot again")
+            default:
+                throw error
+            }
         }
         // The booking stands on its own now (its slot is unique): free the hold, so a
         // cancellation frees the slot at once. A failure here only leaves it to lapse.
         _ = try? await holds.release(presented)
         return appointment
+    }
+
+    /// The booking of `key` made with `fence` for `patient`, if one stands (a retry's answer).
+    func booked(_ key: String, fence: Int, patient: UUID, as context: TenantContext) async throws -> Appointment? {
+        try await tenants.withTenant(context) { tx in
+            try await tx.first("""
+                \(unsafeRaw: Self.select) WHERE booked_slot = \(key) AND fence = \(fence) AND patient_id = \(patient)
+                """).map(Self.appointment)
+        }
     }
 
     /// Cancels a booked appointment (staff, or the patient booked) and returns it: its slot is

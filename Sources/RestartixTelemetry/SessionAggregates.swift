@@ -157,11 +157,12 @@ public struct SessionAggregates: Codable, Sendable, Hashable {
         }
     }
 
-    /// At most this many repetitions in one session.
-    public static let maximumReps = 2_000
+    /// At most this many repetitions in one session. With the other maxima, the largest
+    /// aggregates stay under the Core API's 1 MiB body limit (about 0.6 MB of JSON).
+    public static let maximumReps = 1_500
     /// At most this many videos in one session, and stalls in one video.
-    public static let maximumMedia = 50
-    public static let maximumBuffering = 2_000
+    public static let maximumMedia = 20
+    public static let maximumBuffering = 200
 
     /// The clinic and the patient record the session was started for (its token's; the
     /// receiver checks them against the session it recorded).

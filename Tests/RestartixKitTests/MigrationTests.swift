@@ -282,6 +282,7 @@ struct MigrationSetTests {
                 "1ccdd91ddcb250940dc4c7dca34c1529c93ffef0f21b5c3ea243794bb476056c",
                 "ed4df603f46db58ea4c7583b8c0aebda137df22c0faf8122c3f75c9712e5ec25",
                 "e0fe1d25fae382f2f121d5d0a40f7b32413d389b3893e674c88cda98ef710a42",
+                "ec4987117c7fbe4ad39a716ac06e067c2d56915db2d80258694130b8d858fdeb",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -296,6 +297,7 @@ struct MigrationSetTests {
                 "5ae4a23e843f893f00453a1783d57c61e94d28a5242a1bb7bf516c125bf8f4a5",
                 "5a8bfefecd8796657444ea30aef67c6d83ae9eea7cee8f452915a5d459192277",
                 "d2f92caac7aa530e3232b19eda43beed1dea54fb06473fed1c86a1903ca0bdfb",
+                "6fd1be8abe116dc6e394a0368ecaf2c4272178720957658fb96cd01dd88332a2",
             ],
         ]
         for (dialect, checksums) in pins {

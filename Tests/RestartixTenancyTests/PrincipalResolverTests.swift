@@ -58,7 +58,7 @@ struct PrincipalResolverTests {
         let databases = try await backend.open()
         let fixture = try await TenancyFixture.make(admin: databases.admin)
         let dev = try await LocalDevIssuer(environment: .test)
-        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: .milliseconds(600))
+        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: .seconds(2))
         let staff = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id)
         func change(_ sql: SQLQuery) async throws {
             _ = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in try await tx.execute(sql) }
@@ -67,7 +67,7 @@ struct PrincipalResolverTests {
         // Lowered in the database: the kept membership serves until it lapses...
         try await change("UPDATE memberships SET role = 'assistant' WHERE user_id = \(fixture.a.staffUser)")
         #expect(try await resolver.context(bearer: staff).role == .specialist, "kept")
-        try await Task.sleep(for: .milliseconds(700))
+        try await Task.sleep(for: .milliseconds(2100))
         #expect(try await resolver.context(bearer: staff).role == .assistant, "lapsed: asked again")
         // ...or until it is invalidated (the Core API does so for every Clerk event applied).
         try await change("DELETE FROM memberships WHERE user_id = \(fixture.a.staffUser)")
@@ -77,9 +77,17 @@ struct PrincipalResolverTests {
         // A refusal is not kept: once a member again, the next call sees it.
         try await change("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(fixture.a.id), \(fixture.a.staffUser), 'specialist')")
         #expect(try await resolver.context(bearer: staff).role == .specialist)
-        // Each token's own user and clinic: another member is never served this one's.
-        let other = try await dev.issue(user: fixture.b.staffUser, organization: fixture.b.id)
-        #expect(try await resolver.context(bearer: other) == TenantContext(organizationID: fixture.b.id, userID: fixture.b.staffUser, role: .specialist))
+        // Kept per user and clinic: the same user in another clinic, and another user in this
+        // one, each get their own membership.
+        try await databases.admin.withOrganization(fixture.b.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(fixture.b.id), \(fixture.a.staffUser), 'assistant')")
+        }
+        let elsewhere = try await dev.issue(user: fixture.a.staffUser, organization: fixture.b.id)
+        #expect(try await resolver.context(bearer: elsewhere) == TenantContext(organizationID: fixture.b.id, userID: fixture.a.staffUser, role: .assistant))
+        try await change("INSERT INTO memberships (id, organization_id, user_id, role) VALUES (\(UUIDv7.generate()), \(fixture.a.id), \(fixture.spareUser), 'owner')")
+        let colleague = try await dev.issue(user: fixture.spareUser, organization: fixture.a.id)
+        #expect(try await resolver.context(bearer: colleague) == TenantContext(organizationID: fixture.a.id, userID: fixture.spareUser, role: .owner))
+        #expect(try await resolver.context(bearer: staff).role == .specialist, "its own, still")
         try await fixture.remove(admin: databases.admin)
         await databases.close()
     }

@@ -30,6 +30,7 @@ public enum PlatformSchema {
         MigrationSet.postgresClerkSyncState,
         MigrationSet.postgresAppointments,
         MigrationSet.postgresTelemetrySessions,
+        MigrationSet.postgresAppointmentGuards,
     ]
 
     static let sqlite: [Migration] = [
@@ -45,6 +46,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteClerkSyncState,
         MigrationSet.sqliteAppointments,
         MigrationSet.sqliteTelemetrySessions,
+        MigrationSet.sqliteAppointmentGuards,
     ]
 }
 

@@ -29,7 +29,7 @@ public final class PrincipalResolver: Sendable {
     private let issuer: Issuer
     private let admin: AdminDatabase
     private let membershipCacheTTL: Duration
-    private let memberships = Mutex<[String: (context: TenantContext, until: ContinuousClock.Instant)]>([:])
+    private let memberships = Mutex<(generation: UInt64, entries: [String: (context: TenantContext, until: ContinuousClock.Instant)])>((0, [:]))
     /// At most this many memberships kept (the cache empties when it would hold more).
     static let membershipCacheLimit = 10_000
 
@@ -43,32 +43,39 @@ public final class PrincipalResolver: Sendable {
 
     /// Forgets every membership kept: the next call for each asks the database.
     public func invalidateMemberships() {
-        memberships.withLock { $0.removeAll() }
-    }
-
-    /// The membership kept for `key`, while fresh.
-    private func cached(_ key: String) -> TenantContext? {
-        guard membershipCacheTTL > .zero else { return nil }
-        let now = ContinuousClock.now
-        return memberships.withLock { entries in
-            guard let entry = entries[key] else { return nil }
-            guard entry.until > now else {
-                entries[key] = nil
-                return nil
-            }
-            return entry.context
+        memberships.withLock { cache in
+            cache.generation &+= 1
+            cache.entries.removeAll()
         }
     }
 
-    private func keep(_ context: TenantContext, for key: String) {
+    /// The membership kept for `key` while fresh, and the cache's generation (a lookup started
+    /// now may keep its answer only if no invalidation came in between).
+    private func cached(_ key: String) -> (context: TenantContext?, generation: UInt64) {
+        guard membershipCacheTTL > .zero else { return (nil, 0) }
+        let now = ContinuousClock.now
+        return memberships.withLock { cache in
+            guard let entry = cache.entries[key] else { return (nil, cache.generation) }
+            guard entry.until > now else {
+                cache.entries[key] = nil
+                return (nil, cache.generation)
+            }
+            return (entry.context, cache.generation)
+        }
+    }
+
+    /// Keeps `context` for `key`, unless the cache was invalidated since `generation` (the
+    /// lookup may have read the database before the change that invalidated it).
+    private func keep(_ context: TenantContext, for key: String, readAt generation: UInt64) {
         guard membershipCacheTTL > .zero else { return }
         let now = ContinuousClock.now, until = now + membershipCacheTTL
-        memberships.withLock { entries in
-            if entries.count >= Self.membershipCacheLimit {
-                entries = entries.filter { $0.value.until > now }
-                if entries.count >= Self.membershipCacheLimit { entries.removeAll() }
+        memberships.withLock { cache in
+            guard cache.generation == generation else { return }
+            if cache.entries.count >= Self.membershipCacheLimit {
+                cache.entries = cache.entries.filter { $0.value.until > now }
+                if cache.entries.count >= Self.membershipCacheLimit { cache.entries.removeAll() }
             }
-            entries[key] = (context, until)
+            cache.entries[key] = (context, until)
         }
     }
 
@@ -126,7 +133,8 @@ public final class PrincipalResolver: Sendable {
                 WHERE o.id = \(principal.organizationID)
                 """
         }
-        if let context = cached(key) { return context }
+        let (kept, generation) = cached(key)
+        if let kept { return kept }
         guard let row = try await admin.principalLookup(lookup) else {
             throw TenancyError(.notAMember, "the user is not a member of the organization")
         }
@@ -142,7 +150,7 @@ public final class PrincipalResolver: Sendable {
             userID: try row.decode("user_id", as: UUID.self),
             role: try TenantRole(validating: roleName)
         )
-        keep(context, for: key)
+        keep(context, for: key, readAt: generation)
         return context
     }
 }

@@ -349,7 +349,7 @@ enum OpenAPIDocument {
               "tracked_frame_ratio": {"type": "number", "minimum": 0, "maximum": 1},
               "mean_visibility": {"type": "number", "minimum": 0, "maximum": 1},
               "effective_fps": {"type": "number", "minimum": 0, "maximum": 1000},
-              "reps": {"type": "array", "maxItems": 2000, "items": {"$ref": "#/components/schemas/AggregateRep"}}
+              "reps": {"type": "array", "maxItems": 1500, "items": {"$ref": "#/components/schemas/AggregateRep"}}
             }
           },
           "AggregateMedia": {
@@ -368,7 +368,7 @@ enum OpenAPIDocument {
               "startup_score": {"type": "number", "minimum": 0, "maximum": 100},
               "smoothness_score": {"type": "number", "minimum": 0, "maximum": 100},
               "failure_count": {"type": "integer", "minimum": 0},
-              "buffering_events": {"type": "array", "maxItems": 2000, "items": {
+              "buffering_events": {"type": "array", "maxItems": 200, "items": {
                 "type": "object",
                 "required": ["started_at_ms", "duration_ms", "seek_induced"],
                 "properties": {
@@ -389,7 +389,7 @@ enum OpenAPIDocument {
               "started_at": {"type": "string", "format": "date-time", "maxLength": 40},
               "ended_at": {"type": "string", "format": "date-time", "maxLength": 40, "description": "Not before started_at."},
               "pose": {"$ref": "#/components/schemas/AggregatePose"},
-              "media": {"type": "array", "maxItems": 50, "items": {"$ref": "#/components/schemas/AggregateMedia"}}
+              "media": {"type": "array", "maxItems": 20, "items": {"$ref": "#/components/schemas/AggregateMedia"}}
             }
           },
           "RecordedAggregates": {
