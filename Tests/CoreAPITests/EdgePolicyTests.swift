@@ -151,7 +151,9 @@ struct EdgePolicyTests {
                     #expect(code == "service.timedOut" || (uri == "/query" && code == "database.timedOut"), "\(uri): \(String(buffer: response.body))")
                 }
                 let took = ContinuousClock.now - start
-                #expect(took < .seconds(5), "\(uri) took \(took)")
+                // 300 ms by design; the bound only has to stay far short of the 20 s sleep and the
+                // minutes-long statement (CI's full suite once stretched the sleep's to 5.3 s).
+                #expect(took < .seconds(10), "\(uri) took \(took)")
             }
             try await client.execute(uri: "/quick", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/stubborn", method: .get) { response in
