@@ -158,8 +158,7 @@ public struct TelemetryAggregates: Sendable {
 
     /// An RFC 3339 date-time, or the field named.
     static func time(_ text: String, field: String) throws(TelemetryError) -> Date {
-        let plain = Date.ISO8601FormatStyle(), fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        guard text.utf8.count <= 40, let date = (try? plain.parse(text)) ?? (try? fractional.parse(text)) else {
+        guard let date = RFC3339.date(text) else {
             throw TelemetryError(.invalidArgument, "\(field) must be an RFC 3339 date-time with an offset")
         }
         return date

@@ -132,9 +132,7 @@ extension APITime {
     /// An RFC 3339 date-time with an offset (`2026-12-07T09:30:00Z`, fractional seconds
     /// allowed), or 400 naming the field.
     static func parse(_ text: String, field: String) throws -> Date {
-        let plain = Date.ISO8601FormatStyle()
-        let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        guard text.utf8.count <= 40, let date = (try? plain.parse(text)) ?? (try? fractional.parse(text)) else {
+        guard let date = RFC3339.date(text) else {
             throw RequestError(.invalidField, "\(field) must be an RFC 3339 date-time with an offset, e.g. 2026-12-07T09:30:00Z")
         }
         return date
