@@ -165,8 +165,11 @@ let package = Package(
                 "RestartixCrypto",
                 "RestartixProviders",
                 "RestartixTelemetry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -352,6 +355,7 @@ let package = Package(
                 "RestartixTestSupport", "CoreAPI",
                 "ServiceSupport",
                 "PlatformSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -9,10 +9,19 @@ public typealias AppointmentError = DomainError<AppointmentErrorDomain>
 public enum AppointmentErrorDomain: ErrorDomain {
     public static let name = "appointment"
 
-    /// 400 for input that breaks a rule; 409 for a slot or hold in another state than the
-    /// request needs.
+    /// 400 for input that breaks a rule; 409 for a slot, hold or appointment in another state
+    /// than the request needs; 503 for a video room not made yet.
     public static func httpStatus(for code: ErrorCode<AppointmentErrorDomain>) -> Int {
-        code == .invalidField ? 400 : 409
+        switch code {
+        case .invalidField: 400
+        case .videoRoomPending: 503
+        default: 409
+        }
+    }
+
+    /// A video room that could not be made yet may be made on the next try.
+    public static func isTransient(_ code: ErrorCode<AppointmentErrorDomain>) -> Bool {
+        code == .videoRoomPending
     }
 }
 
@@ -31,4 +40,10 @@ extension ErrorCode where Domain == AppointmentErrorDomain {
     public static var holdSuperseded: Self { Self("holdSuperseded") }
     /// The appointment is already canceled.
     public static var alreadyCanceled: Self { Self("alreadyCanceled") }
+    /// The appointment is in person: it has no video room.
+    public static var notVideo: Self { Self("notVideo") }
+    /// The appointment is over: its room is closed.
+    public static var appointmentOver: Self { Self("appointmentOver") }
+    /// The video room is not made yet (the video provider was unavailable): try again shortly.
+    public static var videoRoomPending: Self { Self("videoRoomPending") }
 }

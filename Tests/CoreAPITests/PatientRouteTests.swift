@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixTenancy
@@ -40,6 +41,9 @@ struct PatientRouteTests {
         var devSecret = ""
         /// The API's app-role database (for the library's services beside the API's).
         var appDatabase: DatabaseConfiguration? = nil
+        /// The API's platform (admin-role) database and keyring: provider rows the API can open.
+        var platformDatabase: DatabaseConfiguration? = nil
+        var keyring: Keyring? = nil
 
         func auth(_ who: String) -> HTTPFields { [.authorization: "Bearer \(tokens[who]!)", .contentType: "application/json"] }
 
@@ -108,10 +112,14 @@ struct PatientRouteTests {
             let sessionSecret = configuration.isEmbeddedDefault
                 ? try PlatformBoot.localTelemetrySessionSecret(in: URL(fileURLWithPath: try #require(configuration.database.sqliteFilePath)).deletingLastPathComponent())
                 : nil
+            let keyring = try await loadKeyring(configuration: configuration, logger: Logger(label: "test"))
             try await app.test(.router) { client in
-                try await body(client, try await Fixture.make(
+                var fixture = try await Fixture.make(
                     admin: admin, secret: try #require(configuration.devTokenSecret), sessionSecret: sessionSecret, appDatabase: configuration.appDatabase
-                ))
+                )
+                fixture.platformDatabase = configuration.database
+                fixture.keyring = keyring
+                try await body(client, fixture)
             }
         case .postgres:
             var environment: [String: String] = [:]
@@ -135,8 +143,12 @@ struct PatientRouteTests {
             let secret = try #require(environment["RESTARTIX_DEV_TOKEN_SECRET"])
             let sessionSecret = configuration.sessionTokens == nil ? nil : environment["TELEMETRY_SESSION_TOKEN_SECRET"]
             let appDatabase = configuration.appDatabase
-            try await app.test(.router) { client in
-                try await body(client, try await Fixture.make(admin: admin, secret: secret, sessionSecret: sessionSecret, appDatabase: appDatabase))
+            let keyring = try await loadKeyring(configuration: configuration, logger: logger)
+            try await app.test(.router) { [configuration] client in
+                var fixture = try await Fixture.make(admin: admin, secret: secret, sessionSecret: sessionSecret, appDatabase: appDatabase)
+                fixture.platformDatabase = configuration.database
+                fixture.keyring = keyring
+                try await body(client, fixture)
             }
         }
     }

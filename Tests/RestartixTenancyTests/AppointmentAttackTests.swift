@@ -94,4 +94,62 @@ extension AdversarialTests {
             }
         }
     }
+
+    @Test("appointment follow-ups: the database writes them with every booking, whoever books; the app role only reads them, staff only", arguments: TenancyBackend.all)
+    func followupAttacks(backend: TenancyBackend) async throws {
+        try await withWorld(backend) { databases, world in
+            let fixture = world.fixture
+            let a = fixture.a.id
+            let patient = world.context(.patient)  // A1
+            let owner = world.context(.owner)
+            let later = Date().addingTimeInterval(86_400), end = later.addingTimeInterval(1800)
+            func book(_ id: UUID, kind: String) -> SQLQuery {
+                let slot = "followup-" + id.lowercasedString
+                return """
+                    INSERT INTO appointments (id, organization_id, patient_id, patient_user_id, specialist_user_id, starts_at, ends_at, kind, status, slot, booked_slot, fence) \
+                    VALUES (\(id), \(a), \(fixture.a1.patient), \(fixture.a1.user), \(fixture.a.staffUser), \(later), \(end), \(kind), 'booked', \(slot), \(slot), 5)
+                    """
+            }
+            func owed(_ appointment: UUID) async throws -> [String] {
+                try await databases.admin.withOrganization(a, actor: .system("tests")) { tx in
+                    try await tx.query("""
+                        SELECT kind, state, attempts FROM appointment_followups WHERE appointment_id = \(appointment) ORDER BY kind
+                        """).map { "\(try $0.decode("kind", as: String.self)):\(try $0.decode("state", as: String.self)):\(try $0.decode("attempts", as: Int.self))" }
+                }
+            }
+            // A patient booking with the app role's own SQL, not through the API, still owes its follow-ups.
+            let video = UUIDv7.generate(), visit = UUIDv7.generate()
+            #expect(try await databases.app.execute(patient, book(video, kind: "video")) == 1)
+            #expect(try await databases.app.execute(patient, book(visit, kind: "in_person")) == 1)
+            #expect(try await owed(video) == ["confirmation_email:pending:0", "video_room:pending:0"])
+            #expect(try await owed(visit) == ["confirmation_email:pending:0"])
+            // Staff read their clinic's; a patient reads none, not even its own.
+            #expect(try await databases.app.query(owner, "SELECT kind FROM appointment_followups WHERE appointment_id = \(video)").count == 2)
+            #expect(try await databases.app.query(patient, "SELECT kind FROM appointment_followups WHERE appointment_id = \(video)").isEmpty)
+            #expect(try await databases.app.query(owner, "SELECT kind FROM appointment_followups WHERE organization_id = \(fixture.b.id)").isEmpty)
+
+            let before = try await world.snapshot(databases.admin)
+            var attacks: [(String, TenantContext, SQLQuery)] = [
+                ("mark one's confirmation sent so it never goes", patient, "UPDATE appointment_followups SET state = 'done' WHERE appointment_id = \(video)"),
+                ("settle a follow-up as staff", owner, "UPDATE appointment_followups SET state = 'skipped' WHERE appointment_id = \(video)"),
+                ("push a retry out of reach", owner, "UPDATE appointment_followups SET next_attempt_at = \(later) WHERE appointment_id = \(video)"),
+                ("delete the follow-ups", owner, "DELETE FROM appointment_followups WHERE appointment_id = \(video)"),
+                ("order a room for an in-person visit", patient, """
+                    INSERT INTO appointment_followups (id, organization_id, appointment_id, kind) VALUES (\(UUIDv7.generate()), \(a), \(visit), 'video_room')
+                    """),
+                ("queue a second e-mail as staff", owner, """
+                    INSERT INTO appointment_followups (id, organization_id, appointment_id, kind, state) \
+                    VALUES (\(UUIDv7.generate()), \(a), \(visit), 'confirmation_email', 'pending')
+                    """),
+            ]
+            if backend.isPostgres {
+                attacks.append(("run the booking trigger's function", owner, "SELECT restartix_appointment_followups()"))
+            }
+            for (label, context, attack) in attacks {
+                let outcome = await Refusal.of(attack, as: context, on: databases.app)
+                #expect(outcome == .privilege, "\(backend): \(label) → \(outcome)")
+            }
+            #expect(try await world.snapshot(databases.admin) == before)
+        }
+    }
 }

@@ -21,7 +21,9 @@ public final class DailyAPIStub: Sendable {
     public struct Token: Sendable, Hashable {
         public let room: String
         public let userName: String?
+        public let userID: String?
         public let isOwner: Bool
+        public let notBefore: Int?
         public let expiresAt: Int
     }
 
@@ -121,7 +123,7 @@ public final class DailyAPIStub: Sendable {
                     return refuse("properties.room_name should always be set to control access to a meeting")
                 }
                 guard case .some(let exp?) = seconds(properties["exp"]), exp > now else { return refuse("properties.exp must be a future Unix time in whole seconds") }
-                guard case .some = seconds(properties["nbf"]) else { return refuse("properties.nbf must be a Unix time in whole seconds") }
+                guard case .some(let nbf) = seconds(properties["nbf"]) else { return refuse("properties.nbf must be a Unix time in whole seconds") }
                 var isOwner = false
                 if let owner = properties["is_owner"] {
                     guard case .boolean(let flag) = owner else { return refuse("properties.is_owner must be a boolean") }
@@ -132,7 +134,13 @@ public final class DailyAPIStub: Sendable {
                     guard case .string(let text) = name else { return refuse("properties.user_name must be a string") }
                     userName = text
                 }
-                let token = Token(room: room, userName: userName, isOwner: isOwner, expiresAt: exp)
+                var userID: String?
+                if let id = properties["user_id"] {
+                    // Daily: "user_id: the user's ID for this meeting session", at most 36 characters.
+                    guard case .string(let text) = id, (1...36).contains(text.count) else { return refuse("properties.user_id must be a string of at most 36 characters") }
+                    userID = text
+                }
+                let token = Token(room: room, userName: userName, userID: userID, isOwner: isOwner, notBefore: nbf, expiresAt: exp)
                 state.tokens.append(token)
                 return .json(#"{"token":"eyJhbGciOiJIUzI1NiJ9.\#(state.tokens.count).stub"}"#)
             default:

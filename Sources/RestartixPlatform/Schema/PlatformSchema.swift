@@ -31,6 +31,7 @@ public enum PlatformSchema {
         MigrationSet.postgresAppointments,
         MigrationSet.postgresTelemetrySessions,
         MigrationSet.postgresAppointmentGuards,
+        MigrationSet.postgresAppointmentFollowups,
     ]
 
     static let sqlite: [Migration] = [
@@ -47,6 +48,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteAppointments,
         MigrationSet.sqliteTelemetrySessions,
         MigrationSet.sqliteAppointmentGuards,
+        MigrationSet.sqliteAppointmentFollowups,
     ]
 }
 

@@ -52,6 +52,9 @@ extension PlatformSchema {
                 updatableColumns: ["done_count", "last_session_id", "last_done_at", "updated_at"],
                 patientOwn: [.select, .insert, .update], ownership: .userColumn("patient_user_id")
             ),
+            // Written by the database with each booking, settled by the platform (migration 14):
+            // the app role only reads them.
+            TenantTable("appointment_followups", app: [.select]),
         ], alsoReadable: ["users"])
     }()
 }

@@ -49,27 +49,30 @@ func buildApplication(
     let sessionTokens = try localSessionTokens(configuration: configuration)
     // One limiter for every instance through Redis; this process's own without it.
     let limiter: any RateLimiter = redis.map { RedisRateLimiter(redis: $0, prefix: configuration.rateLimits.keyPrefix, logger: logger) } ?? InProcessRateLimiter()
+    var followupOptions = AppointmentFollowups.Options()
+    followupOptions.defaultAWSCredentials = configuration.awsCredentials
+    let platform = PlatformServices(
+        admin: admin, tenants: tenants, platform: database, keyring: keyring, providers: providers,
+        cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
+        suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
+        sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
+        serviceAccounts: configuration.serviceAccounts, sessionTokens: sessionTokens,
+        debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
+        activityInterval: configuration.activityInterval,
+        holds: redis.map { RedisSlotHolds(redis: $0, database: database, logger: logger) }, followupOptions: followupOptions, logger: logger
+    )
     let router = makeRouter(
-        database: database, readiness: readiness, resolver: resolver, metrics: metrics,
-        platform: PlatformServices(
-            admin: admin, tenants: tenants, platform: database, keyring: keyring, providers: providers,
-            cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
-            suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
-            sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
-            serviceAccounts: configuration.serviceAccounts, sessionTokens: sessionTokens,
-            debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
-            activityInterval: configuration.activityInterval,
-            holds: redis.map { RedisSlotHolds(redis: $0, database: database, logger: logger) }, logger: logger
-        ),
+        database: database, readiness: readiness, resolver: resolver, metrics: metrics, platform: platform,
         edge: configuration.edge, limiter: limiter, rateLimits: configuration.rateLimits
     )
 
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-core-api"),
-        // Shut down in reverse after the server has drained: the provider resolver (which
-        // listens on Redis) before the pools, Redis last.
-        services: (redis.map { [$0] } ?? []) + [database, tenants, admin, providers],
+        // Shut down in reverse after the server has drained: the follow-up worker (finishing
+        // what it has queued) and the provider resolver (which listens on Redis) before the
+        // pools, Redis last.
+        services: (redis.map { [$0] } ?? []) + [database, tenants, admin, providers, platform.followupWorker],
         logger: logger
     )
     if configuration.host != "127.0.0.1", configuration.host != "localhost", configuration.edge.trustedProxies.cidrs.isEmpty {
@@ -160,7 +163,7 @@ func makeRouter(
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     addUsageRoutes(to: v1, tenants: platform.tenants)
     addPatientRoutes(to: v1, patients: platform.patients)
-    addAppointmentRoutes(to: v1, appointments: platform.appointments)
+    addAppointmentRoutes(to: v1, appointments: platform.appointments, followups: platform.followups, worker: platform.followupWorker)
     addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions)
     let admin = router.group("v1/admin")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
@@ -196,6 +199,10 @@ struct PlatformServices: Sendable {
     let patients: Patients
     /// Slot holds and bookings.
     let appointments: Appointments
+    /// What bookings owe after they commit (confirmation e-mails, video rooms), and video access.
+    let followups: AppointmentFollowups
+    /// Tries each new booking's follow-ups in the background (a service of the application).
+    let followupWorker: AppointmentFollowupWorker
     /// Finished telemetry sessions' aggregates, from the Telemetry API.
     let telemetryAggregates: TelemetryAggregates
     /// Starts patients' telemetry sessions; `nil` when no session-token secret is configured.
@@ -211,7 +218,8 @@ struct PlatformServices: Sendable {
         admin: AdminDatabase, tenants: TenantDatabase, platform: Database, keyring: Keyring, providers: ProviderResolver, cache: Aside,
         suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil, serviceAccounts: ServiceAccountTokens? = nil,
         sessionTokens: SessionTokens? = nil, debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60),
-        holds: (any SlotHolds)? = nil, logger: Logger = Logger(label: "restartix.core-api")
+        holds: (any SlotHolds)? = nil, followupOptions: AppointmentFollowups.Options = AppointmentFollowups.Options(),
+        logger: Logger = Logger(label: "restartix.core-api")
     ) {
         self.admin = admin
         self.providers = providers
@@ -227,6 +235,10 @@ struct PlatformServices: Sendable {
         patients = Patients(tenants: tenants, cipher: cipher)
         // Without Redis the database reservation holds slots: shared by every instance.
         appointments = Appointments(tenants: tenants, admin: admin, holds: holds ?? DatabaseSlotHolds(database: platform))
+        followups = AppointmentFollowups(
+            admin: admin, providers: providers, suppressions: suppressions, cipher: cipher, options: followupOptions, logger: logger
+        )
+        followupWorker = AppointmentFollowupWorker(followups: followups)
         telemetryAggregates = TelemetryAggregates(tenants: tenants, admin: admin)
         telemetrySessions = sessionTokens.map { TelemetrySessions(tenants: tenants, tokens: $0, cipher: cipher) }
         directory = OrganizationDirectory(admin: admin, cache: cache, suffixes: suffixes)

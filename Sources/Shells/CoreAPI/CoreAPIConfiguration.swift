@@ -71,6 +71,9 @@ struct CoreAPIConfiguration: Sendable {
     var activityInterval: Duration = .seconds(60)
     /// How long a resolved membership is reused (`PRINCIPAL_CACHE_SECONDS`; zero: never).
     var principalCacheTTL: Duration = .seconds(5)
+    /// The AWS credentials of SES provider rows that store no keys (`AWS_ACCESS_KEY_ID`... or
+    /// the task role's container endpoint); nil when none are configured.
+    var awsCredentials: AWSCredentialSource?
 
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
@@ -127,6 +130,7 @@ struct CoreAPIConfiguration: Sendable {
             throw ConfigurationError(.missing, "ENCRYPTION_KEYS (or ENCRYPTION_KEYS_SECRET_ID, _FILE, _KMS) must be set with DATABASE_URL, and in staging and production: patient data is sealed with it")
         }
         providerSeeds = try service.providerSeeds()
+        awsCredentials = try service.awsCredentials()
         edge = try service.edgeOptions()
         drain = try service.drainPolicy()
         if let text = service.string("SES_SNS_TOPIC_ARNS") {

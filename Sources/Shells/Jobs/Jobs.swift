@@ -17,7 +17,7 @@ struct Jobs: AsyncParsableCommand {
         abstract: "Restartix scheduled and maintenance jobs.",
         subcommands: [
             Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self, Reencrypt.self, KeyringUsageReport.self, CheckProviders.self,
-            UsageQuotaReset.self, UsageSummaryRollup.self, DevToken.self, ServiceToken.self, DemoDataJob.self,
+            UsageQuotaReset.self, UsageSummaryRollup.self, AppointmentFollowupsJob.self, DevToken.self, ServiceToken.self, DemoDataJob.self,
         ]
     )
 }

@@ -300,6 +300,15 @@ struct MatrixTable: Sendable, CustomStringConvertible {
                 INSERT INTO patient_exercise_logs (id, organization_id, patient_id, patient_user_id, exercise, done_count) \
                 VALUES (\(id), \(organization), \(tie.patient), \(tie.user), \("x" + tag), 1)
                 """
+        case "appointment_followups":
+            // The matrix appointment of the same patient (its booking trigger wrote its
+            // confirmation e-mail already): its video room, a unique key of its own.
+            let appointments = fixture.rows["appointments"]!
+            let appointment = tie.patient == fixture.a1.patient ? appointments.a1 : tie.patient == fixture.a2.patient ? appointments.a2 : appointments.b
+            return """
+                INSERT INTO appointment_followups (id, organization_id, appointment_id, kind) \
+                VALUES (\(id), \(organization), \(appointment), 'video_room')
+                """
         default:
             fatalError("no row factory for \(name)")
         }

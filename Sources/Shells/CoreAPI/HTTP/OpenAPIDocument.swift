@@ -308,6 +308,34 @@ enum OpenAPIDocument {
               "canceled_at": {"type": "string", "format": "date-time"}
             }
           },
+          "VideoAccess": {
+            "type": "object",
+            "required": ["room_url", "token", "is_owner", "not_before", "expires_at"],
+            "properties": {
+              "room_url": {"type": "string", "description": "The appointment's Daily room."},
+              "token": {"type": "string", "description": "The caller's own meeting token (a bearer secret)."},
+              "is_owner": {"type": "boolean", "description": "Staff join as the room's owners."},
+              "not_before": {"type": "string", "format": "date-time"},
+              "expires_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "Followup": {
+            "type": "object",
+            "required": ["kind", "state", "attempts", "updated_at"],
+            "properties": {
+              "kind": {"type": "string", "enum": ["confirmation_email", "video_room"]},
+              "state": {"type": "string", "enum": ["pending", "done", "skipped", "failed"]},
+              "attempts": {"type": "integer", "minimum": 0},
+              "next_attempt_at": {"type": "string", "format": "date-time", "description": "When a pending one is tried again."},
+              "last_error": {"type": "string", "description": "Why the last attempt failed, or why it was skipped."},
+              "updated_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "FollowupList": {
+            "type": "object",
+            "required": ["followups"],
+            "properties": {"followups": {"type": "array", "items": {"$ref": "#/components/schemas/Followup"}}}
+          },
           "AppointmentDay": {
             "type": "object",
             "required": ["date", "appointments"],
@@ -868,6 +896,42 @@ enum OpenAPIDocument {
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
               "409": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/appointments/{id}/video": {
+          "get": {
+            "operationId": "joinAppointmentVideo",
+            "summary": "The video appointment's Daily room and a meeting token of the caller's own (its patient as a participant, staff as owners); a room not made yet is tried at once. Audited. 409 in person, canceled or over; 503 while the room cannot be made.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "Where and how to join (never cached).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VideoAccess"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "502": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/appointments/{id}/followups": {
+          "get": {
+            "operationId": "listAppointmentFollowups",
+            "summary": "What the booking owes after it committed (the confirmation e-mail, the video room) and where each stands (staff only).",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The follow-ups, by kind.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FollowupList"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }

@@ -67,6 +67,48 @@ struct AppointmentBody: ResponseCodable, Equatable {
     }
 }
 
+/// `GET /v1/appointments/{id}/video`'s answer: where and how the principal joins the call.
+struct VideoAccessBody: ResponseCodable, Equatable {
+    let room_url: String
+    /// The principal's own meeting token (a bearer secret: the answer is never cached or logged).
+    let token: String
+    let is_owner: Bool
+    let not_before: String
+    let expires_at: String
+
+    init(_ access: VideoAccess) {
+        room_url = access.roomURL
+        token = access.token
+        is_owner = access.isOwner
+        not_before = APITime.string(access.notBefore)
+        expires_at = APITime.string(access.expiresAt)
+    }
+}
+
+/// One follow-up of a booking as staff see it.
+struct FollowupBody: ResponseCodable, Equatable {
+    let kind: String
+    let state: String
+    let attempts: Int
+    let next_attempt_at: String?
+    let last_error: String?
+    let updated_at: String
+
+    init(_ followup: AppointmentFollowup) {
+        kind = followup.kind.rawValue
+        state = followup.state.rawValue
+        attempts = followup.attempts
+        next_attempt_at = followup.state == .pending ? APITime.string(followup.nextAttemptAt) : nil
+        last_error = followup.lastError
+        updated_at = APITime.string(followup.updatedAt)
+    }
+}
+
+/// `GET /v1/appointments/{id}/followups`' answer.
+struct FollowupListBody: ResponseCodable, Equatable {
+    let followups: [FollowupBody]
+}
+
 /// `GET /v1/appointments`' answer: a day's appointments by start.
 struct AppointmentDayBody: ResponseCodable, Equatable {
     let date: String
@@ -76,7 +118,13 @@ struct AppointmentDayBody: ResponseCodable, Equatable {
 /// Appointments (the library's ``Appointments``: every rule is there): hold a slot, book it
 /// with the hold, cancel, read one, list a day. A patient principal does this for its own
 /// record only; another clinic's (or patient's) appointment is a 404 like one that never existed.
-func addAppointmentRoutes(to group: RouterGroup<CoreRequestContext>, appointments: Appointments) {
+///
+/// A booking's follow-ups (its confirmation e-mail, a video appointment's room) are the
+/// database's, written with it; `worker` tries them once the booking's answer is on its way, and
+/// `restartix-jobs appointment-followups` retries what a provider's outage left.
+func addAppointmentRoutes(
+    to group: RouterGroup<CoreRequestContext>, appointments: Appointments, followups: AppointmentFollowups, worker: AppointmentFollowupWorker
+) {
     group.post("appointments/holds") { request, context -> EditedResponse<HoldBody> in
         let tenant = try context.requireTenant()
         let body = try await request.decode(as: NewHoldRequest.self, context: context)
@@ -105,6 +153,7 @@ func addAppointmentRoutes(to group: RouterGroup<CoreRequestContext>, appointment
         // The slot key and expiry are the library's to fill in: the store checks token and fence.
         let hold = SlotHold(slot: "", holder: "", token: body.hold.token, fence: body.hold.fence, expiresAt: Date(), store: store)
         let appointment = try await appointments.book(hold, slot: slot, patient: patient, kind: kind, as: tenant, requestID: context.requestID)
+        worker.enqueue(appointment: appointment.id, organization: tenant.organizationID)
         var headers = HTTPFields()
         headers[.location] = "/v1/appointments/\(appointment.id.lowercasedString)"
         return EditedResponse(status: .created, headers: headers, response: AppointmentBody(appointment))
@@ -120,6 +169,19 @@ func addAppointmentRoutes(to group: RouterGroup<CoreRequestContext>, appointment
     group.get("appointments/{id}") { _, context -> AppointmentBody in
         let tenant = try context.requireTenant()
         return AppointmentBody(try await appointments.get(try uuid(context.parameters.get("id"), field: "id"), as: tenant))
+    }
+    group.get("appointments/{id}/video") { _, context -> EditedResponse<VideoAccessBody> in
+        let tenant = try context.requireTenant()
+        let id = try uuid(context.parameters.get("id"), field: "id")
+        let access = try await appointments.videoAccess(to: id, as: tenant, followups: followups, requestID: context.requestID)
+        var headers = HTTPFields()
+        headers[.cacheControl] = "no-store"
+        return EditedResponse(status: .ok, headers: headers, response: VideoAccessBody(access))
+    }
+    group.get("appointments/{id}/followups") { _, context -> FollowupListBody in
+        let tenant = try context.requireTenant()
+        let id = try uuid(context.parameters.get("id"), field: "id")
+        return FollowupListBody(followups: try await appointments.followups(of: id, as: tenant).map(FollowupBody.init))
     }
     group.post("appointments/{id}/cancel") { _, context -> AppointmentBody in
         let tenant = try context.requireTenant()
