@@ -341,7 +341,7 @@ public struct AppointmentFollowups: Sendable {
             let (ses, settings) = try await sesClient(for: work.organizationID)
             var email = SESClient.Email(
                 from: settings.fromAddress, to: [address], subject: "Your appointment at \(Self.oneLine(work.clinicName))",
-                text: Self.confirmationText(work.appointment, clinic: work.clinicName)
+                text: Self.confirmationText(work.appointment, clinic: work.clinicName, roomOpensBefore: options.roomOpensBefore)
             )
             email.configurationSet = settings.configurationSet
             email.tags = ["kind": "appointment_confirmation"]
@@ -465,11 +465,11 @@ public struct AppointmentFollowups: Sendable {
 
     /// The confirmation's body: the clinic, the time (UTC) and the kind. No patient data beyond
     /// the fact of the booking.
-    static func confirmationText(_ appointment: Appointment, clinic: String) -> String {
+    static func confirmationText(_ appointment: Appointment, clinic: String, roomOpensBefore: Duration) -> String {
         let day = appointment.startsAt.formatted(Date.FormatStyle(date: .complete, time: .omitted, timeZone: TimeZone(identifier: "UTC")!))
         let time = Date.FormatStyle(date: .omitted, time: .shortened, timeZone: TimeZone(identifier: "UTC")!)
         let place = appointment.kind == .video
-            ? "A video call: join it from your appointments in the app (the room opens 15 minutes before)."
+            ? "A video call: join it from your appointments in the app (the room opens \(Int(roomOpensBefore.secondsValue / 60)) minutes before)."
             : "At the clinic."
         return """
             Your appointment at \(oneLine(clinic)) is booked.

@@ -2,7 +2,7 @@
 
 /// Every closure-body snippet of README.md and Documentation/, in page order.
 let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
-    ("README.md:170", snippet_README_1),
+    ("README.md:181", snippet_README_1),
     ("Documentation/RestartixCore.md:54", snippet_Documentation_RestartixCore_2),
     ("Documentation/RestartixKit.md:19", snippet_Documentation_RestartixKit_1),
     ("Documentation/RestartixKit.md:100", snippet_Documentation_RestartixKit_2),
