@@ -15,7 +15,7 @@ import Testing
 
 /// The platform administrators' provider routes: a principal path with no clinic membership,
 /// secrets never shown, rotation guarded by If-Match, audited, and seen by the resolver at once.
-@Suite("Core API platform admin: providers", .timeLimit(.minutes(1)))
+@Suite("Core API platform admin: providers", .timeLimit(.minutes(3)))
 struct AdminProviderTests {
     static func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) -> T? {
         try? JSONDecoder().decode(type, from: Data(String(buffer: response.body).utf8))

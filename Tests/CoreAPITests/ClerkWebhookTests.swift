@@ -15,7 +15,7 @@ import Testing
 /// `POST /v1/webhooks/clerk`: Svix-verified, exactly once, users, organizations and memberships
 /// kept in step with Clerk in any order; forged, stale, replayed and malformed deliveries
 /// refused or deduplicated, with nothing written twice.
-@Suite("Clerk webhooks", .timeLimit(.minutes(1)))
+@Suite("Clerk webhooks", .timeLimit(.minutes(3)))
 struct ClerkWebhookTests {
     static let secret = "whsec_" + Data((0..<32).map { UInt8($0 * 7 % 251) }).base64EncodedString()
 

@@ -15,7 +15,7 @@ import Prometheus
 import ServiceSupport
 import Testing
 
-@Suite("Core API", .timeLimit(.minutes(1)))
+@Suite("Core API", .timeLimit(.minutes(3)))
 struct CoreAPITests {
     func embeddedConfiguration() -> (CoreAPIConfiguration, String) {
         let path = FileManager.default.temporaryDirectory

@@ -7,7 +7,7 @@ import Testing
 
 /// The built `restartix-core-api` binary stops as an orchestrator expects: SIGTERM drains it
 /// and it exits 0, its pools closed, within the grace.
-@Suite("Core API drain", .timeLimit(.minutes(1)))
+@Suite("Core API drain", .timeLimit(.minutes(3)))
 struct DrainTests {
     static var binary: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("restartix-core-api")

@@ -16,7 +16,7 @@ import Testing
 
 /// The edge's policies: the client's address behind trusted proxies, maintenance mode, the
 /// request timeout, and rate limits (in process and shared through Redis, failing open).
-@Suite("Core API edge policies", .timeLimit(.minutes(1)))
+@Suite("Core API edge policies", .timeLimit(.minutes(3)))
 struct EdgePolicyTests {
     func application(
         _ configure: (inout CoreAPIConfiguration) -> Void = { _ in }

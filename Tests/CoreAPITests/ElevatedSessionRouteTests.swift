@@ -14,7 +14,7 @@ import Testing
 
 /// Break-glass and impersonation sessions and the audit log through the API, on the embedded
 /// default with the demo clinics: every role, bad input, another clinic's ids.
-@Suite("Core API elevated sessions and audit log", .timeLimit(.minutes(1)))
+@Suite("Core API elevated sessions and audit log", .timeLimit(.minutes(3)))
 struct ElevatedSessionRouteTests {
     struct Fixture: Sendable {
         let directory: TemporaryDirectory

@@ -16,7 +16,7 @@ import RestartixTestSupport
 import Testing
 
 /// The Core API's HTTP layer: the contract, request ids, problem+json, 405, 413, logs.
-@Suite("Core API HTTP layer", .timeLimit(.minutes(1)))
+@Suite("Core API HTTP layer", .timeLimit(.minutes(3)))
 struct HTTPLayerTests {
     func application(logs: InMemoryLogHandler? = nil) async throws -> (some ApplicationProtocol, TemporaryDirectory) {
         let directory = try TemporaryDirectory("core-http")

@@ -12,7 +12,7 @@ import Testing
 
 /// The `/internal` routes and their service-account tokens: who may call, and every way a token
 /// is refused.
-@Suite("Core API internal routes", .timeLimit(.minutes(1)))
+@Suite("Core API internal routes", .timeLimit(.minutes(3)))
 struct InternalRouteTests {
     static let current = "internal-routes-current-secret-0123456789abcdef"
     static let previous = "internal-routes-previous-secret-0123456789abcdef"
@@ -30,9 +30,10 @@ struct InternalRouteTests {
         }
         defer { directory.remove() }
         let signer = try ServiceAccountTokens(secrets: [Self.current])
-        let token = try signer.issue(service: "telemetry-api", audience: "restartix-core-api", scopes: ["telemetry:aggregates:write", "b:read"], lifetime: .seconds(300))
-        let rotated = try ServiceAccountTokens(secrets: [Self.previous]).issue(service: "jobs", audience: "restartix-core-api", scopes: [], lifetime: .seconds(60))
         try await app.test(.router) { client in
+            // Issued once the API is up: on a loaded machine its boot can outlast a short lifetime.
+            let token = try signer.issue(service: "telemetry-api", audience: "restartix-core-api", scopes: ["telemetry:aggregates:write", "b:read"], lifetime: .seconds(300))
+            let rotated = try ServiceAccountTokens(secrets: [Self.previous]).issue(service: "jobs", audience: "restartix-core-api", scopes: [], lifetime: .seconds(60))
             try await client.execute(uri: "/internal/v1/whoami", method: .get, headers: Self.bearer(token)) { response in
                 #expect(response.status == .ok)
                 let body = Self.decode(ServiceWhoAmI.self, response)

@@ -15,7 +15,7 @@ import Testing
 /// `GET /v1/public/organizations/resolve` and the library's ``OrganizationDirectory`` behind it:
 /// subdomains and verified custom domains, active clinics only, cached aside and invalidated by
 /// every change the directory makes.
-@Suite("Organization resolution", .timeLimit(.minutes(1)))
+@Suite("Organization resolution", .timeLimit(.minutes(3)))
 struct OrganizationResolveTests {
     static func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) -> T? {
         try? JSONDecoder().decode(type, from: Data(String(buffer: response.body).utf8))

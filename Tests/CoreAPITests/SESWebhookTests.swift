@@ -19,7 +19,7 @@ import X509
 /// `POST /v1/webhooks/ses`: SNS messages verified as AWS documents (certificate from an SNS host
 /// only, RSA signature over the canonical string, our topic only), subscriptions confirmed, and
 /// permanently bounced and complaining addresses put on the suppression list once.
-@Suite("SES webhooks through SNS", .timeLimit(.minutes(1)))
+@Suite("SES webhooks through SNS", .timeLimit(.minutes(3)))
 struct SESWebhookTests {
     static let topic = "arn:aws:sns:eu-central-1:123456789012:restartix-ses-events"
     static let certificateURL = "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"

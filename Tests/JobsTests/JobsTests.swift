@@ -18,7 +18,7 @@ import Testing
 /// ArgumentParser, then ``Job/perform(_:)``), their structured reports checked; the binary itself
 /// is spawned only where the process matters: exit statuses and one line on standard error,
 /// `--json` on standard output, a SIGKILL half-way, libpq's own `PGPASSWORD`.
-@Suite("restartix-jobs", .timeLimit(.minutes(1)))
+@Suite("restartix-jobs", .timeLimit(.minutes(3)))
 struct JobsTests {
     /// Everything a job run in process said: its logs (at trace), its progress lines, its
     /// report's text and JSON; for the "no key or PII in any output" checks.

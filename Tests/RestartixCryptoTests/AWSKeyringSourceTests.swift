@@ -9,7 +9,7 @@ import Testing
 
 /// The AWS keyring sources against moto_server (Scripts/services): Secrets Manager holding the
 /// document, and a KMS keyring document whose keys are KMS blobs.
-@Suite("Keyring sources on AWS (moto)", .timeLimit(.minutes(1)))
+@Suite("Keyring sources on AWS (moto)", .timeLimit(.minutes(3)))
 struct AWSKeyringSourceTests {
     /// moto's AWS configuration, or `nil` when moto is not configured (a failure under CI=true).
     static func aws() throws -> AWSConfiguration? {

@@ -8,7 +8,7 @@ import Testing
 
 /// Clinics that bring their own keys: their values are sealed under their own primary, nobody
 /// else's value opens under them, rotation moves each clinic to its own primary.
-@Suite("Per-clinic keys (BYOK)", .timeLimit(.minutes(1)))
+@Suite("Per-clinic keys (BYOK)", .timeLimit(.minutes(3)))
 struct BYOKTests {
     static let platform = SymmetricKey(size: .bits256), platformNext = SymmetricKey(size: .bits256)
     static let clinicKey = SymmetricKey(size: .bits256), blind = SymmetricKey(size: .bits256)

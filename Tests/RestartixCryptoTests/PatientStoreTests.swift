@@ -13,7 +13,7 @@ extension TestBackend {
     static var all: [TestBackend] { all(using: .app).filter { $0 != .pgbouncer } }
 }
 
-@Suite("Patient store", .timeLimit(.minutes(1)))
+@Suite("Patient store", .timeLimit(.minutes(3)))
 struct PatientStoreTests {
     /// The shared backends (RestartixTestSupport), as the app role: SQLite and Postgres direct.
     typealias Backend = TestBackend

@@ -9,7 +9,7 @@ import Testing
 
 /// Rotation end to end: rows under three key ids, a run stopped half-way and resumed, two runs
 /// at once, keyring-usage showing only the primary, disabling refused while a key is in use.
-@Suite("Key rotation", .timeLimit(.minutes(1)))
+@Suite("Key rotation", .timeLimit(.minutes(3)))
 struct RotationTests {
     static let k1 = SymmetricKey(size: .bits256), k2 = SymmetricKey(size: .bits256), k3 = SymmetricKey(size: .bits256)
     static let blind = SymmetricKey(size: .bits256)

@@ -135,7 +135,7 @@ struct AWSSignerTests {
 }
 
 /// Secrets Manager and KMS round trips against moto_server (Scripts/services).
-@Suite("AWS clients on moto", .timeLimit(.minutes(1)))
+@Suite("AWS clients on moto", .timeLimit(.minutes(3)))
 struct AWSClientTests {
     static func endpoint() throws -> String? {
         if let url = TestBackend.value("AWS_ENDPOINT_URL") { return url }
@@ -184,7 +184,7 @@ struct AWSClientTests {
 
 /// The container credential endpoint (ECS task roles, EKS pod identity) against a real local
 /// HTTP server standing in for 169.254.170.2.
-@Suite("AWS container credentials", .timeLimit(.minutes(1)))
+@Suite("AWS container credentials", .timeLimit(.minutes(3)))
 struct AWSContainerCredentialsTests {
     static func server(token: String) async throws -> (url: String, stop: @Sendable () -> Void) {
         let stub = try await StubHTTPServer.start { request in
@@ -223,7 +223,7 @@ struct AWSContainerCredentialsTests {
 
 /// SES v2 against moto (send, an unverified sender refused, the send counted), and its REST
 /// paths against a stub that checks the request SigV4 signs (moto has no suppression list).
-@Suite("SES", .timeLimit(.minutes(1)))
+@Suite("SES", .timeLimit(.minutes(3)))
 struct SESClientTests {
     static let credentials = AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")
 

@@ -8,7 +8,7 @@ import Testing
 
 /// Cache-aside in Redis (shared by instances) and in memory: hits, misses, TTL, single flight,
 /// invalidation, and Redis down -> every read from the database.
-@Suite("Cache-aside", .timeLimit(.minutes(1)))
+@Suite("Cache-aside", .timeLimit(.minutes(3)))
 struct AsideTests {
     static let logger = Logger(label: "restartix.tests.aside")
 

@@ -75,7 +75,7 @@ struct MigrationSandbox {
     }
 }
 
-@Suite("Migrations", .timeLimit(.minutes(1)))
+@Suite("Migrations", .timeLimit(.minutes(3)))
 struct MigrationTests {
     static let backends = TestBackend.all.filter { $0 != .pgbouncer }
 
@@ -254,7 +254,7 @@ struct MigrationTests {
     }
 }
 
-@Suite("Migration sets (no services)", .timeLimit(.minutes(1)))
+@Suite("Migration sets (no services)", .timeLimit(.minutes(3)))
 struct MigrationSetTests {
     @Test("the built-in sets are valid and share versions and names across dialects")
     func builtIns() {

@@ -9,7 +9,7 @@ import Testing
 
 /// The Redis client against real redis-server processes: the shared one from Scripts/services
 /// (`REDIS_URL`) and private ones that the tests stop, freeze, password-protect or put behind TLS.
-@Suite("Redis client", .timeLimit(.minutes(1)))
+@Suite("Redis client", .timeLimit(.minutes(3)))
 struct RedisClientTests {
     static let logger = Logger(label: "restartix.tests.redis")
 
@@ -284,7 +284,9 @@ struct RedisClientTests {
                 }
             }
         }
-        #expect(try await Self.eventually { shared.outcomes.withLock { $0.ok } >= 20 }, "calls succeed before the stop")
+        // Warm-up only (the bounds under test come after the stop): generous, since the whole
+        // suite starts at once on two cores and starves the first seconds.
+        #expect(try await Self.eventually(within: .seconds(30)) { shared.outcomes.withLock { $0.ok } >= 20 }, "calls succeed before the stop")
         server.kill()
         try await Task.sleep(for: .milliseconds(2500))
         let duringOutage = shared.outcomes.withLock { $0 }

@@ -10,7 +10,7 @@ import Testing
 
 /// The Redis-backed services against real redis-server processes, each beside its in-process
 /// twin: the same model, the same answers; and each degrading as the platform requires.
-@Suite("Redis services", .timeLimit(.minutes(1)))
+@Suite("Redis services", .timeLimit(.minutes(3)))
 struct RedisServicesTests {
     static let logger = Logger(label: "restartix.tests.redis-services")
 

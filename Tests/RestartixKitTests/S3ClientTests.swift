@@ -7,7 +7,7 @@ import RestartixKit
 import Testing
 
 /// The S3 client and the signer's request-level entry point, against moto (a real S3 API).
-@Suite("S3 on moto", .timeLimit(.minutes(1)))
+@Suite("S3 on moto", .timeLimit(.minutes(3)))
 struct S3ClientTests {
     static func client(bucket: String) throws -> S3Client? {
         guard let endpoint = try AWSClientTests.endpoint() else { return nil }

@@ -4,7 +4,7 @@ import Synchronization
 import RestartixTestSupport
 import Testing
 
-@Suite("SQLite adapter", .timeLimit(.minutes(1)))
+@Suite("SQLite adapter", .timeLimit(.minutes(3)))
 struct SQLiteTests {
     func temporaryPath() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("restartix-sqlite-\(UUID().uuidString).sqlite").path
@@ -148,7 +148,7 @@ struct SQLiteTests {
     }
 }
 
-@Suite("Handles from isolated code", .timeLimit(.minutes(1)))
+@Suite("Handles from isolated code", .timeLimit(.minutes(3)))
 struct IsolationContextTests {
     /// Connection and transaction handles are Sendable: actor-isolated code (a main-actor
     /// handler, top-level code) can use them without data-race diagnostics.
@@ -170,7 +170,7 @@ struct IsolationContextTests {
 
 /// The embedded database's files hold patients' data: 0600 files in 0700 directories, and a
 /// clear refusal (changing nothing) when an existing file or directory is open to others.
-@Suite("SQLite file permissions", .timeLimit(.minutes(1)))
+@Suite("SQLite file permissions", .timeLimit(.minutes(3)))
 struct SQLiteFilePermissionTests {
     func mode(_ path: String) throws -> Int {
         try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)

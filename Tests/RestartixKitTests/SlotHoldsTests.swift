@@ -9,7 +9,7 @@ import Testing
 /// Appointment holds in every store — Redis, the database reservation (SQLite, Postgres through
 /// PgBouncer) and memory — with the same semantics: one holder out of many racing, expiry,
 /// fencing, bearer-only release; and Redis down falling back to the database.
-@Suite("Slot holds", .timeLimit(.minutes(1)))
+@Suite("Slot holds", .timeLimit(.minutes(3)))
 struct SlotHoldsTests {
     static let logger = Logger(label: "restartix.tests.holds")
 

@@ -4,7 +4,7 @@ import RestartixTestSupport
 import Testing
 
 /// One suite, run identically on SQLite, Postgres direct and Postgres through PgBouncer.
-@Suite("Storage conformance", .timeLimit(.minutes(1)))
+@Suite("Storage conformance", .timeLimit(.minutes(3)))
 struct StorageConformanceTests {
     static let typesPostgres = """
         id bigint PRIMARY KEY, i bigint, i4 integer, d double precision, b boolean, t text, raw bytea,

@@ -6,7 +6,7 @@ import Testing
 
 /// Faults as an operator sees them: the server's own reason survives a connection that closes
 /// right after sending it, on every path (one statement, a pipeline, a transaction).
-@Suite("Storage under faults", .timeLimit(.minutes(1)))
+@Suite("Storage under faults", .timeLimit(.minutes(3)))
 struct StorageFaultTests {
     /// Runs `body` on a backend's connection while another session terminates that backend
     /// (`pg_terminate_backend`, as an operator or a failover does) `after` into the statement.
@@ -70,7 +70,7 @@ struct StorageFaultTests {
 }
 
 /// Every wait bounded: the call's deadline on the client, the statement timeout on the server.
-@Suite("Deadlines and statement timeouts", .timeLimit(.minutes(1)))
+@Suite("Deadlines and statement timeouts", .timeLimit(.minutes(3)))
 struct DeadlineTests {
     /// Whether a statement carrying `marker` still runs on the server.
     static func stillRunning(_ marker: String, on observer: Database) async throws -> Bool {
@@ -180,7 +180,7 @@ struct DeadlineTests {
 }
 
 /// Which failed connects are worth another try, and the bounded retry helper built on it.
-@Suite("Connect failures and retries", .timeLimit(.minutes(1)))
+@Suite("Connect failures and retries", .timeLimit(.minutes(3)))
 struct ConnectFailureTests {
     @Test("connect failures are classified by cause: refused and pooler trouble are transient, credentials and names are not")
     func classification() async throws {

@@ -2,7 +2,7 @@ import Foundation
 @testable import RestartixKit
 import Testing
 
-@Suite("Storage units (no services)", .timeLimit(.minutes(1)))
+@Suite("Storage units (no services)", .timeLimit(.minutes(3)))
 struct StorageUnitTests {
     @Test("interpolation renders binds per dialect and never splices values")
     func rendering() {

@@ -7,7 +7,7 @@ import Testing
 /// DailyClient against the local Daily stub, which refuses what Daily's documentation refuses:
 /// rooms and tokens as documented, a retried create that finds its room, and every failure typed
 /// (transient or refused) without the key.
-@Suite("Daily client", .timeLimit(.minutes(1)))
+@Suite("Daily client", .timeLimit(.minutes(3)))
 struct DailyClientTests {
     static func client(_ stub: DailyAPIStub, key: String? = nil, timeout: Duration = .seconds(5)) -> DailyClient {
         DailyClient(settings: APIKeySettings(baseURL: URL(string: stub.baseURL)!, apiKey: key ?? stub.apiKey), timeout: timeout)

@@ -38,7 +38,7 @@ final class FlakyEndpoint: Sendable {
     func stop() { server.withLock { $0?.stop() } }
 }
 
-@Suite("check-providers", .timeLimit(.minutes(1)))
+@Suite("check-providers", .timeLimit(.minutes(3)))
 struct ProviderCheckTests {
     static var motoURL: String? {
         guard RequiredServices.shouldRun("AWS_ENDPOINT_URL") else { return nil }

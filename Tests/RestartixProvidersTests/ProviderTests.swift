@@ -24,7 +24,7 @@ extension TestBackend {
     static var all: [TestBackend] { all(using: .admin).filter { $0 != .pgbouncer } }
 }
 
-@Suite("Provider registry and resolver", .timeLimit(.minutes(1)))
+@Suite("Provider registry and resolver", .timeLimit(.minutes(3)))
 struct ProviderTests {
     /// The shared backends (RestartixTestSupport), as the admin role: SQLite and Postgres direct.
     typealias Backend = TestBackend
@@ -282,7 +282,7 @@ struct ProviderTests {
     }
 }
 
-@Suite("Provider resolver across instances and outages", .timeLimit(.minutes(1)))
+@Suite("Provider resolver across instances and outages", .timeLimit(.minutes(3)))
 struct ProviderResolverOutageTests {
     /// Redis, or nil when it is not configured (a recorded failure under CI=true).
     static var redisURL: String? {

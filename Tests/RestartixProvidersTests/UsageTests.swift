@@ -7,7 +7,7 @@ import RestartixTenancy
 import RestartixTestSupport
 import Testing
 
-@Suite("Usage metering, quotas and the monthly jobs", .timeLimit(.minutes(1)))
+@Suite("Usage metering, quotas and the monthly jobs", .timeLimit(.minutes(3)))
 struct UsageTests {
     static func count(_ world: ProviderTests.World, _ sql: SQLQuery, clinic: UUID) async throws -> Int {
         try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in

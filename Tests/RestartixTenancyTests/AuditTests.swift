@@ -4,7 +4,7 @@ import RestartixTenancy
 import Testing
 
 /// Audit rows: written in the writer's transaction, attributed to the writer only, never changed.
-@Suite("Audit log", .timeLimit(.minutes(1)))
+@Suite("Audit log", .timeLimit(.minutes(3)))
 struct AuditTests {
     @Test("tx.audit writes a row for the context; a forged actor is refused; rows cannot change", arguments: TenancyBackend.all)
     func auditRows(backend: TenancyBackend) async throws {

@@ -47,7 +47,7 @@ struct TenancySandbox {
     }
 }
 
-@Suite("Tenancy boot checks", .timeLimit(.minutes(1)))
+@Suite("Tenancy boot checks", .timeLimit(.minutes(3)))
 struct BootCheckTests {
     static let enabled = TenancyBackend.all.contains(.postgresDirect)
 

@@ -9,7 +9,7 @@ import Testing
 
 /// ``ClerkSync`` on every backend, Postgres through PgBouncer included: the admin role may make
 /// what an event names, and one delivery applied by eight callers at once is applied once.
-@Suite("Clerk sync on every backend", .timeLimit(.minutes(1)))
+@Suite("Clerk sync on every backend", .timeLimit(.minutes(3)))
 struct ClerkSyncTests {
     /// The admin role's plain database (the platform's own tables) beside `databases`.
     static func platformDatabase(_ backend: TenancyBackend, _ databases: TenancyBackend.Databases) throws -> Database {

@@ -7,7 +7,7 @@ import Testing
 /// context, patient-self, patient-other}, generated from the table list and the access rules,
 /// each cell asserting its exact outcome. Own-clinic cells succeed, so a policy that denies
 /// everything fails here as surely as one that leaks.
-@Suite("Tenant isolation matrix", .timeLimit(.minutes(1)))
+@Suite("Tenant isolation matrix", .timeLimit(.minutes(3)))
 struct IsolationMatrixTests {
     enum Principal: String, CaseIterable, Sendable {
         case ownClinic, otherClinic, noContext, patientSelf, patientOther

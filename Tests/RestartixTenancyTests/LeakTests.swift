@@ -7,7 +7,7 @@ import Testing
 
 /// Interleaved tenants through a real PgBouncer in transaction mode: every transaction must see
 /// its own clinic's rows and nothing else, whatever ran before it on the same server connection.
-@Suite("Tenant leak through a transaction-mode pooler", .timeLimit(.minutes(1)))
+@Suite("Tenant leak through a transaction-mode pooler", .timeLimit(.minutes(3)))
 struct LeakTests {
     static let clinics = 50
     static let patientsPerClinic = 3

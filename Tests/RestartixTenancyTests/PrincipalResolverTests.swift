@@ -5,7 +5,7 @@ import Testing
 
 /// Bearer token -> TenantContext: the token is checked first (no database work for a bad one),
 /// then the platform's membership decides.
-@Suite("Principal resolver", .timeLimit(.minutes(1)))
+@Suite("Principal resolver", .timeLimit(.minutes(3)))
 struct PrincipalResolverTests {
     @Test("membership decides: member, non-member, unknown clinic, suspended clinic", arguments: TenancyBackend.all)
     func membership(backend: TenancyBackend) async throws {

@@ -30,7 +30,7 @@ struct TestClaims: JWTPayload {
 
 /// Clerk session tokens, service-account tokens and the local development issuer: every bad
 /// input refused with the check it failed, before any database work.
-@Suite("Principals", .timeLimit(.minutes(1)))
+@Suite("Principals", .timeLimit(.minutes(3)))
 struct PrincipalTests {
     static let issuer = "https://clerk.restartix.test"
 

@@ -7,7 +7,7 @@ import Testing
 
 /// SQLite-specific guarantees behind the shared matrix: what an app connection can never do,
 /// whatever SQL the service code sends.
-@Suite("SQLite tenant enforcement", .timeLimit(.minutes(1)))
+@Suite("SQLite tenant enforcement", .timeLimit(.minutes(3)))
 struct SQLiteEnforcementTests {
     @Test("app connections cannot touch the rows behind the views, run DDL, PRAGMA or ATTACH, or unscope themselves")
     func lockedDown() async throws {

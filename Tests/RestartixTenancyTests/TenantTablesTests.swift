@@ -6,7 +6,7 @@ import RestartixTestSupport
 import Testing
 
 /// The tenant-table registry: its own consistency, and the boot check holding the database to it.
-@Suite("Tenant-table registry", .timeLimit(.minutes(1)))
+@Suite("Tenant-table registry", .timeLimit(.minutes(3)))
 struct TenantTablesTests {
     /// The platform's registry with `edit` applied to its tables.
     static func platform(_ edit: (inout [TenantTable]) -> Void) throws -> TenantTables {

@@ -6,7 +6,7 @@ import ServiceSupport
 import Testing
 
 /// The Telemetry API's shell: the services' shared edge (request ids, problem+json, 405).
-@Suite("Telemetry API", .timeLimit(.minutes(1)))
+@Suite("Telemetry API", .timeLimit(.minutes(3)))
 struct TelemetryAPITests {
     @Test("health with a request id; 405 with Allow for another method; 404 as problem+json")
     func edge() async throws {
