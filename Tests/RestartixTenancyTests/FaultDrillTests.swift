@@ -117,10 +117,13 @@ struct FaultDrillTests {
         var errorsAfter2s = 0
 
         var description: String {
-            let kinds = Dictionary(grouping: errors) { "\($0.code)\($0.sqlState.map { " \($0)" } ?? "")" }.mapValues(\.count)
+            // Each kind with its count and the first one's description (which says why: a
+            // connect that ran out of time, a refusal, the server's SQLSTATE).
+            let kinds = Dictionary(grouping: errors) { "\($0.code)\($0.sqlState.map { " \($0)" } ?? "")" }
+                .map { "\($0.key) ×\($0.value.count) (first: \($0.value[0]))" }.sorted()
             return "\(successes) ok, baseline \(Int(baselineRate))/s, recovered \(Int(recoveredRate))/s, "
                 + "\(tasksBackWithin2s) tasks back within 2 s, \(errorsAfter2s) errors after, longest \(longest), "
-                + "wrong context \(wrongContext), errors \(kinds.sorted { $0.key < $1.key }), unexpected \(unexpected.prefix(3))"
+                + "wrong context \(wrongContext), errors \(kinds), unexpected \(unexpected.prefix(3))"
         }
     }
 

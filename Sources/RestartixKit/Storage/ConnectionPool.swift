@@ -6,7 +6,8 @@ import Synchronization
 /// A bounded pool of connections: at most `maximumConnections` open, an acquire that waits at
 /// most `acquireTimeout` (then throws `.poolTimeout`, never hangs) or until the deadline of a
 /// ``Database/withDeadline(_:_:)`` scope (then `.timedOut`), a health check on every checkout,
-/// and broken connections closed and replaced.
+/// and broken connections closed and replaced. A connection being opened is not abandoned with
+/// the caller who asked for it: it finishes under the pool's own timeout and serves the next.
 final class ConnectionPool: Sendable {
     /// Opens a connection, giving up at the deadline.
     typealias Factory = @Sendable (_ deadline: ContinuousClock.Instant) async throws -> any ConnectionDriver
@@ -15,6 +16,8 @@ final class ConnectionPool: Sendable {
         let id: UInt64
         /// When this acquire gives up; a connection opened for it must be ready by then.
         let deadline: ContinuousClock.Instant
+        /// What it gets at the deadline.
+        let timeout: DatabaseError
         let continuation: CheckedContinuation<any ConnectionDriver, any Error>
     }
 
@@ -119,13 +122,26 @@ final class ConnectionPool: Sendable {
                 if await connection.isHealthy() { return connection }
                 logger.debug("Discarding a broken pooled connection", metadata: ["db.pool": "\(name)"])
                 await discard(connection)
-            case .open:
+            case .open where !scoped:
+                // The caller waits as long as the connect may take: it runs inline, with no
+                // hop through another task (which costs a trip through the cooperative pool's
+                // queue, seconds when a loaded machine has it full).
                 do {
                     return try await factory(deadline)
                 } catch {
                     withState { $0.open -= 1 }
                     wakeOneWaiterToOpen()
                     throw error
+                }
+            case .open:
+                let handoff = Handoff()
+                return try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in
+                        handoff.wait(continuation)
+                        open(for: handoff, until: deadline, timeout: timedOut())
+                    }
+                } onCancel: {
+                    handoff.deliver(.failure(CancellationError()))
                 }
             case .wait:
                 let connection: any ConnectionDriver
@@ -175,7 +191,7 @@ final class ConnectionPool: Sendable {
                     }
                     // Or a slot may have been freed, with no waiter yet to take it.
                     if state.open < maximumConnections { return .slotFreed }
-                    state.waiters.append(Waiter(id: id, deadline: deadline, continuation: continuation))
+                    state.waiters.append(Waiter(id: id, deadline: deadline, timeout: timeout, continuation: continuation))
                     return .waiting
                 }
                 switch registration {
@@ -234,7 +250,7 @@ final class ConnectionPool: Sendable {
         wakeOneWaiterToOpen()
     }
 
-    /// A slot freed up: let the first waiter open a new connection in it.
+    /// A slot freed up: open a new connection in it for the first waiter.
     private func wakeOneWaiterToOpen() {
         let waiter: Waiter? = withState { state in
             guard !state.waiters.isEmpty, state.open < maximumConnections else { return nil }
@@ -242,15 +258,39 @@ final class ConnectionPool: Sendable {
             return state.waiters.removeFirst()
         }
         guard let waiter else { return }
-        Task {
+        let handoff = Handoff()
+        handoff.wait(waiter.continuation)
+        open(for: handoff, until: waiter.deadline, timeout: waiter.timeout)
+    }
+
+    /// Opens a connection in a slot already counted in `open`, for the caller waiting on
+    /// `handoff` until `callerDeadline` (then it gets `timeout`).
+    ///
+    /// The connect runs under the pool's own deadline (``acquireTimeout`` from now), never
+    /// shorter than the caller's: a caller that gives up first (a ``Database/withDeadline(_:_:)``
+    /// scope shorter than the pool's timeout) gets its timeout, and the
+    /// connection, once open, goes to the next waiter or the idle stack instead of being
+    /// closed. Bound to callers' deadlines, a server that takes longer to accept a connection
+    /// than those deadlines allow (a Postgres restart on a loaded machine, behind PgBouncer)
+    /// would never be reconnected: every attempt abandoned and closed, the pool empty while the
+    /// server is up. The fault drill found that on a two-core CI runner.
+    private func open(for handoff: Handoff, until callerDeadline: ContinuousClock.Instant, timeout: DatabaseError) {
+        let openDeadline = max(callerDeadline, .now + acquireTimeout)
+        // Detached: the connect must not inherit the caller's task-local deadline scope.
+        Task.detached { [self] in
             do {
-                waiter.continuation.resume(returning: try await factory(waiter.deadline))
+                let connection = try await factory(openDeadline)
+                if !handoff.deliver(.success(connection)) { await release(connection) }
             } catch {
                 withState { $0.open -= 1 }
-                waiter.continuation.resume(throwing: error)
-                // The slot is free again: the next waiter may try (under its own deadline).
+                _ = handoff.deliver(.failure(error))
+                // The slot is free again: the next waiter may try.
                 wakeOneWaiterToOpen()
             }
+        }
+        if callerDeadline < openDeadline {
+            // A dispatch timer, as for waiters: on time even when the cooperative pool is busy.
+            DispatchQueue.global().asyncAfter(deadline: .at(callerDeadline)) { _ = handoff.deliver(.failure(timeout)) }
         }
     }
 
@@ -282,3 +322,51 @@ extension ConnectionPool.Gauges {
 
 /// A waiter's registration found a free slot: the caller goes back and opens a connection.
 private struct SlotFreed: Error {}
+
+/// Where a connection being opened goes: to the caller still waiting for it, once. The first
+/// of the connection, the caller's timeout or its cancellation wins; a connection that comes
+/// too late is not delivered (`deliver` returns false) and the pool keeps it.
+private final class Handoff: Sendable {
+    private enum State {
+        case empty
+        case waiting(CheckedContinuation<any ConnectionDriver, any Error>)
+        /// Delivered before the caller started waiting (its cancellation did).
+        case early(Result<any ConnectionDriver, any Error>)
+        case done
+    }
+
+    private let state = Mutex(State.empty)
+
+    func wait(_ continuation: CheckedContinuation<any ConnectionDriver, any Error>) {
+        let early: Result<any ConnectionDriver, any Error>? = state.withLock { state in
+            if case .early(let result) = state {
+                state = .done
+                return result
+            }
+            state = .waiting(continuation)
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    /// Resumes the caller with `result` if it still waits; false when it no longer does.
+    @discardableResult
+    func deliver(_ result: Result<any ConnectionDriver, any Error>) -> Bool {
+        let continuation: CheckedContinuation<any ConnectionDriver, any Error>? = state.withLock { state in
+            switch state {
+            case .waiting(let continuation):
+                state = .done
+                return continuation
+            case .empty:
+                // Only a cancellation arrives before the caller waits; a connection never
+                // does (the open starts after `wait`).
+                if case .failure = result { state = .early(result) }
+                return nil
+            case .early, .done:
+                return nil
+            }
+        }
+        continuation?.resume(with: result)
+        return continuation != nil
+    }
+}
