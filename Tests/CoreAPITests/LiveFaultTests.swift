@@ -26,7 +26,7 @@ struct LiveFaultTests {
         guard RedisServer.available else { return }
         let instance = try await DrillInstance.start()
         let redis: RedisServer
-        do { redis = try RedisServer() } catch {
+        do { redis = try await RedisServer() } catch {
             await instance.stop()
             throw error
         }
@@ -178,9 +178,9 @@ struct LiveFaultTests {
 
             // Redis gone: every request still answers (the limiter fails open, the cache and
             // the activity debounce fall back to the process), and the limiter is back with it.
-            redis.kill()
+            await redis.kill()
             for _ in 0..<3 { #expect(try await flows(), "Redis down") }
-            try redis.start()
+            try await redis.start()
             var limiterBack = false
             for _ in 0..<100 where !limiterBack {
                 limiterBack = try await rateLimited()

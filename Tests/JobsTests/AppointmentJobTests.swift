@@ -63,10 +63,10 @@ extension JobsTests {
                 .video, organization: clinic, kind: .daily, config: ["api_url": daily.baseURL], secrets: ProviderSecrets(["api_key": daily.apiKey])
             )
         } catch {
-            await (admin.shutdown(), tenants.shutdown(), platform.shutdown())
+            await admin.shutdown(); await tenants.shutdown(); await platform.shutdown()
             throw error
         }
-        await (admin.shutdown(), tenants.shutdown(), platform.shutdown())
+        await admin.shutdown(); await tenants.shutdown(); await platform.shutdown()
 
         // No DATABASE_URL and no --database-url: the embedded default, its local keyring.
         let environment = ["RESTARTIX_SQLITE_PATH": path]

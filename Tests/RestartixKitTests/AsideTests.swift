@@ -88,11 +88,11 @@ struct AsideTests {
     @Test("Redis down: every read goes to the database, and never fails because of Redis")
     func redisDown() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let redis = try RedisClientTests.quickClient(server, commandTimeout: .seconds(1))
         defer { redis.shutdown() }
-        server.kill()
+        await server.kill()
         let aside = Aside(redis: redis, logger: Self.logger)
         let loads = Loads()
         for _ in 0..<5 { #expect(try await aside.get("clinic:4", as: Clinic.self, ttl: .seconds(30)) { try await loads.load("Fresh") }.name == "Fresh") }

@@ -174,7 +174,7 @@ struct RedisClientTests {
     @Test("a subscription survives a restarted server: .resubscribed, then new messages arrive")
     func resubscribes() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let redis = try Self.quickClient(server, commandTimeout: .seconds(2))
         defer { redis.shutdown() }
@@ -194,8 +194,8 @@ struct RedisClientTests {
         func subscribers() async -> Int { (try? await redis.send("PUBSUB", "NUMSUB", "invalidate").array?.last?.int) ?? 0 }
         #expect(try await Self.eventually { await subscribers() == 1 })
         try await redis.send("PUBLISH", "invalidate", "before")
-        server.kill()
-        try server.start()
+        await server.kill()
+        try await server.start()
         #expect(try await Self.eventually(within: .seconds(10)) { await subscribers() == 1 }, "subscribed again")
         try await redis.send("PUBLISH", "invalidate", "after")
         #expect(await events.value == ["before", "resubscribed", "after"])
@@ -204,7 +204,7 @@ struct RedisClientTests {
     @Test("a server that accepts but never answers the handshake: connect times out, typed")
     func connectTimeout() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer(extra: ["--requirepass", "secret-pass"])
+        let server = try await RedisServer(extra: ["--requirepass", "secret-pass"])
         defer { server.stop() }
         server.pause()  // the kernel still accepts TCP; AUTH is never answered
         var configuration = try RedisConfiguration(url: "redis://:secret-pass@127.0.0.1:\(server.port)")
@@ -224,7 +224,7 @@ struct RedisClientTests {
     @Test("a frozen server: commands time out, the client reconnects once it answers again")
     func timeouts() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let redis = try Self.quickClient(server, commandTimeout: .seconds(1), connections: 1, backoff: .seconds(2))
         defer { redis.shutdown() }
@@ -247,7 +247,7 @@ struct RedisClientTests {
     @Test("redis-server stopped and started again while tasks keep calling: failures are fast and typed, then calls succeed")
     func reconnects() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let redis = try Self.quickClient(server, commandTimeout: .milliseconds(500), connections: 3)
         defer { redis.shutdown() }
@@ -287,10 +287,10 @@ struct RedisClientTests {
         // Warm-up only (the bounds under test come after the stop): generous, since the whole
         // suite starts at once on two cores and starves the first seconds.
         #expect(try await Self.eventually(within: .seconds(30)) { shared.outcomes.withLock { $0.ok } >= 20 }, "calls succeed before the stop")
-        server.kill()
+        await server.kill()
         try await Task.sleep(for: .milliseconds(2500))
         let duringOutage = shared.outcomes.withLock { $0 }
-        try server.start()
+        try await server.start()
         // Calls succeed again soon after the restart.
         let restarted = shared.outcomes.withLock { $0.ok }
         let recovered = try await Self.eventually(within: .seconds(5)) { shared.outcomes.withLock { $0.ok } > restarted + 50 }
@@ -305,7 +305,7 @@ struct RedisClientTests {
     @Test("AUTH with a password or an ACL user, SELECT a database; a wrong password is a typed error without the password")
     func authentication() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer(extra: ["--requirepass", "right-password"])
+        let server = try await RedisServer(extra: ["--requirepass", "right-password"])
         defer { server.stop() }
         let admin = try RedisClient(url: "redis://:right-password@127.0.0.1:\(server.port)/0", logger: Self.logger)
         defer { admin.shutdown() }
@@ -357,7 +357,7 @@ struct RedisClientTests {
         try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: path("san.ext"), atomically: true, encoding: .utf8)
         try await openssl(["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"), "-CAcreateserial",
                      "-days", "1", "-extfile", path("san.ext"), "-out", path("server.crt")])
-        let server = try RedisServer(tls: (path("server.crt"), path("server.key"), path("ca.crt")))
+        let server = try await RedisServer(tls: (path("server.crt"), path("server.key"), path("ca.crt")))
         defer { server.stop() }
 
         var configuration = try RedisConfiguration(url: "rediss://localhost:\(server.port)")

@@ -95,7 +95,7 @@ struct RedisServicesTests {
     @Test("rate limiter: Redis stopped -> every request allowed, marked failed open, one warning per interval")
     func rateLimitFailsOpen() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let redis = try RedisClientTests.quickClient(server, commandTimeout: .seconds(1))
         defer { redis.shutdown() }
@@ -105,7 +105,7 @@ struct RedisServicesTests {
         let rate = RateLimit(1, per: .seconds(60))
         #expect(await limiter.check(principal: "p", endpoint: "e", rate: rate).allowed)
         #expect(await !limiter.check(principal: "p", endpoint: "e", rate: rate).allowed, "limited while Redis is up")
-        server.kill()
+        await server.kill()
         let before = TestMetricsSupport.total("restartix_ratelimit_fail_open_total")
         for _ in 0..<50 {
             let decision = await limiter.check(principal: "p", endpoint: "e", rate: rate)
@@ -114,7 +114,7 @@ struct RedisServicesTests {
         }
         #expect(logs.entries.filter { $0.level == .warning }.count == 1, "one warning, not fifty")
         #expect(TestMetricsSupport.total("restartix_ratelimit_fail_open_total") - before >= 50, "every fail-open counted")
-        try server.start()
+        try await server.start()
         #expect(try await RedisClientTests.eventually { await !limiter.check(principal: "p", endpoint: "e", rate: rate).failedOpen },
                 "limits again once Redis is back")
     }
@@ -135,11 +135,11 @@ struct RedisServicesTests {
             #expect(await debounce.shouldWrite(principal: brief, every: .milliseconds(100)), "\(name): the next interval")
         }
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let down = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(200))
         defer { down.shutdown() }
-        server.kill()
+        await server.kill()
         _ = TestMetricsSupport.metrics
         let debounce = RedisActivityDebounce(redis: down, logger: Self.logger)
         let before = TestMetricsSupport.total("restartix_activity_debounce_unavailable_total")
@@ -165,7 +165,7 @@ struct RedisServicesTests {
     @Test("webhook idempotency: exactly once across two instances, with Redis, without it, and across an outage")
     func webhookIdempotency() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let (database, path) = try await Self.database()
         defer {
@@ -185,9 +185,9 @@ struct RedisServicesTests {
             }
         }
         #expect(try await deliver("msg_redis", times: 100) == 1, "Redis up: one first delivery out of 100")
-        server.kill()
+        await server.kill()
         #expect(try await deliver("msg_outage", times: 100) == 1, "Redis down: the database decides, still once")
-        try server.start()
+        try await server.start()
         _ = try await RedisClientTests.eventually { try await a.send("PING") == .simpleString("PONG") }
         _ = try await RedisClientTests.eventually { try await b.send("PING") == .simpleString("PONG") }
         #expect(try await deliver("msg_outage", times: 10) == 0, "recorded during the outage: Redis is new to it, the database is not")

@@ -89,12 +89,12 @@ struct SlotHoldsTests {
     @Test("Redis down: holds fail closed to the database reservation, one holder still")
     func fallback() async throws {
         guard RedisServer.available else { return }
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let redis = try RedisClientTests.quickClient(server, commandTimeout: .milliseconds(300))
         defer { redis.shutdown() }
         let database = try await Self.database(.sqlite)
-        server.kill()
+        await server.kill()
         try await Self.check(RedisSlotHolds(redis: redis, database: database, logger: Self.logger), store: .database, "redis down")
         await database.shutdown()
     }

@@ -4,6 +4,9 @@ import Testing
 /// A private `redis-server` for tests that stop, pause or reconfigure their server (timeouts,
 /// reconnects, passwords, TLS), on a free loopback port, without persistence. Stopped and its
 /// folder removed by ``stop()``.
+///
+/// Starting and killing wait with `Task.sleep`, never `usleep`: a test that blocks one of the
+/// cooperative pool's threads (two on a two-core runner) stalls every other test of the run.
 public final class RedisServer: @unchecked Sendable {
     public let port: Int
     public let directory: URL
@@ -23,7 +26,7 @@ public final class RedisServer: @unchecked Sendable {
 
     /// A server with `extra` arguments (`--requirepass`); with `tls` (certificate, key and CA
     /// files) it listens for TLS only, on ``port``.
-    public init(extra: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) throws {
+    public init(extra: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) async throws {
         let port = try Self.freePort()
         self.port = port
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-redis-\(UUID().uuidString)")
@@ -32,11 +35,11 @@ public final class RedisServer: @unchecked Sendable {
             ["--port", "0", "--tls-port", "\(port)", "--tls-cert-file", $0.certificate, "--tls-key-file", $0.key, "--tls-ca-cert-file", $0.ca, "--tls-auth-clients", "no"]
         } ?? ["--port", "\(port)"]
         arguments = ["--bind", "127.0.0.1"] + listen + ["--save", "", "--appendonly", "no", "--dir", directory.path] + extra
-        try start()
+        try await start()
     }
 
     /// Starts (or restarts) the server on the same port and waits until it accepts connections.
-    public func start() throws {
+    public func start() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
@@ -44,10 +47,10 @@ public final class RedisServer: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         self.process = process
-        try Self.waitUntilListening(port: port)
+        try await Self.waitUntilListening(port: port)
         // Something answering on the port is not proof that it is this server: one that could
         // not bind has exited by now (another process's listener answered the check).
-        usleep(20_000)
+        try await Task.sleep(for: .milliseconds(20))
         var status: Int32 = 0
         if waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier {
             self.process = nil
@@ -58,7 +61,7 @@ public final class RedisServer: @unchecked Sendable {
     /// Stops the server at once (SIGKILL: a crash, nothing to save) and waits until it is gone.
     /// SIGKILL because a child of the test process may inherit a signal mask that blocks
     /// SIGTERM; `waitpid` rather than `Process.waitUntilExit`, which spins a run loop.
-    public func kill() {
+    public func kill() async {
         guard let process else { return }
         let pid = process.processIdentifier
         Foundation.kill(pid, SIGKILL)
@@ -67,7 +70,7 @@ public final class RedisServer: @unchecked Sendable {
             var status: Int32 = 0
             let result = waitpid(pid, &status, WNOHANG)
             if result == pid || (result == -1 && errno == ECHILD) || Foundation.kill(pid, 0) != 0 { break }
-            usleep(5_000)
+            try? await Task.sleep(for: .milliseconds(5))
         }
         self.process = nil
     }
@@ -78,9 +81,19 @@ public final class RedisServer: @unchecked Sendable {
     /// Unfreezes it (SIGCONT).
     public func resume() { if let process { Foundation.kill(process.processIdentifier, SIGCONT) } }
 
+    /// Kills the server and removes its folder; synchronous, for `defer`. The exited process
+    /// is reaped on a dispatch thread, not waited for here.
     public func stop() {
         resume()
-        kill()
+        if let process {
+            let pid = process.processIdentifier
+            Foundation.kill(pid, SIGKILL)
+            DispatchQueue.global().async {
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, 0)
+            }
+            self.process = nil
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -88,7 +101,7 @@ public final class RedisServer: @unchecked Sendable {
     /// server killed and started again on it does not find it taken by a client socket.
     public static func freePort() throws -> Int { try LoopbackPorts.free() }
 
-    public static func waitUntilListening(port: Int, timeout: TimeInterval = 10) throws {
+    public static func waitUntilListening(port: Int, timeout: TimeInterval = 10) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -101,7 +114,7 @@ public final class RedisServer: @unchecked Sendable {
             }
             close(fd)
             if connected { return }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         throw POSIXError(.ETIMEDOUT)
     }

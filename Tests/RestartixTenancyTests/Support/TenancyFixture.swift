@@ -315,23 +315,6 @@ struct MatrixTable: Sendable, CustomStringConvertible {
     }
 }
 
-/// A one-shot gate that tasks can wait on (tests only).
-actor Gate {
-    private var isOpen = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func wait() async {
-        if isOpen { return }
-        await withCheckedContinuation { waiters.append($0) }
-    }
-
-    func open() {
-        isOpen = true
-        for waiter in waiters { waiter.resume() }
-        waiters.removeAll()
-    }
-}
-
 /// The boot check's problems for `app` ([] when it passes; a failure must be
 /// `unsafeDatabase`); shuts `app` down.
 func isolationProblems(_ app: TenantDatabase) async throws -> [String] {
