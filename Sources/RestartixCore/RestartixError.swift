@@ -38,6 +38,14 @@ extension RestartixError {
     public var isTransient: Bool { false }
 }
 
+/// What a log line or a stored note may say about any error: a kit error's
+/// ``RestartixError/restartixDescription`` (safe by the protocol's contract), and of any other
+/// error only its type, since its text may quote data (a server's message, a header, a body).
+public func safeDescription(of error: any Error) -> String {
+    if let error = error as? any RestartixError { return error.restartixDescription }
+    return "\(type(of: error))"
+}
+
 /// One error domain: its name and what its codes mean to a service. An error type whose
 /// failures carry nothing beyond a code and a detail is ``DomainError`` over a domain like
 /// this, so each new domain writes down its name, its codes and their statuses, and nothing

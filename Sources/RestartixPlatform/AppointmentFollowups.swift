@@ -19,6 +19,14 @@ public struct AppointmentFollowup: Sendable, Hashable {
         case confirmationEmail = "confirmation_email"
         /// The Daily room of a video appointment, through the clinic's `video` provider.
         case videoRoom = "video_room"
+
+        /// The provider capability it uses, and meters: one unit per e-mail sent or room made.
+        public var capability: ProviderCapability {
+            switch self {
+            case .confirmationEmail: .email
+            case .videoRoom: .video
+            }
+        }
     }
 
     /// Where it stands.
@@ -188,14 +196,16 @@ public struct AppointmentFollowups: Sendable {
     ) async -> [Outcome] {
         let ids: [UUID]
         let only: SQLQuery = kind.map { " AND kind = \($0.rawValue)" } ?? ""
+        // A failed row is tried again only when forced; the claim would refuse it otherwise.
+        let states: SQLQuery = force ? "state IN ('pending', 'failed')" : "state = 'pending'"
         do {
             ids = try await admin.withOrganization(organization, actor: Self.actor) { tx in
                 try await tx.query("""
-                    SELECT id FROM appointment_followups WHERE appointment_id = \(appointment) AND state IN ('pending', 'failed')\(only) ORDER BY kind
+                    SELECT id FROM appointment_followups WHERE appointment_id = \(appointment) AND \(states)\(only) ORDER BY kind
                     """).map { try $0.decode("id", as: UUID.self) }
             }
         } catch {
-            logger.warning("appointment follow-ups not tried; the job will", metadata: ["appointment.id": "\(appointment.lowercasedString)", "error": "\(Self.reason(error))"])
+            logger.warning("appointment follow-ups not tried; the job will", metadata: ["appointment.id": "\(appointment.lowercasedString)", "error": "\(safeDescription(of: error))"])
             return []
         }
         var outcomes: [Outcome] = []
@@ -203,7 +213,7 @@ public struct AppointmentFollowups: Sendable {
             do {
                 if let outcome = try await attempt(id, organization: organization, now: now, force: force) { outcomes.append(outcome) }
             } catch {
-                logger.warning("appointment follow-up not tried; the job will", metadata: ["followup.id": "\(id.lowercasedString)", "error": "\(Self.reason(error))"])
+                logger.warning("appointment follow-up not tried; the job will", metadata: ["followup.id": "\(id.lowercasedString)", "error": "\(safeDescription(of: error))"])
             }
         }
         return outcomes
@@ -250,7 +260,7 @@ public struct AppointmentFollowups: Sendable {
             do {
                 verdict = try await perform(work, now: now)
             } catch {
-                verdict = .retry(Self.reason(error))
+                verdict = .retry(safeDescription(of: error))
             }
         }
         let outcome = try await settle(work, verdict, now: Date())
@@ -317,7 +327,7 @@ public struct AppointmentFollowups: Sendable {
             {
                 // Opened here, inside the claim: a value that does not open fails this attempt
                 // (recorded on the row), not the transaction that claimed it.
-                do { email = try store.open(patient).pii.email } catch { problem = Self.reason(error) }
+                do { email = try store.open(patient).pii.email } catch { problem = safeDescription(of: error) }
             }
             return Work(
                 id: id, organizationID: organization, appointmentID: appointmentID, kind: kind, attempts: try row.decode("attempts", as: Int.self),
@@ -338,6 +348,7 @@ public struct AppointmentFollowups: Sendable {
         case .confirmationEmail:
             guard let address = work.email else { return .skip("the patient has no e-mail address") }
             if let reason = try await suppressions.reason(for: address) { return .skip("the address is on the suppression list (\(reason.rawValue))") }
+            guard try await quotaAllows(.email, work.organizationID) else { return .skip("the clinic's email quota for the month is used up") }
             let (ses, settings) = try await sesClient(for: work.organizationID)
             var email = SESClient.Email(
                 from: settings.fromAddress, to: [address], subject: "Your appointment at \(Self.oneLine(work.clinicName))",
@@ -348,14 +359,22 @@ public struct AppointmentFollowups: Sendable {
             return .done(try await ses.send(email))
         case .videoRoom:
             guard work.appointment.kind == .video else { return .skip("the appointment is in person") }
-            let closes = work.appointment.endsAt.addingTimeInterval(options.roomClosesAfter.secondsValue)
-            guard closes > now else { return .skip("the appointment is over") }
+            let hours = roomHours(of: work.appointment)
+            guard hours.closes > now else { return .skip("the appointment is over") }
+            guard try await quotaAllows(.video, work.organizationID) else { return .skip("the clinic's video quota for the month is used up") }
             let room = try await daily(for: work.organizationID).createRoom(
-                name: Self.roomName(work.appointmentID),
-                notBefore: work.appointment.startsAt.addingTimeInterval(-options.roomOpensBefore.secondsValue), expiresAt: closes
+                name: Self.roomName(work.appointmentID), notBefore: hours.opens, expiresAt: hours.closes
             )
             return .done(room.url)
         }
+    }
+
+    /// When `appointment`'s video room opens and closes (``Options/roomOpensBefore`` its start,
+    /// ``Options/roomClosesAfter`` its end): the room's `nbf` and `exp`, and every meeting
+    /// token's, so a token is never valid while its room is not.
+    public func roomHours(of appointment: Appointment) -> (opens: Date, closes: Date) {
+        (appointment.startsAt.addingTimeInterval(-options.roomOpensBefore.secondsValue),
+         appointment.endsAt.addingTimeInterval(options.roomClosesAfter.secondsValue))
     }
 
     /// Records an attempt's verdict, if the row is still this attempt's (its lease may have
@@ -379,11 +398,20 @@ public struct AppointmentFollowups: Sendable {
         }
         let error = reason.map { String($0.prefix(500)) }
         try await admin.withOrganization(work.organizationID, actor: Self.actor) { tx in
-            try await tx.execute("""
+            let settled = try await tx.execute("""
                 UPDATE appointment_followups SET state = \(state.rawValue), result = \(result), last_error = \(error), \
                 next_attempt_at = \(next), lease_until = NULL, updated_at = \(now) \
                 WHERE id = \(work.id) AND attempts = \(work.attempts) AND state = 'pending'
                 """)
+            // A message sent or a room made is a unit of the clinic's usage, counted with the
+            // row that says so (already spent, so never refused: perform looked first).
+            if state == .done, settled == 1 {
+                try await UsageMeter.record(
+                    1, capability: work.kind.capability, organization: work.organizationID,
+                    metadata: ["appointment_id": work.appointmentID.lowercasedString, "followup": work.kind.rawValue],
+                    enforcingQuota: false, in: tx
+                )
+            }
         }
         return Outcome(
             followupID: work.id, organizationID: work.organizationID, appointmentID: work.appointmentID, kind: work.kind, state: state, reason: error
@@ -400,6 +428,12 @@ public struct AppointmentFollowups: Sendable {
     }
 
     // MARK: Providers
+
+    func quotaAllows(_ capability: ProviderCapability, _ organization: UUID) async throws -> Bool {
+        try await admin.withOrganization(organization, actor: Self.actor) { tx in
+            try await UsageMeter.allows(1, capability: capability, organization: organization, in: tx)
+        }
+    }
 
     func sesClient(for organization: UUID) async throws -> (SESClient, SESSettings) {
         let record = try await providers.provider(for: .email, organization: organization)
@@ -479,11 +513,6 @@ public struct AppointmentFollowups: Sendable {
 
             To change or cancel it, use your appointments in the app.
             """
-    }
-
-    static func reason(_ error: any Error) -> String {
-        if let error = error as? any RestartixError { return error.restartixDescription }
-        return "unexpected \(type(of: error))"
     }
 
     static func counter(_ kind: AppointmentFollowup.Kind, _ state: AppointmentFollowup.State) -> Counter {

@@ -40,8 +40,7 @@ extension Appointments {
         }
         guard found.kind == .video else { throw AppointmentError(.notVideo, "the appointment is in person: it has no video room") }
         guard found.status == .booked else { throw AppointmentError(.alreadyCanceled, "the appointment is canceled") }
-        let opens = found.startsAt.addingTimeInterval(-followups.options.roomOpensBefore.secondsValue)
-        let closes = found.endsAt.addingTimeInterval(followups.options.roomClosesAfter.secondsValue)
+        let (opens, closes) = followups.roomHours(of: found)
         guard closes > Date() else { throw AppointmentError(.appointmentOver, "the appointment is over: its room is closed") }
         var room = try await followups.roomURL(of: found)
         if room == nil {

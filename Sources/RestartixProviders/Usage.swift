@@ -61,12 +61,17 @@ public enum UsageMeter {
     /// Records `units` of `capability` for `organization` inside `transaction` (a tenant
     /// transaction with a staff role, or an admin transaction for the clinic), and counts them
     /// against the quota. Rolled back with the transaction.
+    ///
+    /// `enforcingQuota: false` counts units that were already spent (a message a provider has
+    /// sent): they are recorded and added to the quota's count even past its limit, never
+    /// refused. Check ``allows(_:capability:organization:in:)`` before spending them.
     @discardableResult
     public static func record(
         _ units: Int,
         capability: ProviderCapability,
         organization: UUID,
         metadata: [String: String] = [:],
+        enforcingQuota: Bool = true,
         in transaction: borrowing some SQLExecutor & ~Copyable
     ) async throws -> UsageDecision {
         guard units > 0, units <= Int(Int32.max) else {
@@ -76,14 +81,16 @@ public enum UsageMeter {
         // after the end of a month never counts against it (and is never zeroed by the reset).
         let now = Date()
         let (start, end) = UsagePeriods.month(containing: now)
+        let withinLimit: SQLQuery = enforcingQuota
+            ? " AND (CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END) + \(units) <= limit_units"
+            : ""
         let counted = try await transaction.query("""
             UPDATE usage_quotas SET \
             current_units = CASE WHEN period_end_at <= \(now) THEN \(units) ELSE current_units + \(units) END, \
             period_start_at = CASE WHEN period_end_at <= \(now) THEN \(start) ELSE period_start_at END, \
             period_end_at = CASE WHEN period_end_at <= \(now) THEN \(end) ELSE period_end_at END, \
             updated_at = \(now) \
-            WHERE organization_id = \(organization) AND capability = \(capability.name) \
-            AND (CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END) + \(units) <= limit_units \
+            WHERE organization_id = \(organization) AND capability = \(capability.name)\(withinLimit) \
             RETURNING current_units, limit_units
             """)
         var decision = UsageDecision()
@@ -104,6 +111,25 @@ public enum UsageMeter {
             VALUES (\(UUIDv7.generate()), \(organization), \(capability.name), \(units), \(json: metadata), \(Date()))
             """)
         return decision
+    }
+
+    /// Whether `units` more of `capability` fit `organization`'s quota now (true without a
+    /// quota; a quota whose period has ended counts from zero). A look, not a reservation:
+    /// callers that spend units elsewhere before recording them (``record(_:capability:organization:metadata:enforcingQuota:in:)``
+    /// with `enforcingQuota: false`) may pass the limit by what they spend at the same time.
+    public static func allows(
+        _ units: Int,
+        capability: ProviderCapability,
+        organization: UUID,
+        now: Date = Date(),
+        in transaction: borrowing some SQLExecutor & ~Copyable
+    ) async throws -> Bool {
+        let quota = try await transaction.query("""
+            SELECT (CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END) + \(units) <= limit_units AS fits \
+            FROM usage_quotas WHERE organization_id = \(organization) AND capability = \(capability.name)
+            """)
+        guard let row = quota.first else { return true }
+        return try row.decode("fits", as: Bool.self)
     }
 
     /// One capability's usage in the current period.

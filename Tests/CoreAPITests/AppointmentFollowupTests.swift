@@ -182,6 +182,13 @@ extension PatientRouteTests {
             let (inPerson, _, inPersonProblem, _) = try await Self.video(client, fixture, visit.id, as: "patient")
             #expect(inPerson == .conflict && inPersonProblem?.code == "appointment.notVideo")
             #expect(try await Self.sentMessages(to: address, endpoint: moto).count == 2)
+            // Metered: one unit per message sent and per room made, in the clinic's usage.
+            for (capability, units) in [("email", 2), ("video", 1)] {
+                let recorded = try await fixture.count(
+                    "SELECT count(*) AS n FROM usage_records WHERE organization_id = \(fixture.clinic) AND capability = \(capability) AND units = 1"
+                )
+                #expect(recorded == units, "\(capability)")
+            }
 
             // Canceled: nothing to join.
             _ = try await client.execute(uri: "/v1/appointments/\(appointment.id)/cancel", method: .post, headers: fixture.auth("patient")) { $0.status }
@@ -191,7 +198,7 @@ extension PatientRouteTests {
         }
     }
 
-    @Test("follow-ups skipped, not sent: a suppressed address, a patient with no e-mail, a booking canceled before its turn", arguments: PatientRouteTests.backends)
+    @Test("follow-ups skipped, not sent: a suppressed address, a patient with no e-mail, a clinic over its e-mail quota", arguments: PatientRouteTests.backends)
     func skippedFollowups(backend: Backend) async throws {
         guard let moto = try Self.motoEndpoint() else { return }
         let daily = try await DailyAPIStub.start()
@@ -203,15 +210,26 @@ extension PatientRouteTests {
                 try await EmailSuppressions(database: database, keyring: try #require(fixture.keyring)).add(address, reason: .bounce)
             }
             let noMail = try await Self.create(client, fixture, ["name": "No Mail"])
+            // A clinic whose e-mail quota is used up sends nothing more this month.
+            let overQuotaAddress = "quota-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+            let overQuota = try await Self.create(client, fixture, ["name": "Over Quota", "email": overQuotaAddress])
+            try await fixture.admin.withOrganization(fixture.clinic, actor: .system("tests")) { tx in
+                try await UsageMeter.setQuota(0, capability: .email, organization: fixture.clinic, in: tx)
+            }
             var outcomes: [String] = []
-            for (offset, patient) in [(0, mine.id), (1, noMail.id)] {
+            for (offset, patient) in [(0, mine.id), (1, noMail.id), (2, overQuota.id)] {
                 let hold = try #require(try await Self.hold(client, fixture, as: "owner", patient: patient, start: Self.slotStart(days: 4, offset: offset)).1)
                 let booked = try #require(try await Self.book(client, fixture, as: "owner", hold: hold).1)
                 let list = try await Self.followups(client, fixture, booked.id) { $0.allSatisfy { $0.state != "pending" } }
                 outcomes.append(list.map { "\($0.state): \($0.last_error ?? "")" }.joined())
             }
-            #expect(outcomes == ["skipped: the address is on the suppression list (bounce)", "skipped: the patient has no e-mail address"])
+            #expect(outcomes == [
+                "skipped: the address is on the suppression list (bounce)", "skipped: the patient has no e-mail address",
+                "skipped: the clinic's email quota for the month is used up",
+            ])
             #expect(try await Self.sentMessages(to: address, endpoint: moto).isEmpty)
+            #expect(try await Self.sentMessages(to: overQuotaAddress, endpoint: moto).isEmpty)
+            #expect(try await fixture.count("SELECT count(*) AS n FROM usage_records WHERE organization_id = \(fixture.clinic)") == 0)
         }
     }
 

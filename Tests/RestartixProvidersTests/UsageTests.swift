@@ -95,6 +95,17 @@ struct UsageTests {
             #expect(outcomes.filter { $0 }.count == 20)
             #expect(try await Self.count(world, "SELECT current_units FROM usage_quotas WHERE capability = \(capability.name)", clinic: clinic) == 20)
             #expect(try await Self.count(world, "SELECT COUNT(*) FROM usage_records WHERE capability = \(capability.name)", clinic: clinic) == 20)
+            // A full quota allows nothing more; units already spent elsewhere (a message a
+            // provider sent) are still counted past it, never refused.
+            let (allowsMore, overage, allowsUnmetered) = try await world.admin.withOrganization(clinic, actor: .system("usage-tests")) { tx in
+                let allows = try await UsageMeter.allows(1, capability: capability, organization: clinic, in: tx)
+                let overage = try await UsageMeter.record(2, capability: capability, organization: clinic, enforcingQuota: false, in: tx)
+                let unmetered = try await UsageMeter.allows(1_000, capability: ProviderTests.capability(), organization: clinic, in: tx)
+                return (allows, overage, unmetered)
+            }
+            #expect(!allowsMore && allowsUnmetered)
+            #expect(overage.used == 22 && overage.limit == 20 && overage.remaining == 0)
+            #expect(try await Self.count(world, "SELECT COUNT(*) FROM usage_records WHERE capability = \(capability.name)", clinic: clinic) == 21)
             // A record inside a transaction that rolls back is not counted either.
             struct Abort: Error {}
             try? await world.admin.withOrganization(world.clinics[1], actor: .system("usage-tests")) { tx in

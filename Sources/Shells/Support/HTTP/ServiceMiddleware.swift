@@ -67,10 +67,7 @@ public struct ServiceEdgeMiddleware<Context: IdentifiedRequestContext>: RouterMi
         } catch {
             let problem = Problem(for: error, requestId: context.requestID)
             if problem.status >= 500 {
-                // The error's type and, for the kit's errors, their safe description: never a
-                // message that could quote data.
-                let what = (error as? any RestartixError).map { $0.restartixDescription } ?? String(describing: type(of: error))
-                context.logger.error("Request failed", metadata: ["error": .string(what)])
+                context.logger.error("Request failed", metadata: ["error": .string(safeDescription(of: error))])
             }
             var extra: HTTPFields = (error as? HTTPError)?.headers ?? (error as? any ProblemHeaders)?.problemHeaders ?? [:]
             if problem.status == 401, extra[.wwwAuthenticate] == nil { extra[.wwwAuthenticate] = "Bearer" }
