@@ -72,6 +72,22 @@ public struct RateLimitDecision: Sendable, Hashable {
     }
 }
 
+/// One check of ``RateLimiter/check(_:)``: a request of `cost` by `principal` on `endpoint`.
+public struct RateCheck: Sendable, Hashable {
+    public var principal: String
+    public var endpoint: String
+    public var rate: RateLimit
+    public var cost: Int
+
+    /// A check of one request (`cost` 1 by default).
+    public init(principal: String, endpoint: String, rate: RateLimit, cost: Int = 1) {
+        self.principal = principal
+        self.endpoint = endpoint
+        self.rate = rate
+        self.cost = cost
+    }
+}
+
 /// Rate limiting keyed by principal and endpoint.
 ///
 /// The model is GCRA, the generic cell rate algorithm (as redis-cell and redis_rate use it):
@@ -86,6 +102,16 @@ public protocol RateLimiter: Sendable {
     /// `endpoint`. Never throws: when the limiter cannot be asked, or the rate or cost is out of
     /// range, the request is allowed and the decision says `failedOpen`.
     func check(principal: String, endpoint: String, rate: RateLimit, cost: Int) async -> RateLimitDecision
+
+    /// Checks one request against several limits at once (a client address's and a user's),
+    /// all or nothing: it counts against every one when each allows it, and against none when
+    /// any refuses. One decision per check, in order; a check that would have allowed while
+    /// another refused reports what it would have counted. Never throws (fails open as
+    /// ``check(principal:endpoint:rate:cost:)`` does).
+    ///
+    /// The default runs the checks one after another and stops at the first refusal (the ones
+    /// before it stay counted); the kit's limiters do it atomically, in one Redis round trip.
+    func check(_ checks: [RateCheck]) async -> [RateLimitDecision]
 }
 
 extension RateLimiter {
@@ -93,37 +119,61 @@ extension RateLimiter {
     public func check(principal: String, endpoint: String, rate: RateLimit) async -> RateLimitDecision {
         await check(principal: principal, endpoint: endpoint, rate: rate, cost: 1)
     }
+
+    public func check(_ checks: [RateCheck]) async -> [RateLimitDecision] {
+        var decisions: [RateLimitDecision] = []
+        for check in checks {
+            let decision = await self.check(principal: check.principal, endpoint: check.endpoint, rate: check.rate, cost: check.cost)
+            decisions.append(decision)
+            if !decision.allowed { break }
+        }
+        return decisions
+    }
 }
 
-/// GCRA in Redis: one `EVALSHA` round trip per check, atomic across every instance.
+/// GCRA in Redis: one `EVALSHA` round trip per check (or per ``check(_:)`` of several limits),
+/// atomic across every instance.
 ///
 /// Redis down (or any error): the request is allowed, `restartix_ratelimit_fail_open_total` is
 /// incremented, and a warning is logged at most once per `logInterval`.
 public final class RedisRateLimiter: RateLimiter {
-    /// The script: KEYS[1] the key; ARGV emission interval (µs), burst, cost, and optionally
-    /// the time in µs (tests; otherwise the server's clock). Returns {allowed, remaining,
-    /// retry_after_us, reset_after_us}.
+    /// The script: KEYS the keys; ARGV an (emission interval in µs, burst, cost) triple per
+    /// key, then optionally the time in µs (tests; otherwise the server's clock). Counts the
+    /// request against every key only when each allows it. Returns {allowed, remaining,
+    /// retry_after_us, reset_after_us} per key, flattened.
     public static let script = RedisScript("""
-        local now = tonumber(ARGV[4])
+        local n = #KEYS
+        local now = tonumber(ARGV[3 * n + 1])
         if not now then
           local t = redis.call('TIME')
           now = tonumber(t[1]) * 1000000 + tonumber(t[2])
         end
-        local interval = tonumber(ARGV[1])
-        local burst = tonumber(ARGV[2])
-        local cost = tonumber(ARGV[3])
-        local tat = tonumber(redis.call('GET', KEYS[1])) or now
-        if tat < now then tat = now end
-        local new_tat = tat + cost * interval
-        local allow_at = new_tat - burst * interval
-        if now < allow_at then
-          return {0, 0, allow_at - now, tat - now}
+        local out, new_tats, all = {}, {}, true
+        for i = 1, n do
+          local interval = tonumber(ARGV[3 * i - 2])
+          local burst = tonumber(ARGV[3 * i - 1])
+          local cost = tonumber(ARGV[3 * i])
+          local tat = tonumber(redis.call('GET', KEYS[i])) or now
+          if tat < now then tat = now end
+          local new_tat = tat + cost * interval
+          local allow_at = new_tat - burst * interval
+          if now < allow_at then
+            all = false
+            table.insert(out, 0); table.insert(out, 0); table.insert(out, allow_at - now); table.insert(out, tat - now)
+          else
+            new_tats[i] = new_tat
+            table.insert(out, 1); table.insert(out, math.floor((now - allow_at) / interval)); table.insert(out, 0); table.insert(out, new_tat - now)
+          end
         end
-        local ttl = math.ceil((new_tat - now) / 1000) + 1
-        -- A caller's clock (tests) is not the server's expiry clock: keep such keys longer.
-        if ARGV[4] then ttl = ttl + 600000 end
-        redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
-        return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+        if all then
+          for i = 1, n do
+            local ttl = math.ceil((new_tats[i] - now) / 1000) + 1
+            -- A caller's clock (tests) is not the server's expiry clock: keep such keys longer.
+            if ARGV[3 * n + 1] then ttl = ttl + 600000 end
+            redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
+          end
+        end
+        return out
         """)
 
     private let redis: RedisClient
@@ -155,26 +205,38 @@ public final class RedisRateLimiter: RateLimiter {
     }
 
     public func check(principal: String, endpoint: String, rate: RateLimit, cost: Int = 1) async -> RateLimitDecision {
-        guard let rate = try? rate.validated(), (1...rate.burst).contains(cost) else {
-            misconfigured.record(RedisError(.invalidArgument, "limit, burst and period must be positive and cost 1...burst"), metadata: ["endpoint": "\(endpoint)"])
-            return .failedOpen(rate)
+        await check([RateCheck(principal: principal, endpoint: endpoint, rate: rate, cost: cost)])[0]
+    }
+
+    public func check(_ checks: [RateCheck]) async -> [RateLimitDecision] {
+        guard !checks.isEmpty else { return [] }
+        var arguments: [any RedisArgument] = []
+        for check in checks {
+            guard let rate = try? check.rate.validated(), (1...rate.burst).contains(check.cost) else {
+                misconfigured.record(
+                    RedisError(.invalidArgument, "limit, burst and period must be positive and cost 1...burst"), metadata: ["endpoint": "\(check.endpoint)"]
+                )
+                return checks.map { .failedOpen($0.rate) }
+            }
+            arguments += [Int(rate.emissionInterval), rate.burst, check.cost]
         }
-        let interval = rate.emissionInterval
         do {
             let reply = try await redis.evaluate(
-                Self.script, keys: ["\(prefix)\(endpoint):\(principal)"],
-                arguments: [Int(interval), rate.burst, cost] + (clock.map { [Int($0())] } ?? [])
+                Self.script, keys: checks.map { "\(prefix)\($0.endpoint):\($0.principal)" }, arguments: arguments + (clock.map { [Int($0())] } ?? [])
             )
-            guard let values = reply.array?.compactMap(\.int), values.count == 4 else {
+            guard let values = reply.array?.compactMap(\.int), values.count == 4 * checks.count else {
                 throw RedisError(.protocolError, "the rate-limit script answered another shape")
             }
-            return RateLimitDecision(
-                allowed: values[0] == 1, limit: rate.burst, remaining: values[1],
-                retryAfter: values[0] == 1 ? nil : .microseconds(values[2]), resetAfter: .microseconds(values[3]), failedOpen: false
-            )
+            return checks.indices.map { index in
+                let allowed = values[4 * index] == 1
+                return RateLimitDecision(
+                    allowed: allowed, limit: checks[index].rate.burst, remaining: values[4 * index + 1],
+                    retryAfter: allowed ? nil : .microseconds(values[4 * index + 2]), resetAfter: .microseconds(values[4 * index + 3]), failedOpen: false
+                )
+            }
         } catch {
-            degradation.record(error, metadata: ["endpoint": "\(endpoint)"])
-            return .failedOpen(rate)
+            degradation.record(error, metadata: ["endpoint": "\(checks.map(\.endpoint).joined(separator: ","))"])
+            return checks.map { .failedOpen($0.rate) }
         }
     }
 }
@@ -199,27 +261,44 @@ public final class InProcessRateLimiter: RateLimiter {
     }
 
     public func check(principal: String, endpoint: String, rate: RateLimit, cost: Int = 1) async -> RateLimitDecision {
-        guard let rate = try? rate.validated(), (1...rate.burst).contains(cost) else { return .failedOpen(rate) }
-        let interval = rate.emissionInterval, burst = Int64(rate.burst), cost = Int64(cost)
-        let key = "\(endpoint):\(principal)"
+        await check([RateCheck(principal: principal, endpoint: endpoint, rate: rate, cost: cost)])[0]
+    }
+
+    public func check(_ checks: [RateCheck]) async -> [RateLimitDecision] {
+        var rates: [RateLimit] = []
+        for check in checks {
+            guard let rate = try? check.rate.validated(), (1...rate.burst).contains(check.cost) else { return checks.map { .failedOpen($0.rate) } }
+            rates.append(rate)
+        }
         let now = clock()
         return state.withLock { state in
             state.checks += 1
             if state.checks % 10_000 == 0 { state.tats = state.tats.filter { $0.value > now } }
-            let tat = max(state.tats[key] ?? now, now)
-            let newTAT = tat + cost * interval
-            let allowAt = newTAT - burst * interval
-            guard now >= allowAt else {
-                return RateLimitDecision(
-                    allowed: false, limit: rate.burst, remaining: 0, retryAfter: .microseconds(allowAt - now),
-                    resetAfter: .microseconds(tat - now), failedOpen: false
-                )
+            var decisions: [RateLimitDecision] = []
+            var counted: [(String, Int64)] = []
+            for (check, rate) in zip(checks, rates) {
+                let interval = rate.emissionInterval, burst = Int64(rate.burst), cost = Int64(check.cost)
+                let key = "\(check.endpoint):\(check.principal)"
+                let tat = max(state.tats[key] ?? now, now)
+                let newTAT = tat + cost * interval
+                let allowAt = newTAT - burst * interval
+                if now < allowAt {
+                    decisions.append(RateLimitDecision(
+                        allowed: false, limit: rate.burst, remaining: 0, retryAfter: .microseconds(allowAt - now),
+                        resetAfter: .microseconds(tat - now), failedOpen: false
+                    ))
+                } else {
+                    counted.append((key, newTAT))
+                    decisions.append(RateLimitDecision(
+                        allowed: true, limit: rate.burst, remaining: Int((now - allowAt) / interval), retryAfter: nil,
+                        resetAfter: .microseconds(newTAT - now), failedOpen: false
+                    ))
+                }
             }
-            state.tats[key] = newTAT
-            return RateLimitDecision(
-                allowed: true, limit: rate.burst, remaining: Int((now - allowAt) / interval), retryAfter: nil,
-                resetAfter: .microseconds(newTAT - now), failedOpen: false
-            )
+            if counted.count == checks.count {
+                for (key, tat) in counted { state.tats[key] = tat }
+            }
+            return decisions
         }
     }
 }

@@ -256,8 +256,10 @@ struct EdgePolicyTests {
             }
             // Another user has a rate of their own.
             try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(tokens["demo-specialist"]!)"]) { #expect($0.status == .ok) }
-            // The address: 4 requests so far, then 4 bad tokens, then refused before the token is read.
-            for _ in 0..<4 {
+            // The address: 3 requests counted so far (the refused one counted against neither
+            // rate), then 5 bad tokens, each counted against the address alone; the next bad
+            // token gets 429, not 401.
+            for _ in 0..<5 {
                 try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer guessed"]) { #expect($0.status == .unauthorized) }
             }
             try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer guessed"]) { #expect($0.status == .tooManyRequests) }

@@ -34,6 +34,35 @@ struct RedisServicesTests {
         return limiters
     }
 
+    @Test("rate limiter: several limits at once, all or nothing — a refusal by one counts against none", arguments: ["in-process", "redis"])
+    func severalLimits(kind: String) async throws {
+        let clock = VirtualClock()
+        guard let (name, limiter, redis) = try Self.limiters(clock).first(where: { $0.0 == kind }) else { return }
+        defer { redis?.shutdown() }
+        let address = "address:\(UUID().uuidString)", first = "user:\(UUID().uuidString)", second = "user:\(UUID().uuidString)"
+        let perAddress = RateLimit(10, per: .seconds(1), burst: 3), perUser = RateLimit(10, per: .seconds(1), burst: 2)
+        func both(_ user: String) async -> [RateLimitDecision] {
+            await limiter.check([
+                RateCheck(principal: address, endpoint: "address", rate: perAddress), RateCheck(principal: user, endpoint: "v1", rate: perUser),
+            ])
+        }
+        // The first user's two-request burst: both limits count each.
+        for expected in [(2, 1), (1, 0)] {
+            let decisions = await both(first)
+            #expect(decisions.map(\.allowed) == [true, true] && decisions.map(\.remaining) == [expected.0, expected.1], "\(name): \(decisions)")
+        }
+        // The third: the user's limit refuses, so the address's is not counted either...
+        let refused = await both(first)
+        #expect(refused.map(\.allowed) == [true, false] && refused[1].retryAfter == .milliseconds(100), "\(name): \(refused)")
+        // ...and the address still has the one request left for another user, then none.
+        #expect(await both(second).map(\.allowed) == [true, true], "\(name)")
+        let full = await both(second)
+        #expect(full.map(\.allowed) == [false, true] && full.allSatisfy { !$0.failedOpen }, "\(name): \(full)")
+        let after = await limiter.check([RateCheck(principal: second, endpoint: "v1", rate: perUser)])
+        #expect(after.first?.allowed == true && after.first?.remaining == 0, "\(name): the address's refusal did not count against the user")
+        #expect(await limiter.check([]).isEmpty)
+    }
+
     @Test("rate limiter: exactly GCRA — a burst, then one request per emission interval; retry, reset and headers", arguments: ["in-process", "redis"])
     func rateLimitModel(kind: String) async throws {
         let clock = VirtualClock()
@@ -133,6 +162,29 @@ struct RedisServicesTests {
             #expect(await debounce.shouldWrite(principal: brief, every: .milliseconds(100)), "\(name)")
             try await Task.sleep(for: .milliseconds(250))
             #expect(await debounce.shouldWrite(principal: brief, every: .milliseconds(100)), "\(name): the next interval")
+        }
+        if let redis {
+            // Two instances on one Redis: the second learns from Redis how long the first's key
+            // stands; from then on both answer from memory, without a round trip (shown by
+            // deleting the key behind their backs: neither notices before its time is up), and
+            // an instance that has learnt nothing asks Redis.
+            let (first, second, third) = (
+                RedisActivityDebounce(redis: redis, logger: Self.logger), RedisActivityDebounce(redis: redis, logger: Self.logger),
+                RedisActivityDebounce(redis: redis, logger: Self.logger)
+            )
+            let principal = UUID().uuidString
+            #expect(await first.shouldWrite(principal: principal, every: .seconds(30)))
+            #expect(await !second.shouldWrite(principal: principal, every: .seconds(30)))
+            try await redis.send("DEL", "activity:\(principal)")
+            #expect(await !first.shouldWrite(principal: principal, every: .seconds(30)))
+            #expect(await !second.shouldWrite(principal: principal, every: .seconds(30)))
+            #expect(await third.shouldWrite(principal: principal, every: .seconds(30)))
+            // What the second learnt ends with the key: then it asks again, and writes.
+            let brief = UUID().uuidString
+            #expect(await first.shouldWrite(principal: brief, every: .seconds(3)))
+            #expect(await !second.shouldWrite(principal: brief, every: .seconds(3)))
+            try await Task.sleep(for: .milliseconds(3200))
+            #expect(await second.shouldWrite(principal: brief, every: .seconds(3)))
         }
         guard RedisServer.available else { return }
         let server = try await RedisServer()

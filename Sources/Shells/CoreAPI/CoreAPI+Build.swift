@@ -145,18 +145,18 @@ func makeRouter(
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
     }
     let unauthenticated = router.group("v1/public")
-        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "public", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "public", rate: rateLimits.perAddress))
     addPublicRoutes(to: unauthenticated, directory: platform.directory)
     let webhooks = router.group("v1/webhooks")
-        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "webhooks", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "webhooks", rate: rateLimits.perAddress))
     addWebhookRoutes(
         to: webhooks, clerk: platform.clerkWebhooks, admin: platform.admin, ses: platform.sesWebhooks, suppressions: platform.suppressions,
         membershipsChanged: { resolver.invalidateMemberships() }
     )
     let v1 = router.group("v1")
-        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
-        .add(middleware: TenantAuthMiddleware(resolver: resolver))
-        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "v1", key: .user, rate: rateLimits.perUser))
+        .add(middleware: TenantAuthMiddleware(
+            resolver: resolver, limits: .init(limiter: limiter, perAddress: rateLimits.perAddress, perUser: rateLimits.perUser)
+        ))
         .add(middleware: ActivityMiddleware(activity: platform.activity))
     addPrincipalRoutes(to: v1)
     addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
@@ -166,11 +166,11 @@ func makeRouter(
     addAppointmentRoutes(to: v1, appointments: platform.appointments, followups: platform.followups, worker: platform.followupWorker)
     addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions)
     let admin = router.group("v1/admin")
-        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
     addAdminProviderRoutes(to: admin, providers: platform.providers, admin: platform.admin)
     let internalRoutes = router.group("internal/v1")
-        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", key: .clientAddress, rate: rateLimits.perAddress))
+        .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", rate: rateLimits.perAddress))
         .add(middleware: ServiceAccountAuthMiddleware(tokens: platform.serviceAccounts))
     addInternalRoutes(to: internalRoutes, aggregates: platform.telemetryAggregates)
     finishServiceEdge(router, slot: routes)

@@ -18,7 +18,7 @@ public enum ServiceKeys {
         ServiceKey("MAINTENANCE_RETRY_AFTER_SECONDS", "the Retry-After of maintenance mode (1 to 86400)", default: "300", api),
         ServiceKey("RATE_LIMIT_USER_PER_MINUTE", "a signed-in user's requests per minute to /v1 (bursts of a fifth); over it, 429 with Retry-After. Shared by every instance through REDIS_URL, per process without it", default: "600", [.coreAPI]),
         ServiceKey("PRINCIPAL_CACHE_SECONDS", "how long (0 to 60 seconds) a signed-in user's membership is reused without asking the database again: a membership removed, a role lowered or a clinic suspended elsewhere takes effect within it (on this instance at once, for Clerk's events); 0 asks every time", default: "5", [.coreAPI]),
-        ServiceKey("RATE_LIMIT_ADDRESS_PER_MINUTE", "one client address's requests per minute (bursts of a fifth), counted before the token is read", default: "1200", [.coreAPI]),
+        ServiceKey("RATE_LIMIT_ADDRESS_PER_MINUTE", "one client address's requests per minute (bursts of a fifth); on `/v1` counted with the user's once the token is read", default: "1200", [.coreAPI]),
         ServiceKey("TENANT_SUBDOMAIN_SUFFIXES", "comma-separated platform suffixes under which {slug}.<suffix> names a clinic (GET /v1/public/organizations/resolve)", default: "clinic.restartix.pro, portal.restartix.pro in staging and production; clinic.localhost, portal.localhost elsewhere", [.coreAPI]),
         ServiceKey("SHUTDOWN_GRACE_SECONDS", "after SIGTERM, how long requests in flight may take to finish (1 to 600) before they are canceled and the pools closed", default: "25", api),
         ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),

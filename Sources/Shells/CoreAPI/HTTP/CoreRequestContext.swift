@@ -4,6 +4,7 @@ import Logging
 import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
+import RestartixRedis
 import RestartixTenancy
 import ServiceSupport
 
@@ -50,20 +51,59 @@ struct CoreRequestContext: IdentifiedRequestContext {
 /// `WWW-Authenticate: Bearer`), 403 for a token without a membership, a non-member or an
 /// inactive clinic, 503 when the issuer's keys cannot be fetched; bodies name the check,
 /// never the token.
+///
+/// With `limits`, it is also the group's rate limiting, with one limiter call for a signed-in
+/// request: the client address's rate and the user's, counted together (all or nothing; the
+/// answer carries the user's `RateLimit-*` headers, a refusal the refusing limit's). A request
+/// whose token does not resolve is counted against its address alone, and over that rate gets
+/// 429 instead of its 401 or 403, so guessing tokens from one address stays limited. (The token
+/// is read before the address's rate: a signature check costs less than the round trip the
+/// two checks share.)
 struct TenantAuthMiddleware: RouterMiddleware {
     typealias Context = CoreRequestContext
     let resolver: PrincipalResolver
+    var limits: Limits?
+
+    /// The rates the door counts.
+    struct Limits: Sendable {
+        let limiter: any RateLimiter
+        let perAddress: RateLimit
+        let perUser: RateLimit
+    }
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let tenant = try await resolver.context(bearer: try bearerToken(request))
+        let address = "address:" + (context.clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
+        let tenant: TenantContext
+        do {
+            tenant = try await resolver.context(bearer: try bearerToken(request))
+        } catch {
+            if let limits {
+                let decision = await limits.limiter.check(principal: address, endpoint: "address", rate: limits.perAddress)
+                guard decision.allowed else { throw RateLimited(decision: decision) }
+            }
+            throw error
+        }
+        var decision: RateLimitDecision?
+        if let limits {
+            let decisions = await limits.limiter.check([
+                RateCheck(principal: address, endpoint: "address", rate: limits.perAddress),
+                RateCheck(principal: "user:" + tenant.userID.lowercasedString, endpoint: "v1", rate: limits.perUser),
+            ])
+            if let refused = decisions.first(where: { !$0.allowed }) { throw RateLimited(decision: refused) }
+            decision = decisions.last
+        }
         context.tenant = tenant
         context.principal.record([
             "organization_id": .string(tenant.organizationID.lowercasedString),
             "user_id": .string(tenant.userID.lowercasedString),
             "role": .string(tenant.role.rawValue),
         ])
-        return try await next(request, context)
+        var response = try await next(request, context)
+        if let decision {
+            for field in decision.httpFields where response.headers[field.name] == nil { response.headers.append(field) }
+        }
+        return response
     }
 }
 

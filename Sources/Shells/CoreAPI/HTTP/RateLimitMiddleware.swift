@@ -50,38 +50,23 @@ extension RateLimitDecision {
     }
 }
 
-/// Counts each request against its principal's rate in one route group (GCRA: the Redis
+/// Counts each request against its client address's rate in one route group (GCRA: the Redis
 /// limiter shared by every instance when `REDIS_URL` is set, the in-process one otherwise):
 /// over the rate, 429 with `Retry-After`; within it, the answer carries `RateLimit-Limit`,
 /// `RateLimit-Remaining` and `RateLimit-Reset`. When the limiter cannot be asked (Redis
 /// down) the request goes ahead without those headers and `restartix_ratelimit_fail_open_total`
-/// counts it.
+/// counts it. (The signed-in `/v1` group counts the address and the user together in
+/// ``TenantAuthMiddleware``.)
 struct RateLimitMiddleware: RouterMiddleware {
     typealias Context = CoreRequestContext
-
-    /// Whom a request is counted against.
-    enum Key: Sendable {
-        /// The signed-in user (after the authentication middleware).
-        case user
-        /// The client's address (``IdentifiedRequestContext/clientAddress``).
-        case clientAddress
-    }
 
     let limiter: any RateLimiter
     /// The route group's name in the limiter's keys.
     let group: String
-    let key: Key
     let rate: RateLimit
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
-        let principal: String
-        switch key {
-        case .user:
-            guard let tenant = context.tenant else { return try await next(request, context) }
-            principal = "user:" + tenant.userID.lowercasedString
-        case .clientAddress:
-            principal = "address:" + (context.clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
-        }
+        let principal = "address:" + (context.clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
         let decision = await limiter.check(principal: principal, endpoint: group, rate: rate)
         guard decision.allowed else { throw RateLimited(decision: decision) }
         var response = try await next(request, context)
