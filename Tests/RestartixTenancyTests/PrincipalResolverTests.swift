@@ -1,6 +1,7 @@
 import Foundation
 import RestartixKit
 import RestartixTenancy
+import Synchronization
 import Testing
 
 /// Bearer token -> TenantContext: the token is checked first (no database work for a bad one),
@@ -88,6 +89,51 @@ struct PrincipalResolverTests {
         let colleague = try await dev.issue(user: fixture.spareUser, organization: fixture.a.id)
         #expect(try await resolver.context(bearer: colleague) == TenantContext(organizationID: fixture.a.id, userID: fixture.spareUser, role: .owner))
         #expect(try await resolver.context(bearer: staff).role == .specialist, "its own, still")
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
+    @Test("a resolved token is kept as long as its membership and never past its exp; any other token, a tampered one included, is verified", arguments: TenancyBackend.all)
+    func tokenCache(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        // The issuer's clock, moved by hand: a token it would now call expired is still served
+        // from the cache, which shows the cache skipped the verification.
+        let offset = Atomic<Int>(0)
+        let dev = try await LocalDevIssuer(environment: .test) { Date().addingTimeInterval(TimeInterval(offset.load(ordering: .relaxed))) }
+        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: .seconds(2))
+        let staff = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id)
+        let expected = TenantContext(organizationID: fixture.a.id, userID: fixture.a.staffUser, role: .specialist)
+        #expect(try await resolver.context(bearer: staff) == expected)
+        offset.store(7200, ordering: .relaxed)
+        #expect(try await resolver.context(bearer: staff) == expected, "kept: not verified again")
+        // Another token of the same principal is verified, though the membership is kept: a
+        // tampered signature is refused.
+        let tampered = String(staff.dropLast(2)) + (staff.hasSuffix("AA") ? "BB" : "AA")
+        await #expect(throws: TokenError.self) { try await resolver.context(bearer: tampered) }
+        // Lapsed with the membership: verified again, and now expired.
+        try await Task.sleep(for: .milliseconds(2100))
+        let lapsed = await #expect(throws: TokenError.self) { try await resolver.context(bearer: staff) }
+        #expect(lapsed?.code == .expired)
+        // A token that expires before the membership lapses is kept only until its exp (then
+        // verified: expired, past the issuer's 5 s leeway on its clock).
+        offset.store(0, ordering: .relaxed)
+        let brief = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id, lifetime: .seconds(1))
+        #expect(try await resolver.context(bearer: brief) == expected)
+        offset.store(60, ordering: .relaxed)
+        try await Task.sleep(for: .milliseconds(1100))
+        let past = await #expect(throws: TokenError.self) { try await resolver.context(bearer: brief) }
+        #expect(past?.code == .expired)
+        // Invalidation forgets kept tokens too.
+        offset.store(0, ordering: .relaxed)
+        let fresh = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id)
+        #expect(try await resolver.context(bearer: fresh) == expected)
+        _ = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in
+            try await tx.execute("DELETE FROM memberships WHERE user_id = \(fixture.a.staffUser)")
+        }
+        resolver.invalidateMemberships()
+        let removed = await #expect(throws: TenancyError.self) { try await resolver.context(bearer: fresh) }
+        #expect(removed?.code == .notAMember)
         try await fixture.remove(admin: databases.admin)
         await databases.close()
     }

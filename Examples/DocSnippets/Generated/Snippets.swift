@@ -16,5 +16,5 @@ let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("Documentation/RestartixTenancy.md:23", snippet_Documentation_RestartixTenancy_1),
     ("Documentation/RestartixTenancy.md:140", snippet_Documentation_RestartixTenancy_2),
     ("Documentation/RestartixTenancy.md:225", snippet_Documentation_RestartixTenancy_3),
-    ("Documentation/RestartixTenancy.md:289", snippet_Documentation_RestartixTenancy_4),
+    ("Documentation/RestartixTenancy.md:290", snippet_Documentation_RestartixTenancy_4),
 ]

@@ -8,6 +8,8 @@ public struct LocalDevPrincipal: Sendable, Hashable {
     public let organizationID: UUID
     /// The user (`users.id`).
     public let userID: UUID
+    /// When the token expires (`exp`).
+    public let expiresAt: Date
 }
 
 /// A token issuer for the embedded default and local development, so services can be run and
@@ -82,7 +84,7 @@ public struct LocalDevIssuer: Sendable {
         guard let organization = claims.org.flatMap(UUID.init(uuidString:)) else {
             throw TokenError(.missingClaim, "the token names no organization")
         }
-        return LocalDevPrincipal(organizationID: organization, userID: user)
+        return LocalDevPrincipal(organizationID: organization, userID: user, expiresAt: Date(timeIntervalSince1970: claims.exp ?? 0))
     }
 }
 

@@ -13,10 +13,12 @@ import Synchronization
 /// returns ids, a role and a status, never patient data.
 ///
 /// With a `membershipCacheTTL`, a membership found is reused for that long without asking the
-/// database again (the token is still verified on every call): a membership removed, a role
-/// lowered or an organization suspended takes effect within that time, or at once on this
-/// instance after ``invalidateMemberships()`` (the Core API calls it for every Clerk event it
-/// applies). Only memberships found are kept, never a refusal.
+/// database again: a membership removed, a role lowered or an organization suspended takes
+/// effect within that time, or at once on this instance after ``invalidateMemberships()`` (the
+/// Core API calls it for every Clerk event it applies). The token that resolved is kept with it
+/// for as long, never past its own `exp`: the same token, byte for byte, is not parsed and
+/// verified again in that time (a client sends one session token with many requests). Only
+/// contexts found are kept, never a refusal.
 public final class PrincipalResolver: Sendable {
     /// Who issues the tokens this resolver accepts.
     public enum Issuer: Sendable {
@@ -29,8 +31,17 @@ public final class PrincipalResolver: Sendable {
     private let issuer: Issuer
     private let admin: AdminDatabase
     private let membershipCacheTTL: Duration
-    private let memberships = Mutex<(generation: UInt64, entries: [String: (context: TenantContext, until: ContinuousClock.Instant)])>((0, [:]))
-    /// At most this many memberships kept (the cache empties when it would hold more).
+    private struct Kept {
+        var generation: UInt64 = 0
+        /// By membership key (issuer, user, organization).
+        var entries: [String: (context: TenantContext, until: ContinuousClock.Instant)] = [:]
+        /// By the bearer token itself.
+        var tokens: [String: (context: TenantContext, until: ContinuousClock.Instant)] = [:]
+    }
+
+    private let memberships = Mutex(Kept())
+    /// At most this many memberships (and as many tokens) kept (a cache empties when it would
+    /// hold more).
     static let membershipCacheLimit = 10_000
 
     /// Creates a resolver reading memberships through `admin`, reusing each one found for
@@ -46,6 +57,7 @@ public final class PrincipalResolver: Sendable {
         memberships.withLock { cache in
             cache.generation &+= 1
             cache.entries.removeAll()
+            cache.tokens.removeAll()
         }
     }
 
@@ -64,18 +76,42 @@ public final class PrincipalResolver: Sendable {
         }
     }
 
-    /// Keeps `context` for `key`, unless the cache was invalidated since `generation` (the
-    /// lookup may have read the database before the change that invalidated it).
-    private func keep(_ context: TenantContext, for key: String, readAt generation: UInt64) {
+    /// The context kept for this very token while fresh.
+    private func cached(token: String) -> TenantContext? {
+        guard membershipCacheTTL > .zero else { return nil }
+        let now = ContinuousClock.now
+        return memberships.withLock { cache in
+            guard let entry = cache.tokens[token] else { return nil }
+            guard entry.until > now else {
+                cache.tokens[token] = nil
+                return nil
+            }
+            return entry.context
+        }
+    }
+
+    /// Keeps `context` for `key`, and for `token` until `expiresAt` at the latest, unless the
+    /// cache was invalidated since `generation` (the lookup may have read the database before
+    /// the change that invalidated it). `key` nil: the membership is kept already.
+    private func keep(_ context: TenantContext, for key: String?, token: String, expiresAt: Date, readAt generation: UInt64) {
         guard membershipCacheTTL > .zero else { return }
         let now = ContinuousClock.now, until = now + membershipCacheTTL
+        let tokenUntil = min(until, now + .milliseconds(Int64(max(0, expiresAt.timeIntervalSinceNow) * 1000)))
+        func bounded(_ entries: inout [String: (context: TenantContext, until: ContinuousClock.Instant)]) {
+            guard entries.count >= Self.membershipCacheLimit else { return }
+            entries = entries.filter { $0.value.until > now }
+            if entries.count >= Self.membershipCacheLimit { entries.removeAll() }
+        }
         memberships.withLock { cache in
             guard cache.generation == generation else { return }
-            if cache.entries.count >= Self.membershipCacheLimit {
-                cache.entries = cache.entries.filter { $0.value.until > now }
-                if cache.entries.count >= Self.membershipCacheLimit { cache.entries.removeAll() }
+            if let key {
+                bounded(&cache.entries)
+                cache.entries[key] = (context, until)
             }
-            cache.entries[key] = (context, until)
+            if tokenUntil > now {
+                bounded(&cache.tokens)
+                cache.tokens[token] = (context, tokenUntil)
+            }
         }
     }
 
@@ -105,8 +141,10 @@ public final class PrincipalResolver: Sendable {
     /// before any database work; membership failures are ``TenancyError``s. All three are
     /// ``RestartixError``s: map them to a response by ``RestartixError/httpStatus``.
     public func context(bearer token: String) async throws -> TenantContext {
+        if let kept = cached(token: token) { return kept }
         let lookup: SQLQuery
         let key: String
+        let expiresAt: Date
         switch issuer {
         case .clerk(let verifier):
             let session = try await verifier.verify(token)
@@ -117,6 +155,7 @@ public final class PrincipalResolver: Sendable {
                 throw PrincipalError(.missingMembership, "the token names an organization but no membership in it")
             }
             key = "clerk\u{0}\(session.userID)\u{0}\(organization)"
+            expiresAt = session.expiresAt
             lookup = """
                 SELECT o.id AS organization_id, o.status AS status, u.id AS user_id, m.role AS role \
                 FROM organizations o JOIN users u ON u.clerk_user_id = \(session.userID) AND u.deleted_at IS NULL \
@@ -126,6 +165,7 @@ public final class PrincipalResolver: Sendable {
         case .localDevelopment(let dev):
             let principal = try await dev.verify(token)
             key = "local\u{0}\(principal.userID.lowercasedString)\u{0}\(principal.organizationID.lowercasedString)"
+            expiresAt = principal.expiresAt
             lookup = """
                 SELECT o.id AS organization_id, o.status AS status, u.id AS user_id, m.role AS role \
                 FROM organizations o JOIN users u ON u.id = \(principal.userID) AND u.deleted_at IS NULL \
@@ -134,7 +174,10 @@ public final class PrincipalResolver: Sendable {
                 """
         }
         let (kept, generation) = cached(key)
-        if let kept { return kept }
+        if let kept {
+            keep(kept, for: nil, token: token, expiresAt: expiresAt, readAt: generation)
+            return kept
+        }
         guard let row = try await admin.principalLookup(lookup) else {
             throw TenancyError(.notAMember, "the user is not a member of the organization")
         }
@@ -150,7 +193,7 @@ public final class PrincipalResolver: Sendable {
             userID: try row.decode("user_id", as: UUID.self),
             role: try TenantRole(validating: roleName)
         )
-        keep(context, for: key, readAt: generation)
+        keep(context, for: key, token: token, expiresAt: expiresAt, readAt: generation)
         return context
     }
 }
