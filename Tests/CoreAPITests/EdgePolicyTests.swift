@@ -237,8 +237,9 @@ struct EdgePolicyTests {
     @Test("rate limits in process: RateLimit-* on every answer, 429 with Retry-After over the user's rate, other users unaffected; unauthenticated floods limited by address")
     func rateLimitsInProcess() async throws {
         let (app, directory, tokens) = try await application {
-            $0.rateLimits.perUser = RateLimit(2, per: .seconds(60), burst: 2)
-            $0.rateLimits.perAddress = RateLimit(8, per: .seconds(60), burst: 8)
+            // Per hour: no request's worth refills while a loaded machine runs the test.
+            $0.rateLimits.perUser = RateLimit(2, per: .seconds(3600), burst: 2)
+            $0.rateLimits.perAddress = RateLimit(8, per: .seconds(3600), burst: 8)
         }
         defer { directory.remove() }
         try await app.test(.router) { client in
@@ -275,7 +276,8 @@ struct EdgePolicyTests {
         let prefix = "ratelimit-test-\(UUIDv7.generate().lowercasedString):"
         func configure(_ configuration: inout CoreAPIConfiguration, redis: String) {
             configuration.redis = try? RedisConfiguration(url: redis)
-            configuration.rateLimits.perUser = RateLimit(3, per: .seconds(60), burst: 3)
+            // Three an hour: no request's worth refills while a loaded machine runs the test.
+            configuration.rateLimits.perUser = RateLimit(3, per: .seconds(3600), burst: 3)
             configuration.rateLimits.keyPrefix = prefix
         }
         let (first, firstDirectory, tokens) = try await application { configure(&$0, redis: url) }
