@@ -4,7 +4,7 @@ public import RestartixKit
 public import RestartixRedis
 
 /// Each user's last authenticated request (`user_activity`), written at most once per
-/// ``interval`` per user: the debounce (``ActivityDebounce``: Redis `SET NX PX` shared by every
+/// ``interval`` per user: the debounce (``ActivityDebounce``: a Redis key per user shared by every
 /// instance, or this process's memory) answers whether this request is the first of its
 /// interval, and only that one writes. A failed write never fails the request: it is logged at
 /// debug level and counted by the caller's retry on the next interval.
