@@ -82,7 +82,7 @@ public enum UsageMeter {
         let now = Date()
         let (start, end) = UsagePeriods.month(containing: now)
         let withinLimit: SQLQuery = enforcingQuota
-            ? " AND (CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END) + \(units) <= limit_units"
+            ? " AND \(unitsCounted(at: now)) + \(units) <= limit_units"
             : ""
         let counted = try await transaction.query("""
             UPDATE usage_quotas SET \
@@ -113,6 +113,12 @@ public enum UsageMeter {
         return decision
     }
 
+    /// A quota row's units counted at `now`: zero once its period has ended (the next record
+    /// starts the current month), so a look and a record agree on what is left.
+    static func unitsCounted(at now: Date) -> SQLQuery {
+        "(CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END)"
+    }
+
     /// Whether `units` more of `capability` fit `organization`'s quota now (true without a
     /// quota; a quota whose period has ended counts from zero). A look, not a reservation:
     /// callers that spend units elsewhere before recording them (``record(_:capability:organization:metadata:enforcingQuota:in:)``
@@ -125,7 +131,7 @@ public enum UsageMeter {
         in transaction: borrowing some SQLExecutor & ~Copyable
     ) async throws -> Bool {
         let quota = try await transaction.query("""
-            SELECT (CASE WHEN period_end_at <= \(now) THEN 0 ELSE current_units END) + \(units) <= limit_units AS fits \
+            SELECT \(unitsCounted(at: now)) + \(units) <= limit_units AS fits \
             FROM usage_quotas WHERE organization_id = \(organization) AND capability = \(capability.name)
             """)
         guard let row = quota.first else { return true }

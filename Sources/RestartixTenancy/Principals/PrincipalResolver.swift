@@ -66,28 +66,26 @@ public final class PrincipalResolver: Sendable {
     private func cached(_ key: String) -> (context: TenantContext?, generation: UInt64) {
         guard membershipCacheTTL > .zero else { return (nil, 0) }
         let now = ContinuousClock.now
-        return memberships.withLock { cache in
-            guard let entry = cache.entries[key] else { return (nil, cache.generation) }
-            guard entry.until > now else {
-                cache.entries[key] = nil
-                return (nil, cache.generation)
-            }
-            return (entry.context, cache.generation)
+        return memberships.withLock { cache in (Self.fresh(key, in: &cache.entries, now: now), cache.generation) }
+    }
+
+    /// The context kept under `key` if it is still fresh; a lapsed one is dropped.
+    private static func fresh(
+        _ key: String, in entries: inout [String: (context: TenantContext, until: ContinuousClock.Instant)], now: ContinuousClock.Instant
+    ) -> TenantContext? {
+        guard let entry = entries[key] else { return nil }
+        guard entry.until > now else {
+            entries[key] = nil
+            return nil
         }
+        return entry.context
     }
 
     /// The context kept for this very token while fresh.
     private func cached(token: String) -> TenantContext? {
         guard membershipCacheTTL > .zero else { return nil }
         let now = ContinuousClock.now
-        return memberships.withLock { cache in
-            guard let entry = cache.tokens[token] else { return nil }
-            guard entry.until > now else {
-                cache.tokens[token] = nil
-                return nil
-            }
-            return entry.context
-        }
+        return memberships.withLock { cache in Self.fresh(token, in: &cache.tokens, now: now) }
     }
 
     /// Keeps `context` for `key`, and for `token` until `expiresAt` at the latest, unless the

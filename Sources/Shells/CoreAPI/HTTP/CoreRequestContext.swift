@@ -73,7 +73,7 @@ struct TenantAuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let address = "address:" + (context.clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
+        let address = context.rateLimitAddress
         let tenant: TenantContext
         do {
             tenant = try await resolver.context(bearer: try bearerToken(request))
@@ -99,11 +99,8 @@ struct TenantAuthMiddleware: RouterMiddleware {
             "user_id": .string(tenant.userID.lowercasedString),
             "role": .string(tenant.role.rawValue),
         ])
-        var response = try await next(request, context)
-        if let decision {
-            for field in decision.httpFields where response.headers[field.name] == nil { response.headers.append(field) }
-        }
-        return response
+        let response = try await next(request, context)
+        return decision?.adding(to: response) ?? response
     }
 }
 

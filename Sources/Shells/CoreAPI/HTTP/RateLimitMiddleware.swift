@@ -66,13 +66,25 @@ struct RateLimitMiddleware: RouterMiddleware {
     let rate: RateLimit
 
     func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
-        let principal = "address:" + (context.clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
-        let decision = await limiter.check(principal: principal, endpoint: group, rate: rate)
+        let decision = await limiter.check(principal: context.rateLimitAddress, endpoint: group, rate: rate)
         guard decision.allowed else { throw RateLimited(decision: decision) }
-        var response = try await next(request, context)
-        for field in decision.httpFields where response.headers[field.name] == nil {
-            response.headers.append(field)
-        }
+        return decision.adding(to: try await next(request, context))
+    }
+}
+
+extension CoreRequestContext {
+    /// The principal a client address's rate is counted against.
+    var rateLimitAddress: String {
+        "address:" + (clientAddress.map(TrustedProxies.rateLimitKey) ?? "unknown")
+    }
+}
+
+extension RateLimitDecision {
+    /// `response` with the decision's headers, where a limit counted closer to the route has
+    /// not set them already.
+    func adding(to response: Response) -> Response {
+        var response = response
+        for field in httpFields where response.headers[field.name] == nil { response.headers.append(field) }
         return response
     }
 }
