@@ -157,7 +157,18 @@ public struct PatientStore: Sendable {
 
     /// One patient, opened; `nil` when not visible or deleted.
     public func fetch(_ id: UUID, in tx: borrowing TenantTransaction) async throws -> PatientRecord? {
-        try await tx.first("\(unsafeRaw: Self.select) WHERE id = \(id) AND deleted_at IS NULL").map { try open($0) }
+        try await tx.first(Self.fetchQuery(id)).map { try open($0) }
+    }
+
+    /// One patient, opened, read in a transaction of its own under `context`: `BEGIN`, the
+    /// context, the select and `COMMIT` in one round trip (``TenantDatabase/query(_:_:)``);
+    /// `nil` when not visible or deleted.
+    public func fetch(_ id: UUID, as context: TenantContext, in tenants: TenantDatabase) async throws -> PatientRecord? {
+        try await tenants.query(context, Self.fetchQuery(id)).first.map { try open($0) }
+    }
+
+    private static func fetchQuery(_ id: UUID) -> SQLQuery {
+        "\(unsafeRaw: select) WHERE id = \(id) AND deleted_at IS NULL"
     }
 
     /// Patients with this email in the transaction's clinic, found by blind index (no

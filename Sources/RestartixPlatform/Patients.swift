@@ -131,10 +131,9 @@ public struct Patients: Sendable {
 
     /// One patient of `context`'s clinic (a patient principal: only its own).
     public func get(_ id: UUID, as context: TenantContext) async throws -> PatientRecord {
-        try await tenants.withTenant(context) { tx in
-            guard let record = try await store.fetch(id, in: tx) else { throw Self.notFound }
-            return record
-        }
+        // One round trip: the read needs no transaction of the caller's.
+        guard let record = try await store.fetch(id, as: context, in: tenants) else { throw Self.notFound }
+        return record
     }
 
     /// Applies `change` to a patient (staff, or the patient itself) and returns the record.

@@ -46,8 +46,12 @@ public final class RedisClient: Sendable, Service {
         let configuration = self.configuration
         let tls = try RedisConnection.tlsContext(configuration)
         self.tls = tls
-        self.slots = (0..<configuration.connectionCount).map { _ in
-            Slot(configuration: configuration, tls: tls, eventLoop: eventLoopGroup.next(), logger: logger)
+        // One connection per event loop in turn (not `next()`, which other users of a shared
+        // group advance too): a command sent from a loop goes out on that loop's connection
+        // when there is one (see `connection()`).
+        let loops = Array(eventLoopGroup.makeIterator())
+        self.slots = (0..<configuration.connectionCount).map { index in
+            Slot(configuration: configuration, tls: tls, eventLoop: loops.isEmpty ? eventLoopGroup.next() : loops[index % loops.count], logger: logger)
         }
     }
 
@@ -135,7 +139,11 @@ public final class RedisClient: Sendable, Service {
     /// fails at once with ``RedisError/Code/unavailable``.
     private func connection() async throws(RedisError) -> RedisConnection {
         guard !closed.load(ordering: .acquiring) else { throw RedisError(.shutdown, "the Redis client is shut down") }
-        let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        // A caller running on the event loop of a connection (a server's request task that
+        // prefers its channel's loop) uses that connection first: the write goes out and the
+        // reply resumes the caller on the same thread, with no wake-up of another one.
+        // Otherwise the slots take turns.
+        let start = slots.firstIndex { $0.eventLoop.inEventLoop } ?? next.wrappingAdd(1, ordering: .relaxed).oldValue
         var lastError: RedisError?
         var waited = false
         for offset in 0..<slots.count {
@@ -181,7 +189,8 @@ public final class RedisClient: Sendable, Service {
         private let state = Mutex<State>(.idle(failures: 0))
         private let configuration: RedisConfiguration
         private let tls: NIOSSLContext?
-        private let eventLoop: any EventLoop
+        /// The loop its connections run on.
+        let eventLoop: any EventLoop
         private let logger: Logger
 
         init(configuration: RedisConfiguration, tls: NIOSSLContext?, eventLoop: any EventLoop, logger: Logger) {

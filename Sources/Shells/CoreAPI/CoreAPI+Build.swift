@@ -68,6 +68,9 @@ func buildApplication(
 
     var app = Application(
         router: router,
+        // Each connection's task on its event loop: no thread hand-off to read a request or to
+        // write its response (see EventLoopBoundChannel).
+        server: .http1OnEventLoop(),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-core-api"),
         // Shut down in reverse after the server has drained: the follow-up worker (finishing
         // what it has queued) and the provider resolver (which listens on Redis) before the

@@ -72,8 +72,12 @@ struct SessionClosed: ResponseCodable, Equatable {
 
 /// Times in answers: ISO 8601, UTC, milliseconds.
 enum APITime {
+    /// Made once: the time zone's lookup by name is not free, and every body with a time
+    /// formats one or two.
+    private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+
     static func string(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
+        date.formatted(style)
     }
 }
 

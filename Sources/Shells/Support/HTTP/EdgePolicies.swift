@@ -139,8 +139,11 @@ public struct RequestTimeoutMiddleware<Context: RequestContext & Sendable>: Rout
             let handler = UncheckedHandler(call: next)
             return try await Database.withDeadline(deadlines.timeout) {
                 let flight = RequestDeadlines.Flight()
-                // Created inside the deadline's scope, so it carries the deadline (a task-local).
-                let task = Task {
+                // Created inside the deadline's scope, so it carries the deadline (a task-local);
+                // on the connection's event loop when the server runs connections there (an
+                // unstructured task inherits no executor preference: without it the whole
+                // handler would run on the global executor, a thread hand-off each way).
+                let task = Task(executorPreference: EventLoopTaskExecutor.connection) {
                     defer { flight.finish() }
                     return try await handler.call(request, context)
                 }
