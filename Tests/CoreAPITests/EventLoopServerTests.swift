@@ -1,0 +1,95 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOPosix
+import RestartixRedis
+import RestartixTestSupport
+import ServiceSupport
+import Testing
+
+/// Where a request's work runs: on its connection's event loop under `http1OnEventLoop()`,
+/// the request timeout's handler task included, and Redis commands sent from a loop on that
+/// loop's connection. Each test has its control (Hummingbird's default server, a caller on no
+/// loop), so a test that cannot tell the two apart fails.
+@Suite("Event-loop-bound requests", .timeLimit(.minutes(2)))
+struct EventLoopServerTests {
+    /// A server whose one route says whether the handler ran on an event loop before and after
+    /// an `await` resumed from another thread, behind the request timeout middleware (whose
+    /// handler task is unstructured).
+    func placement(server: HTTPServerBuilder) async throws -> String {
+        let router = Router()
+        router.add(middleware: RequestTimeoutMiddleware(.seconds(30)))
+        router.get("where") { _, _ -> String in
+            let before = MultiThreadedEventLoopGroup.currentEventLoop != nil
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                DispatchQueue.global().async { continuation.resume() }
+            }
+            let after = MultiThreadedEventLoopGroup.currentEventLoop != nil
+            return "\(before) \(after)"
+        }
+        let app = Application(router: router, server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        return try await app.test(.live) { client in
+            try await client.execute(uri: "/where", method: .get) { String(buffer: $0.body) }
+        }
+    }
+
+    @Test("under http1OnEventLoop() the handler runs on its connection's loop, also after a resume from another thread")
+    func handlerOnLoop() async throws {
+        #expect(try await placement(server: .http1OnEventLoop()) == "true true")
+        // The control: Hummingbird's default server runs the handler on the global executor.
+        #expect(try await placement(server: .http1()) == "false false")
+    }
+
+    @Test("the connection's executor is a task-local of the request only")
+    func connectionExecutorIsScoped() async throws {
+        #expect(EventLoopTaskExecutor.connection == nil)
+        let router = Router()
+        router.get("executor") { _, _ -> String in
+            guard let executor = EventLoopTaskExecutor.connection else { return "none" }
+            return executor.eventLoop.inEventLoop ? "own loop" : "another loop"
+        }
+        let app = Application(router: router, server: .http1OnEventLoop(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let answer = try await app.test(.live) { client in
+            try await client.execute(uri: "/executor", method: .get) { String(buffer: $0.body) }
+        }
+        #expect(answer == "own loop")
+    }
+
+    @Test("a Redis command sent from an event loop goes out on that loop's connection; other callers take turns")
+    func redisConnectionOfTheLoop() async throws {
+        guard RequiredServices.shouldRun("REDIS_URL") else { return }
+        let url = try RequiredServices.require("REDIS_URL")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var configuration = try RedisConfiguration(url: url)
+        configuration.connectionCount = 2
+        let redis = try RedisClient(configuration: configuration, logger: Logger(label: "restartix.tests.redis"), eventLoopGroup: group)
+        func clientIDs(on loop: (any EventLoop)?, count: Int) async throws -> [Int] {
+            try await withTaskExecutorPreference(loop.map(EventLoopTaskExecutor.init)) {
+                var ids: [Int] = []
+                for _ in 0..<count {
+                    guard case .integer(let id) = try await redis.send("CLIENT", "ID") else { throw RedisError(.protocolError, "CLIENT ID") }
+                    ids.append(id)
+                }
+                return ids
+            }
+        }
+        do {
+            let loops = Array(group.makeIterator())
+            let first = try await clientIDs(on: loops[0], count: 6)
+            let second = try await clientIDs(on: loops[1], count: 6)
+            #expect(Set(first).count == 1, "every command from the first loop on one connection")
+            #expect(Set(second).count == 1, "every command from the second loop on one connection")
+            #expect(Set(first) != Set(second), "each loop its own connection")
+            // The control: a caller on no loop takes the connections in turn.
+            let elsewhere = try await clientIDs(on: nil, count: 6)
+            #expect(Set(elsewhere) == Set(first).union(second))
+        } catch {
+            Issue.record(error)
+        }
+        redis.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
