@@ -92,4 +92,44 @@ struct EventLoopServerTests {
         redis.shutdown()
         try await group.shutdownGracefully()
     }
+
+    @Test("commands sent from a loop in one pass go out in one write: a server of its own reads them at once, with every reply in its place")
+    func redisWritesCoalesce() async throws {
+        guard RedisServer.available else { return }
+        let server = try await RedisServer()
+        defer { server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(server.port)/0")
+        configuration.connectionCount = 1
+        let redis = try RedisClient(configuration: configuration, logger: Logger(label: "restartix.tests.redis"), eventLoopGroup: group)
+        func readsProcessed() async throws -> Int {
+            guard let text = try await redis.send("INFO", "stats").string,
+                  let line = text.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("total_reads_processed:") }),
+                  let count = Int(line.dropFirst("total_reads_processed:".count))
+            else { throw RedisError(.protocolError, "INFO stats without total_reads_processed") }
+            return count
+        }
+        do {
+            _ = try await redis.send("PING")  // connected
+            let before = try await readsProcessed()
+            let replies = try await withTaskExecutorPreference(EventLoopTaskExecutor(group.next())) {
+                try await withThrowingTaskGroup(of: (Int, RedisValue).self) { tasks in
+                    for index in 0..<16 { tasks.addTask { (index, try await redis.send("ECHO", "reply \(index)")) } }
+                    var replies: [Int: RedisValue] = [:]
+                    for try await (index, reply) in tasks { replies[index] = reply }
+                    return replies
+                }
+            }
+            let reads = try await readsProcessed() - before
+            for index in 0..<16 {
+                #expect(replies[index]?.string == "reply \(index)", "reply \(index) in its place")
+            }
+            // The sixteen ECHOs and the second INFO: a read or two, not seventeen.
+            #expect(reads <= 3, "Redis read the commands \(reads) times")
+        } catch {
+            Issue.record(error)
+        }
+        redis.shutdown()
+        try await group.shutdownGracefully()
+    }
 }
