@@ -49,6 +49,10 @@ public struct EventLoopBoundChannel<Base: ServerChildChannel>: ServerChildChanne
 
 /// A NIO event loop as a `TaskExecutor` (swift-nio 2.101 makes an event loop a
 /// `SerialExecutor`, for actors, but not a `TaskExecutor`, for a task's preference).
+///
+/// Like NIO's own executor, it hands each job to `EventLoop.execute`: the loop must outlive
+/// every task that prefers it (a job enqueued on a loop that has shut down is dropped, and its
+/// task never resumes). NIO's shared singleton group, which the servers use, never shuts down.
 public final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     /// The loop jobs run on.
     public let eventLoop: any EventLoop
@@ -56,9 +60,11 @@ public final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     public init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
     /// The executor of the connection whose request the current task serves, under
-    /// ``EventLoopBoundChannel``; `nil` elsewhere. A task a request starts unstructured (which
-    /// inherits no executor preference) passes it to `Task(executorPreference:)` to stay on
-    /// the connection's loop, as ``RequestTimeoutMiddleware`` does.
+    /// ``EventLoopBoundChannel``: set for the connection's task, and (as every task-local) seen
+    /// by the tasks it starts; `nil` outside a connection's work. A task a request starts
+    /// unstructured (which inherits no executor preference) passes it to
+    /// `Task(executorPreference:)` to stay on the connection's loop, as
+    /// ``RequestTimeoutMiddleware`` does.
     @TaskLocal public static var connection: EventLoopTaskExecutor?
 
     public func enqueue(_ job: consuming ExecutorJob) {
