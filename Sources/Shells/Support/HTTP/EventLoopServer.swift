@@ -22,8 +22,9 @@ extension HTTPServerBuilder {
 /// so reading the request, the handler and writing the response run where the channel's I/O
 /// already is; only waits on other components (a database or Redis reply) come back to it.
 ///
-/// Nothing in a handler may block the thread (every blocking call in the kit — SQLite, the
-/// keyring's file reads at boot — runs on a thread of its own). Tasks a handler starts with
+/// Nothing in a handler may block the thread: every blocking call in the kit (SQLite,
+/// libpq's connect) runs on a thread of its own; a log line is one `write(2)` to standard
+/// error, so a log pipe that stops draining stalls the loop. Tasks a handler starts with
 /// `Task {}` run on the global executor as before, unless they ask for
 /// ``EventLoopTaskExecutor/connection``.
 public struct EventLoopBoundChannel<Base: ServerChildChannel>: ServerChildChannel {
@@ -52,7 +53,7 @@ public struct EventLoopBoundChannel<Base: ServerChildChannel>: ServerChildChanne
 ///
 /// Like NIO's own executor, it hands each job to `EventLoop.execute`: the loop must outlive
 /// every task that prefers it (a job enqueued on a loop that has shut down is dropped, and its
-/// task never resumes). NIO's shared singleton group, which the servers use, never shuts down.
+/// task never resumes). NIO's shared singleton group, Hummingbird's default, never shuts down.
 public final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     /// The loop jobs run on.
     public let eventLoop: any EventLoop
