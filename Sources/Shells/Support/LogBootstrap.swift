@@ -31,8 +31,9 @@ public enum LogBootstrap {
 
 /// A swift-log handler that writes one JSON object per line (``JSONLogLine``). swift-log ships
 /// only a text handler, and the listed packages have no JSON one; this is the smallest that
-/// gives the platform's pipeline what it parses (field names fixed, metadata as an object, one
-/// write per line so lines from concurrent tasks never interleave).
+/// gives the platform's pipeline what it parses (field names fixed, metadata as an object,
+/// whole lines that never interleave). Standard error is written by ``LogWriter`` on a thread
+/// of its own, so a log line never blocks the task (or event loop) that logs it.
 public struct JSONLogHandler: LogHandler {
     /// Where lines go.
     public enum Sink: Sendable {
@@ -79,21 +80,8 @@ public struct JSONLogHandler: LogHandler {
         )
         switch sink {
         case .standardError:
-            // One write(2) per line where the system allows (on a pipe, atomic up to PIPE_BUF,
-            // 4 KiB); a partial write is continued, an interrupted one retried.
-            line.withUnsafeBytes { bytes in
-                var offset = 0
-                while offset < bytes.count {
-                    let written = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-                    if written > 0 {
-                        offset += written
-                    } else if written < 0, errno == EINTR {
-                        continue
-                    } else {
-                        return
-                    }
-                }
-            }
+            // Never a write(2) here: the writer's thread writes, whole lines, in order.
+            LogWriter.standardError.append(line)
         case .memory(let buffer):
             buffer.append(String(decoding: line.dropLast(), as: UTF8.self))
         }

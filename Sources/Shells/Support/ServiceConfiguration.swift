@@ -123,6 +123,7 @@ public struct ServiceEnvironment: Sendable {
 /// Ends the process with status 1 and one line on standard error: `executable: error`. The
 /// kit's errors describe themselves safely (names, never values or secrets).
 public func exitWithError(_ executable: Executable, _ error: any Error) -> Never {
+    LogWriter.standardError.flush()  // the log lines before it, in order
     FileHandle.standardError.write(Data("\(executable.rawValue): \(error)\n".utf8))
     exit(1)
 }
