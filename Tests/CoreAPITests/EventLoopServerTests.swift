@@ -59,13 +59,12 @@ struct EventLoopServerTests {
 
     @Test("a Redis command sent from an event loop goes out on that loop's connection; other callers take turns")
     func redisConnectionOfTheLoop() async throws {
-        guard RedisServer.available else { return }
-        let server = try await RedisServer()
-        defer { server.stop() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(server.port)/0")
-        configuration.connectionCount = 2
-        let redis = try RedisClient(configuration: configuration, logger: Logger(label: "restartix.tests.redis"), eventLoopGroup: group)
+        try await withPrivateRedis(loops: 2) { redis, group in
+            try await connectionsOfTheLoops(redis, group)
+        }
+    }
+
+    func connectionsOfTheLoops(_ redis: RedisClient, _ group: MultiThreadedEventLoopGroup) async throws {
         func clientIDs(on loop: (any EventLoop)?, count: Int) async throws -> [Int] {
             try await withTaskExecutorPreference(loop.map(EventLoopTaskExecutor.init)) {
                 var ids: [Int] = []
@@ -76,32 +75,25 @@ struct EventLoopServerTests {
                 return ids
             }
         }
-        do {
-            let loops = Array(group.makeIterator())
-            let first = try await clientIDs(on: loops[0], count: 6)
-            let second = try await clientIDs(on: loops[1], count: 6)
-            #expect(Set(first).count == 1, "every command from the first loop on one connection")
-            #expect(Set(second).count == 1, "every command from the second loop on one connection")
-            #expect(Set(first) != Set(second), "each loop its own connection")
-            // The control: a caller on no loop takes the connections in turn.
-            let elsewhere = try await clientIDs(on: nil, count: 6)
-            #expect(Set(elsewhere) == Set(first).union(second))
-        } catch {
-            Issue.record(error)
-        }
-        redis.shutdown()
-        try await group.shutdownGracefully()
+        let loops = Array(group.makeIterator())
+        let first = try await clientIDs(on: loops[0], count: 6)
+        let second = try await clientIDs(on: loops[1], count: 6)
+        #expect(Set(first).count == 1, "every command from the first loop on one connection")
+        #expect(Set(second).count == 1, "every command from the second loop on one connection")
+        #expect(Set(first) != Set(second), "each loop its own connection")
+        // The control: a caller on no loop takes the connections in turn.
+        let elsewhere = try await clientIDs(on: nil, count: 6)
+        #expect(Set(elsewhere) == Set(first).union(second))
     }
 
     @Test("commands sent from a loop in one pass go out in one write: a server of its own reads them at once, with every reply in its place")
     func redisWritesCoalesce() async throws {
-        guard RedisServer.available else { return }
-        let server = try await RedisServer()
-        defer { server.stop() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(server.port)/0")
-        configuration.connectionCount = 1
-        let redis = try RedisClient(configuration: configuration, logger: Logger(label: "restartix.tests.redis"), eventLoopGroup: group)
+        try await withPrivateRedis(loops: 1) { redis, group in
+            try await coalescedWrites(redis, group)
+        }
+    }
+
+    func coalescedWrites(_ redis: RedisClient, _ group: MultiThreadedEventLoopGroup) async throws {
         func readsProcessed() async throws -> Int {
             guard let text = try await redis.send("INFO", "stats").string,
                   let line = text.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("total_reads_processed:") }),
@@ -109,23 +101,37 @@ struct EventLoopServerTests {
             else { throw RedisError(.protocolError, "INFO stats without total_reads_processed") }
             return count
         }
+        _ = try await redis.send("PING")  // connected
+        let before = try await readsProcessed()
+        let replies = try await withTaskExecutorPreference(EventLoopTaskExecutor(group.next())) {
+            try await withThrowingTaskGroup(of: (Int, RedisValue).self) { tasks in
+                for index in 0..<16 { tasks.addTask { (index, try await redis.send("ECHO", "reply \(index)")) } }
+                var replies: [Int: RedisValue] = [:]
+                for try await (index, reply) in tasks { replies[index] = reply }
+                return replies
+            }
+        }
+        let reads = try await readsProcessed() - before
+        for index in 0..<16 {
+            #expect(replies[index]?.string == "reply \(index)", "reply \(index) in its place")
+        }
+        // The sixteen ECHOs and the second INFO: a read or two, not seventeen.
+        #expect(reads <= 3, "Redis read the commands \(reads) times")
+    }
+
+    /// Runs `body` with a client of a Redis server of its own, one connection on each of
+    /// `loops` event loops of a group of its own; an error is recorded; everything is shut
+    /// down after.
+    func withPrivateRedis(loops: Int, _ body: (RedisClient, MultiThreadedEventLoopGroup) async throws -> Void) async throws {
+        guard RedisServer.available else { return }
+        let server = try await RedisServer()
+        defer { server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(server.port)/0")
+        configuration.connectionCount = loops
+        let redis = try RedisClient(configuration: configuration, logger: Logger(label: "restartix.tests.redis"), eventLoopGroup: group)
         do {
-            _ = try await redis.send("PING")  // connected
-            let before = try await readsProcessed()
-            let replies = try await withTaskExecutorPreference(EventLoopTaskExecutor(group.next())) {
-                try await withThrowingTaskGroup(of: (Int, RedisValue).self) { tasks in
-                    for index in 0..<16 { tasks.addTask { (index, try await redis.send("ECHO", "reply \(index)")) } }
-                    var replies: [Int: RedisValue] = [:]
-                    for try await (index, reply) in tasks { replies[index] = reply }
-                    return replies
-                }
-            }
-            let reads = try await readsProcessed() - before
-            for index in 0..<16 {
-                #expect(replies[index]?.string == "reply \(index)", "reply \(index) in its place")
-            }
-            // The sixteen ECHOs and the second INFO: a read or two, not seventeen.
-            #expect(reads <= 3, "Redis read the commands \(reads) times")
+            try await body(redis, group)
         } catch {
             Issue.record(error)
         }
