@@ -114,10 +114,8 @@ public final class LogWriter: @unchecked Sendable {
         }
     }
 
-    private func writeAll(_ bytes: some Collection<UInt8>) {
-        guard !bytes.isEmpty else { return }
-        let array = Array(bytes)
-        array.withUnsafeBytes { buffer in
+    private func writeAll(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let written = Foundation.write(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)

@@ -23,8 +23,8 @@ extension HTTPServerBuilder {
 /// already is; only waits on other components (a database or Redis reply) come back to it.
 ///
 /// Nothing in a handler may block the thread: every blocking call in the kit (SQLite,
-/// libpq's connect, the JSON log's writes: ``LogWriter``) runs on a thread of its own. Tasks a handler starts with
-/// `Task {}` run on the global executor as before, unless they ask for
+/// libpq's connect, the JSON log's writes: ``LogWriter``) runs on a thread of its own. Tasks
+/// a handler starts with `Task {}` run on the global executor as before, unless they ask for
 /// ``EventLoopTaskExecutor/connection``.
 public struct EventLoopBoundChannel<Base: ServerChildChannel>: ServerChildChannel {
     public typealias Value = Base.Value
