@@ -2,4 +2,5 @@
 #ifdef __linux__
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #endif

@@ -1,5 +1,8 @@
 public import Foundation
 import Synchronization
+#if os(Linux)
+import CSystemShims
+#endif
 
 /// Generates RFC 9562 version 7 UUIDs: a 48-bit Unix millisecond timestamp, then random bits.
 ///
@@ -18,12 +21,14 @@ public enum UUIDv7 {
 
     /// A new version 7 UUID.
     public static func generate(now: Date = Date()) -> UUID {
-        var random = SystemRandomNumberGenerator()
+        // 8 random bytes for `rand_b` and 2 for the counter's seed, in one read of the system's
+        // CSPRNG (`SystemRandomNumberGenerator` reads 8 bytes a call: three system calls an id).
+        let random = RandomBytes()
         let wallMillis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         let (millis, counter) = state.withLock { state -> (UInt64, UInt16) in
             if wallMillis > state.lastMillis {
                 state.lastMillis = wallMillis
-                state.counter = UInt16.random(in: 0...0x7FF, using: &random)  // leave headroom
+                state.counter = random.seed & 0x7FF  // leave headroom
             } else if state.counter < 0xFFF {
                 state.counter += 1
             } else {
@@ -33,17 +38,39 @@ public enum UUIDv7 {
             }
             return (state.lastMillis, state.counter)
         }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: millis >> (40 - 8 * UInt64(i))) }
-        bytes[6] = 0x70 | UInt8(counter >> 8)
-        bytes[7] = UInt8(truncatingIfNeeded: counter)
-        let tail = random.next() as UInt64
-        for i in 8..<16 { bytes[i] = UInt8(truncatingIfNeeded: tail >> (8 * UInt64(i - 8))) }
-        bytes[8] = 0x80 | (bytes[8] & 0x3F)  // RFC 9562 variant
+        let tail = random.tail
         return UUID(uuid: (
-            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+            UInt8(truncatingIfNeeded: millis >> 40), UInt8(truncatingIfNeeded: millis >> 32),
+            UInt8(truncatingIfNeeded: millis >> 24), UInt8(truncatingIfNeeded: millis >> 16),
+            UInt8(truncatingIfNeeded: millis >> 8), UInt8(truncatingIfNeeded: millis),
+            0x70 | UInt8(counter >> 8), UInt8(truncatingIfNeeded: counter),
+            0x80 | (UInt8(truncatingIfNeeded: tail) & 0x3F),  // RFC 9562 variant
+            UInt8(truncatingIfNeeded: tail >> 8), UInt8(truncatingIfNeeded: tail >> 16), UInt8(truncatingIfNeeded: tail >> 24),
+            UInt8(truncatingIfNeeded: tail >> 32), UInt8(truncatingIfNeeded: tail >> 40), UInt8(truncatingIfNeeded: tail >> 48),
+            UInt8(truncatingIfNeeded: tail >> 56)
         ))
+    }
+
+    /// Ten bytes from the system's CSPRNG: `getrandom(2)` once on Linux (it never returns
+    /// short for so few bytes once the pool is initialized; on any failure, and elsewhere,
+    /// `SystemRandomNumberGenerator`).
+    private struct RandomBytes {
+        var tail: UInt64
+        var seed: UInt16
+
+        init() {
+            #if os(Linux)
+            var bytes: (UInt64, UInt16) = (0, 0)
+            let read = withUnsafeMutableBytes(of: &bytes) { getrandom($0.baseAddress, 10, 0) }
+            if read == 10 {
+                (tail, seed) = bytes
+                return
+            }
+            #endif
+            var system = SystemRandomNumberGenerator()
+            tail = system.next()
+            seed = system.next()
+        }
     }
 
     /// The Unix millisecond timestamp in a version 7 UUID, or `nil` for other versions.

@@ -302,6 +302,21 @@ struct CoreAPITests {
                 #expect(response.status == .ok)
                 #expect((try? JSONDecoder().decode(Me.self, from: Data(String(buffer: response.body).utf8))) == Me(organization: org, user: member, role: "assistant"))
             }
+            for scheme in ["bearer", "BEARER", "bEaReR"] {
+                try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "\(scheme) \(good)"]) { response in
+                    #expect(response.status == .ok, "the scheme is case-insensitive (RFC 9110): \(scheme)")
+                }
+            }
+            for header in ["Bearer", "Bearer ", "Basic \(good)", "Bearer\(good)", "Bearer\t\(good)", "Beaver \(good)"] {
+                try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: header]) { response in
+                    #expect(response.status == .unauthorized, "\(header.prefix(8))")
+                    let problem = try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8))
+                    #expect(problem?.code == "request.missingToken", "\(header.prefix(8))")
+                }
+            }
+            try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer é\(good)"]) { response in
+                #expect(response.status == .unauthorized, "a token that is not the token, cut at a byte boundary, is not accepted")
+            }
             try await client.execute(uri: "/v1/me", method: .get, headers: [.requestID: "trace-42"]) { response in
                 #expect(response.status == .unauthorized)
                 let problem = try? JSONDecoder().decode(Problem.self, from: Data(String(buffer: response.body).utf8))

@@ -44,10 +44,18 @@ extension RateLimitDecision {
     var httpFields: HTTPFields {
         var fields = HTTPFields()
         for header in headers {
-            if let name = HTTPField.Name(header.name) { fields[name] = header.value }
+            // The four names made once, not parsed and checked again on every answer.
+            guard let name = Self.fieldNames[header.name] ?? HTTPField.Name(header.name) else { continue }
+            fields.append(HTTPField(name: name, value: header.value))
         }
         return fields
     }
+
+    private static let fieldNames: [String: HTTPField.Name] = Dictionary(
+        uniqueKeysWithValues: ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"].compactMap { name in
+            HTTPField.Name(name).map { (name, $0) }
+        }
+    )
 }
 
 /// Counts each request against its client address's rate in one route group (GCRA: the Redis
