@@ -29,7 +29,8 @@ extension ErrorCode where Domain == EncryptionErrorDomain {
     public static var invalidKeyring: Self { Self("invalidKeyring") }
     /// The keyring could not be read from its source (missing variable, unreadable file).
     public static var keyringUnavailable: Self { Self("keyringUnavailable") }
-    /// A sealed value is shorter than a header, nonce and tag.
+    /// A sealed value is shorter than a header, nonce and tag; a stream (``StreamDecryptor``)
+    /// ends without its final segment.
     public static var truncated: Self { Self("truncated") }
     /// The format version byte is not one this kit reads.
     public static var unsupportedFormat: Self { Self("unsupportedFormat") }

@@ -1,0 +1,319 @@
+public import Crypto
+public import Foundation
+public import RestartixKit
+
+/// Authenticated encryption of a stream of any length in constant memory: Tink's AES-GCM-HKDF
+/// streaming AEAD (the `AesGcmHkdfStreamingKey` construction, HKDF-SHA256 and 32-byte derived
+/// keys), byte for byte, so a stream sealed here opens with Tink and the other way round (the
+/// tests hold ciphertexts made by Tink itself). It is the online scheme of Hoang, Reyhanitabar,
+/// Rogaway and Vizár (STREAM) over AES-256-GCM; the kit invents nothing here.
+///
+/// The format: a header — its length (one byte, 40), a random 32-byte salt and a random 7-byte
+/// nonce prefix — then segments, each AES-256-GCM under a key derived for this stream alone
+/// (HKDF-SHA256 of the key, the salt and the associated data) with the nonce
+/// `prefix ‖ index (4 bytes, big-endian) ‖ last (1 byte: 1 on the final segment)`. Every
+/// ciphertext segment is ``segmentSize`` bytes (the first one less the header) except the
+/// final one, which is shorter or equal. So a changed byte, a segment dropped, repeated or
+/// moved, a stream cut short or extended, and a segment spliced in from another stream or
+/// another associated data each fail to open, and ``StreamDecryptor`` names which.
+///
+/// Swift-crypto's `AES.GCM` does each segment (the kit's `GCMKey` is tuned for short column
+/// values; a segment is a megabyte) and its `HKDF` the derivation.
+public struct StreamingAEAD: Sendable {
+    /// Tink's `AES256_GCM_HKDF_1MB` template: 1 MiB ciphertext segments.
+    public static let defaultSegmentSize = 1 << 20
+    /// Length of the header: its length byte, the salt and the nonce prefix.
+    public static let headerSize = 1 + derivedKeySize + noncePrefixSize
+    static let derivedKeySize = 32
+    static let noncePrefixSize = 7
+    static let tagSize = 16
+
+    /// The ciphertext segment size (the header counts in the first segment).
+    public let segmentSize: Int
+    private let key: SymmetricKey
+
+    /// A streaming AEAD under `key` (at least 32 bytes: the input of the derivation) with
+    /// ciphertext segments of `segmentSize` bytes (more than ``headerSize`` + 16, at most
+    /// 2^31 - 1, as Tink requires).
+    public init(key: SymmetricKey, segmentSize: Int = defaultSegmentSize) throws(EncryptionError) {
+        guard key.bitCount >= Self.derivedKeySize * 8 else {
+            throw EncryptionError(.invalidInput, "a streaming key needs at least 32 bytes, this one has \(key.bitCount / 8)")
+        }
+        guard segmentSize > Self.headerSize + Self.tagSize, segmentSize <= Int(Int32.max) else {
+            throw EncryptionError(.invalidInput, "a ciphertext segment size must be \(Self.headerSize + Self.tagSize + 1) to \(Int32.max) bytes, not \(segmentSize)")
+        }
+        self.key = key
+        self.segmentSize = segmentSize
+    }
+
+    /// An encryptor for one stream bound to `associatedData` (which is authenticated, not
+    /// stored: the decryptor must be given the same).
+    public func makeEncryptor(associatedData: some DataProtocol = Data()) -> StreamEncryptor {
+        var salt = [UInt8](repeating: 0, count: Self.derivedKeySize)
+        var prefix = [UInt8](repeating: 0, count: Self.noncePrefixSize)
+        var random = SystemRandomNumberGenerator()
+        for index in salt.indices { salt[index] = random.next() }
+        for index in prefix.indices { prefix[index] = random.next() }
+        return StreamEncryptor(aead: self, associatedData: Data(associatedData), salt: salt, noncePrefix: prefix)
+    }
+
+    /// A decryptor for one stream sealed with `associatedData`.
+    public func makeDecryptor(associatedData: some DataProtocol = Data()) -> StreamDecryptor {
+        StreamDecryptor(aead: self, associatedData: Data(associatedData))
+    }
+
+    /// The whole ciphertext's size for a plaintext of `plaintextSize` bytes.
+    public func ciphertextSize(forPlaintextSize plaintextSize: Int) -> Int {
+        let first = firstPlaintextSize, other = segmentSize - Self.tagSize
+        let segments = plaintextSize <= first ? 1 : 1 + (plaintextSize - first + other - 1) / other
+        return Self.headerSize + plaintextSize + segments * Self.tagSize
+    }
+
+    var firstPlaintextSize: Int { segmentSize - Self.headerSize - Self.tagSize }
+
+    func derivedKey(salt: [UInt8], associatedData: Data) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: salt, info: associatedData, outputByteCount: Self.derivedKeySize)
+    }
+
+    static func nonce(prefix: [UInt8], index: UInt32, last: Bool) -> AES.GCM.Nonce {
+        var bytes = prefix
+        bytes += [UInt8(truncatingIfNeeded: index >> 24), UInt8(truncatingIfNeeded: index >> 16), UInt8(truncatingIfNeeded: index >> 8), UInt8(truncatingIfNeeded: index)]
+        bytes.append(last ? 1 : 0)
+        return try! AES.GCM.Nonce(data: bytes)  // 12 bytes: cannot fail
+    }
+}
+
+/// Seals one stream: feed plaintext to ``update(_:)`` in pieces of any size and write out what
+/// each call returns, then what ``finish()`` returns. Holds at most one segment of plaintext.
+public struct StreamEncryptor: Sendable {
+    private let aead: StreamingAEAD
+    private let key: SymmetricKey
+    private let noncePrefix: [UInt8]
+    private var header: [UInt8]?
+    private var pending: [UInt8] = []
+    private var index: UInt32 = 0
+    private var finished = false
+
+    init(aead: StreamingAEAD, associatedData: Data, salt: [UInt8], noncePrefix: [UInt8]) {
+        self.aead = aead
+        self.key = aead.derivedKey(salt: salt, associatedData: associatedData)
+        self.noncePrefix = noncePrefix
+        self.header = [UInt8(StreamingAEAD.headerSize)] + salt + noncePrefix
+        pending.reserveCapacity(aead.firstPlaintextSize)
+    }
+
+    /// For known-answer tests: an encryptor with a given salt and nonce prefix.
+    static func fixed(_ aead: StreamingAEAD, associatedData: Data, salt: [UInt8], noncePrefix: [UInt8]) -> StreamEncryptor {
+        StreamEncryptor(aead: aead, associatedData: associatedData, salt: salt, noncePrefix: noncePrefix)
+    }
+
+    /// Takes the next piece of plaintext; returns the ciphertext that is ready (the header on
+    /// the first call, then every segment that is complete and known not to be the last).
+    public mutating func update(_ plaintext: some DataProtocol) throws(EncryptionError) -> [UInt8] {
+        guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
+        var out = header ?? []
+        header = nil
+        for region in plaintext.regions {
+            var rest = region[...]
+            while !rest.isEmpty {
+                // A full segment is sealed only once more plaintext follows: until then it may
+                // be the last one, which carries the final flag.
+                if pending.count == capacity {
+                    out += try seal(last: false)
+                }
+                let take = min(capacity - pending.count, rest.count)
+                pending += rest.prefix(take)
+                rest = rest.dropFirst(take)
+            }
+        }
+        return out
+    }
+
+    /// Seals what is left as the final segment (an empty stream is one empty final segment)
+    /// and returns it; the encryptor takes nothing after this.
+    public mutating func finish() throws(EncryptionError) -> [UInt8] {
+        guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
+        var out = header ?? []
+        header = nil
+        out += try seal(last: true)
+        finished = true
+        return out
+    }
+
+    private var capacity: Int { index == 0 ? aead.firstPlaintextSize : aead.segmentSize - StreamingAEAD.tagSize }
+
+    private mutating func seal(last: Bool) throws(EncryptionError) -> [UInt8] {
+        guard index < UInt32.max || last else {
+            throw EncryptionError(.invalidInput, "a stream holds at most 2^32 segments")
+        }
+        let nonce = StreamingAEAD.nonce(prefix: noncePrefix, index: index, last: last)
+        let box: AES.GCM.SealedBox
+        do { box = try AES.GCM.seal(pending, using: key, nonce: nonce) } catch {
+            throw EncryptionError(.invalidInput, "AES-GCM refused a segment of \(pending.count) bytes")
+        }
+        pending.removeAll(keepingCapacity: true)
+        index &+= 1
+        return Array(box.ciphertext) + Array(box.tag)
+    }
+}
+
+/// Opens one stream: feed ciphertext to ``update(_:)`` in pieces of any size and use what each
+/// call returns — plaintext of segments already authenticated, in order — then call
+/// ``finish()``, which authenticates the final segment. Nothing is returned before its segment
+/// has been checked, and the stream is only whole once ``finish()`` returns: a consumer that
+/// must not act on a stream cut short (a restore) keeps what it writes provisional until then.
+///
+/// Errors name what was found (codes of ``EncryptionError``): `invalidHeader`, `truncated` (the
+/// stream ends without its final segment), `trailingData` (whole segments after the final one),
+/// `segmentMissing` (segments skipped), `segmentsReordered` (moved or repeated), and
+/// `authenticationFailed` (a changed byte, another key or another associated data). Segments
+/// are told apart by where they open, so moves and drops are named only where segments keep
+/// their size: the first segment is shorter (the header precedes it), and bytes that do not
+/// make whole segments (a few appended, a move involving the first segment) show as
+/// `authenticationFailed`. A container that records its length and parts (the backup
+/// manifest) names those exactly. After an error the decryptor takes nothing more.
+public struct StreamDecryptor: Sendable {
+    private let aead: StreamingAEAD
+    private let associatedData: Data
+    private var key: SymmetricKey?
+    private var noncePrefix: [UInt8] = []
+    private var buffer: [UInt8] = []
+    private var index: UInt32 = 0
+    private var failed = false
+    private var sawFinal = false
+    /// A segment that opened under a later index than the one due: decided at the next segment.
+    private var misplaced: (expected: UInt32, found: UInt32)?
+    /// How far around the expected index a segment that does not open is tried, to tell a
+    /// missing or moved segment from a changed one (only on failure).
+    static let probeWindow: UInt32 = 64
+
+    init(aead: StreamingAEAD, associatedData: Data) {
+        self.aead = aead
+        self.associatedData = associatedData
+    }
+
+    /// Takes the next piece of ciphertext; returns the plaintext of the segments it completed
+    /// (all but a segment that may still be the final one).
+    public mutating func update(_ ciphertext: some DataProtocol) throws(EncryptionError) -> [UInt8] {
+        guard !failed else { throw EncryptionError(.invalidInput, "the stream already failed to open") }
+        if sawFinal, !ciphertext.isEmpty { return try fail(.trailingData, "bytes follow the stream's final segment") }
+        buffer.append(contentsOf: ciphertext)
+        var out: [UInt8] = []
+        if key == nil {
+            guard buffer.count >= StreamingAEAD.headerSize else { return [] }
+            try readHeader()
+        }
+        // A segment is opened as non-final once a byte beyond it has arrived.
+        while buffer.count > expectedSize {
+            let size = expectedSize
+            out += try open(Array(buffer.prefix(size)), last: false)
+            buffer.removeFirst(size)
+        }
+        return out
+    }
+
+    /// Authenticates the final segment (what is left) and returns its plaintext.
+    public mutating func finish() throws(EncryptionError) -> [UInt8] {
+        guard !failed else { throw EncryptionError(.invalidInput, "the stream already failed to open") }
+        guard !sawFinal else { return [] }
+        guard key != nil else {
+            return try fail(.truncated, "the stream ends inside its header (\(buffer.count) of \(StreamingAEAD.headerSize) bytes)")
+        }
+        guard buffer.count >= StreamingAEAD.tagSize else {
+            return try fail(.truncated, "the stream ends \(buffer.count) bytes into segment \(index), shorter than a tag")
+        }
+        let out = try open(buffer, last: true)
+        buffer.removeAll()
+        sawFinal = true
+        return out
+    }
+
+    private var expectedSize: Int {
+        index == 0 ? aead.segmentSize - StreamingAEAD.headerSize : aead.segmentSize
+    }
+
+    private mutating func readHeader() throws(EncryptionError) {
+        guard buffer[0] == UInt8(StreamingAEAD.headerSize) else {
+            _ = try fail(.invalidHeader, "the header's length byte is \(buffer[0]), not \(StreamingAEAD.headerSize)")
+            return
+        }
+        let salt = Array(buffer[1...StreamingAEAD.derivedKeySize])
+        noncePrefix = Array(buffer[(1 + StreamingAEAD.derivedKeySize)..<StreamingAEAD.headerSize])
+        key = aead.derivedKey(salt: salt, associatedData: associatedData)
+        buffer.removeFirst(StreamingAEAD.headerSize)
+    }
+
+    private mutating func open(_ segment: [UInt8], last: Bool) throws(EncryptionError) -> [UInt8] {
+        guard let key else { return [] }
+        if let misplaced {
+            // The segment before this one belonged later in the stream. If this one follows it
+            // there, the stream skipped ahead: segments are gone. If it is one of those skipped,
+            // they were moved.
+            func opens(_ index: UInt32) -> Bool {
+                Self.open(segment, key: key, prefix: noncePrefix, index: index, last: false) != nil
+                    || Self.open(segment, key: key, prefix: noncePrefix, index: index, last: true) != nil
+            }
+            let (next, overflow) = misplaced.found.addingReportingOverflow(1)
+            if !overflow, opens(next) {
+                return try fail(.segmentMissing, "segment \(misplaced.expected) is missing: segment \(misplaced.found) came in its place")
+            }
+            if (misplaced.expected..<misplaced.found).contains(where: opens) {
+                return try fail(.segmentsReordered, "segment \(misplaced.found) came before segment \(misplaced.expected): segments are out of order")
+            }
+            return try fail(.segmentMissing, "segment \(misplaced.expected) is missing: segment \(misplaced.found) came in its place")
+        }
+        if let plaintext = Self.open(segment, key: key, prefix: noncePrefix, index: index, last: last) {
+            index &+= 1
+            return plaintext
+        }
+        // Say why: the segment is the final one too early or too late, or it belongs elsewhere
+        // in the stream, or it does not open at all.
+        if !last, Self.open(segment, key: key, prefix: noncePrefix, index: index, last: true) != nil {
+            return try fail(.trailingData, "segment \(index) is the stream's final segment, and more bytes follow it")
+        }
+        if last, Self.open(segment, key: key, prefix: noncePrefix, index: index, last: false) != nil {
+            return try fail(.truncated, "the stream ends after segment \(index), which is not its final segment")
+        }
+        for distance in 1...Self.probeWindow {
+            for flag in [last, !last] {
+                let (later, overflow) = index.addingReportingOverflow(distance)
+                if !overflow, Self.open(segment, key: key, prefix: noncePrefix, index: later, last: flag) != nil {
+                    // A drop or a swap: the next segment tells which.
+                    if last { return try fail(.segmentMissing, "segment \(index) is missing: segment \(later) came in its place") }
+                    misplaced = (expected: index, found: later)
+                    return []
+                }
+                if distance <= index, Self.open(segment, key: key, prefix: noncePrefix, index: index - distance, last: flag) != nil {
+                    return try fail(.segmentsReordered, "segment \(index - distance) came again, or out of order, where segment \(index) was due")
+                }
+            }
+        }
+        return try fail(.authenticationFailed, "segment \(index) does not authenticate: changed, or sealed under another key or associated data")
+    }
+
+    private static func open(_ segment: [UInt8], key: SymmetricKey, prefix: [UInt8], index: UInt32, last: Bool) -> [UInt8]? {
+        guard segment.count >= StreamingAEAD.tagSize else { return nil }
+        let split = segment.count - StreamingAEAD.tagSize
+        guard let box = try? AES.GCM.SealedBox(
+            nonce: StreamingAEAD.nonce(prefix: prefix, index: index, last: last), ciphertext: segment[..<split], tag: segment[split...]
+        ) else { return nil }
+        return (try? AES.GCM.open(box, using: key)).map { Array($0) }
+    }
+
+    private mutating func fail(_ code: ErrorCode<EncryptionErrorDomain>, _ detail: String) throws(EncryptionError) -> [UInt8] {
+        failed = true
+        buffer.removeAll()
+        throw EncryptionError(code, detail)
+    }
+}
+
+extension ErrorCode where Domain == EncryptionErrorDomain {
+    /// A stream's header is not one this kit writes (its length byte).
+    public static var invalidHeader: Self { Self("invalidHeader") }
+    /// Bytes follow a stream's final segment.
+    public static var trailingData: Self { Self("trailingData") }
+    /// A stream's next segment is missing: a later one came in its place.
+    public static var segmentMissing: Self { Self("segmentMissing") }
+    /// A stream's segment came again or out of order.
+    public static var segmentsReordered: Self { Self("segmentsReordered") }
+}
