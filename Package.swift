@@ -425,7 +425,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
         ),
         .executableTarget(
             name: "CryptoBenchmark",
-            dependencies: ["BenchmarkSupport", "RestartixCrypto"],
+            dependencies: ["BenchmarkSupport", "RestartixCrypto", .product(name: "Crypto", package: "swift-crypto")],
             path: "Benchmarks/CryptoBenchmark"
         ),
         .target(name: "MallocCounter", path: "Benchmarks/MallocCounter"),

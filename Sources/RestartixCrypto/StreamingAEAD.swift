@@ -75,11 +75,12 @@ public struct StreamingAEAD: Sendable {
         HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: salt, info: associatedData, outputByteCount: Self.derivedKeySize)
     }
 
+    static func nonceBytes(prefix: [UInt8], index: UInt32, last: Bool) -> [UInt8] {
+        prefix + [UInt8(truncatingIfNeeded: index >> 24), UInt8(truncatingIfNeeded: index >> 16), UInt8(truncatingIfNeeded: index >> 8), UInt8(truncatingIfNeeded: index), last ? 1 : 0]
+    }
+
     static func nonce(prefix: [UInt8], index: UInt32, last: Bool) -> AES.GCM.Nonce {
-        var bytes = prefix
-        bytes += [UInt8(truncatingIfNeeded: index >> 24), UInt8(truncatingIfNeeded: index >> 16), UInt8(truncatingIfNeeded: index >> 8), UInt8(truncatingIfNeeded: index)]
-        bytes.append(last ? 1 : 0)
-        return try! AES.GCM.Nonce(data: bytes)  // 12 bytes: cannot fail
+        try! AES.GCM.Nonce(data: nonceBytes(prefix: prefix, index: index, last: last))  // 12 bytes: cannot fail
     }
 }
 
@@ -87,16 +88,18 @@ public struct StreamingAEAD: Sendable {
 /// each call returns, then what ``finish()`` returns. Holds at most one segment of plaintext.
 public struct StreamEncryptor: Sendable {
     private let aead: StreamingAEAD
-    private let key: SymmetricKey
+    private let gcm: GCMKey
     private let noncePrefix: [UInt8]
     private var header: [UInt8]?
     private var pending: [UInt8] = []
+    /// Nonce, ciphertext and tag of the segment being sealed (kept for its capacity).
+    private var scratch: [UInt8] = []
     private var index: UInt32 = 0
     private var finished = false
 
     init(aead: StreamingAEAD, associatedData: Data, salt: [UInt8], noncePrefix: [UInt8]) {
         self.aead = aead
-        self.key = aead.derivedKey(salt: salt, associatedData: associatedData)
+        self.gcm = GCMKey(aead.derivedKey(salt: salt, associatedData: associatedData))
         self.noncePrefix = noncePrefix
         self.header = [UInt8(StreamingAEAD.headerSize)] + salt + noncePrefix
         pending.reserveCapacity(aead.firstPlaintextSize)
@@ -110,50 +113,75 @@ public struct StreamEncryptor: Sendable {
     /// Takes the next piece of plaintext; returns the ciphertext that is ready (the header on
     /// the first call, then every segment that is complete and known not to be the last).
     public mutating func update(_ plaintext: some DataProtocol) throws(EncryptionError) -> [UInt8] {
+        var out: [UInt8] = []
+        try update(plaintext, appendingTo: &out)
+        return out
+    }
+
+    /// ``update(_:)`` appending to `out`: a caller that empties and reuses one buffer keeps
+    /// memory flat (a fresh megabyte per segment costs page faults, more than the AES does).
+    public mutating func update(_ plaintext: some DataProtocol, appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
-        var out = header ?? []
+        if let header { out += header }
         header = nil
         for region in plaintext.regions {
-            var rest = region[...]
-            while !rest.isEmpty {
-                // A full segment is sealed only once more plaintext follows: until then it may
-                // be the last one, which carries the final flag.
-                if pending.count == capacity {
-                    out += try seal(last: false)
+            // Through the region's bytes: generic slicing of a `DataProtocol` from another
+            // module copies a byte at a time.
+            let failure = region.withUnsafeBytes { bytes -> EncryptionError? in
+                var offset = 0
+                while offset < bytes.count {
+                    // A full segment is sealed only once more plaintext follows: until then it
+                    // may be the last one, which carries the final flag.
+                    if pending.count == capacity {
+                        do throws(EncryptionError) { try seal(last: false, appendingTo: &out) } catch { return error }
+                    }
+                    let take = min(capacity - pending.count, bytes.count - offset)
+                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+                    offset += take
                 }
-                let take = min(capacity - pending.count, rest.count)
-                pending += rest.prefix(take)
-                rest = rest.dropFirst(take)
+                return nil
             }
+            if let failure { throw failure }
         }
-        return out
     }
 
     /// Seals what is left as the final segment (an empty stream is one empty final segment)
     /// and returns it; the encryptor takes nothing after this.
     public mutating func finish() throws(EncryptionError) -> [UInt8] {
-        guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
-        var out = header ?? []
-        header = nil
-        out += try seal(last: true)
-        finished = true
+        var out: [UInt8] = []
+        try finish(appendingTo: &out)
         return out
+    }
+
+    /// ``finish()`` appending to `out`.
+    public mutating func finish(appendingTo out: inout [UInt8]) throws(EncryptionError) {
+        guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
+        if let header { out += header }
+        header = nil
+        try seal(last: true, appendingTo: &out)
+        finished = true
     }
 
     private var capacity: Int { index == 0 ? aead.firstPlaintextSize : aead.segmentSize - StreamingAEAD.tagSize }
 
-    private mutating func seal(last: Bool) throws(EncryptionError) -> [UInt8] {
+    private mutating func seal(last: Bool, appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard index < UInt32.max || last else {
             throw EncryptionError(.invalidInput, "a stream holds at most 2^32 segments")
         }
-        let nonce = StreamingAEAD.nonce(prefix: noncePrefix, index: index, last: last)
-        let box: AES.GCM.SealedBox
-        do { box = try AES.GCM.seal(pending, using: key, nonce: nonce) } catch {
-            throw EncryptionError(.invalidInput, "AES-GCM refused a segment of \(pending.count) bytes")
+        // Through the kit's EVP context (`GCMKey`) into a buffer kept from segment to segment:
+        // swift-crypto's `AES.GCM` returns fresh `Data` to copy out of, a megabyte at a time.
+        let nonce = StreamingAEAD.nonceBytes(prefix: noncePrefix, index: index, last: last)
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: repeatElement(0, count: 12 + pending.count + StreamingAEAD.tagSize))
+        let ok = pending.withUnsafeBytes { plaintext in
+            nonce.withUnsafeBytes { nonce in
+                scratch.withUnsafeMutableBytes { gcm.seal(plaintext, aad: UnsafeRawBufferPointer(start: nil, count: 0), nonce: nonce, into: $0) }
+            }
         }
+        guard ok else { throw EncryptionError(.invalidInput, "AES-GCM refused a segment of \(pending.count) bytes") }
         pending.removeAll(keepingCapacity: true)
         index &+= 1
-        return Array(box.ciphertext) + Array(box.tag)
+        out += scratch[12...]
     }
 }
 
@@ -176,6 +204,9 @@ public struct StreamDecryptor: Sendable {
     private let aead: StreamingAEAD
     private let associatedData: Data
     private var key: SymmetricKey?
+    private var gcm: GCMKey?
+    /// Nonce, ciphertext and tag of the segment being opened (kept for its capacity).
+    private var scratch: [UInt8] = []
     private var noncePrefix: [UInt8] = []
     private var buffer: [UInt8] = []
     private var index: UInt32 = 0
@@ -195,37 +226,73 @@ public struct StreamDecryptor: Sendable {
     /// Takes the next piece of ciphertext; returns the plaintext of the segments it completed
     /// (all but a segment that may still be the final one).
     public mutating func update(_ ciphertext: some DataProtocol) throws(EncryptionError) -> [UInt8] {
-        guard !failed else { throw EncryptionError(.invalidInput, "the stream already failed to open") }
-        if sawFinal, !ciphertext.isEmpty { return try fail(.trailingData, "bytes follow the stream's final segment") }
-        buffer.append(contentsOf: ciphertext)
         var out: [UInt8] = []
-        if key == nil {
-            guard buffer.count >= StreamingAEAD.headerSize else { return [] }
+        try update(ciphertext, appendingTo: &out)
+        return out
+    }
+
+    /// ``update(_:)`` appending to `out` (reuse one buffer to keep memory flat).
+    public mutating func update(_ ciphertext: some DataProtocol, appendingTo out: inout [UInt8]) throws(EncryptionError) {
+        guard !failed else { throw EncryptionError(.invalidInput, "the stream already failed to open") }
+        if sawFinal, !ciphertext.isEmpty { _ = try fail(.trailingData, "bytes follow the stream's final segment") }
+        buffer.append(contentsOf: ciphertext)
+        if gcm == nil {
+            guard buffer.count >= StreamingAEAD.headerSize else { return }
             try readHeader()
         }
         // A segment is opened as non-final once a byte beyond it has arrived.
         while buffer.count > expectedSize {
             let size = expectedSize
-            out += try open(Array(buffer.prefix(size)), last: false)
+            try openSegment(size, last: false, appendingTo: &out)
             buffer.removeFirst(size)
         }
-        return out
     }
 
     /// Authenticates the final segment (what is left) and returns its plaintext.
     public mutating func finish() throws(EncryptionError) -> [UInt8] {
+        var out: [UInt8] = []
+        try finish(appendingTo: &out)
+        return out
+    }
+
+    /// ``finish()`` appending to `out`.
+    public mutating func finish(appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard !failed else { throw EncryptionError(.invalidInput, "the stream already failed to open") }
-        guard !sawFinal else { return [] }
-        guard key != nil else {
-            return try fail(.truncated, "the stream ends inside its header (\(buffer.count) of \(StreamingAEAD.headerSize) bytes)")
+        guard !sawFinal else { return }
+        guard gcm != nil else {
+            _ = try fail(.truncated, "the stream ends inside its header (\(buffer.count) of \(StreamingAEAD.headerSize) bytes)")
+            return
         }
         guard buffer.count >= StreamingAEAD.tagSize else {
-            return try fail(.truncated, "the stream ends \(buffer.count) bytes into segment \(index), shorter than a tag")
+            _ = try fail(.truncated, "the stream ends \(buffer.count) bytes into segment \(index), shorter than a tag")
+            return
         }
-        let out = try open(buffer, last: true)
+        try openSegment(buffer.count, last: true, appendingTo: &out)
         buffer.removeAll()
         sawFinal = true
-        return out
+    }
+
+    /// Opens the first `size` bytes of the buffer as the next segment onto `out`: through the
+    /// kit's EVP context into buffers kept from segment to segment; on failure, nothing of the
+    /// segment stays in `out` and ``open(_:last:)`` says why.
+    private mutating func openSegment(_ size: Int, last: Bool, appendingTo out: inout [UInt8]) throws(EncryptionError) {
+        guard let gcm else { return }
+        if misplaced == nil {
+            scratch.removeAll(keepingCapacity: true)
+            scratch += StreamingAEAD.nonceBytes(prefix: noncePrefix, index: index, last: last)
+            scratch += buffer[..<size]
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: size - StreamingAEAD.tagSize))
+            let opened = scratch.withUnsafeBytes { sealed in
+                out.withUnsafeMutableBytes { gcm.open(sealed, aad: UnsafeRawBufferPointer(start: nil, count: 0), into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+            }
+            if opened {
+                index &+= 1
+                return
+            }
+            out.removeSubrange(start...)
+        }
+        out += try open(Array(buffer[..<size]), last: last)
     }
 
     private var expectedSize: Int {
@@ -239,7 +306,9 @@ public struct StreamDecryptor: Sendable {
         }
         let salt = Array(buffer[1...StreamingAEAD.derivedKeySize])
         noncePrefix = Array(buffer[(1 + StreamingAEAD.derivedKeySize)..<StreamingAEAD.headerSize])
-        key = aead.derivedKey(salt: salt, associatedData: associatedData)
+        let derived = aead.derivedKey(salt: salt, associatedData: associatedData)
+        key = derived
+        gcm = GCMKey(derived)
         buffer.removeFirst(StreamingAEAD.headerSize)
     }
 
