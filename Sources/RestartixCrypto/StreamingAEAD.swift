@@ -17,8 +17,9 @@ public import RestartixKit
 /// moved, a stream cut short or extended, and a segment spliced in from another stream or
 /// another associated data each fail to open, and ``StreamDecryptor`` names which.
 ///
-/// Swift-crypto's `AES.GCM` does each segment (the kit's `GCMKey` is tuned for short column
-/// values; a segment is a megabyte) and its `HKDF` the derivation.
+/// Segments go through the kit's OpenSSL EVP context (`GCMKey`) into buffers kept from segment
+/// to segment (see Benchmarks/README.md, crypto-benchmark); swift-crypto's `HKDF` derives the
+/// stream's key, and its `AES.GCM` only tells, after a failure, where a segment belongs.
 public struct StreamingAEAD: Sendable {
     /// Tink's `AES256_GCM_HKDF_1MB` template: 1 MiB ciphertext segments.
     public static let defaultSegmentSize = 1 << 20
