@@ -4,9 +4,9 @@
 let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("README.md:181", snippet_README_1),
     ("Documentation/RestartixCore.md:54", snippet_Documentation_RestartixCore_2),
-    ("Documentation/RestartixKit.md:19", snippet_Documentation_RestartixKit_1),
-    ("Documentation/RestartixKit.md:100", snippet_Documentation_RestartixKit_2),
-    ("Documentation/RestartixKit.md:132", snippet_Documentation_RestartixKit_3),
+    ("Documentation/RestartixKit.md:20", snippet_Documentation_RestartixKit_1),
+    ("Documentation/RestartixKit.md:101", snippet_Documentation_RestartixKit_2),
+    ("Documentation/RestartixKit.md:133", snippet_Documentation_RestartixKit_3),
     ("Documentation/RestartixPlatform.md:23", snippet_Documentation_RestartixPlatform_1),
     ("Documentation/RestartixPlatform.md:101", snippet_Documentation_RestartixPlatform_2),
     ("Documentation/RestartixProviders.md:52", snippet_Documentation_RestartixProviders_1),
