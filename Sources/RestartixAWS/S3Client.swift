@@ -1,11 +1,13 @@
 public import AsyncHTTPClient
+import Crypto
 public import Foundation
 import NIOCore
 import NIOHTTP1
 import RestartixKit
 
 /// An S3 client for one bucket over async-http-client, signed with ``AWSSigner``: `HeadBucket`,
-/// `PutObject`, `GetObject`, `DeleteObject`, multipart uploads and presigned URLs. The endpoint
+/// `PutObject`, `GetObject` (whole or a range), `HeadObject`, `ListObjectsV2`, `DeleteObject`,
+/// multipart uploads and presigned URLs. ``S3ObjectStore`` is the kit's ``ObjectStore`` on it. The endpoint
 /// is overridable (moto in tests, a VPC endpoint in production), path-style or
 /// virtual-hosted. Payloads are signed `UNSIGNED-PAYLOAD` over HTTPS (TLS protects them) and
 /// by their SHA-256 over plain HTTP.
@@ -93,6 +95,104 @@ public struct S3Client: Sendable {
         return status == 404 ? nil : body
     }
 
+    /// Bytes `range` of the object at `key` (`GetObject` with `Range`), or nil when there is
+    /// no object. A range past the end is cut at the end; one that starts at the end is empty;
+    /// one that starts beyond it is S3's `InvalidRange` (416).
+    public func get(_ key: String, range: Range<Int>) async throws(AWSError) -> Data? {
+        guard range.lowerBound >= 0 else { throw AWSError(.configuration, "a range starts at 0 or later") }
+        if range.isEmpty { return try await head(key).map { _ in Data() } }
+        let (status, _, body) = try await send(
+            "GET", try url(for: key), headers: [("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")], payload: .bytes(Data()),
+            accept: [200, 206, 404, 416]
+        )
+        switch status {
+        case 404: return nil
+        case 416:
+            // Past the end: empty when it starts right at the end, as a slice would be.
+            guard let head = try await head(key) else { return nil }
+            if range.lowerBound == head.size { return Data() }
+            throw AWSError(.service(type: "InvalidRange", status: 416), "the range starts past the object's end (\(head.size) bytes)")
+        default: return body
+        }
+    }
+
+    /// What S3 says of an object (`HeadObject`).
+    public struct ObjectHead: Sendable, Hashable {
+        /// Size in bytes.
+        public let size: Int
+        public let contentType: String?
+        /// User metadata (`x-amz-meta-*`), names without the prefix, lower-cased.
+        public let metadata: [String: String]
+        /// `x-amz-object-lock-mode` (`GOVERNANCE`, `COMPLIANCE`) and its retain-until date.
+        public let lockMode: String?
+        public let lockRetainUntil: Date?
+    }
+
+    /// The object's size, type, metadata and Object Lock (`HeadObject`), or nil when there is none.
+    public func head(_ key: String) async throws(AWSError) -> ObjectHead? {
+        let (status, headers, _) = try await send("HEAD", try url(for: key), payload: .bytes(Data()), accept: [200, 404])
+        guard status == 200 else { return nil }
+        var metadata: [String: String] = [:]
+        for (name, value) in headers where name.lowercased().hasPrefix("x-amz-meta-") {
+            metadata[String(name.lowercased().dropFirst("x-amz-meta-".count))] = value
+        }
+        return ObjectHead(
+            size: headers["content-length"].first.flatMap { Int($0) } ?? 0, contentType: headers["content-type"].first, metadata: metadata,
+            lockMode: headers["x-amz-object-lock-mode"].first,
+            lockRetainUntil: headers["x-amz-object-lock-retain-until-date"].first.flatMap(Self.parseTime)
+        )
+    }
+
+    /// Every object whose key starts with `prefix`, in S3's key order, with its size
+    /// (`ListObjectsV2`, following continuation tokens).
+    public func list(prefix: String) async throws(AWSError) -> [(key: String, size: Int)] {
+        var found: [(key: String, size: Int)] = []
+        var token: String?
+        repeat {
+            var query = [URLQueryItem(name: "list-type", value: "2"), URLQueryItem(name: "prefix", value: prefix)]
+            if let token { query.append(URLQueryItem(name: "continuation-token", value: token)) }
+            let (_, _, body) = try await send("GET", bucketURL.appending(queryItems: query), payload: .bytes(Data()))
+            let text = String(decoding: body, as: UTF8.self)
+            for entry in text.components(separatedBy: "<Contents>").dropFirst() {
+                guard let key = Self.element("Key", in: Data(entry.utf8)), let size = Self.element("Size", in: Data(entry.utf8)).flatMap({ Int($0) }) else {
+                    throw AWSError(.malformedResponse, "ListObjectsV2 returned an entry without a key or size")
+                }
+                found.append((Self.unescaped(key), size))
+            }
+            token = Self.element("IsTruncated", in: body) == "true" ? Self.element("NextContinuationToken", in: body).map(Self.unescaped) : nil
+        } while token != nil
+        return found
+    }
+
+    static func parseTime(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+
+    static func unescaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">").replacingOccurrences(of: "&quot;", with: "\"")
+            .replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&amp;", with: "&")
+    }
+
+    /// Sets the Object Lock retention of the object at `key` (`PutObjectRetention`; the bucket
+    /// must have Object Lock): `mode` `GOVERNANCE` or `COMPLIANCE`, until `retainUntil`.
+    public func putRetention(_ key: String, mode: String, retainUntil: Date) async throws(AWSError) {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let body = Data((
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>\(Self.escaped(mode))</Mode>"
+                + "<RetainUntilDate>\(formatter.string(from: retainUntil))</RetainUntilDate></Retention>"
+        ).utf8)
+        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "retention", value: "")])
+        _ = try await send(
+            "PUT", url, headers: [("content-type", "application/xml"), ("content-md5", Data(Insecure.MD5.hash(data: body)).base64EncodedString())],
+            payload: payload(body), body: body
+        )
+    }
+
     /// Deletes the object at `key` (`DeleteObject`); deleting one that is not there succeeds.
     public func delete(_ key: String) async throws(AWSError) {
         _ = try await send("DELETE", try url(for: key), payload: .bytes(Data()), accept: [200, 204])
@@ -108,12 +208,13 @@ public struct S3Client: Sendable {
 
     /// Uploads part `number` (1...10,000; every part but the last at least 5 MiB) of an upload;
     /// returns the part's ETag, which ``completeMultipartUpload(at:uploadID:parts:)`` needs.
-    public func uploadPart(_ body: Data, at key: String, uploadID: String, number: Int) async throws(AWSError) -> String {
+    /// `headers` pass through as sent (`content-md5`, which S3 asks for under Object Lock).
+    public func uploadPart(_ body: Data, at key: String, uploadID: String, number: Int, headers extra: [(String, String)] = []) async throws(AWSError) -> String {
         guard (1...10_000).contains(number) else { throw AWSError(.configuration, "a part number is 1 to 10,000") }
         let url = try url(for: key).appending(queryItems: [
             URLQueryItem(name: "partNumber", value: "\(number)"), URLQueryItem(name: "uploadId", value: uploadID),
         ])
-        let (_, headers, _) = try await send("PUT", url, payload: payload(body), body: body)
+        let (_, headers, _) = try await send("PUT", url, headers: extra, payload: payload(body), body: body)
         guard let etag = headers["etag"].first else { throw AWSError(.malformedResponse, "UploadPart returned no ETag") }
         return etag
     }

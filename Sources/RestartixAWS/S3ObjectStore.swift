@@ -1,0 +1,227 @@
+import Crypto
+public import Foundation
+public import RestartixKit
+import Synchronization
+
+/// An ``ObjectStore`` on an S3 bucket (moto in tests), through ``S3Client``.
+///
+/// An upload holds at most one part in memory: up to ``partSize`` bytes it is one `PutObject`
+/// when it completes (with its SHA-256 as `x-amz-meta-sha256`, so ``head(_:)`` can give it);
+/// past that it becomes a multipart upload, a part sent each time ``partSize`` bytes have
+/// gathered, and nothing is visible at the key until `CompleteMultipartUpload`. An aborted
+/// upload is aborted at S3; one whose process died stays an incomplete multipart upload, which
+/// no reader sees (a bucket lifecycle rule, `AbortIncompleteMultipartUpload`, frees its parts).
+/// A multipart object's SHA-256 is returned by ``ObjectUpload/complete()`` but not kept at S3
+/// (its metadata is fixed before the bytes are known): a caller that needs it later records it
+/// (the backup manifest does).
+///
+/// Object Lock headers go with the upload, with `Content-MD5` as S3 requires under a
+/// retention. ``delete(_:)`` refuses a retained object itself (`objectLocked`): on a bucket
+/// with Object Lock, S3 would answer a plain `DeleteObject` by hiding the object behind a
+/// delete marker, which is not what a caller asking to delete means.
+public final class S3ObjectStore: ObjectStore {
+    /// The bucket's client.
+    public let client: S3Client
+    /// The size of a multipart upload's parts (S3: 5 MiB to 5 GiB; default 8 MiB).
+    public let partSize: Int
+
+    /// A store on `client`'s bucket.
+    public init(client: S3Client, partSize: Int = 8 << 20) throws(ObjectStoreError) {
+        guard partSize >= 5 << 20, partSize <= 5 << 30 else {
+            throw ObjectStoreError(.failed, "an S3 part is 5 MiB to 5 GiB, not \(partSize) bytes")
+        }
+        self.client = client
+        self.partSize = partSize
+    }
+
+    public func beginUpload(_ key: ObjectKey, options: ObjectPutOptions) async throws(ObjectStoreError) -> any ObjectUpload {
+        S3Upload(store: self, key: key, options: options)
+    }
+
+    public func read(_ key: ObjectKey, range: Range<Int>?) async throws(ObjectStoreError) -> [UInt8]? {
+        if let range, range.lowerBound < 0 { throw ObjectStoreError(.invalidRange, "a range starts at 0 or later") }
+        do throws(AWSError) {
+            let data: Data?
+            if let range { data = try await client.get(key.value, range: range) } else { data = try await client.get(key.value) }
+            return data.map { Array($0) }
+        } catch {
+            if case .service(type: "InvalidRange", _) = error.kind { throw ObjectStoreError(.invalidRange, "the range starts past the object's end") }
+            throw Self.storeError(error, "read an object")
+        }
+    }
+
+    public func head(_ key: ObjectKey) async throws(ObjectStoreError) -> ObjectInfo? {
+        let head: S3Client.ObjectHead?
+        do { head = try await client.head(key.value) } catch { throw Self.storeError(error, "read an object's metadata") }
+        guard let head else { return nil }
+        let lock = head.lockMode.flatMap(ObjectLock.Mode.init(rawValue:)).flatMap { mode in
+            head.lockRetainUntil.map { ObjectLock(mode: mode, retainUntil: $0) }
+        }
+        return ObjectInfo(key: key, size: head.size, sha256: head.metadata["sha256"], contentType: head.contentType, lock: lock)
+    }
+
+    public func delete(_ key: ObjectKey) async throws(ObjectStoreError) {
+        if let lock = try await head(key)?.lock, lock.retainUntil > Date() {
+            throw ObjectStoreError(.objectLocked, "the object is retained (\(lock.mode.rawValue)) until \(lock.retainUntil)")
+        }
+        do { try await client.delete(key.value) } catch { throw Self.storeError(error, "delete an object") }
+    }
+
+    /// Key and size of each object (S3's listing carries no more; ``head(_:)`` has the rest).
+    public func list(prefix: String) async throws(ObjectStoreError) -> [ObjectInfo] {
+        let entries: [(key: String, size: Int)]
+        do { entries = try await client.list(prefix: prefix) } catch { throw Self.storeError(error, "list objects") }
+        return entries.compactMap { entry in
+            (try? ObjectKey(entry.key)).map { ObjectInfo(key: $0, size: entry.size, sha256: nil, contentType: nil, lock: nil) }
+        }.sorted { $0.key < $1.key }
+    }
+
+    /// An S3 failure as the store's: unreachable or a server error is `unavailable` (try
+    /// again), anything else `failed`; the detail names S3's error code, never a body.
+    static func storeError(_ error: AWSError, _ what: String) -> ObjectStoreError {
+        switch error.kind {
+        case .unreachable: return ObjectStoreError(.unavailable, "S3 could not be reached to \(what)")
+        case .service(let type, let status) where status >= 500: return ObjectStoreError(.unavailable, "S3 answered \(type) (HTTP \(status)) to \(what)")
+        case .service(let type, let status): return ObjectStoreError(.failed, "S3 refused to \(what): \(type) (HTTP \(status))")
+        default: return ObjectStoreError(.failed, "could not \(what): \(error.codeName)")
+        }
+    }
+
+    /// Headers for an upload's options, plus `Content-MD5` of `body` under a retention.
+    func headers(_ options: ObjectPutOptions, body: Data?) -> [(String, String)] {
+        var headers: [(String, String)] = []
+        if let lock = options.lock {
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            headers += [("x-amz-object-lock-mode", lock.mode.rawValue), ("x-amz-object-lock-retain-until-date", formatter.string(from: lock.retainUntil))]
+            if let body { headers.append(("content-md5", Data(Insecure.MD5.hash(data: body)).base64EncodedString())) }
+        }
+        return headers
+    }
+}
+
+/// An upload to an ``S3ObjectStore``: one part buffered at a time.
+final class S3Upload: ObjectUpload, @unchecked Sendable {
+    // Not for two tasks at once (``ObjectUpload``); `state` keeps its parts in order.
+    private let store: S3ObjectStore
+    private let key: ObjectKey
+    private let options: ObjectPutOptions
+    private struct State {
+        var buffer = Data()
+        var hash = SHA256()
+        var size = 0
+        var uploadID: String?
+        var parts: [(number: Int, etag: String)] = []
+        var finished = false
+    }
+    private let state = Mutex(State())
+
+    init(store: S3ObjectStore, key: ObjectKey, options: ObjectPutOptions) {
+        self.store = store
+        self.key = key
+        self.options = options
+    }
+
+    func write(_ bytes: [UInt8]) async throws(ObjectStoreError) {
+        let full = try state.withLock { state throws(ObjectStoreError) -> Data? in
+            guard !state.finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+            state.hash.update(data: bytes)
+            state.size += bytes.count
+            state.buffer.append(contentsOf: bytes)
+            guard state.buffer.count >= store.partSize else { return nil }
+            let part = state.buffer.prefix(store.partSize)
+            state.buffer.removeFirst(store.partSize)
+            return Data(part)
+        }
+        if let full { try await send(full) }
+        // More than a part came in one write: send the rest of the whole parts too.
+        while let more = state.withLock({ state -> Data? in
+            guard state.buffer.count >= store.partSize else { return nil }
+            let part = Data(state.buffer.prefix(store.partSize))
+            state.buffer.removeFirst(store.partSize)
+            return part
+        }) {
+            try await send(more)
+        }
+    }
+
+    /// Sends one part, starting the multipart upload first if this is the first.
+    private func send(_ part: Data) async throws(ObjectStoreError) {
+        let client = store.client
+        do {
+            var uploadID = state.withLock { $0.uploadID }
+            if uploadID == nil {
+                let id = try await client.createMultipartUpload(at: key.value, contentType: options.contentType, headers: store.headers(options, body: nil))
+                state.withLock { $0.uploadID = id }
+                uploadID = id
+            }
+            let number = state.withLock { $0.parts.count + 1 }
+            let etag = try await client.uploadPart(part, at: key.value, uploadID: uploadID!, number: number, headers: options.lock == nil ? [] : [
+                ("content-md5", Data(Insecure.MD5.hash(data: part)).base64EncodedString()),
+            ])
+            state.withLock { $0.parts.append((number, etag)) }
+        } catch {
+            throw S3ObjectStore.storeError(error, "upload a part")
+        }
+    }
+
+    func complete() async throws(ObjectStoreError) -> ObjectInfo {
+        let (rest, digest, size, uploadID) = try state.withLock { state throws(ObjectStoreError) in
+            guard !state.finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+            state.finished = true
+            let digest = state.hash.finalize().map { String(format: "%02x", $0) }.joined()
+            let rest = state.buffer
+            state.buffer = Data()
+            return (rest, digest, state.size, state.uploadID)
+        }
+        let client = store.client
+        do throws(ObjectStoreError) {
+            if let existing = try await store.head(key)?.lock, existing.retainUntil > Date() {
+                throw ObjectStoreError(.objectLocked, "the object at this key is retained (\(existing.mode.rawValue)) until \(existing.retainUntil): it cannot be replaced")
+            }
+            if let uploadID {
+                if !rest.isEmpty || state.withLock({ $0.parts.isEmpty }) { try await send(rest) }
+                let parts = state.withLock { $0.parts }
+                do { try await client.completeMultipartUpload(at: key.value, uploadID: uploadID, parts: parts) } catch {
+                    throw S3ObjectStore.storeError(error, "complete an upload")
+                }
+                if let lock = options.lock {
+                    // Sent with CreateMultipartUpload too; set again on the object, as not every
+                    // S3 implementation applies it from there (moto does not).
+                    do { try await client.putRetention(key.value, mode: lock.mode.rawValue, retainUntil: lock.retainUntil) } catch {
+                        throw S3ObjectStore.storeError(error, "set the object's retention")
+                    }
+                }
+            } else {
+                do {
+                    try await client.put(
+                        rest, at: key.value, contentType: options.contentType, headers: [("x-amz-meta-sha256", digest)] + store.headers(options, body: rest)
+                    )
+                } catch {
+                    throw S3ObjectStore.storeError(error, "store an object")
+                }
+            }
+        } catch {
+            await discard()
+            throw error
+        }
+        return ObjectInfo(key: key, size: size, sha256: digest, contentType: options.contentType, lock: options.lock)
+    }
+
+    func abort() async {
+        let already = state.withLock { state in
+            defer { state.finished = true }
+            return state.finished
+        }
+        guard !already else { return }
+        await discard()
+    }
+
+    private func discard() async {
+        let uploadID = state.withLock { state in
+            state.buffer = Data()
+            return state.uploadID
+        }
+        if let uploadID { try? await store.client.abortMultipartUpload(at: key.value, uploadID: uploadID) }
+    }
+}
