@@ -100,13 +100,25 @@ public struct S3Client: Sendable {
     /// one that starts beyond it is S3's `InvalidRange` (416).
     public func get(_ key: String, range: Range<Int>) async throws(AWSError) -> Data? {
         guard range.lowerBound >= 0 else { throw AWSError(.configuration, "a range starts at 0 or later") }
-        if range.isEmpty { return try await head(key).map { _ in Data() } }
+        if range.isEmpty {
+            guard let head = try await head(key) else { return nil }
+            guard range.lowerBound <= head.size else {
+                throw AWSError(.service(type: "InvalidRange", status: 416), "the range starts past the object's end (\(head.size) bytes)")
+            }
+            return Data()
+        }
         let (status, _, body) = try await send(
             "GET", try url(for: key), headers: [("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")], payload: .bytes(Data()),
             accept: [200, 206, 404, 416]
         )
         switch status {
         case 404: return nil
+        case 200:
+            // The server ignored the range (RFC 9110 allows it): cut the range out of the whole.
+            guard range.lowerBound <= body.count else {
+                throw AWSError(.service(type: "InvalidRange", status: 416), "the range starts past the object's end (\(body.count) bytes)")
+            }
+            return body.subdata(in: range.lowerBound..<min(range.upperBound, body.count))
         case 416:
             // Past the end: empty when it starts right at the end, as a slice would be.
             guard let head = try await head(key) else { return nil }
@@ -151,7 +163,7 @@ public struct S3Client: Sendable {
         repeat {
             var query = [URLQueryItem(name: "list-type", value: "2"), URLQueryItem(name: "prefix", value: prefix)]
             if let token { query.append(URLQueryItem(name: "continuation-token", value: token)) }
-            let (_, _, body) = try await send("GET", bucketURL.appending(queryItems: query), payload: .bytes(Data()))
+            let (_, _, body) = try await send("GET", bucketURL.withQuery(query), payload: .bytes(Data()))
             let text = String(decoding: body, as: UTF8.self)
             for entry in text.components(separatedBy: "<Contents>").dropFirst() {
                 guard let key = Self.element("Key", in: Data(entry.utf8)), let size = Self.element("Size", in: Data(entry.utf8)).flatMap({ Int($0) }) else {
@@ -177,6 +189,17 @@ public struct S3Client: Sendable {
             .replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&amp;", with: "&")
     }
 
+    /// The multipart uploads in progress (started, neither completed nor aborted) under `prefix`
+    /// (`ListMultipartUploads`, first page: up to 1,000).
+    public func listMultipartUploads(prefix: String) async throws(AWSError) -> [(key: String, uploadID: String)] {
+        let url = bucketURL.withQuery([URLQueryItem(name: "uploads", value: ""), URLQueryItem(name: "prefix", value: prefix)])
+        let (_, _, body) = try await send("GET", url, payload: .bytes(Data()))
+        return String(decoding: body, as: UTF8.self).components(separatedBy: "<Upload>").dropFirst().compactMap { entry in
+            guard let key = Self.element("Key", in: Data(entry.utf8)), let id = Self.element("UploadId", in: Data(entry.utf8)) else { return nil }
+            return (Self.unescaped(key), Self.unescaped(id))
+        }
+    }
+
     /// Sets the Object Lock retention of the object at `key` (`PutObjectRetention`; the bucket
     /// must have Object Lock): `mode` `GOVERNANCE` or `COMPLIANCE`, until `retainUntil`.
     public func putRetention(_ key: String, mode: String, retainUntil: Date) async throws(AWSError) {
@@ -186,7 +209,7 @@ public struct S3Client: Sendable {
             "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>\(Self.escaped(mode))</Mode>"
                 + "<RetainUntilDate>\(formatter.string(from: retainUntil))</RetainUntilDate></Retention>"
         ).utf8)
-        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "retention", value: "")])
+        let url = try url(for: key).withQuery([URLQueryItem(name: "retention", value: "")])
         _ = try await send(
             "PUT", url, headers: [("content-type", "application/xml"), ("content-md5", Data(Insecure.MD5.hash(data: body)).base64EncodedString())],
             payload: payload(body), body: body
@@ -200,7 +223,7 @@ public struct S3Client: Sendable {
 
     /// Starts a multipart upload to `key`; returns its upload id.
     public func createMultipartUpload(at key: String, contentType: String = "application/octet-stream", headers: [(String, String)] = []) async throws(AWSError) -> String {
-        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "uploads", value: "")])
+        let url = try url(for: key).withQuery([URLQueryItem(name: "uploads", value: "")])
         let (_, _, body) = try await send("POST", url, headers: [("content-type", contentType)] + headers, payload: .bytes(Data()))
         guard let id = Self.element("UploadId", in: body) else { throw AWSError(.malformedResponse, "CreateMultipartUpload returned no UploadId") }
         return id
@@ -211,7 +234,7 @@ public struct S3Client: Sendable {
     /// `headers` pass through as sent (`content-md5`, which S3 asks for under Object Lock).
     public func uploadPart(_ body: Data, at key: String, uploadID: String, number: Int, headers extra: [(String, String)] = []) async throws(AWSError) -> String {
         guard (1...10_000).contains(number) else { throw AWSError(.configuration, "a part number is 1 to 10,000") }
-        let url = try url(for: key).appending(queryItems: [
+        let url = try url(for: key).withQuery([
             URLQueryItem(name: "partNumber", value: "\(number)"), URLQueryItem(name: "uploadId", value: uploadID),
         ])
         let (_, headers, _) = try await send("PUT", url, headers: extra, payload: payload(body), body: body)
@@ -221,7 +244,7 @@ public struct S3Client: Sendable {
 
     /// Completes an upload from its parts' numbers and ETags, in order.
     public func completeMultipartUpload(at key: String, uploadID: String, parts: [(number: Int, etag: String)]) async throws(AWSError) {
-        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "uploadId", value: uploadID)])
+        let url = try url(for: key).withQuery([URLQueryItem(name: "uploadId", value: uploadID)])
         let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(Self.escaped($0.etag))</ETag></Part>" }.joined()
         let body = Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
         let (_, _, answer) = try await send("POST", url, headers: [("content-type", "application/xml")], payload: payload(body), body: body)
@@ -231,7 +254,7 @@ public struct S3Client: Sendable {
 
     /// Abandons an upload and frees its parts.
     public func abortMultipartUpload(at key: String, uploadID: String) async throws(AWSError) {
-        let url = try url(for: key).appending(queryItems: [URLQueryItem(name: "uploadId", value: uploadID)])
+        let url = try url(for: key).withQuery([URLQueryItem(name: "uploadId", value: uploadID)])
         _ = try await send("DELETE", url, payload: .bytes(Data()), accept: [204, 200, 404])
     }
 
@@ -300,5 +323,18 @@ public struct S3Client: Sendable {
     static func escaped(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
             .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+
+extension URL {
+    /// The URL with `items` as its query, each name and value encoded as SigV4 encodes them
+    /// (`URL.appending(queryItems:)` leaves `+` as it is, which S3 reads as a space while the
+    /// signature covers `%2B`: a continuation token or an upload id with a `+` would not verify).
+    func withQuery(_ items: [URLQueryItem]) -> URL {
+        guard var components = URLComponents(url: self, resolvingAgainstBaseURL: false) else { return self }
+        let encoded = items.map { AWSSigner.encode($0.name) + "=" + AWSSigner.encode($0.value ?? "") }.joined(separator: "&")
+        let existing = components.percentEncodedQuery ?? ""
+        components.percentEncodedQuery = existing.isEmpty ? encoded : existing + "&" + encoded
+        return components.url ?? self
     }
 }

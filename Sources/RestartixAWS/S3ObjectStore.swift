@@ -15,6 +15,11 @@ import Synchronization
 /// (its metadata is fixed before the bytes are known): a caller that needs it later records it
 /// (the backup manifest does).
 ///
+/// Limits: an object is at most 10,000 parts (78 GiB at the default 8 MiB parts; raise
+/// ``partSize`` for more); `read(_:range: nil)` reads objects of up to 64 MiB whole, larger
+/// ones in ranges. Uploads and deletes look at the object first (its retention), so the
+/// credentials need `s3:GetObject` as well as `s3:PutObject`.
+///
 /// Object Lock headers go with the upload, with `Content-MD5` as S3 requires under a
 /// retention. ``delete(_:)`` refuses a retained object itself (`objectLocked`): on a bucket
 /// with Object Lock, S3 would answer a plain `DeleteObject` by hiding the object behind a
@@ -113,6 +118,13 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
         var uploadID: String?
         var parts: [(number: Int, etag: String)] = []
         var finished = false
+        /// A part failed to go: the object would miss bytes, so only ``abort()`` is left.
+        var broken = false
+
+        func usable() throws(ObjectStoreError) {
+            guard !finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+            guard !broken else { throw ObjectStoreError(.uploadFinished, "a part of this upload failed to go: abort it and start again") }
+        }
     }
     private let state = Mutex(State())
 
@@ -124,7 +136,7 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
 
     func write(_ bytes: [UInt8]) async throws(ObjectStoreError) {
         let full = try state.withLock { state throws(ObjectStoreError) -> Data? in
-            guard !state.finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+            try state.usable()
             state.hash.update(data: bytes)
             state.size += bytes.count
             state.buffer.append(contentsOf: bytes)
@@ -161,13 +173,14 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
             ])
             state.withLock { $0.parts.append((number, etag)) }
         } catch {
+            state.withLock { $0.broken = true }
             throw S3ObjectStore.storeError(error, "upload a part")
         }
     }
 
     func complete() async throws(ObjectStoreError) -> ObjectInfo {
         let (rest, digest, size, uploadID) = try state.withLock { state throws(ObjectStoreError) in
-            guard !state.finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+            try state.usable()
             state.finished = true
             let digest = state.hash.finalize().map { String(format: "%02x", $0) }.joined()
             let rest = state.buffer
@@ -185,13 +198,6 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
                 do { try await client.completeMultipartUpload(at: key.value, uploadID: uploadID, parts: parts) } catch {
                     throw S3ObjectStore.storeError(error, "complete an upload")
                 }
-                if let lock = options.lock {
-                    // Sent with CreateMultipartUpload too; set again on the object, as not every
-                    // S3 implementation applies it from there (moto does not).
-                    do { try await client.putRetention(key.value, mode: lock.mode.rawValue, retainUntil: lock.retainUntil) } catch {
-                        throw S3ObjectStore.storeError(error, "set the object's retention")
-                    }
-                }
             } else {
                 do {
                     try await client.put(
@@ -204,6 +210,25 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
         } catch {
             await discard()
             throw error
+        }
+        if uploadID != nil, let lock = options.lock {
+            // Sent with CreateMultipartUpload too; set again on the object, as not every S3
+            // implementation applies it from there (moto does not). The object is stored by now:
+            // a failure here must not abort it, and says so.
+            var lastError: AWSError?
+            for attempt in 0..<3 {
+                if attempt > 0 { try? await Task.sleep(for: .milliseconds(200 * attempt)) }
+                do {
+                    try await client.putRetention(key.value, mode: lock.mode.rawValue, retainUntil: lock.retainUntil)
+                    lastError = nil
+                    break
+                } catch {
+                    lastError = error
+                }
+            }
+            if let lastError {
+                throw ObjectStoreError(.failed, "the object is stored but its retention could not be confirmed (\(lastError.codeName)): set it again before relying on it")
+            }
         }
         return ObjectInfo(key: key, size: size, sha256: digest, contentType: options.contentType, lock: options.lock)
     }

@@ -86,8 +86,12 @@ public struct StreamingAEAD: Sendable {
 }
 
 /// Seals one stream: feed plaintext to ``update(_:)`` in pieces of any size and write out what
-/// each call returns, then what ``finish()`` returns. Holds at most one segment of plaintext.
-public struct StreamEncryptor: Sendable {
+/// each call returns, then what ``finish()`` returns. Holds one segment of plaintext (and the
+/// piece being fed).
+///
+/// A class, and not `Sendable`: a copy of a sealing state would seal other bytes under the same
+/// key and nonces, which breaks AES-GCM; this way there is one state, used by one task.
+public final class StreamEncryptor {
     private let aead: StreamingAEAD
     private let gcm: GCMKey
     private let noncePrefix: [UInt8]
@@ -113,7 +117,7 @@ public struct StreamEncryptor: Sendable {
 
     /// Takes the next piece of plaintext; returns the ciphertext that is ready (the header on
     /// the first call, then every segment that is complete and known not to be the last).
-    public mutating func update(_ plaintext: some DataProtocol) throws(EncryptionError) -> [UInt8] {
+    public func update(_ plaintext: some DataProtocol) throws(EncryptionError) -> [UInt8] {
         var out: [UInt8] = []
         try update(plaintext, appendingTo: &out)
         return out
@@ -121,7 +125,7 @@ public struct StreamEncryptor: Sendable {
 
     /// ``update(_:)`` appending to `out`: a caller that empties and reuses one buffer keeps
     /// memory flat (a fresh megabyte per segment costs page faults, more than the AES does).
-    public mutating func update(_ plaintext: some DataProtocol, appendingTo out: inout [UInt8]) throws(EncryptionError) {
+    public func update(_ plaintext: some DataProtocol, appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
         if let header { out += header }
         header = nil
@@ -142,30 +146,33 @@ public struct StreamEncryptor: Sendable {
                 }
                 return nil
             }
-            if let failure { throw failure }
+            if let failure {
+                finished = true  // the stream is broken: no more segments under its nonces
+                throw failure
+            }
         }
     }
 
     /// Seals what is left as the final segment (an empty stream is one empty final segment)
     /// and returns it; the encryptor takes nothing after this.
-    public mutating func finish() throws(EncryptionError) -> [UInt8] {
+    public func finish() throws(EncryptionError) -> [UInt8] {
         var out: [UInt8] = []
         try finish(appendingTo: &out)
         return out
     }
 
     /// ``finish()`` appending to `out`.
-    public mutating func finish(appendingTo out: inout [UInt8]) throws(EncryptionError) {
+    public func finish(appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard !finished else { throw EncryptionError(.invalidInput, "the stream was already finished") }
         if let header { out += header }
         header = nil
-        try seal(last: true, appendingTo: &out)
         finished = true
+        try seal(last: true, appendingTo: &out)
     }
 
     private var capacity: Int { index == 0 ? aead.firstPlaintextSize : aead.segmentSize - StreamingAEAD.tagSize }
 
-    private mutating func seal(last: Bool, appendingTo out: inout [UInt8]) throws(EncryptionError) {
+    private func seal(last: Bool, appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard index < UInt32.max || last else {
             throw EncryptionError(.invalidInput, "a stream holds at most 2^32 segments")
         }
@@ -241,12 +248,15 @@ public struct StreamDecryptor: Sendable {
             guard buffer.count >= StreamingAEAD.headerSize else { return }
             try readHeader()
         }
-        // A segment is opened as non-final once a byte beyond it has arrived.
-        while buffer.count > expectedSize {
+        // A segment is opened as non-final once a byte beyond it has arrived. Segments are read
+        // at an offset and the buffer compacted once, not shifted once per segment.
+        var consumed = 0
+        while buffer.count - consumed > expectedSize {
             let size = expectedSize
-            try openSegment(size, last: false, appendingTo: &out)
-            buffer.removeFirst(size)
+            try openSegment(consumed..<(consumed + size), last: false, appendingTo: &out)
+            consumed += size
         }
+        buffer.removeFirst(consumed)
     }
 
     /// Authenticates the final segment (what is left) and returns its plaintext.
@@ -268,22 +278,22 @@ public struct StreamDecryptor: Sendable {
             _ = try fail(.truncated, "the stream ends \(buffer.count) bytes into segment \(index), shorter than a tag")
             return
         }
-        try openSegment(buffer.count, last: true, appendingTo: &out)
+        try openSegment(0..<buffer.count, last: true, appendingTo: &out)
         buffer.removeAll()
         sawFinal = true
     }
 
-    /// Opens the first `size` bytes of the buffer as the next segment onto `out`: through the
+    /// Opens the buffer's bytes `range` as the next segment onto `out`: through the
     /// kit's EVP context into buffers kept from segment to segment; on failure, nothing of the
     /// segment stays in `out` and ``open(_:last:)`` says why.
-    private mutating func openSegment(_ size: Int, last: Bool, appendingTo out: inout [UInt8]) throws(EncryptionError) {
+    private mutating func openSegment(_ range: Range<Int>, last: Bool, appendingTo out: inout [UInt8]) throws(EncryptionError) {
         guard let gcm else { return }
         if misplaced == nil {
             scratch.removeAll(keepingCapacity: true)
             scratch += StreamingAEAD.nonceBytes(prefix: noncePrefix, index: index, last: last)
-            scratch += buffer[..<size]
+            scratch += buffer[range]
             let start = out.count
-            out.append(contentsOf: repeatElement(0, count: size - StreamingAEAD.tagSize))
+            out.append(contentsOf: repeatElement(0, count: range.count - StreamingAEAD.tagSize))
             let opened = scratch.withUnsafeBytes { sealed in
                 out.withUnsafeMutableBytes { gcm.open(sealed, aad: UnsafeRawBufferPointer(start: nil, count: 0), into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
             }
@@ -293,7 +303,7 @@ public struct StreamDecryptor: Sendable {
             }
             out.removeSubrange(start...)
         }
-        out += try open(Array(buffer[..<size]), last: last)
+        out += try open(Array(buffer[range]), last: last)
     }
 
     private var expectedSize: Int {

@@ -22,7 +22,7 @@ public enum UUIDv7 {
     /// A new version 7 UUID.
     public static func generate(now: Date = Date()) -> UUID {
         // 8 random bytes for `rand_b` and 2 for the counter's seed, in one read of the system's
-        // CSPRNG (`SystemRandomNumberGenerator` reads 8 bytes a call: three system calls an id).
+        // CSPRNG (`SystemRandomNumberGenerator` reads 8 bytes a call: two system calls an id).
         let random = RandomBytes()
         let wallMillis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         let (millis, counter) = state.withLock { state -> (UInt64, UInt16) in
@@ -54,7 +54,7 @@ public enum UUIDv7 {
     /// Ten bytes from the system's CSPRNG: `getrandom(2)` once on Linux (it never returns
     /// short for so few bytes once the pool is initialized; on any failure, and elsewhere,
     /// `SystemRandomNumberGenerator`).
-    private struct RandomBytes {
+    struct RandomBytes {
         var tail: UInt64
         var seed: UInt16
 

@@ -38,6 +38,7 @@ struct BackupKeyWrapTests {
         #expect(code { () throws(EncryptionError) in try wrapped.unwrap(for: "b1", with: other) } == "wrongKey")
         do {
             _ = try wrapped.unwrap(for: "b1", with: other)
+            Issue.record("opened under another envelope key")
         } catch {
             #expect(error.safeDetail.contains("eb21d62a49a7efd7") && error.safeDetail.contains(WrappedBackupKey.keyID(of: other)), "both key ids named")
         }

@@ -183,7 +183,7 @@ struct StreamingAEADTests {
     }
 
     static func encrypt(_ aead: StreamingAEAD, _ plaintext: [UInt8], associatedData: String = "") throws -> [UInt8] {
-        var encryptor = aead.makeEncryptor(associatedData: Data(associatedData.utf8))
+        let encryptor = aead.makeEncryptor(associatedData: Data(associatedData.utf8))
         return try pieces(plaintext) { try encryptor.update($0) } + encryptor.finish()
     }
 
@@ -199,7 +199,7 @@ struct StreamingAEADTests {
             #expect(aead.ciphertextSize(forPlaintextSize: vector.plaintextSize) == ciphertext.count)
 
             let salt = Array(ciphertext[1...32]), prefix = Array(ciphertext[33..<40])
-            var encryptor = StreamEncryptor.fixed(aead, associatedData: Data(vector.associatedData.utf8), salt: salt, noncePrefix: prefix)
+            let encryptor = StreamEncryptor.fixed(aead, associatedData: Data(vector.associatedData.utf8), salt: salt, noncePrefix: prefix)
             let sealed = try Self.pieces(plaintext) { try encryptor.update($0) } + encryptor.finish()
             #expect(sealed == ciphertext, "the same bytes as Tink: \(vector.segmentSize)/\(vector.plaintextSize)")
         }
@@ -319,7 +319,7 @@ struct StreamingAEADTests {
         #expect(throws: EncryptionError.self) { try StreamingAEAD(key: SymmetricKey(size: .bits128)) }
         #expect(throws: EncryptionError.self) { try StreamingAEAD(key: SymmetricKey(size: .bits256), segmentSize: StreamingAEAD.headerSize + 16) }
         let aead = try StreamingAEAD(key: SymmetricKey(size: .bits256), segmentSize: 64)
-        var encryptor = aead.makeEncryptor()
+        let encryptor = aead.makeEncryptor()
         _ = try encryptor.finish()
         #expect(throws: EncryptionError.self) { try encryptor.update([1]) }
         #expect(throws: EncryptionError.self) { try encryptor.finish() }

@@ -100,6 +100,41 @@ struct ObjectStoreTests {
         #expect(leftovers.isEmpty, "aborts leave no file")
     }
 
+    @Test("a key that names a directory deletes nothing under it; a failed write leaves only abort")
+    func directoryKeysAndBrokenUploads() async throws {
+        let (store, directory) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await store.put([1], at: try ObjectKey("org/a/x"))
+        try await store.put([2], at: try ObjectKey("org/a/y"), options: ObjectPutOptions(lock: ObjectLock(mode: .compliance, retainUntil: Date(timeIntervalSinceNow: 3_600))))
+        try await store.delete(try ObjectKey("org/a"))
+        try await store.delete(try ObjectKey("org"))
+        #expect(try await store.get(try ObjectKey("org/a/x")) == [1], "not swept away by a delete of its directory")
+        #expect(try await store.get(try ObjectKey("org/a/y")) == [2])
+
+        // A write that fails for real (its file closed underneath it) breaks the upload: its bytes
+        // are unknown, so neither another write nor complete() goes through, only abort().
+        let upload = try await store.beginUpload(try ObjectKey("org/b"), options: ObjectPutOptions())
+        try await upload.write([1, 2])
+        let local = try #require(upload as? LocalUpload)
+        local.closeFileForTesting()
+        var failure: ObjectStoreError?
+        do { try await upload.write([3]) } catch { failure = error }
+        #expect(failure?.code == .failed, "the write itself fails")
+        failure = nil
+        do { try await upload.write([4]) } catch { failure = error }
+        #expect(failure?.code == .uploadFinished, "then the upload takes nothing more")
+        await #expect(throws: ObjectStoreError.self) { try await upload.complete() }
+        await upload.abort()
+        #expect(try await store.head(try ObjectKey("org/b")) == nil)
+
+        // Metadata that is unreadable is never taken for "no retention".
+        try Data("not json".utf8).write(to: directory.appendingPathComponent("meta/org/a/y.json"))
+        var refused: ObjectStoreError?
+        do { try await store.delete(try ObjectKey("org/a/y")) } catch { refused = error }
+        #expect(refused?.code == .failed)
+        #expect(try await store.get(try ObjectKey("org/a/y")) == [2])
+    }
+
     @Test("Object Lock: a retained object is neither deleted nor replaced until its retention ends")
     func objectLock() async throws {
         let now = TestClock(Date(timeIntervalSince1970: 1_800_000_000))

@@ -59,6 +59,8 @@ struct S3ObjectStoreTests {
         #expect(try await store.list(prefix: "org-1/").map { $0.key.value } == ["org-1/other/a", "org-1/uploads/ståmp notes+1.bin"])
         #expect(try await store.list(prefix: "org-1/uploads/").map { $0.size } == [4])
         #expect(try await store.list(prefix: "org-3/").isEmpty)
+        // A '+' in a query value (S3 reads a bare '+' as a space; the signature covers %2B).
+        #expect(try await store.list(prefix: "org-1/uploads/ståmp notes+").map { $0.size } == [4])
         try await store.delete(key)
         #expect(try await store.get(key) == nil)
         try await store.delete(key)
@@ -99,7 +101,9 @@ struct S3ObjectStoreTests {
 
         let abandoned = try await store.beginUpload(try ObjectKey("backups/abandoned.bin"), options: ObjectPutOptions())
         for _ in 0..<6 { try await abandoned.write(piece) }
+        #expect(try await client.listMultipartUploads(prefix: "backups/").map(\.key) == ["backups/abandoned.bin"], "a part went: the upload exists at S3")
         await abandoned.abort()
+        #expect(try await client.listMultipartUploads(prefix: "backups/").isEmpty, "aborted at S3, its parts freed")
         #expect(try await store.head(try ObjectKey("backups/abandoned.bin")) == nil)
         #expect(try await store.list(prefix: "backups/").map { $0.key.value } == ["backups/dump.bin"])
     }

@@ -92,22 +92,46 @@ public final class LocalObjectStore: ObjectStore {
     public func head(_ key: ObjectKey) async throws(ObjectStoreError) -> ObjectInfo? {
         let url = objectURL(key), meta = metaURL(key)
         return try await io("read an object's metadata") { () -> ObjectInfo? in
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
-                  attributes[.type] as? FileAttributeType == .typeRegular,
-                  let size = (attributes[.size] as? NSNumber)?.intValue else { return nil }
-            let metadata = (try? Data(contentsOf: meta)).flatMap { try? JSONDecoder().decode(Metadata.self, from: $0) }
+            guard let size = Self.regularFileSize(url) else { return nil }
+            let metadata = try Self.metadata(meta, size: size)
             return ObjectInfo(key: key, size: size, sha256: metadata?.sha256, contentType: metadata?.contentType, lock: metadata?.lock)
         }
     }
 
-    public func delete(_ key: ObjectKey) async throws(ObjectStoreError) {
-        if let lock = try await head(key)?.lock, lock.retainUntil > clock() {
-            throw ObjectStoreError(.objectLocked, "the object is retained (\(lock.mode.rawValue)) until \(lock.retainUntil)")
+    /// The size of the regular file at `url`; nil when there is none (a directory is not an object).
+    static func regularFileSize(_ url: URL) -> Int? {
+        var status = stat()
+        guard lstat(url.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(status.st_size)
+    }
+
+    /// The metadata of an object of `size` bytes: nil when there is none or it belongs to other
+    /// bytes (an upload that died between its two renames); `failed` when it exists but cannot
+    /// be read, so that a retention is never taken for absent.
+    static func metadata(_ meta: URL, size: Int) throws -> Metadata? {
+        guard FileManager.default.fileExists(atPath: meta.path) else { return nil }
+        guard let data = try? Data(contentsOf: meta), let metadata = try? JSONDecoder().decode(Metadata.self, from: data) else {
+            throw ObjectStoreError(.failed, "an object's metadata is unreadable")
         }
+        return metadata.size == size ? metadata : nil
+    }
+
+    /// Refuses when the object at `url` is retained; run inside the same job as the change it
+    /// guards, so no upload can place a retained object in between.
+    func refuseIfRetained(_ url: URL, meta: URL, _ doing: String) throws {
+        guard let size = Self.regularFileSize(url), let lock = try Self.metadata(meta, size: size)?.lock, lock.retainUntil > clock() else { return }
+        throw ObjectStoreError(.objectLocked, "the object is retained (\(lock.mode.rawValue)) until \(lock.retainUntil): it cannot be \(doing)")
+    }
+
+    public func delete(_ key: ObjectKey) async throws(ObjectStoreError) {
         let url = objectURL(key), meta = metaURL(key)
         try await io("delete an object") {
-            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-            if FileManager.default.fileExists(atPath: meta.path) { try FileManager.default.removeItem(at: meta) }
+            // Only a regular file is an object: a key that names a directory (the start of
+            // other keys) deletes nothing, as on S3.
+            guard Self.regularFileSize(url) != nil else { return }
+            try self.refuseIfRetained(url, meta: meta, "deleted")
+            guard unlink(url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            _ = unlink(meta.path)
         }
     }
 
@@ -133,8 +157,8 @@ public final class LocalObjectStore: ObjectStore {
         return infos.sorted { $0.key < $1.key }
     }
 
-    /// Removes uploads that were never completed or aborted (their process died) and began
-    /// more than `age` ago. Returns how many it removed.
+    /// Removes uploads that were never completed or aborted (their process died) and were last
+    /// written more than `age` ago. Returns how many it removed.
     @discardableResult
     public func removeStaleUploads(olderThan age: TimeInterval) async throws(ObjectStoreError) -> Int {
         let uploads = directory.appendingPathComponent("uploads"), cutoff = clock().addingTimeInterval(-age)
@@ -152,21 +176,39 @@ public final class LocalObjectStore: ObjectStore {
         }
     }
 
-    /// Puts a finished upload in place: metadata first, then the bytes, each by rename.
+    /// Puts a finished upload in place, in one job with the retention check: its metadata, then
+    /// its bytes, each synced and renamed (directories synced too). Should the second rename
+    /// fail, the old metadata is put back. Should the process die between the two, readers
+    /// ignore metadata whose size is not the file's (``metadata(_:size:)``); only an old object
+    /// of exactly the new one's size would show the new metadata until the key is written again.
     func place(_ key: ObjectKey, from file: URL, metadata: Metadata) async throws(ObjectStoreError) -> ObjectInfo {
-        if let lock = try await head(key)?.lock, lock.retainUntil > clock() {
-            throw ObjectStoreError(.objectLocked, "the object at this key is retained (\(lock.mode.rawValue)) until \(lock.retainUntil): it cannot be replaced")
-        }
         let url = objectURL(key), meta = metaURL(key), uploads = directory.appendingPathComponent("uploads")
         try await io("complete an upload") {
+            try self.refuseIfRetained(url, meta: meta, "replaced")
             let manager = FileManager.default
             try manager.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try manager.createDirectory(at: meta.deletingLastPathComponent(), withIntermediateDirectories: true)
             let metaFile = uploads.appendingPathComponent(UUID().uuidString + ".json")
             try JSONEncoder().encode(metadata).write(to: metaFile)
-            guard rename(metaFile.path, meta.path) == 0, rename(file.path, url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            try Self.sync(metaFile)
+            let previous = try? Data(contentsOf: meta)
+            guard rename(metaFile.path, meta.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            guard rename(file.path, url.path) == 0 else {
+                if let previous { try? previous.write(to: meta) } else { _ = unlink(meta.path) }
+                throw CocoaError(.fileWriteUnknown)
+            }
+            try Self.sync(meta.deletingLastPathComponent())
+            try Self.sync(url.deletingLastPathComponent())
         }
         return ObjectInfo(key: key, size: metadata.size, sha256: metadata.sha256, contentType: metadata.contentType, lock: metadata.lock)
+    }
+
+    /// `fsync` of a file or a directory.
+    static func sync(_ url: URL) throws {
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw CocoaError(.fileReadUnknown) }
+        defer { _ = close(fd) }
+        guard fsync(fd) == 0 else { throw CocoaError(.fileWriteUnknown) }
     }
 }
 
@@ -178,10 +220,12 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
     private let options: ObjectPutOptions
     private let file: URL
     private let handle: FileHandle
-    private struct State {
+    struct State {
         var hash = SHA256()
         var size = 0
         var finished = false
+        /// A write failed: what was written is unknown, so only ``abort()`` is left.
+        var broken = false
     }
     private let state = Mutex(State())
 
@@ -194,18 +238,23 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
     }
 
     func write(_ bytes: [UInt8]) async throws(ObjectStoreError) {
-        try state.withLock { state throws(ObjectStoreError) in
-            guard !state.finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+        try state.withLock { state throws(ObjectStoreError) in try state.usable() }
+        let handle = handle
+        do {
+            try await store.io("write an upload") { try handle.write(contentsOf: bytes) }
+        } catch {
+            state.withLock { $0.broken = true }
+            throw error
+        }
+        state.withLock { state in
             state.hash.update(data: bytes)
             state.size += bytes.count
         }
-        let handle = handle
-        try await store.io("write an upload") { try handle.write(contentsOf: bytes) }
     }
 
     func complete() async throws(ObjectStoreError) -> ObjectInfo {
         let (digest, size) = try state.withLock { state throws(ObjectStoreError) -> (String, Int) in
-            guard !state.finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+            try state.usable()
             state.finished = true
             return (state.hash.finalize().map { String(format: "%02x", $0) }.joined(), state.size)
         }
@@ -231,11 +280,22 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
         await discard()
     }
 
+    /// Closes the upload's file under it, so that the next write fails as a full disk or an I/O
+    /// error would (tests of the failure path).
+    func closeFileForTesting() { try? handle.close() }
+
     private func discard() async {
         let handle = handle, file = file
         _ = try? await store.io("abort an upload") {
             try? handle.close()
             try? FileManager.default.removeItem(at: file)
         }
+    }
+}
+
+extension LocalUpload.State {
+    fileprivate func usable() throws(ObjectStoreError) {
+        guard !finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
+        guard !broken else { throw ObjectStoreError(.uploadFinished, "a write of this upload failed: abort it and start again") }
     }
 }

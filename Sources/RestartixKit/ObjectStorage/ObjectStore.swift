@@ -59,6 +59,11 @@ public struct ObjectKey: Sendable, Hashable, CustomStringConvertible, Comparable
     /// The key's text.
     public let value: String
 
+    // By bytes, as the stores compare keys: `String`'s `==` would call two different keys equal
+    // when they are canonically equivalent Unicode (é as one scalar or two).
+    public static func == (lhs: ObjectKey, rhs: ObjectKey) -> Bool { lhs.value.utf8.elementsEqual(rhs.value.utf8) }
+    public func hash(into hasher: inout Hasher) { for byte in value.utf8 { hasher.combine(byte) } }
+
     /// A key, or `invalidKey` naming the rule it breaks (never the key: it may carry ids).
     public init(_ value: String) throws(ObjectStoreError) {
         let bytes = value.utf8.count
@@ -112,8 +117,10 @@ public struct ObjectInfo: Sendable, Hashable {
     public let key: ObjectKey
     /// Size in bytes.
     public let size: Int
-    /// SHA-256 of the bytes, lower-case hex, when the store recorded it (every upload through
-    /// this interface does).
+    /// SHA-256 of the bytes, lower-case hex, when the store has it: an upload's `complete()`
+    /// always returns it; `head` gives it for the local store's objects and for S3 objects of up
+    /// to one part (S3 keeps no checksum of a multipart object); `list` only where the store has
+    /// it at hand (the local store).
     public let sha256: String?
     public let contentType: String?
     public let lock: ObjectLock?
