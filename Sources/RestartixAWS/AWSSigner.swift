@@ -262,14 +262,6 @@ public struct AWSSigner: Sendable {
         return "\(c.year ?? 1970)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))Z"
     }
 
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".unicodeScalars)
-        var out = ""
-        for byte in bytes {
-            out.unicodeScalars.append(digits[Int(byte >> 4)])
-            out.unicodeScalars.append(digits[Int(byte & 0x0F)])
-        }
-        return out
-    }
+    static func hex(_ bytes: some Sequence<UInt8>) -> String { Hex.lower(bytes) }
 }
 

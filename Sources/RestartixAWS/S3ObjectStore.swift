@@ -112,19 +112,12 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
     private let key: ObjectKey
     private let options: ObjectPutOptions
     private struct State {
+        /// Accepted into `buffer` counts as recorded; a part that fails to go breaks it (the
+        /// object would miss bytes).
+        var progress = UploadProgress()
         var buffer = Data()
-        var hash = SHA256()
-        var size = 0
         var uploadID: String?
         var parts: [(number: Int, etag: String)] = []
-        var finished = false
-        /// A part failed to go: the object would miss bytes, so only ``abort()`` is left.
-        var broken = false
-
-        func usable() throws(ObjectStoreError) {
-            guard !finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
-            guard !broken else { throw ObjectStoreError(.uploadFinished, "a part of this upload failed to go: abort it and start again") }
-        }
     }
     private let state = Mutex(State())
 
@@ -136,9 +129,8 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
 
     func write(_ bytes: [UInt8]) async throws(ObjectStoreError) {
         let full = try state.withLock { state throws(ObjectStoreError) -> Data? in
-            try state.usable()
-            state.hash.update(data: bytes)
-            state.size += bytes.count
+            try state.progress.checkUsable()
+            state.progress.record(bytes)
             state.buffer.append(contentsOf: bytes)
             guard state.buffer.count >= store.partSize else { return nil }
             let part = state.buffer.prefix(store.partSize)
@@ -173,19 +165,17 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
             ])
             state.withLock { $0.parts.append((number, etag)) }
         } catch {
-            state.withLock { $0.broken = true }
+            state.withLock { $0.progress.markBroken() }
             throw S3ObjectStore.storeError(error, "upload a part")
         }
     }
 
     func complete() async throws(ObjectStoreError) -> ObjectInfo {
         let (rest, digest, size, uploadID) = try state.withLock { state throws(ObjectStoreError) in
-            try state.usable()
-            state.finished = true
-            let digest = state.hash.finalize().map { String(format: "%02x", $0) }.joined()
+            let (digest, size) = try state.progress.complete()
             let rest = state.buffer
             state.buffer = Data()
-            return (rest, digest, state.size, state.uploadID)
+            return (rest, digest, size, state.uploadID)
         }
         let client = store.client
         do throws(ObjectStoreError) {
@@ -234,11 +224,7 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
     }
 
     func abort() async {
-        let already = state.withLock { state in
-            defer { state.finished = true }
-            return state.finished
-        }
-        guard !already else { return }
+        guard state.withLock({ $0.progress.abort() }) else { return }
         await discard()
     }
 

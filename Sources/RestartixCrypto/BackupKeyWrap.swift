@@ -26,7 +26,7 @@ public struct WrappedBackupKey: Sendable, Hashable, Codable {
     /// Says which key, never anything about it that helps to guess it.
     public static func keyID(of envelopeKey: SymmetricKey) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("restartix backup envelope key id v1".utf8), using: envelopeKey)
-        return mac.prefix(8).map { String(format: "%02x", $0) }.joined()
+        return Hex.lower(mac.prefix(8))
     }
 
     /// A new random data key for `backupID`, and its wrap under `envelopeKey`.

@@ -102,17 +102,14 @@ public final class StreamEncryptor {
     private var index: UInt32 = 0
     private var finished = false
 
+    /// An encryptor with the given salt and nonce prefix (``StreamingAEAD/makeEncryptor(associatedData:)``
+    /// draws them; known-answer tests give Tink's).
     init(aead: StreamingAEAD, associatedData: Data, salt: [UInt8], noncePrefix: [UInt8]) {
         self.aead = aead
         self.gcm = GCMKey(aead.derivedKey(salt: salt, associatedData: associatedData))
         self.noncePrefix = noncePrefix
         self.header = [UInt8(StreamingAEAD.headerSize)] + salt + noncePrefix
         pending.reserveCapacity(aead.firstPlaintextSize)
-    }
-
-    /// For known-answer tests: an encryptor with a given salt and nonce prefix.
-    static func fixed(_ aead: StreamingAEAD, associatedData: Data, salt: [UInt8], noncePrefix: [UInt8]) -> StreamEncryptor {
-        StreamEncryptor(aead: aead, associatedData: associatedData, salt: salt, noncePrefix: noncePrefix)
     }
 
     /// Takes the next piece of plaintext; returns the ciphertext that is ready (the header on

@@ -199,7 +199,7 @@ struct StreamingAEADTests {
             #expect(aead.ciphertextSize(forPlaintextSize: vector.plaintextSize) == ciphertext.count)
 
             let salt = Array(ciphertext[1...32]), prefix = Array(ciphertext[33..<40])
-            let encryptor = StreamEncryptor.fixed(aead, associatedData: Data(vector.associatedData.utf8), salt: salt, noncePrefix: prefix)
+            let encryptor = StreamEncryptor(aead: aead, associatedData: Data(vector.associatedData.utf8), salt: salt, noncePrefix: prefix)
             let sealed = try Self.pieces(plaintext) { try encryptor.update($0) } + encryptor.finish()
             #expect(sealed == ciphertext, "the same bytes as Tink: \(vector.segmentSize)/\(vector.plaintextSize)")
         }

@@ -19,7 +19,7 @@ public struct Migration: Sendable, Hashable {
 
     /// Hex SHA-256 of the SQL; recorded when applied, compared on every later run.
     public var checksum: String {
-        SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.lower(SHA256.hash(data: Data(sql.utf8)))
     }
 }
 

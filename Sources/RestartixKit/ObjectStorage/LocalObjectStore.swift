@@ -1,4 +1,3 @@
-import Crypto
 public import Foundation
 import Synchronization
 
@@ -220,14 +219,7 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
     private let options: ObjectPutOptions
     private let file: URL
     private let handle: FileHandle
-    struct State {
-        var hash = SHA256()
-        var size = 0
-        var finished = false
-        /// A write failed: what was written is unknown, so only ``abort()`` is left.
-        var broken = false
-    }
-    private let state = Mutex(State())
+    private let state = Mutex(UploadProgress())
 
     init(store: LocalObjectStore, key: ObjectKey, options: ObjectPutOptions, file: URL, handle: FileHandle) {
         self.store = store
@@ -238,26 +230,19 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
     }
 
     func write(_ bytes: [UInt8]) async throws(ObjectStoreError) {
-        try state.withLock { state throws(ObjectStoreError) in try state.usable() }
+        try state.withLock { state throws(ObjectStoreError) in try state.checkUsable() }
         let handle = handle
         do {
             try await store.io("write an upload") { try handle.write(contentsOf: bytes) }
         } catch {
-            state.withLock { $0.broken = true }
+            state.withLock { $0.markBroken() }
             throw error
         }
-        state.withLock { state in
-            state.hash.update(data: bytes)
-            state.size += bytes.count
-        }
+        state.withLock { $0.record(bytes) }
     }
 
     func complete() async throws(ObjectStoreError) -> ObjectInfo {
-        let (digest, size) = try state.withLock { state throws(ObjectStoreError) -> (String, Int) in
-            try state.usable()
-            state.finished = true
-            return (state.hash.finalize().map { String(format: "%02x", $0) }.joined(), state.size)
-        }
+        let (digest, size) = try state.withLock { state throws(ObjectStoreError) in try state.complete() }
         let handle = handle
         do {
             try await store.io("finish an upload") {
@@ -272,11 +257,7 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
     }
 
     func abort() async {
-        let already = state.withLock { state in
-            defer { state.finished = true }
-            return state.finished
-        }
-        guard !already else { return }
+        guard state.withLock({ $0.abort() }) else { return }
         await discard()
     }
 
@@ -293,9 +274,3 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
     }
 }
 
-extension LocalUpload.State {
-    fileprivate func usable() throws(ObjectStoreError) {
-        guard !finished else { throw ObjectStoreError(.uploadFinished, "the upload was completed or aborted") }
-        guard !broken else { throw ObjectStoreError(.uploadFinished, "a write of this upload failed: abort it and start again") }
-    }
-}
