@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "RestartixProviders", targets: ["RestartixProviders"]),
         .library(name: "RestartixTelemetry", targets: ["RestartixTelemetry"]),
         .library(name: "RestartixPlatform", targets: ["RestartixPlatform"]),
+        .library(name: "RestartixBackup", targets: ["RestartixBackup"]),
         .executable(name: "restartix-core-api", targets: ["CoreAPI"]),
         .executable(name: "restartix-telemetry-api", targets: ["TelemetryAPI"]),
         .executable(name: "restartix-jobs", targets: ["Jobs"]),
@@ -130,6 +131,17 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // Encrypted archives in an object store, and the Postgres dump and restore on them.
+        .target(
+            name: "RestartixBackup",
+            dependencies: [
+                "RestartixCore",
+                "RestartixKit",
+                "RestartixCrypto",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "RestartixProviders",
             dependencies: [
@@ -243,6 +255,9 @@ let package = Package(
                 "RestartixTenancy",
                 "RestartixCrypto",
                 "RestartixProviders",
+                "RestartixBackup",
+                "RestartixAWS",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -339,6 +354,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RestartixTelemetryTests", dependencies: ["RestartixTelemetry"]),
+        .testTarget(
+            name: "RestartixBackupTests",
+            dependencies: [
+                "RestartixTestSupport", "RestartixBackup", "RestartixKit", "RestartixCrypto", "RestartixAWS", "RestartixPlatform",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "RestartixProvidersTests",
             dependencies: [

@@ -200,6 +200,33 @@ public struct S3Client: Sendable {
         }
     }
 
+    /// The bucket's Object Lock configuration (`GetObjectLockConfiguration`): whether Object
+    /// Lock is enabled, and its default retention (mode and days or years) when one is set.
+    /// `nil` when the bucket has no Object Lock (S3's `ObjectLockConfigurationNotFoundError`).
+    public func objectLockConfiguration() async throws(AWSError) -> ObjectLockConfiguration? {
+        let url = bucketURL.withQuery([URLQueryItem(name: "object-lock", value: "")])
+        let (status, _, body) = try await send("GET", url, payload: .bytes(Data()), accept: [200, 404])
+        guard status == 200, Self.element("ObjectLockEnabled", in: body) == "Enabled" else {
+            if status == 404, Self.element("Code", in: body) != "ObjectLockConfigurationNotFoundError" {
+                throw AWSError(.service(type: Self.element("Code", in: body) ?? "NotFound", status: 404), "GetObjectLockConfiguration")
+            }
+            return nil
+        }
+        return ObjectLockConfiguration(
+            defaultMode: Self.element("Mode", in: body), defaultDays: Self.element("Days", in: body).flatMap { Int($0) },
+            defaultYears: Self.element("Years", in: body).flatMap { Int($0) }
+        )
+    }
+
+    /// A bucket's Object Lock configuration (``objectLockConfiguration()``).
+    public struct ObjectLockConfiguration: Sendable, Hashable {
+        /// The default retention's mode (`GOVERNANCE` or `COMPLIANCE`), when the bucket has one.
+        public var defaultMode: String?
+        /// The default retention in days or years, when the bucket has one.
+        public var defaultDays: Int?
+        public var defaultYears: Int?
+    }
+
     /// Sets the Object Lock retention of the object at `key` (`PutObjectRetention`; the bucket
     /// must have Object Lock): `mode` `GOVERNANCE` or `COMPLIANCE`, until `retainUntil`.
     public func putRetention(_ key: String, mode: String, retainUntil: Date) async throws(AWSError) {

@@ -4,7 +4,7 @@ import Synchronization
 /// A dedicated OS thread that runs blocking C calls (libpq, sqlite3) for exactly one connection,
 /// so they never block a NIO event loop or Swift's cooperative pool. Async callers suspend
 /// until their job is done.
-final class BlockingWorker: Sendable {
+package final class BlockingWorker: Sendable {
     private struct State {
         var jobs: [@Sendable () -> Void] = []
         var stopped = false
@@ -14,7 +14,7 @@ final class BlockingWorker: Sendable {
     // Guarded by `condition`; `Mutex` would not let us wait on the condition variable.
     private nonisolated(unsafe) var state = State()
 
-    init(name: String) {
+    package init(name: String) {
         let thread = Thread { [self] in loop() }
         thread.name = name
         thread.start()
@@ -45,7 +45,7 @@ final class BlockingWorker: Sendable {
     }
 
     /// Runs `body` on the worker thread and returns its result.
-    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let accepted = enqueue {
                 continuation.resume(with: Result { try body() })
@@ -90,7 +90,7 @@ final class BlockingWorker: Sendable {
     }
 
     /// Lets queued jobs finish, then ends the thread.
-    func stop() {
+    package func stop() {
         condition.lock()
         state.stopped = true
         condition.signal()

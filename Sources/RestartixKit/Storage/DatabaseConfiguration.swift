@@ -143,6 +143,36 @@ public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The libpq environment variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+    /// `PGSSLMODE`, ...) that connect a libpq program, such as `pg_dump` or `pg_restore`, where
+    /// this configuration connects: every option the URL sets, mapped by libpq's own table
+    /// (`PQconninfoOption.envvar`). Hand them to a child process instead of the URL, so the
+    /// password never appears on a command line (which other users of the host can read).
+    /// - Throws: ``DatabaseError`` `.configuration` for an SQLite configuration, or an option
+    ///   that has no environment variable.
+    public func libpqEnvironment() throws(DatabaseError) -> [String: String] {
+        guard case .postgres(let conninfo) = target else {
+            throw .configuration("\(redactedURL) is not a PostgreSQL database")
+        }
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &errorMessage) else {
+            if let errorMessage { PQfreemem(errorMessage) }
+            throw .configuration("malformed PostgreSQL URL \(redactedURL)")
+        }
+        defer { PQconninfoFree(options) }
+        var environment: [String: String] = [:]
+        var option = options
+        while let keyword = option.pointee.keyword {
+            defer { option += 1 }
+            guard let value = option.pointee.val else { continue }
+            guard let variable = option.pointee.envvar else {
+                throw .configuration("the PostgreSQL URL \(redactedURL) sets '\(String(cString: keyword))', which a child process cannot be given")
+            }
+            environment[String(cString: variable)] = String(cString: value)
+        }
+        return environment
+    }
+
     /// Replaces the password of a URL (userinfo and `password=` query option) with `***`.
     public static func redact(_ url: String) -> String {
         var result = url

@@ -32,6 +32,7 @@ public enum PlatformSchema {
         MigrationSet.postgresTelemetrySessions,
         MigrationSet.postgresAppointmentGuards,
         MigrationSet.postgresAppointmentFollowups,
+        MigrationSet.postgresBackupRead,
     ]
 
     static let sqlite: [Migration] = [
@@ -49,6 +50,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteTelemetrySessions,
         MigrationSet.sqliteAppointmentGuards,
         MigrationSet.sqliteAppointmentFollowups,
+        MigrationSet.sqliteBackupRead,
     ]
 }
 

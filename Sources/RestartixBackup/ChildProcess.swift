@@ -1,0 +1,148 @@
+package import Foundation
+import RestartixKit
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A program run with its standard output or input as a stream (`pg_dump`, `pg_restore`).
+///
+/// Foundation's `Process` starts it; reads and writes of its pipes are blocking calls, so they
+/// run on threads of their own (``BlockingWorker``), never on the cooperative pool. Standard
+/// error is drained as it comes (a program that fills the pipe would stall) and kept for the
+/// error message: its last 16 KiB, with `DETAIL:`, `CONTEXT:` and `LINE n:` lines removed,
+/// since those are where PostgreSQL quotes row values.
+package final class ChildProcess: Sendable {
+    private let process: Process
+    private let output: FileHandle?
+    private let input: FileHandle?
+    private let reader = BlockingWorker(name: "restartix.child.reader")
+    private let writer = BlockingWorker(name: "restartix.child.writer")
+    private let stderrTail = StderrTail()
+    private let stderrDone = DispatchSemaphore(value: 0)
+    private let exited = DispatchSemaphore(value: 0)
+    /// The program's name, for messages.
+    package let name: String
+
+    /// Starts `executable` with `arguments` and exactly `environment` (nothing of this
+    /// process's own is passed on unless it is in there).
+    package init(executable: URL, arguments: [String], environment: [String: String], readOutput: Bool, writeInput: Bool) throws(BackupError) {
+        // A write to a pipe whose reader died raises SIGPIPE, which would kill this process
+        // instead of failing the write. Ignored once, process-wide.
+        _ = Self.ignoreSIGPIPE
+        name = executable.lastPathComponent
+        process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = environment
+        let errorPipe = Pipe()
+        process.standardError = errorPipe
+        if readOutput {
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            output = pipe.fileHandleForReading
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+            output = nil
+        }
+        if writeInput {
+            let pipe = Pipe()
+            process.standardInput = pipe
+            input = pipe.fileHandleForWriting
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            input = nil
+        }
+        let exited = self.exited
+        process.terminationHandler = { _ in exited.signal() }
+        do { try process.run() } catch {
+            throw BackupError(.invalidInput, "could not start \(executable.path): \(error.localizedDescription)")
+        }
+        let errorHandle = errorPipe.fileHandleForReading
+        let tail = stderrTail
+        let done = stderrDone
+        Thread.detachNewThread {
+            while let chunk = try? errorHandle.read(upToCount: 4096), !chunk.isEmpty {
+                tail.bytes.withLock { bytes in
+                    bytes.append(contentsOf: chunk)
+                    if bytes.count > 16384 { bytes.removeFirst(bytes.count - 16384) }
+                }
+            }
+            try? errorHandle.close()
+            done.signal()
+        }
+    }
+
+    /// The end of standard error, shared with the thread that drains it.
+    private final class StderrTail: Sendable {
+        let bytes = Mutex<[UInt8]>([])
+    }
+
+    private static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
+
+    /// Up to `count` bytes of standard output; empty at its end.
+    package func read(upTo count: Int) async throws(BackupError) -> [UInt8] {
+        guard let output else { return [] }
+        do {
+            return try await reader.run { Array(try output.read(upToCount: count) ?? Data()) }
+        } catch {
+            throw BackupError(.sourceFailed, "reading \(name)'s output failed")
+        }
+    }
+
+    /// Writes `bytes` to standard input (waits while the program is busy with earlier ones).
+    package func write(_ bytes: [UInt8]) async throws(BackupError) {
+        guard let input else { return }
+        do {
+            try await writer.run { try input.write(contentsOf: bytes) }
+        } catch {
+            throw BackupError(.targetFailed, "\(name) stopped reading its input")
+        }
+    }
+
+    /// Closes standard input: the program sees its end.
+    package func closeInput() async {
+        guard let input else { return }
+        _ = try? await writer.run { try input.close() }
+    }
+
+    /// Stops the program (SIGTERM).
+    package func terminate() {
+        if process.isRunning { process.terminate() }
+    }
+
+    /// Waits for the program to end: its exit status and what it wrote on standard error
+    /// (filtered as the type's documentation says).
+    package func wait() async -> (status: Int32, stderr: String) {
+        let exited = self.exited
+        let stderrDone = self.stderrDone
+        _ = try? await reader.run {
+            exited.wait()
+            stderrDone.wait()
+        }
+        if let output { try? output.close() }
+        reader.stop()
+        writer.stop()
+        let text = String(decoding: stderrTail.bytes.withLock { $0 }, as: UTF8.self)
+        let kept = text.split(separator: "\n").filter { line in
+            let lowered = line.lowercased()
+            let trimmed = lowered.drop { $0 == " " || $0 == "\t" }
+            return !(lowered.contains("detail:") || lowered.contains("context:") || trimmed.hasPrefix("line ") || trimmed.hasPrefix("^"))
+        }
+        return (process.terminationStatus, kept.suffix(12).joined(separator: "\n"))
+    }
+
+    /// The path of `program` on `PATH` (or `program` itself when it names a path).
+    package static func locate(_ program: String, path: String?) -> URL? {
+        if program.contains("/") {
+            return FileManager.default.isExecutableFile(atPath: program) ? URL(fileURLWithPath: program) : nil
+        }
+        for directory in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return URL(fileURLWithPath: candidate) }
+        }
+        return nil
+    }
+}
