@@ -327,7 +327,7 @@ let package = Package(
         .testTarget(
             name: "RestartixTenancyTests",
             dependencies: [
-                "RestartixTestSupport", "RestartixTenancy",
+                "RestartixTestSupport", "RestartixTenancy", "RestartixBackup", "RestartixAWS",
                 "RestartixKit",
                 "RestartixPlatform",
                 "RestartixCrypto",
@@ -416,6 +416,7 @@ let package = Package(
             name: "JobsTests",
             dependencies: [
                 "RestartixTestSupport", "Jobs", "ServiceSupport", "RestartixKit", "RestartixCrypto", "RestartixTenancy", "RestartixProviders",
+                "RestartixBackup", "RestartixAWS",
                 "RestartixPlatform", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "InMemoryLogging", package: "swift-log"),
             ]

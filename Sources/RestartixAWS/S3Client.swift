@@ -72,6 +72,22 @@ public struct S3Client: Sendable {
         return url
     }
 
+    /// Creates the bucket (`CreateBucket`), with Object Lock when `objectLockEnabled` (S3 turns
+    /// versioning on with it). In the client's region: outside `us-east-1` the request names
+    /// it. A bucket that exists and is yours already is not an error (`BucketAlreadyOwnedByYou`).
+    public func createBucket(objectLockEnabled: Bool = false) async throws(AWSError) {
+        let headers = objectLockEnabled ? [("x-amz-bucket-object-lock-enabled", "true")] : []
+        let region = signer.region
+        let body = region == "us-east-1" ? Data() : Data((
+            "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>"
+                + Self.escaped(region) + "</LocationConstraint></CreateBucketConfiguration>"
+        ).utf8)
+        let (status, _, response) = try await send("PUT", bucketURL, headers: headers, payload: payload(body), body: body, accept: [200, 409])
+        if status == 409, Self.element("Code", in: response) != "BucketAlreadyOwnedByYou" {
+            throw AWSError(.service(type: Self.element("Code", in: response) ?? "Conflict", status: 409), "CreateBucket")
+        }
+    }
+
     /// Whether the bucket exists and these credentials may use it (`HeadBucket`): false for
     /// 404; a 403 is an error (``AWSError`` `AccessDenied`), not "missing".
     public func headBucket() async throws(AWSError) -> Bool {

@@ -66,33 +66,11 @@ struct JobsTests {
     /// and a job waiting on a database lock held by another test must not starve that test.
     func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build restartix-jobs first")
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "DATABASE_DIRECT_URL")
         env.merge(environment) { $1 }
-        process.environment = env
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-jobs-out-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let outURL = directory.appendingPathComponent("stdout")
-        let errURL = directory.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL)
-        let err = try FileHandle(forWritingTo: errURL)
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        let status = try await ChildProcess.run(process).status
-        try out.close()
-        try err.close()
-        return Outcome(
-            status: status,
-            stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-        )
+        let (status, stdout, stderr) = try await ChildProcess.capture(Self.binary, arguments, environment: env)
+        return Outcome(status: status, stdout: stdout, stderr: stderr)
     }
 
     func temporaryDirectory() throws -> URL {

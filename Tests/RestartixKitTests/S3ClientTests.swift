@@ -14,18 +14,12 @@ struct S3ClientTests {
         return try S3Client(bucket: bucket, region: "us-east-1", credentials: AWSClientTests.credentials, endpoint: endpoint, usePathStyle: true)
     }
 
-    /// A fresh bucket (moto: created with a signed `PUT /bucket` through the signer's URL entry
-    /// point), with Object Lock when `locked`.
+    /// A fresh bucket (``S3Client/createBucket(objectLockEnabled:)``), with Object Lock when
+    /// `locked`.
     static func bucket(locked: Bool = false) async throws -> S3Client? {
         let name = "restartix-test-\(UUID().uuidString.prefix(8).lowercased())"
         guard let s3 = try client(bucket: name) else { return nil }
-        let headers = locked ? [("x-amz-bucket-object-lock-enabled", "true")] : []
-        let signed = s3.signer.sign("PUT", url: s3.bucketURL, headers: headers, payload: .bytes(Data()))
-        var request = HTTPClientRequest(url: s3.bucketURL.absoluteString)
-        request.method = .PUT
-        for (header, value) in signed where header != "host" { request.headers.add(name: header, value: value) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        #expect(response.status.code == 200, "CreateBucket")
+        try await s3.createBucket(objectLockEnabled: locked)
         return s3
     }
 

@@ -55,31 +55,36 @@ struct IsolationMatrixTests {
     @Test("every table, operation and principal has its exact outcome", arguments: TenancyBackend.all)
     func matrix(backend: TenancyBackend) async throws {
         let databases = try await backend.open()
-        let (admin, app, raw) = (databases.admin, databases.app, databases.raw)
-        let fixture = try await TenancyFixture.make(admin: admin)
-        var cells = 0
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
         do {
-            for table in MatrixTable.all {
-                for operation in MatrixTable.Operation.allCases {
-                    for principal in Principal.allCases {
-                        let actual = try await observe(table, operation, principal, fixture: fixture, app: app, raw: raw)
-                        let expected = Self.expected(table, operation, principal)
-                        #expect(actual == expected, "\(backend) \(table) \(operation) as \(principal)")
-                        cells += 1
-                    }
-                }
-            }
-            #expect(cells == MatrixTable.all.count * 4 * Principal.allCases.count)
-            // The rows are all still there: every cell rolled back.
-            let remaining = try await app.query(fixture.context(staffOf: fixture.a), "SELECT count(*) AS n FROM patients")
-            #expect(try remaining.first?.decode("n", as: Int.self) == 2)
+            try await Self.assertMatrix(fixture: fixture, app: databases.app, raw: databases.raw, label: "\(backend)")
         } catch {
-            try? await fixture.remove(admin: admin)
+            try? await fixture.remove(admin: databases.admin)
             await databases.close()
             throw error
         }
-        try await fixture.remove(admin: admin)
+        try await fixture.remove(admin: databases.admin)
         await databases.close()
+    }
+
+    /// Every cell against `fixture`'s rows (also run on a restored backup by the restore drill);
+    /// each cell rolls back.
+    static func assertMatrix(fixture: TenancyFixture, app: TenantDatabase, raw: Database, label: String) async throws {
+        var cells = 0
+        for table in MatrixTable.all {
+            for operation in MatrixTable.Operation.allCases {
+                for principal in Principal.allCases {
+                    let actual = try await IsolationMatrixTests().observe(table, operation, principal, fixture: fixture, app: app, raw: raw)
+                    let expected = Self.expected(table, operation, principal)
+                    #expect(actual == expected, "\(label) \(table) \(operation) as \(principal)")
+                    cells += 1
+                }
+            }
+        }
+        #expect(cells == MatrixTable.all.count * 4 * Principal.allCases.count)
+        // The rows are all still there: every cell rolled back.
+        let remaining = try await app.query(fixture.context(staffOf: fixture.a), "SELECT count(*) AS n FROM patients")
+        #expect(try remaining.first?.decode("n", as: Int.self) == 2)
     }
 
     func observe(

@@ -52,4 +52,40 @@ public final class ChildProcess: Sendable {
     public static func run(_ process: Process) async throws -> (status: Int32, reason: Process.TerminationReason) {
         try await ChildProcess(starting: process).exit()
     }
+
+    /// Runs `executable` with `arguments` and exactly `environment` to its end, standard
+    /// input empty, and returns its exit status and what it wrote (through files: a pipe
+    /// nobody reads while waiting would stall a talkative child).
+    public static func capture(_ executable: URL, _ arguments: [String], environment: [String: String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = environment
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("restartix-child-out-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outURL = directory.appendingPathComponent("stdout")
+        let errURL = directory.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL)
+        let err = try FileHandle(forWritingTo: errURL)
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let status = try await run(process).status
+        try out.close()
+        try err.close()
+        return (status, (try? String(contentsOf: outURL, encoding: .utf8)) ?? "", (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
+    }
+
+    /// The peak resident set size so far (`VmHWM`, bytes) of process `pid`, or nil once it is gone.
+    public static func peakResidentBytes(of pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count >= 2, let kib = Int(fields[1]) { return kib * 1024 }
+        }
+        return nil
+    }
 }

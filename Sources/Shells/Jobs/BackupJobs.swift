@@ -34,14 +34,20 @@ struct BackupStoreOptions: ParsableArguments {
                 let endpoint = aws.endpoint(for: .s3)
                 // A custom endpoint (moto, MinIO, a VPC endpoint by IP) takes the bucket in the
                 // path; AWS's own endpoint takes it in the host name.
-                let client = try S3Client(
-                    bucket: bucket, region: aws.region, credentials: credentials, endpoint: endpoint?.absoluteString, usePathStyle: endpoint != nil,
-                    timeout: .seconds(120)
-                )
-                guard try await client.headBucket() else {
+                func client(timeout: Duration) throws -> S3Client {
+                    try S3Client(
+                        bucket: bucket, region: aws.region, credentials: credentials, endpoint: endpoint?.absoluteString, usePathStyle: endpoint != nil,
+                        timeout: timeout
+                    )
+                }
+                // A short deadline for the first call: the HTTP client tries a refused connection
+                // again until the request's deadline, and an unreachable bucket should say so in
+                // seconds. Parts then get two minutes each.
+                guard try await client(timeout: .seconds(10)).headBucket() else {
                     throw ValidationFailure(description: "the backup bucket \(bucket) does not exist (or is in another account)")
                 }
-                return (try S3ObjectStore(client: client), client)
+                let transfers = try client(timeout: .seconds(120))
+                return (try S3ObjectStore(client: transfers), transfers)
             } catch let error as ValidationFailure {
                 throw error
             } catch {
@@ -97,7 +103,8 @@ struct BackupJob: Job {
             Owner role on a direct connection: --database-url, else $DATABASE_DIRECT_URL. Key: BACKUP_ENCRYPTION_KEY (or the \
             keyring secret's member). Store: --bucket / $BACKUP_BUCKET (S3, AWS_* variables), else --directory / $BACKUP_DIRECTORY. \
             On S3 the bucket must have Object Lock (--no-require-object-lock to allow one without); objects are retained \
-            --retain-days (2555, 7 years) in --lock-mode (compliance). A run that fails or is killed leaves no backup that \
+            --retain-days (2555, 7 years) in --lock-mode (compliance). A local directory records the same retention \
+            and refuses to delete a retained backup. A run that fails or is killed leaves no backup that \
             restore would take.
             """
     )
@@ -106,7 +113,7 @@ struct BackupJob: Job {
     @OptionGroup var store: BackupStoreOptions
     @OptionGroup var output: OutputOptions
 
-    @Option(help: "Days the objects are retained under Object Lock (0: none). Default: 2555 on S3, 0 in a local directory.")
+    @Option(help: "Days the objects are retained under Object Lock (0: none). Default: 2555 on a bucket with Object Lock, else 0.")
     var retainDays: Int?
 
     @Option(help: "Object Lock mode: compliance (nobody can shorten it) or governance.")
@@ -143,16 +150,21 @@ struct BackupJob: Job {
         let envelopeKey = try await loadBackupKey(service)
         let pgDump = try store.tool("pg_dump", service)
         let (objectStore, s3) = try await store.store(service)
-        let days = retainDays ?? (s3 == nil ? 0 : 2555)
-        if let s3, requireObjectLock ?? true {
-            let lock: S3Client.ObjectLockConfiguration?
-            do { lock = try await s3.objectLockConfiguration() } catch {
+        var bucketLocks = false
+        if let s3 {
+            do { bucketLocks = try await s3.objectLockConfiguration() != nil } catch {
                 throw ValidationFailure(description: "the Object Lock configuration of bucket \(s3.bucket) cannot be read: \(error)")
             }
-            guard lock != nil else {
+            if !bucketLocks, requireObjectLock ?? true {
                 throw ValidationFailure(description: "bucket \(s3.bucket) has no Object Lock; backups must be immutable (create the bucket with Object Lock, or pass --no-require-object-lock for a test bucket)")
             }
         }
+        if let retainDays, retainDays > 0, s3 != nil, !bucketLocks {
+            throw ValidationFailure(description: "--retain-days needs a bucket with Object Lock")
+        }
+        // Seven years on a bucket with Object Lock (the platform's Layer 2 retention); none
+        // elsewhere unless asked.
+        let days = retainDays ?? (bucketLocks ? 2555 : 0)
         let lock = days > 0 ? ObjectLock(mode: mode ?? .compliance, retainUntil: Date().addingTimeInterval(Double(days) * 86_400)) : nil
         var backup = PostgresBackup(database: configuration, store: objectStore, envelopeKey: envelopeKey, prefix: store.prefix, lock: lock, pgDump: pgDump)
         backup.toolEnvironment = BackupStoreOptions.toolEnvironment(service)

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Crypto
+import Foundation
+@testable import Jobs
+import RestartixAWS
+import RestartixBackup
+import RestartixCrypto
+import RestartixKit
+import RestartixTestSupport
+import Testing
+
+/// `backup`, `restore` and `backups` on bad input: each a clear message naming the problem
+/// (never a key), nothing stored, nothing restored. The whole round trip, the kill and the
+/// memory bound are the restore drill's (RestartixTenancyTests/RestoreDrillTests).
+extension JobsTests {
+    func refusal<J: Job>(_ type: J.Type, _ arguments: [String], environment: [String: String] = [:]) async -> String {
+        do {
+            _ = try await job(type, arguments, environment: environment)
+            return "no error"
+        } catch {
+            return J.message(for: error)
+        }
+    }
+
+    static func keyText(_ key: SymmetricKey) -> String { key.withUnsafeBytes { Data($0).base64EncodedString() } }
+
+    @Test("backup: no key, a bad key, SQLite, an unreachable bucket, a bucket without Object Lock; each refused, nothing stored")
+    func backupBadInput() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let local = ["--directory", dir.path]
+        let postgres = RequiredServices.value("DATABASE_DIRECT_URL") ?? "postgres://nobody@127.0.0.1:1/none"
+
+        let missing = await refusal(BackupJob.self, ["--database-url", postgres] + local)
+        #expect(missing.contains("BACKUP_ENCRYPTION_KEY is not set"), "\(missing)")
+        let notBase64 = await refusal(BackupJob.self, ["--database-url", postgres] + local, environment: ["BACKUP_ENCRYPTION_KEY": "not*base64*hunter2"])
+        #expect(notBase64.contains("BACKUP_ENCRYPTION_KEY") && !notBase64.contains("hunter2"), "\(notBase64)")
+        let short = Self.keyText(SymmetricKey(size: .bits128))
+        let shortKey = await refusal(BackupJob.self, ["--database-url", postgres] + local, environment: ["BACKUP_ENCRYPTION_KEY": short])
+        #expect(shortKey.contains("BACKUP_ENCRYPTION_KEY") && !shortKey.contains(short), "\(shortKey)")
+
+        let key = ["BACKUP_ENCRYPTION_KEY": Self.keyText(SymmetricKey(size: .bits256))]
+        let sqlite = await refusal(BackupJob.self, ["--database-url", "sqlite://" + dir.appendingPathComponent("x.sqlite").path] + local, environment: key)
+        #expect(sqlite.contains("backup dumps PostgreSQL"), "\(sqlite)")
+        #expect(await refusal(BackupJob.self, ["--retain-days=-1"] + local, environment: key).contains("--retain-days must be between 0 and 36500"))
+        #expect(await refusal(BackupJob.self, ["--lock-mode", "forever"] + local, environment: key).contains("--lock-mode is compliance or governance"))
+
+        let aws = ["AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"]
+        let unreachable = await refusal(
+            BackupJob.self, ["--database-url", postgres, "--bucket", "restartix-nowhere"], environment: key.merging(aws) { $1 }.merging(["AWS_ENDPOINT_URL": "http://127.0.0.1:1"]) { $1 }
+        )
+        #expect(unreachable.contains("the backup bucket restartix-nowhere cannot be used"), "\(unreachable)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty, "nothing written locally")
+
+        guard RequiredServices.shouldRun("AWS_ENDPOINT_URL", "DATABASE_DIRECT_URL") else { return }
+        let endpoint = try RequiredServices.require("AWS_ENDPOINT_URL")
+        let s3 = try S3Client(bucket: "restartix-unlocked-\(UUID().uuidString.prefix(8).lowercased())", region: "us-east-1",
+                              credentials: AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing"), endpoint: endpoint, usePathStyle: true)
+        try await s3.createBucket()
+        let moto = key.merging(aws) { $1 }.merging(["AWS_ENDPOINT_URL": endpoint]) { $1 }
+        let unlocked = await refusal(BackupJob.self, ["--database-url", postgres, "--bucket", s3.bucket], environment: moto)
+        #expect(unlocked.contains("bucket \(s3.bucket) has no Object Lock"), "\(unlocked)")
+        let retained = await refusal(BackupJob.self, ["--database-url", postgres, "--bucket", s3.bucket, "--no-require-object-lock", "--retain-days", "3"], environment: moto)
+        #expect(retained.contains("--retain-days needs a bucket with Object Lock"), "\(retained)")
+        let missingBucket = await refusal(BackupJob.self, ["--database-url", postgres, "--bucket", "restartix-missing-\(UUID().uuidString.prefix(8).lowercased())"], environment: moto)
+        #expect(missingBucket.contains("does not exist"), "\(missingBucket)")
+        #expect(try await s3.list(prefix: "").isEmpty, "nothing stored in the bucket")
+
+        // The binary: status 1, one line naming the variable.
+        let binary = try await run(["backup", "--database-url", postgres, "--directory", dir.path], environment: ["BACKUP_ENCRYPTION_KEY": ""])
+        #expect(binary.status == 1 && binary.stderr.contains("BACKUP_ENCRYPTION_KEY is not set"), "\(binary.stderr)")
+    }
+
+    @Test("restore: which backup, a target, another key, a non-empty target, a damaged backup; each refused before anything is written")
+    func restoreBadInput() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try LocalObjectStore(directory: dir)
+        let envelope = SymmetricKey(size: .bits256)
+        let key = ["BACKUP_ENCRYPTION_KEY": Self.keyText(envelope)]
+        let local = ["--directory", dir.path]
+
+        #expect(await refusal(RestoreJob.self, ["--verify-only"] + local, environment: key).contains("--backup-id ID or --latest"))
+        #expect(await refusal(RestoreJob.self, ["--verify-only", "--latest", "--backup-id", "x"] + local, environment: key).contains("--backup-id ID or --latest"))
+        #expect(await refusal(RestoreJob.self, ["--latest"] + local, environment: key).contains("--target-url is required unless --verify-only"))
+        #expect(await refusal(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: key).contains("there is no backup under postgres/"))
+        #expect(await refusal(RestoreJob.self, ["--backup-id", "../etc", "--verify-only"] + local, environment: key).contains("a backup id is"))
+
+        // A backup (a stand-in dump: restore refuses before pg_restore would read it).
+        let writer = try await EncryptedArchiveWriter.begin(id: "20261206T000000Z-00c0ffee", kind: "postgres-custom-dump", prefix: "postgres", in: store, envelopeKey: envelope)
+        try await writer.write(Array("PGDMP stand-in".utf8))
+        _ = try await writer.finish(source: [:], rowCounts: [:])
+        let listed = try await job(ListBackups.self, local)
+        #expect(listed.ids == ["20261206T000000Z-00c0ffee"])
+        let verified = try await job(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: key)
+        #expect(verified.verified && !verified.restored)
+
+        let other = SymmetricKey(size: .bits256)
+        let wrong = await refusal(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: ["BACKUP_ENCRYPTION_KEY": Self.keyText(other)])
+        #expect(wrong.contains("backup.wrongKey") && wrong.contains(WrappedBackupKey.keyID(of: envelope)) && !wrong.contains(Self.keyText(other)), "\(wrong)")
+
+        if let target = RequiredServices.value("DATABASE_DIRECT_URL") {
+            // The shared test database holds tables: refused before anything is restored.
+            let full = await refusal(RestoreJob.self, ["--latest", "--target-url", target] + local, environment: key)
+            #expect(full.contains("backup.targetNotEmpty"), "\(full)")
+        }
+        let sqliteTarget = await refusal(RestoreJob.self, ["--latest", "--target-url", "sqlite::memory:"] + local, environment: key)
+        #expect(sqliteTarget.contains("--target-url must be a postgres:// URL"), "\(sqliteTarget)")
+
+        // A flipped byte: refused with the cipher's code.
+        let objectKey = try EncryptedArchive.objectKey(prefix: "postgres", id: "20261206T000000Z-00c0ffee")
+        var bytes = try #require(try await store.get(objectKey))
+        bytes[bytes.count - 3] ^= 0x20
+        try await store.put(bytes, at: objectKey)
+        let damaged = await refusal(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: key)
+        #expect(damaged.contains("backup.authenticationFailed"), "\(damaged)")
+    }
+}
