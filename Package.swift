@@ -283,7 +283,8 @@ let package = Package(
             name: "DocSnippets",
             dependencies: [
                 "RestartixCore", "RestartixKit", "RestartixRedis", "RestartixAWS", "RestartixTenancy", "RestartixCrypto", "RestartixProviders",
-                "RestartixTelemetry", "RestartixPlatform", .product(name: "Logging", package: "swift-log"),
+                "RestartixTelemetry", "RestartixPlatform", "RestartixBackup", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/DocSnippets"
         ),

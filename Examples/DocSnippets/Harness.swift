@@ -84,6 +84,13 @@ enum Harness {
         try await body(db)
     }
 
+    /// A fresh directory for a local object store.
+    static func directory(_ body: (URL) async throws -> Void) async throws {
+        let url = scratch.appendingPathComponent("store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        try await body(url)
+    }
+
     static func unmigrated(_ body: (Database, Logger) async throws -> Void) async throws {
         let database = try Database(url: "sqlite::memory:", logger: logger)
         defer { Task { await database.shutdown() } }

@@ -118,6 +118,16 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
         var buffer = Data()
         var uploadID: String?
         var parts: [(number: Int, etag: String)] = []
+
+        /// The first whole part of `buffer`, taken out of it; nil while less than a part is in.
+        /// The rest is copied into a new buffer: `Data.removeFirst` only moves a slice's start,
+        /// so the storage kept every part ever written (RSS grew a part's size per part).
+        mutating func takePart(_ size: Int) -> Data? {
+            guard buffer.count >= size else { return nil }
+            let part = Data(buffer.prefix(size))
+            buffer = Data(buffer.dropFirst(size))
+            return part
+        }
     }
     private let state = Mutex(State())
 
@@ -131,20 +141,14 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
         let full = try state.withLock { state throws(ObjectStoreError) -> Data? in
             try state.progress.checkUsable()
             state.progress.record(bytes)
+            // A whole part with nothing buffered (the backup writer's case) goes as it is.
+            if state.buffer.isEmpty, bytes.count == store.partSize { return Data(bytes) }
             state.buffer.append(contentsOf: bytes)
-            guard state.buffer.count >= store.partSize else { return nil }
-            let part = state.buffer.prefix(store.partSize)
-            state.buffer.removeFirst(store.partSize)
-            return Data(part)
+            return state.takePart(store.partSize)
         }
         if let full { try await send(full) }
         // More than a part came in one write: send the rest of the whole parts too.
-        while let more = state.withLock({ state -> Data? in
-            guard state.buffer.count >= store.partSize else { return nil }
-            let part = Data(state.buffer.prefix(store.partSize))
-            state.buffer.removeFirst(store.partSize)
-            return part
-        }) {
+        while let more = state.withLock({ $0.takePart(store.partSize) }) {
             try await send(more)
         }
     }

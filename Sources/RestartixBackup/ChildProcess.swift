@@ -41,6 +41,7 @@ package final class ChildProcess: Sendable {
         process.standardError = errorPipe
         if readOutput {
             let pipe = Pipe()
+            Self.enlarge(pipe)
             process.standardOutput = pipe
             output = pipe.fileHandleForReading
         } else {
@@ -49,6 +50,7 @@ package final class ChildProcess: Sendable {
         }
         if writeInput {
             let pipe = Pipe()
+            Self.enlarge(pipe)
             process.standardInput = pipe
             input = pipe.fileHandleForWriting
         } else {
@@ -78,6 +80,16 @@ package final class ChildProcess: Sendable {
     /// The end of standard error, shared with the thread that drains it.
     private final class StderrTail: Sendable {
         let bytes = Mutex<[UInt8]>([])
+    }
+
+    /// Gives a pipe 1 MiB of buffer (Linux's default is 64 KiB): the program keeps writing
+    /// while this side seals and uploads what it read, instead of stopping every 64 KiB. Where
+    /// the system refuses (a lower `pipe-max-size`), the default stays.
+    private static func enlarge(_ pipe: Pipe) {
+        #if os(Linux)
+        let setPipeSize: Int32 = 1031  // F_SETPIPE_SZ, which Glibc exports only under _GNU_SOURCE
+        _ = fcntl(pipe.fileHandleForWriting.fileDescriptor, setPipeSize, Int32(1 << 20))
+        #endif
     }
 
     private static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()

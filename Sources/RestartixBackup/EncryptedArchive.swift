@@ -279,10 +279,29 @@ public final class EncryptedArchiveWriter {
             parts.append(BackupManifest.Digest(length: part.count, sha256: Hex.lower(SHA256.hash(data: part))))
             cipherHash.update(data: part)
             cipherLength += part.count
-            do { try await upload.write(part) } catch { throw BackupError(error, while: "uploading part \(parts.count) of backup \(id)") }
+            // One part goes up while the next is read and sealed: waiting for each upload
+            // before reading on would stall the producer (pg_dump blocks on its full pipe) for
+            // every part's round trip. At most one part in flight, so memory stays two parts.
+            try await awaitUpload()
+            let upload = self.upload, number = parts.count
+            inFlight = (number, Task { try await upload.write(part) })
             start = end
         }
         if start > 0 { pending.removeFirst(start) }
+    }
+
+    /// The part upload in flight, if any: its number and task.
+    private var inFlight: (number: Int, task: Task<Void, any Error>)?
+
+    /// Waits for the part in flight; its failure is this archive's.
+    private func awaitUpload() async throws(BackupError) {
+        guard let (number, task) = inFlight else { return }
+        inFlight = nil
+        do { try await task.value } catch let error as ObjectStoreError {
+            throw BackupError(error, while: "uploading part \(number) of backup \(id)")
+        } catch {
+            throw BackupError(.storage, "uploading part \(number) of backup \(id) failed")
+        }
     }
 
     /// Seals the last segment, completes the data object, then writes the manifest (with
@@ -291,6 +310,7 @@ public final class EncryptedArchiveWriter {
         guard !ended else { throw BackupError(.invalidInput, "backup \(id) is finished") }
         do { try encryptor.finish(appendingTo: &pending) } catch { throw BackupError(.invalidInput, error.detail) }
         try await flush(final: true)
+        try await awaitUpload()
         ended = true
         do { _ = try await upload.complete() } catch { throw BackupError(error, while: "completing backup \(id)'s data object") }
         var manifest = BackupManifest(
@@ -316,6 +336,10 @@ public final class EncryptedArchiveWriter {
     public func abort() async {
         guard !ended else { return }
         ended = true
+        if let (_, task) = inFlight {
+            inFlight = nil
+            _ = await task.result
+        }
         await upload.abort()
     }
 }
