@@ -139,6 +139,8 @@ let package = Package(
                 "RestartixKit",
                 "RestartixCrypto",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -177,6 +179,7 @@ let package = Package(
                 "RestartixCrypto",
                 "RestartixProviders",
                 "RestartixTelemetry",
+                "RestartixBackup",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,6 +6,7 @@ import RestartixAWS
 import RestartixBackup
 import RestartixCrypto
 import RestartixKit
+import RestartixPlatform
 import RestartixTestSupport
 import Testing
 
@@ -114,5 +115,32 @@ extension JobsTests {
         try await store.put(bytes, at: objectKey)
         let damaged = await refusal(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: key)
         #expect(damaged.contains("backup.authenticationFailed"), "\(damaged)")
+    }
+
+    @Test("audit-archive and audit-restore: bad months, windows, ids and databases refused before anything is done")
+    func auditBadInput() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = ["BACKUP_ENCRYPTION_KEY": Self.keyText(SymmetricKey(size: .bits256))]
+        let local = ["--directory", dir.path]
+        for month in ["2025-13", "2025-1", "25-01", "2025/01", "x"] {
+            #expect(await refusal(AuditArchiveJob.self, ["--month", month] + local, environment: key).contains("a month is YYYY-MM"), "\(month)")
+            #expect(await refusal(AuditRestoreJob.self, ["--month", month] + local, environment: key).contains("a month is YYYY-MM"), "\(month)")
+        }
+        #expect(await refusal(AuditArchiveJob.self, ["--hot-months", "0"] + local, environment: key).contains("--hot-months must be between 1 and 120"))
+        #expect(await refusal(AuditRestoreJob.self, ["--month", "2024-01", "--organization", "clinic-a"] + local, environment: key).contains("--organization must be a UUID"))
+        let sqlite = "sqlite://" + dir.appendingPathComponent("x.sqlite").path
+        #expect(await refusal(AuditArchiveJob.self, ["--database-url", sqlite] + local, environment: key).contains("the embedded SQLite file has none"))
+        #expect(await refusal(AuditArchiveJob.self, ["--database-url", "postgres://nobody@127.0.0.1:1/none"] + local).contains("BACKUP_ENCRYPTION_KEY is not set"))
+
+        // The hot window, computed: the current month and the 11 before it stay.
+        let june = try #require(AuditArchive.Month("2026-06"))
+        #expect(june.adding(-11).description == "2025-07" && june.adding(7).description == "2027-01" && june.partition == "audit_log_2026_06")
+        if let target = RequiredServices.value("DATABASE_DIRECT_URL") {
+            let hot = AuditArchive.Month(containing: Date()).adding(-3)
+            let refused = await refusal(AuditArchiveJob.self, ["--database-url", target, "--month", "\(hot)"] + local, environment: key)
+            #expect(refused.contains("inside the hot window"), "\(refused)")
+            #expect(await refusal(AuditRestoreJob.self, ["--database-url", target, "--month", "2001-01"] + local, environment: key).contains("backup.notFound"))
+        }
     }
 }

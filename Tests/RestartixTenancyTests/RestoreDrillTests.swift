@@ -38,6 +38,17 @@ struct RestoreDrillTests {
         return try await RestartixTestSupport.ChildProcess.capture(jobs, arguments, environment: environment(extra))
     }
 
+    /// Starts the jobs binary without waiting for it (to watch it, or kill it half-way).
+    static func startJobs(_ arguments: [String], _ extra: [String: String]) throws -> (Process, RestartixTestSupport.ChildProcess) {
+        let process = Process()
+        process.executableURL = jobs
+        process.arguments = arguments
+        process.environment = environment(extra)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        return (process, try RestartixTestSupport.ChildProcess(starting: process))
+    }
+
     static func lockedBucket(_ urls: URLs) async throws -> S3Client {
         let s3 = try S3Client(
             bucket: "restartix-drill-\(UUID().uuidString.prefix(8).lowercased())", region: "us-east-1",
@@ -53,16 +64,19 @@ struct RestoreDrillTests {
     }
 
     struct URLs {
-        let source, sourceAdmin, target, targetAdmin, targetApp, s3: String
+        let source, sourceAdmin, sourceApp, target, targetAdmin, targetApp, s3: String
 
         static func load() throws -> URLs? {
             let names = [
                 "RESTARTIX_DRILL_SOURCE_URL", "RESTARTIX_DRILL_SOURCE_ADMIN_URL", "RESTARTIX_DRILL_TARGET_URL",
+                "RESTARTIX_DRILL_SOURCE_APP_URL",
                 "RESTARTIX_DRILL_TARGET_ADMIN_URL", "RESTARTIX_DRILL_TARGET_APP_URL", "AWS_ENDPOINT_URL",
             ]
             guard RequiredServices.shouldRun(names[0]) else { return nil }
             let values = try names.map { try RequiredServices.require($0) }
-            return URLs(source: values[0], sourceAdmin: values[1], target: values[2], targetAdmin: values[3], targetApp: values[4], s3: values[5])
+            return URLs(
+                source: values[0], sourceAdmin: values[1], sourceApp: values[3], target: values[2], targetAdmin: values[4], targetApp: values[5], s3: values[6]
+            )
         }
     }
 
@@ -72,6 +86,7 @@ struct RestoreDrillTests {
         let db = try Database(url: url, logger: logger)
         defer { Task { await db.shutdown() } }
         try await db.transaction { tx in
+            try await tx.execute("DROP SCHEMA IF EXISTS audit_restore CASCADE")
             try await tx.execute("DROP SCHEMA public CASCADE")
             try await tx.execute("CREATE SCHEMA public")
             try await tx.execute("GRANT USAGE ON SCHEMA public TO restartix_admin, restartix_app")
@@ -202,13 +217,7 @@ struct RestoreDrillTests {
         let (_, envelopeText) = Self.base64Key()
         let env = ["BACKUP_ENCRYPTION_KEY": envelopeText, "BACKUP_BUCKET": s3.bucket]
 
-        let process = Process()
-        process.executableURL = Self.jobs
-        process.arguments = ["backup", "--database-url", urls.source, "--retain-days", "1"]
-        process.environment = Self.environment(env)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        let child = try RestartixTestSupport.ChildProcess(starting: process)
+        let (process, child) = try Self.startJobs(["backup", "--database-url", urls.source, "--retain-days", "1"], env)
         // Killed once a multipart upload is under way (its first part is going up).
         var uploading = false
         for _ in 0..<600 where !uploading {
@@ -259,13 +268,7 @@ struct RestoreDrillTests {
         let s3 = try await Self.lockedBucket(urls)
         let (_, envelopeText) = Self.base64Key()
 
-        let process = Process()
-        process.executableURL = Self.jobs
-        process.arguments = ["backup", "--database-url", urls.source, "--retain-days", "1"]
-        process.environment = Self.environment(["BACKUP_ENCRYPTION_KEY": envelopeText, "BACKUP_BUCKET": s3.bucket])
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        let child = try RestartixTestSupport.ChildProcess(starting: process)
+        let (process, child) = try Self.startJobs(["backup", "--database-url", urls.source, "--retain-days", "1"], ["BACKUP_ENCRYPTION_KEY": envelopeText, "BACKUP_BUCKET": s3.bucket])
         var peak = 0
         while process.isRunning {
             if let now = RestartixTestSupport.ChildProcess.peakResidentBytes(of: child.pid) { peak = max(peak, now) }
@@ -275,6 +278,184 @@ struct RestoreDrillTests {
         print("backup-memory: database \(size >> 20) MiB, peak RSS of restartix-jobs backup \(peak >> 20) MiB (bound \(Self.memoryBound >> 20) MiB)")
         #expect(peak > 0 && peak < Self.memoryBound, "peak RSS \(peak >> 20) MiB")
         try await Self.empty(urls.source)
+    }
+
+    // MARK: - The audit archive
+
+    /// An `audit_log` partition for `month` as the roller makes them (RLS forced, the owner's
+    /// backup_read policy), for a month the roller would not make (it makes the current one on).
+    static func createPartition(_ db: Database, _ month: AuditArchive.Month) async throws {
+        let next = month.adding(1)
+        try await db.transaction { tx in
+            try await tx.execute(SQLQuery(unsafeSQL: """
+                CREATE TABLE \(month.partition) PARTITION OF audit_log FOR VALUES FROM ('\(month)-01 00:00:00+00') TO ('\(next)-01 00:00:00+00')
+                """))
+            try await tx.execute(SQLQuery(unsafeSQL: "ALTER TABLE \(month.partition) ENABLE ROW LEVEL SECURITY"))
+            try await tx.execute(SQLQuery(unsafeSQL: "ALTER TABLE \(month.partition) FORCE ROW LEVEL SECURITY"))
+            try await tx.execute(SQLQuery(unsafeSQL: "CREATE POLICY backup_read ON \(month.partition) AS PERMISSIVE FOR SELECT TO restartix_owner USING (true)"))
+        }
+    }
+
+    /// Rows of a table as the owner reads them: count and MD5 of the ordered JSON rows.
+    static func rows(_ db: Database, _ table: String, organization: UUID? = nil) async throws -> String {
+        let filter: SQLQuery = organization.map { "WHERE organization_id = \($0)" } ?? ""
+        let row = try await db.query("""
+            SELECT count(*) AS n, md5(coalesce(string_agg(row_to_json(t)::text, E'\\n' ORDER BY created_at, id), '')) AS sum FROM \(unsafeRaw: table) t \(filter)
+            """).first
+        return "\(try row?.decode("n", as: Int.self) ?? -1):\(try row?.decode("sum", as: String.self) ?? "")"
+    }
+
+    static func partitionExists(_ db: Database, _ month: AuditArchive.Month) async throws -> Bool {
+        try await db.query("SELECT to_regclass(\(month.partition)) IS NOT NULL AS present").first?.decode("present", as: Bool.self) ?? false
+    }
+
+    @Test("audit-archive: old months exported, verified, then dropped; resumable; refuses the hot window and a damaged archive; audit-restore brings a month back, one clinic's too")
+    func auditArchive() async throws {
+        guard let urls = try URLs.load() else { return }
+        try await Self.empty(urls.source)
+        let owner = try Database(url: urls.source, logger: Self.logger)
+        defer { Task { await owner.shutdown() } }
+        _ = try await Migrator(platformSchemaOn: owner, logger: Self.logger).migrate()
+        let current = AuditArchive.Month(containing: Date())
+        let (old1, old2, hot) = (current.adding(-14), current.adding(-13), current.adding(-11))
+        for month in [old1, old2, hot] { try await Self.createPartition(owner, month) }
+        let (clinicA, clinicB) = (UUIDv7.generate(), UUIDv7.generate())
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: urls.sourceAdmin), logger: Self.logger)
+        try await admin.unscoped(reason: "audit archive drill seed", actor: .system("restore-drill")) { tx in
+            for (month, count) in [(old1, 1500), (old2, 700), (hot, 10)] {
+                // Clinic A, clinic B and platform rows; every row's metadata names clinic B, so a
+                // filter that read the metadata instead of the column would be caught.
+                try await tx.execute("""
+                    INSERT INTO audit_log (id, organization_id, actor_kind, action, metadata, created_at)
+                    SELECT gen_random_uuid(), CASE g % 3 WHEN 0 THEN \(clinicA)::uuid WHEN 1 THEN \(clinicB)::uuid END, 'system', 'drill.event',
+                           jsonb_build_object('n', g, 'note', 'a "quote", ünïcode and a \\ backslash', 'organization_id', \(clinicB.lowercasedString)::text),
+                           \("\(month)-01 00:00:00+00")::timestamptz + g * interval '1 second'
+                    FROM generate_series(1, \(count)) g
+                    """)
+            }
+        }
+        await admin.shutdown()
+        var before: [AuditArchive.Month: String] = [:]
+        for month in [old1, old2, hot] { before[month] = try await Self.rows(owner, month.partition) }
+        let beforeA = try await Self.rows(owner, old1.partition, organization: clinicA)
+        #expect(before[old1]?.hasPrefix("1500:") == true && beforeA.hasPrefix("500:"))
+
+        let directory = try TemporaryDirectory("audit-archive")
+        defer { directory.remove() }
+        let (_, envelopeText) = Self.base64Key()
+        let env = ["BACKUP_ENCRYPTION_KEY": envelopeText, "AUDIT_ARCHIVE_DIRECTORY": directory.url.path, "DATABASE_DIRECT_URL": urls.source]
+        let store = try LocalObjectStore(directory: directory.url)
+
+        // A month inside the hot window, and a bad month: refused, nothing done.
+        let inHot = try await Self.runJobs(["audit-archive", "--month", "\(hot)"], env)
+        #expect(inHot.status == 1 && inHot.stderr.contains("inside the hot window"), "\(inHot.stderr)")
+        #expect(try await Self.runJobs(["audit-archive", "--month", "2025-13"], env).status != 0)
+
+        // Export only: both old months archived and verified, no partition dropped.
+        let exported = try await Self.runJobs(["audit-archive", "--export-only", "--json"], env)
+        #expect(exported.status == 0, "\(exported.stderr)")
+        #expect(exported.stdout.components(separatedBy: "\"exported\"").count == 3, "\(exported.stdout)")
+        for month in [old1, old2] { #expect(try await Self.partitionExists(owner, month)) }
+        let archives = try await EncryptedArchive.list(in: store, prefix: "audit")
+        #expect(archives.count == 2 && archives[0].hasPrefix("\(old1)-") && archives[1].hasPrefix("\(old2)-"), "\(archives)")
+
+        // A damaged archive of old2: the next run drops old1 (its archive checks out) and
+        // refuses old2, keeping its partition.
+        let damagedKey = try EncryptedArchive.objectKey(prefix: "audit", id: archives[1])
+        let original = try #require(try await store.get(damagedKey))
+        var damaged = original
+        damaged[damaged.count / 2] ^= 0x04
+        try await store.put(damaged, at: damagedKey)
+        let refused = try await Self.runJobs(["audit-archive"], env)
+        #expect(refused.status == 1 && refused.stderr.contains("backup.authenticationFailed"), "\(refused.stderr)")
+        #expect(try await !Self.partitionExists(owner, old1))
+        #expect(try await Self.rows(owner, old2.partition) == before[old2], "nothing of old2 lost")
+
+        // The archive put back: the run resumes old2 (checks it against the rows, then drops).
+        try await store.put(original, at: damagedKey)
+        let resumed = try await Self.runJobs(["audit-archive", "--json"], env)
+        #expect(resumed.status == 0 && resumed.stdout.contains("\"resumed\""), "\(resumed.stderr) \(resumed.stdout)")
+        #expect(try await !Self.partitionExists(owner, old2))
+        #expect(try await Self.rows(owner, hot.partition) == before[hot], "the hot window untouched")
+        let again = try await Self.runJobs(["audit-archive", "--month", "\(old1)", "--json"], env)
+        #expect(again.status == 0 && again.stdout.contains("\"alreadyArchived\""), "\(again.stdout)")
+
+        // Back for an investigation: the whole month, and clinic A's rows alone.
+        let whole = try await Self.runJobs(["audit-restore", "--month", "\(old1)"], env)
+        #expect(whole.status == 0 && whole.stdout.contains("1500 rows"), "\(whole.stderr)")
+        #expect(try await Self.rows(owner, "audit_restore.\(old1.partition)") == before[old1])
+        let onlyA = try await Self.runJobs(["audit-restore", "--month", "\(old1)", "--organization", clinicA.lowercasedString], env)
+        #expect(onlyA.status == 0, "\(onlyA.stderr)")
+        let sideA = "audit_restore.\(old1.partition)_org_\(clinicA.lowercasedString.replacingOccurrences(of: "-", with: ""))"
+        #expect(try await Self.rows(owner, sideA) == beforeA)
+        let twice = try await Self.runJobs(["audit-restore", "--month", "\(old1)"], env)
+        #expect(twice.status == 1 && twice.stderr.contains("backup.targetNotEmpty"), "\(twice.stderr)")
+        #expect(try await Self.runJobs(["audit-restore", "--month", "\(hot)"], env).stderr.contains("backup.notFound"))
+        // The platform schema is as the migrations left it (the side tables live in a schema of
+        // their own, dropped partitions are not in the baseline): the boot checks still pass.
+        let app = TenantDatabase(configuration: try DatabaseConfiguration(url: urls.sourceApp), tables: PlatformSchema.tenantTables, logger: Self.logger)
+        try await app.verifyIsolation()
+        await app.shutdown()
+        let checkAdmin = AdminDatabase(configuration: try DatabaseConfiguration(url: urls.sourceAdmin), logger: Self.logger)
+        try await checkAdmin.verifyIsolation()
+        await checkAdmin.shutdown()
+    }
+
+    @Test("audit-archive: a month another run holds is skipped; a run killed mid-export loses nothing and the next one finishes")
+    func auditArchiveConcurrentAndKilled() async throws {
+        guard let urls = try URLs.load() else { return }
+        try await Self.empty(urls.source)
+        let owner = try Database(url: urls.source, logger: Self.logger)
+        defer { Task { await owner.shutdown() } }
+        _ = try await Migrator(platformSchemaOn: owner, logger: Self.logger).migrate()
+        let month = AuditArchive.Month(containing: Date()).adding(-20)
+        try await Self.createPartition(owner, month)
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: urls.sourceAdmin), logger: Self.logger)
+        try await admin.unscoped(reason: "audit archive drill seed", actor: .system("restore-drill")) { tx in
+            try await tx.execute("""
+                INSERT INTO audit_log (id, organization_id, actor_kind, action, metadata, created_at)
+                SELECT gen_random_uuid(), NULL, 'system', 'drill.bulk', jsonb_build_object('n', g, 'pad', repeat(md5(g::text), 4)),
+                       \("\(month)-01 00:00:00+00")::timestamptz + g * interval '10 millisecond'
+                FROM generate_series(1, 60000) g
+                """)
+        }
+        await admin.shutdown()
+        let before = try await Self.rows(owner, month.partition)
+        let directory = try TemporaryDirectory("audit-archive-kill")
+        defer { directory.remove() }
+        let (_, envelopeText) = Self.base64Key()
+        let env = ["BACKUP_ENCRYPTION_KEY": envelopeText, "AUDIT_ARCHIVE_DIRECTORY": directory.url.path, "DATABASE_DIRECT_URL": urls.source]
+        let store = try LocalObjectStore(directory: directory.url)
+
+        // Another run holds the month (its advisory lock, from another connection): skipped.
+        let holder = try Database(url: urls.source, logger: Self.logger)
+        _ = try await holder.query("SELECT pg_advisory_lock(hashtext('restartix_audit_archive'), hashtext(\(month.partition)))")
+        let skipped = try await Self.runJobs(["audit-archive", "--json"], env)
+        #expect(skipped.status == 0 && skipped.stdout.contains("\"skippedInProgress\""), "\(skipped.stdout) \(skipped.stderr)")
+        await holder.shutdown()
+        #expect(try await Self.partitionExists(owner, month))
+
+        // Killed once its upload has begun: the partition is whole, no archive is listed.
+        let (process, child) = try Self.startJobs(["audit-archive"], env)
+        let uploads = directory.url.appendingPathComponent("uploads")
+        var uploading = false
+        for _ in 0..<1500 where !uploading {
+            try await Task.sleep(for: .milliseconds(10))
+            uploading = !((try? FileManager.default.contentsOfDirectory(atPath: uploads.path)) ?? []).isEmpty
+        }
+        #expect(uploading, "the export never began its upload")
+        #expect(process.isRunning, "the run must still be exporting when it is killed")
+        kill(child.pid, SIGKILL)
+        #expect(await child.exit().reason == .uncaughtSignal)
+        #expect(try await Self.rows(owner, month.partition) == before)
+        #expect(try await EncryptedArchive.list(in: store, prefix: "audit") == [])
+
+        let finished = try await Self.runJobs(["audit-archive", "--json"], env)
+        #expect(finished.status == 0 && finished.stdout.contains("\"archived\""), "\(finished.stderr)")
+        #expect(try await !Self.partitionExists(owner, month))
+        let restored = try await Self.runJobs(["audit-restore", "--month", "\(month)"], env)
+        #expect(restored.status == 0, "\(restored.stderr)")
+        #expect(try await Self.rows(owner, "audit_restore.\(month.partition)") == before)
     }
 }
 

@@ -27,39 +27,10 @@ struct BackupStoreOptions: ParsableArguments {
 
     /// The store, and the S3 client when it is a bucket.
     func store(_ service: ServiceEnvironment) async throws -> (store: any ObjectStore, s3: S3Client?) {
-        if let bucket = bucket ?? service.string("BACKUP_BUCKET") {
-            do {
-                let aws = try service.aws(for: "the backup bucket")
-                let credentials = try await aws.credentials.resolve()
-                let endpoint = aws.endpoint(for: .s3)
-                // A custom endpoint (moto, MinIO, a VPC endpoint by IP) takes the bucket in the
-                // path; AWS's own endpoint takes it in the host name.
-                func client(timeout: Duration) throws -> S3Client {
-                    try S3Client(
-                        bucket: bucket, region: aws.region, credentials: credentials, endpoint: endpoint?.absoluteString, usePathStyle: endpoint != nil,
-                        timeout: timeout
-                    )
-                }
-                // A short deadline for the first call: the HTTP client tries a refused connection
-                // again until the request's deadline, and an unreachable bucket should say so in
-                // seconds. Parts then get two minutes each.
-                guard try await client(timeout: .seconds(10)).headBucket() else {
-                    throw ValidationFailure(description: "the backup bucket \(bucket) does not exist (or is in another account)")
-                }
-                let transfers = try client(timeout: .seconds(120))
-                return (try S3ObjectStore(client: transfers), transfers)
-            } catch let error as ValidationFailure {
-                throw error
-            } catch {
-                throw ValidationFailure(description: "the backup bucket \(bucket) cannot be used: \(error)")
-            }
-        }
-        let path = directory ?? service.string("BACKUP_DIRECTORY") ?? ".restartix/backups"
-        do {
-            return (try LocalObjectStore(directory: URL(fileURLWithPath: path)), nil)
-        } catch {
-            throw ValidationFailure(description: "the backup directory \(path) cannot be used: \(error)")
-        }
+        try await openStore(
+            what: "backup", bucket: bucket ?? service.string("BACKUP_BUCKET"),
+            directory: directory ?? service.string("BACKUP_DIRECTORY") ?? ".restartix/backups", service
+        )
     }
 
     /// `pg_dump` or `pg_restore`.
@@ -76,6 +47,43 @@ struct BackupStoreOptions: ParsableArguments {
         var environment: [String: String] = [:]
         for name in ["PATH", "LANG", "LC_ALL", "TZ", "HOME"] { environment[name] = service.string(name) }
         return environment
+    }
+}
+
+/// An S3 bucket (AWS's variables reach it) when `bucket` is set, else the local directory.
+/// `what` names it in errors ("backup", "audit archive").
+func openStore(what: String, bucket: String?, directory: String, _ service: ServiceEnvironment) async throws -> (store: any ObjectStore, s3: S3Client?) {
+    if let bucket {
+        do {
+            let aws = try service.aws(for: "the \(what) bucket")
+            let credentials = try await aws.credentials.resolve()
+            let endpoint = aws.endpoint(for: .s3)
+            // A custom endpoint (moto, MinIO, a VPC endpoint by IP) takes the bucket in the
+            // path; AWS's own endpoint takes it in the host name.
+            func client(timeout: Duration) throws -> S3Client {
+                try S3Client(
+                    bucket: bucket, region: aws.region, credentials: credentials, endpoint: endpoint?.absoluteString, usePathStyle: endpoint != nil,
+                    timeout: timeout
+                )
+            }
+            // A short deadline for the first call: the HTTP client tries a refused connection
+            // again until the request's deadline, and an unreachable bucket should say so in
+            // seconds. Parts then get two minutes each.
+            guard try await client(timeout: .seconds(10)).headBucket() else {
+                throw ValidationFailure(description: "the \(what) bucket \(bucket) does not exist (or is in another account)")
+            }
+            let transfers = try client(timeout: .seconds(120))
+            return (try S3ObjectStore(client: transfers), transfers)
+        } catch let error as ValidationFailure {
+            throw error
+        } catch {
+            throw ValidationFailure(description: "the \(what) bucket \(bucket) cannot be used: \(error)")
+        }
+    }
+    do {
+        return (try LocalObjectStore(directory: URL(fileURLWithPath: directory)), nil)
+    } catch {
+        throw ValidationFailure(description: "the \(what) directory \(directory) cannot be used: \(error)")
     }
 }
 

@@ -46,6 +46,8 @@ public enum ServiceKeys {
         ServiceKey("ENCRYPTION_KEYS_KMS", "a KMS-enveloped keyring document", default: "unset", secret: true, [.coreAPI, .jobs]),
         ServiceKey("BACKUP_ENCRYPTION_KEY", "the dump envelope key (base64, 32 bytes)", default: "unset", secret: true, [.coreAPI, .jobs]),
         ServiceKey("BACKUP_BUCKET", "the S3 bucket (with Object Lock) of `restartix-jobs backup` and `restore`; the AWS_* variables reach it", default: "unset: BACKUP_DIRECTORY", [.jobs]),
+        ServiceKey("AUDIT_ARCHIVE_BUCKET", "the S3 bucket of `restartix-jobs audit-archive` and `audit-restore`", default: "unset: AUDIT_ARCHIVE_DIRECTORY", [.jobs]),
+        ServiceKey("AUDIT_ARCHIVE_DIRECTORY", "the local directory of audit archives when no bucket is set", default: ".restartix/audit-archive", [.jobs]),
         ServiceKey("PATH", "where `restartix-jobs backup` and `restore` look for pg_dump and pg_restore (also passed to them, with LANG, LC_ALL, TZ and HOME)", default: "the process's", [.jobs]),
         ServiceKey("BACKUP_DIRECTORY", "the local directory of backups when no bucket is set", default: ".restartix/backups", [.jobs]),
         ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET", "HS256 secret of telemetry session tokens (32+ bytes): the Core API signs them for patients, the Telemetry API verifies them (unset: on the embedded default in development and test a local secret beside the SQLite file, elsewhere 503 on POST /v1/telemetry/session-tokens); _PREVIOUS during a rotation", default: "unset", secret: true, api),
