@@ -35,8 +35,9 @@ extension ProviderRegistry {
     /// rotated row is never overwritten. Every seed is validated before any is written. The
     /// Core API calls this at every boot. Returns the capabilities it inserted.
     ///
-    /// Emergency re-seed: delete the row (`DELETE FROM platform_service_providers WHERE
-    /// capability = '...' AND organization_id IS NULL`) and restart with the variables set.
+    /// Emergency re-seed: ``rotate(_:organization:kind:config:secrets:expectedVersion:actor:admin:)``
+    /// with the seed's settings replaces the row in one audited step (`restartix-jobs
+    /// provider-reseed`); or delete the row and restart with the variables set.
     @discardableResult
     public func bootstrapProviderDefaults(_ seeds: [ProviderSeed], logger: Logger) async throws -> [ProviderCapability] {
         for seed in seeds { try seed.validate() }

@@ -448,6 +448,46 @@ struct JobsTests {
         }
     }
 
+    @Test("provider-reseed: a row whose credentials no longer open is replaced from its seed (audited, version + 1); no seed, nothing changed; a missing row inserted")
+    func providerReseed() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = "sqlite://" + dir.appendingPathComponent("jobs.sqlite").path
+        _ = try await job(Migrate.self, ["--database-url", url])
+        // The row sealed under a keyring that is gone.
+        let lost = Keyring.generate()
+        let database = try Database(url: url, logger: Logger(label: "test"))
+        try await ProviderRegistry(database: database, cipher: ColumnCipher(keyring: lost.keyring))
+            .insertIfAbsent("video", kind: .daily, config: ["api_url": "http://127.0.0.1:9"], secrets: ProviderSecrets(["api_key": "lost-daily-key"]))
+        let current = Keyring.generate()
+        let seed = ["ENCRYPTION_KEYS": current.document, "DAILY_API_KEY": "reseeded-daily-key", "DAILY_API_URL": "http://127.0.0.1:9"]
+
+        let missing = await refusal(ProviderReseed.self, ["--database-url", url, "--capability", "video"], environment: ["ENCRYPTION_KEYS": current.document])
+        #expect(missing.contains("there is no seed for video"), "\(missing)")
+        #expect(await refusal(ProviderReseed.self, ["--database-url", url, "--capability", "Not A Name"]).contains("is not a capability name"))
+
+        let output = Output()
+        let replaced = try await job(ProviderReseed.self, ["--database-url", url, "--capability", "video"], environment: seed, output: output)
+        #expect(replaced == ProviderReseed.Report(capability: "video", kind: "daily", action: "replaced", version: 2))
+        let registry = ProviderRegistry(database: database, cipher: ColumnCipher(keyring: current.keyring))
+        let record = try #require(try await registry.lookup("video", organization: nil))
+        #expect(record.secrets.values["api_key"] == "reseeded-daily-key" && record.version == 2)
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: url), logger: Logger(label: "test"))
+        let audit = try await admin.unscoped(reason: "provider-reseed test: audit rows", actor: .system("tests")) { tx in
+            try await tx.query("SELECT CAST(metadata AS TEXT) AS metadata FROM audit_log WHERE action = 'provider.rotate'")
+        }
+        await admin.shutdown()
+        let metadata = try audit.first?.decode("metadata", as: String.self)
+        #expect(audit.count == 1 && metadata?.contains("secrets.api_key") == true, "\(metadata ?? "no audit row")")
+        #expect(!output.all.contains("reseeded-daily-key") && !output.all.contains("lost-daily-key"))
+
+        // No row: inserted.
+        _ = try await database.execute("DELETE FROM platform_service_providers")
+        let inserted = try await job(ProviderReseed.self, ["--database-url", url, "--capability", "video"], environment: seed)
+        #expect(inserted.action == "inserted" && inserted.version == 1)
+        await database.shutdown()
+    }
+
     @Test("bad input: each a clear error, nothing applied, no password; the binary exits non-zero with one line")
     func badInput() async throws {
         let dir = try temporaryDirectory()

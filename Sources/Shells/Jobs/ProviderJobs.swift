@@ -2,10 +2,12 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Logging
+import PlatformSupport
 import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixProviders
+import RestartixTenancy
 import ServiceSupport
 
 /// Runs `body` with a plain pool on the admin role's URL (`--database-url`, else `DATABASE_URL`,
@@ -183,5 +185,66 @@ struct UsageSummaryRollup: Job {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withFullDate]
         return ["usage-summary-rollup: \(formatter.string(from: report.periodStart)) to \(formatter.string(from: report.periodEnd)): \(report.closed) summaries closed, \(report.alreadyClosed) already closed"]
+    }
+}
+
+struct ProviderReseed: Job {
+    static let configuration = CommandConfiguration(
+        commandName: "provider-reseed",
+        abstract: "Emergency re-seed: replace a capability's platform default row with its seed variables (SES_FROM_ADDRESS, CLERK_SECRET_KEY...), audited.",
+        discussion: """
+            For a platform row whose credentials are lost (a keyring key gone) or wrong and cannot be fixed through the \
+            admin PATCH. The seed is built and validated from the same variables the Core API seeds from, before anything \
+            is written; an existing row is replaced as a rotation (provider.rotate audit row, version + 1, sealed under the \
+            primary key, even when its old credentials no longer open), a missing one inserted. Instances read the new \
+            row within their resolver's TTL. Keyring from ENCRYPTION_KEYS (or _SECRET_ID, _FILE, _KMS). Admin role: \
+            --database-url, else $DATABASE_URL.
+            """
+    )
+
+    @OptionGroup var admin: AdminDatabaseOptions
+    @OptionGroup var output: OutputOptions
+
+    @Option(help: "The capability to re-seed (email, objectstore, auth, video, ai).")
+    var capability: String
+
+    func validate() throws {
+        guard (try? ProviderCapability(capability)) != nil else { throw ValidationError("--capability \(capability.prefix(40)) is not a capability name") }
+    }
+
+    struct Report: Codable, Sendable, Equatable {
+        var capability: String
+        var kind: String
+        /// `replaced` (the row existed) or `inserted`.
+        var action: String
+        var version: Int
+    }
+
+    func perform(_ context: JobContext) async throws -> Report {
+        let wanted = try ProviderCapability(capability)
+        let seeds: [ProviderSeed]
+        do { seeds = try context.service.providerSeeds() } catch { throw CleanExit.message(error) }
+        guard let seed = seeds.first(where: { $0.capability == wanted }) else {
+            throw ValidationFailure(description: "there is no seed for \(wanted): set its variables (Documentation/RestartixProviders.md, \"Bootstrap\"); nothing was changed")
+        }
+        let keyring = try await loadKeyring(context.service)
+        return try await withAdminDatabase(admin.databaseURL, context, label: "restartix.jobs.provider-reseed") { adminDatabase, logger in
+            try await opened({ Database(configuration: try adminConfiguration(admin.databaseURL, context.service), logger: logger) }, shutdown: { await $0.shutdown() }) { pool in
+                let registry = ProviderRegistry(database: pool, cipher: ColumnCipher(keyring: keyring, logger: logger))
+                do {
+                    let record = try await registry.rotate(
+                        wanted, organization: nil, kind: seed.kind, config: seed.config, secrets: seed.secrets, actor: .system("provider-reseed"), admin: adminDatabase
+                    )
+                    return Report(capability: wanted.name, kind: seed.kind.name, action: "replaced", version: record.version)
+                } catch let error as ProviderError where error.code == .notFound {
+                    try await registry.insertIfAbsent(wanted, kind: seed.kind, config: seed.config, secrets: seed.secrets)
+                    return Report(capability: wanted.name, kind: seed.kind.name, action: "inserted", version: 1)
+                }
+            }
+        }
+    }
+
+    func lines(_ report: Report) -> [String] {
+        ["provider-reseed: \(report.capability) (\(report.kind)) \(report.action) from its seed, now version \(report.version); instances read it within their resolver's TTL"]
     }
 }

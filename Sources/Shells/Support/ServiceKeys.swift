@@ -69,19 +69,19 @@ public enum ServiceKeys {
         ServiceKey("AWS_CONTAINER_CREDENTIALS_FULL_URI", "EKS pod-identity credentials", default: "unset", [.coreAPI, .jobs]),
         ServiceKey("AWS_CONTAINER_AUTHORIZATION_TOKEN", "the token for AWS_CONTAINER_CREDENTIALS_FULL_URI", default: "unset", secret: true, [.coreAPI, .jobs]),
         ServiceKey("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "a file holding that token", default: "unset", [.coreAPI, .jobs]),
-        // Provider seeds (platform defaults on a fresh environment)
-        ServiceKey("SES_FROM_ADDRESS", "seeds the email provider (SES) with this sender", default: "unset: no seed", [.coreAPI]),
-        ServiceKey("SES_CONFIGURATION_SET", "the SES configuration set of the seed", default: "unset", [.coreAPI]),
-        ServiceKey("SES_ENDPOINT_URL", "the SES endpoint of the seed", default: "AWS's", [.coreAPI]),
-        ServiceKey("AWS_BUCKET_NAME", "seeds the object-store provider (S3) with this bucket", default: "unset: no seed", [.coreAPI]),
-        ServiceKey("AWS_S3_ENDPOINT_URL", "the S3 endpoint of the seed", default: "AWS's", [.coreAPI]),
-        ServiceKey("AWS_S3_USE_PATH_STYLE", "path-style S3 addressing for the seed (true/false)", default: "false", [.coreAPI]),
-        ServiceKey("CLERK_SECRET_KEY", "seeds the auth provider (Clerk's backend API)", default: "unset: no seed", secret: true, [.coreAPI]),
-        ServiceKey("CLERK_API_URL", "Clerk's backend API URL for the seed", default: "https://api.clerk.com", [.coreAPI]),
-        ServiceKey("DAILY_API_KEY", "seeds the video provider (Daily)", default: "unset: no seed", secret: true, [.coreAPI]),
-        ServiceKey("DAILY_API_URL", "Daily's API URL for the seed", default: "https://api.daily.co/v1", [.coreAPI]),
-        ServiceKey("ANTHROPIC_API_KEY", "seeds the AI provider (Anthropic)", default: "unset: no seed", secret: true, [.coreAPI]),
-        ServiceKey("ANTHROPIC_API_URL", "Anthropic's API URL for the seed", default: "https://api.anthropic.com", [.coreAPI]),
+        // Provider seeds (platform defaults on a fresh environment; `restartix-jobs provider-reseed`)
+        ServiceKey("SES_FROM_ADDRESS", "seeds the email provider (SES) with this sender", default: "unset: no seed", [.coreAPI, .jobs]),
+        ServiceKey("SES_CONFIGURATION_SET", "the SES configuration set of the seed", default: "unset", [.coreAPI, .jobs]),
+        ServiceKey("SES_ENDPOINT_URL", "the SES endpoint of the seed", default: "AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_BUCKET_NAME", "seeds the object-store provider (S3) with this bucket", default: "unset: no seed", [.coreAPI, .jobs]),
+        ServiceKey("AWS_S3_ENDPOINT_URL", "the S3 endpoint of the seed", default: "AWS's", [.coreAPI, .jobs]),
+        ServiceKey("AWS_S3_USE_PATH_STYLE", "path-style S3 addressing for the seed (true/false)", default: "false", [.coreAPI, .jobs]),
+        ServiceKey("CLERK_SECRET_KEY", "seeds the auth provider (Clerk's backend API)", default: "unset: no seed", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("CLERK_API_URL", "Clerk's backend API URL for the seed", default: "https://api.clerk.com", [.coreAPI, .jobs]),
+        ServiceKey("DAILY_API_KEY", "seeds the video provider (Daily)", default: "unset: no seed", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("DAILY_API_URL", "Daily's API URL for the seed", default: "https://api.daily.co/v1", [.coreAPI, .jobs]),
+        ServiceKey("ANTHROPIC_API_KEY", "seeds the AI provider (Anthropic)", default: "unset: no seed", secret: true, [.coreAPI, .jobs]),
+        ServiceKey("ANTHROPIC_API_URL", "Anthropic's API URL for the seed", default: "https://api.anthropic.com", [.coreAPI, .jobs]),
     ]
 
     /// The names of the secret keys.
