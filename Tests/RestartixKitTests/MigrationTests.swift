@@ -288,6 +288,7 @@ struct MigrationSetTests {
                 "e0fe1d25fae382f2f121d5d0a40f7b32413d389b3893e674c88cda98ef710a42",
                 "ec4987117c7fbe4ad39a716ac06e067c2d56915db2d80258694130b8d858fdeb",
                 "1948d0db37371f37328b6a9ae366dc3b52c8f54c9bb1c5118fd2ff5d6e164660",
+                "93e6158941dc6476dc6a4082a4c06f0150e10edeee1df1c86f4bf805d82dee0d",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -304,6 +305,7 @@ struct MigrationSetTests {
                 "d2f92caac7aa530e3232b19eda43beed1dea54fb06473fed1c86a1903ca0bdfb",
                 "6fd1be8abe116dc6e394a0368ecaf2c4272178720957658fb96cd01dd88332a2",
                 "fcc6c7a87858cb9db00089435fdb6c4890619fe19b0056a09dcf437332e7ee5d",
+                "3afdfb75d6cebf5f013ad9e86109683d612f80b76f588f879e4c7ba097524d67",
             ],
         ]
         for (dialect, checksums) in pins {
