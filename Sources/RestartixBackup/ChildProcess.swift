@@ -12,8 +12,9 @@ import Darwin
 /// Foundation's `Process` starts it; reads and writes of its pipes are blocking calls, so they
 /// run on threads of their own (``BlockingWorker``), never on the cooperative pool. Standard
 /// error is drained as it comes (a program that fills the pipe would stall) and kept for the
-/// error message: its last 16 KiB, with `DETAIL:`, `CONTEXT:` and `LINE n:` lines removed,
-/// since those are where PostgreSQL quotes row values.
+/// error message: of its last 16 KiB, only the program's own lines (`pg_restore: error: ...`),
+/// with quoted text that is not an identifier cut, since that is where PostgreSQL quotes row
+/// values (`DETAIL`, `CONTEXT` and continuation lines are dropped whole).
 package final class ChildProcess: Sendable {
     private let process: Process
     private let output: FileHandle?
@@ -60,6 +61,8 @@ package final class ChildProcess: Sendable {
         let exited = self.exited
         process.terminationHandler = { _ in exited.signal() }
         do { try process.run() } catch {
+            reader.stop()
+            writer.stop()
             throw BackupError(.invalidInput, "could not start \(executable.path): \(error.localizedDescription)")
         }
         let errorHandle = errorPipe.fileHandleForReading
@@ -138,12 +141,34 @@ package final class ChildProcess: Sendable {
         reader.stop()
         writer.stop()
         let text = String(decoding: stderrTail.bytes.withLock { $0 }, as: UTF8.self)
-        let kept = text.split(separator: "\n").filter { line in
-            let lowered = line.lowercased()
-            let trimmed = lowered.drop { $0 == " " || $0 == "\t" }
-            return !(lowered.contains("detail:") || lowered.contains("context:") || trimmed.hasPrefix("line ") || trimmed.hasPrefix("^"))
+        // Only the program's own error lines (`pg_restore: error: ...`): a line of a value with
+        // a newline in it does not start that way. Within them, quoted text that is not an SQL
+        // identifier (a table's name) is cut: that is where a refused value would be quoted.
+        let prefix = "\(name): "
+        let kept = text.split(separator: "\n").filter { $0.hasPrefix(prefix) && !$0.lowercased().contains("detail:") }.map { line in
+            String(Self.redactQuotedValues(line).prefix(300))
         }
         return (process.terminationStatus, kept.suffix(12).joined(separator: "\n"))
+    }
+
+    /// `line` with each double-quoted run that is not an identifier (letters, digits, `_`,
+    /// `.`, `$`; at most 63 bytes) replaced by `"…"`.
+    package static func redactQuotedValues(_ line: Substring) -> String {
+        var out = ""
+        var rest = line[...]
+        while let open = rest.firstIndex(of: "\"") {
+            out += rest[..<open]
+            let after = rest[rest.index(after: open)...]
+            guard let close = after.firstIndex(of: "\"") else {
+                out += "\"…"
+                return out
+            }
+            let quoted = after[..<close]
+            let identifier = quoted.count <= 63 && quoted.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "$" }
+            out += identifier ? "\"\(quoted)\"" : "\"…\""
+            rest = after[after.index(after: close)...]
+        }
+        return out + rest
     }
 
     /// The path of `program` on `PATH` (or `program` itself when it names a path).

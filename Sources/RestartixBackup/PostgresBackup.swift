@@ -31,6 +31,9 @@ public struct PostgresBackup: Sendable {
     /// The manifest's part size.
     public var partSize: Int = EncryptedArchiveWriter.defaultPartSize
 
+    /// The manifest kind of a database dump.
+    public static let kind = "postgres-custom-dump"
+
     public init(database: DatabaseConfiguration, store: any ObjectStore, envelopeKey: SymmetricKey, prefix: String = "postgres", lock: ObjectLock? = nil, pgDump: URL) {
         self.database = database
         self.store = store
@@ -66,9 +69,13 @@ public struct PostgresBackup: Sendable {
                     let version = try await tx.first("SELECT coalesce(max(version), 0) AS version FROM schema_migrations")
                     source["migration_version"] = String(try version?.decode("version", as: Int.self) ?? 0)
                 }
+                let unreadable = try await PostgresTools.unreadableTables(tx)
+                guard unreadable.isEmpty else {
+                    throw BackupError(.sourceFailed, "the role cannot read every row of \(unreadable.count) tables (\(unreadable.prefix(10).joined(separator: ", "))), so a dump would leave rows out; give it a SELECT policy USING (true) on them (the platform's migration 15: backup_read)")
+                }
                 let counts = try await PostgresTools.rowCounts(tx)
                 let writer = try await EncryptedArchiveWriter.begin(
-                    id: id, kind: "postgres-custom-dump", prefix: prefix, in: store, envelopeKey: envelopeKey, lock: lock, partSize: partSize
+                    id: id, kind: Self.kind, prefix: prefix, in: store, envelopeKey: envelopeKey, lock: lock, partSize: partSize
                 )
                 let child: ChildProcess
                 do {
@@ -165,6 +172,9 @@ public struct PostgresRestore: Sendable {
         let db = Database(configuration: configuration, logger: logger)
         defer { Task { await db.shutdown() } }
         let archive = try await EncryptedArchive.open(id: id, prefix: prefix, in: store, envelopeKey: envelopeKey)
+        guard archive.manifest.kind == PostgresBackup.kind else {
+            throw BackupError(.manifestInvalid, "\(id) is an archive of kind \(archive.manifest.kind), not a database dump")
+        }
         try await Self.requireEmpty(db, name: databaseName)
         try await archive.read { (_: [UInt8]) throws(BackupError) in }
         let child = try ChildProcess(
@@ -175,6 +185,12 @@ public struct PostgresRestore: Sendable {
         do {
             try await archive.read { (bytes: [UInt8]) throws(BackupError) in try await child.write(bytes) }
         } catch {
+            // pg_restore stopped reading: it failed, and its own words say why (its transaction
+            // rolled back). Otherwise the archive failed mid-way: stop pg_restore, which rolls back.
+            if error.code == .targetFailed {
+                let ended = await child.wait()
+                throw BackupError(.targetFailed, "pg_restore exited with status \(ended.status) (its transaction rolled back): \(ended.stderr)")
+            }
             child.terminate()
             _ = await child.wait()
             throw error
@@ -218,7 +234,7 @@ public struct PostgresRestore: Sendable {
 }
 
 /// What the backup and the restore share.
-enum PostgresTools {
+package enum PostgresTools {
     /// The child's whole environment: `extra` without its `PG*` variables, and the
     /// database's libpq variables.
     static func environment(for database: DatabaseConfiguration, adding extra: [String: String]) throws(BackupError) -> [String: String] {
@@ -233,10 +249,16 @@ enum PostgresTools {
     static func version(of program: URL, environment: [String: String]) async throws(BackupError) -> String {
         let child = try ChildProcess(executable: program, arguments: ["--version"], environment: environment, readOutput: true, writeInput: false)
         var output: [UInt8] = []
-        while true {
-            let chunk = try await child.read(upTo: 4096)
-            if chunk.isEmpty { break }
-            output += chunk
+        do {
+            while true {
+                let chunk = try await child.read(upTo: 4096)
+                if chunk.isEmpty { break }
+                output += chunk
+            }
+        } catch {
+            child.terminate()
+            _ = await child.wait()
+            throw error
         }
         let ended = await child.wait()
         guard ended.status == 0 else { throw BackupError(.invalidInput, "\(program.path) --version failed (status \(ended.status))") }
@@ -259,6 +281,27 @@ enum PostgresTools {
             counts["\(schema).\(name)"] = try row?.decode("rows", as: Int.self) ?? 0
         }
         return counts
+    }
+
+    /// The ordinary tables (partitions included) of which the current role cannot be sure to
+    /// read every row: row-level security applies to it, and no permissive SELECT policy for it
+    /// (or PUBLIC) says `true`, or a restrictive one applies. `pg_dump --enable-row-security`
+    /// and a count would both quietly leave those rows out, so the backup refuses instead.
+    /// `only` limits the check to one table.
+    package static func unreadableTables(_ tx: borrowing Transaction, only: String? = nil) async throws -> [String] {
+        let filter: SQLQuery = only.map { "AND c.oid = to_regclass(\($0))" } ?? ""
+        return try await tx.query("""
+            WITH me AS (SELECT oid, rolsuper OR rolbypassrls AS bypass FROM pg_roles WHERE rolname = current_user)
+            SELECT n.nspname::text || '.' || c.relname::text AS name
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN me
+            WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+              AND c.relrowsecurity AND NOT me.bypass AND (c.relforcerowsecurity OR c.relowner <> me.oid) \(filter)
+              AND (NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
+                               AND p.polroles && ARRAY[0::oid, me.oid] AND pg_get_expr(p.polqual, p.polrelid) = 'true')
+                   OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
+                              AND p.polroles && ARRAY[0::oid, me.oid]))
+            ORDER BY 1
+            """).map { try $0.decode("name", as: String.self) }
     }
 
     static func quote(_ identifier: String) -> String { "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }

@@ -9,22 +9,27 @@ public import RestartixKit
 ///
 /// `audit_log` is partitioned by month (`audit_log_YYYY_MM`, made by `PartitionRoller`). The
 /// hot window (12 months by default: the current month and the 11 before it) stays in Postgres.
-/// For each older month ``archive(_:exportOnly:now:)``:
-/// 1. takes the month's advisory lock (a second run at the same time skips the month) and a
-///    SHARE lock on its partition (no row changes while it is read), in one REPEATABLE READ
-///    transaction;
-/// 2. writes every row as one JSON line (`row_to_json`, so `organization_id` is on every line,
-///    `null` for platform rows), in `created_at, id` order, through gzip into an
-///    ``EncryptedArchiveWriter`` (`{prefix}/{YYYY-MM}-{random}/`), the row count in its manifest;
+/// For each older month ``archive(_:exportOnly:fresh:now:progress:)``:
+/// 1. takes the month's advisory lock (a second run at the same time skips the month), then a
+///    SHARE lock on its partition (writes to it wait; every read below comes after the lock,
+///    in READ COMMITTED, so a write that committed before it is seen), and checks that the
+///    owner reads every row of it (its `backup_read` policy);
+/// 2. writes every row as one JSON line (`row_to_json`, timestamps in UTC, so `organization_id`
+///    is on every line, `null` for platform rows), in `created_at, id` order, through gzip into
+///    an ``EncryptedArchiveWriter`` (`{prefix}/{YYYY-MM}-{time}-{random}/`, so ids sort by time),
+///    the row count in its manifest;
 /// 3. reads the archive back whole (key, MAC, every segment, gzip) and compares its lines, by
-///    count and SHA-256, with the partition's rows read again in the same snapshot;
-/// 4. only then detaches and drops the partition, in the same transaction.
+///    count and SHA-256, with the partition's rows read again;
+/// 4. only then detaches and drops the partition, in the same transaction (a detach that
+///    cannot get its lock within two seconds leaves the month `skippedBusy` for the next run).
 ///
 /// A run killed anywhere loses nothing: before step 4 the partition is whole, and an archive
-/// without its manifest does not count. The next run finds a finished archive of the month and
-/// checks it against the partition again (step 3) before dropping; one that differs is an
-/// error, and nothing is dropped. Run as the schema owner on a direct connection (it reads the
-/// partitions through migration 15's `backup_read` policies and drops them).
+/// without its manifest does not count. The next run uses an earlier run's archive of the
+/// month when it holds exactly the partition's rows; one that holds other rows is left and the
+/// month exported afresh; one that does not open (changed in the store) fails the month, its
+/// partition kept, unless `fresh` asks for a new export. A failing month does not stop the
+/// others. Run as the schema owner on a direct connection (it reads the partitions through
+/// migration 15's `backup_read` policies and drops them).
 public struct AuditArchive: Sendable {
     /// The owner role's database (a direct connection: the job holds a transaction per month).
     public var owner: Database
@@ -106,6 +111,11 @@ public struct AuditArchive: Sendable {
             case skippedInProgress
             /// The partition is gone and an archive of the month exists.
             case alreadyArchived
+            /// The month could not be archived (``problem`` says why); its partition is kept.
+            case failed
+            /// Archived and verified, but `audit_log` was too busy to detach the partition: the
+            /// next run drops it.
+            case skippedBusy
         }
 
         public var month: String
@@ -114,6 +124,16 @@ public struct AuditArchive: Sendable {
         public var rows: Int
         /// The archive's id, when there is one.
         public var archive: String?
+        /// Why the month failed (a safe error description), when it did.
+        public var problem: String?
+
+        public init(month: String, outcome: Outcome, rows: Int, archive: String?, problem: String? = nil) {
+            self.month = month
+            self.outcome = outcome
+            self.rows = rows
+            self.archive = archive
+            self.problem = problem
+        }
     }
 
     /// The partitions of `audit_log` older than the hot window, oldest first.
@@ -131,8 +151,12 @@ public struct AuditArchive: Sendable {
     }
 
     /// Archives `months` (nil: every month older than the hot window); a month inside the hot
-    /// window is refused before anything is done. With `exportOnly` the partitions stay.
-    public func archive(_ months: [Month]? = nil, exportOnly: Bool = false, now: Date = Date(), progress: @Sendable (MonthReport) -> Void = { _ in }) async throws -> [MonthReport] {
+    /// window is refused before anything is done. With `exportOnly` the partitions stay. A month
+    /// that fails is reported `failed` with its problem, its partition kept, and the next
+    /// month goes on.
+    public func archive(
+        _ months: [Month]? = nil, exportOnly: Bool = false, fresh: Bool = false, now: Date = Date(), progress: @Sendable (MonthReport) -> Void = { _ in }
+    ) async throws -> [MonthReport] {
         guard (1...120).contains(hotMonths) else { throw BackupError(.invalidInput, "the hot window is 1 to 120 months, not \(hotMonths)") }
         let cutoff = firstHotMonth(now: now)
         if let hot = months?.first(where: { $0 >= cutoff }) {
@@ -142,7 +166,11 @@ public struct AuditArchive: Sendable {
         let chosen: [Month]
         if let months { chosen = months } else { chosen = try await monthsToArchive(now: now) }
         for month in chosen {
-            let report = try await archive(month, exportOnly: exportOnly)
+            // A month that fails keeps its partition and does not stop the others.
+            let report: MonthReport
+            do { report = try await archive(month, exportOnly: exportOnly, fresh: fresh) } catch {
+                report = MonthReport(month: "\(month)", outcome: .failed, rows: 0, archive: nil, problem: "\(error)")
+            }
             progress(report)
             reports.append(report)
         }
@@ -154,9 +182,13 @@ public struct AuditArchive: Sendable {
         try await EncryptedArchive.list(in: store, prefix: prefix).filter { $0.hasPrefix("\(month)-") }
     }
 
-    private func archive(_ month: Month, exportOnly: Bool) async throws -> MonthReport {
-        try await owner.transaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ", deferredPrelude: []) { tx in
-            _ = try await tx.query("SELECT set_config('lock_timeout', \("\(max(1, lockTimeout.milliseconds))ms"), true)")
+    private func archive(_ month: Month, exportOnly: Bool, fresh: Bool) async throws -> MonthReport {
+        // READ COMMITTED, every read after the SHARE lock: a write to the month that commits
+        // before the lock is granted is seen, and none can happen after it.
+        try await owner.transaction { tx in
+            // Rows as JSON lines must read the same in every run: timestamps in UTC.
+            _ = try await tx.execute("SET LOCAL TimeZone = 'UTC'")
+            _ = try await tx.execute(SQLQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(max(1, lockTimeout.milliseconds))ms'"))
             guard try await tx.first("SELECT pg_try_advisory_xact_lock(hashtext('restartix_audit_archive'), hashtext(\(month.partition))) AS held")?.decode("held", as: Bool.self) == true else {
                 return MonthReport(month: "\(month)", outcome: .skippedInProgress, rows: 0, archive: nil)
             }
@@ -166,35 +198,57 @@ public struct AuditArchive: Sendable {
                 return MonthReport(month: "\(month)", outcome: .alreadyArchived, rows: 0, archive: last)
             }
             _ = try await tx.execute("LOCK TABLE \(identifier: month.partition) IN SHARE MODE")
-            let table = try await Self.digest(tx, month: month, into: nil)
-            let id: String, outcome: MonthReport.Outcome
-            if let last = existing.last {
-                id = last
-                outcome = .resumed
-            } else {
-                id = "\(month)-" + Hex.lower((0..<4).map { _ in UInt8.random(in: 0...255) })
-                let writer = try await EncryptedArchiveWriter.begin(id: id, kind: "audit-month", prefix: prefix, in: store, envelopeKey: envelopeKey, lock: lock)
-                do {
-                    let exported = try await Self.digest(tx, month: month, into: writer)
-                    guard exported == table else { throw BackupError(.sourceFailed, "the rows of \(month) changed while they were exported") }
-                    _ = try await writer.finish(source: ["month": "\(month)", "table": month.partition], rowCounts: ["public.\(month.partition)": table.rows])
-                } catch {
-                    await writer.abort()
-                    throw error
-                }
-                outcome = .archived
+            // Rows the owner cannot see would be left out of the archive and then dropped.
+            guard try await PostgresTools.unreadableTables(tx, only: month.partition).isEmpty else {
+                throw BackupError(.sourceFailed, "the owner cannot read every row of \(month.partition) (no backup_read policy): nothing archived or dropped")
             }
-            // Read back whole and compare with the rows, in this snapshot, under the lock.
+            let table = try await Self.digest(tx, month: month, into: nil)
+            // An earlier run's archive that holds exactly these rows is used as it is; one that
+            // opens but holds other rows (they changed since) is left, and the month exported
+            // afresh; one that does not open stops the month (it was changed in the store),
+            // unless `fresh` says to export afresh anyway.
+            if !fresh, let last = existing.last, try await Self.readBack(id: last, prefix: prefix, store: store, envelopeKey: envelopeKey) == table {
+                return try await finish(tx, month: month, rows: table.rows, id: last, outcome: exportOnly ? .exported : .resumed, exportOnly: exportOnly)
+            }
+            let id = "\(month)-" + EncryptedArchive.makeID()
+            let writer = try await EncryptedArchiveWriter.begin(id: id, kind: Self.kind, prefix: prefix, in: store, envelopeKey: envelopeKey, lock: lock)
+            do {
+                let exported = try await Self.digest(tx, month: month, into: writer)
+                guard exported == table else { throw BackupError(.sourceFailed, "the rows of \(month) changed while they were exported") }
+                _ = try await writer.finish(source: ["month": "\(month)", "table": month.partition], rowCounts: ["public.\(month.partition)": table.rows])
+            } catch {
+                await writer.abort()
+                throw error
+            }
+            // Read back whole and compare with the rows, under the lock.
             let archived = try await Self.readBack(id: id, prefix: prefix, store: store, envelopeKey: envelopeKey)
             guard archived == table else {
                 throw BackupError(.manifestMismatch, "the archive \(id) of \(month) holds \(archived.rows) rows that are not the partition's \(table.rows); the partition was not dropped")
             }
-            if exportOnly { return MonthReport(month: "\(month)", outcome: .exported, rows: table.rows, archive: id) }
-            _ = try await tx.execute("ALTER TABLE audit_log DETACH PARTITION \(identifier: month.partition)")
-            _ = try await tx.execute("DROP TABLE \(identifier: month.partition)")
-            return MonthReport(month: "\(month)", outcome: outcome, rows: table.rows, archive: id)
+            return try await finish(tx, month: month, rows: table.rows, id: id, outcome: exportOnly ? .exported : .archived, exportOnly: exportOnly)
         }
     }
+
+    /// Detaches and drops the month's partition (unless `exportOnly`). The detach locks
+    /// `audit_log` itself, which stalls audit writes while it waits: it waits at most two
+    /// seconds (a running backup holds that table for its whole dump), and the month is then
+    /// `skippedBusy`, its archive kept for the next run.
+    private func finish(_ tx: borrowing Transaction, month: Month, rows: Int, id: String, outcome: MonthReport.Outcome, exportOnly: Bool) async throws -> MonthReport {
+        if exportOnly { return MonthReport(month: "\(month)", outcome: outcome, rows: rows, archive: id) }
+        _ = try await tx.execute("SET LOCAL lock_timeout = '2s'")
+        do {
+            _ = try await tx.execute("SAVEPOINT detach")
+            _ = try await tx.execute("ALTER TABLE audit_log DETACH PARTITION \(identifier: month.partition)")
+            _ = try await tx.execute("DROP TABLE \(identifier: month.partition)")
+        } catch let error as DatabaseError where error.sqlState == "55P03" {
+            _ = try await tx.execute("ROLLBACK TO SAVEPOINT detach")
+            return MonthReport(month: "\(month)", outcome: .skippedBusy, rows: rows, archive: id, problem: "audit_log was busy (a lock wait of 2 s ran out); the next run drops it")
+        }
+        return MonthReport(month: "\(month)", outcome: outcome, rows: rows, archive: id)
+    }
+
+    /// The manifest kind of an audit month's archive.
+    static let kind = "audit-month"
 
     /// A month's rows as lines: their count and the SHA-256 of the lines (each ending in a
     /// newline).
@@ -243,6 +297,7 @@ public struct AuditArchive: Sendable {
     /// The lines of archive `id`: their count and SHA-256, read back through the cipher and gzip.
     static func readBack(id: String, prefix: String, store: any ObjectStore, envelopeKey: SymmetricKey) async throws -> Digest {
         let archive = try await EncryptedArchive.open(id: id, prefix: prefix, in: store, envelopeKey: envelopeKey)
+        guard archive.manifest.kind == kind else { throw BackupError(.manifestInvalid, "\(id) is an archive of kind \(archive.manifest.kind), not an audit month") }
         let gunzip = try GzipDecompressor()
         var hash = SHA256()
         var rows = 0
@@ -288,6 +343,7 @@ public struct AuditArchive: Sendable {
         guard let id = try await archives(of: month).last else { throw BackupError(.notFound, "there is no archive of \(month) under \(prefix)/") }
         let table = month.partition + (organization.map { "_org_" + $0.lowercasedString.replacingOccurrences(of: "-", with: "") } ?? "")
         let archive = try await EncryptedArchive.open(id: id, prefix: prefix, in: store, envelopeKey: envelopeKey)
+        guard archive.manifest.kind == Self.kind else { throw BackupError(.manifestInvalid, "\(id) is an archive of kind \(archive.manifest.kind), not an audit month") }
         return try await owner.transaction { tx in
             _ = try await tx.execute("CREATE SCHEMA IF NOT EXISTS audit_restore")
             _ = try await tx.execute("REVOKE ALL ON SCHEMA audit_restore FROM PUBLIC")

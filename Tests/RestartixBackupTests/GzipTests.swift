@@ -67,3 +67,16 @@ struct GzipTests {
         #expect(throws: BackupError.self) { _ = try Self.decompress(packed + [1, 2, 3], piece: 1 << 20) }
     }
 }
+
+/// What of pg_dump's and pg_restore's standard error reaches an error message.
+@Suite("tool messages")
+struct ToolMessageTests {
+    @Test("quoted values are cut from error lines; identifiers stay")
+    func redaction() {
+        let line: Substring = #"pg_restore: error: COPY failed for table "patients": ERROR:  invalid input syntax for type uuid: "ana@example.com, 555-0100""#
+        let redacted = ChildProcess.redactQuotedValues(line)
+        #expect(redacted.contains(#""patients""#) && !redacted.contains("ana@example.com") && redacted.contains(#"uuid: "…""#), "\(redacted)")
+        #expect(ChildProcess.redactQuotedValues(#"pg_dump: error: an "unterminated value"#) == #"pg_dump: error: an "…"#)
+        #expect(ChildProcess.redactQuotedValues("pg_dump: error: no quotes at all") == "pg_dump: error: no quotes at all")
+    }
+}

@@ -288,7 +288,7 @@ struct MigrationSetTests {
                 "e0fe1d25fae382f2f121d5d0a40f7b32413d389b3893e674c88cda98ef710a42",
                 "ec4987117c7fbe4ad39a716ac06e067c2d56915db2d80258694130b8d858fdeb",
                 "1948d0db37371f37328b6a9ae366dc3b52c8f54c9bb1c5118fd2ff5d6e164660",
-                "93e6158941dc6476dc6a4082a4c06f0150e10edeee1df1c86f4bf805d82dee0d",
+                "5768626f812e6a64b426322c063ac5637e0425248ffef4be4917431d9d339758",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",

@@ -280,6 +280,39 @@ struct RestoreDrillTests {
         try await Self.empty(urls.source)
     }
 
+    @Test("a table or an audit partition the owner cannot read whole is refused, not dumped or archived short")
+    func unreadable() async throws {
+        guard let urls = try URLs.load() else { return }
+        try await Self.empty(urls.source)
+        let owner = try Database(url: urls.source, logger: Self.logger)
+        defer { Task { await owner.shutdown() } }
+        _ = try await Migrator(platformSchemaOn: owner, logger: Self.logger).migrate()
+        try await owner.transaction { tx in
+            try await tx.execute("CREATE TABLE hidden (x integer)")
+            try await tx.execute("INSERT INTO hidden VALUES (1)")
+            try await tx.execute("ALTER TABLE hidden ENABLE ROW LEVEL SECURITY")
+            try await tx.execute("ALTER TABLE hidden FORCE ROW LEVEL SECURITY")
+        }
+        let directory = try TemporaryDirectory("unreadable")
+        defer { directory.remove() }
+        let (_, envelopeText) = Self.base64Key()
+        let env = ["BACKUP_ENCRYPTION_KEY": envelopeText, "BACKUP_DIRECTORY": directory.url.path, "AUDIT_ARCHIVE_DIRECTORY": directory.url.path]
+        let refused = try await Self.runJobs(["backup", "--database-url", urls.source], env)
+        #expect(refused.status == 1 && refused.stderr.contains("cannot read every row of 1 tables (public.hidden)"), "\(refused.stderr)")
+        #expect(try await EncryptedArchive.list(in: try LocalObjectStore(directory: directory.url), prefix: "postgres") == [])
+        _ = try await owner.execute("CREATE POLICY backup_read ON hidden AS PERMISSIVE FOR SELECT TO restartix_owner USING (true)")
+        let taken = try await Self.runJobs(["backup", "--database-url", urls.source], env)
+        #expect(taken.status == 0 && taken.stdout.contains("rows in"), "\(taken.stderr)")
+
+        // An audit partition without the owner's policy: its month fails and stays.
+        let month = AuditArchive.Month(containing: Date()).adding(-30)
+        try await Self.createPartition(owner, month)
+        _ = try await owner.execute(SQLQuery(unsafeSQL: "DROP POLICY backup_read ON \(month.partition)"))
+        let archived = try await Self.runJobs(["audit-archive", "--database-url", urls.source, "--month", "\(month)"], env)
+        #expect(archived.status == 1 && archived.stderr.contains("cannot read every row of \(month.partition)"), "\(archived.stderr)")
+        #expect(try await Self.partitionExists(owner, month))
+    }
+
     // MARK: - The audit archive
 
     /// An `audit_log` partition for `month` as the roller makes them (RLS forced, the owner's
@@ -359,11 +392,10 @@ struct RestoreDrillTests {
         let archives = try await EncryptedArchive.list(in: store, prefix: "audit")
         #expect(archives.count == 2 && archives[0].hasPrefix("\(old1)-") && archives[1].hasPrefix("\(old2)-"), "\(archives)")
 
-        // A damaged archive of old2: the next run drops old1 (its archive checks out) and
-        // refuses old2, keeping its partition.
+        // A damaged archive of old2: the next run drops old1 (its archive checks out) and fails
+        // old2, keeping its partition.
         let damagedKey = try EncryptedArchive.objectKey(prefix: "audit", id: archives[1])
-        let original = try #require(try await store.get(damagedKey))
-        var damaged = original
+        var damaged = try #require(try await store.get(damagedKey))
         damaged[damaged.count / 2] ^= 0x04
         try await store.put(damaged, at: damagedKey)
         let refused = try await Self.runJobs(["audit-archive"], env)
@@ -371,8 +403,9 @@ struct RestoreDrillTests {
         #expect(try await !Self.partitionExists(owner, old1))
         #expect(try await Self.rows(owner, old2.partition) == before[old2], "nothing of old2 lost")
 
-        // The archive put back: the run resumes old2 (checks it against the rows, then drops).
-        try await store.put(original, at: damagedKey)
+        // A new export of old2 past the damaged one (--fresh), then the run resumes from it.
+        let freshRun = try await Self.runJobs(["audit-archive", "--month", "\(old2)", "--fresh", "--export-only", "--json"], env)
+        #expect(freshRun.status == 0 && freshRun.stdout.contains("\"exported\""), "\(freshRun.stderr)")
         let resumed = try await Self.runJobs(["audit-archive", "--json"], env)
         #expect(resumed.status == 0 && resumed.stdout.contains("\"resumed\""), "\(resumed.stderr) \(resumed.stdout)")
         #expect(try await !Self.partitionExists(owner, old2))

@@ -9,7 +9,7 @@ let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("Documentation/RestartixKit.md:101", snippet_Documentation_RestartixKit_2),
     ("Documentation/RestartixKit.md:133", snippet_Documentation_RestartixKit_3),
     ("Documentation/RestartixPlatform.md:23", snippet_Documentation_RestartixPlatform_1),
-    ("Documentation/RestartixPlatform.md:122", snippet_Documentation_RestartixPlatform_2),
+    ("Documentation/RestartixPlatform.md:126", snippet_Documentation_RestartixPlatform_2),
     ("Documentation/RestartixProviders.md:52", snippet_Documentation_RestartixProviders_1),
     ("Documentation/RestartixRedis.md:21", snippet_Documentation_RestartixRedis_1),
     ("Documentation/RestartixTelemetry.md:15", snippet_Documentation_RestartixTelemetry_1),

@@ -8,7 +8,8 @@
 // owns the table. Nothing changes for the app and admin roles (policies apply per role), and
 // the owner gains nothing it could not take anyway (it owns the tables: it can turn RLS off);
 // it still cannot write a tenant row. The partition roller adds the policy to the partitions it
-// creates. And the security fingerprints compare a function's privileges by what they grant
+// creates, and `restartix_force_rls` (which later migrations call for a new tenant table) to
+// the tables it forces. And the security fingerprints compare a function's privileges by what they grant
 // (a restored database's defaults read as the original's).
 
 import RestartixKit
@@ -29,6 +30,30 @@ extension MigrationSet {
             END LOOP;
         END;
         $$;
+
+        -- Migration 2's helper that later migrations call for each new tenant table, now also
+        -- giving the table and its partitions the owner's backup_read policy: a table added
+        -- without it would be dumped empty (pg_dump --enable-row-security leaves out what the
+        -- owner cannot see; the backup refuses to run while any table is like that).
+        CREATE OR REPLACE FUNCTION restartix_force_rls(target regclass)
+        RETURNS void
+        LANGUAGE plpgsql
+        AS $fn$
+        DECLARE
+            part regclass;
+        BEGIN
+            EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', target);
+            EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', target);
+            IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = target AND polname = 'backup_read') THEN
+                EXECUTE format('CREATE POLICY backup_read ON %s AS PERMISSIVE FOR SELECT TO %I USING (true)',
+                               target, (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = target));
+            END IF;
+            FOR part IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = target LOOP
+                PERFORM restartix_force_rls(part);
+            END LOOP;
+        END;
+        $fn$;
+        REVOKE EXECUTE ON FUNCTION restartix_force_rls(regclass) FROM PUBLIC;
 
         -- The partition roller of migration 2, now also giving each partition it creates the
         -- owner's backup_read policy.

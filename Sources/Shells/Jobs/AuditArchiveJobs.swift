@@ -56,12 +56,18 @@ struct AuditArchiveJob: Job {
     @Flag(help: "Export and verify, but keep the partitions.")
     var exportOnly = false
 
-    @Option(help: "Days the archives are retained under Object Lock (0: none; the bucket must have Object Lock).")
-    var retainDays: Int = 0
+    @Flag(help: "Export afresh even where an earlier archive of the month exists (one that no longer opens).")
+    var fresh = false
+
+    @Option(help: "Days the archives are retained under Object Lock. Default: 2190 (6 years) on a bucket with Object Lock, else 0.")
+    var retainDays: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Refuse an S3 bucket without Object Lock (default on S3): a dropped month's archive is its only copy.")
+    var requireObjectLock: Bool?
 
     func validate() throws {
         guard (1...120).contains(hotMonths) else { throw ValidationError("--hot-months must be between 1 and 120") }
-        guard (0...36_500).contains(retainDays) else { throw ValidationError("--retain-days must be between 0 and 36500") }
+        if let retainDays, !(0...36_500).contains(retainDays) { throw ValidationError("--retain-days must be between 0 and 36500") }
         for text in month { _ = try parseMonth(text) }
     }
 
@@ -76,14 +82,15 @@ struct AuditArchiveJob: Job {
             throw ValidationFailure(description: "audit-archive works on PostgreSQL's monthly partitions; the embedded SQLite file has none")
         }
         let envelopeKey = try await loadBackupKey(service)
-        let (objectStore, _) = try await store.store(service)
+        let (objectStore, s3) = try await store.store(service)
         let months = try month.map(parseMonth)
-        let lock = retainDays > 0 ? ObjectLock(mode: .compliance, retainUntil: Date().addingTimeInterval(Double(retainDays) * 86_400)) : nil
+        let days = try await retention(s3, requested: retainDays, required: requireObjectLock ?? true, defaultDays: 2190)
+        let lock = days > 0 ? ObjectLock(mode: .compliance, retainUntil: Date().addingTimeInterval(Double(days) * 86_400)) : nil
         let reports = try await withDatabase(database, context, label: "restartix.jobs.audit-archive") { db, _ in
             var archive = AuditArchive(owner: db, store: objectStore, envelopeKey: envelopeKey, prefix: store.prefix, hotMonths: hotMonths, lock: lock)
             archive.lockTimeout = .seconds(10)
-            return try await archive.archive(months.isEmpty ? nil : months, exportOnly: exportOnly) { report in
-                context.progress("audit-archive: \(report.month): \(report.outcome.rawValue), \(report.rows) rows\(report.archive.map { " (\($0))" } ?? "")")
+            return try await archive.archive(months.isEmpty ? nil : months, exportOnly: exportOnly, fresh: fresh) { report in
+                context.progress("audit-archive: \(report.month): \(report.outcome.rawValue), \(report.rows) rows\(report.archive.map { " (\($0))" } ?? "")\(report.problem.map { ": \($0)" } ?? "")")
             }
         }
         return Report(months: reports)
@@ -91,7 +98,15 @@ struct AuditArchiveJob: Job {
 
     func lines(_ report: Report) -> [String] {
         let dropped = report.months.filter { [.archived, .resumed].contains($0.outcome) }
-        return ["audit-archive: \(report.months.count) months beyond the hot window; \(dropped.count) archived and dropped (\(dropped.map(\.rows).reduce(0, +)) rows)"]
+        return report.months.filter { $0.outcome == .failed }.map { "audit-archive: \($0.month) failed, its partition kept: \($0.problem ?? "")" }
+            + ["audit-archive: \(report.months.count) months beyond the hot window; \(dropped.count) archived and dropped (\(dropped.map(\.rows).reduce(0, +)) rows)"]
+    }
+
+    func verdict(_ report: Report) throws {
+        let failed = report.months.filter { $0.outcome == .failed }
+        guard failed.isEmpty else {
+            throw ValidationFailure(description: "audit-archive: \(failed.count) months failed and were kept: " + failed.map { "\($0.month): \($0.problem ?? "")" }.joined(separator: "; "))
+        }
     }
 }
 

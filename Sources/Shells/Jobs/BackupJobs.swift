@@ -87,6 +87,22 @@ func openStore(what: String, bucket: String?, directory: String, _ service: Serv
     }
 }
 
+/// The days objects are retained: on S3, the bucket must have Object Lock unless not
+/// `required`, and then `requested` or `defaultDays`; `requested` (default 0) elsewhere, where
+/// the local store records and honours it.
+func retention(_ s3: S3Client?, requested: Int?, required: Bool, defaultDays: Int) async throws -> Int {
+    guard let s3 else { return requested ?? 0 }
+    let locks: Bool
+    do { locks = try await s3.objectLockConfiguration() != nil } catch {
+        throw ValidationFailure(description: "the Object Lock configuration of bucket \(s3.bucket) cannot be read: \(error)")
+    }
+    if !locks, required {
+        throw ValidationFailure(description: "bucket \(s3.bucket) has no Object Lock; archives must be immutable (create the bucket with Object Lock, or pass --no-require-object-lock for a test bucket)")
+    }
+    if let requested, requested > 0, !locks { throw ValidationFailure(description: "--retain-days needs a bucket with Object Lock") }
+    return requested ?? (locks ? defaultDays : 0)
+}
+
 /// `BACKUP_ENCRYPTION_KEY`: from the keyring's source when one is configured (the secret's
 /// member), else from the variable. Missing is an error naming the variable.
 func loadBackupKey(_ service: ServiceEnvironment) async throws -> SymmetricKey {
@@ -158,21 +174,8 @@ struct BackupJob: Job {
         let envelopeKey = try await loadBackupKey(service)
         let pgDump = try store.tool("pg_dump", service)
         let (objectStore, s3) = try await store.store(service)
-        var bucketLocks = false
-        if let s3 {
-            do { bucketLocks = try await s3.objectLockConfiguration() != nil } catch {
-                throw ValidationFailure(description: "the Object Lock configuration of bucket \(s3.bucket) cannot be read: \(error)")
-            }
-            if !bucketLocks, requireObjectLock ?? true {
-                throw ValidationFailure(description: "bucket \(s3.bucket) has no Object Lock; backups must be immutable (create the bucket with Object Lock, or pass --no-require-object-lock for a test bucket)")
-            }
-        }
-        if let retainDays, retainDays > 0, s3 != nil, !bucketLocks {
-            throw ValidationFailure(description: "--retain-days needs a bucket with Object Lock")
-        }
-        // Seven years on a bucket with Object Lock (the platform's Layer 2 retention); none
-        // elsewhere unless asked.
-        let days = retainDays ?? (bucketLocks ? 2555 : 0)
+        // Seven years on a bucket with Object Lock (the platform's Layer 2 retention).
+        let days = try await retention(s3, requested: retainDays, required: requireObjectLock ?? true, defaultDays: 2555)
         let lock = days > 0 ? ObjectLock(mode: mode ?? .compliance, retainUntil: Date().addingTimeInterval(Double(days) * 86_400)) : nil
         var backup = PostgresBackup(database: configuration, store: objectStore, envelopeKey: envelopeKey, prefix: store.prefix, lock: lock, pgDump: pgDump)
         backup.toolEnvironment = BackupStoreOptions.toolEnvironment(service)
