@@ -101,7 +101,9 @@ extension JobsTests {
         #expect(wrong.contains("backup.wrongKey") && wrong.contains(WrappedBackupKey.keyID(of: envelope)) && !wrong.contains(Self.keyText(other)), "\(wrong)")
 
         if let target = RequiredServices.value("DATABASE_DIRECT_URL") {
-            // The shared test database holds tables: refused before anything is restored.
+            // The shared test database holds tables (migrated here, so this does not depend on
+            // another suite having migrated it first): refused before anything is restored.
+            _ = try await job(Migrate.self, ["--database-url", target])
             let full = await refusal(RestoreJob.self, ["--latest", "--target-url", target] + local, environment: key)
             #expect(full.contains("backup.targetNotEmpty"), "\(full)")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import Logging
@@ -60,16 +61,28 @@ func openStore(what: String, bucket: String?, directory: String, _ service: Serv
             let endpoint = aws.endpoint(for: .s3)
             // A custom endpoint (moto, MinIO, a VPC endpoint by IP) takes the bucket in the
             // path; AWS's own endpoint takes it in the host name.
-            func client(timeout: Duration) throws -> S3Client {
+            func client(timeout: Duration, httpClient: HTTPClient = .shared) throws -> S3Client {
                 try S3Client(
                     bucket: bucket, region: aws.region, credentials: credentials, endpoint: endpoint?.absoluteString, usePathStyle: endpoint != nil,
-                    timeout: timeout
+                    httpClient: httpClient, timeout: timeout
                 )
             }
-            // A short deadline for the first call: the HTTP client tries a refused connection
-            // again until the request's deadline, and an unreachable bucket should say so in
-            // seconds. Parts then get two minutes each.
-            guard try await client(timeout: .seconds(10)).headBucket() else {
+            // The first call on a client of its own that does not retry a failed connection
+            // (AsyncHTTPClient's default tries again until the request's deadline): an
+            // unreachable bucket says so at once. Parts then go through the shared client, which
+            // rides out a flaky connect, two minutes each.
+            var probeConfiguration = HTTPClient.Configuration()
+            probeConfiguration.connectionPool.retryConnectionEstablishment = false
+            let probe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probeConfiguration)
+            let exists: Bool
+            do {
+                exists = try await client(timeout: .seconds(10), httpClient: probe).headBucket()
+                try? await probe.shutdown()
+            } catch {
+                try? await probe.shutdown()
+                throw error
+            }
+            guard exists else {
                 throw ValidationFailure(description: "the \(what) bucket \(bucket) does not exist (or is in another account)")
             }
             let transfers = try client(timeout: .seconds(120))
