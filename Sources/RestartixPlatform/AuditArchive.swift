@@ -113,8 +113,8 @@ public struct AuditArchive: Sendable {
             case alreadyArchived
             /// The month could not be archived (``problem`` says why); its partition is kept.
             case failed
-            /// Archived and verified, but `audit_log` was too busy to detach the partition: the
-            /// next run drops it.
+            /// A lock wait ran out (the partition's, or `audit_log`'s for the detach); what was
+            /// archived and verified is used by the next run, which drops the partition.
             case skippedBusy
         }
 
@@ -168,7 +168,14 @@ public struct AuditArchive: Sendable {
         for month in chosen {
             // A month that fails keeps its partition and does not stop the others.
             let report: MonthReport
-            do { report = try await archive(month, exportOnly: exportOnly, fresh: fresh) } catch {
+            do { report = try await archive(month, exportOnly: exportOnly, fresh: fresh) } catch let error as DatabaseError where error.sqlState == "55P03" {
+                // A lock wait ran out (the partition's, or audit_log's for the detach): the
+                // transaction rolled back; an archive already made is used by the next run.
+                report = MonthReport(
+                    month: "\(month)", outcome: .skippedBusy, rows: 0, archive: nil,
+                    problem: "a lock wait ran out (audit_log or its partition was busy); the next run goes on from here"
+                )
+            } catch {
                 report = MonthReport(month: "\(month)", outcome: .failed, rows: 0, archive: nil, problem: "\(error)")
             }
             progress(report)
@@ -231,19 +238,13 @@ public struct AuditArchive: Sendable {
 
     /// Detaches and drops the month's partition (unless `exportOnly`). The detach locks
     /// `audit_log` itself, which stalls audit writes while it waits: it waits at most two
-    /// seconds (a running backup holds that table for its whole dump), and the month is then
-    /// `skippedBusy`, its archive kept for the next run.
+    /// seconds (a running backup holds that table for its whole dump); then the transaction
+    /// rolls back and the month is `skippedBusy`, its archive kept for the next run.
     private func finish(_ tx: borrowing Transaction, month: Month, rows: Int, id: String, outcome: MonthReport.Outcome, exportOnly: Bool) async throws -> MonthReport {
         if exportOnly { return MonthReport(month: "\(month)", outcome: outcome, rows: rows, archive: id) }
         _ = try await tx.execute("SET LOCAL lock_timeout = '2s'")
-        do {
-            _ = try await tx.execute("SAVEPOINT detach")
-            _ = try await tx.execute("ALTER TABLE audit_log DETACH PARTITION \(identifier: month.partition)")
-            _ = try await tx.execute("DROP TABLE \(identifier: month.partition)")
-        } catch let error as DatabaseError where error.sqlState == "55P03" {
-            _ = try await tx.execute("ROLLBACK TO SAVEPOINT detach")
-            return MonthReport(month: "\(month)", outcome: .skippedBusy, rows: rows, archive: id, problem: "audit_log was busy (a lock wait of 2 s ran out); the next run drops it")
-        }
+        _ = try await tx.execute("ALTER TABLE audit_log DETACH PARTITION \(identifier: month.partition)")
+        _ = try await tx.execute("DROP TABLE \(identifier: month.partition)")
         return MonthReport(month: "\(month)", outcome: outcome, rows: rows, archive: id)
     }
 

@@ -434,6 +434,52 @@ struct RestoreDrillTests {
         await checkAdmin.shutdown()
     }
 
+    @Test("audit-archive: audit_log held by a long reader (a backup) leaves the month skippedBusy, whole; the next run drops it")
+    func auditArchiveBusy() async throws {
+        guard let urls = try URLs.load() else { return }
+        try await Self.empty(urls.source)
+        let owner = try Database(url: urls.source, logger: Self.logger)
+        defer { Task { await owner.shutdown() } }
+        _ = try await Migrator(platformSchemaOn: owner, logger: Self.logger).migrate()
+        let month = AuditArchive.Month(containing: Date()).adding(-25)
+        try await Self.createPartition(owner, month)
+        let admin = AdminDatabase(configuration: try DatabaseConfiguration(url: urls.sourceAdmin), logger: Self.logger)
+        try await admin.unscoped(reason: "audit archive drill seed", actor: .system("restore-drill")) { tx in
+            try await tx.execute("""
+                INSERT INTO audit_log (id, actor_kind, action, created_at)
+                SELECT gen_random_uuid(), 'system', 'drill.busy', \("\(month)-01 00:00:00+00")::timestamptz + g * interval '1 minute'
+                FROM generate_series(1, 50) g
+                """)
+        }
+        await admin.shutdown()
+        let before = try await Self.rows(owner, month.partition)
+        let directory = try TemporaryDirectory("audit-archive-busy")
+        defer { directory.remove() }
+        let (_, envelopeText) = Self.base64Key()
+        let env = ["BACKUP_ENCRYPTION_KEY": envelopeText, "AUDIT_ARCHIVE_DIRECTORY": directory.url.path, "DATABASE_DIRECT_URL": urls.source]
+
+        // A reader of audit_log (as pg_dump is for a whole backup) while the job runs.
+        let reader = try Database(url: urls.source, logger: Self.logger)
+        let started = AsyncStream<Void>.makeStream()
+        let holding = Task {
+            try await reader.transaction { tx in
+                _ = try await tx.query("SELECT count(*) AS n FROM audit_log")
+                started.continuation.yield()
+                try await Task.sleep(for: .seconds(8))
+            }
+        }
+        for await _ in started.stream { break }
+        let busy = try await Self.runJobs(["audit-archive", "--json"], env)
+        #expect(busy.status == 0 && busy.stdout.contains("\"skippedBusy\""), "\(busy.stdout) \(busy.stderr)")
+        #expect(try await Self.rows(owner, month.partition) == before)
+        try await holding.value
+        await reader.shutdown()
+
+        let next = try await Self.runJobs(["audit-archive", "--json"], env)
+        #expect(next.status == 0 && next.stdout.contains("\"resumed\""), "\(next.stdout) \(next.stderr)")
+        #expect(try await !Self.partitionExists(owner, month))
+    }
+
     @Test("audit-archive: a month another run holds is skipped; a run killed mid-export loses nothing and the next one finishes")
     func auditArchiveConcurrentAndKilled() async throws {
         guard let urls = try URLs.load() else { return }
