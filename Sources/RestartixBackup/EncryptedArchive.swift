@@ -40,15 +40,17 @@ public enum EncryptedArchive {
         }
     }
 
-    /// A new id: the UTC time to the second, then 8 random hex digits (ids sort by time).
+    /// A new id: the UTC time to the millisecond, then 8 random hex digits (ids sort by time).
     public static func makeID(at date: Date = Date()) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .nanosecond], from: date)
         func two(_ value: Int?) -> String { let v = value ?? 0; return v < 10 ? "0\(v)" : "\(v)" }
+        let millis = (c.nanosecond ?? 0) / 1_000_000
+        let three = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
         var random = SystemRandomNumberGenerator()
         let suffix = Hex.lower((0..<4).map { _ in UInt8.random(in: 0...255, using: &random) })
-        return "\(c.year ?? 0)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))Z-\(suffix)"
+        return "\(c.year ?? 0)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))\(three)Z-\(suffix)"
     }
 
     /// The ids of the archives under `prefix` that have a manifest, oldest first.

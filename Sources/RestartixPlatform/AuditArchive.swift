@@ -24,10 +24,10 @@ public import RestartixKit
 ///    cannot get its lock within two seconds leaves the month `skippedBusy` for the next run).
 ///
 /// A run killed anywhere loses nothing: before step 4 the partition is whole, and an archive
-/// without its manifest does not count. The next run uses an earlier run's archive of the
-/// month when it holds exactly the partition's rows; one that holds other rows is left and the
-/// month exported afresh; one that does not open (changed in the store) fails the month, its
-/// partition kept, unless `fresh` asks for a new export. A failing month does not stop the
+/// without its manifest does not count. The next run tries the month's earlier archives,
+/// newest first, and uses one that holds exactly the partition's rows; when none does, the
+/// month is exported afresh, unless one of them does not open (changed in the store): that
+/// fails the month, its partition kept, unless `fresh` asks for a new export. A failing month does not stop the
 /// others. Run as the schema owner on a direct connection (it reads the partitions through
 /// migration 15's `backup_read` policies and drops them).
 public struct AuditArchive: Sendable {
@@ -214,8 +214,19 @@ public struct AuditArchive: Sendable {
             // opens but holds other rows (they changed since) is left, and the month exported
             // afresh; one that does not open stops the month (it was changed in the store),
             // unless `fresh` says to export afresh anyway.
-            if !fresh, let last = existing.last, try await Self.readBack(id: last, prefix: prefix, store: store, envelopeKey: envelopeKey) == table {
-                return try await finish(tx, month: month, rows: table.rows, id: last, outcome: exportOnly ? .exported : .resumed, exportOnly: exportOnly)
+            if !fresh {
+                var damaged: BackupError?
+                for earlier in existing.reversed() {
+                    do {
+                        if try await Self.readBack(id: earlier, prefix: prefix, store: store, envelopeKey: envelopeKey) == table {
+                            return try await finish(tx, month: month, rows: table.rows, id: earlier, outcome: exportOnly ? .exported : .resumed, exportOnly: exportOnly)
+                        }
+                    } catch let error as BackupError where error.code != .storage {
+                        damaged = damaged ?? error
+                    }
+                }
+                // None holds these rows; one that does not open at all was changed in the store.
+                if let damaged { throw damaged }
             }
             let id = "\(month)-" + EncryptedArchive.makeID()
             let writer = try await EncryptedArchiveWriter.begin(id: id, kind: Self.kind, prefix: prefix, in: store, envelopeKey: envelopeKey, lock: lock)
