@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "RestartixCrypto", targets: ["RestartixCrypto"]),
         .library(name: "RestartixProviders", targets: ["RestartixProviders"]),
         .library(name: "RestartixTelemetry", targets: ["RestartixTelemetry"]),
+        .library(name: "RestartixTelemetryIngest", targets: ["RestartixTelemetryIngest"]),
         .library(name: "RestartixPlatform", targets: ["RestartixPlatform"]),
         .library(name: "RestartixBackup", targets: ["RestartixBackup"]),
         .executable(name: "restartix-core-api", targets: ["CoreAPI"]),
@@ -168,6 +169,24 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The Telemetry API's engine: sessions, spool, finish through the kernels, delivery to
+        // the Core API. Over Kit (object stores), Crypto (tokens) and Telemetry; nothing that
+        // touches Postgres.
+        .target(
+            name: "RestartixTelemetryIngest",
+            dependencies: [
+                "RestartixCore",
+                "RestartixKit",
+                "RestartixCrypto",
+                "RestartixTelemetry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
 
         .target(
             name: "RestartixPlatform",
@@ -195,6 +214,7 @@ let package = Package(
             dependencies: [
                 "RestartixKit",
                 "RestartixAWS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -242,9 +262,17 @@ let package = Package(
             dependencies: [
                 "ServiceSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                "RestartixCore",
                 "RestartixKit",
+                "RestartixAWS",
+                "RestartixCrypto",
+                "RestartixTelemetry",
+                "RestartixTelemetryIngest",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Shells/TelemetryAPI"
         ),
@@ -286,7 +314,7 @@ let package = Package(
             name: "DocSnippets",
             dependencies: [
                 "RestartixCore", "RestartixKit", "RestartixRedis", "RestartixAWS", "RestartixTenancy", "RestartixCrypto", "RestartixProviders",
-                "RestartixTelemetry", "RestartixPlatform", "RestartixBackup", .product(name: "Crypto", package: "swift-crypto"),
+                "RestartixTelemetry", "RestartixTelemetryIngest", "RestartixPlatform", "RestartixBackup", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/DocSnippets"
@@ -411,7 +439,13 @@ let package = Package(
         .testTarget(
             name: "TelemetryAPITests",
             dependencies: [
-                "TelemetryAPI", "ServiceSupport",
+                "TelemetryAPI", "ServiceSupport", "RestartixTestSupport", "RestartixKit", "RestartixCrypto", "RestartixTelemetry",
+                "RestartixTelemetryIngest", "RestartixAWS",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

@@ -154,6 +154,9 @@ public struct S3Client: Sendable {
         /// `x-amz-object-lock-mode` (`GOVERNANCE`, `COMPLIANCE`) and its retain-until date.
         public let lockMode: String?
         public let lockRetainUntil: Date?
+        /// `x-amz-server-side-encryption` (`AES256`, `aws:kms`) and the KMS key's id.
+        public let serverSideEncryption: String?
+        public let kmsKeyID: String?
     }
 
     /// The object's size, type, metadata and Object Lock (`HeadObject`), or nil when there is none.
@@ -167,7 +170,9 @@ public struct S3Client: Sendable {
         return ObjectHead(
             size: headers["content-length"].first.flatMap { Int($0) } ?? 0, contentType: headers["content-type"].first, metadata: metadata,
             lockMode: headers["x-amz-object-lock-mode"].first,
-            lockRetainUntil: headers["x-amz-object-lock-retain-until-date"].first.flatMap(Self.parseTime)
+            lockRetainUntil: headers["x-amz-object-lock-retain-until-date"].first.flatMap(Self.parseTime),
+            serverSideEncryption: headers["x-amz-server-side-encryption"].first,
+            kmsKeyID: headers["x-amz-server-side-encryption-aws-kms-key-id"].first
         )
     }
 
@@ -302,15 +307,17 @@ public struct S3Client: Sendable {
     }
 
     /// A presigned URL to `GET` (or `PUT`) `key` for `expires`. For a PUT, `contentType` (and
-    /// `contentLength`, when given) are signed: the upload must send exactly those.
+    /// `contentLength`, when given) are signed, as are `headers` (`x-amz-server-side-encryption`):
+    /// the upload must send exactly those.
     public func presignedURL(
-        _ method: String, for key: String, expires: Duration, contentType: String? = nil, contentLength: Int? = nil, date: Date = Date()
+        _ method: String, for key: String, expires: Duration, contentType: String? = nil, contentLength: Int? = nil,
+        headers extra: [(String, String)] = [], date: Date = Date()
     ) throws(AWSError) -> URL {
         guard ["GET", "PUT", "HEAD", "DELETE"].contains(method) else { throw AWSError(.configuration, "presign GET, PUT, HEAD or DELETE") }
         var headers: [(String, String)] = []
         if let contentType { headers.append(("content-type", contentType)) }
         if let contentLength { headers.append(("content-length", "\(contentLength)")) }
-        return try signer.presign(method, url: try url(for: key), expires: expires, headers: headers, date: date)
+        return try signer.presign(method, url: try url(for: key), expires: expires, headers: headers + extra, date: date)
     }
 
     // MARK: - Sending

@@ -62,7 +62,41 @@ public final class S3ObjectStore: ObjectStore {
         let lock = head.lockMode.flatMap(ObjectLock.Mode.init(rawValue:)).flatMap { mode in
             head.lockRetainUntil.map { ObjectLock(mode: mode, retainUntil: $0) }
         }
-        return ObjectInfo(key: key, size: head.size, sha256: head.metadata["sha256"], contentType: head.contentType, lock: lock)
+        let encryption: ServerSideEncryption? = switch head.serverSideEncryption {
+        case "AES256": .s3
+        case "aws:kms": .kms(keyID: head.kmsKeyID)
+        default: nil
+        }
+        return ObjectInfo(
+            key: key, size: head.size, sha256: head.metadata["sha256"], contentType: head.contentType, lock: lock, serverSideEncryption: encryption
+        )
+    }
+
+    /// A SigV4 presigned URL (query-string authentication) for `access` to `key`: a download
+    /// signs the host only; an upload signs its content type, content length and encryption
+    /// header too, so S3 refuses a PUT with any other (403 `SignatureDoesNotMatch`), and one
+    /// after the expiry (403 `AccessDenied`, "Request has expired").
+    public func presign(_ key: ObjectKey, for access: PresignedAccess, expires: Duration) throws(ObjectStoreError) -> PresignedRequest {
+        try access.validate(expires: expires)
+        let now = Date()
+        let url: URL
+        do {
+            switch access {
+            case .download:
+                url = try client.presignedURL("GET", for: key.value, expires: expires, date: now)
+            case .upload(let type, let length, let encryption):
+                url = try client.presignedURL(
+                    "PUT", for: key.value, expires: expires, contentType: type, contentLength: length, headers: encryption?.headers ?? [], date: now
+                )
+            }
+        } catch {
+            throw ObjectStoreError(.invalidPresign, "the URL could not be presigned: \(error.codeName)")
+        }
+        // SigV4 counts from the signing second.
+        let signedAt = now.timeIntervalSince1970.rounded(.down)
+        return PresignedRequest(
+            method: access.method, url: url, headers: access.requiredHeaders, expiresAt: Date(timeIntervalSince1970: signedAt + Double(expires.components.seconds))
+        )
     }
 
     public func delete(_ key: ObjectKey) async throws(ObjectStoreError) {
@@ -92,9 +126,10 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
-    /// Headers for an upload's options, plus `Content-MD5` of `body` under a retention.
+    /// Headers for an upload's options (encryption, Object Lock), plus `Content-MD5` of `body`
+    /// under a retention.
     func headers(_ options: ObjectPutOptions, body: Data?) -> [(String, String)] {
-        var headers: [(String, String)] = []
+        var headers: [(String, String)] = options.serverSideEncryption?.headers ?? []
         if let lock = options.lock {
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

@@ -84,7 +84,7 @@ extension PlatformBoot {
     /// 0600) in `directory`, so tokens minted by `restartix-jobs dev-token` stay valid across
     /// restarts of the Core API. Development and test only (the issuer refuses elsewhere).
     public static func localDevTokenSecret(in directory: URL) throws -> String {
-        try localSecret(named: "dev-token-secret", what: "development token secret", in: directory)
+        try LocalSecrets.secret(named: LocalSecrets.devTokenSecret, what: "development token secret", in: directory)
     }
 
     /// The telemetry session tokens' secret on the embedded default when
@@ -92,22 +92,14 @@ extension PlatformBoot {
     /// `telemetry-session-secret` (mode 0600) in `directory`, where the Telemetry API on the same
     /// machine finds it too. Development and test only (the Core API asks for it only there).
     public static func localTelemetrySessionSecret(in directory: URL) throws -> String {
-        try localSecret(named: "telemetry-session-secret", what: "telemetry session secret", in: directory)
+        try LocalSecrets.secret(named: LocalSecrets.telemetrySessionSecret, what: "telemetry session secret", in: directory)
     }
 
-    /// A random secret generated once into the file `name` (mode 0600) in `directory`, then read
-    /// back from it: every process of the machine's embedded default agrees on it.
-    static func localSecret(named name: String, what: String, in directory: URL) throws -> String {
-        let path = directory.appendingPathComponent(name).path
-        let made = try publishPrivateFileOnce(named: name, in: directory) {
-            Data(Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }).base64EncodedString().utf8)
-        }
-        guard made != .failed else {
-            throw ConfigurationError(.invalidValue, "could not write the \(what) \(path)")
-        }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8), text.utf8.count >= 32 else {
-            throw ConfigurationError(.invalidValue, "the \(what) \(path) cannot be read")
-        }
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    /// The service-account tokens' secret on the embedded default when
+    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` is not set: generated once into
+    /// `service-account-secret` (mode 0600) in `directory`, so the Telemetry API on the same
+    /// machine signs what the Core API's internal routes verify. Development and test only.
+    public static func localServiceAccountSecret(in directory: URL) throws -> String {
+        try LocalSecrets.secret(named: LocalSecrets.serviceAccountSecret, what: "service-account secret", in: directory)
     }
 }

@@ -92,7 +92,7 @@ public enum PlatformBoot {
     /// from there. Errors name the file, never key bytes.
     public static func localKeyring(in directory: URL, logger: Logger) async throws -> Keyring {
         let path = directory.appendingPathComponent("keyring.json").path
-        switch try publishPrivateFileOnce(named: "keyring.json", in: directory, contents: { Data(Keyring.generate().document.utf8) }) {
+        switch LocalSecrets.publishPrivateFileOnce(named: "keyring.json", in: directory, contents: { Data(Keyring.generate().document.utf8) }) {
         case .created:
             logger.notice("Generated a local keyring for the embedded default; set ENCRYPTION_KEYS in any shared environment", metadata: ["keyring.path": "\(path)"])
         case .existed:
@@ -101,25 +101,5 @@ public enum PlatformBoot {
             throw EncryptionError(.keyringUnavailable, "could not write the local keyring \(path)")
         }
         return try await KeyringSource.file(path: path).load()
-    }
-
-    /// What ``publishPrivateFileOnce(named:in:contents:)`` did.
-    enum Publication {
-        case created, existed, failed
-    }
-
-    /// Makes `directory/name` (mode 0600, in a private directory) from `contents` unless it
-    /// exists. Published atomically and exclusively: written whole to a temporary file, then
-    /// linked to its name, which fails if another process got there first; two processes
-    /// starting on one embedded default at once end up with one file, complete.
-    static func publishPrivateFileOnce(named name: String, in directory: URL, contents: () -> Data) throws -> Publication {
-        let path = directory.appendingPathComponent(name).path
-        guard !FileManager.default.fileExists(atPath: path) else { return .existed }
-        try SQLiteConfiguration.preparePrivateDirectory(directory.path)
-        let temporary = directory.appendingPathComponent(".\(name)-\(UUID().uuidString)").path
-        defer { unlink(temporary) }
-        guard FileManager.default.createFile(atPath: temporary, contents: contents(), attributes: [.posixPermissions: 0o600]) else { return .failed }
-        if link(temporary, path) == 0 { return .created }
-        return errno == EEXIST ? .existed : .failed
     }
 }

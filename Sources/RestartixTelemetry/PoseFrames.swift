@@ -34,8 +34,15 @@ public typealias TelemetryError = DomainError<TelemetryErrorDomain>
 public enum TelemetryErrorDomain: ErrorDomain {
     public static let name = "telemetry"
 
-    /// 413 for a blob or session beyond the size limit, 422 for anything else refused.
-    public static func httpStatus(for code: ErrorCode<TelemetryErrorDomain>) -> Int { code == .tooLarge ? 413 : 422 }
+    /// 413 for a blob, batch or session beyond the size limit, 400 for a body that is not what
+    /// its content type says, 422 for anything else refused.
+    public static func httpStatus(for code: ErrorCode<TelemetryErrorDomain>) -> Int {
+        switch code {
+        case .tooLarge: 413
+        case .malformedBatch: 400
+        default: 422
+        }
+    }
 }
 
 extension ErrorCode where Domain == TelemetryErrorDomain {
@@ -55,6 +62,10 @@ extension ErrorCode where Domain == TelemetryErrorDomain {
     public static var unsupportedVersion: Self { Self("unsupportedVersion") }
     /// A replay blob (or session) beyond the codec's size limit.
     public static var tooLarge: Self { Self("tooLarge") }
+    /// A batch body that is not what its content type says (``TelemetryBatch``).
+    public static var malformedBatch: Self { Self("malformedBatch") }
+    /// A player event of a type the kernels do not know.
+    public static var unknownEventType: Self { Self("unknownEventType") }
 }
 
 /// A session's pose frames in structure-of-arrays form: one contiguous `Float` column per
@@ -125,6 +136,19 @@ public struct PoseFrames: Sendable, Equatable {
             columns[2 * Self.landmarkCount + index].append(landmark.z)
             columns[3 * Self.landmarkCount + index].append(landmark.visibility)
         }
+    }
+
+    /// Appends `other`'s frames that come after this buffer's last one (all of them, when it
+    /// starts later); returns how many of its first frames were skipped for not doing so (a
+    /// batch that overlaps the one before it). Both buffers are valid, so nothing else is checked.
+    @discardableResult
+    public mutating func append(contentsOf other: PoseFrames) -> Int {
+        let last = timestamps.last ?? -.infinity
+        // `other`'s timestamps increase: everything from the first one after `last` is after it.
+        let start = other.timestamps.firstIndex { $0 > last } ?? other.count
+        timestamps += other.timestamps[start...]
+        for index in columns.indices { columns[index] += other.columns[index][start...] }
+        return start
     }
 
     /// The x column of `landmark` (0…32; one value per frame).

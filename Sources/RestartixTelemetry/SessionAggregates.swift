@@ -262,3 +262,73 @@ public struct SessionAggregates: Codable, Sendable, Hashable {
         }
     }
 }
+
+extension SessionAggregates {
+    /// The aggregates of a session as the kernels measured it: `pose` from
+    /// ``PoseAnalyzer/analyze(_:profile:)``, `media` from ``mediaSessionMetrics(_:endedAt:)`` per
+    /// video. Times inside the session become whole milliseconds after `origin` (seconds on the
+    /// frames' and events' clock: the session's first frame or event); seconds become
+    /// milliseconds, degrees stay degrees, `rebuffer_percentage` stays a fraction. A video's
+    /// stalls beyond ``maximumBuffering`` are counted in its `rebuffer_count` but not listed. A
+    /// reading that is not finite or is out of its column's range (an effective frame rate over
+    /// 1,000 from timestamps that nearly coincide) is left out (nil) rather than refused.
+    public init(
+        organizationID: String, patientID: String, exercise: String, startedAt: String, endedAt: String,
+        pose analysis: PoseAnalysis?, media: [(videoID: String, metrics: MediaSessionMetrics)], origin: Double
+    ) {
+        func ms(_ seconds: Double) -> Int64 {
+            let value = (seconds * 1000).rounded()
+            return value.isFinite ? Int64(max(0, min(value, 9.0e15))) : 0
+        }
+        func reading<T: BinaryFloatingPoint>(_ value: T?, _ range: ClosedRange<Double>) -> Double? {
+            guard let value else { return nil }
+            let double = Double(value)
+            return double.isFinite && range.contains(double) ? double : nil
+        }
+        let open = 0.0...Double.greatestFiniteMagnitude
+        self.init(organizationID: organizationID, patientID: patientID, exercise: exercise, startedAt: startedAt, endedAt: endedAt)
+        if let analysis {
+            let reps = analysis.reps.prefix(Self.maximumReps).enumerated().map { position, rep in
+                let start = ms(rep.startTime - origin), end = max(start, ms(rep.endTime - origin))
+                return Rep(
+                    repIndex: position, startMs: start, endMs: end, durationMs: end - start,
+                    minAngleDegrees: reading(rep.minAngle, -360...360) ?? 0, maxAngleDegrees: reading(rep.maxAngle, -360...360) ?? 0,
+                    romDegrees: reading(rep.rangeOfMotion, 0...720) ?? 0, concentricMs: ms(rep.concentricDuration), eccentricMs: ms(rep.eccentricDuration),
+                    peakVelocityDps: reading(rep.peakAngularVelocity, open), meanVisibility: reading(rep.meanVisibility, 0...1),
+                    partialRange: rep.partialRange, tooFast: rep.tooFast
+                )
+            }
+            let session = analysis.session
+            pose = Pose(
+                repCount: reps.count, meanRomDegrees: reading(session.meanRangeOfMotion, 0...360), minRomDegrees: reading(session.minRangeOfMotion, 0...360),
+                maxRomDegrees: reading(session.maxRangeOfMotion, 0...360), meanRepDurationMs: reading(session.meanRepDuration.map { $0 * 1000 }, open),
+                tempoCv: reading(session.tempoCV, open), activeTimeMs: ms(session.activeTime), trackedFrameRatio: reading(session.trackedFrameRatio, 0...1),
+                meanVisibility: reading(session.meanVisibility, 0...1), effectiveFps: reading(session.effectiveFrameRate, 0...1000), reps: reps
+            )
+        }
+        self.media = media.prefix(Self.maximumMedia).map { video in
+            let metrics = video.metrics
+            return Media(
+                videoID: video.videoID, startupTimeMs: metrics.startupTime.map(ms), exitBeforeStart: metrics.exitBeforeStart,
+                watchTimeMs: ms(metrics.watchTime), playingTimeMs: ms(metrics.playingTime), rebufferCount: metrics.rebufferCount,
+                rebufferDurationMs: ms(metrics.rebufferDuration), rebufferPercentage: reading(metrics.rebufferPercentage, 0...100),
+                rebufferFrequencyPerMinute: reading(metrics.rebufferFrequency, open), startupScore: reading(metrics.startupScore, 0...100),
+                smoothnessScore: reading(metrics.smoothnessScore, 0...100), failureCount: metrics.failureCount,
+                bufferingEvents: metrics.buffering.prefix(Self.maximumBuffering).map {
+                    Buffering(startedAtMs: ms($0.start - origin), durationMs: ms($0.duration), seekInduced: $0.seekInduced)
+                }
+            )
+        }
+    }
+}
+
+extension ExerciseProfile {
+    /// The exercise's name as the aggregates and the database spell it: the profile's name with
+    /// `_` for `-` (`knee_flexion`).
+    public var exerciseName: String { String(name.map { $0 == "-" ? "_" : $0 }) }
+
+    /// The built-in profile named `name` (`knee_flexion` or `knee-flexion`), or nil.
+    public static func builtIn(named name: String) -> ExerciseProfile? {
+        builtIns.first { $0.exerciseName == name || $0.name == name }
+    }
+}

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import RestartixCrypto
 import RestartixKit
+import RestartixPlatform
 import RestartixTenancy
 import RestartixTestSupport
 import ServiceSupport
@@ -91,12 +92,29 @@ struct InternalRouteTests {
         }
     }
 
-    @Test("without TELEMETRY_INTERNAL_SVC_ACCT_TOKEN every internal call with a token is 503 service.notConfigured, naming the setting; without one, 401")
-    func notConfigured() async throws {
-        let (app, directory, _, _) = try await DemoAPI.make("core-internal-unset")
+    @Test("on the embedded default without TELEMETRY_INTERNAL_SVC_ACCT_TOKEN the local secret beside the SQLite file verifies (the Telemetry API on the machine signs with it); another secret's token is 401, no token 401")
+    func embeddedLocalSecret() async throws {
+        let (app, directory, _, _) = try await DemoAPI.make("core-internal-local")
         defer { directory.remove() }
-        let token = try ServiceAccountTokens(secrets: [Self.current]).issue(service: "telemetry-api", audience: "restartix-core-api", scopes: [], lifetime: .seconds(60))
+        let local = try PlatformBoot.localServiceAccountSecret(in: URL(fileURLWithPath: directory.path("data")))
+        let good = try ServiceAccountTokens(secrets: [local]).issue(service: "telemetry-api", audience: "restartix-core-api", scopes: [], lifetime: .seconds(3600))
+        let other = try ServiceAccountTokens(secrets: [Self.current]).issue(service: "telemetry-api", audience: "restartix-core-api", scopes: [], lifetime: .seconds(3600))
         try await app.test(.router) { client in
+            try await client.execute(uri: "/internal/v1/whoami", method: .get, headers: Self.bearer(good)) { response in
+                #expect(response.status == .ok && Self.decode(ServiceWhoAmI.self, response)?.service == "telemetry-api", "\(response.status) \(String(buffer: response.body))")
+            }
+            try await client.execute(uri: "/internal/v1/whoami", method: .get, headers: Self.bearer(other)) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/internal/v1/whoami", method: .get) { #expect($0.status == .unauthorized) }
+        }
+    }
+
+    @Test("outside the embedded default without TELEMETRY_INTERNAL_SVC_ACCT_TOKEN every internal call with a token is 503 service.notConfigured, naming the setting; without one, 401")
+    func notConfigured() async throws {
+        let token = try ServiceAccountTokens(secrets: [Self.current]).issue(service: "telemetry-api", audience: "restartix-core-api", scopes: [], lifetime: .seconds(60))
+        let router = Router(context: CoreRequestContext.self)
+        _ = addServiceEdge(to: router)
+        router.group("internal/v1").add(middleware: ServiceAccountAuthMiddleware(tokens: nil)).get("whoami") { _, _ in "unreachable" }
+        try await Application(router: router).test(.router) { client in
             try await client.execute(uri: "/internal/v1/whoami", method: .get, headers: Self.bearer(token)) { response in
                 #expect(response.status == .serviceUnavailable)
                 let problem = Self.decode(Problem.self, response)

@@ -18,6 +18,15 @@ public struct SessionTokens: Sendable {
         public let patientID: UUID
         /// When the token expires.
         public let expiresAt: Date
+
+        /// What a token grants (as ``SessionTokens/verify(_:)`` returns it; a service that kept
+        /// a session's claims, such as the Telemetry API's spool, makes them again).
+        public init(sessionID: UUID, organizationID: UUID, patientID: UUID, expiresAt: Date) {
+            self.sessionID = sessionID
+            self.organizationID = organizationID
+            self.patientID = patientID
+            self.expiresAt = expiresAt
+        }
     }
 
     /// The `iss` of session tokens.

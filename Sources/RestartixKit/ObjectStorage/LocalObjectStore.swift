@@ -16,16 +16,20 @@ import Synchronization
 public final class LocalObjectStore: ObjectStore {
     /// The store's directory.
     public let directory: URL
+    /// How the store signs URLs, when it does (``presign(_:for:expires:)``).
+    public let presigning: Presigning?
     private let worker: BlockingWorker
-    private let clock: @Sendable () -> Date
+    let clock: @Sendable () -> Date
 
-    /// A store in `directory` (created if missing).
-    public convenience init(directory: URL) throws(ObjectStoreError) {
-        try self.init(directory: directory, clock: { Date() })
+    /// A store in `directory` (created if missing); with `presigning`, it hands out presigned
+    /// URLs for the route that serves them and verifies them (``verifyPresigned(method:key:query:headers:)``).
+    public convenience init(directory: URL, presigning: Presigning? = nil) throws(ObjectStoreError) {
+        try self.init(directory: directory, presigning: presigning, clock: { Date() })
     }
 
-    init(directory: URL, clock: @escaping @Sendable () -> Date) throws(ObjectStoreError) {
+    init(directory: URL, presigning: Presigning? = nil, clock: @escaping @Sendable () -> Date) throws(ObjectStoreError) {
         self.directory = directory.standardizedFileURL
+        self.presigning = presigning
         self.clock = clock
         self.worker = BlockingWorker(name: "restartix.objects")
         for sub in ["objects", "meta", "uploads"] {

@@ -19,6 +19,14 @@ public protocol ObjectStore: Sendable {
     func delete(_ key: ObjectKey) async throws(ObjectStoreError)
     /// The objects whose keys start with `prefix`, in key order.
     func list(prefix: String) async throws(ObjectStoreError) -> [ObjectInfo]
+    /// A URL that lets its holder download or upload `key` for `expires`
+    /// (``PresignedAccess/downloadLifetime`` and ``PresignedAccess/uploadLifetime`` are the
+    /// platform's), with nothing else: another key, method, content type or length, or a later
+    /// time, is refused by whoever serves it (S3, or the local store's
+    /// ``LocalObjectStore/verifyPresigned(method:key:query:headers:)``). `invalidPresign` for a
+    /// lifetime or an access that cannot be signed; `presignUnavailable` when this store has no
+    /// way to serve one.
+    func presign(_ key: ObjectKey, for access: PresignedAccess, expires: Duration) throws(ObjectStoreError) -> PresignedRequest
 }
 
 /// One object being written. Not for use from two tasks at once.
@@ -90,10 +98,13 @@ public struct ObjectPutOptions: Sendable, Hashable {
     /// S3 Object Lock for the object: its mode and the time until which it cannot be deleted
     /// (nor, locally, replaced).
     public var lock: ObjectLock?
+    /// S3 server-side encryption headers sent with the upload (S3 only; ignored locally).
+    public var serverSideEncryption: ServerSideEncryption?
 
-    public init(contentType: String = "application/octet-stream", lock: ObjectLock? = nil) {
+    public init(contentType: String = "application/octet-stream", lock: ObjectLock? = nil, serverSideEncryption: ServerSideEncryption? = nil) {
         self.contentType = contentType
         self.lock = lock
+        self.serverSideEncryption = serverSideEncryption
     }
 }
 
@@ -124,8 +135,11 @@ public struct ObjectInfo: Sendable, Hashable {
     public let sha256: String?
     public let contentType: String?
     public let lock: ObjectLock?
+    /// How S3 encrypts the object at rest, as `head` reports it (nil locally, and from `list`).
+    public let serverSideEncryption: ServerSideEncryption?
 
-    public init(key: ObjectKey, size: Int, sha256: String?, contentType: String?, lock: ObjectLock?) {
+    public init(key: ObjectKey, size: Int, sha256: String?, contentType: String?, lock: ObjectLock?, serverSideEncryption: ServerSideEncryption? = nil) {
+        self.serverSideEncryption = serverSideEncryption
         self.key = key
         self.size = size
         self.sha256 = sha256
@@ -144,8 +158,10 @@ public enum ObjectStoreErrorDomain: ErrorDomain {
 
     public static func httpStatus(for code: ErrorCode<ObjectStoreErrorDomain>) -> Int {
         switch code {
-        case .invalidKey, .invalidRange: 400
+        case .invalidKey, .invalidRange, .invalidPresign: 400
+        case .presignExpired, .presignRefused: 403
         case .objectLocked: 409
+        case .presignUnavailable: 501
         case .unavailable: 503
         default: 500
         }
@@ -167,4 +183,13 @@ extension ErrorCode where Domain == ObjectStoreErrorDomain {
     public static var unavailable: Self { Self("unavailable") }
     /// The store refused or failed in a way trying again will not fix (permissions, a full disk).
     public static var failed: Self { Self("failed") }
+    /// A presigned URL cannot be made for this lifetime or access (``PresignedAccess/validate(expires:)``).
+    public static var invalidPresign: Self { Self("invalidPresign") }
+    /// This store cannot serve presigned URLs (a local store without a base URL and key).
+    public static var presignUnavailable: Self { Self("presignUnavailable") }
+    /// A presigned request came after its URL expired.
+    public static var presignExpired: Self { Self("presignExpired") }
+    /// A presigned request does not match its signature: another key, method, expiry, content
+    /// type or length than the ones signed, or no signature at all.
+    public static var presignRefused: Self { Self("presignRefused") }
 }

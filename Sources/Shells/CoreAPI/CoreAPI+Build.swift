@@ -56,7 +56,7 @@ func buildApplication(
         cache: redis.map { Aside(redis: $0, logger: logger) } ?? Aside(logger: logger),
         suffixes: configuration.subdomainSuffixes, clerkWebhooks: configuration.clerkWebhookVerifier,
         sesWebhooks: configuration.sesTopics.isEmpty ? nil : SNSVerifier(topics: configuration.sesTopics, fetch: configuration.snsFetch),
-        serviceAccounts: configuration.serviceAccounts, sessionTokens: sessionTokens,
+        serviceAccounts: try localServiceAccounts(configuration: configuration), sessionTokens: sessionTokens,
         debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
         activityInterval: configuration.activityInterval,
         holds: redis.map { RedisSlotHolds(redis: $0, database: database, logger: logger) }, followupOptions: followupOptions, logger: logger
@@ -110,6 +110,17 @@ func localSessionTokens(configuration: CoreAPIConfiguration) throws -> SessionTo
     guard configuration.isEmbeddedDefault, configuration.environment == .development || configuration.environment == .test else { return nil }
     let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
     return try SessionTokens(secrets: [try PlatformBoot.localTelemetrySessionSecret(in: directory)])
+}
+
+/// The configured service-account secret; on the embedded default in development and test
+/// without one, a local secret beside the SQLite file
+/// (``PlatformBoot/localServiceAccountSecret(in:)``), with which the Telemetry API on the same
+/// machine signs its calls; otherwise none (the internal routes answer 503).
+func localServiceAccounts(configuration: CoreAPIConfiguration) throws -> ServiceAccountTokens? {
+    if let tokens = configuration.serviceAccounts { return tokens }
+    guard configuration.isEmbeddedDefault, configuration.environment == .development || configuration.environment == .test else { return nil }
+    let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
+    return try ServiceAccountTokens(secrets: [try PlatformBoot.localServiceAccountSecret(in: directory)])
 }
 
 /// Clerk when configured; otherwise the local development issuer, which
@@ -167,7 +178,7 @@ func makeRouter(
     addUsageRoutes(to: v1, tenants: platform.tenants)
     addPatientRoutes(to: v1, patients: platform.patients)
     addAppointmentRoutes(to: v1, appointments: platform.appointments, followups: platform.followups, worker: platform.followupWorker)
-    addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions)
+    addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions, metrics: TelemetryMetrics(tenants: platform.tenants))
     let admin = router.group("v1/admin")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))

@@ -51,52 +51,11 @@ struct BackupStoreOptions: ParsableArguments {
     }
 }
 
-/// An S3 bucket (AWS's variables reach it) when `bucket` is set, else the local directory.
-/// `what` names it in errors ("backup", "audit archive").
+/// The store of `what` (``ServiceEnvironment/objectStore(what:bucket:directory:presigning:timeout:)``),
+/// its failure a validation failure of the command.
 func openStore(what: String, bucket: String?, directory: String, _ service: ServiceEnvironment) async throws -> (store: any ObjectStore, s3: S3Client?) {
-    if let bucket {
-        do {
-            let aws = try service.aws(for: "the \(what) bucket")
-            let credentials = try await aws.credentials.resolve()
-            let endpoint = aws.endpoint(for: .s3)
-            // A custom endpoint (moto, MinIO, a VPC endpoint by IP) takes the bucket in the
-            // path; AWS's own endpoint takes it in the host name.
-            func client(timeout: Duration, httpClient: HTTPClient = .shared) throws -> S3Client {
-                try S3Client(
-                    bucket: bucket, region: aws.region, credentials: credentials, endpoint: endpoint?.absoluteString, usePathStyle: endpoint != nil,
-                    httpClient: httpClient, timeout: timeout
-                )
-            }
-            // The first call on a client of its own that does not retry a failed connection
-            // (AsyncHTTPClient's default tries again until the request's deadline): an
-            // unreachable bucket says so at once. Parts then go through the shared client, which
-            // rides out a flaky connect, two minutes each.
-            var probeConfiguration = HTTPClient.Configuration()
-            probeConfiguration.connectionPool.retryConnectionEstablishment = false
-            let probe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probeConfiguration)
-            let exists: Bool
-            do {
-                exists = try await client(timeout: .seconds(10), httpClient: probe).headBucket()
-                try? await probe.shutdown()
-            } catch {
-                try? await probe.shutdown()
-                throw error
-            }
-            guard exists else {
-                throw ValidationFailure(description: "the \(what) bucket \(bucket) does not exist (or is in another account)")
-            }
-            let transfers = try client(timeout: .seconds(120))
-            return (try S3ObjectStore(client: transfers), transfers)
-        } catch let error as ValidationFailure {
-            throw error
-        } catch {
-            throw ValidationFailure(description: "the \(what) bucket \(bucket) cannot be used: \(error)")
-        }
-    }
-    do {
-        return (try LocalObjectStore(directory: URL(fileURLWithPath: directory)), nil)
-    } catch {
-        throw ValidationFailure(description: "the \(what) directory \(directory) cannot be used: \(error)")
+    do { return try await service.objectStore(what: what, bucket: bucket, directory: directory) } catch {
+        throw ValidationFailure(description: error.detail)
     }
 }
 

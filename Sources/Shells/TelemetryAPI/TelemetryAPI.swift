@@ -1,46 +1,34 @@
 import Foundation
 import Hummingbird
 import Logging
-import Prometheus
 import ServiceSupport
 
-/// `restartix-telemetry-api`: at this stage only its health endpoint; ingest and session
-/// finish arrive with the telemetry issues.
+/// `restartix-telemetry-api`: the patients' browsers stream exercise sessions here (pose
+/// frames, player events) with the session token the Core API issued; finished sessions go
+/// through the kernels, their aggregates to the Core API and their replay blob to the telemetry
+/// bucket. It never touches Postgres.
 @main
 struct TelemetryAPI {
     static func main() async throws {
-        // The executables' one configuration layer and logging bootstrap (ServiceSupport).
-        let service = ServiceEnvironment()
-        let host: String, port: Int, edge: EdgeOptions, drain: DrainPolicy
+        let configuration: TelemetryAPIConfiguration
         do {
-            (host, port) = try service.listenAddress(defaultPort: 8081)
-            edge = try service.edgeOptions()
-            drain = try service.drainPolicy()
-            LogBootstrap.bootstrap(format: try service.logFormat(for: try service.deployment()), level: try service.logLevel())
+            configuration = try TelemetryAPIConfiguration(ServiceEnvironment())
         } catch {
             exitWithError(.telemetryAPI, error)
         }
-        let app = buildApplication(host: host, port: port, metrics: MetricsBootstrap.bootstrap(), edge: edge)
-        do { try await runUntilSignalled(app, policy: drain, logger: Logger(label: "restartix.telemetry-api")) } catch { exitWithError(.telemetryAPI, error) }
+        LogBootstrap.bootstrap(format: configuration.logFormat, level: configuration.logLevel)
+        let metrics = MetricsBootstrap.bootstrap()
+        let logger = Logger(label: "restartix.telemetry-api")
+        do {
+            let app = try await buildApplication(configuration: configuration, metrics: metrics, logger: logger)
+            if configuration.bucket == nil {
+                logger.notice("Storing replay blobs and pending aggregates in a local directory; set TELEMETRY_S3_BUCKET for S3", metadata: [
+                    "telemetry.directory": "\(configuration.directory)", "telemetry.core_api": "\(configuration.coreAPIURL.absoluteString)",
+                ])
+            }
+            try await runUntilSignalled(app, policy: configuration.drain, logger: logger)
+        } catch {
+            exitWithError(.telemetryAPI, error)
+        }
     }
-}
-
-/// Builds the Telemetry API application.
-func buildApplication(host: String, port: Int, metrics: PrometheusCollectorRegistry? = nil, edge: EdgeOptions = EdgeOptions()) -> some ApplicationProtocol {
-    let router = Router(context: ServiceRequestContext.self, options: .autoGenerateHeadEndpoints)
-    let routes = addServiceEdge(to: router, options: edge)
-    if let metrics { addMetricsRoute(to: router, registry: metrics) }
-    router.get("health") { _, _ -> Response in
-        Response(
-            status: .ok,
-            headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#))
-        )
-    }
-    finishServiceEdge(router, slot: routes)
-    return Application(
-        router: router,
-        configuration: .init(address: .hostname(host, port: port), serverName: "restartix-telemetry-api"),
-        logger: Logger(label: "restartix.telemetry-api")
-    )
 }

@@ -444,6 +444,23 @@ enum OpenAPIDocument {
               "expires_at": {"type": "string", "format": "date-time"}
             }
           },
+          "TelemetrySessionMetrics": {
+            "type": "object",
+            "required": ["session_id", "patient_id", "exercise", "started_at", "ended_at", "pose"],
+            "properties": {
+              "session_id": {"type": "string", "format": "uuid"},
+              "patient_id": {"type": "string", "format": "uuid"},
+              "exercise": {"type": "string"},
+              "started_at": {"type": "string", "format": "date-time"},
+              "ended_at": {"type": "string", "format": "date-time"},
+              "pose": {"$ref": "#/components/schemas/AggregatePose", "description": "The summary; its reps are listed when one session is read, empty in lists."}
+            }
+          },
+          "TelemetrySessionList": {
+            "type": "object",
+            "required": ["sessions"],
+            "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/TelemetrySessionMetrics"}}}
+          },
           "AuditLogPage": {
             "type": "object",
             "required": ["entries"],
@@ -944,6 +961,43 @@ enum OpenAPIDocument {
             "security": [{"bearer": []}],
             "responses": {
               "201": {"description": "Started.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TelemetrySession"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/telemetry/sessions": {
+          "get": {
+            "operationId": "listTelemetrySessions",
+            "summary": "The newest recorded telemetry sessions the caller may see (a patient its own, the clinic's staff the clinic's), of one patient when patient_id is given; without their repetitions.",
+            "security": [{"bearer": []}],
+            "parameters": [
+              {"name": "patient_id", "in": "query", "required": false, "schema": {"type": "string", "format": "uuid"}},
+              {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}
+            ],
+            "responses": {
+              "200": {"description": "The sessions, newest first.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TelemetrySessionList"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "422": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/telemetry/sessions/{id}": {
+          "get": {
+            "operationId": "getTelemetrySession",
+            "summary": "A recorded telemetry session's pose metrics and repetitions; 404 when the caller may not see it (another clinic's, another patient's for a patient).",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The session.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TelemetrySessionMetrics"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},

@@ -1,0 +1,814 @@
+import Crypto
+public import Foundation
+public import Logging
+public import RestartixCrypto
+public import RestartixKit
+public import RestartixTelemetry
+import Synchronization
+
+/// The Telemetry API's engine: sessions a patient's browser streams pose frames and player
+/// events into, finished through the kernels into aggregates for the Core API and a replay blob.
+/// It never touches Postgres: everything it keeps is in two object stores.
+///
+/// **The spool** (a local directory in every deployment so far) holds what is open: a session's
+/// manifest at `sessions/{org}/{session}/session.json` and each acknowledged batch at
+/// `sessions/{org}/{session}/batches/{sequence}` in the canonical binary form. A batch is
+/// acknowledged only once the spool has it (the local store syncs it to disk), so a crash of the
+/// process loses at most the batches not yet acknowledged, which their senders retry; memory
+/// holds an index of each session (a few dozen bytes a batch), never its frames. That is the
+/// per-session memory bound: every batch is spilled to the spool as it arrives, and frames are
+/// read back only to finish, at most ``Configuration/maximumConcurrentFinishes`` sessions at a
+/// time, each at most ``Configuration/maximumFramesPerSession`` frames.
+///
+/// **The object store** (the telemetry bucket) receives what is finished: the replay blob at
+/// `{org}/{session}.bin.gz` (``ReplayBlob``) and, until the Core API has them, the aggregates at
+/// `pending/{org}/{session}.json`; aggregates it refused for good move to
+/// `failed/{org}/{session}.json` for an operator. Keys come from the verified session token's
+/// claims: no request can name another clinic's key.
+///
+/// Batches carry a sequence number: a retry of the same batch is acknowledged again without
+/// being stored twice (same SHA-256), the same number with other content is refused, batches
+/// that arrive out of order are put back in order when the session finishes, and numbers never
+/// received are reported as gaps. Per process, at most ``Configuration/maximumOpenSessions``
+/// sessions are open and ``Configuration/maximumConcurrentBatches`` batches being stored: past
+/// either, requests are refused with a transient error (503 with `Retry-After` at the edge),
+/// never queued without bound.
+///
+/// Finishing (asked for, or after ``Configuration/idleTimeout`` without a batch) reads the
+/// batches in order, runs ``PoseAnalyzer`` and ``mediaSessionMetrics(_:endedAt:)``, writes the
+/// blob and the pending aggregates, clears the spool, then delivers to the ``AggregatesSink``;
+/// a delivery that fails stays pending and ``run()`` retries it with exponential backoff until
+/// it is delivered (the Core API records a session once, so a repeated delivery is harmless).
+/// A crash at any step leaves either the spool (the session finishes again after the restart,
+/// same result) or the pending record (delivered after the restart).
+public final class TelemetryIngest: Sendable {
+    /// Limits and timings.
+    public struct Configuration: Sendable {
+        /// Open sessions per process (default 1,000).
+        public var maximumOpenSessions = 1_000
+        /// Frames per session (default 108,000: an hour at 30 frames a second, about 58 MB
+        /// when finishing).
+        public var maximumFramesPerSession = 108_000
+        /// Batches per session; sequence numbers run from 0 to one less (default 20,000).
+        public var maximumBatchesPerSession = 20_000
+        /// Batches being decoded and stored at once, process-wide (default 64).
+        public var maximumConcurrentBatches = 64
+        /// Sessions finishing at once (default 2): each holds its frames in memory.
+        public var maximumConcurrentFinishes = 2
+        /// A session with no batch for this long is finished (default 10 minutes).
+        public var idleTimeout: Duration = .seconds(600)
+        /// How long a finished session's status stays in memory (default 15 minutes; after
+        /// that it is read from the object store).
+        public var finishedRetention: Duration = .seconds(900)
+        /// First retry of a failed delivery, doubling up to ``maximumDeliveryBackoff``.
+        public var deliveryBackoff: Duration = .seconds(1)
+        public var maximumDeliveryBackoff: Duration = .seconds(60)
+        /// How often ``run()`` looks for idle sessions and pending deliveries (default 1 s).
+        public var tick: Duration = .seconds(1)
+        /// Server-side encryption of blobs and records in the object store (S3).
+        public var serverSideEncryption: ServerSideEncryption?
+
+        public init() {}
+    }
+
+    let spool: any ObjectStore
+    let store: any ObjectStore
+    let sink: any AggregatesSink
+    let configuration: Configuration
+    let logger: Logger
+    let now: @Sendable () -> Date
+    let state = Mutex(State())
+    let finishes: AsyncLimiter
+
+    /// An engine over `spool` and `store`, delivering to `sink`.
+    public init(
+        spool: any ObjectStore, store: any ObjectStore, sink: any AggregatesSink, configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "restartix.telemetry.ingest"), now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.spool = spool
+        self.store = store
+        self.sink = sink
+        self.configuration = configuration
+        self.logger = logger
+        self.now = now
+        finishes = AsyncLimiter(configuration.maximumConcurrentFinishes)
+    }
+
+    // MARK: - State
+
+    struct BatchEntry: Sendable {
+        let digest: [UInt8]
+        let frames: Int
+        let first: Double?
+        let last: Double?
+    }
+
+    enum Phase: Sendable {
+        case open
+        case finishing
+        case finished(TelemetrySessionStatus.State, reps: Int?, dropped: Int?, at: Date)
+    }
+
+    struct Session: Sendable {
+        let claims: SessionTokens.Session
+        let exercise: String
+        let startedAt: Date
+        var batches: [Int: BatchEntry] = [:]
+        var writing: Set<Int> = []
+        var frames = 0
+        var lastActivity: Date
+        var phase = Phase.open
+
+        func status(_ id: UUID) -> TelemetrySessionStatus {
+            let next = (batches.keys.max() ?? -1) + 1
+            var gaps: [ClosedRange<Int>] = []
+            var start: Int?
+            for sequence in 0..<next {
+                if batches[sequence] == nil {
+                    if start == nil { start = sequence }
+                } else if let open = start {
+                    gaps.append(open...(sequence - 1))
+                    start = nil
+                }
+            }
+            let state: TelemetrySessionStatus.State, reps: Int?, dropped: Int?
+            switch phase {
+            case .open: (state, reps, dropped) = (.open, nil, nil)
+            case .finishing: (state, reps, dropped) = (.finishing, nil, nil)
+            case .finished(let finished, let count, let skipped, _): (state, reps, dropped) = (finished, count, skipped)
+            }
+            return TelemetrySessionStatus(
+                sessionID: id, state: state, exercise: exercise, batches: batches.count, frames: frames, nextSequence: next, gaps: gaps,
+                reps: reps, droppedFrames: dropped
+            )
+        }
+    }
+
+    struct Pending: Sendable {
+        var attempts = 0
+        var nextAttempt: Date
+        var delivering = false
+    }
+
+    struct State: Sendable {
+        var sessions: [UUID: Session] = [:]
+        var openCount = 0
+        var batchesInFlight = 0
+        var draining = false
+        /// Pending deliveries known to this process, by session.
+        var pending: [UUID: Pending] = [:]
+    }
+
+    // MARK: - Keys
+
+    static func sessionPrefix(_ claims: SessionTokens.Session) -> String {
+        "sessions/\(claims.organizationID.lowercasedString)/\(claims.sessionID.lowercasedString)/"
+    }
+
+    static func manifestKey(_ claims: SessionTokens.Session) throws(TelemetryIngestError) -> ObjectKey {
+        try key(sessionPrefix(claims) + "session.json")
+    }
+
+    static func batchKey(_ claims: SessionTokens.Session, _ sequence: Int) throws(TelemetryIngestError) -> ObjectKey {
+        // Zero-padded, so the spool lists batches in sequence order.
+        try key(sessionPrefix(claims) + "batches/" + String(repeating: "0", count: max(0, 10 - String(sequence).count)) + String(sequence))
+    }
+
+    /// `{org}/{session}.bin.gz` in the object store: the replay blob.
+    public static func blobKey(organization: UUID, session: UUID) -> ObjectKey {
+        // Two lower-case UUIDs and a suffix: always a valid key.
+        try! ObjectKey(ReplayBlob.objectKey(organization: organization, session: session))
+    }
+
+    /// `pending/{org}/{session}.json`: aggregates not yet delivered.
+    public static func pendingKey(organization: UUID, session: UUID) -> ObjectKey {
+        try! ObjectKey("pending/\(organization.lowercasedString)/\(session.lowercasedString).json")
+    }
+
+    /// `failed/{org}/{session}.json`: aggregates the Core API refused for good.
+    public static func failedKey(organization: UUID, session: UUID) -> ObjectKey {
+        try! ObjectKey("failed/\(organization.lowercasedString)/\(session.lowercasedString).json")
+    }
+
+    static func key(_ text: String) throws(TelemetryIngestError) -> ObjectKey {
+        do { return try ObjectKey(text) } catch { throw TelemetryIngestError(.storage, "a spool key could not be formed") }
+    }
+
+    /// What the spool keeps of a session besides its batches.
+    struct Manifest: Codable {
+        var session_id: String
+        var organization_id: String
+        var patient_id: String
+        var exercise: String
+        var started_at: Date
+        var token_expires_at: Date
+    }
+
+    /// What the object store keeps of aggregates waiting for delivery.
+    struct PendingRecord: Codable {
+        var session_id: String
+        var aggregates: SessionAggregates
+        var reps: Int
+        var dropped_frames: Int
+        var finished_at: Date
+        var last_error: String?
+    }
+
+    // MARK: - Sessions
+
+    /// Starts the session `claims` names for `exercise`, or resumes it: a session already open
+    /// (here, or in the spool after a restart) answers its status, so a browser that lost its
+    /// connection learns which batches to send again. A finished session answers its final status.
+    public func start(_ claims: SessionTokens.Session, exercise: String) async throws(TelemetryIngestError) -> (status: TelemetrySessionStatus, resumed: Bool) {
+        guard let profile = ExerciseProfile.builtIn(named: exercise) else {
+            throw TelemetryIngestError(
+                .unknownExercise, "the exercise has no profile (one of \(ExerciseProfile.builtIns.map(\.exerciseName).joined(separator: ", ")))"
+            )
+        }
+        if let existing = try await existingStatus(claims) {
+            guard existing.exercise == profile.exerciseName else {
+                throw TelemetryIngestError(.exerciseChanged, "the session was started for another exercise")
+            }
+            return (existing, true)
+        }
+        let started = now()
+        let manifest = Manifest(
+            session_id: claims.sessionID.lowercasedString, organization_id: claims.organizationID.lowercasedString,
+            patient_id: claims.patientID.lowercasedString, exercise: profile.exerciseName, started_at: started, token_expires_at: claims.expiresAt
+        )
+        // Claim a slot first, so two starts cannot both pass the limit.
+        try state.withLock { state throws(TelemetryIngestError) in
+            guard !state.draining else { throw TelemetryIngestError(.draining, "the service is shutting down") }
+            guard state.sessions[claims.sessionID] == nil else { return }
+            guard state.openCount < configuration.maximumOpenSessions else {
+                throw TelemetryIngestError(.tooManySessions, "this instance holds \(configuration.maximumOpenSessions) open sessions")
+            }
+            state.openCount += 1
+            state.sessions[claims.sessionID] = Session(claims: claims, exercise: profile.exerciseName, startedAt: started, lastActivity: started)
+        }
+        do {
+            try await write(Self.json(manifest), at: Self.manifestKey(claims), to: spool, "the session's manifest")
+        } catch {
+            state.withLock { state in
+                if state.sessions.removeValue(forKey: claims.sessionID) != nil { state.openCount -= 1 }
+            }
+            throw error
+        }
+        let status = state.withLock { $0.sessions[claims.sessionID]?.status(claims.sessionID) }
+        logger.info("Telemetry session started", metadata: Self.ids(claims))
+        return (status ?? TelemetrySessionStatus(sessionID: claims.sessionID, state: .open, exercise: profile.exerciseName, batches: 0, frames: 0, nextSequence: 0, gaps: []), false)
+    }
+
+    /// The session's status; `notStarted` when neither this process, the spool nor the object
+    /// store knows it.
+    public func status(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
+        guard let status = try await existingStatus(claims) else {
+            throw TelemetryIngestError(.notStarted, "no such session: start it first")
+        }
+        return status
+    }
+
+    /// The session as this process, its spool or its object store knows it, loading an open
+    /// session from the spool (after a restart) into memory; nil when it is unknown.
+    func existingStatus(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
+        if let known = try known(claims) { return known.status(claims.sessionID) }
+        if let loaded = try await load(claims) { return loaded }
+        return try await finishedStatus(claims)
+    }
+
+    /// The session in memory, checked against the token: a session id with another clinic or
+    /// patient than the token's is refused.
+    func known(_ claims: SessionTokens.Session) throws(TelemetryIngestError) -> Session? {
+        guard let session = state.withLock({ $0.sessions[claims.sessionID] }) else { return nil }
+        guard session.claims.organizationID == claims.organizationID, session.claims.patientID == claims.patientID else {
+            throw TelemetryIngestError(.wrongSession, "the token is for another clinic or patient than this session's")
+        }
+        return session
+    }
+
+    /// Loads an open session from the spool into memory; nil when the spool has none.
+    func load(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
+        let manifestBytes: [UInt8]?
+        let manifestKey = try Self.manifestKey(claims)
+        do { manifestBytes = try await spool.get(manifestKey) } catch {
+            throw TelemetryIngestError(.storage, "the spool could not be read (\(error.codeName))")
+        }
+        guard let manifestBytes, let manifest = try? Self.decoder.decode(Manifest.self, from: Data(manifestBytes)) else { return nil }
+        guard manifest.organization_id == claims.organizationID.lowercasedString, manifest.patient_id == claims.patientID.lowercasedString else {
+            throw TelemetryIngestError(.wrongSession, "the token is for another clinic or patient than this session's")
+        }
+        var session = Session(claims: claims, exercise: manifest.exercise, startedAt: manifest.started_at, lastActivity: now())
+        let listed: [ObjectInfo]
+        do { listed = try await spool.list(prefix: Self.sessionPrefix(claims) + "batches/") } catch {
+            throw TelemetryIngestError(.storage, "the spool could not be listed (\(error.codeName))")
+        }
+        for info in listed {
+            guard let sequence = Int(info.key.value.split(separator: "/").last ?? ""), let bytes = try? await spool.get(info.key),
+                  let batch = try? TelemetryBatch.decodeBinary(bytes)
+            else {
+                logger.warning("A spooled batch could not be read; it is left out", metadata: Self.ids(claims))
+                continue
+            }
+            session.batches[sequence] = BatchEntry(digest: Array(SHA256.hash(data: bytes)), frames: batch.frames.count, first: batch.timeSpan?.lowerBound, last: batch.timeSpan?.upperBound)
+            session.frames += batch.frames.count
+        }
+        return state.withLock { state in
+            if let raced = state.sessions[claims.sessionID] { return raced.status(claims.sessionID) }
+            state.sessions[claims.sessionID] = session
+            state.openCount += 1
+            return session.status(claims.sessionID)
+        }
+    }
+
+    /// A finished session's status from the object store (after a restart, or once its
+    /// in-memory record has expired): pending, failed, or delivered (the blob without a
+    /// pending record); nil when there is nothing.
+    func finishedStatus(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
+        let org = claims.organizationID, id = claims.sessionID
+        do {
+            for (key, state) in [(Self.pendingKey(organization: org, session: id), TelemetrySessionStatus.State.pending), (Self.failedKey(organization: org, session: id), .failed)] {
+                if let bytes = try await store.get(key), let record = try? Self.decoder.decode(PendingRecord.self, from: Data(bytes)) {
+                    guard record.aggregates.patientID == claims.patientID.lowercasedString else {
+                        throw TelemetryIngestError(.wrongSession, "the token is for another patient than this session's")
+                    }
+                    return TelemetrySessionStatus(
+                        sessionID: id, state: state, exercise: record.aggregates.exercise, batches: 0, frames: 0, nextSequence: 0, gaps: [],
+                        reps: record.reps, droppedFrames: record.dropped_frames
+                    )
+                }
+            }
+            if try await store.head(Self.blobKey(organization: org, session: id)) != nil {
+                return TelemetrySessionStatus(sessionID: id, state: .delivered, exercise: "", batches: 0, frames: 0, nextSequence: 0, gaps: [])
+            }
+        } catch let error as TelemetryIngestError {
+            throw error
+        } catch let error as ObjectStoreError {
+            throw TelemetryIngestError(.storage, "the object store could not be read (\(error.codeName))")
+        } catch {
+            throw TelemetryIngestError(.storage, "the object store could not be read")
+        }
+        return nil
+    }
+
+    // MARK: - Batches
+
+    /// Stores batch `sequence` of the session, already decoded (``TelemetryBatch/decodeBinary(_:)``
+    /// or ``TelemetryBatch/decodeJSON(_:)``). Acknowledged (returned) only once the spool has it.
+    public func ingest(_ batch: TelemetryBatch, sequence: Int, for claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetryBatchReceipt {
+        guard (0..<configuration.maximumBatchesPerSession).contains(sequence) else {
+            throw TelemetryIngestError(.sequenceOutOfRange, "batch \(sequence): sequence numbers run from 0 to \(configuration.maximumBatchesPerSession - 1)")
+        }
+        if try known(claims) == nil, try await load(claims) == nil {
+            if try await finishedStatus(claims) != nil { throw TelemetryIngestError(.finished, "batch \(sequence): the session has finished") }
+            throw TelemetryIngestError(.notStarted, "batch \(sequence): the session was not started")
+        }
+        let bytes = batch.encodeBinary()
+        let digest = Array(SHA256.hash(data: bytes))
+        let span = batch.timeSpan
+        // Check and reserve in one step.
+        let duplicate = try state.withLock { state throws(TelemetryIngestError) -> TelemetrySessionStatus? in
+            guard !state.draining else { throw TelemetryIngestError(.draining, "the service is shutting down") }
+            guard var session = state.sessions[claims.sessionID] else { throw TelemetryIngestError(.notStarted, "batch \(sequence): the session was not started") }
+            guard case .open = session.phase else { throw TelemetryIngestError(.finished, "batch \(sequence): the session is finishing or finished") }
+            if let existing = session.batches[sequence] {
+                guard existing.digest == digest else {
+                    throw TelemetryIngestError(.sequenceConflict, "batch \(sequence) was received before with other content")
+                }
+                return session.status(claims.sessionID)
+            }
+            guard !session.writing.contains(sequence) else {
+                throw TelemetryIngestError(.sequenceInProgress, "batch \(sequence) is being stored by another request; retry")
+            }
+            guard session.frames + batch.frames.count <= configuration.maximumFramesPerSession else {
+                throw TelemetryIngestError(.sessionFull, "batch \(sequence): a session holds at most \(configuration.maximumFramesPerSession) frames")
+            }
+            if let span {
+                // The nearest batches before and after, by sequence number, that have frames.
+                let before = session.batches.filter { $0.key < sequence && $0.value.last != nil }.max { $0.key < $1.key }
+                let after = session.batches.filter { $0.key > sequence && $0.value.first != nil }.min { $0.key < $1.key }
+                if let before, let last = before.value.last, span.lowerBound <= last {
+                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its first frame is not after the last frame of batch \(before.key)")
+                }
+                if let after, let first = after.value.first, span.upperBound >= first {
+                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its last frame is not before the first frame of batch \(after.key)")
+                }
+            }
+            guard state.batchesInFlight < configuration.maximumConcurrentBatches else {
+                throw TelemetryIngestError(.busy, "this instance is storing \(configuration.maximumConcurrentBatches) batches already")
+            }
+            state.batchesInFlight += 1
+            session.writing.insert(sequence)
+            session.lastActivity = now()
+            state.sessions[claims.sessionID] = session
+            return nil
+        }
+        if let duplicate { return TelemetryBatchReceipt(sequence: sequence, duplicate: true, status: duplicate) }
+        let entry = BatchEntry(digest: digest, frames: batch.frames.count, first: span?.lowerBound, last: span?.upperBound)
+        do {
+            try await write(bytes, at: Self.batchKey(claims, sequence), to: spool, "batch \(sequence)")
+        } catch {
+            state.withLock { state in
+                state.batchesInFlight -= 1
+                state.sessions[claims.sessionID]?.writing.remove(sequence)
+            }
+            throw error
+        }
+        // Acknowledged from here on: the spool has it.
+        let status = state.withLock { state -> TelemetrySessionStatus in
+            state.batchesInFlight -= 1
+            state.sessions[claims.sessionID]?.writing.remove(sequence)
+            state.sessions[claims.sessionID]?.batches[sequence] = entry
+            state.sessions[claims.sessionID]?.frames += entry.frames
+            return state.sessions[claims.sessionID]?.status(claims.sessionID)
+                ?? TelemetrySessionStatus(sessionID: claims.sessionID, state: .open, exercise: "", batches: 0, frames: 0, nextSequence: 0, gaps: [])
+        }
+        return TelemetryBatchReceipt(sequence: sequence, duplicate: false, status: status)
+    }
+
+    // MARK: - Finishing
+
+    /// Finishes the session: kernels, blob, pending aggregates, delivery (one attempt now; the
+    /// rest from ``run()``). Finishing a finished session answers its status again; one that is
+    /// finishing, `finishing`.
+    public func finish(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
+        if try known(claims) == nil, try await load(claims) == nil {
+            if let finished = try await finishedStatus(claims) { return finished }
+            throw TelemetryIngestError(.notStarted, "no such session: start it first")
+        }
+        return try await finish(claims.sessionID, reason: "asked")
+    }
+
+    /// Finishes session `id` (known in memory).
+    func finish(_ id: UUID, reason: String) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
+        let claimed = state.withLock { state -> (Session?, TelemetrySessionStatus?) in
+            guard var session = state.sessions[id] else { return (nil, nil) }
+            guard case .open = session.phase else { return (nil, session.status(id)) }
+            session.phase = .finishing
+            state.sessions[id] = session
+            return (session, nil)
+        }
+        if let answered = claimed.1 { return answered }
+        guard let session = claimed.0 else { throw TelemetryIngestError(.notStarted, "no such session: start it first") }
+        // Batches being written when finishing began are part of the session: wait for them.
+        while state.withLock({ !($0.sessions[id]?.writing.isEmpty ?? true) }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let result: Result<TelemetrySessionStatus, TelemetryIngestError>
+        do {
+            result = .success(try await finishes.run { () async throws(TelemetryIngestError) -> TelemetrySessionStatus in
+                try await self.complete(session.claims, exercise: session.exercise, startedAt: session.startedAt, reason: reason)
+            })
+        } catch {
+            result = .failure(error)
+        }
+        switch result {
+        case .success(let status):
+            return status
+        case .failure(let error):
+            // Nothing was lost: the batches are still in the spool. Open again, so that a later
+            // finish (asked for, or the idle sweep) tries again.
+            state.withLock { $0.sessions[id]?.phase = .open }
+            throw error
+        }
+    }
+
+    /// The work of finishing, once the session is marked finishing.
+    func complete(_ claims: SessionTokens.Session, exercise: String, startedAt: Date, reason: String) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
+        let id = claims.sessionID, org = claims.organizationID
+        let listed: [ObjectInfo]
+        do { listed = try await spool.list(prefix: Self.sessionPrefix(claims) + "batches/") } catch {
+            throw TelemetryIngestError(.storage, "the spool could not be listed (\(error.codeName))")
+        }
+        if listed.isEmpty {
+            try await clearSpool(claims)
+            finishState(id, .abandoned, reps: nil, dropped: nil)
+            logger.info("Telemetry session abandoned: no batches", metadata: Self.ids(claims, ["reason": "\(reason)"]))
+            return state.withLock { $0.sessions[id]?.status(id) }
+                ?? TelemetrySessionStatus(sessionID: id, state: .abandoned, exercise: exercise, batches: 0, frames: 0, nextSequence: 0, gaps: [])
+        }
+        // In sequence order (the keys are zero-padded), overlaps dropped.
+        var frames = PoseFrames()
+        var events: [VideoEvent] = []
+        var dropped = 0
+        for info in listed {
+            let bytes: [UInt8]?
+            do { bytes = try await spool.get(info.key) } catch {
+                throw TelemetryIngestError(.storage, "the spool could not be read (\(error.codeName))")
+            }
+            guard let bytes, let batch = try? TelemetryBatch.decodeBinary(bytes) else {
+                logger.warning("A spooled batch could not be read; it is left out", metadata: Self.ids(claims))
+                continue
+            }
+            dropped += frames.append(contentsOf: batch.frames)
+            events += batch.events
+        }
+        let profile = ExerciseProfile.builtIn(named: exercise) ?? .kneeFlexion
+        let origin = min(frames.timestamps.first ?? .infinity, events.first.map { $0.event.time } ?? .infinity)
+        let end = max(frames.timestamps.last ?? -.infinity, events.map(\.event.time).max() ?? -.infinity)
+        var analyzer = PoseAnalyzer()
+        let analysis = frames.count > 0 ? analyzer.analyze(frames, profile: profile) : nil
+        var videos: [String] = []
+        var byVideo: [String: [MediaEvent]] = [:]
+        for item in events {
+            if byVideo[item.videoID] == nil { videos.append(item.videoID) }
+            byVideo[item.videoID, default: []].append(item.event)
+        }
+        var media: [(videoID: String, metrics: MediaSessionMetrics)] = []
+        for video in videos {
+            // Batches in order, events in order within each; a client whose clock stepped back
+            // between batches still gets metrics (a stable sort keeps same-time events in order).
+            let list = (byVideo[video] ?? []).enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element)
+            if let metrics = try? mediaSessionMetrics(list) { media.append((video, metrics)) }
+        }
+        let span = origin.isFinite && end.isFinite ? max(0, end - origin) : 0
+        let aggregates = SessionAggregates(
+            organizationID: org.lowercasedString, patientID: claims.patientID.lowercasedString, exercise: exercise,
+            startedAt: Self.rfc3339(startedAt), endedAt: Self.rfc3339(startedAt.addingTimeInterval(span)),
+            pose: analysis, media: media, origin: origin.isFinite ? origin : 0
+        )
+        let reps = aggregates.pose?.repCount ?? 0
+        let blob: [UInt8]
+        do { blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events.map(\.event))) } catch {
+            throw TelemetryIngestError(.storage, "the replay blob could not be encoded (\(error.codeName))")
+        }
+        let options = ObjectPutOptions(contentType: "application/gzip", serverSideEncryption: configuration.serverSideEncryption)
+        try await write(blob, at: Self.blobKey(organization: org, session: id), to: store, "the replay blob", options: options)
+        let record = PendingRecord(session_id: id.lowercasedString, aggregates: aggregates, reps: reps, dropped_frames: dropped, finished_at: now(), last_error: nil)
+        try await write(
+            Self.json(record), at: Self.pendingKey(organization: org, session: id), to: store, "the pending aggregates",
+            options: ObjectPutOptions(contentType: "application/json", serverSideEncryption: configuration.serverSideEncryption)
+        )
+        // The blob and the aggregates are safe: the spool is no longer needed.
+        try? await clearSpool(claims)
+        finishState(id, .pending, reps: reps, dropped: dropped)
+        logger.info("Telemetry session finished", metadata: Self.ids(claims, [
+            "reason": "\(reason)", "telemetry.frames": "\(frames.count)", "telemetry.reps": "\(reps)", "telemetry.dropped_frames": "\(dropped)",
+        ]))
+        state.withLock { $0.pending[id] = Pending(nextAttempt: now()) }
+        await deliver(id, organization: org)
+        return state.withLock { $0.sessions[id]?.status(id) }
+            ?? TelemetrySessionStatus(sessionID: id, state: .pending, exercise: exercise, batches: 0, frames: 0, nextSequence: 0, gaps: [], reps: reps, droppedFrames: dropped)
+    }
+
+    /// Marks a session finished; its open slot is free again.
+    func finishState(_ id: UUID, _ finished: TelemetrySessionStatus.State, reps: Int?, dropped: Int?) {
+        let at = now()
+        state.withLock { state in
+            guard var session = state.sessions[id] else { return }
+            if case .finished = session.phase {} else { state.openCount -= 1 }
+            session.phase = .finished(finished, reps: reps, dropped: dropped, at: at)
+            state.sessions[id] = session
+        }
+    }
+
+    func clearSpool(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) {
+        do {
+            for info in try await spool.list(prefix: Self.sessionPrefix(claims)) { try await spool.delete(info.key) }
+        } catch {
+            throw TelemetryIngestError(.storage, "the spool could not be cleared (\(error.codeName))")
+        }
+    }
+
+    // MARK: - Delivery
+
+    /// One delivery attempt of session `id`'s pending aggregates.
+    func deliver(_ id: UUID, organization: UUID) async {
+        let go = state.withLock { state -> Bool in
+            guard var pending = state.pending[id], !pending.delivering else { return false }
+            pending.delivering = true
+            state.pending[id] = pending
+            return true
+        }
+        guard go else { return }
+        let key = Self.pendingKey(organization: organization, session: id)
+        var outcome: AggregatesDelivery = .retryLater("the pending record could not be read")
+        var record: PendingRecord?
+        if let bytes = try? await store.get(key), let decoded = try? Self.decoder.decode(PendingRecord.self, from: Data(bytes)) {
+            record = decoded
+            outcome = await sink.deliver(decoded.aggregates, session: id)
+        } else if (try? await store.head(key)) == nil {
+            // Delivered by another instance (or an earlier run) meanwhile.
+            outcome = .delivered(duplicate: true)
+        }
+        let metadata: Logger.Metadata = ["telemetry.session_id": "\(id.lowercasedString)", "organization_id": "\(organization.lowercasedString)"]
+        switch outcome {
+        case .delivered(let duplicate):
+            try? await store.delete(key)
+            state.withLock { state in
+                state.pending[id] = nil
+                if let session = state.sessions[id], case .finished(_, let reps, let dropped, let at) = session.phase {
+                    state.sessions[id]?.phase = .finished(.delivered, reps: reps, dropped: dropped, at: at)
+                }
+            }
+            logger.info("Telemetry aggregates delivered", metadata: metadata.merging(["duplicate": "\(duplicate)"]) { $1 })
+        case .retryLater(let reason):
+            let attempts = state.withLock { state -> Int in
+                guard var pending = state.pending[id] else { return 0 }
+                pending.attempts += 1
+                pending.delivering = false
+                let backoff = min(configuration.deliveryBackoff * (1 << min(pending.attempts - 1, 20)), configuration.maximumDeliveryBackoff)
+                // Jitter of up to a quarter, so instances that lost the Core API together do
+                // not come back in step.
+                let seconds = Double(backoff.components.seconds) + Double(backoff.components.attoseconds) / 1e18
+                pending.nextAttempt = now().addingTimeInterval(seconds * Double.random(in: 0.75...1.0))
+                state.pending[id] = pending
+                return pending.attempts
+            }
+            logger.warning("Telemetry aggregates not delivered yet; will retry", metadata: metadata.merging(["reason": "\(reason)", "attempts": "\(attempts)"]) { $1 })
+        case .rejected(let reason):
+            if var record {
+                record.last_error = reason
+                if (try? await write(Self.json(record), at: Self.failedKey(organization: organization, session: id), to: store, "the failed aggregates")) != nil {
+                    try? await store.delete(key)
+                }
+            }
+            state.withLock { state in
+                state.pending[id] = nil
+                if let session = state.sessions[id], case .finished(_, let reps, let dropped, let at) = session.phase {
+                    state.sessions[id]?.phase = .finished(.failed, reps: reps, dropped: dropped, at: at)
+                }
+            }
+            logger.error("Telemetry aggregates refused by the Core API; kept under failed/ for an operator", metadata: metadata.merging(["reason": "\(reason)"]) { $1 })
+        }
+    }
+
+    /// Pending records in the object store this process does not know yet (left by an earlier
+    /// run or another instance): adds them to the delivery queue.
+    func discoverPending() async {
+        guard let listed = try? await store.list(prefix: "pending/") else { return }
+        let at = now()
+        state.withLock { state in
+            for info in listed {
+                let parts = info.key.value.split(separator: "/")
+                guard parts.count == 3, let id = UUID(uuidString: String(parts[2].dropLast(".json".count))) else { continue }
+                if state.pending[id] == nil { state.pending[id] = Pending(nextAttempt: at) }
+            }
+        }
+    }
+
+    /// Sessions in the spool this process does not hold (a restart): loads them, so that they
+    /// can be resumed, and are finished after the idle timeout if they are not.
+    public func recover() async throws(TelemetryIngestError) {
+        let listed: [ObjectInfo]
+        do { listed = try await spool.list(prefix: "sessions/") } catch {
+            throw TelemetryIngestError(.storage, "the spool could not be listed (\(error.codeName))")
+        }
+        var recovered = 0
+        for info in listed where info.key.value.hasSuffix("/session.json") {
+            guard let bytes = try? await spool.get(info.key), let manifest = try? Self.decoder.decode(Manifest.self, from: Data(bytes)),
+                  let id = UUID(uuidString: manifest.session_id), let org = UUID(uuidString: manifest.organization_id),
+                  let patient = UUID(uuidString: manifest.patient_id)
+            else { continue }
+            let claims = SessionTokens.Session(sessionID: id, organizationID: org, patientID: patient, expiresAt: manifest.token_expires_at)
+            if state.withLock({ $0.sessions[id] != nil }) { continue }
+            // A session whose aggregates were written finished: only its spool was left.
+            if (try? await store.head(Self.pendingKey(organization: org, session: id))) != nil {
+                try? await clearSpool(claims)
+                continue
+            }
+            if (try? await load(claims)) != nil { recovered += 1 }
+        }
+        await discoverPending()
+        if recovered > 0 { logger.notice("Recovered open telemetry sessions from the spool", metadata: ["count": "\(recovered)"]) }
+    }
+
+    // MARK: - Background work
+
+    /// One round of background work: finishes sessions idle past the timeout, forgets finished
+    /// ones past their retention, and retries the deliveries that are due.
+    public func tick() async {
+        let at = now()
+        let idle = configuration.idleTimeout, retention = configuration.finishedRetention
+        let (due, deliveries) = state.withLock { state -> ([UUID], [(UUID, UUID)]) in
+            var due: [UUID] = []
+            for (id, session) in state.sessions {
+                switch session.phase {
+                case .open where at.timeIntervalSince(session.lastActivity) >= Self.seconds(idle) && session.writing.isEmpty:
+                    due.append(id)
+                case .finished(_, _, _, let finishedAt) where at.timeIntervalSince(finishedAt) >= Self.seconds(retention) && state.pending[id] == nil:
+                    state.sessions[id] = nil
+                default:
+                    break
+                }
+            }
+            let deliveries = state.pending.filter { !$0.value.delivering && $0.value.nextAttempt <= at }.map { id, _ in
+                (id, state.sessions[id]?.claims.organizationID)
+            }
+            return (due, deliveries.compactMap { id, org in org.map { (id, $0) } })
+        }
+        for id in due { _ = try? await finish(id, reason: "idle") }
+        // Pending records found in the store carry their clinic in their key.
+        let unknown = state.withLock { state in state.pending.filter { state.sessions[$0.key] == nil && !$0.value.delivering && $0.value.nextAttempt <= at }.map(\.key) }
+        var targets = deliveries
+        if !unknown.isEmpty, let listed = try? await store.list(prefix: "pending/") {
+            for info in listed {
+                let parts = info.key.value.split(separator: "/")
+                guard parts.count == 3, let org = UUID(uuidString: String(parts[1])), let id = UUID(uuidString: String(parts[2].dropLast(".json".count))),
+                      unknown.contains(id) else { continue }
+                targets.append((id, org))
+            }
+        }
+        for (id, org) in targets { await deliver(id, organization: org) }
+    }
+
+    /// Runs the background work every ``Configuration/tick`` until the task is canceled: first
+    /// ``recover()``, then ``tick()`` in a loop.
+    public func run() async {
+        do { try await recover() } catch { logger.error("Telemetry spool recovery failed", metadata: ["error": "\(error)"]) }
+        while !Task.isCancelled {
+            await tick()
+            try? await Task.sleep(for: configuration.tick)
+        }
+    }
+
+    /// Stops taking sessions and batches (they are refused as `draining`) and waits, up to
+    /// `timeout`, for the batches being stored. Open sessions stay in the spool: the next
+    /// process resumes them (``recover()``), so a browser carries on after the restart.
+    public func drain(timeout: Duration = .seconds(10)) async {
+        state.withLock { $0.draining = true }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while state.withLock({ $0.batchesInFlight > 0 }), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Whether the engine takes work (not draining).
+    public var isAccepting: Bool { state.withLock { !$0.draining } }
+
+    /// Counts for the metrics endpoint: open sessions, batches being stored, pending deliveries.
+    public var counts: (open: Int, batchesInFlight: Int, pending: Int) {
+        state.withLock { ($0.openCount, $0.batchesInFlight, $0.pending.count) }
+    }
+
+    // MARK: - Helpers
+
+    func write(_ bytes: [UInt8], at key: ObjectKey, to target: any ObjectStore, _ what: String, options: ObjectPutOptions = ObjectPutOptions()) async throws(TelemetryIngestError) {
+        do { try await target.put(bytes, at: key, options: options) } catch {
+            throw TelemetryIngestError(.storage, "\(what) could not be stored (\(error.codeName))")
+        }
+    }
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+
+    static func json(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(value)) ?? Data())
+    }
+
+    static func rfc3339(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func ids(_ claims: SessionTokens.Session, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        [
+            "telemetry.session_id": "\(claims.sessionID.lowercasedString)", "organization_id": "\(claims.organizationID.lowercasedString)",
+            "patient_id": "\(claims.patientID.lowercasedString)",
+        ].merging(extra) { $1 }
+    }
+}
+
+/// At most `limit` bodies at once; the others wait their turn (first come, first served).
+final class AsyncLimiter: Sendable {
+    private struct State {
+        var available: Int
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state: Mutex<State>
+
+    init(_ limit: Int) { state = Mutex(State(available: max(1, limit))) }
+
+    func run<T: Sendable, E: Error>(_ body: @Sendable () async throws(E) -> T) async throws(E) -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let go = state.withLock { state -> Bool in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiting.append(continuation)
+                return false
+            }
+            if go { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if state.waiting.isEmpty {
+                    state.available += 1
+                    return nil
+                }
+                return state.waiting.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}

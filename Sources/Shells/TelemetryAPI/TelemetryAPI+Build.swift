@@ -1,0 +1,70 @@
+import Foundation
+import Hummingbird
+import Logging
+import Prometheus
+import RestartixKit
+import RestartixTelemetryIngest
+import ServiceLifecycle
+import ServiceSupport
+
+/// Builds the Telemetry API: the object stores (the telemetry bucket or its local directory;
+/// the spool's directory), the engine (``TelemetryIngest``) delivering to the Core API, and the
+/// routes behind the services' shared edge. The engine runs beside the server as a service:
+/// on SIGTERM the server stops taking requests and finishes the ones in flight, then the
+/// engine stops (open sessions stay in the spool, where the next process resumes them).
+func buildApplication(
+    configuration: TelemetryAPIConfiguration, metrics: PrometheusCollectorRegistry? = nil, sink: (any AggregatesSink)? = nil,
+    logger: Logger = Logger(label: "restartix.telemetry-api")
+) async throws -> some ApplicationProtocol {
+    let (store, _) = try await configuration.service.objectStore(what: "telemetry", bucket: configuration.bucket, directory: configuration.directory)
+    let spool: any ObjectStore
+    do { spool = try LocalObjectStore(directory: URL(fileURLWithPath: configuration.spoolDirectory)) } catch {
+        throw ConfigurationError(.invalidValue, "the telemetry spool directory \(configuration.spoolDirectory) cannot be used: \(error.detail)")
+    }
+    let ingest = TelemetryIngest(
+        spool: spool, store: store,
+        sink: sink ?? CoreAPIAggregatesClient(baseURL: configuration.coreAPIURL, tokens: configuration.serviceAccounts),
+        configuration: configuration.ingest, logger: logger
+    )
+    let router = Router(context: TelemetryRequestContext.self, options: .autoGenerateHeadEndpoints)
+    let slot = addServiceEdge(to: router, options: configuration.edge)
+    if let metrics { addMetricsRoute(to: router, registry: metrics) }
+    router.get("health") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+    }
+    router.get("ready") { _, _ -> Response in
+        // Ready while it takes work and both stores answer.
+        let spoolProbe = try ObjectKey("ready-probe"), storeProbe = try ObjectKey("ready-probe")
+        guard ingest.isAccepting else { throw RetryLater(error: TelemetryIngestError(.draining, "the service is shutting down"), after: .seconds(5)) }
+        do throws(ObjectStoreError) {
+            _ = try await spool.head(spoolProbe)
+            _ = try await store.head(storeProbe)
+        } catch {
+            throw TelemetryIngestError(.storage, "an object store does not answer (\(error.codeName))")
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ready"}"#)))
+    }
+    SessionRoutes.add(to: router, ingest: ingest, tokens: configuration.sessionTokens, retryAfter: configuration.retryAfter)
+    finishServiceEdge(router, slot: slot)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-telemetry-api"),
+        services: [IngestService(ingest: ingest)],
+        logger: logger
+    )
+}
+
+/// The engine's background work (idle sessions, deliveries) for as long as the application
+/// runs; on graceful shutdown (after the server has drained) it stops taking batches and waits
+/// for the ones being stored.
+struct IngestService: Service {
+    let ingest: TelemetryIngest
+
+    func run() async throws {
+        let worker = Task { await ingest.run() }
+        try? await gracefulShutdown()
+        worker.cancel()
+        await ingest.drain()
+        await worker.value
+    }
+}

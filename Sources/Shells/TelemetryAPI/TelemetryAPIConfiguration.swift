@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import RestartixCrypto
+import RestartixKit
+import RestartixTelemetryIngest
+import ServiceSupport
+
+/// The Telemetry API's configuration, read once through the executables' configuration layer
+/// (``ServiceEnvironment``). Every key: Documentation/Configuration.md.
+struct TelemetryAPIConfiguration: Sendable {
+    var host = "127.0.0.1"
+    var port = 8081
+    var environment: DeploymentEnvironment = .development
+    var logLevel: Logger.Level = .info
+    var logFormat: LogFormat = .text
+    var edge = EdgeOptions()
+    var drain = DrainPolicy()
+    /// `TELEMETRY_SESSION_TOKEN_SECRET` (+ `_PREVIOUS`): verifies the patients' session tokens.
+    var sessionTokens: SessionTokens
+    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` (+ `_PREVIOUS`): signs the calls to the Core API.
+    var serviceAccounts: ServiceAccountTokens
+    /// `CORE_API_URL`: where the aggregates go.
+    var coreAPIURL = URL(string: "http://127.0.0.1:8080")!
+    /// `TELEMETRY_S3_BUCKET`: the telemetry bucket (replay blobs, pending aggregates); unset, the
+    /// local directory `TELEMETRY_DIRECTORY`.
+    var bucket: String?
+    var directory = ".restartix/telemetry"
+    /// `TELEMETRY_SPOOL_DIRECTORY`: open sessions' acknowledged batches.
+    var spoolDirectory = ".restartix/telemetry-spool"
+    /// The engine's limits (`TELEMETRY_*`).
+    var ingest = TelemetryIngest.Configuration()
+    /// What `Retry-After` says on a 503 for too many sessions or batches at once.
+    var retryAfter: Duration = .seconds(2)
+    /// The environment the configuration was read from: the telemetry bucket's `AWS_*`
+    /// variables are read from it when the store is opened.
+    var service = ServiceEnvironment([:])
+
+    /// A configuration for tests: the secrets given, everything else at its default.
+    init(sessionTokens: SessionTokens, serviceAccounts: ServiceAccountTokens) {
+        self.sessionTokens = sessionTokens
+        self.serviceAccounts = serviceAccounts
+    }
+
+    /// The configuration in `environment` (tests pass a dictionary; `main` the process's).
+    init(environment: [String: String]) throws {
+        try self.init(ServiceEnvironment(environment))
+    }
+
+    init(_ service: ServiceEnvironment) throws {
+        self.service = service
+        environment = try service.deployment()
+        (host, port) = try service.listenAddress(defaultPort: 8081)
+        edge = try service.edgeOptions()
+        drain = try service.drainPolicy()
+        logLevel = try service.logLevel()
+        logFormat = try service.logFormat(for: environment)
+        // Outside development and test the secrets must be set; there, the ones the Core API
+        // generated beside the embedded SQLite file are used (both services on one machine).
+        let local = environment == .development || environment == .test
+        let secrets = URL(fileURLWithPath: service.sqlitePath()).deletingLastPathComponent()
+        let sessionSecrets = Self.secrets(SessionTokens.secretVariable, service)
+        if sessionSecrets.isEmpty, local {
+            sessionTokens = try SessionTokens(secrets: [try LocalSecrets.secret(named: LocalSecrets.telemetrySessionSecret, what: "telemetry session secret", in: secrets)])
+        } else if sessionSecrets.isEmpty {
+            throw ConfigurationError(.missing, "\(SessionTokens.secretVariable) must be set in \(environment.rawValue): it verifies the patients' session tokens")
+        } else {
+            do { sessionTokens = try SessionTokens(environment: sessionSecrets) } catch {
+                throw ConfigurationError(.invalidValue, "\(SessionTokens.secretVariable): \(error.detail)")
+            }
+        }
+        let accountSecrets = Self.secrets(ServiceAccountTokens.secretVariable, service)
+        if accountSecrets.isEmpty, local {
+            serviceAccounts = try ServiceAccountTokens(secrets: [try LocalSecrets.secret(named: LocalSecrets.serviceAccountSecret, what: "service-account secret", in: secrets)])
+        } else if accountSecrets.isEmpty {
+            throw ConfigurationError(.missing, "\(ServiceAccountTokens.secretVariable) must be set in \(environment.rawValue): it signs the calls to the Core API")
+        } else {
+            do { serviceAccounts = try ServiceAccountTokens(environment: accountSecrets) } catch {
+                throw ConfigurationError(.invalidValue, "\(ServiceAccountTokens.secretVariable): \(error.detail)")
+            }
+        }
+        if let text = service.string("CORE_API_URL") {
+            guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil, url.query == nil else {
+                throw ConfigurationError(.invalidValue, "CORE_API_URL must be an http(s) URL without a query")
+            }
+            coreAPIURL = url
+        }
+        bucket = service.string("TELEMETRY_S3_BUCKET")
+        directory = service.string("TELEMETRY_DIRECTORY") ?? directory
+        spoolDirectory = service.string("TELEMETRY_SPOOL_DIRECTORY") ?? spoolDirectory
+        if let seconds = try service.int("TELEMETRY_IDLE_TIMEOUT_SECONDS", in: 1...86_400) { ingest.idleTimeout = .seconds(seconds) }
+        if let count = try service.int("TELEMETRY_MAX_OPEN_SESSIONS", in: 1...1_000_000) { ingest.maximumOpenSessions = count }
+        if let count = try service.int("TELEMETRY_MAX_CONCURRENT_BATCHES", in: 1...10_000) { ingest.maximumConcurrentBatches = count }
+        if let count = try service.int("TELEMETRY_MAX_SESSION_FRAMES", in: 1...2_000_000) { ingest.maximumFramesPerSession = count }
+        if let count = try service.int("TELEMETRY_MAX_CONCURRENT_FINISHES", in: 1...64) { ingest.maximumConcurrentFinishes = count }
+        switch service.string("TELEMETRY_S3_SSE")?.lowercased() {
+        case nil, "none": ingest.serverSideEncryption = nil
+        case "aes256": ingest.serverSideEncryption = .s3
+        case "aws:kms": ingest.serverSideEncryption = .kms(keyID: service.string("TELEMETRY_S3_KMS_KEY_ID"))
+        default: throw ConfigurationError(.invalidValue, "TELEMETRY_S3_SSE must be none, AES256 or aws:kms")
+        }
+    }
+
+    /// The variable and its `_PREVIOUS`, as the token types read them; empty when unset.
+    static func secrets(_ variable: String, _ service: ServiceEnvironment) -> [String: String] {
+        var found: [String: String] = [:]
+        for name in [variable, variable + "_PREVIOUS"] { found[name] = service.string(name) }
+        return found
+    }
+}

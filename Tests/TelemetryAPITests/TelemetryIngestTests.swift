@@ -1,0 +1,233 @@
+import Foundation
+import RestartixCrypto
+import RestartixKit
+import RestartixTelemetry
+import RestartixTelemetryIngest
+import RestartixTestSupport
+import Synchronization
+import Testing
+
+/// Where aggregates go in these tests: records every delivery and answers as told (the real
+/// Core API's endpoint is exercised by the end-to-end test).
+final class RecordingSink: AggregatesSink {
+    private let state = Mutex<(deliveries: [(UUID, SessionAggregates)], answers: [AggregatesDelivery])>(([], []))
+
+    /// The answers of the next deliveries, in order; after them, `delivered`.
+    func answer(_ answers: [AggregatesDelivery]) { state.withLock { $0.answers = answers } }
+
+    var deliveries: [(session: UUID, aggregates: SessionAggregates)] { state.withLock { $0.deliveries.map { ($0.0, $0.1) } } }
+
+    func deliver(_ aggregates: SessionAggregates, session: UUID) async -> AggregatesDelivery {
+        state.withLock { state in
+            state.deliveries.append((session, aggregates))
+            return state.answers.isEmpty ? .delivered(duplicate: state.deliveries.filter { $0.0 == session }.count > 1) : state.answers.removeFirst()
+        }
+    }
+}
+
+/// The Telemetry API's engine over local stores: ordering, idempotence, limits, finishing,
+/// delivery and its retries, recovery from the spool.
+@Suite("Telemetry ingest engine", .timeLimit(.minutes(3)))
+struct TelemetryIngestTests {
+    struct Fixture {
+        let directory: TemporaryDirectory
+        let spool: LocalObjectStore
+        let store: LocalObjectStore
+        let sink = RecordingSink()
+        let clock = Clock()
+
+        init(_ label: String) throws {
+            directory = try TemporaryDirectory(label)
+            spool = try LocalObjectStore(directory: URL(fileURLWithPath: directory.path("spool")))
+            store = try LocalObjectStore(directory: URL(fileURLWithPath: directory.path("store")))
+        }
+
+        func engine(_ configure: (inout TelemetryIngest.Configuration) -> Void = { _ in }) -> TelemetryIngest {
+            var configuration = TelemetryIngest.Configuration()
+            configure(&configuration)
+            let clock = clock
+            return TelemetryIngest(spool: spool, store: store, sink: sink, configuration: configuration, now: { clock.now })
+        }
+
+        func advance(_ seconds: Double) { clock.advance(seconds) }
+    }
+
+    /// A clock the tests move by hand.
+    final class Clock: Sendable {
+        private let value = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+        var now: Date { value.withLock { $0 } }
+        func advance(_ seconds: Double) { value.withLock { $0 = $0.addingTimeInterval(seconds) } }
+    }
+
+    static func claims(session: UUID = UUIDv7.generate(), organization: UUID = UUIDv7.generate(), patient: UUID = UUIDv7.generate()) -> SessionTokens.Session {
+        SessionTokens.Session(sessionID: session, organizationID: organization, patientID: patient, expiresAt: Date().addingTimeInterval(3600))
+    }
+
+    /// A squat session cut into batches of a second.
+    static func batches(repetitions: Int = 6) -> (frames: PoseFrames, batches: [TelemetryBatch]) {
+        let frames = SyntheticSquats(repetitions: repetitions).frames(startingAt: 100)
+        return (frames, SyntheticSquats.batches(of: frames, size: 30).map { TelemetryBatch(frames: $0) })
+    }
+
+    static func code(_ body: () async throws -> Void) async -> TelemetryIngestError.Code? {
+        do { try await body(); return nil } catch { return (error as? TelemetryIngestError)?.code }
+    }
+
+    @Test("out of order, duplicated and gapped batches: gaps reported, a retry acknowledged without a second copy, other content under a used number refused; finish delivers once, in order, and the blob decodes to the same frames")
+    func orderingAndFinish() async throws {
+        let fixture = try Fixture("ingest-order")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine()
+        let claims = Self.claims()
+        let (frames, batches) = Self.batches()
+        let (started, resumed) = try await ingest.start(claims, exercise: "knee_flexion")
+        #expect(!resumed && started.state == .open && started.nextSequence == 0)
+        // 0, 2, 1 (out of order), then 4 before 3: a gap while 3 is missing.
+        for sequence in [0, 2, 1, 4] { _ = try await ingest.ingest(batches[sequence], sequence: sequence, for: claims) }
+        let gapped = try await ingest.status(claims)
+        #expect(gapped.gaps == [3...3] && gapped.nextSequence == 5 && gapped.batches == 4)
+        let retry = try await ingest.ingest(batches[2], sequence: 2, for: claims)
+        #expect(retry.duplicate && retry.status.batches == 4)
+        #expect(await Self.code { _ = try await ingest.ingest(batches[5], sequence: 2, for: claims) } == .sequenceConflict)
+        // A batch whose frames fall before its predecessor's is refused, naming both numbers.
+        #expect(await Self.code { _ = try await ingest.ingest(batches[1], sequence: 6, for: claims) } == .overlapsNeighbour)
+        for sequence in 3..<batches.count where ![0, 1, 2, 4].contains(sequence) {
+            _ = try await ingest.ingest(batches[sequence], sequence: sequence, for: claims)
+        }
+        let finished = try await ingest.finish(claims)
+        #expect(finished.state == .delivered && finished.reps == 6 && finished.droppedFrames == 0)
+        #expect(fixture.sink.deliveries.count == 1)
+        let delivered = try #require(fixture.sink.deliveries.first)
+        #expect(delivered.session == claims.sessionID && delivered.aggregates.pose?.repCount == 6)
+        #expect(delivered.aggregates.organizationID == claims.organizationID.lowercasedString && delivered.aggregates.patientID == claims.patientID.lowercasedString)
+        try delivered.aggregates.validate()
+        let blob = try #require(try await fixture.store.get(TelemetryIngest.blobKey(organization: claims.organizationID, session: claims.sessionID)))
+        #expect(try ReplayBlob.decode(blob).frames == frames)
+        // Nothing left pending, nothing left in the spool; finishing again answers the same.
+        #expect(try await fixture.store.list(prefix: "pending/").isEmpty)
+        #expect(try await fixture.spool.list(prefix: "sessions/").isEmpty)
+        #expect(try await ingest.finish(claims).state == .delivered)
+        #expect(fixture.sink.deliveries.count == 1)
+        #expect(await Self.code { _ = try await ingest.ingest(batches[0], sequence: 99, for: claims) } == .finished)
+    }
+
+    @Test("the Core API down at finish: the aggregates wait in the object store, are retried with backoff, and delivered once when it is back; a restarted engine delivers what an earlier one left")
+    func deliveryRetries() async throws {
+        let fixture = try Fixture("ingest-retry")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine { $0.deliveryBackoff = .seconds(2) }
+        let claims = Self.claims()
+        _ = try await ingest.start(claims, exercise: "knee_flexion")
+        for (sequence, batch) in Self.batches(repetitions: 2).batches.enumerated() { _ = try await ingest.ingest(batch, sequence: sequence, for: claims) }
+        fixture.sink.answer([.retryLater("down"), .retryLater("down")])
+        let pending = try await ingest.finish(claims)
+        #expect(pending.state == .pending && pending.reps == 2)
+        let key = TelemetryIngest.pendingKey(organization: claims.organizationID, session: claims.sessionID)
+        #expect(try await fixture.store.head(key) != nil)
+        // Not due yet: nothing is tried.
+        await ingest.tick()
+        #expect(fixture.sink.deliveries.count == 1)
+        fixture.advance(3)
+        await ingest.tick()
+        let stillPending = try await ingest.status(claims)
+        #expect(fixture.sink.deliveries.count == 2 && stillPending.state == .pending)
+        // The process ends here; the next one finds the record and delivers it.
+        let restarted = fixture.engine()
+        try await restarted.recover()
+        await restarted.tick()
+        #expect(fixture.sink.deliveries.count == 3)
+        #expect(try await fixture.store.head(key) == nil)
+        #expect(try await restarted.status(claims).state == .delivered)
+        await restarted.tick()
+        #expect(fixture.sink.deliveries.count == 3)
+    }
+
+    @Test("aggregates the Core API refuses for good move to failed/ for an operator and are not retried")
+    func rejected() async throws {
+        let fixture = try Fixture("ingest-rejected")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine()
+        let claims = Self.claims()
+        _ = try await ingest.start(claims, exercise: "knee_flexion")
+        _ = try await ingest.ingest(Self.batches(repetitions: 1).batches[0], sequence: 0, for: claims)
+        fixture.sink.answer([.rejected("HTTP 404")])
+        #expect(try await ingest.finish(claims).state == .failed)
+        #expect(try await fixture.store.head(TelemetryIngest.failedKey(organization: claims.organizationID, session: claims.sessionID)) != nil)
+        #expect(try await fixture.store.list(prefix: "pending/").isEmpty)
+        fixture.advance(120)
+        await ingest.tick()
+        #expect(fixture.sink.deliveries.count == 1)
+    }
+
+    @Test("a crash loses nothing acknowledged: a new engine over the same spool resumes the session with its batches, and it finishes with every frame")
+    func recovery() async throws {
+        let fixture = try Fixture("ingest-recover")
+        defer { fixture.directory.remove() }
+        let claims = Self.claims()
+        let (frames, batches) = Self.batches(repetitions: 3)
+        do {
+            let first = fixture.engine()
+            _ = try await first.start(claims, exercise: "knee_flexion")
+            for sequence in 0..<5 { _ = try await first.ingest(batches[sequence], sequence: sequence, for: claims) }
+        }
+        let second = fixture.engine()
+        let (resumed, wasResumed) = try await second.start(claims, exercise: "knee_flexion")
+        #expect(wasResumed && resumed.batches == 5 && resumed.nextSequence == 5 && resumed.frames == 150)
+        #expect(await Self.code { _ = try await second.start(claims, exercise: "elbow_flexion") } == .exerciseChanged)
+        for sequence in 5..<batches.count { _ = try await second.ingest(batches[sequence], sequence: sequence, for: claims) }
+        #expect(try await second.finish(claims).reps == 3)
+        let blob = try #require(try await fixture.store.get(TelemetryIngest.blobKey(organization: claims.organizationID, session: claims.sessionID)))
+        #expect(try ReplayBlob.decode(blob).frames == frames)
+    }
+
+    @Test("limits: open sessions per process (503, transient), frames per session (413), sequence range, an unknown exercise, a token for the same session id but another patient or clinic")
+    func limits() async throws {
+        let fixture = try Fixture("ingest-limits")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine {
+            $0.maximumOpenSessions = 1
+            $0.maximumFramesPerSession = 50
+            $0.maximumBatchesPerSession = 10
+        }
+        let claims = Self.claims()
+        let batches = Self.batches(repetitions: 1).batches
+        _ = try await ingest.start(claims, exercise: "knee_flexion")
+        let full = await Self.code { _ = try await ingest.start(Self.claims(), exercise: "knee_flexion") }
+        #expect(full == .tooManySessions && TelemetryIngestError(.tooManySessions, "").httpStatus == 503 && TelemetryIngestError(.tooManySessions, "").isTransient)
+        #expect(await Self.code { _ = try await ingest.start(Self.claims(), exercise: "juggling") } == .unknownExercise)
+        _ = try await ingest.ingest(batches[0], sequence: 0, for: claims)
+        #expect(await Self.code { _ = try await ingest.ingest(batches[1], sequence: 1, for: claims) } == .sessionFull)
+        #expect(await Self.code { _ = try await ingest.ingest(batches[1], sequence: 10, for: claims) } == .sequenceOutOfRange)
+        let otherPatient = SessionTokens.Session(sessionID: claims.sessionID, organizationID: claims.organizationID, patientID: UUIDv7.generate(), expiresAt: claims.expiresAt)
+        #expect(await Self.code { _ = try await ingest.ingest(batches[1], sequence: 1, for: otherPatient) } == .wrongSession)
+        #expect(await Self.code { _ = try await ingest.status(otherPatient) } == .wrongSession)
+        let otherClinic = SessionTokens.Session(sessionID: claims.sessionID, organizationID: UUIDv7.generate(), patientID: claims.patientID, expiresAt: claims.expiresAt)
+        #expect(await Self.code { _ = try await ingest.finish(otherClinic) } == .wrongSession)
+        // A session never started is not found, and finishing it does nothing.
+        #expect(await Self.code { _ = try await ingest.ingest(batches[0], sequence: 0, for: Self.claims()) } == .notStarted)
+    }
+
+    @Test("a session left idle past the timeout is finished by the sweep; one without a batch is abandoned and frees its slot")
+    func idle() async throws {
+        let fixture = try Fixture("ingest-idle")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine {
+            $0.idleTimeout = .seconds(60)
+            $0.maximumOpenSessions = 2
+        }
+        let active = Self.claims(), empty = Self.claims()
+        _ = try await ingest.start(active, exercise: "knee_flexion")
+        _ = try await ingest.start(empty, exercise: "knee_flexion")
+        _ = try await ingest.ingest(Self.batches(repetitions: 1).batches[0], sequence: 0, for: active)
+        fixture.advance(30)
+        await ingest.tick()
+        #expect(try await ingest.status(active).state == .open)
+        fixture.advance(31)
+        await ingest.tick()
+        #expect(try await ingest.status(active).state == .delivered)
+        #expect(try await ingest.status(empty).state == .abandoned)
+        #expect(ingest.counts.open == 0)
+        #expect(fixture.sink.deliveries.count == 1)
+        _ = try await ingest.start(Self.claims(), exercise: "knee_flexion")
+    }
+}
