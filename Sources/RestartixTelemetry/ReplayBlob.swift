@@ -203,15 +203,16 @@ public enum ReplayBlob {
     }
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as gzip uses it).
-enum CRC32 {
+/// CRC-32 (IEEE 802.3, reflected, as gzip uses it); the Telemetry API's spool checks its
+/// records with it too.
+package enum CRC32 {
     static let table: [UInt32] = (0..<256).map { n in
         var c = UInt32(n)
         for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
         return c
     }
 
-    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    package static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         table.withUnsafeBufferPointer { table in
             for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }

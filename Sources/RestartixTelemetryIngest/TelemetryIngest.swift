@@ -10,10 +10,9 @@ import Synchronization
 /// events into, finished through the kernels into aggregates for the Core API and a replay blob.
 /// It never touches Postgres: everything it keeps is in two object stores.
 ///
-/// **The spool** (a local directory in every deployment so far) holds what is open: a session's
-/// manifest at `sessions/{org}/{session}/session.json` and each acknowledged batch at
-/// `sessions/{org}/{session}/batches/{sequence}` in the canonical binary form. A batch is
-/// acknowledged only once the spool has it (the local store syncs it to disk), so a crash of the
+/// **The spool** (``DirectorySpool``, a local directory) holds what is open: per session one
+/// append-only file, its manifest then each acknowledged batch in the canonical binary form. A
+/// batch is acknowledged only once the spool has it on disk, so a crash of the
 /// process loses at most the batches not yet acknowledged, which their senders retry; memory
 /// holds an index of each session (a few dozen bytes a batch), never its frames. That is the
 /// per-session memory bound: every batch is spilled to the spool as it arrives, and frames are
@@ -71,7 +70,7 @@ public final class TelemetryIngest: Sendable {
         public init() {}
     }
 
-    let spool: any ObjectStore
+    let spool: DirectorySpool
     let store: any ObjectStore
     let sink: any AggregatesSink
     let configuration: Configuration
@@ -82,7 +81,7 @@ public final class TelemetryIngest: Sendable {
 
     /// An engine over `spool` and `store`, delivering to `sink`.
     public init(
-        spool: any ObjectStore, store: any ObjectStore, sink: any AggregatesSink, configuration: Configuration = Configuration(),
+        spool: DirectorySpool, store: any ObjectStore, sink: any AggregatesSink, configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "restartix.telemetry.ingest"), now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.spool = spool
@@ -161,19 +160,6 @@ public final class TelemetryIngest: Sendable {
 
     // MARK: - Keys
 
-    static func sessionPrefix(_ claims: SessionTokens.Session) -> String {
-        "sessions/\(claims.organizationID.lowercasedString)/\(claims.sessionID.lowercasedString)/"
-    }
-
-    static func manifestKey(_ claims: SessionTokens.Session) throws(TelemetryIngestError) -> ObjectKey {
-        try key(sessionPrefix(claims) + "session.json")
-    }
-
-    static func batchKey(_ claims: SessionTokens.Session, _ sequence: Int) throws(TelemetryIngestError) -> ObjectKey {
-        // Zero-padded, so the spool lists batches in sequence order.
-        try key(sessionPrefix(claims) + "batches/" + String(repeating: "0", count: max(0, 10 - String(sequence).count)) + String(sequence))
-    }
-
     /// `{org}/{session}.bin.gz` in the object store: the replay blob.
     public static func blobKey(organization: UUID, session: UUID) -> ObjectKey {
         // Two lower-case UUIDs and a suffix: always a valid key.
@@ -188,10 +174,6 @@ public final class TelemetryIngest: Sendable {
     /// `failed/{org}/{session}.json`: aggregates the Core API refused for good.
     public static func failedKey(organization: UUID, session: UUID) -> ObjectKey {
         try! ObjectKey("failed/\(organization.lowercasedString)/\(session.lowercasedString).json")
-    }
-
-    static func key(_ text: String) throws(TelemetryIngestError) -> ObjectKey {
-        do { return try ObjectKey(text) } catch { throw TelemetryIngestError(.storage, "a spool key could not be formed") }
     }
 
     /// What the spool keeps of a session besides its batches.
@@ -247,7 +229,7 @@ public final class TelemetryIngest: Sendable {
             state.sessions[claims.sessionID] = Session(claims: claims, exercise: profile.exerciseName, startedAt: started, lastActivity: started)
         }
         do {
-            try await write(Self.json(manifest), at: Self.manifestKey(claims), to: spool, "the session's manifest")
+            try await spool.create(manifest: Self.json(manifest), organization: claims.organizationID, session: claims.sessionID)
         } catch {
             state.withLock { state in
                 if state.sessions.removeValue(forKey: claims.sessionID) != nil { state.openCount -= 1 }
@@ -288,24 +270,15 @@ public final class TelemetryIngest: Sendable {
 
     /// Loads an open session from the spool into memory; nil when the spool has none.
     func load(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
-        let manifestBytes: [UInt8]?
-        let manifestKey = try Self.manifestKey(claims)
-        do { manifestBytes = try await spool.get(manifestKey) } catch {
-            throw TelemetryIngestError(.storage, "the spool could not be read (\(error.codeName))")
-        }
-        guard let manifestBytes, let manifest = try? Self.decoder.decode(Manifest.self, from: Data(manifestBytes)) else { return nil }
+        guard let spooled = try await spool.read(organization: claims.organizationID, session: claims.sessionID),
+              let manifest = try? Self.decoder.decode(Manifest.self, from: Data(spooled.manifest))
+        else { return nil }
         guard manifest.organization_id == claims.organizationID.lowercasedString, manifest.patient_id == claims.patientID.lowercasedString else {
             throw TelemetryIngestError(.wrongSession, "the token is for another clinic or patient than this session's")
         }
         var session = Session(claims: claims, exercise: manifest.exercise, startedAt: manifest.started_at, lastActivity: now())
-        let listed: [ObjectInfo]
-        do { listed = try await spool.list(prefix: Self.sessionPrefix(claims) + "batches/") } catch {
-            throw TelemetryIngestError(.storage, "the spool could not be listed (\(error.codeName))")
-        }
-        for info in listed {
-            guard let sequence = Int(info.key.value.split(separator: "/").last ?? ""), let bytes = try? await spool.get(info.key),
-                  let batch = try? TelemetryBatch.decodeBinary(bytes)
-            else {
+        for (sequence, bytes) in Self.latest(spooled.batches) {
+            guard let batch = try? TelemetryBatch.decodeBinary(bytes) else {
                 logger.warning("A spooled batch could not be read; it is left out", metadata: Self.ids(claims))
                 continue
             }
@@ -405,7 +378,7 @@ public final class TelemetryIngest: Sendable {
         if let duplicate { return TelemetryBatchReceipt(sequence: sequence, duplicate: true, status: duplicate) }
         let entry = BatchEntry(digest: digest, frames: batch.frames.count, first: span?.lowerBound, last: span?.upperBound)
         do {
-            try await write(bytes, at: Self.batchKey(claims, sequence), to: spool, "batch \(sequence)")
+            try await spool.append(bytes, sequence: sequence, organization: claims.organizationID, session: claims.sessionID)
         } catch {
             state.withLock { state in
                 state.batchesInFlight -= 1
@@ -475,27 +448,20 @@ public final class TelemetryIngest: Sendable {
     /// The work of finishing, once the session is marked finishing.
     func complete(_ claims: SessionTokens.Session, exercise: String, startedAt: Date, reason: String) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
         let id = claims.sessionID, org = claims.organizationID
-        let listed: [ObjectInfo]
-        do { listed = try await spool.list(prefix: Self.sessionPrefix(claims) + "batches/") } catch {
-            throw TelemetryIngestError(.storage, "the spool could not be listed (\(error.codeName))")
-        }
-        if listed.isEmpty {
+        let spooled = try await spool.read(organization: org, session: id)?.batches ?? []
+        if spooled.isEmpty {
             try await clearSpool(claims)
             finishState(id, .abandoned, reps: nil, dropped: nil)
             logger.info("Telemetry session abandoned: no batches", metadata: Self.ids(claims, ["reason": "\(reason)"]))
             return state.withLock { $0.sessions[id]?.status(id) }
                 ?? TelemetrySessionStatus(sessionID: id, state: .abandoned, exercise: exercise, batches: 0, frames: 0, nextSequence: 0, gaps: [])
         }
-        // In sequence order (the keys are zero-padded), overlaps dropped.
+        // In sequence order, overlaps dropped.
         var frames = PoseFrames()
         var events: [VideoEvent] = []
         var dropped = 0
-        for info in listed {
-            let bytes: [UInt8]?
-            do { bytes = try await spool.get(info.key) } catch {
-                throw TelemetryIngestError(.storage, "the spool could not be read (\(error.codeName))")
-            }
-            guard let bytes, let batch = try? TelemetryBatch.decodeBinary(bytes) else {
+        for (_, bytes) in Self.latest(spooled).sorted(by: { $0.0 < $1.0 }) {
+            guard let batch = try? TelemetryBatch.decodeBinary(bytes) else {
                 logger.warning("A spooled batch could not be read; it is left out", metadata: Self.ids(claims))
                 continue
             }
@@ -562,11 +528,7 @@ public final class TelemetryIngest: Sendable {
     }
 
     func clearSpool(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) {
-        do {
-            for info in try await spool.list(prefix: Self.sessionPrefix(claims)) { try await spool.delete(info.key) }
-        } catch {
-            throw TelemetryIngestError(.storage, "the spool could not be cleared (\(error.codeName))")
-        }
+        try await spool.remove(organization: claims.organizationID, session: claims.sessionID)
     }
 
     // MARK: - Delivery
@@ -649,18 +611,14 @@ public final class TelemetryIngest: Sendable {
     /// Sessions in the spool this process does not hold (a restart): loads them, so that they
     /// can be resumed, and are finished after the idle timeout if they are not.
     public func recover() async throws(TelemetryIngestError) {
-        let listed: [ObjectInfo]
-        do { listed = try await spool.list(prefix: "sessions/") } catch {
-            throw TelemetryIngestError(.storage, "the spool could not be listed (\(error.codeName))")
-        }
         var recovered = 0
-        for info in listed where info.key.value.hasSuffix("/session.json") {
-            guard let bytes = try? await spool.get(info.key), let manifest = try? Self.decoder.decode(Manifest.self, from: Data(bytes)),
-                  let id = UUID(uuidString: manifest.session_id), let org = UUID(uuidString: manifest.organization_id),
+        for (org, id) in try spool.sessions() {
+            if state.withLock({ $0.sessions[id] != nil }) { continue }
+            guard let spooled = try? await spool.read(organization: org, session: id),
+                  let manifest = try? Self.decoder.decode(Manifest.self, from: Data(spooled.manifest)),
                   let patient = UUID(uuidString: manifest.patient_id)
             else { continue }
             let claims = SessionTokens.Session(sessionID: id, organizationID: org, patientID: patient, expiresAt: manifest.token_expires_at)
-            if state.withLock({ $0.sessions[id] != nil }) { continue }
             // A session whose aggregates were written finished: only its spool was left.
             if (try? await store.head(Self.pendingKey(organization: org, session: id))) != nil {
                 try? await clearSpool(claims)
@@ -741,6 +699,14 @@ public final class TelemetryIngest: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// The last record of each sequence number (a batch appended again after a crash that
+    /// came before its acknowledgement).
+    static func latest(_ batches: [(sequence: Int, bytes: [UInt8])]) -> [(Int, [UInt8])] {
+        var last: [Int: [UInt8]] = [:]
+        for (sequence, bytes) in batches { last[sequence] = bytes }
+        return last.map { ($0.key, $0.value) }
+    }
 
     func write(_ bytes: [UInt8], at key: ObjectKey, to target: any ObjectStore, _ what: String, options: ObjectPutOptions = ObjectPutOptions()) async throws(TelemetryIngestError) {
         do { try await target.put(bytes, at: key, options: options) } catch {

@@ -43,9 +43,20 @@ struct TelemetryAPITests {
             try await buildApplication(configuration: configuration, sink: sink)
         }
 
-        func spooled() -> [String] {
-            (FileManager.default.enumerator(atPath: directory.path("spool/objects"))?.allObjects as? [String] ?? []).filter { !$0.hasSuffix("/") && $0.contains("batches/") }
+        /// The batches in the spool, of every session.
+        func spooled() async throws -> Int {
+            try await TelemetryAPITests.spooledBatches(in: directory.path("spool"))
         }
+    }
+
+    /// The batches a spool directory holds, every session's.
+    static func spooledBatches(in path: String) async throws -> Int {
+        let spool = try DirectorySpool(directory: URL(fileURLWithPath: path))
+        var count = 0
+        for (organization, session) in try spool.sessions() {
+            count += try await spool.read(organization: organization, session: session)?.batches.count ?? 0
+        }
+        return count
     }
 
     static func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
@@ -170,14 +181,14 @@ struct TelemetryAPITests {
                     #expect(!String(buffer: response.body).contains(good) && !String(buffer: response.body).contains("eyJ"))
                 }
             }
-            #expect(fixture.spooled().isEmpty)
+            #expect(try await fixture.spooled() == 0)
             var headers = Self.bearer(previous)
             headers[.contentType] = TelemetryBatch.binaryMediaType
             try await client.execute(uri: "\(path)/batches/0", method: .put, headers: headers, body: ByteBuffer(bytes: TelemetryBatch(frames: batch).encodeBinary())) { response in
                 #expect(response.status == .created)
             }
         }
-        #expect(fixture.spooled().count == 1)
+        #expect(try await fixture.spooled() == 1)
     }
 
     @Test("bad batches: 415 for another type, 413 over the size limit, 400 for a body that is not its type, 422 for a broken rule; each names the batch's number and never a coordinate, and nothing of it is stored")
@@ -216,7 +227,7 @@ struct TelemetryAPITests {
                 #expect(response.status == .unprocessableContent && Self.decode(Problem.self, response)?.code == "ingest.unknownExercise")
             }
         }
-        #expect(fixture.spooled().isEmpty)
+        #expect(try await fixture.spooled() == 0)
     }
 
     @Test("the configuration: outside development and test both secrets are required, named and never echoed; CORE_API_URL must be http(s); limits read; on the embedded default the Core API's local secrets are used")

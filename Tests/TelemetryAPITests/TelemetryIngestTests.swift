@@ -31,14 +31,14 @@ final class RecordingSink: AggregatesSink {
 struct TelemetryIngestTests {
     struct Fixture {
         let directory: TemporaryDirectory
-        let spool: LocalObjectStore
+        let spool: DirectorySpool
         let store: LocalObjectStore
         let sink = RecordingSink()
         let clock = Clock()
 
         init(_ label: String) throws {
             directory = try TemporaryDirectory(label)
-            spool = try LocalObjectStore(directory: URL(fileURLWithPath: directory.path("spool")))
+            spool = try DirectorySpool(directory: URL(fileURLWithPath: directory.path("spool")))
             store = try LocalObjectStore(directory: URL(fileURLWithPath: directory.path("store")))
         }
 
@@ -105,7 +105,7 @@ struct TelemetryIngestTests {
         #expect(try ReplayBlob.decode(blob).frames == frames)
         // Nothing left pending, nothing left in the spool; finishing again answers the same.
         #expect(try await fixture.store.list(prefix: "pending/").isEmpty)
-        #expect(try await fixture.spool.list(prefix: "sessions/").isEmpty)
+        #expect(try fixture.spool.sessions().isEmpty)
         #expect(try await ingest.finish(claims).state == .delivered)
         #expect(fixture.sink.deliveries.count == 1)
         #expect(await Self.code { _ = try await ingest.ingest(batches[0], sequence: 99, for: claims) } == .finished)
@@ -178,6 +178,33 @@ struct TelemetryIngestTests {
         #expect(try await second.finish(claims).reps == 3)
         let blob = try #require(try await fixture.store.get(TelemetryIngest.blobKey(organization: claims.organizationID, session: claims.sessionID)))
         #expect(try ReplayBlob.decode(blob).frames == frames)
+    }
+
+    @Test("the spool: a record cut short by a crash, or one whose checksum fails, is ignored with everything after it; a file without its manifest is no session")
+    func spoolRecords() async throws {
+        let directory = try TemporaryDirectory("ingest-spool")
+        defer { directory.remove() }
+        let spool = try DirectorySpool(directory: URL(fileURLWithPath: directory.path("spool")))
+        let org = UUIDv7.generate(), session = UUIDv7.generate()
+        try await spool.create(manifest: Array("{}".utf8), organization: org, session: session)
+        for sequence in 0..<3 { try await spool.append(Array(repeating: UInt8(sequence), count: 100), sequence: sequence, organization: org, session: session) }
+        let whole = try #require(try await spool.read(organization: org, session: session))
+        #expect(whole.manifest == Array("{}".utf8) && whole.batches.map(\.sequence) == [0, 1, 2])
+        let path = directory.path("spool/\(org.lowercasedString)/\(session.lowercasedString).spool")
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        // Cut inside the last record: the first two stand.
+        try Data(bytes.dropLast(40)).write(to: URL(fileURLWithPath: path))
+        #expect(try await spool.read(organization: org, session: session)?.batches.map(\.sequence) == [0, 1])
+        // A flipped byte in the second record's body: only the first stands.
+        bytes[15 + 2 + 113 + 13 + 50] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        #expect(try await spool.read(organization: org, session: session)?.batches.map(\.sequence) == [0])
+        try Data(bytes.dropFirst(15 + 2)).write(to: URL(fileURLWithPath: path))
+        #expect(try await spool.read(organization: org, session: session) == nil)
+        #expect(try spool.sessions().map(\.session) == [session])
+        try await spool.remove(organization: org, session: session)
+        let gone = try await spool.read(organization: org, session: session)
+        #expect(try spool.sessions().isEmpty && gone == nil)
     }
 
     @Test("limits: open sessions per process (503, transient), frames per session (413), sequence range, an unknown exercise, a token for the same session id but another patient or clinic")

@@ -17,8 +17,8 @@ func buildApplication(
     logger: Logger = Logger(label: "restartix.telemetry-api")
 ) async throws -> some ApplicationProtocol {
     let (store, _) = try await configuration.service.objectStore(what: "telemetry", bucket: configuration.bucket, directory: configuration.directory)
-    let spool: any ObjectStore
-    do { spool = try LocalObjectStore(directory: URL(fileURLWithPath: configuration.spoolDirectory)) } catch {
+    let spool: DirectorySpool
+    do { spool = try DirectorySpool(directory: URL(fileURLWithPath: configuration.spoolDirectory)) } catch {
         throw ConfigurationError(.invalidValue, "the telemetry spool directory \(configuration.spoolDirectory) cannot be used: \(error.detail)")
     }
     let ingest = TelemetryIngest(
@@ -33,14 +33,14 @@ func buildApplication(
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
     }
     router.get("ready") { _, _ -> Response in
-        // Ready while it takes work and both stores answer.
-        let spoolProbe = try ObjectKey("ready-probe"), storeProbe = try ObjectKey("ready-probe")
+        // Ready while it takes work, the spool can be listed and the object store answers.
+        let probe = try ObjectKey("ready-probe")
         guard ingest.isAccepting else { throw RetryLater(error: TelemetryIngestError(.draining, "the service is shutting down"), after: .seconds(5)) }
+        _ = try spool.sessions()
         do throws(ObjectStoreError) {
-            _ = try await spool.head(spoolProbe)
-            _ = try await store.head(storeProbe)
+            _ = try await store.head(probe)
         } catch {
-            throw TelemetryIngestError(.storage, "an object store does not answer (\(error.codeName))")
+            throw TelemetryIngestError(.storage, "the object store does not answer (\(error.codeName))")
         }
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ready"}"#)))
     }
