@@ -320,6 +320,16 @@ let package = Package(
             path: "Examples/DocSnippets"
         ),
         .executableTarget(
+            name: "TelemetrySession",
+            dependencies: [
+                "RestartixTelemetry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/TelemetrySession"
+        ),
+        .executableTarget(
             name: "RedisQuickstart",
             dependencies: ["RestartixKit", "RestartixRedis", "RestartixPlatform", .product(name: "Logging", package: "swift-log")],
             path: "Examples/RedisQuickstart"

@@ -57,8 +57,8 @@ public enum ServiceKeys {
         // Telemetry API
         ServiceKey("CORE_API_URL", "where the Telemetry API posts finished sessions' aggregates (the Core API's base URL; private network)", default: "http://127.0.0.1:8080", [.telemetryAPI]),
         ServiceKey("TELEMETRY_S3_BUCKET", "the telemetry bucket: replay blobs at {org_id}/{session_id}.bin.gz, aggregates waiting for the Core API under pending/ (and refused ones under failed/); the AWS_* variables reach it", default: "unset: TELEMETRY_DIRECTORY", [.telemetryAPI]),
-        ServiceKey("TELEMETRY_DIRECTORY", "the local directory of replay blobs and pending aggregates when no bucket is set", default: ".restartix/telemetry", [.telemetryAPI]),
-        ServiceKey("TELEMETRY_SPOOL_DIRECTORY", "where open sessions' acknowledged batches are kept until they finish (a local disk; a persistent volume keeps them across a replaced container)", default: ".restartix/telemetry-spool", [.telemetryAPI]),
+        ServiceKey("TELEMETRY_DIRECTORY", "the local directory of replay blobs and pending aggregates when no bucket is set", default: "telemetry beside the SQLite file (.restartix/telemetry)", [.telemetryAPI]),
+        ServiceKey("TELEMETRY_SPOOL_DIRECTORY", "where open sessions' acknowledged batches are kept until they finish (a local disk; a persistent volume keeps them across a replaced container)", default: "telemetry-spool beside the SQLite file (.restartix/telemetry-spool)", [.telemetryAPI]),
         ServiceKey("TELEMETRY_S3_SSE", "server-side encryption of what the Telemetry API writes to its bucket: none, AES256 or aws:kms", default: "none (the bucket's default encryption applies)", [.telemetryAPI]),
         ServiceKey("TELEMETRY_S3_KMS_KEY_ID", "the KMS key of TELEMETRY_S3_SSE=aws:kms", default: "the bucket's default KMS key", [.telemetryAPI]),
         ServiceKey("TELEMETRY_IDLE_TIMEOUT_SECONDS", "a session without a batch for this long (1 to 86400) is finished", default: "600", [.telemetryAPI]),

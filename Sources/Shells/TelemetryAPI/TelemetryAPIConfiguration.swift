@@ -85,8 +85,9 @@ struct TelemetryAPIConfiguration: Sendable {
             coreAPIURL = url
         }
         bucket = service.string("TELEMETRY_S3_BUCKET")
-        directory = service.string("TELEMETRY_DIRECTORY") ?? directory
-        spoolDirectory = service.string("TELEMETRY_SPOOL_DIRECTORY") ?? spoolDirectory
+        // Beside the embedded default's SQLite file unless set (.restartix/ by default).
+        directory = service.string("TELEMETRY_DIRECTORY") ?? secrets.appendingPathComponent("telemetry").path
+        spoolDirectory = service.string("TELEMETRY_SPOOL_DIRECTORY") ?? secrets.appendingPathComponent("telemetry-spool").path
         if let seconds = try service.int("TELEMETRY_IDLE_TIMEOUT_SECONDS", in: 1...86_400) { ingest.idleTimeout = .seconds(seconds) }
         if let count = try service.int("TELEMETRY_MAX_OPEN_SESSIONS", in: 1...1_000_000) { ingest.maximumOpenSessions = count }
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_BATCHES", in: 1...10_000) { ingest.maximumConcurrentBatches = count }
