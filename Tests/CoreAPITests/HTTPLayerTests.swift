@@ -79,10 +79,14 @@ struct HTTPLayerTests {
         let database = Database(configuration: configuration.database, logger: Logger(label: "test"))
         let tenants = TenantDatabase(configuration: configuration.appDatabase, tables: PlatformSchema.tenantTables, logger: Logger(label: "test"))
         let keyring = Keyring.generate().keyring
+        let uploads = try LocalObjectStore(
+            directory: URL(fileURLWithPath: scratch.path("uploads")), presigning: .random(baseURL: URL(string: "http://127.0.0.1:8080/v1/objects")!)
+        )
         let router = makeRouter(database: database, readiness: nil, resolver: resolver, metrics: .init(), platform: PlatformServices(
             admin: admin, tenants: tenants, platform: database, keyring: keyring,
             providers: ProviderResolver(registry: ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: Logger(label: "test"))), logger: Logger(label: "test")),
-            cache: Aside(logger: Logger(label: "test")), suffixes: []
+            cache: Aside(logger: Logger(label: "test")), suffixes: [],
+            files: Files(tenants: tenants, store: uploads), localUploads: uploads
         ))
         await tenants.shutdown()
         await admin.shutdown()

@@ -289,6 +289,7 @@ struct MigrationSetTests {
                 "ec4987117c7fbe4ad39a716ac06e067c2d56915db2d80258694130b8d858fdeb",
                 "1948d0db37371f37328b6a9ae366dc3b52c8f54c9bb1c5118fd2ff5d6e164660",
                 "5768626f812e6a64b426322c063ac5637e0425248ffef4be4917431d9d339758",
+                "75979daa51b285e1dfd65c38f4e6c2a7fdd979eb72c5c4c3cd840aa9a2ece219",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -306,6 +307,7 @@ struct MigrationSetTests {
                 "6fd1be8abe116dc6e394a0368ecaf2c4272178720957658fb96cd01dd88332a2",
                 "fcc6c7a87858cb9db00089435fdb6c4890619fe19b0056a09dcf437332e7ee5d",
                 "3afdfb75d6cebf5f013ad9e86109683d612f80b76f588f879e4c7ba097524d67",
+                "bfc77acb624bd8612499c091966b9c41c3510e667fec2e4b53082394f2c52156",
             ],
         ]
         for (dialect, checksums) in pins {

@@ -62,7 +62,7 @@ struct TenantTablesTests {
     @Test("the platform's registry is consistent and seals the patients' PII")
     func platformRegistry() throws {
         let tables = PlatformSchema.tenantTables
-        #expect(tables.names.count == 18)
+        #expect(tables.names.count == 19)
         #expect(tables["patients"]?.sealedColumns == PatientStore.sealedColumns)
         #expect(Set(EncryptedColumn.builtIn.map(\.description)) == Set(
             PatientStore.sealedColumns.map { "patients.\($0)" } + ["platform_service_providers.credentials"]

@@ -33,6 +33,7 @@ public enum PlatformSchema {
         MigrationSet.postgresAppointmentGuards,
         MigrationSet.postgresAppointmentFollowups,
         MigrationSet.postgresBackupRead,
+        MigrationSet.postgresFiles,
     ]
 
     static let sqlite: [Migration] = [
@@ -51,6 +52,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteAppointmentGuards,
         MigrationSet.sqliteAppointmentFollowups,
         MigrationSet.sqliteBackupRead,
+        MigrationSet.sqliteFiles,
     ]
 }
 

@@ -55,6 +55,12 @@ extension PlatformSchema {
             // Written by the database with each booking, settled by the platform (migration 14):
             // the app role only reads them.
             TenantTable("appointment_followups", app: [.select]),
+            // Uploads the Core API signed (migration 16): asked for and completed, never deleted
+            // by the app; a patient's own through its account.
+            TenantTable(
+                "files", app: [.select, .insert, .update], updatableColumns: ["state", "uploaded_at"],
+                patientOwn: [.select, .insert, .update], ownership: .userColumn("patient_user_id")
+            ),
         ], alsoReadable: ["users"])
     }()
 }

@@ -45,6 +45,7 @@ func buildApplication(
         registry: ProviderRegistry(database: database, cipher: ColumnCipher(keyring: keyring, logger: logger)), redis: redis, logger: logger
     )
 
+    let uploads = try await openUploads(configuration: configuration)
     let readiness = Readiness(tenants: tenants, admin: admin)
     let sessionTokens = try localSessionTokens(configuration: configuration)
     // One limiter for every instance through Redis; this process's own without it.
@@ -59,7 +60,8 @@ func buildApplication(
         serviceAccounts: try localServiceAccounts(configuration: configuration), sessionTokens: sessionTokens,
         debounce: redis.map { RedisActivityDebounce(redis: $0, logger: logger) } ?? InProcessActivityDebounce(),
         activityInterval: configuration.activityInterval,
-        holds: redis.map { RedisSlotHolds(redis: $0, database: database, logger: logger) }, followupOptions: followupOptions, logger: logger
+        holds: redis.map { RedisSlotHolds(redis: $0, database: database, logger: logger) }, followupOptions: followupOptions,
+        files: Files(tenants: tenants, store: uploads.store, serverSideEncryption: configuration.uploadsEncryption), localUploads: uploads.local, logger: logger
     )
     let router = makeRouter(
         database: database, readiness: readiness, resolver: resolver, metrics: metrics, platform: platform,
@@ -100,6 +102,23 @@ func loadKeyring(configuration: CoreAPIConfiguration, logger: Logger) async thro
     }
     let directory = URL(fileURLWithPath: configuration.database.sqliteFilePath ?? CoreAPIConfiguration.defaultSQLitePath).deletingLastPathComponent()
     return try await PlatformBoot.localKeyring(in: directory, logger: logger)
+}
+
+/// The uploads store: the bucket `UPLOADS_S3_BUCKET` names, or the directory
+/// `UPLOADS_DIRECTORY`, whose presigned URLs (under `PUBLIC_BASE_URL`, by default this
+/// server's address, `/v1/objects`) this server signs with a key made at start and serves itself.
+func openUploads(configuration: CoreAPIConfiguration) async throws -> (store: any ObjectStore, local: LocalObjectStore?) {
+    if let bucket = configuration.uploadsBucket {
+        let (store, _) = try await configuration.service.objectStore(what: "uploads", bucket: bucket, directory: configuration.uploadsDirectory)
+        return (store, nil)
+    }
+    let host = ["0.0.0.0", "::", ""].contains(configuration.host) ? "127.0.0.1" : configuration.host
+    let base = configuration.publicBaseURL ?? URL(string: "http://\(host):\(configuration.port)")!
+    let local = try LocalObjectStore(
+        directory: URL(fileURLWithPath: configuration.uploadsDirectory),
+        presigning: .random(baseURL: base.appendingPathComponent("v1/objects"))
+    )
+    return (local, local)
 }
 
 /// The configured session-token secret; on the embedded default in development and test without
@@ -179,6 +198,8 @@ func makeRouter(
     addPatientRoutes(to: v1, patients: platform.patients)
     addAppointmentRoutes(to: v1, appointments: platform.appointments, followups: platform.followups, worker: platform.followupWorker)
     addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions, metrics: TelemetryMetrics(tenants: platform.tenants))
+    if let files = platform.files { addFileRoutes(to: v1, files: files) }
+    if let local = platform.localUploads { addLocalObjectRoutes(to: router, store: local) }
     let admin = router.group("v1/admin")
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
@@ -224,6 +245,10 @@ struct PlatformServices: Sendable {
     /// Verifies the `/internal` routes' service-account tokens; `nil` when
     /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` is not set.
     let serviceAccounts: ServiceAccountTokens?
+    /// Uploads and downloads through presigned URLs; `nil` in tests that build no store.
+    let files: Files?
+    /// The local uploads store whose presigned URLs the Core API serves (`nil` with a bucket).
+    let localUploads: LocalObjectStore?
 
     /// The services over `admin` and `tenants` (and `platform`, the admin role's plain
     /// database, for the suppression list under `keyring`); `cache` holds the directory's
@@ -233,8 +258,10 @@ struct PlatformServices: Sendable {
         suffixes: [String], clerkWebhooks: WebhookVerifier? = nil, sesWebhooks: SNSVerifier? = nil, serviceAccounts: ServiceAccountTokens? = nil,
         sessionTokens: SessionTokens? = nil, debounce: any ActivityDebounce = InProcessActivityDebounce(), activityInterval: Duration = .seconds(60),
         holds: (any SlotHolds)? = nil, followupOptions: AppointmentFollowups.Options = AppointmentFollowups.Options(),
-        logger: Logger = Logger(label: "restartix.core-api")
+        files: Files? = nil, localUploads: LocalObjectStore? = nil, logger: Logger = Logger(label: "restartix.core-api")
     ) {
+        self.files = files
+        self.localUploads = localUploads
         self.admin = admin
         self.providers = providers
         activity = UserActivity(database: platform, debounce: debounce, interval: activityInterval, logger: logger)

@@ -75,6 +75,20 @@ struct CoreAPIConfiguration: Sendable {
     /// the task role's container endpoint); nil when none are configured.
     var awsCredentials: AWSCredentialSource?
 
+    /// `UPLOADS_S3_BUCKET`: the uploads bucket (the `AWS_*` variables reach it); unset, the
+    /// directory `UPLOADS_DIRECTORY`, whose presigned URLs the Core API serves itself
+    /// (`/v1/objects/...`).
+    var uploadsBucket: String?
+    /// `UPLOADS_DIRECTORY`: beside the SQLite file by default.
+    var uploadsDirectory: String
+    /// `UPLOADS_S3_SSE`: how S3 encrypts uploads (signed into every upload URL).
+    var uploadsEncryption: ServerSideEncryption?
+    /// `PUBLIC_BASE_URL`: the Core API as browsers reach it; the local uploads' URLs point at
+    /// it (default `http://<HOST>:<PORT>`).
+    var publicBaseURL: URL?
+    /// The environment the configuration was read from (the uploads bucket's `AWS_*`).
+    var service = ServiceEnvironment([:])
+
     static let defaultSQLitePath = ServiceEnvironment.defaultSQLitePath
     /// The admin role's statement timeout in the Core API (the app role's is
     /// `TenantSessionSettings.statementTimeout`, 5 s).
@@ -84,6 +98,7 @@ struct CoreAPIConfiguration: Sendable {
         self.database = database
         self.appDatabase = appDatabase ?? database
         self.isEmbeddedDefault = isEmbeddedDefault
+        uploadsDirectory = URL(fileURLWithPath: database.sqliteFilePath ?? Self.defaultSQLitePath).deletingLastPathComponent().appendingPathComponent("uploads").path
     }
 
     /// The configuration in `environment` (tests pass a dictionary; `main` the process's).
@@ -131,6 +146,22 @@ struct CoreAPIConfiguration: Sendable {
         }
         providerSeeds = try service.providerSeeds()
         awsCredentials = try service.awsCredentials()
+        self.service = service
+        uploadsBucket = service.string("UPLOADS_S3_BUCKET")
+        uploadsDirectory = service.string("UPLOADS_DIRECTORY")
+            ?? URL(fileURLWithPath: database.sqliteFilePath ?? service.sqlitePath()).deletingLastPathComponent().appendingPathComponent("uploads").path
+        switch service.string("UPLOADS_S3_SSE")?.lowercased() {
+        case nil, "none": uploadsEncryption = nil
+        case "aes256": uploadsEncryption = .s3
+        case "aws:kms": uploadsEncryption = .kms(keyID: service.string("UPLOADS_S3_KMS_KEY_ID"))
+        default: throw ConfigurationError(.invalidValue, "UPLOADS_S3_SSE must be none, AES256 or aws:kms")
+        }
+        if let text = service.string("PUBLIC_BASE_URL") {
+            guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil, url.query == nil else {
+                throw ConfigurationError(.invalidValue, "PUBLIC_BASE_URL must be an http(s) URL without a query")
+            }
+            publicBaseURL = url
+        }
         edge = try service.edgeOptions()
         drain = try service.drainPolicy()
         if let text = service.string("SES_SNS_TOPIC_ARNS") {

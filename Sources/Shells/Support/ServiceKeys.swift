@@ -54,6 +54,12 @@ public enum ServiceKeys {
         ServiceKey("TELEMETRY_SESSION_TOKEN_SECRET_PREVIOUS", "the previous session-token secret, accepted during a rotation", default: "unset", secret: true, api),
         ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN", "HS256 secret of service-account tokens (32+ bytes): the Core API verifies them on /internal routes, the Telemetry API and `restartix-jobs service-token` sign (unset: on the embedded default in development and test a local secret beside the SQLite file, shared by both APIs; elsewhere the Core API answers 503 there and the Telemetry API refuses to start)", default: "unset", secret: true, all3),
         ServiceKey("TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS", "the previous service-account secret, accepted during a rotation", default: "unset", secret: true, all3),
+        // Uploads (Core API)
+        ServiceKey("UPLOADS_S3_BUCKET", "the uploads bucket: files at {org_id}/{surface}/{file_id}, reached through presigned URLs (PUT 5 minutes, GET 15); the AWS_* variables reach it", default: "unset: UPLOADS_DIRECTORY, served by the Core API itself", [.coreAPI]),
+        ServiceKey("UPLOADS_DIRECTORY", "the local uploads store when no bucket is set", default: "uploads beside the SQLite file (.restartix/uploads)", [.coreAPI]),
+        ServiceKey("UPLOADS_S3_SSE", "server-side encryption of uploads, signed into every upload URL: none, AES256 or aws:kms", default: "none (the bucket's default encryption applies)", [.coreAPI]),
+        ServiceKey("UPLOADS_S3_KMS_KEY_ID", "the KMS key of UPLOADS_S3_SSE=aws:kms", default: "the bucket's default KMS key", [.coreAPI]),
+        ServiceKey("PUBLIC_BASE_URL", "the Core API as browsers reach it: the local uploads store's presigned URLs point at it", default: "http://<HOST>:<PORT>", [.coreAPI]),
         // Telemetry API
         ServiceKey("CORE_API_URL", "where the Telemetry API posts finished sessions' aggregates (the Core API's base URL; private network)", default: "http://127.0.0.1:8080", [.telemetryAPI]),
         ServiceKey("TELEMETRY_S3_BUCKET", "the telemetry bucket: replay blobs at {org_id}/{session_id}.bin.gz, aggregates waiting for the Core API under pending/ (and refused ones under failed/); the AWS_* variables reach it", default: "unset: TELEMETRY_DIRECTORY", [.telemetryAPI]),

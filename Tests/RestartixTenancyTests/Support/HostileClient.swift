@@ -129,6 +129,7 @@ enum ClinicState {
         "appointments": ["id", "patient_id", "patient_user_id", "specialist_user_id", "starts_at", "status", "booked_slot", "fence"],
         "telemetry_sessions": ["id", "patient_id", "patient_user_id", "aggregated_at"],
         "patient_exercise_logs": ["id", "patient_id", "patient_user_id", "done_count", "last_session_id"],
+        "files": ["id", "owner_user_id", "patient_id", "patient_user_id", "object_key", "state"],
     ]
 
     static func snapshot(_ admin: AdminDatabase, clinics: [UUID], users: [UUID]) async throws -> [String: [String]] {

@@ -300,6 +300,13 @@ struct MatrixTable: Sendable, CustomStringConvertible {
                 INSERT INTO patient_exercise_logs (id, organization_id, patient_id, patient_user_id, exercise, done_count) \
                 VALUES (\(id), \(organization), \(tie.patient), \(tie.user), \("x" + tag), 1)
                 """
+        case "files":
+            // The key is the row's own (the table checks it names the row's clinic and id).
+            let key = "\(organization.lowercasedString)/patient-files/\(id.lowercasedString)"
+            return """
+                INSERT INTO files (id, organization_id, owner_user_id, patient_id, patient_user_id, surface, object_key, content_type, size_bytes) \
+                VALUES (\(id), \(organization), \(actor ?? tie.user), \(tie.patient), \(tie.user), 'patient-files', \(key), 'image/png', 1024)
+                """
         case "appointment_followups":
             // The matrix appointment of the same patient (its booking trigger wrote its
             // confirmation e-mail already): its video room, a unique key of its own.

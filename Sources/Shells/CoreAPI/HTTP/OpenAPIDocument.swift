@@ -444,6 +444,52 @@ enum OpenAPIDocument {
               "expires_at": {"type": "string", "format": "date-time"}
             }
           },
+          "File": {
+            "type": "object",
+            "required": ["id", "organization_id", "owner_user_id", "surface", "content_type", "size_bytes", "state", "created_at"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "organization_id": {"type": "string", "format": "uuid"},
+              "owner_user_id": {"type": "string", "format": "uuid", "description": "Who asked for the upload."},
+              "patient_id": {"type": "string", "format": "uuid", "description": "The patient record the file belongs to, if any."},
+              "surface": {"type": "string", "enum": ["patient-files", "signatures", "exercise-videos", "documents", "generated-pdfs"]},
+              "content_type": {"type": "string"},
+              "size_bytes": {"type": "integer", "minimum": 1},
+              "state": {"type": "string", "enum": ["pending", "uploaded"]},
+              "created_at": {"type": "string", "format": "date-time"},
+              "uploaded_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "Presigned": {
+            "type": "object",
+            "required": ["method", "url", "headers", "expires_at"],
+            "properties": {
+              "method": {"type": "string", "enum": ["GET", "PUT"]},
+              "url": {"type": "string", "description": "A credential for one object until expires_at: use it, never log it."},
+              "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Headers the request must carry with exactly these values (a PUT's content-type and content-length)."},
+              "expires_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "UploadRequest": {
+            "type": "object",
+            "required": ["surface", "content_type", "size_bytes"],
+            "properties": {
+              "surface": {"type": "string", "enum": ["patient-files", "signatures", "exercise-videos", "documents", "generated-pdfs"]},
+              "content_type": {"type": "string", "description": "On the surface's allow-list (415 otherwise)."},
+              "size_bytes": {"type": "integer", "minimum": 1, "description": "Under the surface's cap (413 otherwise)."},
+              "patient_id": {"type": "string", "format": "uuid", "description": "Staff: the patient the file belongs to. A patient uploads to its own record."}
+            }
+          },
+          "Upload": {
+            "type": "object",
+            "required": ["file", "upload"],
+            "properties": {"file": {"$ref": "#/components/schemas/File"}, "upload": {"$ref": "#/components/schemas/Presigned"}}
+          },
+          "Download": {
+            "type": "object",
+            "required": ["file", "download"],
+            "properties": {"file": {"$ref": "#/components/schemas/File"}, "download": {"$ref": "#/components/schemas/Presigned"}}
+          },
           "TelemetrySessionMetrics": {
             "type": "object",
             "required": ["session_id", "patient_id", "exercise", "started_at", "ended_at", "pose"],
@@ -965,6 +1011,114 @@ enum OpenAPIDocument {
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/files": {
+          "post": {
+            "operationId": "requestUpload",
+            "summary": "Asks for an upload: the surface's MIME allow-list and size cap are checked before a URL is signed (PUT, 5 minutes; type and length signed into it). Patients upload to their own record (patient-files, signatures); audited.",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UploadRequest"}}}},
+            "responses": {
+              "201": {"description": "The pending file and its upload URL.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Upload"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "413": {"$ref": "#/components/responses/Problem"},
+              "415": {"$ref": "#/components/responses/Problem"},
+              "422": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/files/{id}": {
+          "get": {
+            "operationId": "getFile",
+            "summary": "A file the caller may see (the clinic's staff, the patient it belongs to); 404 otherwise.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The file.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/File"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/files/{id}/complete": {
+          "post": {
+            "operationId": "completeUpload",
+            "summary": "After the browser's PUT: checks the object arrived with the signed size and type, then marks the file uploaded (409 while nothing arrived); audited.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The uploaded file.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/File"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/files/{id}/download": {
+          "get": {
+            "operationId": "downloadFile",
+            "summary": "A download URL (GET, 15 minutes) for an uploaded file the caller may see; audited.",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The file and its download URL.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Download"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/objects/{organization}/{surface}/{file}": {
+          "parameters": [
+            {"name": "organization", "in": "path", "required": true, "schema": {"type": "string"}},
+            {"name": "surface", "in": "path", "required": true, "schema": {"type": "string"}},
+            {"name": "file", "in": "path", "required": true, "schema": {"type": "string"}},
+            {"name": "X-Restartix-Expires", "in": "query", "required": false, "schema": {"type": "string"}},
+            {"name": "X-Restartix-Signature", "in": "query", "required": false, "schema": {"type": "string"}}
+          ],
+          "put": {
+            "operationId": "putLocalObject",
+            "summary": "The embedded default's uploads store (with an uploads bucket, S3 serves its own URLs): a presigned upload, checked by the store's verifier before a byte is read; exactly the signed type and length.",
+            "security": [],
+            "requestBody": {"required": false, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {
+              "200": {"description": "Stored."},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "501": {"$ref": "#/components/responses/Problem"},
+              "503": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "get": {
+            "operationId": "getLocalObject",
+            "summary": "A presigned download from the embedded default's uploads store.",
+            "security": [],
+            "responses": {
+              "200": {"description": "The object's bytes.", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+              "400": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
+              "404": {"$ref": "#/components/responses/Problem"},
+              "501": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
           }
