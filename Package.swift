@@ -481,6 +481,7 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
     package.products.append(.executable(name: "crypto-benchmark", targets: ["CryptoBenchmark"]))
     package.products.append(.executable(name: "redis-services-benchmark", targets: ["RedisBenchmark"]))
     package.products.append(.executable(name: "telemetry-benchmark", targets: ["TelemetryBenchmark"]))
+    package.products.append(.executable(name: "telemetry-ingest-benchmark", targets: ["TelemetryIngestBenchmark"]))
     package.products.append(.executable(name: "providers-benchmark", targets: ["ProvidersBenchmark"]))
     package.products.append(.executable(name: "bare-hummingbird", targets: ["BareHummingbird"]))
     package.products.append(.executable(name: "patient-read-benchmark", targets: ["PatientReadBenchmark"]))
@@ -512,6 +513,16 @@ if Context.environment["RESTARTIX_BENCHMARKS"] != nil {
             name: "TelemetryBenchmark",
             dependencies: ["BenchmarkSupport", "MallocCounter", "RestartixTelemetry"],
             path: "Benchmarks/TelemetryBenchmark"
+        ),
+        .executableTarget(
+            name: "TelemetryIngestBenchmark",
+            dependencies: [
+                "BenchmarkSupport", "RestartixTelemetry", "RestartixCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Benchmarks/TelemetryIngestBenchmark"
         ),
         .executableTarget(
             name: "PatientReadBenchmark",

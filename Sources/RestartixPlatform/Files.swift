@@ -11,9 +11,10 @@ public enum FileErrorDomain: ErrorDomain {
     public static let name = "file"
 
     public static func httpStatus(for code: ErrorCode<FileErrorDomain>) -> Int {
+        // A media type off the allow-list or a size over the cap is a declared value the
+        // surface refuses (422), not the request's own media type or length (415, 413).
         switch code {
-        case .typeNotAllowed: 415
-        case .tooLarge: 413
+        case .typeNotAllowed, .tooLarge: 422
         case .notUploaded, .uploadMismatch: 409
         case .storageUnavailable: 503
         default: 400

@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 public import Logging
+import Metrics
 public import RestartixCrypto
 public import RestartixKit
 public import RestartixTelemetry
@@ -78,6 +79,26 @@ public final class TelemetryIngest: Sendable {
     let now: @Sendable () -> Date
     let state = Mutex(State())
     let finishes: AsyncLimiter
+    let meters = Meters()
+
+    /// What the engine counts (swift-metrics; `/metrics` renders them): batches by result,
+    /// frames stored, sessions finished by outcome, deliveries by result, and the open
+    /// sessions, batches in flight and pending deliveries as gauges.
+    final class Meters: Sendable {
+        let stored = Counter(label: "restartix_telemetry_batches_total", dimensions: [("result", "stored")])
+        let duplicate = Counter(label: "restartix_telemetry_batches_total", dimensions: [("result", "duplicate")])
+        let refused = Counter(label: "restartix_telemetry_batches_total", dimensions: [("result", "refused")])
+        let frames = Counter(label: "restartix_telemetry_frames_total")
+        let finished = Counter(label: "restartix_telemetry_sessions_finished_total", dimensions: [("result", "finished")])
+        let abandoned = Counter(label: "restartix_telemetry_sessions_finished_total", dimensions: [("result", "abandoned")])
+        let delivered = Counter(label: "restartix_telemetry_deliveries_total", dimensions: [("result", "delivered")])
+        let retried = Counter(label: "restartix_telemetry_deliveries_total", dimensions: [("result", "retry")])
+        let rejected = Counter(label: "restartix_telemetry_deliveries_total", dimensions: [("result", "rejected")])
+        let open = Gauge(label: "restartix_telemetry_open_sessions")
+        let inFlight = Gauge(label: "restartix_telemetry_batches_in_flight")
+        let pending = Gauge(label: "restartix_telemetry_pending_deliveries")
+        let finishSeconds = Timer(label: "restartix_telemetry_finish_duration_seconds", preferredDisplayUnit: .seconds)
+    }
 
     /// An engine over `spool` and `store`, delivering to `sink`.
     public init(
@@ -328,6 +349,15 @@ public final class TelemetryIngest: Sendable {
     /// Stores batch `sequence` of the session, already decoded (``TelemetryBatch/decodeBinary(_:)``
     /// or ``TelemetryBatch/decodeJSON(_:)``). Acknowledged (returned) only once the spool has it.
     public func ingest(_ batch: TelemetryBatch, sequence: Int, for claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetryBatchReceipt {
+        do {
+            return try await store(batch, sequence: sequence, for: claims)
+        } catch {
+            meters.refused.increment()
+            throw error
+        }
+    }
+
+    func store(_ batch: TelemetryBatch, sequence: Int, for claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetryBatchReceipt {
         guard (0..<configuration.maximumBatchesPerSession).contains(sequence) else {
             throw TelemetryIngestError(.sequenceOutOfRange, "batch \(sequence): sequence numbers run from 0 to \(configuration.maximumBatchesPerSession - 1)")
         }
@@ -375,7 +405,10 @@ public final class TelemetryIngest: Sendable {
             state.sessions[claims.sessionID] = session
             return nil
         }
-        if let duplicate { return TelemetryBatchReceipt(sequence: sequence, duplicate: true, status: duplicate) }
+        if let duplicate {
+            meters.duplicate.increment()
+            return TelemetryBatchReceipt(sequence: sequence, duplicate: true, status: duplicate)
+        }
         let entry = BatchEntry(digest: digest, frames: batch.frames.count, first: span?.lowerBound, last: span?.upperBound)
         do {
             try await spool.append(bytes, sequence: sequence, organization: claims.organizationID, session: claims.sessionID)
@@ -387,6 +420,8 @@ public final class TelemetryIngest: Sendable {
             throw error
         }
         // Acknowledged from here on: the spool has it.
+        meters.stored.increment()
+        meters.frames.increment(by: entry.frames)
         let status = state.withLock { state -> TelemetrySessionStatus in
             state.batchesInFlight -= 1
             state.sessions[claims.sessionID]?.writing.remove(sequence)
@@ -427,6 +462,11 @@ public final class TelemetryIngest: Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         let result: Result<TelemetrySessionStatus, TelemetryIngestError>
+        let began = ContinuousClock.now
+        defer {
+            let elapsed = (ContinuousClock.now - began).components
+            meters.finishSeconds.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        }
         do {
             result = .success(try await finishes.run { () async throws(TelemetryIngestError) -> TelemetrySessionStatus in
                 try await self.complete(session.claims, exercise: session.exercise, startedAt: session.startedAt, reason: reason)
@@ -452,6 +492,7 @@ public final class TelemetryIngest: Sendable {
         if spooled.isEmpty {
             try await clearSpool(claims)
             finishState(id, .abandoned, reps: nil, dropped: nil)
+            meters.abandoned.increment()
             logger.info("Telemetry session abandoned: no batches", metadata: Self.ids(claims, ["reason": "\(reason)"]))
             return state.withLock { $0.sessions[id]?.status(id) }
                 ?? TelemetrySessionStatus(sessionID: id, state: .abandoned, exercise: exercise, batches: 0, frames: 0, nextSequence: 0, gaps: [])
@@ -507,6 +548,7 @@ public final class TelemetryIngest: Sendable {
         // The blob and the aggregates are safe: the spool is no longer needed.
         try? await clearSpool(claims)
         finishState(id, .pending, reps: reps, dropped: dropped)
+        meters.finished.increment()
         logger.info("Telemetry session finished", metadata: Self.ids(claims, [
             "reason": "\(reason)", "telemetry.frames": "\(frames.count)", "telemetry.reps": "\(reps)", "telemetry.dropped_frames": "\(dropped)",
         ]))
@@ -562,6 +604,7 @@ public final class TelemetryIngest: Sendable {
                     state.sessions[id]?.phase = .finished(.delivered, reps: reps, dropped: dropped, at: at)
                 }
             }
+            meters.delivered.increment()
             logger.info("Telemetry aggregates delivered", metadata: metadata.merging(["duplicate": "\(duplicate)"]) { $1 })
         case .retryLater(let reason):
             let attempts = state.withLock { state -> Int in
@@ -576,6 +619,7 @@ public final class TelemetryIngest: Sendable {
                 state.pending[id] = pending
                 return pending.attempts
             }
+            meters.retried.increment()
             logger.warning("Telemetry aggregates not delivered yet; will retry", metadata: metadata.merging(["reason": "\(reason)", "attempts": "\(attempts)"]) { $1 })
         case .rejected(let reason):
             if var record {
@@ -590,6 +634,7 @@ public final class TelemetryIngest: Sendable {
                     state.sessions[id]?.phase = .finished(.failed, reps: reps, dropped: dropped, at: at)
                 }
             }
+            meters.rejected.increment()
             logger.error("Telemetry aggregates refused by the Core API; kept under failed/ for an operator", metadata: metadata.merging(["reason": "\(reason)"]) { $1 })
         }
     }
@@ -636,6 +681,10 @@ public final class TelemetryIngest: Sendable {
     /// ones past their retention, and retries the deliveries that are due.
     public func tick() async {
         let at = now()
+        let (open, inFlight, pending) = counts
+        meters.open.record(open)
+        meters.inFlight.record(inFlight)
+        meters.pending.record(pending)
         let idle = configuration.idleTimeout, retention = configuration.finishedRetention
         let (due, deliveries) = state.withLock { state -> ([UUID], [(UUID, UUID)]) in
             var due: [UUID] = []

@@ -73,8 +73,8 @@ extension PatientRouteTests {
             // Refused before anything is signed or recorded.
             let before = try await fixture.count("SELECT count(*) AS n FROM files WHERE organization_id IN (\(fixture.clinic), \(fixture.otherClinic))")
             for (who, body, status, code) in [
-                ("patient", ["surface": "patient-files", "content_type": "text/html", "size_bytes": 10] as [String: Any], HTTPResponse.Status.unsupportedMediaType, "file.typeNotAllowed"),
-                ("patient", ["surface": "patient-files", "content_type": "image/png", "size_bytes": 26 << 20], .contentTooLarge, "file.tooLarge"),
+                ("patient", ["surface": "patient-files", "content_type": "text/html", "size_bytes": 10] as [String: Any], HTTPResponse.Status.unprocessableContent, "file.typeNotAllowed"),
+                ("patient", ["surface": "patient-files", "content_type": "image/png", "size_bytes": 26 << 20], .unprocessableContent, "file.tooLarge"),
                 ("patient", ["surface": "patient-files", "content_type": "image/png", "size_bytes": 0], .badRequest, "file.invalidField"),
                 ("patient", ["surface": "exercise-videos", "content_type": "video/mp4", "size_bytes": 10], .forbidden, "tenancy.roleNotAllowed"),
                 ("patient", ["surface": "x-rays", "content_type": "image/png", "size_bytes": 10], .badRequest, "request.invalidField"),

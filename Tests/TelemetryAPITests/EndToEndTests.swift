@@ -155,10 +155,11 @@ struct EndToEndTests {
             body: Array(#"{"name":"Ana Pop","user_id":"0193a000-0000-7000-8000-00000000e003"}"#.utf8)
         )
         #expect(record.status == 201 || record.status == 409, "\(String(decoding: record.body, as: UTF8.self))")
-        let telemetry = try Server("restartix-telemetry-api", port: ports[1], environment: environment.merging([
+        let telemetryEnvironment = environment.merging([
             "CORE_API_URL": core.url, "TELEMETRY_S3_BUCKET": bucket, "TELEMETRY_SPOOL_DIRECTORY": directory.path("spool"),
             "TELEMETRY_S3_SSE": "AES256",
-        ]) { $1 }, log: directory.path("telemetry.log"))
+        ]) { $1 }
+        var telemetry = try Server("restartix-telemetry-api", port: ports[1], environment: telemetryEnvironment, log: directory.path("telemetry.log"))
         try await telemetry.ready()
 
         func startSession() async throws -> (id: String, org: String, patient: String, token: String) {
@@ -211,6 +212,13 @@ struct EndToEndTests {
         let otherList = try await Self.http("GET", "\(core.url)/v1/telemetry/sessions", token: otherToken)
         #expect(otherList.status == 200 && !String(decoding: otherList.body, as: UTF8.self).contains(session.id))
 
+        // What the instance counted, on /metrics.
+        let metrics = String(decoding: try await Self.http("GET", "\(telemetry.url)/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("restartix_telemetry_batches_total{result=\"stored\"} \(batches.count)"), "\(metrics.prefix(2000))")
+        #expect(metrics.contains("restartix_telemetry_batches_total{result=\"duplicate\"} 1"))
+        #expect(metrics.contains("restartix_telemetry_frames_total \(frames.count)"))
+        #expect(metrics.contains("restartix_telemetry_deliveries_total{result=\"delivered\"} 1"))
+
         let blob = try #require(try await s3.get("\(session.org)/\(session.id).bin.gz"))
         #expect(try ReplayBlob.decode(Array(blob)).frames == frames)
         #expect(try await s3.head("\(session.org)/\(session.id).bin.gz")?.serverSideEncryption == "AES256")
@@ -238,9 +246,30 @@ struct EndToEndTests {
         let list = try await Self.http("GET", "\(core.url)/v1/telemetry/sessions?limit=100", token: patientToken)
         let listed = (list.json()["sessions"] as? [[String: Any]] ?? []).filter { $0["session_id"] as? String == second.id }
         #expect(listed.count == 1)
+        // 3. The Telemetry API killed (SIGKILL) mid-session: a new process over the same spool
+        //    resumes it with every acknowledged batch, and it finishes whole.
+        let third = try await startSession()
+        let resumable = SyntheticSquats(repetitions: 5)
+        let thirdFrames = resumable.frames(startingAt: 20_000)
+        let thirdBatches = SyntheticSquats.batches(of: thirdFrames, size: 30).map { TelemetryBatch(frames: $0) }
+        let half = thirdBatches.count / 2
+        for sequence in 0..<half { #expect(try await put(third.id, third.token, sequence, thirdBatches[sequence]).status == 201) }
+        kill(telemetry.child.pid, SIGKILL)
+        _ = await telemetry.child.exit()
+        telemetry.stopped.withLock { $0 = true }
+        telemetry = try Server("restartix-telemetry-api", port: ports[1], environment: telemetryEnvironment, log: directory.path("telemetry-2.log"))
+        try await telemetry.ready()
+        let resumed = try await Self.http("POST", "\(telemetry.url)/v1/sessions/\(third.id)/start", token: third.token, contentType: "application/json", body: Array(#"{"exercise":"knee_flexion"}"#.utf8))
+        #expect(resumed.status == 200 && resumed.json()["next_sequence"] as? Int == half && (resumed.json()["gaps"] as? [Any])?.isEmpty == true)
+        for sequence in half..<thirdBatches.count { #expect(try await put(third.id, third.token, sequence, thirdBatches[sequence]).status == 201) }
+        let thirdFinished = try await Self.http("POST", "\(telemetry.url)/v1/sessions/\(third.id)/finish", token: third.token)
+        #expect(thirdFinished.json()["state"] as? String == "delivered" && thirdFinished.json()["reps"] as? Int == resumable.repetitions)
+        let thirdBlob = try #require(try await s3.get("\(third.org)/\(third.id).bin.gz"))
+        #expect(try ReplayBlob.decode(Array(thirdBlob)).frames == thirdFrames)
+
         // The Telemetry API's log: ids, never a token or a coordinate.
-        let log = (try? String(contentsOfFile: telemetry.log, encoding: .utf8)) ?? ""
-        #expect(!log.contains(session.token) && !log.contains(second.token) && log.contains("Telemetry aggregates delivered"))
+        let log = [directory.path("telemetry.log"), directory.path("telemetry-2.log")].compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.joined()
+        #expect(!log.contains(session.token) && !log.contains(second.token) && !log.contains(third.token) && log.contains("Telemetry aggregates delivered"))
         await telemetry.stop()
         await core.stop()
     }

@@ -471,14 +471,59 @@ enum OpenAPIDocument {
             }
           },
           "UploadRequest": {
-            "type": "object",
-            "required": ["surface", "content_type", "size_bytes"],
-            "properties": {
-              "surface": {"type": "string", "enum": ["patient-files", "signatures", "exercise-videos", "documents", "generated-pdfs"]},
-              "content_type": {"type": "string", "description": "On the surface's allow-list (415 otherwise)."},
-              "size_bytes": {"type": "integer", "minimum": 1, "description": "Under the surface's cap (413 otherwise)."},
-              "patient_id": {"type": "string", "format": "uuid", "description": "Staff: the patient the file belongs to. A patient uploads to its own record."}
-            }
+            "description": "A surface, a media type on its allow-list and a size under its cap (422 file.typeNotAllowed, file.tooLarge otherwise); patient_id: for staff, the patient the file belongs to (a patient uploads to its own record, to patient-files and signatures only).",
+            "oneOf": [
+              {
+                "type": "object",
+                "required": ["surface", "content_type", "size_bytes"],
+                "properties": {
+                  "surface": {"const": "patient-files"},
+                  "content_type": {"enum": ["application/pdf", "image/png", "image/jpeg", "image/heic"]},
+                  "size_bytes": {"type": "integer", "minimum": 1, "maximum": 26214400},
+                  "patient_id": {"type": "string", "format": "uuid"}
+                }
+              },
+              {
+                "type": "object",
+                "required": ["surface", "content_type", "size_bytes"],
+                "properties": {
+                  "surface": {"const": "signatures"},
+                  "content_type": {"enum": ["image/png"]},
+                  "size_bytes": {"type": "integer", "minimum": 1, "maximum": 1048576},
+                  "patient_id": {"type": "string", "format": "uuid"}
+                }
+              },
+              {
+                "type": "object",
+                "required": ["surface", "content_type", "size_bytes"],
+                "properties": {
+                  "surface": {"const": "exercise-videos"},
+                  "content_type": {"enum": ["video/mp4", "video/webm", "video/quicktime"]},
+                  "size_bytes": {"type": "integer", "minimum": 1, "maximum": 524288000},
+                  "patient_id": {"type": "string", "format": "uuid"}
+                }
+              },
+              {
+                "type": "object",
+                "required": ["surface", "content_type", "size_bytes"],
+                "properties": {
+                  "surface": {"const": "documents"},
+                  "content_type": {"enum": ["application/pdf", "image/png", "image/jpeg", "text/plain"]},
+                  "size_bytes": {"type": "integer", "minimum": 1, "maximum": 26214400},
+                  "patient_id": {"type": "string", "format": "uuid"}
+                }
+              },
+              {
+                "type": "object",
+                "required": ["surface", "content_type", "size_bytes"],
+                "properties": {
+                  "surface": {"const": "generated-pdfs"},
+                  "content_type": {"enum": ["application/pdf"]},
+                  "size_bytes": {"type": "integer", "minimum": 1, "maximum": 26214400},
+                  "patient_id": {"type": "string", "format": "uuid"}
+                }
+              }
+            ]
           },
           "Upload": {
             "type": "object",
@@ -1027,8 +1072,6 @@ enum OpenAPIDocument {
               "401": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
               "404": {"$ref": "#/components/responses/Problem"},
-              "413": {"$ref": "#/components/responses/Problem"},
-              "415": {"$ref": "#/components/responses/Problem"},
               "422": {"$ref": "#/components/responses/Problem"},
               "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}

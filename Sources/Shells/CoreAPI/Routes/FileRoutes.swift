@@ -51,12 +51,23 @@ struct PresignedBody: Codable, Equatable {
     }
 }
 
-/// `POST /v1/files`' body.
+/// `POST /v1/files`' body. `patient_id` is absent or a UUID (`null` is refused, as the
+/// document says).
 struct UploadRequestBody: Decodable {
     let surface: String
     let content_type: String
     let size_bytes: Int
     let patient_id: String?
+
+    enum CodingKeys: String, CodingKey { case surface, content_type, size_bytes, patient_id }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        surface = try container.decode(String.self, forKey: .surface)
+        content_type = try container.decode(String.self, forKey: .content_type)
+        size_bytes = try container.decode(Int.self, forKey: .size_bytes)
+        patient_id = try JSONBodyDecoder.optional(String.self, .patient_id, in: container)
+    }
 }
 
 struct UploadBody: ResponseCodable, Equatable {
@@ -70,7 +81,7 @@ struct DownloadBody: ResponseCodable, Equatable {
 }
 
 /// The files routes (the library's ``Files``): `POST /v1/files` asks for an upload (surface,
-/// media type and size checked before signing: 415, 413; 201 with the file and its presigned
+/// media type and size checked before signing: 422 `file.typeNotAllowed`, `file.tooLarge`; 201 with the file and its presigned
 /// PUT, 5 minutes); `POST /v1/files/{id}/complete` once the browser's PUT succeeded (409 while
 /// nothing arrived); `GET /v1/files/{id}`; `GET /v1/files/{id}/download` (a presigned GET, 15
 /// minutes, of an uploaded file). A file the caller may not see (another clinic's, another
