@@ -152,7 +152,8 @@ public struct Files: Sendable {
         do {
             upload = try store.presign(key, for: .upload(contentType: type, contentLength: size, serverSideEncryption: serverSideEncryption), expires: PresignedAccess.uploadLifetime)
         } catch {
-            throw FileError(error.code == .unavailable ? .storageUnavailable : .invalidField, "the upload could not be signed (\(error.codeName))")
+            // Not the caller's doing: the store cannot sign (unreachable, misconfigured).
+            throw FileError(.storageUnavailable, "the upload could not be signed (\(error.codeName))")
         }
         let file = try await tenants.withTenant(context) { tx in
             let (patientID, patientUser) = try await Self.patient(patient, as: context, in: tx)
@@ -193,7 +194,7 @@ public struct Files: Sendable {
         if file.state == .uploaded { return file }
         let head: ObjectInfo?
         do { head = try await store.head(Self.objectKey(for: id, surface: file.surface, in: context)) } catch {
-            throw FileError(error.code == .unavailable ? .storageUnavailable : .notUploaded, "the upload could not be checked (\(error.codeName))")
+            throw FileError(.storageUnavailable, "the upload could not be checked (\(error.codeName))")
         }
         guard let head else { throw FileError(.notUploaded, "the file's upload has not arrived") }
         guard head.size == file.size, head.contentType.map({ $0.lowercased() == file.contentType }) ?? true else {

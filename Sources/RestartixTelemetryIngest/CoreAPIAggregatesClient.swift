@@ -13,9 +13,10 @@ import Synchronization
 /// `Idempotency-Key: <session id>` (the Core API records a session once, whatever the key; the
 /// header says so to any proxy between). One attempt per call: ``TelemetryIngest`` retries.
 ///
-/// 201 and 200 are delivered (200 is a session recorded before: `duplicate`); 408, 429, 5xx and
-/// no answer within ``timeout`` are `retryLater`; any other 4xx is `rejected` (the session is
-/// unknown to the Core API, the aggregates broke a rule): trying again would not help. The
+/// 201 and 200 are delivered (200 is a session recorded before: `duplicate`); 401 and 403 (the
+/// services' secrets or scopes disagree: a configuration to fix), 408, 429, 5xx and no answer
+/// within ``timeout`` are `retryLater`; any other 4xx is `rejected` (the session is unknown to
+/// the Core API, the aggregates broke a rule): trying again would not help. The
 /// client follows no redirect, so the token never goes to another host.
 public final class CoreAPIAggregatesClient: AggregatesSink {
     /// The audience and scope of the tokens this client mints.
@@ -56,7 +57,7 @@ public final class CoreAPIAggregatesClient: AggregatesSink {
         let body: Data
         do { body = try JSONEncoder().encode(aggregates) } catch { return .rejected("the aggregates could not be encoded") }
         let token: String
-        do { token = try self.token() } catch { return .rejected("no service-account token could be minted") }
+        do { token = try self.token() } catch { return .retryLater("no service-account token could be minted") }
         var base = baseURL.absoluteString
         if base.hasSuffix("/") { base.removeLast() }
         var request = HTTPClientRequest(url: "\(base)/internal/v1/telemetry/sessions/\(session.lowercasedString)/aggregates")
@@ -77,7 +78,9 @@ public final class CoreAPIAggregatesClient: AggregatesSink {
         switch status {
         case 201: return .delivered(duplicate: false)
         case 200: return .delivered(duplicate: true)
-        case 408, 429, 500...599: return .retryLater("the Core API answered HTTP \(status)")
+        // 401 and 403 are this deployment's secrets or scopes (a rotation half done), not the
+        // aggregates: they are retried, and the log says so, until an operator fixes it.
+        case 401, 403, 408, 429, 500...599: return .retryLater("the Core API answered HTTP \(status)")
         default: return .rejected("the Core API refused the aggregates with HTTP \(status)")
         }
     }

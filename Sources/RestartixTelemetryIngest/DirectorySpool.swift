@@ -5,6 +5,7 @@ import Glibc
 import RestartixKit
 public import RestartixCore
 import RestartixTelemetry
+import Synchronization
 
 /// What a spooled session holds: the session's manifest and its batches, in the order they
 /// were appended.
@@ -32,6 +33,8 @@ public final class DirectorySpool: Sendable {
     /// The spool's directory.
     public let directory: URL
     private let workers: [BlockingWorker]
+    /// Files a failed write could not be cut back to their last good record: they take no more.
+    let poisoned = Mutex<Set<String>>([])
 
     /// A spool in `directory` (created, mode 0700, if missing).
     public init(directory: URL) throws(TelemetryIngestError) {
@@ -64,7 +67,7 @@ public final class DirectorySpool: Sendable {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let temporary = folder.appendingPathComponent(".\(UUID().uuidString).tmp")
             defer { unlink(temporary.path) }
-            try Self.write(Self.record(kind: 1, sequence: 0, bytes: manifest), to: temporary, create: true)
+            try self.write(Self.record(kind: 1, sequence: 0, bytes: manifest), to: temporary, create: true)
             guard rename(temporary.path, url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
             try Self.sync(folder)
         }
@@ -74,7 +77,7 @@ public final class DirectorySpool: Sendable {
     public func append(_ bytes: [UInt8], sequence: Int, organization: UUID, session: UUID) async throws(TelemetryIngestError) {
         let url = file(organization: organization, session: session)
         try await io("store a batch", session) {
-            try Self.write(Self.record(kind: 2, sequence: UInt32(sequence), bytes: bytes), to: url, create: false)
+            try self.write(Self.record(kind: 2, sequence: UInt32(sequence), bytes: bytes), to: url, create: false)
         }
     }
 
@@ -92,6 +95,7 @@ public final class DirectorySpool: Sendable {
         let url = file(organization: organization, session: session)
         try await io("clear a session's spool", session) {
             guard unlink(url.path) == 0 || errno == ENOENT else { throw CocoaError(.fileWriteUnknown) }
+            self.poisoned.withLock { _ = $0.remove(url.path) }
         }
     }
 
@@ -128,21 +132,32 @@ public final class DirectorySpool: Sendable {
         return out + bytes
     }
 
-    /// Writes `bytes` at the end of the file (creating it when `create`) and syncs its data.
-    static func write(_ bytes: [UInt8], to url: URL, create: Bool) throws {
+    /// Writes `bytes` at the end of the file (creating it when `create`) and syncs its data. A
+    /// write or sync that fails cuts the file back to where it was, so the next record follows
+    /// the last good one (the reader stops at the first bad record, and everything acknowledged
+    /// after a leftover fragment would be lost); if even that fails, the session's file takes no
+    /// more records (``poisoned``).
+    func write(_ bytes: [UInt8], to url: URL, create: Bool) throws {
+        guard !poisoned.withLock({ $0.contains(url.path) }) else { throw CocoaError(.fileWriteUnknown) }
         let fd = open(url.path, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0o600)
         guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
         defer { close(fd) }
+        let start = lseek(fd, 0, SEEK_END)
+        guard start >= 0 else { throw CocoaError(.fileWriteUnknown) }
         var written = 0
-        try bytes.withUnsafeBytes { raw in
+        let complete = bytes.withUnsafeBytes { raw -> Bool in
             while written < raw.count {
                 let count = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
                 if count < 0, errno == EINTR { continue }
-                guard count > 0 else { throw CocoaError(.fileWriteUnknown) }
+                guard count > 0 else { return false }
                 written += count
             }
+            return true
         }
-        guard fdatasync(fd) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        guard complete, fdatasync(fd) == 0 else {
+            if ftruncate(fd, start) != 0 || fdatasync(fd) != 0 { poisoned.withLock { _ = $0.insert(url.path) } }
+            throw CocoaError(.fileWriteUnknown)
+        }
     }
 
     static func sync(_ url: URL) throws {

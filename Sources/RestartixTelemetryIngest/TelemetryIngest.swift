@@ -51,6 +51,8 @@ public final class TelemetryIngest: Sendable {
         public var maximumFramesPerSession = 108_000
         /// Batches per session; sequence numbers run from 0 to one less (default 20,000).
         public var maximumBatchesPerSession = 20_000
+        /// Player events per session (default 50,000: hours of a player's reports).
+        public var maximumEventsPerSession = 50_000
         /// Batches being decoded and stored at once, process-wide (default 64).
         public var maximumConcurrentBatches = 64
         /// Sessions finishing at once (default 2): each holds its frames in memory.
@@ -119,6 +121,7 @@ public final class TelemetryIngest: Sendable {
     struct BatchEntry: Sendable {
         let digest: [UInt8]
         let frames: Int
+        var events = 0
         let first: Double?
         let last: Double?
     }
@@ -136,6 +139,10 @@ public final class TelemetryIngest: Sendable {
         var batches: [Int: BatchEntry] = [:]
         var writing: Set<Int> = []
         var frames = 0
+        var events = 0
+        /// Frames and events of the batches being written: counted against the caps at once.
+        var writingFrames = 0
+        var writingEvents = 0
         var lastActivity: Date
         var phase = Phase.open
 
@@ -229,7 +236,9 @@ public final class TelemetryIngest: Sendable {
             )
         }
         if let existing = try await existingStatus(claims) {
-            guard existing.exercise == profile.exerciseName else {
+            // A finished session's status may no longer know its exercise (read back from the
+            // object store): only an open one is checked.
+            guard existing.exercise == profile.exerciseName || ![.open, .finishing].contains(existing.state) else {
                 throw TelemetryIngestError(.exerciseChanged, "the session was started for another exercise")
             }
             return (existing, true)
@@ -239,15 +248,22 @@ public final class TelemetryIngest: Sendable {
             session_id: claims.sessionID.lowercasedString, organization_id: claims.organizationID.lowercasedString,
             patient_id: claims.patientID.lowercasedString, exercise: profile.exerciseName, started_at: started, token_expires_at: claims.expiresAt
         )
-        // Claim a slot first, so two starts cannot both pass the limit.
-        try state.withLock { state throws(TelemetryIngestError) in
+        // Claim a slot first, so two starts cannot both pass the limit; only the start that made
+        // the session writes its manifest (and undoes it on failure).
+        let made = try state.withLock { state throws(TelemetryIngestError) -> Bool in
             guard !state.draining else { throw TelemetryIngestError(.draining, "the service is shutting down") }
-            guard state.sessions[claims.sessionID] == nil else { return }
+            guard state.sessions[claims.sessionID] == nil else { return false }
             guard state.openCount < configuration.maximumOpenSessions else {
                 throw TelemetryIngestError(.tooManySessions, "this instance holds \(configuration.maximumOpenSessions) open sessions")
             }
             state.openCount += 1
             state.sessions[claims.sessionID] = Session(claims: claims, exercise: profile.exerciseName, startedAt: started, lastActivity: started)
+            return true
+        }
+        guard made else {
+            // Another request started it meanwhile: this one resumes it.
+            guard let existing = try known(claims) else { throw TelemetryIngestError(.notStarted, "the session could not be started; retry") }
+            return (existing.status(claims.sessionID), true)
         }
         do {
             try await spool.create(manifest: Self.json(manifest), organization: claims.organizationID, session: claims.sessionID)
@@ -303,8 +319,11 @@ public final class TelemetryIngest: Sendable {
                 logger.warning("A spooled batch could not be read; it is left out", metadata: Self.ids(claims))
                 continue
             }
-            session.batches[sequence] = BatchEntry(digest: Array(SHA256.hash(data: bytes)), frames: batch.frames.count, first: batch.timeSpan?.lowerBound, last: batch.timeSpan?.upperBound)
+            session.batches[sequence] = BatchEntry(
+                digest: Array(SHA256.hash(data: bytes)), frames: batch.frames.count, events: batch.events.count, first: batch.timeSpan?.lowerBound, last: batch.timeSpan?.upperBound
+            )
             session.frames += batch.frames.count
+            session.events += batch.events.count
         }
         return state.withLock { state in
             if let raced = state.sessions[claims.sessionID] { return raced.status(claims.sessionID) }
@@ -358,6 +377,9 @@ public final class TelemetryIngest: Sendable {
     }
 
     func store(_ batch: TelemetryBatch, sequence: Int, for claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetryBatchReceipt {
+        guard batch.frames.count > 0 || !batch.events.isEmpty else {
+            throw TelemetryIngestError(.emptyBatch, "batch \(sequence) holds no frame and no event")
+        }
         guard (0..<configuration.maximumBatchesPerSession).contains(sequence) else {
             throw TelemetryIngestError(.sequenceOutOfRange, "batch \(sequence): sequence numbers run from 0 to \(configuration.maximumBatchesPerSession - 1)")
         }
@@ -382,8 +404,11 @@ public final class TelemetryIngest: Sendable {
             guard !session.writing.contains(sequence) else {
                 throw TelemetryIngestError(.sequenceInProgress, "batch \(sequence) is being stored by another request; retry")
             }
-            guard session.frames + batch.frames.count <= configuration.maximumFramesPerSession else {
+            guard session.frames + session.writingFrames + batch.frames.count <= configuration.maximumFramesPerSession else {
                 throw TelemetryIngestError(.sessionFull, "batch \(sequence): a session holds at most \(configuration.maximumFramesPerSession) frames")
+            }
+            guard session.events + session.writingEvents + batch.events.count <= configuration.maximumEventsPerSession else {
+                throw TelemetryIngestError(.sessionFull, "batch \(sequence): a session holds at most \(configuration.maximumEventsPerSession) player events")
             }
             if let span {
                 // The nearest batches before and after, by sequence number, that have frames.
@@ -401,6 +426,8 @@ public final class TelemetryIngest: Sendable {
             }
             state.batchesInFlight += 1
             session.writing.insert(sequence)
+            session.writingFrames += batch.frames.count
+            session.writingEvents += batch.events.count
             session.lastActivity = now()
             state.sessions[claims.sessionID] = session
             return nil
@@ -409,24 +436,27 @@ public final class TelemetryIngest: Sendable {
             meters.duplicate.increment()
             return TelemetryBatchReceipt(sequence: sequence, duplicate: true, status: duplicate)
         }
-        let entry = BatchEntry(digest: digest, frames: batch.frames.count, first: span?.lowerBound, last: span?.upperBound)
+        let entry = BatchEntry(digest: digest, frames: batch.frames.count, events: batch.events.count, first: span?.lowerBound, last: span?.upperBound)
+        @Sendable func release(_ state: inout State) {
+            state.batchesInFlight -= 1
+            state.sessions[claims.sessionID]?.writing.remove(sequence)
+            state.sessions[claims.sessionID]?.writingFrames -= entry.frames
+            state.sessions[claims.sessionID]?.writingEvents -= entry.events
+        }
         do {
             try await spool.append(bytes, sequence: sequence, organization: claims.organizationID, session: claims.sessionID)
         } catch {
-            state.withLock { state in
-                state.batchesInFlight -= 1
-                state.sessions[claims.sessionID]?.writing.remove(sequence)
-            }
+            state.withLock { release(&$0) }
             throw error
         }
         // Acknowledged from here on: the spool has it.
         meters.stored.increment()
         meters.frames.increment(by: entry.frames)
         let status = state.withLock { state -> TelemetrySessionStatus in
-            state.batchesInFlight -= 1
-            state.sessions[claims.sessionID]?.writing.remove(sequence)
+            release(&state)
             state.sessions[claims.sessionID]?.batches[sequence] = entry
             state.sessions[claims.sessionID]?.frames += entry.frames
+            state.sessions[claims.sessionID]?.events += entry.events
             return state.sessions[claims.sessionID]?.status(claims.sessionID)
                 ?? TelemetrySessionStatus(sessionID: claims.sessionID, state: .open, exercise: "", batches: 0, frames: 0, nextSequence: 0, gaps: [])
         }
@@ -480,7 +510,12 @@ public final class TelemetryIngest: Sendable {
         case .failure(let error):
             // Nothing was lost: the batches are still in the spool. Open again, so that a later
             // finish (asked for, or the idle sweep) tries again.
-            state.withLock { $0.sessions[id]?.phase = .open }
+            // The idle sweep tries again after another idle timeout, not at its next tick.
+            let at = now()
+            state.withLock { state in
+                state.sessions[id]?.phase = .open
+                state.sessions[id]?.lastActivity = at
+            }
             throw error
         }
     }
@@ -527,7 +562,8 @@ public final class TelemetryIngest: Sendable {
             let list = (byVideo[video] ?? []).enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element)
             if let metrics = try? mediaSessionMetrics(list) { media.append((video, metrics)) }
         }
-        let span = origin.isFinite && end.isFinite ? max(0, end - origin) : 0
+        // At most a day: the clock of a browser that sent absurd times cannot make an absurd end.
+        let span = origin.isFinite && end.isFinite && end - origin < 86_400 ? max(0, end - origin) : (end - origin >= 86_400 ? 86_400 : 0)
         let aggregates = SessionAggregates(
             organizationID: org.lowercasedString, patientID: claims.patientID.lowercasedString, exercise: exercise,
             startedAt: Self.rfc3339(startedAt), endedAt: Self.rfc3339(startedAt.addingTimeInterval(span)),
@@ -587,12 +623,22 @@ public final class TelemetryIngest: Sendable {
         let key = Self.pendingKey(organization: organization, session: id)
         var outcome: AggregatesDelivery = .retryLater("the pending record could not be read")
         var record: PendingRecord?
-        if let bytes = try? await store.get(key), let decoded = try? Self.decoder.decode(PendingRecord.self, from: Data(bytes)) {
-            record = decoded
-            outcome = await sink.deliver(decoded.aggregates, session: id)
-        } else if (try? await store.head(key)) == nil {
-            // Delivered by another instance (or an earlier run) meanwhile.
-            outcome = .delivered(duplicate: true)
+        do throws(ObjectStoreError) {
+            if let bytes = try await store.get(key) {
+                if let decoded = try? Self.decoder.decode(PendingRecord.self, from: Data(bytes)) {
+                    record = decoded
+                    outcome = await sink.deliver(decoded.aggregates, session: id)
+                } else {
+                    outcome = .rejected("the pending record does not decode")
+                }
+            } else {
+                // Gone, and the store answered: delivered by another instance (or an earlier
+                // run) meanwhile.
+                outcome = .delivered(duplicate: true)
+            }
+        } catch {
+            // The store did not answer: nothing is known, so nothing is concluded.
+            outcome = .retryLater("the object store could not be read (\(error.codeName))")
         }
         let metadata: Logger.Metadata = ["telemetry.session_id": "\(id.lowercasedString)", "organization_id": "\(organization.lowercasedString)"]
         switch outcome {

@@ -16,7 +16,7 @@ public enum TelemetryIngestErrorDomain: ErrorDomain {
         case .wrongSession: 403
         case .finished, .sequenceConflict, .sequenceInProgress: 409
         case .sessionFull: 413
-        case .sequenceOutOfRange, .overlapsNeighbour, .unknownExercise, .exerciseChanged: 422
+        case .sequenceOutOfRange, .overlapsNeighbour, .unknownExercise, .exerciseChanged, .emptyBatch: 422
         case .busy, .tooManySessions, .draining, .storage: 503
         default: 500
         }
@@ -42,6 +42,8 @@ extension ErrorCode where Domain == TelemetryIngestErrorDomain {
     public static var sessionFull: Self { Self("sessionFull") }
     /// A sequence number past the session's batch limit.
     public static var sequenceOutOfRange: Self { Self("sequenceOutOfRange") }
+    /// A batch with no frame and no event.
+    public static var emptyBatch: Self { Self("emptyBatch") }
     /// The batch's frames do not fall between its neighbours' (by sequence number).
     public static var overlapsNeighbour: Self { Self("overlapsNeighbour") }
     /// The exercise has no profile.

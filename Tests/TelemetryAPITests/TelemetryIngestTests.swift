@@ -207,6 +207,36 @@ struct TelemetryIngestTests {
         #expect(try spool.sessions().isEmpty && gone == nil)
     }
 
+    @Test("an empty batch is refused; player events are capped per session; starts of one session at once make it once and keep its batches")
+    func emptyEventsAndConcurrentStarts() async throws {
+        let fixture = try Fixture("ingest-events")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine { $0.maximumEventsPerSession = 3 }
+        let claims = Self.claims()
+        _ = try await ingest.start(claims, exercise: "knee_flexion")
+        #expect(await Self.code { _ = try await ingest.ingest(TelemetryBatch(frames: PoseFrames()), sequence: 0, for: claims) } == .emptyBatch)
+        let events = (0..<3).map { VideoEvent(videoID: "intro", event: MediaEvent(.timeUpdate, at: Double($0), playhead: Double($0))) }
+        _ = try await ingest.ingest(TelemetryBatch(frames: PoseFrames(), events: events), sequence: 0, for: claims)
+        let more = TelemetryBatch(frames: PoseFrames(), events: [VideoEvent(videoID: "intro", event: MediaEvent(.pause, at: 9))])
+        #expect(await Self.code { _ = try await ingest.ingest(more, sequence: 1, for: claims) } == .sessionFull)
+        let starts = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 { group.addTask { try await ingest.start(claims, exercise: "knee_flexion").resumed } }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(starts.allSatisfy { $0 })
+        #expect(try await ingest.status(claims).batches == 1)
+        let spooled = try await fixture.spool.read(organization: claims.organizationID, session: claims.sessionID)
+        #expect(spooled?.batches.count == 1)
+        // Eight new sessions started at once: one each, none lost.
+        let fresh = Self.claims()
+        let made = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 { group.addTask { try await ingest.start(fresh, exercise: "knee_flexion").resumed } }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(made.filter { !$0 }.count == 1)
+        #expect(ingest.counts.open == 2)
+    }
+
     @Test("limits: open sessions per process (503, transient), frames per session (413), sequence range, an unknown exercise, a token for the same session id but another patient or clinic")
     func limits() async throws {
         let fixture = try Fixture("ingest-limits")

@@ -1141,13 +1141,14 @@ enum OpenAPIDocument {
           ],
           "put": {
             "operationId": "putLocalObject",
-            "summary": "The embedded default's uploads store (with an uploads bucket, S3 serves its own URLs): a presigned upload, checked by the store's verifier before a byte is read; exactly the signed type and length.",
+            "summary": "The embedded default's uploads store (with an uploads bucket, S3 serves its own URLs): a presigned upload, checked by the store's verifier before a byte is read; exactly the signed type and length; an object stored once is not replaced (409).",
             "security": [],
             "requestBody": {"required": false, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
             "responses": {
               "200": {"description": "Stored."},
               "400": {"$ref": "#/components/responses/Problem"},
               "403": {"$ref": "#/components/responses/Problem"},
+              "409": {"$ref": "#/components/responses/Problem"},
               "501": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }

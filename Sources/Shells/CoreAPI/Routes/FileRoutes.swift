@@ -144,6 +144,9 @@ func addLocalObjectRoutes(to router: Router<CoreRequestContext>, store: LocalObj
         guard case .upload(let type, let length, _) = try store.verifyPresigned(method: "PUT", key: key, query: query, headers: headers) else {
             throw ObjectStoreError(.presignRefused, "the URL is not an upload's")
         }
+        // Once stored, an object is not replaced through a URL still within its five minutes
+        // (a completed file, a signed consent, stays what was completed).
+        guard try await store.head(key) == nil else { throw RequestError(.conflict, "the object was uploaded already") }
         let upload = try await store.beginUpload(key, options: ObjectPutOptions(contentType: type))
         var received = 0
         do {
@@ -166,7 +169,11 @@ func addLocalObjectRoutes(to router: Router<CoreRequestContext>, store: LocalObj
         guard let info = try await store.head(key) else { throw RequestError(.notFound, "no such object") }
         let chunk = 1 << 20
         return Response(
-            status: .ok, headers: [.contentType: info.contentType ?? "application/octet-stream", .cacheControl: "private, no-store"],
+            // Served from the API's own origin: never rendered in it (no sniffing, a download).
+            status: .ok, headers: [
+                .contentType: info.contentType ?? "application/octet-stream", .cacheControl: "private, no-store",
+                HTTPField.Name("X-Content-Type-Options")!: "nosniff", HTTPField.Name("Content-Disposition")!: "attachment",
+            ],
             body: ResponseBody(contentLength: info.size) { writer in
                 // In ranges of a megabyte: a large video never sits whole in memory.
                 var offset = 0
