@@ -2,7 +2,7 @@
 
 /// Every closure-body snippet of README.md and Documentation/, in page order.
 let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
-    ("README.md:182", snippet_README_1),
+    ("README.md:183", snippet_README_1),
     ("Documentation/RestartixBackup.md:32", snippet_Documentation_RestartixBackup_1),
     ("Documentation/RestartixCore.md:54", snippet_Documentation_RestartixCore_2),
     ("Documentation/RestartixKit.md:20", snippet_Documentation_RestartixKit_1),
