@@ -62,13 +62,9 @@ public final class S3ObjectStore: ObjectStore {
         let lock = head.lockMode.flatMap(ObjectLock.Mode.init(rawValue:)).flatMap { mode in
             head.lockRetainUntil.map { ObjectLock(mode: mode, retainUntil: $0) }
         }
-        let encryption: ServerSideEncryption? = switch head.serverSideEncryption {
-        case "AES256": .s3
-        case "aws:kms": .kms(keyID: head.kmsKeyID)
-        default: nil
-        }
         return ObjectInfo(
-            key: key, size: head.size, sha256: head.metadata["sha256"], contentType: head.contentType, lock: lock, serverSideEncryption: encryption
+            key: key, size: head.size, sha256: head.metadata["sha256"], contentType: head.contentType, lock: lock,
+            serverSideEncryption: ServerSideEncryption(header: head.serverSideEncryption, kmsKeyID: head.kmsKeyID)
         )
     }
 

@@ -74,11 +74,9 @@ extension LocalObjectStore {
             guard let type = headers["content-type"], let lengthText = headers["content-length"], let length = Int(lengthText), length >= 0 else {
                 throw ObjectStoreError(.presignRefused, "a presigned upload sends the content type and length it was signed for")
             }
-            let encryption: ServerSideEncryption? = switch headers["x-amz-server-side-encryption"] {
-            case "AES256": .s3
-            case "aws:kms": .kms(keyID: headers["x-amz-server-side-encryption-aws-kms-key-id"])
-            default: nil
-            }
+            let encryption = ServerSideEncryption(
+                header: headers["x-amz-server-side-encryption"], kmsKeyID: headers["x-amz-server-side-encryption-aws-kms-key-id"]
+            )
             access = .upload(contentType: type, contentLength: length, serverSideEncryption: encryption)
         default:
             throw ObjectStoreError(.presignRefused, "a presigned URL is for GET or PUT")

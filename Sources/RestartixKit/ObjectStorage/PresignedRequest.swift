@@ -63,6 +63,16 @@ public enum ServerSideEncryption: Sendable, Hashable, Codable {
     /// SSE-KMS (`aws:kms`), under `keyID` or the bucket's default KMS key when `nil`.
     case kms(keyID: String?)
 
+    /// The encryption `x-amz-server-side-encryption` names (`AES256`, `aws:kms` with the KMS
+    /// key's id), nil for none or anything else: how S3 reports it and how a request asks.
+    public init?(header: String?, kmsKeyID: String?) {
+        switch header {
+        case "AES256": self = .s3
+        case "aws:kms": self = .kms(keyID: kmsKeyID)
+        default: return nil
+        }
+    }
+
     /// The request headers that ask for it.
     public var headers: [(String, String)] {
         switch self {

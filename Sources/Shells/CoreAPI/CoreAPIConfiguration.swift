@@ -150,18 +150,8 @@ struct CoreAPIConfiguration: Sendable {
         uploadsBucket = service.string("UPLOADS_S3_BUCKET")
         uploadsDirectory = service.string("UPLOADS_DIRECTORY")
             ?? URL(fileURLWithPath: database.sqliteFilePath ?? service.sqlitePath()).deletingLastPathComponent().appendingPathComponent("uploads").path
-        switch service.string("UPLOADS_S3_SSE")?.lowercased() {
-        case nil, "none": uploadsEncryption = nil
-        case "aes256": uploadsEncryption = .s3
-        case "aws:kms": uploadsEncryption = .kms(keyID: service.string("UPLOADS_S3_KMS_KEY_ID"))
-        default: throw ConfigurationError(.invalidValue, "UPLOADS_S3_SSE must be none, AES256 or aws:kms")
-        }
-        if let text = service.string("PUBLIC_BASE_URL") {
-            guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil, url.query == nil else {
-                throw ConfigurationError(.invalidValue, "PUBLIC_BASE_URL must be an http(s) URL without a query")
-            }
-            publicBaseURL = url
-        }
+        uploadsEncryption = try service.serverSideEncryption("UPLOADS_S3_SSE", kmsKey: "UPLOADS_S3_KMS_KEY_ID")
+        publicBaseURL = try service.baseURL("PUBLIC_BASE_URL")
         edge = try service.edgeOptions()
         drain = try service.drainPolicy()
         if let text = service.string("SES_SNS_TOPIC_ARNS") {

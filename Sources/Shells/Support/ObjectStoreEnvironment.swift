@@ -58,3 +58,25 @@ extension ServiceEnvironment {
         }
     }
 }
+
+extension ServiceEnvironment {
+    /// A bucket's server-side encryption setting (`key`: none, AES256 or aws:kms, any case;
+    /// `kmsKey` names the KMS key of aws:kms): nil for none or unset.
+    public func serverSideEncryption(_ key: String, kmsKey: String) throws(ConfigurationError) -> ServerSideEncryption? {
+        switch string(key)?.lowercased() {
+        case nil, "none": return nil
+        case "aes256": return .s3
+        case "aws:kms": return .kms(keyID: string(kmsKey))
+        default: throw ConfigurationError(.invalidValue, "\(key) must be none, AES256 or aws:kms")
+        }
+    }
+
+    /// A service's base URL (`key`): http(s), a host, no query; nil when unset.
+    public func baseURL(_ key: String) throws(ConfigurationError) -> URL? {
+        guard let text = string(key) else { return nil }
+        guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil, url.query == nil else {
+            throw ConfigurationError(.invalidValue, "\(key) must be an http(s) URL without a query")
+        }
+        return url
+    }
+}

@@ -78,12 +78,7 @@ struct TelemetryAPIConfiguration: Sendable {
                 throw ConfigurationError(.invalidValue, "\(ServiceAccountTokens.secretVariable): \(error.detail)")
             }
         }
-        if let text = service.string("CORE_API_URL") {
-            guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil, url.query == nil else {
-                throw ConfigurationError(.invalidValue, "CORE_API_URL must be an http(s) URL without a query")
-            }
-            coreAPIURL = url
-        }
+        if let url = try service.baseURL("CORE_API_URL") { coreAPIURL = url }
         bucket = service.string("TELEMETRY_S3_BUCKET")
         // Beside the embedded default's SQLite file unless set (.restartix/ by default).
         directory = service.string("TELEMETRY_DIRECTORY") ?? secrets.appendingPathComponent("telemetry").path
@@ -93,12 +88,7 @@ struct TelemetryAPIConfiguration: Sendable {
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_BATCHES", in: 1...10_000) { ingest.maximumConcurrentBatches = count }
         if let count = try service.int("TELEMETRY_MAX_SESSION_FRAMES", in: 1...2_000_000) { ingest.maximumFramesPerSession = count }
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_FINISHES", in: 1...64) { ingest.maximumConcurrentFinishes = count }
-        switch service.string("TELEMETRY_S3_SSE")?.lowercased() {
-        case nil, "none": ingest.serverSideEncryption = nil
-        case "aes256": ingest.serverSideEncryption = .s3
-        case "aws:kms": ingest.serverSideEncryption = .kms(keyID: service.string("TELEMETRY_S3_KMS_KEY_ID"))
-        default: throw ConfigurationError(.invalidValue, "TELEMETRY_S3_SSE must be none, AES256 or aws:kms")
-        }
+        ingest.serverSideEncryption = try service.serverSideEncryption("TELEMETRY_S3_SSE", kmsKey: "TELEMETRY_S3_KMS_KEY_ID")
     }
 
     /// The variable and its `_PREVIOUS`, as the token types read them; empty when unset.
