@@ -173,6 +173,7 @@ public struct AWSContainerCredentials: Sendable, Hashable, CustomStringConvertib
             let AccessKeyId: String
             let SecretAccessKey: String
             let Token: String?
+            let Expiration: String?
         }
         let data: Data
         do {
@@ -189,37 +190,45 @@ public struct AWSContainerCredentials: Sendable, Hashable, CustomStringConvertib
         guard let answer = try? JSONDecoder().decode(Answer.self, from: data), !answer.AccessKeyId.isEmpty, !answer.SecretAccessKey.isEmpty else {
             throw AWSError(.malformedResponse, "the container credential endpoint answered JSON of another shape")
         }
-        return AWSCredentials(accessKeyID: answer.AccessKeyId, secretAccessKey: answer.SecretAccessKey, sessionToken: answer.Token)
+        // ISO 8601 in UTC ("2026-12-06T15:04:05Z", fractional seconds in some answers). An
+        // expiration that cannot be read counts as none: the keys are used until refused.
+        let expiration = answer.Expiration.flatMap { text in
+            (try? Date(text, strategy: .iso8601)) ?? (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        }
+        return AWSCredentials(accessKeyID: answer.AccessKeyId, secretAccessKey: answer.SecretAccessKey, sessionToken: answer.Token, expiration: expiration)
     }
 }
 
 extension SecretsManagerClient {
-    /// A client for `aws`'s region, credentials (resolved now) and Secrets Manager endpoint.
+    /// A client for `aws`'s region, credentials (fetched now and again before they expire:
+    /// ``AWSCredentialProvider``) and Secrets Manager endpoint.
     public init(_ aws: AWSConfiguration, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)) async throws(AWSError) {
         try self.init(
-            region: aws.region, credentials: try await aws.credentials.resolve(httpClient: httpClient),
+            region: aws.region, credentials: try await AWSCredentialProvider(aws.credentials, httpClient: httpClient),
             endpoint: aws.endpoint(for: .secretsManager)?.absoluteString, httpClient: httpClient, timeout: timeout
         )
     }
 }
 
 extension KMSClient {
-    /// A client for `aws`'s region, credentials (resolved now) and KMS endpoint.
+    /// A client for `aws`'s region, credentials (fetched now and again before they expire:
+    /// ``AWSCredentialProvider``) and KMS endpoint.
     public init(_ aws: AWSConfiguration, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)) async throws(AWSError) {
         try self.init(
-            region: aws.region, credentials: try await aws.credentials.resolve(httpClient: httpClient),
+            region: aws.region, credentials: try await AWSCredentialProvider(aws.credentials, httpClient: httpClient),
             endpoint: aws.endpoint(for: .kms)?.absoluteString, httpClient: httpClient, timeout: timeout
         )
     }
 }
 
 extension S3Client {
-    /// A client for `bucket` with `aws`'s region, credentials (resolved now) and S3 endpoint.
+    /// A client for `bucket` with `aws`'s region, credentials (fetched now and again before
+    /// they expire: ``AWSCredentialProvider``) and S3 endpoint.
     public init(
         bucket: String, _ aws: AWSConfiguration, usePathStyle: Bool = false, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(30)
     ) async throws(AWSError) {
         try self.init(
-            bucket: bucket, region: aws.region, credentials: try await aws.credentials.resolve(httpClient: httpClient),
+            bucket: bucket, region: aws.region, credentials: try await AWSCredentialProvider(aws.credentials, httpClient: httpClient),
             endpoint: aws.endpoint(for: .s3)?.absoluteString, usePathStyle: usePathStyle, httpClient: httpClient, timeout: timeout
         )
     }

@@ -81,18 +81,35 @@ public struct AWSError: RestartixError, Equatable {
 public struct AWSJSONClient: Sendable {
     /// The endpoint, e.g. `https://kms.eu-central-1.amazonaws.com`.
     public let endpoint: URL
-    /// The signer (credentials, region, service).
-    public let signer: AWSSigner
+    /// The credentials every call is signed with (fetched again before they expire).
+    public let credentials: AWSCredentialProvider
+    /// The region.
+    public let region: String
+    /// The service's signing name (`secretsmanager`, `kms`).
+    public let service: String
+    /// A signer with the keys held now; calls ask ``credentials`` for theirs.
+    public var signer: AWSSigner { AWSSigner(credentials: credentials.current, region: region, service: service) }
     let targetPrefix: String
     let httpClient: HTTPClient
     let timeout: Duration
+
+    /// A client with fixed keys.
+    public init(
+        service: String, targetPrefix: String, region: String, credentials: AWSCredentials, endpoint: String? = nil,
+        httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
+    ) throws(AWSError) {
+        try self.init(
+            service: service, targetPrefix: targetPrefix, region: region, credentials: AWSCredentialProvider(credentials), endpoint: endpoint,
+            httpClient: httpClient, timeout: timeout
+        )
+    }
 
     /// A client for `service` (its signing name) whose actions are `targetPrefix.Action`.
     public init(
         service: String,
         targetPrefix: String,
         region: String,
-        credentials: AWSCredentials,
+        credentials: AWSCredentialProvider,
         endpoint: String? = nil,
         httpClient: HTTPClient = .shared,
         timeout: Duration = .seconds(10)
@@ -102,7 +119,9 @@ public struct AWSJSONClient: Sendable {
             throw AWSError(.configuration, "the \(service) endpoint is not an http(s) URL")
         }
         self.endpoint = url
-        self.signer = AWSSigner(credentials: credentials, region: region, service: service)
+        self.credentials = credentials
+        self.region = region
+        self.service = service
         self.targetPrefix = targetPrefix
         self.httpClient = httpClient
         self.timeout = timeout
@@ -131,6 +150,7 @@ public struct AWSJSONClient: Sendable {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", "\(targetPrefix).\(action)"),
         ]
+        let signer = AWSSigner(credentials: try await credentials.credentials(), region: region, service: service)
         let signed = signer.sign(method: "POST", path: endpoint.path.isEmpty ? "/" : endpoint.path, headers: headers, body: body)
         var http = HTTPClientRequest(url: endpoint.absoluteString)
         http.method = .POST
@@ -176,9 +196,16 @@ struct AWSFailureBody: Decodable {
 public struct SecretsManagerClient: Sendable {
     let client: AWSJSONClient
 
-    /// A client; `endpoint` defaults to the region's public endpoint; `timeout` bounds each call.
+    /// A client with fixed keys.
     public init(
         region: String, credentials: AWSCredentials, endpoint: String? = nil, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
+    ) throws(AWSError) {
+        try self.init(region: region, credentials: AWSCredentialProvider(credentials), endpoint: endpoint, httpClient: httpClient, timeout: timeout)
+    }
+
+    /// A client; `endpoint` defaults to the region's public endpoint; `timeout` bounds each call.
+    public init(
+        region: String, credentials: AWSCredentialProvider, endpoint: String? = nil, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
     ) throws(AWSError) {
         client = try AWSJSONClient(
             service: "secretsmanager", targetPrefix: "secretsmanager", region: region, credentials: credentials,
@@ -224,9 +251,16 @@ public struct SecretsManagerClient: Sendable {
 public struct KMSClient: Sendable {
     let client: AWSJSONClient
 
-    /// A client; `endpoint` defaults to the region's public endpoint; `timeout` bounds each call.
+    /// A client with fixed keys.
     public init(
         region: String, credentials: AWSCredentials, endpoint: String? = nil, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
+    ) throws(AWSError) {
+        try self.init(region: region, credentials: AWSCredentialProvider(credentials), endpoint: endpoint, httpClient: httpClient, timeout: timeout)
+    }
+
+    /// A client; `endpoint` defaults to the region's public endpoint; `timeout` bounds each call.
+    public init(
+        region: String, credentials: AWSCredentialProvider, endpoint: String? = nil, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
     ) throws(AWSError) {
         client = try AWSJSONClient(
             service: "kms", targetPrefix: "TrentService", region: region, credentials: credentials, endpoint: endpoint,

@@ -13,12 +13,16 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible {
     public let secretAccessKey: String
     /// The session token of temporary credentials.
     public let sessionToken: String?
+    /// When temporary credentials stop working (the container endpoint's `Expiration`); nil
+    /// for keys that do not expire. ``AWSCredentialProvider`` fetches new ones before then.
+    public let expiration: Date?
 
     /// Credentials from their parts.
-    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
+    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil, expiration: Date? = nil) {
         self.accessKeyID = accessKeyID
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
+        self.expiration = expiration
     }
 
     /// The access key id only.

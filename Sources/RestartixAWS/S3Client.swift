@@ -17,20 +17,35 @@ import RestartixKit
 public struct S3Client: Sendable {
     /// The bucket.
     public let bucket: String
-    /// The signer (credentials, region, `s3`).
-    public let signer: AWSSigner
+    /// The credentials every request is signed with (fetched again before they expire).
+    public let credentials: AWSCredentialProvider
+    /// The bucket's region.
+    public let region: String
+    /// A signer with the keys held now (region, `s3`); requests ask ``credentials`` for theirs.
+    public var signer: AWSSigner { AWSSigner(credentials: credentials.current, region: region, service: "s3") }
     /// The bucket's base URL (`https://bucket.s3.region.amazonaws.com` or
     /// `http://127.0.0.1:5000/bucket`).
     public let bucketURL: URL
     let httpClient: HTTPClient
     let timeout: Duration
 
+    /// A client for `bucket` with fixed keys.
+    public init(
+        bucket: String, region: String, credentials: AWSCredentials, endpoint: String? = nil, usePathStyle: Bool = false,
+        httpClient: HTTPClient = .shared, timeout: Duration = .seconds(30)
+    ) throws(AWSError) {
+        try self.init(
+            bucket: bucket, region: region, credentials: AWSCredentialProvider(credentials), endpoint: endpoint, usePathStyle: usePathStyle,
+            httpClient: httpClient, timeout: timeout
+        )
+    }
+
     /// A client for `bucket`. `endpoint` replaces `https://s3.<region>.amazonaws.com`;
     /// `usePathStyle` puts the bucket in the path instead of the host name (moto, MinIO).
     public init(
         bucket: String,
         region: String,
-        credentials: AWSCredentials,
+        credentials: AWSCredentialProvider,
         endpoint: String? = nil,
         usePathStyle: Bool = false,
         httpClient: HTTPClient = .shared,
@@ -55,7 +70,8 @@ public struct S3Client: Sendable {
         guard let url = components.url else { throw AWSError(.configuration, "the S3 endpoint is not an http(s) URL") }
         self.bucket = bucket
         self.bucketURL = url
-        self.signer = AWSSigner(credentials: credentials, region: region, service: "s3")
+        self.credentials = credentials
+        self.region = region
         self.httpClient = httpClient
         self.timeout = timeout
     }
@@ -77,7 +93,6 @@ public struct S3Client: Sendable {
     /// it. A bucket that exists and is yours already is not an error (`BucketAlreadyOwnedByYou`).
     public func createBucket(objectLockEnabled: Bool = false) async throws(AWSError) {
         let headers = objectLockEnabled ? [("x-amz-bucket-object-lock-enabled", "true")] : []
-        let region = signer.region
         let body = region == "us-east-1" ? Data() : Data((
             "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>"
                 + Self.escaped(region) + "</LocationConstraint></CreateBucketConfiguration>"
@@ -333,6 +348,7 @@ public struct S3Client: Sendable {
     func send(
         _ method: String, _ url: URL, headers: [(String, String)] = [], payload: AWSSigner.Payload, body: Data = Data(), accept: Set<Int> = [200]
     ) async throws(AWSError) -> (status: Int, headers: HTTPHeaders, body: Data) {
+        let signer = AWSSigner(credentials: try await credentials.credentials(), region: region, service: "s3")
         let signed = signer.sign(method, url: url, headers: headers, payload: payload)
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = HTTPMethod(rawValue: method)

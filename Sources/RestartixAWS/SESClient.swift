@@ -11,31 +11,44 @@ import RestartixKit
 /// Errors are ``AWSError``: `.service(type:status:)` with SES's error type (`MessageRejected`,
 /// `AccountSuspendedException`, `TooManyRequestsException`...), never a body or an address.
 public struct SESClient: Sendable {
-    /// The signer (credentials, region, `ses`).
-    public let signer: AWSSigner
+    /// The credentials every call is signed with (fetched again before they expire).
+    public let credentials: AWSCredentialProvider
+    /// The region.
+    public let region: String
+    /// A signer with the keys held now (region, `ses`); calls ask ``credentials`` for theirs.
+    public var signer: AWSSigner { AWSSigner(credentials: credentials.current, region: region, service: "ses") }
     /// The endpoint, e.g. `https://email.eu-central-1.amazonaws.com`.
     public let endpoint: URL
     let httpClient: HTTPClient
     let timeout: Duration
 
-    /// A client; `endpoint` replaces `https://email.<region>.amazonaws.com`.
+    /// A client with fixed keys.
     public init(
         region: String, credentials: AWSCredentials, endpoint: String? = nil, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
+    ) throws(AWSError) {
+        try self.init(region: region, credentials: AWSCredentialProvider(credentials), endpoint: endpoint, httpClient: httpClient, timeout: timeout)
+    }
+
+    /// A client; `endpoint` replaces `https://email.<region>.amazonaws.com`.
+    public init(
+        region: String, credentials: AWSCredentialProvider, endpoint: String? = nil, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)
     ) throws(AWSError) {
         let text = endpoint ?? "https://email.\(region).amazonaws.com"
         guard let url = URL(string: text.hasSuffix("/") ? String(text.dropLast()) : text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
             throw AWSError(.configuration, "the SES endpoint is not an http(s) URL")
         }
         self.endpoint = url
-        self.signer = AWSSigner(credentials: credentials, region: region, service: "ses")
+        self.credentials = credentials
+        self.region = region
         self.httpClient = httpClient
         self.timeout = timeout
     }
 
-    /// A client for `aws`'s region, credentials (resolved now) and SES endpoint.
+    /// A client for `aws`'s region, credentials (fetched now and again before they expire:
+    /// ``AWSCredentialProvider``) and SES endpoint.
     public init(_ aws: AWSConfiguration, httpClient: HTTPClient = .shared, timeout: Duration = .seconds(10)) async throws(AWSError) {
         try self.init(
-            region: aws.region, credentials: try await aws.credentials.resolve(httpClient: httpClient),
+            region: aws.region, credentials: try await AWSCredentialProvider(aws.credentials, httpClient: httpClient),
             endpoint: aws.endpoint(for: .sesv2)?.absoluteString, httpClient: httpClient, timeout: timeout
         )
     }
@@ -168,6 +181,7 @@ public struct SESClient: Sendable {
         if let request {
             do { body = try JSONEncoder().encode(request) } catch { throw AWSError(.configuration, "the \(action) request could not be encoded") }
         }
+        let signer = AWSSigner(credentials: try await credentials.credentials(), region: region, service: "ses")
         let signed = signer.sign(method, url: url, headers: request == nil ? [] : [("content-type", "application/json")], payload: .bytes(body))
         var http = HTTPClientRequest(url: url.absoluteString)
         http.method = HTTPMethod(rawValue: method)

@@ -221,6 +221,102 @@ struct AWSContainerCredentialsTests {
     }
 }
 
+/// Keys that expire while a client lives: a container endpoint that issues numbered keys valid
+/// for an hour of a test clock, and an S3 endpoint that records which key signed each request.
+@Suite("AWS credential refresh", .timeLimit(.minutes(2)))
+struct AWSCredentialRefreshTests {
+    final class World: Sendable {
+        let now = Mutex(Date(timeIntervalSince1970: 1_900_000_000))
+        let issued = Mutex(0)
+        let failing = Mutex(false)
+        let slow = Mutex(Duration.zero)
+        func advance(_ seconds: TimeInterval) { now.withLock { $0 += seconds } }
+    }
+
+    static func keyID(_ request: StubHTTPServer.Request) -> String? {
+        guard let authorization = request.headers["authorization"], let range = authorization.range(of: "Credential=") else { return nil }
+        return String(authorization[range.upperBound...].prefix { $0 != "/" })
+    }
+
+    @Test("a client signs with fresh keys once the held ones are within the window; one fetch for many callers; a failed refresh keeps valid keys, fails expired ones")
+    func refresh() async throws {
+        let world = World()
+        let endpoint = try await StubHTTPServer.start { _ in
+            try? await Task.sleep(for: world.slow.withLock { $0 })
+            if world.failing.withLock({ $0 }) { return .status(503) }
+            let n = world.issued.withLock { $0 += 1; return $0 }
+            let expiration = world.now.withLock { $0 }.addingTimeInterval(3600).formatted(.iso8601)
+            return .json(#"{"AccessKeyId":"ASIAKEY\#(n)","SecretAccessKey":"secret-\#(n)","Token":"token-\#(n)","Expiration":"\#(expiration)"}"#)
+        }
+        defer { endpoint.stop() }
+        let s3 = try await StubHTTPServer.start { _ in StubHTTPServer.Reply(status: 200, headers: ["ETag": "\"e\""]) }
+        defer { s3.stop() }
+        let provider = try await AWSCredentialProvider(
+            .container(AWSContainerCredentials(fullURI: endpoint.baseURL + "/creds")), clock: { world.now.withLock { $0 } }
+        )
+        #expect(provider.current.expiration == world.now.withLock { $0 }.addingTimeInterval(3600))
+        let client = try S3Client(bucket: "refresh-test", region: "us-east-1", credentials: provider, endpoint: s3.baseURL, usePathStyle: true)
+        func lastKey() -> String? { s3.requests.last.flatMap(Self.keyID) }
+
+        try await client.put(Data("a".utf8), at: "a")
+        #expect(lastKey() == "ASIAKEY1" && provider.refreshCount == 0, "an hour left: the keys held")
+        world.advance(46 * 60)
+        try await client.put(Data("b".utf8), at: "b")
+        #expect(lastKey() == "ASIAKEY2" && provider.refreshCount == 1, "14 minutes left: fetched again before signing")
+
+        // Twenty requests at once, when the keys are due and the endpoint is slow: one fetch.
+        world.advance(46 * 60)
+        world.slow.withLock { $0 = .milliseconds(300) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<20 { group.addTask { try await client.put(Data("c".utf8), at: "c\(i)") } }
+            try await group.waitForAll()
+        }
+        world.slow.withLock { $0 = .zero }
+        #expect(world.issued.withLock { $0 } == 3 && provider.refreshCount == 2)
+        #expect(s3.requests.suffix(20).allSatisfy { Self.keyID($0) == "ASIAKEY3" })
+
+        // The endpoint down while the keys held are still valid: they go on signing, and the
+        // endpoint is asked again only after the retry interval.
+        world.advance(50 * 60)
+        world.failing.withLock { $0 = true }
+        let before = endpoint.requests.count
+        try await client.put(Data("d".utf8), at: "d")
+        try await client.put(Data("e".utf8), at: "e")
+        #expect(lastKey() == "ASIAKEY3")
+        #expect(endpoint.requests.count == before + 1, "one attempt within the retry interval")
+        world.advance(11)
+        try await client.put(Data("f".utf8), at: "f")
+        #expect(endpoint.requests.count == before + 2)
+
+        // Expired, and the endpoint still down: the request fails with the endpoint's error and
+        // sends nothing.
+        world.advance(20 * 60)
+        let sent = s3.requests.count
+        let expired = await #expect(throws: AWSError.self) { try await client.put(Data("g".utf8), at: "g") }
+        #expect(expired?.kind == .service(type: "ContainerCredentials", status: 503))
+        #expect(s3.requests.count == sent)
+
+        // Back: the next request signs with new keys; a presigned URL (synchronous) uses them.
+        world.failing.withLock { $0 = false }
+        try await client.put(Data("h".utf8), at: "h")
+        #expect(lastKey() == "ASIAKEY4")
+        let url = try client.presignedURL("GET", for: "h", expires: .seconds(900))
+        #expect(url.absoluteString.contains("ASIAKEY4"))
+        #expect(!"\(provider)".contains("secret-") && !"\(provider.current)".contains("secret-"))
+    }
+
+    @Test("fixed keys never refresh; container keys without an expiration are kept")
+    func fixed() async throws {
+        let provider = AWSCredentialProvider(AWSCredentials(accessKeyID: "AKIAFIXED", secretAccessKey: "s"))
+        #expect(try await provider.credentials().accessKeyID == "AKIAFIXED" && provider.refreshCount == 0)
+        let endpoint = try await StubHTTPServer.start { _ in .json(#"{"AccessKeyId":"ASIANOEXP","SecretAccessKey":"s"}"#) }
+        defer { endpoint.stop() }
+        let container = try await AWSCredentialProvider(.container(AWSContainerCredentials(fullURI: endpoint.baseURL + "/creds")))
+        #expect(try await container.credentials().accessKeyID == "ASIANOEXP")
+        #expect(endpoint.requests.count == 1 && container.current.expiration == nil)
+    }
+}
+
 /// SES v2 against moto (send, an unverified sender refused, the send counted), and its REST
 /// paths against a stub that checks the request SigV4 signs (moto has no suppression list).
 @Suite("SES", .timeLimit(.minutes(3)))

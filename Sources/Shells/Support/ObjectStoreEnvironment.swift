@@ -22,8 +22,10 @@ extension ServiceEnvironment {
             }
         }
         let aws = try aws(for: "the \(what) bucket")
-        let credentials: AWSCredentials
-        do { credentials = try await aws.credentials.resolve() } catch {
+        // Fetched now (a role that cannot be assumed stops the executable at start) and again
+        // before they expire: the services run for longer than a container role's keys last.
+        let credentials: AWSCredentialProvider
+        do { credentials = try await AWSCredentialProvider(aws.credentials) } catch {
             throw ConfigurationError(.invalidValue, "the \(what) bucket's AWS credentials could not be obtained: \(error.codeName)")
         }
         let endpoint = aws.endpoint(for: .s3)
