@@ -71,7 +71,8 @@ public final class S3ObjectStore: ObjectStore {
     /// A SigV4 presigned URL (query-string authentication) for `access` to `key`: a download
     /// signs the host only; an upload signs its content type, content length and encryption
     /// header too, so S3 refuses a PUT with any other (403 `SignatureDoesNotMatch`), and one
-    /// after the expiry (403 `AccessDenied`, "Request has expired").
+    /// after the expiry (403 `AccessDenied`, "Request has expired"); and `If-None-Match: *`,
+    /// so S3 refuses to replace an object that is there (412 `PreconditionFailed`).
     public func presign(_ key: ObjectKey, for access: PresignedAccess, expires: Duration) throws(ObjectStoreError) -> PresignedRequest {
         try access.validate(expires: expires)
         let now = Date()
@@ -82,7 +83,8 @@ public final class S3ObjectStore: ObjectStore {
                 url = try client.presignedURL("GET", for: key.value, expires: expires, date: now)
             case .upload(let type, let length, let encryption):
                 url = try client.presignedURL(
-                    "PUT", for: key.value, expires: expires, contentType: type, contentLength: length, headers: encryption?.headers ?? [], date: now
+                    "PUT", for: key.value, expires: expires, contentType: type, contentLength: length,
+                    headers: [("if-none-match", "*")] + (encryption?.headers ?? []), date: now
                 )
             }
         } catch {

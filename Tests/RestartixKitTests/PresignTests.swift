@@ -29,7 +29,7 @@ struct PresignTests {
         let store = try LocalObjectStore(directory: directory, presigning: try .random(baseURL: base), clock: { clock.read() })
         let key = try ObjectKey("0193a000-0000-7000-8000-0000000000aa/patient-files/scan nº 1?.png")
         let upload = try store.presign(key, for: .upload(contentType: "image/png", contentLength: 1234), expires: PresignedAccess.uploadLifetime)
-        #expect(upload.method == "PUT" && upload.headers == ["content-type": "image/png", "content-length": "1234"])
+        #expect(upload.method == "PUT" && upload.headers == ["content-type": "image/png", "content-length": "1234", "if-none-match": "*"])
         #expect(upload.expiresAt == clock.read().addingTimeInterval(300))
         #expect(!upload.description.contains("Signature"))
         let (parsed, query) = try Self.parts(upload.url, base: base)
@@ -49,9 +49,10 @@ struct PresignTests {
         #expect(refusal(query: { $0["X-Restartix-Expires"] = String(Int($0["X-Restartix-Expires"]!)! + 3600) }) == .presignRefused)
         #expect(refusal(query: { $0["X-Restartix-Signature"] = String($0["X-Restartix-Signature"]!.reversed()) }) == .presignRefused)
         #expect(refusal(query: { $0["X-Restartix-Signature"] = nil }) == .presignRefused)
-        #expect(refusal(headers: ["content-type": "text/html", "content-length": "1234"]) == .presignRefused)
-        #expect(refusal(headers: ["content-type": "image/png", "content-length": "99999999"]) == .presignRefused)
-        #expect(refusal(headers: ["content-type": "image/png"]) == .presignRefused)
+        #expect(refusal(headers: ["content-type": "text/html", "content-length": "1234", "if-none-match": "*"]) == .presignRefused)
+        #expect(refusal(headers: ["content-type": "image/png", "content-length": "99999999", "if-none-match": "*"]) == .presignRefused)
+        #expect(refusal(headers: ["content-type": "image/png", "if-none-match": "*"]) == .presignRefused)
+        #expect(refusal(headers: ["content-type": "image/png", "content-length": "1234"]) == .presignRefused, "If-None-Match is signed")
         clock.set(clock.read().addingTimeInterval(301))
         #expect(refusal() == .presignExpired)
 
@@ -98,9 +99,16 @@ struct PresignTests {
         noEncryption["x-amz-server-side-encryption"] = nil
         #expect(try await Self.send("PUT", upload.url, headers: noEncryption, body: bytes).status == 403)
         #expect(try await store.head(key) == nil)
+        var mayReplace = upload.headers
+        mayReplace["if-none-match"] = nil
+        #expect(try await Self.send("PUT", upload.url, headers: mayReplace, body: bytes).status == 403, "If-None-Match is signed")
         #expect(try await Self.send("PUT", upload.url, headers: upload.headers, body: bytes).status == 200)
         let head = try #require(try await store.head(key))
         #expect(head.size == bytes.count && head.contentType == "image/png" && head.serverSideEncryption == .s3)
+        // The same URL again, within its five minutes, with other bytes: S3 keeps the first.
+        let other = bytes.map { $0 ^ 0xFF }
+        #expect(try await Self.send("PUT", upload.url, headers: upload.headers, body: other).status == 412)
+        #expect(try await store.read(key, range: nil) == bytes)
 
         let download = try store.presign(key, for: .download, expires: PresignedAccess.downloadLifetime)
         let fetched = try await Self.send("GET", download.url)

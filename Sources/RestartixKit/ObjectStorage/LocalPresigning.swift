@@ -52,8 +52,8 @@ extension LocalObjectStore {
 
     /// The store's own verifier, for the route that serves its presigned URLs: checks that a
     /// `method` request for `key` (the path after the base URL, decoded) with this `query` and
-    /// these `headers` (lower-case names; a PUT's `content-type`, `content-length` and any
-    /// encryption header) is one this store signed and that it has not expired. Returns what it
+    /// these `headers` (lower-case names; a PUT's `content-type`, `content-length`,
+    /// `if-none-match` and any encryption header) is one this store signed and that it has not expired. Returns what it
     /// grants, so the route can hold an upload to its signed length. `presignRefused` for a
     /// missing or wrong signature (any change to the key, method, expiry or a signed header
     /// value), `presignExpired` after the expiry; neither names more than the rule.
@@ -73,6 +73,10 @@ extension LocalObjectStore {
         case "PUT":
             guard let type = headers["content-type"], let lengthText = headers["content-length"], let length = Int(lengthText), length >= 0 else {
                 throw ObjectStoreError(.presignRefused, "a presigned upload sends the content type and length it was signed for")
+            }
+            // Signed, as S3 signs it: the request must send it (the store never replaces a file).
+            guard headers["if-none-match"] == "*" else {
+                throw ObjectStoreError(.presignRefused, "a presigned upload sends If-None-Match: * as it was signed")
             }
             let encryption = ServerSideEncryption(
                 header: headers["x-amz-server-side-encryption"], kmsKeyID: headers["x-amz-server-side-encryption-aws-kms-key-id"]

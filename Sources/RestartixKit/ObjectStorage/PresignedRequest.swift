@@ -8,6 +8,9 @@ public enum PresignedAccess: Sendable, Hashable {
     /// `serverSideEncryption` (S3) when given. The values are part of the signature: a request
     /// with another type, another length or without the encryption header is refused, so a
     /// caller checks its MIME allow-list and size cap before signing and the URL enforces them.
+    /// An upload never replaces an object: `If-None-Match: *` is signed too, so a second PUT
+    /// with the same URL (within its minutes) is refused (S3: 412 `PreconditionFailed`; the
+    /// local store: 409).
     case upload(contentType: String, contentLength: Int, serverSideEncryption: ServerSideEncryption? = nil)
 
     /// How long a presigned upload lives unless asked otherwise: 5 minutes (the platform's
@@ -29,7 +32,7 @@ public enum PresignedAccess: Sendable, Hashable {
     /// The headers a request must send with exactly these values, lower-case names.
     public var requiredHeaders: [String: String] {
         guard case .upload(let type, let length, let encryption) = self else { return [:] }
-        var headers = ["content-type": type, "content-length": String(length)]
+        var headers = ["content-type": type, "content-length": String(length), "if-none-match": "*"]
         for (name, value) in encryption?.headers ?? [] { headers[name] = value }
         return headers
     }

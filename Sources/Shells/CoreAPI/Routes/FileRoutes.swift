@@ -138,7 +138,7 @@ func addLocalObjectRoutes(to router: Router<CoreRequestContext>, store: LocalObj
     router.put(path) { request, context -> Response in
         let (key, query) = try target(request, context)
         var headers: [String: String] = [:]
-        for field in request.headers where ["content-type", "content-length", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"].contains(field.name.canonicalName) {
+        for field in request.headers where ["content-type", "content-length", "if-none-match", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"].contains(field.name.canonicalName) {
             headers[field.name.canonicalName] = field.value
         }
         guard case .upload(let type, let length, _) = try store.verifyPresigned(method: "PUT", key: key, query: query, headers: headers) else {
