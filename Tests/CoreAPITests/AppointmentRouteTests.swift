@@ -67,7 +67,7 @@ extension PatientRouteTests {
             let (status, granted, _) = try await Self.hold(client, fixture, as: "patient", patient: mine.id, start: start)
             #expect(status == .created)
             let hold = try #require(granted)
-            #expect(hold.hold.store == (backend == .postgres ? "redis" : "database"))
+            #expect(hold.hold.store == (backend.isPostgres ? "redis" : "database"))
             #expect(hold.ends_at == Self.iso(start.addingTimeInterval(1800)))
             #expect(abs(try APITime.parse(hold.expires_at, field: "expires_at").timeIntervalSinceNow - 600) < 60, "ten minutes")
             // Held: nobody else holds it, staff included.
@@ -244,7 +244,7 @@ extension PatientRouteTests {
 
     @Test("booking race: fifty patients for one slot at once, one booking; with Redis down too", arguments: PatientRouteTests.backends, [false, true])
     func bookingRace(backend: Backend, redisDown: Bool) async throws {
-        guard !redisDown || backend == .postgres else { return }  // SQLite has no Redis to lose
+        guard !redisDown || backend.isPostgres else { return }  // SQLite has no Redis to lose
         try await withAPI(backend, configure: { configuration in
             if redisDown {
                 // Nothing listens there: every hold falls back to the database reservation.

@@ -1,5 +1,6 @@
 @testable import CoreAPI
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -12,7 +13,7 @@ import RestartixProviders
 import RestartixTenancy
 import RestartixTestSupport
 import Prometheus
-import ServiceSupport
+@testable import ServiceSupport
 import Testing
 
 @Suite("Core API", .timeLimit(.minutes(3)))
@@ -47,6 +48,56 @@ struct CoreAPITests {
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .notFound, "no registry, no route")
             }
+        }
+    }
+
+    @Test("/metrics: loopback only without METRICS_TOKEN (a forwarded request refused), the token's bearer only with it; refusals show no figure")
+    func metricsAccess() async throws {
+        var (configuration, path) = embeddedConfiguration()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(name: "restartix_test_secret_total").increment()
+        @Sendable func refused(_ response: TestResponse, _ status: HTTPResponse.Status, _ code: String) {
+            #expect(response.status == status)
+            let text = String(buffer: response.body)
+            #expect(text.contains(code) && !text.contains("restartix_test_secret_total"), "\(text)")
+        }
+        // The default: this test's client is on loopback; a proxy's forwarding header says the
+        // request came from elsewhere.
+        let loopback = try await buildApplication(configuration: configuration, metrics: registry)
+        try await loopback.test(.live) { client in
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .ok) }
+            for header in ["X-Forwarded-For", "Forwarded", "CF-Connecting-IP", "X-Real-IP"] {
+                try await client.execute(uri: "/metrics", method: .get, headers: [HTTPField.Name(header)!: "203.0.113.7"]) {
+                    refused($0, .forbidden, "metrics.notLoopback")
+                }
+            }
+        }
+        let token = String(repeating: "t", count: 40)
+        configuration.edge.metricsAccess = .bearer(token)
+        let bearer = try await buildApplication(configuration: configuration, metrics: registry)
+        try await bearer.test(.live) { client in
+            try await client.execute(uri: "/metrics", method: .get) {
+                refused($0, .unauthorized, "metrics.tokenRequired")
+                #expect($0.headers[.wwwAuthenticate] == "Bearer")
+            }
+            for wrong in [String(token.dropLast()), token + "t", "x"] {
+                try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(wrong)"]) {
+                    refused($0, .unauthorized, "metrics.tokenRequired")
+                }
+            }
+            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(token)", HTTPField.Name("X-Forwarded-For")!: "203.0.113.7"]) {
+                #expect($0.status == .ok, "with the token, from anywhere")
+                #expect(String(buffer: $0.body).contains("restartix_test_secret_total"))
+            }
+        }
+    }
+
+    @Test("loopback addresses: 127.0.0.0/8, ::1 and IPv4-mapped 127.x; nothing else")
+    func loopbackAddresses() {
+        for address in ["127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"] { #expect(MetricsAccess.isLoopback(address), "\(address)") }
+        for address in ["10.0.0.1", "0.0.0.0", "::", "::2", "::ffff:10.0.0.1", "fe80::1", "128.0.0.1", "localhost", ""] {
+            #expect(!MetricsAccess.isLoopback(address), "\(address)")
         }
     }
 

@@ -45,7 +45,7 @@ extension PatientRouteTests {
         let directory = try TemporaryDirectory("core-files")
         defer { directory.remove() }
         var bucket: String?
-        if backend == .postgres {
+        if backend.isPostgres {
             let name = "restartix-uploads-\(UUID().uuidString.prefix(8).lowercased())"
             let s3 = try S3Client(
                 bucket: name, region: "us-east-1",

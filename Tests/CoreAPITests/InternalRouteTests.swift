@@ -134,7 +134,7 @@ struct InternalRouteTests {
         #expect(try CoreAPIConfiguration(environment: base).serviceAccounts == nil)
         for (variables, named) in [
             (["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN": "short-secret-value"], "TELEMETRY_INTERNAL_SVC_ACCT_TOKEN is 18 bytes"),
-            (["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS": Self.previous], "TELEMETRY_INTERNAL_SVC_ACCT_TOKEN is not set"),
+            (["TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS": Self.previous], "_PREVIOUS is set without TELEMETRY_INTERNAL_SVC_ACCT_TOKEN"),
         ] {
             let error = #expect(throws: ConfigurationError.self) { try CoreAPIConfiguration(environment: base.merging(variables) { $1 }) }
             #expect(error?.description.contains(named) == true, "\(String(describing: error))")

@@ -21,13 +21,12 @@ import Testing
 /// seven at once on two cores slowed the fault drills running beside them past their bounds.
 @Suite("Core API patients", .serialized, .timeLimit(.minutes(3)))
 struct PatientRouteTests {
-    enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
-        case sqlite, postgres
-        var testDescription: String { rawValue }
-    }
+    /// The support target's backends: the Core API runs on the embedded SQLite file or on
+    /// Postgres with Redis (through PgBouncer, as deployed; directly works too).
+    typealias Backend = TestBackend
 
-    /// SQLite always; Postgres where the services run (under CI they must).
-    static var backends: [Backend] { RequiredServices.shouldRun("DATABASE_URL", "DATABASE_APP_URL", "REDIS_URL") ? [.sqlite, .postgres] : [.sqlite] }
+    /// SQLite always; Postgres through PgBouncer where the services run (under CI they must).
+    static var backends: [Backend] { RequiredServices.shouldRun("DATABASE_URL", "DATABASE_APP_URL", "REDIS_URL") ? [.sqlite, .pgbouncer] : [.sqlite] }
 
     struct Fixture: Sendable {
         let tokens: [String: String]
@@ -121,18 +120,20 @@ struct PatientRouteTests {
                 fixture.keyring = keyring
                 try await body(client, fixture)
             }
-        case .postgres:
+        case .postgresDirect, .pgbouncer:
             var environment: [String: String] = [:]
-            for name in ["DATABASE_URL", "DATABASE_APP_URL", "REDIS_URL", "ENCRYPTION_KEYS", "RESTARTIX_DEV_TOKEN_SECRET", "TELEMETRY_SESSION_TOKEN_SECRET"] {
+            for name in ["REDIS_URL", "ENCRYPTION_KEYS", "RESTARTIX_DEV_TOKEN_SECRET", "TELEMETRY_SESSION_TOKEN_SECRET"] {
                 environment[name] = try RequiredServices.require(name)
             }
+            environment["DATABASE_URL"] = try backend.require(.admin)
+            environment["DATABASE_APP_URL"] = try backend.require(.app)
             environment["APP_ENV"] = "test"
             environment["PORT"] = "0"
             environment["LOG_LEVEL"] = logHandler == nil ? "critical" : "trace"
             environment["RATE_LIMIT_USER_PER_MINUTE"] = "1000000"
             environment["RATE_LIMIT_ADDRESS_PER_MINUTE"] = "1000000"
             let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-            let owner = try Database(url: try RequiredServices.require("DATABASE_DIRECT_URL"), logger: logger)
+            let owner = try Database(url: try backend.require(.owner), logger: logger)
             _ = try await Migrator(platformSchemaOn: owner, logger: logger).migrate()
             await owner.shutdown()
             var configuration = try CoreAPIConfiguration(environment: environment)

@@ -101,6 +101,37 @@ struct ServiceConfigurationTests {
         }
     }
 
+    @Test("token secrets: current then previous; none is nil; short, or a previous alone, refused by name without the value")
+    func tokenSecrets() throws {
+        let current = String(repeating: "c", count: 32), previous = String(repeating: "p", count: 40)
+        let variable = "TELEMETRY_SESSION_TOKEN_SECRET"
+        #expect(try ServiceEnvironment([:]).tokenSecrets(variable) == nil)
+        #expect(try ServiceEnvironment([variable: current]).tokenSecrets(variable) == [current])
+        #expect(try ServiceEnvironment([variable: current, variable + "_PREVIOUS": previous]).tokenSecrets(variable) == [current, previous])
+        for (variables, named) in [
+            ([variable: "hunter2-short"], "\(variable) is 13 bytes"),
+            ([variable: current, variable + "_PREVIOUS": "hunter2-short"], "\(variable)_PREVIOUS is 13 bytes"),
+            ([variable + "_PREVIOUS": previous], "\(variable)_PREVIOUS is set without \(variable)"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) { try ServiceEnvironment(variables).tokenSecrets(variable) }
+            #expect(error?.description.contains(named) == true, "\(String(describing: error))")
+            #expect(error?.description.contains("hunter2") == false && error?.description.contains(previous) == false)
+        }
+    }
+
+    @Test("METRICS_TOKEN: unset is loopback only, a short or spaced one refused without its value, the description never shows it")
+    func metricsToken() throws {
+        #expect(try ServiceEnvironment([:]).metricsAccess() == .loopback)
+        let token = String(repeating: "m", count: 40)
+        let access = try ServiceEnvironment(["METRICS_TOKEN": token]).edgeOptions().metricsAccess
+        #expect(access == .bearer(token))
+        #expect(!"\(access)".contains(token))
+        for bad in ["hunter2", "hunter2 " + token] {
+            let error = #expect(throws: ConfigurationError.self) { try ServiceEnvironment(["METRICS_TOKEN": bad]).metricsAccess() }
+            #expect(error?.description.contains("METRICS_TOKEN") == true && error?.description.contains("hunter2") == false)
+        }
+    }
+
     @Test("AWS: region, static keys or the container endpoint, endpoint overrides; half a key pair or a bad URL refused by name")
     func aws() throws {
         let base = ["AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "hunter2-secret",

@@ -7,6 +7,7 @@ import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixTenancy
+import RestartixTestSupport
 import ServiceSupport
 import Testing
 
@@ -57,7 +58,7 @@ extension PatientRouteTests {
     }
 
     /// (Postgres only: the embedded default makes a local secret when none is set.)
-    @Test("telemetry sessions without a session secret: 503 service.notConfigured, nothing written", arguments: PatientRouteTests.backends.filter { $0 == .postgres })
+    @Test("telemetry sessions without a session secret: 503 service.notConfigured, nothing written", arguments: PatientRouteTests.backends.filter { $0.isPostgres })
     func telemetrySessionNotConfigured(backend: Backend) async throws {
         try await withAPI(backend, configure: { $0.sessionTokens = nil }) { client, fixture in
             _ = try await Self.createOwn(client, fixture)

@@ -17,18 +17,6 @@ struct HS256 {
         keys = secrets.map { SymmetricKey(data: Data($0.utf8)) }
     }
 
-    /// The secrets in `variable` and, during a rotation, `variable_PREVIOUS`; an error names the
-    /// variable, never its value.
-    static func secrets(_ variable: String, in environment: [String: String]) throws(SignatureError) -> [String] {
-        guard let current = environment[variable], !current.isEmpty else { throw SignatureError(.invalidSecret, "\(variable) is not set") }
-        var secrets = [current]
-        if let previous = environment[variable + "_PREVIOUS"], !previous.isEmpty { secrets.append(previous) }
-        for (name, secret) in zip([variable, variable + "_PREVIOUS"], secrets) where secret.utf8.count < 32 {
-            throw SignatureError(.invalidSecret, "\(name) is \(secret.utf8.count) bytes; token secrets are at least 32")
-        }
-        return secrets
-    }
-
     func sign(_ claims: some Encodable) throws(SignatureError) -> String {
         let payload: Data
         do { payload = try JSONEncoder().encode(claims) } catch {

@@ -181,28 +181,3 @@ public struct ServiceAccountTokens: Sendable {
         let jti: String?
     }
 }
-
-extension SessionTokens {
-    /// The environment variable holding the signing secret.
-    public static let secretVariable = "TELEMETRY_SESSION_TOKEN_SECRET"
-
-    /// Session tokens with the secrets as the shells read them: `TELEMETRY_SESSION_TOKEN_SECRET`
-    /// signs and verifies; during a rotation `TELEMETRY_SESSION_TOKEN_SECRET_PREVIOUS` verifies
-    /// too. A missing or short secret is an error naming the variable, never its value.
-    public init(environment: [String: String], leeway: Duration = .seconds(5), clock: @escaping @Sendable () -> Date = { Date() }) throws(SignatureError) {
-        try self.init(secrets: HS256.secrets(Self.secretVariable, in: environment), leeway: leeway, clock: clock)
-    }
-}
-
-extension ServiceAccountTokens {
-    /// The environment variable holding the signing secret.
-    public static let secretVariable = "TELEMETRY_INTERNAL_SVC_ACCT_TOKEN"
-
-    /// Service-account tokens with the secrets as the shells read them:
-    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` signs and verifies; during a rotation
-    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN_PREVIOUS` verifies too. A missing or short secret is an
-    /// error naming the variable, never its value.
-    public init(environment: [String: String], leeway: Duration = .seconds(5), clock: @escaping @Sendable () -> Date = { Date() }) throws(SignatureError) {
-        try self.init(secrets: HS256.secrets(Self.secretVariable, in: environment), leeway: leeway, clock: clock)
-    }
-}

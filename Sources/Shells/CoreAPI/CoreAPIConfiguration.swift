@@ -168,19 +168,9 @@ struct CoreAPIConfiguration: Sendable {
                 throw ConfigurationError(.invalidValue, "CLERK_WEBHOOK_SECRET must be whsec_ followed by base64 (several, space-separated, during a rotation)")
             }
         }
-        let sessionSecrets = service.sessionTokenSecrets()
-        if !sessionSecrets.isEmpty {
-            do { sessionTokens = try SessionTokens(environment: sessionSecrets) } catch {
-                throw ConfigurationError(.invalidValue, error.safeDetail)
-            }
-        }
-        let accountSecrets = service.serviceAccountSecrets()
-        if !accountSecrets.isEmpty {
-            do { serviceAccounts = try ServiceAccountTokens(environment: accountSecrets) } catch {
-                // The error names the variable and the rule (32+ bytes), never the value.
-                throw ConfigurationError(.invalidValue, error.safeDetail)
-            }
-        }
+        // The secrets' lengths are checked with their names (ServiceEnvironment.tokenSecrets).
+        if let secrets = try service.tokenSecrets(ServiceKeys.sessionTokenSecret) { sessionTokens = try SessionTokens(secrets: secrets) }
+        if let secrets = try service.tokenSecrets(ServiceKeys.serviceAccountSecret) { serviceAccounts = try ServiceAccountTokens(secrets: secrets) }
         if let text = service.string("TENANT_SUBDOMAIN_SUFFIXES") {
             subdomainSuffixes = []
             for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {

@@ -45,7 +45,10 @@ struct ServiceToken: Job {
 
     func perform(_ context: JobContext) async throws -> Report {
         do {
-            let tokens = try ServiceAccountTokens(environment: context.service.serviceAccountSecrets())
+            guard let secrets = try context.service.tokenSecrets(ServiceKeys.serviceAccountSecret) else {
+                throw ConfigurationError(.missing, "\(ServiceKeys.serviceAccountSecret) is not set")
+            }
+            let tokens = try ServiceAccountTokens(secrets: secrets)
             let token = try tokens.issue(service: service, audience: audience, scopes: Set(scopes), lifetime: .seconds(lifetime))
             return Report(token: token, service: service, audience: audience, scopes: scopes.sorted(), expiresAt: Date().addingTimeInterval(Double(lifetime)))
         } catch {

@@ -28,24 +28,6 @@ public struct KeyringConfiguration: Sendable, CustomStringConvertible, CustomRef
 // keyring and the provider seeds. Apart from ServiceSupport because their types live in
 // RestartixPlatform and RestartixProviders, which the Telemetry API must not link.
 extension ServiceEnvironment {
-    /// `TELEMETRY_INTERNAL_SVC_ACCT_TOKEN` and its `_PREVIOUS`, those that are set, as
-    /// ``ServiceAccountTokens/init(environment:leeway:clock:)`` reads them: the Core API's
-    /// verifier and `restartix-jobs service-token` take their secrets from here.
-    public func serviceAccountSecrets() -> [String: String] {
-        secrets(ServiceAccountTokens.secretVariable)
-    }
-
-    /// `TELEMETRY_SESSION_TOKEN_SECRET` and its `_PREVIOUS`, those that are set, as
-    /// ``SessionTokens/init(environment:leeway:clock:)`` reads them.
-    public func sessionTokenSecrets() -> [String: String] {
-        secrets(SessionTokens.secretVariable)
-    }
-
-    /// `variable` and `variable_PREVIOUS`, those that are set.
-    func secrets(_ variable: String) -> [String: String] {
-        [variable, variable + "_PREVIOUS"].reduce(into: [String: String]()) { found, key in found[key] = string(key) }
-    }
-
     /// The keyring the variables name: `ENCRYPTION_KEYS_SECRET_ID` (Secrets Manager), else
     /// `ENCRYPTION_KEYS_FILE`, else `ENCRYPTION_KEYS_KMS` (a KMS keyring document), else
     /// `ENCRYPTION_KEYS`; nil when none is set. The AWS sources take ``aws(for:)``.

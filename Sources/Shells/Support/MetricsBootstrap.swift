@@ -1,6 +1,10 @@
+import Crypto
+import Foundation
+public import HTTPTypes
 public import Hummingbird
 import Metrics
 public import Prometheus
+public import RestartixKit
 
 /// The one metrics bootstrap of the executables: swift-metrics backed by swift-prometheus, so
 /// what the libraries already emit (pool gauges per role, the provider resolver's and the
@@ -18,10 +22,107 @@ public enum MetricsBootstrap {
     }
 }
 
-/// `GET /metrics` on `router`: the Prometheus text exposition of `registry`.
-public func addMetricsRoute<Context: RequestContext>(to router: Router<Context>, registry: PrometheusCollectorRegistry) {
-    router.get("metrics") { _, _ -> Response in
-        Response(
+/// Who may read `/metrics`. The exposition names routes, pools and counters, never data, but
+/// it tells an outsider how busy each route is and what fails: it is not served to the public
+/// listener's clients unless they hold the token.
+public enum MetricsAccess: Sendable, Equatable, CustomStringConvertible {
+    /// A scraper presenting `Authorization: Bearer <token>` (`METRICS_TOKEN`), from anywhere.
+    case bearer(String)
+    /// Loopback peers only (a sidecar scraper, an operator on the machine), and only requests
+    /// without a forwarding header: a reverse proxy on the same machine forwards the public's
+    /// requests from loopback too, and says so in `X-Forwarded-For`, `Forwarded`,
+    /// `CF-Connecting-IP` or `X-Real-IP`. The default when `METRICS_TOKEN` is unset.
+    case loopback
+
+    /// The mode, never the token.
+    public var description: String {
+        switch self {
+        case .bearer: "MetricsAccess.bearer(<token>)"
+        case .loopback: "MetricsAccess.loopback"
+        }
+    }
+
+    /// The headers that say a request was forwarded by a proxy.
+    static let forwardingHeaders: [HTTPField.Name] = [
+        HTTPField.Name("X-Forwarded-For")!, HTTPField.Name("Forwarded")!, HTTPField.Name("CF-Connecting-IP")!, HTTPField.Name("X-Real-IP")!,
+    ]
+
+    /// Whether a request from `peer` (the connection's address; nil for an in-process request
+    /// or a Unix socket, which no remote client reaches) with `headers` may read the metrics;
+    /// the error says why not.
+    func check(peer: String?, headers: HTTPFields) -> MetricsRefused? {
+        switch self {
+        case .bearer(let token):
+            guard let presented = try? bearerToken(headers), Self.equal(presented, token) else { return MetricsRefused(.tokenRequired) }
+            return nil
+        case .loopback:
+            if let peer, !Self.isLoopback(peer) { return MetricsRefused(.notLoopback) }
+            if Self.forwardingHeaders.contains(where: { headers[$0] != nil }) { return MetricsRefused(.notLoopback) }
+            return nil
+        }
+    }
+
+    /// 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104.
+    static func isLoopback(_ address: String) -> Bool {
+        // IPAddress.parse reads an IPv4-mapped IPv6 address as its IPv4 address.
+        guard let bytes = IPAddress.parse(address) else { return false }
+        return bytes.count == 4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
+    /// Compares the SHA-256 digests in constant time, so neither the token's bytes nor its
+    /// length show in the timing.
+    static func equal(_ presented: String, _ token: String) -> Bool {
+        let a = SHA256.hash(data: Data(presented.utf8)), b = SHA256.hash(data: Data(token.utf8))
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
+
+/// `/metrics` refused to this caller (``MetricsAccess``): 401 without the token (the edge adds
+/// `WWW-Authenticate: Bearer`), 403 off loopback.
+public struct MetricsRefused: RestartixError {
+    public static let domain = "metrics"
+
+    /// Why.
+    public enum Code: String, Sendable {
+        /// `METRICS_TOKEN` is set and the request does not present it (401).
+        case tokenRequired
+        /// No `METRICS_TOKEN`: only loopback peers without forwarding headers are served (403).
+        case notLoopback
+    }
+
+    public let code: Code
+
+    public init(_ code: Code) { self.code = code }
+
+    public var codeName: String { code.rawValue }
+    public var safeDetail: String {
+        switch code {
+        case .tokenRequired: "the metrics need Authorization: Bearer with the deployment's METRICS_TOKEN"
+        case .notLoopback: "the metrics are served to this machine's loopback only; set METRICS_TOKEN to scrape them from elsewhere"
+        }
+    }
+    public var httpStatus: Int { code == .tokenRequired ? 401 : 403 }
+    public var description: String { restartixDescription }
+}
+
+extension ServiceEnvironment {
+    /// `METRICS_TOKEN`: with it, `/metrics` needs it as a bearer token (at least 32 characters);
+    /// without it, only loopback peers are served (``MetricsAccess/loopback``).
+    public func metricsAccess() throws(ConfigurationError) -> MetricsAccess {
+        guard let token = string("METRICS_TOKEN") else { return .loopback }
+        guard token.count >= 32, token.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw ConfigurationError(.invalidValue, "METRICS_TOKEN must be at least 32 printable ASCII characters without spaces")
+        }
+        return .bearer(token)
+    }
+}
+
+/// `GET /metrics` on `router`: the Prometheus text exposition of `registry`, to the callers
+/// `access` admits (``MetricsAccess``); others get a problem (401 or 403) and no figures.
+public func addMetricsRoute<Context: IdentifiedRequestContext>(to router: Router<Context>, registry: PrometheusCollectorRegistry, access: MetricsAccess) {
+    router.get("metrics") { request, context -> Response in
+        if let refused = access.check(peer: context.peerAddress, headers: request.headers) { throw refused }
+        return Response(
             status: .ok,
             headers: [.contentType: MetricsBootstrap.contentType],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))

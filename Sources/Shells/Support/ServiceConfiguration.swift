@@ -113,6 +113,25 @@ public struct ServiceEnvironment: Sendable {
         return format
     }
 
+    /// A token secret and, during a rotation, the previous one (`<variable>_PREVIOUS`), the
+    /// current first, as the token types' `init(secrets:)` take them; nil when neither is set.
+    /// Each must be at least 32 bytes, and a previous one needs a current one; the error names
+    /// the variable and the rule, never the value.
+    public func tokenSecrets(_ variable: String) throws(ConfigurationError) -> [String]? {
+        let previousVariable = variable + "_PREVIOUS"
+        let current = string(variable), previous = string(previousVariable)
+        guard let current else {
+            if previous != nil { throw ConfigurationError(.missing, "\(previousVariable) is set without \(variable): set the new secret in \(variable)") }
+            return nil
+        }
+        for (name, secret) in [(variable, current), (previousVariable, previous)] {
+            if let secret, secret.utf8.count < 32 {
+                throw ConfigurationError(.invalidValue, "\(name) is \(secret.utf8.count) bytes; token secrets are at least 32")
+            }
+        }
+        return [current] + (previous.map { [$0] } ?? [])
+    }
+
     /// The pool size for a role's database: `DB_POOL_MAX` (admin and owner pools) or
     /// `DB_APP_POOL_MAX` (the app role's pool), applied to `configuration` when set.
     public func applyPoolSize(_ key: String, to configuration: inout DatabaseConfiguration) throws(ConfigurationError) {

@@ -5,6 +5,11 @@ public enum ServiceKeys {
     static let api: Set<Executable> = [.coreAPI, .telemetryAPI]
     static let all3: Set<Executable> = Set(Executable.allCases)
 
+    /// The HS256 secret of telemetry session tokens (``ServiceEnvironment/tokenSecrets(_:)``).
+    public static let sessionTokenSecret = "TELEMETRY_SESSION_TOKEN_SECRET"
+    /// The HS256 secret of service-account tokens (``ServiceEnvironment/tokenSecrets(_:)``).
+    public static let serviceAccountSecret = "TELEMETRY_INTERNAL_SVC_ACCT_TOKEN"
+
     /// The keys, grouped as the page shows them.
     public static let all: [ServiceKey] = [
         // Process
@@ -21,6 +26,7 @@ public enum ServiceKeys {
         ServiceKey("RATE_LIMIT_ADDRESS_PER_MINUTE", "one client address's requests per minute (bursts of a fifth); on `/v1` counted with the user's once the token is read", default: "1200", [.coreAPI]),
         ServiceKey("TENANT_SUBDOMAIN_SUFFIXES", "comma-separated platform suffixes under which {slug}.<suffix> names a clinic (GET /v1/public/organizations/resolve)", default: "clinic.restartix.pro, portal.restartix.pro in staging and production; clinic.localhost, portal.localhost elsewhere", [.coreAPI]),
         ServiceKey("SHUTDOWN_GRACE_SECONDS", "after SIGTERM, how long requests in flight may take to finish (1 to 600) before they are canceled and the pools closed", default: "25", api),
+        ServiceKey("METRICS_TOKEN", "bearer token (32+ printable characters) a Prometheus scraper presents to GET /metrics from anywhere; unset, /metrics answers only this machine's loopback (a sidecar scraper) and refuses requests a proxy forwarded (403 metrics.notLoopback)", default: "unset: loopback only", secret: true, api),
         ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),
         ServiceKey("LOG_FORMAT", "json (one object a line on standard error: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
         // Databases

@@ -28,7 +28,7 @@ func buildApplication(
     )
     let router = Router(context: TelemetryRequestContext.self, options: .autoGenerateHeadEndpoints)
     let slot = addServiceEdge(to: router, options: configuration.edge)
-    if let metrics { addMetricsRoute(to: router, registry: metrics) }
+    if let metrics { addMetricsRoute(to: router, registry: metrics, access: configuration.edge.metricsAccess) }
     router.get("health") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
     }

@@ -58,25 +58,20 @@ struct TelemetryAPIConfiguration: Sendable {
         // generated beside the embedded SQLite file are used (both services on one machine).
         let local = environment == .development || environment == .test
         let secrets = URL(fileURLWithPath: service.sqlitePath()).deletingLastPathComponent()
-        let sessionSecrets = Self.secrets(SessionTokens.secretVariable, service)
-        if sessionSecrets.isEmpty, local {
+        // The secrets' lengths are checked with their names (ServiceEnvironment.tokenSecrets).
+        if let current = try service.tokenSecrets(ServiceKeys.sessionTokenSecret) {
+            sessionTokens = try SessionTokens(secrets: current)
+        } else if local {
             sessionTokens = try SessionTokens(secrets: [try LocalSecrets.secret(named: LocalSecrets.telemetrySessionSecret, what: "telemetry session secret", in: secrets)])
-        } else if sessionSecrets.isEmpty {
-            throw ConfigurationError(.missing, "\(SessionTokens.secretVariable) must be set in \(environment.rawValue): it verifies the patients' session tokens")
         } else {
-            do { sessionTokens = try SessionTokens(environment: sessionSecrets) } catch {
-                throw ConfigurationError(.invalidValue, "\(SessionTokens.secretVariable): \(error.detail)")
-            }
+            throw ConfigurationError(.missing, "\(ServiceKeys.sessionTokenSecret) must be set in \(environment.rawValue): it verifies the patients' session tokens")
         }
-        let accountSecrets = Self.secrets(ServiceAccountTokens.secretVariable, service)
-        if accountSecrets.isEmpty, local {
+        if let current = try service.tokenSecrets(ServiceKeys.serviceAccountSecret) {
+            serviceAccounts = try ServiceAccountTokens(secrets: current)
+        } else if local {
             serviceAccounts = try ServiceAccountTokens(secrets: [try LocalSecrets.secret(named: LocalSecrets.serviceAccountSecret, what: "service-account secret", in: secrets)])
-        } else if accountSecrets.isEmpty {
-            throw ConfigurationError(.missing, "\(ServiceAccountTokens.secretVariable) must be set in \(environment.rawValue): it signs the calls to the Core API")
         } else {
-            do { serviceAccounts = try ServiceAccountTokens(environment: accountSecrets) } catch {
-                throw ConfigurationError(.invalidValue, "\(ServiceAccountTokens.secretVariable): \(error.detail)")
-            }
+            throw ConfigurationError(.missing, "\(ServiceKeys.serviceAccountSecret) must be set in \(environment.rawValue): it signs the calls to the Core API")
         }
         if let url = try service.baseURL("CORE_API_URL") { coreAPIURL = url }
         bucket = service.string("TELEMETRY_S3_BUCKET")
@@ -89,12 +84,5 @@ struct TelemetryAPIConfiguration: Sendable {
         if let count = try service.int("TELEMETRY_MAX_SESSION_FRAMES", in: 1...2_000_000) { ingest.maximumFramesPerSession = count }
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_FINISHES", in: 1...64) { ingest.maximumConcurrentFinishes = count }
         ingest.serverSideEncryption = try service.serverSideEncryption("TELEMETRY_S3_SSE", kmsKey: "TELEMETRY_S3_KMS_KEY_ID")
-    }
-
-    /// The variable and its `_PREVIOUS`, as the token types read them; empty when unset.
-    static func secrets(_ variable: String, _ service: ServiceEnvironment) -> [String: String] {
-        var found: [String: String] = [:]
-        for name in [variable, variable + "_PREVIOUS"] { found[name] = service.string(name) }
-        return found
     }
 }

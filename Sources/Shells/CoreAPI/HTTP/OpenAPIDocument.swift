@@ -466,7 +466,7 @@ enum OpenAPIDocument {
             "properties": {
               "method": {"type": "string", "enum": ["GET", "PUT"]},
               "url": {"type": "string", "description": "A credential for one object until expires_at: use it, never log it."},
-              "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Headers the request must carry with exactly these values (a PUT's content-type and content-length)."},
+              "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Headers the request must carry with exactly these values (a PUT's content-type, content-length, if-none-match: * and any encryption header)."},
               "expires_at": {"type": "string", "format": "date-time"}
             }
           },
@@ -1241,9 +1241,11 @@ enum OpenAPIDocument {
         "/metrics": {
           "get": {
             "operationId": "metrics",
-            "summary": "Prometheus text exposition: request counts and latency by route and status, pool gauges per role, the library's counters.",
+            "summary": "Prometheus text exposition: request counts and latency by route and status, pool gauges per role, the library's counters. With METRICS_TOKEN set, only to a bearer of it (401 otherwise); without, only to this machine's loopback with no forwarding header (403 otherwise).",
             "responses": {
               "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+              "401": {"$ref": "#/components/responses/Problem"},
+              "403": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/Problem"}
             }
           }

@@ -23,7 +23,7 @@ struct ServiceAccountAuthMiddleware: RouterMiddleware {
         // No token is 401 whether or not this deployment verifies any: a caller without one
         // learns nothing of the configuration, and cannot make the service log errors at will.
         let token = try bearerToken(request)
-        guard let tokens else { throw SecretNotConfigured(variable: ServiceAccountTokens.secretVariable, refused: "internal routes are refused") }
+        guard let tokens else { throw SecretNotConfigured(variable: ServiceKeys.serviceAccountSecret, refused: "internal routes are refused") }
         var context = context
         let caller = try tokens.verify(token, audience: coreAPIServiceAudience)
         context.service = caller

@@ -74,7 +74,7 @@ func addTelemetryRoutes(to group: RouterGroup<CoreRequestContext>, sessions: Tel
     }
     group.post("telemetry/session-tokens") { _, context -> EditedResponse<TelemetrySessionBody> in
         let tenant = try context.requireTenant()
-        guard let sessions else { throw SecretNotConfigured(variable: SessionTokens.secretVariable, refused: "telemetry sessions cannot start") }
+        guard let sessions else { throw SecretNotConfigured(variable: ServiceKeys.sessionTokenSecret, refused: "telemetry sessions cannot start") }
         let started = try await sessions.start(as: tenant, requestID: context.requestID)
         return EditedResponse(status: .created, headers: [.cacheControl: "no-store"], response: TelemetrySessionBody(started))
     }

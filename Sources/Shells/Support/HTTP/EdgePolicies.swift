@@ -17,6 +17,8 @@ public struct EdgeOptions: Sendable {
     public var requestTimeout: Duration
     /// `MAINTENANCE_MODE`: when set, every route but `/health` answers 503.
     public var maintenance: Maintenance?
+    /// `METRICS_TOKEN`: who may read `/metrics` (loopback peers only by default).
+    public var metricsAccess: MetricsAccess
     /// Where request counts and latency go: the process's `MetricsSystem.factory` when nil
     /// (tests pass their own; the metrics system takes one bootstrap per process).
     public var metricsFactory: (any MetricsFactory)?
@@ -26,8 +28,9 @@ public struct EdgeOptions: Sendable {
 
     public init(
         corsOrigins: [String] = [], trustedProxies: TrustedProxies = .none, requestTimeout: Duration = Self.defaultRequestTimeout,
-        maintenance: Maintenance? = nil, metricsFactory: (any MetricsFactory)? = nil
+        maintenance: Maintenance? = nil, metricsAccess: MetricsAccess = .loopback, metricsFactory: (any MetricsFactory)? = nil
     ) {
+        self.metricsAccess = metricsAccess
         self.corsOrigins = corsOrigins
         self.trustedProxies = trustedProxies
         self.requestTimeout = requestTimeout
@@ -271,9 +274,9 @@ extension ServiceEnvironment {
     /// The edge's options: `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXY_CIDRS` (comma-separated CIDR
     /// ranges; none by default), `REQUEST_TIMEOUT_SECONDS` (1 to 300; 30 by default),
     /// `MAINTENANCE_MODE` (on or off) with `MAINTENANCE_RETRY_AFTER_SECONDS` (1 to 86400;
-    /// 300 by default).
+    /// 300 by default), `METRICS_TOKEN` (``metricsAccess()``).
     public func edgeOptions() throws(ConfigurationError) -> EdgeOptions {
-        var options = EdgeOptions(corsOrigins: try corsOrigins())
+        var options = EdgeOptions(corsOrigins: try corsOrigins(), metricsAccess: try metricsAccess())
         if let text = string("TRUSTED_PROXY_CIDRS") {
             options.trustedProxies = try TrustedProxies(cidrs: text.split(separator: ",").map(String.init))
         }
