@@ -41,7 +41,8 @@ public struct VideoEvent: Sendable, Hashable {
 /// Times are seconds on the page's monotonic clock (`performance.now() / 1000`), frames and
 /// events alike. Both decoders check everything a kernel relies on and refuse the whole batch at
 /// the first problem, with an error that names the rule and where (frame or event index), never
-/// a value: frame timestamps strictly increasing, every number finite, visibilities in [0, 1],
+/// a value: frame timestamps strictly increasing, every number finite, times and playheads
+/// within ``maximumTime`` (a billion seconds) of zero, visibilities in [0, 1],
 /// 33 landmarks, event times not decreasing, known event types, at most ``maximumFrames`` frames,
 /// ``maximumEvents`` events and ``maximumVideos`` videos.
 public struct TelemetryBatch: Sendable, Equatable {
@@ -185,16 +186,20 @@ public struct TelemetryBatch: Sendable, Equatable {
             events.append(VideoEvent(videoID: videos[video], event: MediaEvent(kind, at: time, playhead: flags & 2 != 0 ? playhead : nil, fatal: flags & 1 != 0)))
         }
         let frames = try landmarks.withUnsafeBufferPointer { buffer throws(TelemetryError) in try PoseFrames(timestamps: timestamps, frameMajor: buffer) }
+        try checkTimes(timestamps)
         try checkEvents(events)
         return TelemetryBatch(frames: frames, events: events)
     }
 
     // MARK: - JSON
 
-    struct JSONForm: Codable {
+    /// The JSON shape: written with the frames' 32-bit floats (their shortest text), read as
+    /// 64-bit numbers and narrowed here, since Foundation's decoder refuses a number too small
+    /// for a `Float` (1e-300) though it rounds to zero.
+    struct JSONForm<Number: Codable & BinaryFloatingPoint>: Codable {
         struct Frame: Codable {
             var t: Double
-            var landmarks: [[Float]]
+            var landmarks: [[Number]]
         }
         struct Event: Codable {
             var video_id: String
@@ -209,11 +214,11 @@ public struct TelemetryBatch: Sendable, Equatable {
 
     /// The JSON form (for clients and tests; the binary form is a quarter of its size).
     public func encodeJSON() -> [UInt8] {
-        let form = JSONForm(
+        let form = JSONForm<Float>(
             frames: (0..<frames.count).map { index in
-                JSONForm.Frame(t: frames.timestamps[index], landmarks: frames.landmarks(at: index).map { [$0.x, $0.y, $0.z, $0.visibility] })
+                JSONForm<Float>.Frame(t: frames.timestamps[index], landmarks: frames.landmarks(at: index).map { [$0.x, $0.y, $0.z, $0.visibility] })
             },
-            events: events.map { JSONForm.Event(video_id: $0.videoID, type: $0.event.kind.rawValue, t: $0.event.time, playhead: $0.event.playhead, fatal: $0.event.fatal) }
+            events: events.map { JSONForm<Float>.Event(video_id: $0.videoID, type: $0.event.kind.rawValue, t: $0.event.time, playhead: $0.event.playhead, fatal: $0.event.fatal) }
         )
         return Array((try? JSONEncoder().encode(form)) ?? Data())
     }
@@ -221,9 +226,9 @@ public struct TelemetryBatch: Sendable, Equatable {
     /// Reads the JSON form, with the checks of ``decodeBinary(_:)``. A body that is not JSON of
     /// this shape is `malformedBatch`, naming the field path (never a value).
     public static func decodeJSON(_ bytes: [UInt8]) throws(TelemetryError) -> TelemetryBatch {
-        let form: JSONForm
+        let form: JSONForm<Double>
         do {
-            form = try JSONDecoder().decode(JSONForm.self, from: Data(bytes))
+            form = try JSONDecoder().decode(JSONForm<Double>.self, from: Data(bytes))
         } catch let error as DecodingError {
             throw TelemetryError(.malformedBatch, "the body is not a JSON telemetry batch (\(describe(error)))")
         } catch {
@@ -244,7 +249,12 @@ public struct TelemetryBatch: Sendable, Equatable {
                 guard values.count == 4 else {
                     throw TelemetryError(.malformedBatch, "frame \(index), landmark \(landmark): a landmark is [x, y, z, visibility]")
                 }
-                landmarks += values
+                for value in values {
+                    guard abs(value) <= Double(Float.greatestFiniteMagnitude) else {
+                        throw TelemetryError(.malformedBatch, "frame \(index), landmark \(landmark): a number beyond a 32-bit float's range")
+                    }
+                    landmarks.append(Float(value))
+                }
             }
         }
         let frames: PoseFrames
@@ -253,6 +263,7 @@ public struct TelemetryBatch: Sendable, Equatable {
                 try PoseFrames(timestamps: frameList.map(\.t), frameMajor: buffer)
             }
         }
+        try checkTimes(frames.timestamps)
         var events: [VideoEvent] = []
         events.reserveCapacity(eventList.count)
         for (index, event) in eventList.enumerated() {
@@ -280,16 +291,32 @@ public struct TelemetryBatch: Sendable, Equatable {
         }
     }
 
-    /// Finite times, not decreasing; playheads finite and not negative.
+    /// The largest time or playhead a batch may carry, in seconds either side of zero (about 31
+    /// years: a page's monotonic clock starts at its load).
+    public static let maximumTime: Double = 1_000_000_000
+
+    /// Frame times within ``maximumTime`` (PoseFrames has checked they are finite and increasing).
+    static func checkTimes(_ timestamps: [Double]) throws(TelemetryError) {
+        if let index = timestamps.firstIndex(where: { abs($0) > maximumTime }) {
+            throw TelemetryError(.invalidArgument, "frame \(index)'s time is beyond \(Int(maximumTime)) seconds either side of zero")
+        }
+    }
+
+    /// Finite times within ``maximumTime``, not decreasing; playheads finite, not negative, within
+    /// ``maximumTime``.
     static func checkEvents(_ events: [VideoEvent]) throws(TelemetryError) {
         var previous = -Double.infinity
         for (index, item) in events.enumerated() {
             guard item.event.time.isFinite else { throw TelemetryError(.nonFiniteValue, "event \(index)'s time is not a finite number") }
+            guard abs(item.event.time) <= maximumTime else {
+                throw TelemetryError(.invalidArgument, "event \(index)'s time is beyond \(Int(maximumTime)) seconds either side of zero")
+            }
             guard item.event.time >= previous else { throw TelemetryError(.timestampNotIncreasing, "event \(index) is earlier than the event before it") }
             previous = item.event.time
             if let playhead = item.event.playhead {
                 guard playhead.isFinite else { throw TelemetryError(.nonFiniteValue, "event \(index)'s playhead is not a finite number") }
                 guard playhead >= 0 else { throw TelemetryError(.invalidArgument, "event \(index)'s playhead is negative") }
+                guard playhead <= maximumTime else { throw TelemetryError(.invalidArgument, "event \(index)'s playhead is beyond \(Int(maximumTime)) seconds") }
             }
         }
     }

@@ -91,7 +91,45 @@ struct TelemetryBatchTests {
         let nan = Self.refusal { try TelemetryBatch.decodeJSON(Array(text.replacingOccurrences(of: "\"t\":", with: "\"t\":NaN,\"u\":").utf8)) }
         #expect(nan?.code == .malformedBatch)
 
-        for error in [short, null, time, unknown, notJSON, tooMany, nan].compactMap({ $0 }) {
+        // Times and playheads within a billion seconds of zero, in both forms; null is absent.
+        var far = frames
+        far[4]["t"] = 2e9
+        let farFrame = decode { var o = $0; o["frames"] = far; return o }
+        #expect(farFrame?.code == .invalidArgument && farFrame?.detail.contains("frame 4") == true)
+        var lateEvent = events
+        lateEvent[1]["type"] = "playing"
+        lateEvent[2]["t"] = 5e9
+        let farEvent = decode { var o = $0; o["events"] = lateEvent; return o }
+        #expect(farEvent?.code == .invalidArgument && farEvent?.detail.contains("event 2") == true)
+        var farPlayhead = events
+        farPlayhead[1]["type"] = "playing"
+        farPlayhead[1]["playhead"] = 3e9
+        #expect(decode { var o = $0; o["events"] = farPlayhead; return o }?.code == .invalidArgument)
+        var nullable = events
+        nullable[1]["type"] = "playing"
+        nullable[1]["playhead"] = NSNull()
+        nullable[1]["fatal"] = NSNull()
+        #expect(decode { var o = $0; o["events"] = nullable; return o } == nil, "null playhead and fatal read as absent")
+        // Landmarks are 32-bit floats: a number too small for one rounds to zero, one too large
+        // for one is refused.
+        var tiny = frames
+        var tinyLandmarks = tiny[1]["landmarks"] as! [[Double]]
+        tinyLandmarks[0][2] = 2.7e-298
+        tiny[1]["landmarks"] = tinyLandmarks
+        let tinyBody = try JSONSerialization.data(withJSONObject: { var o = object; o["frames"] = tiny; o["events"] = []; return o }())
+        #expect(try TelemetryBatch.decodeJSON(Array(tinyBody)).frames.landmarks(at: 1)[0].z == 0)
+        var huge = frames
+        var hugeLandmarks = huge[1]["landmarks"] as! [[Double]]
+        hugeLandmarks[5][0] = 1e39
+        huge[1]["landmarks"] = hugeLandmarks
+        let tooBig = decode { var o = $0; o["frames"] = huge; return o }
+        #expect(tooBig?.code == .malformedBatch && tooBig?.detail.contains("frame 1, landmark 5") == true)
+
+        var binaryFar = good
+        binaryFar.events[0].event.time = -2e9
+        #expect(Self.refusal { try TelemetryBatch.decodeBinary(binaryFar.encodeBinary()) }.map(\.code) == .invalidArgument)
+
+        for error in [short, null, time, unknown, notJSON, tooMany, nan, farFrame, farEvent].compactMap({ $0 }) {
             #expect(!error.detail.contains(String(coordinate).prefix(6)), "no coordinate in \(error.detail)")
         }
     }

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Prometheus
 import RestartixCrypto
 import RestartixKit
 import RestartixTelemetry
@@ -79,6 +80,26 @@ struct TelemetryAPITests {
         let sequence: Int
         let duplicate: Bool
         let session: Status
+    }
+
+    @Test("the OpenAPI document is served, and it and the router name the same operations")
+    func contract() async throws {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(TelemetryOpenAPIDocument.json.utf8)) as? [String: Any])
+        #expect(object["openapi"] as? String == "3.1.0")
+        let documented = try OpenAPIContract.documentedOperations(TelemetryOpenAPIDocument.json)
+        let fixture = try Fixture("telemetry-contract")
+        defer { fixture.directory.remove() }
+        let spool = try DirectorySpool(directory: URL(fileURLWithPath: fixture.directory.path("spool")))
+        let store = try LocalObjectStore(directory: URL(fileURLWithPath: fixture.directory.path("telemetry")))
+        let ingest = TelemetryIngest(spool: spool, store: store, sink: fixture.sink, configuration: .init(), logger: Logger(label: "test"))
+        let router = makeRouter(configuration: fixture.configuration, ingest: ingest, spool: spool, store: store, metrics: .init())
+        let routed = OpenAPIContract.routedOperations(router)
+        #expect(routed == documented, "routed but not documented: \(routed.subtracting(documented).sorted()); documented but not routed: \(documented.subtracting(routed).sorted())")
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/openapi.json", method: .get) { response in
+                #expect(response.status == .ok && String(buffer: response.body) == TelemetryOpenAPIDocument.json)
+            }
+        }
     }
 
     @Test("health with a request id; 405 with Allow for another method; 404 as problem+json; ready")

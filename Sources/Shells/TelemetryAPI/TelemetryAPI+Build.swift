@@ -26,9 +26,27 @@ func buildApplication(
         sink: sink ?? CoreAPIAggregatesClient(baseURL: configuration.coreAPIURL, tokens: configuration.serviceAccounts),
         configuration: configuration.ingest, logger: logger
     )
+    let router = makeRouter(configuration: configuration, ingest: ingest, spool: spool, store: store, metrics: metrics)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-telemetry-api"),
+        services: [IngestService(ingest: ingest)],
+        logger: logger
+    )
+}
+
+/// The Telemetry API's routes behind the services' shared edge (``TelemetryOpenAPIDocument``
+/// lists them): health, readiness (taking work, the spool listed, the object store answering),
+/// metrics, the document, and the session routes (``SessionRoutes``).
+func makeRouter(
+    configuration: TelemetryAPIConfiguration, ingest: TelemetryIngest, spool: DirectorySpool, store: any ObjectStore, metrics: PrometheusCollectorRegistry?
+) -> Router<TelemetryRequestContext> {
     let router = Router(context: TelemetryRequestContext.self, options: .autoGenerateHeadEndpoints)
     let slot = addServiceEdge(to: router, options: configuration.edge)
     if let metrics { addMetricsRoute(to: router, registry: metrics, access: configuration.edge.metricsAccess) }
+    router.get("openapi.json") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: TelemetryOpenAPIDocument.json)))
+    }
     router.get("health") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
     }
@@ -46,12 +64,7 @@ func buildApplication(
     }
     SessionRoutes.add(to: router, ingest: ingest, tokens: configuration.sessionTokens, retryAfter: configuration.retryAfter)
     finishServiceEdge(router, slot: slot)
-    return Application(
-        router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-telemetry-api"),
-        services: [IngestService(ingest: ingest)],
-        logger: logger
-    )
+    return router
 }
 
 /// The engine's background work (idle sessions, deliveries) for as long as the application

@@ -1,3 +1,5 @@
+import ServiceSupport
+
 /// The Core API's contract: an OpenAPI 3.1 document, served at `GET /openapi.json`. The tests
 /// hold the router to it (every route is in the document and every operation is routed) and
 /// schemathesis checks live answers against it. Request and response bodies are Codable types
@@ -23,18 +25,7 @@ enum OpenAPIDocument {
           "serviceAccount": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A service-account token (HS256 under TELEMETRY_INTERNAL_SVC_ACCT_TOKEN, audience restartix-core-api), for the platform's own services."}
         },
         "schemas": {
-          "Problem": {
-            "type": "object",
-            "required": ["type", "title", "status", "detail", "code"],
-            "properties": {
-              "type": {"type": "string", "description": "urn:restartix:problem:<code>"},
-              "title": {"type": "string"},
-              "status": {"type": "integer", "minimum": 400, "maximum": 599},
-              "detail": {"type": "string", "description": "What went wrong: names fields and rules, never values."},
-              "code": {"type": "string", "description": "domain.code, e.g. tenancy.notAMember"},
-              "requestId": {"type": "string"}
-            }
-          },
+          \#(ServiceOpenAPI.problemSchema),
           "Status": {
             "type": "object",
             "required": ["status"],
@@ -1238,28 +1229,7 @@ enum OpenAPIDocument {
             }
           }
         },
-        "/metrics": {
-          "get": {
-            "operationId": "metrics",
-            "summary": "Prometheus text exposition: request counts and latency by route and status, pool gauges per role, the library's counters. With METRICS_TOKEN set, only to a bearer of it (401 otherwise); without, only to this machine's loopback with no forwarding header (403 otherwise).",
-            "responses": {
-              "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-              "401": {"$ref": "#/components/responses/Problem"},
-              "403": {"$ref": "#/components/responses/Problem"},
-              "503": {"$ref": "#/components/responses/Problem"}
-            }
-          }
-        },
-        "/openapi.json": {
-          "get": {
-            "operationId": "openapi",
-            "summary": "This document.",
-            "responses": {
-              "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}},
-              "503": {"$ref": "#/components/responses/Problem"}
-            }
-          }
-        }
+        \#(ServiceOpenAPI.metricsAndDocumentPaths)
       }
     }
     """#
