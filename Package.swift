@@ -396,7 +396,7 @@ let package = Package(
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "RestartixTelemetryTests", dependencies: ["RestartixTelemetry"]),
+        .testTarget(name: "RestartixTelemetryTests", dependencies: ["RestartixTelemetry", "RestartixTestSupport"]),
         .testTarget(
             name: "RestartixBackupTests",
             dependencies: [

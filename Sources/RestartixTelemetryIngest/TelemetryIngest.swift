@@ -136,7 +136,17 @@ public final class TelemetryIngest: Sendable {
         let claims: SessionTokens.Session
         let exercise: String
         let startedAt: Date
-        var batches: [Int: BatchEntry] = [:]
+        /// The batches received, by sequence number (add them with ``record(_:_:)``, which keeps
+        /// the indexes below in step).
+        private(set) var batches: [Int: BatchEntry] = [:]
+        /// The sequence numbers of the batches with frames, ascending: a new batch's neighbours
+        /// are found by binary search, not by a walk over every batch under the engine's lock.
+        private(set) var framed: [Int] = []
+        /// Sequence numbers below ``next`` never received, ascending and disjoint: kept as
+        /// batches arrive, so a status costs the gaps, not the batches.
+        private(set) var gaps: [ClosedRange<Int>] = []
+        /// One past the highest sequence number received.
+        private(set) var next = 0
         var writing: Set<Int> = []
         var frames = 0
         var events = 0
@@ -146,18 +156,56 @@ public final class TelemetryIngest: Sendable {
         var lastActivity: Date
         var phase = Phase.open
 
-        func status(_ id: UUID) -> TelemetrySessionStatus {
-            let next = (batches.keys.max() ?? -1) + 1
-            var gaps: [ClosedRange<Int>] = []
-            var start: Int?
-            for sequence in 0..<next {
-                if batches[sequence] == nil {
-                    if start == nil { start = sequence }
-                } else if let open = start {
-                    gaps.append(open...(sequence - 1))
-                    start = nil
-                }
+        init(claims: SessionTokens.Session, exercise: String, startedAt: Date, lastActivity: Date) {
+            self.claims = claims
+            self.exercise = exercise
+            self.startedAt = startedAt
+            self.lastActivity = lastActivity
+        }
+
+        /// Adds a batch not received before, with its frames and events (one recorded already
+        /// is left as it is).
+        mutating func record(_ sequence: Int, _ entry: BatchEntry) {
+            guard batches[sequence] == nil else { return }
+            batches[sequence] = entry
+            frames += entry.frames
+            events += entry.events
+            if entry.first != nil { framed.insert(sequence, at: Self.lowerBound(sequence, in: framed) { $0 }) }
+            if sequence >= next {
+                if sequence > next { gaps.append(next...(sequence - 1)) }
+                next = sequence + 1
+            } else {
+                // Inside a gap (a batch below `next` not received before): split it.
+                let index = Self.lowerBound(sequence, in: gaps) { $0.upperBound }
+                let gap = gaps[index]
+                var pieces: [ClosedRange<Int>] = []
+                if gap.lowerBound < sequence { pieces.append(gap.lowerBound...(sequence - 1)) }
+                if sequence < gap.upperBound { pieces.append((sequence + 1)...gap.upperBound) }
+                gaps.replaceSubrange(index...index, with: pieces)
             }
+        }
+
+        /// The nearest batches with frames before and after `sequence` (not itself), by number.
+        func neighbours(of sequence: Int) -> (before: (Int, BatchEntry)?, after: (Int, BatchEntry)?) {
+            let index = Self.lowerBound(sequence, in: framed) { $0 }
+            let before = index > 0 ? framed[index - 1] : nil
+            var afterIndex = index
+            if afterIndex < framed.count, framed[afterIndex] == sequence { afterIndex += 1 }
+            let after = afterIndex < framed.count ? framed[afterIndex] : nil
+            return (before.flatMap { key in batches[key].map { (key, $0) } }, after.flatMap { key in batches[key].map { (key, $0) } })
+        }
+
+        /// The first index of `sorted` (ascending by `key`) whose key is not below `value`.
+        static func lowerBound<Element>(_ value: Int, in sorted: [Element], by key: (Element) -> Int) -> Int {
+            var low = 0, high = sorted.count
+            while low < high {
+                let middle = (low + high) / 2
+                if key(sorted[middle]) < value { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+
+        func status(_ id: UUID) -> TelemetrySessionStatus {
             let state: TelemetrySessionStatus.State, reps: Int?, dropped: Int?
             switch phase {
             case .open: (state, reps, dropped) = (.open, nil, nil)
@@ -319,11 +367,9 @@ public final class TelemetryIngest: Sendable {
                 logger.warning("A spooled batch could not be read; it is left out", metadata: Self.ids(claims))
                 continue
             }
-            session.batches[sequence] = BatchEntry(
+            session.record(sequence, BatchEntry(
                 digest: Array(SHA256.hash(data: bytes)), frames: batch.frames.count, events: batch.events.count, first: batch.timeSpan?.lowerBound, last: batch.timeSpan?.upperBound
-            )
-            session.frames += batch.frames.count
-            session.events += batch.events.count
+            ))
         }
         return state.withLock { state in
             if let raced = state.sessions[claims.sessionID] { return raced.status(claims.sessionID) }
@@ -412,13 +458,12 @@ public final class TelemetryIngest: Sendable {
             }
             if let span {
                 // The nearest batches before and after, by sequence number, that have frames.
-                let before = session.batches.filter { $0.key < sequence && $0.value.last != nil }.max { $0.key < $1.key }
-                let after = session.batches.filter { $0.key > sequence && $0.value.first != nil }.min { $0.key < $1.key }
-                if let before, let last = before.value.last, span.lowerBound <= last {
-                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its first frame is not after the last frame of batch \(before.key)")
+                let (before, after) = session.neighbours(of: sequence)
+                if let (key, entry) = before, let last = entry.last, span.lowerBound <= last {
+                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its first frame is not after the last frame of batch \(key)")
                 }
-                if let after, let first = after.value.first, span.upperBound >= first {
-                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its last frame is not before the first frame of batch \(after.key)")
+                if let (key, entry) = after, let first = entry.first, span.upperBound >= first {
+                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its last frame is not before the first frame of batch \(key)")
                 }
             }
             guard state.batchesInFlight < configuration.maximumConcurrentBatches else {
@@ -454,9 +499,7 @@ public final class TelemetryIngest: Sendable {
         meters.frames.increment(by: entry.frames)
         let status = state.withLock { state -> TelemetrySessionStatus in
             release(&state)
-            state.sessions[claims.sessionID]?.batches[sequence] = entry
-            state.sessions[claims.sessionID]?.frames += entry.frames
-            state.sessions[claims.sessionID]?.events += entry.events
+            state.sessions[claims.sessionID]?.record(sequence, entry)
             return state.sessions[claims.sessionID]?.status(claims.sessionID)
                 ?? TelemetrySessionStatus(sessionID: claims.sessionID, state: .open, exercise: "", batches: 0, frames: 0, nextSequence: 0, gaps: [])
         }
@@ -571,7 +614,7 @@ public final class TelemetryIngest: Sendable {
         )
         let reps = aggregates.pose?.repCount ?? 0
         let blob: [UInt8]
-        do { blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events.map(\.event))) } catch {
+        do { blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events)) } catch {
             throw TelemetryIngestError(.storage, "the replay blob could not be encoded (\(error.codeName))")
         }
         let options = ObjectPutOptions(contentType: "application/gzip", serverSideEncryption: configuration.serverSideEncryption)
@@ -702,22 +745,24 @@ public final class TelemetryIngest: Sendable {
     /// Sessions in the spool this process does not hold (a restart): loads them, so that they
     /// can be resumed, and are finished after the idle timeout if they are not.
     public func recover() async throws(TelemetryIngestError) {
-        var recovered = 0
-        for (org, id) in try spool.sessions() {
-            if state.withLock({ $0.sessions[id] != nil }) { continue }
-            guard let spooled = try? await spool.read(organization: org, session: id),
+        let loaded = Mutex(0)
+        // A few at a time: each read decodes a session's every batch.
+        await Self.forEach(try spool.sessions(), concurrently: Self.backgroundConcurrency) { org, id in
+            if self.state.withLock({ $0.sessions[id] != nil }) { return }
+            guard let spooled = try? await self.spool.read(organization: org, session: id),
                   let manifest = try? Self.decoder.decode(Manifest.self, from: Data(spooled.manifest)),
                   let patient = UUID(uuidString: manifest.patient_id)
-            else { continue }
+            else { return }
             let claims = SessionTokens.Session(sessionID: id, organizationID: org, patientID: patient, expiresAt: manifest.token_expires_at)
             // A session whose aggregates were written finished: only its spool was left.
-            if (try? await store.head(Self.pendingKey(organization: org, session: id))) != nil {
-                try? await clearSpool(claims)
-                continue
+            if (try? await self.store.head(Self.pendingKey(organization: org, session: id))) != nil {
+                try? await self.clearSpool(claims)
+                return
             }
-            if (try? await load(claims)) != nil { recovered += 1 }
+            if (try? await self.load(claims)) != nil { loaded.withLock { $0 += 1 } }
         }
         await discoverPending()
+        let recovered = loaded.withLock { $0 }
         if recovered > 0 { logger.notice("Recovered open telemetry sessions from the spool", metadata: ["count": "\(recovered)"]) }
     }
 
@@ -749,7 +794,9 @@ public final class TelemetryIngest: Sendable {
             }
             return (due, deliveries.compactMap { id, org in org.map { (id, $0) } })
         }
-        for id in due { _ = try? await finish(id, reason: "idle") }
+        // At once: finishing is bounded by its own limiter (maximumConcurrentFinishes), and one
+        // slow session must not hold up the rest.
+        await Self.forEach(due, concurrently: max(1, due.count)) { id in _ = try? await self.finish(id, reason: "idle") }
         // Pending records found in the store carry their clinic in their key.
         let unknown = state.withLock { state in state.pending.filter { state.sessions[$0.key] == nil && !$0.value.delivering && $0.value.nextAttempt <= at }.map(\.key) }
         var targets = deliveries
@@ -761,7 +808,27 @@ public final class TelemetryIngest: Sendable {
                 targets.append((id, org))
             }
         }
-        for (id, org) in targets { await deliver(id, organization: org) }
+        // A few at a time: one Core API call that hangs until its timeout holds up no more than
+        // its own slot.
+        await Self.forEach(targets, concurrently: Self.backgroundConcurrency) { id, org in await self.deliver(id, organization: org) }
+    }
+
+    /// How many spool reads or deliveries the background work runs at once.
+    static let backgroundConcurrency = 4
+
+    /// Runs `body` on every item, at most `limit` at a time, and returns when all are done.
+    static func forEach<Item: Sendable>(_ items: [Item], concurrently limit: Int, _ body: @escaping @Sendable (Item) async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for item in items {
+                if running >= limit {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await body(item) }
+                running += 1
+            }
+        }
     }
 
     /// Runs the background work every ``Configuration/tick`` until the task is canceled: first

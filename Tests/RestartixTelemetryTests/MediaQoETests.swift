@@ -1,5 +1,6 @@
 import Foundation
 import RestartixTelemetry
+import RestartixTestSupport
 import Testing
 
 @Suite("Media quality of experience (Mux Data definitions)")

@@ -1,5 +1,6 @@
 import Foundation
 import RestartixTelemetry
+import RestartixTestSupport
 import Testing
 
 @Suite("Exercise profiles, repetition counting, per-rep and per-session metrics")

@@ -1,5 +1,6 @@
 import Foundation
-import RestartixTelemetry
+@testable import RestartixTelemetry
+import RestartixTestSupport
 import Testing
 
 @Suite("Replay-blob codec")
@@ -20,11 +21,12 @@ struct ReplayBlobTests {
             try! frames.append(timestamp: t, landmarks: landmarks)
         }
         let kinds = MediaEvent.Kind.allCases
+        let videos = ["intro", "squat-demo", "", "ståmp nº 2"]
         let events = (0..<Int.random(in: 0...60, using: &random)).map { _ in
-            MediaEvent(
+            VideoEvent(videoID: videos.randomElement(using: &random)!, event: MediaEvent(
                 kinds.randomElement(using: &random)!, at: .random(in: 0...1e6, using: &random),
                 playhead: Bool.random(using: &random) ? .random(in: 0...3600, using: &random) : nil, fatal: Bool.random(using: &random)
-            )
+            ))
         }
         return ReplaySession(frames: frames, events: events)
     }
@@ -43,6 +45,18 @@ struct ReplayBlobTests {
         }
         let empty = ReplaySession(frames: PoseFrames())
         #expect(try ReplayBlob.decode(ReplayBlob.encode(empty)) == empty)
+    }
+
+    @Test("version 1 blobs (no video ids) still decode: the same frames and events, each of an unnamed video")
+    func version1() throws {
+        for seed in UInt64(1)...10 {
+            let session = Self.randomSession(seed: seed)
+            let old = try ReplayBlob.encode(session, maximumSize: ReplayBlob.defaultMaximumSize, version: 1)
+            #expect(try gunzip(old)[4] == 1)
+            let back = try ReplayBlob.decode(old)
+            #expect(back.frames == session.frames && back.mediaEvents == session.mediaEvents, "seed \(seed)")
+            #expect(back.events.allSatisfy { $0.videoID.isEmpty })
+        }
     }
 
     @Test("a smooth session compresses well below its raw size")
@@ -77,7 +91,7 @@ struct ReplayBlobTests {
 
     @Test("a valid gzip of a wrong payload: bad magic, newer version, wrong counts, frames that do not validate")
     func wrongPayloads() throws {
-        let session = ReplaySession(frames: SyntheticPose(reps: [SyntheticPose.Rep()]).frames(seed: 1), events: [MediaEvent(.play, at: 1)])
+        let session = ReplaySession(frames: SyntheticPose(reps: [SyntheticPose.Rep()]).frames(seed: 1), events: [VideoEvent(videoID: "v", event: MediaEvent(.play, at: 1))])
         let payload = try gunzip(ReplayBlob.encode(session))
         func regzipped(_ edit: (inout [UInt8]) -> Void) throws -> [UInt8] {
             var copy = payload
@@ -85,11 +99,16 @@ struct ReplayBlobTests {
             return try gzip(copy)
         }
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[0] = UInt8(ascii: "X") }) } == .corruptBlob)
-        #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[4] = 2 }) } == .unsupportedVersion)
+        #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[4] = 3 }) } == .unsupportedVersion)
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[6] = 1 }) } == .corruptBlob, "unknown flags")
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[8] &+= 1 }) } == .corruptBlob, "frame count")
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[12] = 32 }) } == .corruptBlob, "landmark count")
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0.removeLast() }) } == .corruptBlob, "event section")
+        // The event's video index (after its time, kind and flags) names a video the table lacks.
+        let videoIndex = payload.count - 8 - 2
+        #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[videoIndex] = 1 }) } == .corruptBlob, "video index")
+        // The video table's one id, "v", made a byte that is not UTF-8.
+        #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0[payload.count - 20 - 1] = 0xFF }) } == .corruptBlob, "video id")
         // Frame 1's timestamp set to frame 0's: not increasing.
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0.replaceSubrange(24..<32, with: $0[16..<24]) }) } == .corruptBlob)
         // The first visibility (column 99, frame 0) set to 2.0.
@@ -97,7 +116,7 @@ struct ReplayBlobTests {
         #expect(Self.code { _ = try ReplayBlob.decode(try regzipped { $0.replaceSubrange(visibility..<visibility + 4, with: withUnsafeBytes(of: Float(2)) { Array($0) }) }) } == .corruptBlob)
         // The encoder keeps to the same limit, so whatever it writes decodes.
         #expect(Self.code { _ = try ReplayBlob.encode(session, maximumSize: 1000) } == .tooLarge)
-        let limit = 16 + 8 * session.frames.count + 528 * session.frames.count + 4 + 18
+        let limit = 16 + 8 * session.frames.count + 528 * session.frames.count + 4 + 2 + (1 + 1) + 20
         #expect(try ReplayBlob.decode(ReplayBlob.encode(session, maximumSize: limit), maximumSize: limit) == session)
         // A decompression bomb is refused by size before it is decoded.
         #expect(Self.code { _ = try ReplayBlob.decode(try gzip([UInt8](repeating: 0, count: 1 << 20)), maximumSize: 1 << 16) } == .tooLarge)

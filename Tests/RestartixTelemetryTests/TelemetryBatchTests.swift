@@ -1,5 +1,6 @@
 import Foundation
 @testable import RestartixTelemetry
+import RestartixTestSupport
 import Testing
 
 /// The ingest batch forms: both decode to what was sent, and every rule refuses the whole batch

@@ -79,7 +79,14 @@ struct TelemetryIngestTests {
         defer { fixture.directory.remove() }
         let ingest = fixture.engine()
         let claims = Self.claims()
-        let (frames, batches) = Self.batches()
+        let (frames, plain) = Self.batches()
+        var batches = plain
+        // Player events of two videos ride with batches 0 and 4: the blob keeps which is which.
+        batches[0].events = [
+            VideoEvent(videoID: "intro", event: MediaEvent(.play, at: 100.0)),
+            VideoEvent(videoID: "intro", event: MediaEvent(.playing, at: 100.2, playhead: 0)),
+        ]
+        batches[4].events = [VideoEvent(videoID: "squat-demo", event: MediaEvent(.pause, at: 104.0, playhead: 3.5))]
         let (started, resumed) = try await ingest.start(claims, exercise: "knee_flexion")
         #expect(!resumed && started.state == .open && started.nextSequence == 0)
         // 0, 2, 1 (out of order), then 4 before 3: a gap while 3 is missing.
@@ -102,7 +109,9 @@ struct TelemetryIngestTests {
         #expect(delivered.aggregates.organizationID == claims.organizationID.lowercasedString && delivered.aggregates.patientID == claims.patientID.lowercasedString)
         try delivered.aggregates.validate()
         let blob = try #require(try await fixture.store.get(TelemetryIngest.blobKey(organization: claims.organizationID, session: claims.sessionID)))
-        #expect(try ReplayBlob.decode(blob).frames == frames)
+        let replay = try ReplayBlob.decode(blob)
+        #expect(replay.frames == frames)
+        #expect(replay.events == batches[0].events + batches[4].events, "in batch order, each with its video")
         // Nothing left pending, nothing left in the spool; finishing again answers the same.
         #expect(try await fixture.store.list(prefix: "pending/").isEmpty)
         #expect(try fixture.spool.sessions().isEmpty)

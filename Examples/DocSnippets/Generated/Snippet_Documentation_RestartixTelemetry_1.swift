@@ -24,7 +24,7 @@ func snippet_Documentation_RestartixTelemetry_1() async throws {
         let media = try mediaSessionMetrics(events, endedAt: closedAt)  // media_session_metrics
         media.buffering    // media_buffering_events rows
 
-        let blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events))
+        let blob = try ReplayBlob.encode(ReplaySession(frames: frames, mediaEvents: events))  // or events: [VideoEvent]
         let key = ReplayBlob.objectKey(organization: org, session: id)  // {org_id}/{session_id}.bin.gz
         let back = try ReplayBlob.decode(blob)                          // == the session, or a TelemetryError
     }
