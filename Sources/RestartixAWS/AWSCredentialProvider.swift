@@ -10,9 +10,10 @@ import Synchronization
 ///
 /// A refresh starts when the keys held have less than ``refreshWindow`` left (15 minutes by
 /// default: a presigned GET lives up to 15 minutes and must not outlive the keys that signed it)
-/// and is shared by every caller that asks meanwhile. While the keys held are still valid, a
-/// failed refresh keeps them and is tried again at the next request after ``retryInterval``;
-/// once they have expired, the refresh's error is the request's.
+/// and is shared by every caller that asks meanwhile. After any fetch, the next waits at least
+/// ``retryInterval``: while the keys held are still valid they go on signing (a failed refresh,
+/// or an endpoint that has not rotated yet, costs one fetch per interval, not one per request);
+/// once they have expired, a request fails with the last fetch's error until the next attempt.
 ///
 /// Not ``AWSCredentialSource/resolve(httpClient:)``, which fetches once: that is for boot-time
 /// work (loading a keyring) that is over long before the keys expire. The SDKs' credential
@@ -32,6 +33,7 @@ public final class AWSCredentialProvider: Sendable, CustomStringConvertible {
         var credentials: AWSCredentials
         var refreshing: Task<AWSCredentials, any Error>?
         var nextAttempt: Date = .distantPast
+        var lastError: AWSError?
         var refreshes = 0
     }
 
@@ -62,8 +64,9 @@ public final class AWSCredentialProvider: Sendable, CustomStringConvertible {
     /// The keys held now, without waiting: what a synchronous signature (a presigned URL) uses.
     /// When they are due for a refresh, one starts in the background.
     public var current: AWSCredentials {
+        let now = clock()
         let (credentials, due) = state.withLock { state -> (AWSCredentials, Bool) in
-            (state.credentials, state.refreshing == nil && isDue(state))
+            (state.credentials, state.refreshing == nil && isDue(state) && now >= state.nextAttempt)
         }
         if due { Task { _ = try? await self.credentials() } }
         return credentials
@@ -74,14 +77,17 @@ public final class AWSCredentialProvider: Sendable, CustomStringConvertible {
 
     /// The keys to sign a request with now: the ones held, or fresh ones when those are due.
     public func credentials() async throws(AWSError) -> AWSCredentials {
-        enum Next { case use(AWSCredentials), wait(Task<AWSCredentials, any Error>, fallback: AWSCredentials?) }
+        enum Next { case use(AWSCredentials), fail(AWSError), wait(Task<AWSCredentials, any Error>, fallback: AWSCredentials?) }
         let now = clock()
         let next = state.withLock { state -> Next in
             guard isDue(state) else { return .use(state.credentials) }
-            // Still valid: a failed refresh is retried only after the interval.
             let valid = state.credentials.expiration.map { $0 > now } ?? true
             if state.refreshing == nil {
-                if valid, now < state.nextAttempt { return .use(state.credentials) }
+                // One fetch per interval: the keys held while they are valid, else the last error.
+                if now < state.nextAttempt {
+                    if valid { return .use(state.credentials) }
+                    return .fail(state.lastError ?? AWSError(.unreachable, "the AWS credentials expired and could not be fetched again yet"))
+                }
                 let source = self.source, httpClient = self.httpClient
                 state.refreshing = Task { try await source.resolve(httpClient: httpClient) }
             }
@@ -90,17 +96,21 @@ public final class AWSCredentialProvider: Sendable, CustomStringConvertible {
         switch next {
         case .use(let credentials):
             return credentials
+        case .fail(let error):
+            throw error
         case .wait(let task, let fallback):
             let result = await task.result
             return try state.withLock { state throws(AWSError) -> AWSCredentials in
                 if state.refreshing == task {
                     state.refreshing = nil
+                    state.nextAttempt = clock().addingTimeInterval(retryInterval.seconds)
                     switch result {
                     case .success(let fresh):
                         state.credentials = fresh
+                        state.lastError = nil
                         state.refreshes += 1
-                    case .failure:
-                        state.nextAttempt = clock().addingTimeInterval(retryInterval.seconds)
+                    case .failure(let error):
+                        state.lastError = (error as? AWSError) ?? AWSError(.unreachable, "the AWS credentials could not be refreshed")
                     }
                 }
                 switch result {

@@ -306,11 +306,13 @@ public struct S3Client: Sendable {
     }
 
     /// Completes an upload from its parts' numbers and ETags, in order.
-    public func completeMultipartUpload(at key: String, uploadID: String, parts: [(number: Int, etag: String)]) async throws(AWSError) {
+    public func completeMultipartUpload(
+        at key: String, uploadID: String, parts: [(number: Int, etag: String)], headers extra: [(String, String)] = []
+    ) async throws(AWSError) {
         let url = try url(for: key).withQuery([URLQueryItem(name: "uploadId", value: uploadID)])
         let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(Self.escaped($0.etag))</ETag></Part>" }.joined()
         let body = Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
-        let (_, _, answer) = try await send("POST", url, headers: [("content-type", "application/xml")], payload: payload(body), body: body)
+        let (_, _, answer) = try await send("POST", url, headers: [("content-type", "application/xml")] + extra, payload: payload(body), body: body)
         // S3 can answer 200 with an error document when completing fails late.
         if let code = Self.element("Code", in: answer) { throw AWSError(.service(type: code, status: 200), "CompleteMultipartUpload failed") }
     }

@@ -90,11 +90,12 @@ public final class S3ObjectStore: ObjectStore {
         } catch {
             throw ObjectStoreError(.invalidPresign, "the URL could not be presigned: \(error.codeName)")
         }
-        // SigV4 counts from the signing second.
+        // SigV4 counts from the signing second. Temporary keys end the URL's life with theirs
+        // (S3 refuses a URL whose keys have expired): the expiry reported is the earlier one.
         let signedAt = now.timeIntervalSince1970.rounded(.down)
-        return PresignedRequest(
-            method: access.method, url: url, headers: access.requiredHeaders, expiresAt: Date(timeIntervalSince1970: signedAt + Double(expires.components.seconds))
-        )
+        var expiresAt = Date(timeIntervalSince1970: signedAt + Double(expires.components.seconds))
+        if let keys = client.credentials.current.expiration, keys < expiresAt { expiresAt = keys }
+        return PresignedRequest(method: access.method, url: url, headers: access.requiredHeaders, expiresAt: expiresAt)
     }
 
     public func delete(_ key: ObjectKey) async throws(ObjectStoreError) {
@@ -118,6 +119,9 @@ public final class S3ObjectStore: ObjectStore {
     static func storeError(_ error: AWSError, _ what: String) -> ObjectStoreError {
         switch error.kind {
         case .unreachable: return ObjectStoreError(.unavailable, "S3 could not be reached to \(what)")
+        // If-None-Match: * met an object (412), or lost to a concurrent conditional write (409).
+        case .service("PreconditionFailed", 412), .service("ConditionalRequestConflict", 409):
+            return ObjectStoreError(.alreadyExists, "an object is at this key already (S3 refused to \(what) over it)")
         case .service(let type, let status) where status >= 500: return ObjectStoreError(.unavailable, "S3 answered \(type) (HTTP \(status)) to \(what)")
         case .service(let type, let status): return ObjectStoreError(.failed, "S3 refused to \(what): \(type) (HTTP \(status))")
         default: return ObjectStoreError(.failed, "could not \(what): \(error.codeName)")
@@ -222,13 +226,18 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
             if let uploadID {
                 if !rest.isEmpty || state.withLock({ $0.parts.isEmpty }) { try await send(rest) }
                 let parts = state.withLock { $0.parts }
-                do { try await client.completeMultipartUpload(at: key.value, uploadID: uploadID, parts: parts) } catch {
+                do {
+                    try await client.completeMultipartUpload(
+                        at: key.value, uploadID: uploadID, parts: parts, headers: options.ifAbsent ? [("if-none-match", "*")] : []
+                    )
+                } catch {
                     throw S3ObjectStore.storeError(error, "complete an upload")
                 }
             } else {
                 do {
                     try await client.put(
-                        rest, at: key.value, contentType: options.contentType, headers: [("x-amz-meta-sha256", digest)] + store.headers(options, body: rest)
+                        rest, at: key.value, contentType: options.contentType,
+                        headers: [("x-amz-meta-sha256", digest)] + store.headers(options, body: rest) + (options.ifAbsent ? [("if-none-match", "*")] : [])
                     )
                 } catch {
                     throw S3ObjectStore.storeError(error, "store an object")

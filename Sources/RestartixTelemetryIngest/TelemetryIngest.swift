@@ -613,12 +613,18 @@ public final class TelemetryIngest: Sendable {
             pose: analysis, media: media, origin: origin.isFinite ? origin : 0
         )
         let reps = aggregates.pose?.repCount ?? 0
-        let blob: [UInt8]
+        // A session the codec cannot hold (past its size limit, more videos than it names) can
+        // never be encoded: finishing it again would fail the same way for ever. Its aggregates,
+        // the clinical record, still go; the replay is lost, and said so.
+        let blob: [UInt8]?
         do { blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events)) } catch {
-            throw TelemetryIngestError(.storage, "the replay blob could not be encoded (\(error.codeName))")
+            logger.error("The session's replay blob cannot be encoded; it is finished without one", metadata: Self.ids(claims, ["error": "\(error.codeName)"]))
+            blob = nil
         }
-        let options = ObjectPutOptions(contentType: "application/gzip", serverSideEncryption: configuration.serverSideEncryption)
-        try await write(blob, at: Self.blobKey(organization: org, session: id), to: store, "the replay blob", options: options)
+        if let blob {
+            let options = ObjectPutOptions(contentType: "application/gzip", serverSideEncryption: configuration.serverSideEncryption)
+            try await write(blob, at: Self.blobKey(organization: org, session: id), to: store, "the replay blob", options: options)
+        }
         let record = PendingRecord(session_id: id.lowercasedString, aggregates: aggregates, reps: reps, dropped_frames: dropped, finished_at: now(), last_error: nil)
         try await write(
             Self.json(record), at: Self.pendingKey(organization: org, session: id), to: store, "the pending aggregates",

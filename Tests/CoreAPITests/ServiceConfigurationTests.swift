@@ -119,9 +119,12 @@ struct ServiceConfigurationTests {
         }
     }
 
-    @Test("METRICS_TOKEN: unset is loopback only, a short or spaced one refused without its value, the description never shows it")
+    @Test("METRICS_TOKEN: unset is loopback only in development and test and off in staging and production; a short or spaced one refused without its value; the description never shows it")
     func metricsToken() throws {
         #expect(try ServiceEnvironment([:]).metricsAccess() == .loopback)
+        #expect(try ServiceEnvironment(["APP_ENV": "test"]).metricsAccess() == .loopback)
+        #expect(try ServiceEnvironment(["APP_ENV": "staging"]).metricsAccess() == .disabled, "staging and production need the token")
+        #expect(try ServiceEnvironment(["APP_ENV": "production"]).metricsAccess() == .disabled)
         let token = String(repeating: "m", count: 40)
         let access = try ServiceEnvironment(["METRICS_TOKEN": token]).edgeOptions().metricsAccess
         #expect(access == .bearer(token))

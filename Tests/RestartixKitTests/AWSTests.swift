@@ -296,13 +296,37 @@ struct AWSCredentialRefreshTests {
         #expect(expired?.kind == .service(type: "ContainerCredentials", status: 503))
         #expect(s3.requests.count == sent)
 
-        // Back: the next request signs with new keys; a presigned URL (synchronous) uses them.
+        // Within the retry interval: the last error at once, no fetch.
+        let fetches = endpoint.requests.count
+        let again = await #expect(throws: AWSError.self) { try await client.put(Data("g".utf8), at: "g") }
+        #expect(again?.kind == .service(type: "ContainerCredentials", status: 503) && endpoint.requests.count == fetches)
+
+        // Back: after the interval the next request signs with new keys; a presigned URL
+        // (synchronous) uses them.
         world.failing.withLock { $0 = false }
+        world.advance(11)
         try await client.put(Data("h".utf8), at: "h")
         #expect(lastKey() == "ASIAKEY4")
         let url = try client.presignedURL("GET", for: "h", expires: .seconds(900))
         #expect(url.absoluteString.contains("ASIAKEY4"))
         #expect(!"\(provider)".contains("secret-") && !"\(provider.current)".contains("secret-"))
+    }
+
+    @Test("an endpoint that answers keys already within the window is asked once per retry interval, not on every request")
+    func notRotatedYet() async throws {
+        let now = Mutex(Date(timeIntervalSince1970: 1_900_000_000))
+        let endpoint = try await StubHTTPServer.start { _ in
+            // Ten minutes left, whenever asked: inside the 15-minute window.
+            let expiration = now.withLock { $0 }.addingTimeInterval(600).formatted(.iso8601)
+            return .json(#"{"AccessKeyId":"ASIASTALE","SecretAccessKey":"s","Token":"t","Expiration":"\#(expiration)"}"#)
+        }
+        defer { endpoint.stop() }
+        let provider = try await AWSCredentialProvider(.container(AWSContainerCredentials(fullURI: endpoint.baseURL + "/creds")), clock: { now.withLock { $0 } })
+        for _ in 0..<20 { _ = try await provider.credentials() }
+        #expect(endpoint.requests.count == 2, "the first fetch, then one refresh; the rest within the interval")
+        now.withLock { $0 += 11 }
+        for _ in 0..<20 { _ = try await provider.credentials() }
+        #expect(endpoint.requests.count == 3)
     }
 
     @Test("fixed keys never refresh; container keys without an expiration are kept")

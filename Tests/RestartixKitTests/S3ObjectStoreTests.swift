@@ -64,6 +64,35 @@ struct S3ObjectStoreTests {
         try await store.delete(key)
         #expect(try await store.get(key) == nil)
         try await store.delete(key)
+
+        // Create-only: the first write stands; a later one, and all but one of a race, fail with
+        // alreadyExists and change nothing.
+        let once = try ObjectKey("org-1/uploads/once.bin")
+        try await store.put([1], at: once, options: ObjectPutOptions(ifAbsent: true))
+        do {
+            try await store.put([2, 2], at: once, options: ObjectPutOptions(ifAbsent: true))
+            Issue.record("an ifAbsent put replaced an object")
+        } catch {
+            #expect(error.code == .alreadyExists && error.httpStatus == 409)
+        }
+        #expect(try await store.get(once) == [1])
+        let raced = try ObjectKey("org-1/uploads/raced.bin")
+        let outcomes = await withTaskGroup(of: (UInt8, ObjectStoreError.Code?).self) { group in
+            for writer in UInt8(1)...8 {
+                group.addTask {
+                    do throws(ObjectStoreError) {
+                        try await store.put([UInt8](repeating: writer, count: 1_000), at: raced, options: ObjectPutOptions(ifAbsent: true))
+                        return (writer, nil)
+                    } catch { return (writer, error.code) }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let winners = outcomes.filter { $0.1 == nil }.map(\.0)
+        #expect(winners.count == 1 && outcomes.filter { $0.1 == .alreadyExists }.count == 7, "\(outcomes)")
+        #expect(try await store.get(raced) == [UInt8](repeating: winners.first ?? 0, count: 1_000), "the winner's bytes")
+        try await store.delete(once)
+        try await store.delete(raced)
     }
 
     @Test("the contract on the local directory store")
@@ -106,6 +135,18 @@ struct S3ObjectStoreTests {
         #expect(try await client.listMultipartUploads(prefix: "backups/").isEmpty, "aborted at S3, its parts freed")
         #expect(try await store.head(try ObjectKey("backups/abandoned.bin")) == nil)
         #expect(try await store.list(prefix: "backups/").map { $0.key.value } == ["backups/dump.bin"])
+
+        // Create-only across parts: CompleteMultipartUpload carries If-None-Match too.
+        let again = try await store.beginUpload(key, options: ObjectPutOptions(ifAbsent: true))
+        for _ in 0..<6 { try await again.write(piece) }
+        do {
+            _ = try await again.complete()
+            Issue.record("an ifAbsent multipart upload replaced an object")
+        } catch {
+            #expect(error.code == .alreadyExists)
+        }
+        #expect(try await store.head(key)?.size == 12 << 20, "the first object stays")
+        #expect(try await client.listMultipartUploads(prefix: "backups/").isEmpty, "the refused upload was aborted")
     }
 
     @Test("S3 Object Lock: the retention travels with the upload; a retained object is neither deleted nor replaced")

@@ -180,11 +180,12 @@ public final class LocalObjectStore: ObjectStore {
     }
 
     /// Puts a finished upload in place, in one job with the retention check: its metadata, then
-    /// its bytes, each synced and renamed (directories synced too). Should the second rename
+    /// its bytes, each synced and renamed (directories synced too); with `ifAbsent`, the bytes
+    /// first, linked so that an object already there is never replaced, then the metadata. Should the second rename
     /// fail, the old metadata is put back. Should the process die between the two, readers
     /// ignore metadata whose size is not the file's (``metadata(_:size:)``); only an old object
     /// of exactly the new one's size would show the new metadata until the key is written again.
-    func place(_ key: ObjectKey, from file: URL, metadata: Metadata) async throws(ObjectStoreError) -> ObjectInfo {
+    func place(_ key: ObjectKey, from file: URL, metadata: Metadata, ifAbsent: Bool) async throws(ObjectStoreError) -> ObjectInfo {
         let url = objectURL(key), meta = metaURL(key), uploads = directory.appendingPathComponent("uploads")
         try await io("complete an upload") {
             try self.refuseIfRetained(url, meta: meta, "replaced")
@@ -194,6 +195,22 @@ public final class LocalObjectStore: ObjectStore {
             let metaFile = uploads.appendingPathComponent(UUID().uuidString + ".json")
             try JSONEncoder().encode(metadata).write(to: metaFile)
             try Self.sync(metaFile)
+            if ifAbsent {
+                // The bytes first, by link(2), which fails rather than replace: of two writers
+                // of one key, one wins and the other changes nothing. The metadata follows.
+                guard link(file.path, url.path) == 0 else {
+                    let failure = errno
+                    _ = unlink(metaFile.path)
+                    if failure == EEXIST { throw ObjectStoreError(.alreadyExists, "an object is at this key already") }
+                    throw CocoaError(.fileWriteUnknown)
+                }
+                _ = unlink(file.path)
+                guard rename(metaFile.path, meta.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+                try Self.sync(meta.deletingLastPathComponent())
+                try Self.sync(url.deletingLastPathComponent())
+                return
+            }
+            // Replacing: the metadata first, then the bytes (see above).
             let previous = try? Data(contentsOf: meta)
             guard rename(metaFile.path, meta.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
             guard rename(file.path, url.path) == 0 else {
@@ -253,7 +270,9 @@ final class LocalUpload: ObjectUpload, @unchecked Sendable {
                 try handle.synchronize()
                 try handle.close()
             }
-            return try await store.place(key, from: file, metadata: .init(sha256: digest, size: size, contentType: options.contentType, lock: options.lock))
+            return try await store.place(
+                key, from: file, metadata: .init(sha256: digest, size: size, contentType: options.contentType, lock: options.lock), ifAbsent: options.ifAbsent
+            )
         } catch {
             await discard()
             throw error

@@ -100,11 +100,19 @@ public struct ObjectPutOptions: Sendable, Hashable {
     public var lock: ObjectLock?
     /// S3 server-side encryption headers sent with the upload (S3 only; ignored locally).
     public var serverSideEncryption: ServerSideEncryption?
+    /// Store only if no object is at the key when the upload completes: otherwise it fails with
+    /// `alreadyExists` (409) and what was there stays. Atomic against concurrent writers (S3:
+    /// `If-None-Match: *`; the local store: link(2), which never replaces).
+    public var ifAbsent: Bool
 
-    public init(contentType: String = "application/octet-stream", lock: ObjectLock? = nil, serverSideEncryption: ServerSideEncryption? = nil) {
+    public init(
+        contentType: String = "application/octet-stream", lock: ObjectLock? = nil, serverSideEncryption: ServerSideEncryption? = nil,
+        ifAbsent: Bool = false
+    ) {
         self.contentType = contentType
         self.lock = lock
         self.serverSideEncryption = serverSideEncryption
+        self.ifAbsent = ifAbsent
     }
 }
 
@@ -160,7 +168,7 @@ public enum ObjectStoreErrorDomain: ErrorDomain {
         switch code {
         case .invalidKey, .invalidRange, .invalidPresign: 400
         case .presignExpired, .presignRefused: 403
-        case .objectLocked: 409
+        case .objectLocked, .alreadyExists: 409
         case .presignUnavailable: 501
         case .unavailable: 503
         default: 500
@@ -175,6 +183,8 @@ extension ErrorCode where Domain == ObjectStoreErrorDomain {
     public static var invalidKey: Self { Self("invalidKey") }
     /// A range that starts past its end or below zero.
     public static var invalidRange: Self { Self("invalidRange") }
+    /// An upload made ``ObjectPutOptions/ifAbsent`` found an object at its key.
+    public static var alreadyExists: Self { Self("alreadyExists") }
     /// The object is retained (Object Lock) and cannot be deleted or replaced yet.
     public static var objectLocked: Self { Self("objectLocked") }
     /// The upload was completed or aborted already.

@@ -173,7 +173,7 @@ func makeRouter(
     let router = Router(context: CoreRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = addServiceEdge(to: router, options: edge)
     addHealthRoutes(to: router, database: database, readiness: readiness)
-    if let metrics { addMetricsRoute(to: router, registry: metrics, access: edge.metricsAccess) }
+    if let metrics { addMetricsRoute(to: router, registry: metrics, access: edge.metricsAccess, trustedProxies: edge.trustedProxies) }
     router.get("openapi.json") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
     }

@@ -25,40 +25,51 @@ public enum MetricsBootstrap {
 /// Who may read `/metrics`. The exposition names routes, pools and counters, never data, but
 /// it tells an outsider how busy each route is and what fails: it is not served to the public
 /// listener's clients unless they hold the token.
-public enum MetricsAccess: Sendable, Equatable, CustomStringConvertible {
+public enum MetricsAccess: Sendable, Equatable, CustomStringConvertible, CustomReflectable {
     /// A scraper presenting `Authorization: Bearer <token>` (`METRICS_TOKEN`), from anywhere.
     case bearer(String)
-    /// Loopback peers only (a sidecar scraper, an operator on the machine), and only requests
-    /// without a forwarding header: a reverse proxy on the same machine forwards the public's
-    /// requests from loopback too, and says so in `X-Forwarded-For`, `Forwarded`,
-    /// `CF-Connecting-IP` or `X-Real-IP`. The default when `METRICS_TOKEN` is unset.
+    /// Loopback peers only (an operator on the machine, a scraper beside the process), and only
+    /// requests without a forwarding header: a reverse proxy on the same machine forwards the
+    /// public's requests from loopback too, and most say so (`X-Forwarded-For`, `Forwarded`,
+    /// `Via`...). A proxy that adds none cannot be told apart, so this is the default in
+    /// development and test only; staging and production need `METRICS_TOKEN`.
     case loopback
+    /// Not served (staging or production without `METRICS_TOKEN`): 403 `metrics.notConfigured`.
+    case disabled
 
     /// The mode, never the token.
     public var description: String {
         switch self {
         case .bearer: "MetricsAccess.bearer(<token>)"
         case .loopback: "MetricsAccess.loopback"
+        case .disabled: "MetricsAccess.disabled"
         }
     }
 
+    /// `dump()` and debuggers see the description only.
+    public var customMirror: Mirror { Mirror(self, children: ["description": description], displayStyle: .enum) }
+
     /// The headers that say a request was forwarded by a proxy.
     static let forwardingHeaders: [HTTPField.Name] = [
-        HTTPField.Name("X-Forwarded-For")!, HTTPField.Name("Forwarded")!, HTTPField.Name("CF-Connecting-IP")!, HTTPField.Name("X-Real-IP")!,
-    ]
+        "X-Forwarded-For", "Forwarded", "CF-Connecting-IP", "X-Real-IP", "Via", "X-Forwarded-Host", "X-Forwarded-Proto", "True-Client-IP", "X-Client-IP",
+    ].map { HTTPField.Name($0)! }
 
-    /// Whether a request from `peer` (the connection's address; nil for an in-process request
-    /// or a Unix socket, which no remote client reaches) with `headers` may read the metrics;
-    /// the error says why not.
-    func check(peer: String?, headers: HTTPFields) -> MetricsRefused? {
+    /// Whether a request from `peer` (the connection's address; nil when there is none to
+    /// read, which is refused) with `headers` may read the metrics; the error says why not.
+    /// A loopback peer inside `trustedProxies` is a proxy by the operator's own word: refused.
+    func check(peer: String?, headers: HTTPFields, trustedProxies: TrustedProxies = .none) -> MetricsRefused? {
         switch self {
         case .bearer(let token):
             guard let presented = try? bearerToken(headers), Self.equal(presented, token) else { return MetricsRefused(.tokenRequired) }
             return nil
         case .loopback:
-            if let peer, !Self.isLoopback(peer) { return MetricsRefused(.notLoopback) }
+            guard let peer, Self.isLoopback(peer), let bytes = IPAddress.parse(peer), !trustedProxies.contains(bytes) else {
+                return MetricsRefused(.notLoopback)
+            }
             if Self.forwardingHeaders.contains(where: { headers[$0] != nil }) { return MetricsRefused(.notLoopback) }
             return nil
+        case .disabled:
+            return MetricsRefused(.notConfigured)
         }
     }
 
@@ -88,6 +99,8 @@ public struct MetricsRefused: RestartixError {
         case tokenRequired
         /// No `METRICS_TOKEN`: only loopback peers without forwarding headers are served (403).
         case notLoopback
+        /// Staging or production without `METRICS_TOKEN`: not served (403).
+        case notConfigured
     }
 
     public let code: Code
@@ -99,6 +112,7 @@ public struct MetricsRefused: RestartixError {
         switch code {
         case .tokenRequired: "the metrics need Authorization: Bearer with the deployment's METRICS_TOKEN"
         case .notLoopback: "the metrics are served to this machine's loopback only; set METRICS_TOKEN to scrape them from elsewhere"
+        case .notConfigured: "the metrics need METRICS_TOKEN in staging and production"
         }
     }
     public var httpStatus: Int { code == .tokenRequired ? 401 : 403 }
@@ -107,9 +121,13 @@ public struct MetricsRefused: RestartixError {
 
 extension ServiceEnvironment {
     /// `METRICS_TOKEN`: with it, `/metrics` needs it as a bearer token (at least 32 characters);
-    /// without it, only loopback peers are served (``MetricsAccess/loopback``).
+    /// without it, only loopback peers are served in development and test
+    /// (``MetricsAccess/loopback``), and nobody in staging and production.
     public func metricsAccess() throws(ConfigurationError) -> MetricsAccess {
-        guard let token = string("METRICS_TOKEN") else { return .loopback }
+        guard let token = string("METRICS_TOKEN") else {
+            let deployment = try deployment()
+            return deployment == .staging || deployment == .production ? .disabled : .loopback
+        }
         guard token.count >= 32, token.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
             throw ConfigurationError(.invalidValue, "METRICS_TOKEN must be at least 32 printable ASCII characters without spaces")
         }
@@ -119,9 +137,11 @@ extension ServiceEnvironment {
 
 /// `GET /metrics` on `router`: the Prometheus text exposition of `registry`, to the callers
 /// `access` admits (``MetricsAccess``); others get a problem (401 or 403) and no figures.
-public func addMetricsRoute<Context: IdentifiedRequestContext>(to router: Router<Context>, registry: PrometheusCollectorRegistry, access: MetricsAccess) {
+public func addMetricsRoute<Context: IdentifiedRequestContext>(
+    to router: Router<Context>, registry: PrometheusCollectorRegistry, access: MetricsAccess, trustedProxies: TrustedProxies = .none
+) {
     router.get("metrics") { request, context -> Response in
-        if let refused = access.check(peer: context.peerAddress, headers: request.headers) { throw refused }
+        if let refused = access.check(peer: context.peerAddress, headers: request.headers, trustedProxies: trustedProxies) { throw refused }
         return Response(
             status: .ok,
             headers: [.contentType: MetricsBootstrap.contentType],

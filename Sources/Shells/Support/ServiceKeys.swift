@@ -26,7 +26,7 @@ public enum ServiceKeys {
         ServiceKey("RATE_LIMIT_ADDRESS_PER_MINUTE", "one client address's requests per minute (bursts of a fifth); on `/v1` counted with the user's once the token is read", default: "1200", [.coreAPI]),
         ServiceKey("TENANT_SUBDOMAIN_SUFFIXES", "comma-separated platform suffixes under which {slug}.<suffix> names a clinic (GET /v1/public/organizations/resolve)", default: "clinic.restartix.pro, portal.restartix.pro in staging and production; clinic.localhost, portal.localhost elsewhere", [.coreAPI]),
         ServiceKey("SHUTDOWN_GRACE_SECONDS", "after SIGTERM, how long requests in flight may take to finish (1 to 600) before they are canceled and the pools closed", default: "25", api),
-        ServiceKey("METRICS_TOKEN", "bearer token (32+ printable characters) a Prometheus scraper presents to GET /metrics from anywhere; unset, /metrics answers only this machine's loopback (a sidecar scraper) and refuses requests a proxy forwarded (403 metrics.notLoopback)", default: "unset: loopback only", secret: true, api),
+        ServiceKey("METRICS_TOKEN", "bearer token (32+ printable characters) a Prometheus scraper presents to GET /metrics from anywhere; unset, /metrics answers only this machine's loopback in development and test (refusing requests a proxy forwarded: 403 metrics.notLoopback) and nobody in staging and production (403 metrics.notConfigured)", default: "unset", secret: true, api),
         ServiceKey("LOG_LEVEL", "trace, debug, info, notice, warning, error or critical; anything else refuses to start", default: "info", all3),
         ServiceKey("LOG_FORMAT", "json (one object a line on standard error: timestamp, level, label, message, metadata, source) or text", default: "json in staging and production, text otherwise", all3),
         // Databases
@@ -76,7 +76,7 @@ public enum ServiceKeys {
         ServiceKey("TELEMETRY_IDLE_TIMEOUT_SECONDS", "a session without a batch for this long (1 to 86400) is finished", default: "600", [.telemetryAPI]),
         ServiceKey("TELEMETRY_MAX_OPEN_SESSIONS", "open sessions per instance; past it, starts get 503 with Retry-After", default: "1000", [.telemetryAPI]),
         ServiceKey("TELEMETRY_MAX_CONCURRENT_BATCHES", "batches being decoded and stored at once per instance; past it, 503 with Retry-After", default: "64", [.telemetryAPI]),
-        ServiceKey("TELEMETRY_MAX_SESSION_FRAMES", "frames per session (a session holds them all in memory while it finishes: 536 bytes each); past it, 413", default: "108000 (an hour at 30 fps)", [.telemetryAPI]),
+        ServiceKey("TELEMETRY_MAX_SESSION_FRAMES", "frames per session, 1 to 450000 (a session holds them all in memory while it finishes: 536 bytes each; its replay blob holds at most 256 MiB); past it, 413", default: "108000 (an hour at 30 fps)", [.telemetryAPI]),
         ServiceKey("TELEMETRY_MAX_CONCURRENT_FINISHES", "sessions finishing at once per instance (1 to 64)", default: "2", [.telemetryAPI]),
         // AWS
         ServiceKey("AWS_REGION", "the AWS region (AWS_DEFAULT_REGION as a fallback)", default: "unset (provider seeds: eu-central-1)", all3),

@@ -43,7 +43,7 @@ func makeRouter(
 ) -> Router<TelemetryRequestContext> {
     let router = Router(context: TelemetryRequestContext.self, options: .autoGenerateHeadEndpoints)
     let slot = addServiceEdge(to: router, options: configuration.edge)
-    if let metrics { addMetricsRoute(to: router, registry: metrics, access: configuration.edge.metricsAccess) }
+    if let metrics { addMetricsRoute(to: router, registry: metrics, access: configuration.edge.metricsAccess, trustedProxies: configuration.edge.trustedProxies) }
     router.get("openapi.json") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: TelemetryOpenAPIDocument.json)))
     }

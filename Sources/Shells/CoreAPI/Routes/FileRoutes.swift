@@ -145,9 +145,10 @@ func addLocalObjectRoutes(to router: Router<CoreRequestContext>, store: LocalObj
             throw ObjectStoreError(.presignRefused, "the URL is not an upload's")
         }
         // Once stored, an object is not replaced through a URL still within its five minutes
-        // (a completed file, a signed consent, stays what was completed).
+        // (a completed file, a signed consent, stays what was completed): refused at once when
+        // it is there, and by the store's own create-only placement when two PUTs race.
         guard try await store.head(key) == nil else { throw RequestError(.conflict, "the object was uploaded already") }
-        let upload = try await store.beginUpload(key, options: ObjectPutOptions(contentType: type))
+        let upload = try await store.beginUpload(key, options: ObjectPutOptions(contentType: type, ifAbsent: true))
         var received = 0
         do {
             for try await chunk in request.body {

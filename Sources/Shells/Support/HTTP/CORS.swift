@@ -12,7 +12,7 @@ public import RestartixKit
 public struct AllowListCORSMiddleware<Context: RequestContext>: RouterMiddleware {
     let origins: Set<String>
     static var allowMethods: String { "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS" }
-    static var allowHeaders: String { "Accept, Authorization, Content-Type, Origin, X-Request-Id, If-Match" }
+    static var allowHeaders: String { "Accept, Authorization, Content-Type, Origin, X-Request-Id, If-Match, If-None-Match" }
     static var exposedHeaders: String { "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, ETag" }
 
     /// CORS for `origins` (exact `scheme://host[:port]` strings, lower case). Bearer tokens

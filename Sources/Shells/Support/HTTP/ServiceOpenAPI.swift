@@ -25,7 +25,7 @@ public enum ServiceOpenAPI {
         "/metrics": {
           "get": {
             "operationId": "metrics",
-            "summary": "Prometheus text exposition: request counts and latency by route and status, and every counter and gauge the service's libraries emit. With METRICS_TOKEN set, only to a bearer of it (401 otherwise); without, only to this machine's loopback with no forwarding header (403 otherwise).",
+            "summary": "Prometheus text exposition: request counts and latency by route and status, and every counter and gauge the service's libraries emit. With METRICS_TOKEN set, only to a bearer of it (401 otherwise); without, to nobody in staging and production and only to this machine's loopback with no forwarding header in development and test (403 otherwise).",
             "responses": {
               "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
               "401": {"$ref": "#/components/responses/Problem"},
