@@ -6,6 +6,7 @@ public import RestartixAWS
 public import RestartixCrypto
 import RestartixKit
 public import RestartixProviders
+import Synchronization
 public import RestartixTenancy
 public import ServiceLifecycle
 
@@ -156,6 +157,9 @@ public struct AppointmentFollowups: Sendable {
     let store: PatientStore
     let httpClient: HTTPClient
     let logger: Logger
+    /// The default credentials, fetched at the first send that needs them and then kept
+    /// fresh (``AWSCredentialProvider``), not fetched again for every e-mail.
+    let defaultCredentials: SharedCredentialProvider?
     /// Retries, leases and the video room's hours.
     public let options: Options
 
@@ -175,6 +179,7 @@ public struct AppointmentFollowups: Sendable {
         self.options = options
         self.httpClient = httpClient
         self.logger = logger
+        self.defaultCredentials = options.defaultAWSCredentials.map { SharedCredentialProvider($0, httpClient: httpClient) }
     }
 
     static let actor = PlatformActor.service("appointment-followups")
@@ -440,11 +445,11 @@ public struct AppointmentFollowups: Sendable {
         guard case .ses(let settings) = try record.settings() else {
             throw ProviderError(.invalidArgument, "the email provider is \(record.kind), which the platform cannot send with")
         }
-        let credentials: AWSCredentials
+        let credentials: AWSCredentialProvider
         if let stored = settings.credentials {
-            credentials = stored
-        } else if let source = options.defaultAWSCredentials {
-            credentials = try await source.resolve(httpClient: httpClient)
+            credentials = AWSCredentialProvider(stored)
+        } else if let defaultCredentials {
+            credentials = try await defaultCredentials.provider()
         } else {
             throw ProviderError(.invalidArgument, "the email provider stores no AWS keys and no default credentials are configured")
         }
@@ -574,6 +579,30 @@ public final class AppointmentFollowupWorker: Service, Sendable {
             }
         } onGracefulShutdown: { [continuation] in
             continuation.finish()
+        }
+    }
+}
+
+/// One ``AWSCredentialProvider`` for a source, made by the first caller that needs it (its
+/// first fetch happens then, not at construction, which is synchronous) and shared after that.
+final class SharedCredentialProvider: Sendable {
+    let source: AWSCredentialSource
+    let httpClient: HTTPClient
+    private let made = Mutex<AWSCredentialProvider?>(nil)
+
+    init(_ source: AWSCredentialSource, httpClient: HTTPClient) {
+        self.source = source
+        self.httpClient = httpClient
+    }
+
+    /// The provider; a failed first fetch is the caller's error and the next caller tries again.
+    func provider() async throws(AWSError) -> AWSCredentialProvider {
+        if let existing = made.withLock({ $0 }) { return existing }
+        let fresh = try await AWSCredentialProvider(source, httpClient: httpClient)
+        return made.withLock { made in
+            if let existing = made { return existing }
+            made = fresh
+            return fresh
         }
     }
 }

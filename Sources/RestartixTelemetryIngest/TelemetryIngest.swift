@@ -69,6 +69,10 @@ public final class TelemetryIngest: Sendable {
         public var tick: Duration = .seconds(1)
         /// Server-side encryption of blobs and records in the object store (S3).
         public var serverSideEncryption: ServerSideEncryption?
+        /// The largest replay blob payload written (default ``ReplayBlob/defaultMaximumSize``,
+        /// 256 MiB, which every reader of the codec accepts). A session past it is finished
+        /// without a blob: its aggregates are delivered, the replay is not kept.
+        public var maximumBlobSize = ReplayBlob.defaultMaximumSize
 
         public init() {}
     }
@@ -617,7 +621,7 @@ public final class TelemetryIngest: Sendable {
         // never be encoded: finishing it again would fail the same way for ever. Its aggregates,
         // the clinical record, still go; the replay is lost, and said so.
         let blob: [UInt8]?
-        do { blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events)) } catch {
+        do { blob = try ReplayBlob.encode(ReplaySession(frames: frames, events: events), maximumSize: configuration.maximumBlobSize) } catch {
             logger.error("The session's replay blob cannot be encoded; it is finished without one", metadata: Self.ids(claims, ["error": "\(error.codeName)"]))
             blob = nil
         }

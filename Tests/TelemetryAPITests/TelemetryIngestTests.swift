@@ -73,6 +73,24 @@ struct TelemetryIngestTests {
         do { try await body(); return nil } catch { return (error as? TelemetryIngestError)?.code }
     }
 
+    @Test("a session too large for its replay blob is finished without one: the aggregates are delivered once, nothing is left open or spooled, and finishing again answers the same")
+    func blobTooLarge() async throws {
+        let fixture = try Fixture("ingest-no-blob")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine { $0.maximumBlobSize = 64 * 1024 }  // about 120 frames
+        let claims = Self.claims()
+        let (_, batches) = Self.batches()
+        _ = try await ingest.start(claims, exercise: "knee_flexion")
+        for (sequence, batch) in batches.enumerated() { _ = try await ingest.ingest(batch, sequence: sequence, for: claims) }
+        let finished = try await ingest.finish(claims)
+        #expect(finished.state == .delivered && finished.reps == 6)
+        #expect(fixture.sink.deliveries.count == 1 && fixture.sink.deliveries.first?.aggregates.pose?.repCount == 6)
+        #expect(try await fixture.store.head(TelemetryIngest.blobKey(organization: claims.organizationID, session: claims.sessionID)) == nil)
+        #expect(try await fixture.spool.read(organization: claims.organizationID, session: claims.sessionID) == nil)
+        #expect(try await ingest.finish(claims).state == .delivered)
+        #expect(fixture.sink.deliveries.count == 1)
+    }
+
     @Test("out of order, duplicated and gapped batches: gaps reported, a retry acknowledged without a second copy, other content under a used number refused; finish delivers once, in order, and the blob decodes to the same frames")
     func orderingAndFinish() async throws {
         let fixture = try Fixture("ingest-order")
