@@ -84,7 +84,7 @@ public final class S3ObjectStore: ObjectStore {
             case .upload(let type, let length, let encryption):
                 url = try client.presignedURL(
                     "PUT", for: key.value, expires: expires, contentType: type, contentLength: length,
-                    headers: [("if-none-match", "*")] + (encryption?.headers ?? []), date: now
+                    headers: Self.createOnly + (encryption?.headers ?? []), date: now
                 )
             }
         } catch {
@@ -127,6 +127,14 @@ public final class S3ObjectStore: ObjectStore {
         default: return ObjectStoreError(.failed, "could not \(what): \(error.codeName)")
         }
     }
+
+    /// S3's create-only condition: the write fails (412) when an object is at the key.
+    static let createOnly = [("if-none-match", "*")]
+
+    /// The conditions of the request that places an upload's object (PutObject, or
+    /// CompleteMultipartUpload; not CreateMultipartUpload): ``createOnly`` for
+    /// ``ObjectPutOptions/ifAbsent``.
+    func conditions(_ options: ObjectPutOptions) -> [(String, String)] { options.ifAbsent ? Self.createOnly : [] }
 
     /// Headers for an upload's options (encryption, Object Lock), plus `Content-MD5` of `body`
     /// under a retention.
@@ -228,7 +236,7 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
                 let parts = state.withLock { $0.parts }
                 do {
                     try await client.completeMultipartUpload(
-                        at: key.value, uploadID: uploadID, parts: parts, headers: options.ifAbsent ? [("if-none-match", "*")] : []
+                        at: key.value, uploadID: uploadID, parts: parts, headers: store.conditions(options)
                     )
                 } catch {
                     throw S3ObjectStore.storeError(error, "complete an upload")
@@ -237,7 +245,7 @@ final class S3Upload: ObjectUpload, @unchecked Sendable {
                 do {
                     try await client.put(
                         rest, at: key.value, contentType: options.contentType,
-                        headers: [("x-amz-meta-sha256", digest)] + store.headers(options, body: rest) + (options.ifAbsent ? [("if-none-match", "*")] : [])
+                        headers: [("x-amz-meta-sha256", digest)] + store.headers(options, body: rest) + store.conditions(options)
                     )
                 } catch {
                     throw S3ObjectStore.storeError(error, "store an object")
