@@ -226,23 +226,26 @@ struct RedisClientTests {
         guard RedisServer.available else { return }
         let server = try await RedisServer()
         defer { server.stop() }
-        let redis = try Self.quickClient(server, commandTimeout: .seconds(1), connections: 1, backoff: .seconds(2))
+        let redis = try Self.quickClient(server, commandTimeout: .seconds(2), connections: 1, backoff: .seconds(4))
         defer { redis.shutdown() }
         #expect(try await redis.send("PING") == .simpleString("PONG"))
         server.pause()
         let started = ContinuousClock.now
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(error?.code == .timeout)
-        #expect(ContinuousClock.now - started < .seconds(4), "the timeout holds")
+        #expect(ContinuousClock.now - started < .seconds(8), "the timeout holds")
         // A server that timed out is backed off from: the next call fails fast, not after
         // another timeout (a frozen server still accepts TCP connections).
         let next = ContinuousClock.now
         let fast = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(fast?.code == .unavailable)
-        #expect(ContinuousClock.now - next < .milliseconds(900), "no second full timeout")
+        #expect(ContinuousClock.now - next < .milliseconds(1500), "no second full timeout (2 s)")
         server.resume()
-        #expect(try await Self.eventually { try await redis.send("PING") == .simpleString("PONG") })
+        #expect(try await Self.eventually(within: .seconds(15)) { try await redis.send("PING") == .simpleString("PONG") })
     }
+
+    /// How long `reconnects()` keeps redis-server down.
+    static let outage: Duration = .seconds(4)
 
     @Test("redis-server stopped and started again while tasks keep calling: failures are fast and typed, then calls succeed")
     func reconnects() async throws {
@@ -269,7 +272,11 @@ struct RedisClientTests {
                             let started = ContinuousClock.now
                             do {
                                 _ = try await redis.send("INCR", "reconnect:\(task)")
-                                shared.outcomes.withLock { $0.ok += 1 }
+                                let elapsed = ContinuousClock.now - started
+                                shared.outcomes.withLock { (state: inout Outcomes) in
+                                    state.ok += 1
+                                    state.slowest = max(state.slowest, elapsed)
+                                }
                             } catch {
                                 let elapsed = ContinuousClock.now - started
                                 shared.outcomes.withLock { (state: inout Outcomes) in
@@ -287,8 +294,11 @@ struct RedisClientTests {
         // Warm-up only (the bounds under test come after the stop): generous, since the whole
         // suite starts at once on two cores and starves the first seconds.
         #expect(try await Self.eventually(within: .seconds(30)) { shared.outcomes.withLock { $0.ok } >= 20 }, "calls succeed before the stop")
+        // From the stop on, every call counts towards the slowest, failed or not: a call that
+        // hung through the outage and succeeded after the restart must show up too.
+        shared.outcomes.withLock { $0.slowest = .zero }
         await server.kill()
-        try await Task.sleep(for: .milliseconds(2500))
+        try await Task.sleep(for: Self.outage)
         let duringOutage = shared.outcomes.withLock { $0 }
         try await server.start()
         // Calls succeed again soon after the restart.
@@ -296,10 +306,14 @@ struct RedisClientTests {
         let recovered = try await Self.eventually(within: .seconds(5)) { shared.outcomes.withLock { $0.ok } > restarted + 50 }
         shared.stop.store(true, ordering: .relaxed)
         await callers.value
+        let slowest = shared.outcomes.withLock { $0.slowest }
         #expect(recovered, "calls succeed after redis-server comes back")
         #expect(duringOutage.failed > 0, "calls fail while it is down")
         #expect(duringOutage.codes.isSubset(of: ["unavailable", "connectionClosed", "connectionFailed", "timeout"]), "\(duringOutage.codes)")
-        #expect(duringOutage.slowest < .milliseconds(1500), "failures are bounded by the command timeout, not by the outage")
+        // The command timeout is 500 ms; a call waiting out the outage would take 4 s. The bound
+        // sits between, with room for a loaded machine (1.6 s has been seen on CI's two cores
+        // with the whole suite running).
+        #expect(slowest < Self.outage * 0.75, "calls are bounded by the command timeout, not by the outage: \(slowest)")
     }
 
     @Test("AUTH with a password or an ACL user, SELECT a database; a wrong password is a typed error without the password")
@@ -395,7 +409,8 @@ struct RedisClientTests {
         let started = ContinuousClock.now
         let second = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(second?.code == .unavailable)
-        #expect(ContinuousClock.now - started < .milliseconds(100), "fails fast while backing off")
+        // The code shows it was not tried; the bound only keeps it well short of the 5 s backoff.
+        #expect(ContinuousClock.now - started < .seconds(1), "fails fast while backing off")
         redis.shutdown()
         let closed = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(closed?.code == .shutdown)

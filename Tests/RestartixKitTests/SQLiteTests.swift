@@ -47,7 +47,9 @@ struct SQLiteTests {
                 }
             }
             #expect(error?.code == .timedOut, "\(shape): \(String(describing: error))")
-            #expect(ContinuousClock.now - start < .seconds(3), "\(shape)")
+            // 200 ms by design; the margin is for a loaded two-core machine (timers there have
+            // stalled for 1.7 s with the full suite running).
+            #expect(ContinuousClock.now - start < .seconds(6), "\(shape)")
         }
         // Nothing of the interrupted transaction stayed; the same connection serves the next call.
         #expect(try await db.query("SELECT count(*) FROM t").first?.decode(at: 0, as: Int.self) == 0)

@@ -328,8 +328,8 @@ struct ProviderResolverOutageTests {
             // two-core CI machine (a 1 s bound on the whole reload once measured 1.3 s there), and
             // far below the 5-minute TTL, which is what would serve the old value without Redis.
             let started = ContinuousClock.now
-            #expect(await Self.eventually(within: .seconds(3)) { b.statistics.invalidationsReceived > received })
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(await Self.eventually(within: .seconds(10)) { b.statistics.invalidationsReceived > received })
+            #expect(ContinuousClock.now - started < .seconds(10))
             #expect(try await b.provider(for: capability).secrets["api_key"] == "after")
             #expect(b.statistics.loads == loads + 1, "B reloaded once, long before its TTL")
         }
