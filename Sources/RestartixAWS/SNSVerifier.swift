@@ -43,42 +43,36 @@ public struct SNSMessage: Decodable, Sendable, Hashable {
 }
 
 /// Why an SNS delivery was refused. Details name the rule, never a value from the message.
-public struct SNSError: RestartixError, Equatable {
-    public enum Code: String, Sendable {
-        /// Not an SNS message of a known type, or a field out of shape (400).
-        case invalidMessage
-        /// The signing certificate's URL is not an SNS host over HTTPS, or it could not be
-        /// fetched or read (401).
-        case untrustedCertificate
-        /// The signature does not match the message under that certificate (401).
-        case invalidSignature
-        /// The message is from a topic this deployment does not subscribe to (403).
-        case topicNotAllowed
-        /// The subscription could not be confirmed with SNS (502: SNS retries the confirmation).
-        case confirmationFailed
-    }
+public typealias SNSError = DomainError<SNSErrorDomain>
 
-    public static let domain = "sns"
-    public let code: Code
-    public let detail: String
+/// The `sns` error domain.
+public enum SNSErrorDomain: ErrorDomain {
+    public static let name = "sns"
 
-    public init(_ code: Code, _ detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public var codeName: String { code.rawValue }
-    public var safeDetail: String { detail }
-    public var httpStatus: Int {
+    public static func httpStatus(for code: ErrorCode<SNSErrorDomain>) -> Int {
         switch code {
-        case .invalidMessage: 400
         case .untrustedCertificate, .invalidSignature: 401
         case .topicNotAllowed: 403
         case .confirmationFailed: 502
+        default: 400
         }
     }
-    public var isTransient: Bool { code == .confirmationFailed }
-    public var description: String { restartixDescription }
+
+    public static func isTransient(_ code: ErrorCode<SNSErrorDomain>) -> Bool { code == .confirmationFailed }
+}
+
+extension ErrorCode where Domain == SNSErrorDomain {
+    /// Not an SNS message of a known type, or a field out of shape (400).
+    public static var invalidMessage: Self { Self("invalidMessage") }
+    /// The signing certificate's URL is not an SNS host over HTTPS, or it could not be
+    /// fetched or read (401).
+    public static var untrustedCertificate: Self { Self("untrustedCertificate") }
+    /// The signature does not match the message under that certificate (401).
+    public static var invalidSignature: Self { Self("invalidSignature") }
+    /// The message is from a topic this deployment does not subscribe to (403).
+    public static var topicNotAllowed: Self { Self("topicNotAllowed") }
+    /// The subscription could not be confirmed with SNS (502: SNS retries the confirmation).
+    public static var confirmationFailed: Self { Self("confirmationFailed") }
 }
 
 /// Verifies SNS HTTPS deliveries as AWS documents it: the signing certificate is fetched only

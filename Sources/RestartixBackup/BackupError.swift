@@ -27,13 +27,13 @@ import RestartixKit
 /// | `invalidInput` | a bad argument (an id, a size, a missing key) |
 ///
 /// Details name ids, keys of objects and sizes, never key material or row data.
-public typealias BackupError = DomainError<BackupErrors>
+public typealias BackupError = DomainError<BackupErrorDomain>
 
 /// The backup domain (``BackupError``).
-public enum BackupErrors: ErrorDomain {
+public enum BackupErrorDomain: ErrorDomain {
     public static let name = "backup"
 
-    public static func httpStatus(for code: ErrorCode<BackupErrors>) -> Int {
+    public static func httpStatus(for code: ErrorCode<BackupErrorDomain>) -> Int {
         switch code {
         case .invalidInput, .targetNotEmpty: 400
         case .notFound: 404
@@ -42,10 +42,10 @@ public enum BackupErrors: ErrorDomain {
         }
     }
 
-    public static func isTransient(_ code: ErrorCode<BackupErrors>) -> Bool { code == .storage }
+    public static func isTransient(_ code: ErrorCode<BackupErrorDomain>) -> Bool { code == .storage }
 }
 
-extension ErrorCode where Domain == BackupErrors {
+extension ErrorCode where Domain == BackupErrorDomain {
     public static var wrongKey: Self { Self("wrongKey") }
     public static var invalidHeader: Self { Self("invalidHeader") }
     public static var authenticationFailed: Self { Self("authenticationFailed") }
@@ -65,7 +65,7 @@ extension ErrorCode where Domain == BackupErrors {
     public static var invalidInput: Self { Self("invalidInput") }
 }
 
-extension DomainError where Domain == BackupErrors {
+extension DomainError where Domain == BackupErrorDomain {
     /// The cipher's refusal under the same code (`authenticationFailed`, `segmentMissing`,
     /// `wrongKey`, ...), so a damaged backup reads the same from the cipher and from here.
     init(_ error: EncryptionError, while action: String) {

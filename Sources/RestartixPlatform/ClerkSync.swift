@@ -49,7 +49,7 @@ public enum ClerkSync {
     public static func apply(_ body: Data, deliveryID: String, admin: AdminDatabase) async throws -> Outcome {
         let envelope: Envelope
         do { envelope = try JSONDecoder().decode(Envelope.self, from: body) } catch {
-            throw ClerkSyncError("the body is not a Clerk event (type and data)")
+            throw ClerkSyncError(.unprocessable, "the body is not a Clerk event (type and data)")
         }
         let event = try Event(type: envelope.type, body: body)
         return try await admin.unscoped(reason: "clerk webhook event", actor: .service("clerk-webhook")) { tx in
@@ -91,7 +91,7 @@ public enum ClerkSync {
                     try await tx.execute("DELETE FROM memberships WHERE organization_id = \(organization) AND user_id = \(user)")
                 } else {
                     guard let role = Self.role(membership.role) else {
-                        throw ClerkSyncError("the organization role is not one of the platform's (org:owner, org:admin, org:specialist, org:assistant, org:patient, org:member)")
+                        throw ClerkSyncError(.unprocessable, "the organization role is not one of the platform's (org:owner, org:admin, org:specialist, org:assistant, org:patient, org:member)")
                     }
                     let changed = try await tx.execute("UPDATE memberships SET role = \(role.rawValue) WHERE organization_id = \(organization) AND user_id = \(user)")
                     if changed == 0 {
@@ -246,10 +246,10 @@ public enum ClerkSync {
                     self = .other
                 }
             } catch {
-                throw ClerkSyncError("the \(type.prefix(40)) event's data is not of the documented shape")
+                throw ClerkSyncError(.unprocessable, "the \(type.prefix(40)) event's data is not of the documented shape")
             }
             for id in ids where !(1...255).contains(id.utf8.count) {
-                throw ClerkSyncError("a Clerk id in the \(type.prefix(40)) event is empty or longer than 255 bytes")
+                throw ClerkSyncError(.unprocessable, "a Clerk id in the \(type.prefix(40)) event is empty or longer than 255 bytes")
             }
         }
 
@@ -277,15 +277,16 @@ public enum ClerkSync {
 
 /// A Clerk event this sync cannot apply: names the rule, never a value (HTTP 422; the
 /// provider retries and the log says why).
-public struct ClerkSyncError: RestartixError {
-    public static let domain = "webhook"
-    public let detail: String
+public typealias ClerkSyncError = DomainError<ClerkSyncErrorDomain>
 
-    public init(_ detail: String) { self.detail = detail }
+/// The `webhook` error domain.
+public enum ClerkSyncErrorDomain: ErrorDomain {
+    public static let name = "webhook"
 
-    public var codeName: String { "unprocessable" }
-    public var safeDetail: String { detail }
-    public var httpStatus: Int { 422 }
-    public var isTransient: Bool { false }
-    public var description: String { restartixDescription }
+    public static func httpStatus(for code: ErrorCode<ClerkSyncErrorDomain>) -> Int { 422 }
+}
+
+extension ErrorCode where Domain == ClerkSyncErrorDomain {
+    /// Not a Clerk event of the documented shape, or a value outside the platform's (422).
+    public static var unprocessable: Self { Self("unprocessable") }
 }

@@ -59,7 +59,7 @@ public struct EmailSuppressions: Sendable {
     public func apply(sesNotification message: String, messageID: String) async throws -> Outcome {
         let notification: SESNotification
         do { notification = try JSONDecoder().decode(SESNotification.self, from: Data(message.utf8)) } catch {
-            throw SESNotificationError("the SNS message is not an SES notification")
+            throw SESNotificationError(.invalidNotification, "the SNS message is not an SES notification")
         }
         var suppress: [(Data, Reason, String?)] = []
         switch notification.kind {
@@ -129,15 +129,16 @@ public struct EmailSuppressions: Sendable {
 }
 
 /// An SNS message that is not an SES notification (HTTP 400). Names the rule, never a value.
-public struct SESNotificationError: RestartixError {
-    public static let domain = "ses"
-    public let detail: String
+public typealias SESNotificationError = DomainError<SESNotificationErrorDomain>
 
-    public init(_ detail: String) { self.detail = detail }
+/// The `ses` error domain.
+public enum SESNotificationErrorDomain: ErrorDomain {
+    public static let name = "ses"
 
-    public var codeName: String { "invalidNotification" }
-    public var safeDetail: String { detail }
-    public var httpStatus: Int { 400 }
-    public var isTransient: Bool { false }
-    public var description: String { restartixDescription }
+    public static func httpStatus(for code: ErrorCode<SESNotificationErrorDomain>) -> Int { 400 }
+}
+
+extension ErrorCode where Domain == SESNotificationErrorDomain {
+    /// An SNS message that is not an SES notification (400).
+    public static var invalidNotification: Self { Self("invalidNotification") }
 }

@@ -50,13 +50,13 @@ public final class OrganizationDirectory: Sendable {
             host = String(host[..<colon])
         }
         if host.hasSuffix(".") { host.removeLast() }
-        guard (3...253).contains(host.utf8.count) else { throw DirectoryError("domain must be a host name of 3 to 253 characters") }
+        guard (3...253).contains(host.utf8.count) else { throw DirectoryError(.invalidDomain, "domain must be a host name of 3 to 253 characters") }
         let labels = host.split(separator: ".", omittingEmptySubsequences: false)
         guard labels.count >= 2, labels.allSatisfy({ label in
             (1...63).contains(label.utf8.count) && label.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
                 && label.first != "-" && label.last != "-"
         }) else {
-            throw DirectoryError("domain must be a host name: labels of letters, digits and hyphens, separated by dots")
+            throw DirectoryError(.invalidDomain, "domain must be a host name: labels of letters, digits and hyphens, separated by dots")
         }
         return host
     }
@@ -123,7 +123,7 @@ public final class OrganizationDirectory: Sendable {
     /// Sets `organization`'s status (`active`, `suspended`, `deleted`), audited, and drops every
     /// cached address of it (its slug's subdomains and its custom domains).
     public func setStatus(_ status: String, of organization: UUID, actor: PlatformActor) async throws {
-        guard ["active", "suspended", "deleted"].contains(status) else { throw DirectoryError("status must be active, suspended or deleted") }
+        guard ["active", "suspended", "deleted"].contains(status) else { throw DirectoryError(.invalidStatus, "status must be active, suspended or deleted") }
         let (slug, domains) = try await admin.withOrganization(organization, actor: actor) { tx in
             try await tx.execute("UPDATE organizations SET status = \(status), updated_at = \(tx.dialect.now) WHERE id = \(organization)")
             try await tx.audit(AuditEvent(action: "organization.status", resourceType: "organization", resourceID: organization, metadata: ["status": status]))
@@ -149,15 +149,18 @@ public final class OrganizationDirectory: Sendable {
 }
 
 /// A domain or status the directory cannot use: names the rule, never the value (HTTP 400).
-public struct DirectoryError: RestartixError {
-    public static let domain = "directory"
-    public let detail: String
+public typealias DirectoryError = DomainError<DirectoryErrorDomain>
 
-    public init(_ detail: String) { self.detail = detail }
+/// The `directory` error domain.
+public enum DirectoryErrorDomain: ErrorDomain {
+    public static let name = "directory"
 
-    public var codeName: String { "invalidDomain" }
-    public var safeDetail: String { detail }
-    public var httpStatus: Int { 400 }
-    public var isTransient: Bool { false }
-    public var description: String { restartixDescription }
+    public static func httpStatus(for code: ErrorCode<DirectoryErrorDomain>) -> Int { 400 }
+}
+
+extension ErrorCode where Domain == DirectoryErrorDomain {
+    /// A domain that is not a host name (400).
+    public static var invalidDomain: Self { Self("invalidDomain") }
+    /// A status other than active, suspended or deleted (400).
+    public static var invalidStatus: Self { Self("invalidStatus") }
 }

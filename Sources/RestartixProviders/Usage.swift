@@ -16,34 +16,21 @@ public struct UsageDecision: Sendable, Hashable {
 }
 
 /// Why usage was refused.
-public struct UsageError: RestartixError, Hashable {
-    /// What went wrong.
-    public enum Code: String, Sendable, Hashable {
-        /// Recording these units would pass the quota; nothing was recorded.
-        case quotaExceeded
-        /// Units must be positive (and at most 2^31), capability names valid.
-        case invalidArgument
-    }
+public typealias UsageError = DomainError<UsageErrorDomain>
 
-    /// What went wrong.
-    public let code: Code
-    /// A sentence about it (counts and names, no patient data).
-    public let detail: String
-
-    /// An error of `code`.
-    public init(code: Code, detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public static let domain = "usage"
-    public var codeName: String { code.rawValue }
-    public var safeDetail: String { detail }
+/// The `usage` error domain.
+public enum UsageErrorDomain: ErrorDomain {
+    public static let name = "usage"
 
     /// 429 for a quota reached (until the next period), 422 for a bad argument.
-    public var httpStatus: Int { code == .quotaExceeded ? 429 : 422 }
+    public static func httpStatus(for code: ErrorCode<UsageErrorDomain>) -> Int { code == .quotaExceeded ? 429 : 422 }
+}
 
-    public var description: String { restartixDescription }
+extension ErrorCode where Domain == UsageErrorDomain {
+    /// Recording these units would pass the quota; nothing was recorded.
+    public static var quotaExceeded: Self { Self("quotaExceeded") }
+    /// Units must be positive (and at most 2^31), capability names valid.
+    public static var invalidArgument: Self { Self("invalidArgument") }
 }
 
 /// Usage metering: units per (organization, capability) in `usage_records`, checked against
@@ -53,7 +40,7 @@ public struct UsageError: RestartixError, Hashable {
 /// current_units + n WHERE ... AND current_units + n <= limit_units`, so concurrent callers can
 /// never overshoot: on Postgres the row lock serializes them and the condition is re-checked
 /// on the latest row; SQLite has one writer. A record over the quota throws
-/// ``UsageError/Code/quotaExceeded`` and writes nothing; without a quota row usage is unlimited
+/// `usage.quotaExceeded` and writes nothing; without a quota row usage is unlimited
 /// (recorded, not limited). A record in a quota whose period has ended moves it to the current
 /// month first (in the same statement), so usage is always counted in the month it happens;
 /// `usage-quota-reset` advances the quotas that saw no usage since.
@@ -75,7 +62,7 @@ public enum UsageMeter {
         in transaction: borrowing some SQLExecutor & ~Copyable
     ) async throws -> UsageDecision {
         guard units > 0, units <= Int(Int32.max) else {
-            throw UsageError(code: .invalidArgument, detail: "usage units must be between 1 and \(Int32.max)")
+            throw UsageError(.invalidArgument, "usage units must be between 1 and \(Int32.max)")
         }
         // A period that has ended starts the current month here, with these units, so usage
         // after the end of a month never counts against it (and is never zeroed by the reset).
@@ -103,7 +90,7 @@ public enum UsageMeter {
             )
             if let row = quota.first {
                 let used = try row.decode("current_units", as: Int.self), limit = try row.decode("limit_units", as: Int.self)
-                throw UsageError(code: .quotaExceeded, detail: "the \(capability) quota allows \(limit) units a period; \(used) are used, \(units) more were asked for")
+                throw UsageError(.quotaExceeded, "the \(capability) quota allows \(limit) units a period; \(used) are used, \(units) more were asked for")
             }
         }
         try await transaction.execute("""
@@ -188,7 +175,7 @@ public enum UsageMeter {
         now: Date = Date(),
         in transaction: borrowing some SQLExecutor & ~Copyable
     ) async throws {
-        guard limit >= 0 else { throw UsageError(code: .invalidArgument, detail: "a quota limit is zero or more units") }
+        guard limit >= 0 else { throw UsageError(.invalidArgument, "a quota limit is zero or more units") }
         let (start, end) = UsagePeriods.month(containing: now)
         let insert: SQLQuery = """
             INSERT INTO usage_quotas (id, organization_id, capability, limit_units, current_units, period_start_at, period_end_at, updated_at) \
@@ -309,7 +296,7 @@ public enum UsageJobs {
     ) async throws -> RollupReport {
         let (start, end) = month.map { UsagePeriods.month(containing: $0) } ?? UsagePeriods.previousMonth(before: now)
         guard end <= now else {
-            throw UsageError(code: .invalidArgument, detail: "only a month that has ended can be closed")
+            throw UsageError(.invalidArgument, "only a month that has ended can be closed")
         }
         return try await admin.unscoped(reason: "usage-summary-rollup: close a month of usage", actor: actor) { tx in
             var report = RollupReport(periodStart: start, periodEnd: end)

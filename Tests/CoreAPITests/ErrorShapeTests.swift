@@ -23,7 +23,7 @@ struct ErrorShapeTests {
         SignatureError(.insufficientScope, "the token does not grant the scope this endpoint requires"),
         EncryptionError(.keyringUnavailable, "ENCRYPTION_KEYS is not set"),
         ProviderError(.unavailable, "the registry could not be read"),
-        UsageError(code: .quotaExceeded, detail: "the quota for video is reached"),
+        UsageError(.quotaExceeded, "the quota for video is reached"),
         TelemetryError(.tooLarge, "the blob is over 64 MiB"),
     ]
 
@@ -72,7 +72,7 @@ struct ErrorShapeTests {
             (EncryptionError(.invalidInput, "too large"), 422, false),
             (EncryptionError(.authenticationFailed, "tampered"), 500, false),
             (ProviderError(.notFound, "none"), 404, false),
-            (UsageError(code: .quotaExceeded, detail: "quota"), 429, false),
+            (UsageError(.quotaExceeded, "quota"), 429, false),
             (TelemetryError(.wrongLandmarkCount, "frame 3"), 422, false),
         ]
         for (error, status, transient) in expected {

@@ -90,33 +90,34 @@ public enum MetricsAccess: Sendable, Equatable, CustomStringConvertible, CustomR
 
 /// `/metrics` refused to this caller (``MetricsAccess``): 401 without the token (the edge adds
 /// `WWW-Authenticate: Bearer`), 403 off loopback.
-public struct MetricsRefused: RestartixError {
-    public static let domain = "metrics"
+public typealias MetricsRefused = DomainError<MetricsErrorDomain>
 
-    /// Why.
-    public enum Code: String, Sendable {
-        /// `METRICS_TOKEN` is set and the request does not present it (401).
-        case tokenRequired
-        /// No `METRICS_TOKEN`: only loopback peers without forwarding headers are served (403).
-        case notLoopback
-        /// Staging or production without `METRICS_TOKEN`: not served (403).
-        case notConfigured
-    }
+/// The `metrics` error domain.
+public enum MetricsErrorDomain: ErrorDomain {
+    public static let name = "metrics"
 
-    public let code: Code
+    public static func httpStatus(for code: ErrorCode<MetricsErrorDomain>) -> Int { code == .tokenRequired ? 401 : 403 }
+}
 
-    public init(_ code: Code) { self.code = code }
+extension ErrorCode where Domain == MetricsErrorDomain {
+    /// `METRICS_TOKEN` is set and the request does not present it (401).
+    public static var tokenRequired: Self { Self("tokenRequired") }
+    /// No `METRICS_TOKEN`: only loopback peers without forwarding headers are served (403).
+    public static var notLoopback: Self { Self("notLoopback") }
+    /// Staging or production without `METRICS_TOKEN`: not served (403).
+    public static var notConfigured: Self { Self("notConfigured") }
+}
 
-    public var codeName: String { code.rawValue }
-    public var safeDetail: String {
-        switch code {
+extension DomainError where Domain == MetricsErrorDomain {
+    /// A refusal of `code`, with the sentence that says what to do about it.
+    public init(_ code: Code) {
+        let detail = switch code {
         case .tokenRequired: "the metrics need Authorization: Bearer with the deployment's METRICS_TOKEN"
         case .notLoopback: "the metrics are served to this machine's loopback only; set METRICS_TOKEN to scrape them from elsewhere"
-        case .notConfigured: "the metrics need METRICS_TOKEN in staging and production"
+        default: "the metrics need METRICS_TOKEN in staging and production"
         }
+        self.init(code, detail)
     }
-    public var httpStatus: Int { code == .tokenRequired ? 401 : 403 }
-    public var description: String { restartixDescription }
 }
 
 extension ServiceEnvironment {

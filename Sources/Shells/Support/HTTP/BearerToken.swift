@@ -1,5 +1,6 @@
 public import HTTPTypes
 public import Hummingbird
+import RestartixKit
 
 /// The token of `Authorization: Bearer <token>`, or 401 `request.missingToken`.
 public func bearerToken(_ request: Request) throws -> String {

@@ -1,5 +1,6 @@
 public import Foundation
 public import Hummingbird
+import RestartixKit
 
 /// JSON request bodies whose decoding failure is a 400 `request.invalidField` that names the
 /// field and the rule: `reason is required`, `duration_seconds must be an integer`,

@@ -101,38 +101,29 @@ public protocol ProblemHeaders: Error {
 
 /// An error in the request itself, found at the edge: no credentials, a field that breaks its
 /// rule. `detail` names the field and the rule, never the value.
-public struct RequestError: RestartixError {
-    public static let domain = "request"
+public typealias RequestError = DomainError<RequestErrorDomain>
 
-    /// What is wrong.
-    public enum Code: String, Sendable {
-        /// No usable `Authorization: Bearer` header (401).
-        case missingToken
-        /// A header, path or query parameter, or a body field, breaks its rule (400).
-        case invalidField
-        /// A well-formed request the current state refuses (409).
-        case conflict
-        /// Nothing is there (404).
-        case notFound
-    }
+/// The `request` error domain.
+public enum RequestErrorDomain: ErrorDomain {
+    public static let name = "request"
 
-    public let code: Code
-    public let detail: String
-
-    public init(_ code: Code, _ detail: String) {
-        self.code = code
-        self.detail = detail
-    }
-
-    public var codeName: String { code.rawValue }
-    public var safeDetail: String { detail }
-    public var httpStatus: Int {
+    public static func httpStatus(for code: ErrorCode<RequestErrorDomain>) -> Int {
         switch code {
         case .missingToken: 401
-        case .invalidField: 400
         case .conflict: 409
         case .notFound: 404
+        default: 400
         }
     }
-    public var description: String { restartixDescription }
+}
+
+extension ErrorCode where Domain == RequestErrorDomain {
+    /// No usable `Authorization: Bearer` header (401).
+    public static var missingToken: Self { Self("missingToken") }
+    /// A header, path or query parameter, or a body field, breaks its rule (400).
+    public static var invalidField: Self { Self("invalidField") }
+    /// A well-formed request the current state refuses (409).
+    public static var conflict: Self { Self("conflict") }
+    /// Nothing is there (404).
+    public static var notFound: Self { Self("notFound") }
 }
