@@ -5,7 +5,7 @@ public import RestartixKit
 
 /// What a backup is: stored as JSON beside its data object, written only once the data object
 /// is complete (a backup without a manifest is not a backup: an interrupted run leaves nothing
-/// ``EncryptedArchive/open(manifest:in:envelopeKey:)`` accepts).
+/// ``EncryptedArchive/open(id:prefix:in:envelopeKey:)`` accepts).
 ///
 /// The manifest carries the backup's data key, wrapped under `BACKUP_ENCRYPTION_KEY`
 /// (``WrappedBackupKey``), and an HMAC-SHA256 of its own canonical JSON under a key derived
@@ -94,7 +94,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 
     /// Reads a stored manifest: `manifestInvalid` when it is not JSON of this shape or of a
     /// format this kit does not know. Its MAC is checked when it is opened
-    /// (``EncryptedArchive/open(manifest:in:envelopeKey:)``), which needs the key.
+    /// (``EncryptedArchive/open(id:prefix:in:envelopeKey:)``), which needs the key.
     public static func decode(_ bytes: [UInt8]) throws(BackupError) -> BackupManifest {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601

@@ -66,6 +66,13 @@ extension JobsTests {
         let missingBucket = await refusal(BackupJob.self, ["--database-url", postgres, "--bucket", "restartix-missing-\(UUID().uuidString.prefix(8).lowercased())"], environment: moto)
         #expect(missingBucket.contains("does not exist"), "\(missingBucket)")
         #expect(try await s3.list(prefix: "").isEmpty, "nothing stored in the bucket")
+        // A locked bucket and no retention: the objects would be deletable; refused unless said.
+        let locked = try S3Client(bucket: "restartix-locked-\(UUID().uuidString.prefix(8).lowercased())", region: "us-east-1",
+                                  credentials: AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing"), endpoint: endpoint, usePathStyle: true)
+        try await locked.createBucket(objectLockEnabled: true)
+        let unretained = await refusal(BackupJob.self, ["--database-url", postgres, "--bucket", locked.bucket, "--retain-days", "0"], environment: moto)
+        #expect(unretained.contains("--retain-days 0 would leave these objects deletable") && unretained.contains("--no-require-object-lock"), "\(unretained)")
+        #expect(try await locked.list(prefix: "").isEmpty, "nothing stored in the locked bucket")
 
         // The binary: status 1, one line naming the variable.
         let binary = try await run(["backup", "--database-url", postgres, "--directory", dir.path], environment: ["BACKUP_ENCRYPTION_KEY": ""])
@@ -84,6 +91,16 @@ extension JobsTests {
         #expect(await refusal(RestoreJob.self, ["--verify-only"] + local, environment: key).contains("--backup-id ID or --latest"))
         #expect(await refusal(RestoreJob.self, ["--verify-only", "--latest", "--backup-id", "x"] + local, environment: key).contains("--backup-id ID or --latest"))
         #expect(await refusal(RestoreJob.self, ["--latest"] + local, environment: key).contains("--target-url is required unless --verify-only"))
+        // The tenancy boot check is part of a restore: leaving it out is said explicitly.
+        let unchecked = await refusal(RestoreJob.self, ["--latest", "--target-url", "postgres://o@127.0.0.1:1/x"] + local, environment: key)
+        #expect(unchecked.contains("pass --target-app-url and --target-admin-url") && unchecked.contains("--skip-tenancy-check"), "\(unchecked)")
+        let halfChecked = await refusal(RestoreJob.self, ["--latest", "--target-url", "postgres://o@127.0.0.1:1/x", "--target-app-url", "postgres://a@127.0.0.1:1/x"] + local, environment: key)
+        #expect(halfChecked.contains("pass --target-app-url and --target-admin-url"), "\(halfChecked)")
+        let contradicted = await refusal(
+            RestoreJob.self, ["--latest", "--target-url", "postgres://o@127.0.0.1:1/x", "--target-app-url", "postgres://a@127.0.0.1:1/x", "--target-admin-url", "postgres://d@127.0.0.1:1/x", "--skip-tenancy-check"] + local,
+            environment: key
+        )
+        #expect(contradicted.contains("--skip-tenancy-check contradicts"), "\(contradicted)")
         #expect(await refusal(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: key).contains("there is no backup under postgres/"))
         #expect(await refusal(RestoreJob.self, ["--backup-id", "../etc", "--verify-only"] + local, environment: key).contains("a backup id is"))
 
@@ -100,14 +117,29 @@ extension JobsTests {
         let wrong = await refusal(RestoreJob.self, ["--latest", "--verify-only"] + local, environment: ["BACKUP_ENCRYPTION_KEY": Self.keyText(other)])
         #expect(wrong.contains("backup.wrongKey") && wrong.contains(WrappedBackupKey.keyID(of: envelope)) && !wrong.contains(Self.keyText(other)), "\(wrong)")
 
+        // After a rotation: the deployment's key is the new one, the retired key is named by
+        // variable for the one command, and backup-key-id says which is which (never the key).
+        let rotated = ["BACKUP_ENCRYPTION_KEY": Self.keyText(other), "RETIRED_BACKUP_KEY": Self.keyText(envelope)]
+        let reopened = try await job(RestoreJob.self, ["--latest", "--verify-only", "--backup-key-variable", "RETIRED_BACKUP_KEY"] + local, environment: rotated)
+        #expect(reopened.verified)
+        let current = try await job(BackupKeyID.self, [], environment: rotated)
+        let retired = try await job(BackupKeyID.self, ["--backup-key-variable", "RETIRED_BACKUP_KEY"], environment: rotated)
+        #expect(current.keyID == WrappedBackupKey.keyID(of: other) && retired.keyID == WrappedBackupKey.keyID(of: envelope) && retired.origin == "RETIRED_BACKUP_KEY")
+        let unset = await refusal(RestoreJob.self, ["--latest", "--verify-only", "--backup-key-variable", "NO_SUCH_KEY"] + local, environment: rotated)
+        #expect(unset.contains("NO_SUCH_KEY (--backup-key-variable) is not set"), "\(unset)")
+        let badName = await refusal(RestoreJob.self, ["--latest", "--verify-only", "--backup-key-variable", "not a name"] + local, environment: rotated)
+        #expect(badName.contains("--backup-key-variable names an environment variable"), "\(badName)")
+        let shortRetired = await refusal(RestoreJob.self, ["--latest", "--verify-only", "--backup-key-variable", "SHORT"] + local, environment: ["SHORT": "c2hvcnQ="])
+        #expect(shortRetired.contains("SHORT") && !shortRetired.contains("c2hvcnQ="), "\(shortRetired)")
+
         if let target = RequiredServices.value("DATABASE_DIRECT_URL") {
             // The shared test database holds tables (migrated here, so this does not depend on
             // another suite having migrated it first): refused before anything is restored.
             _ = try await job(Migrate.self, ["--database-url", target])
-            let full = await refusal(RestoreJob.self, ["--latest", "--target-url", target] + local, environment: key)
+            let full = await refusal(RestoreJob.self, ["--latest", "--target-url", target, "--skip-tenancy-check"] + local, environment: key)
             #expect(full.contains("backup.targetNotEmpty"), "\(full)")
         }
-        let sqliteTarget = await refusal(RestoreJob.self, ["--latest", "--target-url", "sqlite::memory:"] + local, environment: key)
+        let sqliteTarget = await refusal(RestoreJob.self, ["--latest", "--target-url", "sqlite::memory:", "--skip-tenancy-check"] + local, environment: key)
         #expect(sqliteTarget.contains("--target-url must be a postgres:// URL"), "\(sqliteTarget)")
 
         // A flipped byte: refused with the cipher's code.

@@ -119,6 +119,7 @@ struct AuditRestoreJob: Job {
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var store: AuditArchiveStoreOptions
+    @OptionGroup var key: BackupKeyOptions
     @OptionGroup var output: OutputOptions
 
     @Option(help: "The month (YYYY-MM).")
@@ -136,7 +137,7 @@ struct AuditRestoreJob: Job {
         let service = context.service
         let configuration = try database.configuration(service)
         guard configuration.dialect == .postgres else { throw ValidationFailure(description: "audit-restore restores into PostgreSQL") }
-        let envelopeKey = try await loadBackupKey(service)
+        let envelopeKey = try await key.load(service).key
         let (objectStore, _) = try await store.store(service)
         let month = try parseMonth(month)
         return try await withDatabase(database, context, label: "restartix.jobs.audit-restore") { db, _ in

@@ -72,6 +72,10 @@ func retention(_ s3: S3Client?, requested: Int?, required: Bool, defaultDays: In
         throw ValidationFailure(description: "bucket \(s3.bucket) has no Object Lock; archives must be immutable (create the bucket with Object Lock, or pass --no-require-object-lock for a test bucket)")
     }
     if let requested, requested > 0, !locks { throw ValidationFailure(description: "--retain-days needs a bucket with Object Lock") }
+    if requested == 0, locks, required {
+        // Objects without lock headers in a locked bucket can be deleted by anyone with the role.
+        throw ValidationFailure(description: "--retain-days 0 would leave these objects deletable in bucket \(s3.bucket), which has Object Lock; pass --no-require-object-lock as well to allow it")
+    }
     return requested ?? (locks ? defaultDays : 0)
 }
 
@@ -89,6 +93,55 @@ func loadBackupKey(_ service: ServiceEnvironment) async throws -> SymmetricKey {
     } catch {
         throw CleanExit.message(error)
     }
+}
+
+/// Which envelope key opens the backups: the deployment's (``loadBackupKey(_:)``) or, with
+/// `--backup-key-variable NAME`, the one in that variable alone. A retired key is kept next to
+/// its id for as long as backups made under it are retained; restoring one of those names the
+/// variable that holds it, whatever the keyring says.
+struct BackupKeyOptions: ParsableArguments {
+    @Option(help: "Read the backup envelope key from this environment variable alone (neither the keyring nor BACKUP_ENCRYPTION_KEY is read): for backups made under a retired key.")
+    var backupKeyVariable: String?
+
+    func validate() throws {
+        if let name = backupKeyVariable, name.wholeMatch(of: /[A-Z_][A-Z0-9_]*/) == nil {
+            throw ValidationError("--backup-key-variable names an environment variable (upper-case letters, digits, underscores)")
+        }
+    }
+
+    /// The key, and where it came from.
+    func load(_ service: ServiceEnvironment) async throws -> (key: SymmetricKey, origin: String) {
+        guard let name = backupKeyVariable else { return (try await loadBackupKey(service), "the keyring or BACKUP_ENCRYPTION_KEY") }
+        guard let text = service.secret(name) else {
+            throw ValidationFailure(description: "\(name) (--backup-key-variable) is not set")
+        }
+        do { return (try Keyring.backupKey(base64: text, from: name), name) } catch { throw CleanExit.message(error) }
+    }
+}
+
+/// `restartix-jobs backup-key-id`: the id of the envelope key in use (or of the one in
+/// `--backup-key-variable`), as manifests name it: what to file a retired key under.
+struct BackupKeyID: Job {
+    static let configuration = CommandConfiguration(
+        commandName: "backup-key-id",
+        abstract: "Print the id of the backup envelope key (as manifests name it), never the key.",
+        discussion: "The deployment's key (the keyring secret's member, else BACKUP_ENCRYPTION_KEY), or the one in --backup-key-variable."
+    )
+
+    @OptionGroup var key: BackupKeyOptions
+    @OptionGroup var output: OutputOptions
+
+    struct Report: Codable, Sendable, Equatable {
+        var keyID: String
+        var origin: String
+    }
+
+    func perform(_ context: JobContext) async throws -> Report {
+        let (key, origin) = try await self.key.load(context.service)
+        return Report(keyID: WrappedBackupKey.keyID(of: key), origin: origin)
+    }
+
+    func lines(_ report: Report) -> [String] { ["backup-key-id: \(report.keyID) (from \(report.origin))"] }
 }
 
 struct BackupJob: Job {
@@ -178,12 +231,14 @@ struct RestoreJob: Job {
         discussion: """
             --verify-only checks the backup (key, manifest, every segment and checksum) and writes nothing. Otherwise \
             --target-url (owner role of an empty database) receives it in one transaction; then the migrations are \
-            checked against this binary's, every table's rows are counted against the manifest, and with \
-            --target-app-url / --target-admin-url the tenancy boot check runs as those roles.
+            checked against this binary's, every table's rows are counted against the manifest, and the tenancy boot \
+            check runs as the app and admin roles (--target-app-url, --target-admin-url; --skip-tenancy-check to leave \
+            it out). A backup made under a retired envelope key: --backup-key-variable.
             """
     )
 
     @OptionGroup var store: BackupStoreOptions
+    @OptionGroup var key: BackupKeyOptions
     @OptionGroup var output: OutputOptions
 
     @Option(help: "The backup's id (see `restartix-jobs backups`).")
@@ -204,11 +259,20 @@ struct RestoreJob: Job {
     @Option(help: "The restored database as the admin role: run the admin boot check as it.")
     var targetAdminURL: String?
 
+    @Flag(help: "Restore without the tenancy boot check (no --target-app-url / --target-admin-url): for a database nothing will serve from.")
+    var skipTenancyCheck = false
+
     func validate() throws {
         guard (backupID != nil) != latest else {
             throw ValidationError("name the backup: --backup-id ID or --latest")
         }
         if !verifyOnly, targetURL == nil { throw ValidationError("--target-url is required unless --verify-only") }
+        if !verifyOnly, !skipTenancyCheck, targetAppURL == nil || targetAdminURL == nil {
+            throw ValidationError("a restore ends with the tenancy boot check: pass --target-app-url and --target-admin-url (or --skip-tenancy-check for a database nothing will serve from)")
+        }
+        if skipTenancyCheck, targetAppURL != nil || targetAdminURL != nil {
+            throw ValidationError("--skip-tenancy-check contradicts --target-app-url / --target-admin-url")
+        }
     }
 
     struct Report: Codable, Sendable, Equatable {
@@ -225,7 +289,7 @@ struct RestoreJob: Job {
 
     func perform(_ context: JobContext) async throws -> Report {
         let service = context.service
-        let envelopeKey = try await loadBackupKey(service)
+        let envelopeKey = try await key.load(service).key
         let (objectStore, _) = try await store.store(service)
         let id: String
         if let backupID {
@@ -311,7 +375,7 @@ struct RestoreJob: Job {
             lines.append("restore: \(pending) migrations of this binary are not applied yet: run restartix-jobs migrate --database-url <target> before serving")
         }
         lines.append(report.tenancyChecked.isEmpty
-            ? "restore: tenancy boot check not run (pass --target-app-url and --target-admin-url)"
+            ? "restore: tenancy boot check skipped (--skip-tenancy-check): do not serve from this database before it passes"
             : "restore: tenancy boot check passed as \(report.tenancyChecked.joined(separator: " and "))")
         return lines
     }

@@ -18,7 +18,7 @@ struct Jobs: AsyncParsableCommand {
         subcommands: [
             Migrate.self, AuditPartitionRoll.self, ExpiredSessionsSweep.self, Reencrypt.self, KeyringUsageReport.self, CheckProviders.self,
             UsageQuotaReset.self, UsageSummaryRollup.self, AppointmentFollowupsJob.self, DevToken.self, ServiceToken.self, DemoDataJob.self,
-            BackupJob.self, RestoreJob.self, ListBackups.self, AuditArchiveJob.self, AuditRestoreJob.self, ProviderReseed.self,
+            BackupJob.self, RestoreJob.self, ListBackups.self, BackupKeyID.self, AuditArchiveJob.self, AuditRestoreJob.self, ProviderReseed.self,
         ]
     )
 }

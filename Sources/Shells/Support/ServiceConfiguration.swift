@@ -64,6 +64,16 @@ public struct ServiceEnvironment: Sendable {
         return value
     }
 
+    /// The value of `key` read as a secret whatever ``ServiceKeys`` says of it (for a variable
+    /// an operator names, such as `restartix-jobs restore --backup-key-variable`), trimmed; nil
+    /// when unset or empty.
+    public func secret(_ key: String) -> String? {
+        guard let value = reader.string(forKey: ConfigKey(key), isSecret: true)?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
+            return nil
+        }
+        return value
+    }
+
     /// The integer in `key` within `range`, or nil when unset.
     public func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
         guard let text = string(key) else { return nil }
