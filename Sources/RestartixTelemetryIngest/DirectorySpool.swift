@@ -32,6 +32,10 @@ public struct SpooledSession: Sendable {
 public final class DirectorySpool: Sendable {
     /// The spool's directory.
     public let directory: URL
+    /// This spool's id, kept in its directory (`owner`, made the first time): the owner the
+    /// engine names for the sessions it opens. A process that takes the spool over after a
+    /// restart (the same volume) owns the same sessions.
+    public let ownerID: UUID
     private let workers: [BlockingWorker]
     /// Files a failed write could not be cut back to their last good record: they take no more.
     let poisoned = Mutex<Set<String>>([])
@@ -44,6 +48,7 @@ public final class DirectorySpool: Sendable {
         } catch {
             throw TelemetryIngestError(.storage, "the spool directory cannot be created")
         }
+        ownerID = try Self.ownerID(in: self.directory)
         workers = (0..<4).map { BlockingWorker(name: "restartix.spool.\($0)") }
     }
 
@@ -116,6 +121,27 @@ public final class DirectorySpool: Sendable {
     }
 
     // MARK: - Files
+
+    /// The id in `directory/owner`, written (synced, then linked into place, so two processes
+    /// starting at once agree) when there is none.
+    static func ownerID(in directory: URL) throws(TelemetryIngestError) -> UUID {
+        let path = directory.appendingPathComponent("owner").path
+        for _ in 0..<2 {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                guard let id = UUID(uuidString: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                    throw TelemetryIngestError(.storage, "the spool's owner file does not hold an id")
+                }
+                return id
+            }
+            let temporary = directory.appendingPathComponent(".owner-\(UUID().uuidString).tmp").path
+            defer { unlink(temporary) }
+            guard FileManager.default.createFile(atPath: temporary, contents: Data(UUID().uuidString.lowercased().utf8), attributes: [.posixPermissions: 0o600]) else { break }
+            let fd = open(temporary, O_RDONLY)
+            if fd >= 0 { _ = fsync(fd); close(fd) }
+            _ = link(temporary, path)  // loses to a racing process's file: read again
+        }
+        throw TelemetryIngestError(.storage, "the spool's owner file cannot be written")
+    }
 
     func io<T: Sendable>(_ what: String, _ session: UUID, _ body: @escaping @Sendable () throws -> T) async throws(TelemetryIngestError) -> T {
         do { return try await worker(for: session).run(body) } catch {

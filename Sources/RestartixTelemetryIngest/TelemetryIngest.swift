@@ -55,6 +55,10 @@ public final class TelemetryIngest: Sendable {
         public var maximumEventsPerSession = 50_000
         /// Batches being decoded and stored at once, process-wide (default 64).
         public var maximumConcurrentBatches = 64
+        /// Batches of open sessions indexed in memory, process-wide (default 2,000,000: about
+        /// 130 MB of index). Past it, batches are refused (`ingest.busy`, 503 with `Retry-After`)
+        /// until sessions finish; a finished session keeps its counts, not its index.
+        public var maximumIndexedBatches = 2_000_000
         /// Sessions finishing at once (default 2): each holds its frames in memory.
         public var maximumConcurrentFinishes = 2
         /// A session with no batch for this long is finished (default 10 minutes).
@@ -122,12 +126,32 @@ public final class TelemetryIngest: Sendable {
 
     // MARK: - State
 
+    /// What the index keeps of a batch: 40 bytes, stored inline (no allocation of its own), so
+    /// a session's index costs about 64 bytes a batch in its dictionary.
     struct BatchEntry: Sendable {
-        let digest: [UInt8]
-        let frames: Int
-        var events = 0
-        let first: Double?
-        let last: Double?
+        /// The first 16 bytes of the SHA-256 of the batch's canonical form: a retry is told from
+        /// other content by it (and only a session's own batches could be made to collide).
+        let digest: (UInt64, UInt64)
+        private let counts: (frames: UInt32, events: UInt32)
+        /// The first and last frame times; NaN without frames.
+        private let times: (first: Double, last: Double)
+
+        init(digest: some Sequence<UInt8>, frames: Int, events: Int, first: Double?, last: Double?) {
+            var words: (UInt64, UInt64) = (0, 0)
+            for (index, byte) in digest.prefix(16).enumerated() {
+                if index < 8 { words.0 |= UInt64(byte) << (8 * index) } else { words.1 |= UInt64(byte) << (8 * (index - 8)) }
+            }
+            self.digest = words
+            // Within the session's caps (frames and events per session), far below 2^32.
+            counts = (UInt32(clamping: frames), UInt32(clamping: events))
+            times = (first ?? .nan, last ?? .nan)
+        }
+
+        var frames: Int { Int(counts.frames) }
+        var events: Int { Int(counts.events) }
+        var first: Double? { times.first.isNaN ? nil : times.first }
+        var last: Double? { times.last.isNaN ? nil : times.last }
+        func sameContent(as other: BatchEntry) -> Bool { digest == other.digest }
     }
 
     enum Phase: Sendable {
@@ -151,7 +175,10 @@ public final class TelemetryIngest: Sendable {
         private(set) var gaps: [ClosedRange<Int>] = []
         /// One past the highest sequence number received.
         private(set) var next = 0
-        var writing: Set<Int> = []
+        /// The batches being written (reserved, not yet in the spool), by sequence number: a new
+        /// batch is checked against these too, so two racing requests cannot both store
+        /// overlapping frames.
+        var writing: [Int: BatchEntry] = [:]
         var frames = 0
         var events = 0
         /// Frames and events of the batches being written: counted against the caps at once.
@@ -167,10 +194,21 @@ public final class TelemetryIngest: Sendable {
             self.lastActivity = lastActivity
         }
 
+        /// Batches dropped from the index by ``compact()``.
+        private(set) var compacted = 0
+
+        /// Forgets the index, keeping the counts and gaps: what a finished session needs.
+        mutating func compact() {
+            compacted += batches.count
+            batches = [:]
+            framed = []
+        }
+
         /// Adds a batch not received before, with its frames and events (one recorded already
-        /// is left as it is).
-        mutating func record(_ sequence: Int, _ entry: BatchEntry) {
-            guard batches[sequence] == nil else { return }
+        /// is left as it is); whether it was added.
+        @discardableResult
+        mutating func record(_ sequence: Int, _ entry: BatchEntry) -> Bool {
+            guard batches[sequence] == nil else { return false }
             batches[sequence] = entry
             frames += entry.frames
             events += entry.events
@@ -187,6 +225,7 @@ public final class TelemetryIngest: Sendable {
                 if sequence < gap.upperBound { pieces.append((sequence + 1)...gap.upperBound) }
                 gaps.replaceSubrange(index...index, with: pieces)
             }
+            return true
         }
 
         /// The nearest batches with frames before and after `sequence` (not itself), by number.
@@ -197,6 +236,19 @@ public final class TelemetryIngest: Sendable {
             if afterIndex < framed.count, framed[afterIndex] == sequence { afterIndex += 1 }
             let after = afterIndex < framed.count ? framed[afterIndex] : nil
             return (before.flatMap { key in batches[key].map { (key, $0) } }, after.flatMap { key in batches[key].map { (key, $0) } })
+        }
+
+        /// The nearest batches with frames before and after `sequence`, among those received and
+        /// those being written (``writing``; a handful, walked), with whether each is being written.
+        func neighboursIncludingWriting(of sequence: Int) -> (before: (Int, BatchEntry, writing: Bool)?, after: (Int, BatchEntry, writing: Bool)?) {
+            let received = neighbours(of: sequence)
+            var before = received.before.map { ($0.0, $0.1, writing: false) }
+            var after = received.after.map { ($0.0, $0.1, writing: false) }
+            for (key, entry) in writing where entry.first != nil && key != sequence {
+                if key < sequence, key > before?.0 ?? Int.min { before = (key, entry, writing: true) }
+                if key > sequence, key < after?.0 ?? Int.max { after = (key, entry, writing: true) }
+            }
+            return (before, after)
         }
 
         /// The first index of `sorted` (ascending by `key`) whose key is not below `value`.
@@ -217,7 +269,7 @@ public final class TelemetryIngest: Sendable {
             case .finished(let finished, let count, let skipped, _): (state, reps, dropped) = (finished, count, skipped)
             }
             return TelemetrySessionStatus(
-                sessionID: id, state: state, exercise: exercise, batches: batches.count, frames: frames, nextSequence: next, gaps: gaps,
+                sessionID: id, state: state, exercise: exercise, batches: batches.count + compacted, frames: frames, nextSequence: next, gaps: gaps,
                 reps: reps, droppedFrames: dropped
             )
         }
@@ -233,6 +285,8 @@ public final class TelemetryIngest: Sendable {
         var sessions: [UUID: Session] = [:]
         var openCount = 0
         var batchesInFlight = 0
+        /// Entries in the open sessions' indexes (``Configuration/maximumIndexedBatches``).
+        var indexedBatches = 0
         var draining = false
         /// Pending deliveries known to this process, by session.
         var pending: [UUID: Pending] = [:]
@@ -254,6 +308,19 @@ public final class TelemetryIngest: Sendable {
     /// `failed/{org}/{session}.json`: aggregates the Core API refused for good.
     public static func failedKey(organization: UUID, session: UUID) -> ObjectKey {
         try! ObjectKey("failed/\(organization.lowercasedString)/\(session.lowercasedString).json")
+    }
+
+    /// `open/{org}/{session}.json`: which instance (its spool's ``DirectorySpool/ownerID``)
+    /// holds the open session. Written create-only at the start, removed once it finished.
+    public static func ownerKey(organization: UUID, session: UUID) -> ObjectKey {
+        try! ObjectKey("open/\(organization.lowercasedString)/\(session.lowercasedString).json")
+    }
+
+    /// What ``ownerKey(organization:session:)`` holds.
+    struct OwnerRecord: Codable {
+        var owner: String
+        var session_id: String
+        var started_at: Date
     }
 
     /// What the spool keeps of a session besides its batches.
@@ -318,6 +385,7 @@ public final class TelemetryIngest: Sendable {
             return (existing.status(claims.sessionID), true)
         }
         do {
+            try await claim(claims, startedAt: started)
             try await spool.create(manifest: Self.json(manifest), organization: claims.organizationID, session: claims.sessionID)
         } catch {
             state.withLock { state in
@@ -344,7 +412,51 @@ public final class TelemetryIngest: Sendable {
     func existingStatus(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
         if let known = try known(claims) { return known.status(claims.sessionID) }
         if let loaded = try await load(claims) { return loaded }
-        return try await finishedStatus(claims)
+        if let finished = try await finishedStatus(claims) { return finished }
+        try await refuseIfOpenElsewhere(claims)
+        return nil
+    }
+
+    // MARK: - Ownership
+
+    /// An open session lives in one instance's spool. With more than one instance, a request
+    /// for a session another instance holds is refused (`ingest.openElsewhere`, transient: 503
+    /// with `Retry-After`) rather than answered from here, where a start would open a second,
+    /// partial copy whose blob and aggregates would race the first's.
+    func refuseIfOpenElsewhere(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) {
+        if let owner = try await owner(claims), owner != spool.ownerID { throw Self.openElsewhere }
+    }
+
+    static let openElsewhere = TelemetryIngestError(
+        .openElsewhere, "the session is open on another instance of the Telemetry API; retry (route a session's requests to one instance)"
+    )
+
+    /// The instance holding the session open, from the object store; nil when none does.
+    func owner(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> UUID? {
+        let bytes: [UInt8]?
+        do { bytes = try await store.get(Self.ownerKey(organization: claims.organizationID, session: claims.sessionID)) } catch {
+            throw TelemetryIngestError(.storage, "the object store could not be read (\(error.codeName))")
+        }
+        guard let bytes else { return nil }
+        guard let record = try? Self.decoder.decode(OwnerRecord.self, from: Data(bytes)), let owner = UUID(uuidString: record.owner) else {
+            throw TelemetryIngestError(.storage, "the session's owner record does not decode")
+        }
+        return owner
+    }
+
+    /// Claims a new session for this instance: the owner record, create-only, so that of two
+    /// instances starting the same session at once exactly one holds it.
+    func claim(_ claims: SessionTokens.Session, startedAt: Date) async throws(TelemetryIngestError) {
+        let record = OwnerRecord(owner: spool.ownerID.lowercasedString, session_id: claims.sessionID.lowercasedString, started_at: startedAt)
+        let options = ObjectPutOptions(contentType: "application/json", serverSideEncryption: configuration.serverSideEncryption, ifAbsent: true)
+        do {
+            try await store.put(Self.json(record), at: Self.ownerKey(organization: claims.organizationID, session: claims.sessionID), options: options)
+        } catch where error.code == .alreadyExists {
+            // Ours when a start here failed after claiming it; anyone else's is theirs.
+            if try await owner(claims) != spool.ownerID { throw Self.openElsewhere }
+        } catch {
+            throw TelemetryIngestError(.storage, "the session's owner record could not be stored (\(error.codeName))")
+        }
     }
 
     /// The session in memory, checked against the token: a session id with another clinic or
@@ -372,13 +484,15 @@ public final class TelemetryIngest: Sendable {
                 continue
             }
             session.record(sequence, BatchEntry(
-                digest: Array(SHA256.hash(data: bytes)), frames: batch.frames.count, events: batch.events.count, first: batch.timeSpan?.lowerBound, last: batch.timeSpan?.upperBound
+                digest: SHA256.hash(data: bytes), frames: batch.frames.count, events: batch.events.count, first: batch.timeSpan?.lowerBound, last: batch.timeSpan?.upperBound
             ))
         }
         return state.withLock { state in
             if let raced = state.sessions[claims.sessionID] { return raced.status(claims.sessionID) }
             state.sessions[claims.sessionID] = session
             state.openCount += 1
+            // Recovered whatever the budget: these batches were acknowledged.
+            state.indexedBatches += session.batches.count
             return session.status(claims.sessionID)
         }
     }
@@ -435,23 +549,25 @@ public final class TelemetryIngest: Sendable {
         }
         if try known(claims) == nil, try await load(claims) == nil {
             if try await finishedStatus(claims) != nil { throw TelemetryIngestError(.finished, "batch \(sequence): the session has finished") }
+            try await refuseIfOpenElsewhere(claims)
             throw TelemetryIngestError(.notStarted, "batch \(sequence): the session was not started")
         }
         let bytes = batch.encodeBinary()
-        let digest = Array(SHA256.hash(data: bytes))
+        let digest = SHA256.hash(data: bytes)
         let span = batch.timeSpan
+        let entry = BatchEntry(digest: digest, frames: batch.frames.count, events: batch.events.count, first: span?.lowerBound, last: span?.upperBound)
         // Check and reserve in one step.
         let duplicate = try state.withLock { state throws(TelemetryIngestError) -> TelemetrySessionStatus? in
             guard !state.draining else { throw TelemetryIngestError(.draining, "the service is shutting down") }
             guard var session = state.sessions[claims.sessionID] else { throw TelemetryIngestError(.notStarted, "batch \(sequence): the session was not started") }
             guard case .open = session.phase else { throw TelemetryIngestError(.finished, "batch \(sequence): the session is finishing or finished") }
             if let existing = session.batches[sequence] {
-                guard existing.digest == digest else {
+                guard existing.sameContent(as: entry) else {
                     throw TelemetryIngestError(.sequenceConflict, "batch \(sequence) was received before with other content")
                 }
                 return session.status(claims.sessionID)
             }
-            guard !session.writing.contains(sequence) else {
+            guard session.writing[sequence] == nil else {
                 throw TelemetryIngestError(.sequenceInProgress, "batch \(sequence) is being stored by another request; retry")
             }
             guard session.frames + session.writingFrames + batch.frames.count <= configuration.maximumFramesPerSession else {
@@ -461,20 +577,29 @@ public final class TelemetryIngest: Sendable {
                 throw TelemetryIngestError(.sessionFull, "batch \(sequence): a session holds at most \(configuration.maximumEventsPerSession) player events")
             }
             if let span {
-                // The nearest batches before and after, by sequence number, that have frames.
-                let (before, after) = session.neighbours(of: sequence)
-                if let (key, entry) = before, let last = entry.last, span.lowerBound <= last {
-                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its first frame is not after the last frame of batch \(key)")
+                // The nearest batches before and after, by sequence number, that have frames,
+                // stored or being stored. Against one being stored the answer is not final yet
+                // (its write may fail): retry, and the answer is then overlapsNeighbour or stored.
+                let (before, after) = session.neighboursIncludingWriting(of: sequence)
+                if let (key, neighbour, writing) = before, let last = neighbour.last, span.lowerBound <= last {
+                    throw writing
+                        ? TelemetryIngestError(.neighbourInProgress, "batch \(sequence): its first frame is not after the last frame of batch \(key), which is being stored; retry")
+                        : TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its first frame is not after the last frame of batch \(key)")
                 }
-                if let (key, entry) = after, let first = entry.first, span.upperBound >= first {
-                    throw TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its last frame is not before the first frame of batch \(key)")
+                if let (key, neighbour, writing) = after, let first = neighbour.first, span.upperBound >= first {
+                    throw writing
+                        ? TelemetryIngestError(.neighbourInProgress, "batch \(sequence): its last frame is not before the first frame of batch \(key), which is being stored; retry")
+                        : TelemetryIngestError(.overlapsNeighbour, "batch \(sequence): its last frame is not before the first frame of batch \(key)")
                 }
             }
             guard state.batchesInFlight < configuration.maximumConcurrentBatches else {
                 throw TelemetryIngestError(.busy, "this instance is storing \(configuration.maximumConcurrentBatches) batches already")
             }
+            guard state.indexedBatches + state.batchesInFlight < configuration.maximumIndexedBatches else {
+                throw TelemetryIngestError(.busy, "this instance holds \(configuration.maximumIndexedBatches) batches of open sessions already")
+            }
             state.batchesInFlight += 1
-            session.writing.insert(sequence)
+            session.writing[sequence] = entry
             session.writingFrames += batch.frames.count
             session.writingEvents += batch.events.count
             session.lastActivity = now()
@@ -485,10 +610,9 @@ public final class TelemetryIngest: Sendable {
             meters.duplicate.increment()
             return TelemetryBatchReceipt(sequence: sequence, duplicate: true, status: duplicate)
         }
-        let entry = BatchEntry(digest: digest, frames: batch.frames.count, events: batch.events.count, first: span?.lowerBound, last: span?.upperBound)
         @Sendable func release(_ state: inout State) {
             state.batchesInFlight -= 1
-            state.sessions[claims.sessionID]?.writing.remove(sequence)
+            state.sessions[claims.sessionID]?.writing.removeValue(forKey: sequence)
             state.sessions[claims.sessionID]?.writingFrames -= entry.frames
             state.sessions[claims.sessionID]?.writingEvents -= entry.events
         }
@@ -503,7 +627,7 @@ public final class TelemetryIngest: Sendable {
         meters.frames.increment(by: entry.frames)
         let status = state.withLock { state -> TelemetrySessionStatus in
             release(&state)
-            state.sessions[claims.sessionID]?.record(sequence, entry)
+            if state.sessions[claims.sessionID]?.record(sequence, entry) == true { state.indexedBatches += 1 }
             return state.sessions[claims.sessionID]?.status(claims.sessionID)
                 ?? TelemetrySessionStatus(sessionID: claims.sessionID, state: .open, exercise: "", batches: 0, frames: 0, nextSequence: 0, gaps: [])
         }
@@ -518,6 +642,7 @@ public final class TelemetryIngest: Sendable {
     public func finish(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
         if try known(claims) == nil, try await load(claims) == nil {
             if let finished = try await finishedStatus(claims) { return finished }
+            try await refuseIfOpenElsewhere(claims)
             throw TelemetryIngestError(.notStarted, "no such session: start it first")
         }
         return try await finish(claims.sessionID, reason: "asked")
@@ -634,8 +759,10 @@ public final class TelemetryIngest: Sendable {
             Self.json(record), at: Self.pendingKey(organization: org, session: id), to: store, "the pending aggregates",
             options: ObjectPutOptions(contentType: "application/json", serverSideEncryption: configuration.serverSideEncryption)
         )
-        // The blob and the aggregates are safe: the spool is no longer needed.
+        // The blob and the aggregates are safe: the spool and the owner record are no longer
+        // needed (a record left behind is harmless: the finished status is looked up first).
         try? await clearSpool(claims)
+        try? await store.delete(Self.ownerKey(organization: org, session: id))
         finishState(id, .pending, reps: reps, dropped: dropped)
         meters.finished.increment()
         logger.info("Telemetry session finished", metadata: Self.ids(claims, [
@@ -654,6 +781,8 @@ public final class TelemetryIngest: Sendable {
             guard var session = state.sessions[id] else { return }
             if case .finished = session.phase {} else { state.openCount -= 1 }
             session.phase = .finished(finished, reps: reps, dropped: dropped, at: at)
+            state.indexedBatches -= session.batches.count
+            session.compact()
             state.sessions[id] = session
         }
     }

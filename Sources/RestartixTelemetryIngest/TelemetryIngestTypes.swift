@@ -14,16 +14,16 @@ public enum TelemetryIngestErrorDomain: ErrorDomain {
         switch code {
         case .notStarted: 404
         case .wrongSession: 403
-        case .finished, .sequenceConflict, .sequenceInProgress: 409
+        case .finished, .sequenceConflict, .sequenceInProgress, .neighbourInProgress: 409
         case .sessionFull: 413
         case .sequenceOutOfRange, .overlapsNeighbour, .unknownExercise, .exerciseChanged, .emptyBatch: 422
-        case .busy, .tooManySessions, .draining, .storage: 503
+        case .busy, .tooManySessions, .draining, .storage, .openElsewhere: 503
         default: 500
         }
     }
 
     public static func isTransient(_ code: ErrorCode<TelemetryIngestErrorDomain>) -> Bool {
-        [.busy, .tooManySessions, .draining, .storage, .sequenceInProgress].contains(code)
+        [.busy, .tooManySessions, .draining, .storage, .sequenceInProgress, .neighbourInProgress, .openElsewhere].contains(code)
     }
 }
 
@@ -38,6 +38,9 @@ extension ErrorCode where Domain == TelemetryIngestErrorDomain {
     public static var sequenceConflict: Self { Self("sequenceConflict") }
     /// A batch of this sequence number is being stored by another request: retry.
     public static var sequenceInProgress: Self { Self("sequenceInProgress") }
+    /// The batch's frames would overlap those of a neighbouring batch still being stored by
+    /// another request: retry (then the answer is final: stored, or ``overlapsNeighbour``).
+    public static var neighbourInProgress: Self { Self("neighbourInProgress") }
     /// The session holds as many frames or batches as it may.
     public static var sessionFull: Self { Self("sessionFull") }
     /// A sequence number past the session's batch limit.
@@ -54,6 +57,9 @@ extension ErrorCode where Domain == TelemetryIngestErrorDomain {
     public static var busy: Self { Self("busy") }
     /// The process holds as many open sessions as it may: retry after `Retry-After`.
     public static var tooManySessions: Self { Self("tooManySessions") }
+    /// Another instance holds the session open (its spool has the batches): retry after
+    /// `Retry-After`; a deployment of several instances routes a session's requests to one.
+    public static var openElsewhere: Self { Self("openElsewhere") }
     /// The service is shutting down: retry (another instance, or this one after its restart).
     public static var draining: Self { Self("draining") }
     /// The spool or the object store could not be written or read: retry.

@@ -45,5 +45,25 @@ struct SessionIndexTests {
                 #expect(after?.0 == framed.filter { $0.value && $0.key > probe }.keys.min(), "after \(probe)")
             }
         }
+        // Finished: the index goes, the counts and gaps stay.
+        let before = session.status(claims.sessionID)
+        session.compact()
+        #expect(session.status(claims.sessionID) == before && session.batches.isEmpty)
+    }
+
+    @Test("an index entry is 40 bytes inline, keeps what it was given, and tells content apart by its digest")
+    func entry() {
+        #expect(MemoryLayout<TelemetryIngest.BatchEntry>.size == 40)
+        let a = TelemetryIngest.BatchEntry(digest: Array(0..<32 as Range<UInt8>), frames: 30, events: 2, first: -1e9, last: 1e9)
+        #expect(a.frames == 30 && a.events == 2 && a.first == -1e9 && a.last == 1e9)
+        let eventsOnly = TelemetryIngest.BatchEntry(digest: Array(0..<32 as Range<UInt8>), frames: 0, events: 1, first: nil, last: nil)
+        #expect(eventsOnly.first == nil && eventsOnly.last == nil)
+        #expect(a.sameContent(as: eventsOnly))
+        // Every one of the 16 bytes counts.
+        for index in 0..<16 {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            bytes[index] = 1
+            #expect(!TelemetryIngest.BatchEntry(digest: bytes, frames: 1, events: 0, first: 0, last: 0).sameContent(as: .init(digest: [UInt8](repeating: 0, count: 32), frames: 1, events: 0, first: 0, last: 0)), "byte \(index)")
+        }
     }
 }

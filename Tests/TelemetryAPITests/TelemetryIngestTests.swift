@@ -91,6 +91,97 @@ struct TelemetryIngestTests {
         #expect(fixture.sink.deliveries.count == 1)
     }
 
+    @Test("racing requests with overlapping frames under different numbers: exactly one is stored, the rest are refused (retried until the answer is final), and finishing drops nothing")
+    func racingOverlaps() async throws {
+        let fixture = try Fixture("ingest-race")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine()
+        let claims = Self.claims()
+        let (_, batches) = Self.batches()
+        _ = try await ingest.start(claims, exercise: "knee_flexion")
+        // The same second of frames under sixteen numbers at once: each pair overlaps, so at
+        // most one may be stored, whatever the order in which the spool's writes finish.
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for sequence in 0..<16 {
+                group.addTask {
+                    while true {
+                        switch await Self.code({ _ = try await ingest.ingest(batches[0], sequence: sequence, for: claims) }) {
+                        case nil: return "stored"
+                        case .neighbourInProgress?: try? await Task.sleep(for: .milliseconds(1))
+                        case let code?: return code.description
+                        }
+                    }
+                }
+            }
+            return await group.reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }
+        }
+        #expect(outcomes == ["stored": 1, "overlapsNeighbour": 15], "\(outcomes)")
+        let status = try await ingest.status(claims)
+        #expect(status.batches == 1 && status.frames == batches[0].frames.count)
+        let finished = try await ingest.finish(claims)
+        #expect(finished.droppedFrames == 0, "nothing overlapping reached the spool")
+    }
+
+    @Test("two instances over one object store: a session open on one is refused on the other (openElsewhere, nothing opened there), racing starts leave one owner, the owner's restart keeps it, and once finished either answers its status")
+    func ownership() async throws {
+        let fixture = try Fixture("ingest-owners")
+        defer { fixture.directory.remove() }
+        let a = fixture.engine()
+        let otherSpool = try DirectorySpool(directory: URL(fileURLWithPath: fixture.directory.path("spool-b")))
+        let b = TelemetryIngest(spool: otherSpool, store: fixture.store, sink: fixture.sink, now: { fixture.clock.now })
+        #expect(otherSpool.ownerID != fixture.spool.ownerID)
+        let claims = Self.claims()
+        let (_, batches) = Self.batches()
+        _ = try await a.start(claims, exercise: "knee_flexion")
+        _ = try await a.ingest(batches[0], sequence: 0, for: claims)
+        #expect(await Self.code { _ = try await b.start(claims, exercise: "knee_flexion") } == .openElsewhere)
+        #expect(await Self.code { _ = try await b.ingest(batches[1], sequence: 1, for: claims) } == .openElsewhere)
+        #expect(await Self.code { _ = try await b.status(claims) } == .openElsewhere)
+        #expect(await Self.code { _ = try await b.finish(claims) } == .openElsewhere)
+        #expect(try otherSpool.sessions().isEmpty, "nothing opened on the other instance")
+        #expect(TelemetryIngestError(.openElsewhere, "").httpStatus == 503 && TelemetryIngestError(.openElsewhere, "").isTransient)
+
+        // The owner restarted over its spool (the same volume): still the owner.
+        let restarted = TelemetryIngest(spool: try DirectorySpool(directory: fixture.spool.directory), store: fixture.store, sink: fixture.sink, now: { fixture.clock.now })
+        try await restarted.recover()
+        _ = try await restarted.ingest(batches[1], sequence: 1, for: claims)
+        let finished = try await restarted.finish(claims)
+        #expect(finished.state == .delivered && finished.batches == 2)
+        #expect(try await fixture.store.head(TelemetryIngest.ownerKey(organization: claims.organizationID, session: claims.sessionID)) == nil, "the owner record goes with the session")
+        #expect(try await b.status(claims).state == .delivered)
+        #expect(try await b.start(claims, exercise: "knee_flexion").status.state == .delivered)
+
+        // Two instances starting one new session at once: exactly one holds it.
+        for _ in 0..<5 {
+            let racing = Self.claims()
+            async let first = Self.code { _ = try await a.start(racing, exercise: "knee_flexion") }
+            async let second = Self.code { _ = try await b.start(racing, exercise: "knee_flexion") }
+            let outcomes = await [first, second]
+            #expect(outcomes.filter { $0 == nil }.count == 1 && outcomes.contains(.openElsewhere), "\(outcomes)")
+        }
+    }
+
+    @Test("the process-wide index budget: past it batches are refused as busy (nothing stored), and a finished session's index no longer counts")
+    func indexBudget() async throws {
+        let fixture = try Fixture("ingest-index")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine { $0.maximumIndexedBatches = 4 }
+        let (first, second) = (Self.claims(), Self.claims())
+        let (_, batches) = Self.batches()
+        _ = try await ingest.start(first, exercise: "knee_flexion")
+        _ = try await ingest.start(second, exercise: "knee_flexion")
+        for sequence in 0..<4 { _ = try await ingest.ingest(batches[sequence], sequence: sequence, for: first) }
+        #expect(await Self.code { _ = try await ingest.ingest(batches[4], sequence: 4, for: first) } == .busy)
+        #expect(await Self.code { _ = try await ingest.ingest(batches[0], sequence: 0, for: second) } == .busy)
+        // A retry of a stored batch is still answered: it adds nothing to the index.
+        #expect(try await ingest.ingest(batches[3], sequence: 3, for: first).duplicate)
+        #expect(try await ingest.status(second).batches == 0)
+        let finished = try await ingest.finish(first)
+        #expect(finished.batches == 4, "the counts outlive the index")
+        _ = try await ingest.ingest(batches[0], sequence: 0, for: second)
+        #expect(try await ingest.status(second).batches == 1)
+    }
+
     @Test("out of order, duplicated and gapped batches: gaps reported, a retry acknowledged without a second copy, other content under a used number refused; finish delivers once, in order, and the blob decodes to the same frames")
     func orderingAndFinish() async throws {
         let fixture = try Fixture("ingest-order")

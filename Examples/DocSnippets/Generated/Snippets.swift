@@ -4,7 +4,7 @@
 let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("README.md:183", snippet_README_1),
     ("Documentation/RestartixBackup.md:32", snippet_Documentation_RestartixBackup_1),
-    ("Documentation/RestartixCore.md:54", snippet_Documentation_RestartixCore_2),
+    ("Documentation/RestartixCore.md:55", snippet_Documentation_RestartixCore_2),
     ("Documentation/RestartixKit.md:20", snippet_Documentation_RestartixKit_1),
     ("Documentation/RestartixKit.md:101", snippet_Documentation_RestartixKit_2),
     ("Documentation/RestartixKit.md:133", snippet_Documentation_RestartixKit_3),

@@ -81,6 +81,7 @@ struct TelemetryAPIConfiguration: Sendable {
         if let seconds = try service.int("TELEMETRY_IDLE_TIMEOUT_SECONDS", in: 1...86_400) { ingest.idleTimeout = .seconds(seconds) }
         if let count = try service.int("TELEMETRY_MAX_OPEN_SESSIONS", in: 1...1_000_000) { ingest.maximumOpenSessions = count }
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_BATCHES", in: 1...10_000) { ingest.maximumConcurrentBatches = count }
+        if let count = try service.int("TELEMETRY_MAX_INDEXED_BATCHES", in: 1...100_000_000) { ingest.maximumIndexedBatches = count }
         // At most what one replay blob holds (ReplayBlob.defaultMaximumSize: about 500,000 frames).
         if let count = try service.int("TELEMETRY_MAX_SESSION_FRAMES", in: 1...450_000) { ingest.maximumFramesPerSession = count }
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_FINISHES", in: 1...64) { ingest.maximumConcurrentFinishes = count }

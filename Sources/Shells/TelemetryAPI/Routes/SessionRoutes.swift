@@ -83,7 +83,8 @@ struct RetryLater: RestartixError, ProblemHeaders {
 ///   or resumes it, 200, with its status (which batches arrived, where to carry on).
 /// - `PUT /v1/sessions/{id}/batches/{sequence}`: one batch (``TelemetryBatch``), binary
 ///   (`application/vnd.restartix.telemetry-batch`) or JSON; 201 stored, 200 a retry of a batch
-///   stored before (nothing stored twice); 409 the same number with other content; 413 over
+///   stored before (nothing stored twice); 409 the same number with other content, or (retry)
+///   this number, or a neighbour whose frames this batch's would overlap, still being stored; 413 over
 ///   the size limits; 400/422 a body that breaks a rule, naming it and the batch's number,
 ///   nothing of that batch stored; 503 with `Retry-After` when this instance is full.
 /// - `POST /v1/sessions/{id}/finish`: runs the kernels, stores the replay blob and delivers the
@@ -158,7 +159,7 @@ enum SessionRoutes {
     static func mapped<T>(_ retryAfter: Duration, _ body: () async throws(TelemetryIngestError) -> T) async throws -> T {
         do {
             return try await body()
-        } catch where [.busy, .tooManySessions, .draining].contains(error.code) {
+        } catch where [.busy, .tooManySessions, .draining, .openElsewhere].contains(error.code) {
             throw RetryLater(error: error, after: retryAfter)
         }
     }
