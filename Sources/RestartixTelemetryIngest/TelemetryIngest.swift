@@ -759,10 +759,8 @@ public final class TelemetryIngest: Sendable {
             Self.json(record), at: Self.pendingKey(organization: org, session: id), to: store, "the pending aggregates",
             options: ObjectPutOptions(contentType: "application/json", serverSideEncryption: configuration.serverSideEncryption)
         )
-        // The blob and the aggregates are safe: the spool and the owner record are no longer
-        // needed (a record left behind is harmless: the finished status is looked up first).
+        // The blob and the aggregates are safe: the spool and the owner record are no longer needed.
         try? await clearSpool(claims)
-        try? await store.delete(Self.ownerKey(organization: org, session: id))
         finishState(id, .pending, reps: reps, dropped: dropped)
         meters.finished.increment()
         logger.info("Telemetry session finished", metadata: Self.ids(claims, [
@@ -787,8 +785,11 @@ public final class TelemetryIngest: Sendable {
         }
     }
 
+    /// Removes a finished session's spool, then its owner record (best effort: one left behind
+    /// only names this instance, and a finished session's status is looked up before it).
     func clearSpool(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) {
         try await spool.remove(organization: claims.organizationID, session: claims.sessionID)
+        try? await store.delete(Self.ownerKey(organization: claims.organizationID, session: claims.sessionID))
     }
 
     // MARK: - Delivery

@@ -150,6 +150,11 @@ struct TelemetryIngestTests {
         #expect(try await fixture.store.head(TelemetryIngest.ownerKey(organization: claims.organizationID, session: claims.sessionID)) == nil, "the owner record goes with the session")
         #expect(try await b.status(claims).state == .delivered)
         #expect(try await b.start(claims, exercise: "knee_flexion").status.state == .delivered)
+        // One finished without a batch (abandoned) leaves no owner record either.
+        let empty = Self.claims()
+        _ = try await a.start(empty, exercise: "knee_flexion")
+        #expect(try await a.finish(empty).state == .abandoned)
+        #expect(await Self.code { _ = try await b.status(empty) } == .notStarted)
 
         // Two instances starting one new session at once: exactly one holds it.
         for _ in 0..<5 {
