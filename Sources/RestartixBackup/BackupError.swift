@@ -29,6 +29,10 @@ import RestartixKit
 /// Details name ids, keys of objects and sizes, never key material or row data.
 public typealias BackupError = DomainError<BackupErrorDomain>
 
+/// The old name of ``BackupErrorDomain``.
+@available(*, deprecated, renamed: "BackupErrorDomain")
+public typealias BackupErrors = BackupErrorDomain
+
 /// The backup domain (``BackupError``).
 public enum BackupErrorDomain: ErrorDomain {
     public static let name = "backup"

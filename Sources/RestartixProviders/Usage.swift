@@ -26,6 +26,12 @@ public enum UsageErrorDomain: ErrorDomain {
     public static func httpStatus(for code: ErrorCode<UsageErrorDomain>) -> Int { code == .quotaExceeded ? 429 : 422 }
 }
 
+extension DomainError where Domain == UsageErrorDomain {
+    /// The old spelling of `UsageError(_:_:)`.
+    @available(*, deprecated, renamed: "init(_:_:)")
+    public init(code: Code, detail: String) { self.init(code, detail) }
+}
+
 extension ErrorCode where Domain == UsageErrorDomain {
     /// Recording these units would pass the quota; nothing was recorded.
     public static var quotaExceeded: Self { Self("quotaExceeded") }

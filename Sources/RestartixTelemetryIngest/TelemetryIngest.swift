@@ -384,13 +384,20 @@ public final class TelemetryIngest: Sendable {
             guard let existing = try known(claims) else { throw TelemetryIngestError(.notStarted, "the session could not be started; retry") }
             return (existing.status(claims.sessionID), true)
         }
+        var claimed = false
         do {
             try await claim(claims, startedAt: started)
+            claimed = true
             try await spool.create(manifest: Self.json(manifest), organization: claims.organizationID, session: claims.sessionID)
         } catch {
             state.withLock { state in
-                if state.sessions.removeValue(forKey: claims.sessionID) != nil { state.openCount -= 1 }
+                if let removed = state.sessions.removeValue(forKey: claims.sessionID) {
+                    state.openCount -= 1
+                    state.indexedBatches -= removed.batches.count
+                }
             }
+            // Not opened here after all: the owner record would turn every other instance away.
+            if claimed { try? await store.delete(Self.ownerKey(organization: claims.organizationID, session: claims.sessionID)) }
             throw error
         }
         let status = state.withLock { $0.sessions[claims.sessionID]?.status(claims.sessionID) }
@@ -413,8 +420,16 @@ public final class TelemetryIngest: Sendable {
         if let known = try known(claims) { return known.status(claims.sessionID) }
         if let loaded = try await load(claims) { return loaded }
         if let finished = try await finishedStatus(claims) { return finished }
-        try await refuseIfOpenElsewhere(claims)
-        return nil
+        switch try await owner(claims) {
+        case let owner? where owner != spool.ownerID:
+            throw Self.openElsewhere
+        case nil:
+            // Finished meanwhile by its owner? Its record goes only after its blob and pending
+            // aggregates are stored, so this second look is final.
+            return try await finishedStatus(claims)
+        default:
+            return nil
+        }
     }
 
     // MARK: - Ownership

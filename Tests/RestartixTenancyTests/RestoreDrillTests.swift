@@ -543,9 +543,11 @@ struct RestoreDrillTests {
                 listed = try await !EncryptedArchive.list(in: store, prefix: "audit").isEmpty
             }
             #expect(listed, "the archive was never written")
-            #expect(process.isRunning, "the run must still be waiting to drop the partition when it is killed")
-            kill(child.pid, SIGKILL)
-            #expect(await child.exit().reason == .uncaughtSignal)
+            // Killed while it waits; a machine stalled past its two seconds of waiting sees it
+            // give up by itself instead (skippedBusy, status 0): the same state either way.
+            if process.isRunning { kill(child.pid, SIGKILL) }
+            let exit = await child.exit()
+            #expect(exit.reason == .uncaughtSignal || exit.status == 0, "\(exit)")
         }
         await reader.shutdown()
         #expect(try await Self.partitionExists(owner, month))

@@ -156,6 +156,14 @@ struct TelemetryIngestTests {
         #expect(try await a.finish(empty).state == .abandoned)
         #expect(await Self.code { _ = try await b.status(empty) } == .notStarted)
 
+        // A start whose spool cannot be written (a file where its clinic's folder goes): nothing
+        // opened, the owner record withdrawn, so another instance can start it.
+        let blocked = Self.claims()
+        #expect(FileManager.default.createFile(atPath: fixture.spool.directory.appendingPathComponent(blocked.organizationID.lowercasedString).path, contents: Data()))
+        #expect(await Self.code { _ = try await a.start(blocked, exercise: "knee_flexion") } == .storage)
+        #expect(try await fixture.store.head(TelemetryIngest.ownerKey(organization: blocked.organizationID, session: blocked.sessionID)) == nil)
+        #expect(try await b.start(blocked, exercise: "knee_flexion").status.state == .open)
+
         // Two instances starting one new session at once: exactly one holds it.
         for _ in 0..<5 {
             let racing = Self.claims()
