@@ -182,8 +182,8 @@ public final class TelemetryIngest: Sendable {
         var frames = 0
         var events = 0
         /// Frames and events of the batches being written: counted against the caps at once.
-        var writingFrames = 0
-        var writingEvents = 0
+        var writingFrames: Int { writing.values.reduce(0) { $0 + $1.frames } }
+        var writingEvents: Int { writing.values.reduce(0) { $0 + $1.events } }
         var lastActivity: Date
         var phase = Phase.open
 
@@ -419,27 +419,26 @@ public final class TelemetryIngest: Sendable {
     func existingStatus(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
         if let known = try known(claims) { return known.status(claims.sessionID) }
         if let loaded = try await load(claims) { return loaded }
-        if let finished = try await finishedStatus(claims) { return finished }
-        switch try await owner(claims) {
-        case let owner? where owner != spool.ownerID:
-            throw Self.openElsewhere
-        case nil:
-            // Finished meanwhile by its owner? Its record goes only after its blob and pending
-            // aggregates are stored, so this second look is final.
-            return try await finishedStatus(claims)
-        default:
-            return nil
-        }
+        return try await finishedStatusUnlessOpenElsewhere(claims)
     }
 
     // MARK: - Ownership
 
-    /// An open session lives in one instance's spool. With more than one instance, a request
-    /// for a session another instance holds is refused (`ingest.openElsewhere`, transient: 503
-    /// with `Retry-After`) rather than answered from here, where a start would open a second,
-    /// partial copy whose blob and aggregates would race the first's.
-    func refuseIfOpenElsewhere(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) {
-        if let owner = try await owner(claims), owner != spool.ownerID { throw Self.openElsewhere }
+    /// A session neither in memory nor in this spool: its finished status from the object
+    /// store, nil when it has none, or `ingest.openElsewhere` (transient: 503 with
+    /// `Retry-After`) when another instance holds it open. With more than one instance this is
+    /// refused rather than answered from here, where a start would open a second, partial copy
+    /// whose blob and aggregates would race the first's.
+    ///
+    /// The owner record is read first: its owner removes it only after the blob and pending
+    /// aggregates are stored, so when it is gone, the finished records that follow are final
+    /// (read the other way round, a session finishing in between would look unknown).
+    func finishedStatusUnlessOpenElsewhere(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus? {
+        let owner = try await owner(claims)
+        let finished = try await finishedStatus(claims)
+        // A finished session's record may be left behind (its removal is best effort).
+        if finished == nil, let owner, owner != spool.ownerID { throw Self.openElsewhere }
+        return finished
     }
 
     static let openElsewhere = TelemetryIngestError(
@@ -563,8 +562,7 @@ public final class TelemetryIngest: Sendable {
             throw TelemetryIngestError(.sequenceOutOfRange, "batch \(sequence): sequence numbers run from 0 to \(configuration.maximumBatchesPerSession - 1)")
         }
         if try known(claims) == nil, try await load(claims) == nil {
-            if try await finishedStatus(claims) != nil { throw TelemetryIngestError(.finished, "batch \(sequence): the session has finished") }
-            try await refuseIfOpenElsewhere(claims)
+            if try await finishedStatusUnlessOpenElsewhere(claims) != nil { throw TelemetryIngestError(.finished, "batch \(sequence): the session has finished") }
             throw TelemetryIngestError(.notStarted, "batch \(sequence): the session was not started")
         }
         let bytes = batch.encodeBinary()
@@ -615,8 +613,6 @@ public final class TelemetryIngest: Sendable {
             }
             state.batchesInFlight += 1
             session.writing[sequence] = entry
-            session.writingFrames += batch.frames.count
-            session.writingEvents += batch.events.count
             session.lastActivity = now()
             state.sessions[claims.sessionID] = session
             return nil
@@ -628,8 +624,6 @@ public final class TelemetryIngest: Sendable {
         @Sendable func release(_ state: inout State) {
             state.batchesInFlight -= 1
             state.sessions[claims.sessionID]?.writing.removeValue(forKey: sequence)
-            state.sessions[claims.sessionID]?.writingFrames -= entry.frames
-            state.sessions[claims.sessionID]?.writingEvents -= entry.events
         }
         do {
             try await spool.append(bytes, sequence: sequence, organization: claims.organizationID, session: claims.sessionID)
@@ -656,8 +650,7 @@ public final class TelemetryIngest: Sendable {
     /// finishing, `finishing`.
     public func finish(_ claims: SessionTokens.Session) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
         if try known(claims) == nil, try await load(claims) == nil {
-            if let finished = try await finishedStatus(claims) { return finished }
-            try await refuseIfOpenElsewhere(claims)
+            if let finished = try await finishedStatusUnlessOpenElsewhere(claims) { return finished }
             throw TelemetryIngestError(.notStarted, "no such session: start it first")
         }
         return try await finish(claims.sessionID, reason: "asked")
