@@ -82,17 +82,17 @@ func retention(_ s3: S3Client?, requested: Int?, required: Bool, defaultDays: In
 /// `BACKUP_ENCRYPTION_KEY`: from the keyring's source when one is configured (the secret's
 /// member), else from the variable. Missing is an error naming the variable.
 func loadBackupKey(_ service: ServiceEnvironment) async throws -> SymmetricKey {
-    do {
-        if let keyring = try service.keyring(), let key = try await keyring.load().backupKey { return key }
-        guard let text = service.string("BACKUP_ENCRYPTION_KEY"), !text.isEmpty else {
-            throw ValidationFailure(description: "BACKUP_ENCRYPTION_KEY is not set (base64 of 32 bytes: openssl rand -base64 32)")
-        }
-        return try Keyring.backupKey(base64: text, from: "BACKUP_ENCRYPTION_KEY")
-    } catch let error as ValidationFailure {
-        throw error
-    } catch {
-        throw CleanExit.message(error)
-    }
+    let fromKeyring: SymmetricKey?
+    do { fromKeyring = try await service.keyring()?.load().backupKey } catch { throw CleanExit.message(error) }
+    if let fromKeyring { return fromKeyring }
+    return try backupKey(variable: "BACKUP_ENCRYPTION_KEY", service, unset: "BACKUP_ENCRYPTION_KEY is not set (base64 of 32 bytes: openssl rand -base64 32)")
+}
+
+/// The backup envelope key in variable `name` (read as a secret); `unset` says what to do
+/// when it is missing.
+func backupKey(variable name: String, _ service: ServiceEnvironment, unset: String) throws -> SymmetricKey {
+    guard let text = service.secret(name) else { throw ValidationFailure(description: unset) }
+    do { return try Keyring.backupKey(base64: text, from: name) } catch { throw CleanExit.message(error) }
 }
 
 /// Which envelope key opens the backups: the deployment's (``loadBackupKey(_:)``) or, with
@@ -112,10 +112,7 @@ struct BackupKeyOptions: ParsableArguments {
     /// The key, and where it came from.
     func load(_ service: ServiceEnvironment) async throws -> (key: SymmetricKey, origin: String) {
         guard let name = backupKeyVariable else { return (try await loadBackupKey(service), "the keyring or BACKUP_ENCRYPTION_KEY") }
-        guard let text = service.secret(name) else {
-            throw ValidationFailure(description: "\(name) (--backup-key-variable) is not set")
-        }
-        do { return (try Keyring.backupKey(base64: text, from: name), name) } catch { throw CleanExit.message(error) }
+        return (try backupKey(variable: name, service, unset: "\(name) (--backup-key-variable) is not set"), name)
     }
 }
 

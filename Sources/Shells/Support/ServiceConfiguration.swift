@@ -57,18 +57,18 @@ public struct ServiceEnvironment: Sendable {
     /// The value of `key`, trimmed; nil when unset or empty (an empty variable counts as unset,
     /// as a shell's `VAR=` does).
     public func string(_ key: String) -> String? {
-        let isSecret = ServiceKeys.secretNames.contains(key)
-        guard let value = reader.string(forKey: ConfigKey(key), isSecret: isSecret)?.trimmingCharacters(in: .whitespacesAndNewlines),
-            !value.isEmpty
-        else { return nil }
-        return value
+        value(key, isSecret: ServiceKeys.secretNames.contains(key))
     }
 
     /// The value of `key` read as a secret whatever ``ServiceKeys`` says of it (for a variable
     /// an operator names, such as `restartix-jobs restore --backup-key-variable`), trimmed; nil
     /// when unset or empty.
     public func secret(_ key: String) -> String? {
-        guard let value = reader.string(forKey: ConfigKey(key), isSecret: true)?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
+        value(key, isSecret: true)
+    }
+
+    private func value(_ key: String, isSecret: Bool) -> String? {
+        guard let value = reader.string(forKey: ConfigKey(key), isSecret: isSecret)?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
             return nil
         }
         return value
