@@ -41,9 +41,9 @@ struct AsideTests {
         for (name, aside, redis) in try Self.caches() {
             defer { redis?.shutdown() }
             let loads = Loads()
-            let first = try await aside.get("clinic:1", as: Clinic.self, ttl: .seconds(2)) { try await loads.load("One") }
+            let first = try await aside.get("clinic:1", as: Clinic.self, ttl: .seconds(30)) { try await loads.load("One") }
             #expect(first == Clinic(slug: "c", name: "One"))
-            #expect(try await aside.get("clinic:1", as: Clinic.self, ttl: .seconds(2)) { try await loads.load("Two") } == first, "\(name): a hit")
+            #expect(try await aside.get("clinic:1", as: Clinic.self, ttl: .seconds(30)) { try await loads.load("Two") } == first, "\(name): a hit")
             #expect(loads.value == 1, "\(name)")
             await aside.invalidate("clinic:1")
             #expect(try await aside.get("clinic:1", as: Clinic.self, ttl: .seconds(2)) { try await loads.load("Two") }.name == "Two", "\(name)")
@@ -78,7 +78,7 @@ struct AsideTests {
         #expect(try await two.get("clinic:2", as: Clinic.self, ttl: .seconds(30)) { try await loads.load("Other") }.name == "Shared")
         #expect(loads.value == 1, "the second instance read the first one's value")
         // Invalidated while a slow load runs: the load's answer is returned but not cached.
-        async let slow = one.get("clinic:3", as: Clinic.self, ttl: .seconds(30)) { try await loads.load("Before the change", delay: .milliseconds(500)) }
+        async let slow = one.get("clinic:3", as: Clinic.self, ttl: .seconds(30)) { try await loads.load("Before the change", delay: .seconds(3)) }
         #expect(try await RedisClientTests.eventually { loads.value == 2 }, "the slow load started")
         await one.invalidate("clinic:3")
         #expect(try await slow.name == "Before the change")

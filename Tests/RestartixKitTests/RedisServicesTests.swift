@@ -126,7 +126,9 @@ struct RedisServicesTests {
         guard RedisServer.available else { return }
         let server = try await RedisServer()
         defer { server.stop() }
-        let redis = try RedisClientTests.quickClient(server, commandTimeout: .seconds(1))
+        // A generous timeout: while Redis is up its answers must count (a killed server refuses at
+        // once, so the outage below is not slowed by it).
+        let redis = try RedisClientTests.quickClient(server, commandTimeout: .seconds(10))
         defer { redis.shutdown() }
         let logs = InMemoryLogHandler()
         _ = TestMetricsSupport.metrics  // before the limiter makes its counter
@@ -223,8 +225,8 @@ struct RedisServicesTests {
         defer {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         }
-        let a = try RedisClientTests.quickClient(server, commandTimeout: .seconds(1))
-        let b = try RedisClientTests.quickClient(server, commandTimeout: .seconds(1))
+        let a = try RedisClientTests.quickClient(server, commandTimeout: .seconds(10))
+        let b = try RedisClientTests.quickClient(server, commandTimeout: .seconds(10))
         defer { a.shutdown(); b.shutdown() }
         let instances: [any WebhookIdempotency] = [
             RedisWebhookIdempotency(redis: a, database: database, logger: Self.logger),
@@ -247,10 +249,13 @@ struct RedisServicesTests {
         let rows = try await database.query("SELECT count(*) AS n FROM inbound_webhook_events WHERE provider = 'clerk'")
         #expect(try rows[0].decode("n", as: Int.self) == 3)
         await #expect(throws: RedisError.self) { try await instances[0].firstDelivery(provider: "clerk", eventID: "", ttl: .seconds(1)) }
-        // In process: once, and again after the ttl.
+        // In process: once within the ttl, and again after it.
         let local = InProcessWebhookIdempotency()
-        #expect(try await local.firstDelivery(provider: "clerk", eventID: "e", ttl: .milliseconds(100)))
-        #expect(try await !local.firstDelivery(provider: "clerk", eventID: "e", ttl: .milliseconds(100)))
+        #expect(try await local.firstDelivery(provider: "clerk", eventID: "e", ttl: .seconds(60)))
+        #expect(try await !local.firstDelivery(provider: "clerk", eventID: "e", ttl: .seconds(60)))
+        #expect(try await local.firstDelivery(provider: "clerk", eventID: "brief", ttl: .milliseconds(100)))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await local.firstDelivery(provider: "clerk", eventID: "brief", ttl: .milliseconds(100)), "again after the ttl")
         await database.shutdown()
     }
 }

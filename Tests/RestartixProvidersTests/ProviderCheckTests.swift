@@ -74,8 +74,9 @@ struct ProviderCheckTests {
                 #expect(lastError?.contains("secret") == false && lastError?.contains("body") == false)
             }
             // Two runs at once count one failure between them (the endpoint answers slowly, so
-            // the second run starts before the first records).
-            endpoint.delay(.seconds(1))
+            // the second run starts before the first records; 3 s, because a loaded machine once
+            // took longer than one to start the second).
+            endpoint.delay(.seconds(3))
             async let one = checker.run(capabilities: [capability])
             async let two = checker.run(capabilities: [capability])
             let both = try await [one, two].flatMap { $0 }
@@ -101,7 +102,8 @@ struct ProviderCheckTests {
             try await world.registry.insertIfAbsent(dead, kind: .daily, config: ["api_url": "http://127.0.0.1:9"], secrets: ProviderSecrets(["api_key": "daily-key"]))
             try await world.registry.insertIfAbsent(other, kind: "smtp_relay", config: [:], secrets: ProviderSecrets())
             var options = ProviderHealthCheck.Options()
-            options.timeout = .seconds(2)
+            // Generous for the local endpoint (a loaded machine); the dead port is refused at once.
+            options.timeout = .seconds(10)
             let outcomes = try await ProviderHealthCheck(registry: world.registry, options: options, logger: ProviderTests.logger).run(capabilities: [clerk, daily, dead, other])
             func outcome(_ capability: ProviderCapability) -> ProviderHealthCheck.Outcome? { outcomes.first { $0.capability == capability.name } }
             #expect(outcome(clerk)?.failure == nil && outcome(daily)?.failure == nil)

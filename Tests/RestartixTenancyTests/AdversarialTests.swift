@@ -138,15 +138,15 @@ struct AdversarialTests {
                         "SET lock_timeout = '1ms'",
                         "SET synchronous_commit = off",
                         // Takes effect at once, inside this transaction too: the poison goes out
-                        // in one pipeline (no idle gap inside it), and 1 s outlasts the gap before
+                        // in one pipeline (no idle gap inside it), and 3 s outlasts the gap before
                         // this transaction's COMMIT on a loaded machine (50 ms once did not).
-                        "SET idle_in_transaction_session_timeout = '1s'",
+                        "SET idle_in_transaction_session_timeout = '3s'",
                         "SET search_path = pg_catalog",
-                        // Short enough that the victim's 50 ms sleep below would hit it, long enough
+                        // Short enough that the victim's 1.5 s sleep below would hit it, long enough
                         // that the kit's own first statement (which runs before it pins its timeout,
                         // under whatever the connection holds) is not cut on a loaded CI machine,
                         // as 5 ms once was.
-                        "SET statement_timeout = '30ms'",
+                        "SET statement_timeout = '1s'",
                     ]
                 }
                 let pid: Int? = backend == .sqlite ? nil : try await tx.first("SELECT pg_backend_pid() AS pid")?.decode("pid", as: Int.self)
@@ -177,8 +177,8 @@ struct AdversarialTests {
                     #expect(try state.decode("schema", as: String.self) == "public")
                     // Longer than the leaked statement timeout, then idle longer than the leaked
                     // idle timeout: both are the kit's own inside its transaction.
-                    try await tx.execute("SELECT pg_sleep(0.05)")
-                    try await Task.sleep(for: .milliseconds(1_200))
+                    try await tx.execute("SELECT pg_sleep(1.5)")
+                    try await Task.sleep(for: .milliseconds(3_500))
                 }
                 let settings = try #require(try await tx.first("""
                     SELECT current_setting('app.current_org_id') AS org, current_setting('app.current_role') AS role, \
@@ -821,7 +821,9 @@ extension AdversarialTests {
                                 "SET row_security = off",
                                 "SET lock_timeout = '1ms'",
                                 "SET search_path = pg_catalog",
-                                "SET statement_timeout = '20ms'",
+                                // Not shorter: the kit's opening statements run under it before
+                                // they pin their own, and 20 ms was cut on a loaded machine.
+                                "SET statement_timeout = '1s'",
                             ] {
                                 try await tx.execute(statement)
                             }

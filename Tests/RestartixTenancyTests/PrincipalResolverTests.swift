@@ -8,6 +8,10 @@ import Testing
 /// then the platform's membership decides.
 @Suite("Principal resolver", .timeLimit(.minutes(3)))
 struct PrincipalResolverTests {
+    /// How long the resolver keeps a membership here: wide enough that a loaded machine cannot let
+    /// it lapse between two steps that expect it kept (2 s once could).
+    static let kept = Duration.seconds(6)
+
     @Test("membership decides: member, non-member, unknown clinic, suspended clinic", arguments: TenancyBackend.all)
     func membership(backend: TenancyBackend) async throws {
         let databases = try await backend.open()
@@ -59,7 +63,7 @@ struct PrincipalResolverTests {
         let databases = try await backend.open()
         let fixture = try await TenancyFixture.make(admin: databases.admin)
         let dev = try await LocalDevIssuer(environment: .test)
-        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: .seconds(2))
+        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: Self.kept)
         let staff = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id)
         func change(_ sql: SQLQuery) async throws {
             _ = try await databases.admin.withOrganization(fixture.a.id, actor: .system("tenancy-tests")) { tx in try await tx.execute(sql) }
@@ -68,7 +72,7 @@ struct PrincipalResolverTests {
         // Lowered in the database: the kept membership serves until it lapses...
         try await change("UPDATE memberships SET role = 'assistant' WHERE user_id = \(fixture.a.staffUser)")
         #expect(try await resolver.context(bearer: staff).role == .specialist, "kept")
-        try await Task.sleep(for: .milliseconds(2100))
+        try await Task.sleep(for: Self.kept + .milliseconds(100))
         #expect(try await resolver.context(bearer: staff).role == .assistant, "lapsed: asked again")
         // ...or until it is invalidated (the Core API does so for every Clerk event applied).
         try await change("DELETE FROM memberships WHERE user_id = \(fixture.a.staffUser)")
@@ -101,7 +105,7 @@ struct PrincipalResolverTests {
         // from the cache, which shows the cache skipped the verification.
         let offset = Atomic<Int>(0)
         let dev = try await LocalDevIssuer(environment: .test) { Date().addingTimeInterval(TimeInterval(offset.load(ordering: .relaxed))) }
-        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: .seconds(2))
+        let resolver = PrincipalResolver(issuer: .localDevelopment(dev), admin: databases.admin, membershipCacheTTL: Self.kept)
         let staff = try await dev.issue(user: fixture.a.staffUser, organization: fixture.a.id)
         let expected = TenantContext(organizationID: fixture.a.id, userID: fixture.a.staffUser, role: .specialist)
         #expect(try await resolver.context(bearer: staff) == expected)
@@ -112,7 +116,7 @@ struct PrincipalResolverTests {
         let tampered = String(staff.dropLast(2)) + (staff.hasSuffix("AA") ? "BB" : "AA")
         await #expect(throws: TokenError.self) { try await resolver.context(bearer: tampered) }
         // Lapsed with the membership: verified again, and now expired.
-        try await Task.sleep(for: .milliseconds(2100))
+        try await Task.sleep(for: Self.kept + .milliseconds(100))
         let lapsed = await #expect(throws: TokenError.self) { try await resolver.context(bearer: staff) }
         #expect(lapsed?.code == .expired)
         // A token that expires before the membership lapses is kept only until its exp (then
