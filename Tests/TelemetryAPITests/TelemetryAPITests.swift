@@ -235,6 +235,12 @@ struct TelemetryAPITests {
             ("application/json", "7", unknownEvent, .unprocessableContent, "telemetry.unknownEventType"),
             ("application/json", "7", tooMany, .contentTooLarge, "telemetry.tooLarge"),
             ("text/plain", "7", Array("hello".utf8), .unsupportedMediaType, "request.unsupportedMediaType"),
+            // Media types with no type before the parameters (these once trapped the process).
+            ("", "7", good.encodeBinary(), .unsupportedMediaType, "request.unsupportedMediaType"),
+            (";", "7", good.encodeBinary(), .unsupportedMediaType, "request.unsupportedMediaType"),
+            (";;charset=utf-8", "7", good.encodeBinary(), .unsupportedMediaType, "request.unsupportedMediaType"),
+            (" ; x", "7", good.encodeBinary(), .unsupportedMediaType, "request.unsupportedMediaType"),
+            ("Application/JSON ; charset=utf-8", "7", unknownEvent, .unprocessableContent, "telemetry.unknownEventType"),
             (TelemetryBatch.binaryMediaType, "7", Array(repeating: 0, count: TelemetryBatch.maximumBinarySize + 1), .contentTooLarge, "telemetry.tooLarge"),
             ("application/json", "7", Array(json.utf8) + Array(repeating: 0x20, count: 2 << 20), .contentTooLarge, "telemetry.tooLarge"),
             ("application/json", "7", good.encodeBinary(), .badRequest, "telemetry.malformedBatch"),

@@ -133,7 +133,9 @@ enum SessionRoutes {
     /// checked on `Content-Length` first), refused whole at its first broken rule with the
     /// batch's number in the detail.
     static func decodeBatch(_ request: Request, sequence: Int) async throws -> TelemetryBatch {
-        let type = request.headers[.contentType].map { $0.split(separator: ";")[0].trimmingCharacters(in: .whitespaces).lowercased() }
+        // The media type before any parameter. Not `split(separator:)[0]`: that drops empty
+        // pieces, so a header of "" or ";" has no first piece and the index traps.
+        let type = request.headers[.contentType].map { $0.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased() }
         let binary: Bool
         switch type {
         case TelemetryBatch.binaryMediaType: binary = true
