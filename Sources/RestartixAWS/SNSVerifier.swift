@@ -136,7 +136,7 @@ public final class SNSVerifier: Sendable {
         guard let canonical = message.canonical else { throw SNSError(.invalidMessage, "the SNS message type is not one this endpoint takes") }
         guard topics.contains(message.TopicArn) else { throw SNSError(.topicNotAllowed, "the message is from a topic this deployment does not accept") }
         guard let certificateURL = URL(string: message.SigningCertURL), Self.isSNSHost(certificateURL, topicArn: message.TopicArn),
-            certificateURL.path.hasSuffix(".pem")
+            Self.isCertificatePath(certificateURL)
         else {
             throw SNSError(.untrustedCertificate, "SigningCertURL is not the topic's regional SNS certificate over HTTPS")
         }
@@ -168,8 +168,25 @@ public final class SNSVerifier: Sendable {
         guard (200..<300).contains(status) else { throw SNSError(.confirmationFailed, "SNS refused the subscription confirmation (HTTP \(status))") }
     }
 
+    /// Whether `url` names a certificate as SNS publishes them: the path
+    /// `/SimpleNotificationService-<hex>.pem`, and no query or fragment. Anything looser would
+    /// let a caller vary the URL freely (a fragment, a query) and make this endpoint fetch, and
+    /// remember, a certificate for each variation before the signature is even checked.
+    static func isCertificatePath(_ url: URL) -> Bool {
+        guard url.query == nil, url.fragment == nil else { return false }
+        let path = url.path
+        let prefix = "/SimpleNotificationService-", suffix = ".pem"
+        guard path.hasPrefix(prefix), path.hasSuffix(suffix), path.count > prefix.count + suffix.count else { return false }
+        return path.dropFirst(prefix.count).dropLast(suffix.count).allSatisfy(\.isHexDigit)
+    }
+
+    /// The most certificates kept: SNS signs with one at a time per region, and rotates rarely.
+    static let maximumCachedCertificates = 16
+
     private func publicKey(_ url: URL) async throws(SNSError) -> _RSA.Signing.PublicKey {
-        if let cached = certificates.withLock({ $0[url.absoluteString] }) { return cached }
+        // Keyed by host and path, the whole of what names a certificate here.
+        let name = "\(url.host ?? "")\(url.path)"
+        if let cached = certificates.withLock({ $0[name] }) { return cached }
         let pem: String
         do {
             let (status, body) = try await fetch(url)
@@ -186,7 +203,10 @@ public final class SNSVerifier: Sendable {
         } catch {
             throw SNSError(.untrustedCertificate, "the signing certificate is not an RSA certificate in PEM")
         }
-        certificates.withLock { $0[url.absoluteString] = key }
+        certificates.withLock { cache in
+            if cache.count >= Self.maximumCachedCertificates { cache.removeAll() }
+            cache[name] = key
+        }
         return key
     }
 }

@@ -150,7 +150,13 @@ struct SESWebhookTests {
                         "https://evil.example/sns.eu-central-1.amazonaws.com/cert.pem", "https://sns.amazonaws.com/cert.pem",
                         "https://sns.eu-central-1.amazonaws.com/cert.txt", "https://user@sns.eu-central-1.amazonaws.com/cert.pem",
                         "https://sns.eu-central-1.amazonaws.com:8443/cert.pem", "https://sns.s3.amazonaws.com/cert.pem",
-                        "https://sns.us-east-1.amazonaws.com/cert.pem"] {
+                        "https://sns.us-east-1.amazonaws.com/cert.pem",
+                        // Only SNS's own certificate names, with nothing after them to vary.
+                        "https://sns.eu-central-1.amazonaws.com/cert.pem",
+                        "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem#again",
+                        "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem?v=2",
+                        "https://sns.eu-central-1.amazonaws.com/x/SimpleNotificationService-0123456789abcdef.pem",
+                        "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-../x.pem"] {
                 cases.append(("certificate at \(url)", try signer.message(Self.notification(Self.bounce(["victim@example.com"])), certificateURL: url), .unauthorized))
             }
             cases.append(("not JSON", ["Type": "Notification"], .badRequest))
