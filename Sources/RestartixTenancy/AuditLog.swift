@@ -19,6 +19,8 @@ public struct AuditLog: Sendable {
         public let resourceType: String?
         public let resourceID: UUID?
         public let requestID: String?
+        /// The client's IP address, where the row was written for a request that had one.
+        public let clientAddress: String?
         /// Ids and kinds the writer recorded; never a patient's data.
         public let metadata: [String: String]
         public let createdAt: Date
@@ -78,7 +80,7 @@ public struct AuditLog: Sendable {
         let after: SQLQuery = cursor.map { " AND (created_at < \($0.date) OR (created_at = \($0.date) AND id < \($0.id)))" } ?? ""
         let rows = try await tenants.query(context, """
             SELECT id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, request_id, \
-            CAST(metadata AS TEXT) AS metadata, created_at FROM audit_log \
+            CAST(client_address AS TEXT) AS client_address, CAST(metadata AS TEXT) AS metadata, created_at FROM audit_log \
             WHERE organization_id = \(context.organizationID)\(after) ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
             """)
         var entries: [Entry] = []
@@ -92,6 +94,8 @@ public struct AuditLog: Sendable {
                 action: try row.decode("action", as: String.self), actionContext: try row.decode("action_context", as: String.self),
                 resourceType: try row.decode("resource_type", as: String?.self), resourceID: try row.decode("resource_id", as: UUID?.self),
                 requestID: try row.decode("request_id", as: String?.self),
+                // Postgres's `inet` as text carries its prefix length (`/32`): the address only.
+                clientAddress: try row.decode("client_address", as: String?.self).map { String($0.prefix { $0 != "/" }) },
                 metadata: metadata.compactMapValues { $0 as? String ?? ($0 as? NSNumber)?.stringValue },
                 createdAt: try row.decode("created_at", as: Date.self)
             ))

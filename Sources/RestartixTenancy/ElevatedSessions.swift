@@ -314,14 +314,16 @@ public final class ElevatedSessions: Sendable {
     /// and the user not deleted). One row means go on; zero means refuse.
     static func accessGate(_ context: TenantContext, dialect: SQLDialect) -> SQLQuery? {
         let organization = context.organizationID
+        let origin = AuditEvent(action: "-").withOrigin()
         switch context.actionContext {
         case .normal:
             return nil
         case .breakGlass(let session):
             return """
-                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, metadata) \
+                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, \
+                request_id, client_address, metadata) \
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'break_glass.access', 'break_glass', \
-                'break_glass_session', s.id, \(json: ["session_id": session.lowercasedString]) \
+                'break_glass_session', s.id, \(origin.requestID), \(origin.clientAddress), \(json: ["session_id": session.lowercasedString]) \
                 FROM break_glass_sessions s WHERE s.id = \(session) AND s.organization_id = \(organization) \
                 AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(dialect.now) \
                 AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = s.organization_id AND o.status = 'active') \
@@ -329,9 +331,10 @@ public final class ElevatedSessions: Sendable {
                 """
         case .impersonation(let session, let actor):
             return """
-                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, metadata) \
+                INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, \
+                request_id, client_address, metadata) \
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'impersonation.access', 'impersonation', \
-                'patient', s.patient_id, \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
+                'patient', s.patient_id, \(origin.requestID), \(origin.clientAddress), \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
                 FROM patient_impersonation_sessions s JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
                 WHERE s.id = \(session) AND s.organization_id = \(organization) AND s.user_id = \(actor) \
                 AND p.user_id = \(context.userID) AND p.deleted_at IS NULL AND s.closed_at IS NULL AND s.expires_at > \(dialect.now) \
@@ -346,7 +349,7 @@ public final class ElevatedSessions: Sendable {
     ) -> SQLQuery {
         var metadata = metadata
         metadata["session_id"] = session.lowercasedString
-        return AuditEvent(action: "\(kind.rawValue).\(verb)", resourceType: kind.resourceType, resourceID: session).insert(
+        return AuditEvent(action: "\(kind.rawValue).\(verb)", resourceType: kind.resourceType, resourceID: session).withOrigin().insert(
             organizationID: organization, actorUserID: actor, actorKind: actorKind, actionContext: kind.rawValue, metadata: metadata
         )
     }

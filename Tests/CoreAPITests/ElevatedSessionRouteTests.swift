@@ -95,6 +95,39 @@ struct ElevatedSessionRouteTests {
         }
     }
 
+    @Test("audit rows carry the request's id and the client's address: X-Forwarded-For from a trusted proxy, else the peer; answers are no-store")
+    func auditOrigin() async throws {
+        for trusted in [true, false] {
+            let (app, directory, tokens, _) = try await DemoAPI.make("core-audit-origin") { configuration in
+                if trusted { configuration.edge.trustedProxies = try! TrustedProxies(cidrs: ["127.0.0.0/8", "::1"]) }
+            }
+            defer { directory.remove() }
+            try await app.test(.live) { client in
+                var headers: HTTPFields = [.authorization: "Bearer \(tokens["demo-owner"]!)", .contentType: "application/json"]
+                headers[.requestID] = "origin-\(trusted)"
+                headers[.xForwardedFor] = "203.0.113.50, 198.51.100.4"
+                let opened = try await client.execute(
+                    uri: "/v1/break-glass-sessions", method: .post, headers: headers,
+                    body: Self.json(["reason": "Checking the audit trail's origin", "duration_seconds": 600])
+                ) { response -> ElevatedSessionBody? in
+                    #expect(response.status == .created)
+                    #expect(response.headers[.cacheControl] == "no-store", "a clinic's data is not cached")
+                    return Self.decode(ElevatedSessionBody.self, response)
+                }
+                let session = try #require(opened)
+                let log = try await client.execute(uri: "/v1/audit-log", method: .get, headers: [.authorization: "Bearer \(tokens["demo-owner"]!)"]) {
+                    Self.decode(AuditLogPageBody.self, $0)
+                }
+                let row = try #require(log?.entries.first { $0.action == "break_glass.open" && $0.resource_id == session.id })
+                #expect(row.request_id == "origin-\(trusted)")
+                // Trusted: the rightmost address that is not a proxy. Untrusted: the header is
+                // the client's own say, and the peer is the client.
+                let expected: Set<String> = trusted ? ["198.51.100.4"] : ["127.0.0.1", "::1"]
+                #expect(row.client_address.map(expected.contains) == true, "\(trusted): \(String(describing: row.client_address))")
+            }
+        }
+    }
+
     @Test("impersonation: a specialist acts as a patient who has an account; a patient without one, or of another clinic, is refused")
     func impersonation() async throws {
         try await withAPI { client, fixture in

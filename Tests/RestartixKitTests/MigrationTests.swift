@@ -290,6 +290,7 @@ struct MigrationSetTests {
                 "1948d0db37371f37328b6a9ae366dc3b52c8f54c9bb1c5118fd2ff5d6e164660",
                 "5768626f812e6a64b426322c063ac5637e0425248ffef4be4917431d9d339758",
                 "75979daa51b285e1dfd65c38f4e6c2a7fdd979eb72c5c4c3cd840aa9a2ece219",
+                "4effc7a49925352876aaa348a418206b85ab859bb4551c75d771b0610a333b69",
             ],
             .sqlite: [
                 "972fa40c442d7d12de934e59ac52e2e5fe6491cf635174073884e25f121623a1",
@@ -308,6 +309,7 @@ struct MigrationSetTests {
                 "fcc6c7a87858cb9db00089435fdb6c4890619fe19b0056a09dcf437332e7ee5d",
                 "3afdfb75d6cebf5f013ad9e86109683d612f80b76f588f879e4c7ba097524d67",
                 "bfc77acb624bd8612499c091966b9c41c3510e667fec2e4b53082394f2c52156",
+                "6d391c2b5f1abdcff48e89a40b347a2e36782352c3d74da6d8ae45dd6de1a156",
             ],
         ]
         for (dialect, checksums) in pins {

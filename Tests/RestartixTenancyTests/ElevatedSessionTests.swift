@@ -109,6 +109,57 @@ struct ElevatedSessionTests {
         await databases.close()
     }
 
+    @Test("audit rows carry the request's id and client address from AuditOrigin, in canonical form; an event's own win; a non-address is refused or left out", arguments: TenancyBackend.all)
+    func auditOrigin(backend: TenancyBackend) async throws {
+        let databases = try await backend.open()
+        let fixture = try await TenancyFixture.make(admin: databases.admin)
+        let sessions = ElevatedSessions(admin: databases.admin)
+        let owner = TenantContext(organizationID: fixture.a.id, userID: fixture.a.staffUser, role: .owner)
+        func rows(_ action: String) async throws -> [AuditLog.Entry] {
+            try await AuditLog(tenants: databases.app).page(owner, limit: 200).entries.filter { $0.action == action }
+        }
+        // From a request: the tenant's own row, a session opened on the admin role, and the
+        // elevated session's access gate all carry the origin.
+        let session = try await AuditOrigin.$current.withValue(AuditOrigin(requestID: "req-origin-1", clientAddress: "2001:DB8:0:0::7")) {
+            try await databases.app.withTenant(owner) { tx in try await tx.audit(AuditEvent(action: "test.origin")) }
+            let session = try await sessions.openBreakGlass(organization: fixture.a.id, user: fixture.a.staffUser, reason: "origin test: records needed")
+            _ = try await databases.app.query(session.context, "SELECT id FROM patients")
+            return session
+        }
+        for action in ["test.origin", "break_glass.open", "break_glass.access"] {
+            let found = try await rows(action)
+            #expect(found.count == 1, "\(backend) \(action)")
+            #expect(found.first?.requestID == "req-origin-1" && found.first?.clientAddress == "2001:db8::7", "\(backend) \(action): \(found)")
+        }
+        // An event's own values win; an IPv4-mapped address is stored as IPv4.
+        try await AuditOrigin.$current.withValue(AuditOrigin(requestID: "req-origin-2", clientAddress: "198.51.100.4")) {
+            try await databases.app.withTenant(owner) { tx in
+                try await tx.audit(AuditEvent(action: "test.own", requestID: "own-id", clientAddress: "::ffff:203.0.113.9"))
+            }
+        }
+        let own = try await rows("test.own")
+        #expect(own.first?.requestID == "own-id" && own.first?.clientAddress == "203.0.113.9", "\(backend): \(own)")
+        // No request: neither. A named non-address is refused and writes nothing; one in the
+        // origin is left out.
+        try await databases.app.withTenant(owner) { tx in try await tx.audit(AuditEvent(action: "test.none")) }
+        let none = try await rows("test.none")
+        #expect(none.count == 1 && none.first?.requestID == nil && none.first?.clientAddress == nil, "\(backend): \(none)")
+        for bad in ["", "localhost", "1.2.3", "1.2.3.4/32", "1.2.3.4; DROP TABLE audit_log", String(repeating: "1", count: 100)] {
+            let refused = await #expect(throws: TenancyError.self) {
+                try await databases.app.withTenant(owner) { tx in try await tx.audit(AuditEvent(action: "test.bad", clientAddress: bad)) }
+            }
+            #expect(refused?.code == .invalidContext, "\(backend) \(bad)")
+        }
+        #expect(try await rows("test.bad").isEmpty)
+        try await AuditOrigin.$current.withValue(AuditOrigin(clientAddress: "not an address")) {
+            try await databases.app.withTenant(owner) { tx in try await tx.audit(AuditEvent(action: "test.dropped")) }
+        }
+        #expect(try await rows("test.dropped").first.map { $0.clientAddress == nil } == true)
+        _ = try await sessions.close(.breakGlass, id: session.id, organization: fixture.a.id, by: fixture.a.staffUser)
+        try await fixture.remove(admin: databases.admin)
+        await databases.close()
+    }
+
     @Test("impersonation: the patient's view, audited as the staff member, ends on close", arguments: TenancyBackend.all)
     func impersonation(backend: TenancyBackend) async throws {
         let databases = try await backend.open()

@@ -15,7 +15,7 @@ let snippets: [(where: String, run: @Sendable () async throws -> Void)] = [
     ("Documentation/RestartixTelemetry.md:15", snippet_Documentation_RestartixTelemetry_1),
     ("Documentation/RestartixTelemetry.md:53", snippet_Documentation_RestartixTelemetry_2),
     ("Documentation/RestartixTenancy.md:23", snippet_Documentation_RestartixTenancy_1),
-    ("Documentation/RestartixTenancy.md:140", snippet_Documentation_RestartixTenancy_2),
-    ("Documentation/RestartixTenancy.md:225", snippet_Documentation_RestartixTenancy_3),
-    ("Documentation/RestartixTenancy.md:290", snippet_Documentation_RestartixTenancy_4),
+    ("Documentation/RestartixTenancy.md:146", snippet_Documentation_RestartixTenancy_2),
+    ("Documentation/RestartixTenancy.md:231", snippet_Documentation_RestartixTenancy_3),
+    ("Documentation/RestartixTenancy.md:296", snippet_Documentation_RestartixTenancy_4),
 ]

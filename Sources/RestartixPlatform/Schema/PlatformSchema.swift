@@ -34,6 +34,7 @@ public enum PlatformSchema {
         MigrationSet.postgresAppointmentFollowups,
         MigrationSet.postgresBackupRead,
         MigrationSet.postgresFiles,
+        MigrationSet.postgresAuditClientAddress,
     ]
 
     static let sqlite: [Migration] = [
@@ -53,6 +54,7 @@ public enum PlatformSchema {
         MigrationSet.sqliteAppointmentFollowups,
         MigrationSet.sqliteBackupRead,
         MigrationSet.sqliteFiles,
+        MigrationSet.sqliteAuditClientAddress,
     ]
 }
 

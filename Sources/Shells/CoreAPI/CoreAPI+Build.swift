@@ -164,14 +164,16 @@ func makePrincipalResolver(configuration: CoreAPIConfiguration, admin: AdminData
 /// The Core API's routes behind the shared edge (ServiceSupport, ``addServiceEdge(to:options:)``:
 /// request ids, the client's address, problem+json errors, one access log line per request,
 /// maintenance mode, the request timeout, 405 with `Allow`, request counts and latency by
-/// route template and status). `/v1` routes are rate limited per client address, need a
-/// bearer token, then are rate limited per user.
+/// route template and status). Every audit row a request writes carries its id and client
+/// address. `/v1` routes are rate limited per client address, need a bearer token, then are
+/// rate limited per user; their answers are `no-store`.
 func makeRouter(
     database: Database, readiness: Readiness?, resolver: PrincipalResolver, metrics: PrometheusCollectorRegistry?, platform: PlatformServices,
     edge: EdgeOptions = EdgeOptions(), limiter: any RateLimiter = InProcessRateLimiter(), rateLimits: RateLimitPolicy = RateLimitPolicy()
 ) -> Router<CoreRequestContext> {
     let router = Router(context: CoreRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = addServiceEdge(to: router, options: edge)
+    router.add(middleware: AuditOriginMiddleware())
     addHealthRoutes(to: router, database: database, readiness: readiness)
     if let metrics { addMetricsRoute(to: router, registry: metrics, access: edge.metricsAccess, trustedProxies: edge.trustedProxies) }
     router.get("openapi.json") { _, _ -> Response in
@@ -187,6 +189,7 @@ func makeRouter(
         membershipsChanged: { resolver.invalidateMemberships() }
     )
     let v1 = router.group("v1")
+        .add(middleware: NoStoreMiddleware())
         .add(middleware: TenantAuthMiddleware(
             resolver: resolver, limits: .init(limiter: limiter, perAddress: rateLimits.perAddress, perUser: rateLimits.perUser)
         ))
@@ -201,6 +204,7 @@ func makeRouter(
     if let files = platform.files { addFileRoutes(to: v1, files: files) }
     if let local = platform.localUploads { addLocalObjectRoutes(to: router, store: local) }
     let admin = router.group("v1/admin")
+        .add(middleware: NoStoreMiddleware())
         .add(middleware: RateLimitMiddleware(limiter: limiter, group: "address", rate: rateLimits.perAddress))
         .add(middleware: PlatformAdminAuthMiddleware(resolver: resolver))
     addAdminProviderRoutes(to: admin, providers: platform.providers, admin: platform.admin)

@@ -131,3 +131,29 @@ struct ActivityMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 }
+
+/// Gives every audit row a request writes its request id and client address
+/// (``AuditOrigin/current``, RestartixTenancy), however deep in the library the row is written.
+/// Inside the edge, which sets both.
+struct AuditOriginMiddleware: RouterMiddleware {
+    typealias Context = CoreRequestContext
+
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        try await AuditOrigin.$current.withValue(AuditOrigin(requestID: context.requestID, clientAddress: context.clientAddress)) {
+            try await next(request, context)
+        }
+    }
+}
+
+/// `Cache-Control: no-store` on every answer of an authenticated route that does not set its
+/// own: they carry a clinic's data (a patient's, often), which no browser or shared cache
+/// should keep.
+struct NoStoreMiddleware: RouterMiddleware {
+    typealias Context = CoreRequestContext
+
+    func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
+        return response
+    }
+}

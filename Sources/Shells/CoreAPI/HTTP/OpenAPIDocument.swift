@@ -178,6 +178,7 @@ enum OpenAPIDocument {
               "resource_type": {"type": "string"},
               "resource_id": {"type": "string", "format": "uuid"},
               "request_id": {"type": "string"},
+              "client_address": {"type": "string", "description": "The client's IP address (IPv4 or IPv6), from trusted proxies' headers."},
               "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
               "created_at": {"type": "string", "format": "date-time"}
             }

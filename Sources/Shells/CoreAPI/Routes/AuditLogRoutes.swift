@@ -14,6 +14,7 @@ struct AuditEntryBody: ResponseCodable, Equatable {
     let resource_type: String?
     let resource_id: String?
     let request_id: String?
+    let client_address: String?
     let metadata: [String: String]
     let created_at: String
 
@@ -26,6 +27,7 @@ struct AuditEntryBody: ResponseCodable, Equatable {
         resource_type = entry.resourceType
         resource_id = entry.resourceID?.lowercasedString
         request_id = entry.requestID
+        client_address = entry.clientAddress
         metadata = entry.metadata
         created_at = APITime.string(entry.createdAt)
     }
