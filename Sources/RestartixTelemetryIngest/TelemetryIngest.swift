@@ -46,6 +46,9 @@ public final class TelemetryIngest: Sendable {
     public struct Configuration: Sendable {
         /// Open sessions per process (default 1,000).
         public var maximumOpenSessions = 1_000
+        /// Open sessions of one patient per process (default 3): one patient's tokens cannot
+        /// take the process's every slot (``maximumOpenSessions``) from the other clinics.
+        public var maximumOpenSessionsPerPatient = 3
         /// Frames per session (default 108,000: an hour at 30 frames a second, about 58 MB
         /// when finishing).
         public var maximumFramesPerSession = 108_000
@@ -155,6 +158,10 @@ public final class TelemetryIngest: Sendable {
     }
 
     enum Phase: Sendable {
+        /// Being started: its owner record and spool are being written. Batches and finishes
+        /// wait for it (``ErrorCode/startInProgress``), so a finish cannot run before the
+        /// spool exists and leave one behind.
+        case starting
         case open
         case finishing
         case finished(TelemetrySessionStatus.State, reps: Int?, dropped: Int?, at: Date)
@@ -264,7 +271,7 @@ public final class TelemetryIngest: Sendable {
         func status(_ id: UUID) -> TelemetrySessionStatus {
             let state: TelemetrySessionStatus.State, reps: Int?, dropped: Int?
             switch phase {
-            case .open: (state, reps, dropped) = (.open, nil, nil)
+            case .starting, .open: (state, reps, dropped) = (.open, nil, nil)
             case .finishing: (state, reps, dropped) = (.finishing, nil, nil)
             case .finished(let finished, let count, let skipped, _): (state, reps, dropped) = (finished, count, skipped)
             }
@@ -283,13 +290,28 @@ public final class TelemetryIngest: Sendable {
 
     struct State: Sendable {
         var sessions: [UUID: Session] = [:]
-        var openCount = 0
+        /// Sessions starting, open or finishing; in all and by patient.
+        private(set) var openCount = 0
+        private(set) var openByPatient: [UUID: Int] = [:]
         var batchesInFlight = 0
         /// Entries in the open sessions' indexes (``Configuration/maximumIndexedBatches``).
         var indexedBatches = 0
         var draining = false
         /// Pending deliveries known to this process, by session.
         var pending: [UUID: Pending] = [:]
+
+        /// A session of `patient` opens (starts, or is loaded from the spool).
+        mutating func opened(_ patient: UUID) {
+            openCount += 1
+            openByPatient[patient, default: 0] += 1
+        }
+
+        /// A session of `patient` stops being open (finished, or its start undone).
+        mutating func closed(_ patient: UUID) {
+            openCount -= 1
+            let left = (openByPatient[patient] ?? 1) - 1
+            openByPatient[patient] = left > 0 ? left : nil
+        }
     }
 
     // MARK: - Keys
@@ -375,8 +397,15 @@ public final class TelemetryIngest: Sendable {
             guard state.openCount < configuration.maximumOpenSessions else {
                 throw TelemetryIngestError(.tooManySessions, "this instance holds \(configuration.maximumOpenSessions) open sessions")
             }
-            state.openCount += 1
-            state.sessions[claims.sessionID] = Session(claims: claims, exercise: profile.exerciseName, startedAt: started, lastActivity: started)
+            guard state.openByPatient[claims.patientID, default: 0] < configuration.maximumOpenSessionsPerPatient else {
+                throw TelemetryIngestError(
+                    .patientSessionLimit, "the patient has \(configuration.maximumOpenSessionsPerPatient) open sessions here: finish one first"
+                )
+            }
+            state.opened(claims.patientID)
+            var session = Session(claims: claims, exercise: profile.exerciseName, startedAt: started, lastActivity: started)
+            session.phase = .starting
+            state.sessions[claims.sessionID] = session
             return true
         }
         guard made else {
@@ -391,8 +420,9 @@ public final class TelemetryIngest: Sendable {
             try await spool.create(manifest: Self.json(manifest), organization: claims.organizationID, session: claims.sessionID)
         } catch {
             state.withLock { state in
+                // Still starting: nothing else may finish or feed a session in this phase.
                 if let removed = state.sessions.removeValue(forKey: claims.sessionID) {
-                    state.openCount -= 1
+                    state.closed(claims.patientID)
                     state.indexedBatches -= removed.batches.count
                 }
             }
@@ -400,7 +430,10 @@ public final class TelemetryIngest: Sendable {
             if claimed { try? await store.delete(Self.ownerKey(organization: claims.organizationID, session: claims.sessionID)) }
             throw error
         }
-        let status = state.withLock { $0.sessions[claims.sessionID]?.status(claims.sessionID) }
+        let status = state.withLock { state -> TelemetrySessionStatus? in
+            state.sessions[claims.sessionID]?.phase = .open
+            return state.sessions[claims.sessionID]?.status(claims.sessionID)
+        }
         logger.info("Telemetry session started", metadata: Self.ids(claims))
         return (status ?? TelemetrySessionStatus(sessionID: claims.sessionID, state: .open, exercise: profile.exerciseName, batches: 0, frames: 0, nextSequence: 0, gaps: []), false)
     }
@@ -504,7 +537,7 @@ public final class TelemetryIngest: Sendable {
         return state.withLock { state in
             if let raced = state.sessions[claims.sessionID] { return raced.status(claims.sessionID) }
             state.sessions[claims.sessionID] = session
-            state.openCount += 1
+            state.opened(claims.patientID)
             // Recovered whatever the budget: these batches were acknowledged.
             state.indexedBatches += session.batches.count
             return session.status(claims.sessionID)
@@ -573,6 +606,7 @@ public final class TelemetryIngest: Sendable {
         let duplicate = try state.withLock { state throws(TelemetryIngestError) -> TelemetrySessionStatus? in
             guard !state.draining else { throw TelemetryIngestError(.draining, "the service is shutting down") }
             guard var session = state.sessions[claims.sessionID] else { throw TelemetryIngestError(.notStarted, "batch \(sequence): the session was not started") }
+            if case .starting = session.phase { throw TelemetryIngestError(.startInProgress, "batch \(sequence): the session is being started; retry") }
             guard case .open = session.phase else { throw TelemetryIngestError(.finished, "batch \(sequence): the session is finishing or finished") }
             if let existing = session.batches[sequence] {
                 guard existing.sameContent(as: entry) else {
@@ -658,8 +692,9 @@ public final class TelemetryIngest: Sendable {
 
     /// Finishes session `id` (known in memory).
     func finish(_ id: UUID, reason: String) async throws(TelemetryIngestError) -> TelemetrySessionStatus {
-        let claimed = state.withLock { state -> (Session?, TelemetrySessionStatus?) in
+        let claimed = try state.withLock { state throws(TelemetryIngestError) -> (Session?, TelemetrySessionStatus?) in
             guard var session = state.sessions[id] else { return (nil, nil) }
+            if case .starting = session.phase { throw TelemetryIngestError(.startInProgress, "the session is being started; retry") }
             guard case .open = session.phase else { return (nil, session.status(id)) }
             session.phase = .finishing
             state.sessions[id] = session
@@ -667,23 +702,28 @@ public final class TelemetryIngest: Sendable {
         }
         if let answered = claimed.1 { return answered }
         guard let session = claimed.0 else { throw TelemetryIngestError(.notStarted, "no such session: start it first") }
-        // Batches being written when finishing began are part of the session: wait for them.
-        while state.withLock({ !($0.sessions[id]?.writing.isEmpty ?? true) }) {
-            try? await Task.sleep(for: .milliseconds(5))
+        // The engine's own task, not the request's: a request that gives up (its timeout, a
+        // client gone) must not cancel a finish half-way through its writes, which would throw
+        // its work away and open the session again.
+        let work = Task { () async -> Result<TelemetrySessionStatus, TelemetryIngestError> in
+            // Batches being written when finishing began are part of the session: wait for them.
+            while self.state.withLock({ !($0.sessions[id]?.writing.isEmpty ?? true) }) {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            let began = ContinuousClock.now
+            defer {
+                let elapsed = (ContinuousClock.now - began).components
+                self.meters.finishSeconds.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            }
+            do throws(TelemetryIngestError) {
+                return .success(try await self.finishes.run { () async throws(TelemetryIngestError) -> TelemetrySessionStatus in
+                    try await self.complete(session.claims, exercise: session.exercise, startedAt: session.startedAt, reason: reason)
+                })
+            } catch {
+                return .failure(error)
+            }
         }
-        let result: Result<TelemetrySessionStatus, TelemetryIngestError>
-        let began = ContinuousClock.now
-        defer {
-            let elapsed = (ContinuousClock.now - began).components
-            meters.finishSeconds.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
-        }
-        do {
-            result = .success(try await finishes.run { () async throws(TelemetryIngestError) -> TelemetrySessionStatus in
-                try await self.complete(session.claims, exercise: session.exercise, startedAt: session.startedAt, reason: reason)
-            })
-        } catch {
-            result = .failure(error)
-        }
+        let result = await work.value
         switch result {
         case .success(let status):
             return status
@@ -785,7 +825,7 @@ public final class TelemetryIngest: Sendable {
         let at = now()
         state.withLock { state in
             guard var session = state.sessions[id] else { return }
-            if case .finished = session.phase {} else { state.openCount -= 1 }
+            if case .finished = session.phase {} else { state.closed(session.claims.patientID) }
             session.phase = .finished(finished, reps: reps, dropped: dropped, at: at)
             state.indexedBatches -= session.batches.count
             session.compact()

@@ -14,8 +14,9 @@ public enum TelemetryIngestErrorDomain: ErrorDomain {
         switch code {
         case .notStarted: 404
         case .wrongSession: 403
-        case .finished, .sequenceConflict, .sequenceInProgress, .neighbourInProgress: 409
+        case .finished, .sequenceConflict, .sequenceInProgress, .neighbourInProgress, .startInProgress: 409
         case .sessionFull: 413
+        case .patientSessionLimit: 429
         case .sequenceOutOfRange, .overlapsNeighbour, .unknownExercise, .exerciseChanged, .emptyBatch: 422
         case .busy, .tooManySessions, .draining, .storage, .openElsewhere: 503
         default: 500
@@ -23,7 +24,8 @@ public enum TelemetryIngestErrorDomain: ErrorDomain {
     }
 
     public static func isTransient(_ code: ErrorCode<TelemetryIngestErrorDomain>) -> Bool {
-        [.busy, .tooManySessions, .draining, .storage, .sequenceInProgress, .neighbourInProgress, .openElsewhere].contains(code)
+        [.busy, .tooManySessions, .draining, .storage, .sequenceInProgress, .neighbourInProgress, .startInProgress, .openElsewhere, .patientSessionLimit]
+            .contains(code)
     }
 }
 
@@ -41,6 +43,12 @@ extension ErrorCode where Domain == TelemetryIngestErrorDomain {
     /// The batch's frames would overlap those of a neighbouring batch still being stored by
     /// another request: retry (then the answer is final: stored, or ``overlapsNeighbour``).
     public static var neighbourInProgress: Self { Self("neighbourInProgress") }
+    /// The session is being started by another request (its spool is being made): retry.
+    public static var startInProgress: Self { Self("startInProgress") }
+    /// The patient holds as many open sessions on this instance as it may
+    /// (``TelemetryIngest/Configuration/maximumOpenSessionsPerPatient``): finish one (or let it
+    /// go idle) first.
+    public static var patientSessionLimit: Self { Self("patientSessionLimit") }
     /// The session holds as many frames or batches as it may.
     public static var sessionFull: Self { Self("sessionFull") }
     /// A sequence number past the session's batch limit.

@@ -395,6 +395,100 @@ struct TelemetryIngestTests {
         #expect(await Self.code { _ = try await ingest.ingest(batches[0], sequence: 0, for: Self.claims()) } == .notStarted)
     }
 
+    /// A gate tasks wait at until it opens.
+    final class Gate: Sendable {
+        private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>], arrived: Int)>((false, [], 0))
+        var arrived: Int { state.withLock { $0.arrived } }
+
+        func wait() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let go = state.withLock { state -> Bool in
+                    state.arrived += 1
+                    if state.open { return true }
+                    state.waiting.append(continuation)
+                    return false
+                }
+                if go { continuation.resume() }
+            }
+        }
+
+        func open() {
+            let waiting = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.open = true
+                defer { state.waiting = [] }
+                return state.waiting
+            }
+            for continuation in waiting { continuation.resume() }
+        }
+    }
+
+    /// A local store whose writes of owner records (`open/...`) wait at a gate: a start held
+    /// between claiming its session and making its spool.
+    struct GatedStore: ObjectStore {
+        let base: LocalObjectStore
+        let gate: Gate
+
+        func beginUpload(_ key: ObjectKey, options: ObjectPutOptions) async throws(ObjectStoreError) -> any ObjectUpload {
+            if key.value.hasPrefix("open/") { await gate.wait() }
+            return try await base.beginUpload(key, options: options)
+        }
+        func read(_ key: ObjectKey, range: Range<Int>?) async throws(ObjectStoreError) -> [UInt8]? { try await base.read(key, range: range) }
+        func head(_ key: ObjectKey) async throws(ObjectStoreError) -> ObjectInfo? { try await base.head(key) }
+        func delete(_ key: ObjectKey) async throws(ObjectStoreError) { try await base.delete(key) }
+        func list(prefix: String) async throws(ObjectStoreError) -> [ObjectInfo] { try await base.list(prefix: prefix) }
+        func presign(_ key: ObjectKey, for access: PresignedAccess, expires: Duration) throws(ObjectStoreError) -> PresignedRequest {
+            try base.presign(key, for: access, expires: expires)
+        }
+    }
+
+    @Test("a finish or a batch while the start is still claiming the session waits for it (409 startInProgress, transient); then the session runs its course and leaves no spool")
+    func startRace() async throws {
+        let fixture = try Fixture("ingest-start-race")
+        defer { fixture.directory.remove() }
+        let gate = Gate()
+        let clock = fixture.clock
+        let ingest = TelemetryIngest(spool: fixture.spool, store: GatedStore(base: fixture.store, gate: gate), sink: fixture.sink, now: { clock.now })
+        let claims = Self.claims()
+        let batch = Self.batches(repetitions: 1).batches[0]
+        async let started = ingest.start(claims, exercise: "knee_flexion")
+        while gate.arrived == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        // Before the fix, this finish found no spool, called the session abandoned and freed its
+        // slot; the start then made a spool for a finished session, left behind for good.
+        #expect(await Self.code { _ = try await ingest.finish(claims) } == .startInProgress)
+        #expect(await Self.code { _ = try await ingest.ingest(batch, sequence: 0, for: claims) } == .startInProgress)
+        #expect(try await ingest.status(claims).state == .open)
+        let error = TelemetryIngestError(.startInProgress, "")
+        #expect(error.httpStatus == 409 && error.isTransient)
+        gate.open()
+        #expect(try await started.status.state == .open)
+        _ = try await ingest.ingest(batch, sequence: 0, for: claims)
+        #expect(try await ingest.finish(claims).state == .delivered)
+        #expect(ingest.counts.open == 0)
+        #expect(try fixture.spool.sessions().isEmpty, "no spool left behind")
+        #expect(try await fixture.store.list(prefix: "open/").isEmpty, "no owner record left behind")
+    }
+
+    @Test("one patient's open sessions are capped (429 patientSessionLimit, transient); another patient still starts, a resume is not a new session, and a finished one frees its place")
+    func patientLimit() async throws {
+        let fixture = try Fixture("ingest-patient-limit")
+        defer { fixture.directory.remove() }
+        let ingest = fixture.engine { $0.maximumOpenSessionsPerPatient = 2 }
+        let organization = UUIDv7.generate(), patient = UUIDv7.generate()
+        let first = Self.claims(organization: organization, patient: patient)
+        let second = Self.claims(organization: organization, patient: patient)
+        let third = Self.claims(organization: organization, patient: patient)
+        _ = try await ingest.start(first, exercise: "knee_flexion")
+        _ = try await ingest.start(second, exercise: "knee_flexion")
+        #expect(await Self.code { _ = try await ingest.start(third, exercise: "knee_flexion") } == .patientSessionLimit)
+        let error = TelemetryIngestError(.patientSessionLimit, "")
+        #expect(error.httpStatus == 429 && error.isTransient)
+        #expect(try await ingest.start(second, exercise: "knee_flexion").resumed, "a resume at the limit")
+        _ = try await ingest.start(Self.claims(organization: organization), exercise: "knee_flexion")
+        #expect(try await ingest.finish(first).state == .abandoned)
+        _ = try await ingest.start(third, exercise: "knee_flexion")
+        #expect(ingest.counts.open == 3)
+    }
+
     @Test("a session left idle past the timeout is finished by the sweep; one without a batch is abandoned and frees its slot")
     func idle() async throws {
         let fixture = try Fixture("ingest-idle")

@@ -75,6 +75,10 @@ public enum ServiceKeys {
         ServiceKey("TELEMETRY_S3_KMS_KEY_ID", "the KMS key of TELEMETRY_S3_SSE=aws:kms", default: "the bucket's default KMS key", [.telemetryAPI]),
         ServiceKey("TELEMETRY_IDLE_TIMEOUT_SECONDS", "a session without a batch for this long (1 to 86400) is finished", default: "600", [.telemetryAPI]),
         ServiceKey("TELEMETRY_MAX_OPEN_SESSIONS", "open sessions per instance; past it, starts get 503 with Retry-After", default: "1000", [.telemetryAPI]),
+        ServiceKey(
+            "TELEMETRY_MAX_OPEN_SESSIONS_PER_PATIENT", "open sessions of one patient per instance; past it, starts get 429 ingest.patientSessionLimit",
+            default: "3", [.telemetryAPI]
+        ),
         ServiceKey("TELEMETRY_MAX_CONCURRENT_BATCHES", "batches being decoded and stored at once per instance; past it, 503 with Retry-After", default: "64", [.telemetryAPI]),
         ServiceKey("TELEMETRY_MAX_INDEXED_BATCHES", "batches of open sessions indexed in memory per instance (about 64 bytes each); past it, 503 with Retry-After until sessions finish", default: "2000000", [.telemetryAPI]),
         ServiceKey("TELEMETRY_MAX_SESSION_FRAMES", "frames per session, 1 to 450000 (a session holds them all in memory while it finishes: 536 bytes each; its replay blob holds at most 256 MiB); past it, 413", default: "108000 (an hour at 30 fps)", [.telemetryAPI]),

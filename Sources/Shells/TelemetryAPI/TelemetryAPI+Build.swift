@@ -29,6 +29,7 @@ func buildApplication(
     let router = makeRouter(configuration: configuration, ingest: ingest, spool: spool, store: store, metrics: metrics)
     return Application(
         router: router,
+        server: .http1(configuration: .services),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "restartix-telemetry-api"),
         services: [IngestService(ingest: ingest)],
         logger: logger

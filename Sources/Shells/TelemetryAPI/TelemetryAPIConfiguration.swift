@@ -80,6 +80,7 @@ struct TelemetryAPIConfiguration: Sendable {
         spoolDirectory = service.string("TELEMETRY_SPOOL_DIRECTORY") ?? secrets.appendingPathComponent("telemetry-spool").path
         if let seconds = try service.int("TELEMETRY_IDLE_TIMEOUT_SECONDS", in: 1...86_400) { ingest.idleTimeout = .seconds(seconds) }
         if let count = try service.int("TELEMETRY_MAX_OPEN_SESSIONS", in: 1...1_000_000) { ingest.maximumOpenSessions = count }
+        if let count = try service.int("TELEMETRY_MAX_OPEN_SESSIONS_PER_PATIENT", in: 1...1_000) { ingest.maximumOpenSessionsPerPatient = count }
         if let count = try service.int("TELEMETRY_MAX_CONCURRENT_BATCHES", in: 1...10_000) { ingest.maximumConcurrentBatches = count }
         if let count = try service.int("TELEMETRY_MAX_INDEXED_BATCHES", in: 1...100_000_000) { ingest.maximumIndexedBatches = count }
         // At most what one replay blob holds (ReplayBlob.defaultMaximumSize: about 500,000 frames).

@@ -108,7 +108,7 @@ enum TelemetryOpenAPIDocument {
         "/v1/sessions/{id}/start": {
           "post": {
             "operationId": "startSession",
-            "summary": "Starts the session (201), or resumes it (200) with what arrived so far. Another exercise than the session's is 422.",
+            "summary": "Starts the session (201), or resumes it (200) with what arrived so far. Another exercise than the session's is 422; a patient with as many open sessions as it may have is 429.",
             "security": [{"sessionToken": []}],
             "parameters": [{"$ref": "#/components/parameters/SessionID"}],
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StartSession"}}}},
@@ -122,6 +122,7 @@ enum TelemetryOpenAPIDocument {
               "413": {"$ref": "#/components/responses/Problem"},
               "415": {"$ref": "#/components/responses/Problem"},
               "422": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/RetryLater"}
             }
           }

@@ -2,10 +2,18 @@ public import HummingbirdCore
 public import Logging
 public import NIOCore
 
+extension HTTP1Channel.Configuration {
+    /// The services' HTTP/1.1 settings: a connection idle for 75 s is closed (Hummingbird's
+    /// default keeps it for ever, so idle or abandoned connections pile up). Longer than a load
+    /// balancer's usual idle timeout (60 s on AWS), so the balancer, not the service, closes a
+    /// kept-alive connection it might still reuse.
+    public static var services: Self { .init(idleTimeout: .seconds(75)) }
+}
+
 extension HTTPServerBuilder {
     /// HTTP/1.1, as `.http1(configuration:)`, with each connection's task preferring its
     /// channel's event loop as its executor (``EventLoopBoundChannel``).
-    public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+    public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .services) -> HTTPServerBuilder {
         .init { responder in
             EventLoopBoundChannel(HTTP1Channel(responder: responder, configuration: configuration))
         }
