@@ -40,6 +40,11 @@ extension ErrorCode where Domain == AppointmentErrorDomain {
     public static var holdSuperseded: Self { Self("holdSuperseded") }
     /// The appointment is already canceled.
     public static var alreadyCanceled: Self { Self("alreadyCanceled") }
+    /// The appointment has started: a patient can no longer cancel it (the clinic can).
+    public static var alreadyStarted: Self { Self("alreadyStarted") }
+    /// The patient has as many upcoming appointments as it may book for itself
+    /// (``Appointments/maximumUpcomingPerPatient``).
+    public static var tooManyUpcoming: Self { Self("tooManyUpcoming") }
     /// The appointment is in person: it has no video room.
     public static var notVideo: Self { Self("notVideo") }
     /// The appointment is over: its room is closed.

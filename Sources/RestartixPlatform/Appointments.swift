@@ -86,6 +86,8 @@ public struct Appointments: Sendable {
     public static let defaultHoldDuration: Duration = .seconds(10 * 60)
     /// How far ahead a slot may be booked.
     public static let horizon: TimeInterval = 366 * 86_400
+    /// How many upcoming appointments a patient may book for itself unless told otherwise.
+    public static let defaultMaximumUpcomingPerPatient = 10
 
     let tenants: TenantDatabase
     let admin: AdminDatabase
@@ -94,13 +96,18 @@ public struct Appointments: Sendable {
     public let slotLength: Duration
     /// How long a hold lasts.
     public let holdDuration: Duration
+    /// How many upcoming (booked, not yet started) appointments a patient principal may have
+    /// when it books for itself: one patient account cannot take a clinic's calendar. Staff
+    /// booking for a patient are not limited.
+    public let maximumUpcomingPerPatient: Int
 
     /// The service over `tenants` (the app role), `admin` (to check a slot's specialist and
     /// whether it is booked, which a patient's own policies cannot see) and `holds`.
     /// `slotLength` is 5 minutes to 8 hours, in whole minutes; `holdDuration` 10 seconds to an hour.
     public init(
         tenants: TenantDatabase, admin: AdminDatabase, holds: any SlotHolds,
-        slotLength: Duration = Self.defaultSlotLength, holdDuration: Duration = Self.defaultHoldDuration
+        slotLength: Duration = Self.defaultSlotLength, holdDuration: Duration = Self.defaultHoldDuration,
+        maximumUpcomingPerPatient: Int = Self.defaultMaximumUpcomingPerPatient
     ) {
         precondition(slotLength >= .seconds(300) && slotLength <= .seconds(8 * 3600) && slotLength.components.seconds % 60 == 0, "slot length: 5 minutes to 8 hours, whole minutes")
         precondition(holdDuration >= .seconds(10) && holdDuration <= .seconds(3600), "hold duration: 10 seconds to an hour")
@@ -109,6 +116,7 @@ public struct Appointments: Sendable {
         self.holds = holds
         self.slotLength = slotLength
         self.holdDuration = holdDuration
+        self.maximumUpcomingPerPatient = max(1, maximumUpcomingPerPatient)
     }
 
     /// Holds `slot` for `patient` (staff: any patient of the clinic; a patient: itself) and
@@ -146,8 +154,9 @@ public struct Appointments: Sendable {
     ///
     /// Throws ``AppointmentError`` `holdExpired` when the hold is not live or not the one
     /// granted, `holdSuperseded` when a later hold of the slot has been booked with, `slotTaken`
-    /// when the slot is booked; ``TenancyError/Code/notFound`` for a patient the principal
-    /// cannot see.
+    /// when the slot is booked, `tooManyUpcoming` when a patient booking for itself has
+    /// ``maximumUpcomingPerPatient`` upcoming appointments; ``TenancyError/Code/notFound`` for a
+    /// patient the principal cannot see.
     public func book(
         _ hold: SlotHold, slot: AppointmentSlot, patient: UUID, kind: Appointment.Kind, as context: TenantContext, requestID: String? = nil
     ) async throws -> Appointment {
@@ -176,6 +185,18 @@ public struct Appointments: Sendable {
                         throw Self.patientNotFound
                     }
                     let user = try row.decode("user_id", as: UUID?.self)
+                    if context.role == .patient {
+                        // Counted under a lock on the patient, so racing bookings cannot all pass.
+                        try await tx.lockForTransaction("appointments.upcoming", patient.lowercasedString)
+                        let upcoming = try await tx.first("""
+                            SELECT count(*) AS n FROM appointments WHERE patient_id = \(patient) AND status = 'booked' AND starts_at > \(Date())
+                            """)?.decode("n", as: Int.self) ?? 0
+                        guard upcoming < maximumUpcomingPerPatient else {
+                            throw AppointmentError(
+                                .tooManyUpcoming, "a patient may book at most \(maximumUpcomingPerPatient) upcoming appointments; the clinic can book more"
+                            )
+                        }
+                    }
                     let endsAt = slot.startsAt.addingTimeInterval(slotLength.secondsValue)
                     try await tx.execute("""
                         INSERT INTO appointments (id, organization_id, patient_id, patient_user_id, specialist_user_id, \
@@ -223,13 +244,18 @@ public struct Appointments: Sendable {
         }
     }
 
-    /// Cancels a booked appointment (staff, or the patient booked) and returns it: its slot is
-    /// free again. Throws ``AppointmentError`` `alreadyCanceled`, or
+    /// Cancels a booked appointment (staff, or the patient booked, before it starts) and returns
+    /// it: its slot is free again. Throws ``AppointmentError`` `alreadyCanceled`,
+    /// `alreadyStarted` (a patient, once the appointment has started), or
     /// ``TenancyError/Code/notFound`` for one the principal cannot see.
     public func cancel(_ id: UUID, as context: TenantContext, requestID: String? = nil) async throws -> Appointment {
         try await tenants.withTenant(context) { tx in
             guard let current = try await Self.fetch(id, in: tx) else { throw Self.notFound }
             guard current.status == .booked else { throw AppointmentError(.alreadyCanceled, "the appointment is already canceled") }
+            // A patient cannot turn a visit that happened (or did not) into a cancellation.
+            guard context.role != .patient || current.startsAt > Date() else {
+                throw AppointmentError(.alreadyStarted, "the appointment has started; only the clinic can cancel it now")
+            }
             let now = tx.dialect.now
             let changed = try await tx.execute("""
                 UPDATE appointments SET status = 'canceled', booked_slot = NULL, canceled_at = \(now), updated_at = \(now) \

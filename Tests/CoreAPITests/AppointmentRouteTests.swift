@@ -57,6 +57,45 @@ extension PatientRouteTests {
         try await fixture.count("SELECT count(*) AS n FROM appointments WHERE organization_id IN (\(fixture.clinic), \(fixture.otherClinic))")
     }
 
+    @Test("a patient books at most 10 upcoming appointments for itself (409 tooManyUpcoming), staff may book more; a patient cannot cancel one that has started, the clinic can", arguments: PatientRouteTests.backends)
+    func patientLimits(backend: Backend) async throws {
+        try await withAPI(backend) { client, fixture in
+            let mine = try await Self.createOwn(client, fixture)
+            var booked: [AppointmentBody] = []
+            for slot in 0..<Appointments.defaultMaximumUpcomingPerPatient {
+                let (_, granted, _) = try await Self.hold(client, fixture, as: "patient", patient: mine.id, start: Self.slotStart(offset: slot))
+                let (status, made, problem) = try await Self.book(client, fixture, as: "patient", hold: try #require(granted))
+                #expect(status == .created, "\(slot): \(String(describing: problem))")
+                booked.append(try #require(made))
+            }
+            let start = Self.slotStart(offset: 20)
+            let (_, granted, _) = try await Self.hold(client, fixture, as: "patient", patient: mine.id, start: start)
+            let (refused, _, problem) = try await Self.book(client, fixture, as: "patient", hold: try #require(granted))
+            #expect(refused == .conflict && problem?.code == "appointment.tooManyUpcoming", "\(String(describing: problem))")
+            #expect(try await fixture.count("SELECT count(*) AS n FROM appointments WHERE patient_id = \(UUID(uuidString: mine.id)!)") == 10)
+            // The refused hold was freed: staff book the slot for the patient.
+            let (_, staffHold, _) = try await Self.hold(client, fixture, as: "owner", patient: mine.id, start: start)
+            let (byStaff, _, _) = try await Self.book(client, fixture, as: "owner", hold: try #require(staffHold))
+            #expect(byStaff == .created)
+            // One that started an hour ago: the patient may not cancel it; the clinic may.
+            let first = try #require(UUID(uuidString: booked[0].id))
+            try await fixture.admin.unscoped(reason: "test: an appointment in the past", actor: .system("tests")) { tx in
+                try await tx.execute("UPDATE appointments SET starts_at = \(Date().addingTimeInterval(-3600)), ends_at = \(Date().addingTimeInterval(-1800)) WHERE id = \(first)")
+            }
+            try await client.execute(uri: "/v1/appointments/\(booked[0].id)/cancel", method: .post, headers: fixture.auth("patient")) { response in
+                #expect(response.status == .conflict && Self.decode(Problem.self, response)?.code == "appointment.alreadyStarted")
+            }
+            #expect(try await fixture.count("SELECT count(*) AS n FROM appointments WHERE id = \(first) AND status = 'booked'") == 1, "nothing changed")
+            try await client.execute(uri: "/v1/appointments/\(booked[0].id)/cancel", method: .post, headers: fixture.auth("owner")) { response in
+                #expect(response.status == .ok)
+            }
+            // An upcoming one the patient still cancels.
+            try await client.execute(uri: "/v1/appointments/\(booked[1].id)/cancel", method: .post, headers: fixture.auth("patient")) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
     @Test("appointments: a patient holds a slot and books it; it is taken for everyone else; canceled, the slot is booked again with a greater fence; audited", arguments: PatientRouteTests.backends)
     func appointmentLifecycle(backend: Backend) async throws {
         try await withAPI(backend) { client, fixture in
