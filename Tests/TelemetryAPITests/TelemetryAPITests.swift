@@ -124,6 +124,24 @@ struct TelemetryAPITests {
         }
     }
 
+    @Test("ready is 503 ingest.storage when the spool cannot be listed, naming no path")
+    func notReady() async throws {
+        let fixture = try Fixture("telemetry-not-ready")
+        defer { fixture.directory.remove() }
+        let app = try await fixture.app()
+        // The spool directory replaced by a file: it can no longer be listed.
+        let spool = fixture.directory.path("spool")
+        try FileManager.default.removeItem(atPath: spool)
+        try Data("not a directory".utf8).write(to: URL(fileURLWithPath: spool))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/ready", method: .get) { response in
+                let problem = Self.decode(Problem.self, response)
+                #expect(response.status == .serviceUnavailable && problem?.code == "ingest.storage", "\(String(buffer: response.body))")
+                #expect(problem?.detail.contains(fixture.directory.path("")) == false)
+            }
+        }
+    }
+
     @Test("a session through HTTP: start (201, then 200 resumed), binary and JSON batches, a retry (200 duplicate), a gap reported, finish delivers the aggregates")
     func session() async throws {
         let fixture = try Fixture("telemetry-session")

@@ -380,82 +380,25 @@ func addHealthRoutes(to router: Router<CoreRequestContext>, database: Database, 
     }
 }
 
-/// The tenancy checks behind `/ready`. They read the catalogs, so they run at most once per
-/// `interval` however often the probe asks, in the background under a deadline of their own
-/// (``checkDeadline``), concurrent probes sharing one run. A probe waits for a run in progress
-/// only until its own deadline, then answers with the last result known.
-actor Readiness {
-    /// The longest one run of the checks may take.
-    static let checkDeadline: Duration = .seconds(10)
-
-    private let checks: [@Sendable () async throws -> Void]
-    private let interval: Duration
-    private var last: (at: ContinuousClock.Instant, problems: [String])?
-    private var refreshing = false
-    private var waiters: [UInt64: CheckedContinuation<[String]?, Never>] = [:]
-    private var nextWaiter: UInt64 = 0
-
+extension Readiness {
+    /// The tenancy checks behind the Core API's `/ready`: the boot check of the app role, and
+    /// of the admin role when there is one. They read the catalogs, hence the cache.
     init(tenants: TenantDatabase, admin: AdminDatabase?, interval: Duration = .seconds(5)) {
-        var checks: [@Sendable () async throws -> Void] = [{ try await tenants.verifyIsolation() }]
-        if let admin { checks.append { try await admin.verifyIsolation() } }
-        self.checks = checks
-        self.interval = interval
-    }
-
-    /// Every problem found ([] when isolation holds): the last result while it is fresh;
-    /// otherwise a new run's, if it ends by `deadline`, else the last result known, or `nil`
-    /// when no run has ended yet.
-    func problems(waitingUntil deadline: ContinuousClock.Instant) async -> [String]? {
-        if let last, ContinuousClock.now - last.at < interval { return last.problems }
-        startRun()
-        nextWaiter += 1
-        let id = nextWaiter
-        let fresh = await withCheckedContinuation { (continuation: CheckedContinuation<[String]?, Never>) in
-            waiters[id] = continuation
-            DispatchQueue.global().asyncAfter(deadline: .at(deadline)) { Task { await self.giveUp(id) } }
-        }
-        return fresh ?? last?.problems
-    }
-
-    private func startRun() {
-        guard !refreshing else { return }
-        refreshing = true
-        let checks = self.checks
-        Task.detached {
-            let problems = await Database.withDeadline(Self.checkDeadline) { await Self.run(checks) }
-            await self.finish(problems)
-        }
-    }
-
-    private static func run(_ checks: [@Sendable () async throws -> Void]) async -> [String] {
-        var problems: [String] = []
-        for check in checks {
-            do {
-                try await check()
-            } catch let error as TenancyError {
-                problems += error.problems.isEmpty ? [error.detail] : error.problems
-            } catch {
-                problems.append("the isolation check could not run: \(error)")
+        @Sendable func isolation(_ verify: @escaping @Sendable () async throws -> Void) -> @Sendable () async -> [String] {
+            {
+                do {
+                    try await verify()
+                    return []
+                } catch let error as TenancyError {
+                    return error.problems.isEmpty ? [error.detail] : error.problems
+                } catch {
+                    return ["the isolation check could not run: \(error)"]
+                }
             }
         }
-        return problems
-    }
-
-    /// Records the result of a run made elsewhere (the boot sequence's own check).
-    func record(_ problems: [String]) {
-        last = (ContinuousClock.now, problems)
-    }
-
-    private func finish(_ problems: [String]) {
-        refreshing = false
-        last = (ContinuousClock.now, problems)
-        let waiting = waiters
-        waiters = [:]
-        for continuation in waiting.values { continuation.resume(returning: problems) }
-    }
-
-    private func giveUp(_ id: UInt64) {
-        waiters.removeValue(forKey: id)?.resume(returning: nil)
+        var checks = [isolation { try await tenants.verifyIsolation() }]
+        if let admin { checks.append(isolation { try await admin.verifyIsolation() }) }
+        self.init(checks: checks, interval: interval)
     }
 }
 

@@ -51,16 +51,25 @@ func makeRouter(
     router.get("health") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
     }
+    // Ready while it takes work, the spool can be listed and the object store answers; the two
+    // stores are looked at once per interval however often the unauthenticated probe asks.
+    let probe = try! ObjectKey("ready-probe")
+    let readiness = Readiness(checks: [
+        {
+            do throws(TelemetryIngestError) { _ = try spool.sessions(); return [] } catch { return ["the spool cannot be listed (\(error.codeName))"] }
+        },
+        {
+            do throws(ObjectStoreError) { _ = try await store.head(probe); return [] } catch {
+                return ["the object store does not answer (\(error.codeName))"]
+            }
+        },
+    ])
     router.get("ready") { _, _ -> Response in
-        // Ready while it takes work, the spool can be listed and the object store answers.
-        let probe = try ObjectKey("ready-probe")
         guard ingest.isAccepting else { throw RetryLater(error: TelemetryIngestError(.draining, "the service is shutting down"), after: .seconds(5)) }
-        _ = try spool.sessions()
-        do throws(ObjectStoreError) {
-            _ = try await store.head(probe)
-        } catch {
-            throw TelemetryIngestError(.storage, "the object store does not answer (\(error.codeName))")
+        guard let problems = await readiness.problems(waitingUntil: .now + .milliseconds(900)) else {
+            throw TelemetryIngestError(.storage, "the stores have not been checked yet")
         }
+        if let problem = problems.first { throw TelemetryIngestError(.storage, problem) }
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ready"}"#)))
     }
     SessionRoutes.add(to: router, ingest: ingest, tokens: configuration.sessionTokens, retryAfter: configuration.retryAfter)
