@@ -155,12 +155,36 @@ public struct Patients: Sendable {
     }
 
     /// Deletes a patient (owners and admins): the record no longer appears anywhere; its sealed
-    /// row stays.
-    public func delete(_ id: UUID, as context: TenantContext, requestID: String? = nil) async throws {
+    /// row stays. A patient account linked to the record loses its patient membership of the
+    /// clinic in the same transaction, so it no longer reaches the appointments, files and
+    /// telemetry its account is named on (they match the account, not the record). Returns the
+    /// account cut off, if any (the caller drops any membership it keeps cached).
+    @discardableResult
+    public func delete(_ id: UUID, as context: TenantContext, requestID: String? = nil) async throws -> UUID? {
         try Self.require(context, managers: true, to: "delete patients")
-        try await tenants.withTenant(context) { tx in
+        return try await tenants.withTenant(context) { tx in
+            let account = try await tx.first("SELECT user_id FROM patients WHERE id = \(id) AND deleted_at IS NULL")
+                .flatMap { try $0.decode("user_id", as: UUID?.self) }
             guard try await store.softDelete(id, in: tx) else { throw Self.notFound }
-            try await tx.audit(AuditEvent(action: "patient.delete", resourceType: "patient", resourceID: id, requestID: requestID))
+            var metadata: [String: String] = [:]
+            if let account {
+                let removed = try await tx.execute("""
+                    DELETE FROM memberships WHERE organization_id = \(context.organizationID) AND user_id = \(account) AND role = 'patient'
+                    """)
+                // The policies let no one remove a membership under an elevated session (it
+                // filters the row out, it does not fail): then the record stays too, rather than
+                // a deleted record whose account still reaches what it is named on.
+                if removed == 0, try await tx.first("""
+                    SELECT 1 AS found FROM memberships WHERE organization_id = \(context.organizationID) AND user_id = \(account) AND role = 'patient'
+                    """) != nil {
+                    throw TenancyError(
+                        .roleNotAllowed, "a patient with an account is deleted outside an elevated session: its membership of the clinic must go with it"
+                    )
+                }
+                metadata["patient_membership_removed"] = removed > 0 ? "true" : "false"
+            }
+            try await tx.audit(AuditEvent(action: "patient.delete", resourceType: "patient", resourceID: id, requestID: requestID, metadata: metadata))
+            return account
         }
     }
 

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import RestartixCrypto
 import RestartixKit
 import RestartixPlatform
 import RestartixRedis
@@ -93,6 +94,44 @@ extension PatientRouteTests {
             try await client.execute(uri: "/v1/appointments/\(booked[1].id)/cancel", method: .post, headers: fixture.auth("patient")) { response in
                 #expect(response.status == .ok)
             }
+        }
+    }
+
+    @Test("deleting a linked patient record cuts its account off: its appointments and everything else of the clinic are refused from then on, and the membership is gone", arguments: PatientRouteTests.backends)
+    func deletedPatientCutOff(backend: Backend) async throws {
+        try await withAPI(backend) { client, fixture in
+            let mine = try await Self.createOwn(client, fixture)
+            let (_, granted, _) = try await Self.hold(client, fixture, as: "patient", patient: mine.id, start: Self.slotStart())
+            let (_, made, _) = try await Self.book(client, fixture, as: "patient", hold: try #require(granted))
+            let appointment = try #require(made)
+            try await client.execute(uri: "/v1/appointments/\(appointment.id)", method: .get, headers: fixture.auth("patient")) { #expect($0.status == .ok) }
+            // Under break-glass (the library's callers; no route acts under a session) the
+            // membership cannot be removed, so the record is not deleted either.
+            let tenants = TenantDatabase(
+                configuration: try #require(fixture.appDatabase ?? fixture.platformDatabase), tables: PlatformSchema.tenantTables, logger: Logger(label: "test")
+            )
+            let patients = Patients(tenants: tenants, cipher: ColumnCipher(keyring: try #require(fixture.keyring), logger: Logger(label: "test")))
+            let glass = try await ElevatedSessions(admin: fixture.admin).openBreakGlass(
+                organization: fixture.clinic, user: fixture.users["owner"]!, reason: "test: a delete under break-glass"
+            )
+            let patientID = try #require(UUID(uuidString: mine.id))
+            let refused = await #expect(throws: TenancyError.self) { try await patients.delete(patientID, as: glass.context) }
+            #expect(refused?.code == .roleNotAllowed, "\(String(describing: refused))")
+            #expect(try await fixture.count("SELECT count(*) AS n FROM patients WHERE id = \(patientID) AND deleted_at IS NULL") == 1, "nothing changed")
+            await tenants.shutdown()
+            try await client.execute(uri: "/v1/patients/\(mine.id)", method: .delete, headers: fixture.auth("owner")) { #expect($0.status == .noContent) }
+            // At once, though memberships are cached: the route drops the cache.
+            for uri in ["/v1/appointments/\(appointment.id)", "/v1/me", "/v1/patients/\(mine.id)"] {
+                try await client.execute(uri: uri, method: .get, headers: fixture.auth("patient")) { response in
+                    #expect(response.status == .forbidden, "\(uri): \(response.status)")
+                }
+            }
+            try await client.execute(uri: "/v1/appointments/\(appointment.id)/cancel", method: .post, headers: fixture.auth("patient")) { #expect($0.status == .forbidden) }
+            let patientUser = fixture.users["patient"]!
+            #expect(try await fixture.count("SELECT count(*) AS n FROM memberships WHERE user_id = \(patientUser) AND organization_id = \(fixture.clinic)") == 0)
+            #expect(try await fixture.count("SELECT count(*) AS n FROM appointments WHERE id = \(UUID(uuidString: appointment.id)!) AND status = 'booked'") == 1)
+            // The clinic still sees and manages the appointment.
+            try await client.execute(uri: "/v1/appointments/\(appointment.id)", method: .get, headers: fixture.auth("owner")) { #expect($0.status == .ok) }
         }
     }
 

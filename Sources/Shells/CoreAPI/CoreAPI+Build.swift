@@ -198,7 +198,7 @@ func makeRouter(
     addElevatedSessionRoutes(to: v1, sessions: platform.sessions)
     addAuditLogRoutes(to: v1, auditLog: platform.auditLog)
     addUsageRoutes(to: v1, tenants: platform.tenants)
-    addPatientRoutes(to: v1, patients: platform.patients)
+    addPatientRoutes(to: v1, patients: platform.patients, membershipsChanged: { resolver.invalidateMemberships() })
     addAppointmentRoutes(to: v1, appointments: platform.appointments, followups: platform.followups, worker: platform.followupWorker)
     addTelemetryRoutes(to: v1, sessions: platform.telemetrySessions, metrics: TelemetryMetrics(tenants: platform.tenants))
     if let files = platform.files { addFileRoutes(to: v1, files: files) }

@@ -93,7 +93,7 @@ struct PatientSearchBody: ResponseCodable, Equatable {
 /// The clinic's patients (the library's ``Patients``: every rule is there): create, read,
 /// change, delete, list in keyset pages, find by e-mail. A patient principal sees and changes
 /// only its own record; another clinic's patient is a 404 like one that never existed.
-func addPatientRoutes(to group: RouterGroup<CoreRequestContext>, patients: Patients) {
+func addPatientRoutes(to group: RouterGroup<CoreRequestContext>, patients: Patients, membershipsChanged: @escaping @Sendable () -> Void = {}) {
     group.post("patients") { request, context -> EditedResponse<PatientBody> in
         let tenant = try context.requireTenant()
         let body = try await request.decode(as: NewPatientRequest.self, context: context)
@@ -136,7 +136,10 @@ func addPatientRoutes(to group: RouterGroup<CoreRequestContext>, patients: Patie
     }
     group.delete("patients/{id}") { _, context -> Response in
         let tenant = try context.requireTenant()
-        try await patients.delete(try uuid(context.parameters.get("id"), field: "id"), as: tenant, requestID: context.requestID)
+        // A linked account lost its patient membership: no cached copy may outlive it.
+        if try await patients.delete(try uuid(context.parameters.get("id"), field: "id"), as: tenant, requestID: context.requestID) != nil {
+            membershipsChanged()
+        }
         return Response(status: .noContent)
     }
 }
