@@ -170,14 +170,15 @@ public final class SNSVerifier: Sendable {
 
     /// Whether `url` names a certificate as SNS publishes them: the path
     /// `/SimpleNotificationService-<hex>.pem`, and no query or fragment. Anything looser would
-    /// let a caller vary the URL freely (a fragment, a query) and make this endpoint fetch, and
-    /// remember, a certificate for each variation before the signature is even checked.
+    /// let a caller vary the URL freely (a fragment, a query) and make this endpoint fetch a
+    /// certificate for each variation before the signature is even checked; the cache below is
+    /// bounded whatever names a caller tries.
     static func isCertificatePath(_ url: URL) -> Bool {
         guard url.query == nil, url.fragment == nil else { return false }
         let path = url.path
         let prefix = "/SimpleNotificationService-", suffix = ".pem"
         guard path.hasPrefix(prefix), path.hasSuffix(suffix), path.count > prefix.count + suffix.count else { return false }
-        return path.dropFirst(prefix.count).dropLast(suffix.count).allSatisfy(\.isHexDigit)
+        return path.dropFirst(prefix.count).dropLast(suffix.count).allSatisfy { $0.isASCII && $0.isHexDigit }
     }
 
     /// The most certificates kept: SNS signs with one at a time per region, and rotates rarely.

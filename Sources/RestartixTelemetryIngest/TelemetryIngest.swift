@@ -58,6 +58,9 @@ public final class TelemetryIngest: Sendable {
         public var maximumEventsPerSession = 50_000
         /// Batches being decoded and stored at once, process-wide (default 64).
         public var maximumConcurrentBatches = 64
+        /// Batches of one session being stored at once (default 4): one session's client cannot
+        /// hold the process's every slot (``maximumConcurrentBatches``) from the others.
+        public var maximumConcurrentBatchesPerSession = 4
         /// Batches of open sessions indexed in memory, process-wide (default 2,000,000: about
         /// 130 MB of index). Past it, batches are refused (`ingest.busy`, 503 with `Retry-After`)
         /// until sessions finish; a finished session keeps its counts, not its index.
@@ -332,6 +335,13 @@ public final class TelemetryIngest: Sendable {
         try! ObjectKey("failed/\(organization.lowercasedString)/\(session.lowercasedString).json")
     }
 
+    /// `noreplay/{org}/{session}.json`: a session finished without a replay blob (it could not
+    /// be encoded): what says it finished once its pending record is delivered, where a blob
+    /// would, and tells an operator which replays are missing.
+    public static func noReplayKey(organization: UUID, session: UUID) -> ObjectKey {
+        try! ObjectKey("noreplay/\(organization.lowercasedString)/\(session.lowercasedString).json")
+    }
+
     /// `open/{org}/{session}.json`: which instance (its spool's ``DirectorySpool/ownerID``)
     /// holds the open session. Written create-only at the start, removed once it finished.
     public static func ownerKey(organization: UUID, session: UUID) -> ObjectKey {
@@ -561,7 +571,9 @@ public final class TelemetryIngest: Sendable {
                     )
                 }
             }
-            if try await store.head(Self.blobKey(organization: org, session: id)) != nil {
+            let blob = try await store.head(Self.blobKey(organization: org, session: id))
+            let noReplay = blob == nil ? try await store.head(Self.noReplayKey(organization: org, session: id)) : nil
+            if blob != nil || noReplay != nil {
                 return TelemetrySessionStatus(sessionID: id, state: .delivered, exercise: "", batches: 0, frames: 0, nextSequence: 0, gaps: [])
             }
         } catch let error as TelemetryIngestError {
@@ -616,6 +628,11 @@ public final class TelemetryIngest: Sendable {
             }
             guard session.writing[sequence] == nil else {
                 throw TelemetryIngestError(.sequenceInProgress, "batch \(sequence) is being stored by another request; retry")
+            }
+            guard session.writing.count < configuration.maximumConcurrentBatchesPerSession else {
+                throw TelemetryIngestError(
+                    .sessionBusy, "batch \(sequence): \(configuration.maximumConcurrentBatchesPerSession) batches of this session are being stored; retry"
+                )
             }
             guard session.frames + session.writingFrames + batch.frames.count <= configuration.maximumFramesPerSession else {
                 throw TelemetryIngestError(.sessionFull, "batch \(sequence): a session holds at most \(configuration.maximumFramesPerSession) frames")
@@ -801,6 +818,14 @@ public final class TelemetryIngest: Sendable {
         if let blob {
             let options = ObjectPutOptions(contentType: "application/gzip", serverSideEncryption: configuration.serverSideEncryption)
             try await write(blob, at: Self.blobKey(organization: org, session: id), to: store, "the replay blob", options: options)
+        } else {
+            // Without it, nothing would say the session finished once its aggregates are
+            // delivered: a start with the same token would open it again.
+            try await write(
+                Self.json(["session_id": id.lowercasedString, "reason": "the replay could not be encoded"]),
+                at: Self.noReplayKey(organization: org, session: id), to: store, "the missing-replay record",
+                options: ObjectPutOptions(contentType: "application/json", serverSideEncryption: configuration.serverSideEncryption)
+            )
         }
         let record = PendingRecord(session_id: id.lowercasedString, aggregates: aggregates, reps: reps, dropped_frames: dropped, finished_at: now(), last_error: nil)
         try await write(

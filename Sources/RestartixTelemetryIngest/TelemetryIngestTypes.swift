@@ -16,7 +16,7 @@ public enum TelemetryIngestErrorDomain: ErrorDomain {
         case .wrongSession: 403
         case .finished, .sequenceConflict, .sequenceInProgress, .neighbourInProgress, .startInProgress: 409
         case .sessionFull: 413
-        case .patientSessionLimit: 429
+        case .patientSessionLimit, .sessionBusy: 429
         case .sequenceOutOfRange, .overlapsNeighbour, .unknownExercise, .exerciseChanged, .emptyBatch: 422
         case .busy, .tooManySessions, .draining, .storage, .openElsewhere: 503
         default: 500
@@ -24,7 +24,7 @@ public enum TelemetryIngestErrorDomain: ErrorDomain {
     }
 
     public static func isTransient(_ code: ErrorCode<TelemetryIngestErrorDomain>) -> Bool {
-        [.busy, .tooManySessions, .draining, .storage, .sequenceInProgress, .neighbourInProgress, .startInProgress, .openElsewhere, .patientSessionLimit]
+        [.busy, .tooManySessions, .draining, .storage, .sequenceInProgress, .neighbourInProgress, .startInProgress, .openElsewhere, .patientSessionLimit, .sessionBusy]
             .contains(code)
     }
 }
@@ -43,6 +43,9 @@ extension ErrorCode where Domain == TelemetryIngestErrorDomain {
     /// The batch's frames would overlap those of a neighbouring batch still being stored by
     /// another request: retry (then the answer is final: stored, or ``overlapsNeighbour``).
     public static var neighbourInProgress: Self { Self("neighbourInProgress") }
+    /// As many of the session's batches are being stored as one session may have at once
+    /// (``TelemetryIngest/Configuration/maximumConcurrentBatchesPerSession``): retry.
+    public static var sessionBusy: Self { Self("sessionBusy") }
     /// The session is being started by another request (its spool is being made): retry.
     public static var startInProgress: Self { Self("startInProgress") }
     /// The patient holds as many open sessions on this instance as it may

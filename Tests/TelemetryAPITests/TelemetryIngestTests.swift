@@ -89,6 +89,19 @@ struct TelemetryIngestTests {
         #expect(try await fixture.spool.read(organization: claims.organizationID, session: claims.sessionID) == nil)
         #expect(try await ingest.finish(claims).state == .delivered)
         #expect(fixture.sink.deliveries.count == 1)
+        // Past the in-memory retention, and in a new process: still finished (the missing-replay
+        // record says so where a blob would), never opened again by a start with the same token.
+        #expect(try await fixture.store.head(TelemetryIngest.noReplayKey(organization: claims.organizationID, session: claims.sessionID)) != nil)
+        fixture.advance(3600)
+        await ingest.tick()
+        let restarted = fixture.engine { $0.maximumBlobSize = 64 * 1024 }
+        for engine in [ingest, restarted] {
+            #expect(try await engine.status(claims).state == .delivered)
+            let again = try await engine.start(claims, exercise: "knee_flexion")
+            #expect(again.resumed && again.status.state == .delivered)
+            #expect(await Self.code { _ = try await engine.ingest(batches[0], sequence: 0, for: claims) } == .finished)
+        }
+        #expect(fixture.sink.deliveries.count == 1)
     }
 
     @Test("racing requests with overlapping frames under different numbers: exactly one is stored, the rest are refused (retried until the answer is final), and finishing drops nothing")
@@ -107,7 +120,7 @@ struct TelemetryIngestTests {
                     while true {
                         switch await Self.code({ _ = try await ingest.ingest(batches[0], sequence: sequence, for: claims) }) {
                         case nil: return "stored"
-                        case .neighbourInProgress?: try? await Task.sleep(for: .milliseconds(1))
+                        case .neighbourInProgress?, .sessionBusy?: try? await Task.sleep(for: .milliseconds(1))
                         case let code?: return code.description
                         }
                     }

@@ -130,7 +130,7 @@ enum TelemetryOpenAPIDocument {
         "/v1/sessions/{id}/batches/{sequence}": {
           "put": {
             "operationId": "putBatch",
-            "summary": "Stores batch number `sequence` (201); the same batch again is 200 with duplicate true (nothing stored twice); another batch under a stored number is 409. Batches may come in any order; gaps are reported in the status.",
+            "summary": "Stores batch number `sequence` (201); the same batch again is 200 with duplicate true (nothing stored twice); another batch under a stored number is 409. Batches may come in any order; gaps are reported in the status. More of one session's batches at once than it may store is 429 (retry).",
             "security": [{"sessionToken": []}],
             "parameters": [
               {"$ref": "#/components/parameters/SessionID"},
@@ -154,6 +154,7 @@ enum TelemetryOpenAPIDocument {
               "413": {"$ref": "#/components/responses/Problem"},
               "415": {"$ref": "#/components/responses/Problem"},
               "422": {"$ref": "#/components/responses/Problem"},
+              "429": {"$ref": "#/components/responses/Problem"},
               "503": {"$ref": "#/components/responses/RetryLater"}
             }
           }

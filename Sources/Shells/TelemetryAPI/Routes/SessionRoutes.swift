@@ -80,13 +80,15 @@ struct RetryLater: RestartixError, ProblemHeaders {
 /// (`Authorization: Bearer`, checked by ``SessionTokenMiddleware`` before anything else):
 ///
 /// - `POST /v1/sessions/{id}/start` `{"exercise": "knee_flexion"}`: starts the session, 201;
-///   or resumes it, 200, with its status (which batches arrived, where to carry on).
+///   or resumes it, 200, with its status (which batches arrived, where to carry on); 429 when
+///   the patient has as many open sessions as it may.
 /// - `PUT /v1/sessions/{id}/batches/{sequence}`: one batch (``TelemetryBatch``), binary
 ///   (`application/vnd.restartix.telemetry-batch`) or JSON; 201 stored, 200 a retry of a batch
 ///   stored before (nothing stored twice); 409 the same number with other content, or (retry)
 ///   this number, or a neighbour whose frames this batch's would overlap, still being stored; 413 over
 ///   the size limits; 400/422 a body that breaks a rule, naming it and the batch's number,
-///   nothing of that batch stored; 503 with `Retry-After` when this instance is full.
+///   nothing of that batch stored; 429 (retry) with more of this session's batches being
+///   stored at once than it may have; 503 with `Retry-After` when this instance is full.
 /// - `POST /v1/sessions/{id}/finish`: runs the kernels, stores the replay blob and delivers the
 ///   aggregates to the Core API; answers the final status (`delivered`, or `pending` when the
 ///   Core API could not be reached: they are delivered when it can be).
