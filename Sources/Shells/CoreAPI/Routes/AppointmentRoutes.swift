@@ -170,13 +170,10 @@ func addAppointmentRoutes(
         let tenant = try context.requireTenant()
         return AppointmentBody(try await appointments.get(try uuid(context.parameters.get("id"), field: "id"), as: tenant))
     }
-    group.get("appointments/{id}/video") { _, context -> EditedResponse<VideoAccessBody> in
+    group.get("appointments/{id}/video") { _, context -> VideoAccessBody in
         let tenant = try context.requireTenant()
         let id = try uuid(context.parameters.get("id"), field: "id")
-        let access = try await appointments.videoAccess(to: id, as: tenant, followups: followups, requestID: context.requestID)
-        var headers = HTTPFields()
-        headers[.cacheControl] = "no-store"
-        return EditedResponse(status: .ok, headers: headers, response: VideoAccessBody(access))
+        return VideoAccessBody(try await appointments.videoAccess(to: id, as: tenant, followups: followups, requestID: context.requestID))
     }
     group.get("appointments/{id}/followups") { _, context -> FollowupListBody in
         let tenant = try context.requireTenant()

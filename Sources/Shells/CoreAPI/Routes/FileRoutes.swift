@@ -97,7 +97,7 @@ func addFileRoutes(to group: RouterGroup<CoreRequestContext>, files: Files) {
         let (file, upload) = try await files.requestUpload(
             surface: surface, contentType: body.content_type, size: body.size_bytes, patient: patient, as: tenant, requestID: context.requestID
         )
-        return EditedResponse(status: .created, headers: [.cacheControl: "no-store"], response: UploadBody(file: FileBody(file), upload: PresignedBody(upload)))
+        return EditedResponse(status: .created, response: UploadBody(file: FileBody(file), upload: PresignedBody(upload)))
     }
     group.get("files/{id}") { _, context -> FileBody in
         let tenant = try context.requireTenant()
@@ -110,10 +110,10 @@ func addFileRoutes(to group: RouterGroup<CoreRequestContext>, files: Files) {
         let tenant = try context.requireTenant()
         return FileBody(try await files.complete(try uuid(context.parameters.get("id"), field: "id"), as: tenant, requestID: context.requestID))
     }
-    group.get("files/{id}/download") { _, context -> EditedResponse<DownloadBody> in
+    group.get("files/{id}/download") { _, context -> DownloadBody in
         let tenant = try context.requireTenant()
         let (file, download) = try await files.download(try uuid(context.parameters.get("id"), field: "id"), as: tenant, requestID: context.requestID)
-        return EditedResponse(headers: [.cacheControl: "no-store"], response: DownloadBody(file: FileBody(file), download: PresignedBody(download)))
+        return DownloadBody(file: FileBody(file), download: PresignedBody(download))
     }
 }
 

@@ -76,6 +76,6 @@ func addTelemetryRoutes(to group: RouterGroup<CoreRequestContext>, sessions: Tel
         let tenant = try context.requireTenant()
         guard let sessions else { throw SecretNotConfigured(variable: ServiceKeys.sessionTokenSecret, refused: "telemetry sessions cannot start") }
         let started = try await sessions.start(as: tenant, requestID: context.requestID)
-        return EditedResponse(status: .created, headers: [.cacheControl: "no-store"], response: TelemetrySessionBody(started))
+        return EditedResponse(status: .created, response: TelemetrySessionBody(started))
     }
 }
