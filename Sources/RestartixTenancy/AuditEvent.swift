@@ -55,9 +55,9 @@ public struct AuditEvent: Sendable, Hashable {
     /// that does not parse is left out (it would be attacker-chosen text in the audit trail).
     func withOrigin() -> AuditEvent {
         var event = self
-        let origin = AuditOrigin.current
+        let origin = AuditOrigin.resolved
         event.requestID = requestID ?? origin?.requestID
-        event.clientAddress = (clientAddress ?? origin?.clientAddress).flatMap(IPAddress.canonical)
+        event.clientAddress = clientAddress.map { IPAddress.canonical($0) } ?? origin?.clientAddress
         return event
     }
 
@@ -124,4 +124,9 @@ public struct AuditOrigin: Sendable, Hashable {
 
     /// The origin of the task's audit rows, if the task is handling a request.
     @TaskLocal public static var current: AuditOrigin?
+
+    /// ``current`` with its client address in canonical form, left out when it does not parse.
+    static var resolved: AuditOrigin? {
+        current.map { AuditOrigin(requestID: $0.requestID, clientAddress: $0.clientAddress.flatMap(IPAddress.canonical)) }
+    }
 }

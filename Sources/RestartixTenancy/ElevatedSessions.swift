@@ -314,7 +314,7 @@ public final class ElevatedSessions: Sendable {
     /// and the user not deleted). One row means go on; zero means refuse.
     static func accessGate(_ context: TenantContext, dialect: SQLDialect) -> SQLQuery? {
         let organization = context.organizationID
-        let origin = AuditEvent(action: "-").withOrigin()
+        let origin = AuditOrigin.resolved
         switch context.actionContext {
         case .normal:
             return nil
@@ -323,7 +323,7 @@ public final class ElevatedSessions: Sendable {
                 INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, \
                 request_id, client_address, metadata) \
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'break_glass.access', 'break_glass', \
-                'break_glass_session', s.id, \(origin.requestID), \(origin.clientAddress), \(json: ["session_id": session.lowercasedString]) \
+                'break_glass_session', s.id, \(origin?.requestID), \(origin?.clientAddress), \(json: ["session_id": session.lowercasedString]) \
                 FROM break_glass_sessions s WHERE s.id = \(session) AND s.organization_id = \(organization) \
                 AND s.user_id = \(context.userID) AND s.closed_at IS NULL AND s.expires_at > \(dialect.now) \
                 AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = s.organization_id AND o.status = 'active') \
@@ -334,7 +334,7 @@ public final class ElevatedSessions: Sendable {
                 INSERT INTO audit_log (id, organization_id, actor_user_id, actor_kind, action, action_context, resource_type, resource_id, \
                 request_id, client_address, metadata) \
                 SELECT \(UUIDv7.generate()), s.organization_id, s.user_id, 'user', 'impersonation.access', 'impersonation', \
-                'patient', s.patient_id, \(origin.requestID), \(origin.clientAddress), \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
+                'patient', s.patient_id, \(origin?.requestID), \(origin?.clientAddress), \(json: ["session_id": session.lowercasedString, "acting_as_user_id": context.userID.lowercasedString]) \
                 FROM patient_impersonation_sessions s JOIN patients p ON p.organization_id = s.organization_id AND p.id = s.patient_id \
                 WHERE s.id = \(session) AND s.organization_id = \(organization) AND s.user_id = \(actor) \
                 AND p.user_id = \(context.userID) AND p.deleted_at IS NULL AND s.closed_at IS NULL AND s.expires_at > \(dialect.now) \
